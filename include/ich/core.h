@@ -1,0 +1,96 @@
+/*
+ * libich core: version, status codes, error messages and logging.
+ *
+ * Every fallible libich call returns an ich_status; ICH_OK (0) means success
+ * and results come back through out-parameters. When a call fails,
+ * ich_last_error() returns a message for the calling thread that says what
+ * failed and where (file name, CSV line, ...). The library never prints,
+ * aborts or exits: diagnostics reach the application only through the status,
+ * the last-error message and the optional log callback.
+ *
+ * This header is included by <ich/ich.h>; include that one.
+ */
+#ifndef ICH_CORE_H
+#define ICH_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ICH_BUILDING_LIBRARY) && defined(__GNUC__)
+#define ICH_API __attribute__((visibility("default")))
+#else
+#define ICH_API
+#endif
+
+/* ---- Version ----------------------------------------------------------- */
+
+#define ICH_VERSION_MAJOR 0
+#define ICH_VERSION_MINOR 1
+#define ICH_VERSION_PATCH 0
+/** The version as one number: major * 10000 + minor * 100 + patch. */
+#define ICH_VERSION_NUMBER \
+    (ICH_VERSION_MAJOR * 10000 + ICH_VERSION_MINOR * 100 + ICH_VERSION_PATCH)
+
+/** Version of the loaded library as "major.minor.patch" (static string).
+ *  Compare with ICH_VERSION_* to detect a header/library mismatch. */
+ICH_API const char *ich_version(void);
+
+/** Version of the loaded library as ICH_VERSION_NUMBER computes it. */
+ICH_API int ich_version_number(void);
+
+/* ---- Status codes ------------------------------------------------------ */
+
+/** Result of every fallible call. Values are stable across versions. */
+typedef enum ich_status {
+    ICH_OK = 0,
+    ICH_ERR_INVALID_ARGUMENT = 1, /**< NULL pointer, bad size, bad option */
+    ICH_ERR_NO_MEMORY = 2,        /**< an allocation failed */
+    ICH_ERR_IO = 3,               /**< open/read/write/rename failed */
+    ICH_ERR_FORMAT = 4,           /**< malformed input: not DICOM, truncated, bad CSV */
+    ICH_ERR_UNSUPPORTED = 5,      /**< valid input libich does not handle (colour, multi-frame) */
+    ICH_ERR_NOT_FOUND = 6,        /**< a named item (file, preset, column) does not exist */
+    ICH_ERR_SHAPE = 7,            /**< buffer or tensor has the wrong size or shape */
+    ICH_ERR_INTERNAL = 8          /**< a bug in libich: please report it */
+} ich_status;
+
+/** Short constant name of a status ("ICH_ERR_FORMAT"); "ICH_ERR_UNKNOWN" for
+ *  values not listed above. Never NULL. */
+ICH_API const char *ich_status_string(ich_status status);
+
+/** The calling thread's message for the last failed call: what failed and
+ *  where, e.g. "scan/1.dcm: truncated file: pixel data has 8130 of 8192
+ *  bytes". Valid until the next libich call on this thread. An empty string
+ *  if nothing has failed on this thread; never NULL. Successful calls leave
+ *  the message as it was. */
+ICH_API const char *ich_last_error(void);
+
+/** Forget the calling thread's last error message. */
+ICH_API void ich_clear_error(void);
+
+/* ---- Logging ----------------------------------------------------------- */
+
+typedef enum ich_log_level {
+    ICH_LOG_DEBUG = 0,
+    ICH_LOG_INFO = 1,
+    ICH_LOG_WARNING = 2,
+    ICH_LOG_ERROR = 3
+} ich_log_level;
+
+/** Log callback: receives a level, a NUL-terminated message (no trailing
+ *  newline) and the user pointer given to ich_set_log_callback(). It may be
+ *  called from any thread that runs libich code, so it must be thread-safe. */
+typedef void (*ich_log_fn)(ich_log_level level, const char *message, void *user);
+
+/** Install the process-wide log callback (NULL removes it: libich is then
+ *  silent, the default) and the lowest level passed to it. Messages below
+ *  min_level are dropped. Not to be called while other threads run libich. */
+ICH_API void ich_set_log_callback(ich_log_fn fn, void *user, ich_log_level min_level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_CORE_H */

@@ -1,0 +1,140 @@
+/*
+ * libich DICOM: read one slice into Hounsfield units, write CT slices.
+ *
+ * ich_dicom_read() decodes a single-frame grayscale DICOM file with GDCM in
+ * any transfer syntax GDCM decodes (implicit/explicit VR little endian,
+ * explicit big endian, deflate, RLE, JPEG baseline/extended/lossless,
+ * JPEG-LS, JPEG 2000) and gives:
+ *
+ *   - the stored pixel values ("pixels"): one sample per pixel, row-major,
+ *     in native byte order, as integers of ich_dicom_info.sample_bits bits
+ *     (8, 16 or 32), signed when ich_dicom_info.pixel_representation is 1.
+ *     Bits above BitsStored are masked off and signed values sign-extended;
+ *     1-bit data is unpacked to one 0/1 byte per pixel. These equal
+ *     pydicom's Dataset.pixel_array.
+ *   - the modality values in float32 ("hu"):
+ *         hu = stored * RescaleSlope + RescaleIntercept
+ *     (slope 1 and intercept 0 when the tags are absent). For MONOCHROME1
+ *     the stored value is first mirrored in its representable range,
+ *         stored' = min + max - stored   (min/max for BitsStored bits),
+ *     so that larger values are brighter, as for MONOCHROME2.
+ *
+ * Colour images (SamplesPerPixel != 1) and multi-frame images give
+ * ICH_ERR_UNSUPPORTED; files that are not DICOM, truncated, without pixel
+ * data or with absurd dimensions give ICH_ERR_FORMAT; a missing or
+ * unreadable file gives ICH_ERR_IO. ich_last_error() names the file.
+ *
+ * Threads: an ich_dicom handle is used by one thread at a time; different
+ * handles may be used from different threads at once.
+ */
+#ifndef ICH_DICOM_H
+#define ICH_DICOM_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A decoded DICOM slice (opaque). */
+typedef struct ich_dicom ich_dicom;
+
+/** Largest number of pixels (rows * columns) libich accepts in one slice. */
+#define ICH_DICOM_MAX_PIXELS (16384 * 16384)
+
+/** Metadata of a slice. Set `size` to sizeof(ich_dicom_info) before calling
+ *  ich_dicom_get_info(); fields past `size` are not written, so programs
+ *  built against older headers keep working. Absent numeric tags are NaN,
+ *  absent strings are empty. */
+typedef struct ich_dicom_info {
+    size_t size;
+    int32_t rows;
+    int32_t columns;
+    int32_t bits_allocated;       /**< (0028,0100) as in the file */
+    int32_t bits_stored;          /**< (0028,0101) */
+    int32_t pixel_representation; /**< (0028,0103): 0 unsigned, 1 signed */
+    int32_t sample_bits;          /**< width of one value in ich_dicom_pixels(): 8, 16 or 32 */
+    int32_t monochrome1;          /**< 1 when the photometric interpretation is MONOCHROME1 */
+    int32_t instance_number;      /**< (0020,0013), 0 when absent */
+    double rescale_slope;         /**< (0028,1053), 1 when absent */
+    double rescale_intercept;     /**< (0028,1052), 0 when absent */
+    double pixel_spacing[2];      /**< (0028,0030): row spacing, column spacing in mm */
+    double slice_thickness;       /**< (0018,0050) in mm */
+    double image_position[3];     /**< (0020,0032): x, y, z of the first pixel in mm */
+    double window_center;         /**< (0028,1050), first value */
+    double window_width;          /**< (0028,1051), first value */
+    char photometric[17];         /**< (0028,0004), e.g. "MONOCHROME2" */
+    char modality[17];            /**< (0008,0060), e.g. "CT" */
+    char transfer_syntax[65];     /**< (0002,0010) UID */
+    char sop_instance_uid[65];    /**< (0008,0018) */
+    char series_instance_uid[65]; /**< (0020,000E) */
+    char study_instance_uid[65];  /**< (0020,000D) */
+    char patient_id[65];          /**< (0010,0020) */
+} ich_dicom_info;
+
+/** Read and decode the DICOM file at `path`. On success *out owns a new
+ *  handle (free it with ich_dicom_free()); on failure *out is NULL.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL argument), ICH_ERR_IO (cannot
+ *  open), ICH_ERR_FORMAT (not DICOM, truncated, no pixel data, absurd
+ *  dimensions, undecodable pixel data), ICH_ERR_UNSUPPORTED (colour,
+ *  multi-frame, more than 32 bits), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dicom_read(const char *path, ich_dicom **out);
+
+/** Free a handle from ich_dicom_read(). NULL is a no-op. */
+ICH_API void ich_dicom_free(ich_dicom *dicom);
+
+/** Copy the slice's metadata into *info (see ich_dicom_info for `size`).
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, or info->size too small to hold
+ *  `rows` and `columns`). */
+ICH_API ich_status ich_dicom_get_info(const ich_dicom *dicom, ich_dicom_info *info);
+
+/** Rows and columns of the slice (each may be NULL). */
+ICH_API void ich_dicom_size(const ich_dicom *dicom, int32_t *rows, int32_t *columns);
+
+/** The stored values, rows * columns of them, row-major; their type is
+ *  given by sample_bits and pixel_representation in ich_dicom_info (int8,
+ *  uint8, int16, uint16, int32 or uint32). The memory belongs to the handle
+ *  and lives until ich_dicom_free(). */
+ICH_API const void *ich_dicom_pixels(const ich_dicom *dicom);
+
+/** The slice in Hounsfield units (modality values) as rows * columns
+ *  float32, row-major, computed as described at the top of this header.
+ *  The memory belongs to the handle and lives until ich_dicom_free(). */
+ICH_API const float *ich_dicom_hu(const ich_dicom *dicom);
+
+/* ---- Writing CT slices ------------------------------------------------- */
+
+/** A CT slice to write. Set `size` to sizeof(ich_ct_slice); a zeroed struct
+ *  with `size`, rows, columns and pixels set is valid: zero/NULL fields take
+ *  the defaults given below. */
+typedef struct ich_ct_slice {
+    size_t size;
+    int32_t rows;                 /**< 1..65535 */
+    int32_t columns;              /**< 1..65535 */
+    const int16_t *pixels;        /**< rows * columns stored values, row-major */
+    double rescale_slope;         /**< 0 means 1 */
+    double rescale_intercept;     /**< HU = stored * slope + intercept */
+    double pixel_spacing[2];      /**< mm; zeros mean 1.0 */
+    double slice_thickness;       /**< mm; 0 means absent */
+    double image_position[3];     /**< mm */
+    int32_t instance_number;
+    double window_center;         /**< written when window_width > 0 */
+    double window_width;
+    const char *patient_id;       /**< NULL means "ANONYMOUS" */
+    const char *study_instance_uid;  /**< NULL: a new UID is generated */
+    const char *series_instance_uid; /**< NULL: a new UID is generated */
+    const char *sop_instance_uid;    /**< NULL: a new UID is generated */
+} ich_ct_slice;
+
+/** Write `slice` as a CT Image Storage DICOM file (explicit VR little
+ *  endian, MONOCHROME2, signed 16-bit, with rescale tags) at `path`. The
+ *  file is written to a temporary name beside `path`, synced and renamed,
+ *  so `path` is never left half-written.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad size or dimensions, a UID
+ *  that is not a valid DICOM UID), ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dicom_write_ct(const char *path, const ich_ct_slice *slice);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_DICOM_H */

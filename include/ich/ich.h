@@ -1,0 +1,27 @@
+/*
+ * libich: brain-CT hemorrhage classification, from DICOM to report.
+ *
+ * Include this umbrella header; it pulls in every public part:
+ *   <ich/core.h>    version, ich_status codes, ich_last_error(), logging
+ *   <ich/dicom.h>   DICOM slice reading (GDCM) and CT slice writing
+ *   <ich/window.h>  HU windows, resize, normalisation, DICOM -> PNG
+ *   <ich/image.h>   PNG writing
+ *
+ * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
+ * gives results through out-parameters; on failure ich_last_error() says
+ * what went wrong for the calling thread. Handles come in create/free
+ * pairs and free(NULL) is a no-op. A handle is used by one thread at a time
+ * unless its header says otherwise. Structs passed in or out begin with a
+ * `size_t size` member that the caller sets to sizeof(the struct).
+ *
+ * Link with -lich (pkg-config ich, or find_package(ich) and ich::ich).
+ */
+#ifndef ICH_ICH_H
+#define ICH_ICH_H
+
+#include "ich/core.h"
+#include "ich/dicom.h"
+#include "ich/image.h"
+#include "ich/window.h"
+
+#endif /* ICH_ICH_H */

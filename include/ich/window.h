@@ -1,0 +1,148 @@
+/*
+ * libich windowing: Hounsfield units -> clinical windows -> image or tensor.
+ *
+ * An ich_window holds a recipe: a list of windows (each becomes one output
+ * channel), a mapping mode, an optional output size with a resize method,
+ * and optional per-channel normalisation. Applying it to a slice of HU
+ * values does, per channel:
+ *
+ *   1. map to [0, 1]:
+ *        ICH_WINDOW_LINEAR (default): v = clamp((hu - lo) / width, 0, 1)
+ *          with lo = center - width / 2;
+ *        ICH_WINDOW_MINMAX (the tutorial's mode): x = clamp(hu, lo, lo +
+ *          width) (or x = hu when the recipe has no windows, which gives one
+ *          channel), then v = (x - min(x)) / (max(x) - min(x) + 1e-5)
+ *          over the whole slice;
+ *   2. resize to the output size (ICH_RESIZE_BILINEAR: half-pixel centres,
+ *      no antialiasing, as PyTorch's interpolate(align_corners=False) and
+ *      OpenCV's INTER_LINEAR; ICH_RESIZE_AREA: each output pixel is the mean
+ *      of the input area it covers, fractional pixels weighted, as OpenCV's
+ *      INTER_AREA when shrinking);
+ *   3. uint8 output: trunc(v * 255), as numpy's astype(uint8), channels
+ *      interleaved (HWC, what PNG wants);
+ *      float32 output: (v - mean[c]) / std[c] (mean 0, std 1 by default),
+ *      channel-planar (CHW, what a network wants).
+ *
+ * All arithmetic is float32 and done in this order, so a numpy computation
+ * written the same way gives the same values.
+ *
+ * Presets (center/width in HU): brain 40/80, subdural 80/200, blood 75/215,
+ * bone 600/2800, stroke 40/40, soft_tissue (or soft) 40/350. The pipeline's
+ * default is blood,brain,bone as RGB.
+ *
+ * Threads: configure a window from one thread; once configured, the apply
+ * functions only read it, so one window may be applied from many threads at
+ * once.
+ */
+#ifndef ICH_WINDOW_H
+#define ICH_WINDOW_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A windowing recipe (opaque). */
+typedef struct ich_window ich_window;
+
+/** Most channels (windows) one recipe may hold. */
+#define ICH_WINDOW_MAX_CHANNELS 16
+
+/** How HU values are mapped to [0, 1]; see the top of this header. */
+typedef enum ich_window_mode {
+    ICH_WINDOW_LINEAR = 0,
+    ICH_WINDOW_MINMAX = 1
+} ich_window_mode;
+
+/** How the mapped image is resized to the output size. */
+typedef enum ich_resize_method {
+    ICH_RESIZE_BILINEAR = 0,
+    ICH_RESIZE_AREA = 1
+} ich_resize_method;
+
+/** Look up a preset window by name (case-insensitive). Either out pointer
+ *  may be NULL. Errors: ICH_ERR_INVALID_ARGUMENT (NULL name),
+ *  ICH_ERR_NOT_FOUND (unknown name; the message lists the presets). */
+ICH_API ich_status ich_window_preset(const char *name, float *center, float *width);
+
+/** Create an empty recipe: no windows, ICH_WINDOW_LINEAR, original size,
+ *  bilinear, no normalisation. Free it with ich_window_free().
+ *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_window_create(ich_window **out);
+
+/** Free a recipe. NULL is a no-op. */
+ICH_API void ich_window_free(ich_window *window);
+
+/** Append a window of the given center and width (HU) as the next channel.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (width <= 0 or not finite, center not
+ *  finite, or ICH_WINDOW_MAX_CHANNELS already). */
+ICH_API ich_status ich_window_add(ich_window *window, float center, float width);
+
+/** Append windows from a comma-separated list of preset names and
+ *  "center/width" pairs, e.g. "blood,brain,bone" or "40/80,600/2800".
+ *  Nothing is appended when any item is bad. Errors: ICH_ERR_INVALID_ARGUMENT
+ *  (empty item, bad number), ICH_ERR_NOT_FOUND (unknown preset). */
+ICH_API ich_status ich_window_add_list(ich_window *window, const char *list);
+
+/** Number of windows in the recipe. */
+ICH_API int ich_window_count(const ich_window *window);
+
+/** Center and width of window `index` (0-based). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL window or index out of range). */
+ICH_API ich_status ich_window_get(const ich_window *window, int index, float *center,
+                                  float *width);
+
+/** Set the mapping mode. Errors: ICH_ERR_INVALID_ARGUMENT. */
+ICH_API ich_status ich_window_set_mode(ich_window *window, ich_window_mode mode);
+
+/** Set the output size. rows = columns = 0 keeps each slice's own size.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (negative, only one of them 0, more
+ *  than 16384, or an unknown method). */
+ICH_API ich_status ich_window_set_size(ich_window *window, int32_t rows, int32_t columns,
+                                       ich_resize_method method);
+
+/** Per-channel normalisation for float32 output: (v - mean[c]) / std[c].
+ *  `count` is 1 (the same for every channel) or the number of channels at
+ *  apply time; count 0 removes normalisation. The tutorial uses mean 0.380,
+ *  std 0.236. Errors: ICH_ERR_INVALID_ARGUMENT (NULL with count > 0, a std
+ *  <= 0, non-finite values, count > ICH_WINDOW_MAX_CHANNELS). */
+ICH_API ich_status ich_window_set_normalization(ich_window *window, const float *mean,
+                                                const float *std, int count);
+
+/** Output channels, rows and columns for an input of in_rows x in_columns
+ *  (any out pointer may be NULL). Errors: ICH_ERR_INVALID_ARGUMENT (NULL
+ *  window, non-positive input size, or a LINEAR recipe without windows). */
+ICH_API ich_status ich_window_output_shape(const ich_window *window, int32_t in_rows,
+                                           int32_t in_columns, int32_t *channels,
+                                           int32_t *rows, int32_t *columns);
+
+/** Apply the recipe to `hu` (rows x columns float32, row-major) and write
+ *  an 8-bit image, channels interleaved (rows' x columns' x channels), to
+ *  `out`, which holds out_count bytes. Normalisation does not apply.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE (out_count differs from
+ *  the output shape's product), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_window_apply_u8(const ich_window *window, const float *hu,
+                                       int32_t rows, int32_t columns, uint8_t *out,
+                                       size_t out_count);
+
+/** Apply the recipe to `hu` and write float32 channel planes (channels x
+ *  rows' x columns', CHW), normalised, to `out`, which holds out_count
+ *  floats. Errors as ich_window_apply_u8(). */
+ICH_API ich_status ich_window_apply_f32(const ich_window *window, const float *hu,
+                                        int32_t rows, int32_t columns, float *out,
+                                        size_t out_count);
+
+/** The preprocessing step for one file: read the DICOM at `dicom_path`,
+ *  apply the recipe and write the 8-bit result as a PNG at `png_path`
+ *  (1 channel: gray, 3: RGB; other counts give ICH_ERR_UNSUPPORTED). The
+ *  PNG is written atomically. Safe to call from many threads at once with
+ *  the same recipe. Errors: those of ich_dicom_read(), ich_window_apply_u8()
+ *  and ich_png_write(). */
+ICH_API ich_status ich_window_dicom_to_png(const ich_window *window, const char *dicom_path,
+                                           const char *png_path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_WINDOW_H */

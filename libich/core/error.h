@@ -1,0 +1,29 @@
+/* Internal: setting the thread's last error, logging, and small helpers. */
+#ifndef ICH_INTERNAL_ERROR_H
+#define ICH_INTERNAL_ERROR_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ICH_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define ICH_PRINTF(fmt_index, first_arg)
+#endif
+
+/* Record `status` and a printf-style message as the calling thread's last
+ * error, and log it at ICH_LOG_DEBUG. Returns `status` so callers can write
+ * `return ich_fail(ICH_ERR_IO, "%s: cannot open", path);`. */
+ich_status ich_fail(ich_status status, const char *fmt, ...) ICH_PRINTF(2, 3);
+
+/* Send a printf-style message to the log callback when one is installed and
+ * `level` reaches its minimum level. */
+void ich_log(ich_log_level level, const char *fmt, ...) ICH_PRINTF(2, 3);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

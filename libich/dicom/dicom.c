@@ -1,0 +1,268 @@
+/* DICOM slices: stored values cleaned up to their BitsStored, HU, writing. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/fileutil.h"
+#include "dicom/gdcm_shim.h"
+
+struct ich_dicom {
+    ich_dicom_info info;
+    void *pixels; /* rows * columns values of info.sample_bits bits */
+    float *hu;
+};
+
+/* Every value shifted into a signed 64-bit integer: the bits above
+ * BitsStored removed, signed values sign-extended, 1-bit data unpacked. */
+static int64_t stored_value(const void *buffer, size_t index, int bits_allocated, int bits_stored,
+                            int is_signed)
+{
+    uint64_t raw;
+    switch (bits_allocated) {
+    case 1: return (((const uint8_t *)buffer)[index / 8] >> (index % 8)) & 1;
+    case 8: raw = ((const uint8_t *)buffer)[index]; break;
+    case 16: raw = ((const uint16_t *)buffer)[index]; break;
+    default: raw = ((const uint32_t *)buffer)[index]; break;
+    }
+    uint64_t mask = bits_stored >= 64 ? ~0ull : (1ull << bits_stored) - 1;
+    raw &= mask;
+    if (is_signed && (raw >> (bits_stored - 1)) & 1)
+        return (int64_t)(raw | ~mask);
+    return (int64_t)raw;
+}
+
+static void store_value(void *pixels, size_t index, int sample_bits, int64_t v)
+{
+    switch (sample_bits) {
+    case 8: ((uint8_t *)pixels)[index] = (uint8_t)v; break;
+    case 16: ((uint16_t *)pixels)[index] = (uint16_t)v; break;
+    default: ((uint32_t *)pixels)[index] = (uint32_t)v; break;
+    }
+}
+
+/* Fill dicom->pixels and dicom->hu from GDCM's decoded buffer. */
+static ich_status convert_pixels(ich_dicom *dicom, const void *buffer, const char *path)
+{
+    ich_dicom_info *info = &dicom->info;
+    int bits = info->bits_allocated;
+    if (bits != 1 && bits != 8 && bits != 16 && bits != 32)
+        return ich_fail(ICH_ERR_UNSUPPORTED, "%s: %d bits allocated per pixel is not supported",
+                        path, bits);
+    info->sample_bits = bits == 1 ? 8 : bits;
+    int is_signed = info->pixel_representation == 1;
+    size_t n = (size_t)info->rows * (size_t)info->columns;
+    dicom->pixels = malloc(n * (size_t)(info->sample_bits / 8));
+    dicom->hu = malloc(n * sizeof(float));
+    if (!dicom->pixels || !dicom->hu)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu pixels", path, n);
+
+    /* MONOCHROME1 shows larger values darker: mirror them in their range. */
+    int64_t lo = is_signed ? -(1ll << (info->bits_stored - 1)) : 0;
+    int64_t hi = is_signed ? (1ll << (info->bits_stored - 1)) - 1 : (1ll << info->bits_stored) - 1;
+    int mirror = info->monochrome1;
+    float slope = (float)info->rescale_slope;
+    float intercept = (float)info->rescale_intercept;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = stored_value(buffer, i, bits, info->bits_stored, is_signed);
+        store_value(dicom->pixels, i, info->sample_bits, v);
+        if (mirror)
+            v = lo + hi - v;
+        dicom->hu[i] = (float)v * slope + intercept;
+    }
+    return ICH_OK;
+}
+
+ich_status ich_dicom_read(const char *path, ich_dicom **out)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_read: NULL %s", path ? "out" : "path");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return ich_fail(ICH_ERR_IO, "%s: is a directory, not a DICOM file", path);
+    if (st.st_size == 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: empty file, not DICOM", path);
+
+    ich_gdcm_image image;
+    ich_status status = ich_gdcm_read(path, &image);
+    if (status != ICH_OK)
+        return status;
+    ich_dicom *dicom = calloc(1, sizeof *dicom);
+    if (!dicom) {
+        free(image.buffer);
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    }
+    dicom->info = image.info;
+    status = convert_pixels(dicom, image.buffer, path);
+    free(image.buffer);
+    if (status != ICH_OK) {
+        ich_dicom_free(dicom);
+        return status;
+    }
+    *out = dicom;
+    return ICH_OK;
+}
+
+void ich_dicom_free(ich_dicom *dicom)
+{
+    if (!dicom)
+        return;
+    free(dicom->pixels);
+    free(dicom->hu);
+    free(dicom);
+}
+
+ich_status ich_dicom_get_info(const ich_dicom *dicom, ich_dicom_info *info)
+{
+    size_t minimum = offsetof(ich_dicom_info, columns) + sizeof info->columns;
+    if (!dicom || !info)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_get_info: NULL argument");
+    if (info->size < minimum)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_get_info: info->size is %zu; set it to sizeof(ich_dicom_info)",
+                        info->size);
+    size_t n = info->size < sizeof *info ? info->size : sizeof *info;
+    size_t caller_size = info->size;
+    memcpy(info, &dicom->info, n);
+    info->size = caller_size;
+    return ICH_OK;
+}
+
+void ich_dicom_size(const ich_dicom *dicom, int32_t *rows, int32_t *columns)
+{
+    if (rows)
+        *rows = dicom ? dicom->info.rows : 0;
+    if (columns)
+        *columns = dicom ? dicom->info.columns : 0;
+}
+
+const void *ich_dicom_pixels(const ich_dicom *dicom) { return dicom ? dicom->pixels : NULL; }
+
+const float *ich_dicom_hu(const ich_dicom *dicom) { return dicom ? dicom->hu : NULL; }
+
+/* ---- Writing ---------------------------------------------------------- */
+
+/* A DICOM UID: 1..64 characters, digits in dot-separated components, no
+ * empty component and no leading zero in a component of several digits. */
+static int valid_uid(const char *uid)
+{
+    size_t len = strlen(uid);
+    if (len == 0 || len > 64)
+        return 0;
+    for (const char *p = uid; *p;) {
+        const char *start = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == start || (*start == '0' && p - start > 1))
+            return 0;
+        if (*p == '.' && p[1] == '\0')
+            return 0;
+        if (*p && *p != '.')
+            return 0;
+        if (*p)
+            p++;
+    }
+    return 1;
+}
+
+/* A new random UID under the UUID root 2.25 (ISO/IEC 9834-8): thread-safe
+ * and needing no registered organisation root. */
+static ich_status new_uid(char out[65])
+{
+    unsigned __int128 v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        return ich_fail(ICH_ERR_IO, "cannot get random bytes for a UID: %s", strerror(errno));
+    char digits[48];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    } while (v);
+    memcpy(out, "2.25.", 5);
+    for (int i = 0; i < n; i++)
+        out[5 + i] = digits[n - 1 - i];
+    out[5 + n] = '\0';
+    return ICH_OK;
+}
+
+static ich_status check_text(const char *what, const char *value, int uid)
+{
+    if (!value)
+        return ICH_OK;
+    if (uid ? !valid_uid(value) : strlen(value) > 64)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_write_ct: invalid %s \"%.80s\"", what,
+                        value);
+    return ICH_OK;
+}
+
+static ich_status check_slice(const ich_ct_slice *s)
+{
+    if (s->size < offsetof(ich_ct_slice, sop_instance_uid) + sizeof s->sop_instance_uid)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_write_ct: slice->size is %zu; set it to sizeof(ich_ct_slice)",
+                        s->size);
+    if (s->rows < 1 || s->rows > 65535 || s->columns < 1 || s->columns > 65535 || !s->pixels)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_write_ct: need 1..65535 rows and columns and pixels (got %d x %d%s)",
+                        s->rows, s->columns, s->pixels ? "" : ", no pixels");
+    const double numbers[] = {s->rescale_slope, s->rescale_intercept, s->pixel_spacing[0],
+                              s->pixel_spacing[1], s->slice_thickness, s->image_position[0],
+                              s->image_position[1], s->image_position[2], s->window_center,
+                              s->window_width};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        if (!isfinite(numbers[i]))
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_write_ct: non-finite number");
+    ich_status st;
+    if ((st = check_text("patient ID", s->patient_id, 0)) ||
+        (st = check_text("study instance UID", s->study_instance_uid, 1)) ||
+        (st = check_text("series instance UID", s->series_instance_uid, 1)) ||
+        (st = check_text("SOP instance UID", s->sop_instance_uid, 1)))
+        return st;
+    return ICH_OK;
+}
+
+ich_status ich_dicom_write_ct(const char *path, const ich_ct_slice *slice)
+{
+    if (!path || !slice)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_write_ct: NULL %s",
+                        path ? "slice" : "path");
+    ich_status st = check_slice(slice);
+    if (st != ICH_OK)
+        return st;
+
+    ich_ct_slice s = *slice;
+    char study[65], series[65], sop[65];
+    if (!s.study_instance_uid && (st = new_uid(study)) == ICH_OK)
+        s.study_instance_uid = study;
+    if (!st && !s.series_instance_uid && (st = new_uid(series)) == ICH_OK)
+        s.series_instance_uid = series;
+    if (!st && !s.sop_instance_uid && (st = new_uid(sop)) == ICH_OK)
+        s.sop_instance_uid = sop;
+    if (st != ICH_OK)
+        return st;
+    if (!s.patient_id)
+        s.patient_id = "ANONYMOUS";
+    if (s.rescale_slope == 0)
+        s.rescale_slope = 1;
+    if (s.pixel_spacing[0] == 0 && s.pixel_spacing[1] == 0)
+        s.pixel_spacing[0] = s.pixel_spacing[1] = 1;
+
+    void *bytes;
+    size_t size;
+    if ((st = ich_gdcm_encode_ct(&s, &bytes, &size)) != ICH_OK) {
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", ich_last_error());
+        return ich_fail(st, "%s: %s", path, cause);
+    }
+    st = ich_write_file_atomic(path, bytes, size, 0);
+    free(bytes);
+    return st;
+}

@@ -1,0 +1,366 @@
+// The GDCM shim: the only C++ in libich. Exceptions never cross into C:
+// every entry point catches them and turns them into an ich_status.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <sstream>
+#include <set>
+#include <string>
+
+#include <sys/stat.h>
+
+#include <gdcmAttribute.h>
+#include <gdcmImageReader.h>
+#include <gdcmImageWriter.h>
+#include <gdcmReader.h>
+#include <gdcmTrace.h>
+
+extern "C" {
+#include "core/error.h"
+#include "dicom/gdcm_shim.h"
+}
+
+namespace {
+
+// GDCM reports problems on std::cerr by default; a library must not print,
+// so its trace output goes to a sink that nobody reads.
+std::ostringstream gdcm_trace_sink;
+
+void silence_gdcm()
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        gdcm::Trace::SetDebug(false);
+        gdcm::Trace::SetWarning(false);
+        gdcm::Trace::SetError(false);
+        gdcm::Trace::SetStream(gdcm_trace_sink);
+    });
+}
+
+// Text value of a string-VR element of the top-level data set, trailing
+// spaces and NULs removed; empty when absent.
+std::string text_of(const gdcm::DataSet &ds, uint16_t group, uint16_t element)
+{
+    const gdcm::Tag tag(group, element);
+    if (!ds.FindDataElement(tag))
+        return std::string();
+    const gdcm::ByteValue *bv = ds.GetDataElement(tag).GetByteValue();
+    if (!bv || !bv->GetPointer())
+        return std::string();
+    std::string s(bv->GetPointer(), bv->GetLength());
+    size_t end = s.find_last_not_of(std::string(" \0", 2));
+    s.erase(end == std::string::npos ? 0 : end + 1);
+    size_t begin = s.find_first_not_of(' ');
+    return begin == std::string::npos ? std::string() : s.substr(begin);
+}
+
+// Up to `count` backslash-separated decimal values into `out`; missing or
+// unparsable ones become NaN. Returns how many parsed.
+int numbers_of(const gdcm::DataSet &ds, uint16_t group, uint16_t element, double *out, int count)
+{
+    for (int i = 0; i < count; i++)
+        out[i] = NAN;
+    std::string s = text_of(ds, group, element);
+    const char *p = s.c_str();
+    int parsed = 0;
+    for (int i = 0; i < count && *p; i++) {
+        char *end = nullptr;
+        double v = std::strtod(p, &end);
+        if (end != p && std::isfinite(v)) {
+            out[i] = v;
+            parsed++;
+        }
+        const char *sep = std::strchr(p, '\\');
+        if (!sep)
+            break;
+        p = sep + 1;
+    }
+    return parsed;
+}
+
+void copy_text(char *dst, size_t cap, const std::string &src)
+{
+    size_t n = src.size() < cap - 1 ? src.size() : cap - 1;
+    std::memcpy(dst, src.data(), n);
+    dst[n] = '\0';
+}
+
+void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *info)
+{
+    const gdcm::DataSet &ds = file.GetDataSet();
+    const gdcm::PixelFormat &pf = img.GetPixelFormat();
+    info->size = sizeof *info;
+    info->columns = (int32_t)img.GetDimension(0);
+    info->rows = (int32_t)img.GetDimension(1);
+    info->bits_allocated = pf.GetBitsAllocated();
+    info->bits_stored = pf.GetBitsStored();
+    info->pixel_representation = pf.GetPixelRepresentation();
+
+    double v[3];
+    info->rescale_slope = numbers_of(ds, 0x0028, 0x1053, v, 1) == 1 && v[0] != 0 ? v[0] : 1.0;
+    info->rescale_intercept = numbers_of(ds, 0x0028, 0x1052, v, 1) == 1 ? v[0] : 0.0;
+    numbers_of(ds, 0x0028, 0x0030, info->pixel_spacing, 2);
+    numbers_of(ds, 0x0018, 0x0050, &info->slice_thickness, 1);
+    numbers_of(ds, 0x0020, 0x0032, info->image_position, 3);
+    numbers_of(ds, 0x0028, 0x1050, &info->window_center, 1);
+    numbers_of(ds, 0x0028, 0x1051, &info->window_width, 1);
+    info->instance_number = numbers_of(ds, 0x0020, 0x0013, v, 1) == 1 ? (int32_t)v[0] : 0;
+
+    copy_text(info->photometric, sizeof info->photometric, text_of(ds, 0x0028, 0x0004));
+    info->monochrome1 = std::strcmp(info->photometric, "MONOCHROME1") == 0;
+    copy_text(info->modality, sizeof info->modality, text_of(ds, 0x0008, 0x0060));
+    const char *ts = gdcm::TransferSyntax::GetTSString(file.GetHeader().GetDataSetTransferSyntax());
+    copy_text(info->transfer_syntax, sizeof info->transfer_syntax, ts ? ts : "");
+    copy_text(info->sop_instance_uid, sizeof info->sop_instance_uid, text_of(ds, 0x0008, 0x0018));
+    copy_text(info->series_instance_uid, sizeof info->series_instance_uid,
+              text_of(ds, 0x0020, 0x000E));
+    copy_text(info->study_instance_uid, sizeof info->study_instance_uid, text_of(ds, 0x0020, 0x000D));
+    copy_text(info->patient_id, sizeof info->patient_id, text_of(ds, 0x0010, 0x0020));
+}
+
+// Installed GDCM is built with assertions: a few malformed but parseable
+// files would abort the process inside ImageReader::Read(). This reader
+// parses once, repairs or rejects what would trip those assertions, and
+// only then builds the image, as PixmapReader::Read() does.
+class CheckedImageReader : public gdcm::ImageReader
+{
+  public:
+    ich_status ReadChecked(const char *path)
+    {
+        if (!gdcm::Reader::Read())
+            return ich_fail(ICH_ERR_FORMAT,
+                            "%s: not a DICOM file, or truncated before its data set ends", path);
+        gdcm::DataSet &ds = GetFile().GetDataSet();
+        if (!ds.FindDataElement(gdcm::Tag(0x7FE0, 0x0010)))
+            return ich_fail(ICH_ERR_FORMAT, "%s: DICOM file has no pixel data", path);
+        static const uint16_t required[] = {0x0010, 0x0011, 0x0100, 0x0101, 0x0102};
+        static const char *const names[] = {"Rows", "Columns", "BitsAllocated", "BitsStored",
+                                            "HighBit"};
+        for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+            const gdcm::Tag tag(0x0028, required[i]);
+            const gdcm::ByteValue *bv =
+                ds.FindDataElement(tag) ? ds.GetDataElement(tag).GetByteValue() : nullptr;
+            if (!bv || bv->GetLength() != 2)
+                return ich_fail(ICH_ERR_FORMAT, "%s: image attribute %s (0028,%04X) missing or malformed",
+                                path, names[i], required[i]);
+        }
+        // A single frame may omit Number of Frames; GDCM insists on it once
+        // a Frame Increment Pointer is present (RT Dose). Say it is 1.
+        if (!ds.FindDataElement(gdcm::Tag(0x0028, 0x0008))) {
+            gdcm::DataElement frames(gdcm::Tag(0x0028, 0x0008));
+            frames.SetVR(gdcm::VR::IS);
+            frames.SetByteValue("1 ", 2);
+            ds.Insert(frames);
+        }
+        ds.Remove(gdcm::Tag(0x0088, 0x0200)); // icon image: unused, and asserted on
+
+        const gdcm::TransferSyntax &ts = GetFile().GetHeader().GetDataSetTransferSyntax();
+        PixelData->SetTransferSyntax(ts);
+        gdcm::MediaStorage ms;
+        ms.SetFromFile(GetFile());
+        if (!gdcm::MediaStorage::IsImage(ms))
+            ms = gdcm::MediaStorage::SecondaryCaptureImageStorage;
+        if (!ReadImage(ms))
+            return ich_fail(ICH_ERR_FORMAT, "%s: DICOM image attributes are missing or inconsistent",
+                            path);
+        return ICH_OK;
+    }
+};
+
+// True when the file ends before the native (not encapsulated) pixel data
+// it declares: GDCM itself pads such data silently. A second, header-only
+// parse finds where the pixel values start.
+bool native_pixels_truncated(const char *path, size_t expected)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return true;
+    gdcm::Reader probe;
+    probe.SetFileName(path);
+    const gdcm::Tag pixel_data(0x7FE0, 0x0010);
+    std::set<gdcm::Tag> skip;
+    skip.insert(pixel_data);
+    if (!probe.ReadUpToTag(pixel_data, skip))
+        return true;
+    size_t start = probe.GetStreamCurrentPosition();
+    return start == (size_t)-1 || start + expected > (size_t)st.st_size;
+}
+
+// GDCM swaps big-endian 32-bit samples as two 16-bit halves; put the
+// halves back in order.
+void fix_big_endian_32(ich_gdcm_image *image)
+{
+    uint32_t *v = static_cast<uint32_t *>(image->buffer);
+    size_t n = image->buffer_size / 4;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (v[i] << 16) | (v[i] >> 16);
+}
+
+ich_status read_image(const char *path, ich_gdcm_image *image)
+{
+    CheckedImageReader reader;
+    reader.SetFileName(path);
+    ich_status st = reader.ReadChecked(path);
+    if (st != ICH_OK)
+        return st;
+    const gdcm::Image &img = reader.GetImage();
+    fill_info(reader.GetFile(), img, &image->info);
+    image->samples_per_pixel = img.GetPixelFormat().GetSamplesPerPixel();
+    image->frames = img.GetNumberOfDimensions() >= 3 ? (int32_t)img.GetDimension(2) : 1;
+
+    const ich_dicom_info &info = image->info;
+    if (image->samples_per_pixel != 1)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: colour image (%d samples per pixel, %s); a grayscale slice is expected",
+                        path, image->samples_per_pixel, info.photometric);
+    if (image->frames != 1)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: multi-frame image (%d frames); a single slice is expected", path,
+                        image->frames);
+    if (info.rows <= 0 || info.columns <= 0 ||
+        (int64_t)info.rows * info.columns > (int64_t)ICH_DICOM_MAX_PIXELS)
+        return ich_fail(ICH_ERR_FORMAT, "%s: absurd image size %d x %d", path, info.rows,
+                        info.columns);
+    if (info.bits_allocated > 32 || info.bits_stored < 1 || info.bits_stored > info.bits_allocated)
+        return ich_fail(ICH_ERR_UNSUPPORTED, "%s: unsupported pixel format: %d bits allocated, %d stored",
+                        path, info.bits_allocated, info.bits_stored);
+
+    size_t expected = ((size_t)info.rows * info.columns * info.bits_allocated + 7) / 8;
+    size_t length = img.GetBufferLength();
+    const gdcm::TransferSyntax &ts = img.GetTransferSyntax();
+    if (!ts.IsEncapsulated() && ts != gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian &&
+        native_pixels_truncated(path, expected))
+        return ich_fail(ICH_ERR_FORMAT, "%s: truncated: the file ends inside its pixel data (%zu bytes)",
+                        path, expected);
+    if (length < expected)
+        return ich_fail(ICH_ERR_FORMAT, "%s: pixel data has %zu bytes, %zu expected", path, length,
+                        expected);
+    image->buffer = std::malloc(length);
+    if (!image->buffer)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes for pixel data", path,
+                        length);
+    image->buffer_size = length;
+    if (!img.GetBuffer(static_cast<char *>(image->buffer)))
+        return ich_fail(ICH_ERR_FORMAT, "%s: pixel data cannot be decoded (%s): truncated or corrupt",
+                        path, info.transfer_syntax);
+    if (ts.GetSwapCode() == gdcm::SwapCode::BigEndian && info.bits_allocated == 32)
+        fix_big_endian_32(image);
+    return ICH_OK;
+}
+
+void put_text(gdcm::DataSet &ds, uint16_t group, uint16_t element, gdcm::VR vr, std::string value)
+{
+    if (value.size() % 2)
+        value.push_back(vr == gdcm::VR::UI ? '\0' : ' ');
+    gdcm::DataElement de(gdcm::Tag(group, element));
+    de.SetVR(vr);
+    de.SetByteValue(value.data(), (uint32_t)value.size());
+    ds.Replace(de);
+}
+
+std::string decimal(double v)
+{
+    // DS values hold at most 16 characters.
+    char buf[32];
+    for (int precision = 10; precision > 0; precision--) {
+        std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+        if (std::strlen(buf) <= 16)
+            break;
+    }
+    return buf;
+}
+
+ich_status encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size)
+{
+    gdcm::ImageWriter writer;
+    gdcm::Image &img = writer.GetImage();
+    img.SetNumberOfDimensions(2);
+    img.SetDimension(0, (unsigned int)slice->columns);
+    img.SetDimension(1, (unsigned int)slice->rows);
+    img.SetPixelFormat(gdcm::PixelFormat(gdcm::PixelFormat::INT16));
+    img.SetPhotometricInterpretation(gdcm::PhotometricInterpretation::MONOCHROME2);
+    img.SetTransferSyntax(gdcm::TransferSyntax::ExplicitVRLittleEndian);
+    img.SetSlope(slice->rescale_slope);
+    img.SetIntercept(slice->rescale_intercept);
+    img.SetSpacing(0, slice->pixel_spacing[1]);
+    img.SetSpacing(1, slice->pixel_spacing[0]);
+    img.SetOrigin(0, slice->image_position[0]);
+    img.SetOrigin(1, slice->image_position[1]);
+    img.SetOrigin(2, slice->image_position[2]);
+    const double cosines[6] = {1, 0, 0, 0, 1, 0};
+    img.SetDirectionCosines(cosines);
+
+    size_t pixel_bytes = (size_t)slice->rows * slice->columns * sizeof(int16_t);
+    gdcm::DataElement pixeldata(gdcm::Tag(0x7FE0, 0x0010));
+    pixeldata.SetVR(gdcm::VR::OW);
+    pixeldata.SetByteValue(reinterpret_cast<const char *>(slice->pixels), (uint32_t)pixel_bytes);
+    img.SetDataElement(pixeldata);
+
+    gdcm::DataSet &ds = writer.GetFile().GetDataSet();
+    put_text(ds, 0x0008, 0x0016, gdcm::VR::UI, "1.2.840.10008.5.1.4.1.1.2"); // CT Image Storage
+    put_text(ds, 0x0008, 0x0018, gdcm::VR::UI, slice->sop_instance_uid);
+    put_text(ds, 0x0008, 0x0060, gdcm::VR::CS, "CT");
+    put_text(ds, 0x0010, 0x0010, gdcm::VR::PN, slice->patient_id);
+    put_text(ds, 0x0010, 0x0020, gdcm::VR::LO, slice->patient_id);
+    put_text(ds, 0x0020, 0x000D, gdcm::VR::UI, slice->study_instance_uid);
+    put_text(ds, 0x0020, 0x000E, gdcm::VR::UI, slice->series_instance_uid);
+    put_text(ds, 0x0020, 0x0013, gdcm::VR::IS, std::to_string(slice->instance_number));
+    if (slice->slice_thickness > 0)
+        put_text(ds, 0x0018, 0x0050, gdcm::VR::DS, decimal(slice->slice_thickness));
+    if (slice->window_width > 0) {
+        put_text(ds, 0x0028, 0x1050, gdcm::VR::DS, decimal(slice->window_center));
+        put_text(ds, 0x0028, 0x1051, gdcm::VR::DS, decimal(slice->window_width));
+    }
+
+    std::ostringstream out;
+    writer.SetStream(out);
+    if (!writer.Write())
+        return ich_fail(ICH_ERR_INTERNAL, "GDCM could not encode the CT slice");
+    std::string data = out.str();
+    *bytes = std::malloc(data.size());
+    if (!*bytes)
+        return ich_fail(ICH_ERR_NO_MEMORY, "cannot allocate %zu bytes for a DICOM file", data.size());
+    std::memcpy(*bytes, data.data(), data.size());
+    *size = data.size();
+    return ICH_OK;
+}
+
+} // namespace
+
+extern "C" ich_status ich_gdcm_read(const char *path, ich_gdcm_image *image)
+{
+    silence_gdcm();
+    std::memset(image, 0, sizeof *image);
+    ich_status st;
+    try {
+        st = read_image(path, image);
+    } catch (const std::bad_alloc &) {
+        st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory while decoding", path);
+    } catch (const std::exception &e) {
+        st = ich_fail(ICH_ERR_FORMAT, "%s: cannot decode DICOM: %s", path, e.what());
+    } catch (...) {
+        st = ich_fail(ICH_ERR_FORMAT, "%s: cannot decode DICOM", path);
+    }
+    if (st != ICH_OK) {
+        std::free(image->buffer);
+        image->buffer = nullptr;
+        image->buffer_size = 0;
+    }
+    return st;
+}
+
+extern "C" ich_status ich_gdcm_encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size)
+{
+    silence_gdcm();
+    *bytes = nullptr;
+    *size = 0;
+    try {
+        return encode_ct(slice, bytes, size);
+    } catch (const std::bad_alloc &) {
+        return ich_fail(ICH_ERR_NO_MEMORY, "out of memory while encoding a CT slice");
+    } catch (const std::exception &e) {
+        return ich_fail(ICH_ERR_INTERNAL, "GDCM failed to encode a CT slice: %s", e.what());
+    }
+}

@@ -1,0 +1,35 @@
+/* Internal: the C face of the GDCM shim (gdcm_shim.cpp, the library's only
+ * C++). It decodes files into raw sample buffers and encodes CT slices into
+ * bytes; bit-level clean-up and HU conversion live in dicom.c. */
+#ifndef ICH_INTERNAL_GDCM_SHIM_H
+#define ICH_INTERNAL_GDCM_SHIM_H
+
+#include "ich/dicom.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What GDCM decoded: the metadata (info.size set, strings trimmed) and the
+ * pixel data exactly as GDCM's Image::GetBuffer returns it. */
+typedef struct ich_gdcm_image {
+    ich_dicom_info info;
+    int32_t samples_per_pixel;
+    int32_t frames;
+    void *buffer; /* malloc'd, buffer_size bytes; the caller frees it */
+    size_t buffer_size;
+} ich_gdcm_image;
+
+/* Decode `path`. On failure sets the last error (naming `path`) and leaves
+ * image->buffer NULL. Checks: DICOM, pixel data present, one sample per
+ * pixel, one frame, sane dimensions, the whole buffer decoded. */
+ich_status ich_gdcm_read(const char *path, ich_gdcm_image *image);
+
+/* Encode `slice` (already validated, UIDs filled in) as a DICOM file in
+ * memory: *bytes is malloc'd and holds *size bytes. */
+ich_status ich_gdcm_encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

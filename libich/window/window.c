@@ -1,0 +1,357 @@
+/* Windowing recipes: HU -> [0, 1] per window -> resize -> uint8 or float. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "ich/dicom.h"
+#include "ich/image.h"
+#include "window/resize.h"
+
+struct ich_window {
+    int count;
+    float center[ICH_WINDOW_MAX_CHANNELS];
+    float width[ICH_WINDOW_MAX_CHANNELS];
+    ich_window_mode mode;
+    int32_t out_rows, out_cols; /* 0, 0: keep the input size */
+    ich_resize_method method;
+    int norm_count; /* 0: none, 1: broadcast, else per channel */
+    float mean[ICH_WINDOW_MAX_CHANNELS];
+    float std[ICH_WINDOW_MAX_CHANNELS];
+};
+
+static const struct preset {
+    const char *name;
+    float center, width;
+} presets[] = {
+    {"brain", 40, 80},     {"subdural", 80, 200}, {"blood", 75, 215},       {"bone", 600, 2800},
+    {"stroke", 40, 40},    {"soft_tissue", 40, 350}, {"soft", 40, 350},
+};
+
+ich_status ich_window_preset(const char *name, float *center, float *width)
+{
+    if (!name)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_preset: NULL name");
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        if (strcasecmp(name, presets[i].name) == 0) {
+            if (center)
+                *center = presets[i].center;
+            if (width)
+                *width = presets[i].width;
+            return ICH_OK;
+        }
+    }
+    return ich_fail(ICH_ERR_NOT_FOUND,
+                    "unknown window \"%.64s\": use brain, subdural, blood, bone, stroke, "
+                    "soft_tissue (soft) or CENTER/WIDTH",
+                    name);
+}
+
+ich_status ich_window_create(ich_window **out)
+{
+    if (!out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_create: NULL out");
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_window_create: out of memory");
+    return ICH_OK;
+}
+
+void ich_window_free(ich_window *window) { free(window); }
+
+ich_status ich_window_add(ich_window *w, float center, float width)
+{
+    if (!w)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_add: NULL window");
+    if (!isfinite(center) || !isfinite(width) || width <= 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "window %g/%g: center must be finite and width positive", center, width);
+    if (w->count >= ICH_WINDOW_MAX_CHANNELS)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "at most %d windows", ICH_WINDOW_MAX_CHANNELS);
+    w->center[w->count] = center;
+    w->width[w->count] = width;
+    w->count++;
+    return ICH_OK;
+}
+
+/* One list item: a preset name or CENTER/WIDTH. */
+static ich_status parse_item(const char *item, float *center, float *width)
+{
+    const char *slash = strchr(item, '/');
+    if (!slash)
+        return ich_window_preset(item, center, width);
+    char *end;
+    *center = strtof(item, &end);
+    if (end != slash)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "window \"%s\": bad center", item);
+    *width = strtof(slash + 1, &end);
+    if (end == slash + 1 || *end)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "window \"%s\": bad width", item);
+    if (!isfinite(*center) || !isfinite(*width) || *width <= 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "window \"%s\": center must be finite and width positive", item);
+    return ICH_OK;
+}
+
+ich_status ich_window_add_list(ich_window *w, const char *list)
+{
+    if (!w || !list)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_add_list: NULL argument");
+    /* Parse everything into a copy first, so a bad item changes nothing. */
+    ich_window next = *w;
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof item)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "window list \"%.100s\": %s item", list,
+                            len ? "overlong" : "empty");
+        memcpy(item, p, len);
+        item[len] = '\0';
+        float center, width;
+        ich_status st = parse_item(item, &center, &width);
+        if (st == ICH_OK)
+            st = ich_window_add(&next, center, width);
+        if (st != ICH_OK)
+            return st;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *w = next;
+    return ICH_OK;
+}
+
+int ich_window_count(const ich_window *w) { return w ? w->count : 0; }
+
+ich_status ich_window_get(const ich_window *w, int index, float *center, float *width)
+{
+    if (!w || index < 0 || index >= w->count)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_get: no window %d", index);
+    if (center)
+        *center = w->center[index];
+    if (width)
+        *width = w->width[index];
+    return ICH_OK;
+}
+
+ich_status ich_window_set_mode(ich_window *w, ich_window_mode mode)
+{
+    if (!w || (mode != ICH_WINDOW_LINEAR && mode != ICH_WINDOW_MINMAX))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_set_mode: bad %s",
+                        w ? "mode" : "window");
+    w->mode = mode;
+    return ICH_OK;
+}
+
+ich_status ich_window_set_size(ich_window *w, int32_t rows, int32_t columns,
+                               ich_resize_method method)
+{
+    if (!w)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_set_size: NULL window");
+    if (rows < 0 || columns < 0 || (rows == 0) != (columns == 0) || rows > 16384 ||
+        columns > 16384)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "output size %d x %d: both 0 (keep) or both in 1..16384", rows, columns);
+    if (method != ICH_RESIZE_BILINEAR && method != ICH_RESIZE_AREA)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "unknown resize method %d", (int)method);
+    w->out_rows = rows;
+    w->out_cols = columns;
+    w->method = method;
+    return ICH_OK;
+}
+
+ich_status ich_window_set_normalization(ich_window *w, const float *mean, const float *std,
+                                        int count)
+{
+    if (!w || count < 0 || count > ICH_WINDOW_MAX_CHANNELS || (count > 0 && (!mean || !std)))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_set_normalization: bad arguments");
+    for (int c = 0; c < count; c++)
+        if (!isfinite(mean[c]) || !isfinite(std[c]) || std[c] <= 0)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "normalisation %d: mean must be finite and std positive", c);
+    for (int c = 0; c < count; c++) {
+        w->mean[c] = mean[c];
+        w->std[c] = std[c];
+    }
+    w->norm_count = count;
+    return ICH_OK;
+}
+
+ich_status ich_window_output_shape(const ich_window *w, int32_t in_rows, int32_t in_columns,
+                                   int32_t *channels, int32_t *rows, int32_t *columns)
+{
+    if (!w || in_rows <= 0 || in_columns <= 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_output_shape: bad %s",
+                        w ? "input size" : "window");
+    if (w->count == 0 && w->mode == ICH_WINDOW_LINEAR)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "the window recipe has no windows (add some, or use the min-max mode)");
+    if (channels)
+        *channels = w->count ? w->count : 1;
+    if (rows)
+        *rows = w->out_rows ? w->out_rows : in_rows;
+    if (columns)
+        *columns = w->out_cols ? w->out_cols : in_columns;
+    return ICH_OK;
+}
+
+/* ---- Mapping to [0, 1] ------------------------------------------------- */
+
+static void map_linear(const float *hu, size_t n, float center, float width, float *out)
+{
+    const float lo = center - width / 2;
+    for (size_t i = 0; i < n; i++) {
+        float v = (hu[i] - lo) / width;
+        v = v > 0 ? v : 0; /* also maps NaN to 0 */
+        out[i] = v < 1 ? v : 1;
+    }
+}
+
+/* The tutorial's mode: clip to the window (if any), then stretch the
+ * slice's own minimum..maximum to 0..1. */
+static void map_minmax(const float *hu, size_t n, int windowed, float center, float width,
+                       float *out)
+{
+    const float lo = center - width / 2;
+    const float hi = lo + width;
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        float x = hu[i];
+        if (windowed)
+            x = x < lo ? lo : (x > hi ? hi : x);
+        out[i] = x;
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
+    }
+    const float range = mx - mn + 1e-5f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (out[i] - mn) / range;
+}
+
+/* Map and resize every channel into `planes` (channels x out size). */
+static ich_status make_planes(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
+                              int32_t channels, int32_t out_rows, int32_t out_cols, float *planes)
+{
+    const size_t n = (size_t)rows * cols;
+    const size_t out_n = (size_t)out_rows * out_cols;
+    const int resize = out_rows != rows || out_cols != cols;
+    float *mapped = NULL, *scratch = NULL;
+    if (resize) {
+        mapped = malloc(n * sizeof *mapped);
+        scratch = malloc((size_t)rows * out_cols * sizeof *scratch);
+        if (!mapped || !scratch) {
+            free(mapped);
+            free(scratch);
+            return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory for %zu pixels", n);
+        }
+    }
+    ich_status st = ICH_OK;
+    for (int32_t c = 0; c < channels && st == ICH_OK; c++) {
+        float *dst = resize ? mapped : planes + (size_t)c * out_n;
+        float center = w->count ? w->center[c] : 0, width = w->count ? w->width[c] : 1;
+        if (w->mode == ICH_WINDOW_MINMAX)
+            map_minmax(hu, n, w->count > 0, center, width, dst);
+        else
+            map_linear(hu, n, center, width, dst);
+        if (resize)
+            st = ich_resize_plane(mapped, rows, cols, planes + (size_t)c * out_n, out_rows,
+                                  out_cols, w->method, scratch);
+    }
+    free(mapped);
+    free(scratch);
+    return st;
+}
+
+static ich_status check_apply(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
+                              const void *out, size_t out_count, int32_t shape[3])
+{
+    if (!hu || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "window apply: NULL %s", hu ? "out" : "hu");
+    ich_status st = ich_window_output_shape(w, rows, cols, &shape[0], &shape[1], &shape[2]);
+    if (st != ICH_OK)
+        return st;
+    size_t need = (size_t)shape[0] * shape[1] * shape[2];
+    if (out_count != need)
+        return ich_fail(ICH_ERR_SHAPE, "window apply: output holds %zu values, %d x %d x %d = %zu needed",
+                        out_count, shape[0], shape[1], shape[2], need);
+    return ICH_OK;
+}
+
+ich_status ich_window_apply_f32(const ich_window *w, const float *hu, int32_t rows,
+                                int32_t columns, float *out, size_t out_count)
+{
+    int32_t shape[3];
+    ich_status st = check_apply(w, hu, rows, columns, out, out_count, shape);
+    if (st == ICH_OK)
+        st = make_planes(w, hu, rows, columns, shape[0], shape[1], shape[2], out);
+    if (st != ICH_OK || w->norm_count == 0)
+        return st;
+    if (w->norm_count != 1 && w->norm_count != shape[0])
+        return ich_fail(ICH_ERR_SHAPE, "normalisation has %d values for %d channels",
+                        w->norm_count, shape[0]);
+    const size_t plane = (size_t)shape[1] * shape[2];
+    for (int32_t c = 0; c < shape[0]; c++) {
+        const int k = w->norm_count == 1 ? 0 : c;
+        const float mean = w->mean[k], std = w->std[k];
+        float *p = out + (size_t)c * plane;
+        for (size_t i = 0; i < plane; i++)
+            p[i] = (p[i] - mean) / std;
+    }
+    return ICH_OK;
+}
+
+ich_status ich_window_apply_u8(const ich_window *w, const float *hu, int32_t rows,
+                               int32_t columns, uint8_t *out, size_t out_count)
+{
+    int32_t shape[3];
+    ich_status st = check_apply(w, hu, rows, columns, out, out_count, shape);
+    if (st != ICH_OK)
+        return st;
+    float *planes = malloc(out_count * sizeof *planes);
+    if (!planes)
+        return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory");
+    st = make_planes(w, hu, rows, columns, shape[0], shape[1], shape[2], planes);
+    if (st == ICH_OK) {
+        const int32_t channels = shape[0];
+        const size_t plane = (size_t)shape[1] * shape[2];
+        for (int32_t c = 0; c < channels; c++) {
+            const float *p = planes + (size_t)c * plane;
+            for (size_t i = 0; i < plane; i++)
+                out[i * channels + c] = (uint8_t)(p[i] * 255.0f); /* truncates, as astype */
+        }
+    }
+    free(planes);
+    return st;
+}
+
+ich_status ich_window_dicom_to_png(const ich_window *w, const char *dicom_path,
+                                   const char *png_path)
+{
+    if (!w || !dicom_path || !png_path)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_dicom_to_png: NULL argument");
+    ich_dicom *dicom;
+    ich_status st = ich_dicom_read(dicom_path, &dicom);
+    if (st != ICH_OK)
+        return st;
+    int32_t rows, cols, shape[3];
+    ich_dicom_size(dicom, &rows, &cols);
+    st = ich_window_output_shape(w, rows, cols, &shape[0], &shape[1], &shape[2]);
+    if (st == ICH_OK && shape[0] != 1 && shape[0] != 3)
+        st = ich_fail(ICH_ERR_UNSUPPORTED, "%s: %d windows cannot be a PNG (use 1 or 3)", png_path,
+                      shape[0]);
+    uint8_t *image = NULL;
+    if (st == ICH_OK) {
+        size_t count = (size_t)shape[0] * shape[1] * shape[2];
+        image = malloc(count);
+        st = image ? ich_window_apply_u8(w, ich_dicom_hu(dicom), rows, cols, image, count)
+                   : ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", dicom_path);
+    }
+    if (st == ICH_OK)
+        st = ich_png_write(png_path, image, shape[2], shape[1], shape[0]);
+    free(image);
+    ich_dicom_free(dicom);
+    return st;
+}
