@@ -85,6 +85,49 @@ static int axis_make(axis *a, int32_t in, int32_t out, ich_resize_method method)
     return rc;
 }
 
+/* Resample along rows: out[r][o] = sum_k w[k] * in[r][first + k]. */
+static void pass_horizontal(const float *in, int32_t rows, int32_t in_cols, const axis *ax,
+                            float *out, int32_t out_cols)
+{
+    for (int32_t r = 0; r < rows; r++) {
+        const float *src = in + (size_t)r * in_cols;
+        float *dst = out + (size_t)r * out_cols;
+        for (int32_t o = 0; o < out_cols; o++) {
+            const taps t = ax->taps[o];
+            const float *w = ax->weights + t.weight_offset;
+            float acc = 0;
+            for (int32_t k = 0; k < t.count; k++)
+                acc += w[k] * src[t.first + k];
+            dst[o] = acc;
+        }
+    }
+}
+
+/* Resample along columns by combining whole rows: vectorises over columns. */
+static void pass_vertical(const float *in, int32_t cols, const axis *ay, float *out,
+                          int32_t out_rows)
+{
+    for (int32_t o = 0; o < out_rows; o++) {
+        const taps t = ay->taps[o];
+        const float *w = ay->weights + t.weight_offset;
+        float *dst = out + (size_t)o * cols;
+        for (int32_t c = 0; c < cols; c++)
+            dst[c] = 0;
+        for (int32_t k = 0; k < t.count; k++) {
+            const float *src = in + (size_t)(t.first + k) * cols;
+            const float wk = w[k];
+            for (int32_t c = 0; c < cols; c++)
+                dst[c] += wk * src[c];
+        }
+    }
+}
+
+size_t ich_resize_scratch(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols)
+{
+    size_t a = (size_t)in_rows * out_cols, b = (size_t)out_rows * in_cols;
+    return a > b ? a : b;
+}
+
 ich_status ich_resize_plane(const float *in, int32_t in_rows, int32_t in_cols, float *out,
                             int32_t out_rows, int32_t out_cols, ich_resize_method method,
                             float *scratch)
@@ -96,32 +139,13 @@ ich_status ich_resize_plane(const float *in, int32_t in_rows, int32_t in_cols, f
         axis_free(&ax);
         return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
     }
-    /* Horizontal pass: every input row to out_cols values. */
-    for (int32_t r = 0; r < in_rows; r++) {
-        const float *src = in + (size_t)r * in_cols;
-        float *dst = scratch + (size_t)r * out_cols;
-        for (int32_t o = 0; o < out_cols; o++) {
-            const taps t = ax.taps[o];
-            const float *w = ax.weights + t.weight_offset;
-            float acc = 0;
-            for (int32_t k = 0; k < t.count; k++)
-                acc += w[k] * src[t.first + k];
-            dst[o] = acc;
-        }
-    }
-    /* Vertical pass: combine whole rows, which vectorises over columns. */
-    for (int32_t o = 0; o < out_rows; o++) {
-        const taps t = ay.taps[o];
-        const float *w = ay.weights + t.weight_offset;
-        float *dst = out + (size_t)o * out_cols;
-        for (int32_t c = 0; c < out_cols; c++)
-            dst[c] = 0;
-        for (int32_t k = 0; k < t.count; k++) {
-            const float *src = scratch + (size_t)(t.first + k) * out_cols;
-            const float wk = w[k];
-            for (int32_t c = 0; c < out_cols; c++)
-                dst[c] += wk * src[c];
-        }
+    /* Shrinking rows first leaves the slower horizontal pass fewer rows. */
+    if (out_rows < in_rows) {
+        pass_vertical(in, in_cols, &ay, scratch, out_rows);
+        pass_horizontal(scratch, out_rows, in_cols, &ax, out, out_cols);
+    } else {
+        pass_horizontal(in, in_rows, in_cols, &ax, scratch, out_cols);
+        pass_vertical(scratch, out_cols, &ay, out, out_rows);
     }
     axis_free(&ax);
     axis_free(&ay);

@@ -241,7 +241,7 @@ static ich_status make_planes(const ich_window *w, const float *hu, int32_t rows
     float *mapped = NULL, *scratch = NULL;
     if (resize) {
         mapped = malloc(n * sizeof *mapped);
-        scratch = malloc((size_t)rows * out_cols * sizeof *scratch);
+        scratch = malloc(ich_resize_scratch(rows, cols, out_rows, out_cols) * sizeof *scratch);
         if (!mapped || !scratch) {
             free(mapped);
             free(scratch);
