@@ -307,6 +307,11 @@ ich_status encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size)
     put_text(ds, 0x0020, 0x000D, gdcm::VR::UI, slice->study_instance_uid);
     put_text(ds, 0x0020, 0x000E, gdcm::VR::UI, slice->series_instance_uid);
     put_text(ds, 0x0020, 0x0013, gdcm::VR::IS, std::to_string(slice->instance_number));
+    // Present but empty (allowed for these type 2 attributes): GDCM would
+    // otherwise stamp the current time, and the same slice written twice
+    // must give the same bytes.
+    put_text(ds, 0x0008, 0x0020, gdcm::VR::DA, "");
+    put_text(ds, 0x0008, 0x0030, gdcm::VR::TM, "");
     if (slice->slice_thickness > 0)
         put_text(ds, 0x0018, 0x0050, gdcm::VR::DS, decimal(slice->slice_thickness));
     if (slice->window_width > 0) {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages libich needs to build and test, when missing.
+# Usage: scripts/deps.sh  (as root, or with sudo available)
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config zlib1g-dev libgdcm-dev libstb-dev libcmocka-dev
+          python3 python3-numpy python3-pydicom python3-pil python3-pytest)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing Debian packages: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

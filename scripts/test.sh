@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Every test: the cmocka suite and the Python tests on a normal build, the
+# same again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the
+# exported-symbol check, and an out-of-tree program built against the
+# installed library with find_package(ich) and with pkg-config.
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+py=/usr/bin/python3
+
+scripts/deps.sh
+
+echo "== build (RelWithDebInfo)"
+scripts/build.sh build
+echo "== cmocka tests"
+(cd build && ctest --output-on-failure)
+echo "== Python tests"
+ICH_LIBRARY="$root/build/libich/libich.so.0" ICH_BUILD_DIR="$root/build" \
+  $py -m pytest -q bindings/python/tests tests/cli
+
+echo "== exported symbols: only ich_*"
+bad=$(nm -D --defined-only build/libich/libich.so.0 | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ich_' | grep -v '^ICH_' || true)
+if [ -n "$bad" ]; then echo "unexpected exported symbols:"; echo "$bad"; exit 1; fi
+
+echo "== build with sanitizers (address, undefined)"
+scripts/build.sh build-asan -DICH_SANITIZE=ON
+echo "== cmocka tests under sanitizers"
+(cd build-asan && ctest --output-on-failure)
+echo "== Python tests under sanitizers"
+# Python itself is not built with ASan: preload the runtime, ignore
+# CPython's own leaks at exit.
+LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+  ICH_LIBRARY="$root/build-asan/libich/libich.so.0" ICH_BUILD_DIR="$root/build-asan" \
+  $py -m pytest -q -p no:cacheprovider bindings/python/tests tests/cli
+
+echo "== install and build a program against it (find_package and pkg-config)"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+cmake --install build --prefix "$stage/prefix" >/dev/null
+cmake -S tests/consumer -B "$stage/consumer" -DCMAKE_PREFIX_PATH="$stage/prefix" >/dev/null
+cmake --build "$stage/consumer" >/dev/null
+LD_LIBRARY_PATH="$stage/prefix/lib" "$stage/consumer/ich-consumer"
+PKG_CONFIG_PATH="$stage/prefix/lib/pkgconfig" \
+  cc tests/consumer/main.c $(PKG_CONFIG_PATH="$stage/prefix/lib/pkgconfig" pkg-config --cflags --libs ich) \
+  -o "$stage/consumer-pc"
+LD_LIBRARY_PATH="$stage/prefix/lib" "$stage/consumer-pc"
+echo "== all tests passed"

@@ -1,0 +1,127 @@
+"""End-to-end tests of the ich-preprocess and ich-phantom example programs.
+
+The PNGs are decoded with Pillow and compared with an independent numpy
+computation from pydicom's reading of the same DICOM files.
+"""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+BUILD = Path(os.environ.get("ICH_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
+PHANTOM = BUILD / "examples" / "ich-phantom"
+PREPROCESS = BUILD / "examples" / "ich-preprocess"
+
+pytestmark = pytest.mark.skipif(not PREPROCESS.exists(), reason="examples not built")
+
+
+def run(*args, check=True):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dicom")
+    run(PHANTOM, folder, "--patients", 2, "--slices", 3, "--size", 96, "--seed", 3, "--quiet")
+    files = sorted(folder.rglob("*.dcm"))
+    assert len(files) == 6
+    return folder, files
+
+
+def reference_rgb(path):
+    """blood/brain/bone windows, uint8, at the original size, from pydicom."""
+    ds = pydicom.dcmread(path)
+    hu = ds.pixel_array.astype(np.float32) * np.float32(ds.RescaleSlope) + np.float32(
+        ds.RescaleIntercept)
+    channels = []
+    for center, width in [(75, 215), (40, 80), (600, 2800)]:
+        lo = np.float32(center) - np.float32(width) / np.float32(2)
+        v = np.clip((hu - lo) / np.float32(width), 0, 1)
+        channels.append((v * np.float32(255)).astype(np.uint8))
+    return np.stack(channels, axis=-1)
+
+
+def test_converts_every_slice_to_the_reference(slices, tmp_path):
+    folder, files = slices
+    out = tmp_path / "png"
+    result = run(PREPROCESS, folder, out, "--size", 0, "--threads", 2)
+    assert "6 converted" in result.stdout
+    for f in files:
+        png = out / f.relative_to(folder).with_suffix(".png")
+        image = np.asarray(Image.open(png))
+        assert image.shape == (96, 96, 3)
+        np.testing.assert_array_equal(image, reference_rgb(f))
+
+
+def test_resizes_and_uses_the_given_windows(slices, tmp_path):
+    folder, files = slices
+    out = tmp_path / "png"
+    run(PREPROCESS, folder, out, "--size", 40, "--windows", "brain", "--resize", "area")
+    png = out / files[0].relative_to(folder).with_suffix(".png")
+    image = Image.open(png)
+    assert image.mode == "L" and image.size == (40, 40)
+
+
+def test_bad_file_is_reported_and_skipped(slices, tmp_path):
+    folder, files = slices
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    broken = src / "broken.dcm"
+    data = files[0].read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "png"
+    result = run(PREPROCESS, src, out, "--threads", 2, check=False)
+    assert result.returncode == 1
+    assert "broken.dcm" in result.stderr and "truncated" in result.stderr
+    assert "6 converted" in result.stdout and "1 failed" in result.stdout
+    assert not (out / "broken.png").exists()
+    assert not list(out.rglob("*.tmp-*")), "temporary files left behind"
+    assert len(list(out.rglob("*.png"))) == 6
+
+
+def test_existing_outputs_are_skipped_unless_forced(slices, tmp_path):
+    folder, files = slices
+    out = tmp_path / "png"
+    run(PREPROCESS, folder, out)
+    target = out / files[0].relative_to(folder).with_suffix(".png")
+    target.write_bytes(b"sentinel")
+    result = run(PREPROCESS, folder, out)
+    assert "0 converted, 6 already there" in result.stdout
+    assert target.read_bytes() == b"sentinel"
+    run(PREPROCESS, folder, out, "--force")
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("args", [["--size", "-1"], ["--threads", "x"], ["--windows", "nosuch"],
+                                  ["--windows", "brain,bone"], ["--resize", "cubic"]])
+def test_bad_options_fail_with_a_message(slices, tmp_path, args):
+    folder, _ = slices
+    result = run(PREPROCESS, folder, tmp_path / "png", *args, check=False)
+    assert result.returncode == 2
+    assert "ich-preprocess" in result.stderr or "usage" in result.stderr
+    assert not (tmp_path / "png").exists()
+
+
+def test_missing_input_folder_fails(tmp_path):
+    result = run(PREPROCESS, tmp_path / "nope", tmp_path / "png", check=False)
+    assert result.returncode == 1
+    assert "nope" in result.stderr
+
+
+def test_phantom_is_reproducible(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run(PHANTOM, a, "--slices", 2, "--size", 64, "--seed", 11, "--quiet")
+    run(PHANTOM, b, "--slices", 2, "--size", 64, "--seed", 11, "--quiet")
+    fa, fb = sorted(a.rglob("*.dcm")), sorted(b.rglob("*.dcm"))
+    assert [p.relative_to(a) for p in fa] == [p.relative_to(b) for p in fb]
+    for x, y in zip(fa, fb):
+        assert x.read_bytes() == y.read_bytes()
