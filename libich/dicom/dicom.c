@@ -46,15 +46,17 @@ static void store_value(void *pixels, size_t index, int sample_bits, int64_t v)
 }
 
 /* Fill dicom->pixels and dicom->hu from GDCM's decoded buffer. */
-static ich_status convert_pixels(ich_dicom *dicom, const void *buffer, const char *path)
+static ich_status convert_pixels(ich_dicom *dicom, const ich_gdcm_image *image, const char *path)
 {
     ich_dicom_info *info = &dicom->info;
-    int bits = info->bits_allocated;
+    const void *buffer = image->buffer;
+    const int bits = image->decoded_bits_allocated;
+    const int bits_stored = image->decoded_bits_stored;
     if (bits != 1 && bits != 8 && bits != 16 && bits != 32)
         return ich_fail(ICH_ERR_UNSUPPORTED, "%s: %d bits allocated per pixel is not supported",
                         path, bits);
     info->sample_bits = bits == 1 ? 8 : bits;
-    int is_signed = info->pixel_representation == 1;
+    int is_signed = image->decoded_pixel_representation == 1;
     size_t n = (size_t)info->rows * (size_t)info->columns;
     dicom->pixels = malloc(n * (size_t)(info->sample_bits / 8));
     dicom->hu = malloc(n * sizeof(float));
@@ -62,12 +64,12 @@ static ich_status convert_pixels(ich_dicom *dicom, const void *buffer, const cha
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu pixels", path, n);
 
     /* MONOCHROME1 shows larger values darker: mirror them in their range. */
-    int64_t lo = is_signed ? -(1ll << (info->bits_stored - 1)) : 0;
-    int64_t hi = is_signed ? (1ll << (info->bits_stored - 1)) - 1 : (1ll << info->bits_stored) - 1;
+    int64_t lo = is_signed ? -(1ll << (bits_stored - 1)) : 0;
+    int64_t hi = is_signed ? (1ll << (bits_stored - 1)) - 1 : (1ll << bits_stored) - 1;
     int mirror = info->monochrome1;
     float slope = (float)info->rescale_slope;
     float intercept = (float)info->rescale_intercept;
-    if (bits == 16 && info->bits_stored == 16 && !mirror) {
+    if (bits == 16 && bits_stored == 16 && !mirror) {
         /* The common CT case, kept to a loop the compiler vectorises. */
         memcpy(dicom->pixels, buffer, n * 2);
         for (size_t i = 0; i < n; i++) {
@@ -78,7 +80,7 @@ static ich_status convert_pixels(ich_dicom *dicom, const void *buffer, const cha
         return ICH_OK;
     }
     for (size_t i = 0; i < n; i++) {
-        int64_t v = stored_value(buffer, i, bits, info->bits_stored, is_signed);
+        int64_t v = stored_value(buffer, i, bits, bits_stored, is_signed);
         store_value(dicom->pixels, i, info->sample_bits, v);
         if (mirror)
             v = lo + hi - v;
@@ -111,7 +113,7 @@ ich_status ich_dicom_read(const char *path, ich_dicom **out)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
     }
     dicom->info = image.info;
-    status = convert_pixels(dicom, image.buffer, path);
+    status = convert_pixels(dicom, &image, path);
     free(image.buffer);
     if (status != ICH_OK) {
         ich_dicom_free(dicom);

@@ -1,6 +1,9 @@
 // The GDCM shim: the only C++ in libich. Exceptions never cross into C:
 // every entry point catches them and turns them into an ich_status.
+#include <cerrno>
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -37,6 +40,97 @@ void silence_gdcm()
         gdcm::Trace::SetError(false);
         gdcm::Trace::SetStream(gdcm_trace_sink);
     });
+}
+
+// Debian's GDCM is built with assertions, and its reader aborts the
+// process when a file ends in the middle of an element (it retries from
+// the start on a stream already at EOF). So files are read into memory
+// with zero bytes appended, GDCM parses that buffer and never meets EOF
+// inside an element, and the real size is used to detect truncation.
+const size_t kZeroPadding = 4096;
+
+bool is_vr(const char *p)
+{
+    static const char vrs[][3] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS",
+                                  "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH",
+                                  "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN",
+                                  "UR", "US", "UT", "UV"};
+    for (const auto &vr : vrs)
+        if (p[0] == vr[0] && p[1] == vr[1])
+            return true;
+    return false;
+}
+
+bool has_long_length(const char *vr)
+{
+    static const char long_vrs[][3] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
+                                       "UC", "UN", "UR", "UT"};
+    for (const auto &l : long_vrs)
+        if (vr[0] == l[0] && vr[1] == l[1])
+            return true;
+    return false;
+}
+
+// GDCM asserts on a malformed File Meta Information group, which is always
+// explicit VR little endian: check its element headers first (tags of
+// group 0002, known VRs, lengths inside the file).
+ich_status check_file_meta(const char *path, const std::string &data, size_t size)
+{
+    if (size < 132 || data.compare(128, 4, "DICM") != 0)
+        return ICH_OK; // no meta group: GDCM guesses the encoding
+    const unsigned char *p = reinterpret_cast<const unsigned char *>(data.data());
+    size_t at = 132;
+    while (at + 8 <= size && (p[at] | p[at + 1] << 8) == 0x0002) {
+        const char *vr = data.data() + at + 4;
+        if (!is_vr(vr))
+            return ich_fail(ICH_ERR_FORMAT, "%s: corrupt file meta information (bad VR at byte %zu)",
+                            path, at + 4);
+        size_t header = has_long_length(vr) ? 12 : 8;
+        uint32_t length = header == 12
+                              ? (uint32_t)(p[at + 8] | p[at + 9] << 8 | p[at + 10] << 16 |
+                                           (uint32_t)p[at + 11] << 24)
+                              : (uint32_t)(p[at + 6] | p[at + 7] << 8);
+        if (at + header > size || length > size - at - header)
+            return ich_fail(ICH_ERR_FORMAT, "%s: truncated or corrupt file meta information", path);
+        at += header + length;
+    }
+    return ICH_OK;
+}
+
+// The whole file followed by kZeroPadding zero bytes.
+struct FileBytes {
+    std::string data;
+    size_t size = 0; // the file's real size
+};
+
+ich_status load_file(const char *path, FileBytes &file)
+{
+    FILE *f = std::fopen(path, "rb");
+    if (!f)
+        return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, std::strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
+        std::fclose(f);
+        return ich_fail(ICH_ERR_FORMAT, "%s: empty or unreadable file", path);
+    }
+    file.size = (size_t)st.st_size;
+    file.data.assign(file.size + kZeroPadding, '\0');
+    size_t got = std::fread(&file.data[0], 1, file.size, f);
+    std::fclose(f);
+    if (got != file.size)
+        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, file.size);
+    // GDCM rejects big-endian data sets followed by zeros. That retired
+    // transfer syntax, named in the meta group near the start, is read
+    // unpadded (a truncated big-endian file can still trip GDCM's asserts).
+    const char big_endian_uid[] = "1.2.840.10008.1.2.2";
+    size_t head = std::min<size_t>(file.size, 1024);
+    std::string start = file.data.substr(0, head);
+    size_t at = start.find(big_endian_uid);
+    if (at != std::string::npos && (at + sizeof big_endian_uid - 1 == head ||
+                                    start[at + sizeof big_endian_uid - 1] == '\0' ||
+                                    start[at + sizeof big_endian_uid - 1] == ' '))
+        file.data.resize(file.size);
+    return ICH_OK;
 }
 
 // Text value of a string-VR element of the top-level data set, trailing
@@ -87,6 +181,21 @@ void copy_text(char *dst, size_t cap, const std::string &src)
     dst[n] = '\0';
 }
 
+// A US attribute of the top-level data set as the file says it, or
+// `fallback` when absent or malformed.
+int32_t us_of(const gdcm::File &file, uint16_t element, int32_t fallback)
+{
+    const gdcm::DataSet &ds = file.GetDataSet();
+    const gdcm::Tag tag(0x0028, element);
+    const gdcm::ByteValue *bv = ds.FindDataElement(tag) ? ds.GetDataElement(tag).GetByteValue() : nullptr;
+    if (!bv || bv->GetLength() != 2)
+        return fallback;
+    // GDCM has already put binary values of big-endian files in host order.
+    uint16_t v;
+    std::memcpy(&v, bv->GetPointer(), 2);
+    return v;
+}
+
 void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *info)
 {
     const gdcm::DataSet &ds = file.GetDataSet();
@@ -94,9 +203,9 @@ void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *i
     info->size = sizeof *info;
     info->columns = (int32_t)img.GetDimension(0);
     info->rows = (int32_t)img.GetDimension(1);
-    info->bits_allocated = pf.GetBitsAllocated();
-    info->bits_stored = pf.GetBitsStored();
-    info->pixel_representation = pf.GetPixelRepresentation();
+    info->bits_allocated = us_of(file, 0x0100, pf.GetBitsAllocated());
+    info->bits_stored = us_of(file, 0x0101, pf.GetBitsStored());
+    info->pixel_representation = us_of(file, 0x0103, pf.GetPixelRepresentation());
 
     double v[3];
     info->rescale_slope = numbers_of(ds, 0x0028, 0x1053, v, 1) == 1 && v[0] != 0 ? v[0] : 1.0;
@@ -170,22 +279,20 @@ class CheckedImageReader : public gdcm::ImageReader
 };
 
 // True when the file ends before the native (not encapsulated) pixel data
-// it declares: GDCM itself pads such data silently. A second, header-only
-// parse finds where the pixel values start.
-bool native_pixels_truncated(const char *path, size_t expected)
+// it declares: GDCM reads the zero padding as pixel values. A second,
+// header-only parse finds where the pixel values start.
+bool native_pixels_truncated(FileBytes &file, size_t expected)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return true;
+    std::istringstream stream(file.data);
     gdcm::Reader probe;
-    probe.SetFileName(path);
+    probe.SetStream(stream);
     const gdcm::Tag pixel_data(0x7FE0, 0x0010);
     std::set<gdcm::Tag> skip;
     skip.insert(pixel_data);
     if (!probe.ReadUpToTag(pixel_data, skip))
         return true;
     size_t start = probe.GetStreamCurrentPosition();
-    return start == (size_t)-1 || start + expected > (size_t)st.st_size;
+    return start == (size_t)-1 || start + expected > file.size;
 }
 
 // GDCM swaps big-endian 32-bit samples as two 16-bit halves; put the
@@ -200,14 +307,25 @@ void fix_big_endian_32(ich_gdcm_image *image)
 
 ich_status read_image(const char *path, ich_gdcm_image *image)
 {
+    FileBytes file;
+    ich_status st = load_file(path, file);
+    if (st == ICH_OK)
+        st = check_file_meta(path, file.data, file.size);
+    if (st != ICH_OK)
+        return st;
+    std::istringstream stream(file.data);
     CheckedImageReader reader;
-    reader.SetFileName(path);
-    ich_status st = reader.ReadChecked(path);
+    reader.SetStream(stream);
+    st = reader.ReadChecked(path);
     if (st != ICH_OK)
         return st;
     const gdcm::Image &img = reader.GetImage();
     fill_info(reader.GetFile(), img, &image->info);
-    image->samples_per_pixel = img.GetPixelFormat().GetSamplesPerPixel();
+    const gdcm::PixelFormat &pf = img.GetPixelFormat();
+    image->samples_per_pixel = pf.GetSamplesPerPixel();
+    image->decoded_bits_allocated = pf.GetBitsAllocated();
+    image->decoded_bits_stored = pf.GetBitsStored();
+    image->decoded_pixel_representation = pf.GetPixelRepresentation();
     image->frames = img.GetNumberOfDimensions() >= 3 ? (int32_t)img.GetDimension(2) : 1;
 
     const ich_dicom_info &info = image->info;
@@ -223,15 +341,16 @@ ich_status read_image(const char *path, ich_gdcm_image *image)
         (int64_t)info.rows * info.columns > (int64_t)ICH_DICOM_MAX_PIXELS)
         return ich_fail(ICH_ERR_FORMAT, "%s: absurd image size %d x %d", path, info.rows,
                         info.columns);
-    if (info.bits_allocated > 32 || info.bits_stored < 1 || info.bits_stored > info.bits_allocated)
+    const int32_t bits = image->decoded_bits_allocated, stored = image->decoded_bits_stored;
+    if (bits > 32 || stored < 1 || stored > bits)
         return ich_fail(ICH_ERR_UNSUPPORTED, "%s: unsupported pixel format: %d bits allocated, %d stored",
-                        path, info.bits_allocated, info.bits_stored);
+                        path, bits, stored);
 
-    size_t expected = ((size_t)info.rows * info.columns * info.bits_allocated + 7) / 8;
+    size_t expected = ((size_t)info.rows * info.columns * bits + 7) / 8;
     size_t length = img.GetBufferLength();
     const gdcm::TransferSyntax &ts = img.GetTransferSyntax();
     if (!ts.IsEncapsulated() && ts != gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian &&
-        native_pixels_truncated(path, expected))
+        native_pixels_truncated(file, expected))
         return ich_fail(ICH_ERR_FORMAT, "%s: truncated: the file ends inside its pixel data (%zu bytes)",
                         path, expected);
     if (length < expected)
@@ -245,7 +364,7 @@ ich_status read_image(const char *path, ich_gdcm_image *image)
     if (!img.GetBuffer(static_cast<char *>(image->buffer)))
         return ich_fail(ICH_ERR_FORMAT, "%s: pixel data cannot be decoded (%s): truncated or corrupt",
                         path, info.transfer_syntax);
-    if (ts.GetSwapCode() == gdcm::SwapCode::BigEndian && info.bits_allocated == 32)
+    if (ts.GetSwapCode() == gdcm::SwapCode::BigEndian && bits == 32)
         fix_big_endian_32(image);
     return ICH_OK;
 }

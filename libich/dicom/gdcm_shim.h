@@ -15,6 +15,10 @@ extern "C" {
 typedef struct ich_gdcm_image {
     ich_dicom_info info;
     int32_t samples_per_pixel;
+    /* The sample layout of `buffer`: GDCM's, which can differ from the
+     * file's attributes in `info` (a JPEG 2000 codestream may say 16 bits
+     * where BitsStored says 14). */
+    int32_t decoded_bits_allocated, decoded_bits_stored, decoded_pixel_representation;
     int32_t frames;
     void *buffer; /* malloc'd, buffer_size bytes; the caller frees it */
     size_t buffer_size;

@@ -83,7 +83,7 @@ static ich_status parse_item(const char *item, float *center, float *width)
         return ich_window_preset(item, center, width);
     char *end;
     *center = strtof(item, &end);
-    if (end != slash)
+    if (end == item || end != slash)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "window \"%s\": bad center", item);
     *width = strtof(slash + 1, &end);
     if (end == slash + 1 || *end)

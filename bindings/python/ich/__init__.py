@@ -1,0 +1,68 @@
+"""ich: Python bindings (ctypes) for libich, the brain-CT hemorrhage pipeline.
+
+Quick start::
+
+    import ich
+
+    img = ich.read_dicom("slice.dcm")          # img.pixels, img.hu (numpy)
+    with ich.Window("blood,brain,bone", size=256) as win:
+        rgb = win.apply(img.hu)                 # (256, 256, 3) uint8
+        x = win.apply(img.hu, dtype="float32")  # (3, 256, 256) float32
+    ich.write_png("slice.png", rgb)
+
+Every libich failure raises :class:`IchError` (a subclass per status code,
+see ``ich.IchError.__doc__``) carrying ``.status``, ``.status_name`` and the
+library's message. The shared library is found through ``ICH_LIBRARY``, the
+repository's build tree or the system; see ``ich._lib``.
+"""
+
+from ._lib import lib as _cdll
+from ._errors import (
+    IchError,
+    InvalidArgumentError,
+    NoMemoryError,
+    IchIOError,
+    FormatError,
+    UnsupportedError,
+    NotFoundError,
+    ShapeError,
+    InternalError,
+    status_string,
+    OK,
+    ERR_INVALID_ARGUMENT,
+    ERR_NO_MEMORY,
+    ERR_IO,
+    ERR_FORMAT,
+    ERR_UNSUPPORTED,
+    ERR_NOT_FOUND,
+    ERR_SHAPE,
+    ERR_INTERNAL,
+)
+from .dicom import DicomImage, read_dicom, write_ct
+from .window import Window, window_preset
+from .image import write_png
+from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
+    WARNING as LOG_WARNING, ERROR as LOG_ERROR
+
+
+def version():
+    """Version of the loaded libich as "major.minor.patch"."""
+    return _cdll.ich_version().decode("ascii")
+
+
+def library_path():
+    """File name of the loaded libich shared library."""
+    return _cdll._name
+
+
+__version__ = version()
+
+__all__ = [
+    "IchError", "InvalidArgumentError", "NoMemoryError", "IchIOError", "FormatError",
+    "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
+    "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
+    "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
+    "DicomImage", "read_dicom", "write_ct", "Window", "window_preset", "write_png",
+    "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
+    "version", "library_path", "__version__",
+]

@@ -1,0 +1,288 @@
+"""HU windows: map Hounsfield units to clinical windows, resize, normalise."""
+
+import ctypes
+import numbers
+
+import numpy as np
+
+from . import _errors
+from ._errors import check
+from ._lib import c_float_p, c_uint8_p, lib
+from ._util import INT32_MAX, fspath_bytes
+
+_MODES = {"linear": 0, "minmax": 1}
+_RESIZE = {"bilinear": 0, "area": 1}
+
+
+def _invalid(message):
+    return _errors.error(_errors.ERR_INVALID_ARGUMENT, message)
+
+
+def _int32(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _invalid("%s must be an integer, not %r" % (name, value))
+    value = int(value)
+    if not -INT32_MAX - 1 <= value <= INT32_MAX:
+        raise _invalid("%s out of range: %d" % (name, value))
+    return value
+
+
+def window_preset(name):
+    """Return the (center, width) in HU of a preset window, e.g.
+    ``window_preset("blood") == (75.0, 215.0)``.
+
+    Presets (case-insensitive): brain 40/80, subdural 80/200, blood 75/215,
+    bone 600/2800, stroke 40/40, soft_tissue (or soft) 40/350. Raises
+    ``NotFoundError`` (an :class:`IchError` and a LookupError) for an
+    unknown name.
+    """
+    if not isinstance(name, str):
+        raise TypeError("window_preset: name must be a str")
+    center = ctypes.c_float()
+    width = ctypes.c_float()
+    check(lib.ich_window_preset(name.encode("utf-8"), ctypes.byref(center),
+                                ctypes.byref(width)))
+    return (center.value, width.value)
+
+
+def _is_number_pair(item):
+    return (not isinstance(item, (str, bytes)) and len(item) == 2
+            and all(isinstance(v, numbers.Real) for v in item))
+
+
+class Window:
+    """A windowing recipe: HU slice -> one channel per window -> resize ->
+    8-bit image or normalised float32 tensor.
+
+    Arguments:
+        windows: the windows, one output channel each: a comma-separated
+            string of preset names and "center/width" pairs
+            (``"blood,brain,bone"``, ``"40/80,600/2800"``), or a sequence of
+            such strings and (center, width) tuples. None (or "") means no
+            windows, which only the "minmax" mode accepts (one channel).
+        size: output size; None or 0 keeps each slice's size, an int N
+            gives N x N, a (rows, columns) tuple gives that size.
+        resize: "bilinear" (half-pixel centres, as PyTorch's
+            ``interpolate(align_corners=False)``) or "area" (mean of the
+            covered input area, as OpenCV's INTER_AREA).
+        mode: "linear" (``clip((hu - lo) / width, 0, 1)``, lo = center -
+            width / 2) or "minmax" (clip to the window, then scale the
+            slice's min..max to 0..1, as the tutorial does).
+        mean, std: per-channel normalisation of the float32 output,
+            ``(v - mean) / std``: a float (all channels) or one value per
+            channel. None for both means no normalisation; if only one is
+            given the other defaults to 0 (mean) or 1 (std).
+
+    All arithmetic is float32, as documented in ``include/ich/window.h``.
+    Configuration errors raise :class:`IchError`. Use as a context manager
+    or call :meth:`close` to free the C recipe early; it is freed when the
+    object is collected anyway. One Window may be applied from many threads
+    at once.
+    """
+
+    _free = staticmethod(lib.ich_window_free)
+
+    def __init__(self, windows="blood,brain,bone", size=None, resize="bilinear",
+                 mode="linear", mean=None, std=None):
+        self._handle = None
+        handle = ctypes.c_void_p()
+        check(lib.ich_window_create(ctypes.byref(handle)))
+        self._handle = handle
+        try:
+            self._add_windows(windows)
+            self._set_mode(mode)
+            self._set_size(size, resize)
+            self._set_normalization(mean, std)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- configuration --------------------------------------------------
+
+    def _add_windows(self, windows):
+        if windows is None:
+            return
+        if isinstance(windows, bytes):
+            windows = windows.decode("utf-8")
+        if isinstance(windows, str):
+            if windows.strip():
+                self._add_list(windows)
+            return
+        try:
+            items = list(windows)
+        except TypeError:
+            raise TypeError("windows must be a str or a sequence, not %r" % (windows,)) from None
+        if _is_number_pair(items):  # a single (center, width) pair
+            items = [tuple(items)]
+        for item in items:
+            if isinstance(item, str):
+                self._add_list(item)
+            else:
+                try:
+                    center, width = item
+                    center, width = float(center), float(width)
+                except (TypeError, ValueError):
+                    raise _invalid("a window must be a preset name or a (center, width) "
+                                   "pair, not %r" % (item,)) from None
+                check(lib.ich_window_add(self._handle, center, width))
+
+    def _add_list(self, text):
+        # spaces around items are allowed: "blood, brain, bone"
+        text = ",".join(item.strip() for item in text.split(","))
+        check(lib.ich_window_add_list(self._handle, text.encode("utf-8")))
+
+    def _set_mode(self, mode):
+        if mode not in _MODES:
+            raise _invalid("mode must be one of %s, not %r" % (sorted(_MODES), mode))
+        check(lib.ich_window_set_mode(self._handle, _MODES[mode]))
+        self._mode = mode
+
+    def _set_size(self, size, resize):
+        if resize not in _RESIZE:
+            raise _invalid("resize must be one of %s, not %r" % (sorted(_RESIZE), resize))
+        if size is None:
+            rows = columns = 0
+        elif isinstance(size, numbers.Integral) and not isinstance(size, bool):
+            rows = columns = _int32(size, "size")
+        else:
+            try:
+                rows, columns = size
+            except (TypeError, ValueError):
+                raise _invalid("size must be None, an int or a (rows, columns) pair, not %r"
+                               % (size,)) from None
+            rows, columns = _int32(rows, "size rows"), _int32(columns, "size columns")
+        check(lib.ich_window_set_size(self._handle, rows, columns, _RESIZE[resize]))
+        self._size = (rows, columns)
+        self._resize = resize
+
+    def _set_normalization(self, mean, std):
+        if mean is None and std is None:
+            return
+        mean = np.atleast_1d(np.asarray(0.0 if mean is None else mean, dtype=np.float32))
+        std = np.atleast_1d(np.asarray(1.0 if std is None else std, dtype=np.float32))
+        if mean.ndim != 1 or std.ndim != 1:
+            raise _invalid("mean and std must be numbers or 1-D sequences")
+        if len(mean) != len(std):
+            if len(mean) == 1:
+                mean = np.repeat(mean, len(std))
+            elif len(std) == 1:
+                std = np.repeat(std, len(mean))
+            else:
+                raise _invalid("mean has %d values but std has %d" % (len(mean), len(std)))
+        mean = np.ascontiguousarray(mean)
+        std = np.ascontiguousarray(std)
+        check(lib.ich_window_set_normalization(
+            self._handle, mean.ctypes.data_as(c_float_p), std.ctypes.data_as(c_float_p),
+            len(mean)))
+
+    # ---- queries ----------------------------------------------------------
+
+    def _live(self):
+        if self._handle is None:
+            raise _invalid("this ich.Window is closed")
+        return self._handle
+
+    @property
+    def windows(self):
+        """The windows as a list of (center, width) pairs in HU."""
+        handle = self._live()
+        out = []
+        center, width = ctypes.c_float(), ctypes.c_float()
+        for i in range(lib.ich_window_count(handle)):
+            check(lib.ich_window_get(handle, i, ctypes.byref(center), ctypes.byref(width)))
+            out.append((center.value, width.value))
+        return out
+
+    @property
+    def mode(self):
+        """The mapping mode, "linear" or "minmax"."""
+        return self._mode
+
+    @property
+    def size(self):
+        """The output (rows, columns); (0, 0) keeps each slice's size."""
+        return self._size
+
+    @property
+    def resize(self):
+        """The resize method, "bilinear" or "area"."""
+        return self._resize
+
+    def output_shape(self, rows, columns):
+        """Return (channels, rows', columns') of the output for a
+        rows x columns input."""
+        c, r, w = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+        check(lib.ich_window_output_shape(self._live(), _int32(rows, "rows"),
+                                          _int32(columns, "columns"), ctypes.byref(c),
+                                          ctypes.byref(r), ctypes.byref(w)))
+        return (c.value, r.value, w.value)
+
+    # ---- applying ---------------------------------------------------------
+
+    def apply(self, hu, dtype=np.uint8):
+        """Apply the recipe to a 2-D slice of HU values.
+
+        `hu` is converted with ``np.ascontiguousarray(hu, dtype=np.float32)``.
+        With ``dtype=np.uint8`` (default) the result is an 8-bit image of
+        shape (rows, columns, channels) (HWC, ready for a PNG; normalisation
+        does not apply). With ``dtype=np.float32`` it is a float32 tensor of
+        shape (channels, rows, columns) (CHW), normalised with mean/std.
+        Raises :class:`IchError` (``ShapeError``, also a ValueError) when
+        `hu` is not 2-D.
+        """
+        handle = self._live()
+        hu = np.ascontiguousarray(hu, dtype=np.float32)
+        if hu.ndim != 2:
+            raise _errors.error(_errors.ERR_SHAPE,
+                                "Window.apply: hu must be a 2-D array, got shape %s"
+                                % (hu.shape,))
+        rows, columns = hu.shape
+        channels, out_rows, out_columns = self.output_shape(rows, columns)
+        hu_p = hu.ctypes.data_as(c_float_p)
+        dtype = np.dtype(dtype)
+        if dtype == np.uint8:
+            out = np.empty((out_rows, out_columns, channels), dtype=np.uint8)
+            check(lib.ich_window_apply_u8(handle, hu_p, rows, columns,
+                                          out.ctypes.data_as(c_uint8_p), out.size))
+        elif dtype == np.float32:
+            out = np.empty((channels, out_rows, out_columns), dtype=np.float32)
+            check(lib.ich_window_apply_f32(handle, hu_p, rows, columns,
+                                           out.ctypes.data_as(c_float_p), out.size))
+        else:
+            raise TypeError("Window.apply: dtype must be numpy.uint8 or numpy.float32, not %s"
+                            % dtype)
+        return out
+
+    __call__ = apply
+
+    def to_png(self, dicom_path, png_path):
+        """Read the DICOM at `dicom_path`, apply the recipe and write the
+        8-bit result as a PNG at `png_path` (atomically). Needs 1 channel
+        (gray) or 3 (RGB); other counts raise ``UnsupportedError``.
+        """
+        check(lib.ich_window_dicom_to_png(self._live(), fspath_bytes(dicom_path),
+                                          fspath_bytes(png_path)))
+
+    # ---- lifetime -----------------------------------------------------------
+
+    def close(self):
+        """Free the C recipe now; the Window cannot be used afterwards."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None:
+            self.close()
+
+    def __repr__(self):
+        if self._handle is None:
+            return "<ich.Window (closed)>"
+        return "ich.Window(windows=%r, size=%r, resize=%r, mode=%r)" % (
+            self.windows, self._size, self._resize, self._mode)

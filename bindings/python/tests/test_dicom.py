@@ -1,0 +1,624 @@
+"""ich.read_dicom against pydicom, malformed input, and ich.write_ct round trips."""
+
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import ich
+
+pydicom = pytest.importorskip("pydicom")
+
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossy allowed)
+}
+
+# Lossy decoders (GDCM's OpenJPEG in libich, Pillow's OpenJPEG in pydicom)
+# may round the irreversible wavelet differently: allow this many units of
+# the stored value, which is also well under 1% of the pixel range of the
+# lossy files compared (thousands of units). Measured: 0 difference.
+LOSSY_TOLERANCE = 2
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+
+
+def _all_files(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield os.path.join(dirpath, name)
+
+
+def _read_pydicom(path):
+    """(dataset, native-endian pixel_array) or None when the file is not a
+    single-frame grayscale image pydicom decodes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception:
+            return None
+        if "PixelData" not in ds:
+            return None
+        try:
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            samples = int(ds.get("SamplesPerPixel", 1))
+        except (TypeError, ValueError):
+            return None
+        if frames != 1 or samples != 1:
+            return None
+        try:
+            arr = ds.pixel_array
+        except Exception:
+            return None
+    if arr.ndim != 2:
+        return None
+    return ds, arr.astype(arr.dtype.newbyteorder("="))
+
+
+def _expected_hu(ds, stored):
+    """hu as include/ich/dicom.h defines it, computed in numpy float32."""
+    s = stored.astype(np.int64)
+    if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
+        bits = int(ds.BitsStored)
+        if int(ds.PixelRepresentation) == 1:
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        else:
+            lo, hi = 0, (1 << bits) - 1
+        s = lo + hi - s
+    slope = float(ds.RescaleSlope) if "RescaleSlope" in ds else 1.0
+    intercept = float(ds.RescaleIntercept) if "RescaleIntercept" in ds else 0.0
+    return s.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _first(value):
+    if isinstance(value, pydicom.multival.MultiValue):
+        return value[0]
+    return value
+
+
+def _num(ds, keyword, default=math.nan):
+    if keyword in ds and ds[keyword].value not in (None, ""):
+        return float(_first(ds[keyword].value))
+    return default
+
+
+def _same_float(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-9)
+
+
+def _check_metadata(img, ds, path):
+    where = os.path.basename(path)
+    assert (img.rows, img.columns) == (int(ds.Rows), int(ds.Columns)), where
+    assert img.bits_allocated == int(ds.BitsAllocated), where
+    assert img.bits_stored == int(ds.BitsStored), where
+    assert img.pixel_representation == int(ds.PixelRepresentation), where
+    assert img.photometric == str(ds.PhotometricInterpretation).strip(), where
+    assert img.monochrome1 == (img.photometric == "MONOCHROME1"), where
+    assert img.transfer_syntax == str(ds.file_meta.TransferSyntaxUID), where
+    assert img.modality == str(ds.get("Modality", "")), where
+    assert img.patient_id == str(ds.get("PatientID", "")), where
+    assert img.sop_instance_uid == str(ds.get("SOPInstanceUID", "")), where
+    assert img.series_instance_uid == str(ds.get("SeriesInstanceUID", "")), where
+    assert img.study_instance_uid == str(ds.get("StudyInstanceUID", "")), where
+    assert img.instance_number == int(_num(ds, "InstanceNumber", 0)), where
+    assert _same_float(img.rescale_slope, _num(ds, "RescaleSlope", 1.0)), where
+    assert _same_float(img.rescale_intercept, _num(ds, "RescaleIntercept", 0.0)), where
+    assert _same_float(img.slice_thickness, _num(ds, "SliceThickness")), where
+    assert _same_float(img.window_center, _num(ds, "WindowCenter")), where
+    assert _same_float(img.window_width, _num(ds, "WindowWidth")), where
+    if "PixelSpacing" in ds and len(ds.PixelSpacing) == 2:
+        assert img.pixel_spacing == tuple(float(v) for v in ds.PixelSpacing), where
+    else:
+        assert all(math.isnan(v) for v in img.pixel_spacing), where
+    if "ImagePositionPatient" in ds and len(ds.ImagePositionPatient) == 3:
+        assert img.image_position == tuple(float(v) for v in ds.ImagePositionPatient), where
+    else:
+        assert all(math.isnan(v) for v in img.image_position), where
+
+
+def test_conformance_with_pydicom(test_files):
+    """Every single-frame grayscale image pydicom decodes: same pixels (and
+    dtype), hu as documented, same metadata."""
+    compared, lossy = [], []
+    for path in _all_files(test_files):
+        read = _read_pydicom(path)
+        if read is None:
+            continue
+        ds, expected = read
+        name = os.path.relpath(path, test_files)
+        img = ich.read_dicom(path)
+        assert img.pixels.shape == expected.shape, name
+        assert img.pixels.dtype.kind == expected.dtype.kind, name
+        assert img.pixels.dtype.itemsize == expected.dtype.itemsize, name
+        assert img.pixels.flags.owndata and img.hu.flags.owndata, name
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+        if syntax in LOSSY_SYNTAXES:
+            diff = np.abs(img.pixels.astype(np.int64) - expected.astype(np.int64))
+            assert diff.max() <= LOSSY_TOLERANCE, (name, int(diff.max()))
+            lossy.append((name, int(diff.max())))
+        else:
+            np.testing.assert_array_equal(img.pixels, expected, err_msg=name)
+        # hu from libich's own stored values, exactly as numpy float32 does it
+        assert img.hu.dtype == np.float32
+        np.testing.assert_array_equal(img.hu, _expected_hu(ds, img.pixels), err_msg=name)
+        _check_metadata(img, ds, path)
+        compared.append(name)
+    print("\ncompared %d files with pydicom: %s" % (len(compared), ", ".join(compared)))
+    print("lossy (name, max abs diff): %s" % lossy)
+    assert len(compared) >= 12, compared
+    # the interesting cases must be among them
+    for must in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm",
+                 "MR_small_jp2klossless.dcm", "image_dfl.dcm", "liver_1frame.dcm",
+                 "rtdose_1frame.dcm", "JPEG2000.dcm"):
+        assert must in compared, must
+    assert any("CR1" in name for name in compared)  # MONOCHROME1
+
+
+def test_monochrome1_is_mirrored(test_files):
+    """MONOCHROME1: hu is computed from min + max - stored (12-bit here)."""
+    path = os.path.join(test_files, "dicomdirtests", "77654033", "CR1", "6154")
+    img = ich.read_dicom(path)
+    assert img.monochrome1 and img.photometric == "MONOCHROME1"
+    assert img.bits_stored == 12 and img.pixel_representation == 0
+    expected = (4095 - img.pixels.astype(np.float32)) * np.float32(img.rescale_slope) \
+        + np.float32(img.rescale_intercept)
+    np.testing.assert_array_equal(img.hu, expected)
+    assert not np.array_equal(img.hu, img.pixels.astype(np.float32))
+
+
+@pytest.mark.parametrize("variant", [
+    "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+    "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm",
+    "MR_small_padded.dcm",
+])
+def test_lossless_variants_equal_mr_small(test_files, variant):
+    """Lossless encodings of MR_small decode to MR_small's pixel_array
+    (JPEG-LS included, which pydicom cannot decode here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(os.path.join(test_files, "MR_small.dcm"))
+        reference = ds.pixel_array
+    img = ich.read_dicom(os.path.join(test_files, variant))
+    assert img.pixels.dtype == np.int16
+    np.testing.assert_array_equal(img.pixels, reference)
+    np.testing.assert_array_equal(img.hu, _expected_hu(ds, reference))
+    assert img.sop_instance_uid == str(ds.SOPInstanceUID)
+    assert img.patient_id == str(ds.PatientID)
+    assert img.modality == "MR"
+
+
+def test_ct_small_metadata(test_files):
+    """Spot values of CT_small.dcm, written out."""
+    img = ich.read_dicom(os.path.join(test_files, "CT_small.dcm"))
+    assert (img.rows, img.columns) == (128, 128)
+    assert img.pixels.dtype == np.int16 and img.hu.dtype == np.float32
+    assert img.modality == "CT"
+    assert img.photometric == "MONOCHROME2" and not img.monochrome1
+    assert img.transfer_syntax == EXPLICIT_VR_LE
+    assert img.rescale_slope == 1.0 and img.rescale_intercept == -1024.0
+    assert img.pixel_spacing == (0.661468, 0.661468)
+    assert img.image_position == (-158.135803, -179.035797, -75.699997)
+    assert img.sop_instance_uid == "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+    assert img.patient_id == "1CT1"
+    assert img.shape == (128, 128)
+    assert img.metadata["rows"] == 128
+    assert "DicomImage" in repr(img)
+
+
+def test_pathlike_and_bytes_paths(test_files):
+    import pathlib
+
+    path = os.path.join(test_files, "CT_small.dcm")
+    a = ich.read_dicom(pathlib.Path(path))
+    b = ich.read_dicom(os.fsencode(path))
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+
+
+def test_arrays_outlive_nothing(test_files):
+    """The arrays are independent copies: writing to them is fine and does
+    not affect another read."""
+    path = os.path.join(test_files, "CT_small.dcm")
+    a = ich.read_dicom(path)
+    keep = a.pixels.copy()
+    a.pixels[:] = 0
+    a.hu[:] = 0
+    b = ich.read_dicom(path)
+    np.testing.assert_array_equal(b.pixels, keep)
+
+
+# ---- malformed and unsupported input -------------------------------------
+
+def _assert_error(path, status=None):
+    with pytest.raises(ich.IchError) as info:
+        ich.read_dicom(path)
+    err = info.value
+    assert err.status != 0
+    assert err.status_name == ich.status_string(err.status)
+    assert err.status_name.startswith("ICH_ERR_")
+    assert os.path.basename(os.fspath(path)) in err.message, err.message
+    if status is not None:
+        assert err.status == status, str(err)
+    return err
+
+
+@pytest.mark.parametrize("name", ["MR_truncated.dcm"])
+def test_truncated_pixel_data(test_files, name):
+    err = _assert_error(os.path.join(test_files, name), ich.ERR_FORMAT)
+    assert isinstance(err, ich.FormatError) and isinstance(err, ValueError)
+
+
+@pytest.mark.parametrize("name", ["no_meta.dcm", "rtplan.dcm", "rtstruct.dcm",
+                                  "ExplVR_LitEndNoMeta.dcm", "test-SR.dcm",
+                                  "waveform_ecg.dcm", "dicomdirtests/DICOMDIR"])
+def test_no_pixel_data(test_files, name):
+    """Files without an image are errors, with the file name in the message."""
+    _assert_error(os.path.join(test_files, name))
+
+
+def test_bad_vr_decodes_like_pydicom(test_files):
+    """badVR.dcm has NumberOfFrames "1A" (not a number) on a 10 x 10 32-bit
+    RT dose: libich reads it as one frame (or refuses it); when it decodes,
+    the pixels are pydicom's once NumberOfFrames is repaired."""
+    path = os.path.join(test_files, "badVR.dcm")
+    try:
+        img = ich.read_dicom(path)
+    except ich.IchError as err:
+        assert "badVR.dcm" in err.message
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        ds.NumberOfFrames = 1
+        expected = ds.pixel_array
+    assert img.pixels.dtype == np.uint32 and img.pixels.shape == (10, 10)
+    np.testing.assert_array_equal(img.pixels, expected)
+
+
+def test_jpeg_extended_12_bit(test_files):
+    """JPEG extended (12-bit, lossy), which pydicom cannot decode here:
+    JPEG-lossy.dcm and JPGExtended.dcm hold the same image; the values fit
+    in BitsStored and are not constant."""
+    a = ich.read_dicom(os.path.join(test_files, "JPEG-lossy.dcm"))
+    b = ich.read_dicom(os.path.join(test_files, "JPGExtended.dcm"))
+    assert a.transfer_syntax == "1.2.840.10008.1.2.4.51"
+    assert a.pixels.dtype == np.uint16 and a.bits_stored == 12
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert 0 <= a.pixels.min() < a.pixels.max() < 4096
+
+
+def _frames_and_samples(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            samples = int(ds.get("SamplesPerPixel", 1))
+        except Exception:
+            return None
+    if "Rows" not in ds:
+        return None
+    return frames, samples
+
+
+def test_multiframe_and_colour_unsupported(test_files):
+    """Every multi-frame or colour image among the test files gives
+    ICH_ERR_UNSUPPORTED, whatever its transfer syntax."""
+    seen = []
+    for path in _all_files(test_files):
+        fs = _frames_and_samples(path)
+        if fs is None or fs == (1, 1):
+            continue
+        err = _assert_error(path, ich.ERR_UNSUPPORTED)
+        assert isinstance(err, ich.UnsupportedError)
+        seen.append(os.path.basename(path))
+    print("\nunsupported as expected: %s" % seen)
+    for must in ("rtdose.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_rle.dcm",
+                 "ExplVR_BigEnd.dcm", "SC_rgb_small_odd.dcm", "SC_rgb_jpeg_dcmd.dcm"):
+        assert must in seen, must
+
+
+def test_random_bytes_and_empty_file(tmp_path, rng):
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    _assert_error(empty)
+    noise = tmp_path / "noise.dcm"
+    noise.write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    _assert_error(noise)
+    fake = tmp_path / "fake.dcm"
+    fake.write_bytes(b"\0" * 128 + b"DICM" + rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    _assert_error(fake)
+    text = tmp_path / "text.dcm"
+    text.write_text("this is not a DICOM file\n" * 20)
+    _assert_error(text)
+
+
+def test_missing_file_is_io_error(tmp_path):
+    err = _assert_error(tmp_path / "does-not-exist.dcm", ich.ERR_IO)
+    assert isinstance(err, ich.IchIOError) and isinstance(err, OSError)
+    assert err.status_name == "ICH_ERR_IO"
+
+
+def test_directory_is_an_error(tmp_path):
+    with pytest.raises(ich.IchError):
+        ich.read_dicom(tmp_path)
+
+
+_CHILD = """
+import hashlib, os, sys
+sys.path.insert(0, sys.argv[1])
+import ich
+for path in sys.argv[2:]:
+    print("READ", path, flush=True)
+    try:
+        img = ich.read_dicom(path)
+    except ich.IchError as err:
+        named = os.path.basename(path) in err.message
+        print("ERROR", err.status, int(named), flush=True)
+    else:
+        assert img.pixels.shape == img.hu.shape == (img.rows, img.columns)
+        print("OK", hashlib.sha256(img.pixels.tobytes()).hexdigest(), flush=True)
+"""
+
+
+def read_in_child(paths):
+    """Read `paths` with ich.read_dicom in child processes, so that a crash
+    (a GDCM assertion, a segfault) is a test failure that names the file
+    instead of the end of the test run. Returns ({path: result}, {path:
+    crash report}); a result is ("OK", sha256 of pixels) or ("ERROR",
+    status, message-names-the-file)."""
+    import subprocess
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(ich.__file__)))
+    results, crashes = {}, {}
+    todo = [str(p) for p in paths]
+    while todo:
+        proc = subprocess.run([sys.executable, "-c", _CHILD, package] + todo,
+                              capture_output=True, text=True, timeout=600)
+        current = None
+        for line in proc.stdout.splitlines():
+            word, _, rest = line.partition(" ")
+            if word == "READ":
+                current = rest
+            elif word == "OK":
+                results[current] = ("OK", rest)
+            elif word == "ERROR":
+                status, named = rest.split()
+                results[current] = ("ERROR", int(status), named == "1")
+        if proc.returncode == 0:
+            break
+        if current is None or current in results:
+            pytest.fail("child process failed outside read_dicom (exit %d):\n%s"
+                        % (proc.returncode, proc.stderr[-3000:]))
+        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        crashes[current] = "exit %d: %s" % (proc.returncode, last[-300:])
+        todo = todo[todo.index(current) + 1:]
+    return results, crashes
+
+
+def _crash_report(crashes, original):
+    lines = []
+    for path, why in sorted(crashes.items()):
+        changed = ""
+        if os.path.exists(original):
+            a, b = open(original, "rb").read(), open(path, "rb").read()
+            if len(a) != len(b):
+                changed = " (first %d bytes of %d)" % (len(b), len(a))
+            else:
+                diff = [i for i in range(len(a)) if a[i] != b[i]]
+                changed = " (bytes %s changed to %s)" % (diff, [b[i] for i in diff])
+        lines.append("%s%s\n    %s" % (os.path.basename(path), changed, why))
+    return "%d file(s) crashed the process instead of raising IchError:\n%s" % (
+        len(crashes), "\n".join(lines[:15]))
+
+
+def test_truncated_copies_of_ct_small(test_files, tmp_path):
+    """CT_small.dcm cut anywhere before the end of its pixel data is an
+    IchError naming the file, never a crash or garbage pixels."""
+    import hashlib
+
+    original = os.path.join(test_files, "CT_small.dcm")
+    data = open(original, "rb").read()
+    reference = hashlib.sha256(ich.read_dicom(original).pixels.tobytes()).hexdigest()
+    pixel_end = data.rfind(b"\xfc\xff\xfc\xff")  # trailing padding after the pixels
+    assert data[pixel_end + 4:pixel_end + 6] == b"OB" and pixel_end == 6300 + 128 * 128 * 2
+    cuts = [1, 4, 100, 128, 131, 132, 133, 136, 140, 150, 200, 333, 500, 1000, 3000, 6288,
+            6290, 6296, 6300, 6302, 10000, len(data) // 2, pixel_end - 1000, pixel_end - 2,
+            pixel_end - 1]
+    padding_cuts = [pixel_end, pixel_end + 2, pixel_end + 10, pixel_end + 32, len(data) - 1]
+    paths = {}
+    for cut in cuts + padding_cuts:
+        paths[cut] = tmp_path / ("cut_%05d.dcm" % cut)
+        paths[cut].write_bytes(data[:cut])
+    results, crashes = read_in_child(paths.values())
+    assert not crashes, _crash_report(crashes, original)
+    for cut in cuts:
+        result = results[str(paths[cut])]
+        assert result[0] == "ERROR" and result[2], (cut, result)
+    # cut inside the trailing padding: the pixels are whole, so either answer
+    # is fine, but a success must give the right pixels
+    for cut in padding_cuts:
+        result = results[str(paths[cut])]
+        assert result in (("OK", reference),) or (result[0] == "ERROR" and result[2]), \
+            (cut, result)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm",
+                                  "MR_small_jp2klossless.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm",
+                                  "MR_small_bigendian.dcm", "JPEG2000.dcm"])
+@pytest.mark.xfail(reason="known gap: Debian's GDCM is built with assertions and aborts on some "
+                   "corrupt data-set element headers; libich guards truncation and the meta "
+                   "group only", strict=False)
+def test_corrupted_bytes_never_crash(test_files, tmp_path, rng, name):
+    """Copies with 1 to 8 random bytes changed give an image or an IchError
+    naming the file, never a crash."""
+    original = os.path.join(test_files, name)
+    data = open(original, "rb").read()
+    paths = []
+    for trial in range(24):
+        copy = bytearray(data)
+        for pos in rng.integers(0, len(copy), 1 + trial % 8):
+            copy[pos] = int(rng.integers(0, 256))
+        paths.append(tmp_path / ("%02d_%s" % (trial, name)))
+        paths[-1].write_bytes(bytes(copy))
+    results, crashes = read_in_child(paths)
+    assert not crashes, _crash_report(crashes, original)
+    assert len(results) == len(paths)
+    for path, result in results.items():
+        assert result[0] == "OK" or result[2], (path, result)
+
+
+def test_every_test_file_reads_or_raises(test_files):
+    """All of pydicom's test files, DICOM or not: an image or an IchError
+    that names the file, never a crash."""
+    paths = list(_all_files(test_files))
+    results, crashes = read_in_child(paths)
+    assert not crashes, _crash_report(crashes, "")
+    assert len(results) == len(paths) > 100
+    unnamed = [p for p, r in results.items() if r[0] == "ERROR" and not r[2]]
+    assert not unnamed
+    ok = sum(1 for r in results.values() if r[0] == "OK")
+    assert ok >= 40, ok
+
+
+@pytest.mark.xfail(reason="known gap: GDCM's JPEG and OpenJPEG codecs print to stderr on "
+                   "undecodable streams, outside gdcm::Trace", strict=False)
+def test_library_prints_nothing(test_files, tmp_path):
+    """libich never writes to stdout or stderr (only through the log
+    callback), not even when GDCM's codecs or parsers complain."""
+    import subprocess
+    import sys
+
+    names = ["CT_small.dcm", "JPEG-lossy.dcm", "JPGExtended.dcm", "JPEG2000.dcm",
+             "JPEG2000-embedded-sequence-delimiter.dcm", "GDCMJ2K_TextGBR.dcm",
+             "MR_small_jpeg_ls_lossless.dcm", "no_meta.dcm", "rtplan.dcm", "MR_truncated.dcm",
+             "SC_rgb_jpeg_gdcm.dcm", "badVR.dcm"]
+    paths = [os.path.join(test_files, n) for n in names] + [str(tmp_path / "missing.dcm")]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(ich.__file__)))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, package] + paths,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "", "libich printed to stderr:\n" + proc.stderr
+    lines = [l for l in proc.stdout.splitlines() if l.split(" ", 1)[0] not in
+             ("READ", "OK", "ERROR")]
+    assert lines == [], "libich printed to stdout:\n" + "\n".join(lines)
+
+
+# ---- writing ---------------------------------------------------------------
+
+def _uid(n):
+    return "1.2.826.0.1.3680043.8.498.%d" % n
+
+
+def test_write_ct_round_trip(tmp_path, rng):
+    pixels = rng.integers(-32768, 32768, size=(37, 53), dtype=np.int16)
+    pixels[0, 0], pixels[-1, -1] = -32768, 32767
+    meta = dict(rescale_slope=0.5, rescale_intercept=-1024.0,
+                pixel_spacing=(0.48828125, 0.75), slice_thickness=5.0,
+                image_position=(-125.5, -130.25, 42.75), instance_number=17,
+                window_center=40.0, window_width=80.0, patient_id="PID-123",
+                study_instance_uid=_uid(1), series_instance_uid=_uid(2),
+                sop_instance_uid=_uid(3))
+    path = tmp_path / "slice.dcm"
+    ich.write_ct(path, pixels, **meta)
+    assert sorted(os.listdir(tmp_path)) == ["slice.dcm"]  # no temporary left
+
+    img = ich.read_dicom(path)
+    assert img.pixels.dtype == np.int16
+    np.testing.assert_array_equal(img.pixels, pixels)
+    np.testing.assert_array_equal(
+        img.hu, pixels.astype(np.float32) * np.float32(0.5) + np.float32(-1024.0))
+    assert img.modality == "CT" and img.photometric == "MONOCHROME2"
+    assert img.transfer_syntax == EXPLICIT_VR_LE
+    assert (img.bits_allocated, img.bits_stored, img.pixel_representation) == (16, 16, 1)
+    for key in ("rescale_slope", "rescale_intercept", "pixel_spacing", "slice_thickness",
+                "image_position", "instance_number", "window_center", "window_width",
+                "patient_id", "study_instance_uid", "series_instance_uid",
+                "sop_instance_uid"):
+        assert getattr(img, key) == meta[key], key
+
+    ds = pydicom.dcmread(str(path))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_VR_LE
+    assert ds.SOPClassUID == CT_IMAGE_STORAGE
+    assert ds.file_meta.MediaStorageSOPClassUID == CT_IMAGE_STORAGE
+    assert ds.file_meta.MediaStorageSOPInstanceUID == _uid(3)
+    np.testing.assert_array_equal(ds.pixel_array, pixels)
+    assert float(ds.RescaleSlope) == 0.5 and float(ds.RescaleIntercept) == -1024.0
+    assert [float(v) for v in ds.PixelSpacing] == [0.48828125, 0.75]
+    assert [float(v) for v in ds.ImagePositionPatient] == [-125.5, -130.25, 42.75]
+    assert float(ds.SliceThickness) == 5.0
+    assert int(ds.InstanceNumber) == 17
+    assert float(_first(ds.WindowCenter)) == 40.0 and float(_first(ds.WindowWidth)) == 80.0
+    assert (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == \
+        (_uid(1), _uid(2), _uid(3))
+    assert ds.PatientID == "PID-123" and ds.Modality == "CT"
+    assert ds.PhotometricInterpretation == "MONOCHROME2"
+    assert (ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation,
+            ds.SamplesPerPixel) == (37, 53, 16, 16, 1, 1)
+
+
+def test_write_ct_defaults(tmp_path):
+    pixels = np.arange(12, dtype=np.int16).reshape(3, 4) - 6
+    ich.write_ct(tmp_path / "a.dcm", pixels)
+    ich.write_ct(tmp_path / "b.dcm", pixels)
+    a, b = ich.read_dicom(tmp_path / "a.dcm"), ich.read_dicom(tmp_path / "b.dcm")
+    np.testing.assert_array_equal(a.pixels, pixels)
+    np.testing.assert_array_equal(a.hu, pixels.astype(np.float32) - 1024)
+    assert a.rescale_slope == 1.0 and a.rescale_intercept == -1024.0
+    assert a.pixel_spacing == (1.0, 1.0)
+    assert math.isnan(a.slice_thickness)  # 0 means absent
+    assert math.isnan(a.window_center) and math.isnan(a.window_width)
+    assert a.patient_id == "ANONYMOUS"
+    uids = {a.study_instance_uid, a.series_instance_uid, a.sop_instance_uid,
+            b.study_instance_uid, b.series_instance_uid, b.sop_instance_uid}
+    assert len(uids) == 6  # generated, all different
+    for uid in uids:
+        assert pydicom.uid.UID(uid).is_valid, uid
+    ds = pydicom.dcmread(str(tmp_path / "a.dcm"))
+    assert "WindowCenter" not in ds and "SliceThickness" not in ds
+    np.testing.assert_array_equal(ds.pixel_array, pixels)
+
+
+def test_write_ct_accepts_small_integer_arrays(tmp_path):
+    pixels = np.array([[0, 1000], [-1000, 32767]], dtype=np.int64)
+    ich.write_ct(tmp_path / "c.dcm", pixels)
+    np.testing.assert_array_equal(ich.read_dicom(tmp_path / "c.dcm").pixels, pixels)
+    with pytest.raises(ValueError):
+        ich.write_ct(tmp_path / "d.dcm", np.array([[40000]]))
+    with pytest.raises(TypeError):
+        ich.write_ct(tmp_path / "d.dcm", np.zeros((2, 2), np.float32))
+    assert not (tmp_path / "d.dcm").exists()
+
+
+def test_write_ct_errors(tmp_path):
+    good = np.zeros((4, 4), np.int16)
+    with pytest.raises(ich.IchError) as info:
+        ich.write_ct(tmp_path / "x.dcm", good, sop_instance_uid="not a uid")
+    assert info.value.status == ich.ERR_INVALID_ARGUMENT
+    with pytest.raises(ich.IchError) as info:
+        ich.write_ct(tmp_path / "x.dcm", good, study_instance_uid="1.2." + "3" * 70)
+    assert info.value.status == ich.ERR_INVALID_ARGUMENT
+    with pytest.raises(ich.IchError) as info:
+        ich.write_ct(tmp_path / "x.dcm", np.zeros((0, 4), np.int16))
+    assert info.value.status == ich.ERR_INVALID_ARGUMENT
+    with pytest.raises(ich.IchError):
+        ich.write_ct(tmp_path / "x.dcm", np.zeros((2, 2, 2), np.int16))
+    with pytest.raises(ich.IchError) as info:
+        ich.write_ct(tmp_path / "no" / "such" / "dir.dcm", good)
+    assert info.value.status == ich.ERR_IO
+    assert isinstance(info.value, OSError)
+    assert os.listdir(tmp_path) == []  # nothing left behind by any failure
+
+
+def test_write_ct_non_contiguous_input(tmp_path, rng):
+    base = rng.integers(-2000, 3000, size=(20, 30), dtype=np.int16)
+    view = base[::2, ::3].T  # strided and transposed
+    ich.write_ct(tmp_path / "v.dcm", view)
+    np.testing.assert_array_equal(ich.read_dicom(tmp_path / "v.dcm").pixels, view)
