@@ -518,14 +518,10 @@ static void test_corrupted(void **state)
     size_t header = size - (size_t)ROWS * COLS * 2;
     uint8_t *copy = malloc(size);
     assert_non_null(copy);
-    /* Debian's GDCM asserts (aborts) on some corrupt data-set element
-     * headers; libich guards the preamble and File Meta Information group
-     * (bytes before 144 + its group length) and the pixel values, so only
-     * those bytes are corrupted here. Known gap: corrupt data-set headers. */
-    size_t meta_end = 144 + (size_t)(bytes[140] | bytes[141] << 8 | bytes[142] << 16 |
-                                     (size_t)bytes[143] << 24);
-    assert_true(meta_end < header);
-    for (size_t off = 0; off < meta_end; off += 1) {
+    /* Every header byte, set to 0xFF and to 0x00 in turn: an error or a
+     * plausible image, never an abort (Debian's GDCM asserts on malformed
+     * headers) and never a huge allocation from a corrupt length. */
+    for (size_t off = 0; off < header; off += 1) {
         const uint8_t values[2] = {0xff, 0x00};
         for (int v = 0; v < 2; v++) {
             if (bytes[off] == values[v])
@@ -620,6 +616,67 @@ static void test_bad_dimensions(void **state)
         assert_null(d);
     }
     free(bytes);
+}
+
+/* The Pixel Data element's 32-bit length disagrees with the image: shorter
+ * than rows * columns * 2 (with bytes left after it), longer than the file,
+ * or absurdly large. All are malformed files (ICH_ERR_FORMAT), and a huge
+ * declared length must not make the reader allocate gigabytes. */
+static void test_bad_pixel_length(void **state)
+{
+    const char *dir = *state;
+    char full[512], bad[512];
+    tu_join(full, sizeof full, dir, "full.dcm");
+    tu_join(bad, sizeof bad, dir, "badlen.dcm");
+    static int16_t px[ROWS * COLS];
+    make_pixels(px, ROWS * COLS);
+    ich_ct_slice s = full_slice(px);
+    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
+    size_t size = 0;
+    uint8_t *bytes = tu_read_file(full, &size);
+    assert_non_null(bytes);
+    const uint32_t needed = ROWS * COLS * 2;
+    /* (7FE0,0010) OW, explicit VR little endian: tag, "OW", 2 reserved
+     * bytes, 4-byte length, then the value up to the end of the file. */
+    const uint8_t tag[8] = {0xe0, 0x7f, 0x10, 0x00, 'O', 'W', 0, 0};
+    size_t at = 0;
+    for (size_t i = 132; i + 12 <= size; i++)
+        if (memcmp(bytes + i, tag, 8) == 0)
+            at = i;
+    assert_true(at > 0);
+    assert_int_equal(at + 12 + needed, size);
+
+    const uint32_t lengths[] = {needed - 2, needed + 2, 0x7ffffffeu, 0xff000000u | needed,
+                                0xfffffffeu};
+    char problems[1024] = "";
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        uint8_t *copy = malloc(size);
+        assert_non_null(copy);
+        memcpy(copy, bytes, size);
+        uint32_t len = lengths[k];
+        copy[at + 8] = (uint8_t)len;
+        copy[at + 9] = (uint8_t)(len >> 8);
+        copy[at + 10] = (uint8_t)(len >> 16);
+        copy[at + 11] = (uint8_t)(len >> 24);
+        assert_int_equal(tu_write_file(bad, copy, size), 0);
+        free(copy);
+        ich_dicom *d = (ich_dicom *)(uintptr_t)0x1;
+        ich_status st = ich_dicom_read(bad, &d);
+        if (st == ICH_OK)
+            ich_dicom_free(d);
+        if (st != ICH_ERR_FORMAT) {
+            size_t used = strlen(problems);
+            snprintf(problems + used, sizeof problems - used, "\n  length %u: %s", len,
+                     ich_status_string(st));
+        } else if (d != NULL) {
+            fail_msg("length %u: ICH_ERR_FORMAT but *out is not NULL", len);
+        }
+    }
+    free(bytes);
+    if (problems[0])
+        fail_msg("pixel data lengths that were not ICH_ERR_FORMAT (image and file hold %u "
+                 "bytes):%s",
+                 needed, problems);
 }
 
 /* ---- Write errors -------------------------------------------------------- */
@@ -954,6 +1011,7 @@ int main(void)
         /* Malformed input last: a crash there must not hide other results. */
         cmocka_unit_test_setup_teardown(test_read_errors, setup_tmpdir, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_bad_dimensions, setup_tmpdir, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_pixel_length, setup_tmpdir, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_truncated, setup_tmpdir, teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_corrupted, setup_tmpdir, teardown_tmpdir),
     };

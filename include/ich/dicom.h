@@ -24,6 +24,14 @@
  * data or with absurd dimensions give ICH_ERR_FORMAT; a missing or
  * unreadable file gives ICH_ERR_IO. ich_last_error() names the file.
  *
+ * Robustness: before GDCM parses a file, libich checks its element framing
+ * (every tag, VR and length inside the file, tags in order, sequences and
+ * fragments well formed), the image pixel attributes, and the header of a
+ * compressed frame (JPEG, JPEG-LS, JPEG 2000, RLE) against them. Debian's
+ * GDCM is built with assertions and would otherwise abort the process on
+ * such files. Known limit: GDCM's JPEG and JPEG 2000 codecs may still print
+ * a line to stderr on unusual or damaged streams.
+ *
  * Threads: an ich_dicom handle is used by one thread at a time; different
  * handles may be used from different threads at once.
  */
@@ -128,8 +136,9 @@ typedef struct ich_ct_slice {
 
 /** Write `slice` as a CT Image Storage DICOM file (explicit VR little
  *  endian, MONOCHROME2, signed 16-bit, with rescale tags) at `path`. The
- *  file is written to a temporary name beside `path`, synced and renamed,
- *  so `path` is never left half-written.
+ *  file is written to a temporary name beside `path` and renamed into
+ *  place, so `path` is never left half-written (it is not fsynced: after a
+ *  power loss the newest files may be empty, never torn).
  *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad size or dimensions, a UID
  *  that is not a valid DICOM UID), ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_dicom_write_ct(const char *path, const ich_ct_slice *slice);

@@ -1,8 +1,8 @@
 /*
  * libich images: PNG writing (stb_image_write behind it).
  *
- * Files are written to a temporary name beside the target, synced and then
- * renamed, so a crash or a full disk never leaves a half-written PNG.
+ * Files are written to a temporary name beside the target and then renamed
+ * into place, so a crash or a full disk never leaves a half-written PNG.
  * Safe to call from many threads at once.
  */
 #ifndef ICH_IMAGE_H

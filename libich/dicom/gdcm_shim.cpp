@@ -18,10 +18,13 @@
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
 #include <gdcmReader.h>
+#include <gdcmSequenceOfFragments.h>
 #include <gdcmTrace.h>
 
 extern "C" {
 #include "core/error.h"
+#include "dicom/codestream.h"
+#include "dicom/framing.h"
 #include "dicom/gdcm_shim.h"
 }
 
@@ -44,58 +47,10 @@ void silence_gdcm()
 
 // Debian's GDCM is built with assertions, and its reader aborts the
 // process when a file ends in the middle of an element (it retries from
-// the start on a stream already at EOF). So files are read into memory
-// with zero bytes appended, GDCM parses that buffer and never meets EOF
-// inside an element, and the real size is used to detect truncation.
+// the start on a stream already at EOF). ich_dicom_check_framing() rejects
+// such files first; as a second guard, GDCM parses an in-memory copy with
+// zero bytes appended, so it never meets EOF inside an element.
 const size_t kZeroPadding = 4096;
-
-bool is_vr(const char *p)
-{
-    static const char vrs[][3] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS",
-                                  "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH",
-                                  "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN",
-                                  "UR", "US", "UT", "UV"};
-    for (const auto &vr : vrs)
-        if (p[0] == vr[0] && p[1] == vr[1])
-            return true;
-    return false;
-}
-
-bool has_long_length(const char *vr)
-{
-    static const char long_vrs[][3] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
-                                       "UC", "UN", "UR", "UT"};
-    for (const auto &l : long_vrs)
-        if (vr[0] == l[0] && vr[1] == l[1])
-            return true;
-    return false;
-}
-
-// GDCM asserts on a malformed File Meta Information group, which is always
-// explicit VR little endian: check its element headers first (tags of
-// group 0002, known VRs, lengths inside the file).
-ich_status check_file_meta(const char *path, const std::string &data, size_t size)
-{
-    if (size < 132 || data.compare(128, 4, "DICM") != 0)
-        return ICH_OK; // no meta group: GDCM guesses the encoding
-    const unsigned char *p = reinterpret_cast<const unsigned char *>(data.data());
-    size_t at = 132;
-    while (at + 8 <= size && (p[at] | p[at + 1] << 8) == 0x0002) {
-        const char *vr = data.data() + at + 4;
-        if (!is_vr(vr))
-            return ich_fail(ICH_ERR_FORMAT, "%s: corrupt file meta information (bad VR at byte %zu)",
-                            path, at + 4);
-        size_t header = has_long_length(vr) ? 12 : 8;
-        uint32_t length = header == 12
-                              ? (uint32_t)(p[at + 8] | p[at + 9] << 8 | p[at + 10] << 16 |
-                                           (uint32_t)p[at + 11] << 24)
-                              : (uint32_t)(p[at + 6] | p[at + 7] << 8);
-        if (at + header > size || length > size - at - header)
-            return ich_fail(ICH_ERR_FORMAT, "%s: truncated or corrupt file meta information", path);
-        at += header + length;
-    }
-    return ICH_OK;
-}
 
 // The whole file followed by kZeroPadding zero bytes.
 struct FileBytes {
@@ -119,9 +74,9 @@ ich_status load_file(const char *path, FileBytes &file)
     std::fclose(f);
     if (got != file.size)
         return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, file.size);
-    // GDCM rejects big-endian data sets followed by zeros. That retired
+    // GDCM rejects big-endian data sets followed by zeros, so that retired
     // transfer syntax, named in the meta group near the start, is read
-    // unpadded (a truncated big-endian file can still trip GDCM's asserts).
+    // unpadded (the framing check has already ruled out truncation).
     const char big_endian_uid[] = "1.2.840.10008.1.2.2";
     size_t head = std::min<size_t>(file.size, 1024);
     std::string start = file.data.substr(0, head);
@@ -181,6 +136,7 @@ void copy_text(char *dst, size_t cap, const std::string &src)
     dst[n] = '\0';
 }
 
+
 // A US attribute of the top-level data set as the file says it, or
 // `fallback` when absent or malformed.
 int32_t us_of(const gdcm::File &file, uint16_t element, int32_t fallback)
@@ -194,6 +150,54 @@ int32_t us_of(const gdcm::File &file, uint16_t element, int32_t fallback)
     uint16_t v;
     std::memcpy(&v, bv->GetPointer(), 2);
     return v;
+}
+
+// Bitmask values some CR devices write for BitsAllocated/Stored, read as
+// GDCM reads them.
+int32_t bits_value(int32_t v)
+{
+    return v == 0xFFFF ? 16 : v == 0x0FFF ? 12 : v == 0x00FF ? 8 : v;
+}
+
+// The image pixel attributes GDCM relies on (and asserts on): present,
+// well formed and consistent, so that a corrupt value is an error here
+// rather than an abort inside GDCM.
+ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
+                                  ich_frame_shape *shape)
+{
+    const int32_t rows = us_of(file, 0x0010, -1), columns = us_of(file, 0x0011, -1);
+    const int32_t allocated = bits_value(us_of(file, 0x0100, -1));
+    const int32_t stored = bits_value(us_of(file, 0x0101, -1));
+    const int32_t high_bit = us_of(file, 0x0102, -1);
+    const int32_t samples = us_of(file, 0x0002, 1);
+    const int32_t representation = us_of(file, 0x0103, 0);
+    const int32_t planar = us_of(file, 0x0006, 0);
+    if (rows <= 0 || columns <= 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: Rows/Columns (0028,0010/0011) missing or zero", path);
+    if (allocated < 1 || allocated > 64 || stored < 1 || stored > allocated || high_bit < 0 ||
+        high_bit >= allocated)
+        return ich_fail(ICH_ERR_FORMAT,
+                        "%s: inconsistent bits: %d allocated, %d stored, high bit %d", path,
+                        allocated, stored, high_bit);
+    if (samples != 1 && samples != 3 && samples != 4)
+        return ich_fail(ICH_ERR_FORMAT, "%s: invalid Samples per Pixel %d", path, samples);
+    if (planar != 0 && planar != 1)
+        return ich_fail(ICH_ERR_FORMAT, "%s: invalid Planar Configuration %d", path, planar);
+    if (representation != 0 && representation != 1)
+        return ich_fail(ICH_ERR_FORMAT, "%s: invalid Pixel Representation %d", path,
+                        representation);
+    // Rejected before GDCM's codecs run: libich reads single grayscale slices.
+    if (samples != 1)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: colour image (%d samples per pixel, %s); a grayscale slice is expected",
+                        path, samples, text_of(file.GetDataSet(), 0x0028, 0x0004).c_str());
+    double frames;
+    if (numbers_of(file.GetDataSet(), 0x0028, 0x0008, &frames, 1) == 1 && frames > 1)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: multi-frame image (%.0f frames); a single slice is expected", path,
+                        frames);
+    *shape = ich_frame_shape{rows, columns, samples, allocated};
+    return ICH_OK;
 }
 
 void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *info)
@@ -229,6 +233,40 @@ void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *i
     copy_text(info->patient_id, sizeof info->patient_id, text_of(ds, 0x0010, 0x0020));
 }
 
+// GDCM's codecs trust a compressed stream's own header over the DICOM
+// attributes they sized their buffers from (and assert on some corrupt
+// ones): check the first frame's header before any codec sees it.
+ich_status check_first_frame(const gdcm::File &file, const ich_frame_shape &shape, const char *path)
+{
+    const bool rle = file.GetHeader().GetDataSetTransferSyntax() == gdcm::TransferSyntax::RLELossless;
+    const gdcm::DataElement &de = file.GetDataSet().GetDataElement(gdcm::Tag(0x7FE0, 0x0010));
+    const gdcm::SequenceOfFragments *fragments = de.GetSequenceOfFragments();
+    if (!fragments || fragments->GetNumberOfFragments() == 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: compressed pixel data has no fragments", path);
+    const gdcm::ByteValue *bv = fragments->GetFragment(0).GetByteValue();
+    if (!bv || !bv->GetPointer())
+        return ich_fail(ICH_ERR_FORMAT, "%s: compressed pixel data has an empty fragment", path);
+    return ich_check_codestream(path, reinterpret_cast<const unsigned char *>(bv->GetPointer()),
+                                (size_t)(uint32_t)bv->GetLength(), &shape, rle);
+}
+
+// GDCM asserts when it computes spacing from a malformed orientation or
+// position; such a value is dropped (and reported as absent) instead.
+void drop_malformed_geometry(gdcm::DataSet &ds)
+{
+    static const struct {
+        uint16_t group, element;
+        int count;
+    } geometry[] = {{0x0020, 0x0037, 6}, {0x0020, 0x0032, 3}, {0x0028, 0x0030, 2},
+                    {0x0018, 0x0050, 1}, {0x0018, 0x0088, 1}};
+    for (const auto &g : geometry) {
+        double values[6];
+        if (ds.FindDataElement(gdcm::Tag(g.group, g.element)) &&
+            numbers_of(ds, g.group, g.element, values, g.count) != g.count)
+            ds.Remove(gdcm::Tag(g.group, g.element));
+    }
+}
+
 // Installed GDCM is built with assertions: a few malformed but parseable
 // files would abort the process inside ImageReader::Read(). This reader
 // parses once, repairs or rejects what would trip those assertions, and
@@ -244,17 +282,13 @@ class CheckedImageReader : public gdcm::ImageReader
         gdcm::DataSet &ds = GetFile().GetDataSet();
         if (!ds.FindDataElement(gdcm::Tag(0x7FE0, 0x0010)))
             return ich_fail(ICH_ERR_FORMAT, "%s: DICOM file has no pixel data", path);
-        static const uint16_t required[] = {0x0010, 0x0011, 0x0100, 0x0101, 0x0102};
-        static const char *const names[] = {"Rows", "Columns", "BitsAllocated", "BitsStored",
-                                            "HighBit"};
-        for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-            const gdcm::Tag tag(0x0028, required[i]);
-            const gdcm::ByteValue *bv =
-                ds.FindDataElement(tag) ? ds.GetDataElement(tag).GetByteValue() : nullptr;
-            if (!bv || bv->GetLength() != 2)
-                return ich_fail(ICH_ERR_FORMAT, "%s: image attribute %s (0028,%04X) missing or malformed",
-                                path, names[i], required[i]);
-        }
+        ich_frame_shape shape;
+        ich_status st = check_pixel_attributes(GetFile(), path, &shape);
+        const gdcm::TransferSyntax &ts = GetFile().GetHeader().GetDataSetTransferSyntax();
+        if (st == ICH_OK && ts.IsEncapsulated())
+            st = check_first_frame(GetFile(), shape, path);
+        if (st != ICH_OK)
+            return st;
         // A single frame may omit Number of Frames; GDCM insists on it once
         // a Frame Increment Pointer is present (RT Dose). Say it is 1.
         if (!ds.FindDataElement(gdcm::Tag(0x0028, 0x0008))) {
@@ -264,8 +298,13 @@ class CheckedImageReader : public gdcm::ImageReader
             ds.Insert(frames);
         }
         ds.Remove(gdcm::Tag(0x0088, 0x0200)); // icon image: unused, and asserted on
+        ds.Remove(gdcm::Tag(0x0008, 0x0010)); // ACR-NEMA recognition code: likewise
+        // Functional groups describe frames of enhanced multi-frame objects;
+        // a single slice does not need them, and GDCM asserts on malformed ones.
+        ds.Remove(gdcm::Tag(0x5200, 0x9229));
+        ds.Remove(gdcm::Tag(0x5200, 0x9230));
+        drop_malformed_geometry(ds);
 
-        const gdcm::TransferSyntax &ts = GetFile().GetHeader().GetDataSetTransferSyntax();
         PixelData->SetTransferSyntax(ts);
         gdcm::MediaStorage ms;
         ms.SetFromFile(GetFile());
@@ -278,21 +317,12 @@ class CheckedImageReader : public gdcm::ImageReader
     }
 };
 
-// True when the file ends before the native (not encapsulated) pixel data
-// it declares: GDCM reads the zero padding as pixel values. A second,
-// header-only parse finds where the pixel values start.
-bool native_pixels_truncated(FileBytes &file, size_t expected)
+// Bytes the Pixel Data element declares when it is not encapsulated.
+size_t native_pixel_bytes(const gdcm::File &file)
 {
-    std::istringstream stream(file.data);
-    gdcm::Reader probe;
-    probe.SetStream(stream);
-    const gdcm::Tag pixel_data(0x7FE0, 0x0010);
-    std::set<gdcm::Tag> skip;
-    skip.insert(pixel_data);
-    if (!probe.ReadUpToTag(pixel_data, skip))
-        return true;
-    size_t start = probe.GetStreamCurrentPosition();
-    return start == (size_t)-1 || start + expected > file.size;
+    const gdcm::DataElement &de = file.GetDataSet().GetDataElement(gdcm::Tag(0x7FE0, 0x0010));
+    const gdcm::ByteValue *bv = de.GetByteValue();
+    return bv ? (size_t)(uint32_t)bv->GetLength() : 0;
 }
 
 // GDCM swaps big-endian 32-bit samples as two 16-bit halves; put the
@@ -310,7 +340,8 @@ ich_status read_image(const char *path, ich_gdcm_image *image)
     FileBytes file;
     ich_status st = load_file(path, file);
     if (st == ICH_OK)
-        st = check_file_meta(path, file.data, file.size);
+        st = ich_dicom_check_framing(path, reinterpret_cast<const unsigned char *>(file.data.data()),
+                                     file.size);
     if (st != ICH_OK)
         return st;
     std::istringstream stream(file.data);
@@ -349,10 +380,10 @@ ich_status read_image(const char *path, ich_gdcm_image *image)
     size_t expected = ((size_t)info.rows * info.columns * bits + 7) / 8;
     size_t length = img.GetBufferLength();
     const gdcm::TransferSyntax &ts = img.GetTransferSyntax();
-    if (!ts.IsEncapsulated() && ts != gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian &&
-        native_pixels_truncated(file, expected))
-        return ich_fail(ICH_ERR_FORMAT, "%s: truncated: the file ends inside its pixel data (%zu bytes)",
-                        path, expected);
+    if (!ts.IsEncapsulated() && native_pixel_bytes(reader.GetFile()) < expected)
+        return ich_fail(ICH_ERR_FORMAT, "%s: pixel data has %zu bytes, %zu expected for %d x %d x %d bits",
+                        path, native_pixel_bytes(reader.GetFile()), expected, info.rows,
+                        info.columns, bits);
     if (length < expected)
         return ich_fail(ICH_ERR_FORMAT, "%s: pixel data has %zu bytes, %zu expected", path, length,
                         expected);

@@ -1,0 +1,304 @@
+/* Element framing checks: every header and length inside the file, before
+ * GDCM (whose asserts abort the process on malformed input) sees it. This
+ * reads tags, VRs and lengths only; values are GDCM's business. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "dicom/framing.h"
+
+#define UNDEFINED_LENGTH 0xFFFFFFFFu
+#define MAX_DEPTH 32
+
+typedef struct walker {
+    const unsigned char *d;
+    size_t size;
+    int big_endian;
+    char why[200];
+    size_t where;
+} walker;
+
+typedef struct header {
+    unsigned group, element;
+    char vr[3];        /* "" in implicit VR */
+    uint32_t length;
+    size_t value;      /* offset of the value */
+} header;
+
+static unsigned u16(const walker *w, size_t at)
+{
+    const unsigned char *p = w->d + at;
+    return w->big_endian ? (unsigned)(p[0] << 8 | p[1]) : (unsigned)(p[1] << 8 | p[0]);
+}
+
+static uint32_t u32(const walker *w, size_t at)
+{
+    uint32_t lo = u16(w, at), hi = u16(w, at + 2);
+    return w->big_endian ? (lo << 16 | hi) : (hi << 16 | lo);
+}
+
+static int fail(walker *w, size_t at, const char *why)
+{
+    snprintf(w->why, sizeof w->why, "%s", why);
+    w->where = at;
+    return -1;
+}
+
+static int is_one_of(const char *vr, const char *list)
+{
+    for (const char *p = list; *p; p += 3)
+        if (vr[0] == p[0] && vr[1] == p[1])
+            return 1;
+    return 0;
+}
+
+static const char KNOWN_VRS[] = "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL "
+                                "SQ SS ST SV TM UC UI UL UN UR US UT UV ";
+static const char LONG_VRS[] = "OB OD OF OL OV OW SQ UC UN UR UT UV ";
+
+/* Read one element header at `at`, below `end`. Item tags (FFFE,xxxx)
+ * never carry a VR. */
+static int read_header(walker *w, size_t at, size_t end, int explicit_vr, header *h)
+{
+    if (end - at < 8)
+        return fail(w, at, "the file ends inside an element header");
+    h->group = u16(w, at);
+    h->element = u16(w, at + 2);
+    h->vr[0] = '\0';
+    if (!explicit_vr || h->group == 0xFFFE) {
+        h->length = u32(w, at + 4);
+        h->value = at + 8;
+        return 0;
+    }
+    memcpy(h->vr, w->d + at + 4, 2);
+    h->vr[2] = '\0';
+    if (!is_one_of(h->vr, KNOWN_VRS))
+        return fail(w, at + 4, "invalid value representation");
+    if (is_one_of(h->vr, LONG_VRS)) {
+        if (end - at < 12)
+            return fail(w, at, "the file ends inside an element header");
+        h->length = u32(w, at + 8);
+        h->value = at + 12;
+    } else {
+        h->length = u16(w, at + 6);
+        h->value = at + 8;
+    }
+    return 0;
+}
+
+static int walk_items(walker *w, size_t *at, size_t end, int explicit_vr, int defined,
+                      int fragments, int depth);
+
+/* Elements from *at up to `end`; with `until_delimiter`, up to and past an
+ * item delimitation item instead. */
+static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int until_delimiter,
+                         int depth)
+{
+    if (depth > MAX_DEPTH)
+        return fail(w, *at, "sequences nested too deeply");
+    uint32_t previous_tag = 0;
+    int first = 1;
+    while (*at < end) {
+        header h;
+        if (!until_delimiter && depth == 0 && end - *at < 8) {
+            /* a few stray bytes at the very end: zero padding is harmless */
+            for (size_t i = *at; i < end; i++)
+                if (w->d[i])
+                    return fail(w, *at, "the file ends inside an element header");
+            *at = end;
+            return 0;
+        }
+        if (read_header(w, *at, end, explicit_vr, &h) != 0)
+            return -1;
+        if (h.group == 0xFFFE) {
+            if (until_delimiter && h.element == 0xE00D && h.length == 0) {
+                *at = h.value;
+                return 0;
+            }
+            return fail(w, *at, "item tag outside a sequence");
+        }
+        if (h.group == 0 && h.element == 0 && depth == 0 && !until_delimiter) {
+            for (size_t i = *at; i < end; i++)
+                if (w->d[i])
+                    return fail(w, *at, "invalid element (0000,0000)");
+            *at = end; /* trailing zero padding */
+            return 0;
+        }
+        /* Elements come in ascending tag order; GDCM misreads files that
+         * break it (a corrupt group number, typically). */
+        uint32_t tag = (uint32_t)h.group << 16 | h.element;
+        if (!first && tag <= previous_tag)
+            return fail(w, *at, "elements out of order (corrupt tag)");
+        first = 0;
+        previous_tag = tag;
+        *at = h.value;
+        if (h.length == UNDEFINED_LENGTH) {
+            int pixel_data = h.group == 0x7FE0 && h.element == 0x0010;
+            if (h.vr[0] && !pixel_data && !is_one_of(h.vr, "SQ UN "))
+                return fail(w, h.value - 4, "undefined length on an element that cannot have one");
+            /* An UN sequence of undefined length is encoded implicit VR. */
+            int inner_explicit = explicit_vr && strcmp(h.vr, "UN") != 0;
+            if (walk_items(w, at, end, pixel_data ? explicit_vr : inner_explicit, 0, pixel_data,
+                           depth) != 0)
+                return -1;
+            continue;
+        }
+        if (h.length > end - *at) {
+            snprintf(w->why, sizeof w->why,
+                     "truncated or corrupt: element (%04X,%04X) declares %u bytes, %zu remain",
+                     h.group, h.element, h.length, end - *at);
+            w->where = *at;
+            return -1;
+        }
+        if (strcmp(h.vr, "SQ") == 0) {
+            size_t inner = *at;
+            if (walk_items(w, &inner, *at + h.length, explicit_vr, 1, 0, depth) != 0)
+                return -1;
+        }
+        *at += h.length;
+    }
+    if (until_delimiter)
+        return fail(w, *at, "an item of undefined length has no delimiter");
+    return 0;
+}
+
+/* Items of a sequence, whose content is a nested data set, or with
+ * `fragments` the fragments of encapsulated pixel data, whose content is
+ * opaque. With `defined`, the items fill [*at, end); otherwise a sequence
+ * delimiter ends them. */
+static int walk_items(walker *w, size_t *at, size_t end, int explicit_vr, int defined,
+                      int fragments, int depth)
+{
+    for (;;) {
+        if (defined && *at == end)
+            return 0;
+        header h;
+        if (read_header(w, *at, end, 0, &h) != 0)
+            return -1;
+        if (h.group != 0xFFFE)
+            return fail(w, *at, "expected an item in a sequence");
+        *at = h.value;
+        if (h.element == 0xE0DD && !defined) {
+            if (h.length != 0)
+                return fail(w, h.value - 8, "a sequence delimiter with a length");
+            return 0;
+        }
+        if (h.element != 0xE000)
+            return fail(w, h.value - 8, "expected an item in a sequence");
+        if (h.length == UNDEFINED_LENGTH) {
+            if (fragments)
+                return fail(w, h.value - 8, "a pixel data fragment without a length");
+            if (walk_elements(w, at, end, explicit_vr, 1, depth + 1) != 0)
+                return -1;
+        } else {
+            if (h.length > end - *at)
+                return fail(w, *at, "truncated or corrupt: an item runs past its end");
+            size_t inner = *at;
+            if (!fragments && walk_elements(w, &inner, *at + h.length, explicit_vr, 0, depth + 1) != 0)
+                return -1;
+            *at += h.length;
+        }
+    }
+}
+
+/* Where the data set starts and how it is encoded, from the meta group. */
+static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
+{
+    syntax[0] = '\0';
+    if (w->size < 132 || memcmp(w->d + 128, "DICM", 4) != 0) {
+        *at = 0;
+        return 0;
+    }
+    *at = 132;
+    while (w->size - *at >= 8 && u16(w, *at) == 0x0002) {
+        header h;
+        if (read_header(w, *at, w->size, 1, &h) != 0)
+            return -1;
+        if (h.length == UNDEFINED_LENGTH || h.length > w->size - h.value)
+            return fail(w, *at, "truncated or corrupt file meta information");
+        if (h.element == 0x0010) {
+            size_t n = h.length < syntax_size - 1 ? h.length : syntax_size - 1;
+            memcpy(syntax, w->d + h.value, n);
+            while (n > 0 && (syntax[n - 1] == '\0' || syntax[n - 1] == ' '))
+                n--;
+            syntax[n] = '\0';
+        }
+        *at = h.value + h.length;
+    }
+    if (*at == w->size)
+        return fail(w, *at, "the file ends after its file meta information");
+    return 0;
+}
+
+/* A deflated data set: inflate it (raw deflate, as the transfer syntax
+ * says) and walk the result as explicit VR little endian. */
+static ich_status check_deflated(const char *path, const unsigned char *data, size_t size)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, -MAX_WBITS) != Z_OK)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot start inflating", path);
+    size_t capacity = size * 4 + 4096, used = 0;
+    unsigned char *out = malloc(capacity);
+    int rc = Z_OK;
+    z.next_in = (unsigned char *)data;
+    z.avail_in = (uInt)size;
+    while (out && rc == Z_OK) {
+        if (used == capacity) {
+            unsigned char *bigger = capacity < ((size_t)1 << 31) ? realloc(out, capacity * 2) : NULL;
+            if (!bigger)
+                break;
+            out = bigger;
+            capacity *= 2;
+        }
+        z.next_out = out + used;
+        z.avail_out = (uInt)(capacity - used);
+        rc = inflate(&z, Z_NO_FLUSH);
+        used = capacity - z.avail_out;
+    }
+    inflateEnd(&z);
+    ich_status st;
+    if (!out || rc != Z_STREAM_END) {
+        st = ich_fail(ICH_ERR_FORMAT, "%s: deflated data set is truncated or corrupt", path);
+    } else {
+        walker w = {out, used, 0, "", 0};
+        size_t at = 0;
+        st = walk_elements(&w, &at, used, 1, 0, 0) == 0
+                 ? ICH_OK
+                 : ich_fail(ICH_ERR_FORMAT, "%s: %s (byte %zu of the inflated data set)", path,
+                            w.why, w.where);
+    }
+    free(out);
+    return st;
+}
+
+ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size)
+{
+    walker w = {data, size, 0, "", 0};
+    size_t start;
+    char syntax[80];
+    if (walk_meta(&w, &start, syntax, sizeof syntax) != 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: %s (byte %zu)", path, w.why, w.where);
+    if (strcmp(syntax, "1.2.840.10008.1.2.1.99") == 0)
+        return check_deflated(path, data + start, size - start);
+
+    int explicit_vr, big_endian = strcmp(syntax, "1.2.840.10008.1.2.2") == 0;
+    if (syntax[0]) {
+        explicit_vr = strcmp(syntax, "1.2.840.10008.1.2") != 0;
+    } else { /* no transfer syntax: guess from the first element, as GDCM does */
+        explicit_vr = size - start >= 6 && is_one_of((const char *)data + start + 4, KNOWN_VRS);
+        big_endian = size - start >= 2 && data[start] == 0 && data[start + 1] != 0;
+    }
+    w.big_endian = big_endian;
+    /* Some writers label an implicit VR data set explicit, or the reverse;
+     * like pydicom and GDCM, believe the first element's bytes. */
+    if (syntax[0] && size - start >= 6)
+        explicit_vr = is_one_of((const char *)data + start + 4, KNOWN_VRS);
+
+    size_t at = start;
+    if (walk_elements(&w, &at, size, explicit_vr, 0, 0) == 0)
+        return ICH_OK;
+    return ich_fail(ICH_ERR_FORMAT, "%s: %s (byte %zu)", path, w.why, w.where);
+}
