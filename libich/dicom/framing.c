@@ -56,7 +56,7 @@ static int is_one_of(const char *vr, const char *list)
 
 static const char KNOWN_VRS[] = "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL "
                                 "SQ SS ST SV TM UC UI UL UN UR US UT UV ";
-static const char LONG_VRS[] = "OB OD OF OL OV OW SQ UC UN UR UT UV ";
+static const char LONG_VRS[] = "OB OD OF OL OV OW SQ SV UC UN UR UT UV ";
 
 /* Read one element header at `at`, below `end`. Item tags (FFFE,xxxx)
  * never carry a VR. */

@@ -1,7 +1,6 @@
 // The GDCM shim: the only C++ in libich. Exceptions never cross into C:
 // every entry point catches them and turns them into an ich_status.
 #include <cerrno>
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +10,7 @@
 #include <sstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <sys/stat.h>
 
@@ -46,19 +46,10 @@ void silence_gdcm()
 }
 
 // Debian's GDCM is built with assertions, and its reader aborts the
-// process when a file ends in the middle of an element (it retries from
-// the start on a stream already at EOF). ich_dicom_check_framing() rejects
-// such files first; as a second guard, GDCM parses an in-memory copy with
-// zero bytes appended, so it never meets EOF inside an element.
-const size_t kZeroPadding = 4096;
-
-// The whole file followed by kZeroPadding zero bytes.
-struct FileBytes {
-    std::string data;
-    size_t size = 0; // the file's real size
-};
-
-ich_status load_file(const char *path, FileBytes &file)
+// process on malformed input (a file that ends inside an element, a bad
+// VR, ...). So the file is read into memory, ich_dicom_check_framing()
+// checks it, and only then does GDCM parse that same buffer.
+ich_status load_file(const char *path, std::vector<char> &data)
 {
     FILE *f = std::fopen(path, "rb");
     if (!f)
@@ -68,25 +59,35 @@ ich_status load_file(const char *path, FileBytes &file)
         std::fclose(f);
         return ich_fail(ICH_ERR_FORMAT, "%s: empty or unreadable file", path);
     }
-    file.size = (size_t)st.st_size;
-    file.data.assign(file.size + kZeroPadding, '\0');
-    size_t got = std::fread(&file.data[0], 1, file.size, f);
+    data.resize((size_t)st.st_size);
+    size_t got = std::fread(data.data(), 1, data.size(), f);
     std::fclose(f);
-    if (got != file.size)
-        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, file.size);
-    // GDCM rejects big-endian data sets followed by zeros, so that retired
-    // transfer syntax, named in the meta group near the start, is read
-    // unpadded (the framing check has already ruled out truncation).
-    const char big_endian_uid[] = "1.2.840.10008.1.2.2";
-    size_t head = std::min<size_t>(file.size, 1024);
-    std::string start = file.data.substr(0, head);
-    size_t at = start.find(big_endian_uid);
-    if (at != std::string::npos && (at + sizeof big_endian_uid - 1 == head ||
-                                    start[at + sizeof big_endian_uid - 1] == '\0' ||
-                                    start[at + sizeof big_endian_uid - 1] == ' '))
-        file.data.resize(file.size);
+    if (got != data.size())
+        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, data.size());
     return ICH_OK;
 }
+
+// A read-only std::streambuf over bytes in memory (no copy, unlike
+// std::istringstream), with the seeking GDCM's reader uses.
+class MemoryBuffer : public std::streambuf
+{
+  public:
+    MemoryBuffer(char *data, size_t size) { setg(data, data, data + size); }
+
+  protected:
+    pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override
+    {
+        char *base = dir == std::ios_base::beg ? eback() : dir == std::ios_base::cur ? gptr() : egptr();
+        if (off < eback() - base || off > egptr() - base)
+            return pos_type(off_type(-1));
+        setg(eback(), base + off, egptr());
+        return pos_type(gptr() - eback());
+    }
+    pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override
+    {
+        return seekoff(off_type(pos), std::ios_base::beg, mode);
+    }
+};
 
 // Text value of a string-VR element of the top-level data set, trailing
 // spaces and NULs removed; empty when absent.
@@ -337,14 +338,15 @@ void fix_big_endian_32(ich_gdcm_image *image)
 
 ich_status read_image(const char *path, ich_gdcm_image *image)
 {
-    FileBytes file;
+    std::vector<char> file;
     ich_status st = load_file(path, file);
     if (st == ICH_OK)
-        st = ich_dicom_check_framing(path, reinterpret_cast<const unsigned char *>(file.data.data()),
-                                     file.size);
+        st = ich_dicom_check_framing(path, reinterpret_cast<const unsigned char *>(file.data()),
+                                     file.size());
     if (st != ICH_OK)
         return st;
-    std::istringstream stream(file.data);
+    MemoryBuffer buffer(file.data(), file.size());
+    std::istream stream(&buffer);
     CheckedImageReader reader;
     reader.SetStream(stream);
     st = reader.ReadChecked(path);

@@ -500,6 +500,21 @@ def test_mutated_headers_of_every_test_file_never_crash(test_files, tmp_path, ba
     assert len(results) == len(paths)
 
 
+def test_header_turned_into_a_long_vr_is_an_error(test_files, tmp_path):
+    """A VR changed from SH to SV (whose length field is 4 bytes, not 2)
+    makes the element claim far more bytes than the file holds; found by
+    fuzzing, it used to abort the process inside GDCM."""
+    data = bytearray(open(os.path.join(test_files, "CT_small.dcm"), "rb").read())
+    assert data[884:886] == b"SH"
+    data[885] = ord("V")
+    path = tmp_path / "sv.dcm"
+    path.write_bytes(bytes(data))
+    results, crashes = read_in_child([path])
+    assert not crashes, crashes
+    status, message_names_file = results[str(path)][1:]
+    assert status == 4 and message_names_file
+
+
 def test_every_test_file_reads_or_raises(test_files):
     """All of pydicom's test files, DICOM or not: an image or an IchError
     that names the file, never a crash."""
