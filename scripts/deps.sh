@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh  (as root, or with sudo available)
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config zlib1g-dev libgdcm-dev libstb-dev libcmocka-dev
+packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev libstb-dev libcmocka-dev
           python3 python3-numpy python3-pydicom python3-pil python3-pytest)
 
 missing=()

@@ -46,7 +46,7 @@ static void store_value(void *pixels, size_t index, int sample_bits, int64_t v)
 }
 
 /* Fill dicom->pixels and dicom->hu from GDCM's decoded buffer. */
-static ich_status convert_pixels(ich_dicom *dicom, const ich_gdcm_image *image, const char *path)
+static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const char *path)
 {
     ich_dicom_info *info = &dicom->info;
     const void *buffer = image->buffer;
@@ -58,7 +58,16 @@ static ich_status convert_pixels(ich_dicom *dicom, const ich_gdcm_image *image, 
     info->sample_bits = bits == 1 ? 8 : bits;
     int is_signed = image->decoded_pixel_representation == 1;
     size_t n = (size_t)info->rows * (size_t)info->columns;
-    dicom->pixels = malloc(n * (size_t)(info->sample_bits / 8));
+    int mirror = info->monochrome1;
+    /* The common CT case: GDCM's buffer already holds the stored values as
+     * they are to be given out, so the handle keeps it. */
+    const int as_decoded = bits == 16 && bits_stored == 16 && !mirror;
+    if (as_decoded) {
+        dicom->pixels = image->buffer;
+        image->buffer = NULL;
+    } else {
+        dicom->pixels = malloc(n * (size_t)(info->sample_bits / 8));
+    }
     dicom->hu = malloc(n * sizeof(float));
     if (!dicom->pixels || !dicom->hu)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu pixels", path, n);
@@ -66,12 +75,9 @@ static ich_status convert_pixels(ich_dicom *dicom, const ich_gdcm_image *image, 
     /* MONOCHROME1 shows larger values darker: mirror them in their range. */
     int64_t lo = is_signed ? -(1ll << (bits_stored - 1)) : 0;
     int64_t hi = is_signed ? (1ll << (bits_stored - 1)) - 1 : (1ll << bits_stored) - 1;
-    int mirror = info->monochrome1;
     float slope = (float)info->rescale_slope;
     float intercept = (float)info->rescale_intercept;
-    if (bits == 16 && bits_stored == 16 && !mirror) {
-        /* The common CT case, kept to a loop the compiler vectorises. */
-        memcpy(dicom->pixels, buffer, n * 2);
+    if (as_decoded) { /* a loop the compiler vectorises */
         for (size_t i = 0; i < n; i++) {
             float v = is_signed ? (float)((const int16_t *)buffer)[i]
                                 : (float)((const uint16_t *)buffer)[i];

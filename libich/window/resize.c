@@ -1,38 +1,42 @@
-/* Separable resizing of float32 planes: bilinear (half-pixel centres, no
- * antialiasing) and area (exact fractional-overlap averaging). Both are
- * written as a horizontal pass into `scratch` and a vertical pass, with
- * per-axis tables of source indices and weights computed once per call. */
+/* Separable resizing of float32 images, row by row: bilinear (half-pixel
+ * centres, no antialiasing) and area (exact fractional-overlap averaging).
+ * Per-axis tables of source indices and weights are computed once per
+ * call; each output row combines a few input rows (vertical pass), then
+ * resamples that row (horizontal pass). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/error.h"
 #include "window/resize.h"
 
-/* One output coordinate's sources: `count` consecutive inputs from `first`. */
-typedef struct taps {
-    int32_t first;
-    int32_t count;
-    int32_t weight_offset; /* into the weight array */
-} taps;
-
+/* Per output coordinate, `width` consecutive inputs from first[o] with
+ * weights[o * width + k]. Every output has the same number of taps (short
+ * ones are padded with zero weights), which keeps the inner loops simple. */
 typedef struct axis {
-    taps *taps;
+    int32_t width;
+    int32_t *first;
     float *weights;
 } axis;
 
 static void axis_free(axis *a)
 {
-    free(a->taps);
+    free(a->first);
     free(a->weights);
+}
+
+static int axis_alloc(axis *a, int32_t out, int32_t width)
+{
+    a->width = width;
+    a->first = malloc((size_t)out * sizeof *a->first);
+    a->weights = calloc((size_t)out * (size_t)width, sizeof *a->weights);
+    return a->first && a->weights ? 0 : -1;
 }
 
 /* Bilinear as PyTorch's interpolate(align_corners=False): source coordinate
  * (o + 0.5) * in/out - 0.5, clamped at 0, two taps. */
 static int axis_bilinear(axis *a, int32_t in, int32_t out)
 {
-    a->taps = malloc((size_t)out * sizeof *a->taps);
-    a->weights = malloc((size_t)out * 2 * sizeof *a->weights);
-    if (!a->taps || !a->weights)
+    if (axis_alloc(a, out, in > 1 ? 2 : 1) != 0)
         return -1;
     float scale = (float)in / (float)out;
     for (int32_t o = 0; o < out; o++) {
@@ -40,11 +44,19 @@ static int axis_bilinear(axis *a, int32_t in, int32_t out)
         if (src < 0)
             src = 0;
         int32_t i0 = (int32_t)src;
-        int32_t step = i0 < in - 1 ? 1 : 0;
         float l1 = src - (float)i0;
-        a->taps[o] = (taps){i0, 1 + step, 2 * o};
-        a->weights[2 * o] = step ? 1.0f - l1 : 1.0f;
-        a->weights[2 * o + 1] = step ? l1 : 0.0f;
+        float *w = a->weights + (size_t)o * a->width;
+        if (a->width == 1) {
+            a->first[o] = 0;
+            w[0] = 1.0f;
+        } else if (i0 < in - 1) {
+            a->first[o] = i0;
+            w[0] = 1.0f - l1;
+            w[1] = l1;
+        } else { /* the last input alone: shift left, zero weight first */
+            a->first[o] = in - 2;
+            w[1] = 1.0f;
+        }
     }
     return 0;
 }
@@ -54,22 +66,23 @@ static int axis_bilinear(axis *a, int32_t in, int32_t out)
 static int axis_area(axis *a, int32_t in, int32_t out)
 {
     double s = (double)in / (double)out;
-    int32_t max_taps = (int32_t)ceil(s) + 2;
-    a->taps = malloc((size_t)out * sizeof *a->taps);
-    a->weights = malloc((size_t)out * (size_t)max_taps * sizeof *a->weights);
-    if (!a->taps || !a->weights)
+    int32_t width = (int32_t)ceil(s) + 1;
+    if (width > in)
+        width = in;
+    if (axis_alloc(a, out, width) != 0)
         return -1;
-    int32_t offset = 0;
     for (int32_t o = 0; o < out; o++) {
         double start = o * s, end = (o + 1) * s;
         int32_t first = (int32_t)floor(start);
         int32_t last = (int32_t)ceil(end) - 1;
         if (last > in - 1)
             last = in - 1;
-        a->taps[o] = (taps){first, last - first + 1, offset};
+        int32_t shifted = first < in - width ? first : in - width;
+        a->first[o] = shifted;
+        float *w = a->weights + (size_t)o * width;
         for (int32_t i = first; i <= last; i++) {
             double overlap = fmin(end, i + 1.0) - fmax(start, (double)i);
-            a->weights[offset++] = (float)(fmax(overlap, 0.0) / s);
+            w[i - shifted] = (float)(fmax(overlap, 0.0) / s);
         }
     }
     return 0;
@@ -77,7 +90,7 @@ static int axis_area(axis *a, int32_t in, int32_t out)
 
 static int axis_make(axis *a, int32_t in, int32_t out, ich_resize_method method)
 {
-    a->taps = NULL;
+    a->first = NULL;
     a->weights = NULL;
     int rc = method == ICH_RESIZE_AREA ? axis_area(a, in, out) : axis_bilinear(a, in, out);
     if (rc != 0)
@@ -85,52 +98,47 @@ static int axis_make(axis *a, int32_t in, int32_t out, ich_resize_method method)
     return rc;
 }
 
-/* Resample along rows: out[r][o] = sum_k w[k] * in[r][first + k]. */
-static void pass_horizontal(const float *in, int32_t rows, int32_t in_cols, const axis *ax,
-                            float *out, int32_t out_cols)
+/* One row resampled: out[o] = sum_k w[o][k] * in[first[o] + k]. */
+ICH_VECTORIZE
+static void resample_row(const float *in, const axis *ax, float *out, int32_t out_cols)
 {
-    for (int32_t r = 0; r < rows; r++) {
-        const float *src = in + (size_t)r * in_cols;
-        float *dst = out + (size_t)r * out_cols;
+    const int32_t width = ax->width;
+    if (width == 2) { /* bilinear: the common case, kept branch-free */
         for (int32_t o = 0; o < out_cols; o++) {
-            const taps t = ax->taps[o];
-            const float *w = ax->weights + t.weight_offset;
-            float acc = 0;
-            for (int32_t k = 0; k < t.count; k++)
-                acc += w[k] * src[t.first + k];
-            dst[o] = acc;
+            const float *s = in + ax->first[o];
+            const float *w = ax->weights + 2 * (size_t)o;
+            out[o] = w[0] * s[0] + w[1] * s[1];
         }
+        return;
+    }
+    for (int32_t o = 0; o < out_cols; o++) {
+        const float *s = in + ax->first[o];
+        const float *w = ax->weights + (size_t)o * width;
+        float acc = 0;
+        for (int32_t k = 0; k < width; k++)
+            acc += w[k] * s[k];
+        out[o] = acc;
     }
 }
 
-/* Resample along columns by combining whole rows: vectorises over columns. */
-static void pass_vertical(const float *in, int32_t cols, const axis *ay, float *out,
-                          int32_t out_rows)
+/* dst = sum_k w[k] * rows[k], whole rows at a time: vectorises. */
+ICH_VECTORIZE
+static void combine_rows(const float *const *rows, const float *w, int32_t width, int32_t cols,
+                         float *dst)
 {
-    for (int32_t o = 0; o < out_rows; o++) {
-        const taps t = ay->taps[o];
-        const float *w = ay->weights + t.weight_offset;
-        float *dst = out + (size_t)o * cols;
+    for (int32_t c = 0; c < cols; c++)
+        dst[c] = 0;
+    for (int32_t k = 0; k < width; k++) {
+        const float *src = rows[k];
+        const float wk = w[k];
         for (int32_t c = 0; c < cols; c++)
-            dst[c] = 0;
-        for (int32_t k = 0; k < t.count; k++) {
-            const float *src = in + (size_t)(t.first + k) * cols;
-            const float wk = w[k];
-            for (int32_t c = 0; c < cols; c++)
-                dst[c] += wk * src[c];
-        }
+            dst[c] += wk * src[c];
     }
 }
 
-size_t ich_resize_scratch(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols)
-{
-    size_t a = (size_t)in_rows * out_cols, b = (size_t)out_rows * in_cols;
-    return a > b ? a : b;
-}
-
-ich_status ich_resize_plane(const float *in, int32_t in_rows, int32_t in_cols, float *out,
-                            int32_t out_rows, int32_t out_cols, ich_resize_method method,
-                            float *scratch)
+ich_status ich_resize_rows(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols,
+                           ich_resize_method method, ich_fill_row_fn fill, ich_take_row_fn take,
+                           void *ctx)
 {
     axis ax, ay;
     if (axis_make(&ax, in_cols, out_cols, method) != 0)
@@ -139,15 +147,41 @@ ich_status ich_resize_plane(const float *in, int32_t in_rows, int32_t in_cols, f
         axis_free(&ax);
         return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
     }
-    /* Shrinking rows first leaves the slower horizontal pass fewer rows. */
-    if (out_rows < in_rows) {
-        pass_vertical(in, in_cols, &ay, scratch, out_rows);
-        pass_horizontal(scratch, out_rows, in_cols, &ax, out, out_cols);
+    /* Input rows live in a ring of ay.width slots: output row o needs rows
+     * first[o] .. first[o] + width - 1, and first[] never decreases. */
+    const int32_t slots = ay.width;
+    float *ring = malloc((size_t)slots * in_cols * sizeof *ring);
+    int32_t *ring_row = malloc((size_t)slots * sizeof *ring_row);
+    float *column_pass = malloc((size_t)in_cols * sizeof *column_pass);
+    float *out = malloc((size_t)out_cols * sizeof *out);
+    const float **rows = malloc((size_t)slots * sizeof *rows);
+    ich_status st = ICH_OK;
+    if (!ring || !ring_row || !column_pass || !out || !rows) {
+        st = ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
     } else {
-        pass_horizontal(in, in_rows, in_cols, &ax, scratch, out_cols);
-        pass_vertical(scratch, out_cols, &ay, out, out_rows);
+        for (int32_t i = 0; i < slots; i++)
+            ring_row[i] = -1;
+        for (int32_t o = 0; o < out_rows; o++) {
+            for (int32_t k = 0; k < slots; k++) {
+                int32_t r = ay.first[o] + k;
+                float *slot = ring + (size_t)(r % slots) * in_cols;
+                if (ring_row[r % slots] != r) {
+                    fill(ctx, r, slot);
+                    ring_row[r % slots] = r;
+                }
+                rows[k] = slot;
+            }
+            combine_rows(rows, ay.weights + (size_t)o * slots, slots, in_cols, column_pass);
+            resample_row(column_pass, &ax, out, out_cols);
+            take(ctx, o, out);
+        }
     }
+    free(ring);
+    free(ring_row);
+    free(column_pass);
+    free(out);
+    free(rows);
     axis_free(&ax);
     axis_free(&ay);
-    return ICH_OK;
+    return st;
 }

@@ -1,17 +1,23 @@
-/* Internal: resizing one float32 plane. */
+/* Internal: resizing a float32 image row by row. */
 #ifndef ICH_INTERNAL_RESIZE_H
 #define ICH_INTERNAL_RESIZE_H
 
 #include "ich/window.h"
 
-/* Resize `in` (in_rows x in_cols) into `out` (out_rows x out_cols) with
- * `method` (see ich/window.h for the exact definitions). `scratch` holds at
- * least ich_resize_scratch(...) floats. Returns ICH_ERR_NO_MEMORY or ICH_OK. */
-ich_status ich_resize_plane(const float *in, int32_t in_rows, int32_t in_cols, float *out,
-                            int32_t out_rows, int32_t out_cols, ich_resize_method method,
-                            float *scratch);
+/* Fills `dst` (in_cols floats) with input row `row`. */
+typedef void (*ich_fill_row_fn)(void *ctx, int32_t row, float *dst);
 
-/* Floats of scratch space ich_resize_plane() needs for these sizes. */
-size_t ich_resize_scratch(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols);
+/* Receives output row `row` (out_cols floats, valid during the call). */
+typedef void (*ich_take_row_fn)(void *ctx, int32_t row, const float *values);
+
+/* Resize an in_rows x in_cols image to out_rows x out_cols with `method`
+ * (see ich/window.h for the exact definitions), asking `fill` for input
+ * rows as they are needed (each at most once, in rising order) and giving
+ * output rows to `take` in order. Only a few rows are ever held, so the
+ * input never needs to exist as a whole. Returns ICH_ERR_NO_MEMORY or
+ * ICH_OK. */
+ich_status ich_resize_rows(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols,
+                           ich_resize_method method, ich_fill_row_fn fill, ich_take_row_fn take,
+                           void *ctx);
 
 #endif

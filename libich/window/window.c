@@ -200,9 +200,9 @@ ich_status ich_window_output_shape(const ich_window *w, int32_t in_rows, int32_t
 
 /* ---- Mapping to [0, 1] ------------------------------------------------- */
 
-static void map_linear(const float *hu, size_t n, float center, float width, float *out)
+ICH_VECTORIZE
+static void map_linear(const float *hu, size_t n, float lo, float width, float *out)
 {
-    const float lo = center - width / 2;
     for (size_t i = 0; i < n; i++) {
         float v = (hu[i] - lo) / width;
         v = v > 0 ? v : 0; /* also maps NaN to 0 */
@@ -210,59 +210,115 @@ static void map_linear(const float *hu, size_t n, float center, float width, flo
     }
 }
 
-/* The tutorial's mode: clip to the window (if any), then stretch the
- * slice's own minimum..maximum to 0..1. */
-static void map_minmax(const float *hu, size_t n, int windowed, float center, float width,
-                       float *out)
+/* The tutorial's mode: x clipped to [lo, hi] (when windowed), then
+ * (x - min) / range with the slice's own minimum and range. */
+ICH_VECTORIZE
+static void map_minmax(const float *hu, size_t n, int windowed, float lo, float hi, float mn,
+                       float range, float *out)
 {
-    const float lo = center - width / 2;
-    const float hi = lo + width;
-    float mn = INFINITY, mx = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         float x = hu[i];
         if (windowed)
             x = x < lo ? lo : (x > hi ? hi : x);
-        out[i] = x;
+        out[i] = (x - mn) / range;
+    }
+}
+
+/* One channel of one slice being produced row by row. */
+typedef struct channel_job {
+    const float *hu;
+    int32_t cols;
+    int minmax, windowed;
+    float lo, width, hi, mn, range;
+    /* where finished rows go: u8 interleaved or a float plane */
+    uint8_t *u8;
+    float *f32;
+    int32_t channel, channels, out_cols;
+    float mean, std;
+} channel_job;
+
+static void fill_row(void *ctx, int32_t row, float *dst)
+{
+    const channel_job *j = ctx;
+    const float *src = j->hu + (size_t)row * j->cols;
+    if (j->minmax)
+        map_minmax(src, (size_t)j->cols, j->windowed, j->lo, j->hi, j->mn, j->range, dst);
+    else
+        map_linear(src, (size_t)j->cols, j->lo, j->width, dst);
+}
+
+static void take_row(void *ctx, int32_t row, const float *v)
+{
+    const channel_job *j = ctx;
+    const int32_t n = j->out_cols;
+    if (j->u8) {
+        uint8_t *dst = j->u8 + (size_t)row * n * j->channels + j->channel;
+        for (int32_t i = 0; i < n; i++)
+            dst[(size_t)i * j->channels] = (uint8_t)(v[i] * 255.0f); /* truncates, as astype */
+    } else {
+        float *dst = j->f32 + (size_t)row * n;
+        for (int32_t i = 0; i < n; i++)
+            dst[i] = (v[i] - j->mean) / j->std;
+    }
+}
+
+/* The tutorial's min-max needs the clipped slice's extremes first. */
+static void minmax_range(channel_job *j, size_t n)
+{
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        float x = j->hu[i];
+        if (j->windowed)
+            x = x < j->lo ? j->lo : (x > j->hi ? j->hi : x);
         mn = x < mn ? x : mn;
         mx = x > mx ? x : mx;
     }
-    const float range = mx - mn + 1e-5f;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (out[i] - mn) / range;
+    j->mn = mn;
+    j->range = mx - mn + 1e-5f;
 }
 
-/* Map and resize every channel into `planes` (channels x out size). */
-static ich_status make_planes(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
-                              int32_t channels, int32_t out_rows, int32_t out_cols, float *planes)
+/* Map, resize and store every channel; u8 (interleaved) or f32 (planes,
+ * normalised) output, whichever is not NULL. */
+static ich_status run_channels(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
+                               const int32_t shape[3], uint8_t *u8, float *f32)
 {
-    const size_t n = (size_t)rows * cols;
-    const size_t out_n = (size_t)out_rows * out_cols;
-    const int resize = out_rows != rows || out_cols != cols;
-    float *mapped = NULL, *scratch = NULL;
-    if (resize) {
-        mapped = malloc(n * sizeof *mapped);
-        scratch = malloc(ich_resize_scratch(rows, cols, out_rows, out_cols) * sizeof *scratch);
-        if (!mapped || !scratch) {
-            free(mapped);
-            free(scratch);
-            return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory for %zu pixels", n);
+    const int32_t channels = shape[0], out_rows = shape[1], out_cols = shape[2];
+    float *row = NULL;
+    for (int32_t c = 0; c < channels; c++) {
+        channel_job j = {hu, cols, w->mode == ICH_WINDOW_MINMAX, w->count > 0, 0, 1, 0, 0, 1,
+                         u8, NULL, c, channels, out_cols, 0, 1};
+        if (w->count) {
+            j.width = w->width[c];
+            j.lo = w->center[c] - j.width / 2;
+            j.hi = j.lo + j.width;
+        }
+        if (f32) {
+            j.f32 = f32 + (size_t)c * out_rows * out_cols;
+            if (w->norm_count) {
+                j.mean = w->mean[w->norm_count == 1 ? 0 : c];
+                j.std = w->std[w->norm_count == 1 ? 0 : c];
+            }
+        }
+        if (j.minmax)
+            minmax_range(&j, (size_t)rows * cols);
+        if (out_rows != rows || out_cols != cols) {
+            ich_status st = ich_resize_rows(rows, cols, out_rows, out_cols, w->method, fill_row,
+                                            take_row, &j);
+            if (st != ICH_OK) {
+                free(row);
+                return st;
+            }
+            continue;
+        }
+        if (!row && !(row = malloc((size_t)cols * sizeof *row)))
+            return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory");
+        for (int32_t r = 0; r < rows; r++) {
+            fill_row(&j, r, row);
+            take_row(&j, r, row);
         }
     }
-    ich_status st = ICH_OK;
-    for (int32_t c = 0; c < channels && st == ICH_OK; c++) {
-        float *dst = resize ? mapped : planes + (size_t)c * out_n;
-        float center = w->count ? w->center[c] : 0, width = w->count ? w->width[c] : 1;
-        if (w->mode == ICH_WINDOW_MINMAX)
-            map_minmax(hu, n, w->count > 0, center, width, dst);
-        else
-            map_linear(hu, n, center, width, dst);
-        if (resize)
-            st = ich_resize_plane(mapped, rows, cols, planes + (size_t)c * out_n, out_rows,
-                                  out_cols, w->method, scratch);
-    }
-    free(mapped);
-    free(scratch);
-    return st;
+    free(row);
+    return ICH_OK;
 }
 
 static ich_status check_apply(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
@@ -285,22 +341,12 @@ ich_status ich_window_apply_f32(const ich_window *w, const float *hu, int32_t ro
 {
     int32_t shape[3];
     ich_status st = check_apply(w, hu, rows, columns, out, out_count, shape);
-    if (st == ICH_OK)
-        st = make_planes(w, hu, rows, columns, shape[0], shape[1], shape[2], out);
-    if (st != ICH_OK || w->norm_count == 0)
+    if (st != ICH_OK)
         return st;
-    if (w->norm_count != 1 && w->norm_count != shape[0])
+    if (w->norm_count > 1 && w->norm_count != shape[0])
         return ich_fail(ICH_ERR_SHAPE, "normalisation has %d values for %d channels",
                         w->norm_count, shape[0]);
-    const size_t plane = (size_t)shape[1] * shape[2];
-    for (int32_t c = 0; c < shape[0]; c++) {
-        const int k = w->norm_count == 1 ? 0 : c;
-        const float mean = w->mean[k], std = w->std[k];
-        float *p = out + (size_t)c * plane;
-        for (size_t i = 0; i < plane; i++)
-            p[i] = (p[i] - mean) / std;
-    }
-    return ICH_OK;
+    return run_channels(w, hu, rows, columns, shape, NULL, out);
 }
 
 ich_status ich_window_apply_u8(const ich_window *w, const float *hu, int32_t rows,
@@ -308,23 +354,7 @@ ich_status ich_window_apply_u8(const ich_window *w, const float *hu, int32_t row
 {
     int32_t shape[3];
     ich_status st = check_apply(w, hu, rows, columns, out, out_count, shape);
-    if (st != ICH_OK)
-        return st;
-    float *planes = malloc(out_count * sizeof *planes);
-    if (!planes)
-        return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory");
-    st = make_planes(w, hu, rows, columns, shape[0], shape[1], shape[2], planes);
-    if (st == ICH_OK) {
-        const int32_t channels = shape[0];
-        const size_t plane = (size_t)shape[1] * shape[2];
-        for (int32_t c = 0; c < channels; c++) {
-            const float *p = planes + (size_t)c * plane;
-            for (size_t i = 0; i < plane; i++)
-                out[i * channels + c] = (uint8_t)(p[i] * 255.0f); /* truncates, as astype */
-        }
-    }
-    free(planes);
-    return st;
+    return st != ICH_OK ? st : run_channels(w, hu, rows, columns, shape, out, NULL);
 }
 
 ich_status ich_window_dicom_to_png(const ich_window *w, const char *dicom_path,
