@@ -24,24 +24,6 @@ static const char *SOP_UID = "1.2.826.0.1.3680043.8.498.10001.2.3";
 
 /* ---- Fixtures ------------------------------------------------------------ */
 
-static int setup_tmpdir(void **state)
-{
-    char *dir = tu_mkdtemp();
-    if (!dir)
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    char *dir = *state;
-    tu_rmtree(dir);
-    free(dir);
-    ich_clear_error();
-    return 0;
-}
-
 /* 37 x 53 int16 values with the extremes, zero, +-1 and pseudo-random rest. */
 static void make_pixels(int16_t *px, int n)
 {
@@ -460,21 +442,30 @@ static void test_read_errors(void **state)
     expect_read_error(path, ICH_ERR_FORMAT, 1);
 }
 
+/* The full test slice written as dir/full.dcm, and that file's bytes
+ * (malloc'd, *size of them): the starting point for damaged copies. */
+static uint8_t *written_slice_bytes(const char *dir, size_t *size)
+{
+    char full[512];
+    tu_join(full, sizeof full, dir, "full.dcm");
+    static int16_t px[ROWS * COLS];
+    make_pixels(px, ROWS * COLS);
+    ich_ct_slice s = full_slice(px);
+    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
+    uint8_t *bytes = tu_read_file(full, size);
+    assert_non_null(bytes);
+    return bytes;
+}
+
 /* Write a valid slice, then read every prefix of it (every 97 bytes and the
  * last few bytes): each must fail with ICH_ERR_FORMAT and never crash. */
 static void test_truncated(void **state)
 {
     const char *dir = *state;
-    char full[512], cut[512];
-    tu_join(full, sizeof full, dir, "full.dcm");
+    char cut[512];
     tu_join(cut, sizeof cut, dir, "cut.dcm");
-    static int16_t px[ROWS * COLS];
-    make_pixels(px, ROWS * COLS);
-    ich_ct_slice s = full_slice(px);
-    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
     size_t size = 0;
-    uint8_t *bytes = tu_read_file(full, &size);
-    assert_non_null(bytes);
+    uint8_t *bytes = written_slice_bytes(dir, &size);
     assert_true(size > (size_t)ROWS * COLS * 2);
 
     size_t offsets[128];
@@ -505,16 +496,10 @@ static void test_truncated(void **state)
 static void test_corrupted(void **state)
 {
     const char *dir = *state;
-    char full[512], bad[512];
-    tu_join(full, sizeof full, dir, "full.dcm");
+    char bad[512];
     tu_join(bad, sizeof bad, dir, "corrupt.dcm");
-    static int16_t px[ROWS * COLS];
-    make_pixels(px, ROWS * COLS);
-    ich_ct_slice s = full_slice(px);
-    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
     size_t size = 0;
-    uint8_t *bytes = tu_read_file(full, &size);
-    assert_non_null(bytes);
+    uint8_t *bytes = written_slice_bytes(dir, &size);
     size_t header = size - (size_t)ROWS * COLS * 2;
     uint8_t *copy = malloc(size);
     assert_non_null(copy);
@@ -585,16 +570,10 @@ static int patch_us(uint8_t *bytes, size_t size, uint16_t group, uint16_t elemen
 static void test_bad_dimensions(void **state)
 {
     const char *dir = *state;
-    char full[512], bad[512];
-    tu_join(full, sizeof full, dir, "full.dcm");
+    char bad[512];
     tu_join(bad, sizeof bad, dir, "bad.dcm");
-    static int16_t px[ROWS * COLS];
-    make_pixels(px, ROWS * COLS);
-    ich_ct_slice s = full_slice(px);
-    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
     size_t size = 0;
-    uint8_t *bytes = tu_read_file(full, &size);
-    assert_non_null(bytes);
+    uint8_t *bytes = written_slice_bytes(dir, &size);
 
     const struct {
         uint16_t rows, columns;
@@ -625,16 +604,10 @@ static void test_bad_dimensions(void **state)
 static void test_bad_pixel_length(void **state)
 {
     const char *dir = *state;
-    char full[512], bad[512];
-    tu_join(full, sizeof full, dir, "full.dcm");
+    char bad[512];
     tu_join(bad, sizeof bad, dir, "badlen.dcm");
-    static int16_t px[ROWS * COLS];
-    make_pixels(px, ROWS * COLS);
-    ich_ct_slice s = full_slice(px);
-    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
     size_t size = 0;
-    uint8_t *bytes = tu_read_file(full, &size);
-    assert_non_null(bytes);
+    uint8_t *bytes = written_slice_bytes(dir, &size);
     const uint32_t needed = ROWS * COLS * 2;
     /* (7FE0,0010) OW, explicit VR little endian: tag, "OW", 2 reserved
      * bytes, 4-byte length, then the value up to the end of the file. */
@@ -998,22 +971,22 @@ static void test_pydicom_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_defaults, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_overwrite, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_info_size, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_write_errors, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_no_temp_files, setup_tmpdir, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_round_trip, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_defaults, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_overwrite, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_info_size, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_write_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_no_temp_files, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_pydicom_ct_small),
         cmocka_unit_test(test_pydicom_mr_transfer_syntaxes),
         cmocka_unit_test(test_pydicom_32bit),
         cmocka_unit_test(test_pydicom_errors),
         /* Malformed input last: a crash there must not hide other results. */
-        cmocka_unit_test_setup_teardown(test_read_errors, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_bad_dimensions, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_bad_pixel_length, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_truncated, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_corrupted, setup_tmpdir, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_dimensions, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_bad_pixel_length, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_truncated, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_corrupted, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,24 +16,6 @@
 #include "ich/ich.h"
 #include "test_util.h"
 
-static int setup_tmpdir(void **state)
-{
-    char *dir = tu_mkdtemp();
-    if (!dir)
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    char *dir = *state;
-    tu_rmtree(dir);
-    free(dir);
-    ich_clear_error();
-    return 0;
-}
-
 static uint8_t *make_pixels(int width, int height, int channels, uint32_t seed)
 {
     size_t n = (size_t)width * height * channels;
@@ -187,9 +169,9 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_overwrite, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_errors, setup_tmpdir, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_round_trip, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_overwrite, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

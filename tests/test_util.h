@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ich/core.h"
+
 #if defined(__GNUC__)
 #define TU_UNUSED __attribute__((unused))
 #else
@@ -169,5 +171,25 @@ static TU_UNUSED uint32_t tu_rand(uint32_t *state)
         if (tu_filter_ && tu_filter_[0])                    \
             cmocka_set_test_filter(tu_filter_);             \
     } while (0)
+
+/* cmocka fixtures: a fresh temporary directory in *state for each test,
+ * removed afterwards along with the thread's last error. */
+static TU_UNUSED int tu_setup_tmpdir(void **state)
+{
+    char *dir = tu_mkdtemp();
+    if (!dir)
+        return -1;
+    *state = dir;
+    return 0;
+}
+
+static TU_UNUSED int tu_teardown_tmpdir(void **state)
+{
+    char *dir = *state;
+    tu_rmtree(dir);
+    free(dir);
+    ich_clear_error();
+    return 0;
+}
 
 #endif /* ICH_TEST_UTIL_H */

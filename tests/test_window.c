@@ -814,24 +814,6 @@ static void test_apply_errors(void **state)
 
 /* ---- DICOM -> PNG -------------------------------------------------------- */
 
-static int setup_tmpdir(void **state)
-{
-    char *dir = tu_mkdtemp();
-    if (!dir)
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    char *dir = *state;
-    tu_rmtree(dir);
-    free(dir);
-    ich_clear_error();
-    return 0;
-}
-
 #define CT_ROWS 30
 #define CT_COLS 40
 
@@ -1110,9 +1092,9 @@ int main(void)
         cmocka_unit_test(test_apply_minmax),
         cmocka_unit_test(test_apply_resize),
         cmocka_unit_test(test_apply_errors),
-        cmocka_unit_test_setup_teardown(test_dicom_to_png, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_dicom_to_png_errors, setup_tmpdir, teardown_tmpdir),
-        cmocka_unit_test_setup_teardown(test_concurrent_apply, setup_tmpdir, teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_dicom_to_png, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_dicom_to_png_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_concurrent_apply, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);
