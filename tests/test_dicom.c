@@ -204,6 +204,62 @@ static void read_info(const char *path, ich_dicom_info *info)
     ich_dicom_free(d);
 }
 
+/* The full test slice written as dir/full.dcm, and that file's bytes
+ * (malloc'd, *size of them): the starting point for damaged copies. */
+static uint8_t *written_slice_bytes(const char *dir, size_t *size)
+{
+    char full[512];
+    tu_join(full, sizeof full, dir, "full.dcm");
+    static int16_t px[ROWS * COLS];
+    make_pixels(px, ROWS * COLS);
+    ich_ct_slice s = full_slice(px);
+    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
+    uint8_t *bytes = tu_read_file(full, size);
+    assert_non_null(bytes);
+    return bytes;
+}
+
+/* Bytes in memory decode exactly as the same bytes in a file; errors name
+ * the caller's name for them. */
+static void test_read_memory(void **state)
+{
+    const char *dir = *state;
+    size_t size = 0;
+    uint8_t *bytes = written_slice_bytes(dir, &size);
+    char path[512];
+    tu_join(path, sizeof path, dir, "full.dcm");
+    ich_dicom *from_file = NULL, *from_memory = NULL;
+    assert_int_equal(ich_dicom_read(path, &from_file), ICH_OK);
+    assert_int_equal(ich_dicom_read_memory(bytes, size, "slice in memory", &from_memory), ICH_OK);
+    ich_dicom_info a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.size = b.size = sizeof a;
+    assert_int_equal(ich_dicom_get_info(from_file, &a), ICH_OK);
+    assert_int_equal(ich_dicom_get_info(from_memory, &b), ICH_OK);
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_memory_equal(ich_dicom_pixels(from_file), ich_dicom_pixels(from_memory),
+                        (size_t)ROWS * COLS * 2);
+    /* the handle keeps nothing of the caller's bytes */
+    memset(bytes, 0, size);
+    assert_memory_equal(ich_dicom_hu(from_file), ich_dicom_hu(from_memory),
+                        (size_t)ROWS * COLS * sizeof(float));
+    ich_dicom_free(from_file);
+    ich_dicom_free(from_memory);
+    free(bytes);
+
+    bytes = written_slice_bytes(dir, &size);
+    ich_dicom *d = (ich_dicom *)(uintptr_t)0x1;
+    assert_int_equal(ich_dicom_read_memory(bytes, size / 2, "half.dcm", &d), ICH_ERR_FORMAT);
+    assert_null(d);
+    assert_non_null(strstr(ich_last_error(), "half.dcm"));
+    assert_int_equal(ich_dicom_read_memory(bytes, 0, NULL, &d), ICH_ERR_FORMAT);
+    assert_non_null(strstr(ich_last_error(), "<memory>"));
+    assert_int_equal(ich_dicom_read_memory(NULL, 10, "x", &d), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_dicom_read_memory(bytes, size, "x", NULL), ICH_ERR_INVALID_ARGUMENT);
+    free(bytes);
+}
+
 static void test_defaults(void **state)
 {
     const char *dir = *state;
@@ -442,20 +498,6 @@ static void test_read_errors(void **state)
     expect_read_error(path, ICH_ERR_FORMAT, 1);
 }
 
-/* The full test slice written as dir/full.dcm, and that file's bytes
- * (malloc'd, *size of them): the starting point for damaged copies. */
-static uint8_t *written_slice_bytes(const char *dir, size_t *size)
-{
-    char full[512];
-    tu_join(full, sizeof full, dir, "full.dcm");
-    static int16_t px[ROWS * COLS];
-    make_pixels(px, ROWS * COLS);
-    ich_ct_slice s = full_slice(px);
-    assert_int_equal(ich_dicom_write_ct(full, &s), ICH_OK);
-    uint8_t *bytes = tu_read_file(full, size);
-    assert_non_null(bytes);
-    return bytes;
-}
 
 /* Write a valid slice, then read every prefix of it (every 97 bytes and the
  * last few bytes): each must fail with ICH_ERR_FORMAT and never crash. */
@@ -972,6 +1014,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_memory, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_defaults, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_overwrite, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_info_size, tu_setup_tmpdir, tu_teardown_tmpdir),

@@ -88,7 +88,16 @@ typedef struct ich_dicom_info {
  *  multi-frame, more than 32 bits), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_dicom_read(const char *path, ich_dicom **out);
 
-/** Free a handle from ich_dicom_read(). NULL is a no-op. */
+/** Decode a DICOM file held in memory (`size` bytes at `data`, e.g. from an
+ *  archive or a network transfer), as ich_dicom_read() does a file. `name`
+ *  names the bytes in error messages (NULL: "<memory>"). The bytes are not
+ *  kept: the caller may free them once this returns. Errors: as
+ *  ich_dicom_read(), except ICH_ERR_IO. */
+ICH_API ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name,
+                                         ich_dicom **out);
+
+/** Free a handle from ich_dicom_read() or ich_dicom_read_memory(). NULL is
+ *  a no-op. */
 ICH_API void ich_dicom_free(ich_dicom *dicom);
 
 /** Copy the slice's metadata into *info (see ich_dicom_info for `size`).

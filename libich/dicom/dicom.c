@@ -95,31 +95,20 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
     return ICH_OK;
 }
 
-ich_status ich_dicom_read(const char *path, ich_dicom **out)
+/* Decode bytes into a new handle. */
+static ich_status decode(const char *name, const void *data, size_t size, ich_dicom **out)
 {
-    if (out)
-        *out = NULL;
-    if (!path || !out)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_read: NULL %s", path ? "out" : "path");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return ich_fail(ICH_ERR_IO, "%s: is a directory, not a DICOM file", path);
-    if (st.st_size == 0)
-        return ich_fail(ICH_ERR_FORMAT, "%s: empty file, not DICOM", path);
-
     ich_gdcm_image image;
-    ich_status status = ich_gdcm_read(path, &image);
+    ich_status status = ich_gdcm_decode(name, data, size, &image);
     if (status != ICH_OK)
         return status;
     ich_dicom *dicom = calloc(1, sizeof *dicom);
     if (!dicom) {
         free(image.buffer);
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", name);
     }
     dicom->info = image.info;
-    status = convert_pixels(dicom, &image, path);
+    status = convert_pixels(dicom, &image, name);
     free(image.buffer);
     if (status != ICH_OK) {
         ich_dicom_free(dicom);
@@ -127,6 +116,63 @@ ich_status ich_dicom_read(const char *path, ich_dicom **out)
     }
     *out = dicom;
     return ICH_OK;
+}
+
+/* The whole file at `path` in a malloc'd buffer. */
+static ich_status read_file(const char *path, void **data, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return ich_fail(ICH_ERR_IO, "%s: %s", path,
+                        S_ISDIR(st.st_mode) ? "is a directory, not a DICOM file" : strerror(errno));
+    }
+    *size = (size_t)st.st_size;
+    *data = malloc(*size ? *size : 1);
+    size_t got = *data ? fread(*data, 1, *size, f) : 0;
+    int failed = ferror(f);
+    fclose(f);
+    if (!*data)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes", path, *size);
+    if (got != *size || failed) {
+        free(*data);
+        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, *size);
+    }
+    return ICH_OK;
+}
+
+ich_status ich_dicom_read(const char *path, ich_dicom **out)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_read: NULL %s", path ? "out" : "path");
+    void *data = NULL;
+    size_t size = 0;
+    ich_status status = read_file(path, &data, &size);
+    if (status != ICH_OK)
+        return status;
+    status = size == 0 ? ich_fail(ICH_ERR_FORMAT, "%s: empty file, not DICOM", path)
+                       : decode(path, data, size, out);
+    free(data);
+    return status;
+}
+
+ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name, ich_dicom **out)
+{
+    if (out)
+        *out = NULL;
+    if (!out || (!data && size > 0))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_read_memory: NULL %s",
+                        out ? "data" : "out");
+    if (!name)
+        name = "<memory>";
+    if (size == 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: no bytes, not DICOM", name);
+    return decode(name, data, size, out);
 }
 
 void ich_dicom_free(ich_dicom *dicom)

@@ -102,14 +102,6 @@ static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int
     int first = 1;
     while (*at < end) {
         header h;
-        if (!until_delimiter && depth == 0 && end - *at < 8) {
-            /* a few stray bytes at the very end: zero padding is harmless */
-            for (size_t i = *at; i < end; i++)
-                if (w->d[i])
-                    return fail(w, *at, "the file ends inside an element header");
-            *at = end;
-            return 0;
-        }
         if (read_header(w, *at, end, explicit_vr, &h) != 0)
             return -1;
         if (h.group == 0xFFFE) {
@@ -207,11 +199,16 @@ static int walk_items(walker *w, size_t *at, size_t end, int explicit_vr, int de
 static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
 {
     syntax[0] = '\0';
-    if (w->size < 132 || memcmp(w->d + 128, "DICM", 4) != 0) {
+    if (w->size >= 132 && memcmp(w->d + 128, "DICM", 4) == 0) {
+        *at = 132;
+    } else {
+        /* No preamble: GDCM still reads a leading group 0002 as the meta
+         * group (and asserts unless it is explicit VR), so it is checked
+         * the same way. */
         *at = 0;
-        return 0;
+        if (w->size < 8 || u16(w, 0) != 0x0002)
+            return 0;
     }
-    *at = 132;
     while (w->size - *at >= 8 && u16(w, *at) == 0x0002) {
         header h;
         if (read_header(w, *at, w->size, 1, &h) != 0)

@@ -10,7 +10,6 @@
 #include <sstream>
 #include <set>
 #include <string>
-#include <vector>
 
 #include <sys/stat.h>
 
@@ -47,32 +46,19 @@ void silence_gdcm()
 
 // Debian's GDCM is built with assertions, and its reader aborts the
 // process on malformed input (a file that ends inside an element, a bad
-// VR, ...). So the file is read into memory, ich_dicom_check_framing()
-// checks it, and only then does GDCM parse that same buffer.
-ich_status load_file(const char *path, std::vector<char> &data)
-{
-    FILE *f = std::fopen(path, "rb");
-    if (!f)
-        return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, std::strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
-        std::fclose(f);
-        return ich_fail(ICH_ERR_FORMAT, "%s: empty or unreadable file", path);
-    }
-    data.resize((size_t)st.st_size);
-    size_t got = std::fread(data.data(), 1, data.size(), f);
-    std::fclose(f);
-    if (got != data.size())
-        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, data.size());
-    return ICH_OK;
-}
-
+// VR, ...). So ich_dicom_check_framing() checks the bytes first, and only
+// then does GDCM parse them, from memory.
 // A read-only std::streambuf over bytes in memory (no copy, unlike
 // std::istringstream), with the seeking GDCM's reader uses.
 class MemoryBuffer : public std::streambuf
 {
   public:
-    MemoryBuffer(char *data, size_t size) { setg(data, data, data + size); }
+    // The get area is only read: the const_cast never leads to a write.
+    MemoryBuffer(const char *data, size_t size)
+    {
+        char *p = const_cast<char *>(data);
+        setg(p, p, p + size);
+    }
 
   protected:
     pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override
@@ -304,6 +290,7 @@ class CheckedImageReader : public gdcm::ImageReader
         // a single slice does not need them, and GDCM asserts on malformed ones.
         ds.Remove(gdcm::Tag(0x5200, 0x9229));
         ds.Remove(gdcm::Tag(0x5200, 0x9230));
+        ds.Remove(gdcm::Tag(0x3004, 0x000C)); // RT Dose frame offsets: likewise
         drop_malformed_geometry(ds);
 
         PixelData->SetTransferSyntax(ts);
@@ -336,16 +323,13 @@ void fix_big_endian_32(ich_gdcm_image *image)
         v[i] = (v[i] << 16) | (v[i] >> 16);
 }
 
-ich_status read_image(const char *path, ich_gdcm_image *image)
+ich_status read_image(const char *path, const void *data, size_t size, ich_gdcm_image *image)
 {
-    std::vector<char> file;
-    ich_status st = load_file(path, file);
-    if (st == ICH_OK)
-        st = ich_dicom_check_framing(path, reinterpret_cast<const unsigned char *>(file.data()),
-                                     file.size());
+    ich_status st =
+        ich_dicom_check_framing(path, static_cast<const unsigned char *>(data), size);
     if (st != ICH_OK)
         return st;
-    MemoryBuffer buffer(file.data(), file.size());
+    MemoryBuffer buffer(static_cast<const char *>(data), size);
     std::istream stream(&buffer);
     CheckedImageReader reader;
     reader.SetStream(stream);
@@ -486,13 +470,15 @@ ich_status encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size)
 
 } // namespace
 
-extern "C" ich_status ich_gdcm_read(const char *path, ich_gdcm_image *image)
+extern "C" ich_status ich_gdcm_decode(const char *name, const void *data, size_t size,
+                                      ich_gdcm_image *image)
 {
+    const char *path = name;
     silence_gdcm();
     std::memset(image, 0, sizeof *image);
     ich_status st;
     try {
-        st = read_image(path, image);
+        st = read_image(path, data, size, image);
     } catch (const std::bad_alloc &) {
         st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory while decoding", path);
     } catch (const std::exception &e) {

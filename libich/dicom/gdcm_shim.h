@@ -24,10 +24,12 @@ typedef struct ich_gdcm_image {
     size_t buffer_size;
 } ich_gdcm_image;
 
-/* Decode `path`. On failure sets the last error (naming `path`) and leaves
- * image->buffer NULL. Checks: DICOM, pixel data present, one sample per
- * pixel, one frame, sane dimensions, the whole buffer decoded. */
-ich_status ich_gdcm_read(const char *path, ich_gdcm_image *image);
+/* Decode the `size` bytes of a DICOM file at `data`; `name` (a path, or
+ * what the caller calls the bytes) goes into error messages. On failure
+ * sets the last error and leaves image->buffer NULL. Checks: framing,
+ * pixel data present, one sample per pixel, one frame, sane dimensions,
+ * the whole buffer decoded. */
+ich_status ich_gdcm_decode(const char *name, const void *data, size_t size, ich_gdcm_image *image);
 
 /* Encode `slice` (already validated, UIDs filled in) as a DICOM file in
  * memory: *bytes is malloc'd and holds *size bytes. */

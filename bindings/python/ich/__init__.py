@@ -38,7 +38,7 @@ from ._errors import (
     ERR_SHAPE,
     ERR_INTERNAL,
 )
-from .dicom import DicomImage, read_dicom, write_ct
+from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
 from .window import Window, window_preset
 from .image import write_png
 from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
@@ -62,7 +62,7 @@ __all__ = [
     "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
     "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
     "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
-    "DicomImage", "read_dicom", "write_ct", "Window", "window_preset", "write_png",
+    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "write_png",
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]

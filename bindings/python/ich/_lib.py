@@ -189,6 +189,8 @@ _declare("ich_set_log_callback", None, LOG_FN, ctypes.c_void_p, ctypes.c_int)
 
 # ---- dicom.h --------------------------------------------------------------
 _declare("ich_dicom_read", c_status, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
+_declare("ich_dicom_read_memory", c_status, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
+         ctypes.POINTER(ctypes.c_void_p))
 _declare("ich_dicom_free", None, ctypes.c_void_p)
 _declare("ich_dicom_get_info", c_status, ctypes.c_void_p, ctypes.POINTER(DicomInfo))
 _declare("ich_dicom_size", None, ctypes.c_void_p, c_int32_p, c_int32_p)

@@ -130,6 +130,29 @@ def read_dicom(path):
     """
     handle = ctypes.c_void_p()
     check(lib.ich_dicom_read(fspath_bytes(path), ctypes.byref(handle)))
+    return _image_from_handle(handle)
+
+
+def read_dicom_bytes(data, name=None):
+    """Decode a DICOM file held in memory (`data`: bytes, bytearray or
+    memoryview, e.g. read from a zip archive or received over the network).
+
+    `name` (str) names the data in error messages; None gives "<memory>".
+    Returns a :class:`DicomImage`, as :func:`read_dicom` does, and raises
+    the same errors (never ``IchIOError``).
+    """
+    view = memoryview(data).cast("B")
+    buffer = (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if view.readonly else \
+        (ctypes.c_ubyte * len(view)).from_buffer(view)
+    handle = ctypes.c_void_p()
+    check(lib.ich_dicom_read_memory(buffer, len(view),
+                                    None if name is None else str(name).encode(),
+                                    ctypes.byref(handle)))
+    return _image_from_handle(handle)
+
+
+def _image_from_handle(handle):
+    """Copy a decoded slice out of its C handle, then free the handle."""
     try:
         info = DicomInfo()
         check(lib.ich_dicom_get_info(handle, ctypes.byref(info)))

@@ -212,6 +212,26 @@ def test_ct_small_metadata(test_files):
     assert "DicomImage" in repr(img)
 
 
+def test_read_dicom_bytes_equals_reading_the_file(test_files):
+    """The same bytes decode the same from memory as from a file, whether
+    given as bytes, bytearray or memoryview; errors use the given name."""
+    path = os.path.join(test_files, "CT_small.dcm")
+    data = open(path, "rb").read()
+    from_file = ich.read_dicom(path)
+    for form in (data, bytearray(data), memoryview(data)):
+        img = ich.read_dicom_bytes(form, name="ct")
+        np.testing.assert_array_equal(img.pixels, from_file.pixels)
+        np.testing.assert_array_equal(img.hu, from_file.hu)
+        assert img.sop_instance_uid == from_file.sop_instance_uid
+        assert img.pixel_spacing == from_file.pixel_spacing
+    with pytest.raises(ich.FormatError, match="cut.dcm"):
+        ich.read_dicom_bytes(data[:len(data) // 2], name="cut.dcm")
+    with pytest.raises(ich.FormatError, match="<memory>"):
+        ich.read_dicom_bytes(b"")
+    with pytest.raises(ich.UnsupportedError):
+        ich.read_dicom_bytes(open(os.path.join(test_files, "rtdose.dcm"), "rb").read())
+
+
 def test_pathlike_and_bytes_paths(test_files):
     import pathlib
 
@@ -513,6 +533,21 @@ def test_header_turned_into_a_long_vr_is_an_error(test_files, tmp_path):
     assert not crashes, crashes
     status, message_names_file = results[str(path)][1:]
     assert status == 4 and message_names_file
+
+
+def test_fuzz_regressions(tmp_path):
+    """Every input the fuzzer found (tests/fuzz/regressions) gives an image
+    or an IchError naming it, in a child process so that an abort is a
+    failure rather than the end of the run."""
+    folder = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "fuzz",
+                          "regressions")
+    paths = sorted(glob.glob(os.path.join(folder, "*.dcm")))
+    assert len(paths) >= 4
+    results, crashes = read_in_child(paths)
+    assert not crashes, _crash_report(crashes, "")
+    assert len(results) == len(paths)
+    for path, result in results.items():
+        assert result[0] == "OK" or result[2], (path, result)
 
 
 def test_every_test_file_reads_or_raises(test_files):
