@@ -1,6 +1,5 @@
 // The GDCM shim: the only C++ in libich. Exceptions never cross into C:
 // every entry point catches them and turns them into an ich_status.
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -8,12 +7,8 @@
 #include <mutex>
 #include <new>
 #include <sstream>
-#include <set>
 #include <string>
 
-#include <sys/stat.h>
-
-#include <gdcmAttribute.h>
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
 #include <gdcmReader.h>
@@ -44,10 +39,6 @@ void silence_gdcm()
     });
 }
 
-// Debian's GDCM is built with assertions, and its reader aborts the
-// process on malformed input (a file that ends inside an element, a bad
-// VR, ...). So ich_dicom_check_framing() checks the bytes first, and only
-// then does GDCM parse them, from memory.
 // A read-only std::streambuf over bytes in memory (no copy, unlike
 // std::istringstream), with the seeking GDCM's reader uses.
 class MemoryBuffer : public std::streambuf
@@ -123,7 +114,6 @@ void copy_text(char *dst, size_t cap, const std::string &src)
     dst[n] = '\0';
 }
 
-
 // A US attribute of the top-level data set as the file says it, or
 // `fallback` when absent or malformed.
 int32_t us_of(const gdcm::File &file, uint16_t element, int32_t fallback)
@@ -161,6 +151,8 @@ ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
     const int32_t planar = us_of(file, 0x0006, 0);
     if (rows <= 0 || columns <= 0)
         return ich_fail(ICH_ERR_FORMAT, "%s: Rows/Columns (0028,0010/0011) missing or zero", path);
+    if ((int64_t)rows * columns > (int64_t)ICH_DICOM_MAX_PIXELS)
+        return ich_fail(ICH_ERR_FORMAT, "%s: absurd image size %d x %d", path, rows, columns);
     if (allocated < 1 || allocated > 64 || stored < 1 || stored > allocated || high_bit < 0 ||
         high_bit >= allocated)
         return ich_fail(ICH_ERR_FORMAT,
@@ -323,6 +315,10 @@ void fix_big_endian_32(ich_gdcm_image *image)
         v[i] = (v[i] << 16) | (v[i] >> 16);
 }
 
+// Debian's GDCM is built with assertions, and its reader aborts the
+// process on malformed input (a file that ends inside an element, a bad
+// VR, ...). So ich_dicom_check_framing() checks the bytes first, and only
+// then does GDCM parse them, from memory.
 ich_status read_image(const char *path, const void *data, size_t size, ich_gdcm_image *image)
 {
     ich_status st =
