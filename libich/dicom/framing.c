@@ -201,6 +201,10 @@ static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
     syntax[0] = '\0';
     if (w->size >= 132 && memcmp(w->d + 128, "DICM", 4) == 0) {
         *at = 132;
+        /* Part 10: the marker is followed by the meta group. GDCM guesses
+         * a legacy encoding otherwise and then asserts on what it reads. */
+        if (w->size < 140 || u16(w, 132) != 0x0002)
+            return fail(w, 132, "no file meta information after the DICM marker");
     } else {
         /* No preamble: GDCM still reads a leading group 0002 as the meta
          * group (and asserts unless it is explicit VR), so it is checked
