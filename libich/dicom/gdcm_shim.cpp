@@ -8,6 +8,7 @@
 #include <new>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
@@ -170,6 +171,11 @@ ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
         return ich_fail(ICH_ERR_UNSUPPORTED,
                         "%s: colour image (%d samples per pixel, %s); a grayscale slice is expected",
                         path, samples, text_of(file.GetDataSet(), 0x0028, 0x0004).c_str());
+    const std::string photometric = text_of(file.GetDataSet(), 0x0028, 0x0004);
+    if (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: photometric interpretation \"%s\"; a MONOCHROME1/2 slice is expected",
+                        path, photometric.c_str());
     double frames;
     if (numbers_of(file.GetDataSet(), 0x0028, 0x0008, &frames, 1) == 1 && frames > 1)
         return ich_fail(ICH_ERR_UNSUPPORTED,
@@ -229,21 +235,65 @@ ich_status check_first_frame(const gdcm::File &file, const ich_frame_shape &shap
                                 (size_t)(uint32_t)bv->GetLength(), &shape, rle);
 }
 
-// GDCM asserts when it computes spacing from a malformed orientation or
-// position; such a value is dropped (and reported as absent) instead.
-void drop_malformed_geometry(gdcm::DataSet &ds)
+// The attributes GDCM's image reading interprets, with the VR it asserts
+// they have. `count` > 0: decimal strings that must hold that many numbers.
+struct ImageAttribute {
+    uint16_t group, element;
+    gdcm::VR::VRType vr;
+    bool required; // part of the pixel description: wrong means a bad file
+    int count;
+};
+
+const ImageAttribute kImageAttributes[] = {
+    {0x0028, 0x0002, gdcm::VR::US, true, 0},  {0x0028, 0x0004, gdcm::VR::CS, true, 0},
+    {0x0028, 0x0006, gdcm::VR::US, true, 0},  {0x0028, 0x0008, gdcm::VR::IS, true, 0},
+    {0x0028, 0x0010, gdcm::VR::US, true, 0},  {0x0028, 0x0011, gdcm::VR::US, true, 0},
+    {0x0028, 0x0100, gdcm::VR::US, true, 0},  {0x0028, 0x0101, gdcm::VR::US, true, 0},
+    {0x0028, 0x0102, gdcm::VR::US, true, 0},  {0x0028, 0x0103, gdcm::VR::US, true, 0},
+    {0x0028, 0x0030, gdcm::VR::DS, false, 2}, {0x0028, 0x0034, gdcm::VR::IS, false, 0},
+    {0x0028, 0x1050, gdcm::VR::DS, false, 0}, {0x0028, 0x1051, gdcm::VR::DS, false, 0},
+    {0x0028, 0x1052, gdcm::VR::DS, false, 1}, {0x0028, 0x1053, gdcm::VR::DS, false, 1},
+    {0x0028, 0x1054, gdcm::VR::LO, false, 0}, {0x0028, 0x0009, gdcm::VR::AT, false, 0},
+    {0x0018, 0x0050, gdcm::VR::DS, false, 1}, {0x0018, 0x0088, gdcm::VR::DS, false, 1},
+    {0x0018, 0x1164, gdcm::VR::DS, false, 2}, {0x0018, 0x2010, gdcm::VR::DS, false, 2},
+    {0x0020, 0x0032, gdcm::VR::DS, false, 3}, {0x0020, 0x0037, gdcm::VR::DS, false, 6},
+};
+
+// GDCM asserts when an attribute it interprets has another VR than the
+// standard's, or (for spacing, position and orientation) too few numbers.
+// A malformed optional attribute is dropped (and reported as absent); a
+// malformed pixel description makes the file malformed.
+ich_status check_attribute_vrs(gdcm::DataSet &ds, const char *path)
 {
-    static const struct {
-        uint16_t group, element;
-        int count;
-    } geometry[] = {{0x0020, 0x0037, 6}, {0x0020, 0x0032, 3}, {0x0028, 0x0030, 2},
-                    {0x0018, 0x0050, 1}, {0x0018, 0x0088, 1}};
-    for (const auto &g : geometry) {
+    for (const ImageAttribute &a : kImageAttributes) {
+        const gdcm::Tag tag(a.group, a.element);
+        if (!ds.FindDataElement(tag))
+            continue;
+        const gdcm::VR vr = ds.GetDataElement(tag).GetVR();
+        // Implicit VR files carry no VR, and UN defers to the dictionary:
+        // GDCM takes the dictionary's VR for both.
+        bool ok = vr == gdcm::VR::INVALID || vr == gdcm::VR::UN || vr == a.vr;
         double values[6];
-        if (ds.FindDataElement(gdcm::Tag(g.group, g.element)) &&
-            numbers_of(ds, g.group, g.element, values, g.count) != g.count)
-            ds.Remove(gdcm::Tag(g.group, g.element));
+        if (ok && a.count > 0)
+            ok = numbers_of(ds, a.group, a.element, values, a.count) == a.count;
+        if (ok)
+            continue;
+        if (a.required)
+            return ich_fail(ICH_ERR_FORMAT, "%s: malformed image attribute (%04X,%04X)", path,
+                            a.group, a.element);
+        ds.Remove(tag);
     }
+    // Overlay and curve groups (60xx, 50xx) are read by GDCM too, and are
+    // nothing a slice's pixels depend on.
+    std::vector<gdcm::Tag> extras;
+    for (const gdcm::DataElement &de : ds.GetDES()) {
+        const uint16_t group = de.GetTag().GetGroup();
+        if ((group >= 0x6000 && group <= 0x60FF) || (group >= 0x5000 && group <= 0x50FF))
+            extras.push_back(de.GetTag());
+    }
+    for (const gdcm::Tag &tag : extras)
+        ds.Remove(tag);
+    return ICH_OK;
 }
 
 // Installed GDCM is built with assertions: a few malformed but parseable
@@ -283,7 +333,8 @@ class CheckedImageReader : public gdcm::ImageReader
         ds.Remove(gdcm::Tag(0x5200, 0x9229));
         ds.Remove(gdcm::Tag(0x5200, 0x9230));
         ds.Remove(gdcm::Tag(0x3004, 0x000C)); // RT Dose frame offsets: likewise
-        drop_malformed_geometry(ds);
+        if ((st = check_attribute_vrs(ds, path)) != ICH_OK)
+            return st;
 
         PixelData->SetTransferSyntax(ts);
         gdcm::MediaStorage ms;
