@@ -233,13 +233,26 @@ static int parse_number(const char *option, const char *text, uint64_t lo, uint6
     return 0;
 }
 
-/* mkdir that accepts an existing folder; 0 on success. */
+/* mkdir -p: the folder and any missing parents; 0 on success. */
 static int make_dir(const char *path)
 {
-    if (mkdir(path, 0777) == 0 || errno == EEXIST)
-        return 0;
-    fprintf(stderr, "ich-phantom: cannot create %s: %s\n", path, strerror(errno));
-    return -1;
+    char partial[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof partial) {
+        fprintf(stderr, "ich-phantom: path too long: %s\n", path);
+        return -1;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        memcpy(partial, path, i);
+        partial[i] = '\0';
+        if (mkdir(partial, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "ich-phantom: cannot create %s: %s\n", partial, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)

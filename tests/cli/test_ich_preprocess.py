@@ -125,3 +125,9 @@ def test_phantom_is_reproducible(tmp_path):
     assert [p.relative_to(a) for p in fa] == [p.relative_to(b) for p in fb]
     for x, y in zip(fa, fb):
         assert x.read_bytes() == y.read_bytes()
+
+
+def test_phantom_creates_missing_parent_folders(tmp_path):
+    out = tmp_path / "not" / "yet" / "there"
+    run(PHANTOM, out, "--slices", 1, "--size", 32, "--quiet")
+    assert len(list(out.rglob("*.dcm"))) == 1
