@@ -219,6 +219,8 @@ static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
             return -1;
         if (h.length == UNDEFINED_LENGTH || h.length > w->size - h.value)
             return fail(w, *at, "truncated or corrupt file meta information");
+        if (strcmp(h.vr, "SQ") == 0) /* GDCM asserts on a sequence here */
+            return fail(w, *at, "a sequence in the file meta information");
         if (h.element == 0x0010) {
             size_t n = h.length < syntax_size - 1 ? h.length : syntax_size - 1;
             memcpy(syntax, w->d + h.value, n);
