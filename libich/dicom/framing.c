@@ -128,7 +128,9 @@ static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int
         *at = h.value;
         if (h.length == UNDEFINED_LENGTH) {
             int pixel_data = h.group == 0x7FE0 && h.element == 0x0010;
-            if (h.vr[0] && !pixel_data && !is_one_of(h.vr, "SQ UN "))
+            /* Undefined lengths: sequences (SQ, or UN holding one) and
+             * encapsulated pixel data (OB or OW); GDCM asserts on others. */
+            if (h.vr[0] && !(pixel_data ? is_one_of(h.vr, "OB OW ") : is_one_of(h.vr, "SQ UN ")))
                 return fail(w, h.value - 4, "undefined length on an element that cannot have one");
             /* An UN sequence of undefined length is encoded implicit VR. */
             int inner_explicit = explicit_vr && strcmp(h.vr, "UN") != 0;
