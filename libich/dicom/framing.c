@@ -16,6 +16,7 @@ typedef struct walker {
     const unsigned char *d;
     size_t size;
     int big_endian;
+    int open_undefined_items; /* items of undefined length being walked */
     char why[200];
     size_t where;
 } walker;
@@ -139,6 +140,10 @@ static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int
                 return -1;
             continue;
         }
+        /* Values have even lengths; GDCM asserts when one inside an item of
+         * undefined length is odd (it adds them up to the item's length). */
+        if (w->open_undefined_items > 0 && h.length % 2)
+            return fail(w, h.value - 4, "odd value length inside an item");
         if (h.length > end - *at) {
             snprintf(w->why, sizeof w->why,
                      "truncated or corrupt: element (%04X,%04X) declares %u bytes, %zu remain",
@@ -184,11 +189,16 @@ static int walk_items(walker *w, size_t *at, size_t end, int explicit_vr, int de
         if (h.length == UNDEFINED_LENGTH) {
             if (fragments)
                 return fail(w, h.value - 8, "a pixel data fragment without a length");
-            if (walk_elements(w, at, end, explicit_vr, 1, depth + 1) != 0)
+            w->open_undefined_items++;
+            int rc = walk_elements(w, at, end, explicit_vr, 1, depth + 1);
+            w->open_undefined_items--;
+            if (rc != 0)
                 return -1;
         } else {
             if (h.length > end - *at)
                 return fail(w, *at, "truncated or corrupt: an item runs past its end");
+            if (!fragments && w->open_undefined_items > 0 && h.length % 2)
+                return fail(w, h.value - 8, "an item of odd length");
             size_t inner = *at;
             if (!fragments && walk_elements(w, &inner, *at + h.length, explicit_vr, 0, depth + 1) != 0)
                 return -1;
@@ -268,7 +278,7 @@ static ich_status check_deflated(const char *path, const unsigned char *data, si
     if (!out || rc != Z_STREAM_END) {
         st = ich_fail(ICH_ERR_FORMAT, "%s: deflated data set is truncated or corrupt", path);
     } else {
-        walker w = {out, used, 0, "", 0};
+        walker w = {out, used, 0, 0, "", 0};
         size_t at = 0;
         st = walk_elements(&w, &at, used, 1, 0, 0) == 0
                  ? ICH_OK
@@ -281,7 +291,7 @@ static ich_status check_deflated(const char *path, const unsigned char *data, si
 
 ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size)
 {
-    walker w = {data, size, 0, "", 0};
+    walker w = {data, size, 0, 0, "", 0};
     size_t start;
     char syntax[80];
     if (walk_meta(&w, &start, syntax, sizeof syntax) != 0)
