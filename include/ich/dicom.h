@@ -19,8 +19,10 @@
  *         stored' = min + max - stored   (min/max for BitsStored bits),
  *     so that larger values are brighter, as for MONOCHROME2.
  *
- * Colour images (SamplesPerPixel != 1) and multi-frame images give
- * ICH_ERR_UNSUPPORTED; files that are not DICOM, truncated, without pixel
+ * Colour images (SamplesPerPixel != 1, or a photometric interpretation
+ * other than MONOCHROME1/2), multi-frame images and unusual bit layouts
+ * (HighBit other than BitsStored - 1, or 32 bits allocated with fewer
+ * stored) give ICH_ERR_UNSUPPORTED; files that are not DICOM, truncated, without pixel
  * data or with absurd dimensions give ICH_ERR_FORMAT; a missing or
  * unreadable file gives ICH_ERR_IO. ich_last_error() names the file.
  *

@@ -159,6 +159,12 @@ ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
         return ich_fail(ICH_ERR_FORMAT,
                         "%s: inconsistent bits: %d allocated, %d stored, high bit %d", path,
                         allocated, stored, high_bit);
+    // GDCM's overlay clean-up asserts on other layouts (a fuzz finding);
+    // every CT in practice stores its bits low, the high bit just below.
+    if (high_bit != stored - 1 || (allocated == 32 && stored != 32))
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: unsupported bit layout: %d allocated, %d stored, high bit %d", path,
+                        allocated, stored, high_bit);
     if (samples != 1 && samples != 3 && samples != 4)
         return ich_fail(ICH_ERR_FORMAT, "%s: invalid Samples per Pixel %d", path, samples);
     if (planar != 0 && planar != 1)
