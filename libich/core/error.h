@@ -14,14 +14,6 @@ extern "C" {
 #define ICH_PRINTF(fmt_index, first_arg)
 #endif
 
-/* Hot float loops get an AVX2 clone besides the baseline x86-64 code; the
- * loader picks one at run time (GCC function multi-versioning). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define ICH_VECTORIZE __attribute__((target_clones("avx2", "default")))
-#else
-#define ICH_VECTORIZE
-#endif
-
 /* Record `status` and a printf-style message as the calling thread's last
  * error, and log it at ICH_LOG_DEBUG. Returns `status` so callers can write
  * `return ich_fail(ICH_ERR_IO, "%s: cannot open", path);`. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/vectorize.h"
 #include "window/resize.h"
 
 /* Per output coordinate, `width` consecutive inputs from first[o] with

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "core/vectorize.h"
 #include "ich/dicom.h"
 #include "ich/image.h"
 #include "window/resize.h"
