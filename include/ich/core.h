@@ -90,6 +90,21 @@ typedef void (*ich_log_fn)(ich_log_level level, const char *message, void *user)
  *  min_level are dropped. Not to be called while other threads run libich. */
 ICH_API void ich_set_log_callback(ich_log_fn fn, void *user, ich_log_level min_level);
 
+/* ---- Progress and memory ----------------------------------------------- */
+
+/** Progress callback for long work (writing a dataset, copying files,
+ *  augmenting a folder): `done` of `total` items are finished; `what` names
+ *  the step ("phantom", "select", ...). Called from the thread that made the
+ *  libich call, at most a few times per second and once at the end (done ==
+ *  total). Return 0 to go on, non-zero to cancel: the call then stops soon
+ *  and returns ICH_ERR_INVALID_ARGUMENT with "cancelled" in the message,
+ *  having removed nothing it finished. */
+typedef int (*ich_progress_fn)(void *user, int64_t done, int64_t total, const char *what);
+
+/** Free memory that a libich call returned to the caller (documented where
+ *  it happens, e.g. ich_png_read()). NULL is a no-op. */
+ICH_API void ich_free(void *pointer);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,12 @@
  *   <ich/core.h>    version, ich_status codes, ich_last_error(), logging
  *   <ich/dicom.h>   DICOM slice reading (GDCM) and CT slice writing
  *   <ich/window.h>  HU windows, resize, normalisation, DICOM -> PNG
- *   <ich/image.h>   PNG writing
+ *   <ich/image.h>   PNG writing and reading
+ *   <ich/labels.h>  label CSVs, scan->slice labels, sampling, selecting
+ *                   files, patient-grouped stratified split
+ *   <ich/phantom.h> the built-in synthetic head-CT dataset
+ *   <ich/augment.h> flips, rotation, brightness/contrast, blur, elastic
+ *   <ich/dataset.h> labelled images -> shuffled, prefetched float32 batches
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -23,5 +28,9 @@
 #include "ich/dicom.h"
 #include "ich/image.h"
 #include "ich/window.h"
+#include "ich/labels.h"
+#include "ich/phantom.h"
+#include "ich/augment.h"
+#include "ich/dataset.h"
 
 #endif /* ICH_ICH_H */

@@ -23,6 +23,15 @@ extern "C" {
 ICH_API ich_status ich_png_write(const char *path, const uint8_t *pixels, int32_t width,
                                  int32_t height, int32_t channels);
 
+/** Read an 8-bit PNG (gray, gray+alpha, RGB or RGBA; 16-bit files are
+ *  reduced to 8 bits) into new memory: *pixels holds width x height x
+ *  channels bytes, channels interleaved, rows top to bottom; free it with
+ *  ich_free(). On failure *pixels is NULL. Errors: ICH_ERR_INVALID_ARGUMENT,
+ *  ICH_ERR_IO (cannot open), ICH_ERR_FORMAT (not a PNG, truncated, corrupt;
+ *  the message names the file), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_png_read(const char *path, uint8_t **pixels, int32_t *width,
+                                int32_t *height, int32_t *channels);
+
 #ifdef __cplusplus
 }
 #endif

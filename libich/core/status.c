@@ -1,6 +1,7 @@
 /* Version, status names and the per-thread last-error message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/error.h"
 
@@ -47,3 +48,5 @@ ich_status ich_fail(ich_status status, const char *fmt, ...)
     ich_log(ICH_LOG_DEBUG, "%s: %s", ich_status_string(status), last_error);
     return status;
 }
+
+void ich_free(void *pointer) { free(pointer); }

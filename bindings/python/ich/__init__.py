@@ -41,6 +41,13 @@ from ._errors import (
 from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
 from .window import Window, window_preset
 from .image import write_png
+from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
+    augment as _augment_mod, dataset as _dataset_mod
+from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
+from .split import *  # noqa: F401,F403
+from .phantom import *  # noqa: F401,F403
+from .augment import *  # noqa: F401,F403
+from .dataset import *  # noqa: F401,F403
 from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
     WARNING as LOG_WARNING, ERROR as LOG_ERROR
 
@@ -66,3 +73,5 @@ __all__ = [
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]
+for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod):
+    __all__ += _mod.__all__

@@ -1,0 +1,136 @@
+/*
+ * libich dataset: labelled images -> batches of float32 tensors for training.
+ *
+ * An ich_dataset joins a label table (or a wide label CSV) with a folder of
+ * images, DICOM (<id>.dcm) or PNG (<id>.png, already windowed by
+ * ich-preprocess), and turns them into samples:
+ *
+ *   DICOM: HU -> the window recipe (windows as channels, resize,
+ *          normalisation; see window.h) -> float32 CHW;
+ *   PNG:   8-bit channels / 255 -> resize to the recipe's size (bilinear)
+ *          -> the recipe's normalisation -> float32 CHW;
+ *   then the online augmentation (augment.h), when one is set, with a seed
+ *   made from the dataset's seed, the epoch and the sample's row.
+ *
+ * With `neighbors` = k, each sample also holds the k slices on each side of
+ * it in the same series (ordered by image position z; at the ends of a
+ * series the edge slice repeats), stacked as extra channels in z order:
+ * channels = (2k + 1) * per-slice channels. Series and positions come from
+ * the DICOM headers, or for PNG images from a metadata CSV (columns ID,
+ * series, z, as ich_phantom_write() writes).
+ *
+ * Batches: float32 NCHW images plus N x L labels (L = the table's label
+ * columns). Each epoch visits every sample once, in a seeded shuffled order
+ * (or in table order without shuffling); worker threads load the next
+ * batches while the caller trains. A sample whose file cannot be read is
+ * logged as a warning and left out of its batch (the batch is then
+ * smaller: check *count).
+ *
+ * Threads: an ich_dataset is used by one thread at a time; its worker
+ * threads are internal.
+ */
+#ifndef ICH_DATASET_H
+#define ICH_DATASET_H
+
+#include "ich/augment.h"
+#include "ich/core.h"
+#include "ich/labels.h"
+#include "ich/window.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A dataset (opaque). */
+typedef struct ich_dataset ich_dataset;
+
+/** Options of a dataset. Set `size` to sizeof(ich_dataset_options);
+ *  ich_dataset_options_init() fills the defaults given here. */
+typedef struct ich_dataset_options {
+    size_t size;
+    const ich_window *window;   /**< NULL: "blood,brain,bone", 256 x 256,
+                                     bilinear, no normalisation. Copied at
+                                     open: later changes do not apply. */
+    const ich_augment *augment; /**< NULL: none. Copied at open. */
+    int32_t batch_size;         /**< default 16 */
+    int32_t shuffle;            /**< default 1 */
+    int32_t drop_last;          /**< leave out a last, smaller batch (default 0) */
+    uint64_t seed;              /**< shuffling and augmentation (default 0) */
+    int32_t workers;            /**< loading threads; 0 loads on the caller's
+                                     thread when a batch is asked for (default 2) */
+    int32_t prefetch;           /**< batches loaded ahead (default 2) */
+    int32_t neighbors;          /**< slices stacked on each side (default 0) */
+    const char *metadata_csv;   /**< series and z for PNG images with
+                                     neighbors; NULL: none */
+    const char *extension;      /**< ".dcm" or ".png"; NULL: each image is
+                                     <id>.dcm when present, else <id>.png */
+} ich_dataset_options;
+
+/** Fill `options` with the defaults (and its size). */
+ICH_API void ich_dataset_options_init(ich_dataset_options *options);
+
+/** Open a dataset over the rows of `labels` (copied) and the images in
+ *  `image_dir`. Images that do not exist are logged and left out
+ *  (*out's length says how many remain); with neighbors, DICOM headers are
+ *  read here. options may be NULL for the defaults. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_NOT_FOUND (no
+ *  image found at all), ICH_ERR_FORMAT (metadata CSV), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
+                                    const ich_dataset_options *options, ich_dataset **out);
+
+/** As ich_dataset_open() with the labels read from a CSV
+ *  (ich_labels_read()). Errors: also those of ich_labels_read(). */
+ICH_API ich_status ich_dataset_open_csv(const char *csv_path, const char *image_dir,
+                                        const ich_dataset_options *options,
+                                        ich_dataset **out);
+
+/** Stop the workers and free the dataset. NULL is a no-op. */
+ICH_API void ich_dataset_free(ich_dataset *dataset);
+
+/** Number of samples (0 for NULL). */
+ICH_API int64_t ich_dataset_length(const ich_dataset *dataset);
+
+/** The dataset's label table (rows in sample order); valid while it lives. */
+ICH_API const ich_labels *ich_dataset_labels(const ich_dataset *dataset);
+
+/** Shape of one sample: channels, rows, columns of the image and the
+ *  number of labels (each pointer may be NULL). The shape is known after
+ *  open (from the recipe, or the first PNG). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT. */
+ICH_API ich_status ich_dataset_sample_shape(const ich_dataset *dataset, int32_t *channels,
+                                            int32_t *rows, int32_t *columns, int32_t *labels);
+
+/** Load sample `index` (0 .. length-1, table order) into `image`
+ *  (channels*rows*columns floats) and `labels` (may be NULL; label-count
+ *  floats). With `augment` non-zero the online augmentation is applied as
+ *  in epoch `epoch`. Runs on the calling thread. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE (counts), and those of reading
+ *  the image (ICH_ERR_IO, ICH_ERR_FORMAT, ...). */
+ICH_API ich_status ich_dataset_get(ich_dataset *dataset, int64_t index, int augment,
+                                   int64_t epoch, float *image, size_t image_count,
+                                   float *labels, size_t label_count);
+
+/** Number of batches per epoch. */
+ICH_API int64_t ich_dataset_batches(const ich_dataset *dataset);
+
+/** Begin epoch `epoch` (0, 1, ...): fix its order (a shuffle seeded by the
+ *  seed and the epoch) and let the workers start loading. Calling it again
+ *  abandons the rest of the current epoch. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, negative epoch). */
+ICH_API ich_status ich_dataset_start_epoch(ich_dataset *dataset, int64_t epoch);
+
+/** The next batch of the current epoch (one is started at epoch 0 when
+ *  none was). `images` holds batch_size * channels * rows * columns floats,
+ *  `labels` batch_size * label-count floats; the first *count samples are
+ *  written (*count is 0 once the epoch is over). `rows` (may be NULL;
+ *  batch_size entries) receives each sample's index. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE (counts differ from the batch
+ *  size), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dataset_next_batch(ich_dataset *dataset, float *images,
+                                          size_t image_count, float *labels,
+                                          size_t label_count, int32_t *count, int64_t *rows);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_DATASET_H */

@@ -1,0 +1,279 @@
+/*
+ * libich labels: label CSVs, sampling, selecting files and splitting.
+ *
+ * An ich_labels is a table with one row per image: the image ID, one float
+ * per label column (0 or 1; soft labels are kept as read) and an optional
+ * group (the patient) used to keep a patient's images in one split.
+ *
+ * The image ID names the image file without its extension, relative to an
+ * image folder: "ID_12cadc6af" is ID_12cadc6af.dcm or ID_12cadc6af.png, and
+ * IDs made from patient/scan folders hold slashes ("P001/scan1/IM0004").
+ *
+ * Label order everywhere: any, epidural, intraparenchymal,
+ * intraventricular, subarachnoid, subdural (ich_label_name()), unless a
+ * wide CSV lists other columns; column names are matched ignoring case.
+ *
+ * The pipeline's data steps, in order:
+ *   1. labels:  ich_labels_read() (RSNA long "ID,Label" rows
+ *               ID_<image>_<subtype> or a wide CSV), or
+ *               ich_labels_propagate() (one label row per scan -> per slice);
+ *               ich_labels_check_any(); ich_labels_write().
+ *   2. sample:  ich_labels_sample(): N images per label, seeded.
+ *   3. select:  ich_labels_select_files(): copy or link the sampled DICOMs.
+ *   4. split:   ich_labels_split(): train/validation/test, stratified,
+ *               grouped by patient (ich_labels_groups_from_dicom() fills the
+ *               groups from the files' PatientID when the CSV has none).
+ *
+ * Threads: an ich_labels is used by one thread at a time; functions that
+ * take a `const ich_labels *` only read it and may run on one table from
+ * many threads at once. Functions with a `threads` option start their own
+ * worker threads (0 means one per CPU) and return when those are done.
+ */
+#ifndef ICH_LABELS_H
+#define ICH_LABELS_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Number of labels of the RSNA task. */
+#define ICH_LABEL_COUNT 6
+
+/** Most label columns a table may have. */
+#define ICH_LABELS_MAX_COLUMNS 64
+
+/** Name of RSNA label `index` (0 "any", 1 "epidural", 2 "intraparenchymal",
+ *  3 "intraventricular", 4 "subarachnoid", 5 "subdural"); NULL when out of
+ *  range. Static strings. */
+ICH_API const char *ich_label_name(int index);
+
+/** A label table (opaque). */
+typedef struct ich_labels ich_labels;
+
+/* ---- Tables ------------------------------------------------------------ */
+
+/** Create an empty table with `count` label columns named `names` (copied;
+ *  names must be distinct ignoring case, non-empty, without commas or
+ *  quotes), or the six RSNA labels when names is NULL and count is 0.
+ *  Free it with ich_labels_free(). Errors: ICH_ERR_INVALID_ARGUMENT,
+ *  ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_create(const char *const *names, int32_t count,
+                                     ich_labels **out);
+
+/** Free a table. NULL is a no-op. */
+ICH_API void ich_labels_free(ich_labels *labels);
+
+/** Append a row: `id` (non-empty, copied), `values` (one per column, finite)
+ *  and `group` (NULL or "" for none; copied). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, empty or duplicate id, non-finite
+ *  value), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_add(ich_labels *labels, const char *id, const float *values,
+                                  const char *group);
+
+/** Number of rows (0 for NULL). */
+ICH_API int64_t ich_labels_rows(const ich_labels *labels);
+
+/** Number of label columns (0 for NULL). */
+ICH_API int32_t ich_labels_columns(const ich_labels *labels);
+
+/** Name of label column `column`; NULL when out of range. Valid while the
+ *  table lives. */
+ICH_API const char *ich_labels_column_name(const ich_labels *labels, int32_t column);
+
+/** Index of the column named `name` (ignoring case); -1 when absent. */
+ICH_API int32_t ich_labels_find_column(const ich_labels *labels, const char *name);
+
+/** ID of row `row`; NULL when out of range. Valid while the table lives and
+ *  is not changed. */
+ICH_API const char *ich_labels_id(const ich_labels *labels, int64_t row);
+
+/** The label values of row `row` (ich_labels_columns() floats); NULL when
+ *  out of range. Valid while the table lives and is not changed. */
+ICH_API const float *ich_labels_values(const ich_labels *labels, int64_t row);
+
+/** Group (patient) of row `row`: "" when none, NULL when out of range. */
+ICH_API const char *ich_labels_group(const ich_labels *labels, int64_t row);
+
+/** Set the group of row `row` (NULL or "" clears it). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_set_group(ich_labels *labels, int64_t row, const char *group);
+
+/** Row of the image `id`; -1 when absent or on NULL arguments. */
+ICH_API int64_t ich_labels_find(const ich_labels *labels, const char *id);
+
+/** Number of rows whose value in each column is >= 0.5, written to
+ *  counts[0 .. count-1]; `count` must be ich_labels_columns(). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE (count differs). */
+ICH_API ich_status ich_labels_positives(const ich_labels *labels, int64_t *counts,
+                                        int32_t count);
+
+/* ---- CSV files --------------------------------------------------------- */
+
+/** Read a label CSV. The format is recognised from the header:
+ *
+ *  - long (RSNA's stage_2_train.csv): columns ID and Label, rows
+ *    "ID_<image>_<subtype>,<0|1>". The image ID is everything before the
+ *    last '_'. Every image must have a row for each of the six subtypes
+ *    (any included); exact duplicate rows (the real file has them) are
+ *    dropped, conflicting duplicates are an error. Rows come out in the
+ *    order the images first appear, with the six RSNA columns.
+ *  - wide: an ID column (named ID, image, image_id, filename, file or
+ *    SOPInstanceUID; otherwise the first column), label columns (every
+ *    column named after an RSNA label, in the file's order; when there are
+ *    none, every other numeric column), an optional group column (patient,
+ *    patient_id, PatientID, group) and other columns, which are ignored.
+ *    A file-name ID loses a trailing .dcm or .png.
+ *
+ *  Quotes, CRLF line ends, a UTF-8 BOM and blank lines are handled.
+ *  Errors: ICH_ERR_IO (cannot read), ICH_ERR_FORMAT ("<path>:<line>: ..."
+ *  for a malformed row, a value that is not a number, a missing column, a
+ *  missing subtype, a duplicate image), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_read(const char *path, ich_labels **out);
+
+/** Write the table as a wide CSV: "ID,<column names...>" plus ",patient"
+ *  when any row has a group; values as 0/1 when they are, else with %.9g.
+ *  Written atomically (a temporary file renamed into place); parent
+ *  folders are created. Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO,
+ *  ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_write(const ich_labels *labels, const char *path);
+
+/** Write the table in RSNA's long format ("ID,Label" with one row
+ *  ID_<image>_<column> per image and column, images in row order, columns
+ *  in table order). Atomic as ich_labels_write(). */
+ICH_API ich_status ich_labels_write_long(const ich_labels *labels, const char *path);
+
+/* ---- Checks and propagation -------------------------------------------- */
+
+/** Check that column "any" equals the OR of the other columns in every row.
+ *  *mismatches (may be NULL) receives the number of rows where it does
+ *  not; each is logged at ICH_LOG_WARNING (the first 20 by ID). With `fix`,
+ *  "any" is set to the OR in those rows. Errors: ICH_ERR_INVALID_ARGUMENT,
+ *  ICH_ERR_NOT_FOUND (no "any" column). */
+ICH_API ich_status ich_labels_check_any(ich_labels *labels, int fix, int64_t *mismatches);
+
+/** Scan-level labels to slice level (the tutorial's first data step).
+ *  `root` holds a folder per patient and in it a folder per scan with the
+ *  scan's slice files (.dcm or .png; others ignored). `scan_csv` has one
+ *  row per scan: a patient column (patient, patient_id, PatientID), a scan
+ *  column (scan, scan_id, study, series) and the label columns as in a wide
+ *  CSV. The result has one row per slice file, ID "<patient>/<scan>/<file
+ *  name without extension>", the scan's labels and the patient as group;
+ *  scans sorted by CSV order, slices by file name. Scans in the CSV without
+ *  a folder, and folders without a row, are logged as warnings and
+ *  skipped. Errors: ICH_ERR_IO (root unreadable), ICH_ERR_FORMAT (CSV),
+ *  ICH_ERR_NOT_FOUND (no slice found at all), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_propagate(const char *root, const char *scan_csv,
+                                        ich_labels **out);
+
+/** Fill every row's group from the PatientID of its DICOM file
+ *  `image_dir/<id>.dcm`, reading headers on `threads` threads (0: one per
+ *  CPU). Files that cannot be read are logged and keep their group;
+ *  *unreadable (may be NULL) receives their number. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_groups_from_dicom(ich_labels *labels, const char *image_dir,
+                                                int32_t threads, int64_t *unreadable);
+
+/* ---- Sampling ---------------------------------------------------------- */
+
+/** Options of ich_labels_sample(). Set `size` to sizeof(ich_sample_options);
+ *  ich_sample_options_init() fills the defaults. */
+typedef struct ich_sample_options {
+    size_t size;
+    int64_t per_label;     /**< images drawn for each label (default 10000) */
+    uint64_t seed;         /**< default 0 */
+    int32_t negatives;     /**< also draw per_label images with no positive
+                                label, as a "none" class (default 1) */
+} ich_sample_options;
+
+/** Fill `options` with the defaults (and its size). */
+ICH_API void ich_sample_options_init(ich_sample_options *options);
+
+/** Balanced sampling: for each label column, draw per_label rows positive
+ *  for it (all of them when there are fewer, with a warning logged), plus
+ *  per_label negatives when asked; an image drawn for several labels
+ *  appears once. Rows keep the source order. The same seed and table give
+ *  the same result. *out is a new table (free it). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, per_label < 1), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_sample(const ich_labels *labels,
+                                     const ich_sample_options *options, ich_labels **out);
+
+/* ---- Selecting files --------------------------------------------------- */
+
+/** How ich_labels_select_files() puts a file in the working folder. */
+typedef enum ich_select_mode {
+    ICH_SELECT_COPY = 0,     /**< copy, then verify the bytes */
+    ICH_SELECT_HARDLINK = 1, /**< hard link (same file system), falls back to a copy */
+    ICH_SELECT_SYMLINK = 2   /**< symbolic link to the absolute source path */
+} ich_select_mode;
+
+/** Options of ich_labels_select_files(). Set `size`; see the init call. */
+typedef struct ich_select_options {
+    size_t size;
+    int32_t mode;             /**< ich_select_mode (default ICH_SELECT_COPY) */
+    int32_t threads;          /**< 0: one per CPU (default) */
+    const char *extension;    /**< file extension, default ".dcm" */
+    ich_progress_fn progress; /**< NULL: none */
+    void *progress_user;
+} ich_select_options;
+
+/** Fill `options` with the defaults (and its size). */
+ICH_API void ich_select_options_init(ich_select_options *options);
+
+/** Put the files of the table's images from `src_dir` into `dst_dir`, in
+ *  parallel. An image is found at src_dir/<id><extension>, or else by its
+ *  file name anywhere under src_dir (the tree is indexed once). It goes to
+ *  dst_dir/<id><extension> (folders created), written under a temporary
+ *  name and renamed, and checked afterwards (copies byte for byte, links
+ *  by identity); a file already there with the same bytes is kept. Images
+ *  not found are logged as warnings and counted in *missing; files that
+ *  fail to copy or verify are logged and counted in *failed. *found (may
+ *  be NULL) receives a new table with the rows whose file is now in
+ *  dst_dir. Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO (src_dir
+ *  unreadable or dst_dir cannot be created), ICH_ERR_NO_MEMORY. Missing
+ *  and failed files do not make the call fail: check the counts. */
+ICH_API ich_status ich_labels_select_files(const ich_labels *labels, const char *src_dir,
+                                           const char *dst_dir,
+                                           const ich_select_options *options,
+                                           int64_t *copied, int64_t *missing, int64_t *failed,
+                                           ich_labels **found);
+
+/* ---- Splitting --------------------------------------------------------- */
+
+/** Parts of a split, in the order of ich_split_options.ratios. */
+typedef enum ich_split_part {
+    ICH_SPLIT_TRAIN = 0,
+    ICH_SPLIT_VALIDATION = 1,
+    ICH_SPLIT_TEST = 2
+} ich_split_part;
+
+/** Options of ich_labels_split(). Set `size`; see the init call. */
+typedef struct ich_split_options {
+    size_t size;
+    double ratios[3];  /**< train, validation, test; >= 0, summing to 1
+                            within 1e-6 (default 0.8, 0.1, 0.1) */
+    uint64_t seed;     /**< default 0 */
+    int32_t stratify;  /**< keep each label's share in every part (default 1) */
+} ich_split_options;
+
+/** Fill `options` with the defaults (and its size). */
+ICH_API void ich_split_options_init(ich_split_options *options);
+
+/** Split the table into train, validation and test tables (parts[0..2],
+ *  new tables to free) by whole groups: all rows of a group (patient) land
+ *  in one part, so no patient leaks across parts; a row without a group is
+ *  a group of its own (a warning says so when no row has one). Parts get
+ *  shares of rows close to the ratios and, with `stratify`, each label's
+ *  positives in about the same shares. Rows keep the source order within a
+ *  part. Seeded and reproducible. A ratio of 0 gives an empty part.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, ratios negative or not summing
+ *  to 1, an empty table), ICH_ERR_NO_MEMORY; on error every parts[i] is
+ *  NULL. */
+ICH_API ich_status ich_labels_split(const ich_labels *labels, const ich_split_options *options,
+                                    ich_labels *parts[3]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_LABELS_H */

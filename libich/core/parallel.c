@@ -1,0 +1,134 @@
+/* A small work queue: an atomic counter hands out item indexes in order. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+int ich_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int ich_thread_count(int threads, int64_t items)
+{
+    if (threads <= 0)
+        threads = ich_cpu_count();
+    if (items < threads)
+        threads = items > 0 ? (int)items : 1;
+    return threads;
+}
+
+typedef struct queue {
+    int64_t count;
+    ich_item_fn item;
+    void *context;
+    atomic_llong next;
+    atomic_llong done;
+    atomic_llong failed;
+    atomic_int stop;
+} queue;
+
+typedef struct worker_arg {
+    queue *q;
+    int worker;
+} worker_arg;
+
+static void run_items(queue *q, int worker)
+{
+    while (!atomic_load(&q->stop)) {
+        int64_t i = atomic_fetch_add(&q->next, 1);
+        if (i >= q->count)
+            break;
+        if (q->item(q->context, i, worker) != ICH_OK)
+            atomic_fetch_add(&q->failed, 1);
+        atomic_fetch_add(&q->done, 1);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_arg *w = arg;
+    run_items(w->q, w->worker);
+    return NULL;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The calling thread reports progress until the workers are done. */
+static int watch(queue *q, ich_progress_fn progress, void *user, const char *what)
+{
+    double last = 0;
+    while (atomic_load(&q->done) < q->count && !atomic_load(&q->stop)) {
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        double now = seconds_now();
+        if (now - last >= 0.1) {
+            last = now;
+            if (progress(user, atomic_load(&q->done), q->count, what) != 0) {
+                atomic_store(&q->stop, 1);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+ich_status ich_parallel_for(int64_t count, int threads, ich_item_fn item, void *context,
+                            ich_progress_fn progress, void *progress_user, const char *what,
+                            int64_t *failed)
+{
+    if (failed)
+        *failed = 0;
+    if (count < 0 || !item)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "parallel work: bad arguments");
+    if (!what)
+        what = "work";
+    queue q = {count, item, context, 0, 0, 0, 0};
+    threads = ich_thread_count(threads, count);
+    int cancelled = 0;
+    if (threads == 1 && !progress) {
+        run_items(&q, 0);
+    } else {
+        pthread_t *ids = calloc((size_t)threads, sizeof *ids);
+        worker_arg *args = calloc((size_t)threads, sizeof *args);
+        if (!ids || !args) {
+            free(ids);
+            free(args);
+            return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", what);
+        }
+        int started = 0;
+        for (; started < threads; started++) {
+            args[started] = (worker_arg){&q, started};
+            if (pthread_create(&ids[started], NULL, worker_main, &args[started]) != 0)
+                break;
+        }
+        if (started == 0) {
+            free(ids);
+            free(args);
+            return ich_fail(ICH_ERR_INTERNAL, "%s: cannot start threads", what);
+        }
+        if (progress)
+            cancelled = watch(&q, progress, progress_user, what);
+        for (int t = 0; t < started; t++)
+            pthread_join(ids[t], NULL);
+        free(ids);
+        free(args);
+    }
+    if (failed)
+        *failed = atomic_load(&q.failed);
+    if (cancelled)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: cancelled", what);
+    if (progress && progress(progress_user, count, count, what) != 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: cancelled", what);
+    return ICH_OK;
+}
