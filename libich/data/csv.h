@@ -2,9 +2,13 @@
  *
  * The reader takes a whole file: an optional UTF-8 BOM, LF or CRLF line ends,
  * quoted fields with "" escapes and embedded commas or newlines, and blank
- * lines (skipped). The first non-blank record is the header. Every data
- * record must have as many fields as the header; otherwise the error names
- * the file and the line. Cells are NUL-terminated strings owned by the table.
+ * lines (empty or only spaces and tabs, outside quotes: skipped). A quote
+ * inside an unquoted field is kept as text; text after a closing quote is
+ * an error. The first non-blank record is the header. Every data record
+ * must have as many fields as the header; otherwise the error names the
+ * file and the line. Cells are NUL-terminated strings owned by the table,
+ * as written (unquoted, not trimmed). Line numbers count every line of the
+ * file, blank ones and those inside quoted fields included.
  */
 #ifndef ICH_INTERNAL_CSV_H
 #define ICH_INTERNAL_CSV_H
@@ -35,9 +39,12 @@ const char *ich_csv_header(const ich_csv *csv, int column);
  * surrounding spaces; -1 when absent. */
 int ich_csv_find_column(const ich_csv *csv, const char *name);
 
+/* Cell of data record `row` (0-based, header excluded); NULL when out of
+ * range. */
 const char *ich_csv_cell(const ich_csv *csv, int64_t row, int column);
 
-/* 1-based line number in the file where data record `row` starts. */
+/* 1-based line number in the file where data record `row` starts; 0 when
+ * out of range. */
 int64_t ich_csv_line(const ich_csv *csv, int64_t row);
 
 /* Append `field` to `buf`, quoted when it holds a comma, quote, CR or LF. */
