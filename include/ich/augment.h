@@ -5,33 +5,54 @@
  * An ich_augment holds a recipe: each transform with the probability that
  * it is applied to a sample and its strength. Applying the recipe draws all
  * its random choices from a seed given per call, so a sample's augmentation
- * depends only on (seed, what you pass), never on threads or call order:
- * the dataset handle passes a seed made from its own seed, the epoch and
- * the sample index. The transforms run in this order, each with its own
- * probability:
+ * depends only on (seed, recipe), never on the image, threads or call
+ * order: the dataset handle passes a seed made from its own seed, the epoch
+ * and the sample index. Each transform draws its numbers whether it is on
+ * or not, so changing one transform of a recipe keeps the others' choices.
+ * The transforms run in this order, each with its own probability:
  *
  *   hflip      mirror left-right                    (p)
  *   vflip      mirror top-bottom                    (p)
  *   rotate     by an angle uniform in [-degrees, degrees] about the
- *              centre, bilinear, outside filled with the image minimum per
- *              channel                              (p, degrees)
+ *              centre ((columns - 1) / 2, (rows - 1) / 2); positive angles
+ *              turn the picture counter-clockwise as displayed (numpy's
+ *              rot90 for +90); bilinear, with pixels outside the image
+ *              taking the channel's minimum       (p, degrees)
  *   elastic    displacement fields of uniform noise in [-1, 1] smoothed by
  *              a gaussian of sd `sigma` pixels, scaled by `alpha` pixels
- *              (Simard et al. 2003), bilinear       (p, alpha, sigma)
- *   brightness_contrast  v' = (v - m) * c + m + b with c uniform in
+ *              (Simard et al. 2003); bilinear, sources outside the image
+ *              take the nearest edge pixel, so the value range is kept
+ *                                                   (p, alpha, sigma)
+ *   brightness_contrast  v' = (v - m) * c + m + b * r with c uniform in
  *              [1 - contrast, 1 + contrast], b uniform in [-brightness,
- *              brightness] times the image's value range, m the channel
- *              mean                                 (p, brightness, contrast)
+ *              brightness], m the channel mean and r the image's value
+ *              range (max - min over all channels)
+ *                                                   (p, brightness, contrast)
  *   blur       gaussian of sd uniform in [sigma_min, sigma_max] pixels,
- *              separable, edges clamped             (p, sigma_min, sigma_max)
+ *              kernel radius ceil(3 sd), separable, edges clamped
+ *                                                   (p, sigma_min, sigma_max)
  *
  * Geometric transforms move every channel the same way. 8-bit images are
- * clamped to 0..255 and rounded; float images are not clamped.
+ * worked on as floats and clamped to 0..255 and rounded once at the end,
+ * so an 8-bit result equals the float result of the same image and seed,
+ * clamped and rounded; float images are not clamped. On one core a
+ * 3 x 256 x 256 float image takes about 1 ms with the recipe below and
+ * 3 ms with all six transforms on (elastic 1.3 ms, rotation 0.8 ms, blur
+ * 0.5 ms); 8-bit images add about 0.25 ms for the conversion.
  *
  * A recipe can also be written as text, as the example programs take it:
  *   "hflip:0.5,vflip:0.2,rotate:0.5:15,brightness_contrast:0.3:0.1:0.1,
  *    blur:0.2:0.5:1.5,elastic:0.2:30:5"
- * (name:probability:parameters..., items separated by commas).
+ * (name:probability:parameters..., items separated by commas, spaces
+ * allowed around items; "" is the empty recipe).
+ *
+ * The random choices of one call can be inspected (ich_augment_choose())
+ * and applied or set by hand (ich_augment_apply_choices_*()), e.g. for a
+ * fixed test-time flip.
+ *
+ * Offline mode (ich_augment_offline()) writes augmented copies of the
+ * minority labels' training images; online mode is the dataset handle's
+ * (include/ich/dataset.h).
  *
  * Threads: configure a recipe from one thread; the apply functions only
  * read it and may run on one recipe from many threads at once.
@@ -57,8 +78,8 @@ ICH_API void ich_augment_free(ich_augment *augment);
 
 /** Set (or, with p = 0, remove) a transform. Probabilities are in [0, 1];
  *  the strengths must be finite and >= 0 (blur: sigma_min <= sigma_max,
- *  sigma_max > 0 when p > 0; elastic: sigma > 0 when p > 0; rotate: degrees
- *  <= 180). Errors: ICH_ERR_INVALID_ARGUMENT. */
+ *  sigma_max > 0 when p > 0; elastic: sigma > 0 when p > 0; sigmas at most
+ *  1000 pixels; rotate: degrees <= 180). Errors: ICH_ERR_INVALID_ARGUMENT. */
 ICH_API ich_status ich_augment_set_flip(ich_augment *augment, double p_horizontal,
                                         double p_vertical);
 ICH_API ich_status ich_augment_set_rotation(ich_augment *augment, double p, double degrees);
@@ -82,7 +103,8 @@ ICH_API ich_status ich_augment_describe(const ich_augment *augment, char *text, 
 
 /** Augment a float32 image in place: `channels` planes of rows x columns
  *  (CHW). The random choices come from `seed` alone. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (NULL, non-positive sizes), ICH_ERR_NO_MEMORY. */
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, non-positive sizes, too large),
+ *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_augment_apply_f32(const ich_augment *augment, uint64_t seed, float *image,
                                          int32_t channels, int32_t rows, int32_t columns);
 
@@ -92,6 +114,48 @@ ICH_API ich_status ich_augment_apply_f32(const ich_augment *augment, uint64_t se
 ICH_API ich_status ich_augment_apply_u8(const ich_augment *augment, uint64_t seed,
                                         uint8_t *image, int32_t rows, int32_t columns,
                                         int32_t channels);
+
+/** The random choices of one call: which transforms run and with which
+ *  drawn parameters. Set `size` (ich_augment_choices_init()). */
+typedef struct ich_augment_choices {
+    size_t size;
+    int32_t hflip;               /**< mirror left-right */
+    int32_t vflip;               /**< mirror top-bottom */
+    int32_t rotate;              /**< rotate by `degrees` */
+    double degrees;              /**< counter-clockwise as displayed */
+    int32_t elastic;             /**< elastic deformation */
+    double elastic_alpha;        /**< pixels, >= 0 */
+    double elastic_sigma;        /**< pixels, > 0 when elastic */
+    uint64_t elastic_seed;       /**< the displacement noise */
+    int32_t brightness_contrast; /**< v' = (v - m) * contrast + m + brightness * range */
+    double contrast;
+    double brightness;
+    int32_t blur;                /**< gaussian blur of sd `blur_sigma` pixels */
+    double blur_sigma;
+} ich_augment_choices;
+
+/** Fill `choices` with "change nothing" (and its size). */
+ICH_API void ich_augment_choices_init(ich_augment_choices *choices);
+
+/** The choices ich_augment_apply_f32() and _u8() make for `seed`
+ *  (transforms that are off carry neutral values). `choices->size` must be
+ *  set. Errors: ICH_ERR_INVALID_ARGUMENT. */
+ICH_API ich_status ich_augment_choose(const ich_augment *augment, uint64_t seed,
+                                      ich_augment_choices *choices);
+
+/** Apply given choices to a float32 CHW image in place (what
+ *  ich_augment_apply_f32() does after ich_augment_choose()). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, sizes, size not set, non-finite
+ *  parameters, a sigma outside 0 .. 1000), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_augment_apply_choices_f32(const ich_augment_choices *choices,
+                                                 float *image, int32_t channels, int32_t rows,
+                                                 int32_t columns);
+
+/** Apply given choices to an 8-bit HWC image in place. Errors as
+ *  ich_augment_apply_choices_f32(). */
+ICH_API ich_status ich_augment_apply_choices_u8(const ich_augment_choices *choices,
+                                                uint8_t *image, int32_t rows, int32_t columns,
+                                                int32_t channels);
 
 /** Options of ich_augment_offline(). Set `size`; see the init call. */
 typedef struct ich_augment_offline_options {
@@ -110,14 +174,33 @@ ICH_API void ich_augment_offline_options_init(ich_augment_offline_options *optio
 struct ich_labels;
 
 /** Offline augmentation of a training set's minority labels. For each
- *  label column with fewer than `target` positive rows, draws rows
- *  positive for it (seeded) and writes augmented copies of their PNG
- *  images `image_dir/<id>.png` as `out_dir/<id>_aug_<k>.png` (k = 1, 2, ...
- *  per source image) until the label has `target` positives; the copies
- *  carry their source's labels and group. *out (a new table) holds the
- *  source rows followed by the new ones; write it with ich_labels_write().
- *  Images that cannot be read are logged and skipped. Errors:
- *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO (out_dir), ICH_ERR_NO_MEMORY. */
+ *  label column with fewer than `target` positive rows (a row is positive
+ *  when its value is >= 0.5), draws rows positive for it (seeded) and
+ *  writes augmented copies of their PNG images `image_dir/<id>.png` as
+ *  `out_dir/<id>_aug_<k>.png` (k = 1, 2, ... per source image; numbers
+ *  whose ID the table already has are skipped; IDs with folders get them
+ *  created) until the label has `target` positives; the copies carry their
+ *  source's labels and group.
+ *
+ *  Counting: a copy adds one to every label its source row is positive
+ *  for, not only to the label it was drawn for. Labels are topped up from
+ *  the rarest (fewest positives) to the most common, so copies drawn for a
+ *  rare label count towards the common ones first; a label already at the
+ *  target may thus end above it, and none ends below it unless it has no
+ *  positive row (logged) or source images failed. Rows positive for a
+ *  label are drawn in a seeded random order, each once before any is drawn
+ *  again. Each copy is augmented with a seed made from (seed, source row,
+ *  k): the result depends on the seed and the table, not on threads.
+ *
+ *  *out (a new table) holds the source rows followed by the new rows
+ *  (grouped by source row, k increasing); write it with
+ *  ich_labels_write(). Its new rows' images are in out_dir and the source
+ *  rows' in image_dir: pass the same folder for both to keep every image
+ *  of the table in one place. Images that cannot be read or written are
+ *  logged (ICH_LOG_WARNING) and skipped: their copies are not in *out.
+ *  Progress counts source images. Errors: ICH_ERR_INVALID_ARGUMENT (NULL,
+ *  negative target, cancelled), ICH_ERR_IO (out_dir cannot be created),
+ *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_augment_offline(const ich_augment *augment,
                                        const struct ich_labels *train, const char *image_dir,
                                        const char *out_dir,

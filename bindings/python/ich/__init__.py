@@ -40,7 +40,7 @@ from ._errors import (
 )
 from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
 from .window import Window, window_preset
-from .image import write_png
+from .image import write_png, read_png
 from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
     augment as _augment_mod, dataset as _dataset_mod
 from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
@@ -69,7 +69,7 @@ __all__ = [
     "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
     "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
     "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
-    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "write_png",
+    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "write_png", "read_png",
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]
