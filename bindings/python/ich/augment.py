@@ -13,7 +13,7 @@ from ._util import INT32_MAX, fspath_bytes
 from .image import read_png
 from .labels import Labels
 
-__all__ = ["Augment", "augment_offline", "read_png"]
+__all__ = ["Augment", "augment_offline"]
 
 _PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                 ctypes.c_char_p)
