@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Fuzz DICOM reading (tests/fuzz/fuzz_dicom.c) with libFuzzer, AddressSanitizer
-# and UndefinedBehaviorSanitizer, starting from pydicom's test files and a few
-# phantom slices. Findings are written to build-fuzz/findings/.
-# Usage: scripts/fuzz.sh [SECONDS]   (default 300; needs clang and
-#        libclang-rt-14-dev, which this script installs when missing)
+# Fuzz libich's file readers with libFuzzer, AddressSanitizer and
+# UndefinedBehaviorSanitizer. Findings are written to build-fuzz/findings/.
+#   dicom: DICOM reading (tests/fuzz/fuzz_dicom.c), from pydicom's test files
+#          and a few phantom slices;
+#   files: label CSVs and PNG images (tests/fuzz/fuzz_files.c), from phantom
+#          label files and preprocessed PNGs.
+# Usage: scripts/fuzz.sh [dicom|files] [SECONDS]   (default dicom, 300 s; needs
+#        clang and libclang-rt-14-dev, which this script installs when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=dicom
+case "${1:-}" in dicom|files) target=$1; shift ;; esac
 seconds=${1:-300}
 scripts/deps.sh
 for p in clang libclang-rt-14-dev; do
@@ -15,8 +20,27 @@ done
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICH_FUZZ=ON \
   -DICH_SANITIZE=ON -DICH_BUILD_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
+mkdir -p build-fuzz/findings
+if [ "$target" = files ]; then
+  corpus=build-fuzz/corpus-files
+  mkdir -p "$corpus"
+  rm -rf build-fuzz/phantom-files build-fuzz/png-files
+  build-fuzz/examples/ich-phantom build-fuzz/phantom-files --patients 2 --slices 3 --size 32 --quiet
+  build-fuzz/examples/ich-preprocess build-fuzz/phantom-files/images build-fuzz/png-files --size 16 --quiet
+  # The first byte picks the reader: even = label CSV, odd = PNG.
+  for f in build-fuzz/phantom-files/*.csv; do
+    { printf '\x00'; head -c 4000 "$f"; } > "$corpus/csv-$(basename "$f")"
+  done
+  for f in $(find build-fuzz/png-files -name '*.png' | head -3); do
+    { printf '\x01'; cat "$f"; } > "$corpus/png-$(basename "$f")"
+  done
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    build-fuzz/tests/fuzz/fuzz_files "$corpus" -max_total_time="$seconds" -max_len=65536 \
+    -rss_limit_mb=4096 -artifact_prefix=build-fuzz/findings/ -print_final_stats=1
+  exit 0
+fi
 corpus=build-fuzz/corpus
-mkdir -p "$corpus" build-fuzz/findings
+mkdir -p "$corpus"
 tests=$(/usr/bin/python3 -c 'import pydicom, os; print(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files"))')
 find "$tests" -type f -size -2M -exec cp -n {} "$corpus"/ \;
 build-fuzz/examples/ich-phantom build-fuzz/phantom --slices 2 --size 64 --quiet
