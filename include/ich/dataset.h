@@ -10,21 +10,31 @@
  *   PNG:   8-bit channels / 255 -> resize to the recipe's size (bilinear)
  *          -> the recipe's normalisation -> float32 CHW;
  *   then the online augmentation (augment.h), when one is set, with a seed
- *   made from the dataset's seed, the epoch and the sample's row.
+ *   made from the dataset's seed, the epoch and the sample's row only, so a
+ *   batch is the same bit for bit with any number of workers.
+ *
+ * A PNG's alpha channel is left out (gray+alpha gives 1 channel, RGBA 3);
+ * every image must give the same channels and, when the recipe keeps the
+ * input size, the same size as the first one, or it fails to load.
  *
  * With `neighbors` = k, each sample also holds the k slices on each side of
  * it in the same series (ordered by image position z; at the ends of a
  * series the edge slice repeats), stacked as extra channels in z order:
  * channels = (2k + 1) * per-slice channels. Series and positions come from
- * the DICOM headers, or for PNG images from a metadata CSV (columns ID,
- * series, z, as ich_phantom_write() writes).
+ * the DICOM headers, or from a metadata CSV (columns ID, series, z, as
+ * ich_phantom_write() writes; when given it is used for every image, and
+ * needed for PNG images). Neighbours are taken among the dataset's own
+ * images (rows of the table whose file exists); an image without a series
+ * and position is stacked with itself.
  *
  * Batches: float32 NCHW images plus N x L labels (L = the table's label
  * columns). Each epoch visits every sample once, in a seeded shuffled order
  * (or in table order without shuffling); worker threads load the next
- * batches while the caller trains. A sample whose file cannot be read is
- * logged as a warning and left out of its batch (the batch is then
- * smaller: check *count).
+ * batches while the caller trains, each batch by one worker, into a ring
+ * of max(prefetch, workers) batch buffers. A sample whose file cannot be
+ * read is logged as a warning (once per dataset) and left out of its batch
+ * (the batch is then smaller: check *count; a batch whose samples all
+ * fail is skipped).
  *
  * Threads: an ich_dataset is used by one thread at a time; its worker
  * threads are internal.
@@ -52,14 +62,17 @@ typedef struct ich_dataset_options {
                                      bilinear, no normalisation. Copied at
                                      open: later changes do not apply. */
     const ich_augment *augment; /**< NULL: none. Copied at open. */
-    int32_t batch_size;         /**< default 16 */
+    int32_t batch_size;         /**< default 16 (>= 1) */
     int32_t shuffle;            /**< default 1 */
     int32_t drop_last;          /**< leave out a last, smaller batch (default 0) */
     uint64_t seed;              /**< shuffling and augmentation (default 0) */
-    int32_t workers;            /**< loading threads; 0 loads on the caller's
-                                     thread when a batch is asked for (default 2) */
-    int32_t prefetch;           /**< batches loaded ahead (default 2) */
-    int32_t neighbors;          /**< slices stacked on each side (default 0) */
+    int32_t workers;            /**< loading threads (0..64); 0 loads on the
+                                     caller's thread when a batch is asked
+                                     for (default 2) */
+    int32_t prefetch;           /**< batches loaded ahead (1..64, default 2;
+                                     at least `workers` are) */
+    int32_t neighbors;          /**< slices stacked on each side (0..16,
+                                     default 0) */
     const char *metadata_csv;   /**< series and z for PNG images with
                                      neighbors; NULL: none */
     const char *extension;      /**< ".dcm" or ".png"; NULL: each image is
@@ -84,7 +97,8 @@ ICH_API ich_status ich_dataset_open_csv(const char *csv_path, const char *image_
                                         const ich_dataset_options *options,
                                         ich_dataset **out);
 
-/** Stop the workers and free the dataset. NULL is a no-op. */
+/** Stop the workers (each after the sample it is loading) and free the
+ *  dataset. NULL is a no-op. */
 ICH_API void ich_dataset_free(ich_dataset *dataset);
 
 /** Number of samples (0 for NULL). */

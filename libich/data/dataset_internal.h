@@ -1,0 +1,78 @@
+/* Internal: the dataset handle's state, shared by dataset.c (open, epochs,
+ * workers) and dataset_load.c (loading one sample). */
+#ifndef ICH_INTERNAL_DATASET_H
+#define ICH_INTERNAL_DATASET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ich/dataset.h"
+#include "window/window_internal.h"
+
+/* A ring slot: one batch being loaded, ready, or handed to the caller. */
+typedef enum slot_state { SLOT_FREE, SLOT_LOADING, SLOT_READY, SLOT_TAKEN } slot_state;
+
+typedef struct dataset_slot {
+    slot_state state;
+    uint64_t generation; /* the epoch start it belongs to */
+    int64_t batch;
+    int64_t epoch;
+    int32_t count;
+    float *images;
+    float *labels;
+    int64_t *rows;
+} dataset_slot;
+
+struct ich_dataset {
+    /* What is loaded: sample i is row i of `labels`, file paths[i]. */
+    ich_labels *labels;
+    int64_t length;
+    char **paths;
+    unsigned char *is_png;
+    int64_t *neighbors;     /* length x span sample indices in z order; NULL when k = 0 */
+    int32_t span;           /* 2 * neighbors + 1 */
+    atomic_uchar *warned;   /* a failed sample is logged once */
+    ich_window *window;     /* the copied recipe */
+    ich_window_settings settings;
+    ich_augment *augment;   /* copied; NULL: none */
+
+    /* Shapes. */
+    int32_t slice_channels; /* per slice */
+    int32_t channels, rows, columns, label_count;
+    size_t sample_floats;   /* channels * rows * columns */
+
+    /* Options. */
+    int32_t batch_size, shuffle, drop_last, workers;
+    uint64_t seed;
+
+    /* Epochs and the worker pool; everything below is guarded by `lock`. */
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* workers wait for a batch to load */
+    pthread_cond_t ready; /* the caller waits for its batch */
+    pthread_t *threads;
+    int32_t thread_count;
+    int stop, started;
+    /* Copies of stop and generation that workers read without the lock
+     * between samples, to drop an abandoned batch early. */
+    atomic_int stopping;
+    atomic_uint_fast64_t live_generation;
+    uint64_t generation;
+    int64_t epoch, batches, consumed, assigned;
+    int64_t *order;
+    dataset_slot *slots;
+    int32_t slot_count;
+};
+
+/* Load sample `index` into `image` (sample_floats floats): each slice of
+ * its stack through the recipe (DICOM) or the PNG path, then the
+ * augmentation when `augment` is set, seeded by (seed, epoch, index).
+ * Thread-safe: only reads the dataset. */
+ich_status ich_dataset_load_sample(const ich_dataset *ds, int64_t index, int augment,
+                                   int64_t epoch, float *image);
+
+/* Read the image of sample `index` once to learn its size and channels
+ * (for the sample shape at open). */
+ich_status ich_dataset_probe(const ich_dataset *ds, int64_t index, int32_t *channels,
+                             int32_t *rows, int32_t *columns);
+
+#endif
