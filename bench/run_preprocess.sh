@@ -53,14 +53,12 @@ patients=$(((slices + 29) / 30))
 per=$(((slices + patients - 1) / patients))
 "$phantom" "$tmp/phantom" --patients "$patients" --slices "$per" --size 512 --seed 1 --quiet ||
     die "ich-phantom failed"
-# One flat folder of (hard-linked) files, so both programs see the same list.
-mkdir "$tmp/dicom"
-find "$tmp/phantom" -name '*.dcm' -exec ln -t "$tmp/dicom" {} + 2>/dev/null ||
-    find "$tmp/phantom" -name '*.dcm' -exec cp -t "$tmp/dicom" {} +
-count=$(find "$tmp/dicom" -name '*.dcm' | wc -l)
+# ich-phantom writes one flat folder, images/, so both programs see the same list.
+dicom=$tmp/phantom/images
+count=$(find "$dicom" -name '*.dcm' | wc -l)
 ((count > 0)) || die "ich-phantom wrote no .dcm files"
 sync # write the inputs back now, not during the timed runs
-cat "$tmp/dicom"/*.dcm >/dev/null # into the page cache, for every contender alike
+cat "$dicom"/*.dcm >/dev/null # into the page cache, for every contender alike
 echo "input:   $count DICOM slices of 512x512 -> 256x256 RGB PNG (blood, brain, bone)"
 echo
 
@@ -96,13 +94,13 @@ time_run() {
 
 echo "running (wall time includes program start-up):"
 time_run "ich-preprocess 1 thread" "$tmp/out-ich-1" \
-    "$preprocess" "$tmp/dicom" "$tmp/out-ich-1" --threads 1 --quiet
+    "$preprocess" "$dicom" "$tmp/out-ich-1" --threads 1 --quiet
 time_run "ich-preprocess $cores threads" "$tmp/out-ich-n" \
-    "$preprocess" "$tmp/dicom" "$tmp/out-ich-n" --threads "$cores" --quiet
+    "$preprocess" "$dicom" "$tmp/out-ich-n" --threads "$cores" --quiet
 time_run "python 1 worker" "$tmp/out-py-1" \
-    "$python" "$here/preprocess_reference.py" "$tmp/dicom" "$tmp/out-py-1" --workers 1 --quiet
+    "$python" "$here/preprocess_reference.py" "$dicom" "$tmp/out-py-1" --workers 1 --quiet
 time_run "python $cores workers" "$tmp/out-py-n" \
-    "$python" "$here/preprocess_reference.py" "$tmp/dicom" "$tmp/out-py-n" --workers "$cores" --quiet
+    "$python" "$here/preprocess_reference.py" "$dicom" "$tmp/out-py-n" --workers "$cores" --quiet
 
 # ---- Table -------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }

@@ -23,14 +23,32 @@
  * seed: the same options give byte-identical files on every machine and
  * with any thread count.
  *
+ * Labels come from what is drawn: a type is positive in a slice when its
+ * blood covers at least about 3 mm^2 there (3 pixels or more); "any" is
+ * the OR of the five types.
+ *
+ * Geometry: a 230 mm field of view (pixel spacing 230 / max(rows, columns)
+ * mm), slices of 120 / slices mm from the skull base (z = 0) to the vertex.
+ * Names: patient, study, series (= scan) and image IDs are "ID_<10 hex>"
+ * derived from the seed; the DICOM files carry the patient ID as
+ * PatientID and numeric study/series/SOP instance UIDs derived from the
+ * seed and the indexes; stored values are int16 with rescale slope 1 and
+ * intercept -1024 (as in the RSNA data).
+ *
  * Files written by ich_phantom_write() in `dir`:
- *   labels.csv    RSNA long format, "ID,Label" rows ID_<image>_<subtype>
- *   metadata.csv  ID,patient,study,series,instance,z (one row per slice)
+ *   labels.csv    RSNA long format, "ID,Label" rows ID_<image>_<subtype>,
+ *                 six per image in the order any, epidural,
+ *                 intraparenchymal, intraventricular, subarachnoid, subdural
+ *   metadata.csv  ID,patient,study,series,instance,z (one row per slice;
+ *                 patient, study and series are the ID_<10 hex> names,
+ *                 series being the scan of scans.csv; instance from 1; z in
+ *                 mm, the DICOM image position)
  *   scans.csv     patient,scan,any,epidural,... (one row per series: the OR
  *                 of its slices; the scan-level labels of the tutorial)
  *   images        ICH_PHANTOM_FLAT: dir/images/ID_<10 hex>.dcm (RSNA's
  *                 layout); ICH_PHANTOM_TREE: dir/images/<patient>/<scan>/
  *                 ID_<10 hex>.dcm (a folder per patient and scan)
+ * Rows are in the order patient, study, slice.
  *
  * Threads: the functions start their own threads (options.threads) and
  * may be called from several threads at once.
@@ -55,25 +73,30 @@ typedef enum ich_phantom_layout {
 typedef struct ich_phantom_options {
     size_t size;
     uint64_t seed;              /**< default 0 */
-    int32_t patients;           /**< default 20 */
-    int32_t studies_per_patient;/**< default 1; each study has one series */
-    int32_t slices;             /**< slices per series, default 24 */
+    int32_t patients;           /**< default 20 (1..100000) */
+    int32_t studies_per_patient;/**< default 1 (1..100); each study has one
+                                     series */
+    int32_t slices;             /**< slices per series, default 24 (1..1000) */
     int32_t rows;               /**< default 512 (16..4096) */
     int32_t columns;            /**< default 512 (16..4096) */
     double prevalence;          /**< share of series with a bleed, default 0.5 */
     double multiple;            /**< share of bleeding series with more than
                                      one type, default 0.25 */
     double size_min;            /**< bleed size scale, smallest (subtle),
-                                     default 0.4 */
-    double size_max;            /**< largest (obvious), default 1.0 */
-    double noise;               /**< scanner noise sd in HU, default 6 */
+                                     default 0.4 (0.05..2) */
+    double size_max;            /**< largest (obvious), default 1.0
+                                     (size_min..2) */
+    double noise;               /**< scanner noise sd in HU, default 6
+                                     (0..500) */
     double type_weights[5];     /**< relative frequency of epidural,
                                      intraparenchymal, intraventricular,
                                      subarachnoid, subdural; all 0 means
                                      equal (default) */
     int32_t layout;             /**< ich_phantom_layout, default FLAT */
-    int32_t threads;            /**< 0: one per CPU (default) */
-    ich_progress_fn progress;   /**< NULL: none */
+    int32_t threads;            /**< 0: one per CPU (default), up to 1024;
+                                     the output does not depend on it */
+    ich_progress_fn progress;   /**< NULL: none; ich_phantom_write() only,
+                                     "phantom", slices done of all */
     void *progress_user;
 } ich_phantom_options;
 
