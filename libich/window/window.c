@@ -5,22 +5,12 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "window/window_internal.h"
 #include "core/vectorize.h"
 #include "ich/dicom.h"
 #include "ich/image.h"
 #include "window/resize.h"
 
-struct ich_window {
-    int count;
-    float center[ICH_WINDOW_MAX_CHANNELS];
-    float width[ICH_WINDOW_MAX_CHANNELS];
-    ich_window_mode mode;
-    int32_t out_rows, out_cols; /* 0, 0: keep the input size */
-    ich_resize_method method;
-    int norm_count; /* 0: none, 1: broadcast, else per channel */
-    float mean[ICH_WINDOW_MAX_CHANNELS];
-    float std[ICH_WINDOW_MAX_CHANNELS];
-};
 
 static const struct preset {
     const char *name;
@@ -385,4 +375,23 @@ ich_status ich_window_dicom_to_png(const ich_window *w, const char *dicom_path,
     free(image);
     ich_dicom_free(dicom);
     return st;
+}
+
+ich_status ich_window_read_settings(const ich_window *window, ich_window_settings *out)
+{
+    if (!window || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_read_settings: NULL argument");
+    *out = *window;
+    return ICH_OK;
+}
+
+ich_status ich_window_copy(const ich_window *window, ich_window **out)
+{
+    if (!out || !window)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_copy: NULL argument");
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return ich_fail(ICH_ERR_NO_MEMORY, "window recipe: out of memory");
+    **out = *window;
+    return ICH_OK;
 }
