@@ -168,6 +168,35 @@ static void test_add_and_get(void **state)
 
 /* Many rows: every ID found at its row, absent ones not found (the hash
  * table grows many times on the way). */
+static void test_copy(void **state)
+{
+    (void)state;
+    const char *names[] = {"a", "b"};
+    ich_labels *labels = NULL, *copy = NULL;
+    assert_int_equal(ich_labels_create(names, 2, &labels), ICH_OK);
+    const float v0[] = {1, 0}, v1[] = {0.25f, 1};
+    assert_int_equal(ich_labels_add(labels, "x", v0, "p1"), ICH_OK);
+    assert_int_equal(ich_labels_add(labels, "y", v1, NULL), ICH_OK);
+    assert_int_equal(ich_labels_copy(labels, &copy), ICH_OK);
+    /* the copy is independent: changing the source leaves it as it was */
+    assert_int_equal(ich_labels_set_group(labels, 0, "other"), ICH_OK);
+    const float v2[] = {1, 1};
+    assert_int_equal(ich_labels_add(labels, "z", v2, NULL), ICH_OK);
+    ich_labels_free(labels);
+    assert_int_equal(ich_labels_rows(copy), 2);
+    assert_int_equal(ich_labels_columns(copy), 2);
+    assert_string_equal(ich_labels_column_name(copy, 1), "b");
+    assert_string_equal(ich_labels_id(copy, 1), "y");
+    assert_string_equal(ich_labels_group(copy, 0), "p1");
+    assert_string_equal(ich_labels_group(copy, 1), "");
+    expect_values(copy, 0, v0);
+    expect_values(copy, 1, v1);
+    assert_int_equal(ich_labels_find(copy, "y"), 1);
+    ich_labels_free(copy);
+    assert_int_equal(ich_labels_copy(NULL, &copy), ICH_ERR_INVALID_ARGUMENT);
+    assert_null(copy);
+}
+
 static void test_many_rows(void **state)
 {
     (void)state;
@@ -570,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_label_name),
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_add_and_get),
+        cmocka_unit_test(test_copy),
         cmocka_unit_test(test_many_rows),
         cmocka_unit_test_setup_teardown(test_read_long, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_read_long_errors, tu_setup_tmpdir,

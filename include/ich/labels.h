@@ -62,6 +62,10 @@ typedef struct ich_labels ich_labels;
 ICH_API ich_status ich_labels_create(const char *const *names, int32_t count,
                                      ich_labels **out);
 
+/** A new table with the columns and rows (IDs, values, groups) of
+ *  `labels` (free it). Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_copy(const ich_labels *labels, ich_labels **out);
+
 /** Free a table. NULL is a no-op. */
 ICH_API void ich_labels_free(ich_labels *labels);
 

@@ -145,6 +145,25 @@ ich_status ich_labels_create(const char *const *names, int32_t count, ich_labels
     return ICH_OK;
 }
 
+ich_status ich_labels_copy(const ich_labels *labels, ich_labels **out)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !labels)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_labels_copy: NULL argument");
+    ich_labels *copy = NULL;
+    ich_status st = ich_labels_create((const char *const *)labels->names, labels->columns, &copy);
+    for (int64_t r = 0; st == ICH_OK && r < labels->rows; r++)
+        st = ich_labels_add(copy, ich_labels_id(labels, r), ich_labels_values(labels, r),
+                            ich_labels_group(labels, r));
+    if (st != ICH_OK) {
+        ich_labels_free(copy);
+        copy = NULL;
+    }
+    *out = copy;
+    return st;
+}
+
 void ich_labels_free(ich_labels *labels)
 {
     if (!labels)

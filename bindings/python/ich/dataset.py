@@ -16,6 +16,7 @@ from . import _errors
 from ._errors import check
 from ._lib import _declare, c_float_p, c_status, lib
 from ._util import INT32_MAX, c_string, fspath_bytes
+from .labels import Labels
 from .window import Window
 
 __all__ = ["Dataset"]
@@ -60,46 +61,6 @@ _declare("ich_dataset_batches", ctypes.c_int64, _P)
 _declare("ich_dataset_start_epoch", c_status, _P, ctypes.c_int64)
 _declare("ich_dataset_next_batch", c_status, _P, c_float_p, ctypes.c_size_t, c_float_p,
          ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32), c_int64_p)
-
-
-def _private(name, restype, *argtypes):
-    # lib[name] is a new function object: declaring it here cannot change
-    # the declarations that ich.labels makes on lib.<name>.
-    fn = lib[name]
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-    return fn
-
-
-# Reading and building label tables, to hand out a copy of the dataset's.
-_labels_create = _private("ich_labels_create", c_status, ctypes.POINTER(ctypes.c_char_p),
-                          ctypes.c_int32, ctypes.POINTER(_P))
-_labels_free = _private("ich_labels_free", None, _P)
-_labels_add = _private("ich_labels_add", c_status, _P, ctypes.c_char_p, c_float_p,
-                       ctypes.c_char_p)
-_labels_rows = _private("ich_labels_rows", ctypes.c_int64, _P)
-_labels_columns = _private("ich_labels_columns", ctypes.c_int32, _P)
-_labels_column_name = _private("ich_labels_column_name", ctypes.c_char_p, _P, ctypes.c_int32)
-_labels_id = _private("ich_labels_id", ctypes.c_char_p, _P, ctypes.c_int64)
-_labels_values = _private("ich_labels_values", c_float_p, _P, ctypes.c_int64)
-_labels_group = _private("ich_labels_group", ctypes.c_char_p, _P, ctypes.c_int64)
-
-
-def _copy_labels(source):
-    """A new C label table with the rows of `source` (a const table)."""
-    columns = _labels_columns(source)
-    names = (ctypes.c_char_p * max(columns, 1))(
-        *[_labels_column_name(source, c) for c in range(columns)])
-    copy = _P()
-    check(_labels_create(names, columns, ctypes.byref(copy)))
-    try:
-        for row in range(_labels_rows(source)):
-            check(_labels_add(copy, _labels_id(source, row), _labels_values(source, row),
-                              _labels_group(source, row)))
-    except BaseException:
-        _labels_free(copy)
-        raise
-    return copy
 
 
 def _invalid(message):
@@ -259,8 +220,9 @@ class Dataset:
         """The dataset's label table (an :class:`ich.Labels` copy; rows in
         sample order, without the images that were missing)."""
         if self._labels is None:
-            from .labels import Labels
-            self._labels = Labels._from_handle(_copy_labels(lib.ich_dataset_labels(self._live())))
+            copy = ctypes.c_void_p()
+            check(lib.ich_labels_copy(lib.ich_dataset_labels(self._live()), ctypes.byref(copy)))
+            self._labels = Labels._from_handle(copy)
         return self._labels
 
     # ---- samples ------------------------------------------------------------

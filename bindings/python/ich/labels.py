@@ -42,6 +42,7 @@ class SampleOptions(ctypes.Structure):
 _declare("ich_label_name", ctypes.c_char_p, ctypes.c_int)
 _declare("ich_labels_create", c_status, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int32, _pp)
 _declare("ich_labels_free", None, _p)
+_declare("ich_labels_copy", c_status, _p, _pp)
 _declare("ich_labels_add", c_status, _p, ctypes.c_char_p, c_float_p, ctypes.c_char_p)
 _declare("ich_labels_rows", ctypes.c_int64, _p)
 _declare("ich_labels_columns", ctypes.c_int32, _p)
@@ -188,6 +189,12 @@ class Labels:
         # rows are contiguous in the table (labels.h): copy them in one go
         pointer = lib.ich_labels_values(handle, 0)
         return np.ctypeslib.as_array(pointer, shape=(rows, columns)).copy()
+
+    def copy(self):
+        """A new, independent table with the same columns and rows."""
+        handle = ctypes.c_void_p()
+        check(lib.ich_labels_copy(self._live(), ctypes.byref(handle)))
+        return Labels._from_handle(handle)
 
     def add(self, id, values, group=None):
         """Append a row: image `id`, one value per column, optional group."""

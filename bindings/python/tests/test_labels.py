@@ -91,6 +91,16 @@ def test_table_basics():
     assert len(labels) == 2
 
 
+def test_copy_is_independent():
+    labels = ich.Labels(["a", "b"])
+    labels.add("x", [1, 0], group="P1")
+    copy = labels.copy()
+    labels.add("y", [0, 1])
+    labels.set_group(0, "P9")
+    assert copy.ids == ["x"] and copy.groups == ["P1"] and copy.columns == ["a", "b"]
+    np.testing.assert_array_equal(copy.values, [[1, 0]])
+
+
 def test_custom_columns_and_lifetime():
     with ich.Labels(["tumour", "Bleed"]) as labels:
         assert labels.columns == ["tumour", "Bleed"]
