@@ -25,6 +25,8 @@
 
 #include <ich/ich.h>
 
+#include "progress.h"
+
 #define DEFAULT_RECIPE \
     "hflip:0.5,rotate:0.7:15,brightness_contrast:0.5:0.1:0.1,blur:0.2:0.5:1.5,elastic:0.3:30:5"
 
@@ -98,25 +100,6 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* A progress bar on stderr (the library calls this a few times a second). */
-static int show_progress(void *user, int64_t done, int64_t total, const char *what)
-{
-    double elapsed = now() - *(const double *)user;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    int width = 30, filled = total ? (int)(width * done / total) : width;
-    fprintf(stderr, "\r%s [%.*s%*s] %" PRId64 "/%" PRId64 " source images  %.0f/s  ETA %.0fs ",
-            what, filled, "##############################", width - filled, "", done, total,
-            rate, rate > 0 ? (total - done) / rate : 0.0);
-    return 0;
-}
-
 /* Warnings (an unreadable image, a label without positives) go to stderr. */
 static void print_log(ich_log_level level, const char *message, void *user)
 {
@@ -175,10 +158,11 @@ int main(int argc, char **argv)
     opt.seed = o.seed;
     opt.threads = o.threads;
     double start = now();
+    progress_bar bar_state = {start, "source images"};
     int bar = !o.quiet && isatty(STDERR_FILENO);
     if (bar) {
         opt.progress = show_progress;
-        opt.progress_user = &start;
+        opt.progress_user = &bar_state;
     }
     ich_status st = ich_augment_offline(augment, train, o.image_dir, o.out_dir, &opt, &result);
     if (bar)

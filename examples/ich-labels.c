@@ -24,6 +24,8 @@
 
 #include <ich/ich.h>
 
+#include "progress.h"
+
 static const char *program = "ich-labels";
 
 static void usage(FILE *out)
@@ -61,13 +63,6 @@ static int fail(const char *what)
 {
     fprintf(stderr, "%s: %s: %s\n", program, what, ich_last_error());
     return 1;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static int read_labels(const char *path, ich_labels **labels)

@@ -24,6 +24,8 @@
 
 #include <ich/ich.h>
 
+#include "progress.h"
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -70,25 +72,6 @@ static int parse_real(const char *option, const char *text, double lo, double hi
         return -1;
     }
     *out = v;
-    return 0;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* A progress bar on stderr (the library calls this a few times a second). */
-static int show_progress(void *user, int64_t done, int64_t total, const char *what)
-{
-    double elapsed = now() - *(const double *)user;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    int width = 30, filled = total ? (int)(width * done / total) : width;
-    fprintf(stderr, "\r%s [%.*s%*s] %" PRId64 "/%" PRId64 "  %.0f slices/s  ETA %.0fs ", what,
-            filled, "##############################", width - filled, "", done, total, rate,
-            rate > 0 ? (total - done) / rate : 0.0);
     return 0;
 }
 
@@ -166,10 +149,11 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
 
     double start = now();
+    progress_bar bar_state = {start, "slices"};
     int bar = !quiet && isatty(STDERR_FILENO);
     if (bar) {
         o.progress = show_progress;
-        o.progress_user = &start;
+        o.progress_user = &bar_state;
     }
     int64_t written = 0;
     ich_status st = ich_phantom_write(out_dir, &o, &written);

@@ -27,6 +27,8 @@
 
 #include <ich/ich.h>
 
+#include "progress.h"
+
 typedef struct job {
     char *input;
     char *output;
@@ -293,13 +295,6 @@ static void *worker(void *arg)
         atomic_fetch_add(&s->done, 1);
     }
     return NULL;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void progress(shared *s, double start)

@@ -23,6 +23,8 @@
 
 #include <ich/ich.h>
 
+#include "progress.h"
+
 typedef struct options {
     int mode;
     int threads;
@@ -92,26 +94,6 @@ static void on_log(ich_log_level level, const char *message, void *user)
             level >= ICH_LOG_ERROR ? "error" : "warning", message);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Called by the library a few times a second. */
-static int on_progress(void *user, int64_t done, int64_t total, const char *what)
-{
-    (void)what;
-    double elapsed = now() - *(const double *)user;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    int width = 30, filled = total ? (int)(width * done / total) : width;
-    fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f files/s  ETA %.0fs ", filled,
-            "##############################", width - filled, "", (long long)done,
-            (long long)total, rate, rate > 0 ? (total - done) / rate : 0.0);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     options o;
@@ -130,14 +112,15 @@ int main(int argc, char **argv)
         return 1;
     }
     double start = now();
+    progress_bar bar_state = {start, "files"};
     ich_select_options so;
     ich_select_options_init(&so);
     so.mode = o.mode;
     so.threads = o.threads;
     so.extension = o.ext;
     if (bar) {
-        so.progress = on_progress;
-        so.progress_user = &start;
+        so.progress = show_progress;
+        so.progress_user = &bar_state;
     }
     int64_t placed = 0, missing = 0, failed = 0, total = ich_labels_rows(labels);
     ich_labels *found = NULL;

@@ -305,6 +305,26 @@ static void test_ratio_errors(void **state)
     ich_labels_free(t);
 }
 
+/* Options structs carry their size: an unset size is refused, NULL options
+ * are the defaults. */
+static void test_options_size(void **state)
+{
+    (void)state;
+    ich_labels *t = make_table(1, 1), *parts[3];
+    ich_split_options o;
+    ich_split_options_init(&o);
+    assert_int_equal(o.size, sizeof o);
+    o.size = 0;
+    assert_int_equal(ich_labels_split(t, &o, parts), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "options->size"));
+    o.size = sizeof(size_t) + sizeof(double);
+    assert_int_equal(ich_labels_split(t, &o, parts), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_labels_split(t, NULL, parts), ICH_OK);
+    assert_partition(t, parts);
+    free_parts(parts);
+    ich_labels_free(t);
+}
+
 static void test_zero_ratio_gives_empty_part(void **state)
 {
     (void)state;
@@ -447,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_stratify_helps),
         cmocka_unit_test(test_reproducible_by_seed),
         cmocka_unit_test(test_ratio_errors),
+        cmocka_unit_test(test_options_size),
         cmocka_unit_test(test_zero_ratio_gives_empty_part),
         cmocka_unit_test(test_empty_table_and_nulls),
         cmocka_unit_test(test_rows_without_groups),

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -290,9 +291,6 @@ static ich_status build_result(const ich_labels *train, const plan *p, ich_label
 
 /* ---- Entry point ---------------------------------------------------------- */
 
-#define OPTION_SET(o, field) \
-    ((o)->size >= offsetof(ich_augment_offline_options, field) + sizeof((o)->field))
-
 ich_status ich_augment_offline(const ich_augment *augment, const ich_labels *train,
                                const char *image_dir, const char *out_dir,
                                const ich_augment_offline_options *options, ich_labels **out)
@@ -304,15 +302,10 @@ ich_status ich_augment_offline(const ich_augment *augment, const ich_labels *tra
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     ich_augment_offline_options o;
     ich_augment_offline_options_init(&o);
-    if (options) {
-        if (options->size < sizeof(size_t))
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: options->size is not set", fn);
-        if (OPTION_SET(options, target)) o.target = options->target;
-        if (OPTION_SET(options, seed)) o.seed = options->seed;
-        if (OPTION_SET(options, threads)) o.threads = options->threads;
-        if (OPTION_SET(options, progress)) o.progress = options->progress;
-        if (OPTION_SET(options, progress_user)) o.progress_user = options->progress_user;
-    }
+    ich_status st = ich_options_merge(
+        &o, sizeof o, options, ICH_OPTIONS_V1_SIZE(ich_augment_offline_options, progress_user), fn);
+    if (st != ICH_OK)
+        return st;
     if (o.target < 0)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: target = %lld is negative", fn,
                         (long long)o.target);
@@ -323,7 +316,7 @@ ich_status ich_augment_offline(const ich_augment *augment, const ich_labels *tra
                         columns);
     int64_t counts[ICH_LABELS_MAX_COLUMNS];
     int32_t order[ICH_LABELS_MAX_COLUMNS];
-    ich_status st = ich_labels_positives(train, counts, columns);
+    st = ich_labels_positives(train, counts, columns);
     if (st != ICH_OK)
         return st;
     int64_t target = o.target;

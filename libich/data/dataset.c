@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -38,13 +39,11 @@ void ich_dataset_options_init(ich_dataset_options *options)
 static ich_status read_options(const ich_dataset_options *in, ich_dataset_options *o)
 {
     ich_dataset_options_init(o);
-    if (!in)
-        return ICH_OK;
-    if (in->size < sizeof(size_t))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_open: options->size not set");
-    size_t n = in->size < sizeof *o ? in->size : sizeof *o;
-    memcpy((char *)o + sizeof(size_t), (const char *)in + sizeof(size_t), n - sizeof(size_t));
-    o->size = sizeof *o;
+    ich_status st = ich_options_merge(o, sizeof *o, in,
+                                      ICH_OPTIONS_V1_SIZE(ich_dataset_options, extension),
+                                      "ich_dataset_open");
+    if (st != ICH_OK)
+        return st;
     if (o->batch_size < 1 || o->workers < 0 || o->workers > MAX_WORKERS || o->prefetch < 1 ||
         o->prefetch > MAX_PREFETCH || o->neighbors < 0 || o->neighbors > MAX_NEIGHBORS)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/rng.h"
 #include "ich/labels.h"
 
@@ -54,14 +55,11 @@ ich_status ich_labels_sample(const ich_labels *labels, const ich_sample_options 
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_labels_sample: NULL argument");
     ich_sample_options opt;
     ich_sample_options_init(&opt);
-    if (options) {
-        if (options->size < offsetof(ich_sample_options, negatives) + sizeof opt.negatives)
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "ich_labels_sample: options->size %zu is too small (set it to "
-                            "sizeof(ich_sample_options))",
-                            options->size);
-        opt = *options;
-    }
+    ich_status st = ich_options_merge(&opt, sizeof opt, options,
+                                      ICH_OPTIONS_V1_SIZE(ich_sample_options, negatives),
+                                      "ich_labels_sample");
+    if (st != ICH_OK)
+        return st;
     if (opt.per_label < 1)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_labels_sample: per_label is %lld, not >= 1",
                         (long long)opt.per_label);
@@ -96,7 +94,7 @@ ich_status ich_labels_sample(const ich_labels *labels, const ich_sample_options 
     for (int32_t c = 0; c < columns; c++)
         names[c] = ich_labels_column_name(labels, c);
     ich_labels *result = NULL;
-    ich_status st = ich_labels_create(names, columns, &result);
+    st = ich_labels_create(names, columns, &result);
     for (int64_t r = 0; r < rows && st == ICH_OK; r++)
         if (chosen[r])
             st = ich_labels_add(result, ich_labels_id(labels, r), ich_labels_values(labels, r),

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
 #include "ich/dicom.h"
@@ -51,16 +52,11 @@ void ich_select_options_init(ich_select_options *options)
 static ich_status read_options(const ich_select_options *in, ich_select_options *out)
 {
     ich_select_options_init(out);
-    if (!in)
-        return ICH_OK;
-    size_t minimum = offsetof(ich_select_options, progress_user) + sizeof in->progress_user;
-    if (in->size < minimum)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_labels_select_files: options->size is %zu, at least %zu expected "
-                        "(call ich_select_options_init())",
-                        in->size, minimum);
-    memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
-    out->size = sizeof *out;
+    ich_status st = ich_options_merge(out, sizeof *out, in,
+                                      ICH_OPTIONS_V1_SIZE(ich_select_options, progress_user),
+                                      "ich_labels_select_files");
+    if (st != ICH_OK)
+        return st;
     if (out->mode < ICH_SELECT_COPY || out->mode > ICH_SELECT_SYMLINK)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "ich_labels_select_files: mode %d is not copy (0), hardlink (1) or "

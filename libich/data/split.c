@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/rng.h"
 #include "ich/labels.h"
 
@@ -67,17 +68,10 @@ static ich_status check_ratios(const double *r)
 static ich_status read_options(const ich_split_options *in, ich_split_options *out)
 {
     ich_split_options_init(out);
-    if (!in)
-        return ICH_OK;
-    size_t minimum = offsetof(ich_split_options, stratify) + sizeof in->stratify;
-    if (in->size < minimum)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_labels_split: options->size is %zu, at least %zu expected "
-                        "(call ich_split_options_init())",
-                        in->size, minimum);
-    memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
-    out->size = sizeof *out;
-    return check_ratios(out->ratios);
+    ich_status st = ich_options_merge(out, sizeof *out, in,
+                                      ICH_OPTIONS_V1_SIZE(ich_split_options, stratify),
+                                      "ich_labels_split");
+    return st != ICH_OK ? st : check_ratios(out->ratios);
 }
 
 /* ---- Groups ------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -50,13 +51,11 @@ static int finite_in(double v, double lo, double hi)
 static ich_status check_options(const ich_phantom_options *in, ich_phantom_options *out)
 {
     ich_phantom_options_init(out);
-    if (in) {
-        if (in->size < sizeof *in)
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "phantom: options.size is %zu, expected %zu (call "
-                            "ich_phantom_options_init)", in->size, sizeof *in);
-        *out = *in;
-    }
+    ich_status st = ich_options_merge(out, sizeof *out, in,
+                                      ICH_OPTIONS_V1_SIZE(ich_phantom_options, progress_user),
+                                      "phantom");
+    if (st != ICH_OK)
+        return st;
     const ich_phantom_options *o = out;
     if (o->patients < 1 || o->patients > MAX_PATIENTS)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: patients must be 1..%d, got %d",

@@ -26,3 +26,39 @@ def c_string(value, name):
     if b"\0" in data:
         raise ValueError("%s must not contain NUL characters" % name)
     return data
+
+
+class OwnedHandle:
+    """Base of the classes that own one C handle (``self._handle``, a
+    ``ctypes.c_void_p``): :meth:`close` frees it with the class's ``_free``
+    C function (idempotent), as does garbage collection; usable as a context
+    manager. A closed object raises ``InvalidArgumentError`` when used."""
+
+    _free = None  # the C free function, set by each subclass
+    _handle = None
+
+    def close(self):
+        """Free the C object now (idempotent); the object cannot be used
+        afterwards."""
+        handle, self._handle = self._handle, None
+        if handle is not None and handle.value:
+            type(self)._free(handle)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _live(self):
+        if not self._handle:
+            from . import _errors
+            raise _errors.error(_errors.ERR_INVALID_ARGUMENT,
+                                "this ich.%s is closed" % type(self).__name__)
+        return self._handle

@@ -9,7 +9,7 @@ import numpy as np
 from . import _errors
 from ._errors import check
 from ._lib import _declare, c_float_p, c_uint8_p, lib
-from ._util import INT32_MAX, fspath_bytes
+from ._util import OwnedHandle, INT32_MAX, fspath_bytes
 from .image import read_png
 from .labels import Labels
 
@@ -94,7 +94,7 @@ def _real(value, name):
     return float(value)
 
 
-class Augment:
+class Augment(OwnedHandle):
     """An augmentation recipe (``ich_augment``).
 
     ``Augment(spec)`` starts from a text recipe such as
@@ -111,6 +111,8 @@ class Augment:
     threads at once.
     """
 
+    _free = staticmethod(lib.ich_augment_free)
+
     def __init__(self, spec=None):
         self._handle = None
         handle = ctypes.c_void_p()
@@ -118,28 +120,6 @@ class Augment:
         self._handle = handle
         if spec:
             self.parse(spec)
-
-    # ---- lifetime -------------------------------------------------------------
-
-    def close(self):
-        """Free the C recipe now (idempotent)."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None and handle.value:
-            lib.ich_augment_free(handle)
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _live(self):
-        if self._handle is None:
-            raise _invalid("this ich.Augment is closed")
-        return self._handle
 
     # ---- configuration --------------------------------------------------------
 

@@ -15,7 +15,7 @@ import numpy as np
 from . import _errors
 from ._errors import check
 from ._lib import _declare, c_float_p, c_status, lib
-from ._util import INT32_MAX, c_string, fspath_bytes
+from ._util import OwnedHandle, INT32_MAX, c_string, fspath_bytes
 from .labels import Labels
 from .window import Window
 
@@ -76,7 +76,7 @@ def _int(value, name, low=0, high=INT32_MAX):
     return value
 
 
-class Dataset:
+class Dataset(OwnedHandle):
     """Labelled images as training samples and batches.
 
     Arguments:
@@ -112,6 +112,8 @@ class Dataset:
     :meth:`close` to stop the workers early. A Dataset is used from one
     thread at a time.
     """
+
+    _free = staticmethod(lib.ich_dataset_free)
 
     def __init__(self, labels, image_dir, window=None, size=256, augment=None, batch_size=16,
                  shuffle=True, drop_last=False, seed=0, workers=2, prefetch=2, neighbors=0,
@@ -169,31 +171,6 @@ class Dataset:
                                            ctypes.byref(w), ctypes.byref(n)))
         self._shape = (c.value, r.value, w.value)
         self._label_count = n.value
-
-    # ---- lifetime -----------------------------------------------------------
-
-    def close(self):
-        """Stop the workers and free the dataset (idempotent)."""
-        handle, self._handle = self._handle, None
-        if handle:
-            lib.ich_dataset_free(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
-
-    def _live(self):
-        if not self._handle:
-            raise _invalid("this ich.Dataset is closed")
-        return self._handle
 
     # ---- queries ------------------------------------------------------------
 

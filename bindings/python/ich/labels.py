@@ -19,7 +19,7 @@ import numpy as np
 from . import _errors
 from ._errors import check
 from ._lib import c_float_p, c_status, lib, _declare
-from ._util import c_string, fspath_bytes
+from ._util import OwnedHandle, c_string, fspath_bytes
 
 __all__ = ["Labels", "label_names", "propagate_labels", "sample_labels"]
 
@@ -82,7 +82,7 @@ def label_names():
         names.append(_text(name))
 
 
-class Labels:
+class Labels(OwnedHandle):
     """A label table (``ich_labels``): one row per image.
 
     ``Labels(columns=None)`` makes an empty table with the given label
@@ -93,6 +93,8 @@ class Labels:
     content. Use as a context manager or call :meth:`close` to free the C
     table early. A table is used by one thread at a time.
     """
+
+    _free = staticmethod(lib.ich_labels_free)
 
     def __init__(self, columns=None):
         self._handle = None
@@ -127,28 +129,6 @@ class Labels:
         handle = ctypes.c_void_p()
         check(lib.ich_labels_read(fspath_bytes(path), ctypes.byref(handle)))
         return cls._from_handle(handle)
-
-    # ---- lifetime -----------------------------------------------------------
-
-    def close(self):
-        """Free the C table now (idempotent)."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None and handle.value:
-            lib.ich_labels_free(handle)
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _live(self):
-        if self._handle is None:
-            raise _invalid("this ich.Labels is closed")
-        return self._handle
 
     # ---- content ------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import numpy as np
 from . import _errors
 from ._errors import check
 from ._lib import c_float_p, c_uint8_p, lib
-from ._util import INT32_MAX, fspath_bytes
+from ._util import OwnedHandle, INT32_MAX, fspath_bytes
 
 _MODES = {"linear": 0, "minmax": 1}
 _RESIZE = {"bilinear": 0, "area": 1}
@@ -50,7 +50,7 @@ def _is_number_pair(item):
             and all(isinstance(v, numbers.Real) for v in item))
 
 
-class Window:
+class Window(OwnedHandle):
     """A windowing recipe: HU slice -> one channel per window -> resize ->
     8-bit image or normalised float32 tensor.
 
@@ -177,11 +177,6 @@ class Window:
 
     # ---- queries ----------------------------------------------------------
 
-    def _live(self):
-        if self._handle is None:
-            raise _invalid("this ich.Window is closed")
-        return self._handle
-
     @property
     def windows(self):
         """The windows as a list of (center, width) pairs in HU."""
@@ -262,24 +257,6 @@ class Window:
         """
         check(lib.ich_window_dicom_to_png(self._live(), fspath_bytes(dicom_path),
                                           fspath_bytes(png_path)))
-
-    # ---- lifetime -----------------------------------------------------------
-
-    def close(self):
-        """Free the C recipe now; the Window cannot be used afterwards."""
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            self._free(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_handle", None) is not None:
-            self.close()
 
     def __repr__(self):
         if self._handle is None:

@@ -1,0 +1,43 @@
+/*
+ * Shared by the example programs: a clock and a progress bar for the
+ * library's progress callback (ich_progress_fn in <ich/core.h>).
+ *
+ *   progress_bar bar = {now(), "slices"};
+ *   options.progress = show_progress;     // libich calls it a few times a second
+ *   options.progress_user = &bar;
+ */
+#ifndef ICH_EXAMPLES_PROGRESS_H
+#define ICH_EXAMPLES_PROGRESS_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+/* Seconds on a monotonic clock. */
+static inline double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct progress_bar {
+    double start; /* now() when the work began */
+    const char *unit; /* what is counted: "slices", "files", ... */
+} progress_bar;
+
+/* Draws "what [#####     ] done/total  rate unit/s  ETA s" on stderr,
+ * over the previous bar; print a newline when the work is done. */
+static inline int show_progress(void *user, int64_t done, int64_t total, const char *what)
+{
+    const progress_bar *bar = user;
+    double elapsed = now() - bar->start;
+    double rate = elapsed > 0 ? (double)done / elapsed : 0;
+    int width = 30, filled = total ? (int)(width * done / total) : width;
+    fprintf(stderr, "\r%s [%.*s%*s] %" PRId64 "/%" PRId64 "  %.0f %s/s  ETA %.0fs ", what,
+            filled, "##############################", width - filled, "", done, total, rate,
+            bar->unit, rate > 0 ? (double)(total - done) / rate : 0.0);
+    return 0;
+}
+
+#endif
