@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev libstb-dev libcmocka-dev
-          python3 python3-numpy python3-pydicom python3-pil python3-pytest)
+          libdnnl-dev libopenblas-dev
+          python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,8 @@
  *   <ich/phantom.h> the built-in synthetic head-CT dataset
  *   <ich/augment.h> flips, rotation, brightness/contrast, blur, elastic
  *   <ich/dataset.h> labelled images -> shuffled, prefetched float32 batches
+ *   <ich/model.h>   the CNN: spec, presets, forward/backward, safetensors
+ *   <ich/optim.h>   loss, optimizers, schedules, early stopping, checkpoints
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -32,5 +34,7 @@
 #include "ich/phantom.h"
 #include "ich/augment.h"
 #include "ich/dataset.h"
+#include "ich/model.h"
+#include "ich/optim.h"
 
 #endif /* ICH_ICH_H */

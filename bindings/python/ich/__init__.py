@@ -42,12 +42,16 @@ from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
 from .window import Window, window_preset
 from .image import write_png, read_png
 from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
-    augment as _augment_mod, dataset as _dataset_mod
+    augment as _augment_mod, dataset as _dataset_mod, model as _model_mod, \
+    optim as _optim_mod, train as _train_mod
 from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
 from .split import *  # noqa: F401,F403
 from .phantom import *  # noqa: F401,F403
 from .augment import *  # noqa: F401,F403
 from .dataset import *  # noqa: F401,F403
+from .model import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
+from .train import *  # noqa: F401,F403
 from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
     WARNING as LOG_WARNING, ERROR as LOG_ERROR
 
@@ -73,5 +77,6 @@ __all__ = [
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]
-for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod):
+for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod, _model_mod,
+             _optim_mod, _train_mod):
     __all__ += _mod.__all__

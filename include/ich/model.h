@@ -1,0 +1,188 @@
+/*
+ * libich model: the CNN, from a text spec or a preset, forward and backward.
+ *
+ * A model is a graph of layers described by a short text spec; presets
+ * give the networks of the pipeline:
+ *
+ *   "tutorial"  the tutorial's ConvNet: 1 x 512 x 512 input; conv 1->50 k5,
+ *               50->120 k5, 120->100 k5, 100->72 k4, each ReLU + 2x2 max
+ *               pool; linear 72*28*28 -> 50, ReLU, linear 50 -> 6.
+ *   "ichnet"    a compact modern default for 3-window 256 x 256 input:
+ *               batch norm, residual blocks, global average pooling.
+ *   "cascade"   two stages: a binary "any" network and a subtype network
+ *               whose outputs count only where "any" fires (see
+ *               ich_model_predict()).
+ *
+ * ich_model_spec() gives the spec of any model; the spec grammar is
+ * documented at ich_model_create(). Tensors crossing this API are float32,
+ * images NCHW (N x channels x rows x columns), outputs N x outputs logits.
+ *
+ * Parameters and buffers have PyTorch's state_dict names, shapes and
+ * layouts for the same network ("conv1.weight" OIHW, "fc1.weight" [out,
+ * in], flatten in C*H*W order), so weights move between libich and PyTorch
+ * both ways through safetensors checkpoints (ich_model_save(),
+ * ich_model_load()).
+ *
+ * Threads: a model is used by one thread at a time; its kernels use the
+ * backend's threads (ich_set_threads()).
+ */
+#ifndef ICH_MODEL_H
+#define ICH_MODEL_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A model (opaque). */
+typedef struct ich_model ich_model;
+
+/** Threads the compute kernels use (0: one per CPU, the default). Applies
+ *  to every model in the process. */
+ICH_API void ich_set_threads(int32_t threads);
+
+/** Build a model from a text spec (see the grammar in the implementation's
+ *  documentation in this header's section "Spec"). Weights are
+ *  initialised as PyTorch initialises the same layers, from `seed` 0; call
+ *  ich_model_init_weights() for another seed. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (a malformed spec: the message names the item),
+ *  ICH_ERR_SHAPE (a layer does not fit its input), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_create(const char *spec, ich_model **out);
+
+/** Build a preset: "tutorial", "ichnet" or "cascade" (case-insensitive).
+ *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them). */
+ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out);
+
+/** Free a model. NULL is a no-op. */
+ICH_API void ich_model_free(ich_model *model);
+
+/** The model's spec (valid while the model lives). */
+ICH_API const char *ich_model_spec(const ich_model *model);
+
+/** Input channels, rows and columns (each may be NULL). */
+ICH_API ich_status ich_model_input_shape(const ich_model *model, int32_t *channels,
+                                         int32_t *rows, int32_t *columns);
+
+/** Number of outputs (logits per sample). */
+ICH_API int32_t ich_model_outputs(const ich_model *model);
+
+/** Initialise every parameter as PyTorch's default initialisation of the
+ *  same layer does (kaiming-uniform weights with a = sqrt(5), uniform
+ *  biases in +-1/sqrt(fan_in); batch norm weight 1, bias 0, running mean 0,
+ *  var 1), drawn from `seed`. */
+ICH_API ich_status ich_model_init_weights(ich_model *model, uint64_t seed);
+
+/** Training mode (batch norm uses batch statistics and updates its running
+ *  ones, dropout drops) or evaluation mode (the default). */
+ICH_API ich_status ich_model_set_training(ich_model *model, int training);
+
+/** Forward pass of `n` images (n x C x H x W floats, NCHW, the model's
+ *  input shape) into `logits` (n x outputs floats; logits_count must be
+ *  that). In training mode the activations backward needs are kept.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_forward(ich_model *model, const float *images, int32_t n,
+                                     float *logits, size_t logits_count);
+
+/** Backward pass after a training-mode forward: `grad_logits` (n x outputs,
+ *  d loss / d logits) is propagated back and the parameter gradients are
+ *  ACCUMULATED (call ich_model_zero_grad() between steps, as in PyTorch).
+ *  Frozen parameters get no gradient. Errors: ICH_ERR_INVALID_ARGUMENT (no
+ *  training forward before), ICH_ERR_SHAPE. */
+ICH_API ich_status ich_model_backward(ich_model *model, const float *grad_logits,
+                                      size_t grad_count);
+
+/** Set every parameter gradient to 0. */
+ICH_API ich_status ich_model_zero_grad(ich_model *model);
+
+/** Probabilities for prediction: sigmoid of the logits; for the cascade
+ *  preset, subtype probabilities are set to 0 where the "any" probability
+ *  is below `threshold` (0.5 when threshold <= 0). Evaluation mode. Errors
+ *  as ich_model_forward(). */
+ICH_API ich_status ich_model_predict(ich_model *model, const float *images, int32_t n,
+                                     float threshold, float *probabilities, size_t count);
+
+/* ---- Tensors: parameters and buffers ------------------------------------ */
+
+/** Element type of a tensor. */
+typedef enum ich_tensor_type { ICH_TENSOR_F32 = 0, ICH_TENSOR_I64 = 1 } ich_tensor_type;
+
+/** A view of one parameter or buffer. Set `size` to sizeof(ich_tensor_view). */
+typedef struct ich_tensor_view {
+    size_t size;
+    const char *name;       /**< state_dict name, e.g. "conv1.weight" */
+    int32_t type;           /**< ich_tensor_type */
+    int32_t ndim;
+    int64_t dims[4];        /**< PyTorch shape */
+    int64_t count;          /**< number of elements */
+    void *data;             /**< the values (float or int64), owned by the model */
+    float *grad;            /**< gradient (float), NULL for buffers */
+    int32_t trainable;      /**< 1: parameter, 0: buffer (running statistics) */
+    int32_t frozen;         /**< 1 when frozen by ich_model_freeze() */
+} ich_tensor_view;
+
+/** Number of tensors (parameters and buffers), in state_dict order. */
+ICH_API int32_t ich_model_tensor_count(const ich_model *model);
+
+/** View of tensor `index`. The pointers stay valid while the model lives.
+ *  Whoever writes `data` must call ich_model_tensor_changed() afterwards
+ *  (the backend may cache a converted copy). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT. */
+ICH_API ich_status ich_model_tensor(const ich_model *model, int32_t index,
+                                    ich_tensor_view *view);
+
+/** Index of the tensor named `name`, or -1. */
+ICH_API int32_t ich_model_find_tensor(const ich_model *model, const char *name);
+
+/** Tell the model that tensor `index`'s data was written (-1: all). */
+ICH_API void ich_model_tensor_changed(ich_model *model, int32_t index);
+
+/** Freeze (frozen = 1) or unfreeze the parameters whose name starts with
+ *  `prefix` ("" or NULL: all), as the pipeline's warm-up then fine-tune
+ *  does. *matched (may be NULL) receives how many. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NOT_FOUND (nothing matched). */
+ICH_API ich_status ich_model_freeze(ich_model *model, const char *prefix, int frozen,
+                                    int32_t *matched);
+
+/* ---- Metadata ----------------------------------------------------------- */
+
+/** Set a metadata entry (copied; NULL value removes it). Checkpoints keep
+ *  them in the safetensors __metadata__. Keys used by libich: "ich.spec"
+ *  (set by the model itself), "ich.labels" (comma-separated label names),
+ *  "ich.windows", "ich.size", "ich.mean", "ich.std" (the input recipe),
+ *  "ich.epoch", "ich.metrics" (JSON). Errors: ICH_ERR_INVALID_ARGUMENT. */
+ICH_API ich_status ich_model_set_metadata(ich_model *model, const char *key, const char *value);
+
+/** Value of a metadata entry, or NULL. Valid until it is changed. */
+ICH_API const char *ich_model_metadata(const ich_model *model, const char *key);
+
+/** Number of metadata entries and the key of entry `index` (NULL when out
+ *  of range). */
+ICH_API int32_t ich_model_metadata_count(const ich_model *model);
+ICH_API const char *ich_model_metadata_key(const ich_model *model, int32_t index);
+
+/* ---- Files -------------------------------------------------------------- */
+
+/** Save the weights, buffers and metadata as a safetensors file that
+ *  PyTorch's safetensors.torch.load_file() reads into the same network's
+ *  state_dict. Written to a temporary file, fsynced, renamed. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_save(const ich_model *model, const char *path);
+
+/** Load a model from a safetensors file written by ich_model_save() (or by
+ *  PyTorch with an "ich.spec" metadata entry): the spec in the file
+ *  rebuilds the network, then the tensors are read. Errors: ICH_ERR_IO,
+ *  ICH_ERR_FORMAT (not safetensors, truncated, corrupt header, no spec),
+ *  ICH_ERR_SHAPE (a tensor's shape or type does not match the spec),
+ *  ICH_ERR_NOT_FOUND (a tensor missing), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_load(const char *path, ich_model **out);
+
+/** Read the tensors of a safetensors file into an existing model (names and
+ *  shapes must match; extra tensors in the file are an error unless
+ *  `strict` is 0). Errors as ich_model_load(). */
+ICH_API ich_status ich_model_load_weights(ich_model *model, const char *path, int strict);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_MODEL_H */
