@@ -4,13 +4,15 @@
 #   dicom: DICOM reading (tests/fuzz/fuzz_dicom.c), from pydicom's test files
 #          and a few phantom slices;
 #   files: label CSVs and PNG images (tests/fuzz/fuzz_files.c), from phantom
-#          label files and preprocessed PNGs.
-# Usage: scripts/fuzz.sh [dicom|files] [SECONDS]   (default dicom, 300 s; needs
+#          label files and preprocessed PNGs;
+#   safetensors: model files and checkpoints (tests/fuzz/fuzz_safetensors.c),
+#          from files the normal build's Python bindings write.
+# Usage: scripts/fuzz.sh [dicom|files|safetensors] [SECONDS]   (default dicom, 300 s; needs
 #        clang and libclang-rt-14-dev, which this script installs when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=dicom
-case "${1:-}" in dicom|files) target=$1; shift ;; esac
+case "${1:-}" in dicom|files|safetensors) target=$1; shift ;; esac
 seconds=${1:-300}
 scripts/deps.sh
 for p in clang libclang-rt-14-dev; do
@@ -36,6 +38,32 @@ if [ "$target" = files ]; then
   done
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     build-fuzz/tests/fuzz/fuzz_files "$corpus" -max_total_time="$seconds" -max_len=65536 \
+    -rss_limit_mb=4096 -artifact_prefix=build-fuzz/findings/ -print_final_stats=1
+  exit 0
+fi
+if [ "$target" = safetensors ]; then
+  corpus=build-fuzz/corpus-safetensors
+  mkdir -p "$corpus"
+  scripts/build.sh build
+  # Seeds: a model file and an Adam checkpoint of fuzz_safetensors.c's SPEC,
+  # behind the first byte that picks the loader (0: ich_model_load,
+  # 1: ich_model_load_weights, 3: ich_checkpoint_load).
+  ICH_BUILD_DIR="$PWD/build" PYTHONPATH="$PWD/bindings/python" /usr/bin/python3 - "$corpus" <<'PY'
+import os, sys, tempfile
+import ich
+spec = ("input 2x6x6, conv 3 3 pad 1, batchnorm, relu, maxpool 2, flatten, "
+        "dropout 0.5, linear 4")
+model = ich.Model(spec)
+optimizer = ich.Optimizer(model, "adam")
+with tempfile.TemporaryDirectory() as tmp:
+    ich.Model.save(model, os.path.join(tmp, "m"))
+    ich.checkpoint_save(os.path.join(tmp, "c"), model, optimizer, {"ich.epoch": "1"})
+    for first, name in ((b"\x00", "m"), (b"\x01", "m"), (b"\x03", "c")):
+        data = open(os.path.join(tmp, name), "rb").read()
+        open(os.path.join(sys.argv[1], "seed-%d-%s" % (first[0], name)), "wb").write(first + data)
+PY
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    build-fuzz/tests/fuzz/fuzz_safetensors "$corpus" -max_total_time="$seconds" -max_len=65536 \
     -rss_limit_mb=4096 -artifact_prefix=build-fuzz/findings/ -print_final_stats=1
   exit 0
 fi

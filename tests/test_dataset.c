@@ -314,6 +314,8 @@ static void test_epoch_order(void **state)
     o.seed = 5;
     ich_dataset *ds = open_ds(labels, dir, &o);
     assert_int_equal(ich_dataset_batches(ds), 4);
+    assert_int_equal(ich_dataset_batch_size(ds), B);
+    assert_int_equal(ich_dataset_batch_size(NULL), 0);
 
     epoch_run e0, e1, again;
     run_epoch(ds, B, -1, &e0); /* implicitly epoch 0 */

@@ -62,10 +62,12 @@ static TU_UNUSED void tu_rmtree(const char *path)
     rmdir(path);
 }
 
-/* Join dir and name into a static-free buffer the caller provides. */
+/* Join dir and name into a buffer the caller provides; a path that does
+ * not fit fails the test instead of being silently cut. */
 static TU_UNUSED const char *tu_join(char *buf, size_t size, const char *dir, const char *name)
 {
-    snprintf(buf, size, "%s/%s", dir, name);
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    assert_true(n >= 0 && (size_t)n < size);
     return buf;
 }
 

@@ -127,6 +127,9 @@ ICH_API ich_status ich_dataset_get(ich_dataset *dataset, int64_t index, int augm
 /** Number of batches per epoch. */
 ICH_API int64_t ich_dataset_batches(const ich_dataset *dataset);
 
+/** Samples per batch (the batch_size option; 0 for NULL). */
+ICH_API int32_t ich_dataset_batch_size(const ich_dataset *dataset);
+
 /** Begin epoch `epoch` (0, 1, ...): fix its order (a shuffle seeded by the
  *  seed and the epoch) and let the workers start loading. Calling it again
  *  abandons the rest of the current epoch. Errors:

@@ -13,6 +13,7 @@
  *   <ich/dataset.h> labelled images -> shuffled, prefetched float32 batches
  *   <ich/model.h>   the CNN: spec, presets, forward/backward, safetensors
  *   <ich/optim.h>   loss, optimizers, schedules, early stopping, checkpoints
+ *   <ich/train.h>   the training driver: epochs, validation, history, resume
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -36,5 +37,6 @@
 #include "ich/dataset.h"
 #include "ich/model.h"
 #include "ich/optim.h"
+#include "ich/train.h"
 
 #endif /* ICH_ICH_H */

@@ -42,11 +42,41 @@ typedef struct ich_model ich_model;
  *  to every model in the process. */
 ICH_API void ich_set_threads(int32_t threads);
 
-/** Build a model from a text spec (see the grammar in the implementation's
- *  documentation in this header's section "Spec"). Weights are
+/* ---- Spec ----------------------------------------------------------------
+ *
+ * A spec is a list of layers separated by commas or newlines; the first
+ * item is the input shape:
+ *
+ *   input 1x512x512, conv 50 5, relu, maxpool 2, conv 120 5, relu, maxpool 2,
+ *   flatten, linear 50, relu, linear 6
+ *
+ * Layers (K, S, P, D are "N" or "RxC" for rows x columns):
+ *   conv OUT K [stride S] [pad P] [dilation D] [nobias]   Conv2d
+ *   linear OUT [nobias] (alias fc)                         Linear (flat input)
+ *   maxpool K [stride S] [pad P], avgpool K [...]          stride defaults to K
+ *   batchnorm [eps E] [momentum M] (alias bn)              BatchNorm2d / 1d
+ *   relu, gap (global average pool), flatten (C*H*W order), dropout P
+ *   residual(BODY [; shortcut: SHORTCUT])   BODY(x) + SHORTCUT(x) (identity
+ *                                           when no shortcut is given)
+ *   concat(BRANCH | BRANCH ...)             channels of the branches joined
+ *   cascade(any: BRANCH | subtype: BRANCH)  as concat; last item only; the
+ *                                           first branch gives 1 output that
+ *                                           gates the others in predict
+ * A branch may start with "name:". Any item may start with "name =".
+ *
+ * Names: parameters are "<layer>.<weight|bias|running_mean|...>". Unnamed
+ * layers are numbered per kind in their sequence: conv1, conv2, fc1, bn1,
+ * res1 (residual), cat1 (concat), cascade1. Layers inside a residual block
+ * are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
+ * branch "cat1.branch2.conv1", or "<branch name>.conv1" for a named branch.
+ * ich_model_spec() gives a canonical text that re-parses to the same model.
+ */
+
+/** Build a model from a text spec (grammar above). Weights are
  *  initialised as PyTorch initialises the same layers, from `seed` 0; call
  *  ich_model_init_weights() for another seed. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (a malformed spec: the message names the item),
+ *  ICH_ERR_INVALID_ARGUMENT (a malformed spec: the message names the item
+ *  and its byte position; duplicate names),
  *  ICH_ERR_SHAPE (a layer does not fit its input), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_create(const char *spec, ich_model **out);
 
@@ -70,7 +100,8 @@ ICH_API int32_t ich_model_outputs(const ich_model *model);
 /** Initialise every parameter as PyTorch's default initialisation of the
  *  same layer does (kaiming-uniform weights with a = sqrt(5), uniform
  *  biases in +-1/sqrt(fan_in); batch norm weight 1, bias 0, running mean 0,
- *  var 1), drawn from `seed`. */
+ *  var 1), drawn from `seed`. Also seeds the dropout masks from `seed`
+ *  and sets their step counts to 0. */
 ICH_API ich_status ich_model_init_weights(ich_model *model, uint64_t seed);
 
 /** Training mode (batch norm uses batch statistics and updates its running
@@ -150,7 +181,13 @@ ICH_API ich_status ich_model_freeze(ich_model *model, const char *prefix, int fr
  *  them in the safetensors __metadata__. Keys used by libich: "ich.spec"
  *  (set by the model itself), "ich.labels" (comma-separated label names),
  *  "ich.windows", "ich.size", "ich.mean", "ich.std" (the input recipe),
- *  "ich.epoch", "ich.metrics" (JSON). Errors: ICH_ERR_INVALID_ARGUMENT. */
+ *  "ich.epoch", "ich.metrics" (JSON). The model keeps "ich.seed" (its
+ *  dropout seed) and "ich.steps" (its dropout layers' step counts, comma-
+ *  separated) up to date; setting them restores that state, so a loaded
+ *  checkpoint resumes the same dropout masks. Setting "ich.spec" is
+ *  ignored (the model keeps its own canonical spec). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_FORMAT (an "ich.steps" value that
+ *  does not match the model's dropout layers). */
 ICH_API ich_status ich_model_set_metadata(ich_model *model, const char *key, const char *value);
 
 /** Value of a metadata entry, or NULL. Valid until it is changed. */
@@ -165,21 +202,37 @@ ICH_API const char *ich_model_metadata_key(const ich_model *model, int32_t index
 
 /** Save the weights, buffers and metadata as a safetensors file that
  *  PyTorch's safetensors.torch.load_file() reads into the same network's
- *  state_dict. Written to a temporary file, fsynced, renamed. Errors:
- *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
+ *  state_dict: tensors in state_dict order (F32, num_batches_tracked I64),
+ *  metadata "format" = "pt", "ich.spec" = ich_model_spec() and every entry
+ *  of ich_model_metadata(). Written to a temporary file, fsynced, renamed:
+ *  when the save fails, an existing file at `path` is left as it was.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, a metadata value that is not
+ *  UTF-8), ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_save(const ich_model *model, const char *path);
 
-/** Load a model from a safetensors file written by ich_model_save() (or by
- *  PyTorch with an "ich.spec" metadata entry): the spec in the file
- *  rebuilds the network, then the tensors are read. Errors: ICH_ERR_IO,
- *  ICH_ERR_FORMAT (not safetensors, truncated, corrupt header, no spec),
- *  ICH_ERR_SHAPE (a tensor's shape or type does not match the spec),
- *  ICH_ERR_NOT_FOUND (a tensor missing), ICH_ERR_NO_MEMORY. */
+/** Load a model from a safetensors file written by ich_model_save() or
+ *  ich_checkpoint_save() (whose optimizer tensors are skipped), or by
+ *  PyTorch with an "ich.spec" metadata entry: the spec in the file
+ *  rebuilds the network, then the tensors are read (every tensor of the
+ *  model must be in the file, with its dtype and shape, and nothing else)
+ *  and the metadata entries set (ich_model_set_metadata(), so the dropout
+ *  state "ich.seed"/"ich.steps" is restored). *out is NULL on failure.
+ *  Errors (messages name the file and, for a malformed header, the byte
+ *  offset): ICH_ERR_IO (cannot open or read), ICH_ERR_FORMAT (not
+ *  safetensors, truncated, corrupt header, offsets that overlap, leave
+ *  holes or run outside the data, no "ich.spec" or a spec that does not
+ *  parse), ICH_ERR_SHAPE (a tensor's dtype or shape differs from the
+ *  spec's, or the file holds a tensor the model does not have),
+ *  ICH_ERR_NOT_FOUND (a tensor missing), ICH_ERR_UNSUPPORTED (a tensor of
+ *  more than 8 dimensions), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_load(const char *path, ich_model **out);
 
-/** Read the tensors of a safetensors file into an existing model (names and
- *  shapes must match; extra tensors in the file are an error unless
- *  `strict` is 0). Errors as ich_model_load(). */
+/** Read the tensors of a safetensors file into an existing model: names,
+ *  dtypes and shapes must match; tensors in the file that the model lacks
+ *  are an error unless `strict` is 0 (a checkpoint's optimizer tensors are
+ *  always skipped). Only tensors are read: no "ich.spec" is needed (files
+ *  from PyTorch) and the model's metadata is left alone. All or nothing:
+ *  on any error the model is unchanged. Errors as ich_model_load(). */
 ICH_API ich_status ich_model_load_weights(ich_model *model, const char *path, int strict);
 
 #ifdef __cplusplus

@@ -39,7 +39,8 @@ typedef struct ich_backend {
     void (*set_threads)(int threads);
     int (*threads)(void);
 
-    /* C = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when t* is 1. */
+    /* C = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when t*
+     * is 1. */
     void (*gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 } ich_backend;

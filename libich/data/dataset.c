@@ -611,6 +611,8 @@ const ich_labels *ich_dataset_labels(const ich_dataset *ds) { return ds ? ds->la
 
 int64_t ich_dataset_batches(const ich_dataset *ds) { return ds ? ds->batches : 0; }
 
+int32_t ich_dataset_batch_size(const ich_dataset *ds) { return ds ? ds->batch_size : 0; }
+
 ich_status ich_dataset_sample_shape(const ich_dataset *ds, int32_t *channels, int32_t *rows,
                                     int32_t *columns, int32_t *labels)
 {

@@ -81,7 +81,7 @@ typedef struct ich_layer_ops {
     int inputs;       /* 1, or 2 for add; concat: 2 */
     int needs_input;  /* backward reads the inputs again */
     int needs_output; /* backward reads the output again */
-    int in_place;     /* forward may run with out == in[0] (relu, dropout) */
+    int in_place;     /* forward may run with out == in[0] (relu, dropout, add) */
     /* Create state and parameters (zeroed; the model initialises them) for the
      * given input shapes (n is the first batch size) and set *out. */
     ich_status (*create)(ich_layer *layer, const ich_shape *in, ich_shape *out);
@@ -91,7 +91,15 @@ typedef struct ich_layer_ops {
     /* grad_in[i] receives d loss / d in[i] (overwritten, not accumulated; NULL
      * when not needed, e.g. for the model's input). Parameter gradients are
      * ACCUMULATED into param->grad unless the parameter is frozen. in / out
-     * are valid when needs_input / needs_output say so, else NULL. */
+     * are valid when needs_input / needs_output say so, else NULL.
+     * grad_out is the layer's to use as scratch: a fused ReLU zeroes its
+     * masked values in place, so the model must not read grad_out after
+     * backward (grad_in may be the same buffer as grad_out only for in_place
+     * kinds). A fused ReLU keeps its own 1-bit mask from the training
+     * forward, so fuse_relu does not make the layer need its output.
+     * Backward uses the state of the layer's last forward call: run it after
+     * a forward with training = 1 on the same inputs (dropout replays that
+     * forward's mask; max pool its workspace; batch norm its statistics). */
     ich_status (*backward)(ich_layer *layer, const float *const *in, const float *out,
                            const float *grad_out, float *const *grad_in);
     void (*destroy)(ich_layer *layer);
@@ -106,7 +114,8 @@ struct ich_layer {
     ich_param *params;    /* created by ops->create */
     int32_t nparams;
     uint64_t seed;        /* dropout: the model's seed mixed with the layer index */
-    uint64_t step;        /* dropout: forward passes so far (a fresh mask each) */
+    uint64_t step;        /* dropout: training forward passes so far (a fresh mask
+                             each); the layer's forward uses it and adds 1 */
     void *state;          /* the kind's own data */
 };
 

@@ -1,3 +1,320 @@
-"""Placeholder: filled in by issue 4."""
+"""The CNN: build from a spec or preset, forward/backward, weights as numpy.
 
-__all__ = []
+``ich.Model(spec)`` builds a network from a text spec (grammar in
+include/ich/model.h and libich/nn/spec.h), ``ich.Model.preset(name)`` one of
+"tutorial", "ichnet", "cascade"; ``ich.Model.load(path)`` reads a checkpoint
+written by :meth:`Model.save`. Inputs are float32 NCHW arrays, outputs
+(N, outputs) logits. Parameter and buffer names, shapes and layouts equal
+PyTorch's ``state_dict`` for the same network.
+"""
+
+import collections.abc
+import ctypes
+
+import numpy as np
+
+from . import _errors
+from ._errors import check
+from ._lib import c_float_p, c_int32_p, lib, _declare
+from ._util import OwnedHandle, c_string, fspath_bytes
+
+__all__ = ["set_threads", "Model"]
+
+_c_model = ctypes.c_void_p
+_c_model_p = ctypes.POINTER(ctypes.c_void_p)
+_c_status = ctypes.c_int
+
+
+class _TensorView(ctypes.Structure):
+    """Mirror of ``struct ich_tensor_view`` (include/ich/model.h)."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("name", ctypes.c_char_p),
+        ("type", ctypes.c_int32),
+        ("ndim", ctypes.c_int32),
+        ("dims", ctypes.c_int64 * 4),
+        ("count", ctypes.c_int64),
+        ("data", ctypes.c_void_p),
+        ("grad", c_float_p),
+        ("trainable", ctypes.c_int32),
+        ("frozen", ctypes.c_int32),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.size = ctypes.sizeof(self)
+
+
+_declare("ich_model_create", _c_status, ctypes.c_char_p, _c_model_p)
+_declare("ich_model_create_preset", _c_status, ctypes.c_char_p, _c_model_p)
+_declare("ich_model_free", None, _c_model)
+_declare("ich_model_spec", ctypes.c_char_p, _c_model)
+_declare("ich_model_input_shape", _c_status, _c_model, c_int32_p, c_int32_p, c_int32_p)
+_declare("ich_model_outputs", ctypes.c_int32, _c_model)
+_declare("ich_model_init_weights", _c_status, _c_model, ctypes.c_uint64)
+_declare("ich_model_set_training", _c_status, _c_model, ctypes.c_int)
+_declare("ich_model_forward", _c_status, _c_model, c_float_p, ctypes.c_int32, c_float_p,
+         ctypes.c_size_t)
+_declare("ich_model_backward", _c_status, _c_model, c_float_p, ctypes.c_size_t)
+_declare("ich_model_zero_grad", _c_status, _c_model)
+_declare("ich_model_predict", _c_status, _c_model, c_float_p, ctypes.c_int32, ctypes.c_float,
+         c_float_p, ctypes.c_size_t)
+_declare("ich_model_tensor_count", ctypes.c_int32, _c_model)
+_declare("ich_model_tensor", _c_status, _c_model, ctypes.c_int32, ctypes.POINTER(_TensorView))
+_declare("ich_model_find_tensor", ctypes.c_int32, _c_model, ctypes.c_char_p)
+_declare("ich_model_tensor_changed", None, _c_model, ctypes.c_int32)
+_declare("ich_model_freeze", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int, c_int32_p)
+_declare("ich_model_set_metadata", _c_status, _c_model, ctypes.c_char_p, ctypes.c_char_p)
+_declare("ich_model_metadata", ctypes.c_char_p, _c_model, ctypes.c_char_p)
+_declare("ich_model_metadata_count", ctypes.c_int32, _c_model)
+_declare("ich_model_metadata_key", ctypes.c_char_p, _c_model, ctypes.c_int32)
+
+
+_declare("ich_model_save", _c_status, _c_model, ctypes.c_char_p)
+_declare("ich_model_load", _c_status, ctypes.c_char_p, _c_model_p)
+_declare("ich_model_load_weights", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int)
+_declare("ich_set_threads", None, ctypes.c_int32)
+
+
+def set_threads(threads=0):
+    """Threads the compute kernels use, for every model in the process
+    (0: one per CPU, the default)."""
+    lib.ich_set_threads(int(threads))
+
+_DTYPES = {0: np.float32, 1: np.int64}
+
+
+def _invalid(message):
+    return _errors.error(_errors.ERR_INVALID_ARGUMENT, message)
+
+
+class Metadata(collections.abc.MutableMapping):
+    """The model's metadata entries (str -> str), kept in checkpoints."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getitem__(self, key):
+        value = lib.ich_model_metadata(self._model._live(), c_string(key, "key"))
+        if value is None:
+            raise KeyError(key)
+        return value.decode("utf-8")
+
+    def __setitem__(self, key, value):
+        if not isinstance(value, str):
+            raise TypeError("metadata values are str")
+        check(lib.ich_model_set_metadata(self._model._live(), c_string(key, "key"),
+                                         c_string(value, "value")))
+
+    def __delitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        check(lib.ich_model_set_metadata(self._model._live(), c_string(key, "key"), None))
+
+    def __contains__(self, key):
+        return isinstance(key, str) and lib.ich_model_metadata(
+            self._model._live(), c_string(key, "key")) is not None
+
+    def _keys(self):
+        handle = self._model._live()
+        count = lib.ich_model_metadata_count(handle)
+        return [lib.ich_model_metadata_key(handle, i).decode("utf-8") for i in range(count)]
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self):
+        return lib.ich_model_metadata_count(self._model._live())
+
+    def __repr__(self):
+        return "Metadata(%r)" % dict(self.items())
+
+
+class Model(OwnedHandle):
+    """A CNN built from a spec (see the module documentation).
+
+    Example::
+
+        model = ich.Model.preset("tutorial")
+        logits = model.forward(np.zeros((2, 1, 512, 512), np.float32))  # (2, 6)
+    """
+
+    _free = lib.ich_model_free
+
+    def __init__(self, spec=None, _handle=None):
+        if _handle is None:
+            if not isinstance(spec, str):
+                raise TypeError("Model(spec): spec must be a str")
+            handle = ctypes.c_void_p()
+            check(lib.ich_model_create(c_string(spec, "spec"), ctypes.byref(handle)))
+            _handle = handle
+        self._handle = _handle
+        self.metadata = Metadata(self)
+
+    @classmethod
+    def preset(cls, name):
+        """A preset network: "tutorial", "ichnet" or "cascade"."""
+        handle = ctypes.c_void_p()
+        check(lib.ich_model_create_preset(c_string(name, "name"), ctypes.byref(handle)))
+        return cls(_handle=handle)
+
+    @classmethod
+    def load(cls, path):
+        """A model rebuilt from a checkpoint file (its spec, tensors and
+        metadata)."""
+        handle = ctypes.c_void_p()
+        check(lib.ich_model_load(fspath_bytes(path), ctypes.byref(handle)))
+        return cls(_handle=handle)
+
+    def save(self, path):
+        """Write the weights, buffers and metadata as a safetensors file."""
+        check(lib.ich_model_save(self._live(), fspath_bytes(path)))
+
+    def load_weights(self, path, strict=True):
+        """Read the tensors of a safetensors file (e.g. written by PyTorch)
+        into this model; names and shapes must match, and with `strict`
+        the file may hold no other tensors."""
+        check(lib.ich_model_load_weights(self._live(), fspath_bytes(path), 1 if strict else 0))
+
+    # ---- description ----------------------------------------------------
+    @property
+    def spec(self):
+        """The canonical spec text."""
+        return lib.ich_model_spec(self._live()).decode("utf-8")
+
+    @property
+    def input_shape(self):
+        """(channels, rows, columns)."""
+        c, h, w = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+        check(lib.ich_model_input_shape(self._live(), ctypes.byref(c), ctypes.byref(h),
+                                        ctypes.byref(w)))
+        return (c.value, h.value, w.value)
+
+    @property
+    def outputs(self):
+        """Number of logits per sample."""
+        return int(lib.ich_model_outputs(self._live()))
+
+    def __repr__(self):
+        if not self._handle:
+            return "ich.Model(<closed>)"
+        return "ich.Model(%r)" % self.spec
+
+    # ---- modes and passes -----------------------------------------------
+    def init_weights(self, seed=0):
+        """Re-initialise every parameter as PyTorch does, from `seed`."""
+        check(lib.ich_model_init_weights(self._live(), int(seed)))
+
+    def train(self, mode=True):
+        """Training mode (batch statistics, dropout); returns self."""
+        check(lib.ich_model_set_training(self._live(), 1 if mode else 0))
+        return self
+
+    def eval(self):
+        """Evaluation mode (the default); returns self."""
+        return self.train(False)
+
+    def _images(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        shape = self.input_shape
+        if x.ndim == 3:
+            x = x[np.newaxis]
+        if x.ndim != 4 or tuple(x.shape[1:]) != shape or x.shape[0] < 1:
+            raise _errors.error(_errors.ERR_SHAPE,
+                                "expected images of shape (N, %d, %d, %d), got %s"
+                                % (shape + (x.shape,)))
+        return x
+
+    def forward(self, x):
+        """Logits, shape (N, outputs), of float32 NCHW images."""
+        x = self._images(x)
+        out = np.empty((x.shape[0], self.outputs), np.float32)
+        check(lib.ich_model_forward(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
+                                    out.ctypes.data_as(c_float_p), out.size))
+        return out
+
+    __call__ = forward
+
+    def backward(self, grad):
+        """Propagate d loss / d logits (N, outputs) after a training-mode
+        forward; parameter gradients accumulate (see :meth:`zero_grad`)."""
+        grad = np.ascontiguousarray(grad, dtype=np.float32)
+        check(lib.ich_model_backward(self._live(), grad.ctypes.data_as(c_float_p), grad.size))
+
+    def zero_grad(self):
+        """Set every parameter gradient to zero."""
+        check(lib.ich_model_zero_grad(self._live()))
+
+    def predict(self, x, threshold=0.5):
+        """Probabilities (N, outputs) in evaluation mode; for a cascade the
+        subtypes are 0 where P(any) < threshold."""
+        x = self._images(x)
+        out = np.empty((x.shape[0], self.outputs), np.float32)
+        check(lib.ich_model_predict(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
+                                    float(threshold), out.ctypes.data_as(c_float_p), out.size))
+        return out
+
+    # ---- tensors --------------------------------------------------------
+    def _views(self):
+        handle = self._live()
+        for i in range(lib.ich_model_tensor_count(handle)):
+            view = _TensorView()
+            check(lib.ich_model_tensor(handle, i, ctypes.byref(view)))
+            yield i, view
+
+    @staticmethod
+    def _array(view, pointer):
+        dtype = _DTYPES[view.type]
+        shape = tuple(view.dims[d] for d in range(view.ndim))
+        buf = (ctypes.c_char * (view.count * np.dtype(dtype).itemsize)).from_address(pointer)
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    def state_dict(self):
+        """Parameters and buffers: {name: numpy copy}, in state_dict order."""
+        return {view.name.decode(): self._array(view, view.data).copy()
+                for _, view in self._views()}
+
+    def grads(self):
+        """Parameter gradients: {name: numpy copy}."""
+        return {view.name.decode(): self._array(view, ctypes.addressof(view.grad.contents)).copy()
+                for _, view in self._views() if view.grad}
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays (numpy or anything np.asarray takes, e.g. torch
+        tensors via .numpy()) into the model's tensors. With strict, the
+        names must be exactly the model's."""
+        views = {view.name.decode(): (i, view) for i, view in self._views()}
+        if strict:
+            missing = sorted(set(views) - set(state))
+            extra = sorted(set(state) - set(views))
+            if missing or extra:
+                raise _errors.error(_errors.ERR_NOT_FOUND,
+                                    "load_state_dict: missing %s, unexpected %s"
+                                    % (missing, extra))
+        for name, value in state.items():
+            if name not in views:
+                continue
+            i, view = views[name]
+            target = self._array(view, view.data)
+            value = np.asarray(value)
+            if tuple(value.shape) != target.shape:
+                raise _errors.error(_errors.ERR_SHAPE, "load_state_dict: %s has shape %s, "
+                                    "expected %s" % (name, value.shape, target.shape))
+            target[...] = value.astype(target.dtype)
+            lib.ich_model_tensor_changed(self._live(), i)
+
+    def freeze(self, prefix=""):
+        """Freeze the parameters whose name starts with `prefix` (all for
+        ""); returns how many."""
+        matched = ctypes.c_int32()
+        check(lib.ich_model_freeze(self._live(), c_string(prefix, "prefix"), 1,
+                                   ctypes.byref(matched)))
+        return matched.value
+
+    def unfreeze(self, prefix=""):
+        """Undo :meth:`freeze` for the parameters starting with `prefix`."""
+        matched = ctypes.c_int32()
+        check(lib.ich_model_freeze(self._live(), c_string(prefix, "prefix"), 0,
+                                   ctypes.byref(matched)))
+        return matched.value

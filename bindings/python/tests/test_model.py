@@ -1,0 +1,445 @@
+"""Tests of ich.Model against PyTorch (Debian's python3-torch) modules with
+the same state_dict names: the presets' names and shapes, forward outputs,
+parameter gradients and batch norm statistics."""
+
+import numpy as np
+import pytest
+
+import ich
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+torch.set_num_threads(2)
+
+
+# ---- PyTorch twins of the presets ----------------------------------------
+
+class Tutorial(nn.Module):
+    """The tutorial's ConvNet."""
+
+    def __init__(self, side=28):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 50, 5)
+        self.conv2 = nn.Conv2d(50, 120, 5)
+        self.conv3 = nn.Conv2d(120, 100, 5)
+        self.conv4 = nn.Conv2d(100, 72, 4)
+        self.fc1 = nn.Linear(72 * side * side, 50)
+        self.fc2 = nn.Linear(50, 6)
+
+    def forward(self, x):
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            x = F.max_pool2d(F.relu(conv(x)), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class Shortcut(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 1, stride=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return self.bn1(self.conv1(x))
+
+
+class Block(nn.Module):
+    """ichnet's residual(conv, bn, relu, conv, bn; shortcut: conv 1x1, bn), relu."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = Shortcut(cin, cout) if stride != 1 else None
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class IchNet(nn.Module):
+    def __init__(self, dropout=0.2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.res1 = Block(16, 16, 1)
+        self.res2 = Block(16, 32, 2)
+        self.res3 = Block(32, 64, 2)
+        self.res4 = Block(64, 128, 2)
+        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(128, 6)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = self.res4(self.res3(self.res2(self.res1(x))))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc1(self.dropout(x))
+
+
+class Stage(nn.Module):
+    """One stage of the cascade."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.conv3 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(64)
+        self.fc1 = nn.Linear(64, outputs)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        x = F.relu(self.bn3(self.conv3(x)))
+        return self.fc1(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Cascade(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.any = Stage(1)
+        self.subtype = Stage(5)
+
+    def forward(self, x):
+        return torch.cat([self.any(x), self.subtype(x)], 1)
+
+
+TWINS = {"tutorial": Tutorial, "ichnet": IchNet, "cascade": Cascade}
+
+
+def randomize(module, seed):
+    """Non-trivial batch norm parameters and statistics (defaults are 1/0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if name.endswith("running_var") or (".bn" in "." + name and name.endswith("weight")):
+                t.copy_(0.5 + torch.rand(t.shape, generator=g))
+            elif name.endswith("running_mean") or (".bn" in "." + name and name.endswith("bias")):
+                t.copy_(0.2 * torch.randn(t.shape, generator=g))
+    return module
+
+
+def twin_pair(name, seed=0, spec=None, **kw):
+    torch.manual_seed(seed)
+    net = randomize(TWINS[name](**kw), seed)
+    model = ich.Model(spec) if spec else ich.Model.preset(name)
+    model.load_state_dict({k: v.numpy() for k, v in net.state_dict().items()})
+    return net, model
+
+
+def assert_close(a, b, rtol=1e-4, what=""):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    assert a.shape == b.shape, what
+    scale = max(np.abs(b).max(), 1e-12)
+    err = np.abs(a - b).max() / scale
+    assert err <= rtol, "%s: relative error %.3g" % (what, err)
+
+
+def images(n, shape, seed=1):
+    return np.random.default_rng(seed).standard_normal((n,) + shape).astype(np.float32)
+
+
+# ---- spec -----------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, words", [
+    ("conv 4 3, relu", ["item 1", "input"]),
+    ("input 1x8x8, conv 4", ["item 2", "kernel"]),
+    ("input 1x8x8, conv 4 3 strde 2", ["item 2", "strde"]),
+    ("input 1x8x8, wobble 3", ["wobble", "known"]),
+    ("input 1x8x8, conv 4 3,, flatten, linear 2", ["item 3", "empty"]),
+    ("input 1x8x8, dropout 1.5, flatten, linear 2", ["item 2", "probability"]),
+    ("input 1x8x8, residual(conv 1 3 pad 1; conv 1 1), flatten, linear 2", ["shortcut"]),
+    ("input 1x8x8, concat(conv 1 3, flatten, linear 2), flatten", ["two branches"]),
+    ("input 1x8x8, residual(conv 2 3 pad 1, flatten, linear 2", ["missing ')'"]),
+    ("input 1x8", ["item 1", "CxHxW"]),
+])
+def test_spec_errors_name_the_item(spec, words):
+    with pytest.raises(ich.InvalidArgumentError) as info:
+        ich.Model(spec)
+    for word in words:
+        assert word in str(info.value)
+    assert "position" in str(info.value)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("input 1x8x8, conv 4 9, flatten, linear 2", "does not fit"),
+    ("input 1x8x8, conv 4 3, linear 2", "flat"),
+    ("input 1x8x8, conv 4 3", "flat"),
+    ("input 1x8x8, residual(conv 2 3 pad 1), flatten, linear 2", "shortcut"),
+])
+def test_shape_errors(spec, message):
+    with pytest.raises(ich.ShapeError) as info:
+        ich.Model(spec)
+    assert message in str(info.value)
+
+
+def test_duplicate_names_and_unknown_preset():
+    with pytest.raises(ich.InvalidArgumentError, match="a"):
+        ich.Model("input 1x8x8, a = conv 2 3, a = conv 2 3, flatten, linear 2")
+    with pytest.raises(ich.NotFoundError, match="tutorial"):
+        ich.Model.preset("nope")
+    assert ich.Model.preset("TUTORIAL").outputs == 6
+
+
+def test_canonical_spec_round_trip():
+    spec = ("input 2x20x18\n conv 8 3x5 stride 2 pad 1x2 dilation 1 nobias, bn,  relu,"
+            "maxpool 3 stride 2 pad 1, stem = conv 8 1 ,"
+            "residual(conv 8 3 pad 1, batchnorm eps 0.001 momentum 0.2, relu; shortcut: avgpool 1),"
+            "concat(left: conv 4 1 | conv 4 3 pad 1, relu), gap, dropout 0.25, head = fc 3")
+    m = ich.Model(spec)
+    canonical = m.spec
+    assert canonical.startswith("input 2x20x18, conv 8 3x5 stride 2 pad 1x2 nobias, batchnorm")
+    assert "stem = conv 8 1" in canonical and "left: conv 4 1" in canonical
+    again = ich.Model(canonical)
+    assert again.spec == canonical
+    assert {k: v.shape for k, v in again.state_dict().items()} == \
+        {k: v.shape for k, v in m.state_dict().items()}
+    names = list(m.state_dict())
+    assert "stem.weight" in names and "res1.bn1.running_var" in names
+    assert "left.conv1.weight" in names and "cat1.branch2.conv1.weight" in names
+    assert "head.weight" in names and "bn1.num_batches_tracked" in names
+    for preset in TWINS:
+        p = ich.Model.preset(preset)
+        assert ich.Model(p.spec).spec == p.spec
+
+
+# ---- presets against PyTorch ---------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_preset_state_dict_matches_pytorch(name):
+    model = ich.Model.preset(name)
+    ours = model.state_dict()
+    theirs = TWINS[name]().state_dict()
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        assert ours[key].shape == tuple(value.shape), key
+        assert ours[key].dtype == value.numpy().dtype, key
+    # PyTorch's default init law: |w| <= 1/sqrt(fan_in), batch norm 1/0
+    fc = ours[[k for k in ours if k.endswith("fc1.weight")][0]]
+    assert np.abs(fc).max() <= 1 / np.sqrt(fc.shape[1]) + 1e-7
+    assert np.abs(fc).max() > 0.5 / np.sqrt(fc.shape[1])
+    if name != "tutorial":
+        key = [k for k in ours if k.endswith("bn1.weight")][0]
+        assert (ours[key] == 1).all()
+    # libich's weights load into PyTorch
+    net = TWINS[name]()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in ours.items()})
+
+
+@pytest.mark.parametrize("name, n", [("tutorial", 1), ("ichnet", 2), ("cascade", 2)])
+def test_forward_matches_pytorch(name, n):
+    net, model = twin_pair(name)
+    x = images(n, model.input_shape)
+    with torch.no_grad():
+        want = net.eval()(torch.from_numpy(x)).numpy()
+    got = model.eval().forward(x)
+    assert got.shape == (n, 6)
+    assert_close(got, want, what=name)
+
+
+def grads_of(net, x, weights):
+    net.zero_grad()
+    out = net(torch.from_numpy(x))
+    (out * torch.from_numpy(weights)).sum().backward()
+    return out.detach().numpy(), {k: p.grad.numpy() for k, p in net.named_parameters()}
+
+
+# Gradients are compared on reduced inputs (the specs allow any input
+# size): on a full 512 x 512 image, max pooling's 3 million windows hold a
+# few near-ties whose arg-max differs between any two float32 computations
+# (PyTorch's float32 against its float64 gives 4e-3 there), which moves the
+# first conv's weight gradient by far more than 1e-4.
+@pytest.mark.parametrize("name, n, side, kw", [
+    ("tutorial", 2, 128, {"side": 4}),
+    ("ichnet", 3, 64, {"dropout": 0.0}),
+    ("cascade", 3, 64, {}),
+])
+def test_gradients_match_pytorch(name, n, side, kw):
+    spec = ich.Model.preset(name).spec.replace("dropout 0.2, ", "")
+    assert "dropout" not in spec
+    spec = spec.replace("x512x512", "x%dx%d" % (side, side)).replace("x256x256",
+                                                                     "x%dx%d" % (side, side))
+    assert "x%dx%d" % (side, side) in spec
+    net, model = twin_pair(name, spec=spec, **kw)
+    x = images(n, model.input_shape, seed=3)
+    w = np.random.default_rng(4).standard_normal((n, 6)).astype(np.float32)
+    net.train()
+    want_out, _ = grads_of(net, x, w)
+    # the reference gradients in double precision
+    net64 = randomize(TWINS[name](**kw), 0).double()
+    net64.load_state_dict(twin_pair(name, spec=spec, **kw)[0].state_dict())
+    net64.train()
+    net64.zero_grad()
+    (net64(torch.from_numpy(x).double()) * torch.from_numpy(w).double()).sum().backward()
+    want = {k: p.grad.numpy() for k, p in net64.named_parameters()}
+    model.train()
+    model.zero_grad()
+    out = model.forward(x)
+    assert_close(out, want_out, what="train forward")
+    model.backward(w)  # loss = sum(w * logits): d loss / d logits = w
+    got = model.grads()
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert_close(got[key], want[key], what=key)
+    # batch norm running statistics follow PyTorch's update
+    state = model.state_dict()
+    for key, value in net64.state_dict().items():
+        if "running" in key or "num_batches" in key:
+            assert_close(state[key], value.numpy(), what=key)
+
+
+def test_gradients_accumulate_and_zero():
+    net, model = twin_pair("cascade")
+    x = images(2, model.input_shape)
+    w = np.ones((2, 6), np.float32)
+    model.train()
+    model.zero_grad()
+    model.forward(x)
+    model.backward(w)
+    once = model.grads()
+    model.forward(x)
+    model.backward(w)
+    twice = model.grads()
+    for key in once:
+        assert_close(twice[key], 2 * once[key], what=key)
+    model.zero_grad()
+    assert all((g == 0).all() for g in model.grads().values())
+    with pytest.raises(ich.InvalidArgumentError):
+        model.backward(w)  # no training forward since the last backward
+
+
+def test_freeze_leaves_gradients_zero():
+    model = ich.Model.preset("cascade").train()
+    assert model.freeze("any.") == 11
+    x = images(2, model.input_shape)
+    model.zero_grad()
+    model.forward(x)
+    model.backward(np.ones((2, 6), np.float32))
+    grads = model.grads()
+    assert all((g == 0).all() for k, g in grads.items() if k.startswith("any."))
+    assert all(np.abs(g).max() > 0 for k, g in grads.items() if k.startswith("subtype."))
+    assert model.unfreeze("any.") == 11
+    with pytest.raises(ich.NotFoundError):
+        model.freeze("nothing.")
+
+
+def test_batch_size_change():
+    net, model = twin_pair("ichnet")
+    x = images(3, model.input_shape)
+    all3 = model.eval().forward(x)
+    one = model.forward(x[1:2])
+    assert_close(one, all3[1:2], rtol=1e-5)
+    assert_close(model.forward(x), all3, rtol=1e-6)
+
+
+def test_train_and_eval_batch_norm():
+    net, model = twin_pair("cascade")
+    x = images(4, model.input_shape)
+    model.train()
+    net.train()
+    with torch.no_grad():
+        want_train = net(torch.from_numpy(x)).numpy()
+    got_train = model.forward(x)
+    assert_close(got_train, want_train, what="train")
+    model.eval()
+    net.eval()
+    with torch.no_grad():
+        want_eval = net(torch.from_numpy(x)).numpy()
+    got_eval = model.forward(x)
+    assert_close(got_eval, want_eval, what="eval")
+    assert np.abs(got_eval - got_train).max() > 1e-3  # batch vs running statistics
+
+
+def test_cascade_predict_gating():
+    model = ich.Model.preset("cascade")
+    state = model.state_dict()
+    x = images(4, model.input_shape)
+    logits = model.forward(x)
+    # shift the "any" logit so that samples 0, 1 fire and 2, 3 do not
+    bias = state["any.fc1.bias"]
+    order = np.argsort(-logits[:, 0])
+    mid = (logits[order[1], 0] + logits[order[2], 0]) / 2
+    state["any.fc1.bias"] = bias - mid
+    model.load_state_dict(state)
+    prob = model.predict(x)
+    sig = 1 / (1 + np.exp(-(logits - np.r_[mid, np.zeros(5)])))
+    fire = sig[:, 0] >= 0.5
+    assert fire.sum() == 2
+    assert_close(prob[:, 0], sig[:, 0], rtol=1e-5)
+    assert_close(prob[fire, 1:], sig[fire, 1:], rtol=1e-5)
+    assert (prob[~fire, 1:] == 0).all()
+    # a plain model is not gated
+    plain = ich.Model.preset("ichnet")
+    xi = images(2, plain.input_shape)
+    assert_close(plain.predict(xi), 1 / (1 + np.exp(-plain.forward(xi))), rtol=1e-5)
+
+
+def test_dropout_steps_and_metadata():
+    model = ich.Model("input 1x4x4, flatten, dropout 0.5, linear 3")
+    meta = model.metadata
+    assert meta["ich.spec"] == model.spec
+    assert meta["ich.steps"] == "0"
+    x = images(2, model.input_shape)
+    model.train()
+    a = model.forward(x)
+    b = model.forward(x)
+    assert meta["ich.steps"] == "2"
+    assert np.abs(a - b).max() > 0  # a fresh mask each step
+    # restoring the step count replays the same mask
+    meta["ich.steps"] = "1"
+    assert_close(model.forward(x), b, rtol=0)
+    meta["ich.labels"] = "any,epidural"
+    assert dict(meta)["ich.labels"] == "any,epidural"
+    del meta["ich.labels"]
+    assert "ich.labels" not in meta
+    with pytest.raises(ich.FormatError):
+        meta["ich.steps"] = "1,2"
+    model.eval()
+    c = model.forward(x)
+    assert_close(model.forward(x), c, rtol=0)  # no dropout in eval
+
+
+def test_bad_inputs():
+    model = ich.Model("input 1x4x4, flatten, linear 3")
+    with pytest.raises(ich.ShapeError):
+        model.forward(np.zeros((1, 1, 4, 5), np.float32))
+    with pytest.raises(ich.ShapeError):
+        model.train().forward(np.zeros((1, 1, 4, 4), np.float32))
+        model.backward(np.zeros((1, 2), np.float32))
+    with pytest.raises(TypeError):
+        ich.Model(3)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = ich.Model("input 1x6x6, conv 2 3, batchnorm, relu, flatten, dropout 0.5, fc = linear 3")
+    model.init_weights(5)
+    model.metadata["ich.labels"] = "a,b,c"
+    model.train().forward(images(2, model.input_shape))  # a dropout step
+    path = tmp_path / "m.safetensors"
+    try:
+        model.save(path)
+    except ich.UnsupportedError:
+        pytest.skip("this libich has no checkpoint code yet")
+    back = ich.Model.load(path)
+    assert back.spec == model.spec
+    assert back.metadata["ich.labels"] == "a,b,c"
+    assert back.metadata["ich.steps"] == "1"
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[key], value)
+    x = images(2, model.input_shape, seed=9)
+    np.testing.assert_array_equal(back.train().forward(x), model.forward(x))
+
+
+def test_specs_too_large_to_hold_are_refused_before_allocating():
+    # A checkpoint's spec comes from a file: a hostile one must not make the
+    # library allocate (and the kernel overcommit) terabytes.
+    with pytest.raises(ich.InvalidArgumentError, match="too large"):
+        ich.Model("input 4096x64x64, conv 4096 64, gap, linear 2")
+    with pytest.raises(ich.InvalidArgumentError, match="too large"):
+        ich.Model("input 1x32768x32768, conv 8 3, gap, linear 2")

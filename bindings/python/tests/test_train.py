@@ -1,0 +1,121 @@
+"""ich.train and ich.evaluate on a tiny phantom (32 x 32 slices) with a
+small model, one compute thread."""
+import csv
+import math
+
+import numpy as np
+import pytest
+
+import ich
+
+SPEC = ("input 3x32x32, conv 16 3 pad 1, batchnorm, relu, maxpool 2, conv 32 3 pad 1, "
+        "batchnorm, relu, maxpool 16, flatten, linear 6")
+COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    ich._cdll.ich_set_threads(1)
+    folder = tmp_path_factory.mktemp("phantom")
+    ich.write_phantom(folder, patients=6, slices=8, size=32, seed=4, prevalence=1.0, threads=2)
+    return folder
+
+
+def dataset(phantom, **kw):
+    options = dict(window="blood,brain,bone", size=32, batch_size=8, seed=3, workers=0)
+    options.update(kw)
+    return ich.Dataset(str(phantom / "labels.csv"), str(phantom / "images"), **options)
+
+
+def model(seed=1, spec=SPEC):
+    m = ich.Model(spec)
+    m.init_weights(seed)
+    return m
+
+
+def test_train_learns_and_returns_the_history(phantom, tmp_path):
+    m = model()
+    opt = ich.Optimizer(m, "adam", lr=0.003)
+    reports = []
+    with dataset(phantom) as train, dataset(phantom, shuffle=False) as val:
+        history = ich.train(m, opt, train, val, epochs=12, schedule=False,
+                            checkpoint_dir=tmp_path, progress=reports.append)
+        loss, accuracy = ich.evaluate(m, val)
+    assert len(history) == 12 and list(history[0]) == COLUMNS
+    assert [h["epoch"] for h in history] == list(range(12))
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert loss == pytest.approx(history[-1]["val_loss"], rel=1e-12)
+    assert accuracy == pytest.approx(history[-1]["val_accuracy"], rel=1e-12)
+    assert all(h["lr"] == pytest.approx(0.003) for h in history)
+    # the progress callback saw every batch of both phases and every epoch
+    phases = [r["phase"] for r in reports]
+    assert phases.count("epoch") == 12
+    assert phases.count("train") == 12 * 6 and phases.count("validate") == 12 * 6
+    assert reports[-1]["stats"] == history[-1]
+    assert all(r["stats"] is None for r in reports if r["phase"] != "epoch")
+    # history.csv holds the same rows
+    with open(tmp_path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS and len(rows) == 12
+    for row, h in zip(rows, history):
+        assert float(row["val_loss"]) == h["val_loss"]
+    # the loaded best checkpoint gives the best epoch's validation loss
+    best = min(history, key=lambda h: h["val_loss"])
+    with ich.Model.load(tmp_path / "best.safetensors") as saved, dataset(phantom) as val:
+        assert ich.evaluate(saved, val)[0] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_resume_is_bit_exact(phantom, tmp_path):
+    def run(epochs, out, resume=None, seed=1):
+        m = model(seed)
+        opt = ich.Optimizer(m, "adam", lr=0.003)
+        with dataset(phantom, workers=2) as train:
+            history = ich.train(m, opt, train, epochs=epochs, checkpoint_dir=out, resume=resume,
+                                balanced=True, clip_norm=5.0)
+        return m.state_dict(), history
+
+    straight, h2 = run(2, tmp_path / "a")
+    run(1, tmp_path / "b")
+    resumed, hr = run(2, tmp_path / "c", resume=tmp_path / "b" / "last.safetensors", seed=7)
+    assert list(straight) == list(resumed)
+    for name in straight:
+        assert np.array_equal(straight[name], resumed[name]), name
+    for a, b in zip(h2, hr):
+        assert (a["epoch"], a["train_loss"], a["train_accuracy"], a["lr"]) == \
+            (b["epoch"], b["train_loss"], b["train_accuracy"], b["lr"])
+
+
+def test_schedule_cancel_and_errors(phantom):
+    m = model()
+    opt = ich.Optimizer(m, "sgd", lr=0.1)
+    with dataset(phantom) as train:
+        history = ich.train(m, opt, train, epochs=3,
+                            schedule={"kind": "step", "step_size": 1, "gamma": 0.5})
+        assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05, 0.025])
+        assert all(math.isnan(h["val_loss"]) for h in history)
+
+        with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+            ich.train(m, opt, train, epochs=2, progress=lambda p: p["batch"] == 2)
+
+        class Boom(Exception):
+            pass
+
+        def explode(report):
+            raise Boom()
+
+        with pytest.raises(Boom):
+            ich.train(m, opt, train, epochs=1, progress=explode)
+
+        with pytest.raises(ich.ShapeError, match="1x32x32"):
+            gray = model(spec="input 1x32x32, conv 4 3, relu, gap, linear 6")
+            ich.train(gray, ich.Optimizer(gray, "sgd"), train, epochs=1)
+        with pytest.raises(ich.ShapeError):
+            ich.train(m, opt, train, pos_weight=[1.0, 2.0])
+        with pytest.raises(ich.NotFoundError):
+            ich.train(m, opt, train, epochs=1, resume="/nonexistent/last.safetensors")
+        with pytest.raises(ich.InvalidArgumentError):
+            ich.train(m, opt, train, epochs=-1)
+        with pytest.raises(TypeError):
+            ich.train(m, opt, "not a dataset")
+        with pytest.raises(TypeError):
+            ich.train(m, opt, train, schedule="plateau")

@@ -1,0 +1,497 @@
+/*
+ * ich-train — the pipeline's training step.
+ *
+ * Trains a CNN on labelled slices (the training CSV of ich-split, images in
+ * IMAGE_DIR as DICOM <id>.dcm or preprocessed PNG <id>.png), validating on
+ * --val after every epoch: BCE-with-logits (optionally with balanced class
+ * weights), Adam/AdamW/SGD, learning rate reduced on plateau, early
+ * stopping that ends with the best epoch's weights, optional warm-up with
+ * all but the last layer frozen. Writes OUT/best.safetensors,
+ * OUT/last.safetensors (resumable checkpoints that also carry the input
+ * recipe and label names, so ich-evaluate and ich-predict need nothing
+ * else) and OUT/history.csv. A progress bar shows loss, accuracy and ETA;
+ * each epoch ends with a summary line. Exit status: 0 trained, 1 failed,
+ * 2 bad usage.
+ *
+ *   ich-train splits/train.csv images/ --val splits/val.csv --model ichnet \
+ *             --epochs 20 --balanced --out runs/ichnet
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ich/ich.h>
+
+#include "progress.h"
+
+typedef struct options {
+    const char *train_csv, *image_dir, *val_csv, *model, *augment, *windows, *out, *resume;
+    int epochs, batch_size, size, threads, workers, patience, warmup, balanced, quiet;
+    double lr, weight_decay, clip;
+    int optimizer; /* ich_optimizer_kind, -1: Adam */
+    unsigned long long seed;
+} options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ich-train TRAIN.csv IMAGE_DIR [options]\n"
+            "Train a CNN on the labelled images; checkpoints and history.csv go to --out.\n\n"
+            "  --val CSV           validation labels (images in IMAGE_DIR); without it the\n"
+            "                      training loss drives the schedule and early stopping\n"
+            "  --model M           tutorial, ichnet or cascade (presets), a model spec\n"
+            "                      (\"input 3x64x64, conv 8 3, relu, gap, linear 6\"), or a\n"
+            "                      .safetensors file to start from (default ichnet)\n"
+            "  --epochs N          total epochs (default 10)\n"
+            "  --batch-size N      (default 16)\n"
+            "  --optimizer NAME    adam, adamw or sgd (default adam)\n"
+            "  --lr X              learning rate (default: the optimizer's, Adam 0.001)\n"
+            "  --weight-decay X    (default: the optimizer's)\n"
+            "  --balanced          positive class weights negatives/positives per label\n"
+            "  --clip X            clip the gradient norm to X (default off)\n"
+            "  --patience N        early stopping patience in epochs (default 5; 0 off)\n"
+            "  --warmup-epochs N   first N epochs train only the last layer (default 0)\n"
+            "  --augment SPEC      online augmentation, e.g. \"hflip:0.5,rotate:0.5:15\"\n"
+            "  --windows LIST      windows as channels (default: the model file's, or\n"
+            "                      blood,brain,bone for 3 channels, brain for 1)\n"
+            "  --size N            image size (default: the model's input size)\n"
+            "  --threads N         compute threads (default: all cores)\n"
+            "  --workers N         image loading threads (default 2)\n"
+            "  --seed S            shuffling, augmentation, initial weights (default 0)\n"
+            "  --out DIR           output folder (default checkpoints)\n"
+            "  --resume CKPT       continue the run saved in CKPT (last.safetensors)\n"
+            "  --quiet             no progress bar or summary lines\n"
+            "  --help              this text\n");
+}
+
+static int bad(const char *option, const char *text, const char *want)
+{
+    fprintf(stderr, "ich-train: %s must be %s, not \"%s\"\n", option, want, text);
+    return -1;
+}
+
+static int parse_int(const char *text, int lo, int hi, const char *option, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi) {
+        char want[64];
+        snprintf(want, sizeof want, "an integer in %d..%d", lo, hi);
+        return bad(option, text, want);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_double(const char *text, const char *option, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || v < 0)
+        return bad(option, text, "a number >= 0");
+    *out = v;
+    return 0;
+}
+
+static int parse_optimizer(const char *text, int *out)
+{
+    if (strcasecmp(text, "adam") == 0)
+        *out = ICH_OPTIM_ADAM;
+    else if (strcasecmp(text, "adamw") == 0)
+        *out = ICH_OPTIM_ADAMW;
+    else if (strcasecmp(text, "sgd") == 0)
+        *out = ICH_OPTIM_SGD;
+    else
+        return bad("--optimizer", text, "adam, adamw or sgd");
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
+           AUGMENT, WINDOWS, SIZE, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP };
+    static const struct option longopts[] = {
+        {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
+        {"epochs", required_argument, 0, EPOCHS},   {"batch-size", required_argument, 0, BATCH},
+        {"lr", required_argument, 0, LR},           {"optimizer", required_argument, 0, OPTIM},
+        {"weight-decay", required_argument, 0, WD}, {"balanced", no_argument, 0, BALANCED},
+        {"clip", required_argument, 0, CLIP},       {"patience", required_argument, 0, PATIENCE},
+        {"warmup-epochs", required_argument, 0, WARMUP},
+        {"augment", required_argument, 0, AUGMENT}, {"windows", required_argument, 0, WINDOWS},
+        {"size", required_argument, 0, SIZE},       {"threads", required_argument, 0, THREADS},
+        {"workers", required_argument, 0, WORKERS}, {"seed", required_argument, 0, SEED},
+        {"out", required_argument, 0, OUT},         {"resume", required_argument, 0, RESUME},
+        {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
+        {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->epochs = 10;
+    o->batch_size = 16;
+    o->threads = 0;
+    o->workers = 2;
+    o->patience = 5;
+    o->lr = o->weight_decay = -1; /* the optimizer's defaults */
+    o->optimizer = ICH_OPTIM_ADAM;
+    o->out = "checkpoints";
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case VAL: o->val_csv = optarg; break;
+        case MODEL: o->model = optarg; break;
+        case EPOCHS: rc = parse_int(optarg, 0, 100000, "--epochs", &o->epochs); break;
+        case BATCH: rc = parse_int(optarg, 1, 65536, "--batch-size", &o->batch_size); break;
+        case LR: rc = parse_double(optarg, "--lr", &o->lr); break;
+        case OPTIM: rc = parse_optimizer(optarg, &o->optimizer); break;
+        case WD: rc = parse_double(optarg, "--weight-decay", &o->weight_decay); break;
+        case BALANCED: o->balanced = 1; break;
+        case CLIP: rc = parse_double(optarg, "--clip", &o->clip); break;
+        case PATIENCE: rc = parse_int(optarg, 0, 100000, "--patience", &o->patience); break;
+        case WARMUP: rc = parse_int(optarg, 0, 100000, "--warmup-epochs", &o->warmup); break;
+        case AUGMENT: o->augment = optarg; break;
+        case WINDOWS: o->windows = optarg; break;
+        case SIZE: rc = parse_int(optarg, 1, 16384, "--size", &o->size); break;
+        case THREADS: rc = parse_int(optarg, 1, 1024, "--threads", &o->threads); break;
+        case WORKERS: rc = parse_int(optarg, 0, 64, "--workers", &o->workers); break;
+        case SEED: {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-')
+                rc = bad("--seed", optarg, "an integer in 0..2^64-1");
+            break;
+        }
+        case OUT: o->out = optarg; break;
+        case RESUME: o->resume = optarg; break;
+        case QUIET: o->quiet = 1; break;
+        case HELP: usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (argc - optind != 2) {
+        usage(stderr);
+        return -1;
+    }
+    o->train_csv = argv[optind];
+    o->image_dir = argv[optind + 1];
+    return 0;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "ich-train: %s%s%s\n", what, *what ? ": " : "", ich_last_error());
+    return 1;
+}
+
+/* ---- The model ------------------------------------------------------------ */
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int is_preset(const char *name)
+{
+    return strcasecmp(name, "tutorial") == 0 || strcasecmp(name, "ichnet") == 0 ||
+           strcasecmp(name, "cascade") == 0;
+}
+
+/* A saved model (file), a preset or a spec; --resume alone means the
+ * resumed checkpoint's network. New networks get weights from --seed. */
+static ich_status make_model(const options *o, ich_model **model)
+{
+    const char *name = o->model ? o->model : o->resume ? o->resume : "ichnet";
+    size_t n = strlen(name);
+    int looks_like_file = n > 12 && strcmp(name + n - 12, ".safetensors") == 0;
+    if (is_file(name) || looks_like_file)
+        return ich_model_load(name, model);
+    ich_status st = is_preset(name) ? ich_model_create_preset(name, model)
+                                    : ich_model_create(name, model);
+    if (!st)
+        st = ich_model_init_weights(*model, o->seed);
+    return st;
+}
+
+/* ---- The input recipe -------------------------------------------------------- */
+
+typedef struct recipe {
+    char windows[256];
+    int size;
+    int channels;
+    float mean[16], std[16];
+    int normalized; /* mean/std from the model file */
+} recipe;
+
+/* Comma-separated floats into `out` (at most 16); the count, or -1. */
+static int parse_floats(const char *text, float *out)
+{
+    int count = 0;
+    while (text && *text && count < 16) {
+        char *end;
+        out[count++] = strtof(text, &end);
+        if (end == text)
+            return -1;
+        text = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    return count;
+}
+
+/* The recipe: options first, then the model file's metadata, then what the
+ * model's input shape implies. Exit status 2 when it cannot fit. */
+static int choose_recipe(const options *o, const ich_model *model, recipe *r)
+{
+    int32_t channels = 0, rows = 0, columns = 0;
+    ich_model_input_shape(model, &channels, &rows, &columns);
+    memset(r, 0, sizeof *r);
+    r->channels = channels;
+    const char *windows = o->windows ? o->windows : ich_model_metadata(model, "ich.windows");
+    if (!windows)
+        windows = channels == 1 ? "brain" : "blood,brain,bone";
+    snprintf(r->windows, sizeof r->windows, "%s", windows);
+    const char *size = ich_model_metadata(model, "ich.size");
+    r->size = o->size ? o->size : size ? atoi(size) : rows;
+    if (rows != columns && !o->size)
+        r->size = 0;
+    const char *mean = ich_model_metadata(model, "ich.mean");
+    const char *std = ich_model_metadata(model, "ich.std");
+    if (mean && std) {
+        int nm = parse_floats(mean, r->mean), ns = parse_floats(std, r->std);
+        r->normalized = nm > 0 && nm == ns ? nm : 0;
+    }
+    if (r->size != rows || r->size != columns) {
+        fprintf(stderr,
+                "ich-train: the model takes %dx%dx%d images (channels x rows x columns); "
+                "--size %d does not fit it\n",
+                channels, rows, columns, r->size);
+        return 2;
+    }
+    return 0;
+}
+
+static ich_status make_window(const recipe *r, ich_window **out)
+{
+    ich_status st = ich_window_create(out);
+    if (!st)
+        st = ich_window_add_list(*out, r->windows);
+    if (!st && r->size)
+        st = ich_window_set_size(*out, r->size, r->size, ICH_RESIZE_BILINEAR);
+    if (!st && r->normalized)
+        st = ich_window_set_normalization(*out, r->mean, r->std, r->normalized);
+    return st;
+}
+
+/* Store the recipe and the label names in the model, so its checkpoints
+ * carry what evaluation and prediction need. */
+static ich_status store_recipe(ich_model *model, const recipe *r, const ich_labels *labels)
+{
+    char text[1024] = "", number[32];
+    for (int32_t c = 0; c < ich_labels_columns(labels); c++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", c ? "," : "",
+                 ich_labels_column_name(labels, c));
+    ich_status st = ich_model_set_metadata(model, "ich.labels", text);
+    if (!st)
+        st = ich_model_set_metadata(model, "ich.windows", r->windows);
+    snprintf(number, sizeof number, "%d", r->size);
+    if (!st)
+        st = ich_model_set_metadata(model, "ich.size", number);
+    char mean[512] = "", std[512] = "";
+    for (int c = 0; c < r->channels && c < 16; c++) {
+        snprintf(mean + strlen(mean), sizeof mean - strlen(mean), "%s%.9g", c ? "," : "",
+                 r->normalized ? (double)r->mean[c < r->normalized ? c : 0] : 0.0);
+        snprintf(std + strlen(std), sizeof std - strlen(std), "%s%.9g", c ? "," : "",
+                 r->normalized ? (double)r->std[c < r->normalized ? c : 0] : 1.0);
+    }
+    if (!st)
+        st = ich_model_set_metadata(model, "ich.mean", mean);
+    if (!st)
+        st = ich_model_set_metadata(model, "ich.std", std);
+    return st;
+}
+
+/* ---- Progress ------------------------------------------------------------------ */
+
+typedef struct display {
+    int quiet;
+    double last_draw; /* now() of the last bar drawn */
+    int64_t val_batches;
+    int has_val;
+} display;
+
+/* "epoch 3/10 train [######    ] 12/40  loss 0.2345  acc 0.9120  ETA 34s";
+ * the ETA counts a validation batch as a third of a training batch. */
+static void show_bar(const ich_train_progress *p, int64_t val_batches)
+{
+    int training = p->phase == ICH_TRAIN_PHASE_TRAIN;
+    double per_batch = p->batch ? p->elapsed / (double)p->batch : 0;
+    double eta = training ? per_batch * ((double)(p->batches - p->batch) + 0.3 * (double)val_batches)
+                          : 0;
+    int width = 24, filled = p->batches ? (int)(width * p->batch / p->batches) : width;
+    fprintf(stderr, "\repoch %d/%d %s [%.*s%*s] %lld/%lld  loss %.4f  acc %.4f  ETA %.0fs   ",
+            p->epoch + 1, p->epochs, training ? "train" : "val  ", filled,
+            "########################", width - filled, "", (long long)p->batch,
+            (long long)p->batches, p->loss, p->accuracy, eta);
+}
+
+static int on_progress(void *user, const ich_train_progress *p)
+{
+    display *d = user;
+    if (d->quiet)
+        return 0;
+    if (p->phase != ICH_TRAIN_PHASE_EPOCH) {
+        /* A few times a second is enough for the eye. */
+        if (now() - d->last_draw >= 0.2 || p->batch == p->batches) {
+            show_bar(p, d->val_batches);
+            d->last_draw = now();
+        }
+        return 0;
+    }
+    const ich_epoch_stats *s = p->stats;
+    fprintf(stderr, "\r%*s\r", 100, "");
+    printf("epoch %d/%d  train loss %.4f acc %.4f", p->epoch + 1, p->epochs, s->train_loss,
+           s->train_accuracy);
+    if (d->has_val)
+        printf("  val loss %.4f acc %.4f", s->val_loss, s->val_accuracy);
+    printf("  lr %.3g  %.1fs\n", s->lr, s->seconds);
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- Main ------------------------------------------------------------------------ */
+
+typedef struct run {
+    ich_model *model;
+    ich_optimizer *optimizer;
+    ich_window *window;
+    ich_augment *augment;
+    ich_dataset *train, *val;
+    ich_history *history;
+} run;
+
+static void run_free(run *r)
+{
+    ich_history_free(r->history);
+    ich_dataset_free(r->train);
+    ich_dataset_free(r->val);
+    ich_augment_free(r->augment);
+    ich_window_free(r->window);
+    ich_optimizer_free(r->optimizer);
+    ich_model_free(r->model);
+}
+
+static int open_datasets(const options *o, run *r)
+{
+    if (o->augment && (ich_augment_create(&r->augment) ||
+                       ich_augment_parse(r->augment, o->augment))) {
+        fprintf(stderr, "ich-train: --augment: %s\n", ich_last_error());
+        return 2;
+    }
+    ich_dataset_options d;
+    ich_dataset_options_init(&d);
+    d.window = r->window;
+    d.augment = r->augment;
+    d.batch_size = o->batch_size;
+    d.seed = o->seed;
+    d.workers = o->workers;
+    if (ich_dataset_open_csv(o->train_csv, o->image_dir, &d, &r->train))
+        return fail("training data");
+    if (!o->val_csv)
+        return 0;
+    d.augment = NULL;
+    d.shuffle = 0;
+    if (ich_dataset_open_csv(o->val_csv, o->image_dir, &d, &r->val))
+        return fail("validation data");
+    return 0;
+}
+
+static int make_optimizer(const options *o, run *r)
+{
+    ich_optimizer_options oo;
+    ich_optimizer_options_init(&oo, (ich_optimizer_kind)o->optimizer);
+    if (o->lr >= 0)
+        oo.lr = o->lr;
+    if (o->weight_decay >= 0)
+        oo.weight_decay = o->weight_decay;
+    if (ich_optimizer_create(r->model, &oo, &r->optimizer)) {
+        fprintf(stderr, "ich-train: optimizer: %s\n", ich_last_error());
+        return 2;
+    }
+    return 0;
+}
+
+static void print_summary(const options *o, const run *r)
+{
+    int32_t best = ich_history_best_epoch(r->history), n = ich_history_length(r->history);
+    if (n == 0) {
+        printf("ich-train: nothing to do (%d epochs already done)\n", o->epochs);
+        return;
+    }
+    ich_epoch_stats s = {.size = sizeof s};
+    ich_history_get(r->history, best, &s);
+    printf("ich-train: %d epochs%s; best epoch %d: %s loss %.4f, accuracy %.4f\n", n,
+           ich_history_stopped_early(r->history) ? " (stopped early)" : "", best + 1,
+           o->val_csv ? "val" : "train", o->val_csv ? s.val_loss : s.train_loss,
+           o->val_csv ? s.val_accuracy : s.train_accuracy);
+    printf("ich-train: %s/best.safetensors, %s/last.safetensors, %s/history.csv\n", o->out,
+           o->out, o->out);
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    if (parse_options(argc, argv, &o))
+        return 2;
+    if (o.threads)
+        ich_set_threads(o.threads);
+    run r = {0};
+    recipe rec;
+    int rc = 0;
+    if (make_model(&o, &r.model))
+        rc = fail(o.model ? o.model : "model");
+    if (!rc)
+        rc = choose_recipe(&o, r.model, &rec);
+    if (!rc && make_window(&rec, &r.window)) {
+        fprintf(stderr, "ich-train: --windows: %s\n", ich_last_error());
+        rc = 2;
+    }
+    if (!rc)
+        rc = open_datasets(&o, &r);
+    if (!rc && store_recipe(r.model, &rec, ich_dataset_labels(r.train)))
+        rc = fail("");
+    if (!rc)
+        rc = make_optimizer(&o, &r);
+    if (!rc) {
+        display d = {o.quiet, 0, r.val ? ich_dataset_batches(r.val) : 0, r.val != NULL};
+        ich_train_options t;
+        ich_train_options_init(&t);
+        t.epochs = o.epochs;
+        t.balanced = o.balanced;
+        t.clip_norm = o.clip;
+        t.patience = o.patience;
+        t.warmup_epochs = o.warmup;
+        t.checkpoint_dir = o.out;
+        t.resume = o.resume;
+        t.progress = on_progress;
+        t.progress_user = &d;
+        ich_status st = ich_train(r.model, r.optimizer, r.train, r.val, &t, &r.history);
+        if (st)
+            rc = fail(st == ICH_ERR_SHAPE ? "the model does not fit the data" : "training");
+        else if (!o.quiet)
+            print_summary(&o, &r);
+        if (st == ICH_ERR_SHAPE)
+            rc = 2;
+    }
+    run_free(&r);
+    return rc;
+}

@@ -1,0 +1,208 @@
+/*
+ * libich training driver: epochs over a dataset with validation, a
+ * learning-rate schedule, early stopping, checkpoints and progress.
+ *
+ * The step API is the model's and the optimizer's own calls, the
+ * tutorial's loop written in C (examples/tutorial/ shows it):
+ *
+ *   ich_model_set_training(model, 1);
+ *   ich_model_zero_grad(model);
+ *   ich_model_forward(model, images, n, logits, n * outputs);
+ *   ich_loss_bce_with_logits(logits, labels, n, outputs, pos_weight, NULL, &loss, grad);
+ *   ich_model_backward(model, grad, n * outputs);
+ *   ich_optimizer_step(optimizer);
+ *
+ * ich_train() runs that loop for you, epoch after epoch:
+ *
+ *   for each epoch e (0, 1, ...):
+ *     warm-up (e < warmup_epochs): only the `warmup_trainable` parameters
+ *       learn, the others are frozen; afterwards the model's own frozen
+ *       flags are back;
+ *     training: the model in training mode, the dataset's batches of epoch e
+ *       (shuffled by (seed, e), so a resumed run sees the same batches);
+ *       per batch: zero_grad, forward, BCE-with-logits (pos_weight; for a
+ *       cascade model the subtype terms masked by the "any" label), backward,
+ *       gradient clipping, optimizer step; the progress callback;
+ *     validation (when a validation dataset is given): evaluation mode, the
+ *       same loss, no updates;
+ *     the schedule steps on the monitored loss (the validation loss, or the
+ *       training loss without validation); early stopping records it;
+ *     checkpoints: last.safetensors every epoch, best.safetensors when the
+ *       monitored loss improved; history.csv;
+ *   with early stopping, the model ends with the best epoch's weights.
+ *
+ * Accuracy is element-wise over the n x labels matrix: a logit > 0
+ * (probability > 0.5) predicts 1. For a cascade model a subtype counts as
+ * predicted only where "any" is predicted too, as ich_model_predict() does.
+ *
+ * Checkpoints are ich_checkpoint_save() files (model, optimizer state) with
+ * these metadata entries besides the model's own:
+ *   "ich.epoch"          epochs completed (1 after the first)
+ *   "ich.history"        the history so far, as history.csv holds it
+ *   "ich.schedule"       ich_schedule_config() ("" without a schedule)
+ *   "ich.early_stopping" ich_early_stopping_config() ("" without)
+ *   "ich.metrics"        the epoch's row as JSON
+ * Resuming (options.resume) loads such a file into the model and the
+ * optimizer, restores the schedule, early stopping and history, and goes on
+ * at the next epoch: with one thread and a fixed seed, 2 epochs in one run
+ * give the same weights, bit for bit, as 1 epoch, then a resumed run to 2.
+ *
+ * Threads: ich_train() runs on the calling thread (the kernels use
+ * ich_set_threads() threads, the datasets their workers); the model,
+ * optimizer and datasets must not be used elsewhere meanwhile. A history is
+ * used by one thread at a time.
+ */
+#ifndef ICH_TRAIN_H
+#define ICH_TRAIN_H
+
+#include "ich/core.h"
+#include "ich/dataset.h"
+#include "ich/model.h"
+#include "ich/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- History ------------------------------------------------------------ */
+
+/** One epoch of a training run. Set `size` to sizeof(ich_epoch_stats)
+ *  before ich_history_get(). */
+typedef struct ich_epoch_stats {
+    size_t size;
+    int32_t epoch;         /**< 0-based */
+    double train_loss;     /**< mean loss over the epoch's training samples */
+    double train_accuracy; /**< element-wise, threshold 0.5 */
+    double val_loss;       /**< NaN without validation */
+    double val_accuracy;   /**< NaN without validation */
+    double lr;             /**< learning rate used in the epoch */
+    double seconds;        /**< wall time of the epoch, validation included */
+} ich_epoch_stats;
+
+/** The per-epoch history of a run (opaque). */
+typedef struct ich_history ich_history;
+
+/** Free a history. NULL is a no-op. */
+ICH_API void ich_history_free(ich_history *history);
+
+/** Number of epochs in the history (0 for NULL). */
+ICH_API int32_t ich_history_length(const ich_history *history);
+
+/** Row `index` (0 .. length-1) into `stats` (its `size` set by the caller).
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, index out of range, size too
+ *  small). */
+ICH_API ich_status ich_history_get(const ich_history *history, int32_t index,
+                                   ich_epoch_stats *stats);
+
+/** The epoch with the lowest monitored loss (validation loss when there is
+ *  one, else training loss), -1 for an empty history; and whether the run
+ *  ended by early stopping (ich_history_stopped_early(): 1 or 0). */
+ICH_API int32_t ich_history_best_epoch(const ich_history *history);
+ICH_API int ich_history_stopped_early(const ich_history *history);
+
+/** Write the history as CSV, atomically: the header
+ *  "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds" and
+ *  one row per epoch (val_* empty without validation). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO. */
+ICH_API ich_status ich_history_write_csv(const ich_history *history, const char *path);
+
+/* ---- Progress ----------------------------------------------------------- */
+
+/** What a progress report is about. */
+typedef enum ich_train_phase {
+    ICH_TRAIN_PHASE_TRAIN = 0,    /**< after a training batch */
+    ICH_TRAIN_PHASE_VALIDATE = 1, /**< after a validation batch */
+    ICH_TRAIN_PHASE_EPOCH = 2     /**< the epoch is over: `stats` holds its row */
+} ich_train_phase;
+
+/** A progress report (valid during the callback only). */
+typedef struct ich_train_progress {
+    size_t size;          /**< sizeof(ich_train_progress) of the library */
+    int32_t phase;        /**< ich_train_phase */
+    int32_t epoch;        /**< 0-based */
+    int32_t epochs;       /**< the run's total (options.epochs) */
+    int64_t batch;        /**< batches done in this phase, 1 .. batches */
+    int64_t batches;      /**< batches of this phase in the epoch */
+    double loss;          /**< running mean loss of the phase so far */
+    double accuracy;      /**< running element-wise accuracy */
+    double elapsed;       /**< seconds since the epoch began */
+    const ich_epoch_stats *stats; /**< phase EPOCH only, else NULL */
+} ich_train_progress;
+
+/** Called after every batch and at the end of every epoch, on the thread
+ *  that called ich_train(). Return 0 to go on, non-zero to stop: ich_train()
+ *  then returns ICH_ERR_INVALID_ARGUMENT with "cancelled" in the message
+ *  (the checkpoints of finished epochs stay). */
+typedef int (*ich_train_progress_fn)(void *user, const ich_train_progress *progress);
+
+/* ---- Training ----------------------------------------------------------- */
+
+/** Options of ich_train(). Set `size` to sizeof(ich_train_options);
+ *  ich_train_options_init() fills the defaults given here. */
+typedef struct ich_train_options {
+    size_t size;
+    int32_t epochs;               /**< total epochs of the run, counting those a
+                                       resumed checkpoint already did (default 10) */
+    const float *pos_weight;      /**< positive weight per label (as many as the
+                                       model's outputs); NULL: 1 each (default) */
+    int32_t balanced;             /**< 1: pos_weight from the training labels with
+                                       ich_class_weights_balanced() (default 0) */
+    double clip_norm;             /**< > 0: clip the global gradient L2 norm to it
+                                       (ich_clip_grad_norm()); default 0: off */
+    const ich_schedule_options *schedule; /**< NULL: ReduceLROnPlateau with factor
+                                       0.1, patience 3, the rest PyTorch's */
+    int32_t constant_lr;          /**< 1: no schedule at all (default 0) */
+    int32_t patience;             /**< early stopping after this many epochs without
+                                       improvement; 0: off (default) */
+    double min_delta;             /**< improvement needed (absolute; default 0) */
+    int32_t restore_best;         /**< with early stopping, end with the weights of
+                                       the best epoch (default 1) */
+    int32_t warmup_epochs;        /**< first epochs with the model mostly frozen
+                                       (default 0) */
+    const char *warmup_trainable; /**< during warm-up only the parameters whose
+                                       names start with this prefix learn (e.g.
+                                       "fc2."); NULL: those of the last layer (the
+                                       last parameter's name up to its last '.') */
+    int32_t cascade_mask;         /**< -1 (default): mask the subtype loss by the
+                                       "any" label for cascade models (spec with a
+                                       "cascade" block); 1: always; 0: never */
+    const char *checkpoint_dir;   /**< folder for best.safetensors,
+                                       last.safetensors and history.csv (created);
+                                       NULL: none (default) */
+    const char *resume;           /**< checkpoint to continue from; NULL: a fresh
+                                       run (default) */
+    ich_train_progress_fn progress; /**< NULL: none */
+    void *progress_user;
+} ich_train_options;
+
+/** Fill `options` with the defaults (and its size). */
+ICH_API void ich_train_options_init(ich_train_options *options);
+
+/** Train `model` with `optimizer` (created for that model) on the batches
+ *  of `train`, validating on `val` (may be NULL), as this header's
+ *  introduction describes. The datasets' sample shape must equal the
+ *  model's input shape and their label count its outputs. The model is
+ *  left in evaluation mode. *history (may be NULL) receives the run's
+ *  history (with a resumed run's earlier epochs first); free it with
+ *  ich_history_free(). options may be NULL for the defaults. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option, "cancelled"), ICH_ERR_SHAPE
+ *  (model and dataset do not fit: the message gives both shapes),
+ *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),
+ *  ICH_ERR_IO (checkpoints), ICH_ERR_FORMAT (a resume file without training
+ *  state), and those of the model, optimizer and dataset calls. */
+ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *train,
+                             ich_dataset *val, const ich_train_options *options,
+                             ich_history **history);
+
+/** Evaluate `model` on every batch of `dataset` (epoch 0 order, evaluation
+ *  mode): *loss (may be NULL) the mean BCE-with-logits loss with pos_weight
+ *  (NULL: 1 each) and the cascade mask as ich_train() applies it (mask -1,
+ *  0, 1 as options.cascade_mask), *accuracy (may be NULL) the element-wise
+ *  accuracy. Errors as ich_train(). */
+ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
+                                int32_t cascade_mask, double *loss, double *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_TRAIN_H */

@@ -1,0 +1,96 @@
+/* The backend table of the built-in CPU backend, and ich_set_threads().
+ *
+ * Threads: oneDNN (Debian's build) and OpenBLAS keep their own pools; the
+ * oneDNN pool is OpenMP's, so the thread count is set with
+ * omp_set_num_threads(). libich itself is not compiled with OpenMP, so that
+ * function is looked up in the already loaded OpenMP runtime (libgomp comes
+ * with libdnnl) instead of linking it directly. */
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "ich/model.h"
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
+#include "core/parallel.h"
+
+static atomic_int g_threads; /* 0: one per CPU */
+
+static void cpu_set_threads(int threads)
+{
+    int count = threads > 0 ? threads : ich_cpu_count();
+    atomic_store(&g_threads, threads > 0 ? threads : 0);
+    void (*omp_set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    if (omp_set)
+        omp_set(count);
+    openblas_set_num_threads(count);
+}
+
+int ich_cpu_threads(void)
+{
+    int threads = atomic_load(&g_threads);
+    return threads > 0 ? threads : ich_cpu_count();
+}
+
+static const ich_layer_ops *cpu_layer(const char *kind)
+{
+    static const ich_layer_ops *const all[] = {
+        &ich_cpu_conv_ops,    &ich_cpu_linear_ops, &ich_cpu_relu_ops,      &ich_cpu_maxpool_ops,
+        &ich_cpu_avgpool_ops, &ich_cpu_gap_ops,    &ich_cpu_batchnorm_ops, &ich_cpu_dropout_ops,
+        &ich_cpu_flatten_ops, &ich_cpu_add_ops,    &ich_cpu_concat_ops,
+    };
+    if (!kind)
+        return NULL;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(all[i]->kind, kind) == 0)
+            return all[i];
+    return NULL;
+}
+
+static ich_status cpu_copy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        memcpy(dst, src, bytes);
+    return ICH_OK;
+}
+
+static void cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta,
+                c, (blasint)ldc);
+}
+
+static const ich_backend g_cpu = {
+    .interface_version = ICH_BACKEND_INTERFACE_VERSION,
+    .name = "cpu",
+    .alloc = ich_cpu_alloc,
+    .free = ich_cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .layer = cpu_layer,
+    .set_threads = cpu_set_threads,
+    .threads = ich_cpu_threads,
+    .gemm = cpu_gemm,
+};
+
+const ich_backend *ich_backend_cpu(void)
+{
+    return &g_cpu;
+}
+
+const ich_backend *ich_backend_current(void)
+{
+    return &g_cpu;
+}
+
+void ich_set_threads(int32_t threads)
+{
+    ich_backend_current()->set_threads(threads);
+}

@@ -1,0 +1,118 @@
+/* Internal: shared pieces of the CPU backend (oneDNN + OpenBLAS). */
+#ifndef ICH_INTERNAL_BACKEND_CPU_H
+#define ICH_INTERNAL_BACKEND_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dnnl.h>
+
+#include "nn/layer.h"
+
+/* The layer kinds of the CPU backend (one file each, or grouped). */
+extern const ich_layer_ops ich_cpu_conv_ops;
+extern const ich_layer_ops ich_cpu_linear_ops;
+extern const ich_layer_ops ich_cpu_relu_ops;
+extern const ich_layer_ops ich_cpu_maxpool_ops;
+extern const ich_layer_ops ich_cpu_avgpool_ops;
+extern const ich_layer_ops ich_cpu_gap_ops;
+extern const ich_layer_ops ich_cpu_batchnorm_ops;
+extern const ich_layer_ops ich_cpu_dropout_ops;
+extern const ich_layer_ops ich_cpu_flatten_ops;
+extern const ich_layer_ops ich_cpu_add_ops;
+extern const ich_layer_ops ich_cpu_concat_ops;
+
+/* 64-byte aligned memory (zeroed by ich_cpu_calloc); NULL on failure. */
+void *ich_cpu_alloc(size_t bytes);
+void *ich_cpu_calloc(size_t bytes);
+void ich_cpu_free(void *pointer);
+
+/* The process's oneDNN CPU engine and stream (created once). NULL and the
+ * thread's last error set when oneDNN cannot start. */
+dnnl_engine_t ich_cpu_engine(void);
+dnnl_stream_t ich_cpu_stream(void);
+
+/* Turn a failed oneDNN call into an ICH_ERR_INTERNAL (or NO_MEMORY) status
+ * whose message names the layer and the call. */
+ich_status ich_cpu_dnnl_fail(const ich_layer *layer, const char *what, dnnl_status_t status);
+
+/* One argument of a oneDNN primitive: a memory descriptor and the data. */
+typedef struct ich_dnnl_arg {
+    int arg; /* DNNL_ARG_* */
+    const dnnl_memory_desc_t *md;
+    const void *data;
+} ich_dnnl_arg;
+
+/* Run `prim` (made from `pd`; NULL: asked from prim) on the arguments and
+ * wait for it; `scratch` (the layer's buffer of at least the pd's
+ * scratchpad size) is passed when the pd wants a scratchpad. */
+ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
+                           const_dnnl_primitive_desc_t pd, const ich_dnnl_arg *list, int count,
+                           void *scratch, const char *what);
+
+/* The size of the scratchpad `pd` asks for (0 when none). */
+size_t ich_cpu_scratchpad_size(const_dnnl_primitive_desc_t pd);
+
+/* Log (at debug level) the oneDNN implementation behind `pd`. */
+void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primitive_desc_t pd);
+
+/* Run fn(context, begin, end) over [0, count) in chunks on the backend's
+ * threads (one chunk on the calling thread when count is small). */
+typedef void (*ich_cpu_range_fn)(void *context, int64_t begin, int64_t end);
+void ich_cpu_parallel(int64_t count, ich_cpu_range_fn fn, void *context);
+
+/* Threads of the backend (ich_set_threads). */
+int ich_cpu_threads(void);
+
+/* Give the calling thread's OpenMP the backend's thread count (before
+ * oneDNN calls; ich_cpu_execute and ich_cpu_parallel do it). */
+void ich_cpu_apply_threads(void);
+
+/* Return from the calling function (which has an `ich_layer *layer`) with
+ * ich_cpu_dnnl_fail() when a oneDNN call fails. */
+#define CHECK_DNNL(call, what)                                                                   \
+    do {                                                                                         \
+        dnnl_status_t check_status_ = (call);                                                    \
+        if (check_status_ != dnnl_success)                                                       \
+            return ich_cpu_dnnl_fail(layer, what, check_status_);                                \
+    } while (0)
+
+/* Make *buffer (of *size bytes, 64-byte aligned) at least `want` bytes;
+ * the old contents are not kept. */
+ich_status ich_cpu_grow(const ich_layer *layer, void **buffer, size_t *size, size_t want);
+
+/* Allocate layer->params (count entries, zeroed). */
+ich_status ich_cpu_params_alloc(ich_layer *layer, int32_t count);
+
+/* Set up one parameter: zeroed data and (when trainable) zeroed gradient. */
+ich_status ich_cpu_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
+                              const int64_t *dims, int trainable);
+
+/* Number of values of a parameter (1 for a scalar, ndim 0). */
+int64_t ich_cpu_param_count(const ich_param *param);
+
+/* Free every parameter's data and gradient and the array itself. */
+void ich_cpu_params_free(ich_layer *layer);
+
+/* A fused ReLU's backward without keeping the output: forward records one
+ * bit per output value (value > 0), backward zeroes grad where the bit is 0. */
+typedef struct ich_relu_mask {
+    uint8_t *bits;
+    int64_t capacity; /* values */
+} ich_relu_mask;
+
+ich_status ich_relu_mask_record(ich_relu_mask *mask, const float *out, int64_t count);
+void ich_relu_mask_apply(const ich_relu_mask *mask, float *grad, int64_t count);
+void ich_relu_mask_free(ich_relu_mask *mask);
+
+/* Shape helpers for convolution and pooling (PyTorch's floor rule). */
+static inline int32_t ich_cpu_out_size(int32_t in, int32_t kernel, int32_t stride, int32_t pad,
+                                       int32_t dilation)
+{
+    int32_t span = dilation * (kernel - 1) + 1;
+    if (in + 2 * pad < span || stride <= 0)
+        return 0;
+    return (in + 2 * pad - span) / stride + 1;
+}
+
+#endif

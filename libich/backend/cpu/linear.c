@@ -1,0 +1,141 @@
+/* Linear layer on OpenBLAS: out = in * W^T + b, W in PyTorch's [out, in]
+ * layout; an optional fused ReLU. The input's features are h*w*c values
+ * per sample (after a flatten: PyTorch's C*H*W order). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "backend/cpu/cpu.h"
+#include "core/error.h"
+
+typedef struct linear_state {
+    ich_relu_mask mask;
+    int mask_valid;
+} linear_state;
+
+static int64_t in_features(const ich_layer *layer)
+{
+    return (int64_t)layer->in[0].h * layer->in[0].w * layer->in[0].c;
+}
+
+static ich_status linear_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    int64_t features = (int64_t)in->h * in->w * in->c;
+    if (layer->args.out <= 0 || features <= 0 || features > INT32_MAX)
+        return ich_fail(ICH_ERR_SHAPE, "%s: linear needs output features > 0 and an input",
+                        layer->name);
+    out->n = in->n;
+    out->h = out->w = 1;
+    out->c = layer->args.out;
+    layer->in[0] = *in;
+    layer->out = *out;
+    return ICH_OK;
+}
+
+static void linear_destroy(ich_layer *layer)
+{
+    linear_state *s = layer->state;
+    if (s) {
+        ich_relu_mask_free(&s->mask);
+        free(s);
+        layer->state = NULL;
+    }
+    ich_cpu_params_free(layer);
+}
+
+static ich_status linear_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    ich_status status = linear_shape(layer, in, out);
+    if (status != ICH_OK)
+        return status;
+    layer->state = calloc(1, sizeof(linear_state));
+    if (!layer->state)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
+    int64_t w_dims[2] = {out->c, in_features(layer)};
+    int64_t b_dims[1] = {out->c};
+    if ((status = ich_cpu_params_alloc(layer, layer->args.bias ? 2 : 1)) != ICH_OK ||
+        (status = ich_cpu_param_init(&layer->params[0], "weight", ICH_DTYPE_F32, 2, w_dims, 1)) !=
+            ICH_OK ||
+        (layer->args.bias && (status = ich_cpu_param_init(&layer->params[1], "bias", ICH_DTYPE_F32,
+                                                          1, b_dims, 1)) != ICH_OK)) {
+        linear_destroy(layer);
+        return status;
+    }
+    return ICH_OK;
+}
+
+static ich_status linear_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    ((linear_state *)layer->state)->mask_valid = 0;
+    return linear_shape(layer, in, out);
+}
+
+static ich_status linear_forward(ich_layer *layer, const float *const *in, float *out, int training)
+{
+    linear_state *s = layer->state;
+    int n = layer->in[0].n, k = (int)in_features(layer), m = layer->out.c;
+    const float *w = layer->params[0].data;
+    float beta = 0.0f;
+    if (layer->args.bias) {
+        const float *b = layer->params[1].data;
+        for (int i = 0; i < n; i++)
+            memcpy(out + (int64_t)i * m, b, (size_t)m * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, in[0], k, w, k, beta, out,
+                m);
+    s->mask_valid = 0;
+    if (layer->args.fuse_relu) {
+        int64_t count = (int64_t)n * m;
+        for (int64_t i = 0; i < count; i++)
+            out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+        if (training) {
+            ich_status status = ich_relu_mask_record(&s->mask, out, count);
+            if (status != ICH_OK)
+                return status;
+            s->mask_valid = 1;
+        }
+    }
+    return ICH_OK;
+}
+
+static ich_status linear_backward(ich_layer *layer, const float *const *in, const float *out,
+                                  const float *grad_out, float *const *grad_in)
+{
+    linear_state *s = layer->state;
+    int n = layer->in[0].n, k = (int)in_features(layer), m = layer->out.c;
+    if (layer->args.fuse_relu) {
+        if (!s->mask_valid)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "%s: backward without a training forward pass", layer->name);
+        ich_relu_mask_apply(&s->mask, (float *)grad_out, (int64_t)n * m);
+    }
+    ich_param *w = &layer->params[0];
+    if (grad_in && grad_in[0])
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, m, 1.0f, grad_out, m, w->data,
+                    k, 0.0f, grad_in[0], k);
+    if (!w->frozen)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, k, n, 1.0f, grad_out, m, in[0], k,
+                    1.0f, w->grad, k);
+    if (layer->args.bias && !layer->params[1].frozen) {
+        float *gb = layer->params[1].grad;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < m; j++)
+                gb[j] += grad_out[(int64_t)i * m + j];
+    }
+    return ICH_OK;
+}
+
+const ich_layer_ops ich_cpu_linear_ops = {
+    .kind = "linear",
+    .inputs = 1,
+    .needs_input = 1,
+    .needs_output = 0,
+    .in_place = 0,
+    .create = linear_create,
+    .resize = linear_resize,
+    .forward = linear_forward,
+    .backward = linear_backward,
+    .destroy = linear_destroy,
+};

@@ -1,0 +1,531 @@
+/* Models and checkpoints as safetensors files (ich_model_save/load,
+ * ich_model_load_weights, ich_checkpoint_save/load).
+ *
+ * Saving lists the model's tensors in state_dict order (then the
+ * optimizer's state), and the metadata: "format": "pt" (what PyTorch's
+ * safetensors writes), "ich.spec", every metadata entry of the model (the
+ * model keeps "ich.seed" and "ich.steps", its dropout state, among them),
+ * for a checkpoint "ich.optimizer" and the caller's extra pairs.
+ *
+ * Loading never leaves a half-loaded model: the file is parsed and every
+ * tensor matched against the model (name, dtype, shape) before the first
+ * byte is copied; in a checkpoint the optimizer config and metadata are
+ * applied (and rolled back on failure) before the tensors are committed,
+ * since copying them cannot fail. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "ich/model.h"
+#include "ich/optim.h"
+
+/* Metadata keys the file format and this module own. */
+static const char KEY_FORMAT[] = "format";
+static const char KEY_SPEC[] = "ich.spec";
+static const char KEY_OPTIMIZER[] = "ich.optimizer";
+/* Prefix of the optimizer's state tensors, skipped by model loads of a checkpoint. */
+static const char OPTIMIZER_PREFIX[] = "optimizer.";
+
+static int is_reserved_key(const char *key)
+{
+    return strcmp(key, KEY_FORMAT) == 0 || strcmp(key, KEY_SPEC) == 0 ||
+           strcmp(key, KEY_OPTIMIZER) == 0;
+}
+
+/* ---- tensors to write --------------------------------------------------- */
+
+static ich_status view_to_st(const ich_tensor_view *view, const char *path, ich_st_tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    if (view->type != ICH_TENSOR_F32 && view->type != ICH_TENSOR_I64)
+        return ich_fail(ICH_ERR_INTERNAL, "%s: tensor \"%s\" has unknown type %d", path,
+                        view->name ? view->name : "?", (int)view->type);
+    if (view->ndim < 0 || view->ndim > 4)
+        return ich_fail(ICH_ERR_INTERNAL, "%s: tensor \"%s\" has %d dimensions", path,
+                        view->name ? view->name : "?", (int)view->ndim);
+    t->name = view->name;
+    t->dtype = view->type == ICH_TENSOR_F32 ? ICH_ST_F32 : ICH_ST_I64;
+    t->ndim = view->ndim;
+    for (int32_t d = 0; d < view->ndim; d++)
+        t->shape[d] = view->dims[d];
+    t->data = view->data;
+    t->nbytes = (size_t)view->count * ich_st_dtype_size(t->dtype);
+    return ICH_OK;
+}
+
+/* The model's tensors, then the optimizer's state (optimizer may be NULL). */
+static ich_status collect_tensors(const ich_model *model, const ich_optimizer *optimizer,
+                                  const char *path, ich_st_tensor **out, int32_t *count)
+{
+    int32_t nmodel = ich_model_tensor_count(model);
+    int32_t nopt = optimizer ? ich_optimizer_state_count(optimizer) : 0;
+    if (nmodel < 0 || nopt < 0)
+        return ich_fail(ICH_ERR_INTERNAL, "%s: negative tensor count", path);
+    ich_st_tensor *tensors = calloc((size_t)(nmodel + nopt) + 1, sizeof *tensors);
+    if (!tensors)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    ich_status st = ICH_OK;
+    for (int32_t i = 0; i < nmodel + nopt && st == ICH_OK; i++) {
+        ich_tensor_view view = {.size = sizeof view};
+        st = i < nmodel ? ich_model_tensor(model, i, &view)
+                        : ich_optimizer_state(optimizer, i - nmodel, &view);
+        if (st == ICH_OK)
+            st = view_to_st(&view, path, &tensors[i]);
+    }
+    if (st != ICH_OK) {
+        free(tensors);
+        return st;
+    }
+    *out = tensors;
+    *count = nmodel + nopt;
+    return ICH_OK;
+}
+
+/* ---- metadata to write -------------------------------------------------- */
+
+typedef struct meta_list {
+    ich_st_meta *items;
+    int32_t count, capacity;
+} meta_list;
+
+/* Add key = value, replacing an earlier value of the same key. */
+static void meta_put(meta_list *list, const char *key, const char *value)
+{
+    for (int32_t i = 0; i < list->count; i++) {
+        if (strcmp(list->items[i].key, key) == 0) {
+            list->items[i].value = value;
+            return;
+        }
+    }
+    list->items[list->count++] = (ich_st_meta){key, value};
+}
+
+static ich_status build_metadata(const ich_model *model, const char *optimizer_config,
+                                 const char *const *keys, const char *const *values,
+                                 int32_t extra, const char *path, meta_list *list)
+{
+    int32_t nmodel = ich_model_metadata_count(model);
+    if (nmodel < 0)
+        nmodel = 0;
+    list->capacity = nmodel + extra + 3;
+    list->items = calloc((size_t)list->capacity, sizeof *list->items);
+    if (!list->items)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    const char *spec = ich_model_spec(model);
+    if (!spec)
+        return ich_fail(ICH_ERR_INTERNAL, "%s: the model has no spec", path);
+    meta_put(list, KEY_FORMAT, "pt");
+    meta_put(list, KEY_SPEC, spec);
+    for (int32_t i = 0; i < nmodel; i++) {
+        const char *key = ich_model_metadata_key(model, i);
+        const char *value = key ? ich_model_metadata(model, key) : NULL;
+        if (key && value && !is_reserved_key(key))
+            meta_put(list, key, value);
+    }
+    if (optimizer_config)
+        meta_put(list, KEY_OPTIMIZER, optimizer_config);
+    for (int32_t i = 0; i < extra; i++) {
+        if (!keys[i] || !values[i])
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: extra metadata %d: NULL key or value",
+                            path, (int)i);
+        if (is_reserved_key(keys[i]))
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "%s: extra metadata key \"%s\" is reserved (format, ich.spec, ich.optimizer)",
+                            path, keys[i]);
+        meta_put(list, keys[i], values[i]);
+    }
+    return ICH_OK;
+}
+
+static ich_status save(const char *path, const ich_model *model, const ich_optimizer *optimizer,
+                       const char *const *keys, const char *const *values, int32_t extra)
+{
+    ich_st_tensor *tensors = NULL;
+    int32_t count = 0;
+    meta_list meta = {0};
+    ich_status st = collect_tensors(model, optimizer, path, &tensors, &count);
+    if (st == ICH_OK) {
+        const char *config = optimizer ? ich_optimizer_config(optimizer) : NULL;
+        if (optimizer && !config)
+            st = ich_fail(ICH_ERR_INTERNAL, "%s: the optimizer has no config", path);
+        else
+            st = build_metadata(model, config, keys, values, extra, path, &meta);
+    }
+    if (st == ICH_OK)
+        st = ich_st_write(path, tensors, count, meta.items, meta.count);
+    free(meta.items);
+    free(tensors);
+    return st;
+}
+
+ich_status ich_model_save(const ich_model *model, const char *path)
+{
+    if (!model || !path || !path[0])
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_save: NULL model or empty path");
+    return save(path, model, NULL, NULL, NULL, 0);
+}
+
+ich_status ich_checkpoint_save(const char *path, const ich_model *model,
+                               const ich_optimizer *optimizer, const char *const *keys,
+                               const char *const *values, int32_t count)
+{
+    if (!model || !optimizer || !path || !path[0])
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_checkpoint_save: NULL model, optimizer or empty path");
+    if (count < 0 || (count > 0 && (!keys || !values)))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: bad extra metadata (count %d)", path,
+                        (int)count);
+    return save(path, model, optimizer, keys, values, count);
+}
+
+/* ---- matching a file against a model ------------------------------------ */
+
+static void format_shape(char *out, size_t size, int32_t ndim, const int64_t *dims)
+{
+    size_t at = (size_t)snprintf(out, size, "[");
+    for (int32_t d = 0; d < ndim && at < size; d++)
+        at += (size_t)snprintf(out + at, size - at, "%s%lld", d ? ", " : "", (long long)dims[d]);
+    if (at < size)
+        snprintf(out + at, size - at, "]");
+}
+
+/* Does file tensor `t` fit the view (dtype and shape)? */
+static ich_status check_fit(const char *path, const ich_tensor_view *view, const ich_st_tensor *t)
+{
+    ich_st_dtype want = view->type == ICH_TENSOR_I64 ? ICH_ST_I64 : ICH_ST_F32;
+    if (t->dtype != want)
+        return ich_fail(ICH_ERR_SHAPE, "%s: tensor \"%s\" is %s in the file, the model's is %s",
+                        path, view->name, ich_st_dtype_name(t->dtype), ich_st_dtype_name(want));
+    int same = t->ndim == view->ndim;
+    for (int32_t d = 0; same && d < t->ndim; d++)
+        same = t->shape[d] == view->dims[d];
+    if (!same) {
+        char file_shape[160], model_shape[160];
+        format_shape(file_shape, sizeof file_shape, t->ndim, t->shape);
+        format_shape(model_shape, sizeof model_shape, view->ndim, view->dims);
+        return ich_fail(ICH_ERR_SHAPE, "%s: tensor \"%s\" has shape %s in the file, the model's is %s",
+                        path, view->name, file_shape, model_shape);
+    }
+    if ((size_t)view->count * ich_st_dtype_size(want) != t->nbytes || (t->nbytes && !view->data))
+        return ich_fail(ICH_ERR_INTERNAL, "%s: tensor \"%s\": the model's view is inconsistent",
+                        path, view->name);
+    return ICH_OK;
+}
+
+/* A planned copy: file tensor -> destination. */
+typedef struct copy_plan {
+    const ich_st_tensor *source;
+    void *destination;
+} copy_plan;
+
+typedef struct load_plan {
+    copy_plan *copies;
+    int32_t count;
+    unsigned char *used; /* per file tensor: matched */
+} load_plan;
+
+static void plan_free(load_plan *plan)
+{
+    free(plan->copies);
+    free(plan->used);
+    memset(plan, 0, sizeof *plan);
+}
+
+static ich_status plan_alloc(load_plan *plan, const ich_st_file *file, int32_t copies)
+{
+    plan->copies = calloc((size_t)copies + 1, sizeof *plan->copies);
+    plan->used = calloc((size_t)file->count + 1, 1);
+    if (!plan->copies || !plan->used)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
+    return ICH_OK;
+}
+
+/* Find the view's tensor in the file, check it and plan its copy. */
+static ich_status plan_tensor(load_plan *plan, const ich_st_file *file,
+                              const ich_tensor_view *view)
+{
+    int32_t index = ich_st_find(file, view->name);
+    if (index < 0)
+        return ich_fail(ICH_ERR_NOT_FOUND, "%s: tensor \"%s\" is missing from the file", file->path,
+                        view->name);
+    ich_status st = check_fit(file->path, view, &file->tensors[index]);
+    if (st != ICH_OK)
+        return st;
+    plan->used[index] = 1;
+    plan->copies[plan->count++] = (copy_plan){&file->tensors[index], view->data};
+    return ICH_OK;
+}
+
+static ich_status plan_model(load_plan *plan, const ich_st_file *file, const ich_model *model)
+{
+    int32_t count = ich_model_tensor_count(model);
+    for (int32_t i = 0; i < count; i++) {
+        ich_tensor_view view = {.size = sizeof view};
+        ich_status st = ich_model_tensor(model, i, &view);
+        if (st == ICH_OK)
+            st = plan_tensor(plan, file, &view);
+        if (st != ICH_OK)
+            return st;
+    }
+    return ICH_OK;
+}
+
+static ich_status plan_optimizer(load_plan *plan, const ich_st_file *file,
+                                 const ich_optimizer *optimizer)
+{
+    int32_t count = ich_optimizer_state_count(optimizer);
+    for (int32_t i = 0; i < count; i++) {
+        ich_tensor_view view = {.size = sizeof view};
+        ich_status st = ich_optimizer_state(optimizer, i, &view);
+        if (st == ICH_OK)
+            st = plan_tensor(plan, file, &view);
+        if (st != ICH_OK)
+            return st;
+    }
+    return ICH_OK;
+}
+
+static int has_prefix(const char *text, const char *prefix)
+{
+    return strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+/* Every file tensor must be used, except a checkpoint's optimizer state
+ * when `skip_optimizer` is set. */
+static ich_status check_unused(const load_plan *plan, const ich_st_file *file, int skip_optimizer)
+{
+    int32_t unused = 0, first = -1;
+    for (int32_t i = 0; i < file->count; i++) {
+        if (plan->used[i] || (skip_optimizer && has_prefix(file->tensors[i].name, OPTIMIZER_PREFIX)))
+            continue;
+        if (first < 0)
+            first = i;
+        unused++;
+    }
+    if (unused == 0)
+        return ICH_OK;
+    return ich_fail(ICH_ERR_SHAPE,
+                    "%s: tensor \"%s\" in the file is not in the model (%d unexpected tensor%s; a "
+                    "different network?)",
+                    file->path, file->tensors[first].name, (int)unused, unused == 1 ? "" : "s");
+}
+
+static void commit(const load_plan *plan)
+{
+    for (int32_t i = 0; i < plan->count; i++)
+        ich_st_tensor_copy(plan->copies[i].source, plan->copies[i].destination);
+}
+
+/* Plan (and check) the model's tensors from an already read file. */
+static ich_status plan_model_load(load_plan *plan, const ich_st_file *file,
+                                  const ich_model *model, int strict)
+{
+    ich_status st = plan_alloc(plan, file, ich_model_tensor_count(model));
+    if (st == ICH_OK)
+        st = plan_model(plan, file, model);
+    int checkpoint = ich_st_metadata(file, KEY_OPTIMIZER) != NULL;
+    if (st == ICH_OK && strict)
+        st = check_unused(plan, file, checkpoint);
+    return st;
+}
+
+/* Set the model metadata from the file (all entries but the format's and
+ * the optimizer's; the model ignores "ich.spec"). */
+static ich_status apply_metadata(ich_model *model, const ich_st_file *file)
+{
+    for (int32_t i = 0; i < file->meta_count; i++) {
+        const ich_st_meta *m = &file->meta[i];
+        if (strcmp(m->key, KEY_FORMAT) == 0 || strcmp(m->key, KEY_OPTIMIZER) == 0)
+            continue;
+        ich_status st = ich_model_set_metadata(model, m->key, m->value);
+        if (st != ICH_OK) {
+            char message[512];
+            snprintf(message, sizeof message, "%s", ich_last_error());
+            if (st == ICH_ERR_INVALID_ARGUMENT)
+                st = ICH_ERR_FORMAT; /* a bad value in the file */
+            return ich_fail(st, "%s: metadata \"%s\": %s", file->path, m->key, message);
+        }
+    }
+    return ICH_OK;
+}
+
+ich_status ich_model_load_weights(ich_model *model, const char *path, int strict)
+{
+    if (!model || !path)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_load_weights: NULL model or path");
+    ich_st_file file;
+    load_plan plan = {0};
+    ich_status st = ich_st_read(path, &file);
+    if (st == ICH_OK)
+        st = plan_model_load(&plan, &file, model, strict);
+    if (st == ICH_OK) {
+        commit(&plan);
+        ich_model_tensor_changed(model, -1);
+    }
+    plan_free(&plan);
+    ich_st_free(&file);
+    return st;
+}
+
+/* Build the model the file's "ich.spec" describes. */
+static ich_status create_from_spec(const ich_st_file *file, ich_model **model)
+{
+    const char *spec = ich_st_metadata(file, KEY_SPEC);
+    if (!spec)
+        return ich_fail(ICH_ERR_FORMAT,
+                        "%s: no \"ich.spec\" metadata, so the network is unknown (not written by "
+                        "libich?): create the model and use ich_model_load_weights()",
+                        file->path);
+    ich_status st = ich_model_create(spec, model);
+    if (st != ICH_OK) {
+        char message[512];
+        snprintf(message, sizeof message, "%s", ich_last_error());
+        return ich_fail(st == ICH_ERR_NO_MEMORY ? st : ICH_ERR_FORMAT,
+                        "%s: metadata \"ich.spec\" does not describe a model: %s", file->path,
+                        message);
+    }
+    return ICH_OK;
+}
+
+ich_status ich_model_load(const char *path, ich_model **out)
+{
+    if (!path || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_load: NULL path or out");
+    *out = NULL;
+    ich_st_file file;
+    load_plan plan = {0};
+    ich_model *model = NULL;
+    ich_status st = ich_st_read(path, &file);
+    if (st == ICH_OK)
+        st = create_from_spec(&file, &model);
+    if (st == ICH_OK)
+        st = plan_model_load(&plan, &file, model, 1);
+    if (st == ICH_OK)
+        st = apply_metadata(model, &file);
+    if (st == ICH_OK) {
+        commit(&plan);
+        ich_model_tensor_changed(model, -1);
+        *out = model;
+        model = NULL;
+    }
+    ich_model_free(model);
+    plan_free(&plan);
+    ich_st_free(&file);
+    return st;
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+/* A copy of the model's metadata, to roll back to. */
+typedef struct meta_snapshot {
+    char **keys, **values;
+    int32_t count;
+} meta_snapshot;
+
+static void snapshot_free(meta_snapshot *s)
+{
+    for (int32_t i = 0; i < s->count; i++) {
+        free(s->keys[i]);
+        free(s->values[i]);
+    }
+    free(s->keys);
+    free(s->values);
+    memset(s, 0, sizeof *s);
+}
+
+static ich_status snapshot_take(const ich_model *model, meta_snapshot *s, const char *path)
+{
+    int32_t count = ich_model_metadata_count(model);
+    s->keys = calloc((size_t)(count > 0 ? count : 1), sizeof *s->keys);
+    s->values = calloc((size_t)(count > 0 ? count : 1), sizeof *s->values);
+    if (!s->keys || !s->values)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    for (int32_t i = 0; i < count; i++) {
+        const char *key = ich_model_metadata_key(model, i);
+        const char *value = key ? ich_model_metadata(model, key) : NULL;
+        if (!key || !value)
+            continue;
+        s->keys[s->count] = strdup(key);
+        s->values[s->count] = strdup(value);
+        s->count++;
+        if (!s->keys[s->count - 1] || !s->values[s->count - 1])
+            return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    }
+    return ICH_OK;
+}
+
+/* Put the metadata back as it was: drop the keys the file added. */
+static void snapshot_restore(ich_model *model, const meta_snapshot *s, const ich_st_file *file)
+{
+    for (int32_t i = 0; i < file->meta_count; i++) {
+        const char *key = file->meta[i].key;
+        int existed = 0;
+        for (int32_t k = 0; k < s->count && !existed; k++)
+            existed = strcmp(s->keys[k], key) == 0;
+        if (!existed && strcmp(key, KEY_SPEC) != 0)
+            ich_model_set_metadata(model, key, NULL);
+    }
+    for (int32_t k = 0; k < s->count; k++)
+        ich_model_set_metadata(model, s->keys[k], s->values[k]);
+}
+
+/* Restore config and metadata; undo both when either fails. */
+static ich_status apply_checkpoint_state(ich_model *model, ich_optimizer *optimizer,
+                                         const ich_st_file *file)
+{
+    const char *config = ich_st_metadata(file, KEY_OPTIMIZER);
+    const char *current = ich_optimizer_config(optimizer);
+    char *old_config = current ? strdup(current) : NULL;
+    meta_snapshot snapshot = {0};
+    if (!old_config)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
+    ich_status st = snapshot_take(model, &snapshot, file->path);
+    if (st == ICH_OK) {
+        st = ich_optimizer_restore_config(optimizer, config);
+        if (st != ICH_OK) {
+            char message[512];
+            snprintf(message, sizeof message, "%s", ich_last_error());
+            st = ich_fail(st, "%s: metadata \"ich.optimizer\": %s", file->path, message);
+        } else if ((st = apply_metadata(model, file)) != ICH_OK) {
+            ich_optimizer_restore_config(optimizer, old_config);
+            snapshot_restore(model, &snapshot, file);
+        }
+    }
+    snapshot_free(&snapshot);
+    free(old_config);
+    return st;
+}
+
+ich_status ich_checkpoint_load(const char *path, ich_model *model, ich_optimizer *optimizer)
+{
+    if (!path || !model || !optimizer)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_checkpoint_load: NULL path, model or optimizer");
+    ich_st_file file;
+    load_plan plan = {0};
+    ich_status st = ich_st_read(path, &file);
+    if (st == ICH_OK && !ich_st_metadata(&file, KEY_OPTIMIZER))
+        st = ich_fail(ICH_ERR_FORMAT,
+                      "%s: no \"ich.optimizer\" metadata: not a checkpoint (ich_model_load() reads "
+                      "model files)",
+                      path);
+    if (st == ICH_OK)
+        st = plan_alloc(&plan, &file,
+                        ich_model_tensor_count(model) + ich_optimizer_state_count(optimizer));
+    if (st == ICH_OK)
+        st = plan_model(&plan, &file, model);
+    if (st == ICH_OK)
+        st = plan_optimizer(&plan, &file, optimizer);
+    if (st == ICH_OK)
+        st = check_unused(&plan, &file, 0);
+    if (st == ICH_OK)
+        st = apply_checkpoint_state(model, optimizer, &file);
+    if (st == ICH_OK) {
+        commit(&plan);
+        ich_model_tensor_changed(model, -1);
+    }
+    plan_free(&plan);
+    ich_st_free(&file);
+    return st;
+}

@@ -1,0 +1,1064 @@
+/* The model graph: built from a spec tree (libich/nn/spec.c), run layer by
+ * layer on the current backend, activations in NHWC.
+ *
+ * Building lowers the spec tree to a list of nodes in execution order, each
+ * reading one or two values (activations) and writing one. Two rewrites
+ * save time and memory without changing any result:
+ *   - "relu, maxpool" becomes "maxpool, relu" (max commutes with ReLU, and
+ *     so do their gradients): the ReLU runs on the pooled, 4x smaller
+ *     tensor, and the full-size pre-pool activation need not be kept for
+ *     backward (max pooling remembers its arg-max in its own workspace);
+ *   - a ReLU read only by a following conv, linear or batch norm output is
+ *     fused into that layer (args.fuse_relu).
+ * Each value is freed as soon as its last reader ran, unless backward needs
+ * it (a reader's needs_input, the producer's needs_output);
+ * ReLU and dropout run in place when their input has no other use. Freed
+ * buffers return to a small cache reused by later allocations, bounded by
+ * the largest amount ever live at once. */
+#include "nn/model_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "core/fileutil.h"
+#include "core/rng.h"
+
+/* ---- activation buffers ------------------------------------------------- */
+
+static void release_cached(ich_model *m, int index)
+{
+    m->backend->free(m->buffers[index].pointer);
+    m->buffers[index] = m->buffers[--m->nbuffers];
+}
+
+static float *buffer_alloc(ich_model *m, int64_t count)
+{
+    size_t bytes = (size_t)count * sizeof(float);
+    int best = -1;
+    for (int i = 0; i < m->nbuffers; i++) {
+        model_buffer *b = &m->buffers[i];
+        if (!b->in_use && b->bytes >= bytes && b->bytes <= bytes + bytes / 4 + 65536
+            && (best < 0 || b->bytes < m->buffers[best].bytes))
+            best = i;
+    }
+    if (best < 0) {
+        /* Keep cached + live within the largest live total seen. */
+        size_t cached = 0;
+        for (int i = 0; i < m->nbuffers; i++)
+            if (!m->buffers[i].in_use)
+                cached += m->buffers[i].bytes;
+        for (int i = m->nbuffers - 1; i >= 0 && m->live_bytes + cached + bytes > m->high_water;
+             i--) {
+            if (!m->buffers[i].in_use) {
+                cached -= m->buffers[i].bytes;
+                release_cached(m, i);
+            }
+        }
+        model_buffer *grown = realloc(m->buffers, (size_t)(m->nbuffers + 1) * sizeof *grown);
+        if (!grown)
+            return NULL;
+        m->buffers = grown;
+        void *p = m->backend->alloc(bytes ? bytes : 64);
+        if (!p)
+            return NULL;
+        best = m->nbuffers++;
+        m->buffers[best] = (model_buffer){p, bytes, 0};
+    }
+    m->buffers[best].in_use = 1;
+    m->live_bytes += m->buffers[best].bytes;
+    if (m->live_bytes > m->high_water)
+        m->high_water = m->live_bytes;
+    return m->buffers[best].pointer;
+}
+
+static void buffer_free(ich_model *m, float *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < m->nbuffers; i++) {
+        if (m->buffers[i].pointer == p) {
+            m->buffers[i].in_use = 0;
+            m->live_bytes -= m->buffers[i].bytes;
+            return;
+        }
+    }
+}
+
+static void buffers_trim(ich_model *m)
+{
+    for (int i = m->nbuffers - 1; i >= 0; i--)
+        if (!m->buffers[i].in_use)
+            release_cached(m, i);
+    m->high_water = m->live_bytes;
+}
+
+/* Free every activation and gradient (the end of a pass). */
+static void release_values(ich_model *m)
+{
+    for (int v = 0; v < m->nvalues; v++) {
+        buffer_free(m, m->values[v].data);
+        buffer_free(m, m->values[v].grad);
+        m->values[v].data = m->values[v].grad = NULL;
+    }
+    m->have_forward = 0;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static ich_status add_value(ich_model *m, ich_shape shape, int *out)
+{
+    model_value *grown = realloc(m->values, (size_t)(m->nvalues + 1) * sizeof *grown);
+    if (!grown)
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    m->values = grown;
+    memset(&m->values[m->nvalues], 0, sizeof *grown);
+    m->values[m->nvalues].shape = shape;
+    *out = m->nvalues++;
+    return ICH_OK;
+}
+
+static int pool_extent(int size, int k, int s, int p, int d)
+{
+    int span = d * (k - 1) + 1;
+    if (size + 2 * p < span)
+        return 0;
+    return (size + 2 * p - span) / s + 1;
+}
+
+/* The output shape of a layer (the same formulas as PyTorch), or an error
+ * naming the layer. */
+static ich_status infer_shape(const spec_item *item, const ich_shape *in, int nin,
+                              ich_shape *out)
+{
+    const ich_layer_args *a = &item->args;
+    *out = in[0];
+    switch (item->kind) {
+    case SPEC_CONV:
+    case SPEC_MAXPOOL:
+    case SPEC_AVGPOOL: {
+        int d0 = item->kind == SPEC_CONV ? a->dilation[0] : 1;
+        int d1 = item->kind == SPEC_CONV ? a->dilation[1] : 1;
+        if (item->kind != SPEC_CONV
+            && (a->padding[0] * 2 > a->kernel[0] || a->padding[1] * 2 > a->kernel[1]))
+            return ich_fail(ICH_ERR_SHAPE, "model: %s: padding must be at most half the kernel",
+                            item->name);
+        out->h = pool_extent(in->h, a->kernel[0], a->stride[0], a->padding[0], d0);
+        out->w = pool_extent(in->w, a->kernel[1], a->stride[1], a->padding[1], d1);
+        if (out->h < 1 || out->w < 1)
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: kernel %dx%d does not fit its %dx%d input", item->name,
+                            a->kernel[0], a->kernel[1], in->h, in->w);
+        if (item->kind == SPEC_CONV)
+            out->c = a->out;
+        return ICH_OK;
+    }
+    case SPEC_LINEAR:
+        if (in->h != 1 || in->w != 1)
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: linear needs a flat input (its input is %dx%dx%d: add "
+                            "flatten or gap before it)",
+                            item->name, in->c, in->h, in->w);
+        out->c = a->out;
+        return ICH_OK;
+    case SPEC_FLATTEN:
+        out->c = in->c * in->h * in->w;
+        out->h = out->w = 1;
+        return ICH_OK;
+    case SPEC_GAP:
+        out->h = out->w = 1;
+        return ICH_OK;
+    case SPEC_RESIDUAL:
+        if (nin == 2
+            && (in[0].c != in[1].c || in[0].h != in[1].h || in[0].w != in[1].w))
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: the body gives %dx%dx%d but the shortcut %dx%dx%d "
+                            "(give the shortcut a conv with the body's stride and width)",
+                            item->name, in[0].c, in[0].h, in[0].w, in[1].c, in[1].h, in[1].w);
+        return ICH_OK;
+    case SPEC_CONCAT:
+    case SPEC_CASCADE:
+        if (in[0].h != in[1].h || in[0].w != in[1].w)
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: branches give %dx%d and %dx%d rows x columns",
+                            item->name, in[0].h, in[0].w, in[1].h, in[1].w);
+        out->c = in[0].c + in[1].c;
+        return ICH_OK;
+    default:
+        return ICH_OK;
+    }
+}
+
+static ich_status add_node(ich_model *m, const spec_item *item, spec_kind kind, const int *in,
+                           int nin, int *out_value)
+{
+    ich_shape shapes[2];
+    for (int i = 0; i < nin; i++)
+        shapes[i] = m->values[in[i]].shape;
+    ich_shape out;
+    ich_status st = infer_shape(item, shapes, nin, &out);
+    if (st)
+        return st;
+    model_node *grown = realloc(m->nodes, (size_t)(m->nnodes + 1) * sizeof *grown);
+    if (!grown)
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    m->nodes = grown;
+    model_node *node = &m->nodes[m->nnodes];
+    memset(node, 0, sizeof *node);
+    node->kind = kind;
+    node->layer.args = item->args;
+    snprintf(node->layer.name, sizeof node->layer.name, "%s", item->name);
+    node->nin = nin;
+    for (int i = 0; i < nin; i++)
+        node->in[i] = in[i];
+    int v;
+    if ((st = add_value(m, out, &v)))
+        return st;
+    node = &m->nodes[m->nnodes++];
+    node->out = v;
+    *out_value = v;
+    return ICH_OK;
+}
+
+static ich_status lower_seq(ich_model *m, const spec_seq *seq, int first, int value, int *out)
+{
+    ich_status st;
+    for (int i = first; i < seq->count; i++) {
+        const spec_item *item = &seq->items[i];
+        if (item->kind == SPEC_INPUT)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model spec: %s at position %d: \"input\" must be the first item only",
+                            item->name, item->position);
+        if (item->kind == SPEC_CASCADE && (seq->prefix[0] || i != seq->count - 1))
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model spec: %s: a cascade must be the last item of the model",
+                            item->name);
+        if (item->kind == SPEC_RESIDUAL) {
+            int in[2];
+            if ((st = lower_seq(m, &item->seqs[0], 0, value, &in[0])))
+                return st;
+            in[1] = value;
+            if (item->seqs[1].count && (st = lower_seq(m, &item->seqs[1], 0, value, &in[1])))
+                return st;
+            if ((st = add_node(m, item, SPEC_RESIDUAL, in, 2, &value)))
+                return st;
+        } else if (item->kind == SPEC_CONCAT || item->kind == SPEC_CASCADE) {
+            int in[2];
+            for (int b = 0; b < item->nseqs; b++) {
+                if ((st = lower_seq(m, &item->seqs[b], 0, value, &in[b ? 1 : 0])))
+                    return st;
+                if (item->kind == SPEC_CASCADE && b == 0) {
+                    ich_shape s = m->values[in[0]].shape;
+                    if (s.h != 1 || s.w != 1 || s.c != 1)
+                        return ich_fail(ICH_ERR_SHAPE,
+                                        "model spec: %s: a cascade's first branch must give "
+                                        "one output (\"any\")",
+                                        item->name);
+                }
+                if (b > 0 && (st = add_node(m, item, item->kind, in, 2, &in[0])))
+                    return st;
+            }
+            value = in[0];
+        } else {
+            if ((st = add_node(m, item, item->kind, &value, 1, &value)))
+                return st;
+        }
+    }
+    *out = value;
+    return ICH_OK;
+}
+
+static void count_consumers(ich_model *m)
+{
+    for (int v = 0; v < m->nvalues; v++) {
+        m->values[v].consumers = 0;
+        m->values[v].last_consumer = -1;
+        m->values[v].producer = -1;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        model_node *node = &m->nodes[i];
+        if (node->removed)
+            continue;
+        m->values[node->out].producer = i;
+        for (int j = 0; j < node->nin; j++) {
+            m->values[node->in[j]].consumers++;
+            m->values[node->in[j]].last_consumer = i;
+        }
+    }
+}
+
+/* "relu, maxpool" -> "maxpool, relu" (see the top of this file). */
+static void swap_relu_maxpool(ich_model *m)
+{
+    count_consumers(m);
+    for (int i = 0; i + 1 < m->nnodes; i++) {
+        model_node *r = &m->nodes[i], *p = &m->nodes[i + 1];
+        if (r->kind != SPEC_RELU || p->kind != SPEC_MAXPOOL || p->in[0] != r->out
+            || m->values[r->out].consumers != 1)
+            continue;
+        int v = r->in[0], mid = r->out, end = p->out;
+        m->values[mid].shape = m->values[end].shape;
+        model_node relu = *r;
+        *r = *p;
+        r->in[0] = v;
+        r->out = mid;
+        relu.in[0] = mid;
+        relu.out = end;
+        *p = relu;
+        i++;
+    }
+}
+
+/* Fuse a ReLU into the conv, linear or batch norm before it. */
+static void fuse_relus(ich_model *m)
+{
+    count_consumers(m);
+    for (int i = 0; i < m->nnodes; i++) {
+        model_node *r = &m->nodes[i];
+        if (r->kind != SPEC_RELU || r->removed)
+            continue;
+        int v = r->in[0];
+        int p = m->values[v].producer;
+        if (p < 0 || m->values[v].consumers != 1)
+            continue;
+        model_node *prod = &m->nodes[p];
+        if (prod->kind != SPEC_CONV && prod->kind != SPEC_LINEAR && prod->kind != SPEC_BATCHNORM)
+            continue;
+        if (prod->layer.args.fuse_relu)
+            continue;
+        prod->layer.args.fuse_relu = 1;
+        prod->out = r->out;
+        r->removed = 1;
+        m->values[r->out].producer = p;
+    }
+    int kept = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        if (!m->nodes[i].removed)
+            m->nodes[kept++] = m->nodes[i];
+    m->nnodes = kept;
+    count_consumers(m);
+}
+
+static const char *backend_kind(spec_kind kind)
+{
+    switch (kind) {
+    case SPEC_RESIDUAL:
+        return "add";
+    case SPEC_CASCADE:
+        return "concat";
+    default:
+        return ich_spec_kind_name(kind);
+    }
+}
+
+static int node_needs_output(const model_node *node)
+{
+    /* A fused ReLU keeps its own mask (layer.h): it does not need the output. */
+    return node->layer.ops->needs_output;
+}
+
+/* Which values backward needs and which layers may run in place. */
+static void plan_memory(ich_model *m)
+{
+    for (int v = 0; v < m->nvalues; v++) {
+        model_value *val = &m->values[v];
+        val->keep = val->producer >= 0 && node_needs_output(&m->nodes[val->producer]);
+    }
+    for (int i = 0; i < m->nnodes; i++)
+        for (int j = 0; j < m->nodes[i].nin; j++)
+            if (m->nodes[i].layer.ops->needs_input)
+                m->values[m->nodes[i].in[j]].keep = 1;
+    for (int i = 0; i < m->nnodes; i++) {
+        model_node *node = &m->nodes[i];
+        model_value *in = &m->values[node->in[0]];
+        int ok = node->layer.ops->in_place && node->nin == 1 && in->consumers == 1;
+        node->inplace_eval = ok;
+        node->inplace_train = ok && !node->layer.ops->needs_input
+                              && !(in->producer >= 0 && node_needs_output(&m->nodes[in->producer]));
+    }
+}
+
+static ich_status add_tensors(ich_model *m, int index)
+{
+    ich_layer *layer = &m->nodes[index].layer;
+    for (int p = 0; p < layer->nparams; p++) {
+        model_tensor *grown = realloc(m->tensors, (size_t)(m->ntensors + 1) * sizeof *grown);
+        if (!grown)
+            return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+        m->tensors = grown;
+        model_tensor *t = &m->tensors[m->ntensors];
+        snprintf(t->name, sizeof t->name, "%s.%s", layer->name, layer->params[p].name);
+        for (int k = 0; k < m->ntensors; k++)
+            if (!strcmp(m->tensors[k].name, t->name))
+                return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                                "model spec: two layers are named \"%s\"", layer->name);
+        t->param = &layer->params[p];
+        t->node = index;
+        m->ntensors++;
+    }
+    return ICH_OK;
+}
+
+static ich_status create_layers(ich_model *m)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        model_node *node = &m->nodes[i];
+        const char *kind = backend_kind(node->kind);
+        node->layer.ops = m->backend->layer(kind);
+        if (!node->layer.ops)
+            return ich_fail(ICH_ERR_UNSUPPORTED, "model: the %s backend has no %s layer",
+                            m->backend->name, kind);
+        ich_shape in[2], out;
+        for (int j = 0; j < node->nin; j++) {
+            in[j] = m->values[node->in[j]].shape;
+            node->layer.in[j] = in[j];
+        }
+        ich_status st = node->layer.ops->create(&node->layer, in, &out);
+        if (st)
+            return st;
+        ich_shape want = m->values[node->out].shape;
+        if (out.n != want.n || out.h != want.h || out.w != want.w || out.c != want.c)
+            return ich_fail(ICH_ERR_INTERNAL,
+                            "model: %s: the backend gives shape %dx%dx%d, expected %dx%dx%d",
+                            node->layer.name, out.c, out.h, out.w, want.c, want.h, want.w);
+        node->layer.out = out;
+        if ((st = add_tensors(m, i)))
+            return st;
+    }
+    return ICH_OK;
+}
+
+/* A spec may come from a file: refuse networks no machine could hold
+ * before allocating anything (one image's activation above 2^28 values, a
+ * weight tensor above 2^30), instead of letting the allocator overcommit. */
+static ich_status check_sizes(const ich_model *m)
+{
+    const int64_t max_values = (int64_t)1 << 28, max_weights = (int64_t)1 << 30;
+    for (int i = 0; i < m->nnodes; i++) {
+        const model_node *node = &m->nodes[i];
+        ich_shape in = m->values[node->in[0]].shape, out = m->values[node->out].shape;
+        int64_t per_image = (int64_t)out.h * out.w * out.c;
+        int64_t weights = 0;
+        if (node->kind == SPEC_CONV)
+            weights = (int64_t)out.c * in.c * node->layer.args.kernel[0] *
+                      node->layer.args.kernel[1];
+        else if (node->kind == SPEC_LINEAR)
+            weights = (int64_t)out.c * in.h * in.w * in.c;
+        if (per_image > max_values || weights > max_weights)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model spec: %s is too large (%lld values per image, %lld "
+                            "weights; at most %lld and %lld)",
+                            node->layer.name, (long long)per_image, (long long)weights,
+                            (long long)max_values, (long long)max_weights);
+    }
+    return ICH_OK;
+}
+
+static ich_status build(ich_model *m, const spec_seq *tree)
+{
+    const spec_item *first = &tree->items[0];
+    if (first->kind != SPEC_INPUT)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "model spec: item 1 (%s) at position %d: the first item must be the "
+                        "input shape, e.g. \"input 1x512x512\"",
+                        ich_spec_kind_name(first->kind), first->position);
+    memcpy(m->input, first->input, sizeof m->input);
+    m->batch = 1;
+    int v0, out;
+    ich_status st = add_value(m, (ich_shape){1, m->input[1], m->input[2], m->input[0]}, &v0);
+    if (!st)
+        st = lower_seq(m, tree, 1, v0, &out);
+    if (st)
+        return st;
+    if (m->nnodes == 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "model spec: no layers after the input");
+    ich_shape s = m->values[out].shape;
+    if (s.h != 1 || s.w != 1)
+        return ich_fail(ICH_ERR_SHAPE,
+                        "model spec: the last layer gives %dx%dx%d; it must be flat (end with "
+                        "flatten/gap and linear)",
+                        s.c, s.h, s.w);
+    m->out_value = out;
+    m->outputs = s.c;
+    m->gated = tree->items[tree->count - 1].kind == SPEC_CASCADE;
+    if ((st = check_sizes(m)))
+        return st;
+    swap_relu_maxpool(m);
+    fuse_relus(m);
+    if ((st = create_layers(m)))
+        return st;
+    plan_memory(m);
+    return ICH_OK;
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+
+static int meta_find(const ich_model *m, const char *key)
+{
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta_keys[i], key))
+            return i;
+    return -1;
+}
+
+/* Store key = value without the special meaning of ich.* keys. */
+static ich_status meta_store(ich_model *m, const char *key, const char *value)
+{
+    int i = meta_find(m, key);
+    if (!value) {
+        if (i >= 0) {
+            free(m->meta_keys[i]);
+            free(m->meta_values[i]);
+            memmove(&m->meta_keys[i], &m->meta_keys[i + 1],
+                    (size_t)(m->nmeta - i - 1) * sizeof(char *));
+            memmove(&m->meta_values[i], &m->meta_values[i + 1],
+                    (size_t)(m->nmeta - i - 1) * sizeof(char *));
+            m->nmeta--;
+        }
+        return ICH_OK;
+    }
+    char *copy = strdup(value);
+    if (!copy)
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    if (i >= 0) {
+        free(m->meta_values[i]);
+        m->meta_values[i] = copy;
+        return ICH_OK;
+    }
+    char *key_copy = strdup(key);
+    char **keys = realloc(m->meta_keys, (size_t)(m->nmeta + 1) * sizeof(char *));
+    if (keys)
+        m->meta_keys = keys;
+    char **values = realloc(m->meta_values, (size_t)(m->nmeta + 1) * sizeof(char *));
+    if (values)
+        m->meta_values = values;
+    if (!key_copy || !keys || !values) {
+        free(copy);
+        free(key_copy);
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    }
+    m->meta_keys[m->nmeta] = key_copy;
+    m->meta_values[m->nmeta++] = copy;
+    return ICH_OK;
+}
+
+static uint64_t dropout_seed(uint64_t seed, int index)
+{
+    ich_rng rng = ich_rng_init(seed, 0xD50D, (uint64_t)index);
+    return ich_rng_next(&rng);
+}
+
+ich_status ich_model_update_state_metadata(ich_model *m)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%llu", (unsigned long long)m->seed);
+    ich_status st = meta_store(m, "ich.seed", text);
+    ich_buf buf = {0};
+    int any = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].kind != SPEC_DROPOUT)
+            continue;
+        ich_buf_printf(&buf, "%s%llu", any ? "," : "",
+                       (unsigned long long)m->nodes[i].layer.step);
+        any = 1;
+    }
+    if (buf.failed)
+        st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    if (!st && any)
+        st = meta_store(m, "ich.steps", buf.data);
+    ich_buf_free(&buf);
+    return st;
+}
+
+static void set_seed(ich_model *m, uint64_t seed)
+{
+    m->seed = seed;
+    for (int i = 0; i < m->nnodes; i++)
+        m->nodes[i].layer.seed = dropout_seed(seed, i);
+}
+
+static ich_status restore_steps(ich_model *m, const char *text)
+{
+    const char *s = text;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].kind != SPEC_DROPOUT)
+            continue;
+        char *end;
+        unsigned long long step = strtoull(s, &end, 10);
+        if (end == s || (*end && *end != ','))
+            return ich_fail(ICH_ERR_FORMAT,
+                            "model: metadata ich.steps \"%s\" does not match the model's "
+                            "dropout layers",
+                            text);
+        m->nodes[i].layer.step = step;
+        s = *end ? end + 1 : end;
+    }
+    if (*s)
+        return ich_fail(ICH_ERR_FORMAT, "model: metadata ich.steps \"%s\" has extra values",
+                        text);
+    return ICH_OK;
+}
+
+ICH_API ich_status ich_model_set_metadata(ich_model *m, const char *key, const char *value)
+{
+    if (!m || !key || !*key)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_set_metadata: NULL model or key");
+    if (!strcmp(key, "ich.spec"))
+        return ICH_OK; /* the model's own, canonical spec stays */
+    if (!strcmp(key, "ich.seed")) {
+        char *end;
+        if (!value)
+            return ICH_OK;
+        unsigned long long seed = strtoull(value, &end, 10);
+        if (end == value || *end)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "model: bad ich.seed \"%s\"", value);
+        set_seed(m, seed);
+        return ich_model_update_state_metadata(m);
+    }
+    if (!strcmp(key, "ich.steps")) {
+        if (!value)
+            return ICH_OK;
+        ich_status st = restore_steps(m, value);
+        return st ? st : ich_model_update_state_metadata(m);
+    }
+    return meta_store(m, key, value);
+}
+
+ICH_API const char *ich_model_metadata(const ich_model *m, const char *key)
+{
+    if (!m || !key)
+        return NULL;
+    int i = meta_find(m, key);
+    return i < 0 ? NULL : m->meta_values[i];
+}
+
+ICH_API int32_t ich_model_metadata_count(const ich_model *m)
+{
+    return m ? m->nmeta : 0;
+}
+
+ICH_API const char *ich_model_metadata_key(const ich_model *m, int32_t index)
+{
+    return m && index >= 0 && index < m->nmeta ? m->meta_keys[index] : NULL;
+}
+
+/* ---- create / free ------------------------------------------------------- */
+
+ICH_API ich_status ich_model_create(const char *spec, ich_model **out)
+{
+    if (!out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_create: NULL out");
+    *out = NULL;
+    spec_seq tree;
+    ich_status st = ich_spec_parse(spec, &tree);
+    if (st)
+        return st;
+    ich_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        ich_spec_free(&tree);
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    }
+    m->backend = ich_backend_current();
+    ich_buf text = {0};
+    ich_spec_print(&tree, &text);
+    m->spec = text.data;
+    if (text.failed || !m->spec)
+        st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    if (!st)
+        st = build(m, &tree);
+    ich_spec_free(&tree);
+    if (!st)
+        st = meta_store(m, "ich.spec", m->spec);
+    if (!st)
+        st = ich_model_init_weights(m, 0);
+    if (st) {
+        ich_model_free(m);
+        return st;
+    }
+    *out = m;
+    return ICH_OK;
+}
+
+ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out)
+{
+    if (!out || !name)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_create_preset: NULL argument");
+    *out = NULL;
+    const char *spec = ich_model_preset_spec(name);
+    if (!spec)
+        return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%s\" (known: %s)", name,
+                        ich_model_preset_names());
+    return ich_model_create(spec, out);
+}
+
+ICH_API void ich_model_free(ich_model *m)
+{
+    if (!m)
+        return;
+    release_values(m);
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].layer.ops && m->nodes[i].layer.ops->destroy)
+            m->nodes[i].layer.ops->destroy(&m->nodes[i].layer);
+    buffers_trim(m);
+    free(m->buffers);
+    for (int i = 0; i < m->nmeta; i++) {
+        free(m->meta_keys[i]);
+        free(m->meta_values[i]);
+    }
+    free(m->meta_keys);
+    free(m->meta_values);
+    free(m->tensors);
+    free(m->nodes);
+    free(m->values);
+    free(m->spec);
+    free(m);
+}
+
+ICH_API const char *ich_model_spec(const ich_model *m)
+{
+    return m ? m->spec : NULL;
+}
+
+ICH_API ich_status ich_model_input_shape(const ich_model *m, int32_t *channels, int32_t *rows,
+                                         int32_t *columns)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_input_shape: NULL model");
+    if (channels)
+        *channels = m->input[0];
+    if (rows)
+        *rows = m->input[1];
+    if (columns)
+        *columns = m->input[2];
+    return ICH_OK;
+}
+
+ICH_API int32_t ich_model_outputs(const ich_model *m)
+{
+    return m ? m->outputs : 0;
+}
+
+ICH_API ich_status ich_model_init_weights(ich_model *m, uint64_t seed)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_init_weights: NULL model");
+    for (int i = 0; i < m->nnodes; i++)
+        ich_model_init_node(m, i, seed);
+    set_seed(m, seed);
+    for (int i = 0; i < m->nnodes; i++)
+        m->nodes[i].layer.step = 0;
+    ich_model_tensor_changed(m, -1);
+    return ich_model_update_state_metadata(m);
+}
+
+ICH_API ich_status ich_model_set_training(ich_model *m, int training)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_set_training: NULL model");
+    m->training = training != 0;
+    return ICH_OK;
+}
+
+/* ---- forward / backward -------------------------------------------------- */
+
+static ich_status resize_batch(ich_model *m, int32_t n)
+{
+    release_values(m);
+    buffers_trim(m);
+    for (int v = 0; v < m->nvalues; v++)
+        m->values[v].shape.n = n;
+    for (int i = 0; i < m->nnodes; i++) {
+        model_node *node = &m->nodes[i];
+        ich_shape in[2], out;
+        for (int j = 0; j < node->nin; j++)
+            in[j] = node->layer.in[j] = m->values[node->in[j]].shape;
+        out = m->values[node->out].shape;
+        ich_status st = node->layer.ops->resize(&node->layer, in, &out);
+        if (st)
+            return st;
+        node->layer.out = out;
+    }
+    m->batch = n;
+    return ICH_OK;
+}
+
+/* NCHW images into the model's NHWC input value. */
+static void to_nhwc(const float *src, float *dst, int n, int c, int h, int w)
+{
+    if (c == 1) {
+        memcpy(dst, src, (size_t)n * h * w * sizeof(float));
+        return;
+    }
+    size_t plane = (size_t)h * w;
+    for (int b = 0; b < n; b++) {
+        const float *s = src + (size_t)b * c * plane;
+        float *d = dst + (size_t)b * c * plane;
+        for (size_t p = 0; p < plane; p++)
+            for (int k = 0; k < c; k++)
+                d[p * c + k] = s[(size_t)k * plane + p];
+    }
+}
+
+static ich_status run_forward(ich_model *m, const float *images, int32_t n, float *logits,
+                              int training)
+{
+    ich_status st = ICH_OK;
+    if (n != m->batch && (st = resize_batch(m, n)))
+        return st;
+    release_values(m);
+    model_value *v0 = &m->values[0];
+    if (!(v0->data = buffer_alloc(m, ich_shape_count(v0->shape))))
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for the input");
+    to_nhwc(images, v0->data, n, m->input[0], m->input[1], m->input[2]);
+    for (int i = 0; i < m->nnodes && !st; i++) {
+        model_node *node = &m->nodes[i];
+        model_value *out = &m->values[node->out];
+        const float *in[2];
+        for (int j = 0; j < node->nin; j++)
+            in[j] = m->values[node->in[j]].data;
+        if (training ? node->inplace_train : node->inplace_eval) {
+            out->data = m->values[node->in[0]].data;
+            m->values[node->in[0]].data = NULL;
+        } else if (!(out->data = buffer_alloc(m, ich_shape_count(out->shape)))) {
+            st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for %s's output",
+                          node->layer.name);
+            break;
+        }
+        st = node->layer.ops->forward(&node->layer, in, out->data, training);
+        for (int j = 0; j < node->nin; j++) {
+            model_value *val = &m->values[node->in[j]];
+            if (val->last_consumer == i && !(training && val->keep)) {
+                buffer_free(m, val->data);
+                val->data = NULL;
+            }
+        }
+    }
+    if (st) {
+        release_values(m);
+        return st;
+    }
+    model_value *out = &m->values[m->out_value];
+    memcpy(logits, out->data, (size_t)n * m->outputs * sizeof(float));
+    if (!training || !out->keep) {
+        buffer_free(m, out->data);
+        out->data = NULL;
+    }
+    m->have_forward = training;
+    if (training)
+        st = ich_model_update_state_metadata(m);
+    return st;
+}
+
+static ich_status check_images(const ich_model *m, const float *images, int32_t n,
+                               const float *out, size_t count, const char *what)
+{
+    if (!m || !images || !out || n < 1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL argument or n < 1", what);
+    if (count != (size_t)n * (size_t)m->outputs)
+        return ich_fail(ICH_ERR_SHAPE, "%s: the output holds %zu floats, expected %d x %d",
+                        what, count, n, m->outputs);
+    return ICH_OK;
+}
+
+ICH_API ich_status ich_model_forward(ich_model *m, const float *images, int32_t n, float *logits,
+                                     size_t logits_count)
+{
+    ich_status st = check_images(m, images, n, logits, logits_count, "ich_model_forward");
+    return st ? st : run_forward(m, images, n, logits, m->training);
+}
+
+/* Where input j of a node receives its gradient: the value's gradient
+ * buffer when this is its first contribution, else a scratch buffer added
+ * to it afterwards (values read twice, as a residual block's input). */
+static ich_status grad_target(ich_model *m, const model_node *node, int j, float **target,
+                              int *scratch)
+{
+    model_value *val = &m->values[node->in[j]];
+    *scratch = 0;
+    *target = NULL;
+    if (node->in[j] == 0)
+        return ICH_OK; /* the model's input needs no gradient */
+    int64_t count = ich_shape_count(val->shape);
+    if (!val->grad && !(j == 1 && node->in[0] == node->in[1])) {
+        val->grad = buffer_alloc(m, count);
+        *target = val->grad;
+    } else {
+        *target = buffer_alloc(m, count);
+        *scratch = 1;
+    }
+    if (!*target)
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for %s's gradient",
+                        node->layer.name);
+    return ICH_OK;
+}
+
+static ich_status backward_node(ich_model *m, int i)
+{
+    model_node *node = &m->nodes[i];
+    model_value *out = &m->values[node->out];
+    ich_status st = ICH_OK;
+    if (out->grad) {
+        const float *in[2] = {NULL, NULL};
+        float *grad_in[2] = {NULL, NULL};
+        int scratch[2] = {0, 0};
+        for (int j = 0; j < node->nin && !st; j++) {
+            if (node->layer.ops->needs_input)
+                in[j] = m->values[node->in[j]].data;
+            st = grad_target(m, node, j, &grad_in[j], &scratch[j]);
+        }
+        if (!st)
+            st = node->layer.ops->backward(&node->layer, in,
+                                           node_needs_output(node) ? out->data : NULL, out->grad,
+                                           grad_in);
+        for (int j = 0; j < node->nin; j++) {
+            if (!scratch[j])
+                continue;
+            float *acc = m->values[node->in[j]].grad;
+            int64_t count = ich_shape_count(m->values[node->in[j]].shape);
+            for (int64_t k = 0; !st && k < count; k++)
+                acc[k] += grad_in[j][k];
+            buffer_free(m, grad_in[j]);
+        }
+    }
+    buffer_free(m, out->grad);
+    buffer_free(m, out->data);
+    out->grad = out->data = NULL;
+    return st;
+}
+
+ICH_API ich_status ich_model_backward(ich_model *m, const float *grad_logits, size_t grad_count)
+{
+    if (!m || !grad_logits)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_backward: NULL argument");
+    if (!m->have_forward)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_backward: no training-mode forward pass before it");
+    if (grad_count != (size_t)m->batch * (size_t)m->outputs)
+        return ich_fail(ICH_ERR_SHAPE, "ich_model_backward: %zu gradients, expected %d x %d",
+                        grad_count, m->batch, m->outputs);
+    model_value *last = &m->values[m->out_value];
+    if (!(last->grad = buffer_alloc(m, ich_shape_count(last->shape))))
+        return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    memcpy(last->grad, grad_logits, grad_count * sizeof(float));
+    ich_status st = ICH_OK;
+    for (int i = m->nnodes - 1; i >= 0 && !st; i--)
+        st = backward_node(m, i);
+    release_values(m);
+    return st;
+}
+
+ICH_API ich_status ich_model_zero_grad(ich_model *m)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_zero_grad: NULL model");
+    for (int t = 0; t < m->ntensors; t++) {
+        ich_param *p = m->tensors[t].param;
+        int64_t count = 1;
+        for (int d = 0; d < p->ndim; d++)
+            count *= p->dims[d];
+        if (p->grad)
+            memset(p->grad, 0, (size_t)count * sizeof(float));
+    }
+    return ICH_OK;
+}
+
+ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t n,
+                                     float threshold, float *probabilities, size_t count)
+{
+    ich_status st = check_images(m, images, n, probabilities, count, "ich_model_predict");
+    if (!st)
+        st = run_forward(m, images, n, probabilities, 0);
+    if (st)
+        return st;
+    if (threshold <= 0.0f)
+        threshold = 0.5f;
+    for (size_t k = 0; k < count; k++)
+        probabilities[k] = 1.0f / (1.0f + expf(-probabilities[k]));
+    if (m->gated) {
+        /* The subtype stage counts only where the "any" stage fires. */
+        for (int32_t b = 0; b < n; b++) {
+            float *row = probabilities + (size_t)b * m->outputs;
+            if (row[0] < threshold)
+                for (int k = 1; k < m->outputs; k++)
+                    row[k] = 0.0f;
+        }
+    }
+    return ICH_OK;
+}
+
+/* ---- tensors ------------------------------------------------------------- */
+
+ICH_API int32_t ich_model_tensor_count(const ich_model *m)
+{
+    return m ? m->ntensors : 0;
+}
+
+ICH_API ich_status ich_model_tensor(const ich_model *m, int32_t index, ich_tensor_view *view)
+{
+    if (!m || !view || view->size < sizeof *view || index < 0 || index >= m->ntensors)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_tensor: NULL model/view, view->size too small or index %d "
+                        "out of range",
+                        (int)index);
+    const ich_param *p = m->tensors[index].param;
+    view->name = m->tensors[index].name;
+    view->type = p->dtype == ICH_DTYPE_I64 ? ICH_TENSOR_I64 : ICH_TENSOR_F32;
+    view->ndim = p->ndim;
+    view->count = 1;
+    for (int d = 0; d < 4; d++) {
+        view->dims[d] = d < p->ndim ? p->dims[d] : 0;
+        if (d < p->ndim)
+            view->count *= p->dims[d];
+    }
+    view->data = p->data;
+    view->grad = p->grad;
+    view->trainable = p->trainable;
+    view->frozen = p->frozen;
+    return ICH_OK;
+}
+
+ICH_API int32_t ich_model_find_tensor(const ich_model *m, const char *name)
+{
+    if (!m || !name)
+        return -1;
+    for (int t = 0; t < m->ntensors; t++)
+        if (!strcmp(m->tensors[t].name, name))
+            return t;
+    return -1;
+}
+
+ICH_API void ich_model_tensor_changed(ich_model *m, int32_t index)
+{
+    if (!m)
+        return;
+    for (int t = 0; t < m->ntensors; t++)
+        if (index < 0 || t == index)
+            m->tensors[t].param->version++;
+}
+
+ICH_API ich_status ich_model_freeze(ich_model *m, const char *prefix, int frozen,
+                                    int32_t *matched)
+{
+    if (matched)
+        *matched = 0;
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_freeze: NULL model");
+    size_t length = prefix ? strlen(prefix) : 0;
+    int32_t count = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        ich_param *p = m->tensors[t].param;
+        if (!p->trainable || (length && strncmp(m->tensors[t].name, prefix, length)))
+            continue;
+        p->frozen = frozen != 0;
+        count++;
+    }
+    if (matched)
+        *matched = count;
+    if (!count)
+        return ich_fail(ICH_ERR_NOT_FOUND, "ich_model_freeze: no parameter name starts with \"%s\"",
+                        prefix ? prefix : "");
+    return ICH_OK;
+}

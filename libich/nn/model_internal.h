@@ -1,0 +1,92 @@
+/* Internal: the model graph (libich/nn/model.c, init.c, presets.c) and what
+ * the checkpoint code (libich/io/checkpoint.c) may use besides the public
+ * API.
+ *
+ * For checkpoints, the public API is enough: a model keeps its metadata
+ * entries "ich.spec" (canonical spec), "ich.seed" (the seed of its dropout
+ * masks) and "ich.steps" (comma-separated forward counts of its dropout
+ * layers, present when it has dropout) up to date itself, so saving the
+ * metadata table saves them; loading creates the model from "ich.spec"
+ * with ich_model_create(), reads the tensors, then calls
+ * ich_model_set_metadata() for every entry of the file: setting "ich.seed"
+ * and "ich.steps" restores the dropout state (bit-exact resume), setting
+ * "ich.spec" is ignored (the model keeps its canonical spec). */
+#ifndef ICH_INTERNAL_MODEL_H
+#define ICH_INTERNAL_MODEL_H
+
+#include "backend/backend.h"
+#include "ich/model.h"
+#include "nn/layer.h"
+#include "nn/spec.h"
+
+typedef struct model_node {
+    ich_layer layer;
+    spec_kind kind;
+    int in[2];
+    int nin;
+    int out;
+    int removed;       /* fused away while building */
+    int inplace_train; /* forward may write over its input (training) */
+    int inplace_eval;
+} model_node;
+
+typedef struct model_value {
+    ich_shape shape;
+    float *data;
+    float *grad;
+    int producer;      /* node index, -1 for the model input */
+    int consumers;
+    int last_consumer; /* node index, -1: none */
+    int keep;          /* needed by backward */
+} model_value;
+
+typedef struct model_tensor {
+    char name[112];
+    ich_param *param;
+    int node;
+} model_tensor;
+
+typedef struct model_buffer {
+    void *pointer;
+    size_t bytes;
+    int in_use;
+} model_buffer;
+
+struct ich_model {
+    const ich_backend *backend;
+    char *spec;
+    model_node *nodes;
+    int nnodes;
+    model_value *values;
+    int nvalues;
+    int32_t input[3];
+    int32_t outputs;
+    int out_value;
+    int32_t batch;      /* batch size the layers are sized for */
+    int training;
+    int have_forward;   /* a training forward's activations are kept */
+    int gated;          /* cascade: predict gates the subtypes by "any" */
+    uint64_t seed;
+    model_tensor *tensors;
+    int ntensors;
+    char **meta_keys;
+    char **meta_values;
+    int nmeta;
+    /* activation buffers, reused between passes */
+    model_buffer *buffers;
+    int nbuffers;
+    size_t live_bytes, high_water;
+};
+
+/* The spec of a preset (case-insensitive name), or NULL. */
+const char *ich_model_preset_spec(const char *name);
+/* Names of the presets, comma-separated (messages). */
+const char *ich_model_preset_names(void);
+
+/* Initialise node `index`'s parameters from `seed` (PyTorch's defaults). */
+void ich_model_init_node(ich_model *model, int index, uint64_t seed);
+
+/* Update "ich.seed"/"ich.steps" from the dropout layers. */
+ich_status ich_model_update_state_metadata(ich_model *model);
+
+#endif

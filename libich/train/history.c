@@ -1,0 +1,192 @@
+/* The history of a training run: one row per epoch, as CSV (history.csv and
+ * the "ich.history" checkpoint metadata) and through accessors. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/options.h"
+#include "data/csv.h"
+#include "train/train_internal.h"
+
+static const char *const COLUMNS[] = {"epoch",        "train_loss", "train_accuracy",
+                                      "val_loss",     "val_accuracy", "lr", "seconds"};
+enum { COLUMN_COUNT = 7 };
+
+ich_status ich_history_new(ich_history **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? ICH_OK : ich_fail(ICH_ERR_NO_MEMORY, "history: out of memory");
+}
+
+void ich_history_free(ich_history *history)
+{
+    if (!history)
+        return;
+    free(history->rows);
+    free(history);
+}
+
+ich_status ich_history_append(ich_history *history, const ich_epoch_stats *row)
+{
+    if (history->count == history->capacity) {
+        int32_t capacity = history->capacity ? 2 * history->capacity : 16;
+        ich_epoch_stats *rows = realloc(history->rows, (size_t)capacity * sizeof *rows);
+        if (!rows)
+            return ich_fail(ICH_ERR_NO_MEMORY, "history: out of memory");
+        history->rows = rows;
+        history->capacity = capacity;
+    }
+    history->rows[history->count] = *row;
+    history->rows[history->count].size = sizeof(ich_epoch_stats);
+    history->count++;
+    return ICH_OK;
+}
+
+int32_t ich_history_length(const ich_history *history)
+{
+    return history ? history->count : 0;
+}
+
+ich_status ich_history_get(const ich_history *history, int32_t index, ich_epoch_stats *stats)
+{
+    if (!history || !stats)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_history_get: NULL argument");
+    if (index < 0 || index >= history->count)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_history_get: index %d out of range (%d epochs)", index,
+                        history->count);
+    size_t size = stats->size;
+    if (size < ICH_OPTIONS_V1_SIZE(ich_epoch_stats, seconds))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_history_get: stats->size is %zu; set it to sizeof(ich_epoch_stats)",
+                        size);
+    if (size > sizeof *stats)
+        size = sizeof *stats; /* a newer caller: fill what we know */
+    memcpy(stats, &history->rows[index], size);
+    stats->size = size;
+    return ICH_OK;
+}
+
+/* The loss that decides "best": validation when the epoch had one. */
+static double monitored(const ich_epoch_stats *row)
+{
+    return isnan(row->val_loss) ? row->train_loss : row->val_loss;
+}
+
+int32_t ich_history_best_epoch(const ich_history *history)
+{
+    if (!history || history->count == 0)
+        return -1;
+    int32_t best = 0;
+    for (int32_t i = 1; i < history->count; i++)
+        if (monitored(&history->rows[i]) < monitored(&history->rows[best]))
+            best = i;
+    return history->rows[best].epoch;
+}
+
+int ich_history_stopped_early(const ich_history *history)
+{
+    return history ? history->stopped_early : 0;
+}
+
+/* A value with enough digits to read back the same double; NaN as empty. */
+static void append_number(ich_buf *buf, double value)
+{
+    if (!isnan(value))
+        ich_buf_printf(buf, "%.17g", value);
+}
+
+void ich_history_to_csv(const ich_history *history, ich_buf *buf)
+{
+    for (int c = 0; c < COLUMN_COUNT; c++)
+        ich_buf_printf(buf, "%s%s", c ? "," : "", COLUMNS[c]);
+    ich_buf_append(buf, "\n", 1);
+    for (int32_t i = 0; i < history->count; i++) {
+        const ich_epoch_stats *r = &history->rows[i];
+        double values[] = {r->train_loss, r->train_accuracy, r->val_loss,
+                           r->val_accuracy, r->lr,         r->seconds};
+        ich_buf_printf(buf, "%d", r->epoch);
+        for (int c = 0; c < COLUMN_COUNT - 1; c++) {
+            ich_buf_append(buf, ",", 1);
+            append_number(buf, values[c]);
+        }
+        ich_buf_append(buf, "\n", 1);
+    }
+}
+
+ich_status ich_history_write_csv(const ich_history *history, const char *path)
+{
+    if (!history || !path)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_history_write_csv: NULL argument");
+    ich_buf buf = {0};
+    ich_history_to_csv(history, &buf);
+    ich_status st = buf.failed ? ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path)
+                               : ich_write_file_atomic(path, buf.data, buf.length, 0);
+    ich_buf_free(&buf);
+    return st;
+}
+
+/* A cell as a double: empty is NaN. */
+static int parse_number(const char *cell, double *out)
+{
+    if (!cell || !*cell) {
+        *out = NAN;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    *out = strtod(cell, &end);
+    return errno == ERANGE || *end ? -1 : 0;
+}
+
+ich_status ich_history_parse(ich_history *history, const char *text, const char *name)
+{
+    ich_csv *csv = NULL;
+    ich_status st = ich_csv_parse(text, strlen(text), name, &csv);
+    if (st)
+        return st;
+    int columns[COLUMN_COUNT];
+    for (int c = 0; c < COLUMN_COUNT && !st; c++) {
+        columns[c] = ich_csv_find_column(csv, COLUMNS[c]);
+        if (columns[c] < 0)
+            st = ich_fail(ICH_ERR_FORMAT, "%s: no column \"%s\"", name, COLUMNS[c]);
+    }
+    for (int64_t r = 0; r < ich_csv_rows(csv) && !st; r++) {
+        double v[COLUMN_COUNT];
+        for (int c = 0; c < COLUMN_COUNT && !st; c++)
+            if (parse_number(ich_csv_cell(csv, r, columns[c]), &v[c]) ||
+                (c == 0 && (isnan(v[0]) || v[0] < 0 || v[0] > INT32_MAX)))
+                st = ich_fail(ICH_ERR_FORMAT, "%s:%lld: bad %s \"%s\"", name,
+                              (long long)ich_csv_line(csv, r), COLUMNS[c],
+                              ich_csv_cell(csv, r, columns[c]));
+        if (st)
+            break;
+        ich_epoch_stats row = {sizeof row, (int32_t)v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+        st = ich_history_append(history, &row);
+    }
+    ich_csv_free(csv);
+    return st;
+}
+
+/* JSON has no NaN: those become null. */
+static void json_number(ich_buf *buf, const char *key, double value, int last)
+{
+    if (isnan(value) || isinf(value))
+        ich_buf_printf(buf, "\"%s\":null%s", key, last ? "" : ",");
+    else
+        ich_buf_printf(buf, "\"%s\":%.9g%s", key, value, last ? "" : ",");
+}
+
+void ich_epoch_stats_json(const ich_epoch_stats *row, ich_buf *buf)
+{
+    ich_buf_printf(buf, "{\"epoch\":%d,", row->epoch);
+    json_number(buf, "train_loss", row->train_loss, 0);
+    json_number(buf, "train_accuracy", row->train_accuracy, 0);
+    json_number(buf, "val_loss", row->val_loss, 0);
+    json_number(buf, "val_accuracy", row->val_accuracy, 0);
+    json_number(buf, "lr", row->lr, 0);
+    json_number(buf, "seconds", row->seconds, 1);
+    ich_buf_append(buf, "}", 1);
+}

@@ -1,0 +1,754 @@
+/* The training driver: epochs of forward, loss, backward and optimizer
+ * steps over a dataset, with validation, a schedule, early stopping,
+ * warm-up, checkpoints and resuming (see include/ich/train.h). */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/options.h"
+#include "train/train_internal.h"
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ich_train_options_init(ich_train_options *options)
+{
+    if (!options)
+        return;
+    memset(options, 0, sizeof *options);
+    options->size = sizeof *options;
+    options->epochs = 10;
+    options->restore_best = 1;
+    options->cascade_mask = -1;
+}
+
+/* ---- The loss of one batch ---------------------------------------------- */
+
+/* What every pass needs: the model's shape, the loss settings, buffers. */
+typedef struct loss_setup {
+    ich_model *model;
+    int32_t outputs;
+    const float *pos_weight; /* NULL: 1 */
+    int cascade;             /* mask the subtype terms by the "any" label */
+    int32_t any;             /* the "any" column */
+    float *images, *labels, *logits, *grad, *mask;
+    int32_t capacity;        /* samples the buffers hold */
+    size_t sample_floats;
+} loss_setup;
+
+/* Running sums of a pass. */
+typedef struct pass_sums {
+    double loss;     /* sum of batch mean loss x samples */
+    int64_t samples;
+    int64_t correct; /* elements predicted right */
+    int64_t elements;
+} pass_sums;
+
+static double sums_loss(const pass_sums *s)
+{
+    return s->samples ? s->loss / (double)s->samples : NAN;
+}
+
+static double sums_accuracy(const pass_sums *s)
+{
+    return s->elements ? (double)s->correct / (double)s->elements : NAN;
+}
+
+/* A spec holds a "cascade" block when the word "cascade" is followed by
+ * "(" (the spec grammar's cascade item). */
+static int spec_is_cascade(const char *spec)
+{
+    for (const char *p = spec ? strstr(spec, "cascade") : NULL; p; p = strstr(p + 1, "cascade")) {
+        if (p > spec && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.'))
+            continue;
+        const char *q = p + strlen("cascade");
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '(')
+            return 1;
+    }
+    return 0;
+}
+
+/* The cascade's per-element weights: the "any" term always counts, the
+ * subtype terms only where the sample's "any" label is 1. */
+static void cascade_mask(const loss_setup *s, const float *labels, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        float any = labels[(size_t)i * s->outputs + s->any] >= 0.5f ? 1.0f : 0.0f;
+        for (int32_t c = 0; c < s->outputs; c++)
+            s->mask[(size_t)i * s->outputs + c] = c == s->any ? 1.0f : any;
+    }
+}
+
+/* Element-wise right predictions (logit > 0 predicts 1; for a cascade a
+ * subtype only where "any" is predicted too). */
+static int64_t count_correct(const loss_setup *s, const float *logits, const float *labels,
+                             int32_t n)
+{
+    int64_t correct = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const float *x = logits + (size_t)i * s->outputs, *y = labels + (size_t)i * s->outputs;
+        int any_fires = x[s->any] > 0;
+        for (int32_t c = 0; c < s->outputs; c++) {
+            int predicted = x[c] > 0 && (!s->cascade || c == s->any || any_fires);
+            correct += predicted == (y[c] >= 0.5f);
+        }
+    }
+    return correct;
+}
+
+/* Loss (and its gradient when `grad`) of n samples, added to `sums`. */
+static ich_status batch_loss(const loss_setup *s, int32_t n, float *grad, pass_sums *sums)
+{
+    if (s->cascade)
+        cascade_mask(s, s->labels, n);
+    float loss = 0;
+    ich_status st = ich_loss_bce_with_logits(s->logits, s->labels, n, s->outputs, s->pos_weight,
+                                             s->cascade ? s->mask : NULL, &loss, grad);
+    if (st)
+        return st;
+    sums->loss += (double)loss * n;
+    sums->samples += n;
+    sums->correct += count_correct(s, s->logits, s->labels, n);
+    sums->elements += (int64_t)n * s->outputs;
+    return ICH_OK;
+}
+
+/* ---- Setting up: shapes, buffers ---------------------------------------- */
+
+static ich_status check_fit(ich_model *model, ich_dataset *ds, const char *which)
+{
+    int32_t mc = 0, mr = 0, mw = 0, dc = 0, dr = 0, dw = 0, dl = 0;
+    ich_status st = ich_model_input_shape(model, &mc, &mr, &mw);
+    if (!st)
+        st = ich_dataset_sample_shape(ds, &dc, &dr, &dw, &dl);
+    if (st)
+        return st;
+    if (mc != dc || mr != dr || mw != dw)
+        return ich_fail(ICH_ERR_SHAPE,
+                        "ich_train: the model's input is %dx%dx%d (channels x rows x columns) "
+                        "but the %s dataset's samples are %dx%dx%d: make the dataset's window "
+                        "recipe (windows, size) match the model",
+                        mc, mr, mw, which, dc, dr, dw);
+    int32_t outputs = ich_model_outputs(model);
+    if (outputs != dl)
+        return ich_fail(ICH_ERR_SHAPE,
+                        "ich_train: the model has %d outputs but the %s dataset has %d labels",
+                        outputs, which, dl);
+    return ICH_OK;
+}
+
+static void setup_free(loss_setup *s)
+{
+    free(s->images);
+    free(s->labels);
+    free(s->logits);
+    free(s->grad);
+    free(s->mask);
+    memset(s, 0, sizeof *s);
+}
+
+/* Buffers for batches of up to `capacity` samples. */
+static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
+                             int32_t capacity, const float *pos_weight, int32_t mask_option)
+{
+    memset(s, 0, sizeof *s);
+    s->model = model;
+    s->outputs = ich_model_outputs(model);
+    s->pos_weight = pos_weight;
+    s->cascade = mask_option < 0 ? spec_is_cascade(ich_model_spec(model)) : mask_option != 0;
+    int32_t any = ich_labels_find_column(ich_dataset_labels(ds), "any");
+    s->any = any >= 0 && any < s->outputs ? any : 0;
+    s->capacity = capacity;
+    int32_t channels = 0, rows = 0, columns = 0;
+    ich_dataset_sample_shape(ds, &channels, &rows, &columns, NULL);
+    s->sample_floats = (size_t)channels * (size_t)rows * (size_t)columns;
+    size_t outs = (size_t)capacity * (size_t)s->outputs;
+    s->images = malloc((size_t)capacity * s->sample_floats * sizeof(float));
+    s->labels = malloc(outs * sizeof(float));
+    s->logits = malloc(outs * sizeof(float));
+    s->grad = malloc(outs * sizeof(float));
+    s->mask = malloc(outs * sizeof(float));
+    if (!s->images || !s->labels || !s->logits || !s->grad || !s->mask) {
+        setup_free(s);
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory for batches of %d",
+                        capacity);
+    }
+    return ICH_OK;
+}
+
+/* ---- One pass over a dataset --------------------------------------------- */
+
+typedef struct pass_report {
+    ich_train_progress_fn fn;
+    void *user;
+    int32_t epoch, epochs;
+    double start; /* the epoch's start */
+} pass_report;
+
+static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t batches,
+                         const pass_sums *sums, const ich_epoch_stats *stats)
+{
+    if (!r || !r->fn)
+        return ICH_OK;
+    ich_train_progress p = {sizeof p,       phase, r->epoch, r->epochs, batch, batches,
+                            sums_loss(sums), sums_accuracy(sums), seconds_now() - r->start,
+                            stats};
+    if (r->fn(r->user, &p))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: cancelled by the progress callback in epoch %d", r->epoch);
+    return ICH_OK;
+}
+
+/* One optimisation step on the batch in s->images / s->labels. */
+static ich_status train_step(loss_setup *s, ich_optimizer *optimizer, int32_t n, double clip,
+                             pass_sums *sums)
+{
+    size_t outs = (size_t)n * s->outputs;
+    ich_status st = ich_model_zero_grad(s->model);
+    if (!st)
+        st = ich_model_forward(s->model, s->images, n, s->logits, outs);
+    if (!st)
+        st = batch_loss(s, n, s->grad, sums);
+    if (!st)
+        st = ich_model_backward(s->model, s->grad, outs);
+    if (!st && clip > 0)
+        st = ich_clip_grad_norm(s->model, clip, NULL);
+    if (!st)
+        st = ich_optimizer_step(optimizer);
+    return st;
+}
+
+/* Every batch of `ds` in epoch `epoch`: a training pass when `optimizer`
+ * is set, else an evaluation pass. */
+static ich_status run_pass(loss_setup *s, ich_dataset *ds, int64_t epoch,
+                           ich_optimizer *optimizer, double clip, const pass_report *r,
+                           pass_sums *sums)
+{
+    memset(sums, 0, sizeof *sums);
+    int training = optimizer != NULL;
+    ich_status st = ich_model_set_training(s->model, training);
+    if (!st)
+        st = ich_dataset_start_epoch(ds, epoch);
+    int64_t batches = ich_dataset_batches(ds), batch = 0;
+    size_t image_count = (size_t)ich_dataset_batch_size(ds) * s->sample_floats;
+    size_t label_count = (size_t)ich_dataset_batch_size(ds) * s->outputs;
+    while (!st) {
+        int32_t n = 0;
+        st = ich_dataset_next_batch(ds, s->images, image_count, s->labels, label_count, &n, NULL);
+        if (st || n == 0)
+            break;
+        batch++;
+        if (training) {
+            st = train_step(s, optimizer, n, clip, sums);
+        } else {
+            st = ich_model_forward(s->model, s->images, n, s->logits, (size_t)n * s->outputs);
+            if (!st)
+                st = batch_loss(s, n, NULL, sums);
+        }
+        if (!st)
+            st = report(r, training ? ICH_TRAIN_PHASE_TRAIN : ICH_TRAIN_PHASE_VALIDATE, batch,
+                        batches, sums, NULL);
+    }
+    if (!st && sums->samples == 0)
+        st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: epoch %lld gave no samples "
+                      "(every image failed to load?)", (long long)epoch);
+    return st;
+}
+
+/* ---- Freezing for the warm-up --------------------------------------------- */
+
+/* The model's own frozen flags (per tensor), to come back to after warm-up. */
+static ich_status save_frozen(ich_model *model, int32_t **out)
+{
+    int32_t count = ich_model_tensor_count(model);
+    int32_t *flags = calloc(count > 0 ? (size_t)count : 1, sizeof *flags);
+    if (!flags)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
+    for (int32_t i = 0; i < count; i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        if (ich_model_tensor(model, i, &v) == ICH_OK)
+            flags[i] = v.frozen;
+    }
+    *out = flags;
+    return ICH_OK;
+}
+
+static ich_status restore_frozen(ich_model *model, const int32_t *flags)
+{
+    int32_t count = ich_model_tensor_count(model);
+    for (int32_t i = 0; i < count; i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        ich_status st = ich_model_tensor(model, i, &v);
+        if (st)
+            return st;
+        if (v.trainable && v.frozen != flags[i] &&
+            (st = ich_model_freeze(model, v.name, flags[i], NULL)))
+            return st;
+    }
+    return ICH_OK;
+}
+
+/* The default warm-up prefix: the last parameter's layer ("fc2."). */
+static ich_status last_layer_prefix(ich_model *model, char *prefix, size_t size)
+{
+    for (int32_t i = ich_model_tensor_count(model) - 1; i >= 0; i--) {
+        ich_tensor_view v = {.size = sizeof v};
+        if (ich_model_tensor(model, i, &v) || !v.trainable)
+            continue;
+        const char *dot = strrchr(v.name, '.');
+        size_t len = dot ? (size_t)(dot - v.name) + 1 : strlen(v.name);
+        if (len >= size)
+            break;
+        memcpy(prefix, v.name, len);
+        prefix[len] = '\0';
+        return ICH_OK;
+    }
+    return ich_fail(ICH_ERR_NOT_FOUND, "ich_train: the model has no parameters to warm up");
+}
+
+/* Warm-up: freeze everything, then let the prefix's parameters learn. */
+static ich_status freeze_for_warmup(ich_model *model, const char *prefix)
+{
+    ich_status st = ich_model_freeze(model, "", 1, NULL);
+    int32_t matched = 0;
+    if (!st)
+        st = ich_model_freeze(model, prefix, 0, &matched);
+    if (st == ICH_ERR_NOT_FOUND || (!st && matched == 0))
+        return ich_fail(ICH_ERR_NOT_FOUND,
+                        "ich_train: warm-up prefix \"%s\" matches no parameter of the model",
+                        prefix);
+    return st;
+}
+
+/* ---- Best weights in memory ---------------------------------------------- */
+
+typedef struct snapshot {
+    void **data;
+    int32_t count;
+    int valid;
+} snapshot;
+
+static size_t tensor_bytes(const ich_tensor_view *v)
+{
+    return (size_t)v->count * (v->type == ICH_TENSOR_I64 ? sizeof(int64_t) : sizeof(float));
+}
+
+static void snapshot_free(snapshot *s)
+{
+    for (int32_t i = 0; s->data && i < s->count; i++)
+        free(s->data[i]);
+    free(s->data);
+    memset(s, 0, sizeof *s);
+}
+
+static ich_status snapshot_take(snapshot *s, const ich_model *model)
+{
+    int32_t count = ich_model_tensor_count(model);
+    if (!s->data) {
+        s->data = calloc(count > 0 ? (size_t)count : 1, sizeof *s->data);
+        if (!s->data)
+            return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory for the best weights");
+        s->count = count;
+    }
+    for (int32_t i = 0; i < count; i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        ich_status st = ich_model_tensor(model, i, &v);
+        if (st)
+            return st;
+        if (!s->data[i] && !(s->data[i] = malloc(tensor_bytes(&v) ? tensor_bytes(&v) : 1)))
+            return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory for the best weights");
+        memcpy(s->data[i], v.data, tensor_bytes(&v));
+    }
+    s->valid = 1;
+    return ICH_OK;
+}
+
+static ich_status snapshot_restore(const snapshot *s, ich_model *model)
+{
+    for (int32_t i = 0; i < s->count; i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        ich_status st = ich_model_tensor(model, i, &v);
+        if (st)
+            return st;
+        memcpy(v.data, s->data[i], tensor_bytes(&v));
+    }
+    ich_model_tensor_changed(model, -1);
+    return ICH_OK;
+}
+
+/* ---- The run --------------------------------------------------------------- */
+
+typedef struct trainer {
+    ich_model *model;
+    ich_optimizer *optimizer;
+    ich_dataset *train, *val;
+    ich_train_options o;
+    loss_setup loss;
+    float *pos_weight;       /* owned copy, or NULL */
+    ich_schedule *schedule;
+    ich_early_stopping *early;
+    ich_history *history;
+    snapshot best;
+    int32_t *user_frozen;
+    char warmup_prefix[256];
+    int32_t first_epoch;     /* 0, or the epochs a resumed checkpoint did */
+    char *best_path, *last_path, *csv_path;
+} trainer;
+
+static void trainer_free(trainer *t)
+{
+    setup_free(&t->loss);
+    free(t->pos_weight);
+    ich_schedule_free(t->schedule);
+    ich_early_stopping_free(t->early);
+    ich_history_free(t->history);
+    snapshot_free(&t->best);
+    free(t->user_frozen);
+    free(t->best_path);
+    free(t->last_path);
+    free(t->csv_path);
+}
+
+static ich_status check_options(const ich_train_options *o)
+{
+    if (o->epochs < 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: epochs is %d (>= 0)", o->epochs);
+    if (!(o->clip_norm >= 0) || isinf(o->clip_norm))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: clip_norm must be >= 0 and finite");
+    if (o->patience < 0 || o->warmup_epochs < 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: patience and warmup_epochs must be >= 0");
+    if (!(o->min_delta >= 0) || isinf(o->min_delta))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: min_delta must be >= 0 and finite");
+    return ICH_OK;
+}
+
+/* Positive weights: the caller's, or balanced from the training labels. */
+static ich_status init_pos_weight(trainer *t)
+{
+    int32_t outputs = ich_model_outputs(t->model);
+    if (!t->o.balanced && !t->o.pos_weight)
+        return ICH_OK;
+    t->pos_weight = malloc((size_t)outputs * sizeof(float));
+    if (!t->pos_weight)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
+    if (t->o.balanced)
+        return ich_class_weights_balanced(ich_dataset_labels(t->train), t->pos_weight, outputs);
+    for (int32_t c = 0; c < outputs; c++)
+        if (!(t->o.pos_weight[c] > 0) || isinf(t->o.pos_weight[c]))
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "ich_train: pos_weight[%d] = %g (must be > 0 and finite)", c,
+                            (double)t->o.pos_weight[c]);
+    memcpy(t->pos_weight, t->o.pos_weight, (size_t)outputs * sizeof(float));
+    return ICH_OK;
+}
+
+static ich_status init_schedule(trainer *t)
+{
+    if (t->o.constant_lr)
+        return ICH_OK;
+    ich_schedule_options plateau;
+    const ich_schedule_options *so = t->o.schedule;
+    if (!so) {
+        ich_schedule_options_init(&plateau, ICH_SCHEDULE_PLATEAU);
+        plateau.factor = 0.1;
+        plateau.patience = 3;
+        so = &plateau;
+    }
+    return ich_schedule_create(t->optimizer, so, &t->schedule);
+}
+
+static ich_status init_paths(trainer *t)
+{
+    const char *dir = t->o.checkpoint_dir;
+    if (!dir)
+        return ICH_OK;
+    ich_status st = ich_make_dirs(dir);
+    if (st)
+        return st;
+    t->best_path = ich_path_join(dir, "best.safetensors");
+    t->last_path = ich_path_join(dir, "last.safetensors");
+    t->csv_path = ich_path_join(dir, "history.csv");
+    if (!t->best_path || !t->last_path || !t->csv_path)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
+    return ICH_OK;
+}
+
+/* Take a training-state entry out of the model's metadata (it was loaded
+ * with the checkpoint; the next checkpoints write it anew). */
+static char *take_metadata(ich_model *model, const char *key)
+{
+    const char *value = ich_model_metadata(model, key);
+    char *copy = value ? strdup(value) : NULL;
+    if (value)
+        ich_model_set_metadata(model, key, NULL);
+    return copy;
+}
+
+static ich_status resume_from(trainer *t, const char *path)
+{
+    struct stat info;
+    if (stat(path, &info) != 0)
+        return ich_fail(ICH_ERR_NOT_FOUND, "%s: no such checkpoint to resume from", path);
+    ich_status st = ich_checkpoint_load(path, t->model, t->optimizer);
+    if (st)
+        return st;
+    char *epoch = take_metadata(t->model, "ich.epoch");
+    char *history = take_metadata(t->model, "ich.history");
+    char *schedule = take_metadata(t->model, "ich.schedule");
+    char *early = take_metadata(t->model, "ich.early_stopping");
+    free(take_metadata(t->model, "ich.metrics"));
+    char *end = NULL;
+    long done = epoch ? strtol(epoch, &end, 10) : -1;
+    if (!epoch || *end || done < 0 || done > INT32_MAX || !history)
+        st = ich_fail(ICH_ERR_FORMAT,
+                      "%s: not a training checkpoint (no \"ich.epoch\" or \"ich.history\" "
+                      "metadata); to start from its weights, load it as a model instead",
+                      path);
+    if (!st)
+        st = ich_history_parse(t->history, history, path);
+    if (!st && t->history->count != done)
+        st = ich_fail(ICH_ERR_FORMAT, "%s: \"ich.history\" has %d epochs, \"ich.epoch\" says %ld",
+                      path, t->history->count, done);
+    if (!st && t->schedule && schedule && *schedule)
+        st = ich_schedule_restore_config(t->schedule, schedule);
+    if (!st && t->early && early && *early)
+        st = ich_early_stopping_restore_config(t->early, early);
+    t->first_epoch = (int32_t)done;
+    free(epoch);
+    free(history);
+    free(schedule);
+    free(early);
+    return st;
+}
+
+static ich_status save_checkpoint(trainer *t, const char *path, const ich_epoch_stats *row)
+{
+    ich_buf epoch = {0}, history = {0}, metrics = {0};
+    ich_buf_printf(&epoch, "%d", row->epoch + 1);
+    ich_history_to_csv(t->history, &history);
+    ich_epoch_stats_json(row, &metrics);
+    ich_status st = ICH_OK;
+    if (epoch.failed || history.failed || metrics.failed)
+        st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
+    const char *keys[] = {"ich.epoch", "ich.history", "ich.schedule", "ich.early_stopping",
+                          "ich.metrics"};
+    const char *values[] = {epoch.data, history.data,
+                            t->schedule ? ich_schedule_config(t->schedule) : "",
+                            t->early ? ich_early_stopping_config(t->early) : "",
+                            metrics.data};
+    if (!st)
+        st = ich_checkpoint_save(path, t->model, t->optimizer, keys, values, 5);
+    ich_buf_free(&epoch);
+    ich_buf_free(&history);
+    ich_buf_free(&metrics);
+    return st;
+}
+
+/* Load the best epoch's weights from a best.safetensors beside the resumed
+ * checkpoint (or in the checkpoint folder), when they are not in memory. */
+static ich_status restore_best_from_file(trainer *t)
+{
+    char *candidates[2] = {NULL, NULL};
+    if (t->best_path)
+        candidates[0] = strdup(t->best_path);
+    if (t->o.resume) {
+        const char *slash = strrchr(t->o.resume, '/');
+        char *dir = slash ? strndup(t->o.resume, (size_t)(slash - t->o.resume)) : strdup(".");
+        candidates[1] = dir ? ich_path_join(dir, "best.safetensors") : NULL;
+        free(dir);
+    }
+    ich_status st = ICH_ERR_NOT_FOUND;
+    for (int i = 0; i < 2 && st == ICH_ERR_NOT_FOUND; i++) {
+        struct stat info;
+        if (candidates[i] && stat(candidates[i], &info) == 0)
+            st = ich_model_load_weights(t->model, candidates[i], 0);
+    }
+    if (st == ICH_ERR_NOT_FOUND) {
+        ich_log(ICH_LOG_WARNING, "ich_train: the best epoch was before the resumed checkpoint "
+                                 "and no best.safetensors was found: keeping the last weights");
+        st = ICH_OK;
+    }
+    free(candidates[0]);
+    free(candidates[1]);
+    return st;
+}
+
+/* End of an epoch: history, schedule, early stopping, checkpoints. */
+static ich_status finish_epoch(trainer *t, const ich_epoch_stats *row, int *stop)
+{
+    ich_status st = ich_history_append(t->history, row);
+    double metric = isnan(row->val_loss) ? row->train_loss : row->val_loss;
+    int improved = ich_history_best_epoch(t->history) == row->epoch;
+    *stop = 0;
+    if (!st && t->early)
+        st = ich_early_stopping_update(t->early, metric, &improved, stop);
+    if (!st && t->schedule)
+        st = ich_schedule_step(t->schedule, metric);
+    if (!st && improved && t->early && t->o.restore_best)
+        st = snapshot_take(&t->best, t->model);
+    if (!st && improved && t->best_path)
+        st = save_checkpoint(t, t->best_path, row);
+    if (!st && t->last_path)
+        st = save_checkpoint(t, t->last_path, row);
+    if (!st && t->csv_path)
+        st = ich_history_write_csv(t->history, t->csv_path);
+    return st;
+}
+
+static ich_status run_epoch(trainer *t, int32_t epoch, int *stop)
+{
+    double start = seconds_now();
+    ich_status st = epoch < t->o.warmup_epochs ? freeze_for_warmup(t->model, t->warmup_prefix)
+                                               : restore_frozen(t->model, t->user_frozen);
+    pass_report r = {t->o.progress, t->o.progress_user, epoch, t->o.epochs, start};
+    ich_epoch_stats row = {sizeof row, epoch, NAN, NAN, NAN, NAN,
+                           ich_optimizer_lr(t->optimizer), 0};
+    pass_sums train = {0}, val = {0};
+    if (!st)
+        st = run_pass(&t->loss, t->train, epoch, t->optimizer, t->o.clip_norm, &r, &train);
+    if (!st && t->val)
+        st = run_pass(&t->loss, t->val, 0, NULL, 0, &r, &val);
+    if (st)
+        return st;
+    row.train_loss = sums_loss(&train);
+    row.train_accuracy = sums_accuracy(&train);
+    if (t->val) {
+        row.val_loss = sums_loss(&val);
+        row.val_accuracy = sums_accuracy(&val);
+    }
+    row.seconds = seconds_now() - start;
+    st = finish_epoch(t, &row, stop);
+    if (!st)
+        st = report(&r, ICH_TRAIN_PHASE_EPOCH, 0, 0, &train, &row);
+    return st;
+}
+
+static int32_t batch_capacity(ich_dataset *train, ich_dataset *val)
+{
+    int32_t capacity = ich_dataset_batch_size(train);
+    if (val && ich_dataset_batch_size(val) > capacity)
+        capacity = ich_dataset_batch_size(val);
+    return capacity;
+}
+
+static ich_status train_setup(trainer *t)
+{
+    ich_status st = check_options(&t->o);
+    if (!st)
+        st = check_fit(t->model, t->train, "training");
+    if (!st && t->val)
+        st = check_fit(t->model, t->val, "validation");
+    if (!st)
+        st = init_pos_weight(t);
+    if (!st)
+        st = setup_init(&t->loss, t->model, t->train, batch_capacity(t->train, t->val),
+                        t->pos_weight, t->o.cascade_mask);
+    if (!st)
+        st = ich_history_new(&t->history);
+    if (!st)
+        st = init_schedule(t);
+    if (!st && t->o.patience > 0)
+        st = ich_early_stopping_create(t->o.patience, t->o.min_delta, 0, &t->early);
+    if (!st)
+        st = save_frozen(t->model, &t->user_frozen);
+    if (!st && t->o.warmup_epochs > 0) {
+        if (t->o.warmup_trainable)
+            snprintf(t->warmup_prefix, sizeof t->warmup_prefix, "%s", t->o.warmup_trainable);
+        else
+            st = last_layer_prefix(t->model, t->warmup_prefix, sizeof t->warmup_prefix);
+    }
+    if (!st)
+        st = init_paths(t);
+    if (!st && t->o.resume)
+        st = resume_from(t, t->o.resume);
+    return st;
+}
+
+/* With early stopping, end with the best epoch's weights. */
+static ich_status restore_best(trainer *t)
+{
+    if (!t->early || !t->o.restore_best)
+        return ICH_OK;
+    int64_t best_epoch = -1;
+    ich_early_stopping_best(t->early, &best_epoch);
+    if (t->best.valid)
+        return snapshot_restore(&t->best, t->model);
+    if (best_epoch < 0 || best_epoch >= t->first_epoch)
+        return ICH_OK; /* nothing trained, or the best is what the model holds */
+    return restore_best_from_file(t);
+}
+
+ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *train,
+                     ich_dataset *val, const ich_train_options *options, ich_history **history)
+{
+    if (history)
+        *history = NULL;
+    if (!model || !optimizer || !train)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: NULL model, optimizer or dataset");
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.model = model;
+    t.optimizer = optimizer;
+    t.train = train;
+    t.val = val;
+    ich_train_options_init(&t.o);
+    ich_status st = ich_options_merge(&t.o, sizeof t.o, options,
+                                      ICH_OPTIONS_V1_SIZE(ich_train_options, progress_user),
+                                      "ich_train");
+    if (!st)
+        st = train_setup(&t);
+    int stop = 0;
+    for (int32_t epoch = t.first_epoch; !st && !stop && epoch < t.o.epochs; epoch++)
+        st = run_epoch(&t, epoch, &stop);
+    if (t.history)
+        t.history->stopped_early = stop;
+    if (!st)
+        st = restore_best(&t);
+    if (t.user_frozen) {
+        ich_status unfreeze = restore_frozen(model, t.user_frozen);
+        if (!st)
+            st = unfreeze;
+    }
+    ich_model_set_training(model, 0);
+    if (!st && history) {
+        *history = t.history;
+        t.history = NULL;
+    }
+    trainer_free(&t);
+    return st;
+}
+
+ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
+                        int32_t cascade_mask_option, double *loss, double *accuracy)
+{
+    if (!model || !dataset)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate: NULL model or dataset");
+    ich_status st = check_fit(model, dataset, "evaluation");
+    loss_setup s;
+    memset(&s, 0, sizeof s);
+    pass_sums sums;
+    if (!st)
+        st = setup_init(&s, model, dataset, ich_dataset_batch_size(dataset), pos_weight,
+                        cascade_mask_option);
+    if (!st)
+        st = run_pass(&s, dataset, 0, NULL, 0, NULL, &sums);
+    ich_model_set_training(model, 0);
+    if (!st && loss)
+        *loss = sums_loss(&sums);
+    if (!st && accuracy)
+        *accuracy = sums_accuracy(&sums);
+    setup_free(&s);
+    return st;
+}

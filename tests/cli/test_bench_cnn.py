@@ -1,0 +1,107 @@
+"""Smoke tests of the CNN benchmark's programs (bench/bench_cnn.c and
+bench/peak_flops.c; bench/run_cnn.sh runs them with PyTorch beside), so that
+they keep compiling and running as libich changes. Only the libich side, at
+batch 1 and one step: a few seconds. The figures themselves are not checked
+(the machine may be busy), only that they are there and make sense.
+"""
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("ICH_BUILD_DIR", ROOT / "build"))
+LIB = BUILD / "libich" / "libich.so"
+CC = os.environ.get("CC", "cc")
+
+pytestmark = [
+    pytest.mark.skipif(not LIB.exists(), reason="libich not built"),
+    pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler '{CC}'"),
+]
+
+
+def compile_c(source, output, *flags):
+    """Compiled as bench/run_cnn.sh compiles it."""
+    cmd = [CC, "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", "-pthread",
+           f"-I{ROOT / 'include'}", str(ROOT / "bench" / source), *flags, "-o", str(output)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}:\n{result.stderr}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def bench_cnn(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench_cnn")
+    return compile_c("bench_cnn.c", folder / "bench_cnn", f"-L{LIB.parent}",
+                     f"-Wl,-rpath,{LIB.parent}", "-lich", "-lm")
+
+
+def run(*args):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
+
+
+def result_fields(stdout):
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, stdout
+    return dict(item.split("=", 1) for item in lines[0].split()[1:])
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_one_step_at_batch_1(bench_cnn, mode):
+    result = run(bench_cnn, mode, "--batch", 1, "--warmup", 0, "--steps", 1, "--threads", 2)
+    assert result.returncode == 0, result.stderr
+    r = result_fields(result.stdout)
+    assert (r["side"], r["mode"], r["batch"], r["threads"], r["steps"]) == (
+        "libich", mode, "1", "2", "1")
+    assert float(r["images_per_s"]) > 0
+    assert abs(float(r["images_per_s"]) * float(r["seconds"]) - 1) < 0.01
+    # The baseline is taken before the model exists: the peak lies above it
+    # by at least the batch's first activation (50 x 508 x 508 floats).
+    assert int(r["maxrss_kib"]) - int(r["base_kib"]) > 50 * 508 * 508 * 4 // 1024
+    value = float(r["loss_first"])
+    assert math.isfinite(value) and value == float(r["loss_last"])
+    if mode == "train":
+        # A freshly initialised network gives small logits: BCE near ln 2.
+        assert abs(value - math.log(2)) < 0.25
+
+
+def test_flop_count_is_the_tutorial_network(bench_cnn):
+    result = run(bench_cnn, "flops")
+    assert result.returncode == 0, result.stderr
+    # Independently: conv k (stride 1, no padding) then 2x2 max pool.
+    size, channels, macs = 512, 1, 0
+    for out, k in [(50, 5), (120, 5), (100, 5), (72, 4)]:
+        conv = size - k + 1
+        macs += out * conv * conv * channels * k * k
+        size, channels = conv // 2, out
+    assert (channels, size) == (72, 28)
+    macs += 72 * 28 * 28 * 50 + 50 * 6
+    assert int(result_fields(result.stdout)["forward_flops"]) == 2 * macs
+
+
+@pytest.mark.parametrize("args", [[], ["fit"], ["train", "--batch", "0"],
+                                  ["infer", "--steps"], ["train", "--bogus", "1"]])
+def test_bad_usage_exits_2(bench_cnn, args):
+    result = run(bench_cnn, *args)
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+
+
+def test_unknown_preset_is_an_error(bench_cnn):
+    result = run(bench_cnn, "infer", "--preset", "no-such-net", "--batch", 1)
+    assert result.returncode == 1
+    assert "no-such-net" in result.stderr
+
+
+def test_peak_flops_runs(tmp_path):
+    program = compile_c("peak_flops.c", tmp_path / "peak_flops")
+    result = run(program, "--threads", 2, "--seconds", 0.02)
+    assert result.returncode == 0, result.stderr
+    r = result_fields(result.stdout)
+    assert r["isa"] in ("avx512f", "avx2")
+    one, two = float(r["peak1_gflops"]), float(r["peakn_gflops"])
+    assert one > 1 and two > 1  # any x86-64 core with AVX2 does far more
+    assert run(program, "--threads", 0).returncode == 2

@@ -1,0 +1,111 @@
+"""End-to-end tests of the ich-train example program on a tiny phantom
+(32 x 32 slices made by ich-phantom) and a small model spec."""
+import csv
+import json
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BUILD = Path(os.environ.get("ICH_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
+PHANTOM = BUILD / "examples" / "ich-phantom"
+TRAIN = BUILD / "examples" / "ich-train"
+
+pytestmark = pytest.mark.skipif(not TRAIN.exists(), reason="examples not built")
+
+SPEC = ("input 3x32x32, conv 8 3 pad 1, batchnorm, relu, maxpool 2, conv 16 3 pad 1, relu, "
+        "maxpool 16, flatten, linear 6")
+COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+
+def run(*args):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("phantom")
+    result = run(PHANTOM, folder, "--patients", 3, "--slices", 8, "--size", 32, "--seed", 2,
+                 "--prevalence", 1, "--threads", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def metadata(path):
+    data = Path(path).read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + length])["__metadata__"]
+
+
+def history(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def train(phantom, out, *extra):
+    return run(TRAIN, phantom / "labels.csv", phantom / "images", "--val", phantom / "labels.csv",
+               "--model", SPEC, "--batch-size", 8, "--lr", 0.003, "--threads", 1,
+               "--out", out, *extra)
+
+
+def test_trains_and_writes_checkpoints_and_history(phantom, tmp_path):
+    out = tmp_path / "run"
+    result = train(phantom, out, "--epochs", 3, "--balanced", "--warmup-epochs", 1)
+    assert result.returncode == 0, result.stderr
+    # a progress bar with loss, accuracy and ETA; a summary line per epoch
+    assert "ETA" in result.stderr and "loss" in result.stderr and "acc" in result.stderr
+    lines = [l for l in result.stdout.splitlines() if l.startswith("epoch ")]
+    assert [l.split()[1] for l in lines] == ["1/3", "2/3", "3/3"]
+    assert all("val loss" in l for l in lines)
+    rows = history(out / "history.csv")
+    assert list(rows[0].keys()) == COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert 0 <= float(r["train_accuracy"]) <= 1 and 0 <= float(r["val_accuracy"]) <= 1
+        assert float(r["train_loss"]) > 0 and float(r["lr"]) == pytest.approx(0.003)
+    meta = metadata(out / "last.safetensors")
+    assert meta["ich.labels"] == ("any,epidural,intraparenchymal,intraventricular,"
+                                  "subarachnoid,subdural")
+    assert meta["ich.windows"] == "blood,brain,bone"
+    assert meta["ich.size"] == "32"
+    assert meta["ich.mean"] == "0,0,0" and meta["ich.std"] == "1,1,1"
+    assert meta["ich.epoch"] == "3"
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert metadata(out / "best.safetensors")["ich.epoch"] == str(int(best["epoch"]) + 1)
+
+
+def test_resume_continues_the_run(phantom, tmp_path):
+    out = tmp_path / "run"
+    assert train(phantom, out, "--epochs", 1).returncode == 0
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--val",
+                 phantom / "labels.csv", "--resume", out / "last.safetensors", "--epochs", 2,
+                 "--batch-size", 8, "--lr", 0.003, "--threads", 1, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert [int(r["epoch"]) for r in history(out / "history.csv")] == [0, 1]
+    assert metadata(out / "last.safetensors")["ich.epoch"] == "2"
+
+
+def test_errors(phantom, tmp_path):
+    out = tmp_path / "run"
+    # a model whose input does not fit the data: exit 2 with both shapes
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--model",
+                 "input 1x32x32, conv 4 3, relu, gap, linear 6", "--windows",
+                 "blood,brain,bone", "--out", out, "--quiet")
+    assert result.returncode == 2
+    assert "1x32x32" in result.stderr and "3x32x32" in result.stderr
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--model", SPEC,
+                 "--size", 64, "--out", out, "--quiet")
+    assert result.returncode == 2 and "--size" in result.stderr
+    # missing files: exit 1 naming them
+    result = run(TRAIN, tmp_path / "missing.csv", phantom / "images", "--model", SPEC,
+                 "--out", out, "--quiet")
+    assert result.returncode == 1 and "missing.csv" in result.stderr
+    result = train(phantom, out, "--resume", tmp_path / "nope.safetensors", "--quiet")
+    assert result.returncode == 1 and "nope.safetensors" in result.stderr
+    # bad usage
+    assert run(TRAIN).returncode == 2
+    assert train(phantom, out, "--optimizer", "rmsprop").returncode == 2
+    assert train(phantom, out, "--epochs", "x").returncode == 2
+    assert run(TRAIN, "--help").returncode == 0

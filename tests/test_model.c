@@ -1,0 +1,407 @@
+/* Tests of ich_model: the spec grammar and its errors, the canonical spec,
+ * presets' tensor names and shapes, forward against a naive reference,
+ * parameter gradients against finite differences, freezing, batch size
+ * changes, metadata and the cascade's gating. (Comparisons with PyTorch
+ * are in bindings/python/tests/test_model.py.) */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ich/model.h"
+#include "test_util.h"
+
+static ich_model *make(const char *spec)
+{
+    ich_model *m = NULL;
+    ich_status st = ich_model_create(spec, &m);
+    if (st)
+        fprintf(stderr, "%s\n", ich_last_error());
+    assert_int_equal(st, ICH_OK);
+    return m;
+}
+
+static float *random_floats(size_t n, uint32_t seed)
+{
+    float *x = malloc(n * sizeof *x);
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)((s >> 8) / 16777216.0 * 2.0 - 1.0);
+    }
+    return x;
+}
+
+static ich_tensor_view view_of(ich_model *m, const char *name)
+{
+    ich_tensor_view v = {.size = sizeof v};
+    int32_t i = ich_model_find_tensor(m, name);
+    assert_true(i >= 0);
+    assert_int_equal(ich_model_tensor(m, i, &v), ICH_OK);
+    return v;
+}
+
+static void test_spec_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        const char *words[2];
+    } cases[] = {
+        {"conv 4 3, flatten, linear 2", {"item 1", "input"}},
+        {"input 1x8x8, conv 4", {"item 2", "kernel"}},
+        {"input 1x8x8, conv 4 3 strde 2", {"item 2", "strde"}},
+        {"input 1x8x8, wobble", {"wobble", "position 13"}},
+        {"input 1x8x8,, flatten", {"item 2", "empty"}},
+        {"input 1x8x8, dropout 2, flatten, linear 2", {"item 2", "probability"}},
+        {"input 1x8x8, residual(relu; relu), flatten, linear 2", {"shortcut", "item"}},
+        {"input 1x8x8, concat(relu), flatten, linear 2", {"two branches", "item 2"}},
+        {"input 1x8x8, residual(relu, flatten, linear 2", {"missing ')'", "item"}},
+        {"input 1x8x8, flatten, linear 2, input 1x8x8", {"first item only", "position"}},
+        {"", {"empty", "spec"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ich_model *m = (ich_model *)1;
+        assert_int_equal(ich_model_create(cases[i].spec, &m), ICH_ERR_INVALID_ARGUMENT);
+        assert_null(m);
+        for (int w = 0; w < 2; w++) {
+            if (!strstr(ich_last_error(), cases[i].words[w]))
+                fail_msg("spec \"%s\": message \"%s\" lacks \"%s\"", cases[i].spec,
+                         ich_last_error(), cases[i].words[w]);
+        }
+    }
+    ich_model *m = NULL;
+    assert_int_equal(ich_model_create("input 1x8x8, conv 4 9, flatten, linear 2", &m),
+                     ICH_ERR_SHAPE);
+    assert_non_null(strstr(ich_last_error(), "conv1"));
+    assert_int_equal(ich_model_create("input 1x8x8, conv 4 3, linear 2", &m), ICH_ERR_SHAPE);
+    assert_int_equal(ich_model_create("input 1x8x8, conv 4 3", &m), ICH_ERR_SHAPE);
+    assert_int_equal(ich_model_create("input 1x8x8, a = linear 2, a = linear 2", &m) != ICH_OK,
+                     1);
+    assert_int_equal(ich_model_create(NULL, &m), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_create("input 1x8x8, flatten, linear 2", NULL),
+                     ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_create_preset("nope", &m), ICH_ERR_NOT_FOUND);
+    assert_non_null(strstr(ich_last_error(), "ichnet"));
+}
+
+static void test_spec_canonical(void **state)
+{
+    (void)state;
+    const char *spec = "input 2x12x10\nconv 4 3x5 stride 2 pad 1x2 nobias,bn eps 0.001, relu,"
+                       " stem = conv 4 1, residual(conv 4 3 pad 1, batchnorm; shortcut: avgpool 1),"
+                       " concat(left: conv 2 1 | maxpool 3 stride 1 pad 1), gap, dropout 0.25, "
+                       "head = fc 3";
+    ich_model *m = make(spec);
+    const char *canonical = ich_model_spec(m);
+    assert_string_equal(canonical,
+                        "input 2x12x10, conv 4 3x5 stride 2 pad 1x2 nobias, batchnorm eps 0.001, "
+                        "relu, stem = conv 4 1, residual(conv 4 3 pad 1, batchnorm; shortcut: "
+                        "avgpool 1), concat(left: conv 2 1 | maxpool 3 stride 1 pad 1), gap, "
+                        "dropout 0.25, head = linear 3");
+    ich_model *again = make(canonical);
+    assert_string_equal(ich_model_spec(again), canonical);
+    assert_int_equal(ich_model_tensor_count(again), ich_model_tensor_count(m));
+    assert_string_equal(ich_model_metadata(m, "ich.spec"), canonical);
+    ich_tensor_view v = view_of(m, "conv1.weight");
+    assert_int_equal(v.ndim, 4);
+    assert_int_equal(v.dims[0], 4);
+    assert_int_equal(v.dims[1], 2);
+    assert_int_equal(v.dims[2], 3);
+    assert_int_equal(v.dims[3], 5);
+    assert_int_equal(ich_model_find_tensor(m, "conv1.bias"), -1); /* nobias */
+    v = view_of(m, "res1.bn1.num_batches_tracked");
+    assert_int_equal(v.type, ICH_TENSOR_I64);
+    assert_int_equal(v.trainable, 0);
+    view_of(m, "left.conv1.weight");
+    v = view_of(m, "head.weight");
+    assert_int_equal(v.dims[0], 3);
+    assert_int_equal(v.dims[1], 6); /* 4 + 2 channels after gap */
+    assert_int_equal(ich_model_outputs(m), 3);
+    int32_t c, h, w;
+    assert_int_equal(ich_model_input_shape(m, &c, &h, &w), ICH_OK);
+    assert_true(c == 2 && h == 12 && w == 10);
+    ich_model_free(again);
+    ich_model_free(m);
+}
+
+static void test_presets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int tensors;
+        int c, h;
+        const char *tensor;
+        int64_t dims[4];
+    } presets[] = {
+        {"tutorial", 12, 1, 512, "fc1.weight", {50, 72 * 28 * 28, 0, 0}},
+        {"ichnet", 74, 3, 256, "res4.shortcut.conv1.weight", {128, 64, 1, 1}},
+        {"Cascade", 40, 3, 256, "subtype.fc1.weight", {5, 64, 0, 0}},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        ich_model *m = NULL;
+        assert_int_equal(ich_model_create_preset(presets[i].name, &m), ICH_OK);
+        assert_int_equal(ich_model_tensor_count(m), presets[i].tensors);
+        assert_int_equal(ich_model_outputs(m), 6);
+        int32_t c, h;
+        ich_model_input_shape(m, &c, &h, NULL);
+        assert_int_equal(c, presets[i].c);
+        assert_int_equal(h, presets[i].h);
+        ich_tensor_view v = view_of(m, presets[i].tensor);
+        for (int d = 0; d < v.ndim; d++)
+            assert_int_equal(v.dims[d], presets[i].dims[d]);
+        /* PyTorch's default init: |w| <= 1/sqrt(fan_in) and spread out */
+        double bound = 1.0 / sqrt((double)(v.count / v.dims[0])), top = 0;
+        for (int64_t k = 0; k < v.count; k++)
+            top = fmax(top, fabs(((float *)v.data)[k]));
+        assert_true(top <= bound * (1 + 1e-6) && top > 0.9 * bound);
+        ich_model_free(m);
+    }
+}
+
+/* Naive reference of "input 2x5x5, conv 3 3 pad 1 stride 2, relu, flatten,
+ * linear 2" in NCHW. */
+static void naive_forward(const float *x, const float *cw, const float *cb, const float *lw,
+                          const float *lb, float *out)
+{
+    float act[3 * 3 * 3];
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                double s = cb[o];
+                for (int c = 0; c < 2; c++)
+                    for (int u = 0; u < 3; u++)
+                        for (int v = 0; v < 3; v++) {
+                            int r = 2 * i + u - 1, q = 2 * j + v - 1;
+                            if (r >= 0 && r < 5 && q >= 0 && q < 5)
+                                s += (double)cw[((o * 2 + c) * 3 + u) * 3 + v] * x[(c * 5 + r) * 5 + q];
+                        }
+                act[(o * 3 + i) * 3 + j] = s > 0 ? (float)s : 0.0f;
+            }
+    for (int k = 0; k < 2; k++) {
+        double s = lb[k];
+        for (int f = 0; f < 27; f++)
+            s += (double)lw[k * 27 + f] * act[f];
+        out[k] = (float)s;
+    }
+}
+
+static void test_forward_naive(void **state)
+{
+    (void)state;
+    ich_model *m = make("input 2x5x5, conv 3 3 stride 2 pad 1, relu, flatten, linear 2");
+    assert_int_equal(ich_model_init_weights(m, 7), ICH_OK);
+    float *x = random_floats(2 * 2 * 25, 3), out[4], want[4];
+    assert_int_equal(ich_model_forward(m, x, 2, out, 4), ICH_OK);
+    ich_tensor_view cw = view_of(m, "conv1.weight"), cb = view_of(m, "conv1.bias"),
+                    lw = view_of(m, "fc1.weight"), lb = view_of(m, "fc1.bias");
+    for (int b = 0; b < 2; b++)
+        naive_forward(x + b * 50, cw.data, cb.data, lw.data, lb.data, want + 2 * b);
+    for (int k = 0; k < 4; k++)
+        assert_float_equal(out[k], want[k], 1e-5);
+    /* wrong sizes and arguments */
+    assert_int_equal(ich_model_forward(m, x, 2, out, 3), ICH_ERR_SHAPE);
+    assert_int_equal(ich_model_forward(m, x, 0, out, 0), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_forward(NULL, x, 2, out, 4), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_backward(m, out, 4), ICH_ERR_INVALID_ARGUMENT); /* eval pass */
+    /* a different seed gives different weights */
+    float before = ((float *)cw.data)[0];
+    ich_model_init_weights(m, 8);
+    assert_true(((float *)cw.data)[0] != before);
+    free(x);
+    ich_model_free(m);
+}
+
+/* loss = sum(weights * logits) in double */
+static double loss_of(ich_model *m, const float *x, int n, const float *weights, int outputs)
+{
+    float logits[64];
+    assert_int_equal(ich_model_forward(m, x, n, logits, (size_t)n * outputs), ICH_OK);
+    double s = 0;
+    for (int k = 0; k < n * outputs; k++)
+        s += (double)weights[k] * logits[k];
+    return s;
+}
+
+static void test_finite_differences(void **state)
+{
+    (void)state;
+    /* Every parametrised layer kind plus pools, residual, concat, gap. */
+    ich_model *m = make("input 2x8x8, conv 4 3 pad 1, batchnorm, relu, maxpool 2, "
+                        "residual(conv 4 3 pad 1 nobias, batchnorm, relu, conv 4 3 pad 1; "
+                        "shortcut: conv 4 1), relu, concat(conv 2 1 | avgpool 3 stride 1 pad 1), "
+                        "conv 3 2 stride 2, flatten, linear 5, relu, linear 3");
+    ich_model_init_weights(m, 11);
+    ich_model_set_training(m, 1);
+    const int n = 3, outputs = 3;
+    float *x = random_floats((size_t)n * 2 * 64, 5);
+    float *w = random_floats((size_t)n * outputs, 6);
+    float logits[9];
+    ich_model_zero_grad(m);
+    assert_int_equal(ich_model_forward(m, x, n, logits, 9), ICH_OK);
+    assert_int_equal(ich_model_backward(m, w, 9), ICH_OK);
+    int checked = 0, bad = 0;
+    for (int32_t t = 0; t < ich_model_tensor_count(m); t++) {
+        ich_tensor_view v = {.size = sizeof v};
+        ich_model_tensor(m, t, &v);
+        if (!v.trainable)
+            continue;
+        double gmax = 0;
+        for (int64_t k = 0; k < v.count; k++)
+            gmax = fmax(gmax, fabs(v.grad[k]));
+        for (int64_t k = 0; k < v.count; k += 1 + v.count / 6) {
+            float *p = (float *)v.data + k, old = *p;
+            const float h = 2e-3f;
+            *p = old + h;
+            ich_model_tensor_changed(m, t);
+            double up = loss_of(m, x, n, w, outputs);
+            *p = old - h;
+            ich_model_tensor_changed(m, t);
+            double down = loss_of(m, x, n, w, outputs);
+            *p = old;
+            ich_model_tensor_changed(m, t);
+            double fd = (up - down) / (2.0 * h);
+            checked++;
+            if (fabs(fd - v.grad[k]) > 2e-2 * fmax(gmax, 1e-2) + 1e-3) {
+                bad++;
+                fprintf(stderr, "%s[%lld]: finite difference %g, backward %g\n", v.name,
+                        (long long)k, fd, v.grad[k]);
+            }
+        }
+    }
+    assert_true(checked > 60);
+    assert_true(bad <= 2); /* a ReLU kink may fall between the two probes */
+    free(x);
+    free(w);
+    ich_model_free(m);
+}
+
+static void test_freeze_and_zero_grad(void **state)
+{
+    (void)state;
+    ich_model *m = make("input 1x6x6, conv 2 3, relu, flatten, fc = linear 2");
+    ich_model_set_training(m, 1);
+    int32_t matched = -1;
+    assert_int_equal(ich_model_freeze(m, "conv", 1, &matched), ICH_OK);
+    assert_int_equal(matched, 2);
+    assert_int_equal(ich_model_freeze(m, "nothing", 1, &matched), ICH_ERR_NOT_FOUND);
+    assert_int_equal(matched, 0);
+    float *x = random_floats(72, 1), logits[4], g[4] = {1, -1, 0.5f, 2};
+    ich_model_zero_grad(m);
+    ich_model_forward(m, x, 2, logits, 4);
+    assert_int_equal(ich_model_backward(m, g, 4), ICH_OK);
+    ich_tensor_view cw = view_of(m, "conv1.weight"), fw = view_of(m, "fc.weight");
+    assert_int_equal(cw.frozen, 1);
+    double conv_sum = 0, fc_sum = 0;
+    for (int64_t k = 0; k < cw.count; k++)
+        conv_sum += fabs(cw.grad[k]);
+    for (int64_t k = 0; k < fw.count; k++)
+        fc_sum += fabs(fw.grad[k]);
+    assert_true(conv_sum == 0 && fc_sum > 0);
+    assert_int_equal(ich_model_freeze(m, NULL, 0, &matched), ICH_OK);
+    assert_int_equal(matched, 4);
+    assert_int_equal(ich_model_zero_grad(m), ICH_OK);
+    for (int64_t k = 0; k < fw.count; k++)
+        assert_true(fw.grad[k] == 0);
+    assert_int_equal(ich_model_backward(m, g, 4), ICH_ERR_INVALID_ARGUMENT); /* used up */
+    free(x);
+    ich_model_free(m);
+}
+
+static void test_batch_change_and_predict(void **state)
+{
+    (void)state;
+    ich_model *m = make("input 1x6x6, cascade(any: flatten, linear 1 | sub: conv 2 3, gap, linear 5)");
+    float *x = random_floats(4 * 36, 9), all[24], one[6], prob[24];
+    assert_int_equal(ich_model_forward(m, x, 4, all, 24), ICH_OK);
+    assert_int_equal(ich_model_forward(m, x + 2 * 36, 1, one, 6), ICH_OK);
+    for (int k = 0; k < 6; k++)
+        assert_float_equal(one[k], all[12 + k], 1e-6);
+    /* gate at the median "any" probability: two samples fire */
+    float p_any[4];
+    for (int b = 0; b < 4; b++)
+        p_any[b] = 1.0f / (1.0f + expf(-all[6 * b]));
+    float sorted[4];
+    memcpy(sorted, p_any, sizeof sorted);
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            if (sorted[j] < sorted[i]) {
+                float t = sorted[i];
+                sorted[i] = sorted[j];
+                sorted[j] = t;
+            }
+    float threshold = (sorted[1] + sorted[2]) / 2;
+    assert_int_equal(ich_model_predict(m, x, 4, threshold, prob, 24), ICH_OK);
+    for (int b = 0; b < 4; b++) {
+        assert_float_equal(prob[6 * b], p_any[b], 1e-6);
+        for (int k = 1; k < 6; k++) {
+            float want = p_any[b] >= threshold ? 1.0f / (1.0f + expf(-all[6 * b + k])) : 0.0f;
+            assert_float_equal(prob[6 * b + k], want, 1e-6);
+        }
+    }
+    /* a plain model is not gated */
+    ich_model *plain = make("input 1x6x6, flatten, linear 6");
+    float logits[24];
+    ich_model_forward(plain, x, 4, logits, 24);
+    ich_model_predict(plain, x, 4, 0.99f, prob, 24);
+    for (int k = 0; k < 24; k++)
+        assert_float_equal(prob[k], 1.0f / (1.0f + expf(-logits[k])), 1e-6);
+    free(x);
+    ich_model_free(plain);
+    ich_model_free(m);
+}
+
+static void test_metadata_and_dropout_steps(void **state)
+{
+    (void)state;
+    ich_model *m = make("input 1x4x4, flatten, dropout 0.5, linear 3");
+    assert_int_equal(ich_model_set_metadata(m, "ich.labels", "any,epidural"), ICH_OK);
+    assert_string_equal(ich_model_metadata(m, "ich.labels"), "any,epidural");
+    assert_string_equal(ich_model_metadata(m, "ich.steps"), "0");
+    assert_string_equal(ich_model_metadata(m, "ich.seed"), "0");
+    assert_int_equal(ich_model_set_metadata(m, "ich.spec", "something else"), ICH_OK);
+    assert_string_equal(ich_model_metadata(m, "ich.spec"), ich_model_spec(m));
+    int32_t count = ich_model_metadata_count(m);
+    assert_true(count >= 4);
+    assert_null(ich_model_metadata_key(m, count));
+    float *x = random_floats(32, 2), a[6], b[6], c[6];
+    ich_model_set_training(m, 1);
+    ich_model_forward(m, x, 2, a, 6);
+    ich_model_forward(m, x, 2, b, 6);
+    assert_string_equal(ich_model_metadata(m, "ich.steps"), "2");
+    assert_true(memcmp(a, b, sizeof a) != 0);
+    /* restoring the step replays the same mask (bit-exact resume) */
+    assert_int_equal(ich_model_set_metadata(m, "ich.steps", "1"), ICH_OK);
+    ich_model_forward(m, x, 2, c, 6);
+    assert_memory_equal(b, c, sizeof b);
+    assert_int_equal(ich_model_set_metadata(m, "ich.steps", "1,2"), ICH_ERR_FORMAT);
+    assert_int_equal(ich_model_set_metadata(m, "ich.seed", "x"), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_set_metadata(m, "ich.labels", NULL), ICH_OK);
+    assert_null(ich_model_metadata(m, "ich.labels"));
+    assert_int_equal(ich_model_set_metadata(m, NULL, "x"), ICH_ERR_INVALID_ARGUMENT);
+    free(x);
+    ich_model_free(m);
+    ich_model_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_spec_canonical),
+        cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_forward_naive),
+        cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_freeze_and_zero_grad),
+        cmocka_unit_test(test_batch_change_and_predict),
+        cmocka_unit_test(test_metadata_and_dropout_steps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
