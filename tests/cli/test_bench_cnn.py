@@ -58,6 +58,7 @@ def test_one_step_at_batch_1(bench_cnn, mode):
         "libich", mode, "1", "2", "1")
     assert float(r["images_per_s"]) > 0
     assert abs(float(r["images_per_s"]) * float(r["seconds"]) - 1) < 0.01
+    assert float(r["best_images_per_s"]) == pytest.approx(float(r["images_per_s"]), rel=0.01)
     # The baseline is taken before the model exists: the peak lies above it
     # by at least the batch's first activation (50 x 508 x 508 floats).
     assert int(r["maxrss_kib"]) - int(r["base_kib"]) > 50 * 508 * 508 * 4 // 1024

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Benchmark: the tutorial's ConvNet (1x512x512 input, 4 conv + ReLU + max
+# pool stages, 2 linear layers, 6 outputs) trained (forward, BCE-with-logits,
+# backward, Adam step) and run for inference at batch 16, with libich
+# (bench/bench_cnn.c) and with PyTorch (bench/cnn_reference.py) on the same
+# machine and thread count, against the machine's measured FMA peak
+# (bench/peak_flops.c). See bench/README.md.
+#
+#   bench/run_cnn.sh [--threads N] [--quick] [--only libich|pytorch] [BUILD_DIR]
+#
+# --threads N  threads for both sides and the peak (default 2)
+# --quick      a smoke test: batch 2, 1 timed step (figures mean little)
+# --only SIDE  run one side only (no ratios, no goal check)
+#
+# BUILD_DIR (or $ICH_BUILD_DIR, default "build", relative to the current
+# folder or to the repository root) must hold a finished build with
+# libich/libich.so. bench/bench_cnn.c and bench/peak_flops.c are compiled
+# with $CC (default cc). Environment:
+#   BENCH_BATCH        images per step (default 16; --quick: 2)
+#   BENCH_WARMUP       untimed steps before the timed ones (default 1)
+#   BENCH_TRAIN_STEPS  timed training steps (default 2; --quick: 1)
+#   BENCH_INFER_STEPS  timed inference steps (default 3; --quick: 1)
+#   PYTHON             the Python with torch (default /usr/bin/python3)
+#
+# Each measurement runs in its own process, so that each peak memory figure
+# is its own. The script fails only on a real error; a slow machine or a
+# missed goal is reported, never an error.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+threads=2
+quick=0
+only=
+build=
+die() { echo "run_cnn.sh: $*" >&2; exit 1; }
+help_text() { sed -n '9,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { help_text >&2; exit 2; }
+while (($#)); do
+    case $1 in
+    --threads) (($# >= 2)) || usage; threads=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
+    -h | --help) help_text; exit 0 ;;
+    -*) usage ;;
+    *) [[ -z $build ]] || usage; build=$1; shift ;;
+    esac
+done
+[[ $threads =~ ^[0-9]+$ ]] && ((threads >= 1)) || die "--threads must be a positive number, got '$threads'"
+[[ -z $only || $only == libich || $only == pytorch ]] || die "--only takes libich or pytorch, got '$only'"
+if ((quick)); then
+    batch=${BENCH_BATCH:-2} train_steps=${BENCH_TRAIN_STEPS:-1} infer_steps=${BENCH_INFER_STEPS:-1}
+else
+    batch=${BENCH_BATCH:-16} train_steps=${BENCH_TRAIN_STEPS:-2} infer_steps=${BENCH_INFER_STEPS:-3}
+fi
+warmup=${BENCH_WARMUP:-1}
+for v in batch train_steps infer_steps; do
+    [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} >= 1)) || die "$v must be a positive number, got '${!v}'"
+done
+[[ $warmup =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a number, got '$warmup'"
+python=${PYTHON:-/usr/bin/python3}
+cc=${CC:-cc}
+run_libich=1 run_torch=1
+[[ $only == pytorch ]] && run_libich=0
+[[ $only == libich ]] && run_torch=0
+
+build=${build:-${ICH_BUILD_DIR:-build}}
+[[ -d $build || $build == /* ]] || build=$root/$build
+if ((run_libich)); then
+    [[ -d $build ]] || die "no build folder '$build' (build first, or pass BUILD_DIR)"
+    build=$(cd "$build" && pwd)
+    [[ -e $build/libich/libich.so ]] || die "missing $build/libich/libich.so (build libich first)"
+fi
+if ((run_torch)); then
+    "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (apt install python3-torch)"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ich-bench-cnn.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- Programs ----------------------------------------------------------
+"$cc" -O2 -std=c11 -D_GNU_SOURCE -pthread "$here/peak_flops.c" -o "$tmp/peak_flops" ||
+    die "cannot compile peak_flops.c"
+if ((run_libich)); then
+    "$cc" -O2 -std=c11 -D_GNU_SOURCE -I"$root/include" "$here/bench_cnn.c" \
+        -L"$build/libich" -Wl,-rpath,"$build/libich" -lich -lm -o "$tmp/bench_cnn" ||
+        die "cannot compile bench_cnn.c"
+fi
+
+# ---- Machine -----------------------------------------------------------
+cpu=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name[[:space:]]*:[[:space:]]*//' || true)
+echo "machine: $(nproc) cores (nproc), CPU: ${cpu:-unknown}, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the machine makes every figure noisy)"
+((run_libich)) && echo "libich:  $build/libich/libich.so"
+((run_torch)) && echo "python:  $python ($("$python" -c 'import sys, torch; print("%d.%d" % sys.version_info[:2], "torch", torch.__version__)'))"
+echo "work:    tutorial ConvNet, batch $batch, $threads threads; $warmup untimed warm-up step(s), then $train_steps timed training and $infer_steps timed inference step(s)"
+((quick)) && echo "         (--quick: a smoke test, the figures mean little)"
+echo
+
+calc() { awk "BEGIN { $1 }"; }
+# field LINE KEY: the value of KEY=... in a RESULT line
+field() { sed -n "s/.*[[:space:]]$2=\([^[:space:]]*\).*/\1/p" <<<"$1"; }
+result() { grep '^RESULT ' <<<"$1" | tail -n1; }
+
+# ---- FLOPs and peak ----------------------------------------------------
+# The model's FLOPs are counted twice, independently: from bench_cnn.c's
+# table of the tutorial network and from the PyTorch module's real output
+# shapes. They must agree.
+flops=
+if ((run_torch)); then
+    out=$("$python" "$here/cnn_reference.py" flops) || die "cnn_reference.py flops failed"
+    flops=$(field "$(result "$out")" forward_flops)
+fi
+if ((run_libich)); then
+    out=$("$tmp/bench_cnn" flops) || die "bench_cnn flops failed"
+    cflops=$(field "$(result "$out")" forward_flops)
+    [[ -z $flops || $flops == "$cflops" ]] ||
+        die "the two FLOP counts differ: PyTorch module $flops, bench_cnn.c $cflops"
+    flops=$cflops
+fi
+echo "$out" | grep -v '^RESULT'
+awk -v f="$flops" 'BEGIN { printf "forward: %.2f GFLOP per image; training counted as 3x forward: %.2f GFLOP per image\n\n", f / 1e9, 3 * f / 1e9 }'
+
+out=$("$tmp/peak_flops" --threads "$threads") || die "peak_flops failed"
+echo "$out" | grep -v '^RESULT'
+peak=$(field "$(result "$out")" peakn_gflops)
+peak1=$(field "$(result "$out")" peak1_gflops)
+# Other work on a core lowers the N-thread figure, not the hardware's peak:
+# then N x the one-thread figure is the fairer denominator.
+if calc "exit !($peak < 0.9 * $threads * $peak1)"; then
+    peak=$(calc "printf \"%.1f\", $threads * $peak1")
+    echo "  (the $threads-thread figure is below 0.9 x $threads x one thread: a core is busy with other"
+    echo "   work; the percentages below use $threads x one thread = $peak GFLOP/s)"
+fi
+echo
+
+# ---- Runs --------------------------------------------------------------
+declare -A rate best mem base
+run_one() { # side mode steps
+    local side=$1 mode=$2 steps=$3 out line
+    if [[ $side == libich ]]; then
+        out=$("$tmp/bench_cnn" "$mode" --threads "$threads" --batch "$batch" --warmup "$warmup" \
+            --steps "$steps") || die "bench_cnn $mode failed"
+    else
+        out=$("$python" "$here/cnn_reference.py" "$mode" --threads "$threads" --batch "$batch" \
+            --warmup "$warmup" --steps "$steps") || die "cnn_reference.py $mode failed"
+    fi
+    echo "  $(grep -v '^RESULT' <<<"$out")"
+    line=$(result "$out")
+    [[ -n $line ]] || die "$side $mode printed no RESULT line"
+    rate[$side,$mode]=$(field "$line" images_per_s)
+    best[$side,$mode]=$(field "$line" best_images_per_s)
+    mem[$side,$mode]=$(field "$line" maxrss_kib)
+    base[$side,$mode]=$(field "$line" base_kib)
+}
+sides=()
+((run_libich)) && sides+=(libich)
+((run_torch)) && sides+=(pytorch)
+for mode in infer train; do
+    steps=$infer_steps
+    [[ $mode == train ]] && steps=$train_steps
+    for side in "${sides[@]}"; do
+        run_one "$side" "$mode" "$steps"
+    done
+done
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) after the runs"
+
+# ---- Table -------------------------------------------------------------
+# awk does the arithmetic; "-" where a side did not run.
+get() { local v=${rate[$1,$2]:-}; [[ -n $v ]] && echo "$v" || echo "-"; }
+getbest() { local v=${best[$1,$2]:-}; [[ -n $v ]] && echo "$v" || echo "-"; }
+mib() { [[ -n ${mem[$1,$2]:-} ]] && calc "printf \"%.0f\", (${mem[$1,$2]} - ${base[$1,$2]}) / 1024" || echo "-"; }
+raw() { [[ -n ${mem[$1,$2]:-} ]] && calc "printf \"%.0f\", ${mem[$1,$2]} / 1024" || echo "-"; }
+ratio() { [[ $1 != - && $2 != - ]] && calc "printf \"%.2fx\", $1 / $2" || echo "-"; }
+gflops() { # side mode -> "G (P%)"
+    local r=${rate[$1,$2]:-} k=1
+    [[ $2 == train ]] && k=3
+    [[ -n $r ]] && calc "g = $r * $k * $flops / 1e9; printf \"%.1f (%.0f%%)\", g, 100 * g / $peak" || echo "-"
+}
+echo
+printf '%-40s %14s %14s %14s\n' "" "libich" "PyTorch" "libich/PyTorch"
+for mode in train infer; do
+    name=training
+    [[ $mode == infer ]] && name=inference
+    printf '%-40s %14s %14s %14s\n' "$name images/s" "$(get libich $mode)" "$(get pytorch $mode)" \
+        "$(ratio "$(get libich $mode)" "$(get pytorch $mode)")"
+    printf '%-40s %14s %14s %14s\n' "  (fastest step)" "$(getbest libich $mode)" \
+        "$(getbest pytorch $mode)" "$(ratio "$(getbest libich $mode)" "$(getbest pytorch $mode)")"
+done
+for mode in train infer; do
+    name=training
+    [[ $mode == infer ]] && name=inference
+    printf '%-40s %14s %14s %14s\n' "$name peak memory MiB (above base)" "$(mib libich $mode)" \
+        "$(mib pytorch $mode)" "$(ratio "$(mib libich $mode)" "$(mib pytorch $mode)")"
+    printf '%-40s %14s %14s %14s\n' "$name peak memory MiB (raw)" "$(raw libich $mode)" \
+        "$(raw pytorch $mode)" "$(ratio "$(raw libich $mode)" "$(raw pytorch $mode)")"
+done
+for mode in train infer; do
+    name=training
+    [[ $mode == infer ]] && name=inference
+    printf '%-40s %14s %14s\n' "$name GFLOP/s (% of peak)" "$(gflops libich $mode)" "$(gflops pytorch $mode)"
+done
+printf '%-40s %14s\n' "FMA peak, $threads threads, GFLOP/s" "$peak"
+
+# ---- Goal --------------------------------------------------------------
+if ((run_libich && run_torch)); then
+    check() { # label value op bound [note]
+        local verdict
+        verdict=$(calc "v = $2; b = $4; print ((\"$3\" == \">=\" ? v >= b : v <= b) ? \"met\" : \"NOT met\")")
+        printf '  %-36s %7s  (goal %s %-4s) %-8s %s\n' "$1" "$(calc "printf \"%.2fx\", $2")" "$3" "$4x" \
+            "$verdict" "${5:-}"
+    }
+    fastest() { echo "(fastest steps: $(calc "printf \"%.2fx\", ${best[libich,$1]} / ${best[pytorch,$1]}"))"; }
+    echo
+    echo "goal (libich against PyTorch$( ((quick)) && echo ', --quick: not meaningful')):"
+    check "training images/s" "${rate[libich,train]} / ${rate[pytorch,train]}" ">=" 3 "$(fastest train)"
+    check "inference images/s" "${rate[libich,infer]} / ${rate[pytorch,infer]}" ">=" 4 "$(fastest infer)"
+    check "training peak memory (above base)" \
+        "(${mem[libich,train]} - ${base[libich,train]}) / (${mem[pytorch,train]} - ${base[pytorch,train]})" "<=" 0.5
+fi
