@@ -17,7 +17,7 @@
  *        multiply-adds of each convolution and linear layer).
  *
  * ich_set_threads(N) (default 2) sets the threads. Peak memory is
- * getrusage(RUSAGE_SELF).ru_maxrss, raw and minus the baseline taken at
+ * VmHWM (peak resident memory), raw and minus the baseline taken at
  * the start (libich and its libraries loaded, no model, no data). Run one
  * measurement per process. Prints a readable line and
  *   RESULT side=libich mode=train batch=B threads=T steps=S seconds=...
@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "ich/ich.h"
@@ -48,11 +47,21 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Peak resident memory of this process image, in KiB: VmHWM from
+ * /proc/self/status. Not getrusage's ru_maxrss, which Linux carries over
+ * exec from the parent that forked us (a test runner's peak would show up
+ * as ours). */
 static long maxrss_kib(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss; /* KiB on Linux */
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
 }
 
 static int fail(const char *what, ich_status st)

@@ -13,7 +13,7 @@ flops: the forward FLOPs per image (2 x multiply-adds of each convolution
        and linear layer), counted from the layers' actual output shapes.
 
 torch.set_num_threads(--threads) sets the threads. Peak memory is
-getrusage(RUSAGE_SELF).ru_maxrss: the raw figure and the figure minus the
+VmHWM from /proc/self/status: the raw figure and the figure minus the
 process's baseline after importing torch (before the model and the data
 exist). Run one measurement per process, as the script does, so that one
 does not inherit the other's peak. Prints a readable line and a line
@@ -26,7 +26,6 @@ other work on a shared machine.)
 
 import argparse
 import math
-import resource
 import sys
 import time
 
@@ -60,7 +59,13 @@ class ConvNet(nn.Module):
 
 
 def maxrss_kib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """Peak resident memory of this process image in KiB (VmHWM; not
+    ru_maxrss, which Linux carries over exec from the parent)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
 
 
 def batch(n):
