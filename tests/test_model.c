@@ -391,10 +391,82 @@ static void test_metadata_and_dropout_steps(void **state)
     ich_model_free(NULL);
 }
 
+/* The builder writes the spec grammar: the tutorial built call by call is
+ * the tutorial preset, blocks nest, and misuse is refused. */
+static void test_builder(void **state)
+{
+    (void)state;
+    ich_model_builder *b = NULL;
+    assert_int_equal(ich_model_builder_create(1, 512, 512, &b), ICH_OK);
+    const int32_t out[] = {50, 120, 100, 72}, kernel[] = {5, 5, 5, 4};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ich_model_builder_conv(b, NULL, out[i], kernel[i], 1, 0), ICH_OK);
+        assert_int_equal(ich_model_builder_layer(b, NULL, "relu"), ICH_OK);
+        assert_int_equal(ich_model_builder_pool(b, "maxpool", 2, 2, 0), ICH_OK);
+    }
+    assert_int_equal(ich_model_builder_layer(b, NULL, "flatten"), ICH_OK);
+    assert_int_equal(ich_model_builder_linear(b, NULL, 50), ICH_OK);
+    assert_int_equal(ich_model_builder_layer(b, NULL, "relu"), ICH_OK);
+    assert_int_equal(ich_model_builder_linear(b, NULL, 6), ICH_OK);
+    ich_model *built = NULL, *preset = NULL;
+    assert_int_equal(ich_model_builder_build(b, &built), ICH_OK);
+    assert_int_equal(ich_model_create_preset("tutorial", &preset), ICH_OK);
+    assert_string_equal(ich_model_spec(built), ich_model_spec(preset));
+    ich_model_free(built);
+    ich_model_free(preset);
+    ich_model_builder_free(b);
+
+    /* a residual block with a shortcut, a concat of two branches, names */
+    assert_int_equal(ich_model_builder_create(3, 16, 16, &b), ICH_OK);
+    assert_int_equal(ich_model_builder_conv(b, "stem", 8, 3, 1, 1), ICH_OK);
+    assert_int_equal(ich_model_builder_begin(b, "residual"), ICH_OK);
+    assert_int_equal(ich_model_builder_conv(b, NULL, 16, 3, 2, 1), ICH_OK);
+    assert_int_equal(ich_model_builder_layer(b, NULL, "batchnorm"), ICH_OK);
+    assert_int_equal(ich_model_builder_next(b), ICH_OK);
+    assert_int_equal(ich_model_builder_conv(b, NULL, 16, 1, 2, 0), ICH_OK);
+    assert_int_equal(ich_model_builder_next(b), ICH_ERR_INVALID_ARGUMENT); /* one shortcut */
+    assert_int_equal(ich_model_builder_end(b), ICH_OK);
+    assert_int_equal(ich_model_builder_begin(b, "concat"), ICH_OK);
+    assert_int_equal(ich_model_builder_item(b, "conv 4 3 pad 1 dilation 1 nobias"), ICH_OK);
+    assert_int_equal(ich_model_builder_next(b), ICH_OK);
+    assert_int_equal(ich_model_builder_pool(b, "avgpool", 3, 1, 1), ICH_OK);
+    assert_int_equal(ich_model_builder_build(b, &built), ICH_ERR_INVALID_ARGUMENT); /* open */
+    assert_null(built);
+    assert_int_equal(ich_model_builder_end(b), ICH_OK);
+    assert_int_equal(ich_model_builder_layer(b, NULL, "gap"), ICH_OK);
+    assert_int_equal(ich_model_builder_dropout(b, 0.25), ICH_OK);
+    assert_int_equal(ich_model_builder_linear(b, "head", 6), ICH_OK);
+    assert_int_equal(ich_model_builder_build(b, &built), ICH_OK);
+    assert_int_equal(ich_model_outputs(built), 6);
+    assert_true(ich_model_find_tensor(built, "stem.weight") >= 0);
+    assert_true(ich_model_find_tensor(built, "res1.shortcut.conv1.weight") >= 0);
+    assert_true(ich_model_find_tensor(built, "head.bias") >= 0);
+    assert_true(ich_model_find_tensor(built, "cat1.branch1.conv1.bias") < 0); /* nobias */
+    ich_model_free(built);
+
+    /* misuse */
+    assert_int_equal(ich_model_builder_end(b), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_begin(b, "loop"), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_layer(b, NULL, "softmax"), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_conv(b, "a b", 4, 3, 1, 0), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_conv(b, NULL, 0, 3, 1, 0), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_dropout(b, 1.0), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_builder_item(b, "relu, relu"), ICH_ERR_INVALID_ARGUMENT);
+    ich_model_builder_free(b);
+    assert_int_equal(ich_model_builder_create(0, 4, 4, &b), ICH_ERR_INVALID_ARGUMENT);
+    assert_null(b);
+    /* a spec error surfaces at build time, as from ich_model_create() */
+    assert_int_equal(ich_model_builder_create(1, 4, 4, &b), ICH_OK);
+    assert_int_equal(ich_model_builder_conv(b, NULL, 4, 9, 1, 0), ICH_OK); /* 9 > 4 */
+    assert_int_equal(ich_model_builder_build(b, &built), ICH_ERR_SHAPE);
+    ich_model_builder_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_builder),
         cmocka_unit_test(test_spec_canonical),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_forward_naive),

@@ -80,6 +80,81 @@ ICH_API void ich_set_threads(int32_t threads);
  *  ICH_ERR_SHAPE (a layer does not fit its input), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_create(const char *spec, ich_model **out);
 
+/* ---- Builder ---------------------------------------------------------------
+ *
+ * The same networks from C calls instead of text: each call appends one
+ * item of the spec grammar above, ich_model_builder_build() makes the
+ * model (errors are found there, as ich_model_create() finds them), and
+ * ich_model_builder_spec() shows the text built so far. For example the
+ * tutorial's first block and head:
+ *
+ *   ich_model_builder *b;
+ *   ich_model_builder_create(1, 512, 512, &b);
+ *   ich_model_builder_conv(b, NULL, 50, 5, 1, 0);
+ *   ich_model_builder_layer(b, NULL, "relu");
+ *   ich_model_builder_pool(b, "maxpool", 2, 2, 0);
+ *   ...
+ *   ich_model_builder_layer(b, NULL, "flatten");
+ *   ich_model_builder_linear(b, NULL, 50);
+ *   ich_model_builder_build(b, &model);
+ *
+ * Blocks: ich_model_builder_begin(b, "residual") ... ich_model_builder_next(b)
+ * (starts the shortcut) ... ich_model_builder_end(b); "concat" and
+ * "cascade" the same way, ich_model_builder_next() starting each further
+ * branch. A builder is used by one thread at a time. */
+
+/** A model under construction (opaque). */
+typedef struct ich_model_builder ich_model_builder;
+
+/** Start a network whose input is channels x rows x columns. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (sizes < 1), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_builder_create(int32_t channels, int32_t rows, int32_t columns,
+                                            ich_model_builder **out);
+
+/** Free a builder (not the models it built). NULL is a no-op. */
+ICH_API void ich_model_builder_free(ich_model_builder *builder);
+
+/** Conv2d with `out` channels, a square kernel, stride and padding
+ *  (dilation 1, with bias). `name` (NULL: numbered) names its tensors. */
+ICH_API ich_status ich_model_builder_conv(ich_model_builder *builder, const char *name,
+                                          int32_t out, int32_t kernel, int32_t stride,
+                                          int32_t padding);
+
+/** Linear layer with `out` features (with bias). */
+ICH_API ich_status ich_model_builder_linear(ich_model_builder *builder, const char *name,
+                                            int32_t out);
+
+/** "maxpool" or "avgpool" with a square kernel, stride and padding. */
+ICH_API ich_status ich_model_builder_pool(ich_model_builder *builder, const char *kind,
+                                          int32_t kernel, int32_t stride, int32_t padding);
+
+/** Dropout with probability p (0 <= p < 1). */
+ICH_API ich_status ich_model_builder_dropout(ich_model_builder *builder, double p);
+
+/** A layer without numbers: "relu", "batchnorm", "gap" or "flatten". */
+ICH_API ich_status ich_model_builder_layer(ich_model_builder *builder, const char *name,
+                                           const char *kind);
+
+/** Any other item in the spec grammar, as text (e.g. "conv 64 3 stride 2
+ *  pad 1 dilation 2 nobias"). */
+ICH_API ich_status ich_model_builder_item(ich_model_builder *builder, const char *item);
+
+/** Open a "residual", "concat" or "cascade" block; ich_model_builder_next()
+ *  starts its shortcut (residual) or next branch; ich_model_builder_end()
+ *  closes it. Errors: ICH_ERR_INVALID_ARGUMENT (unknown kind, next/end
+ *  with no open block, more than 8 nested). */
+ICH_API ich_status ich_model_builder_begin(ich_model_builder *builder, const char *kind);
+ICH_API ich_status ich_model_builder_next(ich_model_builder *builder);
+ICH_API ich_status ich_model_builder_end(ich_model_builder *builder);
+
+/** The spec built so far (valid until the next builder call). */
+ICH_API const char *ich_model_builder_spec(const ich_model_builder *builder);
+
+/** Make the model (as ich_model_create() with the built spec). The builder
+ *  stays usable. Errors: those of ich_model_create(), and
+ *  ICH_ERR_INVALID_ARGUMENT for a block left open. */
+ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich_model **out);
+
 /** Build a preset: "tutorial", "ichnet" or "cascade" (case-insensitive).
  *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them). */
 ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out);

@@ -18,7 +18,7 @@ from ._errors import check
 from ._lib import c_float_p, c_int32_p, lib, _declare
 from ._util import OwnedHandle, c_string, fspath_bytes
 
-__all__ = ["set_threads", "Model"]
+__all__ = ["set_threads", "Model", "ModelBuilder"]
 
 _c_model = ctypes.c_void_p
 _c_model_p = ctypes.POINTER(ctypes.c_void_p)
@@ -75,6 +75,22 @@ _declare("ich_model_save", _c_status, _c_model, ctypes.c_char_p)
 _declare("ich_model_load", _c_status, ctypes.c_char_p, _c_model_p)
 _declare("ich_model_load_weights", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int)
 _declare("ich_set_threads", None, ctypes.c_int32)
+_declare("ich_model_builder_create", _c_status, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+         _c_model_p)
+_declare("ich_model_builder_free", None, _c_model)
+_declare("ich_model_builder_conv", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int32, ctypes.c_int32)
+_declare("ich_model_builder_linear", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int32)
+_declare("ich_model_builder_pool", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int32)
+_declare("ich_model_builder_dropout", _c_status, _c_model, ctypes.c_double)
+_declare("ich_model_builder_layer", _c_status, _c_model, ctypes.c_char_p, ctypes.c_char_p)
+_declare("ich_model_builder_item", _c_status, _c_model, ctypes.c_char_p)
+_declare("ich_model_builder_begin", _c_status, _c_model, ctypes.c_char_p)
+_declare("ich_model_builder_next", _c_status, _c_model)
+_declare("ich_model_builder_end", _c_status, _c_model)
+_declare("ich_model_builder_spec", ctypes.c_char_p, _c_model)
+_declare("ich_model_builder_build", _c_status, _c_model, _c_model_p)
 
 
 def set_threads(threads=0):
@@ -318,3 +334,87 @@ class Model(OwnedHandle):
         check(lib.ich_model_freeze(self._live(), c_string(prefix, "prefix"), 0,
                                    ctypes.byref(matched)))
         return matched.value
+
+
+class ModelBuilder(OwnedHandle):
+    """A network built call by call (the C builder of include/ich/model.h);
+    each method appends one item of the spec grammar and returns the
+    builder, so calls chain::
+
+        model = (ich.ModelBuilder(1, 64, 64).conv(8, 3, padding=1).relu()
+                 .pool("maxpool", 2).flatten().linear(6).build())
+
+    Blocks: ``begin("residual")`` ... ``next()`` (the shortcut) ... ``end()``;
+    "concat" and "cascade" likewise, ``next()`` starting each next branch.
+    """
+
+    _free = staticmethod(lib.ich_model_builder_free)
+
+    def __init__(self, channels, rows, columns):
+        handle = ctypes.c_void_p()
+        check(lib.ich_model_builder_create(int(channels), int(rows), int(columns),
+                                           ctypes.byref(handle)))
+        self._handle = handle
+
+    def conv(self, out, kernel, stride=1, padding=0, name=None):
+        check(lib.ich_model_builder_conv(self._live(), c_string(name, "name"), int(out),
+                                         int(kernel), int(stride), int(padding)))
+        return self
+
+    def linear(self, out, name=None):
+        check(lib.ich_model_builder_linear(self._live(), c_string(name, "name"), int(out)))
+        return self
+
+    def pool(self, kind, kernel, stride=None, padding=0):
+        check(lib.ich_model_builder_pool(self._live(), c_string(kind, "kind"), int(kernel),
+                                         int(kernel if stride is None else stride),
+                                         int(padding)))
+        return self
+
+    def dropout(self, p):
+        check(lib.ich_model_builder_dropout(self._live(), float(p)))
+        return self
+
+    def layer(self, kind, name=None):
+        check(lib.ich_model_builder_layer(self._live(), c_string(name, "name"),
+                                          c_string(kind, "kind")))
+        return self
+
+    def relu(self):
+        return self.layer("relu")
+
+    def batchnorm(self, name=None):
+        return self.layer("batchnorm", name)
+
+    def gap(self):
+        return self.layer("gap")
+
+    def flatten(self):
+        return self.layer("flatten")
+
+    def item(self, text):
+        check(lib.ich_model_builder_item(self._live(), c_string(text, "item")))
+        return self
+
+    def begin(self, kind):
+        check(lib.ich_model_builder_begin(self._live(), c_string(kind, "kind")))
+        return self
+
+    def next(self):
+        check(lib.ich_model_builder_next(self._live()))
+        return self
+
+    def end(self):
+        check(lib.ich_model_builder_end(self._live()))
+        return self
+
+    @property
+    def spec(self):
+        """The spec text built so far."""
+        return lib.ich_model_builder_spec(self._live()).decode("utf-8")
+
+    def build(self):
+        """The :class:`Model` of the spec built so far."""
+        handle = ctypes.c_void_p()
+        check(lib.ich_model_builder_build(self._live(), ctypes.byref(handle)))
+        return Model(_handle=handle)

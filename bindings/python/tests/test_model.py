@@ -495,3 +495,19 @@ def test_tutorial_three_adam_steps_match_pytorch():
         off = diff > 1e-4 * np.abs(want).max()
         assert off.sum() <= max(1, want.size // 10000), "%s: %d elements off" % (name, off.sum())
         assert diff.max() <= 3 * 2 * 1e-3 * 1.001, name
+
+
+def test_builder_makes_the_same_networks_as_specs():
+    b = ich.ModelBuilder(1, 512, 512)
+    for out, kernel in ((50, 5), (120, 5), (100, 5), (72, 4)):
+        b.conv(out, kernel).relu().pool("maxpool", 2)
+    model = b.flatten().linear(50).relu().linear(6).build()
+    assert model.spec == ich.Model.preset("tutorial").spec
+    small = (ich.ModelBuilder(3, 16, 16).conv(8, 3, padding=1, name="stem")
+             .begin("residual").conv(8, 3, padding=1).batchnorm().end()
+             .gap().linear(6, name="head").build())
+    assert "stem.weight" in small.state_dict() and "res1.conv1.weight" in small.state_dict()
+    with pytest.raises(ich.InvalidArgumentError):
+        ich.ModelBuilder(3, 16, 16).end()
+    with pytest.raises(ich.InvalidArgumentError):
+        ich.ModelBuilder(3, 16, 16).begin("residual").build()
