@@ -12,12 +12,13 @@ warm-up, checkpoints, resuming and a progress callback.
     history[-1]["val_loss"]
 
 The history is a list of dicts, one per epoch: epoch (0-based),
-train_loss, train_accuracy, val_loss, val_accuracy (NaN without
+train_loss, train_accuracy, val_loss, val_accuracy (None without
 validation), lr, seconds. ``ich.evaluate(model, dataset)`` gives the loss
 and element-wise accuracy on a dataset.
 """
 
 import ctypes
+import math
 import numbers
 
 import numpy as np
@@ -126,7 +127,9 @@ def _real(value, name):
 
 
 def _stats_dict(stats):
-    return {name: getattr(stats, name) for name in _STATS}
+    # Without validation the C side has NaN: None says "not measured".
+    return {name: (None if isinstance(v, float) and math.isnan(v) else v)
+            for name, v in ((name, getattr(stats, name)) for name in _STATS)}
 
 
 def _schedule_options(schedule):
