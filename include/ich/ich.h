@@ -14,6 +14,7 @@
  *   <ich/model.h>   the CNN: spec, presets, forward/backward, safetensors
  *   <ich/optim.h>   loss, optimizers, schedules, early stopping, checkpoints
  *   <ich/train.h>   the training driver: epochs, validation, history, resume
+ *   <ich/metrics.h> evaluation metrics: AUC, AP, F1, confusion, log losses
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -38,5 +39,6 @@
 #include "ich/model.h"
 #include "ich/optim.h"
 #include "ich/train.h"
+#include "ich/metrics.h"
 
 #endif /* ICH_ICH_H */
