@@ -462,6 +462,60 @@ static void test_builder(void **state)
     ich_model_builder_free(b);
 }
 
+/* ich_model_input_window(): the recipe from the metadata, checked against
+ * a naive windowing of a small slice, and each way it can be wrong. */
+static void test_input_window(void **state)
+{
+    (void)state;
+    ich_model *m = NULL;
+    ich_window *w = NULL;
+    assert_int_equal(ich_model_create("input 2x4x4, flatten, linear 6", &m), ICH_OK);
+    assert_int_equal(ich_model_input_window(m, &w), ICH_ERR_SHAPE); /* default: 3 windows */
+    assert_null(w);
+    assert_int_equal(ich_model_set_metadata(m, "ich.windows", "brain,40/400"), ICH_OK);
+    assert_int_equal(ich_model_set_metadata(m, "ich.mean", "0.5,0.25"), ICH_OK);
+    assert_int_equal(ich_model_set_metadata(m, "ich.std", "2,4"), ICH_OK);
+    assert_int_equal(ich_model_input_window(m, &w), ICH_OK);
+    assert_int_equal(ich_window_count(w), 2);
+    float hu[16], out[32];
+    for (int i = 0; i < 16; i++)
+        hu[i] = -100.0f + 20.0f * (float)i;
+    assert_int_equal(ich_window_apply_f32(w, hu, 4, 4, out, 32), ICH_OK);
+    const float lo[2] = {0.0f, -160.0f}, width[2] = {80.0f, 400.0f};
+    const float mean[2] = {0.5f, 0.25f}, std[2] = {2.0f, 4.0f};
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 16; i++) {
+            float v = fminf(fmaxf((hu[i] - lo[c]) / width[c], 0.0f), 1.0f);
+            assert_float_equal(out[c * 16 + i], (v - mean[c]) / std[c], 1e-6);
+        }
+    ich_window_free(w);
+    /* the size: resized from 8x8 to the model's 4x4 */
+    assert_int_equal(ich_model_set_metadata(m, "ich.size", "4"), ICH_OK);
+    assert_int_equal(ich_model_input_window(m, &w), ICH_OK);
+    int32_t channels, rows, columns;
+    assert_int_equal(ich_window_output_shape(w, 8, 8, &channels, &rows, &columns), ICH_OK);
+    assert_true(channels == 2 && rows == 4 && columns == 4);
+    ich_window_free(w);
+    static const struct { const char *key, *value; ich_status want; } bad[] = {
+        {"ich.size", "5", ICH_ERR_SHAPE},          {"ich.size", "four", ICH_ERR_FORMAT},
+        {"ich.mean", "0.5,x", ICH_ERR_FORMAT},     {"ich.mean", "1,2,3", ICH_ERR_FORMAT},
+        {"ich.windows", "nosuch", ICH_ERR_NOT_FOUND},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *keep = ich_model_metadata(m, bad[i].key);
+        char saved[64];
+        snprintf(saved, sizeof saved, "%s", keep ? keep : "");
+        assert_int_equal(ich_model_set_metadata(m, bad[i].key, bad[i].value), ICH_OK);
+        assert_int_equal(ich_model_input_window(m, &w), bad[i].want);
+        assert_null(w);
+        assert_non_null(strstr(ich_last_error(), bad[i].value));
+        assert_int_equal(ich_model_set_metadata(m, bad[i].key, keep ? saved : NULL), ICH_OK);
+    }
+    assert_int_equal(ich_model_input_window(NULL, &w), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_input_window(m, NULL), ICH_ERR_INVALID_ARGUMENT);
+    ich_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_freeze_and_zero_grad),
         cmocka_unit_test(test_batch_change_and_predict),
         cmocka_unit_test(test_metadata_and_dropout_steps),
+        cmocka_unit_test(test_input_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

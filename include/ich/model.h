@@ -30,6 +30,7 @@
 #define ICH_MODEL_H
 
 #include "ich/core.h"
+#include "ich/window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -272,6 +273,18 @@ ICH_API const char *ich_model_metadata(const ich_model *model, const char *key);
  *  of range). */
 ICH_API int32_t ich_model_metadata_count(const ich_model *model);
 ICH_API const char *ich_model_metadata_key(const ich_model *model, int32_t index);
+
+/** The input recipe stored in the model's metadata, as a new window
+ *  (free it with ich_window_free()): "ich.windows" (default "brain" for a
+ *  1-channel model, else "blood,brain,bone"), "ich.size" (default the
+ *  model's input rows; bilinear resize) and, when both are present,
+ *  "ich.mean"/"ich.std" (comma-separated, one value or one per channel)
+ *  as normalisation. The recipe must give the model's input shape.
+ *  *out is NULL on failure. Errors: ICH_ERR_INVALID_ARGUMENT (NULL),
+ *  ICH_ERR_FORMAT (a malformed metadata value), ICH_ERR_NOT_FOUND (an
+ *  unknown window name), ICH_ERR_SHAPE (window count differs from the
+ *  input channels, or size from the input rows/columns), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_input_window(const ich_model *model, ich_window **out);
 
 /* ---- Files -------------------------------------------------------------- */
 

@@ -69,6 +69,7 @@ _declare("ich_model_set_metadata", _c_status, _c_model, ctypes.c_char_p, ctypes.
 _declare("ich_model_metadata", ctypes.c_char_p, _c_model, ctypes.c_char_p)
 _declare("ich_model_metadata_count", ctypes.c_int32, _c_model)
 _declare("ich_model_metadata_key", ctypes.c_char_p, _c_model, ctypes.c_int32)
+_declare("ich_model_input_window", _c_status, _c_model, _c_model_p)
 
 
 _declare("ich_model_save", _c_status, _c_model, ctypes.c_char_p)
@@ -211,6 +212,20 @@ class Model(OwnedHandle):
     def outputs(self):
         """Number of logits per sample."""
         return int(lib.ich_model_outputs(self._live()))
+
+    def input_window(self):
+        """The input recipe stored in the metadata ("ich.windows",
+        "ich.size", "ich.mean", "ich.std") as an :class:`ich.Window` whose
+        float32 output fits this model's input."""
+        from .window import Window
+        handle = ctypes.c_void_p()
+        check(lib.ich_model_input_window(self._live(), ctypes.byref(handle)))
+        window = Window.__new__(Window)
+        window._handle = handle
+        # the Python-side description of what the C recipe holds
+        window._mode, window._resize = "linear", "bilinear"
+        window._size = self.input_shape[1:]
+        return window
 
     def __repr__(self):
         if not self._handle:

@@ -1,0 +1,76 @@
+"""Prediction: DICOM files -> label probabilities with a trained model.
+
+``ich.predict_files(model, paths_or_folder)`` reads each DICOM file, applies
+the model's input recipe (:meth:`ich.Model.input_window`, from the
+checkpoint's metadata) and predicts in batches, as the ``ich-predict``
+program does.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .dicom import read_dicom
+
+__all__ = ["predict_files"]
+
+_SUFFIXES = (".dcm", ".dicom")
+
+
+def _looks_like_dicom(path):
+    if path.suffix.lower() in _SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _files(paths_or_folder):
+    if isinstance(paths_or_folder, (str, bytes, os.PathLike)):
+        root = Path(os.fsdecode(paths_or_folder))
+        if root.is_dir():
+            return sorted(p for p in root.rglob("*")
+                          if p.is_file() and not p.name.startswith(".") and _looks_like_dicom(p))
+        return [root]
+    return [Path(os.fsdecode(p)) for p in paths_or_folder]
+
+
+def _image_id(path):
+    name = path.name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
+    """Probabilities for DICOM files.
+
+    Arguments:
+        model: an :class:`ich.Model` (e.g. ``ich.Model.load(checkpoint)``)
+            whose metadata holds its input recipe.
+        paths_or_folder: a folder (searched recursively for *.dcm, *.dicom
+            and files with the DICM marker, sorted by path), one file, or a
+            sequence of files.
+        batch_size: images per forward pass.
+        threshold: for a cascade model, P(any) below it zeroes the subtypes.
+
+    Returns ``(ids, probabilities)``: the image IDs (file names without
+    .dcm) and a float32 array (N, outputs). A file that cannot be read
+    raises the library's :class:`ich.IchError`.
+    """
+    if int(batch_size) < 1:
+        raise ValueError("batch_size must be at least 1")
+    files = _files(paths_or_folder)
+    ids = [_image_id(p) for p in files]
+    out = np.empty((len(files), model.outputs), np.float32)
+    with model.input_window() as window:
+        for start in range(0, len(files), int(batch_size)):
+            chunk = files[start:start + int(batch_size)]
+            images = np.stack([window.apply(read_dicom(p).hu, dtype="float32") for p in chunk])
+            out[start:start + len(chunk)] = model.predict(images, threshold=threshold)
+    return ids, out

@@ -1,0 +1,422 @@
+/*
+ * ich-predict — the pipeline's prediction step.
+ *
+ * Loads a checkpoint, rebuilds the input recipe it was trained with (its
+ * windows, size and normalisation, from the checkpoint's metadata: see
+ * ich_model_input_window()), reads one DICOM file or every DICOM file under
+ * a folder (*.dcm, *.dicom, or any file with the DICM marker), and predicts
+ * the probability of each label per image, in batches (ich_model_predict():
+ * for the cascade preset the subtypes count only where "any" fires). Writes
+ * CSV "ID,any,epidural,..." or the RSNA submission format "ID,Label" with
+ * rows "ID_<image>_<label>", atomically. A bad file is reported and skipped;
+ * the exit status is then 1.
+ *
+ *   ich-predict model.safetensors scans/ --out predictions.csv --format rsna
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ich/ich.h>
+
+#include "progress.h"
+
+#define MAX_LABELS 64
+
+typedef struct options {
+    const char *out;
+    int rsna;
+    float threshold;
+    int batch;
+    int threads;
+    int quiet;
+} options;
+
+typedef struct file_list {
+    char **items;
+    size_t count, capacity;
+} file_list;
+
+/* Label names, from the checkpoint's "ich.labels". */
+typedef struct label_names {
+    char text[1024];
+    const char *names[MAX_LABELS];
+    int count;
+} label_names;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ich-predict CHECKPOINT INPUT [options]\n"
+            "Predict hemorrhage probabilities for one DICOM file or a folder of them.\n"
+            "  --out FILE          output file (default predictions.csv)\n"
+            "  --format csv|rsna   csv: ID,any,epidural,... per image (default);\n"
+            "                      rsna: ID,Label with rows ID_<image>_<label>\n"
+            "  --threshold X       cascade models: P(any) below X zeroes the subtypes "
+            "(default 0.5)\n"
+            "  --batch-size N      images per forward pass (default 16)\n"
+            "  --threads N         compute threads (default: one per CPU)\n"
+            "  --quiet             no progress bar or summary\n"
+            "  --help              this text\n"
+            "Exit status: 0 ok, 1 a file or the checkpoint failed, 2 bad usage.\n");
+}
+
+static int parse_int(const char *text, int lo, int hi, const char *what, int *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "ich-predict: %s must be an integer in %d..%d, not \"%s\"\n", what, lo,
+                hi, text);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o, const char **checkpoint,
+                         const char **input)
+{
+    static const struct option longopts[] = {
+        {"out", required_argument, 0, 'o'},        {"format", required_argument, 0, 'f'},
+        {"threshold", required_argument, 0, 't'},  {"batch-size", required_argument, 0, 'b'},
+        {"threads", required_argument, 0, 'j'},    {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    *o = (options){"predictions.csv", 0, 0.5f, 16, 0, 0};
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "o:f:t:b:j:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o->out = optarg; break;
+        case 'f':
+            if (strcmp(optarg, "csv") && strcmp(optarg, "rsna")) {
+                fprintf(stderr, "ich-predict: --format must be csv or rsna, not \"%s\"\n", optarg);
+                return 2;
+            }
+            o->rsna = strcmp(optarg, "rsna") == 0;
+            break;
+        case 't':
+            o->threshold = strtof(optarg, &end);
+            if (end == optarg || *end || !(o->threshold > 0 && o->threshold < 1)) {
+                fprintf(stderr, "ich-predict: --threshold must be in (0, 1), not \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'b':
+            if (parse_int(optarg, 1, 4096, "--batch-size", &o->batch))
+                return 2;
+            break;
+        case 'j':
+            if (parse_int(optarg, 0, 1024, "--threads", &o->threads))
+                return 2;
+            break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        usage(stderr);
+        return 2;
+    }
+    *checkpoint = argv[optind];
+    *input = argv[optind + 1];
+    return 0;
+}
+
+/* ---- Input files ----------------------------------------------------------------- */
+
+static int has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcasecmp(name + n - k, suffix) == 0;
+}
+
+/* DICOM files carry "DICM" after a 128-byte preamble; RSNA's are *.dcm. */
+static int looks_like_dicom(const char *path, const char *name)
+{
+    if (has_suffix(name, ".dcm") || has_suffix(name, ".dicom"))
+        return 1;
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int ok = f && fseek(f, 128, SEEK_SET) == 0 && fread(magic, 1, 4, f) == 4 &&
+             memcmp(magic, "DICM", 4) == 0;
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+static int add_file(file_list *list, const char *path)
+{
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? 2 * list->capacity : 64;
+        char **items = realloc(list->items, capacity * sizeof *items);
+        if (!items)
+            return -1;
+        list->items = items;
+        list->capacity = capacity;
+    }
+    return (list->items[list->count++] = strdup(path)) ? 0 : -1;
+}
+
+static int collect(const char *dir, file_list *list)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "ich-predict: cannot open folder %s\n", dir);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = malloc(n);
+        struct stat st;
+        if (!path) {
+            rc = -1;
+            break;
+        }
+        snprintf(path, n, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rc = collect(path, list);
+        else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && looks_like_dicom(path, e->d_name))
+            rc = add_file(list, path);
+        free(path);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One file, or every DICOM file under a folder, sorted so the output order
+ * does not depend on the file system. */
+static int find_inputs(const char *input, file_list *list)
+{
+    struct stat st;
+    if (stat(input, &st) != 0) {
+        fprintf(stderr, "ich-predict: %s: no such file or folder\n", input);
+        return -1;
+    }
+    int rc = S_ISDIR(st.st_mode) ? collect(input, list) : add_file(list, input);
+    if (!rc)
+        qsort(list->items, list->count, sizeof *list->items, by_name);
+    return rc;
+}
+
+/* The image ID: the file name without its folder and .dcm/.dicom suffix. */
+static void image_id(const char *path, char *id, size_t size)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (has_suffix(base, ".dcm"))
+        n -= 4;
+    else if (has_suffix(base, ".dicom"))
+        n -= 6;
+    snprintf(id, size, "%.*s", (int)n, base);
+}
+
+/* ---- Labels ---------------------------------------------------------------------- */
+
+static int read_labels(const ich_model *model, label_names *l)
+{
+    static const char *rsna = "any,epidural,intraparenchymal,intraventricular,subarachnoid,subdural";
+    const char *text = ich_model_metadata(model, "ich.labels");
+    snprintf(l->text, sizeof l->text, "%s", text ? text : rsna);
+    l->count = 0;
+    for (char *save = NULL, *name = strtok_r(l->text, ",", &save); name && l->count < MAX_LABELS;
+         name = strtok_r(NULL, ",", &save))
+        l->names[l->count++] = name;
+    if (l->count != ich_model_outputs(model)) {
+        fprintf(stderr, "ich-predict: the checkpoint names %d labels (\"%s\") but the model has %d outputs\n",
+                l->count, text ? text : rsna, ich_model_outputs(model));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Prediction ------------------------------------------------------------------ */
+
+typedef struct results {
+    char (*ids)[256];
+    float *probabilities; /* count x outputs */
+    size_t count;
+    size_t failed;
+} results;
+
+/* Window one file into `image` (channels x rows x columns floats). */
+static int load_image(const ich_window *window, const char *path, float *image, size_t count)
+{
+    ich_dicom *dicom = NULL;
+    int32_t rows = 0, columns = 0;
+    ich_status st = ich_dicom_read(path, &dicom);
+    if (!st) {
+        ich_dicom_size(dicom, &rows, &columns);
+        st = ich_window_apply_f32(window, ich_dicom_hu(dicom), rows, columns, image, count);
+    }
+    ich_dicom_free(dicom);
+    if (st)
+        fprintf(stderr, "\nich-predict: skipped %s: %s\n", path, ich_last_error());
+    return st ? -1 : 0;
+}
+
+static int predict_batch(ich_model *model, const options *o, const float *images, int32_t n,
+                         results *r)
+{
+    size_t outputs = (size_t)ich_model_outputs(model);
+    float *out = r->probabilities + r->count * outputs;
+    if (n && ich_model_predict(model, images, n, o->threshold, out, (size_t)n * outputs)) {
+        fprintf(stderr, "\nich-predict: prediction failed: %s\n", ich_last_error());
+        return -1;
+    }
+    r->count += (size_t)n;
+    return 0;
+}
+
+static int predict_all(ich_model *model, const ich_window *window, const file_list *files,
+                       const options *o, results *r)
+{
+    int32_t channels, rows, columns;
+    ich_model_input_shape(model, &channels, &rows, &columns);
+    size_t per_image = (size_t)channels * (size_t)rows * (size_t)columns;
+    float *images = malloc(per_image * (size_t)o->batch * sizeof *images);
+    r->ids = calloc(files->count ? files->count : 1, sizeof *r->ids);
+    r->probabilities = calloc(files->count ? files->count : 1,
+                              (size_t)ich_model_outputs(model) * sizeof(float));
+    if (!images || !r->ids || !r->probabilities) {
+        free(images);
+        fprintf(stderr, "ich-predict: out of memory\n");
+        return -1;
+    }
+    progress_bar bar = {now(), "images"};
+    int32_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < files->count && !rc; i++) {
+        if (load_image(window, files->items[i], images + (size_t)n * per_image, per_image)) {
+            r->failed++;
+        } else {
+            image_id(files->items[i], r->ids[r->count + (size_t)n], sizeof r->ids[0]);
+            n++;
+        }
+        if (n == o->batch || i + 1 == files->count) {
+            rc = predict_batch(model, o, images, n, r);
+            n = 0;
+            if (!o->quiet)
+                show_progress(&bar, (int64_t)(i + 1), (int64_t)files->count, "predict");
+        }
+    }
+    if (!o->quiet && files->count)
+        fputc('\n', stderr);
+    free(images);
+    return rc;
+}
+
+/* ---- Output ---------------------------------------------------------------------- */
+
+static void write_rows(FILE *f, const results *r, const label_names *l, int rsna)
+{
+    if (rsna) {
+        fputs("ID,Label\n", f);
+        for (size_t i = 0; i < r->count; i++)
+            for (int c = 0; c < l->count; c++) /* RSNA IDs already start with "ID_" */
+                fprintf(f, "%s%s_%s,%.9g\n", strncmp(r->ids[i], "ID_", 3) ? "ID_" : "",
+                        r->ids[i], l->names[c], (double)r->probabilities[i * (size_t)l->count + (size_t)c]);
+        return;
+    }
+    fputs("ID", f);
+    for (int c = 0; c < l->count; c++)
+        fprintf(f, ",%s", l->names[c]);
+    fputc('\n', f);
+    for (size_t i = 0; i < r->count; i++) {
+        fputs(r->ids[i], f);
+        for (int c = 0; c < l->count; c++)
+            fprintf(f, ",%.9g", (double)r->probabilities[i * (size_t)l->count + (size_t)c]);
+        fputc('\n', f);
+    }
+}
+
+/* Written to PATH.tmp.PID and renamed, so PATH is never half-written. */
+static int write_output(const char *path, const results *r, const label_names *l, int rsna)
+{
+    size_t n = strlen(path) + 32;
+    char *temp = malloc(n);
+    if (!temp)
+        return -1;
+    snprintf(temp, n, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(temp, "w");
+    int ok = f != NULL;
+    if (f) {
+        write_rows(f, r, l, rsna);
+        ok = !ferror(f);
+        ok = fclose(f) == 0 && ok;
+    }
+    ok = ok && rename(temp, path) == 0;
+    if (!ok) {
+        fprintf(stderr, "ich-predict: cannot write %s\n", path);
+        remove(temp);
+    }
+    free(temp);
+    return ok ? 0 : -1;
+}
+
+/* ---- Main ------------------------------------------------------------------------ */
+
+static int open_model(const char *path, ich_model **model, ich_window **window, label_names *l)
+{
+    if (ich_model_load(path, model)) {
+        fprintf(stderr, "ich-predict: %s\n", ich_last_error());
+        return -1;
+    }
+    if (ich_model_input_window(*model, window)) {
+        fprintf(stderr, "ich-predict: %s: %s\n", path, ich_last_error());
+        return -1;
+    }
+    return read_labels(*model, l);
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    const char *checkpoint, *input;
+    int rc = parse_options(argc, argv, &o, &checkpoint, &input);
+    if (rc)
+        return rc;
+    if (o.threads)
+        ich_set_threads(o.threads);
+    ich_model *model = NULL;
+    ich_window *window = NULL;
+    static label_names labels;
+    file_list files = {0};
+    results r = {0};
+    rc = open_model(checkpoint, &model, &window, &labels) || find_inputs(input, &files) ||
+                 predict_all(model, window, &files, &o, &r) ||
+                 write_output(o.out, &r, &labels, o.rsna)
+             ? 1
+             : 0;
+    if (!rc && !o.quiet)
+        printf("%zu predicted, %zu failed -> %s\n", r.count, r.failed, o.out);
+    if (!rc && (r.failed || files.count == 0)) {
+        if (files.count == 0)
+            fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
+        rc = 1;
+    }
+    for (size_t i = 0; i < files.count; i++)
+        free(files.items[i]);
+    free(files.items);
+    free(r.ids);
+    free(r.probabilities);
+    ich_window_free(window);
+    ich_model_free(model);
+    return rc;
+}

@@ -1,0 +1,202 @@
+"""End-to-end tests of the ich-predict example program (and of
+ich.Model.input_window / ich.predict_files), on phantom slices and a small
+untrained model saved with its input recipe in the checkpoint metadata.
+
+The program's probabilities are compared with an independent path in
+Python: ich.read_dicom + an ich.Window built from the same recipe by hand +
+Model.predict.
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("ICH_BUILD_DIR", ROOT / "build"))
+PREDICT = BUILD / "examples" / "ich-predict"
+LABELS = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+SPEC = "input 3x64x64, conv 4 5 stride 4, relu, maxpool 2, flatten, linear 6"
+MEAN, STD = [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]
+
+pytestmark = pytest.mark.skipif(not PREDICT.exists(), reason="examples not built")
+
+
+@pytest.fixture(scope="module")
+def ich():
+    sys.path.insert(0, str(ROOT / "bindings" / "python"))
+    os.environ.setdefault("ICH_BUILD_DIR", str(BUILD))
+    return pytest.importorskip("ich")
+
+
+def run(*args, check=True):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def make_model(ich, spec=SPEC, seed=7):
+    model = ich.Model(spec)
+    model.init_weights(seed)
+    model.metadata["ich.windows"] = "blood,brain,bone"
+    model.metadata["ich.size"] = "64"
+    model.metadata["ich.labels"] = ",".join(LABELS)
+    model.metadata["ich.mean"] = ",".join(map(str, MEAN))
+    model.metadata["ich.std"] = ",".join(map(str, STD))
+    return model
+
+
+@pytest.fixture(scope="module")
+def data(ich, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict")
+    ich.write_phantom(folder / "scans", patients=2, slices=3, size=96, seed=5)
+    files = sorted((folder / "scans").rglob("*.dcm"))
+    assert len(files) == 6
+    model = make_model(ich)
+    model.save(folder / "model.safetensors")
+    return folder, files, model
+
+
+def reference(ich, model, files):
+    """Probabilities computed in Python from the same recipe, written out."""
+    with ich.Window("blood,brain,bone", size=64, mean=MEAN, std=STD) as window:
+        images = np.stack([window.apply(ich.read_dicom(f).hu, dtype="float32") for f in files])
+    return model.predict(images)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_one_file_csv(ich, data, tmp_path):
+    folder, files, model = data
+    out = tmp_path / "p.csv"
+    run(PREDICT, folder / "model.safetensors", files[0], "--out", out, "--quiet")
+    rows = read_csv(out)
+    assert rows[0] == ["ID"] + LABELS
+    assert len(rows) == 2 and rows[1][0] == files[0].stem and rows[1][0].startswith("ID_")
+    got = np.array(rows[1][1:], dtype=np.float64)
+    np.testing.assert_allclose(got, reference(ich, model, files[:1])[0], atol=1e-6, rtol=0)
+
+
+def test_folder_csv_matches_python(ich, data, tmp_path):
+    folder, files, model = data
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, folder / "model.safetensors", folder / "scans", "--out", out,
+                 "--batch-size", 4, "--threads", 1)
+    assert "6 predicted, 0 failed" in result.stdout
+    rows = read_csv(out)
+    assert rows[0] == ["ID"] + LABELS
+    assert [r[0] for r in rows[1:]] == [f.stem for f in files]
+    assert all(len(r) == 7 for r in rows)
+    got = np.array([r[1:] for r in rows[1:]], dtype=np.float64)
+    expected = reference(ich, model, files)
+    assert np.ptp(expected[:, 0]) > 0  # the images differ, so a mix-up would show
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_folder_rsna_format(ich, data, tmp_path):
+    folder, files, model = data
+    out = tmp_path / "sub.csv"
+    run(PREDICT, folder / "model.safetensors", folder / "scans", "--out", out,
+        "--format", "rsna", "--quiet")
+    rows = read_csv(out)
+    assert rows[0] == ["ID", "Label"]
+    expected = reference(ich, model, files)
+    want_ids = [f"{f.stem}_{label}" for f in files for label in LABELS]
+    assert [r[0] for r in rows[1:]] == want_ids
+    assert all(r[0].startswith("ID_") and not r[0].startswith("ID_ID_") for r in rows[1:])
+    got = np.array([r[1] for r in rows[1:]], dtype=np.float64).reshape(len(files), 6)
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_rsna_adds_prefix_to_plain_names(ich, data, tmp_path):
+    folder, files, _ = data
+    plain = tmp_path / "abc123.dcm"
+    shutil.copy(files[0], plain)
+    out = tmp_path / "sub.csv"
+    run(PREDICT, folder / "model.safetensors", plain, "--out", out, "--format", "rsna",
+        "--quiet")
+    assert [r[0] for r in read_csv(out)[1:]] == [f"ID_abc123_{label}" for label in LABELS]
+
+
+def test_corrupt_file_is_skipped(ich, data, tmp_path):
+    folder, files, model = data
+    scans = tmp_path / "scans"
+    shutil.copytree(folder / "scans", scans)
+    (scans / "images" / "ID_broken.dcm").write_bytes(b"not a dicom file" * 20)
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, folder / "model.safetensors", scans, "--out", out, check=False)
+    assert result.returncode == 1
+    assert "ID_broken.dcm" in result.stderr
+    assert "6 predicted, 1 failed" in result.stdout
+    rows = read_csv(out)
+    assert [r[0] for r in rows[1:]] == [f.stem for f in files]
+    got = np.array([r[1:] for r in rows[1:]], dtype=np.float64)
+    np.testing.assert_allclose(got, reference(ich, model, files), atol=1e-6, rtol=0)
+
+
+def test_channel_mismatch_errors(ich, data, tmp_path):
+    folder, files, _ = data
+    model = make_model(ich, spec=SPEC.replace("3x64x64", "1x64x64"))
+    model.save(tmp_path / "one.safetensors")
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, tmp_path / "one.safetensors", files[0], "--out", out, check=False)
+    assert result.returncode == 1
+    assert "3 channels" in result.stderr and "1 input channels" in result.stderr
+    assert not out.exists()
+    with pytest.raises(ich.ShapeError):
+        model.input_window()
+
+
+def test_bad_usage(data, tmp_path):
+    folder, files, _ = data
+    assert run(PREDICT, folder / "model.safetensors", check=False).returncode == 2
+    result = run(PREDICT, folder / "model.safetensors", files[0], "--format", "xml",
+                 check=False)
+    assert result.returncode == 2
+    assert run(PREDICT, "--help").stdout.startswith("usage")
+
+
+def test_cascade_gating(ich, data, tmp_path):
+    """A cascade whose "any" fires nowhere: every subtype is 0 in the output."""
+    folder, files, _ = data
+    spec = ("input 3x64x64, conv 4 5 stride 4, relu, maxpool 2, flatten, "
+            "cascade(any: linear 1 | subtype: linear 5)")
+    model = make_model(ich, spec=spec)
+    state = model.state_dict()
+    bias = [k for k in state if k.endswith("bias") and state[k].shape == (1,)][0]
+    weight = bias.replace("bias", "weight")
+    model.load_state_dict({weight: np.zeros_like(state[weight]),
+                           bias: np.full((1,), -5.0, np.float32)}, strict=False)
+    model.save(tmp_path / "cascade.safetensors")
+    out = tmp_path / "p.csv"
+    run(PREDICT, tmp_path / "cascade.safetensors", folder / "scans", "--out", out, "--quiet")
+    got = np.array([r[1:] for r in read_csv(out)[1:]], dtype=np.float64)
+    np.testing.assert_allclose(got[:, 0], 1 / (1 + np.exp(5.0)), atol=1e-6)
+    assert np.all(got[:, 1:] == 0)
+    # a threshold below P(any) lets the subtypes through
+    run(PREDICT, tmp_path / "cascade.safetensors", folder / "scans", "--out", out, "--quiet",
+        "--threshold", 0.001)
+    got = np.array([r[1:] for r in read_csv(out)[1:]], dtype=np.float64)
+    assert np.all(got[:, 1:] > 0)
+
+
+def test_python_predict_files(ich, data):
+    folder, files, model = data
+    loaded = ich.Model.load(folder / "model.safetensors")
+    window = loaded.input_window()
+    assert window.size == (64, 64) and len(window.windows) == 3
+    ids, probabilities = ich.predict_files(loaded, folder / "scans", batch_size=4)
+    assert ids == [f.stem for f in files]
+    assert probabilities.shape == (6, 6)
+    np.testing.assert_allclose(probabilities, reference(ich, model, files), atol=1e-6, rtol=0)
+    ids2, p2 = ich.predict_files(loaded, files[:2])
+    assert ids2 == ids[:2]
+    np.testing.assert_allclose(p2, probabilities[:2], atol=1e-6, rtol=0)
