@@ -15,6 +15,7 @@
  *   <ich/optim.h>   loss, optimizers, schedules, early stopping, checkpoints
  *   <ich/train.h>   the training driver: epochs, validation, history, resume
  *   <ich/metrics.h> evaluation metrics: AUC, AP, F1, confusion, log losses
+ *   <ich/report.h>  evaluation report: HTML page, SVG plots, CSV and JSON
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -40,5 +41,6 @@
 #include "ich/optim.h"
 #include "ich/train.h"
 #include "ich/metrics.h"
+#include "ich/report.h"
 
 #endif /* ICH_ICH_H */

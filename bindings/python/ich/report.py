@@ -1,0 +1,71 @@
+"""The evaluation report: checkpoint + labelled images -> a report folder.
+
+``ich.evaluate_report(checkpoint, labels_csv, image_dir, out_dir)`` writes
+report.html (self-contained), roc.svg, confusion_<class>.svg, loss.svg and
+accuracy.svg (when the checkpoint has a training history), metrics.csv,
+metrics.json and predictions.csv, as the ``ich-evaluate`` program does (see
+``include/ich/report.h``).
+"""
+
+import ctypes
+
+from ._errors import check
+from ._lib import _declare, c_status, lib
+from ._util import fspath_bytes
+from .phantom import PROGRESS_FN
+
+__all__ = ["evaluate_report"]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("batch_size", ctypes.c_int32),
+        ("workers", ctypes.c_int32),
+        ("threshold", ctypes.c_float),
+        ("bootstrap", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("progress", PROGRESS_FN),
+        ("progress_user", ctypes.c_void_p),
+    ]
+
+
+_declare("ich_evaluate_options_init", None, ctypes.POINTER(_Options))
+_declare("ich_evaluate_report", c_status, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.c_char_p, ctypes.POINTER(_Options))
+
+
+def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, workers=0,
+                    threshold=0.5, bootstrap=1000, seed=0, progress=None):
+    """Evaluate the checkpoint on the images of `image_dir` labelled by
+    `labels_csv` and write the report folder `out_dir` (created).
+
+    batch_size: images per prediction batch. workers: image-loading threads
+    (0: the calling thread). threshold: the cascade preset's "any"
+    threshold. bootstrap, seed: the AUC confidence interval's resamples
+    (0: none) and seed. progress: None or ``progress(done, total)``; a true
+    return value cancels. Returns `out_dir`. Raises IchError (IchIOError or
+    FormatError for a bad checkpoint or CSV, ShapeError when the label
+    columns differ from the model's outputs)."""
+    o = _Options()
+    lib.ich_evaluate_options_init(ctypes.byref(o))
+    o.batch_size, o.workers, o.threshold = int(batch_size), int(workers), float(threshold)
+    o.bootstrap, o.seed = int(bootstrap), int(seed)
+    raised = []
+
+    def on_progress(user, done, total, what):
+        try:
+            return 1 if progress(done, total) else 0
+        except BaseException as e:  # noqa: B902  (re-raised below)
+            raised.append(e)
+            return 1
+
+    callback = PROGRESS_FN(on_progress) if progress is not None else PROGRESS_FN()
+    o.progress = callback
+    status = lib.ich_evaluate_report(fspath_bytes(checkpoint), fspath_bytes(labels_csv),
+                                     fspath_bytes(image_dir), fspath_bytes(out_dir),
+                                     ctypes.byref(o))
+    if raised:
+        raise raised[0]
+    check(status)
+    return out_dir

@@ -1,0 +1,181 @@
+"""ich.evaluate_report on a tiny phantom (4 patients x 6 slices, 32 x 32):
+every file exists and parses, and the numbers in metrics.json, metrics.csv
+and report.html are those ich.Metrics computes from predictions.csv and the
+labels."""
+import csv
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import ich
+
+SPEC = ("input 3x32x32, conv 8 3 pad 1, batchnorm, relu, maxpool 4, conv 8 3 pad 1, "
+        "relu, maxpool 8, flatten, linear 6")
+NAMES = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+
+
+def read_long_labels(path):
+    labels = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            image, _, label = row["ID"].rpartition("_")
+            labels.setdefault(image, {})[label] = float(row["Label"])
+    return labels
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    ich.set_threads(1)
+    folder = tmp_path_factory.mktemp("phantom")
+    ich.write_phantom(folder, patients=4, slices=6, size=32, seed=4, prevalence=0.5, threads=2)
+    # a wide CSV where epidural has no positives: its AUC is undefined
+    labels = read_long_labels(folder / "labels.csv")
+    wide = folder / "wide.csv"
+    with open(wide, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID"] + NAMES)
+        for image, values in sorted(labels.items()):
+            values["epidural"] = 0.0
+            w.writerow([image] + [int(values[n]) for n in NAMES])
+    truth = {image: [values[n] for n in NAMES] for image, values in labels.items()}
+    # a checkpoint with a training history (2 epochs, with validation)
+    m = ich.Model(SPEC)
+    m.init_weights(1)
+    opt = ich.Optimizer(m, "adam", lr=0.003)
+    options = dict(window="blood,brain,bone", size=32, batch_size=8, seed=3, workers=0)
+    with ich.Dataset(str(wide), str(folder / "images"), **options) as train, \
+            ich.Dataset(str(wide), str(folder / "images"), shuffle=False, **options) as val:
+        ich.train(m, opt, train, val, epochs=2, schedule=False, checkpoint_dir=folder / "run")
+    return folder, wide, truth, folder / "run" / "last.safetensors"
+
+
+def read_predictions(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ID"] + NAMES
+    ids = [r[0] for r in rows[1:]]
+    probs = np.array([[float(x) for x in r[1:]] for r in rows[1:]], dtype=np.float32)
+    return ids, probs
+
+
+def none_if_inf(x):
+    return None if x is None or not math.isfinite(x) else x
+
+
+def test_report_files_and_numbers(data, tmp_path):
+    folder, wide, truth, checkpoint = data
+    calls = []
+    out = tmp_path / "report"
+    ich.evaluate_report(checkpoint, wide, folder / "images", out, batch_size=5,
+                        progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (24, 24)
+    names = ["report.html", "roc.svg", "loss.svg", "accuracy.svg", "metrics.csv",
+             "metrics.json", "predictions.csv"] + ["confusion_%s.svg" % n for n in NAMES]
+    for name in names:
+        assert (out / name).is_file(), name
+    for svg in out.glob("*.svg"):
+        ET.parse(svg)  # well-formed XML
+    roc = (out / "roc.svg").read_text()
+    assert "any (AUC " in roc and "epidural (AUC undefined)" in roc
+
+    # recompute from predictions.csv with ich.Metrics
+    ids, probs = read_predictions(out / "predictions.csv")
+    assert sorted(ids) == sorted(truth) and len(ids) == 24
+    labels = np.array([truth[i] for i in ids], dtype=np.float32)
+    labels[:, 1] = 0  # the wide CSV's epidural column
+    m = ich.Metrics(bootstrap=1000, seed=0)
+    m.update(probs, labels)
+    r = m.compute()
+    assert r["auc"][1] is None
+
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["samples"] == 24
+    for c, cls in enumerate(doc["classes"]):
+        assert cls["name"] == NAMES[c]
+        assert cls["positives"] == r["positives"][c]
+        assert cls["auc"] == r["auc"][c]
+        assert cls["average_precision"] == r["average_precision"][c]
+        assert cls["auc_ci"] == (list(r["auc_ci"][c]) if r["auc_ci"][c] else None)
+        assert cls["youden_threshold"] == none_if_inf(r["youden_threshold"][c])
+        assert cls["at_0.5"]["confusion"] == r["confusion"][c]
+        for key in ("accuracy", "precision", "recall", "specificity", "f1"):
+            assert cls["at_0.5"][key] == r[key][c], key
+    for key in ("accuracy_overall", "bce", "rsna_log_loss", "macro_auc",
+                "macro_average_precision", "macro_f1"):
+        assert doc["overall"][key] == r[key], key
+
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["class"] for row in rows] == NAMES + ["overall"]
+
+    def cell(text):
+        return float(text) if text != "" else None
+
+    for c, row in enumerate(rows[:6]):
+        assert cell(row["auc"]) == r["auc"][c]
+        assert cell(row["f1"]) == r["f1"][c]
+        assert cell(row["precision"]) == r["precision"][c]
+        assert cell(row["average_precision"]) == r["average_precision"][c]
+        assert [[int(row["tn"]), int(row["fp"])], [int(row["fn"]), int(row["tp"])]] == \
+            r["confusion"][c]
+    assert cell(rows[6]["rsna_log_loss"]) == r["rsna_log_loss"]
+    assert cell(rows[6]["bce"]) == r["bce"]
+    assert cell(rows[6]["accuracy"]) == r["accuracy_overall"]
+    assert rows[1]["auc"] == ""  # undefined: empty, not nan
+    text = (out / "metrics.csv").read_text() + (out / "metrics.json").read_text()
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+
+    html = (out / "report.html").read_text()
+    assert not re.search(r"\bnan\b", html, re.IGNORECASE)
+    assert "undefined" in html and "<svg" in html and "RSNA weighted log loss" in html
+    exact = {float(v) for v in re.findall(r'title="([^"]+)"', html)
+             if re.fullmatch(r"[-+0-9.eE]+", v)}
+    wanted = [r["rsna_log_loss"], r["bce"], r["accuracy_overall"]]
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "auc",
+                "average_precision"):
+        wanted += [v for v in r[key] if v is not None]
+    wanted += [v for v in r["youden_threshold"] if v is not None and math.isfinite(v)]
+    for v in wanted:
+        assert v in exact, v
+
+
+def test_without_history_has_a_note(data, tmp_path):
+    folder, wide, _, _ = data
+    m = ich.Model(SPEC)
+    m.init_weights(2)
+    m.metadata["ich.windows"] = "blood,brain,bone"
+    m.metadata["ich.size"] = "32"
+    m.save(tmp_path / "plain.safetensors")
+    out = tmp_path / "out"
+    ich.evaluate_report(tmp_path / "plain.safetensors", wide, folder / "images", out,
+                        bootstrap=0)
+    assert not (out / "loss.svg").exists() and not (out / "accuracy.svg").exists()
+    assert "no training history" in (out / "report.html").read_text()
+    doc = json.loads((out / "metrics.json").read_text())
+    assert all(c["auc_ci"] is None for c in doc["classes"])  # bootstrap off
+
+
+def test_errors(data, tmp_path):
+    folder, wide, _, checkpoint = data
+    with pytest.raises(ich.IchIOError):
+        ich.evaluate_report(tmp_path / "missing.safetensors", wide, folder / "images",
+                            tmp_path / "a")
+    bad = tmp_path / "bad.csv"
+    bad.write_text('ID,any\n"unterminated,1\n')
+    with pytest.raises(ich.FormatError):
+        ich.evaluate_report(checkpoint, bad, folder / "images", tmp_path / "b")
+    two = tmp_path / "two.csv"
+    two.write_text("ID,any,epidural\n" + "".join(
+        "%s,0,0\n" % p.stem for p in sorted((folder / "images").glob("*.dcm"))))
+    with pytest.raises(ich.ShapeError):
+        ich.evaluate_report(checkpoint, two, folder / "images", tmp_path / "c")
+    with pytest.raises(ich.InvalidArgumentError):
+        ich.evaluate_report(checkpoint, wide, folder / "images", tmp_path / "d", batch_size=0)
+    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+        ich.evaluate_report(checkpoint, wide, folder / "images", tmp_path / "e",
+                            progress=lambda done, total: True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()

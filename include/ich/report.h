@@ -1,0 +1,68 @@
+/*
+ * libich evaluation report: a checkpoint and labelled images -> a folder
+ * with an HTML page, SVG plots and the numbers as CSV and JSON.
+ *
+ * ich_evaluate_report() loads the model, rebuilds the input recipe it was
+ * trained with (ich_model_input_window(): windows, size, normalisation from
+ * the checkpoint's metadata, defaults where absent), predicts every image
+ * of the label table in evaluation mode (ich_model_predict(), in batches, in
+ * table order), accumulates an ich_metrics and writes into `out_dir`
+ * (created; every file written atomically):
+ *
+ *   report.html         self-contained page: summary, per-class table,
+ *                       overall numbers, the figures inline
+ *   roc.svg             ROC curves of all classes, chance diagonal
+ *   confusion_<c>.svg   the 2x2 confusion matrix of class c at 0.5
+ *   loss.svg, accuracy.svg  per-epoch curves from the checkpoint's
+ *                       "ich.history" (left out, with a note in the page,
+ *                       when it has none)
+ *   metrics.csv         one row per class, then the overall numbers
+ *   metrics.json        the same numbers (undefined values: null)
+ *   predictions.csv     ID and one probability per class
+ *
+ * Undefined values (see metrics.h) are empty CSV fields, JSON null and
+ * "undefined" in the page, never NaN; so is a Youden threshold of +infinity
+ * (the best point predicts nothing positive).
+ */
+#ifndef ICH_REPORT_H
+#define ICH_REPORT_H
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Options of ich_evaluate_report(); ich_evaluate_options_init() fills the
+ *  defaults given here. */
+typedef struct ich_evaluate_options {
+    size_t size;
+    int32_t batch_size;          /**< images per prediction batch (default 16) */
+    int32_t workers;             /**< image-loading threads (default 0: the caller's) */
+    float threshold;             /**< cascade "any" threshold for prediction (default 0.5) */
+    int32_t bootstrap;           /**< AUC bootstrap resamples (default 1000; 0: no CI) */
+    uint64_t seed;               /**< bootstrap seed (default 0) */
+    ich_progress_fn progress;    /**< NULL: none; returning nonzero cancels */
+    void *progress_user;
+} ich_evaluate_options;
+
+/** Fill `options` with the defaults (sets size). */
+ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
+
+/** Evaluate the checkpoint at `checkpoint` on the images of `image_dir`
+ *  labelled by `labels_csv` (wide or long format, ich_labels_read()) and
+ *  write the report folder `out_dir` (see above). The label columns must be
+ *  as many as the model's outputs. options may be NULL for the defaults.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option, cancelled),
+ *  ICH_ERR_IO / ICH_ERR_FORMAT / ICH_ERR_NOT_FOUND (checkpoint, CSV or
+ *  images, as ich_model_load() and ich_dataset_open_csv() give them),
+ *  ICH_ERR_SHAPE (label columns differ from the model's outputs),
+ *  ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
+                                       const char *image_dir, const char *out_dir,
+                                       const ich_evaluate_options *options);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ICH_REPORT_H */

@@ -1,0 +1,664 @@
+/* The evaluation report (ich_evaluate_report): predict every labelled image
+ * with a checkpoint, accumulate the metrics, and write the report folder
+ * (HTML page, SVG plots, CSV and JSON) from report.h and svg.h pieces. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/fileutil.h"
+#include "core/options.h"
+#include "io/report.h"
+#include "io/svg.h"
+#include "ich/dataset.h"
+#include "ich/labels.h"
+#include "ich/metrics.h"
+#include "ich/model.h"
+#include "ich/report.h"
+#include "ich/train.h"
+#include "ich/window.h"
+#include "train/train_internal.h"
+
+void ich_evaluate_options_init(ich_evaluate_options *options)
+{
+    if (!options)
+        return;
+    memset(options, 0, sizeof *options);
+    options->size = sizeof *options;
+    options->batch_size = 16;
+    options->threshold = 0.5f;
+    options->bootstrap = 1000;
+}
+
+/* Everything one evaluation holds; freed by run_free. */
+typedef struct eval_run {
+    ich_evaluate_options opt;
+    const char *checkpoint;
+    ich_model *model;
+    ich_dataset *dataset;
+    ich_metrics *metrics;
+    int32_t classes;
+    const char *names[ICH_METRICS_MAX_CLASSES];
+    int64_t count;     /* images predicted */
+    float *probs;      /* count x classes */
+    int64_t *rows;     /* each prediction's row of the label table */
+} eval_run;
+
+static void run_free(eval_run *run)
+{
+    ich_metrics_free(run->metrics);
+    ich_dataset_free(run->dataset);
+    ich_model_free(run->model);
+    free(run->probs);
+    free(run->rows);
+}
+
+/* Load the model and open the dataset with the checkpoint's input recipe,
+ * in table order. */
+static ich_status open_inputs(eval_run *run, const char *labels_csv, const char *image_dir)
+{
+    ich_status st = ich_model_load(run->checkpoint, &run->model);
+    if (st)
+        return st;
+    ich_window *window = NULL;
+    if ((st = ich_model_input_window(run->model, &window)))
+        return st;
+    ich_dataset_options dopt;
+    ich_dataset_options_init(&dopt);
+    dopt.window = window;
+    dopt.batch_size = run->opt.batch_size;
+    dopt.shuffle = 0;
+    dopt.workers = run->opt.workers;
+    st = ich_dataset_open_csv(labels_csv, image_dir, &dopt, &run->dataset);
+    ich_window_free(window);
+    if (st)
+        return st;
+    const ich_labels *labels = ich_dataset_labels(run->dataset);
+    run->classes = ich_labels_columns(labels);
+    if (run->classes != ich_model_outputs(run->model) || run->classes > ICH_METRICS_MAX_CLASSES)
+        return ich_fail(ICH_ERR_SHAPE, "%s has %d label columns, but the model %s has %d outputs",
+                        labels_csv, run->classes, run->checkpoint,
+                        ich_model_outputs(run->model));
+    for (int32_t c = 0; c < run->classes; c++)
+        run->names[c] = ich_labels_column_name(labels, c);
+    return ich_metrics_create(run->names, run->classes, 0, &run->metrics);
+}
+
+/* Predict every image, batch by batch, into run->probs and the metrics. */
+static ich_status predict_all(eval_run *run)
+{
+    int32_t channels, rows, cols, labels;
+    ich_status st = ich_dataset_sample_shape(run->dataset, &channels, &rows, &cols, &labels);
+    if (st)
+        return st;
+    int64_t total = ich_dataset_length(run->dataset);
+    size_t batch = (size_t)run->opt.batch_size, image = (size_t)channels * rows * cols;
+    float *images = malloc(batch * image * sizeof *images);
+    float *truth = malloc(batch * (size_t)labels * sizeof *truth);
+    int64_t *batch_rows = malloc(batch * sizeof *batch_rows);
+    run->probs = malloc((size_t)total * (size_t)labels * sizeof *run->probs);
+    run->rows = malloc((size_t)total * sizeof *run->rows);
+    if (!images || !truth || !batch_rows || !run->probs || !run->rows)
+        st = ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    if (!st)
+        st = ich_dataset_start_epoch(run->dataset, 0);
+    while (!st) {
+        int32_t n = 0;
+        st = ich_dataset_next_batch(run->dataset, images, batch * image, truth,
+                                    batch * (size_t)labels, &n, batch_rows);
+        if (st || n == 0 || run->count + n > total)
+            break;
+        float *out = run->probs + run->count * labels;
+        st = ich_model_predict(run->model, images, n, run->opt.threshold, out,
+                               (size_t)n * labels);
+        if (!st)
+            st = ich_metrics_update(run->metrics, out, truth, n, labels);
+        if (st)
+            break;
+        memcpy(run->rows + run->count, batch_rows, (size_t)n * sizeof *batch_rows);
+        run->count += n;
+        if (run->opt.progress &&
+            run->opt.progress(run->opt.progress_user, run->count, total, "evaluating"))
+            st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate_report: cancelled");
+    }
+    free(images);
+    free(truth);
+    free(batch_rows);
+    if (!st && run->count == 0)
+        st = ich_fail(ICH_ERR_NOT_FOUND, "ich_evaluate_report: no image could be read");
+    return st;
+}
+
+/* Write `buf` as out_dir/name. */
+static ich_status write_named(const char *out_dir, const char *name, const ich_buf *buf)
+{
+    char *path = ich_path_join(out_dir, name);
+    if (!path)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    ich_status st = ich_report_write(path, buf);
+    free(path);
+    return st;
+}
+
+static ich_status write_table_csv(const char *out_dir, const char *name, const ich_table *t)
+{
+    ich_buf csv = {0};
+    ich_status st = ich_table_csv(t, &csv);
+    if (!st)
+        st = write_named(out_dir, name, &csv);
+    ich_buf_free(&csv);
+    return st;
+}
+
+/* predictions.csv: ID and one probability per class, in table order. */
+static ich_status write_predictions(const eval_run *run, const char *out_dir)
+{
+    const char *header[ICH_METRICS_MAX_CLASSES + 1] = {"ID"};
+    for (int32_t c = 0; c < run->classes; c++)
+        header[c + 1] = run->names[c];
+    ich_table *t = ich_table_create(run->classes + 1, header);
+    if (!t)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    const ich_labels *labels = ich_dataset_labels(run->dataset);
+    for (int64_t i = 0; i < run->count; i++) {
+        ich_table_text(t, ich_labels_id(labels, run->rows[i]));
+        for (int32_t c = 0; c < run->classes; c++)
+            ich_table_number(t, run->probs[i * run->classes + c]);
+    }
+    ich_status st = write_table_csv(out_dir, "predictions.csv", t);
+    ich_table_free(t);
+    return st;
+}
+
+/* A value, or NaN when its bit is not set in `defined`. */
+static double value(double x, uint32_t defined, uint32_t bit)
+{
+    return (defined & bit) ? x : NAN;
+}
+
+static const char *const METRIC_COLUMNS[] = {
+    "class", "positives", "negatives", "tn", "fp", "fn", "tp", "accuracy", "precision",
+    "recall", "specificity", "f1", "auc", "auc_low", "auc_high", "average_precision",
+    "youden_threshold", "youden_j", "bce", "rsna_log_loss", "samples"};
+enum { METRIC_COLUMN_COUNT = 21 };
+
+static void class_row(ich_table *t, const char *name, const ich_metrics_class_result *r)
+{
+    const ich_metrics_at *a = &r->at_half;
+    ich_table_text(t, name);
+    ich_table_integer(t, r->positives);
+    ich_table_integer(t, r->negatives);
+    ich_table_integer(t, a->tn);
+    ich_table_integer(t, a->fp);
+    ich_table_integer(t, a->fn);
+    ich_table_integer(t, a->tp);
+    ich_table_number(t, value(a->accuracy, a->defined, ICH_METRIC_ACCURACY));
+    ich_table_number(t, value(a->precision, a->defined, ICH_METRIC_PRECISION));
+    ich_table_number(t, value(a->recall, a->defined, ICH_METRIC_RECALL));
+    ich_table_number(t, value(a->specificity, a->defined, ICH_METRIC_SPECIFICITY));
+    ich_table_number(t, value(a->f1, a->defined, ICH_METRIC_F1));
+    ich_table_number(t, value(r->auc, r->defined, ICH_METRIC_AUC));
+    ich_table_number(t, value(r->auc_low, r->defined, ICH_METRIC_AUC_CI));
+    ich_table_number(t, value(r->auc_high, r->defined, ICH_METRIC_AUC_CI));
+    ich_table_number(t, value(r->average_precision, r->defined, ICH_METRIC_AVERAGE_PRECISION));
+    ich_table_number(t, value(r->youden_threshold, r->defined, ICH_METRIC_YOUDEN));
+    ich_table_number(t, value(r->youden_j, r->defined, ICH_METRIC_YOUDEN));
+    ich_table_undefined(t); /* bce, rsna_log_loss, samples: overall only */
+    ich_table_undefined(t);
+    ich_table_undefined(t);
+}
+
+/* The "overall" row: element-wise accuracy, macro F1/AUC/AP, the losses. */
+static void overall_row(ich_table *t, const ich_metrics_summary_result *s)
+{
+    ich_table_text(t, "overall");
+    for (int i = 0; i < 6; i++)
+        ich_table_undefined(t);
+    ich_table_number(t, value(s->accuracy_overall, s->defined, ICH_METRIC_ACCURACY));
+    for (int i = 0; i < 3; i++)
+        ich_table_undefined(t);
+    ich_table_number(t, value(s->macro_f1, s->defined, ICH_METRIC_F1));
+    ich_table_number(t, value(s->macro_auc, s->defined, ICH_METRIC_AUC));
+    ich_table_undefined(t);
+    ich_table_undefined(t);
+    ich_table_number(t, value(s->macro_average_precision, s->defined,
+                              ICH_METRIC_AVERAGE_PRECISION));
+    ich_table_undefined(t);
+    ich_table_undefined(t);
+    ich_table_number(t, value(s->bce, s->defined, ICH_METRIC_BCE));
+    ich_table_number(t, value(s->rsna_log_loss, s->defined, ICH_METRIC_RSNA_LOG_LOSS));
+    ich_table_integer(t, s->samples);
+}
+
+/* Per-class results and the summary, fetched once. */
+typedef struct eval_results {
+    ich_metrics_class_result cls[ICH_METRICS_MAX_CLASSES];
+    ich_metrics_summary_result summary;
+} eval_results;
+
+static ich_status fetch_results(const eval_run *run, eval_results *res)
+{
+    ich_metrics_options mopt;
+    ich_metrics_options_init(&mopt);
+    mopt.bootstrap = run->opt.bootstrap;
+    mopt.seed = run->opt.seed;
+    ich_status st = ich_metrics_compute(run->metrics, &mopt);
+    for (int32_t c = 0; !st && c < run->classes; c++) {
+        res->cls[c].size = sizeof res->cls[c];
+        st = ich_metrics_class(run->metrics, c, &res->cls[c]);
+    }
+    res->summary.size = sizeof res->summary;
+    return st ? st : ich_metrics_summary(run->metrics, &res->summary);
+}
+
+static ich_status write_metrics_csv(const eval_run *run, const eval_results *res,
+                                    const char *out_dir)
+{
+    ich_table *t = ich_table_create(METRIC_COLUMN_COUNT, METRIC_COLUMNS);
+    if (!t)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    for (int32_t c = 0; c < run->classes; c++)
+        class_row(t, run->names[c], &res->cls[c]);
+    overall_row(t, &res->summary);
+    ich_status st = write_table_csv(out_dir, "metrics.csv", t);
+    ich_table_free(t);
+    return st;
+}
+
+static void json_at(ich_json *j, const ich_metrics_at *a)
+{
+    ich_json_object_begin(j);
+    ich_json_key(j, "threshold");
+    ich_json_number(j, a->threshold);
+    ich_json_key(j, "confusion");
+    ich_json_array_begin(j);
+    ich_json_array_begin(j);
+    ich_json_integer(j, a->tn);
+    ich_json_integer(j, a->fp);
+    ich_json_array_end(j);
+    ich_json_array_begin(j);
+    ich_json_integer(j, a->fn);
+    ich_json_integer(j, a->tp);
+    ich_json_array_end(j);
+    ich_json_array_end(j);
+    const char *keys[] = {"accuracy", "precision", "recall", "specificity", "f1"};
+    double vals[] = {a->accuracy, a->precision, a->recall, a->specificity, a->f1};
+    uint32_t bits[] = {ICH_METRIC_ACCURACY, ICH_METRIC_PRECISION, ICH_METRIC_RECALL,
+                       ICH_METRIC_SPECIFICITY, ICH_METRIC_F1};
+    for (int i = 0; i < 5; i++) {
+        ich_json_key(j, keys[i]);
+        ich_json_number(j, value(vals[i], a->defined, bits[i]));
+    }
+    ich_json_object_end(j);
+}
+
+static void json_class(ich_json *j, const char *name, const ich_metrics_class_result *r)
+{
+    ich_json_object_begin(j);
+    ich_json_key(j, "name");
+    ich_json_string(j, name);
+    ich_json_key(j, "positives");
+    ich_json_integer(j, r->positives);
+    ich_json_key(j, "negatives");
+    ich_json_integer(j, r->negatives);
+    ich_json_key(j, "at_0.5");
+    json_at(j, &r->at_half);
+    ich_json_key(j, "auc");
+    ich_json_number(j, value(r->auc, r->defined, ICH_METRIC_AUC));
+    ich_json_key(j, "auc_ci");
+    if (r->defined & ICH_METRIC_AUC_CI) {
+        ich_json_array_begin(j);
+        ich_json_number(j, r->auc_low);
+        ich_json_number(j, r->auc_high);
+        ich_json_array_end(j);
+    } else {
+        ich_json_null(j);
+    }
+    ich_json_key(j, "average_precision");
+    ich_json_number(j, value(r->average_precision, r->defined, ICH_METRIC_AVERAGE_PRECISION));
+    ich_json_key(j, "youden_threshold");
+    ich_json_number(j, value(r->youden_threshold, r->defined, ICH_METRIC_YOUDEN));
+    ich_json_key(j, "youden_j");
+    ich_json_number(j, value(r->youden_j, r->defined, ICH_METRIC_YOUDEN));
+    ich_json_key(j, "at_youden");
+    if (r->defined & ICH_METRIC_YOUDEN)
+        json_at(j, &r->at_youden);
+    else
+        ich_json_null(j);
+    ich_json_object_end(j);
+}
+
+static ich_status write_metrics_json(const eval_run *run, const eval_results *res,
+                                     const char *out_dir)
+{
+    const ich_metrics_summary_result *s = &res->summary;
+    ich_json j = {0};
+    ich_json_object_begin(&j);
+    ich_json_key(&j, "checkpoint");
+    ich_json_string(&j, run->checkpoint);
+    ich_json_key(&j, "samples");
+    ich_json_integer(&j, s->samples);
+    ich_json_key(&j, "classes");
+    ich_json_array_begin(&j);
+    for (int32_t c = 0; c < run->classes; c++)
+        json_class(&j, run->names[c], &res->cls[c]);
+    ich_json_array_end(&j);
+    ich_json_key(&j, "overall");
+    ich_json_object_begin(&j);
+    const char *keys[] = {"accuracy_overall", "bce", "rsna_log_loss", "macro_auc",
+                          "macro_average_precision", "macro_f1"};
+    double vals[] = {s->accuracy_overall, s->bce, s->rsna_log_loss, s->macro_auc,
+                     s->macro_average_precision, s->macro_f1};
+    uint32_t bits[] = {ICH_METRIC_ACCURACY, ICH_METRIC_BCE, ICH_METRIC_RSNA_LOG_LOSS,
+                       ICH_METRIC_AUC, ICH_METRIC_AVERAGE_PRECISION, ICH_METRIC_F1};
+    for (int i = 0; i < 6; i++) {
+        ich_json_key(&j, keys[i]);
+        ich_json_number(&j, value(vals[i], s->defined, bits[i]));
+    }
+    ich_json_object_end(&j);
+    ich_json_object_end(&j);
+    char *path = ich_path_join(out_dir, "metrics.json");
+    ich_status st = path ? ich_json_write(&j, path)
+                         : ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    free(path);
+    ich_json_free(&j);
+    return st;
+}
+
+/* Write the SVG as out_dir/name and inline it in the page. */
+static ich_status add_figure(ich_buf *page, const char *out_dir, const char *name,
+                             const ich_buf *svg, const char *caption)
+{
+    ich_status st = write_named(out_dir, name, svg);
+    if (!st)
+        ich_html_figure(page, svg->data, caption, name);
+    return st;
+}
+
+static ich_status roc_figure(const eval_run *run, const eval_results *res, ich_buf *page,
+                             const char *out_dir)
+{
+    ich_svg_series series[ICH_METRICS_MAX_CLASSES];
+    double *points[ICH_METRICS_MAX_CLASSES][2] = {{0}};
+    char legend[ICH_METRICS_MAX_CLASSES][96];
+    ich_status st = ICH_OK;
+    for (int32_t c = 0; c < run->classes && !st; c++) {
+        const ich_metrics_class_result *r = &res->cls[c];
+        int64_t n = r->roc_points;
+        points[c][0] = malloc((size_t)(n ? n : 1) * sizeof(double));
+        points[c][1] = malloc((size_t)(n ? n : 1) * sizeof(double));
+        if (!points[c][0] || !points[c][1]) {
+            st = ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+            break;
+        }
+        st = ich_metrics_roc(run->metrics, c, points[c][0], points[c][1], NULL, n);
+        if (r->defined & ICH_METRIC_AUC)
+            snprintf(legend[c], sizeof legend[c], "%.40s (AUC %.3f)", run->names[c], r->auc);
+        else
+            snprintf(legend[c], sizeof legend[c], "%.40s (AUC undefined)", run->names[c]);
+        /* a class without positives or negatives has no curve: legend entry only */
+        int64_t drawn = (r->defined & ICH_METRIC_AUC) ? n : 0;
+        series[c] = (ich_svg_series){legend[c], points[c][0], points[c][1], drawn, 0};
+    }
+    ich_buf svg = {0};
+    if (!st) {
+        ich_svg_chart chart = {.title = "ROC curves", .x_label = "false positive rate",
+                               .y_label = "true positive rate", .series = series,
+                               .series_count = run->classes, .legend = ICH_SVG_LEGEND_AUTO,
+                               .diagonal = 1, .x_min = 0, .x_max = 1, .y_min = 0, .y_max = 1};
+        st = ich_svg_line_chart(&chart, &svg);
+    }
+    if (!st)
+        st = add_figure(page, out_dir, "roc.svg", &svg,
+                        "ROC curves of all classes; the dashed diagonal is chance.");
+    ich_buf_free(&svg);
+    for (int32_t c = 0; c < run->classes; c++) {
+        free(points[c][0]);
+        free(points[c][1]);
+    }
+    return st;
+}
+
+/* A file-name-safe version of a class name. */
+static void safe_name(const char *name, char *out, size_t size)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < size; i++) {
+        char ch = name[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+        out[i] = ok ? ch : '_';
+    }
+    out[i] = '\0';
+}
+
+static ich_status confusion_figures(const eval_run *run, const eval_results *res,
+                                    ich_buf *page, const char *out_dir)
+{
+    ich_status st = ICH_OK;
+    for (int32_t c = 0; c < run->classes && !st; c++) {
+        const ich_metrics_at *a = &res->cls[c].at_half;
+        const int64_t counts[2][2] = {{a->tn, a->fp}, {a->fn, a->tp}};
+        char title[96], file[96], safe[64];
+        snprintf(title, sizeof title, "%.60s at threshold 0.5", run->names[c]);
+        safe_name(run->names[c], safe, sizeof safe);
+        snprintf(file, sizeof file, "confusion_%s.svg", safe);
+        ich_buf svg = {0};
+        st = ich_svg_confusion_matrix(title, counts, &svg);
+        if (!st)
+            st = add_figure(page, out_dir, file, &svg, title);
+        ich_buf_free(&svg);
+    }
+    return st;
+}
+
+/* One per-epoch chart of the history: training (solid) and validation
+ * (dashed, when the run had validation). */
+static ich_status history_chart(const ich_history *h, int loss, ich_buf *page,
+                                const char *out_dir)
+{
+    int32_t n = ich_history_length(h);
+    double *x = malloc((size_t)n * sizeof *x), *train = malloc((size_t)n * sizeof *train),
+           *val = malloc((size_t)n * sizeof *val);
+    ich_status st = (x && train && val) ? ICH_OK
+                                         : ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    int has_val = 0;
+    for (int32_t i = 0; !st && i < n; i++) {
+        ich_epoch_stats e = {.size = sizeof e};
+        st = ich_history_get(h, i, &e);
+        x[i] = e.epoch + 1;
+        train[i] = loss ? e.train_loss : e.train_accuracy;
+        val[i] = loss ? e.val_loss : e.val_accuracy;
+        has_val |= isfinite(val[i]);
+    }
+    ich_svg_series series[2] = {{"training", x, train, n, 0}, {"validation", x, val, n, 1}};
+    ich_svg_chart chart = {.title = loss ? "Loss per epoch" : "Accuracy per epoch",
+                           .x_label = "epoch", .y_label = loss ? "loss" : "accuracy",
+                           .series = series, .series_count = has_val ? 2 : 1,
+                           .markers = 1};
+    if (!loss) {
+        chart.y_min = 0;
+        chart.y_max = 1;
+    }
+    ich_buf svg = {0};
+    if (!st)
+        st = ich_svg_line_chart(&chart, &svg);
+    if (!st)
+        st = add_figure(page, out_dir, loss ? "loss.svg" : "accuracy.svg", &svg,
+                        loss ? "Training (solid) and validation (dashed) loss per epoch."
+                             : "Training (solid) and validation (dashed) element-wise "
+                               "accuracy per epoch.");
+    ich_buf_free(&svg);
+    free(x);
+    free(train);
+    free(val);
+    return st;
+}
+
+/* The loss and accuracy curves, or a note when the checkpoint has no
+ * (readable) training history. */
+static ich_status history_figures(const eval_run *run, ich_buf *page, const char *out_dir)
+{
+    ich_html_heading(page, "Training history");
+    const char *text = ich_model_metadata(run->model, "ich.history");
+    ich_history *h = NULL;
+    ich_status st = ICH_OK;
+    if (text && !(st = ich_history_new(&h)) && ich_history_parse(h, text, run->checkpoint)) {
+        ich_log(ICH_LOG_WARNING, "%s: unreadable \"ich.history\" (%s): no training curves",
+                run->checkpoint, ich_last_error());
+        ich_history_free(h);
+        h = NULL;
+    }
+    if (st)
+        return st;
+    if (!h || ich_history_length(h) == 0) {
+        ich_html_paragraph(page, "The checkpoint holds no training history: no loss or "
+                                 "accuracy curves.");
+    } else {
+        st = history_chart(h, 1, page, out_dir);
+        if (!st)
+            st = history_chart(h, 0, page, out_dir);
+    }
+    ich_history_free(h);
+    return st;
+}
+
+/* The page's per-class table: the numbers at 0.5, AUC with its CI, AP and
+ * Youden's threshold. */
+static ich_status class_table(const eval_run *run, const eval_results *res, ich_buf *page)
+{
+    static const char *const header[] = {"class", "positives", "negatives", "accuracy",
+                                         "precision", "recall", "specificity", "F1", "AUC",
+                                         "AUC 95% CI", "AP", "Youden threshold"};
+    ich_table *t = ich_table_create(12, header);
+    if (!t)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    for (int32_t c = 0; c < run->classes; c++) {
+        const ich_metrics_class_result *r = &res->cls[c];
+        const ich_metrics_at *a = &r->at_half;
+        ich_table_text(t, run->names[c]);
+        ich_table_integer(t, r->positives);
+        ich_table_integer(t, r->negatives);
+        ich_table_number(t, value(a->accuracy, a->defined, ICH_METRIC_ACCURACY));
+        ich_table_number(t, value(a->precision, a->defined, ICH_METRIC_PRECISION));
+        ich_table_number(t, value(a->recall, a->defined, ICH_METRIC_RECALL));
+        ich_table_number(t, value(a->specificity, a->defined, ICH_METRIC_SPECIFICITY));
+        ich_table_number(t, value(a->f1, a->defined, ICH_METRIC_F1));
+        ich_table_number(t, value(r->auc, r->defined, ICH_METRIC_AUC));
+        if (r->defined & ICH_METRIC_AUC_CI) {
+            char ci[64];
+            snprintf(ci, sizeof ci, "%.3f \xe2\x80\x93 %.3f", r->auc_low, r->auc_high);
+            ich_table_text(t, ci);
+        } else {
+            ich_table_undefined(t);
+        }
+        ich_table_number(t, value(r->average_precision, r->defined,
+                                  ICH_METRIC_AVERAGE_PRECISION));
+        ich_table_number(t, value(r->youden_threshold, r->defined, ICH_METRIC_YOUDEN));
+    }
+    ich_status st = ich_html_table(page, t, "Per class, at threshold 0.5 (AUC and AP do not "
+                                            "depend on a threshold)");
+    ich_table_free(t);
+    return st;
+}
+
+static ich_status overall_table(const eval_results *res, ich_buf *page)
+{
+    const ich_metrics_summary_result *s = &res->summary;
+    static const char *const header[] = {"samples", "accuracy (element-wise)", "BCE",
+                                         "RSNA weighted log loss", "macro AUC", "macro AP",
+                                         "macro F1"};
+    ich_table *t = ich_table_create(7, header);
+    if (!t)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    ich_table_integer(t, s->samples);
+    ich_table_number(t, value(s->accuracy_overall, s->defined, ICH_METRIC_ACCURACY));
+    ich_table_number(t, value(s->bce, s->defined, ICH_METRIC_BCE));
+    ich_table_number(t, value(s->rsna_log_loss, s->defined, ICH_METRIC_RSNA_LOG_LOSS));
+    ich_table_number(t, value(s->macro_auc, s->defined, ICH_METRIC_AUC));
+    ich_table_number(t, value(s->macro_average_precision, s->defined,
+                              ICH_METRIC_AVERAGE_PRECISION));
+    ich_table_number(t, value(s->macro_f1, s->defined, ICH_METRIC_F1));
+    ich_status st = ich_html_table(page, t, "Overall");
+    ich_table_free(t);
+    return st;
+}
+
+/* report.html with every figure, writing the SVG files on the way. */
+static ich_status write_page(const eval_run *run, const eval_results *res,
+                             const char *labels_csv, const char *image_dir,
+                             const char *out_dir)
+{
+    ich_buf page = {0}, text = {0};
+    ich_html_begin(&page, "Evaluation report");
+    ich_buf_printf(&text, "Checkpoint %s evaluated on %lld images of %s (labels %s), %d "
+                          "classes. Undefined values (a class without positives or "
+                          "negatives, a zero denominator) are shown as \"undefined\".",
+                   run->checkpoint, (long long)run->count, image_dir, labels_csv,
+                   run->classes);
+    ich_html_paragraph(&page, text.data ? text.data : "");
+    ich_buf_free(&text);
+    ich_html_heading(&page, "Summary");
+    ich_status st = overall_table(res, &page);
+    if (!st) {
+        ich_html_heading(&page, "Per class");
+        st = class_table(run, res, &page);
+    }
+    if (!st) {
+        ich_html_heading(&page, "ROC curves");
+        st = roc_figure(run, res, &page, out_dir);
+    }
+    if (!st) {
+        ich_html_heading(&page, "Confusion matrices");
+        st = confusion_figures(run, res, &page, out_dir);
+    }
+    if (!st)
+        st = history_figures(run, &page, out_dir);
+    ich_html_end(&page);
+    if (!st)
+        st = write_named(out_dir, "report.html", &page);
+    ich_buf_free(&page);
+    return st;
+}
+
+ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
+                               const char *image_dir, const char *out_dir,
+                               const ich_evaluate_options *options)
+{
+    if (!checkpoint || !labels_csv || !image_dir || !out_dir)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate_report: NULL argument");
+    eval_run run = {.checkpoint = checkpoint};
+    ich_evaluate_options_init(&run.opt);
+    ich_status st = ich_options_merge(&run.opt, sizeof run.opt, options,
+                                      ICH_OPTIONS_V1_SIZE(ich_evaluate_options, progress_user),
+                                      "ich_evaluate_report");
+    if (st)
+        return st;
+    if (run.opt.batch_size < 1 || run.opt.workers < 0 || run.opt.bootstrap < 0 ||
+        !(run.opt.threshold >= 0 && run.opt.threshold <= 1))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_evaluate_report: bad options (batch_size %d, workers %d, "
+                        "bootstrap %d, threshold %g)",
+                        run.opt.batch_size, run.opt.workers, run.opt.bootstrap,
+                        (double)run.opt.threshold);
+    eval_results *res = calloc(1, sizeof *res);
+    if (!res)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    st = open_inputs(&run, labels_csv, image_dir);
+    if (!st)
+        st = predict_all(&run);
+    if (!st)
+        st = fetch_results(&run, res);
+    if (!st && (st = ich_make_dirs(out_dir)) == ICH_OK)
+        st = write_predictions(&run, out_dir);
+    if (!st)
+        st = write_metrics_csv(&run, res, out_dir);
+    if (!st)
+        st = write_metrics_json(&run, res, out_dir);
+    if (!st)
+        st = write_page(&run, res, labels_csv, image_dir, out_dir);
+    free(res);
+    run_free(&run);
+    return st;
+}

@@ -1,0 +1,109 @@
+"""End-to-end tests of the ich-evaluate example program on phantom slices
+and a small untrained model whose checkpoint holds an input recipe (with
+normalisation) and a two-epoch training history.
+
+The report's predictions are compared with an independent path in Python:
+ich.predict_files on the same DICOM files (it applies the recipe itself),
+and its metrics.json with ich.Metrics on those probabilities.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("ICH_BUILD_DIR", ROOT / "build"))
+EVALUATE = BUILD / "examples" / "ich-evaluate"
+LABELS = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+SPEC = "input 3x48x48, conv 4 5 stride 4, relu, maxpool 2, flatten, linear 6"
+HISTORY = ("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n"
+           "0,0.7,0.55,0.69,0.6,0.001,1.5\n1,0.5,0.7,0.6,0.65,0.001,1.4\n")
+
+pytestmark = pytest.mark.skipif(not EVALUATE.exists(), reason="examples not built")
+
+
+@pytest.fixture(scope="module")
+def ich():
+    sys.path.insert(0, str(ROOT / "bindings" / "python"))
+    os.environ.setdefault("ICH_BUILD_DIR", str(BUILD))
+    return pytest.importorskip("ich")
+
+
+def run(*args, check=True):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(ich, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    ich.write_phantom(folder, patients=3, slices=4, size=64, seed=6, prevalence=0.7)
+    model = ich.Model(SPEC)
+    model.init_weights(3)
+    model.metadata["ich.windows"] = "blood,brain,bone"
+    model.metadata["ich.size"] = "48"
+    model.metadata["ich.mean"] = "0.1,0.2,0.3"
+    model.metadata["ich.std"] = "0.5,0.6,0.7"
+    model.metadata["ich.history"] = HISTORY
+    model.save(folder / "model.safetensors")
+    return folder, model
+
+
+def test_report(ich, data, tmp_path):
+    folder, model = data
+    out = tmp_path / "report"
+    result = run(EVALUATE, folder / "model.safetensors", folder / "labels.csv",
+                 folder / "images", out, "--batch-size", 5, "--threads", 1)
+    assert "evaluating" in result.stderr and "report.html" in result.stderr
+    for name in ["report.html", "roc.svg", "loss.svg", "accuracy.svg", "metrics.csv",
+                 "metrics.json", "predictions.csv"] + [f"confusion_{n}.svg" for n in LABELS]:
+        assert (out / name).is_file(), name
+    for svg in out.glob("*.svg"):
+        ET.parse(svg)
+    loss = ET.parse(out / "loss.svg").getroot()
+    assert "validation" in "".join(loss.itertext())
+
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ID"] + LABELS and len(rows) == 13
+    got = {r[0]: np.array([float(x) for x in r[1:]], np.float32) for r in rows[1:]}
+    ids, probs = ich.predict_files(model, folder / "images")
+    assert sorted(ids) == sorted(got)
+    for i, image in enumerate(ids):
+        np.testing.assert_allclose(got[image], probs[i], rtol=0, atol=1e-6)
+
+    truth = {}
+    with open(folder / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            image, _, label = row["ID"].rpartition("_")
+            truth.setdefault(image, {})[label] = float(row["Label"])
+    order = [r[0] for r in rows[1:]]
+    m = ich.Metrics(bootstrap=1000, seed=0)
+    m.update(np.array([got[i] for i in order]),
+             np.array([[truth[i][n] for n in LABELS] for i in order], np.float32))
+    r = m.compute()
+    doc = json.loads((out / "metrics.json").read_text())
+    assert [c["auc"] for c in doc["classes"]] == r["auc"]
+    assert doc["overall"]["rsna_log_loss"] == r["rsna_log_loss"]
+
+
+def test_quiet_and_errors(data, tmp_path):
+    folder, _ = data
+    result = run(EVALUATE, folder / "model.safetensors", folder / "labels.csv",
+                 folder / "images", tmp_path / "q", "--quiet")
+    assert result.stderr == ""
+    assert (tmp_path / "q" / "report.html").is_file()
+    missing = run(EVALUATE, tmp_path / "none.safetensors", folder / "labels.csv",
+                  folder / "images", tmp_path / "x", "--quiet", check=False)
+    assert missing.returncode == 1 and "ICH_ERR_IO" in missing.stderr
+    assert run(EVALUATE, "a", "b", check=False).returncode == 2
+    assert run(EVALUATE, "a", "b", "c", "d", "--batch-size", "0", check=False).returncode == 2
+    assert run(EVALUATE, "--help").stdout.startswith("usage: ich-evaluate")
