@@ -11,24 +11,55 @@
 #   9. train       the default network (ichnet) with validation, early stopping
 #  10. evaluate    the held-out test patients: report.html, ROC curves, metrics
 #  11. predict     six probabilities per DICOM (RSNA submission format)
-# Usage: scripts/demo.sh [OUTPUT_DIR]   (default: demo-output)
+# Usage: scripts/demo.sh [OUTPUT_DIR] [--labels CSV --dicom DIR]
+#   OUTPUT_DIR   where everything goes (default: demo-output; emptied first)
+#   --labels CSV --dicom DIR
+#                real data laid out like RSNA's instead of the phantom: a label
+#                CSV (RSNA long "ID,Label" or wide) and the folder holding the
+#                <ID>.dcm files (searched recursively). Patients come from the
+#                files' PatientID. DEMO_PER_LABEL (default 1000) and DEMO_EPOCHS
+#                (default 10) set the sample size and the training length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-demo-output}
+out=demo-output
+labels_in="" dicom_in=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --labels) labels_in=$2; shift 2 ;;
+    --dicom) dicom_in=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) out=$1; shift ;;
+  esac
+done
+if { [ -n "$labels_in" ] && [ -z "$dicom_in" ]; } || { [ -z "$labels_in" ] && [ -n "$dicom_in" ]; }; then
+  echo "demo.sh: --labels and --dicom go together" >&2; exit 2
+fi
 bin=build/examples
 
 scripts/deps.sh
 echo "== building libich"
 scripts/build.sh build
+# Start from an empty OUTPUT_DIR, but only delete a folder an earlier demo made.
+if [ -e "$out" ] && [ ! -e "$out/.ich-demo" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
+  echo "demo.sh: $out exists and is not a demo output folder; give another OUTPUT_DIR" >&2
+  exit 2
+fi
 rm -rf "$out"
-echo "== 1. phantom: synthetic head-CT dataset -> $out/phantom"
-$bin/ich-phantom "$out/phantom" --patients 200 --slices 24 --seed 7
-echo "== 2. labels: RSNA long format -> one row per image ($out/labels.csv)"
-$bin/ich-labels pivot "$out/phantom/labels.csv" "$out/labels.csv"
-echo "== 3. sample: up to 1000 images per label and 1000 without hemorrhage"
-$bin/ich-labels sample "$out/labels.csv" "$out/sampled.csv" --per-label 1000 --seed 7
+mkdir -p "$out" && touch "$out/.ich-demo"
+if [ -z "$labels_in" ]; then
+  echo "== 1. phantom: synthetic head-CT dataset -> $out/phantom"
+  $bin/ich-phantom "$out/phantom" --patients 200 --slices 24 --seed 7
+  labels_in=$out/phantom/labels.csv dicom_in=$out/phantom/images
+else
+  echo "== 1. real data: labels $labels_in, DICOM files under $dicom_in"
+fi
+echo "== 2. labels: one row per image ($out/labels.csv)"
+$bin/ich-labels pivot "$labels_in" "$out/labels.csv"
+echo "== 3. sample: up to ${DEMO_PER_LABEL:-1000} images per label and as many without hemorrhage"
+$bin/ich-labels sample "$out/labels.csv" "$out/sampled.csv" --per-label "${DEMO_PER_LABEL:-1000}" --seed 7
 echo "== 4. select: the sampled DICOMs -> $out/selected"
-$bin/ich-select "$out/sampled.csv" "$out/phantom/images" "$out/selected" --link
+$bin/ich-select "$out/sampled.csv" "$dicom_in" "$out/selected" --link
 echo "== 5. split by patient (PatientID from the DICOM headers) -> $out/split"
 $bin/ich-split "$out/selected/labels.csv" "$out/split" --groups-from-dicom "$out/selected" --seed 7
 echo "== 6. preprocess: windows blood,brain,bone -> $out/png"

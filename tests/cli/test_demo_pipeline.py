@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -73,3 +74,16 @@ def test_the_demo_chain_end_to_end(tmp_path):
     assert len(rsna) == 6 * len(sampled)
     assert all(r["ID"].startswith("ID_") and not r["ID"].startswith("ID_ID_") for r in rsna)
     assert all(0.0 <= float(r["Label"]) <= 1.0 for r in rsna)
+    # the tutorial's steps 10-11 in Python give the report's AUCs
+    env = dict(os.environ, ICH_BUILD_DIR=str(BUILD))
+    example = ROOT / "bindings/python/examples/evaluate_model.py"
+    one = sorted((out / "selected").glob("*.dcm"))[0]
+    text = subprocess.run([sys.executable, str(example), str(out / "model/best.safetensors"),
+                           str(out / "split/test.csv"), str(out / "selected"), str(one)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert text.returncode == 0, text.stderr
+    assert "RSNA weighted log loss" in text.stdout and one.stem in text.stdout
+    for c in metrics["classes"]:
+        line = next(l for l in text.stdout.splitlines() if l.startswith(c["name"] + " "))
+        shown = line.split()[-1]
+        assert shown == ("n/a" if c["auc"] is None else "%.3f" % c["auc"]), (line, c)
