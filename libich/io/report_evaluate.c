@@ -481,6 +481,11 @@ static ich_status history_chart(const ich_history *h, int loss, ich_buf *page,
         chart.y_min = 0;
         chart.y_max = 1;
     }
+    if (!st && n > 0 && x[n - 1] < 5) {
+        /* Few epochs: a fixed 1..5 axis keeps the ticks on whole epochs. */
+        chart.x_min = 1;
+        chart.x_max = 5;
+    }
     ich_buf svg = {0};
     if (!st)
         st = ich_svg_line_chart(&chart, &svg);
