@@ -25,7 +25,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 #define DEFAULT_RECIPE \
     "hflip:0.5,rotate:0.7:15,brightness_contrast:0.5:0.1:0.1,blur:0.2:0.5:1.5,elastic:0.3:30:5"

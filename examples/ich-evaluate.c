@@ -19,7 +19,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 static void usage(FILE *out)
 {

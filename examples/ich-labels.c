@@ -24,7 +24,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 static const char *program = "ich-labels";
 

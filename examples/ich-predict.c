@@ -24,7 +24,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 #define MAX_LABELS 64
 
@@ -131,25 +131,6 @@ static int parse_options(int argc, char **argv, options *o, const char **checkpo
 
 /* ---- Input files ----------------------------------------------------------------- */
 
-static int has_suffix(const char *name, const char *suffix)
-{
-    size_t n = strlen(name), k = strlen(suffix);
-    return n > k && strcasecmp(name + n - k, suffix) == 0;
-}
-
-/* DICOM files carry "DICM" after a 128-byte preamble; RSNA's are *.dcm. */
-static int looks_like_dicom(const char *path, const char *name)
-{
-    if (has_suffix(name, ".dcm") || has_suffix(name, ".dicom"))
-        return 1;
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    int ok = f && fseek(f, 128, SEEK_SET) == 0 && fread(magic, 1, 4, f) == 4 &&
-             memcmp(magic, "DICM", 4) == 0;
-    if (f)
-        fclose(f);
-    return ok;
-}
 
 static int add_file(file_list *list, const char *path)
 {

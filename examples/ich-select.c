@@ -23,7 +23,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 typedef struct options {
     int mode;

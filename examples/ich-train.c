@@ -28,7 +28,7 @@
 
 #include <ich/ich.h>
 
-#include "progress.h"
+#include "common.h"
 
 typedef struct options {
     const char *train_csv, *image_dir, *val_csv, *model, *augment, *windows, *out, *resume;

@@ -1,16 +1,19 @@
 /*
- * Shared by the example programs: a clock and a progress bar for the
- * library's progress callback (ich_progress_fn in <ich/core.h>).
+ * Shared by the example programs: a clock, a progress bar for the
+ * library's progress callback (ich_progress_fn in <ich/core.h>), and
+ * recognising DICOM files in a folder.
  *
  *   progress_bar bar = {now(), "slices"};
  *   options.progress = show_progress;     // libich calls it a few times a second
  *   options.progress_user = &bar;
  */
-#ifndef ICH_EXAMPLES_PROGRESS_H
-#define ICH_EXAMPLES_PROGRESS_H
+#ifndef ICH_EXAMPLES_COMMON_H
+#define ICH_EXAMPLES_COMMON_H
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Seconds on a monotonic clock. */
@@ -38,6 +41,26 @@ static inline int show_progress(void *user, int64_t done, int64_t total, const c
             filled, "##############################", width - filled, "", done, total, rate,
             bar->unit, rate > 0 ? (double)(total - done) / rate : 0.0);
     return 0;
+}
+
+static inline int has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcasecmp(name + n - k, suffix) == 0;
+}
+
+/* DICOM files carry "DICM" after a 128-byte preamble; RSNA's are *.dcm. */
+static inline int looks_like_dicom(const char *path, const char *name)
+{
+    if (has_suffix(name, ".dcm") || has_suffix(name, ".dicom"))
+        return 1;
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int ok = f && fseek(f, 128, SEEK_SET) == 0 && fread(magic, 1, 4, f) == 4 &&
+             memcmp(magic, "DICM", 4) == 0;
+    if (f)
+        fclose(f);
+    return ok;
 }
 
 #endif
