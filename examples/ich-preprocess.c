@@ -124,7 +124,6 @@ static int parse_options(int argc, char **argv, options *o, const char **in, con
 
 /* ---- Finding the DICOM files -------------------------------------------- */
 
-
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
