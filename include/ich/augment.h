@@ -82,11 +82,16 @@ ICH_API void ich_augment_free(ich_augment *augment);
  *  1000 pixels; rotate: degrees <= 180). Errors: ICH_ERR_INVALID_ARGUMENT. */
 ICH_API ich_status ich_augment_set_flip(ich_augment *augment, double p_horizontal,
                                         double p_vertical);
+/** Rotation by an angle uniform in [-degrees, degrees] with probability p. */
 ICH_API ich_status ich_augment_set_rotation(ich_augment *augment, double p, double degrees);
+/** Brightness and contrast changes (see the top of this header) with
+ *  probability p. */
 ICH_API ich_status ich_augment_set_brightness_contrast(ich_augment *augment, double p,
                                                        double brightness, double contrast);
+/** Gaussian blur of sd uniform in [sigma_min, sigma_max] with probability p. */
 ICH_API ich_status ich_augment_set_blur(ich_augment *augment, double p, double sigma_min,
                                         double sigma_max);
+/** Elastic deformation (alpha, sigma in pixels) with probability p. */
 ICH_API ich_status ich_augment_set_elastic(ich_augment *augment, double p, double alpha,
                                            double sigma);
 

@@ -145,7 +145,9 @@ ICH_API ich_status ich_model_builder_item(ich_model_builder *builder, const char
  *  closes it. Errors: ICH_ERR_INVALID_ARGUMENT (unknown kind, next/end
  *  with no open block, more than 8 nested). */
 ICH_API ich_status ich_model_builder_begin(ich_model_builder *builder, const char *kind);
+/** Start the open block's shortcut (residual) or its next branch. */
 ICH_API ich_status ich_model_builder_next(ich_model_builder *builder);
+/** Close the open block. */
 ICH_API ich_status ich_model_builder_end(ich_model_builder *builder);
 
 /** The spec built so far (valid until the next builder call). */
@@ -272,6 +274,7 @@ ICH_API const char *ich_model_metadata(const ich_model *model, const char *key);
 /** Number of metadata entries and the key of entry `index` (NULL when out
  *  of range). */
 ICH_API int32_t ich_model_metadata_count(const ich_model *model);
+/** Key of metadata entry `index` (see above). */
 ICH_API const char *ich_model_metadata_key(const ich_model *model, int32_t index);
 
 /** The input recipe stored in the model's metadata, as a new window

@@ -102,6 +102,7 @@ ICH_API ich_status ich_optimizer_step(ich_optimizer *optimizer);
 /** The learning rate now (0 for NULL), and setting it (schedules do;
  *  ICH_ERR_INVALID_ARGUMENT unless finite and >= 0). */
 ICH_API double ich_optimizer_lr(const ich_optimizer *optimizer);
+/** Set the learning rate (see above). */
 ICH_API ich_status ich_optimizer_set_lr(ich_optimizer *optimizer, double lr);
 
 /** Steps taken so far (0 for NULL). */
@@ -116,6 +117,7 @@ ICH_API int64_t ich_optimizer_steps(const ich_optimizer *optimizer);
  *  restores the state. Valid while the optimizer lives. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (index out of range, view->size too small). */
 ICH_API int32_t ich_optimizer_state_count(const ich_optimizer *optimizer);
+/** View of state tensor `index` (see above). */
 ICH_API ich_status ich_optimizer_state(const ich_optimizer *optimizer, int32_t index,
                                        ich_tensor_view *view);
 
@@ -127,6 +129,7 @@ ICH_API ich_status ich_optimizer_state(const ich_optimizer *optimizer, int32_t i
  *  ICH_ERR_FORMAT (malformed text, a missing key, a bad value),
  *  ICH_ERR_INVALID_ARGUMENT (another kind or state layout). */
 ICH_API const char *ich_optimizer_config(const ich_optimizer *optimizer);
+/** Restore what ich_optimizer_config() gave (see above). */
 ICH_API ich_status ich_optimizer_restore_config(ich_optimizer *optimizer, const char *config);
 
 /** Clip the gradients of the unfrozen parameters so that their global L2
@@ -187,6 +190,7 @@ ICH_API ich_status ich_schedule_step(ich_schedule *schedule, double metric);
  *  ICH_ERR_INVALID_ARGUMENT; malformed: ICH_ERR_FORMAT). The optimizer's
  *  lr is restored by ich_optimizer_restore_config(). */
 ICH_API const char *ich_schedule_config(const ich_schedule *schedule);
+/** Restore what ich_schedule_config() gave (see above). */
 ICH_API ich_status ich_schedule_restore_config(ich_schedule *schedule, const char *config);
 
 /* ---- Early stopping ----------------------------------------------------- */
@@ -216,6 +220,7 @@ ICH_API double ich_early_stopping_best(const ich_early_stopping *early, int64_t 
 /** Settings and state as one line of text (valid until the next call)
  *  and restoring them from it. Errors: ICH_ERR_FORMAT. */
 ICH_API const char *ich_early_stopping_config(const ich_early_stopping *early);
+/** Restore what ich_early_stopping_config() gave (see above). */
 ICH_API ich_status ich_early_stopping_restore_config(ich_early_stopping *early,
                                                      const char *config);
 

@@ -98,6 +98,7 @@ ICH_API ich_status ich_history_get(const ich_history *history, int32_t index,
  *  one, else training loss), -1 for an empty history; and whether the run
  *  ended by early stopping (ich_history_stopped_early(): 1 or 0). */
 ICH_API int32_t ich_history_best_epoch(const ich_history *history);
+/** 1 when early stopping ended the run (see above). */
 ICH_API int ich_history_stopped_early(const ich_history *history);
 
 /** Write the history as CSV, atomically: the header

@@ -66,6 +66,10 @@ _declare("ich_augment_parse", ctypes.c_int, _vp, ctypes.c_char_p)
 _declare("ich_augment_describe", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t)
 _declare("ich_augment_choices_init", None, ctypes.POINTER(_Choices))
 _declare("ich_augment_choose", ctypes.c_int, _vp, ctypes.c_uint64, ctypes.POINTER(_Choices))
+_declare("ich_augment_apply_choices_f32", ctypes.c_int, ctypes.POINTER(_Choices), c_float_p,
+         ctypes.c_int32, ctypes.c_int32, ctypes.c_int32)
+_declare("ich_augment_apply_choices_u8", ctypes.c_int, ctypes.POINTER(_Choices), c_uint8_p,
+         ctypes.c_int32, ctypes.c_int32, ctypes.c_int32)
 _declare("ich_augment_apply_f32", ctypes.c_int, _vp, ctypes.c_uint64, c_float_p, ctypes.c_int32,
          ctypes.c_int32, ctypes.c_int32)
 _declare("ich_augment_apply_u8", ctypes.c_int, _vp, ctypes.c_uint64, c_uint8_p, ctypes.c_int32,
@@ -200,7 +204,21 @@ class Augment(OwnedHandle):
         TypeError for another dtype and ``ShapeError`` for another number of
         dimensions.
         """
-        seed = _seed(seed)
+        return self._run(image, seed=_seed(seed))
+
+    def apply_choices(self, image, choices):
+        """Return `image` transformed by given choices (a dict as
+        :meth:`choices` returns, e.g. with "hflip" set for a fixed test-time
+        flip) instead of random ones; missing keys keep neutral values."""
+        c = _Choices()
+        lib.ich_augment_choices_init(ctypes.byref(c))
+        for name, value in dict(choices).items():
+            if name == "size" or not hasattr(c, name):
+                raise _invalid("apply_choices: unknown choice %r" % (name,))
+            setattr(c, name, type(getattr(c, name))(value))
+        return self._run(image, choices=c)
+
+    def _run(self, image, seed=None, choices=None):
         arr = np.asarray(image)
         if arr.dtype not in (np.float32, np.uint8):
             raise TypeError("Augment.apply: image must be float32 or uint8, not %s" % arr.dtype)
@@ -213,12 +231,18 @@ class Augment(OwnedHandle):
         out = np.array(arr, order="C", copy=True)
         if out.dtype == np.float32:
             c, h, w = (1,) + out.shape if out.ndim == 2 else out.shape
-            check(lib.ich_augment_apply_f32(self._live(), seed, out.ctypes.data_as(c_float_p),
-                                            c, h, w))
+            data = out.ctypes.data_as(c_float_p)
+            if choices is None:
+                check(lib.ich_augment_apply_f32(self._live(), seed, data, c, h, w))
+            else:
+                check(lib.ich_augment_apply_choices_f32(ctypes.byref(choices), data, c, h, w))
         else:
             h, w, c = out.shape + (1,) if out.ndim == 2 else out.shape
-            check(lib.ich_augment_apply_u8(self._live(), seed, out.ctypes.data_as(c_uint8_p),
-                                           h, w, c))
+            data = out.ctypes.data_as(c_uint8_p)
+            if choices is None:
+                check(lib.ich_augment_apply_u8(self._live(), seed, data, h, w, c))
+            else:
+                check(lib.ich_augment_apply_choices_u8(ctypes.byref(choices), data, h, w, c))
         return out
 
 

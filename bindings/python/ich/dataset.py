@@ -50,6 +50,7 @@ _declare("ich_dataset_open", c_status, _P, ctypes.c_char_p, ctypes.POINTER(_Opti
 _declare("ich_dataset_open_csv", c_status, ctypes.c_char_p, ctypes.c_char_p,
          ctypes.POINTER(_Options), ctypes.POINTER(_P))
 _declare("ich_dataset_free", None, _P)
+_declare("ich_dataset_batch_size", ctypes.c_int32, _P)
 _declare("ich_dataset_length", ctypes.c_int64, _P)
 _declare("ich_dataset_labels", _P, _P)
 _declare("ich_dataset_sample_shape", c_status, _P, ctypes.POINTER(ctypes.c_int32),
@@ -165,7 +166,6 @@ class Dataset(OwnedHandle):
             if own_augment is not None:
                 own_augment.close()
         self._handle = handle
-        self.batch_size = options.batch_size
         c, r, w, n = (ctypes.c_int32() for _ in range(4))
         check(lib.ich_dataset_sample_shape(handle, ctypes.byref(c), ctypes.byref(r),
                                            ctypes.byref(w), ctypes.byref(n)))
@@ -186,6 +186,11 @@ class Dataset(OwnedHandle):
     def label_count(self):
         """Number of label columns."""
         return self._label_count
+
+    @property
+    def batch_size(self):
+        """Samples per batch."""
+        return int(lib.ich_dataset_batch_size(self._live()))
 
     @property
     def num_batches(self):

@@ -60,7 +60,7 @@ _declare("ich_labels_select_files", c_status, _p, ctypes.c_char_p, ctypes.c_char
          ctypes.POINTER(SelectOptions), _i64p, _i64p, _i64p, _pp)
 _declare("ich_labels_groups_from_dicom", c_status, _p, ctypes.c_char_p, ctypes.c_int32, _i64p)
 
-_MODES = {"copy": 0, "hardlink": 1, "symlink": 2}
+_MODES = {"copy": 0, "hardlink": 1, "symlink": 2}  # enum ich_select_mode
 
 
 def _invalid(message):

@@ -19,6 +19,8 @@ and element-wise accuracy on a dataset.
 
 import ctypes
 import math
+import os
+import tempfile
 import numbers
 
 import numpy as np
@@ -31,7 +33,7 @@ from .dataset import Dataset
 from .model import Model
 from .optim import Optimizer, Schedule, _ScheduleOptions, _SCHEDULES
 
-__all__ = ["train", "evaluate"]
+__all__ = ["train", "evaluate", "History"]
 
 _P = ctypes.c_void_p
 
@@ -103,6 +105,20 @@ _declare("ich_evaluate", ctypes.c_int, _P, _P, c_float_p, ctypes.c_int32,
 _declare("ich_history_free", None, _P)
 _declare("ich_history_length", ctypes.c_int32, _P)
 _declare("ich_history_get", ctypes.c_int, _P, ctypes.c_int32, ctypes.POINTER(_EpochStats))
+_declare("ich_history_best_epoch", ctypes.c_int32, _P)
+_declare("ich_history_stopped_early", ctypes.c_int, _P)
+_declare("ich_history_write_csv", ctypes.c_int, _P, ctypes.c_char_p)
+
+
+class History(list):
+    """The per-epoch rows of a run (dicts, see the module doc), plus
+    ``best_epoch`` (the epoch whose weights the model ends with under early
+    stopping, -1 if none), ``stopped_early`` and ``csv`` (the history as
+    the CSV text ich-train writes as history.csv)."""
+
+    best_epoch = -1
+    stopped_early = False
+    csv = ""
 
 _PHASES = {0: "train", 1: "validate", 2: "epoch"}
 _STATS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
@@ -257,12 +273,19 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
         raise raised[0]
     check(status)
     try:
-        rows = []
+        rows = History()
         for i in range(lib.ich_history_length(handle)):
             s = _EpochStats()
             s.size = ctypes.sizeof(s)
             check(lib.ich_history_get(handle, i, ctypes.byref(s)))
             rows.append(_stats_dict(s))
+        rows.best_epoch = int(lib.ich_history_best_epoch(handle))
+        rows.stopped_early = bool(lib.ich_history_stopped_early(handle))
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "history.csv")
+            check(lib.ich_history_write_csv(handle, path.encode()))
+            with open(path) as f:
+                rows.csv = f.read()
         return rows
     finally:
         lib.ich_history_free(handle)

@@ -162,3 +162,16 @@ def test_augment_offline(tmp_path, rng):
         ich.augment_offline(aug, train, images, tmp_path / "out3", target=-1)
     with pytest.raises(TypeError):
         ich.augment_offline("hflip:1", train, images, tmp_path / "out3")
+
+
+def test_apply_choices_replays_and_sets_choices():
+    aug = ich.Augment("hflip:0.5,rotate:0.5:15,blur:0.3:0.5:1.0")
+    x = np.random.default_rng(2).random((2, 16, 20)).astype(np.float32)
+    for seed in range(6):  # the choices of a seed, replayed, give apply's result
+        np.testing.assert_array_equal(aug.apply_choices(x, aug.choices(seed)), aug.apply(x, seed))
+    # a fixed test-time flip, with no randomness
+    np.testing.assert_array_equal(aug.apply_choices(x, {"hflip": True}), x[:, :, ::-1])
+    u8 = (x[0] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(aug.apply_choices(u8, {"vflip": 1}), u8[::-1, :])
+    with pytest.raises(ich.InvalidArgumentError):
+        aug.apply_choices(x, {"wobble": 1})

@@ -118,3 +118,19 @@ def test_schedule_cancel_and_errors(phantom):
             ich.train(m, opt, "not a dataset")
         with pytest.raises(TypeError):
             ich.train(m, opt, train, schedule="plateau")
+
+
+def test_history_extras(phantom):
+    """ich.train's result also says the best epoch, whether early stopping
+    ended the run, and gives the history as the CSV text of history.csv."""
+    m = model()
+    opt = ich.Optimizer(m, "adam", lr=0.003)
+    with dataset(phantom) as train, dataset(phantom, shuffle=False) as val:
+        assert train.batch_size == 8
+        history = ich.train(m, opt, train, val, epochs=3, schedule=False)
+    assert isinstance(history, ich.History) and len(history) == 3
+    best = min(range(3), key=lambda i: history[i]["val_loss"])
+    assert history.best_epoch == best and history.stopped_early is False
+    rows = list(csv.DictReader(history.csv.splitlines()))
+    assert list(rows[0]) == COLUMNS and len(rows) == 3
+    assert [float(r["train_loss"]) for r in rows] == [h["train_loss"] for h in history]
