@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/report.h"
 #include "core/options.h"
 #include "data/csv.h"
 #include "train/train_internal.h"
@@ -170,23 +171,26 @@ ich_status ich_history_parse(ich_history *history, const char *text, const char 
     return st;
 }
 
-/* JSON has no NaN: those become null. */
-static void json_number(ich_buf *buf, const char *key, double value, int last)
-{
-    if (isnan(value) || isinf(value))
-        ich_buf_printf(buf, "\"%s\":null%s", key, last ? "" : ",");
-    else
-        ich_buf_printf(buf, "\"%s\":%.9g%s", key, value, last ? "" : ",");
-}
-
+/* The epoch's row as a JSON object (metadata "ich.metrics"); NaN (no
+ * validation) becomes null. */
 void ich_epoch_stats_json(const ich_epoch_stats *row, ich_buf *buf)
 {
-    ich_buf_printf(buf, "{\"epoch\":%d,", row->epoch);
-    json_number(buf, "train_loss", row->train_loss, 0);
-    json_number(buf, "train_accuracy", row->train_accuracy, 0);
-    json_number(buf, "val_loss", row->val_loss, 0);
-    json_number(buf, "val_accuracy", row->val_accuracy, 0);
-    json_number(buf, "lr", row->lr, 0);
-    json_number(buf, "seconds", row->seconds, 1);
-    ich_buf_append(buf, "}", 1);
+    const char *const names[] = {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                 "lr", "seconds"};
+    const double values[] = {row->train_loss, row->train_accuracy, row->val_loss,
+                             row->val_accuracy, row->lr, row->seconds};
+    ich_json json = {0};
+    ich_json_object_begin(&json);
+    ich_json_key(&json, "epoch");
+    ich_json_integer(&json, row->epoch);
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        ich_json_key(&json, names[i]);
+        ich_json_number(&json, values[i]);
+    }
+    ich_json_object_end(&json);
+    if (ich_json_finish(&json) == ICH_OK)
+        ich_buf_append(buf, json.buf.data, json.buf.length);
+    else
+        buf->failed = 1;
+    ich_json_free(&json);
 }
