@@ -63,4 +63,20 @@ static inline int looks_like_dicom(const char *path, const char *name)
     return ok;
 }
 
+/* Choose where the network runs (--backend auto|cpu|cuda; NULL: the
+ * ICH_BACKEND environment variable, else auto) and say which on stderr
+ * unless quiet. 0 on success, else prints why and returns 1. */
+static inline int use_backend(const char *program, const char *name, int quiet)
+{
+    char text[512];
+    if ((name && ich_backend_select(name) != ICH_OK) ||
+        ich_backend_describe(NULL, text, sizeof text) != ICH_OK) {
+        fprintf(stderr, "%s: %s\n", program, ich_last_error());
+        return 1;
+    }
+    if (!quiet)
+        fprintf(stderr, "%s: running on %s\n", program, text);
+    return 0;
+}
+
 #endif

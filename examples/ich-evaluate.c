@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "metrics.csv, metrics.json, predictions.csv).\n"
             "  --batch-size N   images per prediction batch (default 16)\n"
             "  --threads N      compute threads (default: one per CPU)\n"
+            "  --backend NAME   auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --quiet          no progress output\n"
             "  --help           this text\n"
             "Exit status: 0 ok, 1 evaluation failed, 2 bad usage.\n");
@@ -52,11 +53,12 @@ static int parse_int(const char *text, long lo, long hi, const char *name, int *
 int main(int argc, char **argv)
 {
     int batch = 16, threads = 0, quiet = 0, c;
+    const char *backend = NULL;
     static const struct option longopts[] = {
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    while ((c = getopt_long(argc, argv, "b:j:qh", longopts, NULL)) != -1) {
+        {"backend", required_argument, 0, 'B'},    {0, 0, 0, 0}};
+    while ((c = getopt_long(argc, argv, "b:j:qhB:", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (parse_int(optarg, 1, 65536, "--batch-size", &batch))
@@ -67,6 +69,7 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case 'q': quiet = 1; break;
+        case 'B': backend = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -78,6 +81,8 @@ int main(int argc, char **argv)
     const char *checkpoint = argv[optind], *labels = argv[optind + 1],
                *images = argv[optind + 2], *out = argv[optind + 3];
     ich_set_threads(threads);
+    if (use_backend("ich-evaluate", backend, quiet))
+        return 1;
     ich_evaluate_options options;
     ich_evaluate_options_init(&options);
     options.batch_size = batch;

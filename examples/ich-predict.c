@@ -35,6 +35,7 @@ typedef struct options {
     int batch;
     int threads;
     int quiet;
+    const char *backend; /* --backend, NULL: $ICH_BACKEND */
 } options;
 
 typedef struct file_list {
@@ -61,6 +62,7 @@ static void usage(FILE *out)
             "(default 0.5)\n"
             "  --batch-size N      images per forward pass (default 16)\n"
             "  --threads N         compute threads (default: one per CPU)\n"
+            "  --backend NAME      auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --quiet             no progress bar or summary\n"
             "  --help              this text\n"
             "Exit status: 0 ok, 1 a file or the checkpoint failed, 2 bad usage.\n");
@@ -86,11 +88,12 @@ static int parse_options(int argc, char **argv, options *o, const char **checkpo
         {"out", required_argument, 0, 'o'},        {"format", required_argument, 0, 'f'},
         {"threshold", required_argument, 0, 't'},  {"batch-size", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'},    {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
-    *o = (options){"predictions.csv", 0, 0.5f, 16, 0, 0};
+        {"help", no_argument, 0, 'h'},             {"backend", required_argument, 0, 'B'},
+        {0, 0, 0, 0}};
+    *o = (options){"predictions.csv", 0, 0.5f, 16, 0, 0, NULL};
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "o:f:t:b:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:f:t:b:j:qhB:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o->out = optarg; break;
         case 'f':
@@ -116,6 +119,7 @@ static int parse_options(int argc, char **argv, options *o, const char **checkpo
                 return 2;
             break;
         case 'q': o->quiet = 1; break;
+        case 'B': o->backend = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
@@ -375,6 +379,8 @@ int main(int argc, char **argv)
         return rc;
     if (o.threads)
         ich_set_threads(o.threads);
+    if (use_backend("ich-predict", o.backend, o.quiet))
+        return 1;
     ich_model *model = NULL;
     ich_window *window = NULL;
     static label_names labels;

@@ -32,6 +32,7 @@
 
 typedef struct options {
     const char *train_csv, *image_dir, *val_csv, *model, *augment, *windows, *out, *resume;
+    const char *backend; /* --backend, NULL: $ICH_BACKEND */
     int epochs, batch_size, size, threads, workers, patience, warmup, balanced, quiet;
     double lr, weight_decay, clip;
     int optimizer; /* ich_optimizer_kind, -1: Adam */
@@ -63,6 +64,7 @@ static void usage(FILE *out)
             "  --size N            image size; must be the model's input size (the\n"
             "                      presets have fixed sizes: write a spec for another)\n"
             "  --threads N         compute threads (default: all cores)\n"
+            "  --backend NAME      auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --workers N         image loading threads (default 2)\n"
             "  --seed S            shuffling, augmentation, initial weights (default 0)\n"
             "  --out DIR           output folder (default checkpoints)\n"
@@ -118,7 +120,8 @@ static int parse_optimizer(const char *text, int *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
-           AUGMENT, WINDOWS, SIZE, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP };
+           AUGMENT, WINDOWS, SIZE, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
+           BACKEND };
     static const struct option longopts[] = {
         {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
         {"epochs", required_argument, 0, EPOCHS},   {"batch-size", required_argument, 0, BATCH},
@@ -131,7 +134,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"workers", required_argument, 0, WORKERS}, {"seed", required_argument, 0, SEED},
         {"out", required_argument, 0, OUT},         {"resume", required_argument, 0, RESUME},
         {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
-        {0, 0, 0, 0}};
+        {"backend", required_argument, 0, BACKEND}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->epochs = 10;
     o->batch_size = 16;
@@ -172,6 +175,7 @@ static int parse_options(int argc, char **argv, options *o)
         case OUT: o->out = optarg; break;
         case RESUME: o->resume = optarg; break;
         case QUIET: o->quiet = 1; break;
+        case BACKEND: o->backend = optarg; break;
         case HELP: usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -455,6 +459,8 @@ int main(int argc, char **argv)
         return 2;
     if (o.threads)
         ich_set_threads(o.threads);
+    if (use_backend("ich-train", o.backend, o.quiet))
+        return 1;
     run r = {0};
     recipe rec;
     int rc = 0;

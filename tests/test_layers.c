@@ -1048,6 +1048,7 @@ static void test_errors(void **state)
     const ich_backend *b = be();
     assert_int_equal(b->interface_version, ICH_BACKEND_INTERFACE_VERSION);
     assert_string_equal(b->name, "cpu");
+    assert_int_equal(ich_backend_select("cpu"), ICH_OK);
     assert_ptr_equal(ich_backend_current(), b);
     assert_null(b->layer("nosuch"));
     assert_null(b->layer(NULL));

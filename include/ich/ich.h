@@ -38,6 +38,7 @@
 #include "ich/augment.h"
 #include "ich/dataset.h"
 #include "ich/model.h"
+#include "ich/backend.h"
 #include "ich/optim.h"
 #include "ich/train.h"
 #include "ich/metrics.h"

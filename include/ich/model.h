@@ -168,6 +168,10 @@ ICH_API void ich_model_free(ich_model *model);
 /** The model's spec (valid while the model lives). */
 ICH_API const char *ich_model_spec(const ich_model *model);
 
+/** Name of the backend the model runs on ("cpu" or "cuda"): the one chosen
+ *  when it was created (see ich/backend.h). NULL for a NULL model. */
+ICH_API const char *ich_model_backend(const ich_model *model);
+
 /** Input channels, rows and columns (each may be NULL). */
 ICH_API ich_status ich_model_input_shape(const ich_model *model, int32_t *channels,
                                          int32_t *rows, int32_t *columns);

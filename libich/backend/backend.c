@@ -1,4 +1,5 @@
 /* The backend table of the built-in CPU backend, and ich_set_threads().
+ * Choosing a backend and loading plugins: plugin.c.
  *
  * Threads: oneDNN (Debian's build) and OpenBLAS keep their own pools; the
  * oneDNN pool is OpenMP's, so the thread count is set with
@@ -7,6 +8,7 @@
  * with libdnnl) instead of linking it directly. */
 #include <dlfcn.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -67,9 +69,26 @@ static void cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
                 c, (blasint)ldc);
 }
 
+static ich_status cpu_accumulate(float *acc, const float *x, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        acc[i] += x[i];
+    return ICH_OK;
+}
+
+static const char *cpu_describe(void)
+{
+    static _Thread_local char text[256];
+    const dnnl_version_t *dnnl = dnnl_version();
+    snprintf(text, sizeof text, "cpu: %d threads, oneDNN %d.%d.%d (%s), OpenBLAS (%s)",
+             ich_cpu_threads(), dnnl->major, dnnl->minor, dnnl->patch, dnnl->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads", openblas_get_config());
+    return text;
+}
+
 static const ich_backend g_cpu = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
     .name = "cpu",
+    .host_memory = 1,
     .alloc = ich_cpu_alloc,
     .free = ich_cpu_free,
     .to_device = cpu_copy,
@@ -78,6 +97,8 @@ static const ich_backend g_cpu = {
     .set_threads = cpu_set_threads,
     .threads = ich_cpu_threads,
     .gemm = cpu_gemm,
+    .accumulate = cpu_accumulate,
+    .describe = cpu_describe,
 };
 
 const ich_backend *ich_backend_cpu(void)
@@ -85,12 +106,9 @@ const ich_backend *ich_backend_cpu(void)
     return &g_cpu;
 }
 
-const ich_backend *ich_backend_current(void)
-{
-    return &g_cpu;
-}
-
+/* The CPU backend's threads, whichever backend new models use: the GPU
+ * plugin has no host threads of its own to set. */
 void ich_set_threads(int32_t threads)
 {
-    ich_backend_current()->set_threads(threads);
+    cpu_set_threads(threads);
 }

@@ -661,7 +661,11 @@ ICH_API ich_status ich_model_create(const char *spec, ich_model **out)
         ich_spec_free(&tree);
         return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
     }
-    m->backend = ich_backend_current();
+    if ((st = ich_backend_get(&m->backend)) != ICH_OK) {
+        ich_spec_free(&tree);
+        free(m);
+        return st;
+    }
     ich_buf text = {0};
     ich_spec_print(&tree, &text);
     m->spec = text.data;
@@ -714,7 +718,13 @@ ICH_API void ich_model_free(ich_model *m)
     free(m->nodes);
     free(m->values);
     free(m->spec);
+    free(m->staging);
     free(m);
+}
+
+ICH_API const char *ich_model_backend(const ich_model *m)
+{
+    return m ? m->backend->name : NULL;
 }
 
 ICH_API const char *ich_model_spec(const ich_model *m)
@@ -802,6 +812,29 @@ static void to_nhwc(const float *src, float *dst, int n, int c, int h, int w)
     }
 }
 
+/* The images (NCHW, host) into the model's input value (NHWC, backend
+ * memory): directly on the CPU, through a host staging copy otherwise. */
+static ich_status upload_input(ich_model *m, const float *images, int32_t n, float *input)
+{
+    int c = m->input[0], h = m->input[1], w = m->input[2];
+    if (m->backend->host_memory) {
+        to_nhwc(images, input, n, c, h, w);
+        return ICH_OK;
+    }
+    size_t bytes = (size_t)n * c * h * w * sizeof(float);
+    if (c == 1)
+        return m->backend->to_device(input, images, bytes);
+    if (m->staging_bytes < bytes) {
+        free(m->staging);
+        m->staging = malloc(bytes);
+        m->staging_bytes = m->staging ? bytes : 0;
+        if (!m->staging)
+            return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for the input");
+    }
+    to_nhwc(images, m->staging, n, c, h, w);
+    return m->backend->to_device(input, m->staging, bytes);
+}
+
 static ich_status run_forward(ich_model *m, const float *images, int32_t n, float *logits,
                               int training)
 {
@@ -812,7 +845,10 @@ static ich_status run_forward(ich_model *m, const float *images, int32_t n, floa
     model_value *v0 = &m->values[0];
     if (!(v0->data = buffer_alloc(m, ich_shape_count(v0->shape))))
         return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for the input");
-    to_nhwc(images, v0->data, n, m->input[0], m->input[1], m->input[2]);
+    if ((st = upload_input(m, images, n, v0->data))) {
+        release_values(m);
+        return st;
+    }
     for (int i = 0; i < m->nnodes && !st; i++) {
         model_node *node = &m->nodes[i];
         model_value *out = &m->values[node->out];
@@ -841,10 +877,18 @@ static ich_status run_forward(ich_model *m, const float *images, int32_t n, floa
         return st;
     }
     model_value *out = &m->values[m->out_value];
-    memcpy(logits, out->data, (size_t)n * m->outputs * sizeof(float));
+    size_t logits_bytes = (size_t)n * m->outputs * sizeof(float);
+    if (m->backend->host_memory)
+        memcpy(logits, out->data, logits_bytes);
+    else
+        st = m->backend->to_host(logits, out->data, logits_bytes);
     if (!training || !out->keep) {
         buffer_free(m, out->data);
         out->data = NULL;
+    }
+    if (st) {
+        release_values(m);
+        return st;
     }
     m->have_forward = training;
     if (training)
@@ -916,10 +960,9 @@ static ich_status backward_node(ich_model *m, int i)
         for (int j = 0; j < node->nin; j++) {
             if (!scratch[j])
                 continue;
-            float *acc = m->values[node->in[j]].grad;
-            int64_t count = ich_shape_count(m->values[node->in[j]].shape);
-            for (int64_t k = 0; !st && k < count; k++)
-                acc[k] += grad_in[j][k];
+            if (!st)
+                st = m->backend->accumulate(m->values[node->in[j]].grad, grad_in[j],
+                                            ich_shape_count(m->values[node->in[j]].shape));
             buffer_free(m, grad_in[j]);
         }
     }
@@ -942,8 +985,11 @@ ICH_API ich_status ich_model_backward(ich_model *m, const float *grad_logits, si
     model_value *last = &m->values[m->out_value];
     if (!(last->grad = buffer_alloc(m, ich_shape_count(last->shape))))
         return ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
-    memcpy(last->grad, grad_logits, grad_count * sizeof(float));
     ich_status st = ICH_OK;
+    if (m->backend->host_memory)
+        memcpy(last->grad, grad_logits, grad_count * sizeof(float));
+    else
+        st = m->backend->to_device(last->grad, grad_logits, grad_count * sizeof(float));
     for (int i = m->nnodes - 1; i >= 0 && !st; i--)
         st = backward_node(m, i);
     release_values(m);

@@ -72,6 +72,10 @@ struct ich_model {
     char **meta_keys;
     char **meta_values;
     int nmeta;
+    /* host copy of the input in NHWC, for backends whose memory is not the
+     * host's (grown as needed, reused) */
+    float *staging;
+    size_t staging_bytes;
     /* activation buffers, reused between passes */
     model_buffer *buffers;
     int nbuffers;

@@ -200,3 +200,26 @@ def test_python_predict_files(ich, data):
     ids2, p2 = ich.predict_files(loaded, files[:2])
     assert ids2 == ids[:2]
     np.testing.assert_allclose(p2, probabilities[:2], atol=1e-6, rtol=0)
+
+
+def test_backend_option(ich, data, tmp_path):
+    """--backend cpu runs and says so; an unknown backend is an error that
+    names it; --backend cuda either runs on the GPU or exits 1 saying why
+    (no plugin, no device), never crashing or writing half a file."""
+    folder, files, model = data
+    out = tmp_path / "p.csv"
+    done = run(PREDICT, folder / "model.safetensors", files[0], "--out", out, "--backend", "cpu")
+    assert "ich-predict: running on cpu: " in done.stderr
+    assert len(read_csv(out)) == 2
+    bad = run(PREDICT, folder / "model.safetensors", files[0], "--out", tmp_path / "x.csv",
+              "--backend", "gpu", check=False)
+    assert bad.returncode == 1 and "gpu: unknown backend" in bad.stderr
+    assert not (tmp_path / "x.csv").exists()
+    cuda = run(PREDICT, folder / "model.safetensors", files[0], "--out", tmp_path / "c.csv",
+               "--backend", "cuda", "--quiet", check=False)
+    if cuda.returncode == 0:
+        got = np.array(read_csv(tmp_path / "c.csv")[1][1:], dtype=np.float64)
+        np.testing.assert_allclose(got, reference(ich, model, files[:1])[0], atol=1e-4)
+    else:
+        assert cuda.returncode == 1 and "libich-cuda.so" in cuda.stderr, cuda.stderr
+        assert not (tmp_path / "c.csv").exists()

@@ -90,6 +90,7 @@ _declare("ich_model_builder_item", _c_status, _c_model, ctypes.c_char_p)
 _declare("ich_model_builder_begin", _c_status, _c_model, ctypes.c_char_p)
 _declare("ich_model_builder_next", _c_status, _c_model)
 _declare("ich_model_builder_end", _c_status, _c_model)
+_declare("ich_model_backend", ctypes.c_char_p, _c_model)
 _declare("ich_model_builder_spec", ctypes.c_char_p, _c_model)
 _declare("ich_model_builder_build", _c_status, _c_model, _c_model_p)
 
@@ -207,6 +208,12 @@ class Model(OwnedHandle):
         check(lib.ich_model_input_shape(self._live(), ctypes.byref(c), ctypes.byref(h),
                                         ctypes.byref(w)))
         return (c.value, h.value, w.value)
+
+    @property
+    def backend(self):
+        """Where the model runs: ``"cpu"`` or ``"cuda"`` (chosen when it was
+        created or loaded; see :func:`ich.use_backend`)."""
+        return lib.ich_model_backend(self._live()).decode("ascii")
 
     @property
     def outputs(self):

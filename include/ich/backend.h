@@ -1,0 +1,63 @@
+/* libich — choosing where the network runs: the CPU or a GPU.
+ *
+ * libich runs models on a backend. The CPU backend (oneDNN and OpenBLAS)
+ * is built in. The CUDA backend is a plugin, libich-cuda.so, built beside
+ * libich.so when the CUDA toolkit is found and loaded at run time, so
+ * libich.so itself never needs CUDA: a machine without a GPU, a driver or
+ * the plugin runs everything on the CPU.
+ *
+ * A model runs on the backend that was chosen when it was created (or
+ * loaded); choosing another backend later changes where new models run,
+ * not existing ones. Checkpoints do not depend on the backend: a model
+ * trained on the GPU loads and runs on the CPU and back.
+ *
+ * The choice, in order: the last ich_backend_select(); else the
+ * ICH_BACKEND environment variable; else "auto".
+ *   auto  the GPU when the plugin loads and finds a device, else the CPU
+ *   cpu   the CPU
+ *   cuda  the GPU; creating a model fails with the reason (plugin not
+ *         found, no device, no driver, a plugin built for another libich)
+ *         when it cannot start
+ * The plugin is looked for beside libich.so, then in the folders of
+ * ICH_PLUGIN_PATH (colon-separated), then on the system's library path.
+ * The CUDA backend also reads ICH_CUDA_DEVICE (device number, default 0),
+ * ICH_CUDA_TF32=1 (TensorFloat-32 convolutions and matrix products: faster,
+ * about 1e-3 relative error; the default is full FP32) and
+ * ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default 1024).
+ */
+#ifndef ICH_BACKEND_H
+#define ICH_BACKEND_H
+
+#include <stddef.h>
+
+#include "ich/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Choose the backend new models use: "auto", "cpu" or "cuda" (NULL or ""
+ *  re-reads ICH_BACKEND). "cuda" fails with ICH_ERR_NOT_FOUND when the
+ *  plugin is not found and ICH_ERR_UNSUPPORTED when it cannot start (no
+ *  device, no driver, another interface version), the message saying which
+ *  file and why; the previous choice then stays. "auto" never fails. */
+ICH_API ich_status ich_backend_select(const char *name);
+
+/** Name of the backend new models use ("cpu" or "cuda"), deciding it from
+ *  ICH_BACKEND on first use. NULL when ICH_BACKEND names a backend that
+ *  cannot start (ich_last_error() says why). The string is static. */
+ICH_API const char *ich_backend_name(void);
+
+/** One line on a backend ("cuda: device 0 NVIDIA H100 ..., cuDNN 9.x, FP32
+ *  math"; "cpu: 2 threads, oneDNN 2.6.3 ..."), starting it if needed but
+ *  without choosing it: name "auto", "cpu" or "cuda", or NULL / "" for the
+ *  backend new models use. Fails as ich_backend_select would, so it tells
+ *  whether (and why not) a backend can run here. ICH_ERR_SHAPE when `text`
+ *  (size bytes) is too small. */
+ICH_API ich_status ich_backend_describe(const char *name, char *text, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
