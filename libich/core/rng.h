@@ -29,8 +29,13 @@ static inline uint64_t ich_rng_next(ich_rng *rng)
 static inline ich_rng ich_rng_init(uint64_t seed, uint64_t a, uint64_t b)
 {
     ich_rng rng = {seed};
-    rng.state ^= ich_rng_next(&rng) + a;
-    rng.state ^= ich_rng_next(&rng) + b;
+    /* The call first, then the read of the state it advanced: spelled out,
+     * since within one expression C leaves that order unspecified (gcc
+     * did it this way, so seeded results are unchanged). */
+    uint64_t z = ich_rng_next(&rng);
+    rng.state ^= z + a;
+    z = ich_rng_next(&rng);
+    rng.state ^= z + b;
     ich_rng_next(&rng);
     return rng;
 }
