@@ -11,17 +11,31 @@ py=/usr/bin/python3
 
 scripts/deps.sh
 
+# With the CUDA toolkit installed the build must make the GPU plugin, and
+# the tests then check that it is found and falls back cleanly without a GPU.
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  export ICH_EXPECT_CUDA_PLUGIN=1
+fi
+
 echo "== build (RelWithDebInfo)"
 scripts/build.sh build
 echo "== cmocka tests"
 (cd build && ctest --output-on-failure)
 echo "== Python tests"
 ICH_LIBRARY="$root/build/libich/libich.so.0" ICH_BUILD_DIR="$root/build" \
-  $py -m pytest -q bindings/python/tests tests/cli
+  $py -m pytest -q bindings/python/tests tests/cli tests/gpu
 
 echo "== exported symbols: only ich_*"
 bad=$(nm -D --defined-only build/libich/libich.so.0 | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ich_' | grep -v '^ICH_' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols:"; echo "$bad"; exit 1; fi
+if [ -f build/libich/libich-cuda.so ]; then
+  echo "== CUDA plugin: exports only its entry point, needs no libich and no libcuda at link"
+  exported=$(nm -D --defined-only build/libich/libich-cuda.so | awk '$2 ~ /[TDBR]/ {print $3}')
+  if [ "$exported" != "ich_backend_plugin" ]; then echo "plugin exports: $exported"; exit 1; fi
+  if ldd build/libich/libich-cuda.so | grep -E 'libich\.so|libcuda\.so'; then exit 1; fi
+elif [ "${ICH_EXPECT_CUDA_PLUGIN:-}" = 1 ]; then
+  echo "nvcc is installed but build/libich/libich-cuda.so was not built"; exit 1
+fi
 
 echo "== build with sanitizers (address, undefined)"
 scripts/build.sh build-asan -DICH_SANITIZE=ON
@@ -32,6 +46,7 @@ echo "== Python tests under sanitizers"
 # CPython's own leaks at exit.
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
   ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+  ICH_EXPECT_CUDA_PLUGIN= \
   ICH_LIBRARY="$root/build-asan/libich/libich.so.0" ICH_BUILD_DIR="$root/build-asan" \
   $py -m pytest -q -p no:cacheprovider bindings/python/tests tests/cli
 

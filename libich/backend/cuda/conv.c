@@ -1,0 +1,338 @@
+/* 2-D convolution on the GPU with cuDNN (its convolution API, NHWC
+ * activations and filters), matching libich/backend/cpu/conv.c: PyTorch's
+ * cross-correlation, weight OIHW and bias [out] on the host.
+ *
+ * cuDNN's NHWC kernels want the filter in NHWC (OHWI) too: the layer keeps
+ * the OIHW weight's device mirror and an OHWI copy made from it on the GPU
+ * whenever the weight's version changes; the weight gradient comes back
+ * OHWI and is turned to OIHW on the GPU before it is added on the host.
+ *
+ * Algorithms: cuDNN's heuristics (what PyTorch uses without
+ * cudnn.benchmark), chosen again when the batch size changes, limited to a
+ * workspace of ICH_CUDA_WORKSPACE_MB (default 1024). Math: FP32 FMA, or
+ * TF32 with ICH_CUDA_TF32=1. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_backend.h"
+
+typedef struct conv_state {
+    cudnnTensorDescriptor_t x_desc, y_desc, bias_desc;
+    cudnnFilterDescriptor_t w_desc;
+    cudnnConvolutionDescriptor_t conv_desc;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo;
+    size_t fwd_bytes, bwd_data_bytes, bwd_filter_bytes;
+    ich_cuda_mirror weight, bias;
+    float *w_ohwi;          /* the weight in OHWI, from `weight` */
+    uint64_t w_ohwi_version;
+    int w_ohwi_valid;
+    float *grad_ohwi, *grad_oihw, *grad_bias; /* backward scratch */
+    ich_cuda_relu_mask mask;
+    int mask_valid;
+} conv_state;
+
+static size_t workspace_limit(void)
+{
+    const char *text = getenv("ICH_CUDA_WORKSPACE_MB");
+    long mb = text ? strtol(text, NULL, 10) : 0;
+    return (size_t)(mb > 0 ? mb : 1024) << 20;
+}
+
+static ich_status conv_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    ich_layer_args *a = &layer->args;
+    for (int i = 0; i < 2; i++) {
+        if (a->stride[i] <= 0)
+            a->stride[i] = 1;
+        if (a->dilation[i] <= 0)
+            a->dilation[i] = 1;
+    }
+    if (a->out <= 0 || a->kernel[0] <= 0 || a->kernel[1] <= 0 || a->padding[0] < 0 ||
+        a->padding[1] < 0)
+        return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
+                         "%s: conv needs output channels and a kernel > 0, padding >= 0",
+                         layer->name);
+    out->n = in->n;
+    out->c = a->out;
+    out->h = ich_cuda_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], a->dilation[0]);
+    out->w = ich_cuda_out_size(in->w, a->kernel[1], a->stride[1], a->padding[1], a->dilation[1]);
+    if (out->h <= 0 || out->w <= 0 || in->c <= 0)
+        return cuda_fail(ICH_ERR_SHAPE, "%s: conv kernel %dx%d does not fit input %dx%dx%d",
+                         layer->name, a->kernel[0], a->kernel[1], in->h, in->w, in->c);
+    layer->in[0] = *in;
+    layer->out = *out;
+    return ICH_OK;
+}
+
+/* The first algorithm the heuristics rank that cuDNN can run within the
+ * workspace limit. */
+static ich_status choose_algorithms(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    cudnnHandle_t h = ich_cuda_cudnn();
+    size_t limit = workspace_limit();
+    int found = 0;
+    enum { MAX_ALGOS = 16 };
+
+    cudnnConvolutionFwdAlgoPerf_t fwd[MAX_ALGOS];
+    CHECK_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, s->x_desc, s->w_desc, s->conv_desc,
+                                                       s->y_desc, MAX_ALGOS, &found, fwd),
+                "forward algorithm heuristics");
+    int chosen = -1;
+    for (int i = 0; i < found && chosen < 0; i++)
+        if (fwd[i].status == CUDNN_STATUS_SUCCESS && fwd[i].memory <= limit)
+            chosen = i;
+    if (chosen < 0)
+        return cuda_fail(ICH_ERR_UNSUPPORTED, "%s: cuDNN has no forward algorithm for this conv",
+                         layer->name);
+    s->fwd_algo = fwd[chosen].algo;
+    s->fwd_bytes = fwd[chosen].memory;
+
+    cudnnConvolutionBwdDataAlgoPerf_t data[MAX_ALGOS];
+    CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, s->w_desc, s->y_desc, s->conv_desc,
+                                                            s->x_desc, MAX_ALGOS, &found, data),
+                "backward-data algorithm heuristics");
+    chosen = -1;
+    for (int i = 0; i < found && chosen < 0; i++)
+        if (data[i].status == CUDNN_STATUS_SUCCESS && data[i].memory <= limit)
+            chosen = i;
+    if (chosen < 0)
+        return cuda_fail(ICH_ERR_UNSUPPORTED,
+                         "%s: cuDNN has no backward-data algorithm for this conv", layer->name);
+    s->bwd_data_algo = data[chosen].algo;
+    s->bwd_data_bytes = data[chosen].memory;
+
+    cudnnConvolutionBwdFilterAlgoPerf_t filter[MAX_ALGOS];
+    CHECK_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, s->x_desc, s->y_desc,
+                                                              s->conv_desc, s->w_desc, MAX_ALGOS,
+                                                              &found, filter),
+                "backward-filter algorithm heuristics");
+    chosen = -1;
+    for (int i = 0; i < found && chosen < 0; i++)
+        if (filter[i].status == CUDNN_STATUS_SUCCESS && filter[i].memory <= limit)
+            chosen = i;
+    if (chosen < 0)
+        return cuda_fail(ICH_ERR_UNSUPPORTED,
+                         "%s: cuDNN has no backward-filter algorithm for this conv", layer->name);
+    s->bwd_filter_algo = filter[chosen].algo;
+    s->bwd_filter_bytes = filter[chosen].memory;
+    cuda_log(ICH_LOG_DEBUG, "%s: cuDNN algorithms forward %d, backward data %d, filter %d",
+             layer->name, (int)s->fwd_algo, (int)s->bwd_data_algo, (int)s->bwd_filter_algo);
+    return ICH_OK;
+}
+
+/* Descriptors for the current shapes (n may change between calls). */
+static ich_status describe(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    const ich_layer_args *a = &layer->args;
+    ich_shape in = layer->in[0], out = layer->out;
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, in.n,
+                                           in.c, in.h, in.w),
+                "input descriptor");
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, out.n,
+                                           out.c, out.h, out.w),
+                "output descriptor");
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->bias_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
+                                           out.c, 1, 1),
+                "bias descriptor");
+    CHECK_CUDNN(cudnnSetFilter4dDescriptor(s->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, out.c,
+                                           in.c, a->kernel[0], a->kernel[1]),
+                "filter descriptor");
+    CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s->conv_desc, a->padding[0], a->padding[1],
+                                                a->stride[0], a->stride[1], a->dilation[0],
+                                                a->dilation[1], CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT),
+                "convolution descriptor");
+    CHECK_CUDNN(cudnnSetConvolutionMathType(s->conv_desc,
+                                            ich_cuda_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+                "math type");
+    s->mask_valid = 0;
+    return choose_algorithms(layer);
+}
+
+static void conv_destroy(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    if (s) {
+        if (s->x_desc)
+            cudnnDestroyTensorDescriptor(s->x_desc);
+        if (s->y_desc)
+            cudnnDestroyTensorDescriptor(s->y_desc);
+        if (s->bias_desc)
+            cudnnDestroyTensorDescriptor(s->bias_desc);
+        if (s->w_desc)
+            cudnnDestroyFilterDescriptor(s->w_desc);
+        if (s->conv_desc)
+            cudnnDestroyConvolutionDescriptor(s->conv_desc);
+        ich_cuda_mirror_free(&s->weight);
+        ich_cuda_mirror_free(&s->bias);
+        ich_cuda_free(s->w_ohwi);
+        ich_cuda_free(s->grad_ohwi);
+        ich_cuda_free(s->grad_oihw);
+        ich_cuda_free(s->grad_bias);
+        ich_cuda_relu_mask_free(&s->mask);
+        free(s);
+        layer->state = NULL;
+    }
+    ich_cuda_params_free(layer);
+}
+
+static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    ich_status status = conv_shape(layer, in, out);
+    if (status != ICH_OK)
+        return status;
+    conv_state *s = calloc(1, sizeof *s);
+    layer->state = s;
+    if (!s)
+        return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
+    int64_t w_dims[4] = {out->c, in->c, layer->args.kernel[0], layer->args.kernel[1]};
+    int64_t b_dims[1] = {out->c};
+    size_t w_bytes = (size_t)(w_dims[0] * w_dims[1] * w_dims[2] * w_dims[3]) * sizeof(float);
+    if ((status = ich_cuda_params_alloc(layer, layer->args.bias ? 2 : 1)) ||
+        (status = ich_cuda_param_init(&layer->params[0], "weight", ICH_DTYPE_F32, 4, w_dims, 1)) ||
+        (layer->args.bias &&
+         (status = ich_cuda_param_init(&layer->params[1], "bias", ICH_DTYPE_F32, 1, b_dims, 1))))
+        goto fail;
+    s->w_ohwi = ich_cuda_alloc(w_bytes);
+    s->grad_ohwi = ich_cuda_alloc(w_bytes);
+    s->grad_oihw = ich_cuda_alloc(w_bytes);
+    s->grad_bias = ich_cuda_alloc((size_t)out->c * sizeof(float));
+    if (!s->w_ohwi || !s->grad_ohwi || !s->grad_oihw || !s->grad_bias) {
+        status = cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of GPU memory for the weights", layer->name);
+        goto fail;
+    }
+    if (cudnnCreateTensorDescriptor(&s->x_desc) || cudnnCreateTensorDescriptor(&s->y_desc) ||
+        cudnnCreateTensorDescriptor(&s->bias_desc) || cudnnCreateFilterDescriptor(&s->w_desc) ||
+        cudnnCreateConvolutionDescriptor(&s->conv_desc)) {
+        status = cuda_fail(ICH_ERR_NO_MEMORY, "%s: cannot create cuDNN descriptors", layer->name);
+        goto fail;
+    }
+    if ((status = describe(layer)) == ICH_OK)
+        return ICH_OK;
+fail:
+    conv_destroy(layer);
+    return status;
+}
+
+static ich_status conv_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    ich_status status = conv_shape(layer, in, out);
+    return status ? status : describe(layer);
+}
+
+/* The device weights (OHWI) and bias for the host's current version. */
+static ich_status sync_weights(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    const ich_param *w = &layer->params[0];
+    ich_status status = ich_cuda_mirror_sync(layer, w, &s->weight);
+    if (!status && layer->args.bias)
+        status = ich_cuda_mirror_sync(layer, &layer->params[1], &s->bias);
+    if (status)
+        return status;
+    if (!s->w_ohwi_valid || s->w_ohwi_version != w->version) {
+        ich_cuda_k_oihw_to_ohwi(s->w_ohwi, s->weight.device, (int32_t)w->dims[0],
+                                (int32_t)w->dims[1], (int32_t)w->dims[2], (int32_t)w->dims[3]);
+        CHECK_LAUNCH("weight layout");
+        s->w_ohwi_version = w->version;
+        s->w_ohwi_valid = 1;
+    }
+    return ICH_OK;
+}
+
+static ich_status conv_forward(ich_layer *layer, const float *const *in, float *out, int training)
+{
+    conv_state *s = layer->state;
+    ich_status status = sync_weights(layer);
+    if (status)
+        return status;
+    void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
+    if (!workspace)
+        return ICH_ERR_NO_MEMORY;
+    const float one = 1.0f, zero = 0.0f;
+    CHECK_CUDNN(cudnnConvolutionForward(ich_cuda_cudnn(), &one, s->x_desc, in[0], s->w_desc,
+                                        s->w_ohwi, s->conv_desc, s->fwd_algo, workspace,
+                                        s->fwd_bytes, &zero, s->y_desc, out),
+                "convolution forward");
+    int64_t rows = (int64_t)layer->out.n * layer->out.h * layer->out.w;
+    if (layer->args.bias) {
+        ich_cuda_k_bias_add(out, s->bias.device, rows, layer->out.c);
+        CHECK_LAUNCH("bias");
+    }
+    s->mask_valid = 0;
+    if (layer->args.fuse_relu) {
+        status = ich_cuda_relu_fused(layer, training ? &s->mask : NULL, out, rows * layer->out.c);
+        s->mask_valid = training && !status;
+    }
+    return status;
+}
+
+static ich_status conv_backward(ich_layer *layer, const float *const *in, const float *out,
+                                const float *grad_out, float *const *grad_in)
+{
+    conv_state *s = layer->state;
+    cudnnHandle_t h = ich_cuda_cudnn();
+    const float one = 1.0f, zero = 0.0f;
+    ich_status status = ICH_OK;
+    if (layer->args.fuse_relu) {
+        if (!s->mask_valid)
+            return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
+                             "%s: backward without a training forward pass", layer->name);
+        status = ich_cuda_relu_mask_apply(layer, &s->mask, (float *)grad_out,
+                                          ich_shape_count(layer->out));
+        if (status)
+            return status;
+    }
+    if ((status = sync_weights(layer)))
+        return status;
+    if (grad_in && grad_in[0]) {
+        void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
+        if (!workspace)
+            return ICH_ERR_NO_MEMORY;
+        CHECK_CUDNN(cudnnConvolutionBackwardData(h, &one, s->w_desc, s->w_ohwi, s->y_desc,
+                                                 grad_out, s->conv_desc, s->bwd_data_algo,
+                                                 workspace, s->bwd_data_bytes, &zero, s->x_desc,
+                                                 grad_in[0]),
+                    "convolution backward data");
+    }
+    ich_param *w = &layer->params[0];
+    if (!w->frozen) {
+        void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
+        if (!workspace)
+            return ICH_ERR_NO_MEMORY;
+        CHECK_CUDNN(cudnnConvolutionBackwardFilter(h, &one, s->x_desc, in[0], s->y_desc, grad_out,
+                                                   s->conv_desc, s->bwd_filter_algo, workspace,
+                                                   s->bwd_filter_bytes, &zero, s->w_desc,
+                                                   s->grad_ohwi),
+                    "convolution backward filter");
+        ich_cuda_k_ohwi_to_oihw(s->grad_oihw, s->grad_ohwi, (int32_t)w->dims[0],
+                                (int32_t)w->dims[1], (int32_t)w->dims[2], (int32_t)w->dims[3]);
+        CHECK_LAUNCH("weight gradient layout");
+        if ((status = ich_cuda_grad_add(layer, w, s->grad_oihw)))
+            return status;
+    }
+    if (layer->args.bias && !layer->params[1].frozen) {
+        CHECK_CUDNN(cudnnConvolutionBackwardBias(h, &one, s->y_desc, grad_out, &zero, s->bias_desc,
+                                                 s->grad_bias),
+                    "convolution backward bias");
+        status = ich_cuda_grad_add(layer, &layer->params[1], s->grad_bias);
+    }
+    return status;
+}
+
+const ich_layer_ops ich_cuda_conv_ops = {
+    .kind = "conv",
+    .inputs = 1,
+    .needs_input = 1,
+    .needs_output = 0,
+    .in_place = 0,
+    .create = conv_create,
+    .resize = conv_resize,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .destroy = conv_destroy,
+};

@@ -1,0 +1,189 @@
+/* Internal to the CUDA plugin (libich-cuda.so): shared pieces of its
+ * layers. C, included by the .c files; the kernels (.cu) are reached
+ * through the ich_cuda_k_* launchers declared at the end, which queue work
+ * on the backend's one stream and return at once.
+ *
+ * Every call here runs on the plugin's single CUDA stream, so kernels,
+ * cuDNN and cuBLAS calls and copies are ordered without events; host code
+ * waits only where it reads a result (to_host, parameter gradients,
+ * batch-norm running statistics).
+ *
+ * Parameters live in pinned host memory (see libich/backend/backend.h); a
+ * layer keeps a device mirror of each (ich_cuda_mirror) and adds its
+ * device-side gradients into param->grad with ich_cuda_grad_add. */
+#ifndef ICH_INTERNAL_BACKEND_CUDA_H
+#define ICH_INTERNAL_BACKEND_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* libich's error and log functions, given at load time. */
+extern const ich_plugin_host *ich_cuda_host;
+#define cuda_fail(...) ich_cuda_host->fail(__VA_ARGS__)
+#define cuda_log(...) ich_cuda_host->log(__VA_ARGS__)
+
+/* The plugin's stream and library handles (created at load time). */
+cudaStream_t ich_cuda_stream(void);
+cudnnHandle_t ich_cuda_cudnn(void);
+cublasHandle_t ich_cuda_cublas(void);
+/* 1 when ICH_CUDA_TF32=1 allows TensorFloat-32 in convolutions and matrix
+ * products (faster, about 1e-3 relative; PyTorch's default for cuDNN). */
+int ich_cuda_tf32(void);
+
+/* Device memory from the plugin's cache (sizes rounded up to 256 bytes,
+ * blocks kept by size and reused, so a training loop stops calling
+ * cudaMalloc after its first step). NULL when the device is out of memory. */
+void *ich_cuda_alloc(size_t bytes);
+void ich_cuda_free(void *pointer);
+
+/* The status for a failed call, its message naming the layer (may be NULL)
+ * and the call. */
+ich_status ich_cuda_error(const ich_layer *layer, const char *what, cudaError_t error);
+ich_status ich_cudnn_error(const ich_layer *layer, const char *what, cudnnStatus_t status);
+ich_status ich_cublas_error(const ich_layer *layer, const char *what, cublasStatus_t status);
+
+/* Return from the calling function (which has an `ich_layer *layer`) with
+ * the matching error when a call fails. */
+#define CHECK_CUDA(call, what)                                                                   \
+    do {                                                                                         \
+        cudaError_t check_error_ = (call);                                                       \
+        if (check_error_ != cudaSuccess)                                                         \
+            return ich_cuda_error(layer, what, check_error_);                                   \
+    } while (0)
+#define CHECK_CUDNN(call, what)                                                                  \
+    do {                                                                                         \
+        cudnnStatus_t check_status_ = (call);                                                    \
+        if (check_status_ != CUDNN_STATUS_SUCCESS)                                               \
+            return ich_cudnn_error(layer, what, check_status_);                                  \
+    } while (0)
+#define CHECK_CUBLAS(call, what)                                                                 \
+    do {                                                                                         \
+        cublasStatus_t check_status_ = (call);                                                   \
+        if (check_status_ != CUBLAS_STATUS_SUCCESS)                                              \
+            return ich_cublas_error(layer, what, check_status_);                                 \
+    } while (0)
+/* A kernel launch's error (bad configuration), checked right after it. */
+#define CHECK_LAUNCH(what) CHECK_CUDA(cudaPeekAtLastError(), what)
+
+/* Make *buffer (device memory of *size bytes) at least `want` bytes; the old
+ * contents are not kept. */
+ich_status ich_cuda_grow(const ich_layer *layer, void **buffer, size_t *size, size_t want);
+
+/* The plugin's one cuDNN workspace, grown to at least `bytes` (layers run
+ * one after another on one stream, so they can share it). NULL after
+ * cuda_fail() when the device is out of memory. */
+void *ich_cuda_workspace(const ich_layer *layer, size_t bytes);
+
+/* ---- parameters (host, pinned) ---------------------------------------- */
+
+/* Allocate layer->params (count entries, zeroed). */
+ich_status ich_cuda_params_alloc(ich_layer *layer, int32_t count);
+/* Set up one parameter: zeroed pinned host data and (when trainable)
+ * gradient, like the CPU backend's ich_cpu_param_init. */
+ich_status ich_cuda_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
+                               const int64_t *dims, int trainable);
+int64_t ich_cuda_param_count(const ich_param *param);
+/* Free every parameter's data and gradient and the array itself. */
+void ich_cuda_params_free(ich_layer *layer);
+
+/* A device copy of one F32 parameter. */
+typedef struct ich_cuda_mirror {
+    float *device;
+    int64_t count;
+    uint64_t version; /* param->version it holds; 0 before the first upload */
+    int valid;
+} ich_cuda_mirror;
+
+/* Upload param->data when the mirror is older than param->version (or was
+ * never filled); a no-op otherwise. */
+ich_status ich_cuda_mirror_sync(const ich_layer *layer, const ich_param *param,
+                                ich_cuda_mirror *mirror);
+/* Mark the mirror as holding param's current version (after the layer
+ * itself wrote both copies, as batch norm's running statistics). */
+void ich_cuda_mirror_mark(const ich_param *param, ich_cuda_mirror *mirror);
+void ich_cuda_mirror_free(ich_cuda_mirror *mirror);
+
+/* param->grad += the device gradient `device_grad` (param's count values),
+ * unless the parameter is frozen. Waits for the stream. */
+ich_status ich_cuda_grad_add(const ich_layer *layer, ich_param *param, const float *device_grad);
+
+/* Copy `bytes` from the device to pinned or pageable host memory and wait. */
+ich_status ich_cuda_download(const ich_layer *layer, void *host, const void *device,
+                             size_t bytes);
+
+/* ---- fused ReLU (conv, linear, batch norm) ----------------------------- */
+
+/* One byte per value (value > 0) kept from a training forward; backward
+ * zeroes the gradient where it is 0. */
+typedef struct ich_cuda_relu_mask {
+    uint8_t *bytes; /* device */
+    size_t capacity;
+} ich_cuda_relu_mask;
+
+/* out = max(out, 0) in place, and (when mask != NULL) record the mask. */
+ich_status ich_cuda_relu_fused(const ich_layer *layer, ich_cuda_relu_mask *mask, float *out,
+                               int64_t count);
+/* grad[i] = 0 where the mask is 0. */
+ich_status ich_cuda_relu_mask_apply(const ich_layer *layer, const ich_cuda_relu_mask *mask,
+                                    float *grad, int64_t count);
+void ich_cuda_relu_mask_free(ich_cuda_relu_mask *mask);
+
+/* Output size of a convolution or pooling (PyTorch's floor rule). */
+static inline int32_t ich_cuda_out_size(int32_t in, int32_t kernel, int32_t stride, int32_t pad,
+                                        int32_t dilation)
+{
+    int32_t span = dilation * (kernel - 1) + 1;
+    if (in + 2 * pad < span || stride <= 0)
+        return 0;
+    return (in + 2 * pad - span) / stride + 1;
+}
+
+/* ---- the layer kinds ---------------------------------------------------- */
+
+extern const ich_layer_ops ich_cuda_conv_ops;
+extern const ich_layer_ops ich_cuda_linear_ops;
+extern const ich_layer_ops ich_cuda_relu_ops;
+extern const ich_layer_ops ich_cuda_maxpool_ops;
+extern const ich_layer_ops ich_cuda_avgpool_ops;
+extern const ich_layer_ops ich_cuda_gap_ops;
+extern const ich_layer_ops ich_cuda_batchnorm_ops;
+extern const ich_layer_ops ich_cuda_dropout_ops;
+extern const ich_layer_ops ich_cuda_flatten_ops;
+extern const ich_layer_ops ich_cuda_add_ops;
+extern const ich_layer_ops ich_cuda_concat_ops;
+
+/* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
+
+/* acc[i] += x[i] */
+void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count);
+/* out = max(out, 0); mask[i] = out > 0 (mask may be NULL) */
+void ich_cuda_k_relu_fused(float *out, uint8_t *mask, int64_t count);
+/* grad[i] = mask[i] ? grad[i] : 0 */
+void ich_cuda_k_mask_apply(float *grad, const uint8_t *mask, int64_t count);
+/* y[r * c + j] += bias[j] for r < rows, j < c (NHWC bias add) */
+void ich_cuda_k_bias_add(float *y, const float *bias, int64_t rows, int32_t c);
+/* sum[j] = sum over r of x[r * c + j] (beta 0); for few rows (a linear
+ * layer's batch): one block walks all rows of 32 columns. */
+void ich_cuda_k_column_sum(float *sum, const float *x, int64_t rows, int32_t c);
+/* Convolution weights between PyTorch's OIHW and cuDNN's NHWC filter
+ * layout (OHWI): dst[o][y][x][i] = src[o][i][y][x], and back. */
+void ich_cuda_k_oihw_to_ohwi(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
+                             int32_t w);
+void ich_cuda_k_ohwi_to_oihw(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
+                             int32_t w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

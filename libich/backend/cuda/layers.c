@@ -1,0 +1,302 @@
+/* The CUDA plugin's memory-bound layers without parameters: ReLU, dropout,
+ * flatten, residual add and channel concatenation, on NHWC activations in
+ * device memory. Same shapes, flags and formulas as
+ * libich/backend/cpu/simple.c; the kernels are in layers_kernels.cu. */
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/layers_kernels.h"
+#include "core/rng.h"
+
+static void nothing_destroy(ich_layer *layer)
+{
+    free(layer->state);
+    layer->state = NULL;
+}
+
+static ich_status same_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    *out = in[0];
+    layer->in[0] = in[0];
+    layer->out = *out;
+    return ICH_OK;
+}
+
+/* dst = src (device, on the stream) unless they are the same buffer. */
+static ich_status copy_unless_same(const ich_layer *layer, float *dst, const float *src,
+                                   int64_t count)
+{
+    if (dst == src || count <= 0)
+        return ICH_OK;
+    CHECK_CUDA(cudaMemcpyAsync(dst, src, (size_t)count * sizeof(float), cudaMemcpyDeviceToDevice,
+                               ich_cuda_stream()),
+               "copy");
+    return ICH_OK;
+}
+
+/* ---- ReLU ---------------------------------------------------------------- */
+
+static ich_status relu_forward(ich_layer *layer, const float *const *in, float *out, int training)
+{
+    ich_cuda_k_relu_forward(out, in[0], ich_shape_count(layer->out));
+    CHECK_LAUNCH("relu forward");
+    return ICH_OK;
+}
+
+static ich_status relu_backward(ich_layer *layer, const float *const *in, const float *out,
+                                const float *grad_out, float *const *grad_in)
+{
+    if (!grad_in || !grad_in[0])
+        return ICH_OK;
+    ich_cuda_k_relu_backward(grad_in[0], out, grad_out, ich_shape_count(layer->out));
+    CHECK_LAUNCH("relu backward");
+    return ICH_OK;
+}
+
+const ich_layer_ops ich_cuda_relu_ops = {
+    .kind = "relu",
+    .inputs = 1,
+    .needs_input = 0,
+    .needs_output = 1,
+    .in_place = 1,
+    .create = same_shape,
+    .resize = same_shape,
+    .forward = relu_forward,
+    .backward = relu_backward,
+    .destroy = nothing_destroy,
+};
+
+/* ---- dropout ------------------------------------------------------------- */
+
+/* As on the CPU the mask is not stored: backward draws it again from
+ * (seed, step, sample) with the CPU's generator (layers_kernels.h), so both
+ * backends drop the same values for the same seed and step. */
+typedef struct dropout_state {
+    uint64_t step; /* the step of the last training forward */
+    int trained;   /* the last forward was a training one */
+} dropout_state;
+
+static ich_status dropout_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    if (!(layer->args.p >= 0.0f && layer->args.p <= 1.0f))
+        return cuda_fail(ICH_ERR_INVALID_ARGUMENT, "%s: dropout probability %g not in [0, 1]",
+                         layer->name, (double)layer->args.p);
+    /* The kernels' copy of ich_rng_init spells out the order of evaluation
+     * gcc gives rng.h; say so if this build's compiler chose another. */
+    ich_rng check = ich_rng_init(layer->seed, 12345, 678);
+    uint64_t state = ich_cuda_rng_init(layer->seed, 12345, 678);
+    if (check.state != state || ich_rng_uniform(&check) != ich_cuda_rng_uniform_at(state, 0))
+        cuda_log(ICH_LOG_WARNING,
+                 "%s: the GPU's dropout masks differ from the CPU backend's (rng.h compiled "
+                 "with another order of evaluation)",
+                 layer->name);
+    layer->state = calloc(1, sizeof(dropout_state));
+    if (!layer->state)
+        return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
+    return same_shape(layer, in, out);
+}
+
+/* y = x * mask / (1 - p), sample by sample (dropped values are exact zeros). */
+static ich_status dropout_apply(ich_layer *layer, uint64_t step, const float *x, float *y)
+{
+    const int64_t count = ich_shape_count(layer->out);
+    if (count <= 0)
+        return ICH_OK;
+    const int64_t per_sample = count / layer->out.n;
+    const double p = layer->args.p;
+    const float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+    ich_cuda_k_dropout(y, x, count, per_sample, layer->seed, step, p, scale);
+    CHECK_LAUNCH("dropout");
+    return ICH_OK;
+}
+
+static ich_status dropout_forward(ich_layer *layer, const float *const *in, float *out,
+                                  int training)
+{
+    dropout_state *s = layer->state;
+    s->trained = training;
+    if (!training)
+        return copy_unless_same(layer, out, in[0], ich_shape_count(layer->out));
+    s->step = layer->step++;
+    return dropout_apply(layer, s->step, in[0], out);
+}
+
+static ich_status dropout_backward(ich_layer *layer, const float *const *in, const float *out,
+                                   const float *grad_out, float *const *grad_in)
+{
+    dropout_state *s = layer->state;
+    if (!grad_in || !grad_in[0])
+        return ICH_OK;
+    if (!s->trained)
+        return copy_unless_same(layer, grad_in[0], grad_out, ich_shape_count(layer->out));
+    return dropout_apply(layer, s->step, grad_out, grad_in[0]);
+}
+
+const ich_layer_ops ich_cuda_dropout_ops = {
+    .kind = "dropout",
+    .inputs = 1,
+    .needs_input = 0,
+    .needs_output = 0,
+    .in_place = 1,
+    .create = dropout_create,
+    .resize = same_shape,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .destroy = nothing_destroy,
+};
+
+/* ---- flatten ------------------------------------------------------------- */
+
+/* NHWC in, PyTorch's C*H*W order out (what nn.Flatten gives on NCHW). */
+static ich_status flatten_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    int64_t features = (int64_t)in->h * in->w * in->c;
+    if (features <= 0 || features > INT32_MAX)
+        return cuda_fail(ICH_ERR_SHAPE, "%s: cannot flatten %dx%dx%d", layer->name, in->h, in->w,
+                         in->c);
+    layer->in[0] = *in;
+    out->n = in->n;
+    out->h = out->w = 1;
+    out->c = (int32_t)features;
+    layer->out = *out;
+    return ICH_OK;
+}
+
+static ich_status flatten_forward(ich_layer *layer, const float *const *in, float *out,
+                                  int training)
+{
+    const ich_shape I = layer->in[0];
+    const int64_t hw = (int64_t)I.h * I.w;
+    if (hw == 1 || I.c == 1) /* the two orders are the same */
+        return copy_unless_same(layer, out, in[0], ich_shape_count(I));
+    ich_cuda_k_flatten_forward(out, in[0], I.n, hw, I.c);
+    CHECK_LAUNCH("flatten forward");
+    return ICH_OK;
+}
+
+static ich_status flatten_backward(ich_layer *layer, const float *const *in, const float *out,
+                                   const float *grad_out, float *const *grad_in)
+{
+    if (!grad_in || !grad_in[0])
+        return ICH_OK;
+    const ich_shape I = layer->in[0];
+    const int64_t hw = (int64_t)I.h * I.w;
+    if (hw == 1 || I.c == 1)
+        return copy_unless_same(layer, grad_in[0], grad_out, ich_shape_count(I));
+    ich_cuda_k_flatten_backward(grad_in[0], grad_out, I.n, hw, I.c);
+    CHECK_LAUNCH("flatten backward");
+    return ICH_OK;
+}
+
+const ich_layer_ops ich_cuda_flatten_ops = {
+    .kind = "flatten",
+    .inputs = 1,
+    .needs_input = 0,
+    .needs_output = 0,
+    .in_place = 0,
+    .create = flatten_shape,
+    .resize = flatten_shape,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+    .destroy = nothing_destroy,
+};
+
+/* ---- residual add -------------------------------------------------------- */
+
+static ich_status add_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w || in[0].c != in[1].c)
+        return cuda_fail(ICH_ERR_SHAPE, "%s: add of %dx%dx%d and %dx%dx%d", layer->name, in[0].h,
+                         in[0].w, in[0].c, in[1].h, in[1].w, in[1].c);
+    layer->in[0] = in[0];
+    layer->in[1] = in[1];
+    *out = in[0];
+    layer->out = *out;
+    return ICH_OK;
+}
+
+static ich_status add_forward(ich_layer *layer, const float *const *in, float *out, int training)
+{
+    ich_cuda_k_add(out, in[0], in[1], ich_shape_count(layer->out));
+    CHECK_LAUNCH("add forward");
+    return ICH_OK;
+}
+
+static ich_status add_backward(ich_layer *layer, const float *const *in, const float *out,
+                               const float *grad_out, float *const *grad_in)
+{
+    const int64_t count = ich_shape_count(layer->out);
+    ich_status status = ICH_OK;
+    for (int i = 0; i < 2 && grad_in && status == ICH_OK; i++)
+        if (grad_in[i])
+            status = copy_unless_same(layer, grad_in[i], grad_out, count);
+    return status;
+}
+
+const ich_layer_ops ich_cuda_add_ops = {
+    .kind = "add",
+    .inputs = 2,
+    .needs_input = 0,
+    .needs_output = 0,
+    .in_place = 1,
+    .create = add_shape,
+    .resize = add_shape,
+    .forward = add_forward,
+    .backward = add_backward,
+    .destroy = nothing_destroy,
+};
+
+/* ---- channel concatenation ----------------------------------------------- */
+
+static ich_status concat_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
+{
+    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w)
+        return cuda_fail(ICH_ERR_SHAPE, "%s: concat of %dx%d and %dx%d", layer->name, in[0].h,
+                         in[0].w, in[1].h, in[1].w);
+    layer->in[0] = in[0];
+    layer->in[1] = in[1];
+    *out = in[0];
+    out->c = in[0].c + in[1].c;
+    layer->out = *out;
+    return ICH_OK;
+}
+
+static ich_status concat_forward(ich_layer *layer, const float *const *in, float *out, int training)
+{
+    const int32_t c0 = layer->in[0].c, c1 = layer->in[1].c, c = c0 + c1;
+    if (c <= 0)
+        return ICH_OK;
+    const int64_t rows = ich_shape_count(layer->out) / c;
+    ich_cuda_k_concat_forward(out, in[0], in[1], rows, c0, c1);
+    CHECK_LAUNCH("concat forward");
+    return ICH_OK;
+}
+
+static ich_status concat_backward(ich_layer *layer, const float *const *in, const float *out,
+                                  const float *grad_out, float *const *grad_in)
+{
+    const int32_t cs[2] = {layer->in[0].c, layer->in[1].c}, c = cs[0] + cs[1];
+    if (c <= 0)
+        return ICH_OK;
+    const int64_t rows = ich_shape_count(layer->out) / c;
+    for (int i = 0; i < 2 && grad_in; i++) {
+        if (!grad_in[i] || cs[i] <= 0)
+            continue;
+        ich_cuda_k_concat_backward(grad_in[i], grad_out, rows, c, i ? cs[0] : 0, cs[i]);
+        CHECK_LAUNCH("concat backward");
+    }
+    return ICH_OK;
+}
+
+const ich_layer_ops ich_cuda_concat_ops = {
+    .kind = "concat",
+    .inputs = 2,
+    .needs_input = 0,
+    .needs_output = 0,
+    .in_place = 0,
+    .create = concat_shape,
+    .resize = concat_shape,
+    .forward = concat_forward,
+    .backward = concat_backward,
+    .destroy = nothing_destroy,
+};
