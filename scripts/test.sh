@@ -25,6 +25,16 @@ echo "== Python tests"
 ICH_LIBRARY="$root/build/libich/libich.so.0" ICH_BUILD_DIR="$root/build" \
   $py -m pytest -q bindings/python/tests tests/cli tests/gpu
 
+echo "== tests/gpu on the stand-in device plugin (CPU layers behind device memory)"
+# Without a GPU tests/gpu skips; run it once more with libich beside the
+# stand-in plugin of tests/plugins/fake_plugin.c, so its checks (resizes,
+# freezing, checkpoints across backends) exercise the model's device-memory
+# path here too. Its numbers equal the CPU's; only a GPU tests the kernels.
+stand_in=$(mktemp -d)
+cp build/libich/libich.so.0 build/tests/plugins/device/libich-cuda.so "$stand_in/"
+ICH_LIBRARY="$stand_in/libich.so.0" $py -m pytest -q -p no:cacheprovider tests/gpu
+rm -rf "$stand_in"
+
 echo "== exported symbols: only ich_*"
 bad=$(nm -D --defined-only build/libich/libich.so.0 | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ich_' | grep -v '^ICH_' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols:"; echo "$bad"; exit 1; fi

@@ -1,0 +1,469 @@
+"""The CUDA backend (libich-cuda.so) against the CPU backend.
+
+Each test builds the same network twice, once per backend
+(``ich.use_backend("cpu")``, then ``"cuda"``: a model runs where it was
+created), gives both the same weights (the CPU model's ``state_dict``
+copied into the GPU model) and the same inputs, and compares logits,
+parameter gradients, batch-norm running statistics, training steps and
+checkpoints. Tolerance, per tensor: ``max|cuda - cpu| <= 1e-4 *
+max(1, max|cpu|)`` (full FP32 on both sides; integer buffers exactly).
+
+Every test is skipped, with the reason libich gives, where the CUDA
+backend cannot start (no GPU, no driver, no plugin), and when
+``ICH_CUDA_TF32=1`` (TensorFloat-32 is about 1e-3 relative: not comparable
+at 1e-4). Fixed seeds throughout; a few seconds on a GPU machine (the
+``tutorial`` preset's CPU side takes most of it).
+
+    ICH_LIBRARY=build/libich/libich.so.0 python3 -m pytest -q -rs tests/gpu
+"""
+
+import numpy as np
+import pytest
+
+import ich
+
+RTOL = 1e-4
+
+
+def _cuda_info():
+    try:
+        return ich.backend_info("cuda"), None
+    except ich.IchError as e:
+        return None, "%s: %s" % (type(e).__name__, e)
+
+
+CUDA_INFO, WHY_NOT = _cuda_info()
+if CUDA_INFO is not None and "TF32 math" in CUDA_INFO:
+    WHY_NOT = ("ICH_CUDA_TF32=1 (%s): TensorFloat-32 is not comparable with the CPU at 1e-4; "
+               "unset it to run these tests" % CUDA_INFO)
+# Each test is collected and skipped (not the module), so that pytest exits
+# 0 where they are all skipped.
+pytestmark = pytest.mark.skipif(WHY_NOT is not None,
+                                reason="the CUDA backend cannot run here (%s)" % WHY_NOT)
+
+# Every layer kind, a residual block with a batch-normalised conv shortcut
+# (gradient accumulation into its input) and a concat: the network of
+# bindings/python/tests/test_backend.py.
+SPEC = ("input 3x16x16, conv 8 3 pad 1, batchnorm, relu, maxpool 2, "
+        "residual(conv 8 3 pad 1 nobias, batchnorm, relu; shortcut: avgpool 1), "
+        "concat(conv 4 1 | conv 4 3 pad 1, relu), avgpool 2, dropout 0.25, "
+        "flatten, linear 12, relu, linear 6")
+
+# Adam's first steps move each weight by about lr * sign(gradient) when
+# |gradient| >> eps: a gradient that is zero up to rounding (a conv bias
+# followed by batch norm) would then move by +-lr depending on the
+# backend's rounding. eps = 1e-4 bounds that sensitivity (lr / eps per unit
+# of gradient difference) while keeping real updates near lr.
+ADAM = dict(lr=1e-3, eps=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    yield
+    ich.use_backend(None)
+
+
+# ---- helpers ----------------------------------------------------------------
+
+def assert_close(got, want, what, rtol=RTOL):
+    """max|got - want| <= rtol * max(1, max|want|); integer arrays exactly."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    assert got.shape == want.shape, "%s: shape %s (cuda) against %s (cpu)" % (
+        what, got.shape, want.shape)
+    if want.size == 0:
+        return
+    if np.issubdtype(want.dtype, np.integer):
+        assert np.array_equal(got, want), "%s: %s (cuda) against %s (cpu)" % (what, got, want)
+        return
+    got = got.astype(np.float64)
+    want = want.astype(np.float64)
+    assert np.isfinite(got).all(), "%s: the GPU gave non-finite values" % what
+    diff = np.abs(got - want)
+    worst = int(np.argmax(diff))
+    scale = max(1.0, float(np.abs(want).max()))
+    assert diff.flat[worst] <= rtol * scale, (
+        "%s: max|cuda - cpu| = %.3g > %.3g (= %g * max(1, max|cpu| = %.3g)); worst at flat "
+        "index %d: cuda %.9g, cpu %.9g" % (what, diff.flat[worst], rtol * scale, rtol,
+                                           float(np.abs(want).max()), worst, got.flat[worst],
+                                           want.flat[worst]))
+
+
+def assert_same_tensors(got, want, what, rtol=RTOL):
+    """Two {name: array} dicts (state_dict(), grads()): same names, each
+    tensor close."""
+    assert list(got) == list(want), "%s: names differ: %s (cuda) against %s (cpu)" % (
+        what, list(got), list(want))
+    for name in want:
+        assert_close(got[name], want[name], "%s %s" % (what, name), rtol)
+
+
+def model_on(backend, spec=None, preset=None):
+    ich.use_backend(backend)
+    model = ich.Model.preset(preset) if preset else ich.Model(spec)
+    assert model.backend == backend
+    return model
+
+
+def randomize_batchnorm(state, seed):
+    """Batch-norm weights, biases and running statistics away from their
+    1/0 defaults, so that eval mode and the affine part are really tested."""
+    rng = np.random.default_rng(seed)
+    for key in list(state):
+        if not key.endswith(".running_mean"):
+            continue
+        prefix = key[: -len(".running_mean")]
+        c = state[key].shape
+        state[prefix + ".running_mean"] = (0.2 * rng.standard_normal(c)).astype(np.float32)
+        state[prefix + ".running_var"] = (0.5 + rng.random(c)).astype(np.float32)
+        if prefix + ".weight" in state:
+            state[prefix + ".weight"] = (0.5 + rng.random(c)).astype(np.float32)
+            state[prefix + ".bias"] = (0.2 * rng.standard_normal(c)).astype(np.float32)
+    return state
+
+
+def pair(spec=None, preset=None, seed=0):
+    """The same network on the CPU and on the GPU, with the same weights,
+    dropout seed (init_weights) and step counters."""
+    cpu = model_on("cpu", spec, preset)
+    gpu = model_on("cuda", spec, preset)
+    cpu.init_weights(seed)
+    gpu.init_weights(seed)
+    state = randomize_batchnorm(cpu.state_dict(), seed + 1000)
+    cpu.load_state_dict(state)
+    gpu.load_state_dict(state)
+    assert gpu.spec == cpu.spec
+    # Parameters live in host memory on both backends: copies are exact.
+    copied = gpu.state_dict()
+    for name, value in cpu.state_dict().items():
+        np.testing.assert_array_equal(copied[name], value, err_msg=name)
+    return cpu, gpu
+
+
+def images(n, shape, seed=1):
+    return np.random.default_rng(seed).standard_normal((n,) + tuple(shape)).astype(np.float32)
+
+
+def logit_grads(n, outputs, seed=2):
+    return np.random.default_rng(seed).standard_normal((n, outputs)).astype(np.float32)
+
+
+def train_pass(cpu, gpu, x, grad_logits, what):
+    """A training forward and backward on both, gradients zeroed first;
+    compares logits, running statistics and parameter gradients."""
+    for m in (cpu, gpu):
+        m.train()
+        m.zero_grad()
+    want = cpu.forward(x)
+    got = gpu.forward(x)
+    assert_close(got, want, "%s: training logits" % what)
+    # batch norm updated its running statistics (host copies) in forward
+    assert_same_tensors(gpu.state_dict(), cpu.state_dict(), "%s: after the training forward:"
+                        % what)
+    cpu.backward(grad_logits)
+    gpu.backward(grad_logits)
+    want_grads = cpu.grads()
+    assert_same_tensors(gpu.grads(), want_grads, "%s: gradient of" % what)
+    return want_grads
+
+
+def eval_pass(cpu, gpu, x, what):
+    for m in (cpu, gpu):
+        m.eval()
+    assert_close(gpu.forward(x), cpu.forward(x), "%s: evaluation logits" % what)
+
+
+# ---- the backend itself -----------------------------------------------------------
+
+def test_backend_is_cuda():
+    assert CUDA_INFO.startswith("cuda"), CUDA_INFO
+    assert ich.use_backend("cuda") == "cuda"
+    assert ich.backend() == "cuda"
+    assert ich.backend_info() == CUDA_INFO
+    assert ich.Model("input 1x4x4, flatten, linear 2").backend == "cuda"
+    ich.use_backend("cpu")
+    assert ich.Model("input 1x4x4, flatten, linear 2").backend == "cpu"
+
+
+# ---- every layer kind ---------------------------------------------------------
+
+INPUT = (3, 12, 12)
+
+# (id, layers between the input and "flatten, linear 3")
+LAYERS = [
+    ("conv", "conv 5 3"),
+    ("conv_stride_pad", "conv 6 3 stride 2 pad 1"),
+    ("conv_nobias", "conv 6 3 pad 1 nobias"),
+    ("conv_dilation", "conv 4 3 pad 2 dilation 2"),
+    ("conv_dilation_stride", "conv 4 3 stride 2 dilation 3"),
+    ("conv_rectangular", "conv 4 3x5 stride 2x1 pad 1x2"),
+    ("conv_1x1", "conv 7 1"),
+    ("conv_big_kernel", "conv 3 5 pad 2, conv 4 5 stride 3"),
+    ("conv_relu_fused", "conv 6 3 pad 1, relu"),
+    ("relu", "conv 4 3 pad 1, maxpool 2, relu"),  # a ReLU of its own (after a pool)
+    ("linear", "flatten, linear 10, relu, linear 8 nobias"),
+    ("maxpool", "maxpool 2"),
+    ("maxpool_input_overlap_pad", "maxpool 3 stride 2 pad 1"),
+    ("maxpool_overlap", "conv 4 3 pad 1, maxpool 3 stride 2"),
+    ("maxpool_pad", "conv 4 3, maxpool 3 stride 2 pad 1"),
+    ("maxpool_stride1_pad", "conv 4 3, maxpool 3 stride 1 pad 1"),
+    ("maxpool_after_relu", "conv 4 3 pad 1, relu, maxpool 2"),  # ties among zeros
+    ("maxpool_rectangular", "conv 4 3 pad 1, maxpool 2x3 stride 2x2 pad 1x1"),
+    ("avgpool", "conv 4 3 pad 1, avgpool 2"),
+    ("avgpool_pad", "conv 4 3 pad 1, avgpool 3 stride 2 pad 1"),
+    ("avgpool_stride1_pad", "conv 4 3, avgpool 3 stride 1 pad 1"),
+    ("avgpool_input", "avgpool 3 stride 2 pad 1"),
+    ("gap", "conv 6 3, gap"),
+    ("batchnorm_input", "batchnorm"),
+    ("batchnorm", "conv 6 3 pad 1, batchnorm"),
+    ("batchnorm_relu_fused", "conv 6 3 pad 1 nobias, batchnorm, relu"),
+    ("batchnorm_options", "conv 5 3, batchnorm eps 0.001 momentum 0.3, relu"),
+    ("dropout", "conv 4 3 pad 1, dropout 0.3"),
+    ("flatten", "conv 4 3 stride 2"),  # flatten of an NHWC activation
+    ("residual_identity", "residual(conv 3 3 pad 1, batchnorm, relu, conv 3 3 pad 1 nobias)"),
+    ("residual_shortcut", "conv 4 3 pad 1, residual(conv 6 3 stride 2 pad 1, relu; "
+                          "shortcut: conv 6 1 stride 2 nobias, batchnorm), relu"),
+    ("residual_pool_shortcut", "conv 4 3 pad 1, residual(conv 4 3 pad 1, batchnorm; "
+                               "shortcut: avgpool 1), relu"),
+    ("concat", "conv 4 3 pad 1, concat(conv 4 1 | conv 2 3 pad 1, relu | "
+               "maxpool 3 stride 1 pad 1)"),
+    ("concat_named", "conv 4 3 pad 1, concat(a: conv 3 1 | b: batchnorm, relu)"),
+]
+
+
+def layer_spec(layers):
+    return "input %dx%dx%d, %s, flatten, linear 3" % (INPUT + (layers,))
+
+
+@pytest.mark.parametrize("layers", [c[1] for c in LAYERS], ids=[c[0] for c in LAYERS])
+def test_layer_matches_cpu(layers):
+    """Training forward (logits, running statistics), backward (every
+    parameter gradient), a second training pass (dropout's next mask,
+    statistics updated twice), then evaluation (running statistics, no
+    dropout)."""
+    cpu, gpu = pair(layer_spec(layers), seed=3)
+    n = 3
+    x = images(n, cpu.input_shape)
+    grads = train_pass(cpu, gpu, x, logit_grads(n, 3), "pass 1")
+    assert np.abs(grads["fc1.weight"]).max() > 0
+    train_pass(cpu, gpu, images(n, cpu.input_shape, seed=4), logit_grads(n, 3, seed=5), "pass 2")
+    eval_pass(cpu, gpu, x, "after training")
+    assert_same_tensors(gpu.state_dict(), cpu.state_dict(), "after evaluation:")
+
+
+def test_relu_fused_and_alone_agree():
+    """The fused ReLU (conv, batch norm, linear) and the ReLU layer of its
+    own compute the same thing on the GPU."""
+    fused = "input 3x8x8, conv 4 3 pad 1, relu, flatten, linear 3"
+    alone = "input 3x8x8, conv 4 3 pad 1, avgpool 1, relu, flatten, linear 3"
+    _, a = pair(fused, seed=6)
+    _, b = pair(alone, seed=6)
+    b.load_state_dict(a.state_dict())  # same names, same shapes
+    x = images(2, a.input_shape)
+    g = logit_grads(2, 3)
+    for m in (a, b):
+        m.train()
+        m.zero_grad()
+    assert_close(a.forward(x), b.forward(x), "logits")
+    a.backward(g)
+    b.backward(g)
+    assert_same_tensors(a.grads(), b.grads(), "gradient of")
+
+
+# ---- batch norm and dropout -----------------------------------------------------
+
+def test_batchnorm_statistics_over_several_batches():
+    """Running statistics after training forwards of different batch
+    sizes (momentum update, unbiased variance, num_batches_tracked), then
+    evaluation with them."""
+    spec = ("input 2x10x10, conv 6 3 pad 1 nobias, batchnorm momentum 0.2, relu, "
+            "conv 5 3 stride 2, batchnorm eps 0.01, flatten, linear 3")
+    cpu, gpu = pair(spec, seed=7)
+    for i, n in enumerate((4, 2, 5, 1)):
+        x = images(n, cpu.input_shape, seed=10 + i)
+        train_pass(cpu, gpu, x, logit_grads(n, 3, seed=20 + i), "batch %d (n=%d)" % (i, n))
+        state = cpu.state_dict()
+        assert state["bn1.num_batches_tracked"] == i + 1
+        eval_pass(cpu, gpu, x, "batch %d (n=%d)" % (i, n))
+    assert not np.allclose(cpu.state_dict()["bn1.running_mean"],
+                           pair(spec, seed=7)[0].state_dict()["bn1.running_mean"])
+
+
+def test_dropout_draws_the_cpu_mask():
+    """Dropout masks come from (model seed, layer, step, sample) with the
+    CPU's generator on both backends (libich/backend/cuda/layers.c), so a
+    training step on the GPU drops exactly the values the CPU drops. The
+    network passes the input through unchanged (1x1 conv of weight 1,
+    identity linear layer), so the logits show the mask itself."""
+    spec = "input 1x4x4, conv 1 1 nobias, dropout 0.5, flatten, linear 16 nobias"
+    cpu, gpu = pair(spec, seed=8)
+    state = cpu.state_dict()
+    state["conv1.weight"] = np.ones_like(state["conv1.weight"])
+    state["fc1.weight"] = np.eye(16, dtype=np.float32)
+    cpu.load_state_dict(state)
+    gpu.load_state_dict(state)
+    n = 3
+    x = (1 + np.random.default_rng(9).random((n, 1, 4, 4))).astype(np.float32)  # no zeros
+    masks = []
+    for step in range(4):
+        want = cpu.train().forward(x)
+        got = gpu.train().forward(x)
+        kept_cpu, kept_gpu = want != 0, got != 0
+        assert (kept_cpu == kept_gpu).all(), (
+            "step %d: the GPU's dropout mask differs from the CPU's at %d of %d values; the "
+            "backends are meant to draw the same mask for the same seed and step"
+            % (step, int((kept_cpu != kept_gpu).sum()), kept_cpu.size))
+        assert_close(got, want, "step %d logits" % step)
+        # kept values are scaled by 1 / (1 - p) = 2
+        np.testing.assert_allclose(got[kept_gpu], 2 * x.reshape(n, 16)[kept_gpu], rtol=1e-6)
+        masks.append(kept_gpu)
+        g = logit_grads(n, 16, seed=30 + step)
+        cpu.zero_grad()
+        gpu.zero_grad()
+        cpu.backward(g)
+        gpu.backward(g)
+        assert_same_tensors(gpu.grads(), cpu.grads(), "step %d gradient of" % step)
+    assert gpu.metadata["ich.steps"] == cpu.metadata["ich.steps"] == "4"
+    assert any((masks[0] != m).any() for m in masks[1:]), "the same mask every step"
+    assert 0.2 < np.mean(masks) < 0.8
+    # restoring the step counter replays that step's mask on both
+    cpu.metadata["ich.steps"] = gpu.metadata["ich.steps"] = "1"
+    got = gpu.train().forward(x)
+    assert ((got != 0) == masks[1]).all()
+    assert_close(got, cpu.train().forward(x), "replayed step 1")
+    # evaluation: no dropout
+    np.testing.assert_allclose(gpu.eval().forward(x), x.reshape(n, 16), rtol=1e-6)
+
+
+# ---- batch size, gradients, host-side changes -------------------------------------
+
+def test_batch_size_changes_between_calls():
+    cpu, gpu = pair(SPEC, seed=11)
+    for i, n in enumerate((4, 1, 7, 2, 4)):
+        x = images(n, cpu.input_shape, seed=40 + i)
+        train_pass(cpu, gpu, x, logit_grads(n, 6, seed=50 + i), "call %d (n=%d)" % (i, n))
+        eval_pass(cpu, gpu, x, "call %d (n=%d)" % (i, n))
+        if n > 1:
+            # in evaluation each sample's logits do not depend on the batch
+            alone = gpu.forward(x[1:2])
+            assert_close(alone, gpu.forward(x)[1:2], "n=%d: sample 1 alone" % n)
+
+
+def test_gradients_accumulate_and_freeze():
+    cpu, gpu = pair(SPEC, seed=12)
+    x = images(3, cpu.input_shape)
+    g = logit_grads(3, 6)
+    for m in (cpu, gpu):
+        m.train()
+        m.zero_grad()
+    for i in range(2):  # no zero_grad in between: gradients add up
+        assert_close(gpu.forward(x), cpu.forward(x), "forward %d" % i)
+        cpu.backward(g)
+        gpu.backward(g)
+    assert_same_tensors(gpu.grads(), cpu.grads(), "accumulated gradient of")
+    gpu.zero_grad()
+    assert all((v == 0).all() for v in gpu.grads().values())
+    assert gpu.freeze("conv1") == cpu.freeze("conv1") == 2
+    for m in (cpu, gpu):
+        m.zero_grad()
+    assert_close(gpu.forward(x), cpu.forward(x), "forward, conv1 frozen")
+    cpu.backward(g)
+    gpu.backward(g)
+    grads = gpu.grads()
+    assert (grads["conv1.weight"] == 0).all() and (grads["conv1.bias"] == 0).all()
+    assert_same_tensors(grads, cpu.grads(), "gradient (conv1 frozen) of")
+
+
+def test_weights_changed_on_the_host_reach_the_gpu():
+    """The GPU keeps device copies of the parameters; init_weights,
+    load_state_dict and the optimizer change the host copies."""
+    cpu, gpu = pair(SPEC, seed=13)
+    x = images(2, cpu.input_shape)
+    eval_pass(cpu, gpu, x, "first")
+    cpu.init_weights(14)
+    gpu.init_weights(14)
+    assert_same_tensors(gpu.state_dict(), cpu.state_dict(), "after init_weights:", rtol=0)
+    eval_pass(cpu, gpu, x, "after init_weights")
+    state = cpu.state_dict()
+    for key in state:
+        if key.endswith("weight") or key.endswith("running_var"):
+            state[key] = state[key] * 1.5
+    cpu.load_state_dict(state)
+    gpu.load_state_dict(state)
+    eval_pass(cpu, gpu, x, "after load_state_dict")
+
+
+# ---- training and checkpoints -------------------------------------------------------
+
+TRAINING = [
+    # (id, spec, preset, batch)
+    ("small", SPEC, None, 4),
+    ("ichnet", None, "ichnet", 2),
+    ("cascade", None, "cascade", 2),
+    ("tutorial", None, "tutorial", 1),
+]
+
+
+@pytest.mark.parametrize("spec, preset, n", [c[1:] for c in TRAINING],
+                         ids=[c[0] for c in TRAINING])
+def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
+    """Three Adam steps (forward, BCE, backward, step) on each backend
+    from the same weights: same logits and losses every step, same
+    gradients at the first, same weights and running statistics after.
+    Then a checkpoint written by the GPU model loads on the CPU (and one
+    written by the CPU model on the GPU) and predicts the same."""
+    cpu, gpu = pair(spec, preset, seed=15)
+    outputs = cpu.outputs
+    x = images(n, cpu.input_shape, seed=16)
+    y = (np.random.default_rng(17).random((n, outputs)) < 0.4).astype(np.float32)
+    opt_cpu = ich.Optimizer(cpu, "adam", **ADAM)
+    opt_gpu = ich.Optimizer(gpu, "adam", **ADAM)
+    for m in (cpu, gpu):
+        m.train()
+    for step in range(3):
+        cpu.zero_grad()
+        gpu.zero_grad()
+        want = cpu.forward(x)
+        got = gpu.forward(x)
+        assert_close(got, want, "step %d logits" % step)
+        loss_cpu, grad_cpu = ich.bce_with_logits(want, y)
+        loss_gpu, grad_gpu = ich.bce_with_logits(got, y)
+        assert_close(loss_gpu, loss_cpu, "step %d loss" % step)
+        cpu.backward(grad_cpu)
+        gpu.backward(grad_gpu)
+        if step == 0:
+            assert_same_tensors(gpu.grads(), cpu.grads(), "step 0 gradient of")
+        opt_cpu.step()
+        opt_gpu.step()
+    assert opt_gpu.steps == opt_cpu.steps == 3
+    after = cpu.state_dict()
+    assert_same_tensors(gpu.state_dict(), after, "after 3 steps:")
+    before = pair(spec, preset, seed=15)[0].state_dict()
+    assert any(not np.array_equal(after[k], before[k]) for k in after), "training changed nothing"
+
+    # A CUDA checkpoint on the CPU: the same tensors, the same predictions.
+    gpu.eval()
+    cpu.eval()
+    # threshold 0: no cascade gating, which would turn a probability a
+    # rounding error either side of the threshold into a difference of 0.5
+    p_gpu = gpu.predict(x, threshold=0.0)
+    assert_close(p_gpu, cpu.predict(x, threshold=0.0), "predict after training")
+    path = tmp_path / "cuda.safetensors"
+    gpu.save(path)
+    ich.use_backend("cpu")
+    back = ich.Model.load(path)
+    assert back.backend == "cpu"
+    assert back.spec == gpu.spec
+    assert dict(back.metadata) == dict(gpu.metadata)
+    loaded = back.state_dict()
+    for name, value in gpu.state_dict().items():
+        np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+    assert_close(back.predict(x, threshold=0.0), p_gpu, "predict, CUDA checkpoint on the CPU")
+    # and the other way
+    path = tmp_path / "cpu.safetensors"
+    cpu.save(path)
+    ich.use_backend("cuda")
+    there = ich.Model.load(path)
+    assert there.backend == "cuda"
+    assert_close(there.predict(x, threshold=0.0), cpu.predict(x, threshold=0.0),
+                 "predict, CPU checkpoint on the GPU")
