@@ -119,4 +119,34 @@ struct ich_layer {
     void *state;          /* the kind's own data */
 };
 
+/* How a backend reports an error: ich_fail in libich, the host's fail
+ * function in a plugin (both set the thread's message and return status). */
+typedef ich_status (*ich_fail_fn)(ich_status status, const char *fmt, ...);
+
+/* Output size of a convolution or pooling along one axis (PyTorch's floor
+ * rule); 0 when the window does not fit. */
+static inline int32_t ich_out_size(int32_t in, int32_t kernel, int32_t stride, int32_t pad,
+                                   int32_t dilation)
+{
+    int32_t span = dilation * (kernel - 1) + 1;
+    if (in + 2 * pad < span || stride <= 0)
+        return 0;
+    return (in + 2 * pad - span) / stride + 1;
+}
+
+/* The output shape of layer->ops->kind for the input shapes, checking the
+ * layer's arguments and filling their defaults (conv stride and dilation 1,
+ * pool stride = kernel, batch norm eps and momentum); sets layer->in[] and
+ * layer->out. Every backend's create and resize start with it
+ * (libich/backend/layer_shape.c, compiled into libich and each plugin). */
+ich_status ich_layer_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
+                           ich_fail_fn fail);
+
+/* Fill a parameter's description (name, dtype, dims, trainable; zero
+ * elsewhere, data and grad NULL) and return its number of values. */
+int64_t ich_param_describe(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
+                           const int64_t *dims, int trainable);
+/* Number of values of a parameter (1 for a scalar, ndim 0). */
+int64_t ich_param_count(const ich_param *param);
+
 #endif

@@ -104,8 +104,8 @@ int main() {
                             for (int H = 1; H <= 7; H += 3)
                                 for (int W = 1; W <= 8; W += 2) {
                                     int N = 2, C = 3;
-                                    int OH = ich_cuda_out_size(H, kh, sh, ph, 1),
-                                        OW = ich_cuda_out_size(W, kw, sw, pw, 1);
+                                    int OH = ich_out_size(H, kh, sh, ph, 1),
+                                        OW = ich_out_size(W, kw, sw, pw, 1);
                                     if (OH <= 0 || OW <= 0)
                                         continue;
                                     configs++;

@@ -30,20 +30,6 @@ typedef struct bn_state {
     int ready;         /* a forward ran since create/resize */
 } bn_state;
 
-static ich_status bn_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in->c <= 0 || in->n <= 0 || in->h <= 0 || in->w <= 0)
-        return ich_fail(ICH_ERR_SHAPE, "%s: batchnorm of an empty input", layer->name);
-    if (layer->args.eps <= 0.0f)
-        layer->args.eps = 1e-5f;
-    if (layer->args.momentum <= 0.0f)
-        layer->args.momentum = 0.1f;
-    *out = *in;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void bn_primitives_free(bn_state *s)
 {
     for (int t = 0; t < 2; t++) {
@@ -127,7 +113,7 @@ static ich_status bn_build(ich_layer *layer, int training, int backward)
 
 static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = bn_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     if (!ich_cpu_engine())
@@ -163,7 +149,7 @@ static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *ou
 
 static ich_status bn_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = bn_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     bn_primitives_free(layer->state);

@@ -106,25 +106,15 @@ ich_status ich_cpu_params_alloc(ich_layer *layer, int32_t count)
     return ICH_OK;
 }
 
-int64_t ich_cpu_param_count(const ich_param *param)
+ich_status ich_cpu_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    int64_t count = 1;
-    for (int32_t i = 0; i < param->ndim; i++)
-        count *= param->dims[i];
-    return count;
+    return ich_layer_shape(layer, in, out, ich_fail);
 }
 
 ich_status ich_cpu_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
                               const int64_t *dims, int trainable)
 {
-    memset(param, 0, sizeof *param);
-    snprintf(param->name, sizeof param->name, "%s", name);
-    param->dtype = dtype;
-    param->ndim = ndim;
-    for (int32_t i = 0; i < ndim; i++)
-        param->dims[i] = dims[i];
-    param->trainable = trainable;
-    int64_t count = ich_cpu_param_count(param);
+    int64_t count = ich_param_describe(param, name, dtype, ndim, dims, trainable);
     size_t element = dtype == ICH_DTYPE_I64 ? sizeof(int64_t) : sizeof(float);
     param->data = ich_cpu_calloc((size_t)count * element);
     if (trainable)

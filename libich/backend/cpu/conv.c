@@ -270,32 +270,6 @@ static ich_status build_backward(ich_layer *layer)
     return ICH_OK;
 }
 
-static ich_status conv_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    ich_layer_args *a = &layer->args;
-    for (int i = 0; i < 2; i++) {
-        if (a->stride[i] <= 0)
-            a->stride[i] = 1;
-        if (a->dilation[i] <= 0)
-            a->dilation[i] = 1;
-    }
-    if (a->out <= 0 || a->kernel[0] <= 0 || a->kernel[1] <= 0 || a->padding[0] < 0 ||
-        a->padding[1] < 0)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "%s: conv needs output channels and a kernel > 0, padding >= 0",
-                        layer->name);
-    out->n = in->n;
-    out->c = a->out;
-    out->h = ich_cpu_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], a->dilation[0]);
-    out->w = ich_cpu_out_size(in->w, a->kernel[1], a->stride[1], a->padding[1], a->dilation[1]);
-    if (out->h <= 0 || out->w <= 0 || in->c <= 0)
-        return ich_fail(ICH_ERR_SHAPE, "%s: conv kernel %dx%d does not fit input %dx%dx%d",
-                        layer->name, a->kernel[0], a->kernel[1], in->h, in->w, in->c);
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void conv_destroy(ich_layer *layer)
 {
     conv_state *s = layer->state;
@@ -311,7 +285,7 @@ static void conv_destroy(ich_layer *layer)
 
 static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = conv_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     if (!ich_cpu_engine())
@@ -336,7 +310,7 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
 static ich_status conv_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
     conv_state *s = layer->state;
-    ich_status status = conv_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     primitives_free(s);
@@ -414,7 +388,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         return status;
     if (want_w) {
         if (s->dw_direct) {
-            int64_t count = ich_cpu_param_count(w);
+            int64_t count = ich_param_count(w);
             const float *dw = s->dw;
             for (int64_t i = 0; i < count; i++)
                 w->grad[i] += dw[i];

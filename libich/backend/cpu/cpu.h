@@ -88,8 +88,9 @@ ich_status ich_cpu_params_alloc(ich_layer *layer, int32_t count);
 ich_status ich_cpu_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
                               const int64_t *dims, int trainable);
 
-/* Number of values of a parameter (1 for a scalar, ndim 0). */
-int64_t ich_cpu_param_count(const ich_param *param);
+/* ich_layer_shape with libich's error function: the create/resize of the
+ * kinds that need no more. */
+ich_status ich_cpu_shape(ich_layer *layer, const ich_shape *in, ich_shape *out);
 
 /* Free every parameter's data and gradient and the array itself. */
 void ich_cpu_params_free(ich_layer *layer);
@@ -104,15 +105,5 @@ typedef struct ich_relu_mask {
 ich_status ich_relu_mask_record(ich_relu_mask *mask, const float *out, int64_t count);
 void ich_relu_mask_apply(const ich_relu_mask *mask, float *grad, int64_t count);
 void ich_relu_mask_free(ich_relu_mask *mask);
-
-/* Shape helpers for convolution and pooling (PyTorch's floor rule). */
-static inline int32_t ich_cpu_out_size(int32_t in, int32_t kernel, int32_t stride, int32_t pad,
-                                       int32_t dilation)
-{
-    int32_t span = dilation * (kernel - 1) + 1;
-    if (in + 2 * pad < span || stride <= 0)
-        return 0;
-    return (in + 2 * pad - span) / stride + 1;
-}
 
 #endif

@@ -19,20 +19,6 @@ static int64_t in_features(const ich_layer *layer)
     return (int64_t)layer->in[0].h * layer->in[0].w * layer->in[0].c;
 }
 
-static ich_status linear_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    int64_t features = (int64_t)in->h * in->w * in->c;
-    if (layer->args.out <= 0 || features <= 0 || features > INT32_MAX)
-        return ich_fail(ICH_ERR_SHAPE, "%s: linear needs output features > 0 and an input",
-                        layer->name);
-    out->n = in->n;
-    out->h = out->w = 1;
-    out->c = layer->args.out;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void linear_destroy(ich_layer *layer)
 {
     linear_state *s = layer->state;
@@ -46,7 +32,7 @@ static void linear_destroy(ich_layer *layer)
 
 static ich_status linear_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = linear_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     layer->state = calloc(1, sizeof(linear_state));
@@ -68,7 +54,7 @@ static ich_status linear_create(ich_layer *layer, const ich_shape *in, ich_shape
 static ich_status linear_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
     ((linear_state *)layer->state)->mask_valid = 0;
-    return linear_shape(layer, in, out);
+    return ich_cpu_shape(layer, in, out);
 }
 
 static ich_status linear_forward(ich_layer *layer, const float *const *in, float *out, int training)

@@ -9,28 +9,6 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 
-static ich_status pool_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    ich_layer_args *a = &layer->args;
-    for (int i = 0; i < 2; i++)
-        if (a->stride[i] <= 0)
-            a->stride[i] = a->kernel[i];
-    if (a->kernel[0] <= 0 || a->kernel[1] <= 0 || a->padding[0] < 0 || a->padding[1] < 0 ||
-        2 * a->padding[0] > a->kernel[0] || 2 * a->padding[1] > a->kernel[1])
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "%s: pooling needs a kernel > 0 and padding at most half the kernel",
-                        layer->name);
-    *out = *in;
-    out->h = ich_cpu_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], 1);
-    out->w = ich_cpu_out_size(in->w, a->kernel[1], a->stride[1], a->padding[1], 1);
-    if (out->h <= 0 || out->w <= 0)
-        return ich_fail(ICH_ERR_SHAPE, "%s: pooling window %dx%d does not fit input %dx%d",
-                        layer->name, a->kernel[0], a->kernel[1], in->h, in->w);
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 /* ---- max and average pool on oneDNN ------------------------------------- */
 
 typedef struct pool_state {
@@ -147,7 +125,7 @@ static void pool_destroy(ich_layer *layer)
 static ich_status pool_create(ich_layer *layer, const ich_shape *in, ich_shape *out,
                               dnnl_alg_kind_t alg)
 {
-    ich_status status = pool_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     if (!ich_cpu_engine())
@@ -175,7 +153,7 @@ static ich_status avgpool_create(ich_layer *layer, const ich_shape *in, ich_shap
 
 static ich_status pool_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = pool_shape(layer, in, out);
+    ich_status status = ich_cpu_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     pool_primitives_free(layer->state);
@@ -261,17 +239,6 @@ static void nothing_destroy(ich_layer *layer)
 
 /* ---- global average pool ------------------------------------------------- */
 
-static ich_status gap_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in->h <= 0 || in->w <= 0 || in->c <= 0)
-        return ich_fail(ICH_ERR_SHAPE, "%s: global average pool of an empty input", layer->name);
-    *out = *in;
-    out->h = out->w = 1;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static ich_status gap_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
     const ich_shape I = layer->in[0];
@@ -314,8 +281,8 @@ const ich_layer_ops ich_cpu_gap_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = gap_shape,
-    .resize = gap_shape,
+    .create = ich_cpu_shape,
+    .resize = ich_cpu_shape,
     .forward = gap_forward,
     .backward = gap_backward,
     .destroy = nothing_destroy,

@@ -13,14 +13,6 @@ static void nothing_destroy(ich_layer *layer)
     layer->state = NULL;
 }
 
-static ich_status same_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    *out = in[0];
-    layer->in[0] = in[0];
-    layer->out = *out;
-    return ICH_OK;
-}
-
 /* ---- ReLU ---------------------------------------------------------------- */
 
 typedef struct relu_job {
@@ -65,8 +57,8 @@ const ich_layer_ops ich_cpu_relu_ops = {
     .needs_input = 0,
     .needs_output = 1,
     .in_place = 1,
-    .create = same_shape,
-    .resize = same_shape,
+    .create = ich_cpu_shape,
+    .resize = ich_cpu_shape,
     .forward = relu_forward,
     .backward = relu_backward,
     .destroy = nothing_destroy,
@@ -83,13 +75,13 @@ typedef struct dropout_state {
 
 static ich_status dropout_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    if (!(layer->args.p >= 0.0f && layer->args.p <= 1.0f))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: dropout probability %g not in [0, 1]",
-                        layer->name, (double)layer->args.p);
+    ich_status status = ich_cpu_shape(layer, in, out);
+    if (status)
+        return status;
     layer->state = calloc(1, sizeof(dropout_state));
     if (!layer->state)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
-    return same_shape(layer, in, out);
+    return ICH_OK;
 }
 
 /* y = x * mask / (1 - p), sample by sample (dropped values are exact zeros). */
@@ -144,28 +136,13 @@ const ich_layer_ops ich_cpu_dropout_ops = {
     .needs_output = 0,
     .in_place = 1,
     .create = dropout_create,
-    .resize = same_shape,
+    .resize = ich_cpu_shape,
     .forward = dropout_forward,
     .backward = dropout_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- flatten ------------------------------------------------------------- */
-
-/* NHWC in, PyTorch's C*H*W order out (what nn.Flatten gives on NCHW). */
-static ich_status flatten_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    int64_t features = (int64_t)in->h * in->w * in->c;
-    if (features <= 0 || features > INT32_MAX)
-        return ich_fail(ICH_ERR_SHAPE, "%s: cannot flatten %dx%dx%d", layer->name, in->h, in->w,
-                        in->c);
-    layer->in[0] = *in;
-    out->n = in->n;
-    out->h = out->w = 1;
-    out->c = (int32_t)features;
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status flatten_forward(ich_layer *layer, const float *const *in, float *out,
                                   int training)
@@ -205,26 +182,14 @@ const ich_layer_ops ich_cpu_flatten_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = flatten_shape,
-    .resize = flatten_shape,
+    .create = ich_cpu_shape,
+    .resize = ich_cpu_shape,
     .forward = flatten_forward,
     .backward = flatten_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- residual add -------------------------------------------------------- */
-
-static ich_status add_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w || in[0].c != in[1].c)
-        return ich_fail(ICH_ERR_SHAPE, "%s: add of %dx%dx%d and %dx%dx%d", layer->name, in[0].h,
-                        in[0].w, in[0].c, in[1].h, in[1].w, in[1].c);
-    layer->in[0] = in[0];
-    layer->in[1] = in[1];
-    *out = in[0];
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status add_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
@@ -251,27 +216,14 @@ const ich_layer_ops ich_cpu_add_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 1,
-    .create = add_shape,
-    .resize = add_shape,
+    .create = ich_cpu_shape,
+    .resize = ich_cpu_shape,
     .forward = add_forward,
     .backward = add_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- channel concatenation ----------------------------------------------- */
-
-static ich_status concat_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w)
-        return ich_fail(ICH_ERR_SHAPE, "%s: concat of %dx%d and %dx%d", layer->name, in[0].h,
-                        in[0].w, in[1].h, in[1].w);
-    layer->in[0] = in[0];
-    layer->in[1] = in[1];
-    *out = in[0];
-    out->c = in[0].c + in[1].c;
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status concat_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
@@ -306,8 +258,8 @@ const ich_layer_ops ich_cpu_concat_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = concat_shape,
-    .resize = concat_shape,
+    .create = ich_cpu_shape,
+    .resize = ich_cpu_shape,
     .forward = concat_forward,
     .backward = concat_backward,
     .destroy = nothing_destroy,

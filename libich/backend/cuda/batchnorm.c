@@ -39,20 +39,6 @@ typedef struct bn_state {
     int ready;               /* a forward ran since create/resize */
 } bn_state;
 
-static ich_status bn_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in->c <= 0 || in->n <= 0 || in->h <= 0 || in->w <= 0)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: batchnorm of an empty input", layer->name);
-    if (layer->args.eps <= 0.0f)
-        layer->args.eps = 1e-5f;
-    if (layer->args.momentum <= 0.0f)
-        layer->args.momentum = 0.1f;
-    *out = *in;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void bn_destroy(ich_layer *layer)
 {
     bn_state *s = layer->state;
@@ -74,7 +60,7 @@ static void bn_destroy(ich_layer *layer)
 
 static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = bn_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     bn_state *s = calloc(1, sizeof *s);
@@ -106,7 +92,7 @@ static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *ou
 
 static ich_status bn_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = bn_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     ((bn_state *)layer->state)->ready = 0;

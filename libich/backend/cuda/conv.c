@@ -40,32 +40,6 @@ static size_t workspace_limit(void)
     return (size_t)(mb > 0 ? mb : 1024) << 20;
 }
 
-static ich_status conv_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    ich_layer_args *a = &layer->args;
-    for (int i = 0; i < 2; i++) {
-        if (a->stride[i] <= 0)
-            a->stride[i] = 1;
-        if (a->dilation[i] <= 0)
-            a->dilation[i] = 1;
-    }
-    if (a->out <= 0 || a->kernel[0] <= 0 || a->kernel[1] <= 0 || a->padding[0] < 0 ||
-        a->padding[1] < 0)
-        return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
-                         "%s: conv needs output channels and a kernel > 0, padding >= 0",
-                         layer->name);
-    out->n = in->n;
-    out->c = a->out;
-    out->h = ich_cuda_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], a->dilation[0]);
-    out->w = ich_cuda_out_size(in->w, a->kernel[1], a->stride[1], a->padding[1], a->dilation[1]);
-    if (out->h <= 0 || out->w <= 0 || in->c <= 0)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: conv kernel %dx%d does not fit input %dx%dx%d",
-                         layer->name, a->kernel[0], a->kernel[1], in->h, in->w, in->c);
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 /* The first algorithm the heuristics rank that cuDNN can run within the
  * workspace limit. */
 static ich_status choose_algorithms(ich_layer *layer)
@@ -182,7 +156,7 @@ static void conv_destroy(ich_layer *layer)
 
 static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = conv_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     conv_state *s = calloc(1, sizeof *s);
@@ -220,7 +194,7 @@ fail:
 
 static ich_status conv_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = conv_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     return status ? status : describe(layer);
 }
 

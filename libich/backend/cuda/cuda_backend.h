@@ -92,7 +92,6 @@ ich_status ich_cuda_params_alloc(ich_layer *layer, int32_t count);
  * gradient, like the CPU backend's ich_cpu_param_init. */
 ich_status ich_cuda_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
                                const int64_t *dims, int trainable);
-int64_t ich_cuda_param_count(const ich_param *param);
 /* Free every parameter's data and gradient and the array itself. */
 void ich_cuda_params_free(ich_layer *layer);
 
@@ -138,15 +137,9 @@ ich_status ich_cuda_relu_mask_apply(const ich_layer *layer, const ich_cuda_relu_
                                     float *grad, int64_t count);
 void ich_cuda_relu_mask_free(ich_cuda_relu_mask *mask);
 
-/* Output size of a convolution or pooling (PyTorch's floor rule). */
-static inline int32_t ich_cuda_out_size(int32_t in, int32_t kernel, int32_t stride, int32_t pad,
-                                        int32_t dilation)
-{
-    int32_t span = dilation * (kernel - 1) + 1;
-    if (in + 2 * pad < span || stride <= 0)
-        return 0;
-    return (in + 2 * pad - span) / stride + 1;
-}
+/* ich_layer_shape with the host's error function: the create/resize of
+ * the kinds that need no more. */
+ich_status ich_cuda_shape(ich_layer *layer, const ich_shape *in, ich_shape *out);
 
 /* ---- the layer kinds ---------------------------------------------------- */
 

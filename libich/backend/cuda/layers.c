@@ -6,20 +6,11 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/layers_kernels.h"
-#include "core/rng.h"
 
 static void nothing_destroy(ich_layer *layer)
 {
     free(layer->state);
     layer->state = NULL;
-}
-
-static ich_status same_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    *out = in[0];
-    layer->in[0] = in[0];
-    layer->out = *out;
-    return ICH_OK;
 }
 
 /* dst = src (device, on the stream) unless they are the same buffer. */
@@ -59,8 +50,8 @@ const ich_layer_ops ich_cuda_relu_ops = {
     .needs_input = 0,
     .needs_output = 1,
     .in_place = 1,
-    .create = same_shape,
-    .resize = same_shape,
+    .create = ich_cuda_shape,
+    .resize = ich_cuda_shape,
     .forward = relu_forward,
     .backward = relu_backward,
     .destroy = nothing_destroy,
@@ -78,22 +69,13 @@ typedef struct dropout_state {
 
 static ich_status dropout_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    if (!(layer->args.p >= 0.0f && layer->args.p <= 1.0f))
-        return cuda_fail(ICH_ERR_INVALID_ARGUMENT, "%s: dropout probability %g not in [0, 1]",
-                         layer->name, (double)layer->args.p);
-    /* The kernels' copy of ich_rng_init spells out the order of evaluation
-     * gcc gives rng.h; say so if this build's compiler chose another. */
-    ich_rng check = ich_rng_init(layer->seed, 12345, 678);
-    uint64_t state = ich_cuda_rng_init(layer->seed, 12345, 678);
-    if (check.state != state || ich_rng_uniform(&check) != ich_cuda_rng_uniform_at(state, 0))
-        cuda_log(ICH_LOG_WARNING,
-                 "%s: the GPU's dropout masks differ from the CPU backend's (rng.h compiled "
-                 "with another order of evaluation)",
-                 layer->name);
+    ich_status status = ich_cuda_shape(layer, in, out);
+    if (status)
+        return status;
     layer->state = calloc(1, sizeof(dropout_state));
     if (!layer->state)
         return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
-    return same_shape(layer, in, out);
+    return ICH_OK;
 }
 
 /* y = x * mask / (1 - p), sample by sample (dropped values are exact zeros). */
@@ -139,28 +121,13 @@ const ich_layer_ops ich_cuda_dropout_ops = {
     .needs_output = 0,
     .in_place = 1,
     .create = dropout_create,
-    .resize = same_shape,
+    .resize = ich_cuda_shape,
     .forward = dropout_forward,
     .backward = dropout_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- flatten ------------------------------------------------------------- */
-
-/* NHWC in, PyTorch's C*H*W order out (what nn.Flatten gives on NCHW). */
-static ich_status flatten_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    int64_t features = (int64_t)in->h * in->w * in->c;
-    if (features <= 0 || features > INT32_MAX)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: cannot flatten %dx%dx%d", layer->name, in->h, in->w,
-                         in->c);
-    layer->in[0] = *in;
-    out->n = in->n;
-    out->h = out->w = 1;
-    out->c = (int32_t)features;
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status flatten_forward(ich_layer *layer, const float *const *in, float *out,
                                   int training)
@@ -194,26 +161,14 @@ const ich_layer_ops ich_cuda_flatten_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = flatten_shape,
-    .resize = flatten_shape,
+    .create = ich_cuda_shape,
+    .resize = ich_cuda_shape,
     .forward = flatten_forward,
     .backward = flatten_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- residual add -------------------------------------------------------- */
-
-static ich_status add_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w || in[0].c != in[1].c)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: add of %dx%dx%d and %dx%dx%d", layer->name, in[0].h,
-                         in[0].w, in[0].c, in[1].h, in[1].w, in[1].c);
-    layer->in[0] = in[0];
-    layer->in[1] = in[1];
-    *out = in[0];
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status add_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
@@ -239,27 +194,14 @@ const ich_layer_ops ich_cuda_add_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 1,
-    .create = add_shape,
-    .resize = add_shape,
+    .create = ich_cuda_shape,
+    .resize = ich_cuda_shape,
     .forward = add_forward,
     .backward = add_backward,
     .destroy = nothing_destroy,
 };
 
 /* ---- channel concatenation ----------------------------------------------- */
-
-static ich_status concat_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in[0].n != in[1].n || in[0].h != in[1].h || in[0].w != in[1].w)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: concat of %dx%d and %dx%d", layer->name, in[0].h,
-                         in[0].w, in[1].h, in[1].w);
-    layer->in[0] = in[0];
-    layer->in[1] = in[1];
-    *out = in[0];
-    out->c = in[0].c + in[1].c;
-    layer->out = *out;
-    return ICH_OK;
-}
 
 static ich_status concat_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
@@ -294,8 +236,8 @@ const ich_layer_ops ich_cuda_concat_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = concat_shape,
-    .resize = concat_shape,
+    .create = ich_cuda_shape,
+    .resize = ich_cuda_shape,
     .forward = concat_forward,
     .backward = concat_backward,
     .destroy = nothing_destroy,

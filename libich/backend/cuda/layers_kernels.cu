@@ -13,6 +13,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/layers_kernels.h"
+#include "core/rng.h"
 
 namespace {
 
@@ -37,8 +38,10 @@ __host__ __device__ inline float dropout_value(const float *x, int64_t i, int64_
                                                float scale)
 {
     int64_t n = i / per_sample, j = i - n * per_sample;
-    uint64_t state = ich_cuda_rng_init(seed, step, (uint64_t)n);
-    return ich_cuda_rng_uniform_at(state, (uint64_t)j) < p ? 0.0f : x[i] * scale;
+    // The sample's stream, as the CPU draws it, advanced to value j.
+    ich_rng rng = ich_rng_init(seed, step, (uint64_t)n);
+    ich_rng_skip(&rng, (uint64_t)j);
+    return ich_rng_uniform(&rng) < p ? 0.0f : x[i] * scale;
 }
 
 // Output i of flatten (sample-major C*H*W) from NHWC x.

@@ -18,43 +18,6 @@
 extern "C" {
 #endif
 
-/* ---- dropout's random numbers ----------------------------------------------
- * The same stream as libich/core/rng.h, element by element: the CPU draws
- * one splitmix64 stream per sample, rng = ich_rng_init(seed, step, sample),
- * and value j of the sample takes the (j + 1)-th ich_rng_next() of it. A
- * splitmix64 state only ever grows by the golden-ratio constant, so that
- * draw is mix(state0 + (j + 1) * golden), computable on its own.
- *
- * ich_rng_init reads `rng.state ^= ich_rng_next(&rng) + a`, whose order of
- * evaluation C leaves to the compiler; gcc (which builds libich) calls
- * ich_rng_next first and then reads the advanced state, which is what is
- * spelled out here. dropout_create checks the two agree. */
-#define ICH_CUDA_RNG_GOLDEN 0x9E3779B97F4A7C15ull
-
-static inline ICH_CUDA_HD uint64_t ich_cuda_rng_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* The state of ich_rng_init(seed, a, b). */
-static inline ICH_CUDA_HD uint64_t ich_cuda_rng_init(uint64_t seed, uint64_t a, uint64_t b)
-{
-    uint64_t state = seed + ICH_CUDA_RNG_GOLDEN;
-    state ^= ich_cuda_rng_mix(state) + a;
-    state += ICH_CUDA_RNG_GOLDEN;
-    state ^= ich_cuda_rng_mix(state) + b;
-    return state + ICH_CUDA_RNG_GOLDEN; /* the third ich_rng_next, value unused */
-}
-
-/* ich_rng_uniform of the (j + 1)-th draw from `state`. */
-static inline ICH_CUDA_HD double ich_cuda_rng_uniform_at(uint64_t state, uint64_t j)
-{
-    uint64_t z = ich_cuda_rng_mix(state + (j + 1) * ICH_CUDA_RNG_GOLDEN);
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
 /* ---- elementwise and copies ------------------------------------------------ */
 
 /* y = x > 0 ? x : 0 (y may be x) */

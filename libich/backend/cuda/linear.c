@@ -21,20 +21,6 @@ static int64_t in_features(const ich_layer *layer)
     return (int64_t)layer->in[0].h * layer->in[0].w * layer->in[0].c;
 }
 
-static ich_status linear_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    int64_t features = (int64_t)in->h * in->w * in->c;
-    if (layer->args.out <= 0 || features <= 0 || features > INT32_MAX)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: linear needs output features > 0 and an input",
-                         layer->name);
-    out->n = in->n;
-    out->h = out->w = 1;
-    out->c = layer->args.out;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void linear_destroy(ich_layer *layer)
 {
     linear_state *s = layer->state;
@@ -52,7 +38,7 @@ static void linear_destroy(ich_layer *layer)
 
 static ich_status linear_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = linear_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     linear_state *s = calloc(1, sizeof *s);
@@ -79,7 +65,7 @@ fail:
 static ich_status linear_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
     ((linear_state *)layer->state)->mask_valid = 0;
-    return linear_shape(layer, in, out);
+    return ich_cuda_shape(layer, in, out);
 }
 
 static ich_status sync_weights(ich_layer *layer)

@@ -17,12 +17,9 @@ ich_status ich_cuda_params_alloc(ich_layer *layer, int32_t count)
     return ICH_OK;
 }
 
-int64_t ich_cuda_param_count(const ich_param *param)
+ich_status ich_cuda_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    int64_t count = 1;
-    for (int32_t i = 0; i < param->ndim; i++)
-        count *= param->dims[i];
-    return count;
+    return ich_layer_shape(layer, in, out, ich_cuda_host->fail);
 }
 
 /* Zeroed pinned memory: copies from it run at full bus speed. */
@@ -40,14 +37,7 @@ static void *pinned_calloc(size_t bytes)
 ich_status ich_cuda_param_init(ich_param *param, const char *name, ich_dtype dtype, int32_t ndim,
                                const int64_t *dims, int trainable)
 {
-    memset(param, 0, sizeof *param);
-    snprintf(param->name, sizeof param->name, "%s", name);
-    param->dtype = dtype;
-    param->ndim = ndim;
-    for (int32_t i = 0; i < ndim; i++)
-        param->dims[i] = dims[i];
-    param->trainable = trainable;
-    int64_t count = ich_cuda_param_count(param);
+    int64_t count = ich_param_describe(param, name, dtype, ndim, dims, trainable);
     size_t element = dtype == ICH_DTYPE_I64 ? sizeof(int64_t) : sizeof(float);
     param->data = pinned_calloc((size_t)count * element);
     if (trainable)
@@ -71,7 +61,7 @@ void ich_cuda_params_free(ich_layer *layer)
 ich_status ich_cuda_mirror_sync(const ich_layer *layer, const ich_param *param,
                                 ich_cuda_mirror *mirror)
 {
-    int64_t count = ich_cuda_param_count(param);
+    int64_t count = ich_param_count(param);
     if (!mirror->device || mirror->count != count) {
         ich_cuda_free(mirror->device);
         mirror->device = ich_cuda_alloc((size_t)count * sizeof(float));
@@ -117,7 +107,7 @@ ich_status ich_cuda_grad_add(const ich_layer *layer, ich_param *param, const flo
 {
     if (param->frozen || !param->grad)
         return ICH_OK;
-    int64_t count = ich_cuda_param_count(param);
+    int64_t count = ich_param_count(param);
     size_t bytes = (size_t)count * sizeof(float);
     pthread_mutex_lock(&g_staging.lock);
     if (g_staging.bytes < bytes) {

@@ -25,28 +25,6 @@ typedef struct pool_state {
     int argmax_valid; /* a training forward filled it for the current shapes */
 } pool_state;
 
-static ich_status pool_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    ich_layer_args *a = &layer->args;
-    for (int i = 0; i < 2; i++)
-        if (a->stride[i] <= 0)
-            a->stride[i] = a->kernel[i];
-    if (a->kernel[0] <= 0 || a->kernel[1] <= 0 || a->padding[0] < 0 || a->padding[1] < 0 ||
-        2 * a->padding[0] > a->kernel[0] || 2 * a->padding[1] > a->kernel[1])
-        return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
-                         "%s: pooling needs a kernel > 0 and padding at most half the kernel",
-                         layer->name);
-    *out = *in;
-    out->h = ich_cuda_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], 1);
-    out->w = ich_cuda_out_size(in->w, a->kernel[1], a->stride[1], a->padding[1], 1);
-    if (out->h <= 0 || out->w <= 0)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: pooling window %dx%d does not fit input %dx%d",
-                         layer->name, a->kernel[0], a->kernel[1], in->h, in->w);
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static ich_cuda_pool_geometry pool_geometry(const ich_layer *layer)
 {
     const ich_layer_args *a = &layer->args;
@@ -79,7 +57,7 @@ static void pool_destroy(ich_layer *layer)
 
 static ich_status pool_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = pool_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     layer->state = calloc(1, sizeof(pool_state));
@@ -90,7 +68,7 @@ static ich_status pool_create(ich_layer *layer, const ich_shape *in, ich_shape *
 
 static ich_status pool_resize(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    ich_status status = pool_shape(layer, in, out);
+    ich_status status = ich_cuda_shape(layer, in, out);
     if (status != ICH_OK)
         return status;
     ((pool_state *)layer->state)->argmax_valid = 0;
@@ -185,18 +163,6 @@ const ich_layer_ops ich_cuda_avgpool_ops = {
 
 /* ---- global average pool ---------------------------------------------------- */
 
-static ich_status gap_shape(ich_layer *layer, const ich_shape *in, ich_shape *out)
-{
-    if (in->h <= 0 || in->w <= 0 || in->c <= 0)
-        return cuda_fail(ICH_ERR_SHAPE, "%s: global average pool of an empty input",
-                         layer->name);
-    *out = *in;
-    out->h = out->w = 1;
-    layer->in[0] = *in;
-    layer->out = *out;
-    return ICH_OK;
-}
-
 static void nothing_destroy(ich_layer *layer)
 {
     free(layer->state);
@@ -230,8 +196,8 @@ const ich_layer_ops ich_cuda_gap_ops = {
     .needs_input = 0,
     .needs_output = 0,
     .in_place = 0,
-    .create = gap_shape,
-    .resize = gap_shape,
+    .create = ich_cuda_shape,
+    .resize = ich_cuda_shape,
     .forward = gap_forward,
     .backward = gap_backward,
     .destroy = nothing_destroy,
