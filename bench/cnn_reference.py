@@ -31,31 +31,13 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from torch_twins import Tutorial
 
 
-class ConvNet(nn.Module):
-    """The tutorial's network (libich's "tutorial" preset, same state_dict
-    names): four conv + ReLU + 2x2 max pool stages, then two linear layers."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 50, 5)
-        self.conv2 = nn.Conv2d(50, 120, 5)
-        self.conv3 = nn.Conv2d(120, 100, 5)
-        self.conv4 = nn.Conv2d(100, 72, 4)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.fc1 = nn.Linear(72 * 28 * 28, 50)
-        self.fc2 = nn.Linear(50, 6)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = self.pool(F.relu(self.conv3(x)))
-        x = self.pool(F.relu(self.conv4(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        return self.fc2(x)
+# The tutorial's network (libich's "tutorial" preset, same state_dict
+# names): four conv + ReLU + 2x2 max pool stages, then two linear layers.
+ConvNet = Tutorial
 
 
 def maxrss_kib():

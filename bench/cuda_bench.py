@@ -158,78 +158,11 @@ def probe_pytorch(args):
 
 
 def twins(torch):
-    """The PyTorch twins of libich's presets (same state_dict names)."""
-    nn = torch.nn
-    F = torch.nn.functional
+    """The PyTorch twins of libich's presets (bench/torch_twins.py), imported
+    only once torch is known to be there."""
+    import torch_twins
 
-    # bench/cnn_reference.py
-    class ConvNet(nn.Module):
-        """The tutorial's network (libich's "tutorial" preset, same state_dict
-        names): four conv + ReLU + 2x2 max pool stages, then two linear layers."""
-
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 50, 5)
-            self.conv2 = nn.Conv2d(50, 120, 5)
-            self.conv3 = nn.Conv2d(120, 100, 5)
-            self.conv4 = nn.Conv2d(100, 72, 4)
-            self.pool = nn.MaxPool2d(2, 2)
-            self.fc1 = nn.Linear(72 * 28 * 28, 50)
-            self.fc2 = nn.Linear(50, 6)
-
-        def forward(self, x):
-            x = self.pool(F.relu(self.conv1(x)))
-            x = self.pool(F.relu(self.conv2(x)))
-            x = self.pool(F.relu(self.conv3(x)))
-            x = self.pool(F.relu(self.conv4(x)))
-            x = torch.flatten(x, 1)
-            x = F.relu(self.fc1(x))
-            return self.fc2(x)
-
-    # bindings/python/tests/test_model.py
-    class Shortcut(nn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 1, stride=2, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-
-        def forward(self, x):
-            return self.bn1(self.conv1(x))
-
-    class Block(nn.Module):
-        """ichnet's residual(conv, bn, relu, conv, bn; shortcut: conv 1x1, bn), relu."""
-
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = Shortcut(cin, cout) if stride != 1 else None
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-            return F.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
-
-    class IchNet(nn.Module):
-        def __init__(self, dropout=0.2):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            self.res1 = Block(16, 16, 1)
-            self.res2 = Block(16, 32, 2)
-            self.res3 = Block(32, 64, 2)
-            self.res4 = Block(64, 128, 2)
-            self.dropout = nn.Dropout(dropout)
-            self.fc1 = nn.Linear(128, 6)
-
-        def forward(self, x):
-            x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-            x = self.res4(self.res3(self.res2(self.res1(x))))
-            x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-            return self.fc1(self.dropout(x))
-
-    return {"tutorial": ConvNet, "ichnet": IchNet}
+    return torch_twins.TWINS
 
 
 def is_torch_oom(torch, error):

@@ -7,6 +7,7 @@ import ctypes
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -78,24 +79,9 @@ def write_safetensors(path, tensors, metadata=None, order=None):
 
 # ---- the tutorial's ConvNet in PyTorch --------------------------------------
 
-class ConvNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 50, 5)
-        self.conv2 = nn.Conv2d(50, 120, 5)
-        self.conv3 = nn.Conv2d(120, 100, 5)
-        self.conv4 = nn.Conv2d(100, 72, 4)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.fc1 = nn.Linear(72 * 28 * 28, 50)
-        self.fc2 = nn.Linear(50, 6)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = self.pool(F.relu(self.conv3(x)))
-        x = self.pool(F.relu(self.conv4(x)))
-        x = torch.flatten(x, 1)  # C*H*W order
-        return self.fc2(F.relu(self.fc1(x)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "bench"))
+from torch_twins import Tutorial as ConvNet  # noqa: E402
 
 
 def torch_forward(net, x):

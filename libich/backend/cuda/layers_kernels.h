@@ -8,12 +8,6 @@
 
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define ICH_CUDA_HD __host__ __device__
-#else
-#define ICH_CUDA_HD
-#endif
-
 #ifdef __cplusplus
 extern "C" {
 #endif
