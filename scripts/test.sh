@@ -71,4 +71,15 @@ PKG_CONFIG_PATH="$stage/prefix/lib/pkgconfig" \
   cc tests/consumer/main.c $(PKG_CONFIG_PATH="$stage/prefix/lib/pkgconfig" pkg-config --cflags --libs ich) \
   -o "$stage/consumer-pc"
 LD_LIBRARY_PATH="$stage/prefix/lib" "$stage/consumer-pc"
+if [ -f build/libich/libich-cuda.so ]; then
+  echo "== the installed libich finds the installed CUDA plugin"
+  ICH_LIBRARY="$stage/prefix/lib/libich.so.0" PYTHONPATH=bindings/python $py -c '
+import sys, ich
+try:
+    print("  cuda:", ich.backend_info("cuda"))
+except ich.IchError as e:
+    print("  cuda:", e)
+    sys.exit(0 if sys.argv[1] + "/libich-cuda.so could not start" in str(e) else 1)
+' "$stage/prefix/lib"
+fi
 echo "== all tests passed"
