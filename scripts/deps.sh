@@ -5,6 +5,10 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev libstb-dev libcmocka-dev
           libdnnl-dev libopenblas-dev
+          # Debian's oneDNN is built with its OpenCL GPU runtime: its CMake
+          # package config needs the OpenCL headers and loader (a Recommends
+          # of libdnnl-dev, which --no-install-recommends leaves out).
+          ocl-icd-opencl-dev opencl-headers
           python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch)
 
 missing=()
