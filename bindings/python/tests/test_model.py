@@ -361,19 +361,25 @@ def test_specs_too_large_to_hold_are_refused_before_allocating():
 
 def test_tutorial_three_adam_steps_match_pytorch():
     """The issue's check: the tutorial ConvNet's forward output, BCE loss,
-    gradients and the weights after three Adam steps equal PyTorch's for the
-    same weights and input, within 1e-4 relative. The input is 128 x 128
-    instead of 512 x 512 (the same layers; fc1 sees 72 x 4 x 4): at full
-    size max pooling's near-ties differ between any two float32
-    computations (see test_gradients_match_pytorch).
+    gradients and the weights after each of three Adam steps equal
+    PyTorch's for the same weights and input, within 1e-4 relative. The
+    input is 128 x 128 instead of 512 x 512 (the same layers; fc1 sees
+    72 x 4 x 4): at full size max pooling's near-ties differ between any
+    two float32 computations (see test_gradients_match_pytorch).
 
-    Adam divides each gradient by its own running RMS, so an element whose
-    gradient is ~0 (a dead ReLU path) moves by about +-lr whatever its
-    size, and float32 rounding can decide the sign: the weights are
-    compared as tensors (||a - b|| / ||b|| <= 1e-4) and element by element
-    (within 1e-4 of the tensor's largest weight, except at most 1 in 10,000
-    elements, which stay within the 3 * 2 * lr such a flip can cost; 38 of
-    624,000 here)."""
+    Each step starts the PyTorch twin from libich's weights of that step
+    (its Adam keeps its own moments across the steps). Comparing two
+    trajectories that each run on their own is not well posed: Adam divides
+    each gradient by its own running RMS, so an element whose gradient is
+    ~0 (a dead ReLU path) moves by about +-lr whatever its size, float32
+    rounding decides the sign, and the next gradients then differ (by 3e-3
+    relative after two steps on one machine).
+
+    The weights after each step are compared as tensors (||a - b|| / ||b||
+    <= 1e-4) and element by element: within 1e-4 of the tensor's largest
+    weight, except elements whose gradient was below the gradient
+    tolerance at some step (the flips above), at most 1 in 1,000, and
+    those within the 2 * lr a flip can cost."""
     side = 128
     spec = ich.Model.preset("tutorial").spec.replace("x512x512", "x%dx%d" % (side, side))
     net, model = twin_pair("tutorial", seed=5, spec=spec, side=4)
@@ -384,7 +390,11 @@ def test_tutorial_three_adam_steps_match_pytorch():
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     net.train()
+    near_zero = {}
     for step in range(3):
+        with torch.no_grad():  # in place: the optimizer keeps its moments
+            for name, p in net.named_parameters():
+                p.copy_(torch.from_numpy(model.state_dict()[name]))
         logits = model.forward(x)
         loss, grad = ich.bce_with_logits(logits, y)
         model.zero_grad()
@@ -398,17 +408,22 @@ def test_tutorial_three_adam_steps_match_pytorch():
         grads = model.grads()
         for name, p in net.named_parameters():
             assert_close(grads[name], p.grad.numpy(), what="step %d grad %s" % (step, name))
+            noise = np.abs(grads[name]) <= 1e-4 * np.abs(grads[name]).max()
+            near_zero[name] = near_zero.get(name, False) | noise
         optimizer.step()
         torch_optimizer.step()
-    state = model.state_dict()
-    for name, p in net.named_parameters():
-        want = p.detach().numpy()
-        diff = np.abs(state[name] - want)
-        norm_error = np.linalg.norm(diff) / np.linalg.norm(want)
-        assert norm_error <= 1e-4, "weights after 3 steps: %s: %.3g" % (name, norm_error)
-        off = diff > 1e-4 * np.abs(want).max()
-        assert off.sum() <= max(1, want.size // 10000), "%s: %d elements off" % (name, off.sum())
-        assert diff.max() <= 3 * 2 * 1e-3 * 1.001, name
+        state = model.state_dict()
+        for name, p in net.named_parameters():
+            what = "weights after step %d: %s" % (step, name)
+            want = p.detach().numpy()
+            diff = np.abs(state[name] - want)
+            norm_error = np.linalg.norm(diff) / np.linalg.norm(want)
+            assert norm_error <= 1e-4, "%s: %.3g" % (what, norm_error)
+            off = diff > 1e-4 * np.abs(want).max()
+            assert off.sum() <= max(1, want.size // 1000), "%s: %d off" % (what, off.sum())
+            assert not (off & ~near_zero[name]).any(), "%s: %d off, gradient not near 0" % (
+                what, (off & ~near_zero[name]).sum())
+            assert diff.max() <= 2 * 1e-3 * 1.001, what
 
 
 def test_builder_makes_the_same_networks_as_specs():
@@ -425,3 +440,5 @@ def test_builder_makes_the_same_networks_as_specs():
         ich.ModelBuilder(3, 16, 16).end()
     with pytest.raises(ich.InvalidArgumentError):
         ich.ModelBuilder(3, 16, 16).begin("residual").build()
+
+
