@@ -9,13 +9,16 @@
 //             pool (padding counted) over 4000+ shapes with tied inputs
 //   batch norm  dx against a float64 finite difference, d weight, forward
 //   the batch-norm reduction's chunking covers every row
-// Built and run by ctest when the plugin is built (tests/CMakeLists.txt).
-// The kernels' launch configurations are checked only on a GPU (tests/gpu).
+// Built as C++ against the CPU emulation of CUDA (tests/cuda_emu) and run
+// by ctest on every machine; the whole plugin runs on that emulation in
+// tests/gpu, and on a real GPU there when one is present.
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vector>
+
+#include <cuda_runtime.h>
 extern "C" cudaStream_t ich_cuda_stream(void) { return 0; }
 #include "backend/cuda/layers_kernels.cu"
 #include "core/rng.h"

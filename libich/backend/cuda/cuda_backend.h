@@ -177,6 +177,15 @@ void ich_cuda_k_ohwi_to_oihw(float *dst, const float *src, int32_t o, int32_t i,
 
 #ifdef __cplusplus
 }
+
+/* Launch `kernel` on the plugin's stream: ICH_CUDA_LAUNCH(k, grid, block)(args).
+ * Without nvcc (the CPU emulation of tests/cuda_emu, which compiles the
+ * .cu files as C++), the emulator's launcher runs it. */
+#ifdef __CUDACC__
+#define ICH_CUDA_LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, ich_cuda_stream()>>>
+#else
+#define ICH_CUDA_LAUNCH(kernel, grid, block) ich_emu_kernel((grid), (block), kernel)
+#endif
 #endif
 
 #endif

@@ -95,41 +95,41 @@ extern "C" {
 void ich_cuda_k_oihw_to_ohwi(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
                              int32_t w)
 {
-    oihw_ohwi_kernel<<<blocks_for((int64_t)o * i * h * w), kThreads, 0, ich_cuda_stream()>>>(
+    ICH_CUDA_LAUNCH(oihw_ohwi_kernel, blocks_for((int64_t)o * i * h * w), kThreads)(
         dst, src, o, i, h, w, true);
 }
 
 void ich_cuda_k_ohwi_to_oihw(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
                              int32_t w)
 {
-    oihw_ohwi_kernel<<<blocks_for((int64_t)o * i * h * w), kThreads, 0, ich_cuda_stream()>>>(
+    ICH_CUDA_LAUNCH(oihw_ohwi_kernel, blocks_for((int64_t)o * i * h * w), kThreads)(
         dst, src, o, i, h, w, false);
 }
 
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count)
 {
-    accumulate_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(acc, x, count);
+    ICH_CUDA_LAUNCH(accumulate_kernel, blocks_for(count), kThreads)(acc, x, count);
 }
 
 void ich_cuda_k_relu_fused(float *out, uint8_t *mask, int64_t count)
 {
-    relu_fused_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(out, mask, count);
+    ICH_CUDA_LAUNCH(relu_fused_kernel, blocks_for(count), kThreads)(out, mask, count);
 }
 
 void ich_cuda_k_mask_apply(float *grad, const uint8_t *mask, int64_t count)
 {
-    mask_apply_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(grad, mask, count);
+    ICH_CUDA_LAUNCH(mask_apply_kernel, blocks_for(count), kThreads)(grad, mask, count);
 }
 
 void ich_cuda_k_bias_add(float *y, const float *bias, int64_t rows, int32_t c)
 {
-    bias_add_kernel<<<blocks_for(rows * c), kThreads, 0, ich_cuda_stream()>>>(y, bias, rows, c);
+    ICH_CUDA_LAUNCH(bias_add_kernel, blocks_for(rows * c), kThreads)(y, bias, rows, c);
 }
 
 void ich_cuda_k_column_sum(float *sum, const float *x, int64_t rows, int32_t c)
 {
     dim3 threads(32, 8);
-    column_sum_kernel<<<(unsigned)((c + 31) / 32), threads, 0, ich_cuda_stream()>>>(sum, x, rows,
+    ICH_CUDA_LAUNCH(column_sum_kernel, (unsigned)((c + 31) / 32), threads)(sum, x, rows,
                                                                                     c);
 }
 

@@ -432,38 +432,38 @@ extern "C" {
 
 void ich_cuda_k_relu_forward(float *y, const float *x, int64_t count)
 {
-    relu_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, x, count);
+    ICH_CUDA_LAUNCH(relu_forward_kernel, blocks_for(count), kThreads)(y, x, count);
 }
 
 void ich_cuda_k_relu_backward(float *dx, const float *out, const float *g, int64_t count)
 {
-    relu_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(dx, out, g,
+    ICH_CUDA_LAUNCH(relu_backward_kernel, blocks_for(count), kThreads)(dx, out, g,
                                                                                 count);
 }
 
 void ich_cuda_k_add(float *y, const float *a, const float *b, int64_t count)
 {
-    add_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, a, b, count);
+    ICH_CUDA_LAUNCH(add_kernel, blocks_for(count), kThreads)(y, a, b, count);
 }
 
 void ich_cuda_k_dropout(float *y, const float *x, int64_t count, int64_t per_sample, uint64_t seed,
                         uint64_t step, double p, float scale)
 {
-    dropout_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, x, count, per_sample,
+    ICH_CUDA_LAUNCH(dropout_kernel, blocks_for(count), kThreads)(y, x, count, per_sample,
                                                                           seed, step, p, scale);
 }
 
 void ich_cuda_k_flatten_forward(float *y, const float *x, int32_t n, int64_t hw, int32_t c)
 {
     int64_t count = (int64_t)n * hw * c;
-    flatten_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, x, count, hw,
+    ICH_CUDA_LAUNCH(flatten_forward_kernel, blocks_for(count), kThreads)(y, x, count, hw,
                                                                                   c);
 }
 
 void ich_cuda_k_flatten_backward(float *dx, const float *g, int32_t n, int64_t hw, int32_t c)
 {
     int64_t count = (int64_t)n * hw * c;
-    flatten_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(dx, g, count,
+    ICH_CUDA_LAUNCH(flatten_backward_kernel, blocks_for(count), kThreads)(dx, g, count,
                                                                                    hw, c);
 }
 
@@ -471,7 +471,7 @@ void ich_cuda_k_concat_forward(float *y, const float *a, const float *b, int64_t
                                int32_t c1)
 {
     int64_t count = rows * ((int64_t)c0 + c1);
-    concat_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, a, b, count,
+    ICH_CUDA_LAUNCH(concat_forward_kernel, blocks_for(count), kThreads)(y, a, b, count,
                                                                                  c0, c1);
 }
 
@@ -479,7 +479,7 @@ void ich_cuda_k_concat_backward(float *dx, const float *g, int64_t rows, int32_t
                                 int32_t part)
 {
     int64_t count = rows * part;
-    concat_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(
+    ICH_CUDA_LAUNCH(concat_backward_kernel, blocks_for(count), kThreads)(
         dx, g, count, c, offset, part);
 }
 
@@ -487,7 +487,7 @@ void ich_cuda_k_maxpool_forward(float *y, int32_t *argmax, const float *x,
                                 ich_cuda_pool_geometry g)
 {
     int64_t count = (int64_t)g.n * g.oh * g.ow * g.c;
-    maxpool_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, argmax, x,
+    ICH_CUDA_LAUNCH(maxpool_forward_kernel, blocks_for(count), kThreads)(y, argmax, x,
                                                                                   count, g);
 }
 
@@ -495,33 +495,33 @@ void ich_cuda_k_maxpool_backward(float *dx, const float *gy, const int32_t *argm
                                  ich_cuda_pool_geometry g)
 {
     int64_t count = (int64_t)g.n * g.h * g.w * g.c;
-    maxpool_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(dx, gy, argmax,
+    ICH_CUDA_LAUNCH(maxpool_backward_kernel, blocks_for(count), kThreads)(dx, gy, argmax,
                                                                                    count, g);
 }
 
 void ich_cuda_k_avgpool_forward(float *y, const float *x, ich_cuda_pool_geometry g)
 {
     int64_t count = (int64_t)g.n * g.oh * g.ow * g.c;
-    avgpool_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, x, count, g);
+    ICH_CUDA_LAUNCH(avgpool_forward_kernel, blocks_for(count), kThreads)(y, x, count, g);
 }
 
 void ich_cuda_k_avgpool_backward(float *dx, const float *gy, ich_cuda_pool_geometry g)
 {
     int64_t count = (int64_t)g.n * g.h * g.w * g.c;
-    avgpool_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(dx, gy, count,
+    ICH_CUDA_LAUNCH(avgpool_backward_kernel, blocks_for(count), kThreads)(dx, gy, count,
                                                                                    g);
 }
 
 void ich_cuda_k_gap_forward(float *y, const float *x, int32_t n, int64_t hw, int32_t c)
 {
     int64_t count = (int64_t)n * c;
-    gap_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(y, x, count, hw, c);
+    ICH_CUDA_LAUNCH(gap_forward_kernel, blocks_for(count), kThreads)(y, x, count, hw, c);
 }
 
 void ich_cuda_k_gap_backward(float *dx, const float *g, int32_t n, int64_t hw, int32_t c)
 {
     int64_t count = (int64_t)n * hw * c;
-    gap_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(dx, g, count, hw,
+    ICH_CUDA_LAUNCH(gap_backward_kernel, blocks_for(count), kThreads)(dx, g, count, hw,
                                                                                c);
 }
 
@@ -533,9 +533,9 @@ void ich_cuda_k_bn_reduce(ich_cuda_bn_sum what, float *out0, float *out1, double
     if (per_chunk < 1)
         per_chunk = 1;
     dim3 grid((unsigned)(((int64_t)c + 31) / 32), (unsigned)chunks), threads(32, 8);
-    bn_partial_kernel<<<grid, threads, 0, ich_cuda_stream()>>>(what, partial, x, dy, mean, rows, c,
+    ICH_CUDA_LAUNCH(bn_partial_kernel, grid, threads)(what, partial, x, dy, mean, rows, c,
                                                                per_chunk);
-    bn_finish_kernel<<<blocks_for(c), kThreads, 0, ich_cuda_stream()>>>(what, out0, out1, partial,
+    ICH_CUDA_LAUNCH(bn_finish_kernel, blocks_for(c), kThreads)(what, out0, out1, partial,
                                                                         chunks, var, eps, rows, c);
 }
 
@@ -544,7 +544,7 @@ void ich_cuda_k_bn_forward(float *y, const float *x, const float *mean, const fl
                            int32_t c)
 {
     int64_t count = rows * c;
-    bn_forward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(
+    ICH_CUDA_LAUNCH(bn_forward_kernel, blocks_for(count), kThreads)(
         y, x, mean, var, weight, bias, eps, count, c);
 }
 
@@ -553,7 +553,7 @@ void ich_cuda_k_bn_backward(float *dx, const float *x, const float *dy, const fl
                             const float *dbias, float eps, int64_t rows, int32_t c, int training)
 {
     int64_t count = rows * c;
-    bn_backward_kernel<<<blocks_for(count), kThreads, 0, ich_cuda_stream()>>>(
+    ICH_CUDA_LAUNCH(bn_backward_kernel, blocks_for(count), kThreads)(
         dx, x, dy, mean, var, weight, dweight, dbias, eps, (float)rows, count, c, training);
 }
 

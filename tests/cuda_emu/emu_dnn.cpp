@@ -1,0 +1,423 @@
+// The part of cuDNN the CUDA plugin uses (its convolution API), on the CPU
+// for the emulation (tests/cuda_emu/README.md): naive loops over 4-D
+// tensors in NCHW or NHWC, sums in double. Every call checks what real
+// cuDNN checks (descriptors set and consistent, output sizes, the
+// workspace its heuristics asked for) and that each pointer is device
+// memory large enough for its descriptor.
+#include <stdint.h>
+#include <string.h>
+
+#include <new>
+#include <vector>
+
+#include "cudnn.h"
+
+struct ich_emu_cudnn {
+    cudaStream_t stream;
+};
+
+struct ich_emu_tensor {
+    bool set;
+    cudnnTensorFormat_t format;
+    int n, c, h, w;
+};
+
+struct ich_emu_conv {
+    bool set;
+    int pad_h, pad_w, u, v, dilation_h, dilation_w;
+    cudnnConvolutionMode_t mode;
+    cudnnMathType_t math;
+};
+
+namespace {
+
+// What the emulated algorithms ask for: algorithm 0 needs a workspace (so
+// the plugin's workspace handling is exercised), algorithm 1 none.
+size_t workspace_for(int algo, const ich_emu_tensor *x)
+{
+    return algo == 0 ? (size_t)x->c * 4096 : 0;
+}
+
+// Offset of element (n, c, h, w) of a tensor (or of filter (k, c, r, s)).
+int64_t at(const ich_emu_tensor *t, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    if (t->format == CUDNN_TENSOR_NHWC)
+        return ((n * t->h + h) * t->w + w) * t->c + c;
+    return ((n * t->c + c) * t->h + h) * t->w + w;
+}
+
+size_t bytes_of(const ich_emu_tensor *t)
+{
+    return (size_t)t->n * t->c * t->h * t->w * sizeof(float);
+}
+
+bool device(const void *p, const ich_emu_tensor *t, const char *call, const char *what)
+{
+    if (ich_emu_is_device(p, bytes_of(t)))
+        return true;
+    ich_emu_misuse(cudaErrorInvalidValue, "%s: %s %p is not device memory of %zu bytes", call,
+                   what, p, bytes_of(t));
+    return false;
+}
+
+// The output size cuDNN computes for x, w, conv.
+void output_dims(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_conv *conv,
+                 int *n, int *c, int *h, int *wd)
+{
+    *n = x->n;
+    *c = w->n;
+    *h = (x->h + 2 * conv->pad_h - (conv->dilation_h * (w->h - 1) + 1)) / conv->u + 1;
+    *wd = (x->w + 2 * conv->pad_w - (conv->dilation_w * (w->w - 1) + 1)) / conv->v + 1;
+}
+
+// The descriptors of one convolution, checked as cuDNN does.
+cudnnStatus_t check(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_conv *conv,
+                    const ich_emu_tensor *y, const char *call)
+{
+    if (!x || !w || !conv || !y || !x->set || !w->set || !conv->set || !y->set) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: a descriptor was not set", call);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    int n, c, h, wd;
+    output_dims(x, w, conv, &n, &c, &h, &wd);
+    if (x->c != w->c || y->n != n || y->c != c || y->h != h || y->w != wd || h <= 0 || wd <= 0) {
+        ich_emu_misuse(cudaErrorInvalidValue,
+                       "%s: x %dx%dx%dx%d, w %dx%dx%dx%d give y %dx%dx%dx%d, not %dx%dx%dx%d", call,
+                       x->n, x->c, x->h, x->w, w->n, w->c, w->h, w->w, n, c, h, wd, y->n, y->c,
+                       y->h, y->w);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// Distance between consecutive channels of a tensor (or filter).
+int64_t channel_stride(const ich_emu_tensor *t)
+{
+    return t->format == CUDNN_TENSOR_NHWC ? 1 : (int64_t)t->h * t->w;
+}
+
+// Calls f(yi, xi, wi) for every output element yi and every filter tap
+// whose input position is inside the image, with xi and wi the offsets of
+// channel 0 of that input position and filter tap; channel c is at
+// xi + c * channel_stride(x), wi + c * channel_stride(w).
+template <typename F>
+void each_tap(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_conv *conv,
+              const ich_emu_tensor *y, F f)
+{
+    for (int n = 0; n < y->n; n++)
+        for (int k = 0; k < y->c; k++)
+            for (int oy = 0; oy < y->h; oy++)
+                for (int ox = 0; ox < y->w; ox++) {
+                    int64_t yi = at(y, n, k, oy, ox);
+                    for (int r = 0; r < w->h; r++) {
+                        int iy = oy * conv->u - conv->pad_h + r * conv->dilation_h;
+                        if (iy < 0 || iy >= x->h)
+                            continue;
+                        for (int s = 0; s < w->w; s++) {
+                            int ix = ox * conv->v - conv->pad_w + s * conv->dilation_w;
+                            if (ix < 0 || ix >= x->w)
+                                continue;
+                            // true convolution flips the filter
+                            int fr = conv->mode == CUDNN_CONVOLUTION ? w->h - 1 - r : r;
+                            int fs = conv->mode == CUDNN_CONVOLUTION ? w->w - 1 - s : s;
+                            f(yi, at(x, n, 0, iy, ix), at(w, k, 0, fr, fs));
+                        }
+                    }
+                }
+}
+
+// out[i] = alpha * sum[i] + beta * out[i] (beta 0: out is not read).
+void blend(float *out, const std::vector<double> &sum, const void *alpha, const void *beta)
+{
+    float a = *(const float *)alpha, b = *(const float *)beta;
+    for (size_t i = 0; i < sum.size(); i++)
+        out[i] = (float)(a * sum[i] + (b != 0.0f ? b * (double)out[i] : 0.0));
+}
+
+bool workspace_ok(void *workspace, size_t bytes, size_t needed, const char *call)
+{
+    if (bytes < needed) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: workspace of %zu bytes, the algorithm needs %zu",
+                       call, bytes, needed);
+        return false;
+    }
+    if (needed && !ich_emu_is_device(workspace, needed)) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: workspace %p is not device memory of %zu bytes",
+                       call, workspace, needed);
+        return false;
+    }
+    return true;
+}
+
+template <typename Perf> void two_algorithms(const ich_emu_tensor *x, int requested, int *returned,
+                                             Perf *results)
+{
+    int count = requested < 2 ? requested : 2;
+    for (int i = 0; i < count; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        results[i].algo = i;
+        results[i].status = CUDNN_STATUS_SUCCESS;
+        results[i].memory = workspace_for(i, x);
+    }
+    *returned = count;
+}
+
+} // namespace
+
+extern "C" {
+
+size_t cudnnGetVersion(void)
+{
+    return 90000;
+}
+
+const char *cudnnGetErrorString(cudnnStatus_t status)
+{
+    switch (status) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_ALLOC_FAILED: return "CUDNN_STATUS_ALLOC_FAILED";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    }
+    return "CUDNN_STATUS_UNKNOWN";
+}
+
+cudnnStatus_t cudnnCreate(cudnnHandle_t *handle)
+{
+    *handle = new (std::nothrow) ich_emu_cudnn{};
+    return *handle ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_ALLOC_FAILED;
+}
+
+cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t stream)
+{
+    handle->stream = stream;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *desc)
+{
+    *desc = new (std::nothrow) ich_emu_tensor{};
+    return *desc ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_ALLOC_FAILED;
+}
+
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t desc)
+{
+    delete desc;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format,
+                                         cudnnDataType_t type, int n, int c, int h, int w)
+{
+    if (type != CUDNN_DATA_FLOAT || n <= 0 || c <= 0 || h <= 0 || w <= 0 ||
+        (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
+        return CUDNN_STATUS_BAD_PARAM;
+    *desc = ich_emu_tensor{true, format, n, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *desc)
+{
+    return cudnnCreateTensorDescriptor(desc);
+}
+
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t desc)
+{
+    return cudnnDestroyTensorDescriptor(desc);
+}
+
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t desc, cudnnDataType_t type,
+                                         cudnnTensorFormat_t format, int k, int c, int h, int w)
+{
+    return cudnnSetTensor4dDescriptor(desc, format, type, k, c, h, w);
+}
+
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *desc)
+{
+    *desc = new (std::nothrow) ich_emu_conv{};
+    return *desc ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_ALLOC_FAILED;
+}
+
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t desc)
+{
+    delete desc;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t desc, int pad_h,
+                                              int pad_w, int u, int v, int dilation_h,
+                                              int dilation_w, cudnnConvolutionMode_t mode,
+                                              cudnnDataType_t type)
+{
+    if (pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dilation_h <= 0 || dilation_w <= 0 ||
+        type != CUDNN_DATA_FLOAT || (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION))
+        return CUDNN_STATUS_BAD_PARAM;
+    *desc = ich_emu_conv{true, pad_h, pad_w, u, v, dilation_h, dilation_w, mode, desc->math};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t desc, cudnnMathType_t math)
+{
+    desc->math = math;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x, const cudnnFilterDescriptor_t w,
+    const cudnnConvolutionDescriptor_t conv, const cudnnTensorDescriptor_t y, int requested,
+    int *returned, cudnnConvolutionFwdAlgoPerf_t *results)
+{
+    (void)handle;
+    cudnnStatus_t status = check(x, w, conv, y, "cudnnGetConvolutionForwardAlgorithm_v7");
+    if (status == CUDNN_STATUS_SUCCESS)
+        two_algorithms(x, requested, returned, results);
+    return status;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
+    cudnnHandle_t handle, const cudnnFilterDescriptor_t w, const cudnnTensorDescriptor_t dy,
+    const cudnnConvolutionDescriptor_t conv, const cudnnTensorDescriptor_t dx, int requested,
+    int *returned, cudnnConvolutionBwdDataAlgoPerf_t *results)
+{
+    (void)handle;
+    cudnnStatus_t status = check(dx, w, conv, dy, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+    if (status == CUDNN_STATUS_SUCCESS)
+        two_algorithms(dx, requested, returned, results);
+    return status;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
+    const cudnnConvolutionDescriptor_t conv, const cudnnFilterDescriptor_t dw, int requested,
+    int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *results)
+{
+    (void)handle;
+    cudnnStatus_t status =
+        check(x, dw, conv, dy, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+    if (status == CUDNN_STATUS_SUCCESS)
+        two_algorithms(x, requested, returned, results);
+    return status;
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
+                                      const cudnnTensorDescriptor_t x_desc, const void *x,
+                                      const cudnnFilterDescriptor_t w_desc, const void *w,
+                                      const cudnnConvolutionDescriptor_t conv,
+                                      cudnnConvolutionFwdAlgo_t algo, void *workspace,
+                                      size_t workspace_bytes, const void *beta,
+                                      const cudnnTensorDescriptor_t y_desc, void *y)
+{
+    (void)handle;
+    const char *call = "cudnnConvolutionForward";
+    if (check(x_desc, w_desc, conv, y_desc, call))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!device(x, x_desc, call, "x") || !device(w, w_desc, call, "w") ||
+        !device(y, y_desc, call, "y") ||
+        !workspace_ok(workspace, workspace_bytes, workspace_for(algo, x_desc), call))
+        return CUDNN_STATUS_BAD_PARAM;
+    ich_emu_device_enter();
+    const float *xf = (const float *)x, *wf = (const float *)w;
+    std::vector<double> sum(bytes_of(y_desc) / sizeof(float));
+    const int64_t xs = channel_stride(x_desc), ws = channel_stride(w_desc), channels = x_desc->c;
+    each_tap(x_desc, w_desc, conv, y_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
+        double acc = 0.0;
+        for (int64_t c = 0; c < channels; c++)
+            acc += (double)xf[xi + c * xs] * wf[wi + c * ws];
+        sum[yi] += acc;
+    });
+    blend((float *)y, sum, alpha, beta);
+    ich_emu_device_leave();
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
+                                           const cudnnFilterDescriptor_t w_desc, const void *w,
+                                           const cudnnTensorDescriptor_t dy_desc, const void *dy,
+                                           const cudnnConvolutionDescriptor_t conv,
+                                           cudnnConvolutionBwdDataAlgo_t algo, void *workspace,
+                                           size_t workspace_bytes, const void *beta,
+                                           const cudnnTensorDescriptor_t dx_desc, void *dx)
+{
+    (void)handle;
+    const char *call = "cudnnConvolutionBackwardData";
+    if (check(dx_desc, w_desc, conv, dy_desc, call))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!device(w, w_desc, call, "w") || !device(dy, dy_desc, call, "dy") ||
+        !device(dx, dx_desc, call, "dx") ||
+        !workspace_ok(workspace, workspace_bytes, workspace_for(algo, dx_desc), call))
+        return CUDNN_STATUS_BAD_PARAM;
+    ich_emu_device_enter();
+    const float *gf = (const float *)dy, *wf = (const float *)w;
+    std::vector<double> sum(bytes_of(dx_desc) / sizeof(float));
+    const int64_t xs = channel_stride(dx_desc), ws = channel_stride(w_desc), channels = dx_desc->c;
+    each_tap(dx_desc, w_desc, conv, dy_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
+        double g = gf[yi];
+        for (int64_t c = 0; c < channels; c++)
+            sum[xi + c * xs] += g * wf[wi + c * ws];
+    });
+    blend((float *)dx, sum, alpha, beta);
+    ich_emu_device_leave();
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
+                                             const cudnnTensorDescriptor_t x_desc, const void *x,
+                                             const cudnnTensorDescriptor_t dy_desc,
+                                             const void *dy,
+                                             const cudnnConvolutionDescriptor_t conv,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *workspace,
+                                             size_t workspace_bytes, const void *beta,
+                                             const cudnnFilterDescriptor_t dw_desc, void *dw)
+{
+    (void)handle;
+    const char *call = "cudnnConvolutionBackwardFilter";
+    if (check(x_desc, dw_desc, conv, dy_desc, call))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!device(x, x_desc, call, "x") || !device(dy, dy_desc, call, "dy") ||
+        !device(dw, dw_desc, call, "dw") ||
+        !workspace_ok(workspace, workspace_bytes, workspace_for(algo, x_desc), call))
+        return CUDNN_STATUS_BAD_PARAM;
+    ich_emu_device_enter();
+    const float *xf = (const float *)x, *gf = (const float *)dy;
+    std::vector<double> sum(bytes_of(dw_desc) / sizeof(float));
+    const int64_t xs = channel_stride(x_desc), ws = channel_stride(dw_desc), channels = x_desc->c;
+    each_tap(x_desc, dw_desc, conv, dy_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
+        double g = gf[yi];
+        for (int64_t c = 0; c < channels; c++)
+            sum[wi + c * ws] += (double)xf[xi + c * xs] * g;
+    });
+    blend((float *)dw, sum, alpha, beta);
+    ich_emu_device_leave();
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alpha,
+                                           const cudnnTensorDescriptor_t dy_desc, const void *dy,
+                                           const void *beta, const cudnnTensorDescriptor_t db_desc,
+                                           void *db)
+{
+    (void)handle;
+    const char *call = "cudnnConvolutionBackwardBias";
+    if (!dy_desc || !db_desc || !dy_desc->set || !db_desc->set || db_desc->n != 1 ||
+        db_desc->h != 1 || db_desc->w != 1 || db_desc->c != dy_desc->c) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: the bias descriptor is not 1 x C x 1 x 1",
+                       call);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    if (!device(dy, dy_desc, call, "dy") || !device(db, db_desc, call, "db"))
+        return CUDNN_STATUS_BAD_PARAM;
+    ich_emu_device_enter();
+    const float *gf = (const float *)dy;
+    std::vector<double> sum((size_t)db_desc->c);
+    for (int n = 0; n < dy_desc->n; n++)
+        for (int c = 0; c < dy_desc->c; c++)
+            for (int h = 0; h < dy_desc->h; h++)
+                for (int w = 0; w < dy_desc->w; w++)
+                    sum[(size_t)c] += gf[at(dy_desc, n, c, h, w)];
+    blend((float *)db, sum, alpha, beta);
+    ich_emu_device_leave();
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} // extern "C"
