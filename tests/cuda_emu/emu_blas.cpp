@@ -81,20 +81,21 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t ta, cublasOp
     if (!device_matrix(a, a_rows, a_cols, lda, 'A') || !device_matrix(b, b_rows, b_cols, ldb, 'B') ||
         !device_matrix(c, m, n, ldc, 'C'))
         return CUBLAS_STATUS_INVALID_VALUE;
-    ich_emu_device_enter();
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            double sum = 0.0;
-            for (int p = 0; p < k; p++) {
-                float av = ta == CUBLAS_OP_N ? a[i + (size_t)p * lda] : a[p + (size_t)i * lda];
-                float bv = tb == CUBLAS_OP_N ? b[p + (size_t)j * ldb] : b[j + (size_t)p * ldb];
-                sum += (double)av * bv;
+    const float al = *alpha, be = *beta; // host scalars are read at the call
+    ich_emu_enqueue([=]() {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double sum = 0.0;
+                for (int p = 0; p < k; p++) {
+                    float av = ta == CUBLAS_OP_N ? a[i + (size_t)p * lda] : a[p + (size_t)i * lda];
+                    float bv = tb == CUBLAS_OP_N ? b[p + (size_t)j * ldb] : b[j + (size_t)p * ldb];
+                    sum += (double)av * bv;
+                }
+                float *out = &c[i + (size_t)j * ldc];
+                // beta 0: C is not read (it may hold NaN), as BLAS says
+                *out = (float)(al * sum + (be != 0.0f ? be * (double)*out : 0.0));
             }
-            float *out = &c[i + (size_t)j * ldc];
-            // beta 0: C is not read (it may hold NaN), as BLAS says
-            *out = (float)(*alpha * sum + (*beta != 0.0f ? *beta * (double)*out : 0.0));
-        }
-    ich_emu_device_leave();
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -126,10 +126,9 @@ void each_tap(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_co
                 }
 }
 
-// out[i] = alpha * sum[i] + beta * out[i] (beta 0: out is not read).
-void blend(float *out, const std::vector<double> &sum, const void *alpha, const void *beta)
+// out[i] = a * sum[i] + b * out[i] (b 0: out is not read).
+void blend(float *out, const std::vector<double> &sum, float a, float b)
 {
-    float a = *(const float *)alpha, b = *(const float *)beta;
     for (size_t i = 0; i < sum.size(); i++)
         out[i] = (float)(a * sum[i] + (b != 0.0f ? b * (double)out[i] : 0.0));
 }
@@ -316,18 +315,22 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
         !device(y, y_desc, call, "y") ||
         !workspace_ok(workspace, workspace_bytes, workspace_for(algo, x_desc), call))
         return CUDNN_STATUS_BAD_PARAM;
-    ich_emu_device_enter();
-    const float *xf = (const float *)x, *wf = (const float *)w;
-    std::vector<double> sum(bytes_of(y_desc) / sizeof(float));
-    const int64_t xs = channel_stride(x_desc), ws = channel_stride(w_desc), channels = x_desc->c;
-    each_tap(x_desc, w_desc, conv, y_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
-        double acc = 0.0;
-        for (int64_t c = 0; c < channels; c++)
-            acc += (double)xf[xi + c * xs] * wf[wi + c * ws];
-        sum[yi] += acc;
+    // the descriptors and scalars as they are now, the work when the stream runs
+    const ich_emu_tensor xd = *x_desc, wd = *w_desc, yd = *y_desc;
+    const ich_emu_conv cd = *conv;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    ich_emu_enqueue([=]() {
+        const float *xf = (const float *)x, *wf = (const float *)w;
+        std::vector<double> sum(bytes_of(&yd) / sizeof(float));
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
+            double acc = 0.0;
+            for (int64_t c = 0; c < channels; c++)
+                acc += (double)xf[xi + c * xs] * wf[wi + c * ws];
+            sum[yi] += acc;
+        });
+        blend((float *)y, sum, a, b);
     });
-    blend((float *)y, sum, alpha, beta);
-    ich_emu_device_leave();
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -347,17 +350,20 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
         !device(dx, dx_desc, call, "dx") ||
         !workspace_ok(workspace, workspace_bytes, workspace_for(algo, dx_desc), call))
         return CUDNN_STATUS_BAD_PARAM;
-    ich_emu_device_enter();
-    const float *gf = (const float *)dy, *wf = (const float *)w;
-    std::vector<double> sum(bytes_of(dx_desc) / sizeof(float));
-    const int64_t xs = channel_stride(dx_desc), ws = channel_stride(w_desc), channels = dx_desc->c;
-    each_tap(dx_desc, w_desc, conv, dy_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
-        double g = gf[yi];
-        for (int64_t c = 0; c < channels; c++)
-            sum[xi + c * xs] += g * wf[wi + c * ws];
+    const ich_emu_tensor xd = *dx_desc, wd = *w_desc, yd = *dy_desc;
+    const ich_emu_conv cd = *conv;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    ich_emu_enqueue([=]() {
+        const float *gf = (const float *)dy, *wf = (const float *)w;
+        std::vector<double> sum(bytes_of(&xd) / sizeof(float));
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
+            double g = gf[yi];
+            for (int64_t c = 0; c < channels; c++)
+                sum[xi + c * xs] += g * wf[wi + c * ws];
+        });
+        blend((float *)dx, sum, a, b);
     });
-    blend((float *)dx, sum, alpha, beta);
-    ich_emu_device_leave();
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -378,17 +384,20 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
         !device(dw, dw_desc, call, "dw") ||
         !workspace_ok(workspace, workspace_bytes, workspace_for(algo, x_desc), call))
         return CUDNN_STATUS_BAD_PARAM;
-    ich_emu_device_enter();
-    const float *xf = (const float *)x, *gf = (const float *)dy;
-    std::vector<double> sum(bytes_of(dw_desc) / sizeof(float));
-    const int64_t xs = channel_stride(x_desc), ws = channel_stride(dw_desc), channels = x_desc->c;
-    each_tap(x_desc, dw_desc, conv, dy_desc, [&](int64_t yi, int64_t xi, int64_t wi) {
-        double g = gf[yi];
-        for (int64_t c = 0; c < channels; c++)
-            sum[wi + c * ws] += (double)xf[xi + c * xs] * g;
+    const ich_emu_tensor xd = *x_desc, wd = *dw_desc, yd = *dy_desc;
+    const ich_emu_conv cd = *conv;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    ich_emu_enqueue([=]() {
+        const float *xf = (const float *)x, *gf = (const float *)dy;
+        std::vector<double> sum(bytes_of(&wd) / sizeof(float));
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
+            double g = gf[yi];
+            for (int64_t c = 0; c < channels; c++)
+                sum[wi + c * ws] += (double)xf[xi + c * xs] * g;
+        });
+        blend((float *)dw, sum, a, b);
     });
-    blend((float *)dw, sum, alpha, beta);
-    ich_emu_device_leave();
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -407,16 +416,18 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
     }
     if (!device(dy, dy_desc, call, "dy") || !device(db, db_desc, call, "db"))
         return CUDNN_STATUS_BAD_PARAM;
-    ich_emu_device_enter();
-    const float *gf = (const float *)dy;
-    std::vector<double> sum((size_t)db_desc->c);
-    for (int n = 0; n < dy_desc->n; n++)
-        for (int c = 0; c < dy_desc->c; c++)
-            for (int h = 0; h < dy_desc->h; h++)
-                for (int w = 0; w < dy_desc->w; w++)
-                    sum[(size_t)c] += gf[at(dy_desc, n, c, h, w)];
-    blend((float *)db, sum, alpha, beta);
-    ich_emu_device_leave();
+    const ich_emu_tensor yd = *dy_desc;
+    const float a = *(const float *)alpha, b = *(const float *)beta;
+    ich_emu_enqueue([=]() {
+        const float *gf = (const float *)dy;
+        std::vector<double> sum((size_t)yd.c);
+        for (int n = 0; n < yd.n; n++)
+            for (int c = 0; c < yd.c; c++)
+                for (int h = 0; h < yd.h; h++)
+                    for (int w = 0; w < yd.w; w++)
+                        sum[(size_t)c] += gf[at(&yd, n, c, h, w)];
+        blend((float *)db, sum, a, b);
+    });
     return CUDNN_STATUS_SUCCESS;
 }
 

@@ -9,7 +9,8 @@
 // A device size limit (ICH_EMU_DEVICE_MB, default 4096) makes out-of-
 // memory paths testable.
 //
-// Streams are synchronous: work runs when it is queued.
+// The stream is a queue of closures that runs when the host waits, with
+// CUDA's rules for when that is (ich_emu_enqueue in cuda_runtime.h).
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,7 +38,8 @@ struct region {
 
 std::recursive_mutex g_lock;          // memory registry and launches
 std::map<uintptr_t, region> g_device; // by the pointer handed out
-std::set<void *> g_pinned;
+std::map<uintptr_t, size_t> g_pinned; // cudaMallocHost blocks: start, bytes
+std::vector<std::function<void()>> g_queue;
 size_t g_device_used;
 int g_open;                           // depth of ich_emu_device_enter
 cudaError_t g_last_error = cudaSuccess;
@@ -91,7 +93,37 @@ bool inside_any(const void *p)
     return at >= (uintptr_t)it->second.mapping && at < (uintptr_t)it->second.mapping + it->second.mapped;
 }
 
+bool pinned(const void *p, size_t bytes)
+{
+    uintptr_t at = (uintptr_t)p;
+    auto it = g_pinned.upper_bound(at);
+    if (it == g_pinned.begin())
+        return false;
+    --it;
+    return at >= it->first && at + bytes <= it->first + it->second;
+}
+
+// Run the queued work, in order, with device memory open.
+void drain()
+{
+    std::lock_guard<std::recursive_mutex> hold(g_lock);
+    if (g_queue.empty())
+        return;
+    std::vector<std::function<void()>> work;
+    work.swap(g_queue);
+    ich_emu_device_enter();
+    for (auto &item : work)
+        item();
+    ich_emu_device_leave();
+}
+
 } // namespace
+
+void ich_emu_enqueue(std::function<void()> work)
+{
+    std::lock_guard<std::recursive_mutex> hold(g_lock);
+    g_queue.push_back(std::move(work));
+}
 
 extern "C" {
 
@@ -164,6 +196,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     (void)stream;
+    drain();
     return cudaSuccess;
 }
 
@@ -195,6 +228,7 @@ cudaError_t cudaFree(void *pointer)
     std::lock_guard<std::recursive_mutex> hold(g_lock);
     if (!pointer)
         return cudaSuccess;
+    drain(); // cudaFree waits for the device
     auto it = g_device.find((uintptr_t)pointer);
     if (it == g_device.end()) {
         ich_emu_misuse(cudaErrorInvalidDevicePointer, "cudaFree(%p): not a cudaMalloc block",
@@ -213,7 +247,7 @@ cudaError_t cudaMallocHost(void **pointer, size_t bytes)
     *pointer = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
     if (!*pointer)
         return fail(cudaErrorMemoryAllocation);
-    g_pinned.insert(*pointer);
+    g_pinned[(uintptr_t)*pointer] = bytes;
     return cudaSuccess;
 }
 
@@ -222,7 +256,8 @@ cudaError_t cudaFreeHost(void *pointer)
     std::lock_guard<std::recursive_mutex> hold(g_lock);
     if (!pointer)
         return cudaSuccess;
-    if (!g_pinned.erase(pointer)) {
+    drain(); // cudaFreeHost waits for the device
+    if (!g_pinned.erase((uintptr_t)pointer)) {
         ich_emu_misuse(cudaErrorInvalidValue, "cudaFreeHost(%p): not a cudaMallocHost block",
                        pointer);
         return cudaErrorInvalidValue;
@@ -264,6 +299,17 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
             return cudaErrorInvalidValue;
         }
     }
+    // Pageable host memory: CUDA copies through its own staging, and the
+    // call returns once the host side is done with (here: all of it).
+    // Pinned memory and device to device: queued.
+    bool queued = kind == cudaMemcpyDeviceToDevice ||
+                  (kind == cudaMemcpyHostToDevice && pinned(src, bytes)) ||
+                  (kind == cudaMemcpyDeviceToHost && pinned(dst, bytes));
+    if (queued) {
+        ich_emu_enqueue([=]() { memmove(dst, src, bytes); });
+        return cudaSuccess;
+    }
+    drain();
     ich_emu_device_enter();
     memmove(dst, src, bytes);
     ich_emu_device_leave();
@@ -402,7 +448,13 @@ void __syncthreads()
     swapcontext(&g_fibers[g_current].context, &g_scheduler);
 }
 
-void ich_emu_launch(dim3 grid, dim3 block, const std::function<void()> &kernel)
+namespace {
+
+void run_kernel(dim3 grid, dim3 block, const std::function<void()> &kernel);
+
+} // namespace
+
+void ich_emu_launch(dim3 grid, dim3 block, std::function<void()> kernel)
 {
     std::lock_guard<std::recursive_mutex> hold(g_lock);
     size_t threads = (size_t)block.x * block.y * block.z;
@@ -413,7 +465,15 @@ void ich_emu_launch(dim3 grid, dim3 block, const std::function<void()> &kernel)
                        grid.z, block.x, block.y, block.z);
         return;
     }
-    ich_emu_device_enter();
+    ich_emu_enqueue([=]() { run_kernel(grid, block, kernel); });
+}
+
+namespace {
+
+// Runs in the queue, device memory open.
+void run_kernel(dim3 grid, dim3 block, const std::function<void()> &kernel)
+{
+    size_t threads = (size_t)block.x * block.y * block.z;
     gridDim = grid;
     blockDim = block;
     g_kernel = &kernel;
@@ -437,5 +497,6 @@ void ich_emu_launch(dim3 grid, dim3 block, const std::function<void()> &kernel)
                     kernel();
                 }
             }
-    ich_emu_device_leave();
 }
+
+} // namespace

@@ -95,12 +95,20 @@ extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 void __syncthreads();
 
-/* Run `kernel` (a call of the kernel with its arguments) for every thread
- * of every block, blocks in order. The first block's threads run as
- * coroutines that meet at each __syncthreads; when none of them called it,
- * the other blocks' threads run one after another (fast). Checks the
- * launch configuration as CUDA does (cudaErrorInvalidConfiguration). */
-void ich_emu_launch(dim3 grid, dim3 block, const std::function<void()> &kernel);
+/* Queue work on the (one) stream: it runs, in order, when the host waits
+ * (cudaStreamSynchronize, a copy to or from pageable memory, cudaFree), as
+ * a GPU runs it later than the call that queued it. Copies to and from
+ * pinned memory, kernels, cuDNN and cuBLAS calls are queued; so host code
+ * that reads a result before waiting for it reads stale data here too. */
+void ich_emu_enqueue(std::function<void()> work);
+
+/* Queue `kernel` (a call of the kernel with its arguments, by value) for
+ * every thread of every block, blocks in order. The first block's threads
+ * run as coroutines that meet at each __syncthreads; when none of them
+ * called it, the other blocks' threads run one after another (fast).
+ * Checks the launch configuration as CUDA does, at once
+ * (cudaErrorInvalidConfiguration). */
+void ich_emu_launch(dim3 grid, dim3 block, std::function<void()> kernel);
 
 /* What ICH_CUDA_LAUNCH(kernel, grid, block)(args...) becomes here. */
 template <typename... Params> struct ich_emu_launcher {
@@ -109,7 +117,7 @@ template <typename... Params> struct ich_emu_launcher {
     template <typename... Args> void operator()(Args... args) const
     {
         void (*k)(Params...) = kernel;
-        ich_emu_launch(grid, block, [&]() { k(args...); });
+        ich_emu_launch(grid, block, [=]() { k(args...); });
     }
 };
 
