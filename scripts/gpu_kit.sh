@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Pack a finished build for a GPU machine that has CUDA, cuDNN, cuBLAS and
+# a Python with numpy (and PyTorch, for the benchmark) but none of libich's
+# other libraries and no package registry: a machine lent for a short check.
+#
+#   scripts/gpu_kit.sh [--emulated] [BUILD_DIR [KIT_DIR]]
+#
+# KIT_DIR (default gpu-kit, ignored by git) receives libich/libich.so.0
+# (and the libich.so link), libich/libich-cuda.so, and deps.tar.xz: the
+# shared libraries libich needs beyond glibc and libstdc++ (GDCM, oneDNN,
+# OpenBLAS, libdeflate, ...; about 16 MB). Copy the repository with the kit
+# to the GPU machine and run there:
+#
+#   scripts/gpu_check.sh [KIT_DIR]
+#
+# --emulated packs the plugin built against the CPU emulation of CUDA
+# (tests/cuda_emu) instead, to rehearse gpu_check.sh on a machine without
+# a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+emulated=0
+if [[ ${1:-} == --emulated ]]; then emulated=1; shift; fi
+build=${1:-build}
+kit=${2:-gpu-kit}
+
+plugin=$build/libich/libich-cuda.so
+((emulated)) && plugin=$build/tests/cuda_emu/libich-cuda.so
+for f in "$build/libich/libich.so.0" "$plugin"; do
+  [[ -f $f ]] || { echo "gpu_kit.sh: missing $f (run scripts/build.sh $build first)" >&2; exit 1; }
+done
+
+rm -rf "$kit"
+mkdir -p "$kit/libich" "$kit/deps"
+cp "$build/libich/libich.so.0" "$plugin" "$kit/libich/"
+ln -s libich.so.0 "$kit/libich/libich.so"
+# Everything libich.so.0 loads except the C library family and libstdc++
+# / libgcc (the GPU machine's own are newer, and mixing them breaks).
+ldd "$build/libich/libich.so.0" | awk '$3 ~ /^\// {print $3}' |
+  grep -vE '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s)\.so' |
+  while read -r lib; do cp -L "$lib" "$kit/deps/"; done
+tar -cJf "$kit/deps.tar.xz" -C "$kit/deps" .
+rm -rf "$kit/deps"
+echo "gpu_kit.sh: $kit: $(du -sh "$kit" | cut -f1) ($(tar -tJf "$kit/deps.tar.xz" | grep -c '\.so') libraries in deps.tar.xz)"
