@@ -17,8 +17,10 @@
  * in PyTorch's layout: they are the master copy the optimizer updates and
  * checkpoints save. A device backend keeps its own copy of each parameter,
  * refreshed when ich_param.version changes, and adds its parameter
- * gradients into ich_param.grad at the end of a layer's backward. This
- * costs one small copy each way per step (the tutorial ConvNet has 0.6 M
+ * gradients into ich_param.grad by the end of the model's backward pass
+ * (synchronize: a device backend queues the copies, so the device does not
+ * wait for the host once per layer). This costs one small copy each way
+ * per step (the tutorial ConvNet has 0.6 M
  * parameters, 2.5 MB) and keeps the optimizers (bit-exact with PyTorch),
  * freezing, tensor views and checkpoints identical on every backend.
  *
@@ -34,7 +36,7 @@
 
 #include "nn/layer.h"
 
-#define ICH_BACKEND_INTERFACE_VERSION 2
+#define ICH_BACKEND_INTERFACE_VERSION 3
 
 typedef struct ich_backend {
     uint32_t interface_version; /* ICH_BACKEND_INTERFACE_VERSION */
@@ -50,6 +52,17 @@ typedef struct ich_backend {
     ich_status (*to_host)(void *dst, const void *src, size_t bytes);
     /* acc[i] += x[i] for i < count, both in backend memory. */
     ich_status (*accumulate)(float *acc, const float *x, int64_t count);
+    /* Optional (NULL: the model reorders on the host, then to_device):
+     * host NCHW images into backend memory as NHWC, n x h x w x c. May
+     * return before the copy is complete only if src may be changed. */
+    ich_status (*upload_nchw)(float *dst, const float *src, int32_t n, int32_t c, int32_t h,
+                              int32_t w);
+    /* Optional (NULL: nothing is ever pending): wait for the backend's
+     * queued work and finish what layers left for the host (parameter
+     * gradients added into ich_param.grad, batch-norm running statistics).
+     * The model calls it at the end of every forward and backward pass,
+     * failed ones included, so host copies are right when they return. */
+    ich_status (*synchronize)(void);
 
     /* The implementation of a layer kind, or NULL when unknown. */
     const ich_layer_ops *(*layer)(const char *kind);

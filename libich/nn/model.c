@@ -824,6 +824,8 @@ static ich_status upload_input(ich_model *m, const float *images, int32_t n, flo
     size_t bytes = (size_t)n * c * h * w * sizeof(float);
     if (c == 1)
         return m->backend->to_device(input, images, bytes);
+    if (m->backend->upload_nchw)
+        return m->backend->upload_nchw(input, images, n, c, h, w);
     if (m->staging_bytes < bytes) {
         free(m->staging);
         m->staging = malloc(bytes);
@@ -835,8 +837,16 @@ static ich_status upload_input(ich_model *m, const float *images, int32_t n, flo
     return m->backend->to_device(input, m->staging, bytes);
 }
 
-static ich_status run_forward(ich_model *m, const float *images, int32_t n, float *logits,
-                              int training)
+/* The backend's queued work done and its host-side results in place
+ * (backend.h), after a pass that ended with `st`: its first error wins. */
+static ich_status finish_pass(ich_model *m, ich_status st)
+{
+    ich_status done = m->backend->synchronize ? m->backend->synchronize() : ICH_OK;
+    return st ? st : done;
+}
+
+static ich_status forward_pass(ich_model *m, const float *images, int32_t n, float *logits,
+                               int training)
 {
     ich_status st = ICH_OK;
     if (n != m->batch && (st = resize_batch(m, n)))
@@ -894,6 +904,12 @@ static ich_status run_forward(ich_model *m, const float *images, int32_t n, floa
     if (training)
         st = ich_model_update_state_metadata(m);
     return st;
+}
+
+static ich_status run_forward(ich_model *m, const float *images, int32_t n, float *logits,
+                              int training)
+{
+    return finish_pass(m, forward_pass(m, images, n, logits, training));
 }
 
 static ich_status check_images(const ich_model *m, const float *images, int32_t n,
@@ -992,6 +1008,7 @@ ICH_API ich_status ich_model_backward(ich_model *m, const float *grad_logits, si
         st = m->backend->to_device(last->grad, grad_logits, grad_count * sizeof(float));
     for (int i = m->nnodes - 1; i >= 0 && !st; i--)
         st = backward_node(m, i);
+    st = finish_pass(m, st);
     release_values(m);
     return st;
 }

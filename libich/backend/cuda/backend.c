@@ -220,13 +220,32 @@ static ich_status cuda_to_host(void *dst, const void *src, size_t bytes)
     return copy_and_wait(dst, src, bytes, cudaMemcpyDeviceToHost);
 }
 
-ich_status ich_cuda_download(const ich_layer *layer, void *host, const void *device, size_t bytes)
+/* The images as they come (NCHW) into a device staging buffer, then
+ * reordered to NHWC on the GPU: the host does no per-element work. The
+ * copy from pageable memory returns once `src` has been read. */
+static struct {
+    pthread_mutex_t lock;
+    void *data;
+    size_t bytes;
+} g_upload = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static ich_status cuda_upload_nchw(float *dst, const float *src, int32_t n, int32_t c, int32_t h,
+                                   int32_t w)
 {
-    if (!bytes)
-        return ICH_OK;
-    CHECK_CUDA(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, g.stream),
-               "download");
-    CHECK_CUDA(cudaStreamSynchronize(g.stream), "download (waiting for the stream)");
+    const ich_layer *layer = NULL;
+    size_t bytes = (size_t)n * c * h * w * sizeof(float);
+    pthread_mutex_lock(&g_upload.lock);
+    ich_status status = ich_cuda_grow(NULL, &g_upload.data, &g_upload.bytes, bytes);
+    cudaError_t error = cudaSuccess;
+    if (!status && (error = cudaMemcpyAsync(g_upload.data, src, bytes, cudaMemcpyHostToDevice,
+                                            g.stream)) == cudaSuccess) {
+        ich_cuda_k_nchw_to_nhwc(dst, g_upload.data, n, c, (int64_t)h * w);
+        error = cudaPeekAtLastError();
+    }
+    pthread_mutex_unlock(&g_upload.lock);
+    if (status)
+        return status;
+    CHECK_CUDA(error, "input upload");
     return ICH_OK;
 }
 
@@ -294,6 +313,8 @@ static const ich_backend g_table = {
     .to_device = cuda_to_device,
     .to_host = cuda_to_host,
     .accumulate = cuda_accumulate,
+    .upload_nchw = cuda_upload_nchw,
+    .synchronize = ich_cuda_synchronize,
     .layer = cuda_layer,
     .set_threads = cuda_set_threads,
     .threads = cuda_threads,

@@ -5,8 +5,8 @@
  *   y = weight / sqrt(var + eps) * (x - mean) + bias, then update
  *   running_mean / running_var (unbiased variance) with the momentum and
  *   num_batches_tracked += 1, on the host copies, with the CPU's very
- *   formula (the batch statistics come back, 2 x C floats, and the stream is
- *   waited for: the host parameters are right when forward returns).
+ *   formula (the batch statistics come back, 2 x C floats, queued, and
+ *   are applied when the model's pass ends: ich_cuda_synchronize).
  * evaluation: the running statistics instead (device mirrors, uploaded when
  *   their version changes).
  * backward: oneDNN's formulas, d weight = sum((x - mean) dy) / sqrt(var +
@@ -30,7 +30,6 @@ enum { BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT, BN_PARAMS };
 typedef struct bn_state {
     ich_cuda_mirror weight, bias, running_mean, running_var;
     float *stats;      /* device, 2 x C: the last training forward's batch mean, variance */
-    float *stats_host; /* their host copy, 2 x C */
     float *grads;      /* device, 2 x C: d weight, d bias of a backward */
     double *partial;   /* device, the reductions' partial sums */
     size_t partial_size;
@@ -51,7 +50,6 @@ static void bn_destroy(ich_layer *layer)
         ich_cuda_free(s->grads);
         ich_cuda_free(s->partial);
         ich_cuda_relu_mask_free(&s->mask);
-        free(s->stats_host);
         free(s);
         layer->state = NULL;
     }
@@ -70,8 +68,7 @@ static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *ou
     size_t C = (size_t)in->c;
     s->stats = ich_cuda_alloc(2 * C * sizeof(float));
     s->grads = ich_cuda_alloc(2 * C * sizeof(float));
-    s->stats_host = calloc(2 * C, sizeof(float));
-    if (!s->stats || !s->grads || !s->stats_host)
+    if (!s->stats || !s->grads)
         status = cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for batch statistics",
                            layer->name);
     int64_t dims[1] = {in->c};
@@ -113,11 +110,11 @@ static ich_status bn_partial(ich_layer *layer, int64_t rows, int32_t *chunks)
 /* PyTorch's running statistics update from the batch's mean and biased
  * variance (the running variance takes the unbiased one): the CPU
  * backend's update_running, on the host copies. */
-static void update_running(ich_layer *layer)
+static void update_running(void *target, const float *stats, int64_t count)
 {
-    bn_state *s = layer->state;
-    const int C = layer->in[0].c;
-    const float *mean = s->stats_host, *var = s->stats_host + C;
+    ich_layer *layer = target;
+    const int C = (int)(count / 2);
+    const float *mean = stats, *var = stats + C;
     const double rows = (double)(ich_shape_count(layer->in[0]) / C);
     const double m = layer->args.momentum;
     const double unbias = rows > 1 ? rows / (rows - 1) : 1.0;
@@ -169,13 +166,11 @@ static ich_status bn_forward(ich_layer *layer, const float *const *in, float *ou
         (status = ich_cuda_relu_fused(layer, training ? &s->mask : NULL, out, count)))
         return status;
     s->ready = 0;
-    if (training) {
-        /* the host's running statistics are right when forward returns */
-        if ((status = ich_cuda_download(layer, s->stats_host, s->stats,
-                                        2 * (size_t)C * sizeof(float))))
-            return status;
-        update_running(layer);
-    }
+    /* the host's running statistics are right when the model's forward
+     * pass returns (ich_cuda_synchronize) */
+    if (training && (status = ich_cuda_finish_later(layer, s->stats, 2 * (int64_t)C,
+                                                    update_running, layer)))
+        return status;
     s->last_training = training ? 1 : 0;
     s->ready = 1;
     return ICH_OK;
@@ -226,7 +221,7 @@ static ich_status bn_backward(ich_layer *layer, const float *const *in, const fl
                                dbias, eps, rows, C, t);
         CHECK_LAUNCH("batchnorm backward");
     }
-    /* grad_add skips frozen parameters and waits for the stream */
+    /* grad_add skips frozen parameters */
     if ((status = ich_cuda_grad_add(layer, &layer->params[BN_WEIGHT], dweight)) ||
         (status = ich_cuda_grad_add(layer, &layer->params[BN_BIAS], dbias)))
         return status;

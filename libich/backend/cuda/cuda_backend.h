@@ -5,12 +5,13 @@
  *
  * Every call here runs on the plugin's single CUDA stream, so kernels,
  * cuDNN and cuBLAS calls and copies are ordered without events; host code
- * waits only where it reads a result (to_host, parameter gradients,
- * batch-norm running statistics).
+ * waits only where it reads a result: to_host, and ich_cuda_synchronize at
+ * the end of each forward and backward pass, which finishes parameter
+ * gradients and batch-norm running statistics on the host.
  *
  * Parameters live in pinned host memory (see libich/backend/backend.h); a
- * layer keeps a device mirror of each (ich_cuda_mirror) and adds its
- * device-side gradients into param->grad with ich_cuda_grad_add. */
+ * layer keeps a device mirror of each (ich_cuda_mirror) and has its
+ * device-side gradients added into param->grad with ich_cuda_grad_add. */
 #ifndef ICH_INTERNAL_BACKEND_CUDA_H
 #define ICH_INTERNAL_BACKEND_CUDA_H
 
@@ -112,13 +113,22 @@ ich_status ich_cuda_mirror_sync(const ich_layer *layer, const ich_param *param,
 void ich_cuda_mirror_mark(const ich_param *param, ich_cuda_mirror *mirror);
 void ich_cuda_mirror_free(ich_cuda_mirror *mirror);
 
-/* param->grad += the device gradient `device_grad` (param's count values),
- * unless the parameter is frozen. Waits for the stream. */
-ich_status ich_cuda_grad_add(const ich_layer *layer, ich_param *param, const float *device_grad);
+/* ---- results finished on the host after the stream's work -------------- */
 
-/* Copy `bytes` from the device to pinned or pageable host memory and wait. */
-ich_status ich_cuda_download(const ich_layer *layer, void *host, const void *device,
-                             size_t bytes);
+/* Queue a copy of `count` floats from `device` to pinned host memory; at the
+ * next ich_cuda_synchronize, once the stream has done it, call
+ * finish(target, the copied floats, count). The device values may be
+ * overwritten by work queued after this call. */
+typedef void (*ich_cuda_finish_fn)(void *target, const float *host, int64_t count);
+ich_status ich_cuda_finish_later(const ich_layer *layer, const float *device, int64_t count,
+                                 ich_cuda_finish_fn finish, void *target);
+/* Wait for the stream and run the finish functions queued so far (the
+ * backend table's synchronize). */
+ich_status ich_cuda_synchronize(void);
+
+/* param->grad += the device gradient `device_grad` (param's count values),
+ * unless the parameter is frozen, at the next ich_cuda_synchronize. */
+ich_status ich_cuda_grad_add(const ich_layer *layer, ich_param *param, const float *device_grad);
 
 /* ---- fused ReLU (conv, linear, batch norm) ----------------------------- */
 
@@ -157,6 +167,8 @@ extern const ich_layer_ops ich_cuda_concat_ops;
 
 /* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
 
+/* dst[(b * hw + p) * c + k] = src[(b * c + k) * hw + p]: NCHW images to NHWC */
+void ich_cuda_k_nchw_to_nhwc(float *dst, const float *src, int32_t n, int32_t c, int64_t hw);
 /* acc[i] += x[i] */
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count);
 /* out = max(out, 0); mask[i] = out > 0 (mask may be NULL) */

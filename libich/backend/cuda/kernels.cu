@@ -72,6 +72,18 @@ __global__ void column_sum_kernel(float *sum, const float *x, int64_t rows, int3
     }
 }
 
+// One thread per output (NHWC) value: consecutive threads write
+// consecutive channels.
+__global__ void nchw_to_nhwc_kernel(float *dst, const float *src, int64_t count, int32_t c,
+                                    int64_t hw)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t k = i % c, p = i / c % hw, b = i / (c * hw);
+        dst[i] = src[(b * c + k) * hw + p];
+    }
+}
+
 // One thread per weight, indexed by its OIHW position.
 __global__ void oihw_ohwi_kernel(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
                                  int32_t w, bool to_ohwi)
@@ -104,6 +116,12 @@ void ich_cuda_k_ohwi_to_oihw(float *dst, const float *src, int32_t o, int32_t i,
 {
     ICH_CUDA_LAUNCH(oihw_ohwi_kernel, blocks_for((int64_t)o * i * h * w), kThreads)(
         dst, src, o, i, h, w, false);
+}
+
+void ich_cuda_k_nchw_to_nhwc(float *dst, const float *src, int32_t n, int32_t c, int64_t hw)
+{
+    int64_t count = (int64_t)n * c * hw;
+    ICH_CUDA_LAUNCH(nchw_to_nhwc_kernel, blocks_for(count), kThreads)(dst, src, count, c, hw);
 }
 
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count)

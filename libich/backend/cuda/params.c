@@ -95,39 +95,117 @@ void ich_cuda_mirror_free(ich_cuda_mirror *mirror)
     memset(mirror, 0, sizeof *mirror);
 }
 
-/* One pinned staging buffer for gradient downloads, grown as needed (pinned
- * allocations cost milliseconds: not one per step). */
+/* Results the host finishes after the stream is waited for: each a copy
+ * queued from the device into one pinned arena and a function that takes
+ * it from there (add a gradient, update running statistics). A backward
+ * pass queues all its parameter gradients and waits once, in
+ * ich_cuda_synchronize, not once per parameter. */
+typedef struct pending {
+    ich_cuda_finish_fn finish;
+    void *target;
+    size_t offset; /* in floats, into the arena */
+    int64_t count;
+} pending;
+
 static struct {
     pthread_mutex_t lock;
-    float *data;
-    size_t bytes;
-} g_staging = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+    float *arena; /* pinned */
+    size_t capacity, used; /* floats */
+    pending *items;
+    size_t count, size;
+} g_pending = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, NULL, 0, 0};
+
+/* Wait for the stream, then run and forget the pending items. Called with
+ * the lock held. */
+static ich_status finish_pending(void)
+{
+    const ich_layer *layer = NULL;
+    cudaError_t error = cudaStreamSynchronize(ich_cuda_stream());
+    if (error == cudaSuccess)
+        for (size_t i = 0; i < g_pending.count; i++) {
+            pending *p = &g_pending.items[i];
+            p->finish(p->target, g_pending.arena + p->offset, p->count);
+        }
+    g_pending.count = 0;
+    g_pending.used = 0;
+    CHECK_CUDA(error, "synchronize");
+    return ICH_OK;
+}
+
+ich_status ich_cuda_synchronize(void)
+{
+    pthread_mutex_lock(&g_pending.lock);
+    ich_status status = finish_pending();
+    pthread_mutex_unlock(&g_pending.lock);
+    return status;
+}
+
+/* Room for `count` more floats in the arena and one more item (finishing
+ * what is pending first when the arena must move). */
+static ich_status reserve(const ich_layer *layer, int64_t count)
+{
+    size_t want = g_pending.used + (size_t)count;
+    if (want > g_pending.capacity) {
+        ich_status status = finish_pending();
+        if (status)
+            return status;
+        size_t capacity = g_pending.capacity * 2 > (size_t)count ? g_pending.capacity * 2
+                                                                 : (size_t)count;
+        capacity = capacity < 65536 ? 65536 : capacity;
+        cudaFreeHost(g_pending.arena);
+        g_pending.capacity = 0;
+        /* pinned allocations cost milliseconds: grown by doubling, kept */
+        if (cudaMallocHost((void **)&g_pending.arena, capacity * sizeof(float)) != cudaSuccess) {
+            cudaGetLastError();
+            g_pending.arena = NULL;
+            return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of pinned host memory (%zu bytes)",
+                             layer->name, capacity * sizeof(float));
+        }
+        g_pending.capacity = capacity;
+    }
+    if (g_pending.count == g_pending.size) {
+        size_t size = g_pending.size ? 2 * g_pending.size : 64;
+        pending *grown = realloc(g_pending.items, size * sizeof *grown);
+        if (!grown)
+            return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
+        g_pending.items = grown;
+        g_pending.size = size;
+    }
+    return ICH_OK;
+}
+
+ich_status ich_cuda_finish_later(const ich_layer *layer, const float *device, int64_t count,
+                                 ich_cuda_finish_fn finish, void *target)
+{
+    pthread_mutex_lock(&g_pending.lock);
+    ich_status status = reserve(layer, count);
+    if (status == ICH_OK) {
+        float *slot = g_pending.arena + g_pending.used;
+        cudaError_t error = cudaMemcpyAsync(slot, device, (size_t)count * sizeof(float),
+                                            cudaMemcpyDeviceToHost, ich_cuda_stream());
+        if (error == cudaSuccess) {
+            g_pending.items[g_pending.count++] = (pending){finish, target, g_pending.used, count};
+            g_pending.used += ((size_t)count + 15) / 16 * 16; /* 64-byte slots */
+        } else {
+            status = ich_cuda_error(layer, "download", error);
+        }
+    }
+    pthread_mutex_unlock(&g_pending.lock);
+    return status;
+}
+
+static void add_gradient(void *target, const float *host, int64_t count)
+{
+    ich_param *param = target;
+    for (int64_t i = 0; i < count; i++)
+        param->grad[i] += host[i];
+}
 
 ich_status ich_cuda_grad_add(const ich_layer *layer, ich_param *param, const float *device_grad)
 {
     if (param->frozen || !param->grad)
         return ICH_OK;
-    int64_t count = ich_param_count(param);
-    size_t bytes = (size_t)count * sizeof(float);
-    pthread_mutex_lock(&g_staging.lock);
-    if (g_staging.bytes < bytes) {
-        cudaFreeHost(g_staging.data);
-        g_staging.data = NULL;
-        g_staging.bytes = 0;
-        if (cudaMallocHost((void **)&g_staging.data, bytes) != cudaSuccess) {
-            cudaGetLastError();
-            g_staging.data = NULL;
-            pthread_mutex_unlock(&g_staging.lock);
-            return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of pinned memory for %s's gradient",
-                             layer->name, param->name);
-        }
-        g_staging.bytes = bytes;
-    }
-    ich_status st = ich_cuda_download(layer, g_staging.data, device_grad, bytes);
-    for (int64_t i = 0; !st && i < count; i++)
-        param->grad[i] += g_staging.data[i];
-    pthread_mutex_unlock(&g_staging.lock);
-    return st;
+    return ich_cuda_finish_later(layer, device_grad, ich_param_count(param), add_gradient, param);
 }
 
 ich_status ich_cuda_relu_fused(const ich_layer *layer, ich_cuda_relu_mask *mask, float *out,
