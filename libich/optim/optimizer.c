@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "ich/optim.h"
@@ -264,6 +265,22 @@ static void adam_update(float *restrict param, const float *restrict grad, float
     }
 }
 
+/* One parameter's update spread over the CPU backend's threads (each
+ * element's arithmetic is the same on any thread: bit for bit). */
+typedef struct update_job {
+    float *param, *m, *v;
+    const float *grad;
+    const void *step; /* adam_step or sgd_step */
+    int decoupled;
+} update_job;
+
+static void adam_range(void *context, int64_t begin, int64_t end)
+{
+    const update_job *j = context;
+    adam_update(j->param + begin, j->grad + begin, j->m + begin, j->v + begin, end - begin,
+                j->step, j->decoupled);
+}
+
 static void adam_param(const ich_optimizer *opt, param_state *p, const ich_tensor_view *view)
 {
     const ich_optimizer_options *o = &opt->o;
@@ -283,8 +300,9 @@ static void adam_param(const ich_optimizer *opt, param_state *p, const ich_tenso
         .eps = (float)o->eps,
         .neg_step_size = (float)-step_size,
     };
-    adam_update((float *)view->data, view->grad, p->exp_avg, p->exp_avg_sq, p->count, &s,
-                o->kind == ICH_OPTIM_ADAMW);
+    update_job job = {(float *)view->data, p->exp_avg, p->exp_avg_sq, view->grad, &s,
+                      o->kind == ICH_OPTIM_ADAMW};
+    ich_cpu_parallel(p->count, adam_range, &job);
 }
 
 typedef struct sgd_step {
@@ -302,18 +320,29 @@ ICH_FMA_CLONES
 static void sgd_update(float *restrict param, const float *restrict grad, float *restrict buf,
                        int64_t count, const sgd_step *s)
 {
+    /* locals, not s->: the loop is then split by case and vectorised */
+    const float weight_decay = s->weight_decay, momentum = s->momentum;
+    const float one_minus_dampening = s->one_minus_dampening, neg_lr = s->neg_lr;
+    const int first = s->first, nesterov = s->nesterov;
     for (int64_t i = 0; i < count; i++) {
         float p = param[i];
         float d = grad[i];
-        if (s->weight_decay != 0.0f)
-            d = fmaf(p, s->weight_decay, d);
+        if (weight_decay != 0.0f)
+            d = fmaf(p, weight_decay, d);
         if (buf) {
-            float b = s->first ? d : fmaf(d, s->one_minus_dampening, buf[i] * s->momentum);
+            float b = first ? d : fmaf(d, one_minus_dampening, buf[i] * momentum);
             buf[i] = b;
-            d = s->nesterov ? fmaf(b, s->momentum, d) : b;
+            d = nesterov ? fmaf(b, momentum, d) : b;
         }
-        param[i] = fmaf(d, s->neg_lr, p);
+        param[i] = fmaf(d, neg_lr, p);
     }
+}
+
+static void sgd_range(void *context, int64_t begin, int64_t end)
+{
+    const update_job *j = context;
+    sgd_update(j->param + begin, j->grad + begin, j->m ? j->m + begin : NULL, end - begin,
+               j->step);
 }
 
 static void sgd_param(const ich_optimizer *opt, param_state *p, const ich_tensor_view *view)
@@ -327,8 +356,9 @@ static void sgd_param(const ich_optimizer *opt, param_state *p, const ich_tensor
         .first = p->step == 0,
         .nesterov = o->nesterov != 0,
     };
-    sgd_update((float *)view->data, view->grad, o->momentum != 0 ? p->exp_avg : NULL, p->count,
-               &s);
+    update_job job = {(float *)view->data, o->momentum != 0 ? p->exp_avg : NULL, NULL,
+                      view->grad, &s, 0};
+    ich_cpu_parallel(p->count, sgd_range, &job);
     p->step++;
 }
 

@@ -148,6 +148,45 @@ def test_optimizer_same_gradients_as_torch(kind, options, torch_options):
         assert mine == {}
 
 
+@pytest.mark.parametrize("kind,options,torch_options", CASES[::2])
+def test_optimizer_threads_do_not_change_the_result(kind, options, torch_options):
+    """A parameter big enough to be updated on several threads (120,000
+    values; ranges from 65,536 up are split): bit for bit the same weights
+    and moments on 1 and on 2 threads, and torch's."""
+    spec = "input 1x1x400, flatten, linear 300"
+    results = []
+    try:
+        for threads in (1, 2):
+            ich.set_threads(threads)
+            model = ich.Model(spec)
+            model.init_weights(0)
+            linear = torch.nn.Linear(400, 300)
+            with torch.no_grad():
+                for name, p in linear.named_parameters():
+                    p.copy_(torch.from_numpy(model.state_dict()["fc1." + name]))
+            opt = ich.Optimizer(model, kind, **options)
+            topt = TORCH[kind](linear.parameters(), **torch_options)
+            r = rng(5)
+            for step in range(3):
+                grads = {"fc1.weight": r.uniform(-1, 1, (300, 400)).astype(np.float32),
+                         "fc1.bias": r.uniform(-1, 1, 300).astype(np.float32)}
+                set_grads(model, grads)
+                linear.weight.grad = torch.from_numpy(grads["fc1.weight"].copy())
+                linear.bias.grad = torch.from_numpy(grads["fc1.bias"].copy())
+                opt.step()
+                topt.step()
+            state = model.state_dict()
+            assert_close_rel(state["fc1.weight"], linear.weight.detach().numpy())
+            results.append((state, opt.state()))
+    finally:
+        ich.set_threads(0)
+    (one, one_opt), (two, two_opt) = results
+    for name in one:
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+    for name in one_opt:
+        np.testing.assert_array_equal(two_opt[name], one_opt[name], err_msg=name)
+
+
 def test_adam_training_steps_match_torch():
     """Forward, loss, backward and Adam through the API, 5 steps, beside
     the same steps in torch."""
