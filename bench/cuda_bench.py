@@ -2,9 +2,9 @@
 """One side of the GPU benchmark, for bench/run_cuda.sh: libich's CUDA
 backend or PyTorch, training and inference of a preset network on the GPU.
 
-    cuda_bench.py probe libich|pytorch [--fp32] [--tf32]
+    cuda_bench.py probe libich|pytorch [--fp32] [--tf32] [--bf16]
     cuda_bench.py run libich|pytorch --model tutorial|ichnet --batch N
-                  [--warmup 3] [--train-steps 10] [--infer-steps 10] [--fp32] [--tf32]
+                  [--warmup 3] [--train-steps 10] [--infer-steps 10] [--fp32] [--tf32] [--bf16]
 
 probe: can this side use the GPU? Prints a line describing it
        (libich: ich.backend_info("cuda"); PyTorch: version, device, TF32
@@ -29,7 +29,10 @@ run:   one fixed random batch (uniform [0, 1) pixels, six random 0/1
 
 --fp32: PyTorch without TensorFloat-32 (torch.backends.cudnn.allow_tf32 and
         torch.backends.cuda.matmul.allow_tf32 False), as libich's default.
---tf32: libich with ICH_CUDA_TF32=1 (TF32 convolutions and matrix products).
+--tf32: libich with ICH_CUDA_MATH=tf32 (TF32 convolutions and matrix products).
+--bf16: mixed precision on both sides: libich with ICH_CUDA_MATH=bf16
+        (bfloat16 convolutions, TF32 matrix products, FP32 elsewhere),
+        PyTorch under torch.autocast("cuda", dtype=torch.bfloat16).
 
 The libich side never imports torch, and each run is its own process (so
 one side's cached GPU memory does not crowd the other's). The PyTorch
@@ -55,16 +58,19 @@ OUTPUTS = 6
 
 # ---- libich ----------------------------------------------------------------------
 
-def import_ich(tf32):
-    if tf32:
-        os.environ["ICH_CUDA_TF32"] = "1"  # read when the plugin starts
+def import_ich(args):
+    # read when the plugin starts
+    if args.bf16:
+        os.environ["ICH_CUDA_MATH"] = "bf16"
+    elif args.tf32:
+        os.environ["ICH_CUDA_MATH"] = "tf32"
     sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
     import ich
     return ich
 
 
 def probe_libich(args):
-    ich = import_ich(args.tf32)
+    ich = import_ich(args)
     try:
         info = ich.backend_info("cuda")
     except ich.IchError as e:
@@ -78,7 +84,7 @@ def probe_libich(args):
 
 def run_libich(args):
     import numpy as np
-    ich = import_ich(args.tf32)
+    ich = import_ich(args)
     ich.use_backend("cuda")  # raises, saying why, when the GPU cannot be used
     model = ich.Model.preset(args.model)
     assert model.backend == "cuda"
@@ -185,14 +191,18 @@ def run_pytorch(args):
     optimizer = None
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
+    # --bf16: automatic mixed precision (bfloat16 compute, FP32 weights)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16)
+
     def infer():
-        with torch.no_grad():
-            logits = model(x.to(device)).cpu()
+        with torch.no_grad(), autocast:
+            logits = model(x.to(device)).float().cpu()
         return float(logits.abs().mean())
 
     def train():
         optimizer.zero_grad()
-        loss = loss_fn(model(x.to(device)), y.to(device))
+        with autocast:
+            loss = loss_fn(model(x.to(device)).float(), y.to(device))
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -260,7 +270,10 @@ def main():
     parser.add_argument("--infer-steps", type=int, default=10)
     parser.add_argument("--fp32", action="store_true",
                         help="PyTorch without TF32 (libich's default math)")
-    parser.add_argument("--tf32", action="store_true", help="libich with ICH_CUDA_TF32=1")
+    parser.add_argument("--tf32", action="store_true", help="libich with ICH_CUDA_MATH=tf32")
+    parser.add_argument("--bf16", action="store_true",
+                        help="mixed precision: libich with ICH_CUDA_MATH=bf16, PyTorch under "
+                             "torch.autocast(dtype=torch.bfloat16)")
     args = parser.parse_args()
     if args.batch < 1 or args.warmup < 0 or args.train_steps < 1 or args.infer_steps < 1:
         parser.error("--batch, --train-steps and --infer-steps must be >= 1, --warmup >= 0")

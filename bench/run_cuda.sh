@@ -5,10 +5,11 @@
 # (3x256x256) at batch 16 and 64 (bench/cuda_bench.py, one process per
 # side, network and batch). See bench/README.md.
 #
-#   bench/run_cuda.sh [--fp32] [--tf32] [--quick] [--only libich|pytorch] [BUILD_DIR]
+#   bench/run_cuda.sh [--fp32] [--tf32] [--bf16] [--quick] [--only libich|pytorch] [BUILD_DIR]
 #
 # --fp32       PyTorch without TF32 (cudnn and matmul allow_tf32 off): libich's default math
-# --tf32       libich with ICH_CUDA_TF32=1 (TF32 convolutions, as PyTorch's default)
+# --tf32       libich with ICH_CUDA_MATH=tf32 (TF32 convolutions, as PyTorch's default)
+# --bf16       mixed precision on both sides: libich ICH_CUDA_MATH=bf16, PyTorch autocast bf16
 # --quick      a smoke test: batch 2, 1 warm-up and 2 timed steps (figures mean little)
 # --only SIDE  run one side only (no ratios)
 #
@@ -34,16 +35,18 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 fp32=0
 tf32=0
+bf16=0
 quick=0
 only=
 build=
 die() { echo "run_cuda.sh: $*" >&2; exit 1; }
-help_text() { sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//'; }
+help_text() { sed -n '8,14p' "$0" | sed 's/^# \{0,1\}//'; }
 usage() { help_text >&2; exit 2; }
 while (($#)); do
     case $1 in
     --fp32) fp32=1; shift ;;
     --tf32) tf32=1; shift ;;
+    --bf16) bf16=1; shift ;;
     --quick) quick=1; shift ;;
     --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
     -h | --help) help_text; exit 0 ;;
@@ -85,9 +88,11 @@ if ((run_libich)); then
     export ICH_LIBRARY=$build/libich/libich.so
     export PYTHONPATH=$root/bindings/python${PYTHONPATH:+:$PYTHONPATH}
 fi
-((tf32)) && export ICH_CUDA_TF32=1
+((tf32)) && export ICH_CUDA_MATH=tf32
+((bf16)) && export ICH_CUDA_MATH=bf16
 torch_flags=()
 ((fp32)) && torch_flags+=(--fp32)
+((bf16)) && torch_flags+=(--bf16)
 bench() { "$python" "$here/cuda_bench.py" "$@"; }
 
 # ---- Is there a GPU? -------------------------------------------------------
@@ -140,7 +145,8 @@ fi
 ((run_libich)) && echo "libich:  $build/libich/libich.so, $lib_info"
 ((run_torch)) && echo "python:  $python, $torch_info"
 setup="setup:  "
-((run_libich)) && setup+=" libich [$lib_info] TF32 $(grep -q 'TF32 math' <<<"$lib_info" && echo on || echo off);"
+((run_libich)) && setup+=" libich [$lib_info];"
+((bf16)) && setup+=" PyTorch under torch.autocast(bfloat16);"
 ((run_torch)) && setup+=" PyTorch $(field "$torch_result" version) TF32 convolutions $(onoff "$(field "$torch_result" conv_tf32)"), matrix products $(onoff "$(field "$torch_result" matmul_tf32)")"
 echo "$setup"
 [[ -n ${NVIDIA_TF32_OVERRIDE:-} ]] && echo "         (NVIDIA_TF32_OVERRIDE=$NVIDIA_TF32_OVERRIDE is set: it overrides both sides' TF32 settings)"
@@ -159,6 +165,7 @@ for model in $models; do
             flags=()
             [[ $side == pytorch ]] && flags=("${torch_flags[@]}")
             ((tf32)) && [[ $side == libich ]] && flags+=(--tf32)
+            ((bf16)) && [[ $side == libich ]] && flags+=(--bf16)
             out=$(bench run "$side" --model "$model" --batch "$batch" --warmup "$warmup" \
                 --train-steps "$train_steps" --infer-steps "$infer_steps" "${flags[@]}") ||
                 die "cuda_bench.py run $side --model $model --batch $batch failed"

@@ -7,10 +7,12 @@
 #
 # 1. the CUDA backend starts (ich.backend_info("cuda"));
 # 2. tests/gpu: every layer kind, training steps of the presets and
-#    checkpoints on the GPU against the CPU backend (1e-4, FP32);
+#    checkpoints on the GPU against the CPU backend (1e-4, FP32), then the
+#    mixed-precision tests (ICH_CUDA_MATH=bf16);
 # 3. bench/run_cuda.sh: training and inference images/s beside PyTorch on
 #    the same GPU, with PyTorch's default math (TF32 convolutions) against
-#    libich in FP32 and in TF32, then both in FP32. --quick: a smoke test.
+#    libich in FP32 and in TF32, then both in FP32, then both in bfloat16
+#    mixed precision. --quick: a smoke test.
 #
 # Environment: PYTHON (default: python3 on the PATH if it has numpy, else
 # /usr/bin/python3); OUT (when set, the output is also written to
@@ -73,6 +75,8 @@ step "the CUDA backend"
 
 step "tests/gpu: every layer, training steps and checkpoints against the CPU backend"
 "$python" -m pytest -q -rs -p no:cacheprovider tests/gpu || failed=1
+step "tests/gpu with bfloat16 mixed precision"
+ICH_CUDA_MATH=bf16 "$python" -m pytest -q -p no:cacheprovider tests/gpu || failed=1
 
 step "benchmark beside PyTorch on the same GPU"
 only=()
@@ -86,6 +90,8 @@ if [[ ${#quick[@]} -eq 0 ]]; then
   bench/run_cuda.sh --tf32 "${only[@]}" "$kit" || failed=1
   step "benchmark: both sides in FP32"
   bench/run_cuda.sh --fp32 "${only[@]}" "$kit" || failed=1
+  step "benchmark: both sides in bfloat16 mixed precision"
+  bench/run_cuda.sh --bf16 "${only[@]}" "$kit" || failed=1
 fi
 echo
 ((failed)) && echo "gpu_check.sh: FAILED (see above)" || echo "gpu_check.sh: all passed"

@@ -34,6 +34,8 @@ echo "== tests/gpu on the CPU emulation of CUDA (the plugin's own code, no GPU)"
 emulated=$(mktemp -d)
 cp build/libich/libich.so.0 build/tests/cuda_emu/libich-cuda.so "$emulated/"
 ICH_LIBRARY="$emulated/libich.so.0" $py -m pytest -q -p no:cacheprovider tests/gpu
+echo "== the same with bfloat16 mixed precision (ICH_CUDA_MATH=bf16)"
+ICH_CUDA_MATH=bf16 ICH_LIBRARY="$emulated/libich.so.0" $py -m pytest -q -p no:cacheprovider tests/gpu
 rm -rf "$emulated"
 
 echo "== exported symbols: only ich_*"

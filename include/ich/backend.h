@@ -20,10 +20,18 @@
  *         when it cannot start
  * The plugin is looked for beside libich.so, then in the folders of
  * ICH_PLUGIN_PATH (colon-separated), then on the system's library path.
- * The CUDA backend also reads ICH_CUDA_DEVICE (device number, default 0),
- * ICH_CUDA_TF32=1 (TensorFloat-32 convolutions and matrix products: faster,
- * about 1e-3 relative error; the default is full FP32) and
- * ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default 1024).
+ * The CUDA backend also reads, when it starts, ICH_CUDA_DEVICE (device
+ * number, default 0), ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default
+ * 1024) and ICH_CUDA_MATH, the arithmetic of convolutions and matrix
+ * products (ich_backend_describe names it):
+ *   fp32  full single precision, as the CPU (the default)
+ *   tf32  TensorFloat-32 tensor cores: faster, about 1e-3 relative error
+ *         (PyTorch's default for convolutions; ICH_CUDA_TF32=1 says the same)
+ *   bf16  mixed precision: convolutions on bfloat16 copies of their inputs,
+ *         weights and gradients with FP32 sums (about 1e-2 relative, as
+ *         PyTorch's autocast), matrix products in TF32; the weights, the
+ *         optimizer and every other layer stay FP32
+ * Another value makes the CUDA backend fail to start, saying so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

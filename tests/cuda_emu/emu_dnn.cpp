@@ -1,6 +1,8 @@
 // The part of cuDNN the CUDA plugin uses (its convolution API), on the CPU
 // for the emulation (tests/cuda_emu/README.md): naive loops over 4-D
-// tensors in NCHW or NHWC, sums in double. Every call checks what real
+// tensors in NCHW or NHWC, float or bfloat16 (cuDNN's "pseudo bfloat16"
+// configuration: bfloat16 tensors, FP32 compute; results rounded to
+// nearest even), sums in double. Every call checks what real
 // cuDNN checks (descriptors set and consistent, output sizes, the
 // workspace its heuristics asked for) and that each pointer is device
 // memory large enough for its descriptor.
@@ -19,6 +21,7 @@ struct ich_emu_cudnn {
 struct ich_emu_tensor {
     bool set;
     cudnnTensorFormat_t format;
+    cudnnDataType_t type;
     int n, c, h, w;
 };
 
@@ -46,9 +49,43 @@ int64_t at(const ich_emu_tensor *t, int64_t n, int64_t c, int64_t h, int64_t w)
     return ((n * t->c + c) * t->h + h) * t->w + w;
 }
 
+size_t count_of(const ich_emu_tensor *t)
+{
+    return (size_t)t->n * t->c * t->h * t->w;
+}
+
 size_t bytes_of(const ich_emu_tensor *t)
 {
-    return (size_t)t->n * t->c * t->h * t->w * sizeof(float);
+    return count_of(t) * (t->type == CUDNN_DATA_BFLOAT16 ? 2 : 4);
+}
+
+// A tensor's elements as doubles, and back (rounded to its type).
+std::vector<double> load(const void *p, const ich_emu_tensor *t)
+{
+    std::vector<double> values(count_of(t));
+    for (size_t i = 0; i < values.size(); i++) {
+        if (t->type == CUDNN_DATA_FLOAT) {
+            values[i] = ((const float *)p)[i];
+        } else {
+            uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+            float f;
+            memcpy(&f, &u, sizeof f);
+            values[i] = f;
+        }
+    }
+    return values;
+}
+
+void store(void *p, const ich_emu_tensor *t, size_t i, float f)
+{
+    if (t->type == CUDNN_DATA_FLOAT) {
+        ((float *)p)[i] = f;
+        return;
+    }
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u); // nearest, ties to even (no NaN here)
+    ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
 }
 
 bool device(const void *p, const ich_emu_tensor *t, const char *call, const char *what)
@@ -80,6 +117,10 @@ cudnnStatus_t check(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_
     }
     int n, c, h, wd;
     output_dims(x, w, conv, &n, &c, &h, &wd);
+    if (x->type != w->type || x->type != y->type) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: x, w and y are not of one data type", call);
+        return CUDNN_STATUS_NOT_SUPPORTED;
+    }
     if (x->c != w->c || y->n != n || y->c != c || y->h != h || y->w != wd || h <= 0 || wd <= 0) {
         ich_emu_misuse(cudaErrorInvalidValue,
                        "%s: x %dx%dx%dx%d, w %dx%dx%dx%d give y %dx%dx%dx%d, not %dx%dx%dx%d", call,
@@ -126,11 +167,12 @@ void each_tap(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_co
                 }
 }
 
-// out[i] = a * sum[i] + b * out[i] (b 0: out is not read).
-void blend(float *out, const std::vector<double> &sum, float a, float b)
+// out[i] = a * sum[i] + b * out[i] (b 0: out is not read), in t's type.
+void blend(void *out, const ich_emu_tensor *t, const std::vector<double> &sum, float a, float b)
 {
+    std::vector<double> old = b != 0.0f ? load(out, t) : std::vector<double>();
     for (size_t i = 0; i < sum.size(); i++)
-        out[i] = (float)(a * sum[i] + (b != 0.0f ? b * (double)out[i] : 0.0));
+        store(out, t, i, (float)(a * sum[i] + (b != 0.0f ? b * old[i] : 0.0)));
 }
 
 bool workspace_ok(void *workspace, size_t bytes, size_t needed, const char *call)
@@ -209,10 +251,10 @@ cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t desc)
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format,
                                          cudnnDataType_t type, int n, int c, int h, int w)
 {
-    if (type != CUDNN_DATA_FLOAT || n <= 0 || c <= 0 || h <= 0 || w <= 0 ||
-        (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
+    if ((type != CUDNN_DATA_FLOAT && type != CUDNN_DATA_BFLOAT16) || n <= 0 || c <= 0 ||
+        h <= 0 || w <= 0 || (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
         return CUDNN_STATUS_BAD_PARAM;
-    *desc = ich_emu_tensor{true, format, n, c, h, w};
+    *desc = ich_emu_tensor{true, format, type, n, c, h, w};
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -249,6 +291,7 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t desc,
                                               int dilation_w, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t type)
 {
+    // compute type: FP32 (also for bfloat16 tensors)
     if (pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dilation_h <= 0 || dilation_w <= 0 ||
         type != CUDNN_DATA_FLOAT || (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION))
         return CUDNN_STATUS_BAD_PARAM;
@@ -320,16 +363,16 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
     const ich_emu_conv cd = *conv;
     const float a = *(const float *)alpha, b = *(const float *)beta;
     ich_emu_enqueue([=]() {
-        const float *xf = (const float *)x, *wf = (const float *)w;
-        std::vector<double> sum(bytes_of(&yd) / sizeof(float));
+        const std::vector<double> xf = load(x, &xd), wf = load(w, &wd);
+        std::vector<double> sum(count_of(&yd));
         const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double acc = 0.0;
             for (int64_t c = 0; c < channels; c++)
-                acc += (double)xf[xi + c * xs] * wf[wi + c * ws];
+                acc += xf[xi + c * xs] * wf[wi + c * ws];
             sum[yi] += acc;
         });
-        blend((float *)y, sum, a, b);
+        blend(y, &yd, sum, a, b);
     });
     return CUDNN_STATUS_SUCCESS;
 }
@@ -354,15 +397,15 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     const ich_emu_conv cd = *conv;
     const float a = *(const float *)alpha, b = *(const float *)beta;
     ich_emu_enqueue([=]() {
-        const float *gf = (const float *)dy, *wf = (const float *)w;
-        std::vector<double> sum(bytes_of(&xd) / sizeof(float));
+        const std::vector<double> gf = load(dy, &yd), wf = load(w, &wd);
+        std::vector<double> sum(count_of(&xd));
         const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double g = gf[yi];
             for (int64_t c = 0; c < channels; c++)
                 sum[xi + c * xs] += g * wf[wi + c * ws];
         });
-        blend((float *)dx, sum, a, b);
+        blend(dx, &xd, sum, a, b);
     });
     return CUDNN_STATUS_SUCCESS;
 }
@@ -388,15 +431,15 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     const ich_emu_conv cd = *conv;
     const float a = *(const float *)alpha, b = *(const float *)beta;
     ich_emu_enqueue([=]() {
-        const float *xf = (const float *)x, *gf = (const float *)dy;
-        std::vector<double> sum(bytes_of(&wd) / sizeof(float));
+        const std::vector<double> xf = load(x, &xd), gf = load(dy, &yd);
+        std::vector<double> sum(count_of(&wd));
         const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double g = gf[yi];
             for (int64_t c = 0; c < channels; c++)
-                sum[wi + c * ws] += (double)xf[xi + c * xs] * g;
+                sum[wi + c * ws] += xf[xi + c * xs] * g;
         });
-        blend((float *)dw, sum, a, b);
+        blend(dw, &wd, sum, a, b);
     });
     return CUDNN_STATUS_SUCCESS;
 }
@@ -409,8 +452,9 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
     (void)handle;
     const char *call = "cudnnConvolutionBackwardBias";
     if (!dy_desc || !db_desc || !dy_desc->set || !db_desc->set || db_desc->n != 1 ||
-        db_desc->h != 1 || db_desc->w != 1 || db_desc->c != dy_desc->c) {
-        ich_emu_misuse(cudaErrorInvalidValue, "%s: the bias descriptor is not 1 x C x 1 x 1",
+        db_desc->h != 1 || db_desc->w != 1 || db_desc->c != dy_desc->c ||
+        dy_desc->type != CUDNN_DATA_FLOAT || db_desc->type != CUDNN_DATA_FLOAT) {
+        ich_emu_misuse(cudaErrorInvalidValue, "%s: the bias descriptor is not float 1 x C x 1 x 1",
                        call);
         return CUDNN_STATUS_BAD_PARAM;
     }
@@ -419,14 +463,15 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
     const ich_emu_tensor yd = *dy_desc;
     const float a = *(const float *)alpha, b = *(const float *)beta;
     ich_emu_enqueue([=]() {
-        const float *gf = (const float *)dy;
+        const std::vector<double> gf = load(dy, &yd);
         std::vector<double> sum((size_t)yd.c);
         for (int n = 0; n < yd.n; n++)
             for (int c = 0; c < yd.c; c++)
                 for (int h = 0; h < yd.h; h++)
                     for (int w = 0; w < yd.w; w++)
                         sum[(size_t)c] += gf[at(&yd, n, c, h, w)];
-        blend((float *)db, sum, a, b);
+        const ich_emu_tensor bd = {true, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, yd.c, 1, 1};
+        blend(db, &bd, sum, a, b);
     });
     return CUDNN_STATUS_SUCCESS;
 }

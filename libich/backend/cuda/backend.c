@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend/cuda/cuda_backend.h"
 
@@ -22,7 +23,7 @@ static struct {
     cudaStream_t stream;
     cudnnHandle_t cudnn;
     cublasHandle_t cublas;
-    int tf32;
+    ich_cuda_math math;
     char description[512];
 } g;
 
@@ -41,9 +42,9 @@ cublasHandle_t ich_cuda_cublas(void)
     return g.cublas;
 }
 
-int ich_cuda_tf32(void)
+ich_cuda_math ich_cuda_math_mode(void)
 {
-    return g.tf32;
+    return g.math;
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -67,6 +68,12 @@ ich_status ich_cudnn_error(const ich_layer *layer, const char *what, cudnnStatus
                                                              : ICH_ERR_INTERNAL;
     return cuda_fail(code, "%s: cuDNN %s failed: %s", layer_name(layer), what,
                      cudnnGetErrorString(status));
+}
+
+ich_status ich_cuda_check_launch(const ich_layer *layer, const char *what)
+{
+    cudaError_t error = cudaPeekAtLastError();
+    return error == cudaSuccess ? ICH_OK : ich_cuda_error(layer, what, error);
 }
 
 ich_status ich_cublas_error(const ich_layer *layer, const char *what, cublasStatus_t status)
@@ -336,6 +343,25 @@ static int device_from_environment(int count)
     return (int)device;
 }
 
+static const char *const math_names[] = {"FP32", "TF32", "BF16"};
+
+/* ICH_CUDA_MATH=fp32|tf32|bf16 (any case), else ICH_CUDA_TF32=1, else FP32. */
+static ich_status math_from_environment(ich_cuda_math *math)
+{
+    const char *text = getenv("ICH_CUDA_MATH");
+    const char *tf32 = getenv("ICH_CUDA_TF32");
+    *math = tf32 && !strcmp(tf32, "1") ? ICH_CUDA_TF32 : ICH_CUDA_FP32;
+    if (!text || !*text)
+        return ICH_OK;
+    for (int i = 0; i < 3; i++)
+        if (!strcasecmp(text, math_names[i])) {
+            *math = (ich_cuda_math)i;
+            return ICH_OK;
+        }
+    return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
+                     "cuda: ICH_CUDA_MATH=%s is not one of fp32, tf32, bf16", text);
+}
+
 static ich_status start(void)
 {
     const ich_layer *layer = NULL;
@@ -364,10 +390,11 @@ static ich_status start(void)
     CHECK_CUDNN(cudnnSetStream(g.cudnn, g.stream), "cudnnSetStream");
     CHECK_CUBLAS(cublasCreate(&g.cublas), "cublasCreate");
     CHECK_CUBLAS(cublasSetStream(g.cublas, g.stream), "cublasSetStream");
-    const char *tf32 = getenv("ICH_CUDA_TF32");
-    g.tf32 = tf32 && !strcmp(tf32, "1");
-    CHECK_CUBLAS(cublasSetMathMode(g.cublas, g.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                    : CUBLAS_DEFAULT_MATH),
+    ich_status status = math_from_environment(&g.math);
+    if (status)
+        return status;
+    CHECK_CUBLAS(cublasSetMathMode(g.cublas, g.math == ICH_CUDA_FP32 ? CUBLAS_DEFAULT_MATH
+                                                                     : CUBLAS_TF32_TENSOR_OP_MATH),
                  "cublasSetMathMode");
     struct cudaDeviceProp prop;
     CHECK_CUDA(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
@@ -375,7 +402,7 @@ static ich_status start(void)
     snprintf(g.description, sizeof g.description,
              "cuda: device %d %.200s (sm_%d%d, %.0f GiB), cuDNN %zu.%zu.%zu, %s math", device,
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
-             version / 10000, version / 100 % 100, version % 100, g.tf32 ? "TF32" : "FP32");
+             version / 10000, version / 100 % 100, version % 100, math_names[g.math]);
     return ICH_OK;
 }
 

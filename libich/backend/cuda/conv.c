@@ -9,15 +9,20 @@
  *
  * Algorithms: cuDNN's heuristics (what PyTorch uses without
  * cudnn.benchmark), chosen again when the batch size changes, limited to a
- * workspace of ICH_CUDA_WORKSPACE_MB (default 1024). Math: FP32 FMA, or
- * TF32 with ICH_CUDA_TF32=1. */
+ * workspace of ICH_CUDA_WORKSPACE_MB (default 1024). Math (cuda_backend.h):
+ * FP32 FMA, TF32, or BF16: cuDNN then convolves bfloat16 copies of the
+ * input, the weight (kept, made again when the weight changes) and the
+ * output gradient, sums in FP32, and its bfloat16 results are widened to
+ * FP32 for the rest of the model. The bias and its gradient stay FP32. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_backend.h"
 
 typedef struct conv_state {
-    cudnnTensorDescriptor_t x_desc, y_desc, bias_desc;
+    /* x, y, w: in the math's data type; dy32: the FP32 output gradient
+     * (for the bias gradient) */
+    cudnnTensorDescriptor_t x_desc, y_desc, bias_desc, dy32_desc;
     cudnnFilterDescriptor_t w_desc;
     cudnnConvolutionDescriptor_t conv_desc;
     cudnnConvolutionFwdAlgo_t fwd_algo;
@@ -26,6 +31,7 @@ typedef struct conv_state {
     size_t fwd_bytes, bwd_data_bytes, bwd_filter_bytes;
     ich_cuda_mirror weight, bias;
     float *w_ohwi;          /* the weight in OHWI, from `weight` */
+    uint16_t *w16;          /* BF16: w_ohwi in bfloat16 */
     uint64_t w_ohwi_version;
     int w_ohwi_valid;
     float *grad_ohwi, *grad_oihw, *grad_bias; /* backward scratch */
@@ -103,25 +109,32 @@ static ich_status describe(ich_layer *layer)
     conv_state *s = layer->state;
     const ich_layer_args *a = &layer->args;
     ich_shape in = layer->in[0], out = layer->out;
-    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, in.n,
-                                           in.c, in.h, in.w),
+    const ich_cuda_math math = ich_cuda_math_mode();
+    const cudnnDataType_t type = math == ICH_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->x_desc, CUDNN_TENSOR_NHWC, type, in.n, in.c, in.h,
+                                           in.w),
                 "input descriptor");
-    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, out.n,
-                                           out.c, out.h, out.w),
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->y_desc, CUDNN_TENSOR_NHWC, type, out.n, out.c,
+                                           out.h, out.w),
                 "output descriptor");
+    CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->dy32_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                           out.n, out.c, out.h, out.w),
+                "output gradient descriptor");
     CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->bias_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
                                            out.c, 1, 1),
                 "bias descriptor");
-    CHECK_CUDNN(cudnnSetFilter4dDescriptor(s->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, out.c,
-                                           in.c, a->kernel[0], a->kernel[1]),
+    CHECK_CUDNN(cudnnSetFilter4dDescriptor(s->w_desc, type, CUDNN_TENSOR_NHWC, out.c, in.c,
+                                           a->kernel[0], a->kernel[1]),
                 "filter descriptor");
     CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s->conv_desc, a->padding[0], a->padding[1],
                                                 a->stride[0], a->stride[1], a->dilation[0],
                                                 a->dilation[1], CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT),
                 "convolution descriptor");
-    CHECK_CUDNN(cudnnSetConvolutionMathType(s->conv_desc,
-                                            ich_cuda_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+    CHECK_CUDNN(cudnnSetConvolutionMathType(s->conv_desc, math == ICH_CUDA_FP32 ? CUDNN_FMA_MATH
+                                                          : math == ICH_CUDA_TF32
+                                                              ? CUDNN_DEFAULT_MATH
+                                                              : CUDNN_TENSOR_OP_MATH),
                 "math type");
     s->mask_valid = 0;
     return choose_algorithms(layer);
@@ -137,6 +150,8 @@ static void conv_destroy(ich_layer *layer)
             cudnnDestroyTensorDescriptor(s->y_desc);
         if (s->bias_desc)
             cudnnDestroyTensorDescriptor(s->bias_desc);
+        if (s->dy32_desc)
+            cudnnDestroyTensorDescriptor(s->dy32_desc);
         if (s->w_desc)
             cudnnDestroyFilterDescriptor(s->w_desc);
         if (s->conv_desc)
@@ -144,6 +159,7 @@ static void conv_destroy(ich_layer *layer)
         ich_cuda_mirror_free(&s->weight);
         ich_cuda_mirror_free(&s->bias);
         ich_cuda_free(s->w_ohwi);
+        ich_cuda_free(s->w16);
         ich_cuda_free(s->grad_ohwi);
         ich_cuda_free(s->grad_oihw);
         ich_cuda_free(s->grad_bias);
@@ -175,12 +191,16 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
     s->grad_ohwi = ich_cuda_alloc(w_bytes);
     s->grad_oihw = ich_cuda_alloc(w_bytes);
     s->grad_bias = ich_cuda_alloc((size_t)out->c * sizeof(float));
-    if (!s->w_ohwi || !s->grad_ohwi || !s->grad_oihw || !s->grad_bias) {
+    if (ich_cuda_math_mode() == ICH_CUDA_BF16)
+        s->w16 = ich_cuda_alloc(w_bytes / 2);
+    if (!s->w_ohwi || !s->grad_ohwi || !s->grad_oihw || !s->grad_bias ||
+        (ich_cuda_math_mode() == ICH_CUDA_BF16 && !s->w16)) {
         status = cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of GPU memory for the weights", layer->name);
         goto fail;
     }
     if (cudnnCreateTensorDescriptor(&s->x_desc) || cudnnCreateTensorDescriptor(&s->y_desc) ||
-        cudnnCreateTensorDescriptor(&s->bias_desc) || cudnnCreateFilterDescriptor(&s->w_desc) ||
+        cudnnCreateTensorDescriptor(&s->bias_desc) || cudnnCreateTensorDescriptor(&s->dy32_desc) ||
+        cudnnCreateFilterDescriptor(&s->w_desc) ||
         cudnnCreateConvolutionDescriptor(&s->conv_desc)) {
         status = cuda_fail(ICH_ERR_NO_MEMORY, "%s: cannot create cuDNN descriptors", layer->name);
         goto fail;
@@ -212,36 +232,109 @@ static ich_status sync_weights(ich_layer *layer)
         ich_cuda_k_oihw_to_ohwi(s->w_ohwi, s->weight.device, (int32_t)w->dims[0],
                                 (int32_t)w->dims[1], (int32_t)w->dims[2], (int32_t)w->dims[3]);
         CHECK_LAUNCH("weight layout");
+        if (s->w16) {
+            ich_cuda_k_to_bf16(s->w16, s->w_ohwi, ich_param_count(w));
+            CHECK_LAUNCH("weight to bfloat16");
+        }
         s->w_ohwi_version = w->version;
         s->w_ohwi_valid = 1;
     }
     return ICH_OK;
 }
 
+/* BF16 scratch: bfloat16 copies for one call, back to the device cache at
+ * the end of it (the stream runs in order, so that is safe at once). */
+typedef struct bf16_scratch {
+    uint16_t *buffers[4];
+    int count;
+} bf16_scratch;
+
+static uint16_t *bf16_buffer(const ich_layer *layer, bf16_scratch *scratch, int64_t count)
+{
+    uint16_t *buffer = ich_cuda_alloc((size_t)count * sizeof(uint16_t));
+    if (!buffer)
+        cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of GPU memory for bfloat16 copies", layer->name);
+    else
+        scratch->buffers[scratch->count++] = buffer;
+    return buffer;
+}
+
+/* A bfloat16 copy of `count` floats at `src`, or NULL (out of memory). */
+static uint16_t *bf16_copy(const ich_layer *layer, bf16_scratch *scratch, const float *src,
+                           int64_t count)
+{
+    uint16_t *copy = bf16_buffer(layer, scratch, count);
+    if (copy)
+        ich_cuda_k_to_bf16(copy, src, count);
+    return copy;
+}
+
+static void bf16_release(bf16_scratch *scratch)
+{
+    for (int i = 0; i < scratch->count; i++)
+        ich_cuda_free(scratch->buffers[i]);
+    scratch->count = 0;
+}
+
+/* Return from a function with a `status` and a `done:` label. */
+#define TRY_CUDNN(call, what)                                                                    \
+    do {                                                                                         \
+        cudnnStatus_t try_status_ = (call);                                                      \
+        if (try_status_ != CUDNN_STATUS_SUCCESS) {                                               \
+            status = ich_cudnn_error(layer, what, try_status_);                                  \
+            goto done;                                                                           \
+        }                                                                                        \
+    } while (0)
+#define TRY(expression)                                                                          \
+    do {                                                                                         \
+        if ((status = (expression)) != ICH_OK)                                                   \
+            goto done;                                                                           \
+    } while (0)
+#define TRY_BF16(pointer)                                                                        \
+    do {                                                                                         \
+        if (!(pointer)) {                                                                        \
+            status = ICH_ERR_NO_MEMORY;                                                          \
+            goto done;                                                                           \
+        }                                                                                        \
+    } while (0)
+
 static ich_status conv_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
     conv_state *s = layer->state;
-    ich_status status = sync_weights(layer);
-    if (status)
-        return status;
-    void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
-    if (!workspace)
-        return ICH_ERR_NO_MEMORY;
+    bf16_scratch scratch = {{NULL}, 0};
+    const int64_t in_count = ich_shape_count(layer->in[0]);
+    const int64_t out_count = ich_shape_count(layer->out);
     const float one = 1.0f, zero = 0.0f;
-    CHECK_CUDNN(cudnnConvolutionForward(ich_cuda_cudnn(), &one, s->x_desc, in[0], s->w_desc,
-                                        s->w_ohwi, s->conv_desc, s->fwd_algo, workspace,
-                                        s->fwd_bytes, &zero, s->y_desc, out),
-                "convolution forward");
-    int64_t rows = (int64_t)layer->out.n * layer->out.h * layer->out.w;
-    if (layer->args.bias) {
-        ich_cuda_k_bias_add(out, s->bias.device, rows, layer->out.c);
-        CHECK_LAUNCH("bias");
+    ich_status status = ICH_OK;
+    TRY(sync_weights(layer));
+    void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
+    TRY_BF16(workspace);
+    const void *x = in[0], *w = s->w_ohwi;
+    void *y = out;
+    if (s->w16) {
+        uint16_t *y16 = bf16_buffer(layer, &scratch, out_count);
+        TRY_BF16(y16);
+        TRY_BF16(x = bf16_copy(layer, &scratch, in[0], in_count));
+        w = s->w16;
+        y = y16;
     }
+    TRY_CUDNN(cudnnConvolutionForward(ich_cuda_cudnn(), &one, s->x_desc, x, s->w_desc, w,
+                                      s->conv_desc, s->fwd_algo, workspace, s->fwd_bytes, &zero,
+                                      s->y_desc, y),
+              "convolution forward");
+    if (s->w16)
+        ich_cuda_k_from_bf16(out, y, out_count);
+    int64_t rows = (int64_t)layer->out.n * layer->out.h * layer->out.w;
+    if (layer->args.bias)
+        ich_cuda_k_bias_add(out, s->bias.device, rows, layer->out.c);
+    TRY(ich_cuda_check_launch(layer, "bias"));
     s->mask_valid = 0;
     if (layer->args.fuse_relu) {
-        status = ich_cuda_relu_fused(layer, training ? &s->mask : NULL, out, rows * layer->out.c);
+        status = ich_cuda_relu_fused(layer, training ? &s->mask : NULL, out, out_count);
         s->mask_valid = training && !status;
     }
+done:
+    bf16_release(&scratch);
     return status;
 }
 
@@ -250,51 +343,68 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
 {
     conv_state *s = layer->state;
     cudnnHandle_t h = ich_cuda_cudnn();
+    bf16_scratch scratch = {{NULL}, 0};
+    const int64_t in_count = ich_shape_count(layer->in[0]);
+    const int64_t out_count = ich_shape_count(layer->out);
     const float one = 1.0f, zero = 0.0f;
     ich_status status = ICH_OK;
+    (void)out;
     if (layer->args.fuse_relu) {
         if (!s->mask_valid)
             return cuda_fail(ICH_ERR_INVALID_ARGUMENT,
                              "%s: backward without a training forward pass", layer->name);
-        status = ich_cuda_relu_mask_apply(layer, &s->mask, (float *)grad_out,
-                                          ich_shape_count(layer->out));
-        if (status)
-            return status;
+        TRY(ich_cuda_relu_mask_apply(layer, &s->mask, (float *)grad_out, out_count));
     }
-    if ((status = sync_weights(layer)))
-        return status;
+    TRY(sync_weights(layer));
+    const void *dy = grad_out, *w = s->w_ohwi;
+    if (s->w16) {
+        TRY_BF16(dy = bf16_copy(layer, &scratch, grad_out, out_count));
+        w = s->w16;
+    }
     if (grad_in && grad_in[0]) {
         void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
-        if (!workspace)
-            return ICH_ERR_NO_MEMORY;
-        CHECK_CUDNN(cudnnConvolutionBackwardData(h, &one, s->w_desc, s->w_ohwi, s->y_desc,
-                                                 grad_out, s->conv_desc, s->bwd_data_algo,
-                                                 workspace, s->bwd_data_bytes, &zero, s->x_desc,
-                                                 grad_in[0]),
-                    "convolution backward data");
+        TRY_BF16(workspace);
+        void *dx = grad_in[0];
+        if (s->w16)
+            TRY_BF16(dx = bf16_buffer(layer, &scratch, in_count));
+        TRY_CUDNN(cudnnConvolutionBackwardData(h, &one, s->w_desc, w, s->y_desc, dy, s->conv_desc,
+                                               s->bwd_data_algo, workspace, s->bwd_data_bytes,
+                                               &zero, s->x_desc, dx),
+                  "convolution backward data");
+        if (s->w16)
+            ich_cuda_k_from_bf16(grad_in[0], dx, in_count);
     }
-    ich_param *w = &layer->params[0];
-    if (!w->frozen) {
+    ich_param *weight = &layer->params[0];
+    if (!weight->frozen) {
         void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
-        if (!workspace)
-            return ICH_ERR_NO_MEMORY;
-        CHECK_CUDNN(cudnnConvolutionBackwardFilter(h, &one, s->x_desc, in[0], s->y_desc, grad_out,
-                                                   s->conv_desc, s->bwd_filter_algo, workspace,
-                                                   s->bwd_filter_bytes, &zero, s->w_desc,
-                                                   s->grad_ohwi),
-                    "convolution backward filter");
-        ich_cuda_k_ohwi_to_oihw(s->grad_oihw, s->grad_ohwi, (int32_t)w->dims[0],
-                                (int32_t)w->dims[1], (int32_t)w->dims[2], (int32_t)w->dims[3]);
-        CHECK_LAUNCH("weight gradient layout");
-        if ((status = ich_cuda_grad_add(layer, w, s->grad_oihw)))
-            return status;
+        TRY_BF16(workspace);
+        const void *x = in[0];
+        void *dw = s->grad_ohwi;
+        if (s->w16) {
+            TRY_BF16(x = bf16_copy(layer, &scratch, in[0], in_count));
+            TRY_BF16(dw = bf16_buffer(layer, &scratch, ich_param_count(weight)));
+        }
+        TRY_CUDNN(cudnnConvolutionBackwardFilter(h, &one, s->x_desc, x, s->y_desc, dy,
+                                                 s->conv_desc, s->bwd_filter_algo, workspace,
+                                                 s->bwd_filter_bytes, &zero, s->w_desc, dw),
+                  "convolution backward filter");
+        if (s->w16)
+            ich_cuda_k_from_bf16(s->grad_ohwi, dw, ich_param_count(weight));
+        ich_cuda_k_ohwi_to_oihw(s->grad_oihw, s->grad_ohwi, (int32_t)weight->dims[0],
+                                (int32_t)weight->dims[1], (int32_t)weight->dims[2],
+                                (int32_t)weight->dims[3]);
+        TRY(ich_cuda_check_launch(layer, "weight gradient layout"));
+        TRY(ich_cuda_grad_add(layer, weight, s->grad_oihw));
     }
     if (layer->args.bias && !layer->params[1].frozen) {
-        CHECK_CUDNN(cudnnConvolutionBackwardBias(h, &one, s->y_desc, grad_out, &zero, s->bias_desc,
-                                                 s->grad_bias),
-                    "convolution backward bias");
-        status = ich_cuda_grad_add(layer, &layer->params[1], s->grad_bias);
+        TRY_CUDNN(cudnnConvolutionBackwardBias(h, &one, s->dy32_desc, grad_out, &zero,
+                                               s->bias_desc, s->grad_bias),
+                  "convolution backward bias");
+        TRY(ich_cuda_grad_add(layer, &layer->params[1], s->grad_bias));
     }
+    status = ich_cuda_check_launch(layer, "convolution backward");
+done:
+    bf16_release(&scratch);
     return status;
 }
 

@@ -37,9 +37,17 @@ extern const ich_plugin_host *ich_cuda_host;
 cudaStream_t ich_cuda_stream(void);
 cudnnHandle_t ich_cuda_cudnn(void);
 cublasHandle_t ich_cuda_cublas(void);
-/* 1 when ICH_CUDA_TF32=1 allows TensorFloat-32 in convolutions and matrix
- * products (faster, about 1e-3 relative; PyTorch's default for cuDNN). */
-int ich_cuda_tf32(void);
+/* The arithmetic of convolutions and matrix products, from ICH_CUDA_MATH
+ * (fp32, the default; tf32; bf16) or the older ICH_CUDA_TF32=1:
+ *   FP32  full single precision (FMA), as the CPU backend;
+ *   TF32  TensorFloat-32 tensor cores (about 1e-3 relative; PyTorch's
+ *         default for cuDNN convolutions);
+ *   BF16  convolutions on bfloat16 copies of their inputs, weights and
+ *         output gradients, summed in FP32 (about 1e-2 relative; what
+ *         PyTorch's autocast does); the rest of the model, the master
+ *         weights and the optimizer in FP32. Matrix products TF32. */
+typedef enum ich_cuda_math { ICH_CUDA_FP32, ICH_CUDA_TF32, ICH_CUDA_BF16 } ich_cuda_math;
+ich_cuda_math ich_cuda_math_mode(void);
 
 /* Device memory from the plugin's cache (sizes rounded up to 256 bytes,
  * blocks kept by size and reused, so a training loop stops calling
@@ -75,6 +83,9 @@ ich_status ich_cublas_error(const ich_layer *layer, const char *what, cublasStat
     } while (0)
 /* A kernel launch's error (bad configuration), checked right after it. */
 #define CHECK_LAUNCH(what) CHECK_CUDA(cudaPeekAtLastError(), what)
+/* The same as a status: ICH_OK, or the error of the launches since the last
+ * check, naming the layer and `what`. */
+ich_status ich_cuda_check_launch(const ich_layer *layer, const char *what);
 
 /* Make *buffer (device memory of *size bytes) at least `want` bytes; the old
  * contents are not kept. */
@@ -169,6 +180,10 @@ extern const ich_layer_ops ich_cuda_concat_ops;
 
 /* dst[(b * hw + p) * c + k] = src[(b * c + k) * hw + p]: NCHW images to NHWC */
 void ich_cuda_k_nchw_to_nhwc(float *dst, const float *src, int32_t n, int32_t c, int64_t hw);
+/* dst[i] = src[i] rounded to bfloat16 (nearest, ties to even), as 16 bits */
+void ich_cuda_k_to_bf16(uint16_t *dst, const float *src, int64_t count);
+/* dst[i] = the bfloat16 src[i] as float (exact) */
+void ich_cuda_k_from_bf16(float *dst, const uint16_t *src, int64_t count);
 /* acc[i] += x[i] */
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count);
 /* out = max(out, 0); mask[i] = out > 0 (mask may be NULL) */

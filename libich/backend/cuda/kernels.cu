@@ -1,6 +1,8 @@
 // The CUDA plugin's shared elementwise kernels (the layers' own kernels are
 // in layers_kernels.cu). Each launcher queues on the plugin's stream and
 // returns; callers check cudaPeekAtLastError (CHECK_LAUNCH).
+#include <string.h>
+
 #include "backend/cuda/cuda_backend.h"
 
 namespace {
@@ -84,6 +86,41 @@ __global__ void nchw_to_nhwc_kernel(float *dst, const float *src, int64_t count,
     }
 }
 
+// bfloat16 as its 16 bits: float -> bf16 rounds to nearest, ties to even
+// (NaN stays a quiet NaN); bf16 -> float is exact. Integer operations
+// only, the same on the host and the GPU.
+__host__ __device__ inline uint16_t bf16_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+__host__ __device__ inline float bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__global__ void to_bf16_kernel(uint16_t *dst, const float *src, int64_t count)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = bf16_from_float(src[i]);
+}
+
+__global__ void from_bf16_kernel(float *dst, const uint16_t *src, int64_t count)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = bf16_to_float(src[i]);
+}
+
 // One thread per weight, indexed by its OIHW position.
 __global__ void oihw_ohwi_kernel(float *dst, const float *src, int32_t o, int32_t i, int32_t h,
                                  int32_t w, bool to_ohwi)
@@ -122,6 +159,16 @@ void ich_cuda_k_nchw_to_nhwc(float *dst, const float *src, int32_t n, int32_t c,
 {
     int64_t count = (int64_t)n * c * hw;
     ICH_CUDA_LAUNCH(nchw_to_nhwc_kernel, blocks_for(count), kThreads)(dst, src, count, c, hw);
+}
+
+void ich_cuda_k_to_bf16(uint16_t *dst, const float *src, int64_t count)
+{
+    ICH_CUDA_LAUNCH(to_bf16_kernel, blocks_for(count), kThreads)(dst, src, count);
+}
+
+void ich_cuda_k_from_bf16(float *dst, const uint16_t *src, int64_t count)
+{
+    ICH_CUDA_LAUNCH(from_bf16_kernel, blocks_for(count), kThreads)(dst, src, count);
 }
 
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count)

@@ -1,6 +1,6 @@
 /* Test double of the part of cuDNN the CUDA plugin uses (its legacy
  * convolution API), for the CPU emulation: naive loops over NCHW or NHWC
- * float tensors in tests/cuda_emu/emu_dnn.cpp. */
+ * float or bfloat16 tensors in tests/cuda_emu/emu_dnn.cpp. */
 #ifndef ICH_CUDA_EMU_CUDNN_H
 #define ICH_CUDA_EMU_CUDNN_H
 
@@ -21,9 +21,13 @@ typedef enum {
 } cudnnStatus_t;
 
 typedef enum { CUDNN_TENSOR_NCHW = 0, CUDNN_TENSOR_NHWC = 1 } cudnnTensorFormat_t;
-typedef enum { CUDNN_DATA_FLOAT = 0 } cudnnDataType_t;
+typedef enum { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_BFLOAT16 = 9 } cudnnDataType_t;
 typedef enum { CUDNN_CONVOLUTION = 0, CUDNN_CROSS_CORRELATION = 1 } cudnnConvolutionMode_t;
-typedef enum { CUDNN_DEFAULT_MATH = 0, CUDNN_FMA_MATH = 3 } cudnnMathType_t;
+typedef enum {
+    CUDNN_DEFAULT_MATH = 0,
+    CUDNN_TENSOR_OP_MATH = 1,
+    CUDNN_FMA_MATH = 3
+} cudnnMathType_t;
 typedef int cudnnConvolutionFwdAlgo_t;
 typedef int cudnnConvolutionBwdDataAlgo_t;
 typedef int cudnnConvolutionBwdFilterAlgo_t;
