@@ -245,7 +245,7 @@ static ich_status sync_weights(ich_layer *layer)
 /* BF16 scratch: bfloat16 copies for one call, back to the device cache at
  * the end of it (the stream runs in order, so that is safe at once). */
 typedef struct bf16_scratch {
-    uint16_t *buffers[4];
+    uint16_t *buffers[4]; /* at most: backward's dy, dx, x and dw */
     int count;
 } bf16_scratch;
 
@@ -276,7 +276,9 @@ static void bf16_release(bf16_scratch *scratch)
     scratch->count = 0;
 }
 
-/* Return from a function with a `status` and a `done:` label. */
+/* In a function with a `status` and a `done:` label: on failure set the
+ * status and go there. TRY_ALLOC takes a pointer that is NULL when an
+ * allocation failed (whoever failed has set the message). */
 #define TRY_CUDNN(call, what)                                                                    \
     do {                                                                                         \
         cudnnStatus_t try_status_ = (call);                                                      \
@@ -290,7 +292,7 @@ static void bf16_release(bf16_scratch *scratch)
         if ((status = (expression)) != ICH_OK)                                                   \
             goto done;                                                                           \
     } while (0)
-#define TRY_BF16(pointer)                                                                        \
+#define TRY_ALLOC(pointer)                                                                        \
     do {                                                                                         \
         if (!(pointer)) {                                                                        \
             status = ICH_ERR_NO_MEMORY;                                                          \
@@ -308,13 +310,13 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
     ich_status status = ICH_OK;
     TRY(sync_weights(layer));
     void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
-    TRY_BF16(workspace);
+    TRY_ALLOC(workspace);
     const void *x = in[0], *w = s->w_ohwi;
     void *y = out;
     if (s->w16) {
         uint16_t *y16 = bf16_buffer(layer, &scratch, out_count);
-        TRY_BF16(y16);
-        TRY_BF16(x = bf16_copy(layer, &scratch, in[0], in_count));
+        TRY_ALLOC(y16);
+        TRY_ALLOC(x = bf16_copy(layer, &scratch, in[0], in_count));
         w = s->w16;
         y = y16;
     }
@@ -358,15 +360,15 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
     TRY(sync_weights(layer));
     const void *dy = grad_out, *w = s->w_ohwi;
     if (s->w16) {
-        TRY_BF16(dy = bf16_copy(layer, &scratch, grad_out, out_count));
+        TRY_ALLOC(dy = bf16_copy(layer, &scratch, grad_out, out_count));
         w = s->w16;
     }
     if (grad_in && grad_in[0]) {
         void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
-        TRY_BF16(workspace);
+        TRY_ALLOC(workspace);
         void *dx = grad_in[0];
         if (s->w16)
-            TRY_BF16(dx = bf16_buffer(layer, &scratch, in_count));
+            TRY_ALLOC(dx = bf16_buffer(layer, &scratch, in_count));
         TRY_CUDNN(cudnnConvolutionBackwardData(h, &one, s->w_desc, w, s->y_desc, dy, s->conv_desc,
                                                s->bwd_data_algo, workspace, s->bwd_data_bytes,
                                                &zero, s->x_desc, dx),
@@ -377,12 +379,12 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
     ich_param *weight = &layer->params[0];
     if (!weight->frozen) {
         void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
-        TRY_BF16(workspace);
+        TRY_ALLOC(workspace);
         const void *x = in[0];
         void *dw = s->grad_ohwi;
         if (s->w16) {
-            TRY_BF16(x = bf16_copy(layer, &scratch, in[0], in_count));
-            TRY_BF16(dw = bf16_buffer(layer, &scratch, ich_param_count(weight)));
+            TRY_ALLOC(x = bf16_copy(layer, &scratch, in[0], in_count));
+            TRY_ALLOC(dw = bf16_buffer(layer, &scratch, ich_param_count(weight)));
         }
         TRY_CUDNN(cudnnConvolutionBackwardFilter(h, &one, s->x_desc, x, s->y_desc, dy,
                                                  s->conv_desc, s->bwd_filter_algo, workspace,
