@@ -81,13 +81,18 @@ typedef struct ich_backend {
     const char *(*describe)(void);
 } ich_backend;
 
-/* What libich gives a plugin: its error and log functions (a plugin links
- * nothing of libich) and the interface version libich was built with. */
+/* What libich gives a plugin: its error and log functions, its CPU
+ * threads (a plugin links nothing of libich) and the interface version
+ * libich was built with. */
 typedef struct ich_plugin_host {
     uint32_t interface_version;
     /* Set the calling thread's error message and return `status`. */
     ich_status (*fail)(ich_status status, const char *fmt, ...);
     void (*log)(ich_log_level level, const char *fmt, ...);
+    /* fn(context, begin, end) over [0, count) in contiguous ranges on the
+     * CPU backend's threads (ich_set_threads), for host-side loops. */
+    void (*parallel)(int64_t count, void (*fn)(void *context, int64_t begin, int64_t end),
+                     void *context);
 } ich_plugin_host;
 
 /* The plugin's one exported function. It stores the interface version it

@@ -20,12 +20,14 @@
 #include "ich/model.h"
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/error.h"
 
 static const ich_plugin_host g_host = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
     .fail = ich_fail,
     .log = ich_log,
+    .parallel = ich_cpu_parallel,
 };
 
 /* The one plugin libich knows: "cuda". Its load is tried once. */
