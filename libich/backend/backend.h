@@ -53,10 +53,17 @@ typedef struct ich_backend {
     /* acc[i] += x[i] for i < count, both in backend memory. */
     ich_status (*accumulate)(float *acc, const float *x, int64_t count);
     /* Optional (NULL: the model reorders on the host, then to_device):
-     * host NCHW images into backend memory as NHWC, n x h x w x c. May
-     * return before the copy is complete only if src may be changed. */
+     * host NCHW images into backend memory as NHWC, n x h x w x c. From
+     * host_alloc memory it may return before src has been read: the
+     * caller keeps src unchanged until synchronize. */
     ich_status (*upload_nchw)(float *dst, const float *src, int32_t n, int32_t c, int32_t h,
                               int32_t w);
+    /* Optional (NULL: malloc and free): host memory that to_device and
+     * upload_nchw read fastest (pinned on CUDA: a copy from it is a plain
+     * DMA, and it does not wait for the host). For buffers filled every
+     * step, as the training driver's batches. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *pointer);
     /* Optional (NULL: nothing is ever pending): wait for the backend's
      * queued work and finish what layers left for the host (parameter
      * gradients added into ich_param.grad, batch-norm running statistics).

@@ -837,6 +837,19 @@ static ich_status upload_input(ich_model *m, const float *images, int32_t n, flo
     return m->backend->to_device(input, m->staging, bytes);
 }
 
+void *ich_model_host_alloc(const ich_model *m, size_t bytes)
+{
+    return m->backend->host_alloc ? m->backend->host_alloc(bytes) : malloc(bytes);
+}
+
+void ich_model_host_free(const ich_model *m, void *pointer)
+{
+    if (m->backend->host_free)
+        m->backend->host_free(pointer);
+    else
+        free(pointer);
+}
+
 /* The backend's queued work done and its host-side results in place
  * (backend.h), after a pass that ended with `st`: its first error wins. */
 static ich_status finish_pass(ich_model *m, ich_status st)

@@ -93,4 +93,10 @@ void ich_model_init_node(ich_model *model, int index, uint64_t seed);
 /* Update "ich.seed"/"ich.steps" from the dropout layers. */
 ich_status ich_model_update_state_metadata(ich_model *model);
 
+/* Host memory that the model's backend copies from fastest (its host_alloc:
+ * pinned on CUDA; else malloc), for input buffers filled every step; NULL
+ * when out of memory. Free it with ich_model_host_free on the same model. */
+void *ich_model_host_alloc(const ich_model *model, size_t bytes);
+void ich_model_host_free(const ich_model *model, void *pointer);
+
 #endif

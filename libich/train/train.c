@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/options.h"
+#include "nn/model_internal.h"
 #include "train/train_internal.h"
 
 static double seconds_now(void)
@@ -150,7 +151,8 @@ static ich_status check_fit(ich_model *model, ich_dataset *ds, const char *which
 
 static void setup_free(loss_setup *s)
 {
-    free(s->images);
+    if (s->images)
+        ich_model_host_free(s->model, s->images);
     free(s->labels);
     free(s->logits);
     free(s->grad);
@@ -174,7 +176,8 @@ static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
     ich_dataset_sample_shape(ds, &channels, &rows, &columns, NULL);
     s->sample_floats = (size_t)channels * (size_t)rows * (size_t)columns;
     size_t outs = (size_t)capacity * (size_t)s->outputs;
-    s->images = malloc((size_t)capacity * s->sample_floats * sizeof(float));
+    /* pinned on a GPU: each batch goes to the device as a plain DMA */
+    s->images = ich_model_host_alloc(model, (size_t)capacity * s->sample_floats * sizeof(float));
     s->labels = malloc(outs * sizeof(float));
     s->logits = malloc(outs * sizeof(float));
     s->grad = malloc(outs * sizeof(float));

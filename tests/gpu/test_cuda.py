@@ -490,3 +490,37 @@ def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
     assert there.backend == "cuda"
     assert_close(there.predict(x, threshold=0.0), cpu.predict(x, threshold=0.0),
                  "predict, CPU checkpoint on the GPU")
+
+
+def test_training_driver_matches_the_cpu(tmp_path):
+    """ich.train (the C training driver: dataset batches in the backend's
+    pinned host memory, validation, checkpoints) for three epochs on each
+    backend from the same weights and the same batches: the same history
+    and the same weights after it. The checkpoint the GPU run wrote loads
+    on the CPU."""
+    folder = tmp_path / "phantom"
+    ich.write_phantom(folder, patients=4, slices=6, size=32, seed=4, prevalence=1.0, threads=2)
+    spec = ("input 3x32x32, conv 8 3 pad 1, batchnorm, relu, maxpool 2, conv 8 3 pad 1, "
+            "relu, gap, flatten, linear 6")
+    cpu, gpu = pair(spec, seed=30)
+    histories = []
+    for m in (cpu, gpu):
+        options = dict(window="blood,brain,bone", size=32, batch_size=5, seed=3, workers=1)
+        with ich.Dataset(str(folder / "labels.csv"), str(folder / "images"), **options) as train, \
+                ich.Dataset(str(folder / "labels.csv"), str(folder / "images"),
+                            shuffle=False, **options) as val:
+            out = tmp_path / m.backend
+            histories.append(ich.train(m, ich.Optimizer(m, "sgd", **SGD), train, val, epochs=3,
+                                       schedule=False, checkpoint_dir=out))
+    want, got = histories
+    for row_cpu, row_gpu in zip(want, got):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert_close(row_gpu[key], row_cpu[key], "epoch %d %s" % (row_cpu["epoch"], key))
+    assert want[-1]["train_loss"] < want[0]["train_loss"]
+    assert_same_tensors(gpu.state_dict(), cpu.state_dict(), "after ich.train:")
+    ich.use_backend("cpu")
+    with ich.Model.load(tmp_path / "cuda" / "last.safetensors") as back:
+        assert back.backend == "cpu"
+        assert_same_tensors(back.state_dict(), gpu.state_dict(), "GPU checkpoint on the CPU:",
+                            rtol=0)
+

@@ -229,7 +229,9 @@ static ich_status cuda_to_host(void *dst, const void *src, size_t bytes)
 
 /* The images as they come (NCHW) into a device staging buffer, then
  * reordered to NHWC on the GPU: the host does no per-element work. The
- * copy from pageable memory returns once `src` has been read. */
+ * copy from pageable memory returns once `src` has been read; from pinned
+ * memory (host_alloc) it is queued, and the pass's wait for its result
+ * comes before the caller can change `src`. */
 static struct {
     pthread_mutex_t lock;
     void *data;
@@ -254,6 +256,21 @@ static ich_status cuda_upload_nchw(float *dst, const float *src, int32_t n, int3
         return status;
     CHECK_CUDA(error, "input upload");
     return ICH_OK;
+}
+
+static void *cuda_host_alloc(size_t bytes)
+{
+    void *pointer = NULL;
+    if (cudaMallocHost(&pointer, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return pointer;
+}
+
+static void cuda_host_free(void *pointer)
+{
+    cudaFreeHost(pointer);
 }
 
 static ich_status cuda_accumulate(float *acc, const float *x, int64_t count)
@@ -321,6 +338,8 @@ static const ich_backend g_table = {
     .to_host = cuda_to_host,
     .accumulate = cuda_accumulate,
     .upload_nchw = cuda_upload_nchw,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .synchronize = ich_cuda_synchronize,
     .layer = cuda_layer,
     .set_threads = cuda_set_threads,
