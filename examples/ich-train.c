@@ -33,6 +33,7 @@
 typedef struct options {
     const char *train_csv, *image_dir, *val_csv, *model, *augment, *windows, *out, *resume;
     const char *backend; /* --backend, NULL: $ICH_BACKEND */
+    const char *math;    /* --math, NULL: $ICH_CUDA_MATH */
     int epochs, batch_size, size, threads, workers, patience, warmup, balanced, quiet;
     double lr, weight_decay, clip;
     int optimizer; /* ich_optimizer_kind, -1: Adam */
@@ -65,6 +66,8 @@ static void usage(FILE *out)
             "                      presets have fixed sizes: write a spec for another)\n"
             "  --threads N         compute threads (default: all cores)\n"
             "  --backend NAME      auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
+            "  --math MODE         the GPU's arithmetic: fp32, tf32 or bf16 (bfloat16\n"
+            "                      mixed precision) (default: $ICH_CUDA_MATH, else fp32)\n"
             "  --workers N         image loading threads (default 2)\n"
             "  --seed S            shuffling, augmentation, initial weights (default 0)\n"
             "  --out DIR           output folder (default checkpoints)\n"
@@ -121,7 +124,7 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
            AUGMENT, WINDOWS, SIZE, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
-           BACKEND };
+           BACKEND, MATH };
     static const struct option longopts[] = {
         {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
         {"epochs", required_argument, 0, EPOCHS},   {"batch-size", required_argument, 0, BATCH},
@@ -134,7 +137,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"workers", required_argument, 0, WORKERS}, {"seed", required_argument, 0, SEED},
         {"out", required_argument, 0, OUT},         {"resume", required_argument, 0, RESUME},
         {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
-        {"backend", required_argument, 0, BACKEND}, {0, 0, 0, 0}};
+        {"backend", required_argument, 0, BACKEND}, {"math", required_argument, 0, MATH},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->epochs = 10;
     o->batch_size = 16;
@@ -176,6 +180,11 @@ static int parse_options(int argc, char **argv, options *o)
         case RESUME: o->resume = optarg; break;
         case QUIET: o->quiet = 1; break;
         case BACKEND: o->backend = optarg; break;
+        case MATH:
+            o->math = optarg;
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32") && strcmp(optarg, "bf16"))
+                rc = bad("--math", optarg, "fp32, tf32 or bf16");
+            break;
         case HELP: usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -459,6 +468,9 @@ int main(int argc, char **argv)
         return 2;
     if (o.threads)
         ich_set_threads(o.threads);
+    /* read by the CUDA backend when it starts (include/ich/backend.h) */
+    if (o.math)
+        setenv("ICH_CUDA_MATH", o.math, 1);
     if (use_backend("ich-train", o.backend, o.quiet))
         return 1;
     run r = {0};

@@ -55,6 +55,7 @@ EOF
 )
 export LD_LIBRARY_PATH=$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}${extra:+:$extra}:/usr/local/cuda/lib64:/usr/local/cuda/lib
 export ICH_LIBRARY=$kit/libich/libich.so.0
+export ICH_BUILD_DIR=$kit # examples/ich-train for tests/gpu
 export PYTHONPATH=$PWD/bindings/python${PYTHONPATH:+:$PYTHONPATH}
 export PYTHON=$python
 

@@ -6,7 +6,8 @@
 #   scripts/gpu_kit.sh [--emulated] [BUILD_DIR [KIT_DIR]]
 #
 # KIT_DIR (default gpu-kit, ignored by git) receives libich/libich.so.0
-# (and the libich.so link), libich/libich-cuda.so, and deps.tar.xz: the
+# (and the libich.so link), libich/libich-cuda.so, examples/ich-train, and
+# deps.tar.xz: the
 # shared libraries libich needs beyond glibc and libstdc++ (GDCM, oneDNN,
 # OpenBLAS, libdeflate, ...; about 16 MB). Copy the repository with the kit
 # to the GPU machine and run there:
@@ -30,8 +31,10 @@ for f in "$build/libich/libich.so.0" "$plugin"; do
 done
 
 rm -rf "$kit"
-mkdir -p "$kit/libich" "$kit/deps"
+mkdir -p "$kit/libich" "$kit/deps" "$kit/examples"
 cp "$build/libich/libich.so.0" "$plugin" "$kit/libich/"
+# for tests/gpu's run of the program (ICH_BUILD_DIR=KIT_DIR)
+cp "$build/examples/ich-train" "$kit/examples/"
 ln -s libich.so.0 "$kit/libich/libich.so"
 # Everything libich.so.0 loads except the C library family and libstdc++
 # / libgcc (the GPU machine's own are newer, and mixing them breaks).

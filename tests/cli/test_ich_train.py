@@ -109,3 +109,17 @@ def test_errors(phantom, tmp_path):
     assert train(phantom, out, "--optimizer", "rmsprop").returncode == 2
     assert train(phantom, out, "--epochs", "x").returncode == 2
     assert run(TRAIN, "--help").returncode == 0
+
+
+def test_math_option(phantom, tmp_path):
+    """--math sets the GPU's arithmetic (ICH_CUDA_MATH): on the CPU it
+    changes nothing; a value that is not fp32, tf32 or bf16 is a usage
+    error naming it."""
+    result = train(phantom, tmp_path / "cpu", "--epochs", 1, "--backend", "cpu",
+                   "--math", "bf16", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cpu" / "last.safetensors").exists()
+    bad = train(phantom, tmp_path / "bad", "--epochs", 1, "--math", "fp8")
+    assert bad.returncode == 2
+    assert '--math must be fp32, tf32 or bf16, not "fp8"' in bad.stderr
+    assert not (tmp_path / "bad").exists()

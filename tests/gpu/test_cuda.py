@@ -17,6 +17,8 @@ at 1e-4). Fixed seeds throughout; a few seconds on a GPU machine (the
     ICH_LIBRARY=build/libich/libich.so.0 python3 -m pytest -q -rs tests/gpu
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -523,4 +525,38 @@ def test_training_driver_matches_the_cpu(tmp_path):
         assert back.backend == "cpu"
         assert_same_tensors(back.state_dict(), gpu.state_dict(), "GPU checkpoint on the CPU:",
                             rtol=0)
+
+
+def test_ich_train_program_on_the_gpu(tmp_path):
+    """The ich-train example with --backend cuda, in FP32 and with --math
+    bf16: it says where it runs, trains and writes its checkpoints. It loads
+    the libich beside the plugin under test (LD_LIBRARY_PATH before its
+    RUNPATH)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    build = Path(os.environ.get("ICH_BUILD_DIR", root / "build"))
+    program = build / "examples" / "ich-train"
+    if not program.exists():
+        pytest.skip("examples not built (%s)" % program)
+    library = os.environ.get("ICH_LIBRARY")
+    env = dict(os.environ)
+    if library:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [os.path.dirname(os.path.abspath(library))] +
+            [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
+    folder = tmp_path / "phantom"
+    ich.write_phantom(folder, patients=2, slices=6, size=32, seed=4, prevalence=1.0, threads=2)
+    spec = "input 3x32x32, conv 8 3 pad 1, batchnorm, relu, maxpool 4, flatten, linear 6"
+    for math in ("fp32", "bf16"):
+        out = tmp_path / math
+        result = subprocess.run(
+            [str(program), str(folder / "labels.csv"), str(folder / "images"), "--model", spec,
+             "--epochs", "2", "--batch-size", "4", "--backend", "cuda", "--math", math,
+             "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert "running on cuda" in result.stderr + result.stdout
+        assert "%s math" % math.upper() in result.stderr + result.stdout
+        assert (out / "last.safetensors").exists() and (out / "history.csv").exists()
 
