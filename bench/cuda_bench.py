@@ -2,9 +2,9 @@
 """One side of the GPU benchmark, for bench/run_cuda.sh: libich's CUDA
 backend or PyTorch, training and inference of a preset network on the GPU.
 
-    cuda_bench.py probe libich|pytorch [--fp32] [--tf32] [--bf16]
+    cuda_bench.py probe libich|pytorch [--fp32] [--tf32] [--bf16] [--benchmark]
     cuda_bench.py run libich|pytorch --model tutorial|ichnet --batch N
-                  [--warmup 3] [--train-steps 10] [--infer-steps 10] [--fp32] [--tf32] [--bf16]
+                  [--warmup 3] [--train-steps 10] [--infer-steps 10] [--fp32] [--tf32] [--bf16] [--benchmark]
 
 probe: can this side use the GPU? Prints a line describing it
        (libich: ich.backend_info("cuda"); PyTorch: version, device, TF32
@@ -30,6 +30,8 @@ run:   one fixed random batch (uniform [0, 1) pixels, six random 0/1
 --fp32: PyTorch without TensorFloat-32 (torch.backends.cudnn.allow_tf32 and
         torch.backends.cuda.matmul.allow_tf32 False), as libich's default.
 --tf32: libich with ICH_CUDA_MATH=tf32 (TF32 convolutions and matrix products).
+--benchmark: both sides time cuDNN's algorithms at the first steps and keep
+        the fastest (ICH_CUDA_BENCHMARK=1; torch.backends.cudnn.benchmark).
 --bf16: mixed precision on both sides: libich with ICH_CUDA_MATH=bf16
         (bfloat16 convolutions, TF32 matrix products, FP32 elsewhere),
         PyTorch under torch.autocast("cuda", dtype=torch.bfloat16).
@@ -60,6 +62,8 @@ OUTPUTS = 6
 
 def import_ich(args):
     # read when the plugin starts
+    if args.benchmark:
+        os.environ["ICH_CUDA_BENCHMARK"] = "1"
     if args.bf16:
         os.environ["ICH_CUDA_MATH"] = "bf16"
     elif args.tf32:
@@ -130,7 +134,8 @@ def import_torch():
     return torch
 
 
-def set_torch_math(torch, fp32):
+def set_torch_math(torch, fp32, benchmark=False):
+    torch.backends.cudnn.benchmark = benchmark
     if fp32:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -155,7 +160,7 @@ def probe_pytorch(args):
               % (torch.__version__, torch.version.cuda))
         print("RESULT side=pytorch gpu=0 torch=1")
         return NO_GPU
-    set_torch_math(torch, args.fp32)
+    set_torch_math(torch, args.fp32, args.benchmark)
     print(torch_description(torch))
     print("RESULT side=pytorch gpu=1 torch=1 version=%s conv_tf32=%d matmul_tf32=%d"
           % (torch.__version__, int(bool(torch.backends.cudnn.allow_tf32)),
@@ -181,7 +186,7 @@ def run_pytorch(args):
     if not torch.cuda.is_available():
         print("PyTorch sees no GPU", file=sys.stderr)
         return NO_GPU
-    set_torch_math(torch, args.fp32)
+    set_torch_math(torch, args.fp32, args.benchmark)
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = twins(torch)[args.model]().to(device)
@@ -271,6 +276,9 @@ def main():
     parser.add_argument("--fp32", action="store_true",
                         help="PyTorch without TF32 (libich's default math)")
     parser.add_argument("--tf32", action="store_true", help="libich with ICH_CUDA_MATH=tf32")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="both sides time cuDNN's algorithms and keep the fastest "
+                             "(ICH_CUDA_BENCHMARK=1, torch.backends.cudnn.benchmark)")
     parser.add_argument("--bf16", action="store_true",
                         help="mixed precision: libich with ICH_CUDA_MATH=bf16, PyTorch under "
                              "torch.autocast(dtype=torch.bfloat16)")

@@ -5,11 +5,12 @@
 # (3x256x256) at batch 16 and 64 (bench/cuda_bench.py, one process per
 # side, network and batch). See bench/README.md.
 #
-#   bench/run_cuda.sh [--fp32] [--tf32] [--bf16] [--quick] [--only libich|pytorch] [BUILD_DIR]
+#   bench/run_cuda.sh [--fp32] [--tf32] [--bf16] [--benchmark] [--quick] [--only libich|pytorch] [BUILD_DIR]
 #
 # --fp32       PyTorch without TF32 (cudnn and matmul allow_tf32 off): libich's default math
 # --tf32       libich with ICH_CUDA_MATH=tf32 (TF32 convolutions, as PyTorch's default)
 # --bf16       mixed precision on both sides: libich ICH_CUDA_MATH=bf16, PyTorch autocast bf16
+# --benchmark  both sides time cuDNN's algorithms, keep the fastest (cudnn.benchmark)
 # --quick      a smoke test: batch 2, 1 warm-up and 2 timed steps (figures mean little)
 # --only SIDE  run one side only (no ratios)
 #
@@ -36,17 +37,19 @@ root=$(cd "$here/.." && pwd)
 fp32=0
 tf32=0
 bf16=0
+benchmark=0
 quick=0
 only=
 build=
 die() { echo "run_cuda.sh: $*" >&2; exit 1; }
-help_text() { sed -n '8,14p' "$0" | sed 's/^# \{0,1\}//'; }
+help_text() { sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//'; }
 usage() { help_text >&2; exit 2; }
 while (($#)); do
     case $1 in
     --fp32) fp32=1; shift ;;
     --tf32) tf32=1; shift ;;
     --bf16) bf16=1; shift ;;
+    --benchmark) benchmark=1; shift ;;
     --quick) quick=1; shift ;;
     --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
     -h | --help) help_text; exit 0 ;;
@@ -93,6 +96,8 @@ fi
 torch_flags=()
 ((fp32)) && torch_flags+=(--fp32)
 ((bf16)) && torch_flags+=(--bf16)
+((benchmark)) && torch_flags+=(--benchmark)
+((benchmark)) && export ICH_CUDA_BENCHMARK=1
 bench() { "$python" "$here/cuda_bench.py" "$@"; }
 
 # ---- Is there a GPU? -------------------------------------------------------
@@ -147,6 +152,7 @@ fi
 setup="setup:  "
 ((run_libich)) && setup+=" libich [$lib_info];"
 ((bf16)) && setup+=" PyTorch under torch.autocast(bfloat16);"
+((benchmark)) && setup+=" both sides time cuDNN's algorithms (cudnn.benchmark);"
 ((run_torch)) && setup+=" PyTorch $(field "$torch_result" version) TF32 convolutions $(onoff "$(field "$torch_result" conv_tf32)"), matrix products $(onoff "$(field "$torch_result" matmul_tf32)")"
 echo "$setup"
 [[ -n ${NVIDIA_TF32_OVERRIDE:-} ]] && echo "         (NVIDIA_TF32_OVERRIDE=$NVIDIA_TF32_OVERRIDE is set: it overrides both sides' TF32 settings)"

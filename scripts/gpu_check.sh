@@ -12,7 +12,8 @@
 # 3. bench/run_cuda.sh: training and inference images/s beside PyTorch on
 #    the same GPU, with PyTorch's default math (TF32 convolutions) against
 #    libich in FP32 and in TF32, then both in FP32, then both in bfloat16
-#    mixed precision. --quick: a smoke test.
+#    mixed precision, then both timing cuDNN's algorithms (cudnn.benchmark).
+#    --quick: a smoke test.
 #
 # Environment: PYTHON (default: python3 on the PATH if it has numpy, else
 # /usr/bin/python3); OUT (when set, the output is also written to
@@ -93,6 +94,8 @@ if [[ ${#quick[@]} -eq 0 ]]; then
   bench/run_cuda.sh --fp32 "${only[@]}" "$kit" || failed=1
   step "benchmark: both sides in bfloat16 mixed precision"
   bench/run_cuda.sh --bf16 "${only[@]}" "$kit" || failed=1
+  step "benchmark: both sides timing cuDNN's algorithms (cudnn.benchmark), default math"
+  bench/run_cuda.sh --benchmark "${only[@]}" "$kit" || failed=1
 fi
 echo
 ((failed)) && echo "gpu_check.sh: FAILED (see above)" || echo "gpu_check.sh: all passed"

@@ -63,11 +63,11 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.s
   ICH_LIBRARY="$root/build-asan/libich/libich.so.0" ICH_BUILD_DIR="$root/build-asan" \
   $py -m pytest -q -p no:cacheprovider bindings/python/tests tests/cli
 
-echo "== tests/gpu on the CPU emulation of CUDA under sanitizers"
+echo "== tests/gpu on the CPU emulation of CUDA under sanitizers, algorithms timed (ICH_CUDA_BENCHMARK=1)"
 emulated=$(mktemp -d)
 cp build-asan/libich/libich.so.0 build-asan/tests/cuda_emu/libich-cuda.so "$emulated/"
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 ICH_CUDA_BENCHMARK=1 \
   ICH_LIBRARY="$emulated/libich.so.0" $py -m pytest -q -p no:cacheprovider tests/gpu
 rm -rf "$emulated"
 

@@ -32,6 +32,10 @@
  *         PyTorch's autocast), matrix products in TF32; the weights, the
  *         optimizer and every other layer stay FP32
  * Another value makes the CUDA backend fail to start, saying so.
+ * ICH_CUDA_BENCHMARK=1 makes cuDNN time every convolution algorithm at the
+ * first pass of each batch size and keep the fastest (PyTorch's
+ * cudnn.benchmark = True: a slower first step); otherwise cuDNN's
+ * heuristics choose (PyTorch's default).
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -6,6 +6,7 @@
 // cuDNN checks (descriptors set and consistent, output sizes, the
 // workspace its heuristics asked for) and that each pointer is device
 // memory large enough for its descriptor.
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -203,6 +204,41 @@ template <typename Perf> void two_algorithms(const ich_emu_tensor *x, int reques
     *returned = count;
 }
 
+// cudnnFind*Ex: the operands checked as the operation checks them, the
+// algorithms ranked 1 then 0 (each "succeeds" if its workspace fits), and
+// the output overwritten with NaN (queued), as timing runs leave it
+// holding whatever the last algorithm wrote.
+template <typename Perf>
+cudnnStatus_t find(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_conv *conv,
+                   const ich_emu_tensor *y, const void *in0, const ich_emu_tensor *in0_desc,
+                   const void *in1, const ich_emu_tensor *in1_desc, void *out,
+                   const ich_emu_tensor *out_desc, int requested, int *returned, Perf *results,
+                   void *workspace, size_t workspace_bytes, const char *call)
+{
+    if (check(x, w, conv, y, call))
+        return CUDNN_STATUS_BAD_PARAM;
+    if (!device(in0, in0_desc, call, "input") || !device(in1, in1_desc, call, "input") ||
+        !device(out, out_desc, call, "output") ||
+        !workspace_ok(workspace, workspace_bytes, workspace_bytes, call))
+        return CUDNN_STATUS_BAD_PARAM;
+    int count = requested < 2 ? requested : 2;
+    for (int i = 0; i < count; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        results[i].algo = 1 - i;
+        results[i].memory = workspace_for(1 - i, x);
+        results[i].time = (float)(i + 1);
+        results[i].status = results[i].memory <= workspace_bytes ? CUDNN_STATUS_SUCCESS
+                                                                  : CUDNN_STATUS_ALLOC_FAILED;
+    }
+    *returned = count;
+    const ich_emu_tensor od = *out_desc;
+    ich_emu_enqueue([=]() {
+        for (size_t i = 0; i < count_of(&od); i++)
+            store(out, &od, i, NAN);
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
 } // namespace
 
 extern "C" {
@@ -340,6 +376,42 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
     if (status == CUDNN_STATUS_SUCCESS)
         two_algorithms(x, requested, returned, results);
     return status;
+}
+
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x_desc, const void *x,
+    const cudnnFilterDescriptor_t w_desc, const void *w, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t y_desc, void *y, int requested, int *returned,
+    cudnnConvolutionFwdAlgoPerf_t *results, void *workspace, size_t workspace_bytes)
+{
+    (void)handle;
+    return find(x_desc, w_desc, conv, y_desc, x, x_desc, w, w_desc, y, y_desc, requested,
+                returned, results, workspace, workspace_bytes,
+                "cudnnFindConvolutionForwardAlgorithmEx");
+}
+
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
+    cudnnHandle_t handle, const cudnnFilterDescriptor_t w_desc, const void *w,
+    const cudnnTensorDescriptor_t dy_desc, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t dx_desc, void *dx, int requested, int *returned,
+    cudnnConvolutionBwdDataAlgoPerf_t *results, void *workspace, size_t workspace_bytes)
+{
+    (void)handle;
+    return find(dx_desc, w_desc, conv, dy_desc, w, w_desc, dy, dy_desc, dx, dx_desc, requested,
+                returned, results, workspace, workspace_bytes,
+                "cudnnFindConvolutionBackwardDataAlgorithmEx");
+}
+
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x_desc, const void *x,
+    const cudnnTensorDescriptor_t dy_desc, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnFilterDescriptor_t dw_desc, void *dw, int requested, int *returned,
+    cudnnConvolutionBwdFilterAlgoPerf_t *results, void *workspace, size_t workspace_bytes)
+{
+    (void)handle;
+    return find(x_desc, dw_desc, conv, dy_desc, x, x_desc, dy, dy_desc, dw, dw_desc, requested,
+                returned, results, workspace, workspace_bytes,
+                "cudnnFindConvolutionBackwardFilterAlgorithmEx");
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,

@@ -37,6 +37,17 @@ typedef struct conv_state {
     float *grad_ohwi, *grad_oihw, *grad_bias; /* backward scratch */
     ich_cuda_relu_mask mask;
     int mask_valid;
+    /* ICH_CUDA_BENCHMARK=1: the algorithms cuDNN timed fastest, per batch
+     * size (the last few sizes seen) */
+    struct measured {
+        int32_t n; /* 0: empty */
+        int have_fwd, have_data, have_filter;
+        cudnnConvolutionFwdAlgo_t fwd;
+        cudnnConvolutionBwdDataAlgo_t data;
+        cudnnConvolutionBwdFilterAlgo_t filter;
+        size_t fwd_bytes, data_bytes, filter_bytes;
+    } measured[4];
+    int next_measured;
 } conv_state;
 
 static size_t workspace_limit(void)
@@ -46,6 +57,66 @@ static size_t workspace_limit(void)
     return (size_t)(mb > 0 ? mb : 1024) << 20;
 }
 
+/* ICH_CUDA_BENCHMARK=1: time the algorithms (cudnnFind*Ex) at the first
+ * pass of each batch size and keep the fastest, as PyTorch's
+ * cudnn.benchmark = True; otherwise cuDNN's heuristics (PyTorch's
+ * default). */
+static int benchmark_mode(void)
+{
+    const char *text = getenv("ICH_CUDA_BENCHMARK");
+    return text && !strcmp(text, "1");
+}
+
+/* The measurements for the current batch size (a new, empty entry the
+ * first time it is seen). */
+static struct measured *measured_entry(conv_state *s, int32_t n)
+{
+    for (int i = 0; i < 4; i++)
+        if (s->measured[i].n == n)
+            return &s->measured[i];
+    struct measured *m = &s->measured[s->next_measured];
+    s->next_measured = (s->next_measured + 1) % 4;
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    return m;
+}
+
+/* After the heuristics: the measured algorithms for this batch size, where
+ * there are some. */
+static ich_status measured_algorithms(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    if (!benchmark_mode())
+        return ICH_OK;
+    const struct measured *m = measured_entry(s, layer->in[0].n);
+    if (m->have_fwd) {
+        s->fwd_algo = m->fwd;
+        s->fwd_bytes = m->fwd_bytes;
+    }
+    if (m->have_data) {
+        s->bwd_data_algo = m->data;
+        s->bwd_data_bytes = m->data_bytes;
+    }
+    if (m->have_filter) {
+        s->bwd_filter_algo = m->filter;
+        s->bwd_filter_bytes = m->filter_bytes;
+    }
+    return ICH_OK;
+}
+
+/* The index of the first of `found` ranked results that cuDNN can run
+ * within `limit` bytes of workspace, or -1 (the three kinds of result share
+ * these fields). */
+#define FIRST_USABLE(results, found, limit, out)                                                 \
+    do {                                                                                         \
+        (out) = -1;                                                                              \
+        for (int i_ = 0; i_ < (found) && (out) < 0; i_++)                                        \
+            if ((results)[i_].status == CUDNN_STATUS_SUCCESS && (results)[i_].memory <= (limit))  \
+                (out) = i_;                                                                      \
+    } while (0)
+
+enum { MAX_ALGOS = 16 };
+
 /* The first algorithm the heuristics rank that cuDNN can run within the
  * workspace limit. */
 static ich_status choose_algorithms(ich_layer *layer)
@@ -53,17 +124,13 @@ static ich_status choose_algorithms(ich_layer *layer)
     conv_state *s = layer->state;
     cudnnHandle_t h = ich_cuda_cudnn();
     size_t limit = workspace_limit();
-    int found = 0;
-    enum { MAX_ALGOS = 16 };
+    int found = 0, chosen;
 
     cudnnConvolutionFwdAlgoPerf_t fwd[MAX_ALGOS];
     CHECK_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, s->x_desc, s->w_desc, s->conv_desc,
                                                        s->y_desc, MAX_ALGOS, &found, fwd),
                 "forward algorithm heuristics");
-    int chosen = -1;
-    for (int i = 0; i < found && chosen < 0; i++)
-        if (fwd[i].status == CUDNN_STATUS_SUCCESS && fwd[i].memory <= limit)
-            chosen = i;
+    FIRST_USABLE(fwd, found, limit, chosen);
     if (chosen < 0)
         return cuda_fail(ICH_ERR_UNSUPPORTED, "%s: cuDNN has no forward algorithm for this conv",
                          layer->name);
@@ -74,10 +141,7 @@ static ich_status choose_algorithms(ich_layer *layer)
     CHECK_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, s->w_desc, s->y_desc, s->conv_desc,
                                                             s->x_desc, MAX_ALGOS, &found, data),
                 "backward-data algorithm heuristics");
-    chosen = -1;
-    for (int i = 0; i < found && chosen < 0; i++)
-        if (data[i].status == CUDNN_STATUS_SUCCESS && data[i].memory <= limit)
-            chosen = i;
+    FIRST_USABLE(data, found, limit, chosen);
     if (chosen < 0)
         return cuda_fail(ICH_ERR_UNSUPPORTED,
                          "%s: cuDNN has no backward-data algorithm for this conv", layer->name);
@@ -89,10 +153,7 @@ static ich_status choose_algorithms(ich_layer *layer)
                                                               s->conv_desc, s->w_desc, MAX_ALGOS,
                                                               &found, filter),
                 "backward-filter algorithm heuristics");
-    chosen = -1;
-    for (int i = 0; i < found && chosen < 0; i++)
-        if (filter[i].status == CUDNN_STATUS_SUCCESS && filter[i].memory <= limit)
-            chosen = i;
+    FIRST_USABLE(filter, found, limit, chosen);
     if (chosen < 0)
         return cuda_fail(ICH_ERR_UNSUPPORTED,
                          "%s: cuDNN has no backward-filter algorithm for this conv", layer->name);
@@ -100,7 +161,7 @@ static ich_status choose_algorithms(ich_layer *layer)
     s->bwd_filter_bytes = filter[chosen].memory;
     cuda_log(ICH_LOG_DEBUG, "%s: cuDNN algorithms forward %d, backward data %d, filter %d",
              layer->name, (int)s->fwd_algo, (int)s->bwd_data_algo, (int)s->bwd_filter_algo);
-    return ICH_OK;
+    return measured_algorithms(layer);
 }
 
 /* Descriptors for the current shapes (n may change between calls). */
@@ -242,6 +303,89 @@ static ich_status sync_weights(ich_layer *layer)
     return ICH_OK;
 }
 
+/* ---- ICH_CUDA_BENCHMARK=1: timing the algorithms ------------------------ */
+
+/* The workspace to time algorithms in (the limit's size), or NULL when the
+ * device has no room for it: the heuristics' choice then stays. */
+static void *timing_workspace(ich_layer *layer, size_t *bytes)
+{
+    *bytes = workspace_limit();
+    void *workspace = ich_cuda_workspace(layer, *bytes);
+    if (!workspace)
+        cuda_log(ICH_LOG_INFO, "%s: no room to time cuDNN's algorithms: the heuristics' stay",
+                 layer->name);
+    return workspace;
+}
+
+/* cuDNN times every algorithm on these operands (it writes the output);
+ * the fastest it can run within the limit becomes the layer's, for this
+ * batch size. */
+static ich_status time_forward(ich_layer *layer, const void *x, const void *w, void *y)
+{
+    conv_state *s = layer->state;
+    struct measured *m = measured_entry(s, layer->in[0].n);
+    size_t limit;
+    void *workspace;
+    if (m->have_fwd || !(workspace = timing_workspace(layer, &limit)))
+        return ICH_OK;
+    cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
+    int found = 0, chosen;
+    CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(ich_cuda_cudnn(), s->x_desc, x, s->w_desc,
+                                                       w, s->conv_desc, s->y_desc, y, MAX_ALGOS,
+                                                       &found, perf, workspace, limit),
+                "timing the forward algorithms");
+    FIRST_USABLE(perf, found, limit, chosen);
+    m->fwd = chosen < 0 ? s->fwd_algo : perf[chosen].algo;
+    m->fwd_bytes = chosen < 0 ? s->fwd_bytes : perf[chosen].memory;
+    m->have_fwd = 1;
+    return measured_algorithms(layer);
+}
+
+static ich_status time_backward_data(ich_layer *layer, const void *w, const void *dy, void *dx)
+{
+    conv_state *s = layer->state;
+    struct measured *m = measured_entry(s, layer->in[0].n);
+    size_t limit;
+    void *workspace;
+    if (m->have_data || !(workspace = timing_workspace(layer, &limit)))
+        return ICH_OK;
+    cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
+    int found = 0, chosen;
+    CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx(
+                    ich_cuda_cudnn(), s->w_desc, w, s->y_desc, dy, s->conv_desc, s->x_desc, dx,
+                    MAX_ALGOS, &found, perf, workspace, limit),
+                "timing the backward-data algorithms");
+    FIRST_USABLE(perf, found, limit, chosen);
+    m->data = chosen < 0 ? s->bwd_data_algo : perf[chosen].algo;
+    m->data_bytes = chosen < 0 ? s->bwd_data_bytes : perf[chosen].memory;
+    m->have_data = 1;
+    return measured_algorithms(layer);
+}
+
+static ich_status time_backward_filter(ich_layer *layer, const void *x, const void *dy, void *dw)
+{
+    conv_state *s = layer->state;
+    struct measured *m = measured_entry(s, layer->in[0].n);
+    size_t limit;
+    void *workspace;
+    if (m->have_filter || !(workspace = timing_workspace(layer, &limit)))
+        return ICH_OK;
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
+    int found = 0, chosen;
+    CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                    ich_cuda_cudnn(), s->x_desc, x, s->y_desc, dy, s->conv_desc, s->w_desc, dw,
+                    MAX_ALGOS, &found, perf, workspace, limit),
+                "timing the backward-filter algorithms");
+    FIRST_USABLE(perf, found, limit, chosen);
+    m->filter = chosen < 0 ? s->bwd_filter_algo : perf[chosen].algo;
+    m->filter_bytes = chosen < 0 ? s->bwd_filter_bytes : perf[chosen].memory;
+    m->have_filter = 1;
+    cuda_log(ICH_LOG_DEBUG, "%s (batch %d): fastest cuDNN algorithms forward %d, backward data "
+             "%d, filter %d", layer->name, layer->in[0].n, (int)m->fwd, (int)m->data,
+             (int)m->filter);
+    return measured_algorithms(layer);
+}
+
 /* BF16 scratch: bfloat16 copies for one call, back to the device cache at
  * the end of it (the stream runs in order, so that is safe at once). */
 typedef struct bf16_scratch {
@@ -309,8 +453,6 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
     const float one = 1.0f, zero = 0.0f;
     ich_status status = ICH_OK;
     TRY(sync_weights(layer));
-    void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
-    TRY_ALLOC(workspace);
     const void *x = in[0], *w = s->w_ohwi;
     void *y = out;
     if (s->w16) {
@@ -320,6 +462,10 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
         w = s->w16;
         y = y16;
     }
+    if (benchmark_mode())
+        TRY(time_forward(layer, x, w, y));
+    void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
+    TRY_ALLOC(workspace);
     TRY_CUDNN(cudnnConvolutionForward(ich_cuda_cudnn(), &one, s->x_desc, x, s->w_desc, w,
                                       s->conv_desc, s->fwd_algo, workspace, s->fwd_bytes, &zero,
                                       s->y_desc, y),
@@ -364,11 +510,13 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         w = s->w16;
     }
     if (grad_in && grad_in[0]) {
-        void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
-        TRY_ALLOC(workspace);
         void *dx = grad_in[0];
         if (s->w16)
             TRY_ALLOC(dx = bf16_buffer(layer, &scratch, in_count));
+        if (benchmark_mode())
+            TRY(time_backward_data(layer, w, dy, dx));
+        void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
+        TRY_ALLOC(workspace);
         TRY_CUDNN(cudnnConvolutionBackwardData(h, &one, s->w_desc, w, s->y_desc, dy, s->conv_desc,
                                                s->bwd_data_algo, workspace, s->bwd_data_bytes,
                                                &zero, s->x_desc, dx),
@@ -378,14 +526,16 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
     }
     ich_param *weight = &layer->params[0];
     if (!weight->frozen) {
-        void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
-        TRY_ALLOC(workspace);
         const void *x = in[0];
         void *dw = s->grad_ohwi;
         if (s->w16) {
             TRY_ALLOC(x = bf16_copy(layer, &scratch, in[0], in_count));
             TRY_ALLOC(dw = bf16_buffer(layer, &scratch, ich_param_count(weight)));
         }
+        if (benchmark_mode())
+            TRY(time_backward_filter(layer, x, dy, dw));
+        void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
+        TRY_ALLOC(workspace);
         TRY_CUDNN(cudnnConvolutionBackwardFilter(h, &one, s->x_desc, x, s->y_desc, dy,
                                                  s->conv_desc, s->bwd_filter_algo, workspace,
                                                  s->bwd_filter_bytes, &zero, s->w_desc, dw),

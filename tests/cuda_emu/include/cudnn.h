@@ -90,6 +90,24 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
     cudnnHandle_t handle, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
     const cudnnConvolutionDescriptor_t conv, const cudnnFilterDescriptor_t dw, int requested,
     int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *results);
+/* Timing every algorithm on real operands (the outputs are overwritten).
+ * The emulation ranks algorithm 1 (no workspace) first, then 0, and fills
+ * the output with NaN. */
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x_desc, const void *x,
+    const cudnnFilterDescriptor_t w_desc, const void *w, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t y_desc, void *y, int requested, int *returned,
+    cudnnConvolutionFwdAlgoPerf_t *results, void *workspace, size_t workspace_bytes);
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
+    cudnnHandle_t handle, const cudnnFilterDescriptor_t w_desc, const void *w,
+    const cudnnTensorDescriptor_t dy_desc, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnTensorDescriptor_t dx_desc, void *dx, int requested, int *returned,
+    cudnnConvolutionBwdDataAlgoPerf_t *results, void *workspace, size_t workspace_bytes);
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t x_desc, const void *x,
+    const cudnnTensorDescriptor_t dy_desc, const void *dy, const cudnnConvolutionDescriptor_t conv,
+    const cudnnFilterDescriptor_t dw_desc, void *dw, int requested, int *returned,
+    cudnnConvolutionBwdFilterAlgoPerf_t *results, void *workspace, size_t workspace_bytes);
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
                                       const cudnnTensorDescriptor_t x_desc, const void *x,
                                       const cudnnFilterDescriptor_t w_desc, const void *w,
