@@ -24,6 +24,7 @@ static struct {
     cudnnHandle_t cudnn;
     cublasHandle_t cublas;
     ich_cuda_math math;
+    int benchmark;
     char description[512];
 } g;
 
@@ -45,6 +46,11 @@ cublasHandle_t ich_cuda_cublas(void)
 ich_cuda_math ich_cuda_math_mode(void)
 {
     return g.math;
+}
+
+int ich_cuda_benchmark(void)
+{
+    return g.benchmark;
 }
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -412,6 +418,8 @@ static ich_status start(void)
     ich_status status = math_from_environment(&g.math);
     if (status)
         return status;
+    const char *benchmark = getenv("ICH_CUDA_BENCHMARK");
+    g.benchmark = benchmark && !strcmp(benchmark, "1");
     CHECK_CUBLAS(cublasSetMathMode(g.cublas, g.math == ICH_CUDA_FP32 ? CUBLAS_DEFAULT_MATH
                                                                      : CUBLAS_TF32_TENSOR_OP_MATH),
                  "cublasSetMathMode");
@@ -419,9 +427,10 @@ static ich_status start(void)
     CHECK_CUDA(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
     size_t version = cudnnGetVersion();
     snprintf(g.description, sizeof g.description,
-             "cuda: device %d %.200s (sm_%d%d, %.0f GiB), cuDNN %zu.%zu.%zu, %s math", device,
+             "cuda: device %d %.200s (sm_%d%d, %.0f GiB), cuDNN %zu.%zu.%zu, %s math%s", device,
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
-             version / 10000, version / 100 % 100, version % 100, math_names[g.math]);
+             version / 10000, version / 100 % 100, version % 100, math_names[g.math],
+             g.benchmark ? ", algorithms timed" : "");
     return ICH_OK;
 }
 

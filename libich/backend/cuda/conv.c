@@ -63,8 +63,7 @@ static size_t workspace_limit(void)
  * default). */
 static int benchmark_mode(void)
 {
-    const char *text = getenv("ICH_CUDA_BENCHMARK");
-    return text && !strcmp(text, "1");
+    return ich_cuda_benchmark();
 }
 
 /* The measurements for the current batch size (a new, empty entry the

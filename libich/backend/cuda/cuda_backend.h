@@ -48,6 +48,9 @@ cublasHandle_t ich_cuda_cublas(void);
  *         weights and the optimizer in FP32. Matrix products TF32. */
 typedef enum ich_cuda_math { ICH_CUDA_FP32, ICH_CUDA_TF32, ICH_CUDA_BF16 } ich_cuda_math;
 ich_cuda_math ich_cuda_math_mode(void);
+/* 1 when ICH_CUDA_BENCHMARK=1 (read at start): convolutions time cuDNN's
+ * algorithms and keep the fastest (conv.c). */
+int ich_cuda_benchmark(void);
 
 /* Device memory from the plugin's cache (sizes rounded up to 256 bytes,
  * blocks kept by size and reused, so a training loop stops calling
