@@ -57,14 +57,10 @@ static size_t workspace_limit(void)
     return (size_t)(mb > 0 ? mb : 1024) << 20;
 }
 
-/* ICH_CUDA_BENCHMARK=1: time the algorithms (cudnnFind*Ex) at the first
- * pass of each batch size and keep the fastest, as PyTorch's
- * cudnn.benchmark = True; otherwise cuDNN's heuristics (PyTorch's
- * default). */
-static int benchmark_mode(void)
-{
-    return ich_cuda_benchmark();
-}
+/* ICH_CUDA_BENCHMARK=1 (ich_cuda_benchmark): the algorithms are timed
+ * (cudnnFind*Ex) at the first pass of each batch size and the fastest kept,
+ * as PyTorch's cudnn.benchmark = True; otherwise cuDNN's heuristics choose
+ * (PyTorch's default). */
 
 /* The measurements for the current batch size (a new, empty entry the
  * first time it is seen). */
@@ -85,7 +81,7 @@ static struct measured *measured_entry(conv_state *s, int32_t n)
 static ich_status measured_algorithms(ich_layer *layer)
 {
     conv_state *s = layer->state;
-    if (!benchmark_mode())
+    if (!ich_cuda_benchmark())
         return ICH_OK;
     const struct measured *m = measured_entry(s, layer->in[0].n);
     if (m->have_fwd) {
@@ -461,7 +457,7 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
         w = s->w16;
         y = y16;
     }
-    if (benchmark_mode())
+    if (ich_cuda_benchmark())
         TRY(time_forward(layer, x, w, y));
     void *workspace = ich_cuda_workspace(layer, s->fwd_bytes);
     TRY_ALLOC(workspace);
@@ -512,7 +508,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         void *dx = grad_in[0];
         if (s->w16)
             TRY_ALLOC(dx = bf16_buffer(layer, &scratch, in_count));
-        if (benchmark_mode())
+        if (ich_cuda_benchmark())
             TRY(time_backward_data(layer, w, dy, dx));
         void *workspace = ich_cuda_workspace(layer, s->bwd_data_bytes);
         TRY_ALLOC(workspace);
@@ -531,7 +527,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
             TRY_ALLOC(x = bf16_copy(layer, &scratch, in[0], in_count));
             TRY_ALLOC(dw = bf16_buffer(layer, &scratch, ich_param_count(weight)));
         }
-        if (benchmark_mode())
+        if (ich_cuda_benchmark())
             TRY(time_backward_filter(layer, x, dy, dw));
         void *workspace = ich_cuda_workspace(layer, s->bwd_filter_bytes);
         TRY_ALLOC(workspace);
