@@ -107,6 +107,57 @@ def assert_same_tensors(got, want, what, rtol=RTOL):
         assert_close(got[name], want[name], "%s %s" % (what, name), rtol)
 
 
+# A ReLU (fused or alone, or the max of a pool) passes its gradient on one
+# side of its kink and not the other. An activation within a rounding error
+# of 0 (+5e-7 in float64, -1e-7 with oneDNN's AVX2 kernels, +3e-8 on the
+# emulated GPU, seen in ichnet's batch norm) lands on either side depending
+# on the order of the sums, and its whole gradient flips between the
+# backends: measured on ichnet, 4.9e-4 in one element of conv1.weight
+# (1e-2 of its largest), 4.7e-3 of the tensor's norm, 8e-4 of all the
+# gradients' norm. A bug (a stale buffer, a wrong stride, a missed wait)
+# moves them by O(1). So gradients agree element by element, or else, as
+# kink flips allow, in norm: each tensor within KINK_TENSOR of its norm
+# (floored at 1e-3 of the global norm, so that a bias whose gradient is 0
+# up to rounding does not count) and all within KINK_GLOBAL.
+KINK_TENSOR = 2e-2
+KINK_GLOBAL = 5e-3
+
+
+def _norm(a):
+    return float(np.sqrt((np.asarray(a, np.float64) ** 2).sum()))
+
+
+# After a kink flip the two backends train on slightly different
+# gradients, so their weights and logits part: by 2e-4 of the largest
+# after three SGD steps of ichnet (measured), while each step moves the
+# logits by 3e-2 to 0.6 of theirs. Later comparisons then allow KINK_DRIFT,
+# still far below a step: a backend that missed the new weights fails.
+KINK_DRIFT = 2e-3
+
+
+def assert_gradients_close(got, want, what):
+    """assert_same_tensors() for gradients, tolerant of ReLU kink flips
+    (see above). Returns True when they agree element by element, False
+    when only a kink flip explains the difference."""
+    try:
+        assert_same_tensors(got, want, what)
+        return True
+    except AssertionError as elementwise:
+        first = str(elementwise)
+    assert list(got) == list(want), "%s: names differ" % what
+    total = np.sqrt(sum(_norm(w) ** 2 for w in want.values()))
+    diff = np.sqrt(sum(_norm(got[k] - want[k]) ** 2 for k in want))
+    assert diff <= KINK_GLOBAL * total, (
+        "%s: ||cuda - cpu|| = %.3g of the gradients' norm (> %g a few ReLU kink flips explain); "
+        "first element-wise failure: %s" % (what, diff / total, KINK_GLOBAL, first))
+    for k in want:
+        rel = _norm(got[k] - want[k]) / (_norm(want[k]) + 1e-3 * total)
+        assert rel <= KINK_TENSOR, (
+            "%s %s: ||cuda - cpu|| = %.3g of its norm (> %g a few ReLU kink flips explain); "
+            "first element-wise failure: %s" % (what, k, rel, KINK_TENSOR, first))
+    return False
+
+
 def model_on(backend, spec=None, preset=None):
     ich.use_backend(backend)
     model = ich.Model.preset(preset) if preset else ich.Model(spec)
@@ -172,7 +223,7 @@ def train_pass(cpu, gpu, x, grad_logits, what):
     cpu.backward(grad_logits)
     gpu.backward(grad_logits)
     want_grads = cpu.grads()
-    assert_same_tensors(gpu.grads(), want_grads, "%s: gradient of" % what)
+    assert_gradients_close(gpu.grads(), want_grads, "%s: gradient of" % what)
     return want_grads
 
 
@@ -333,7 +384,7 @@ def test_dropout_draws_the_cpu_mask():
         gpu.zero_grad()
         cpu.backward(g)
         gpu.backward(g)
-        assert_same_tensors(gpu.grads(), cpu.grads(), "step %d gradient of" % step)
+        assert_gradients_close(gpu.grads(), cpu.grads(), "step %d gradient of" % step)
     assert gpu.metadata["ich.steps"] == cpu.metadata["ich.steps"] == "4"
     assert any((masks[0] != m).any() for m in masks[1:]), "the same mask every step"
     assert 0.2 < np.mean(masks) < 0.8
@@ -371,7 +422,7 @@ def test_gradients_accumulate_and_freeze():
         assert_close(gpu.forward(x), cpu.forward(x), "forward %d" % i)
         cpu.backward(g)
         gpu.backward(g)
-    assert_same_tensors(gpu.grads(), cpu.grads(), "accumulated gradient of")
+    assert_gradients_close(gpu.grads(), cpu.grads(), "accumulated gradient of")
     gpu.zero_grad()
     assert all((v == 0).all() for v in gpu.grads().values())
     assert gpu.freeze("conv1") == cpu.freeze("conv1") == 2
@@ -382,7 +433,7 @@ def test_gradients_accumulate_and_freeze():
     gpu.backward(g)
     grads = gpu.grads()
     assert (grads["conv1.weight"] == 0).all() and (grads["conv1.bias"] == 0).all()
-    assert_same_tensors(grads, cpu.grads(), "gradient (conv1 frozen) of")
+    assert_gradients_close(grads, cpu.grads(), "gradient (conv1 frozen) of")
 
 
 def test_weights_changed_on_the_host_reach_the_gpu():
@@ -445,24 +496,31 @@ def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
     opt_gpu = ich.Optimizer(gpu, "sgd", **SGD)
     for m in (cpu, gpu):
         m.train()
+    rtol = RTOL  # KINK_DRIFT once a kink flip parted the two (see there)
+    first = None
     for step in range(3):
         cpu.zero_grad()
         gpu.zero_grad()
         want = cpu.forward(x)
         got = gpu.forward(x)
-        assert_close(got, want, "step %d logits" % step)
+        assert_close(got, want, "step %d logits" % step, rtol)
+        if first is None:
+            first = want
+        else:  # the step moved the logits far more than the tolerance
+            assert np.abs(want - first).max() > 10 * rtol * max(1, np.abs(want).max())
         loss_cpu, grad_cpu = ich.bce_with_logits(want, y)
         loss_gpu, grad_gpu = ich.bce_with_logits(got, y)
-        assert_close(loss_gpu, loss_cpu, "step %d loss" % step)
+        assert_close(loss_gpu, loss_cpu, "step %d loss" % step, rtol)
         cpu.backward(grad_cpu)
         gpu.backward(grad_gpu)
-        if step == 0:
-            assert_same_tensors(gpu.grads(), cpu.grads(), "step 0 gradient of")
+        if step == 0 and not assert_gradients_close(gpu.grads(), cpu.grads(),
+                                                    "step 0 gradient of"):
+            rtol = KINK_DRIFT
         opt_cpu.step()
         opt_gpu.step()
     assert opt_gpu.steps == opt_cpu.steps == 3
     after = cpu.state_dict()
-    assert_same_tensors(gpu.state_dict(), after, "after 3 steps:")
+    assert_same_tensors(gpu.state_dict(), after, "after 3 steps:", rtol)
     before = pair(spec, preset, seed=15)[0].state_dict()
     assert any(not np.array_equal(after[k], before[k]) for k in after), "training changed nothing"
 
@@ -472,7 +530,7 @@ def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
     # threshold 0: no cascade gating, which would turn a probability a
     # rounding error either side of the threshold into a difference of 0.5
     p_gpu = gpu.predict(x, threshold=0.0)
-    assert_close(p_gpu, cpu.predict(x, threshold=0.0), "predict after training")
+    assert_close(p_gpu, cpu.predict(x, threshold=0.0), "predict after training", rtol)
     path = tmp_path / "cuda.safetensors"
     gpu.save(path)
     ich.use_backend("cpu")

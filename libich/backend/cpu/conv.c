@@ -194,6 +194,55 @@ static ich_status build_forward(ich_layer *layer)
                              dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_weights_md, 0));
 }
 
+/* oneDNN 2.6.3's 1x1 kernels (jit_1x1:avx2, jit_1x1:avx512_core) get the
+ * weight gradient of a strided 1x1 convolution wrong: their "reduce to unit
+ * stride" copy of the NHWC source puts rows at (ic_b * is + sp) * ic_block
+ * in a per-thread area sized is * ic, so when the input channels are not a
+ * multiple of the kernel's channel block (8 on AVX2, 16 on AVX-512) it
+ * writes past its scratchpad: wrong gradients that change from run to run
+ * with several threads, a corrupted heap with one. The pattern is still in
+ * oneDNN's master (upstream issue 6035 looks like it). Forward and backward
+ * data are right. A strided 1x1 convolution therefore takes the next
+ * implementation oneDNN offers for its backward weights (jit or gemm; no
+ * measurable cost on ichnet). tests/test_layer_sweep.py checks every case. */
+static int faulty_backward_weights(const ich_layer *layer, const_dnnl_primitive_desc_t pd)
+{
+    const ich_layer_args *a = &layer->args;
+    if (a->kernel[0] != 1 || a->kernel[1] != 1 || (a->stride[0] == 1 && a->stride[1] == 1))
+        return 0;
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return 0;
+    return strncmp(impl, "jit_1x1", 7) == 0;
+}
+
+/* The first backward-weights implementation, in oneDNN's order of
+ * preference, that is not one of the faulty kernels above. */
+static dnnl_status_t backward_weights_pd(const ich_layer *layer,
+                                         const dnnl_convolution_desc_t *desc,
+                                         const_dnnl_primitive_attr_t attr,
+                                         const_dnnl_primitive_desc_t hint,
+                                         dnnl_primitive_desc_t *out)
+{
+    dnnl_primitive_desc_iterator_t it;
+    dnnl_status_t st =
+        dnnl_primitive_desc_iterator_create(&it, desc, attr, ich_cpu_engine(), hint);
+    if (st != dnnl_success)
+        return st;
+    *out = NULL;
+    do {
+        dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+        if (pd && !faulty_backward_weights(layer, pd)) {
+            *out = pd;
+            break;
+        }
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+    return *out ? dnnl_success : dnnl_unimplemented;
+}
+
 static ich_status build_backward(ich_layer *layer)
 {
     conv_state *s = layer->state;
@@ -220,7 +269,7 @@ static ich_status build_backward(ich_layer *layer)
             &desc, dnnl_convolution_direct, &s->src_md, &w_any, layer->args.bias ? &s->b_md : NULL,
             &s->dst_md, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
-        st = dnnl_primitive_desc_create(&s->bwd_w_pd, &desc, attr, ich_cpu_engine(), s->fwd_pd);
+        st = backward_weights_pd(layer, &desc, attr, s->fwd_pd, &s->bwd_w_pd);
     dnnl_primitive_attr_destroy(attr);
     CHECK_DNNL(st, "convolution backward desc");
     CHECK_DNNL(dnnl_primitive_create(&s->bwd_data, s->bwd_data_pd), "convolution backward data");
