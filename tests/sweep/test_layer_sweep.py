@@ -41,3 +41,32 @@ def test_layers_match_pytorch(group):
     failures = layer_sweep.check_cases(selected)
     assert not failures, "%d of %d cases failed:\n%s" % (
         len({f.split(":")[0] for f in failures}), len(selected), "\n".join(failures[:20]))
+
+
+# Which kernels the ISA limit must give (and which it must not).
+ISA_KERNELS = {"AVX2": ("avx2", "avx512"), "SSE41": ("sse41", "avx")}
+
+
+def test_isa_limit_changes_the_kernels():
+    """With ONEDNN_MAX_CPU_ISA set (scripts/test.sh runs the numerical
+    tests again with AVX2 and SSE41), oneDNN's verbose output shows that
+    the convolutions really run the limited kernels: the run is not the
+    same as the unlimited one. Unset: the kernels are whatever this CPU
+    gives, and the test only checks that they are named."""
+    import subprocess
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    code = ("import sys; sys.path.insert(0, %r); import layer_sweep as L, numpy as np; "
+            "L.run_libich(0, ('t', [L.Conv(6, 3, 1, 1), L.Pool('maxpool', 2), L.BatchNorm(), L.Conv(8, 1, 2)], (4, 8, 8), 2, 1))"
+            % os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    impls = {line.split(",")[4] for line in out.splitlines()
+             if line.startswith("onednn_verbose,exec,cpu,")}
+    assert impls, "no primitive in oneDNN's verbose output:\n" + out[-2000:]
+    if isa not in ISA_KERNELS:
+        return
+    want, banned = ISA_KERNELS[isa]
+    assert any(want in i for i in impls), "ONEDNN_MAX_CPU_ISA=%s gave %s" % (isa, sorted(impls))
+    assert not any(banned in i for i in impls), "ONEDNN_MAX_CPU_ISA=%s gave %s" % (
+        isa, sorted(impls))
