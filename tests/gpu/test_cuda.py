@@ -18,11 +18,15 @@ at 1e-4). Fixed seeds throughout; a few seconds on a GPU machine (the
 """
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
 import ich
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import kinks  # noqa: E402  (tests/kinks.py)
 
 RTOL = 1e-4
 
@@ -107,55 +111,13 @@ def assert_same_tensors(got, want, what, rtol=RTOL):
         assert_close(got[name], want[name], "%s %s" % (what, name), rtol)
 
 
-# A ReLU (fused or alone, or the max of a pool) passes its gradient on one
-# side of its kink and not the other. An activation within a rounding error
-# of 0 (+5e-7 in float64, -1e-7 with oneDNN's AVX2 kernels, +3e-8 on the
-# emulated GPU, seen in ichnet's batch norm) lands on either side depending
-# on the order of the sums, and its whole gradient flips between the
-# backends: measured on ichnet, 4.9e-4 in one element of conv1.weight
-# (1e-2 of its largest), 4.7e-3 of the tensor's norm, 8e-4 of all the
-# gradients' norm. A bug (a stale buffer, a wrong stride, a missed wait)
-# moves them by O(1). So gradients agree element by element, or else, as
-# kink flips allow, in norm: each tensor within KINK_TENSOR of its norm
-# (floored at 1e-3 of the global norm, so that a bias whose gradient is 0
-# up to rounding does not count) and all within KINK_GLOBAL.
-KINK_TENSOR = 2e-2
-KINK_GLOBAL = 5e-3
-
-
-def _norm(a):
-    return float(np.sqrt((np.asarray(a, np.float64) ** 2).sum()))
-
-
-# After a kink flip the two backends train on slightly different
-# gradients, so their weights and logits part: by 2e-4 of the largest
-# after three SGD steps of ichnet (measured), while each step moves the
-# logits by 3e-2 to 0.6 of theirs. Later comparisons then allow KINK_DRIFT,
-# still far below a step: a backend that missed the new weights fails.
-KINK_DRIFT = 2e-3
-
-
 def assert_gradients_close(got, want, what):
     """assert_same_tensors() for gradients, tolerant of ReLU kink flips
-    (see above). Returns True when they agree element by element, False
-    when only a kink flip explains the difference."""
-    try:
-        assert_same_tensors(got, want, what)
-        return True
-    except AssertionError as elementwise:
-        first = str(elementwise)
-    assert list(got) == list(want), "%s: names differ" % what
-    total = np.sqrt(sum(_norm(w) ** 2 for w in want.values()))
-    diff = np.sqrt(sum(_norm(got[k] - want[k]) ** 2 for k in want))
-    assert diff <= KINK_GLOBAL * total, (
-        "%s: ||cuda - cpu|| = %.3g of the gradients' norm (> %g a few ReLU kink flips explain); "
-        "first element-wise failure: %s" % (what, diff / total, KINK_GLOBAL, first))
-    for k in want:
-        rel = _norm(got[k] - want[k]) / (_norm(want[k]) + 1e-3 * total)
-        assert rel <= KINK_TENSOR, (
-            "%s %s: ||cuda - cpu|| = %.3g of its norm (> %g a few ReLU kink flips explain); "
-            "first element-wise failure: %s" % (what, k, rel, KINK_TENSOR, first))
-    return False
+    (tests/kinks.py). Returns True when they agree element by element,
+    False when only a kink flip explains the difference."""
+    failures, exact = kinks.gradient_failures(got, want, RTOL)
+    assert not failures, "%s (cuda against cpu):\n%s" % (what, "\n".join(failures))
+    return exact
 
 
 def model_on(backend, spec=None, preset=None):
@@ -496,7 +458,7 @@ def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
     opt_gpu = ich.Optimizer(gpu, "sgd", **SGD)
     for m in (cpu, gpu):
         m.train()
-    rtol = RTOL  # KINK_DRIFT once a kink flip parted the two (see there)
+    rtol = RTOL  # KINK_DRIFT once a kink flip parted the two (tests/kinks.py)
     first = None
     for step in range(3):
         cpu.zero_grad()
@@ -515,7 +477,7 @@ def test_training_steps_and_checkpoints(spec, preset, n, tmp_path):
         gpu.backward(grad_gpu)
         if step == 0 and not assert_gradients_close(gpu.grads(), cpu.grads(),
                                                     "step 0 gradient of"):
-            rtol = KINK_DRIFT
+            rtol = kinks.KINK_DRIFT
         opt_cpu.step()
         opt_gpu.step()
     assert opt_gpu.steps == opt_cpu.steps == 3

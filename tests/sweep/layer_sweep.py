@@ -15,7 +15,7 @@ is PyTorch in float64; libich computes in float32.
 Tolerance, per tensor: max|libich - torch| <= 1e-4 * max(1e-3, max|torch|)
 element by element, or, where a ReLU or a max pool sits within a rounding
 error of its kink (the float64 and float32 computations then pass a
-gradient on different sides), the norm bound of kink_tolerant().
+gradient on different sides), the norm bounds of tests/kinks.py.
 
 The libich side needs only numpy, so it can run alone under valgrind:
 
@@ -34,15 +34,13 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import ich  # noqa: E402
+import kinks  # noqa: E402  (tests/kinks.py)
 
 RTOL = 1e-4
-# A flip at a kink moves the gradients below it by far less than this share
-# of their norm (tests/gpu/test_cuda.py measures 4.7e-3 on ichnet); a wrong
-# kernel moves them by O(1).
-KINK_TENSOR = 2e-2
-KINK_GLOBAL = 5e-3
+FLOOR = 1e-3  # of the scale: max(FLOOR, max|torch|)
 
 
 # ---- layer descriptions: a libich spec item and a PyTorch module each -------
@@ -411,47 +409,7 @@ def run_torch(index, case, state):
 # ---- comparison ----------------------------------------------------------------
 
 def elementwise(got, want):
-    """None when close element by element, else a description."""
-    got = np.asarray(got, np.float64)
-    want = np.asarray(want, np.float64)
-    if got.shape != want.shape:
-        return "shape %s against %s" % (got.shape, want.shape)
-    if want.size == 0:
-        return None
-    scale = max(1e-3, float(np.abs(want).max()))
-    diff = np.abs(got - want)
-    worst = int(np.argmax(diff))
-    if diff.flat[worst] <= RTOL * scale:
-        return None
-    return "max|libich - torch| = %.3g > %.3g at flat index %d (libich %.9g, torch %.9g)" % (
-        diff.flat[worst], RTOL * scale, worst, got.flat[worst], want.flat[worst])
-
-
-def norm(a):
-    return float(np.sqrt((np.asarray(a, np.float64) ** 2).sum()))
-
-
-def kink_tolerant(got, want):
-    """The gradients {name: array} agree element by element, or within the
-    norm bounds a ReLU or max-pool kink flip explains: each tensor within
-    KINK_TENSOR of its norm (floored at 1e-3 of the global norm), all
-    within KINK_GLOBAL. Returns a list of failures."""
-    errors = [(k, elementwise(got[k], want[k])) for k in want]
-    errors = [(k, e) for k, e in errors if e]
-    if not errors:
-        return []
-    total = np.sqrt(sum(norm(w) ** 2 for w in want.values()))
-    if any(np.asarray(got[k]).shape != np.asarray(want[k]).shape for k in want):
-        return ["%s: %s" % e for e in errors]
-    diff = np.sqrt(sum(norm(np.asarray(got[k], np.float64) - want[k]) ** 2 for k in want))
-    bad = []
-    if diff > KINK_GLOBAL * total:
-        bad.append("gradients: ||libich - torch|| = %.3g of their norm" % (diff / total))
-    for k in want:
-        rel = norm(np.asarray(got[k], np.float64) - want[k]) / (norm(want[k]) + 1e-3 * total)
-        if rel > KINK_TENSOR:
-            bad.append("%s: ||libich - torch|| = %.3g of its norm" % (k, rel))
-    return ["%s (%s)" % (b, "; ".join("%s: %s" % e for e in errors)) for b in bad]
+    return kinks.elementwise(got, want, RTOL, FLOOR)
 
 
 def compare(case, got, want):
@@ -462,7 +420,8 @@ def compare(case, got, want):
     if e:
         failures.append("logits: " + e)
     assert sorted(got["grads"]) == sorted(want["grads"]), name
-    failures += ["gradient of " + f for f in kink_tolerant(got["grads"], want["grads"])]
+    failures += ["gradient of " + f
+                 for f in kinks.gradient_failures(got["grads"], want["grads"], RTOL, FLOOR)[0]]
     for k, v in want["after"].items():
         if "running" in k:
             e = elementwise(got["after"][k], v)

@@ -20,6 +20,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "bench"))
 import torch_twins  # noqa: E402  (the twins of the presets)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "tests"))
+import kinks  # noqa: E402  (comparing gradients across ReLU kinks)
+
 
 # ---- PyTorch twins of the presets ----------------------------------------
 
@@ -198,9 +202,11 @@ def test_gradients_match_pytorch(name, n, side, kw):
     assert_close(out, want_out, what="train forward")
     model.backward(w)  # loss = sum(w * logits): d loss / d logits = w
     got = model.grads()
-    assert sorted(got) == sorted(want)
-    for key in want:
-        assert_close(got[key], want[key], what=key)
+    # element by element, or as ReLU kink flips allow (tests/kinks.py): an
+    # activation within a rounding error of 0 sends its gradient one way in
+    # float64 and the other in float32 on some CPUs' kernels
+    failures, _ = kinks.gradient_failures(got, want, 1e-4, floor=1e-12)
+    assert not failures, "\n".join(failures)
     # batch norm running statistics follow PyTorch's update
     state = model.state_dict()
     for key, value in net64.state_dict().items():
