@@ -470,7 +470,8 @@ static void test_input_window(void **state)
     ich_model *m = NULL;
     ich_window *w = NULL;
     assert_int_equal(ich_model_create("input 2x4x4, flatten, linear 6", &m), ICH_OK);
-    assert_int_equal(ich_model_input_window(m, &w), ICH_ERR_SHAPE); /* default: 3 windows */
+    assert_int_equal(ich_model_input_window(m, &w), ICH_ERR_NOT_FOUND); /* no recipe: no guess */
+    assert_non_null(strstr(ich_last_error(), "no input recipe"));
     assert_null(w);
     assert_int_equal(ich_model_set_metadata(m, "ich.windows", "brain,40/400"), ICH_OK);
     assert_int_equal(ich_model_set_metadata(m, "ich.mean", "0.5,0.25"), ICH_OK);
