@@ -292,11 +292,20 @@ static int choose_recipe(const options *o, ich_model *model, ich_window **out)
     if (!st)
         st = ich_model_set_input_window(model, *out);
     if (st) {
-        int32_t channels = 0, rows = 0, columns = 0;
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ich_last_error());
+        int32_t channels = 0, rows = 0, columns = 0, c = 0, r = 0, w = 0;
         ich_model_input_shape(model, &channels, &rows, &columns);
-        fprintf(stderr, "ich-train: the input recipe: %s (the model takes %dx%dx%d images, "
-                        "channels x rows x columns)\n",
-                ich_last_error(), channels, rows, columns);
+        if (*out && ich_window_output_shape(*out, rows, columns, &c, &r, &w) == ICH_OK)
+            fprintf(stderr, "ich-train: the input recipe makes %dx%dx%d images, the model "
+                            "takes %dx%dx%d (channels x rows x columns): %s; --recipe, "
+                            "--windows, --size change the recipe\n",
+                    c * (2 * ich_window_get_neighbors(*out) + 1), r, w, channels, rows,
+                    columns, why);
+        else
+            fprintf(stderr, "ich-train: the input recipe: %s\n", why);
+        ich_window_free(*out);
+        *out = NULL;
         return 2;
     }
     return 0;

@@ -68,9 +68,10 @@ def test_trains_and_writes_checkpoints_and_history(phantom, tmp_path):
     meta = metadata(out / "last.safetensors")
     assert meta["ich.labels"] == ("any,epidural,intraparenchymal,intraventricular,"
                                   "subarachnoid,subdural")
-    assert meta["ich.windows"] == "blood,brain,bone"
-    assert meta["ich.size"] == "32"
-    assert meta["ich.mean"] == "0,0,0" and meta["ich.std"] == "1,1,1"
+    # the whole recipe, as one line (the older keys are gone)
+    assert meta["ich.recipe"] == ("windows=75/215,40/80,600/2800;mode=linear;size=32x32;"
+                                  "resize=bilinear;quantize=0;mean=none;std=none;neighbors=0")
+    assert not {"ich.windows", "ich.size", "ich.mean", "ich.std"} & set(meta)
     assert meta["ich.epoch"] == "3"
     best = min(rows, key=lambda r: float(r["val_loss"]))
     assert metadata(out / "best.safetensors")["ich.epoch"] == str(int(best["epoch"]) + 1)
