@@ -308,6 +308,9 @@ static int choose_recipe(const options *o, ich_model *model, ich_window **out)
         *out = NULL;
         return 2;
     }
+    char text[ICH_WINDOW_STRING_MAX];
+    if (!o->quiet && ich_window_to_string(*out, text, sizeof text, NULL) == ICH_OK)
+        fprintf(stderr, "ich-train: input recipe %s\n", text);
     return 0;
 }
 
