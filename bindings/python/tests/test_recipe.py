@@ -190,3 +190,60 @@ def test_neighbors_count_as_channels():
     m.set_input_window(ich.Window("brain", size=16, neighbors=1))  # 1 channel x 3 slices
     with m.input_window() as w:
         assert w.neighbors == 1
+
+
+def test_mutated_recipe_text_never_crashes():
+    """Seeded random edits of a full recipe: each either parses, and then
+    its canonical text reads back to itself, or raises FormatError."""
+    base = ("windows=75/215,40/80,-12.5/0.125;mode=minmax;size=64x48;resize=area;"
+            "quantize=1;mean=0.1,0.2,0.3;std=1,2,3;neighbors=2")
+    alphabet = list("0123456789.,;=/x-+eE nNaiIf") + ["windows=", "mean=", ";std=", "none"]
+    rng = np.random.default_rng(0)
+    parsed = 0
+    for _ in range(3000):
+        text = list(base)
+        for _ in range(rng.integers(1, 4)):
+            i = int(rng.integers(0, len(text) + 1))
+            op = rng.integers(0, 3)
+            if op == 0 and text:
+                del text[min(i, len(text) - 1)]
+            elif op == 1:
+                text.insert(i, alphabet[rng.integers(0, len(alphabet))])
+            elif text:
+                text[min(i, len(text) - 1)] = alphabet[rng.integers(0, len(alphabet))]
+        text = "".join(text)
+        try:
+            w = ich.Window.from_string(text)
+        except ich.FormatError:
+            continue
+        parsed += 1
+        canonical = str(w)
+        assert str(ich.Window.from_string(canonical)) == canonical
+        w.close()
+    assert 0 < parsed < 3000
+
+
+def test_python_train_checkpoint_carries_recipe_and_labels(tmp_path):
+    """ich.train() (the C driver) records the training dataset's recipe
+    and label names; the checkpoint then gives predict_files the tutorial's
+    input, as computed by numpy and PIL."""
+    ich.write_phantom(tmp_path / "data", patients=2, slices=4, size=40, seed=3)
+    recipe = ich.TUTORIAL_RECIPE.replace("512x512", "24x24")
+    with ich.Window.from_string(recipe) as w, \
+            ich.Dataset(str(tmp_path / "data" / "labels.csv"), str(tmp_path / "data" / "images"),
+                        window=w, batch_size=4, workers=0) as ds:
+        with ds.input_window() as recorded:
+            assert str(recorded) == recipe
+        m = ich.Model("input 1x24x24, conv 4 3, relu, maxpool 2, flatten, linear 6")
+        m.init_weights(0)
+        opt = ich.Optimizer(m, "adam", lr=1e-3)
+        ich.train(m, opt, ds, epochs=1, checkpoint_dir=tmp_path / "run")
+    saved = ich.Model.load(tmp_path / "run" / "last.safetensors")
+    assert saved.metadata["ich.recipe"] == recipe
+    assert saved.labels == ["any", "epidural", "intraparenchymal", "intraventricular",
+                            "subarachnoid", "subdural"]
+    files = sorted((tmp_path / "data" / "images").glob("*.dcm"))[:3]
+    _, probs = ich.predict_files(saved, files)
+    want = saved.predict(np.stack([tutorial_steps(ich.read_dicom(f).hu, (24, 24))[1][None]
+                                   for f in files]))
+    np.testing.assert_allclose(probs, want, atol=1e-6)
