@@ -1,7 +1,9 @@
 /*
  * Shared by the example programs: a clock, a progress bar for the
- * library's progress callback (ich_progress_fn in <ich/core.h>), and
- * recognising DICOM files in a folder.
+ * library's progress callback (ich_progress_fn in <ich/core.h>),
+ * recognising DICOM files in a folder, and the input recipe's command-line
+ * options (--recipe, --windows, --size, --resize, --minmax, --quantize,
+ * --normalize).
  *
  *   progress_bar bar = {now(), "slices"};
  *   options.progress = show_progress;     // libich calls it a few times a second
@@ -12,6 +14,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -77,6 +80,248 @@ static inline int use_backend(const char *program, const char *name, int quiet)
     if (!quiet)
         fprintf(stderr, "%s: running on %s\n", program, text);
     return 0;
+}
+
+/* ---- The input recipe on the command line --------------------------------- */
+
+/* The tutorial's preprocessing (--recipe tutorial): raw min-max (no window),
+ * the uint8 step, Pillow's antialiased bilinear resize, Normalize(0.380,
+ * 0.236). Its size is the network's (512 for the tutorial's ConvNet). */
+#define TUTORIAL_RECIPE                                                                   \
+    "windows=none;mode=minmax;size=512x512;resize=antialias;quantize=1;mean=0.38;"     \
+    "std=0.236;neighbors=0"
+
+/* Options that describe a recipe, shared by ich-preprocess, ich-train,
+ * ich-predict and ich-evaluate; each given one overrides the base recipe
+ * (--recipe, else the program's own). */
+typedef struct recipe_options {
+    const char *recipe;  /* --recipe TEXT|tutorial|FILE */
+    const char *windows; /* --windows LIST, "none": no window */
+    int size;            /* --size N, -1: not given */
+    int resize;          /* --resize METHOD, -1: not given */
+    int minmax;          /* --minmax */
+    int quantize;        /* --quantize */
+    int normalize;       /* --normalize MEAN/STD[,MEAN/STD...]: how many pairs */
+    float mean[ICH_WINDOW_MAX_CHANNELS], std[ICH_WINDOW_MAX_CHANNELS];
+} recipe_options;
+
+enum { RECIPE_OPT_RECIPE = 900, RECIPE_OPT_WINDOWS, RECIPE_OPT_SIZE, RECIPE_OPT_RESIZE,
+       RECIPE_OPT_MINMAX, RECIPE_OPT_QUANTIZE, RECIPE_OPT_NORMALIZE };
+
+/* getopt_long entries; put them first in a program's table. */
+#define RECIPE_LONGOPTS                                                                  \
+    {"recipe", required_argument, 0, RECIPE_OPT_RECIPE},                                 \
+    {"windows", required_argument, 0, RECIPE_OPT_WINDOWS},                               \
+    {"size", required_argument, 0, RECIPE_OPT_SIZE},                                     \
+    {"resize", required_argument, 0, RECIPE_OPT_RESIZE},                                 \
+    {"minmax", no_argument, 0, RECIPE_OPT_MINMAX},                                       \
+    {"quantize", no_argument, 0, RECIPE_OPT_QUANTIZE},                                   \
+    {"normalize", required_argument, 0, RECIPE_OPT_NORMALIZE}
+
+#define RECIPE_HELP                                                                        \
+    "  --recipe TEXT       the whole input recipe as one line (a checkpoint's\n"          \
+    "                      \"ich.recipe\", ich-preprocess's OUTPUT_DIR/recipe.txt),\n"   \
+    "                      the path of a file holding it, or \"tutorial\"\n"             \
+    "                      (" TUTORIAL_RECIPE ")\n"                                       \
+    "                      the options below change single items of it:\n"             \
+    "  --windows LIST      windows as channels: presets (brain, subdural, blood, bone,\n" \
+    "                      stroke, soft_tissue) or CENTER/WIDTH; none: no window\n"      \
+    "  --size N            output N x N pixels (0: each slice's own size)\n"            \
+    "  --resize METHOD     bilinear, area or antialias (Pillow's bilinear, as\n"         \
+    "                      torchvision's Resize)\n"                                      \
+    "  --minmax            per-image min-max scaling (the tutorial's); with no\n"       \
+    "                      --windows (or --windows none) on the raw pixels\n"           \
+    "  --quantize          the tutorial's uint8 step before the resize\n"               \
+    "  --normalize M/S     normalise the network's input: (v - M) / S, one M/S pair or\n" \
+    "                      one per channel, comma-separated (the tutorial: 0.380/0.236)\n"
+
+static inline void recipe_options_init(recipe_options *r)
+{
+    memset(r, 0, sizeof *r);
+    r->size = -1;
+    r->resize = -1;
+}
+
+static inline int recipe_options_given(const recipe_options *r)
+{
+    return r->recipe || r->windows || r->size >= 0 || r->resize >= 0 || r->minmax ||
+           r->quantize || r->normalize;
+}
+
+/* --normalize M/S[,M/S...] into r->mean/std; 0, or -1 when malformed. */
+static inline int recipe_parse_normalize(const char *text, recipe_options *r)
+{
+    int count = 0;
+    const char *p = text;
+    while (*p && count < ICH_WINDOW_MAX_CHANNELS) {
+        char *end;
+        r->mean[count] = strtof(p, &end);
+        if (end == p || *end != '/')
+            return -1;
+        p = end + 1;
+        r->std[count] = strtof(p, &end);
+        if (end == p || (*end && *end != ','))
+            return -1;
+        count++;
+        if (*end == ',' && !end[1])
+            return -1; /* a trailing comma */
+        p = *end ? end + 1 : end;
+    }
+    if (*p || count == 0)
+        return -1;
+    r->normalize = count;
+    return 0;
+}
+
+/* Handle one getopt code: 1 handled, 0 not a recipe option, -1 bad value
+ * (printed). */
+static inline int recipe_option(int code, const char *arg, recipe_options *r, const char *program)
+{
+    char *end;
+    long v;
+    switch (code) {
+    case RECIPE_OPT_RECIPE: r->recipe = arg; return 1;
+    case RECIPE_OPT_WINDOWS: r->windows = arg; return 1;
+    case RECIPE_OPT_MINMAX: r->minmax = 1; return 1;
+    case RECIPE_OPT_QUANTIZE: r->quantize = 1; return 1;
+    case RECIPE_OPT_NORMALIZE:
+        if (recipe_parse_normalize(arg, r) == 0)
+            return 1;
+        fprintf(stderr, "%s: --normalize must be MEAN/STD or MEAN/STD,MEAN/STD,... (at most %d "
+                        "pairs), not \"%s\"\n", program, ICH_WINDOW_MAX_CHANNELS, arg);
+        return -1;
+    case RECIPE_OPT_SIZE:
+        v = strtol(arg, &end, 10);
+        if (end == arg || *end || v < 0 || v > 16384) {
+            fprintf(stderr, "%s: --size must be an integer in 0..16384, not \"%s\"\n", program, arg);
+            return -1;
+        }
+        r->size = (int)v;
+        return 1;
+    case RECIPE_OPT_RESIZE:
+        r->resize = strcmp(arg, "bilinear") == 0   ? ICH_RESIZE_BILINEAR
+                    : strcmp(arg, "area") == 0      ? ICH_RESIZE_AREA
+                    : strcmp(arg, "antialias") == 0 ? ICH_RESIZE_ANTIALIAS
+                                                    : -1;
+        if (r->resize < 0)
+            fprintf(stderr, "%s: --resize must be bilinear, area or antialias, not \"%s\"\n",
+                    program, arg);
+        return r->resize < 0 ? -1 : 1;
+    default: return 0;
+    }
+}
+
+/* --recipe's text: "tutorial", a recipe line, or a file that holds one. */
+static inline ich_status recipe_read(const char *arg, ich_window **out)
+{
+    if (strcmp(arg, "tutorial") == 0)
+        return ich_window_from_string(TUTORIAL_RECIPE, out);
+    if (strchr(arg, '='))
+        return ich_window_from_string(arg, out);
+    char text[ICH_WINDOW_STRING_MAX] = "";
+    FILE *f = fopen(arg, "r");
+    if (!f)
+        return ich_window_from_string(arg, out); /* not a file: say what is wrong with it */
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    text[strcspn(text, "\r\n")] = '\0'; /* one line */
+    return ich_window_from_string(text, out);
+}
+
+/* A new recipe: `base` (may be NULL: an empty recipe) changed by the
+ * single-item options. --windows replaces the windows, --size the size
+ * (keeping the method unless --resize is given); --minmax and --quantize
+ * turn those on. On failure ich_last_error() or a printed line says why. */
+static inline ich_status recipe_build(const recipe_options *r, const ich_window *base,
+                                      ich_window **out)
+{
+    ich_window *w = NULL;
+    int32_t rows = 0, cols = 0;
+    ich_resize_method method = ICH_RESIZE_BILINEAR;
+    float mean[ICH_WINDOW_MAX_CHANNELS], std[ICH_WINDOW_MAX_CHANNELS];
+    int norm = ich_window_get_normalization(base, mean, std);
+    if (base)
+        ich_window_get_size(base, &rows, &cols, &method);
+    if (r->size >= 0)
+        rows = cols = r->size;
+    if (r->resize >= 0)
+        method = (ich_resize_method)r->resize;
+    ich_status st = ich_window_create(&w);
+    if (!st && r->windows && strcmp(r->windows, "none") != 0)
+        st = ich_window_add_list(w, r->windows);
+    for (int i = 0; !st && !r->windows && i < ich_window_count(base); i++) {
+        float center, width;
+        ich_window_get(base, i, &center, &width);
+        st = ich_window_add(w, center, width);
+    }
+    if (!st)
+        st = ich_window_set_mode(w, r->minmax ? ICH_WINDOW_MINMAX : ich_window_get_mode(base));
+    if (!st)
+        st = ich_window_set_size(w, rows, cols, method);
+    if (!st)
+        st = ich_window_set_quantize(w, r->quantize || ich_window_get_quantize(base));
+    if (!st)
+        st = r->normalize ? ich_window_set_normalization(w, r->mean, r->std, r->normalize)
+                          : ich_window_set_normalization(w, mean, std, norm);
+    if (!st)
+        st = ich_window_set_neighbors(w, ich_window_get_neighbors(base));
+    if (st) {
+        ich_window_free(w);
+        w = NULL;
+    }
+    *out = w;
+    return st;
+}
+
+/* The recipe the options describe on top of `base`: --recipe replaces
+ * the base, the other options change it. */
+static inline ich_status recipe_from_options(const recipe_options *r, const ich_window *base,
+                                             ich_window **out)
+{
+    ich_window *given = NULL;
+    if (r->recipe) {
+        ich_status st = recipe_read(r->recipe, &given);
+        if (st)
+            return st;
+        base = given;
+    }
+    ich_status st = recipe_build(r, base, out);
+    ich_window_free(given);
+    return st;
+}
+
+/* The input recipe for a trained model (ich-predict, ich-evaluate): its
+ * checkpoint's, changed by the recipe options; a checkpoint without one is
+ * refused (ICH_ERR_NOT_FOUND) unless the options give one (--recipe, or
+ * --windows/--minmax on top of an empty recipe at the model's size). The
+ * result is checked against the model's input. */
+static inline ich_status recipe_for_model(const recipe_options *r, ich_model *model,
+                                          ich_window **out)
+{
+    ich_window *base = NULL;
+    *out = NULL;
+    ich_status st = ich_model_input_window(model, &base);
+    if (st == ICH_ERR_NOT_FOUND && recipe_options_given(r)) {
+        int32_t channels, rows = 0, columns = 0;
+        ich_model_input_shape(model, &channels, &rows, &columns);
+        st = ich_window_create(&base);
+        if (!st)
+            st = ich_window_set_size(base, rows, columns, ICH_RESIZE_BILINEAR);
+    }
+    if (!st && recipe_options_given(r)) {
+        ich_window *changed = NULL;
+        st = recipe_from_options(r, base, &changed);
+        ich_window_free(base);
+        base = changed;
+    }
+    if (!st)
+        st = ich_model_set_input_window(model, base);
+    if (st)
+        ich_window_free(base);
+    else
+        *out = base;
+    return st;
 }
 
 #endif

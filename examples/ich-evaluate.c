@@ -3,7 +3,8 @@
  *
  * Loads a checkpoint, predicts every image of a labelled set (a label CSV,
  * wide or RSNA's long format, and a folder of DICOM or PNG images) with the
- * input recipe stored in the checkpoint, and writes a report folder: a
+ * input recipe stored in the checkpoint (a checkpoint without one is
+ * refused unless --recipe or --windows/--minmax give it), and writes a report folder: a
  * self-contained report.html (summary, per-class table, figures inline),
  * roc.svg, confusion_<class>.svg, loss.svg and accuracy.svg (from the
  * checkpoint's training history), metrics.csv, metrics.json and
@@ -33,6 +34,9 @@ static void usage(FILE *out)
             "  --backend NAME   auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --quiet          no progress output\n"
             "  --help           this text\n"
+            "The input recipe is the checkpoint's (\"ich.recipe\"); a checkpoint without\n"
+            "one is refused unless these give it (they also change a checkpoint's):\n"
+            RECIPE_HELP
             "Exit status: 0 ok, 1 evaluation failed, 2 bad usage.\n");
 }
 
@@ -52,13 +56,21 @@ static int parse_int(const char *text, long lo, long hi, const char *name, int *
 
 int main(int argc, char **argv)
 {
-    int batch = 16, threads = 0, quiet = 0, c;
+    int batch = 16, threads = 0, quiet = 0, c, handled;
     const char *backend = NULL;
+    recipe_options recipe;
+    recipe_options_init(&recipe);
     static const struct option longopts[] = {
+        RECIPE_LONGOPTS,
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
         {"backend", required_argument, 0, 'B'},    {0, 0, 0, 0}};
     while ((c = getopt_long(argc, argv, "b:j:qhB:", longopts, NULL)) != -1) {
+        if ((handled = recipe_option(c, optarg, &recipe, "ich-evaluate")) != 0) {
+            if (handled < 0)
+                return 2;
+            continue;
+        }
         switch (c) {
         case 'b':
             if (parse_int(optarg, 1, 65536, "--batch-size", &batch))
@@ -86,12 +98,27 @@ int main(int argc, char **argv)
     ich_evaluate_options options;
     ich_evaluate_options_init(&options);
     options.batch_size = batch;
+    ich_window *window = NULL;
+    if (recipe_options_given(&recipe)) {
+        /* the recipe the options give, checked against the checkpoint's model */
+        ich_model *model = NULL;
+        ich_status st = ich_model_load(checkpoint, &model);
+        if (!st)
+            st = recipe_for_model(&recipe, model, &window);
+        ich_model_free(model);
+        if (st) {
+            fprintf(stderr, "ich-evaluate: %s: %s\n", checkpoint, ich_last_error());
+            return 2;
+        }
+        options.window = window;
+    }
     progress_bar bar = {now(), "images"};
     if (!quiet) {
         options.progress = show_progress;
         options.progress_user = &bar;
     }
     ich_status st = ich_evaluate_report(checkpoint, labels, images, out, &options);
+    ich_window_free(window);
     if (!quiet)
         fputc('\n', stderr);
     if (st) {

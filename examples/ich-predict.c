@@ -2,8 +2,8 @@
  * ich-predict — the pipeline's prediction step.
  *
  * Loads a checkpoint, rebuilds the input recipe it was trained with (its
- * windows, size and normalisation, from the checkpoint's metadata: see
- * ich_model_input_window()), reads one DICOM file or every DICOM file under
+ * "ich.recipe" metadata: see ich_model_input_window(); a checkpoint without
+ * one is refused unless --recipe or --windows/--minmax give it), reads one DICOM file or every DICOM file under
  * a folder (*.dcm, *.dicom, or any file with the DICM marker), and predicts
  * the probability of each label per image, in batches (ich_model_predict():
  * for the cascade preset the subtypes count only where "any" fires). Writes
@@ -36,6 +36,7 @@ typedef struct options {
     int threads;
     int quiet;
     const char *backend; /* --backend, NULL: $ICH_BACKEND */
+    recipe_options recipe;
 } options;
 
 typedef struct file_list {
@@ -65,6 +66,9 @@ static void usage(FILE *out)
             "  --backend NAME      auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --quiet             no progress bar or summary\n"
             "  --help              this text\n"
+            "The input recipe is the checkpoint's (\"ich.recipe\"); a checkpoint without\n"
+            "one is refused unless these give it (they also change a checkpoint's):\n"
+            RECIPE_HELP
             "Exit status: 0 ok, 1 a file or the checkpoint failed, 2 bad usage.\n");
 }
 
@@ -85,15 +89,25 @@ static int parse_options(int argc, char **argv, options *o, const char **checkpo
                          const char **input)
 {
     static const struct option longopts[] = {
+        RECIPE_LONGOPTS,
         {"out", required_argument, 0, 'o'},        {"format", required_argument, 0, 'f'},
         {"threshold", required_argument, 0, 't'},  {"batch-size", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'},    {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {"backend", required_argument, 0, 'B'},
         {0, 0, 0, 0}};
-    *o = (options){"predictions.csv", 0, 0.5f, 16, 0, 0, NULL};
-    int c;
+    memset(o, 0, sizeof *o);
+    o->out = "predictions.csv";
+    o->threshold = 0.5f;
+    o->batch = 16;
+    recipe_options_init(&o->recipe);
+    int c, handled;
     char *end;
     while ((c = getopt_long(argc, argv, "o:f:t:b:j:qhB:", longopts, NULL)) != -1) {
+        if ((handled = recipe_option(c, optarg, &o->recipe, "ich-predict")) != 0) {
+            if (handled < 0)
+                return 2;
+            continue;
+        }
         switch (c) {
         case 'o': o->out = optarg; break;
         case 'f':
@@ -357,14 +371,21 @@ static int write_output(const char *path, const results *r, const label_names *l
 
 /* ---- Main ------------------------------------------------------------------------ */
 
-static int open_model(const char *path, ich_model **model, ich_window **window, label_names *l)
+static int open_model(const char *path, const recipe_options *recipe, ich_model **model,
+                      ich_window **window, label_names *l)
 {
     if (ich_model_load(path, model)) {
         fprintf(stderr, "ich-predict: %s\n", ich_last_error());
         return -1;
     }
-    if (ich_model_input_window(*model, window)) {
+    if (recipe_for_model(recipe, *model, window)) {
         fprintf(stderr, "ich-predict: %s: %s\n", path, ich_last_error());
+        return -1;
+    }
+    if (ich_window_get_neighbors(*window) > 0) {
+        fprintf(stderr, "ich-predict: %s: the model takes %d neighbouring slices on each side; "
+                        "ich-predict reads single slices (use ich-evaluate)\n",
+                path, ich_window_get_neighbors(*window));
         return -1;
     }
     return read_labels(*model, l);
@@ -386,7 +407,7 @@ int main(int argc, char **argv)
     static label_names labels;
     file_list files = {0};
     results r = {0};
-    rc = open_model(checkpoint, &model, &window, &labels) || find_inputs(input, &files) ||
+    rc = open_model(checkpoint, &o.recipe, &model, &window, &labels) || find_inputs(input, &files) ||
                  predict_all(model, window, &files, &o, &r) ||
                  write_output(o.out, &r, &labels, o.rsna)
              ? 1

@@ -5,11 +5,13 @@
  * any file with the DICM marker) reads the slice in Hounsfield units,
  * applies the clinical windows (default blood, brain and bone, stacked as
  * the R, G and B channels), resizes it (default 256 x 256) and writes
- * OUTPUT_DIR/<same sub-folder>/<file stem>.png. Work is shared by all cores;
- * a bad file is reported and skipped; existing outputs are kept unless
- * --force. The exit status is 1 when any file failed.
+ * OUTPUT_DIR/<same sub-folder>/<file stem>.png, and the recipe's one-line
+ * text as OUTPUT_DIR/recipe.txt (for ich-train --recipe). Work is shared by
+ * all cores; a bad file is reported and skipped; existing outputs are kept
+ * unless --force. The exit status is 1 when any file failed.
  *
  *   ich-preprocess scans/ images/ --windows blood,brain,bone --size 256
+ *   ich-preprocess scans/ images/ --recipe tutorial     # the tutorial's steps
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,13 +42,10 @@ typedef struct job_list {
 } job_list;
 
 typedef struct options {
-    const char *windows;
-    int size;
+    recipe_options recipe;
     int threads;
     int force;
     int quiet;
-    ich_resize_method resize;
-    ich_window_mode mode;
 } options;
 
 static void usage(FILE *out)
@@ -54,16 +53,14 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: ich-preprocess INPUT_DIR OUTPUT_DIR [options]\n"
             "Convert every DICOM slice under INPUT_DIR into a windowed PNG under OUTPUT_DIR.\n\n"
-            "  --windows LIST   windows as channels: presets (brain, subdural, blood, bone,\n"
-            "                   stroke, soft_tissue) or CENTER/WIDTH; 1 or 3 of them\n"
-            "                   (default blood,brain,bone)\n"
-            "  --size N         output N x N pixels; 0 keeps the slice's size (default 256)\n"
-            "  --resize METHOD  bilinear or area (default bilinear)\n"
-            "  --minmax         the tutorial's per-image min-max scaling inside each window\n"
-            "  --threads N      worker threads (default: all cores)\n"
-            "  --force          overwrite existing PNGs (default: skip them)\n"
-            "  --quiet          no progress bar or summary\n"
-            "  --help           this text\n");
+            "The recipe (default: --windows blood,brain,bone --size 256 --resize bilinear;\n"
+            "a PNG takes 1 or 3 channels; --normalize only goes into recipe.txt):\n"
+            RECIPE_HELP
+            "Other options:\n"
+            "  --threads N         worker threads (default: all cores)\n"
+            "  --force             overwrite existing PNGs (default: skip them)\n"
+            "  --quiet             no progress bar or summary\n"
+            "  --help              this text\n");
 }
 
 static int parse_int(const char *text, int lo, int hi, const char *what, int *out)
@@ -83,33 +80,25 @@ static int parse_int(const char *text, int lo, int hi, const char *what, int *ou
 static int parse_options(int argc, char **argv, options *o, const char **in, const char **out)
 {
     static const struct option longopts[] = {
-        {"windows", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
-        {"resize", required_argument, 0, 'r'},  {"minmax", no_argument, 0, 'm'},
+        RECIPE_LONGOPTS,
         {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    *o = (options){"blood,brain,bone", 256, (int)sysconf(_SC_NPROCESSORS_ONLN), 0, 0,
-                   ICH_RESIZE_BILINEAR, ICH_WINDOW_LINEAR};
-    int c;
+    memset(o, 0, sizeof *o);
+    recipe_options_init(&o->recipe);
+    o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int c, handled;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if ((handled = recipe_option(c, optarg, &o->recipe, "ich-preprocess")) != 0) {
+            if (handled < 0)
+                return -1;
+            continue;
+        }
         switch (c) {
-        case 'w': o->windows = optarg; break;
-        case 's': if (parse_int(optarg, 0, 16384, "--size", &o->size)) return -1; break;
         case 't': if (parse_int(optarg, 1, 1024, "--threads", &o->threads)) return -1; break;
-        case 'm': o->mode = ICH_WINDOW_MINMAX; break;
         case 'f': o->force = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'r':
-            if (strcmp(optarg, "bilinear") == 0)
-                o->resize = ICH_RESIZE_BILINEAR;
-            else if (strcmp(optarg, "area") == 0)
-                o->resize = ICH_RESIZE_AREA;
-            else {
-                fprintf(stderr, "ich-preprocess: --resize must be bilinear or area\n");
-                return -1;
-            }
-            break;
         default: usage(stderr); return -1;
         }
     }
@@ -323,23 +312,55 @@ static int run(const job_list *jobs, const ich_window *window, const options *op
     return s.failed ? 1 : 0;
 }
 
+/* The default recipe (blood, brain, bone; 256 x 256), or with --minmax and
+ * no --windows the raw pixels' min-max (the tutorial's), changed by the
+ * options. */
 static ich_window *make_window(const options *o)
 {
-    ich_window *w = NULL;
-    if (ich_window_create(&w) != ICH_OK || ich_window_add_list(w, o->windows) != ICH_OK ||
-        ich_window_set_mode(w, o->mode) != ICH_OK ||
-        ich_window_set_size(w, o->size, o->size, o->resize) != ICH_OK) {
+    const recipe_options *r = &o->recipe;
+    ich_window *base = NULL, *w = NULL;
+    int raw_minmax = r->minmax && !r->windows;
+    ich_status st = ICH_OK;
+    if (!r->recipe) {
+        st = ich_window_create(&base);
+        if (!st && !raw_minmax)
+            st = ich_window_add_list(base, "blood,brain,bone");
+        if (!st)
+            st = ich_window_set_size(base, 256, 256, ICH_RESIZE_BILINEAR);
+    }
+    if (!st)
+        st = recipe_from_options(r, base, &w);
+    ich_window_free(base);
+    int32_t channels = 0;
+    if (!st)
+        st = ich_window_output_shape(w, 1, 1, &channels, NULL, NULL);
+    if (st) {
         fprintf(stderr, "ich-preprocess: %s\n", ich_last_error());
         ich_window_free(w);
         return NULL;
     }
-    if (ich_window_count(w) != 1 && ich_window_count(w) != 3) {
-        fprintf(stderr, "ich-preprocess: a PNG needs 1 or 3 windows, not %d\n",
-                ich_window_count(w));
+    if (channels != 1 && channels != 3) {
+        fprintf(stderr, "ich-preprocess: a PNG needs 1 or 3 channels, not %d\n", channels);
         ich_window_free(w);
         return NULL;
     }
     return w;
+}
+
+/* OUT_DIR/recipe.txt: the recipe's line, so training on these PNGs can
+ * record how to make its input from a DICOM slice. */
+static int write_recipe(const ich_window *w, const char *out_dir)
+{
+    char text[ICH_WINDOW_STRING_MAX];
+    char *path = join(out_dir, "recipe.txt");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    int ok = f && ich_window_to_string(w, text, sizeof text, NULL) == ICH_OK &&
+             fprintf(f, "%s\n", text) > 0;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok)
+        fprintf(stderr, "ich-preprocess: cannot write %s\n", path ? path : "recipe.txt");
+    free(path);
+    return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -362,6 +383,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ich-preprocess: %s: cannot create folder: %s\n", out_dir, strerror(errno));
         status = 1;
     }
+    if (status == 0 && write_recipe(window, out_dir) != 0)
+        status = 1;
     if (status == 0) {
         qsort(jobs.items, jobs.count, sizeof *jobs.items, by_input);
         if (jobs.count == 0)

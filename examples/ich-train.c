@@ -31,10 +31,11 @@
 #include "common.h"
 
 typedef struct options {
-    const char *train_csv, *image_dir, *val_csv, *model, *augment, *windows, *out, *resume;
+    const char *train_csv, *image_dir, *val_csv, *model, *augment, *out, *resume;
+    recipe_options recipe; /* --recipe, --windows, --size, ... */
     const char *backend; /* --backend, NULL: $ICH_BACKEND */
     const char *math;    /* --math, NULL: $ICH_CUDA_MATH */
-    int epochs, batch_size, size, threads, workers, patience, warmup, balanced, quiet;
+    int epochs, batch_size, threads, workers, patience, warmup, balanced, quiet;
     double lr, weight_decay, clip;
     int optimizer; /* ich_optimizer_kind, -1: Adam */
     unsigned long long seed;
@@ -60,10 +61,14 @@ static void usage(FILE *out)
             "  --patience N        early stopping patience in epochs (default 5; 0 off)\n"
             "  --warmup-epochs N   first N epochs train only the last layer (default 0)\n"
             "  --augment SPEC      online augmentation, e.g. \"hflip:0.5,rotate:0.5:15\"\n"
-            "  --windows LIST      windows as channels (default: the model file's, or\n"
-            "                      blood,brain,bone for 3 channels, brain for 1)\n"
-            "  --size N            image size; must be the model's input size (the\n"
-            "                      presets have fixed sizes: write a spec for another)\n"
+            "The input recipe (stored in the checkpoints as \"ich.recipe\"); by default\n"
+            "the --model file's, else IMAGE_DIR/recipe.txt (written by ich-preprocess),\n"
+            "else for --model tutorial the tutorial's (--recipe tutorial), else\n"
+            "blood,brain,bone (brain for 1 channel) at the model's size, bilinear.\n"
+            "It must make the model's input: the presets have fixed sizes (tutorial\n"
+            "512, ichnet and cascade 256); write a spec for another size.\n"
+            RECIPE_HELP
+            "Other options:\n"
             "  --threads N         compute threads (default: all cores)\n"
             "  --backend NAME      auto, cpu or cuda (default: $ICH_BACKEND, else auto)\n"
             "  --math MODE         the GPU's arithmetic: fp32, tf32 or bf16 (bfloat16\n"
@@ -123,7 +128,7 @@ static int parse_optimizer(const char *text, int *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
-           AUGMENT, WINDOWS, SIZE, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
+           AUGMENT, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
            BACKEND, MATH };
     static const struct option longopts[] = {
         {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
@@ -132,8 +137,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"weight-decay", required_argument, 0, WD}, {"balanced", no_argument, 0, BALANCED},
         {"clip", required_argument, 0, CLIP},       {"patience", required_argument, 0, PATIENCE},
         {"warmup-epochs", required_argument, 0, WARMUP},
-        {"augment", required_argument, 0, AUGMENT}, {"windows", required_argument, 0, WINDOWS},
-        {"size", required_argument, 0, SIZE},       {"threads", required_argument, 0, THREADS},
+        RECIPE_LONGOPTS,
+        {"augment", required_argument, 0, AUGMENT}, {"threads", required_argument, 0, THREADS},
         {"workers", required_argument, 0, WORKERS}, {"seed", required_argument, 0, SEED},
         {"out", required_argument, 0, OUT},         {"resume", required_argument, 0, RESUME},
         {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
@@ -148,9 +153,14 @@ static int parse_options(int argc, char **argv, options *o)
     o->lr = o->weight_decay = -1; /* the optimizer's defaults */
     o->optimizer = ICH_OPTIM_ADAM;
     o->out = "checkpoints";
+    recipe_options_init(&o->recipe);
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int rc = 0;
+        int rc = recipe_option(c, optarg, &o->recipe, "ich-train");
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            continue;
         switch (c) {
         case VAL: o->val_csv = optarg; break;
         case MODEL: o->model = optarg; break;
@@ -164,8 +174,6 @@ static int parse_options(int argc, char **argv, options *o)
         case PATIENCE: rc = parse_int(optarg, 0, 100000, "--patience", &o->patience); break;
         case WARMUP: rc = parse_int(optarg, 0, 100000, "--warmup-epochs", &o->warmup); break;
         case AUGMENT: o->augment = optarg; break;
-        case WINDOWS: o->windows = optarg; break;
-        case SIZE: rc = parse_int(optarg, 1, 16384, "--size", &o->size); break;
         case THREADS: rc = parse_int(optarg, 1, 1024, "--threads", &o->threads); break;
         case WORKERS: rc = parse_int(optarg, 0, 64, "--workers", &o->workers); break;
         case SEED: {
@@ -238,100 +246,72 @@ static ich_status make_model(const options *o, ich_model **model)
 
 /* ---- The input recipe -------------------------------------------------------- */
 
-typedef struct recipe {
-    char windows[256];
-    int size;
-    int channels;
-    float mean[16], std[16];
-    int normalized; /* mean/std from the model file */
-} recipe;
-
-/* Comma-separated floats into `out` (at most 16); the count, or -1. */
-static int parse_floats(const char *text, float *out)
+static int is_tutorial(const options *o)
 {
-    int count = 0;
-    while (text && *text && count < 16) {
-        char *end;
-        out[count++] = strtof(text, &end);
-        if (end == text)
-            return -1;
-        text = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return count;
+    return o->model && strcasecmp(o->model, "tutorial") == 0;
 }
 
-/* The recipe: options first, then the model file's metadata, then what the
- * model's input shape implies. Exit status 2 when it cannot fit. */
-static int choose_recipe(const options *o, const ich_model *model, recipe *r)
+/* The recipe before the options change it: the model file's, the PNG
+ * folder's recipe.txt, the tutorial's for its preset, or the windows the
+ * channel count suggests at the model's size. */
+static ich_status base_recipe(const options *o, const ich_model *model, ich_window **out)
 {
+    if (ich_model_input_window(model, out) == ICH_OK)
+        return ICH_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/recipe.txt", o->image_dir);
+    if (is_file(path)) {
+        if (!o->quiet)
+            fprintf(stderr, "ich-train: the input recipe of %s\n", path);
+        return recipe_read(path, out);
+    }
     int32_t channels = 0, rows = 0, columns = 0;
     ich_model_input_shape(model, &channels, &rows, &columns);
-    memset(r, 0, sizeof *r);
-    r->channels = channels;
-    const char *windows = o->windows ? o->windows : ich_model_metadata(model, "ich.windows");
-    if (!windows)
-        windows = channels == 1 ? "brain" : "blood,brain,bone";
-    snprintf(r->windows, sizeof r->windows, "%s", windows);
-    const char *size = ich_model_metadata(model, "ich.size");
-    r->size = o->size ? o->size : size ? atoi(size) : rows;
-    if (rows != columns && !o->size)
-        r->size = 0;
-    const char *mean = ich_model_metadata(model, "ich.mean");
-    const char *std = ich_model_metadata(model, "ich.std");
-    if (mean && std) {
-        int nm = parse_floats(mean, r->mean), ns = parse_floats(std, r->std);
-        r->normalized = nm > 0 && nm == ns ? nm : 0;
+    ich_status st = is_tutorial(o) ? ich_window_from_string(TUTORIAL_RECIPE, out)
+                                   : ich_window_create(out);
+    if (!st && !is_tutorial(o))
+        st = ich_window_add_list(*out, channels == 1 ? "brain" : "blood,brain,bone");
+    if (!st) {
+        ich_resize_method method = ICH_RESIZE_BILINEAR;
+        ich_window_get_size(*out, NULL, NULL, &method);
+        st = ich_window_set_size(*out, rows, columns, method);
     }
-    if (r->size != rows || r->size != columns) {
-        fprintf(stderr,
-                "ich-train: the model takes %dx%dx%d images (channels x rows x columns); "
-                "--size %d does not fit it\n",
-                channels, rows, columns, r->size);
+    return st;
+}
+
+/* The recipe the datasets apply (ich_train() stores it in the checkpoints).
+ * Exit status 2 when it cannot make the model's input. */
+static int choose_recipe(const options *o, ich_model *model, ich_window **out)
+{
+    ich_window *base = NULL;
+    ich_status st = o->recipe.recipe ? ICH_OK : base_recipe(o, model, &base);
+    if (!st)
+        st = recipe_from_options(&o->recipe, base, out);
+    ich_window_free(base);
+    /* the check ich_train() makes, here so that a bad --size is a usage error */
+    if (!st)
+        st = ich_model_set_input_window(model, *out);
+    if (st) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ich_last_error());
+        int32_t channels = 0, rows = 0, columns = 0, c = 0, r = 0, w = 0;
+        ich_model_input_shape(model, &channels, &rows, &columns);
+        if (*out && ich_window_output_shape(*out, rows, columns, &c, &r, &w) == ICH_OK)
+            fprintf(stderr, "ich-train: the input recipe makes %dx%dx%d images, the model "
+                            "takes %dx%dx%d (channels x rows x columns): %s; --recipe, "
+                            "--windows, --size change the recipe\n",
+                    c * (2 * ich_window_get_neighbors(*out) + 1), r, w, channels, rows,
+                    columns, why);
+        else
+            fprintf(stderr, "ich-train: the input recipe: %s\n", why);
+        ich_window_free(*out);
+        *out = NULL;
         return 2;
     }
+    char text[ICH_WINDOW_STRING_MAX];
+    if (!o->quiet && ich_window_to_string(*out, text, sizeof text, NULL) == ICH_OK)
+        fprintf(stderr, "ich-train: input recipe %s\n", text);
     return 0;
-}
-
-static ich_status make_window(const recipe *r, ich_window **out)
-{
-    ich_status st = ich_window_create(out);
-    if (!st)
-        st = ich_window_add_list(*out, r->windows);
-    if (!st && r->size)
-        st = ich_window_set_size(*out, r->size, r->size, ICH_RESIZE_BILINEAR);
-    if (!st && r->normalized)
-        st = ich_window_set_normalization(*out, r->mean, r->std, r->normalized);
-    return st;
-}
-
-/* Store the recipe and the label names in the model, so its checkpoints
- * carry what evaluation and prediction need. */
-static ich_status store_recipe(ich_model *model, const recipe *r, const ich_labels *labels)
-{
-    char text[1024] = "", number[32];
-    for (int32_t c = 0; c < ich_labels_columns(labels); c++)
-        snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", c ? "," : "",
-                 ich_labels_column_name(labels, c));
-    ich_status st = ich_model_set_metadata(model, "ich.labels", text);
-    if (!st)
-        st = ich_model_set_metadata(model, "ich.windows", r->windows);
-    snprintf(number, sizeof number, "%d", r->size);
-    if (!st)
-        st = ich_model_set_metadata(model, "ich.size", number);
-    char mean[512] = "", std[512] = "";
-    for (int c = 0; c < r->channels && c < 16; c++) {
-        snprintf(mean + strlen(mean), sizeof mean - strlen(mean), "%s%.9g", c ? "," : "",
-                 r->normalized ? (double)r->mean[c < r->normalized ? c : 0] : 0.0);
-        snprintf(std + strlen(std), sizeof std - strlen(std), "%s%.9g", c ? "," : "",
-                 r->normalized ? (double)r->std[c < r->normalized ? c : 0] : 1.0);
-    }
-    if (!st)
-        st = ich_model_set_metadata(model, "ich.mean", mean);
-    if (!st)
-        st = ich_model_set_metadata(model, "ich.std", std);
-    return st;
 }
 
 /* ---- Progress ------------------------------------------------------------------ */
@@ -414,6 +394,7 @@ static int open_datasets(const options *o, run *r)
     ich_dataset_options d;
     ich_dataset_options_init(&d);
     d.window = r->window;
+    d.neighbors = ich_window_get_neighbors(r->window);
     d.augment = r->augment;
     d.batch_size = o->batch_size;
     d.seed = o->seed;
@@ -474,20 +455,13 @@ int main(int argc, char **argv)
     if (use_backend("ich-train", o.backend, o.quiet))
         return 1;
     run r = {0};
-    recipe rec;
     int rc = 0;
     if (make_model(&o, &r.model))
         rc = fail(o.model ? o.model : "model");
     if (!rc)
-        rc = choose_recipe(&o, r.model, &rec);
-    if (!rc && make_window(&rec, &r.window)) {
-        fprintf(stderr, "ich-train: --windows: %s\n", ich_last_error());
-        rc = 2;
-    }
+        rc = choose_recipe(&o, r.model, &r.window);
     if (!rc)
         rc = open_datasets(&o, &r);
-    if (!rc && store_recipe(r.model, &rec, ich_dataset_labels(r.train)))
-        rc = fail("");
     if (!rc)
         rc = make_optimizer(&o, &r);
     if (!rc) {

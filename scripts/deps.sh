@@ -10,7 +10,9 @@ packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev
           # of libdnnl-dev, which --no-install-recommends leaves out).
           ocl-icd-opencl-dev opencl-headers
           valgrind
-          python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch)
+          python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch
+          # the tutorial's preprocessing (Resize, ToTensor, Normalize) as a test reference
+          python3-torchvision)
 
 missing=()
 for p in "${packages[@]}"; do

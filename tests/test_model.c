@@ -470,7 +470,8 @@ static void test_input_window(void **state)
     ich_model *m = NULL;
     ich_window *w = NULL;
     assert_int_equal(ich_model_create("input 2x4x4, flatten, linear 6", &m), ICH_OK);
-    assert_int_equal(ich_model_input_window(m, &w), ICH_ERR_SHAPE); /* default: 3 windows */
+    assert_int_equal(ich_model_input_window(m, &w), ICH_ERR_NOT_FOUND); /* no recipe: no guess */
+    assert_non_null(strstr(ich_last_error(), "no input recipe"));
     assert_null(w);
     assert_int_equal(ich_model_set_metadata(m, "ich.windows", "brain,40/400"), ICH_OK);
     assert_int_equal(ich_model_set_metadata(m, "ich.mean", "0.5,0.25"), ICH_OK);
@@ -516,6 +517,62 @@ static void test_input_window(void **state)
     ich_model_free(m);
 }
 
+/* ich_model_set_input_window() / ich_model_set_labels(): stored as the
+ * documented metadata, checked against the model, read back. */
+static void test_set_input_window_and_labels(void **state)
+{
+    (void)state;
+    ich_model *m = NULL;
+    ich_window *w = NULL, *back = NULL;
+    assert_int_equal(ich_model_create("input 1x8x8, flatten, linear 3", &m), ICH_OK);
+    assert_int_equal(ich_window_from_string("windows=none;mode=minmax;size=8x8;"
+                                            "resize=antialias;quantize=1;mean=0.38;std=0.236;"
+                                            "neighbors=0", &w), ICH_OK);
+    /* an older checkpoint's keys are replaced, not left to contradict */
+    assert_int_equal(ich_model_set_metadata(m, "ich.windows", "brain"), ICH_OK);
+    assert_int_equal(ich_model_set_input_window(m, w), ICH_OK);
+    assert_null(ich_model_metadata(m, "ich.windows"));
+    assert_string_equal(ich_model_metadata(m, "ich.recipe"),
+                        "windows=none;mode=minmax;size=8x8;resize=antialias;quantize=1;"
+                        "mean=0.38;std=0.236;neighbors=0");
+    assert_int_equal(ich_model_input_window(m, &back), ICH_OK);
+    float hu[100], a[64], b[64];
+    for (int i = 0; i < 100; i++)
+        hu[i] = (float)((i * 37) % 100);
+    assert_int_equal(ich_window_apply_f32(w, hu, 10, 10, a, 64), ICH_OK);
+    assert_int_equal(ich_window_apply_f32(back, hu, 10, 10, b, 64), ICH_OK);
+    assert_memory_equal(a, b, sizeof a);
+    ich_window_free(back);
+    /* a recipe that does not make the model's input */
+    assert_int_equal(ich_window_set_size(w, 9, 9, ICH_RESIZE_BILINEAR), ICH_OK);
+    assert_int_equal(ich_model_set_input_window(m, w), ICH_ERR_SHAPE);
+    assert_non_null(strstr(ich_last_error(), "9x9"));
+    assert_int_equal(ich_window_set_size(w, 8, 8, ICH_RESIZE_BILINEAR), ICH_OK);
+    assert_int_equal(ich_window_add_list(w, "brain,bone"), ICH_OK);
+    assert_int_equal(ich_model_set_input_window(m, w), ICH_ERR_SHAPE);
+    /* a malformed stored recipe */
+    assert_int_equal(ich_model_set_metadata(m, "ich.recipe", "windows=brain"), ICH_OK);
+    assert_int_equal(ich_model_input_window(m, &back), ICH_ERR_FORMAT);
+    assert_null(back);
+    assert_int_equal(ich_model_set_input_window(NULL, w), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_set_input_window(m, NULL), ICH_ERR_INVALID_ARGUMENT);
+    /* labels */
+    const char *names[] = {"any", "subdural", "epidural"};
+    assert_int_equal(ich_model_set_labels(m, names, 3), ICH_OK);
+    assert_string_equal(ich_model_metadata(m, "ich.labels"), "any,subdural,epidural");
+    assert_int_equal(ich_model_set_labels(m, names, 2), ICH_ERR_SHAPE);
+    const char *comma[] = {"any", "a,b", "c"}, *empty[] = {"any", "", "c"},
+               *null[] = {"any", NULL, "c"};
+    assert_int_equal(ich_model_set_labels(m, comma, 3), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_set_labels(m, empty, 3), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_set_labels(m, null, 3), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "label 1"));
+    assert_string_equal(ich_model_metadata(m, "ich.labels"), "any,subdural,epidural");
+    assert_int_equal(ich_model_set_labels(NULL, names, 3), ICH_ERR_INVALID_ARGUMENT);
+    ich_window_free(w);
+    ich_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_batch_change_and_predict),
         cmocka_unit_test(test_metadata_and_dropout_steps),
         cmocka_unit_test(test_input_window),
+        cmocka_unit_test(test_set_input_window_and_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -692,12 +692,82 @@ static void test_errors(void **state)
     ich_dataset_free(gray);
 }
 
+/* ---- What the checkpoints carry ------------------------------------------------- */
+
+/* ich_train() stores the training dataset's label names and its whole
+ * recipe (neighbouring slices included) in the model, so best/last
+ * checkpoints say how to feed them; the recipe read back applies exactly
+ * as the dataset did. */
+static void test_checkpoints_carry_recipe_and_labels(void **state)
+{
+    const char *dir = *state;
+    ich_window *w = NULL;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    assert_int_equal(ich_window_set_mode(w, ICH_WINDOW_MINMAX), ICH_OK);
+    assert_int_equal(ich_window_set_quantize(w, 1), ICH_OK);
+    assert_int_equal(ich_window_set_size(w, 16, 16, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    const float mean = 0.38f, std = 0.236f;
+    assert_int_equal(ich_window_set_normalization(w, &mean, &std, 1), ICH_OK);
+    ich_dataset_options o;
+    ich_dataset_options_init(&o);
+    o.window = w;
+    o.batch_size = 8;
+    o.neighbors = 1;
+    ich_labels *labels = read_labels();
+    ich_dataset *ds = NULL;
+    assert_int_equal(ich_dataset_open(labels, images_dir, &o, &ds), ICH_OK);
+    ich_model *m = make_model("input 3x16x16, conv 4 3, relu, gap, linear 6", 1);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_ADAM, 0.001);
+    ich_train_options t = quiet_options(1);
+    t.checkpoint_dir = dir;
+    assert_int_equal(ich_train(m, opt, ds, NULL, &t, NULL), ICH_OK);
+    const char *want = "windows=none;mode=minmax;size=16x16;resize=antialias;quantize=1;"
+                       "mean=0.38;std=0.236;neighbors=1";
+    static const char *const files[] = {"best.safetensors", "last.safetensors"};
+    for (int f = 0; f < 2; f++) {
+        char path[4096];
+        ich_model *saved = NULL;
+        assert_int_equal(ich_model_load(tu_join(path, sizeof path, dir, files[f]), &saved),
+                         ICH_OK);
+        assert_string_equal(ich_model_metadata(saved, "ich.labels"),
+                            "any,epidural,intraparenchymal,intraventricular,subarachnoid,"
+                            "subdural");
+        assert_string_equal(ich_model_metadata(saved, "ich.recipe"), want);
+        ich_window *back = NULL;
+        assert_int_equal(ich_model_input_window(saved, &back), ICH_OK);
+        assert_int_equal(ich_window_get_neighbors(back), 1);
+        ich_window_free(back);
+        ich_model_free(saved);
+    }
+    /* a recipe that does not describe the model's input is refused, naming it */
+    ich_window *brain = NULL;
+    assert_int_equal(ich_window_create(&brain), ICH_OK);
+    assert_int_equal(ich_window_add_list(brain, "brain"), ICH_OK);
+    assert_int_equal(ich_window_set_size(brain, 16, 16, ICH_RESIZE_BILINEAR), ICH_OK);
+    assert_int_equal(ich_model_set_input_window(m, brain), ICH_ERR_SHAPE);
+    assert_non_null(strstr(ich_last_error(), "3 input channels"));
+    /* the dataset refuses a recipe made for other neighbouring slices */
+    assert_int_equal(ich_window_set_neighbors(brain, 2), ICH_OK);
+    o.window = brain;
+    ich_dataset *other = NULL;
+    assert_int_equal(ich_dataset_open(labels, images_dir, &o, &other), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "neighbors = 2"));
+    ich_window_free(brain);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_dataset_free(ds);
+    ich_labels_free(labels);
+    ich_window_free(w);
+}
+
 int main(void)
 {
     TU_APPLY_FILTER();
     ich_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls),
+        cmocka_unit_test_setup_teardown(test_checkpoints_carry_recipe_and_labels,
+                                        tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_resume_bit_exact, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_early_stopping_restores_best, tu_setup_tmpdir,

@@ -539,7 +539,7 @@ static void test_setters(void **state)
         if (ich_window_set_size(w, bad_sizes[k][0], bad_sizes[k][1], ICH_RESIZE_BILINEAR) !=
             ICH_ERR_INVALID_ARGUMENT)
             fail_msg("set_size(%d, %d) accepted", bad_sizes[k][0], bad_sizes[k][1]);
-    assert_int_equal(ich_window_set_size(w, 10, 10, (ich_resize_method)2),
+    assert_int_equal(ich_window_set_size(w, 10, 10, (ich_resize_method)3),
                      ICH_ERR_INVALID_ARGUMENT);
     assert_int_equal(ich_window_set_size(w, 10, 10, (ich_resize_method)-1),
                      ICH_ERR_INVALID_ARGUMENT);
@@ -1079,6 +1079,344 @@ static void test_concurrent_apply(void **state)
     ich_window_free(w);
 }
 
+/* ---- Antialiased resize, the uint8 step, recipes as text --------------- */
+
+/* Shrinking 8 -> 4 by 2 with Pillow's bilinear: the triangle is stretched
+ * to a support of 2, so output o weighs inputs 2o-1 .. 2o+2 by 1,3,3,1
+ * (normalised; at the left edge input -1 is missing: 3,3,1 / 7). Worked
+ * out by hand from the filter, not from the library's tables. */
+static void aa_reference_8_to_4(const float *in, float *out)
+{
+    static const float taps[4][8] = {
+        {3 / 7.f, 3 / 7.f, 1 / 7.f, 0, 0, 0, 0, 0},
+        {0, 1 / 8.f, 3 / 8.f, 3 / 8.f, 1 / 8.f, 0, 0, 0},
+        {0, 0, 0, 1 / 8.f, 3 / 8.f, 3 / 8.f, 1 / 8.f, 0},
+        {0, 0, 0, 0, 0, 1 / 7.f, 3 / 7.f, 3 / 7.f},
+    };
+    float rows[8][4];
+    for (int r = 0; r < 8; r++)
+        for (int o = 0; o < 4; o++) {
+            rows[r][o] = 0;
+            for (int i = 0; i < 8; i++)
+                rows[r][o] += taps[o][i] * in[r * 8 + i];
+        }
+    for (int o = 0; o < 4; o++)
+        for (int c = 0; c < 4; c++) {
+            out[o * 4 + c] = 0;
+            for (int i = 0; i < 8; i++)
+                out[o * 4 + c] += taps[o][i] * rows[i][c];
+        }
+}
+
+static void test_antialias_shrink(void **state)
+{
+    (void)state;
+    ich_window *w;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    assert_int_equal(ich_window_add(w, 50, 100), ICH_OK); /* v = hu / 100 */
+    assert_int_equal(ich_window_set_size(w, 4, 4, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    float hu[64], v[64], want[16], got[16];
+    for (int i = 0; i < 64; i++) {
+        hu[i] = (float)((i * 37) % 101);
+        v[i] = hu[i] / 100.0f;
+    }
+    aa_reference_8_to_4(v, want);
+    assert_int_equal(ich_window_apply_f32(w, hu, 8, 8, got, 16), ICH_OK);
+    for (int i = 0; i < 16; i++)
+        assert_float_equal(got[i], want[i], 1e-5);
+    /* plain bilinear takes 2 of the 8 inputs only: it must differ here */
+    assert_int_equal(ich_window_set_size(w, 4, 4, ICH_RESIZE_BILINEAR), ICH_OK);
+    assert_int_equal(ich_window_apply_f32(w, hu, 8, 8, got, 16), ICH_OK);
+    float most = 0;
+    for (int i = 0; i < 16; i++)
+        most = fmaxf(most, fabsf(got[i] - want[i]));
+    assert_true(most > 0.05f);
+    ich_window_free(w);
+}
+
+/* Enlarging: PIL's bilinear then is the half-pixel triangle (support 1),
+ * the same as ICH_RESIZE_BILINEAR away from the edges and at them. */
+static void test_antialias_enlarge(void **state)
+{
+    (void)state;
+    ich_window *a, *b;
+    assert_int_equal(ich_window_create(&a), ICH_OK);
+    assert_int_equal(ich_window_create(&b), ICH_OK);
+    assert_int_equal(ich_window_add(a, 500, 1000), ICH_OK);
+    assert_int_equal(ich_window_add(b, 500, 1000), ICH_OK);
+    assert_int_equal(ich_window_set_size(a, 13, 11, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    assert_int_equal(ich_window_set_size(b, 13, 11, ICH_RESIZE_BILINEAR), ICH_OK);
+    float hu[35], fa[143], fb[143];
+    for (int i = 0; i < 35; i++)
+        hu[i] = (float)((i * 53) % 997);
+    assert_int_equal(ich_window_apply_f32(a, hu, 5, 7, fa, 143), ICH_OK);
+    assert_int_equal(ich_window_apply_f32(b, hu, 5, 7, fb, 143), ICH_OK);
+    for (int i = 0; i < 143; i++)
+        assert_float_equal(fa[i], fb[i], 1e-5);
+    ich_window_free(a);
+    ich_window_free(b);
+}
+
+/* The uint8 step: q = trunc(v * 255), the resize on q rounded to 8 bits
+ * after each pass (Pillow's order: rows first), float output q / 255
+ * normalised. Reference: the 8 -> 4 weights above in double, rounded. */
+static void test_quantize(void **state)
+{
+    (void)state;
+    ich_window *w;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    assert_int_equal(ich_window_set_mode(w, ICH_WINDOW_MINMAX), ICH_OK);
+    assert_int_equal(ich_window_set_quantize(w, 1), ICH_OK);
+    float hu[64];
+    for (int i = 0; i < 64; i++)
+        hu[i] = (float)((i * 29) % 64) * 13.0f - 400.0f;
+    /* no resize: the uint8 step alone, as numpy's astype(uint8) */
+    float mn = -400.0f, range = 63 * 13.0f + 1e-5f, f[64];
+    uint8_t q[64], u8[64];
+    for (int i = 0; i < 64; i++)
+        q[i] = (uint8_t)((hu[i] - mn) / range * 255.0f);
+    assert_int_equal(ich_window_apply_u8(w, hu, 8, 8, u8, 64), ICH_OK);
+    assert_memory_equal(u8, q, 64);
+    const float mean = 0.38f, std = 0.236f;
+    assert_int_equal(ich_window_set_normalization(w, &mean, &std, 1), ICH_OK);
+    assert_int_equal(ich_window_apply_f32(w, hu, 8, 8, f, 64), ICH_OK);
+    for (int i = 0; i < 64; i++)
+        assert_float_equal(f[i], ((float)q[i] / 255.0f - mean) / std, 1e-6);
+    /* 8 -> 4 with the rounding after each pass */
+    static const double taps[4][8] = {
+        {3 / 7., 3 / 7., 1 / 7., 0, 0, 0, 0, 0}, {0, 1 / 8., 3 / 8., 3 / 8., 1 / 8., 0, 0, 0},
+        {0, 0, 0, 1 / 8., 3 / 8., 3 / 8., 1 / 8., 0}, {0, 0, 0, 0, 0, 1 / 7., 3 / 7., 3 / 7.}};
+    uint8_t wide[8][4], want[16], got[16];
+    for (int r = 0; r < 8; r++)
+        for (int o = 0; o < 4; o++) {
+            double acc = 0;
+            for (int i = 0; i < 8; i++)
+                acc += taps[o][i] * q[r * 8 + i];
+            wide[r][o] = (uint8_t)floor(acc + 0.5);
+        }
+    for (int o = 0; o < 4; o++)
+        for (int c = 0; c < 4; c++) {
+            double acc = 0;
+            for (int i = 0; i < 8; i++)
+                acc += taps[o][i] * wide[i][c];
+            want[o * 4 + c] = (uint8_t)floor(acc + 0.5);
+        }
+    assert_int_equal(ich_window_set_size(w, 4, 4, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    assert_int_equal(ich_window_apply_u8(w, hu, 8, 8, got, 16), ICH_OK);
+    for (int i = 0; i < 16; i++)
+        if (abs((int)got[i] - (int)want[i]) > 0) /* ties are not expected with these values */
+            fail_msg("pixel %d: %d, want %d", i, got[i], want[i]);
+    float f16[16];
+    assert_int_equal(ich_window_apply_f32(w, hu, 8, 8, f16, 16), ICH_OK);
+    for (int i = 0; i < 16; i++)
+        assert_float_equal(f16[i], ((float)want[i] / 255.0f - mean) / std, 1e-6);
+    assert_int_equal(ich_window_set_quantize(w, 2), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_set_quantize(NULL, 1), ICH_ERR_INVALID_ARGUMENT);
+    ich_window_free(w);
+}
+
+static void test_getters(void **state)
+{
+    (void)state;
+    ich_window *w;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    int32_t rows = -1, cols = -1;
+    ich_resize_method method = ICH_RESIZE_AREA;
+    assert_int_equal(ich_window_get_size(w, &rows, &cols, &method), ICH_OK);
+    assert_true(rows == 0 && cols == 0 && method == ICH_RESIZE_BILINEAR);
+    assert_int_equal(ich_window_get_mode(w), ICH_WINDOW_LINEAR);
+    assert_int_equal(ich_window_get_quantize(w), 0);
+    assert_int_equal(ich_window_get_neighbors(w), 0);
+    assert_int_equal(ich_window_get_normalization(w, NULL, NULL), 0);
+    const float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {1, 2, 3};
+    assert_int_equal(ich_window_set_mode(w, ICH_WINDOW_MINMAX), ICH_OK);
+    assert_int_equal(ich_window_set_size(w, 30, 40, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    assert_int_equal(ich_window_set_quantize(w, 1), ICH_OK);
+    assert_int_equal(ich_window_set_neighbors(w, 2), ICH_OK);
+    assert_int_equal(ich_window_set_normalization(w, mean, std, 3), ICH_OK);
+    assert_int_equal(ich_window_get_size(w, &rows, &cols, &method), ICH_OK);
+    assert_true(rows == 30 && cols == 40 && method == ICH_RESIZE_ANTIALIAS);
+    assert_int_equal(ich_window_get_mode(w), ICH_WINDOW_MINMAX);
+    assert_int_equal(ich_window_get_quantize(w), 1);
+    assert_int_equal(ich_window_get_neighbors(w), 2);
+    float m[ICH_WINDOW_MAX_CHANNELS], s[ICH_WINDOW_MAX_CHANNELS];
+    assert_int_equal(ich_window_get_normalization(w, m, s), 3);
+    assert_memory_equal(m, mean, sizeof mean);
+    assert_memory_equal(s, std, sizeof std);
+    assert_int_equal(ich_window_set_neighbors(w, 17), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_set_neighbors(w, -1), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_get_size(NULL, &rows, &cols, &method), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_get_normalization(NULL, m, s), 0);
+    ich_window_free(w);
+}
+
+/* Every setting survives to_string -> from_string, and the text is the
+ * documented one. */
+static void test_string_round_trip(void **state)
+{
+    (void)state;
+    ich_window *w, *back;
+    char text[ICH_WINDOW_STRING_MAX], again[ICH_WINDOW_STRING_MAX];
+    size_t length = 0;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    assert_int_equal(ich_window_to_string(w, text, sizeof text, &length), ICH_OK);
+    assert_string_equal(text, "windows=none;mode=linear;size=keep;resize=bilinear;quantize=0;"
+                              "mean=none;std=none;neighbors=0");
+    assert_int_equal(length, strlen(text));
+    assert_int_equal(ich_window_add_list(w, "blood,brain,-12.5/0.125"), ICH_OK);
+    const float mean[3] = {0.38f, 1e-7f, -3.25f}, std[3] = {0.236f, 1e30f, 7};
+    assert_int_equal(ich_window_set_normalization(w, mean, std, 3), ICH_OK);
+    assert_int_equal(ich_window_set_size(w, 512, 384, ICH_RESIZE_AREA), ICH_OK);
+    assert_int_equal(ich_window_set_mode(w, ICH_WINDOW_MINMAX), ICH_OK);
+    assert_int_equal(ich_window_set_quantize(w, 1), ICH_OK);
+    assert_int_equal(ich_window_set_neighbors(w, 3), ICH_OK);
+    assert_int_equal(ich_window_to_string(w, text, sizeof text, &length), ICH_OK);
+    assert_string_equal(text, "windows=75/215,40/80,-12.5/0.125;mode=minmax;size=512x384;"
+                              "resize=area;quantize=1;mean=0.38,1e-07,-3.25;"
+                              "std=0.236,1e+30,7;neighbors=3");
+    assert_int_equal(ich_window_from_string(text, &back), ICH_OK);
+    assert_int_equal(ich_window_to_string(back, again, sizeof again, NULL), ICH_OK);
+    assert_string_equal(again, text);
+    float c, wd, m[16], s[16];
+    assert_int_equal(ich_window_count(back), 3);
+    assert_int_equal(ich_window_get(back, 2, &c, &wd), ICH_OK);
+    assert_true(c == -12.5f && wd == 0.125f);
+    assert_int_equal(ich_window_get_normalization(back, m, s), 3);
+    assert_memory_equal(m, mean, sizeof mean);
+    assert_memory_equal(s, std, sizeof std);
+    ich_window_free(back);
+    /* a buffer too small: the length is still reported, nothing written */
+    char small[16] = "untouched";
+    assert_int_equal(ich_window_to_string(w, small, sizeof small, &length), ICH_ERR_SHAPE);
+    assert_int_equal(length, strlen(text));
+    assert_string_equal(small, "untouched");
+    assert_int_equal(ich_window_to_string(NULL, text, sizeof text, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_to_string(w, NULL, 0, NULL), ICH_ERR_INVALID_ARGUMENT);
+    /* the longest recipe fits ICH_WINDOW_STRING_MAX */
+    ich_window *big;
+    assert_int_equal(ich_window_create(&big), ICH_OK);
+    float bm[16], bs[16];
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(ich_window_add(big, -1.23456789e30f, 9.87654321e37f), ICH_OK);
+        bm[i] = -1.17549435e-38f;
+        bs[i] = 3.40282347e38f;
+    }
+    assert_int_equal(ich_window_set_normalization(big, bm, bs, 16), ICH_OK);
+    assert_int_equal(ich_window_set_size(big, 16384, 16384, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    assert_int_equal(ich_window_set_neighbors(big, 16), ICH_OK);
+    assert_int_equal(ich_window_to_string(big, text, sizeof text, NULL), ICH_OK);
+    assert_int_equal(ich_window_from_string(text, &back), ICH_OK);
+    assert_int_equal(ich_window_to_string(back, again, sizeof again, NULL), ICH_OK);
+    assert_string_equal(again, text);
+    ich_window_free(back);
+    ich_window_free(big);
+    ich_window_free(w);
+}
+
+/* The tutorial's recipe from its text applies as the same calls do. */
+static void test_string_tutorial(void **state)
+{
+    (void)state;
+    ich_window *a, *b;
+    assert_int_equal(ich_window_from_string("windows=none;mode=minmax;size=4x4;resize=antialias;"
+                                            "quantize=1;mean=0.38;std=0.236;neighbors=0", &a),
+                     ICH_OK);
+    assert_int_equal(ich_window_create(&b), ICH_OK);
+    const float mean = 0.38f, std = 0.236f;
+    assert_int_equal(ich_window_set_mode(b, ICH_WINDOW_MINMAX), ICH_OK);
+    assert_int_equal(ich_window_set_quantize(b, 1), ICH_OK);
+    assert_int_equal(ich_window_set_size(b, 4, 4, ICH_RESIZE_ANTIALIAS), ICH_OK);
+    assert_int_equal(ich_window_set_normalization(b, &mean, &std, 1), ICH_OK);
+    float hu[100], fa[16], fb[16];
+    for (int i = 0; i < 100; i++)
+        hu[i] = (float)((i * 71) % 100) * 20.0f - 1000.0f;
+    assert_int_equal(ich_window_apply_f32(a, hu, 10, 10, fa, 16), ICH_OK);
+    assert_int_equal(ich_window_apply_f32(b, hu, 10, 10, fb, 16), ICH_OK);
+    assert_memory_equal(fa, fb, sizeof fa);
+    ich_window_free(a);
+    ich_window_free(b);
+}
+
+/* Hostile or broken text: ICH_ERR_FORMAT with a message, never a crash. */
+static void test_string_errors(void **state)
+{
+    (void)state;
+#define GOOD_TAIL_NO_NEIGHBORS "mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none"
+#define GOOD_TAIL "mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0"
+    static const char *const bad[] = {
+        "",
+        ";",
+        "windows",
+        "windows=40/80",                                    /* keys missing */
+        "windows=40/80;" GOOD_TAIL ";mode=linear",          /* twice */
+        "windows=40/80;" GOOD_TAIL ";colour=red",           /* unknown */
+        "windows=40/80;" GOOD_TAIL ";",                     /* empty item */
+        "windows=;" GOOD_TAIL,
+        "windows=40;" GOOD_TAIL,
+        "windows=40/;" GOOD_TAIL,
+        "windows=/80;" GOOD_TAIL,
+        "windows=40/0;" GOOD_TAIL,
+        "windows=40/-80;" GOOD_TAIL,
+        "windows=40/80,;" GOOD_TAIL,
+        "windows=40/80,,1/2;" GOOD_TAIL,
+        "windows=nan/80;" GOOD_TAIL,
+        "windows=40/inf;" GOOD_TAIL,
+        "windows=1e999/80;" GOOD_TAIL,
+        "windows=40/1e39;" GOOD_TAIL,
+        "windows= 40/80;" GOOD_TAIL,
+        "windows=+40/80;" GOOD_TAIL,
+        "windows=40/80x;" GOOD_TAIL,
+        "windows=brain;" GOOD_TAIL,
+        "windows=1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1,1/1;" GOOD_TAIL,
+        "windows=40/80;mode=LINEAR;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=0x0;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=16385x2;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=2x;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=x2;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=-2x2;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=99999999999999999999x2;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=cubic;quantize=0;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=2;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=;mean=none;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=0.5;std=none;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=0.5;std=0;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=0.5,;std=1,;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=1,2;std=1;neighbors=0",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=17",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=-1",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=1x",
+        "windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0 ",
+        "windows=40/80 ;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+        " windows=40/80;mode=linear;size=keep;resize=bilinear;quantize=0;mean=none;std=none;neighbors=0",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ich_window *w = (ich_window *)&w; /* must come back NULL */
+        ich_status st = ich_window_from_string(bad[i], &w);
+        if (st != ICH_ERR_FORMAT)
+            fail_msg("\"%s\": status %d, want ICH_ERR_FORMAT", bad[i], st);
+        assert_null(w);
+        assert_true(strncmp(ich_last_error(), "recipe", 6) == 0);
+    }
+    /* far too long, and a long run of separators */
+    char long_text[3 * ICH_WINDOW_STRING_MAX];
+    memset(long_text, ';', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    ich_window *w;
+    assert_int_equal(ich_window_from_string(long_text, &w), ICH_ERR_FORMAT);
+    assert_int_equal(ich_window_from_string(long_text + 2 * ICH_WINDOW_STRING_MAX + 10, &w),
+                     ICH_ERR_FORMAT);
+    assert_int_equal(ich_window_from_string(NULL, &w), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_from_string("windows=40/80;" GOOD_TAIL, NULL),
+                     ICH_ERR_INVALID_ARGUMENT);
+    /* any order is accepted */
+    assert_int_equal(ich_window_from_string("neighbors=1;" GOOD_TAIL_NO_NEIGHBORS ";windows=40/80",
+                                            &w), ICH_OK);
+    assert_int_equal(ich_window_get_neighbors(w), 1);
+    ich_window_free(w);
+#undef GOOD_TAIL
+#undef GOOD_TAIL_NO_NEIGHBORS
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1092,6 +1430,13 @@ int main(void)
         cmocka_unit_test(test_apply_minmax),
         cmocka_unit_test(test_apply_resize),
         cmocka_unit_test(test_apply_errors),
+        cmocka_unit_test(test_antialias_shrink),
+        cmocka_unit_test(test_antialias_enlarge),
+        cmocka_unit_test(test_quantize),
+        cmocka_unit_test(test_getters),
+        cmocka_unit_test(test_string_round_trip),
+        cmocka_unit_test(test_string_tutorial),
+        cmocka_unit_test(test_string_errors),
         cmocka_unit_test_setup_teardown(test_dicom_to_png, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_dicom_to_png_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_concurrent_apply, tu_setup_tmpdir, tu_teardown_tmpdir),

@@ -26,7 +26,12 @@
  * tutorial's ConvNet takes 1 x 512 x 512 images (--size 512, the
  * "tutorial" preset); the default --size 128 builds the same layers for
  * 128 x 128 input (only the first linear layer's width changes), which
- * trains in a minute on two cores.
+ * trains in a minute on two cores. Sizes too small for the four conv/pool
+ * blocks (below 72) are refused with the range that works.
+ *
+ * The saved checkpoint carries the label names and the preprocessing
+ * recipe (metadata "ich.labels", "ich.recipe"), so ich-predict and
+ * ich-evaluate feed it exactly what it learnt from.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,16 +78,22 @@ static void ensure_data(const char *dir, int size)
 
 /* ---- Step 5: the dataset -------------------------------------------------- */
 
-/* The tutorial's preprocessing: one window, per-image min-max scaling,
- * resize, then normalisation with mean 0.380 and std 0.236. */
+/* The tutorial's preprocessing, step by step as it writes it:
+ *   img = (img - img.min()) / (img.max() - img.min() + 1e-5)  # raw pixels, no window
+ *   img = Image.fromarray((img * 255).astype(np.uint8))      # the uint8 step
+ *   transforms.Resize(512)      # Pillow's bilinear, antialiased when shrinking
+ *   transforms.ToTensor()       # / 255
+ *   transforms.Normalize(0.380, 0.236)
+ * (as text: ich_window_from_string("windows=none;mode=minmax;size=512x512;
+ *  resize=antialias;quantize=1;mean=0.38;std=0.236;neighbors=0")) */
 static ich_window *tutorial_recipe(int size)
 {
     ich_window *w = NULL;
     const float mean = 0.380f, std = 0.236f;
-    CHECK(ich_window_create(&w));
-    CHECK(ich_window_add_list(w, "brain"));
+    CHECK(ich_window_create(&w));                   /* no windows: the raw pixels */
     CHECK(ich_window_set_mode(w, ICH_WINDOW_MINMAX));
-    CHECK(ich_window_set_size(w, size, size, ICH_RESIZE_BILINEAR));
+    CHECK(ich_window_set_quantize(w, 1));
+    CHECK(ich_window_set_size(w, size, size, ICH_RESIZE_ANTIALIAS));
     CHECK(ich_window_set_normalization(w, &mean, &std, 1));
     return w;
 }
@@ -128,20 +139,39 @@ static ich_dataset *open_dataset(const ich_labels *labels, const char *dir,
 
 /* Four conv + ReLU + 2x2 max pool blocks (50, 120, 100, 72 channels;
  * kernels 5, 5, 5, 4), then linear -> 50, ReLU, linear -> 6. */
+static ich_status build_convnet(int size, ich_model **net)
+{
+    if (size == 512)
+        return ich_model_create_preset("tutorial", net);
+    char spec[512];
+    snprintf(spec, sizeof spec,
+             "input 1x%dx%d, conv 50 5, relu, maxpool 2, conv 120 5, relu, maxpool 2, "
+             "conv 100 5, relu, maxpool 2, conv 72 4, relu, maxpool 2, flatten, "
+             "linear 50, relu, linear 6",
+             size, size);
+    return ich_model_create(spec, net);
+}
+
+/* The smallest size the ConvNet takes: below it the last pooling leaves no
+ * pixel for the linear layer. Found by asking the network itself, so it
+ * stays right if the layers change (each block only shrinks the image, so
+ * every larger size works too). */
+static int smallest_size(void)
+{
+    for (int size = 1; size <= 1024; size++) {
+        ich_model *net = NULL;
+        if (build_convnet(size, &net) == ICH_OK) {
+            ich_model_free(net);
+            return size;
+        }
+    }
+    return 0;
+}
+
 static ich_model *tutorial_convnet(int size)
 {
     ich_model *net = NULL;
-    if (size == 512) {
-        CHECK(ich_model_create_preset("tutorial", &net));
-    } else {
-        char spec[512];
-        snprintf(spec, sizeof spec,
-                 "input 1x%dx%d, conv 50 5, relu, maxpool 2, conv 120 5, relu, maxpool 2, "
-                 "conv 100 5, relu, maxpool 2, conv 72 4, relu, maxpool 2, flatten, "
-                 "linear 50, relu, linear 6",
-                 size, size);
-        CHECK(ich_model_create(spec, &net));
-    }
+    CHECK(build_convnet(size, &net));
     CHECK(ich_model_init_weights(net, 0)); /* PyTorch's default initialisation */
     return net;
 }
@@ -195,8 +225,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (size < 64 || size > 1024 || epochs < 0) {
-        fprintf(stderr, "tutorial: --size must be 64..1024 and --epochs >= 0\n");
+    int smallest = smallest_size();
+    if (size < smallest || size > 1024 || epochs < 0) {
+        fprintf(stderr, "tutorial: --size must be %d..1024 (smaller images leave the ConvNet's "
+                        "linear layer no pixel) and --epochs >= 0\n", smallest);
         return 2;
     }
     ensure_data(dir, size);
@@ -258,6 +290,13 @@ int main(int argc, char **argv)
 
     /* Step 9: evaluation. */
     evaluate(net, val, images, labels, image_count, label_count);
+    /* The checkpoint says what its outputs mean and how to feed it. */
+    const ich_labels *table = ich_dataset_labels(train);
+    const char *names[6];
+    for (int c = 0; c < 6; c++)
+        names[c] = ich_labels_column_name(table, c);
+    CHECK(ich_model_set_labels(net, names, 6));
+    CHECK(ich_model_set_input_window(net, recipe));
     CHECK(ich_model_save(net, "tutorial.safetensors"));
     printf("Saved the weights as tutorial.safetensors (PyTorch's state_dict names).\n");
 

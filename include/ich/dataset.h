@@ -60,7 +60,9 @@ typedef struct ich_dataset_options {
     size_t size;
     const ich_window *window;   /**< NULL: "blood,brain,bone", 256 x 256,
                                      bilinear, no normalisation. Copied at
-                                     open: later changes do not apply. */
+                                     open: later changes do not apply. A
+                                     recipe that records neighbouring
+                                     slices (not 0) must match `neighbors`. */
     const ich_augment *augment; /**< NULL: none. Copied at open. */
     int32_t batch_size;         /**< default 16 (>= 1) */
     int32_t shuffle;            /**< default 1 */
@@ -123,6 +125,15 @@ ICH_API ich_status ich_dataset_sample_shape(const ich_dataset *dataset, int32_t 
 ICH_API ich_status ich_dataset_get(ich_dataset *dataset, int64_t index, int augment,
                                    int64_t epoch, float *image, size_t image_count,
                                    float *labels, size_t label_count);
+
+/** The recipe the dataset applies, as a new window (free it with
+ *  ich_window_free()): the options' window (or the default) with the
+ *  neighbouring slices recorded (ich_window_set_neighbors()). Store it in
+ *  a model with ich_model_set_input_window() so its checkpoints say how
+ *  to feed it. For PNG images the windows are those the recipe names (the
+ *  PNGs should have been made with them). Errors: ICH_ERR_INVALID_ARGUMENT,
+ *  ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dataset_input_window(const ich_dataset *dataset, ich_window **out);
 
 /** Number of batches per epoch. */
 ICH_API int64_t ich_dataset_batches(const ich_dataset *dataset);

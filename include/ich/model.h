@@ -261,8 +261,11 @@ ICH_API ich_status ich_model_freeze(ich_model *model, const char *prefix, int fr
 
 /** Set a metadata entry (copied; NULL value removes it). Checkpoints keep
  *  them in the safetensors __metadata__. Keys used by libich: "ich.spec"
- *  (set by the model itself), "ich.labels" (comma-separated label names),
- *  "ich.windows", "ich.size", "ich.mean", "ich.std" (the input recipe),
+ *  (set by the model itself), "ich.labels" (comma-separated label names in
+ *  output order; ich_model_set_labels()), "ich.recipe" (the input recipe as
+ *  ich_window_to_string() writes it; ich_model_set_input_window()), and in
+ *  checkpoints of older versions "ich.windows", "ich.size", "ich.mean",
+ *  "ich.std" (the input recipe before "ich.recipe"),
  *  "ich.epoch", "ich.metrics" (JSON). The model keeps "ich.seed" (its
  *  dropout seed) and "ich.steps" (its dropout layers' step counts, comma-
  *  separated) up to date; setting them restores that state, so a loaded
@@ -281,16 +284,40 @@ ICH_API int32_t ich_model_metadata_count(const ich_model *model);
 /** Key of metadata entry `index` (see above). */
 ICH_API const char *ich_model_metadata_key(const ich_model *model, int32_t index);
 
+/** Store the input recipe the model is trained with (metadata
+ *  "ich.recipe", its ich_window_to_string() text; the older keys
+ *  "ich.windows", "ich.size", "ich.mean", "ich.std" are removed), so that
+ *  its checkpoints say how to feed it. Every training path does this: the
+ *  driver ich_train() stores its training dataset's recipe
+ *  (ich_dataset_input_window()); with the step API call it yourself. The
+ *  recipe must make the model's input: channels per slice x (2 x
+ *  neighbours + 1) = the input channels, and its size (unless it keeps
+ *  each slice's own) the input rows and columns. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, or a LINEAR recipe without windows),
+ *  ICH_ERR_SHAPE (it does not make the model's input). */
+ICH_API ich_status ich_model_set_input_window(ich_model *model, const ich_window *window);
+
+/** Store the label names in output order (metadata "ich.labels", comma-
+ *  separated), so that evaluation matches the columns of a label CSV by
+ *  name. ich_train() stores its training dataset's label columns. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, an empty name or one with a comma,
+ *  quote or control character), ICH_ERR_SHAPE (count differs from
+ *  ich_model_outputs()), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_model_set_labels(ich_model *model, const char *const *names,
+                                        int32_t count);
+
 /** The input recipe stored in the model's metadata, as a new window
- *  (free it with ich_window_free()): "ich.windows" (default "brain" for a
- *  1-channel model, else "blood,brain,bone"), "ich.size" (default the
- *  model's input rows; bilinear resize) and, when both are present,
- *  "ich.mean"/"ich.std" (comma-separated, one value or one per channel)
- *  as normalisation. The recipe must give the model's input shape.
- *  *out is NULL on failure. Errors: ICH_ERR_INVALID_ARGUMENT (NULL),
- *  ICH_ERR_FORMAT (a malformed metadata value), ICH_ERR_NOT_FOUND (an
- *  unknown window name), ICH_ERR_SHAPE (window count differs from the
- *  input channels, or size from the input rows/columns), ICH_ERR_NO_MEMORY. */
+ *  (free it with ich_window_free()): "ich.recipe" when present; else, for
+ *  checkpoints of older ich-train versions, "ich.windows", "ich.size"
+ *  (default the model's input rows; bilinear resize) and, when both are
+ *  present, "ich.mean"/"ich.std" (comma-separated, one value or one per
+ *  channel) as normalisation. A model with neither has no recipe: that is
+ *  ICH_ERR_NOT_FOUND, never a guessed default. The recipe must make the
+ *  model's input (as for ich_model_set_input_window()). *out is NULL on
+ *  failure. Errors: ICH_ERR_INVALID_ARGUMENT (NULL), ICH_ERR_NOT_FOUND (no
+ *  recipe, or an unknown window name), ICH_ERR_FORMAT (a malformed
+ *  metadata value), ICH_ERR_SHAPE (the recipe does not make the model's
+ *  input), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_input_window(const ich_model *model, ich_window **out);
 
 /* ---- Files -------------------------------------------------------------- */

@@ -3,8 +3,8 @@
  * with an HTML page, SVG plots and the numbers as CSV and JSON.
  *
  * ich_evaluate_report() loads the model, rebuilds the input recipe it was
- * trained with (ich_model_input_window(): windows, size, normalisation from
- * the checkpoint's metadata, defaults where absent), predicts every image
+ * trained with (ich_model_input_window(): the checkpoint's "ich.recipe";
+ * a checkpoint without a recipe needs options.window), predicts every image
  * of the label table in evaluation mode (ich_model_predict(), in batches, in
  * table order), accumulates an ich_metrics and writes into `out_dir`
  * (created; every file written atomically):
@@ -28,6 +28,7 @@
 #define ICH_REPORT_H
 
 #include "ich/core.h"
+#include "ich/window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +45,10 @@ typedef struct ich_evaluate_options {
     uint64_t seed;               /**< bootstrap seed (default 0) */
     ich_progress_fn progress;    /**< NULL: none; returning nonzero cancels */
     void *progress_user;
+    const ich_window *window;    /**< the input recipe; NULL (default): the
+                                      checkpoint's (ich_model_input_window()),
+                                      and a checkpoint without one is refused
+                                      with ICH_ERR_NOT_FOUND */
 } ich_evaluate_options;
 
 /** Fill `options` with the defaults (sets size). */
@@ -55,7 +60,8 @@ ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
  *  as many as the model's outputs. options may be NULL for the defaults.
  *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option, cancelled),
  *  ICH_ERR_IO / ICH_ERR_FORMAT / ICH_ERR_NOT_FOUND (checkpoint, CSV or
- *  images, as ich_model_load() and ich_dataset_open_csv() give them),
+ *  images, as ich_model_load() and ich_dataset_open_csv() give them; also
+ *  NOT_FOUND for a checkpoint without a recipe and no options.window),
  *  ICH_ERR_SHAPE (label columns differ from the model's outputs),
  *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,

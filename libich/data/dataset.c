@@ -105,10 +105,8 @@ void ich_dataset_free(ich_dataset *ds)
 
 /* ---- Recipes ----------------------------------------------------------- */
 
-static ich_status copy_window(const ich_window *window, ich_window **out)
+static ich_status default_window(ich_window **out)
 {
-    if (window)
-        return ich_window_copy(window, out);
     ich_status st = ich_window_create(out);
     if (st == ICH_OK)
         st = ich_window_add_list(*out, "blood,brain,bone");
@@ -118,6 +116,24 @@ static ich_status copy_window(const ich_window *window, ich_window **out)
         ich_window_free(*out);
         *out = NULL;
     }
+    return st;
+}
+
+/* The caller's recipe (or the default) with the dataset's neighbouring
+ * slices recorded, so ich_dataset_input_window() describes the whole
+ * sample. A recipe that records other neighbours than the options ask for
+ * is refused: it was made for another network input. */
+static ich_status copy_window(const ich_window *window, int32_t neighbors, ich_window **out)
+{
+    int32_t recorded = ich_window_get_neighbors(window);
+    if (window && recorded != 0 && recorded != neighbors)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "dataset: the window recipe stacks %d neighbouring slices on each side, "
+                        "the options ask for %d: set options.neighbors = %d",
+                        recorded, neighbors, recorded);
+    ich_status st = window ? ich_window_copy(window, out) : default_window(out);
+    if (st == ICH_OK)
+        (*out)->neighbors = neighbors;
     return st;
 }
 
@@ -564,7 +580,7 @@ ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
     ds->workers = o.workers;
     ds->seed = o.seed;
     ds->span = 2 * o.neighbors + 1;
-    st = copy_window(o.window, &ds->window);
+    st = copy_window(o.window, o.neighbors, &ds->window);
     if (st == ICH_OK)
         st = ich_window_read_settings(ds->window, &ds->settings);
     if (st == ICH_OK)
@@ -610,6 +626,15 @@ int64_t ich_dataset_length(const ich_dataset *ds) { return ds ? ds->length : 0; 
 const ich_labels *ich_dataset_labels(const ich_dataset *ds) { return ds ? ds->labels : NULL; }
 
 int64_t ich_dataset_batches(const ich_dataset *ds) { return ds ? ds->batches : 0; }
+
+ich_status ich_dataset_input_window(const ich_dataset *ds, ich_window **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ds || !out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_input_window: NULL argument");
+    return ich_window_copy(ds->window, out);
+}
 
 int32_t ich_dataset_batch_size(const ich_dataset *ds) { return ds ? ds->batch_size : 0; }
 

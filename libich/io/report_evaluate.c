@@ -19,6 +19,7 @@
 #include "ich/train.h"
 #include "ich/window.h"
 #include "train/train_internal.h"
+#include "window/window_internal.h"
 
 void ich_evaluate_options_init(ich_evaluate_options *options)
 {
@@ -54,19 +55,35 @@ static void run_free(eval_run *run)
     free(run->rows);
 }
 
-/* Load the model and open the dataset with the checkpoint's input recipe,
- * in table order. */
+/* The caller's recipe (options.window) or the checkpoint's; a checkpoint
+ * without one is refused (ich_model_input_window()), never guessed. */
+static ich_status input_recipe(const eval_run *run, ich_window **window)
+{
+    if (run->opt.window)
+        return ich_window_copy(run->opt.window, window);
+    ich_status st = ich_model_input_window(run->model, window);
+    if (st == ICH_ERR_NOT_FOUND) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ich_last_error());
+        st = ich_fail(st, "%s: %s", run->checkpoint, why);
+    }
+    return st;
+}
+
+/* Load the model and open the dataset with the input recipe, in table
+ * order. */
 static ich_status open_inputs(eval_run *run, const char *labels_csv, const char *image_dir)
 {
     ich_status st = ich_model_load(run->checkpoint, &run->model);
     if (st)
         return st;
     ich_window *window = NULL;
-    if ((st = ich_model_input_window(run->model, &window)))
+    if ((st = input_recipe(run, &window)))
         return st;
     ich_dataset_options dopt;
     ich_dataset_options_init(&dopt);
     dopt.window = window;
+    dopt.neighbors = ich_window_get_neighbors(window);
     dopt.batch_size = run->opt.batch_size;
     dopt.shuffle = 0;
     dopt.workers = run->opt.workers;

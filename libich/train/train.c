@@ -646,11 +646,39 @@ static int32_t batch_capacity(ich_dataset *train, ich_dataset *val)
     return capacity;
 }
 
+/* The training data's label names and recipe go into the model, so every
+ * checkpoint says what its outputs mean and how to feed it. */
+static ich_status store_input_spec(ich_model *model, const ich_dataset *train)
+{
+    const ich_labels *labels = ich_dataset_labels(train);
+    const char *names[64];
+    int32_t count = ich_labels_columns(labels);
+    if (count > 64)
+        return ich_fail(ICH_ERR_UNSUPPORTED, "ich_train: %d label columns (at most 64)", count);
+    for (int32_t c = 0; c < count; c++)
+        names[c] = ich_labels_column_name(labels, c);
+    ich_status st = ich_model_set_labels(model, names, count);
+    ich_window *window = NULL;
+    if (!st)
+        st = ich_dataset_input_window(train, &window);
+    if (!st && (st = ich_model_set_input_window(model, window)) != ICH_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", ich_last_error());
+        st = ich_fail(st, "ich_train: the training dataset's window recipe does not describe "
+                      "the model's input (%s); for PNG images, open the dataset with the recipe "
+                      "the PNGs were made with", why);
+    }
+    ich_window_free(window);
+    return st;
+}
+
 static ich_status train_setup(trainer *t)
 {
     ich_status st = check_options(&t->o);
     if (!st)
         st = check_fit(t->model, t->train, "training");
+    if (!st)
+        st = store_input_spec(t->model, t->train);
     if (!st && t->val)
         st = check_fit(t->model, t->val, "validation");
     if (!st)

@@ -146,12 +146,66 @@ ich_status ich_window_set_size(ich_window *w, int32_t rows, int32_t columns,
         columns > 16384)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "output size %d x %d: both 0 (keep) or both in 1..16384", rows, columns);
-    if (method != ICH_RESIZE_BILINEAR && method != ICH_RESIZE_AREA)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "unknown resize method %d", (int)method);
+    if (method != ICH_RESIZE_BILINEAR && method != ICH_RESIZE_AREA &&
+        method != ICH_RESIZE_ANTIALIAS)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "unknown resize method %d (bilinear 0, area 1, antialias 2)", (int)method);
     w->out_rows = rows;
     w->out_cols = columns;
     w->method = method;
     return ICH_OK;
+}
+
+ich_status ich_window_set_quantize(ich_window *w, int quantize)
+{
+    if (!w || (quantize != 0 && quantize != 1))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_set_quantize: %s",
+                        w ? "the value must be 0 or 1" : "NULL window");
+    w->quantize = quantize;
+    return ICH_OK;
+}
+
+ich_status ich_window_set_neighbors(ich_window *w, int32_t neighbors)
+{
+    if (!w || neighbors < 0 || neighbors > ICH_WINDOW_MAX_NEIGHBORS)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_window_set_neighbors: %d neighbouring slices (0..%d)", neighbors,
+                        ICH_WINDOW_MAX_NEIGHBORS);
+    w->neighbors = neighbors;
+    return ICH_OK;
+}
+
+ich_window_mode ich_window_get_mode(const ich_window *w) { return w ? w->mode : ICH_WINDOW_LINEAR; }
+
+ich_status ich_window_get_size(const ich_window *w, int32_t *rows, int32_t *columns,
+                               ich_resize_method *method)
+{
+    if (!w)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_window_get_size: NULL window");
+    if (rows)
+        *rows = w->out_rows;
+    if (columns)
+        *columns = w->out_cols;
+    if (method)
+        *method = w->method;
+    return ICH_OK;
+}
+
+int ich_window_get_quantize(const ich_window *w) { return w ? w->quantize : 0; }
+
+int32_t ich_window_get_neighbors(const ich_window *w) { return w ? w->neighbors : 0; }
+
+int ich_window_get_normalization(const ich_window *w, float *mean, float *std)
+{
+    if (!w)
+        return 0;
+    for (int c = 0; c < w->norm_count; c++) {
+        if (mean)
+            mean[c] = w->mean[c];
+        if (std)
+            std[c] = w->std[c];
+    }
+    return w->norm_count;
 }
 
 ich_status ich_window_set_normalization(ich_window *w, const float *mean, const float *std,
@@ -238,6 +292,13 @@ static void fill_row(void *ctx, int32_t row, float *dst)
         map_linear(src, (size_t)j->cols, j->lo, j->width, dst);
 }
 
+/* trunc(v * 255) as numpy's astype(uint8) for v in [0, 1]; values outside
+ * (and NaN) saturate instead of being undefined behaviour. */
+static uint8_t to_u8(float v)
+{
+    return v >= 1.0f ? 255 : v > 0 ? (uint8_t)(v * 255.0f) : 0;
+}
+
 static void take_row(void *ctx, int32_t row, const float *v)
 {
     const channel_job *j = ctx;
@@ -245,7 +306,7 @@ static void take_row(void *ctx, int32_t row, const float *v)
     if (j->u8) {
         uint8_t *dst = j->u8 + (size_t)row * n * j->channels + j->channel;
         for (int32_t i = 0; i < n; i++)
-            dst[(size_t)i * j->channels] = (uint8_t)(v[i] * 255.0f); /* truncates, as astype */
+            dst[(size_t)i * j->channels] = to_u8(v[i]);
     } else {
         float *dst = j->f32 + (size_t)row * n;
         for (int32_t i = 0; i < n; i++)
@@ -266,6 +327,48 @@ static void minmax_range(channel_job *j, size_t n)
     }
     j->mn = mn;
     j->range = mx - mn + 1e-5f;
+}
+
+/* A row of 8-bit values (the uint8 step's output) stored: as is, or / 255
+ * then normalised in float32, as torchvision's ToTensor() and Normalize(). */
+static void take_row_u8(const channel_job *j, int32_t row, const uint8_t *q)
+{
+    const int32_t n = j->out_cols;
+    if (j->u8) {
+        uint8_t *dst = j->u8 + (size_t)row * n * j->channels + j->channel;
+        for (int32_t i = 0; i < n; i++)
+            dst[(size_t)i * j->channels] = q[i];
+        return;
+    }
+    float *dst = j->f32 + (size_t)row * n;
+    for (int32_t i = 0; i < n; i++)
+        dst[i] = ((float)q[i] / 255.0f - j->mean) / j->std;
+}
+
+/* One channel with the uint8 step: map, truncate to 8 bits, resize the
+ * 8-bit image as Pillow does, store. */
+static ich_status run_quantized(const channel_job *j, int32_t rows, int32_t cols,
+                                int32_t out_rows, int32_t out_cols, ich_resize_method method)
+{
+    const int resized = out_rows != rows || out_cols != cols;
+    uint8_t *q = malloc((size_t)rows * cols);
+    uint8_t *out = resized ? malloc((size_t)out_rows * out_cols) : q;
+    float *row = malloc((size_t)cols * sizeof *row);
+    ich_status st = q && out && row ? ICH_OK : ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory");
+    for (int32_t r = 0; st == ICH_OK && r < rows; r++) {
+        fill_row((void *)j, r, row);
+        for (int32_t i = 0; i < cols; i++)
+            q[(size_t)r * cols + i] = to_u8(row[i]);
+    }
+    if (st == ICH_OK && resized)
+        st = ich_resize_u8(q, rows, cols, out, out_rows, out_cols, method);
+    for (int32_t r = 0; st == ICH_OK && r < out_rows; r++)
+        take_row_u8(j, r, out + (size_t)r * out_cols);
+    if (resized)
+        free(out);
+    free(q);
+    free(row);
+    return st;
 }
 
 /* Map, resize and store every channel; u8 (interleaved) or f32 (planes,
@@ -292,6 +395,14 @@ static ich_status run_channels(const ich_window *w, const float *hu, int32_t row
         }
         if (j.minmax)
             minmax_range(&j, (size_t)rows * cols);
+        if (w->quantize) {
+            ich_status st = run_quantized(&j, rows, cols, out_rows, out_cols, w->method);
+            if (st != ICH_OK) {
+                free(row);
+                return st;
+            }
+            continue;
+        }
         if (out_rows != rows || out_cols != cols) {
             ich_status st = ich_resize_rows(rows, cols, out_rows, out_cols, w->method, fill_row,
                                             take_row, &j);

@@ -12,6 +12,8 @@ struct ich_window {
     ich_window_mode mode;
     int32_t out_rows, out_cols; /* 0, 0: keep the input size */
     ich_resize_method method;
+    int quantize;      /* the uint8 step before the resize */
+    int32_t neighbors; /* recorded only: slices a dataset stacks on each side */
     int norm_count; /* 0: none, 1: the same for every channel, else per channel */
     float mean[ICH_WINDOW_MAX_CHANNELS];
     float std[ICH_WINDOW_MAX_CHANNELS];

@@ -107,3 +107,31 @@ def test_quiet_and_errors(data, tmp_path):
     assert run(EVALUATE, "a", "b", check=False).returncode == 2
     assert run(EVALUATE, "a", "b", "c", "d", "--batch-size", "0", check=False).returncode == 2
     assert run(EVALUATE, "--help").stdout.startswith("usage: ich-evaluate")
+
+
+def test_checkpoint_without_recipe(ich, data, tmp_path):
+    """Refused with a message instead of a guessed window; accepted with
+    --recipe, and then the same predictions as Python with that recipe."""
+    folder, model = data
+    bare = ich.Model(SPEC)
+    bare.load_state_dict(model.state_dict())
+    bare.save(tmp_path / "bare.safetensors")
+    result = run(EVALUATE, tmp_path / "bare.safetensors", folder / "labels.csv",
+                 folder / "images", tmp_path / "r1", "--quiet", check=False)
+    assert result.returncode == 1 and "no input recipe" in result.stderr
+    assert not (tmp_path / "r1" / "predictions.csv").exists()
+    recipe = ("windows=75/215,40/80,600/2800;mode=linear;size=48x48;resize=bilinear;"
+              "quantize=0;mean=0.1,0.2,0.3;std=0.5,0.6,0.7;neighbors=0")
+    run(EVALUATE, tmp_path / "bare.safetensors", folder / "labels.csv", folder / "images",
+        tmp_path / "r2", "--quiet", "--recipe", recipe)
+    with open(tmp_path / "r2" / "predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    ids, probs = ich.predict_files(bare, folder / "images", window=recipe)
+    want = dict(zip(ids, probs))
+    for r in rows:
+        np.testing.assert_allclose(np.array(r[1:], np.float32), want[r[0]], atol=1e-6)
+    # a recipe that does not fit the model is bad usage
+    result = run(EVALUATE, tmp_path / "bare.safetensors", folder / "labels.csv",
+                 folder / "images", tmp_path / "r3", "--quiet", "--windows", "brain",
+                 check=False)
+    assert result.returncode == 2 and "1 per slice" in result.stderr

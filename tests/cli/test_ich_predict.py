@@ -223,3 +223,58 @@ def test_backend_option(ich, data, tmp_path):
     else:
         assert cuda.returncode == 1 and "libich-cuda.so" in cuda.stderr, cuda.stderr
         assert not (tmp_path / "c.csv").exists()
+
+
+# ---- the recipe: a checkpoint without one is refused (issue 11) -----------
+
+TUTORIAL_64 = ("windows=none;mode=minmax;size=64x64;resize=antialias;quantize=1;"
+               "mean=0.38;std=0.236;neighbors=0")
+
+
+def tutorial_steps(hu, size):
+    """The tutorial's preprocessing as it writes it: raw min-max, uint8, PIL
+    image, Resize (PIL bilinear), ToTensor, Normalize(0.380, 0.236)."""
+    from PIL import Image
+    img = (hu - hu.min()) / (hu.max() - hu.min() + 1e-5)
+    pil = Image.fromarray((img * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    return (np.asarray(pil).astype(np.float32) / 255 - np.float32(0.38)) / np.float32(0.236)
+
+
+def test_checkpoint_without_recipe(ich, data, tmp_path):
+    """Refused (exit 1, saying why) instead of a guessed brain window;
+    accepted with --recipe or the single-item options, and then fed the
+    tutorial's input, computed here with numpy and PIL."""
+    folder, files, _ = data
+    model = ich.Model(SPEC.replace("3x64x64", "1x64x64"))
+    model.init_weights(3)
+    model.labels = LABELS
+    model.save(tmp_path / "bare.safetensors")
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, tmp_path / "bare.safetensors", folder / "scans", "--out", out,
+                 check=False)
+    assert result.returncode == 1
+    assert "no input recipe" in result.stderr and "--recipe" in result.stderr
+    assert not out.exists()
+    with pytest.raises(ich.NotFoundError):
+        ich.predict_files(model, files)
+    images = np.stack([tutorial_steps(ich.read_dicom(f).hu, 64)[None] for f in files])
+    want = model.predict(images)
+    for options in (["--recipe", TUTORIAL_64],
+                    ["--minmax", "--quantize", "--resize", "antialias", "--size", "64",
+                     "--normalize", "0.38/0.236"]):
+        run(PREDICT, tmp_path / "bare.safetensors", folder / "scans", "--out", out, "--quiet",
+            *options)
+        rows = read_csv(out)
+        got = np.array([r[1:] for r in rows[1:]], dtype=np.float64)
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    _, probs = ich.predict_files(model, files, window=TUTORIAL_64)
+    np.testing.assert_allclose(probs, want, atol=1e-6, rtol=0)
+    # a recipe that does not make the model's input is bad usage of it
+    result = run(PREDICT, tmp_path / "bare.safetensors", files[0], "--out", out,
+                 "--windows", "blood,brain,bone", check=False)
+    assert result.returncode == 1 and "3 channels" in result.stderr
+    result = run(PREDICT, tmp_path / "bare.safetensors", files[0], "--recipe", "mode=oops",
+                 check=False)
+    assert result.returncode == 1 and "recipe" in result.stderr
+    assert run(PREDICT, tmp_path / "bare.safetensors", files[0], "--resize", "cubic",
+               check=False).returncode == 2

@@ -103,7 +103,9 @@ def test_existing_outputs_are_skipped_unless_forced(slices, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--size", "-1"], ["--threads", "x"], ["--windows", "nosuch"],
-                                  ["--windows", "brain,bone"], ["--resize", "cubic"]])
+                                  ["--windows", "brain,bone"], ["--resize", "cubic"],
+                                  ["--normalize", "0.38"], ["--recipe", "mode=linear"],
+                                  ["--windows", "none"]])
 def test_bad_options_fail_with_a_message(slices, tmp_path, args):
     folder, _ = slices
     result = run(PREPROCESS, folder, tmp_path / "png", *args, check=False)
@@ -116,3 +118,46 @@ def test_missing_input_folder_fails(tmp_path):
     result = run(PREPROCESS, tmp_path / "nope", tmp_path / "png", check=False)
     assert result.returncode == 1
     assert "nope" in result.stderr
+
+
+def tutorial_png(path, size):
+    """The tutorial's steps on the raw pixels, as it writes them: min-max
+    with no window, uint8, PIL image, Resize(size) (PIL bilinear)."""
+    img = pydicom.dcmread(path).pixel_array.astype(np.float32)
+    img = (img - img.min()) / (img.max() - img.min() + 1e-5)
+    pil = Image.fromarray((img * 255).astype(np.uint8))
+    return np.asarray(pil.resize((size, size), Image.BILINEAR))
+
+
+@pytest.mark.parametrize("options", [["--recipe", "tutorial", "--size", "64"],
+                                     ["--minmax", "--quantize", "--resize", "antialias",
+                                      "--size", "64", "--normalize", "0.38/0.236"]])
+def test_tutorial_recipe(slices, tmp_path, options):
+    """Raw min-max (no window), the uint8 step and Pillow's antialiased
+    resize: the tutorial's image within one grey level (the tutorial
+    min-maxes stored values, libich Hounsfield units), and the recipe's
+    text beside the PNGs."""
+    folder, files = slices
+    out = tmp_path / "png"
+    run(PREPROCESS, folder, out, *options, "--quiet")
+    worst = 0
+    for f in files:
+        image = np.asarray(Image.open(out / f.relative_to(folder).with_suffix(".png")))
+        assert image.shape == (64, 64)
+        worst = max(worst, np.abs(image.astype(int) - tutorial_png(f, 64)).max())
+    assert worst <= 1
+    assert (out / "recipe.txt").read_text() == (
+        "windows=none;mode=minmax;size=64x64;resize=antialias;quantize=1;mean=0.38;"
+        "std=0.236;neighbors=0\n")
+
+
+def test_minmax_without_windows_is_one_raw_channel(slices, tmp_path):
+    folder, files = slices
+    out = tmp_path / "png"
+    run(PREPROCESS, folder, out, "--minmax", "--size", 0, "--quiet")
+    ds = pydicom.dcmread(files[0])
+    hu = ds.pixel_array.astype(np.float32) * np.float32(ds.RescaleSlope) + np.float32(
+        ds.RescaleIntercept)
+    want = ((hu - hu.min()) / (hu.max() - hu.min() + np.float32(1e-5)) * np.float32(255))
+    image = np.asarray(Image.open(out / files[0].relative_to(folder).with_suffix(".png")))
+    np.testing.assert_array_equal(image, want.astype(np.uint8))

@@ -68,9 +68,10 @@ def test_trains_and_writes_checkpoints_and_history(phantom, tmp_path):
     meta = metadata(out / "last.safetensors")
     assert meta["ich.labels"] == ("any,epidural,intraparenchymal,intraventricular,"
                                   "subarachnoid,subdural")
-    assert meta["ich.windows"] == "blood,brain,bone"
-    assert meta["ich.size"] == "32"
-    assert meta["ich.mean"] == "0,0,0" and meta["ich.std"] == "1,1,1"
+    # the whole recipe, as one line (the older keys are gone)
+    assert meta["ich.recipe"] == ("windows=75/215,40/80,600/2800;mode=linear;size=32x32;"
+                                  "resize=bilinear;quantize=0;mean=none;std=none;neighbors=0")
+    assert not {"ich.windows", "ich.size", "ich.mean", "ich.std"} & set(meta)
     assert meta["ich.epoch"] == "3"
     best = min(rows, key=lambda r: float(r["val_loss"]))
     assert metadata(out / "best.safetensors")["ich.epoch"] == str(int(best["epoch"]) + 1)
@@ -123,3 +124,29 @@ def test_math_option(phantom, tmp_path):
     assert bad.returncode == 2
     assert '--math must be fp32, tf32 or bf16, not "fp8"' in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_png_folder_recipe_is_recorded(phantom, tmp_path):
+    """PNGs from ich-preprocess come with recipe.txt; training on them
+    records that recipe (normalisation included), not a default one, and
+    the options still change it."""
+    preprocess = BUILD / "examples" / "ich-preprocess"
+    png = tmp_path / "png"
+    result = run(preprocess, phantom / "images", png, "--size", 32, "--normalize",
+                 "0.5/0.25", "--quiet")
+    assert result.returncode == 0, result.stderr
+    recipe = (png / "recipe.txt").read_text().strip()
+    assert recipe == ("windows=75/215,40/80,600/2800;mode=linear;size=32x32;resize=bilinear;"
+                      "quantize=0;mean=0.5;std=0.25;neighbors=0")
+    out = tmp_path / "run"
+    result = run(TRAIN, phantom / "labels.csv", png, "--model", SPEC, "--epochs", 1,
+                 "--batch-size", 8, "--threads", 1, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "recipe.txt" in result.stderr
+    assert metadata(out / "last.safetensors")["ich.recipe"] == recipe
+    result = run(TRAIN, phantom / "labels.csv", png, "--model", SPEC, "--epochs", 1,
+                 "--batch-size", 8, "--threads", 1, "--out", out, "--normalize", "0.4/0.2",
+                 "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert metadata(out / "last.safetensors")["ich.recipe"] == recipe.replace(
+        "mean=0.5;std=0.25", "mean=0.4;std=0.2")

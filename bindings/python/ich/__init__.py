@@ -39,7 +39,7 @@ from ._errors import (
     ERR_INTERNAL,
 )
 from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
-from .window import Window, window_preset
+from .window import TUTORIAL_RECIPE, Window, window_preset
 from .image import write_png, read_png
 from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
     augment as _augment_mod, dataset as _dataset_mod, model as _model_mod, \
@@ -78,7 +78,7 @@ __all__ = [
     "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
     "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
     "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
-    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "write_png", "read_png",
+    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "TUTORIAL_RECIPE", "write_png", "read_png",
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]

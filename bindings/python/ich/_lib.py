@@ -219,6 +219,17 @@ _declare("ich_window_apply_f32", c_status, ctypes.c_void_p, c_float_p, ctypes.c_
          ctypes.c_int32, c_float_p, ctypes.c_size_t)
 _declare("ich_window_dicom_to_png", c_status, ctypes.c_void_p, ctypes.c_char_p,
          ctypes.c_char_p)
+_declare("ich_window_set_quantize", c_status, ctypes.c_void_p, ctypes.c_int)
+_declare("ich_window_set_neighbors", c_status, ctypes.c_void_p, ctypes.c_int32)
+_declare("ich_window_get_mode", ctypes.c_int, ctypes.c_void_p)
+_declare("ich_window_get_size", c_status, ctypes.c_void_p, c_int32_p, c_int32_p,
+         ctypes.POINTER(ctypes.c_int))
+_declare("ich_window_get_quantize", ctypes.c_int, ctypes.c_void_p)
+_declare("ich_window_get_neighbors", ctypes.c_int32, ctypes.c_void_p)
+_declare("ich_window_get_normalization", ctypes.c_int, ctypes.c_void_p, c_float_p, c_float_p)
+_declare("ich_window_to_string", c_status, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+         ctypes.POINTER(ctypes.c_size_t))
+_declare("ich_window_from_string", c_status, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
 
 # ---- image.h --------------------------------------------------------------
 _declare("ich_png_write", c_status, ctypes.c_char_p, c_uint8_p, ctypes.c_int32,

@@ -51,6 +51,7 @@ _declare("ich_dataset_open_csv", c_status, ctypes.c_char_p, ctypes.c_char_p,
          ctypes.POINTER(_Options), ctypes.POINTER(_P))
 _declare("ich_dataset_free", None, _P)
 _declare("ich_dataset_batch_size", ctypes.c_int32, _P)
+_declare("ich_dataset_input_window", c_status, _P, ctypes.POINTER(ctypes.c_void_p))
 _declare("ich_dataset_length", ctypes.c_int64, _P)
 _declare("ich_dataset_labels", _P, _P)
 _declare("ich_dataset_sample_shape", c_status, _P, ctypes.POINTER(ctypes.c_int32),
@@ -186,6 +187,14 @@ class Dataset(OwnedHandle):
     def label_count(self):
         """Number of label columns."""
         return self._label_count
+
+    def input_window(self):
+        """The recipe this dataset applies, as a new :class:`ich.Window`,
+        with its neighbouring slices recorded: what
+        ``Model.set_input_window()`` should store (``ich.train()`` does)."""
+        handle = ctypes.c_void_p()
+        check(lib.ich_dataset_input_window(self._live(), ctypes.byref(handle)))
+        return Window._adopt(handle)
 
     @property
     def batch_size(self):

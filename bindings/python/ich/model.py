@@ -70,6 +70,9 @@ _declare("ich_model_metadata", ctypes.c_char_p, _c_model, ctypes.c_char_p)
 _declare("ich_model_metadata_count", ctypes.c_int32, _c_model)
 _declare("ich_model_metadata_key", ctypes.c_char_p, _c_model, ctypes.c_int32)
 _declare("ich_model_input_window", _c_status, _c_model, _c_model_p)
+_declare("ich_model_set_input_window", _c_status, _c_model, ctypes.c_void_p)
+_declare("ich_model_set_labels", _c_status, _c_model, ctypes.POINTER(ctypes.c_char_p),
+         ctypes.c_int32)
 
 
 _declare("ich_model_save", _c_status, _c_model, ctypes.c_char_p)
@@ -221,18 +224,48 @@ class Model(OwnedHandle):
         return int(lib.ich_model_outputs(self._live()))
 
     def input_window(self):
-        """The input recipe stored in the metadata ("ich.windows",
-        "ich.size", "ich.mean", "ich.std") as an :class:`ich.Window` whose
-        float32 output fits this model's input."""
+        """The input recipe stored in the metadata ("ich.recipe", or the
+        older "ich.windows", "ich.size", "ich.mean", "ich.std") as an
+        :class:`ich.Window` whose float32 output fits this model's input.
+        Raises ``NotFoundError`` when the model carries no recipe (never a
+        guessed default)."""
         from .window import Window
         handle = ctypes.c_void_p()
         check(lib.ich_model_input_window(self._live(), ctypes.byref(handle)))
-        window = Window.__new__(Window)
-        window._handle = handle
-        # the Python-side description of what the C recipe holds
-        window._mode, window._resize = "linear", "bilinear"
-        window._size = self.input_shape[1:]
-        return window
+        return Window._adopt(handle)
+
+    def set_input_window(self, window):
+        """Store `window` (an :class:`ich.Window` or a recipe's text) as the
+        model's input recipe (metadata "ich.recipe"), so its checkpoints say
+        how to feed it. ``ich.train()`` does this from the training dataset;
+        call it when training with the step API. Raises ``ShapeError`` when
+        the recipe does not make the model's input."""
+        from .window import Window
+        if isinstance(window, str):
+            with Window.from_string(window) as parsed:
+                return self.set_input_window(parsed)
+        if not isinstance(window, Window):
+            raise TypeError("set_input_window: expected an ich.Window or a str, not %s"
+                            % type(window).__name__)
+        check(lib.ich_model_set_input_window(self._live(), window._live()))
+
+    @property
+    def labels(self):
+        """The label names in output order (metadata "ich.labels"), or None
+        when the model has none."""
+        text = self.metadata.get("ich.labels")
+        return text.split(",") if text else None
+
+    @labels.setter
+    def labels(self, names):
+        """Store the label names in output order (``ich_model_set_labels``)."""
+        if isinstance(names, str):
+            raise TypeError("labels must be a sequence of names, not a str")
+        names = list(names)
+        array = (ctypes.c_char_p * max(len(names), 1))()
+        for i, name in enumerate(names):
+            array[i] = c_string(name, "label name")
+        check(lib.ich_model_set_labels(self._live(), array, len(names)))
 
     def __repr__(self):
         if not self._handle:

@@ -47,7 +47,7 @@ def _image_id(path):
     return name
 
 
-def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
+def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=None):
     """Probabilities for DICOM files.
 
     Arguments:
@@ -58,6 +58,10 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
             sequence of files.
         batch_size: images per forward pass.
         threshold: for a cascade model, P(any) below it zeroes the subtypes.
+        window: the input recipe (an :class:`ich.Window` or its text) for a
+            model that carries none; by default the model's own
+            (:meth:`ich.Model.input_window`, which raises ``NotFoundError``
+            when the model has no recipe).
 
     Returns ``(ids, probabilities)``: the image IDs (file names without
     .dcm) and a float32 array (N, outputs). A file that cannot be read
@@ -68,9 +72,18 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
     files = _files(paths_or_folder)
     ids = [_image_id(p) for p in files]
     out = np.empty((len(files), model.outputs), np.float32)
-    with model.input_window() as window:
+    from .window import Window
+    owned = None  # a recipe made here is freed here; the caller's is left open
+    if window is None:
+        window = owned = model.input_window()
+    elif isinstance(window, str):
+        window = owned = Window.from_string(window)
+    try:
         for start in range(0, len(files), int(batch_size)):
             chunk = files[start:start + int(batch_size)]
             images = np.stack([window.apply(read_dicom(p).hu, dtype="float32") for p in chunk])
             out[start:start + len(chunk)] = model.predict(images, threshold=threshold)
+    finally:
+        if owned is not None:
+            owned.close()
     return ids, out

@@ -27,6 +27,9 @@ class _Options(ctypes.Structure):
         ("seed", ctypes.c_uint64),
         ("progress", PROGRESS_FN),
         ("progress_user", ctypes.c_void_p),
+        # must match ich_evaluate_options to its end: the _init function
+        # writes every field
+        ("window", ctypes.c_void_p),
     ]
 
 
@@ -36,7 +39,7 @@ _declare("ich_evaluate_report", c_status, ctypes.c_char_p, ctypes.c_char_p, ctyp
 
 
 def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, workers=0,
-                    threshold=0.5, bootstrap=1000, seed=0, progress=None):
+                    threshold=0.5, bootstrap=1000, seed=0, progress=None, window=None):
     """Evaluate the checkpoint on the images of `image_dir` labelled by
     `labels_csv` and write the report folder `out_dir` (created).
 
@@ -44,11 +47,22 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     (0: the calling thread). threshold: the cascade preset's "any"
     threshold. bootstrap, seed: the AUC confidence interval's resamples
     (0: none) and seed. progress: None or ``progress(done, total)``; a true
-    return value cancels. Returns `out_dir`. Raises IchError (IchIOError or
-    FormatError for a bad checkpoint or CSV, ShapeError when the label
-    columns differ from the model's outputs)."""
+    return value cancels. window: the input recipe (an :class:`ich.Window`
+    or its text) for a checkpoint that carries none; by default the
+    checkpoint's. Returns `out_dir`. Raises IchError (IchIOError or
+    FormatError for a bad checkpoint or CSV, NotFoundError for a checkpoint
+    without a recipe and no `window`, ShapeError when the label columns
+    differ from the model's outputs)."""
+    from .window import Window
+    if isinstance(window, str):
+        with Window.from_string(window) as parsed:
+            return evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size,
+                                   workers, threshold, bootstrap, seed, progress, parsed)
+    if window is not None and not isinstance(window, Window):
+        raise TypeError("window must be an ich.Window, a str or None")
     o = _Options()
     lib.ich_evaluate_options_init(ctypes.byref(o))
+    o.window = window._live() if window is not None else None
     o.batch_size, o.workers, o.threshold = int(batch_size), int(workers), float(threshold)
     o.bootstrap, o.seed = int(bootstrap), int(seed)
     raised = []

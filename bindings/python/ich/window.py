@@ -11,7 +11,16 @@ from ._lib import c_float_p, c_uint8_p, lib
 from ._util import OwnedHandle, INT32_MAX, fspath_bytes
 
 _MODES = {"linear": 0, "minmax": 1}
-_RESIZE = {"bilinear": 0, "area": 1}
+_RESIZE = {"bilinear": 0, "area": 1, "antialias": 2}
+_MODE_NAMES = {v: k for k, v in _MODES.items()}
+_RESIZE_NAMES = {v: k for k, v in _RESIZE.items()}
+_MAX_CHANNELS = 16
+_STRING_MAX = 2048
+
+#: The tutorial's preprocessing: raw min-max (no window), the uint8 step,
+#: Pillow's antialiased bilinear resize to 512, Normalize(0.380, 0.236).
+TUTORIAL_RECIPE = ("windows=none;mode=minmax;size=512x512;resize=antialias;quantize=1;"
+                   "mean=0.38;std=0.236;neighbors=0")
 
 
 def _invalid(message):
@@ -63,8 +72,10 @@ class Window(OwnedHandle):
         size: output size; None or 0 keeps each slice's size, an int N
             gives N x N, a (rows, columns) tuple gives that size.
         resize: "bilinear" (half-pixel centres, as PyTorch's
-            ``interpolate(align_corners=False)``) or "area" (mean of the
-            covered input area, as OpenCV's INTER_AREA).
+            ``interpolate(align_corners=False)``), "area" (mean of the
+            covered input area, as OpenCV's INTER_AREA) or "antialias"
+            (Pillow's ``Image.resize(BILINEAR)``, antialiased when
+            shrinking, as torchvision's ``Resize`` on a PIL image).
         mode: "linear" (``clip((hu - lo) / width, 0, 1)``, lo = center -
             width / 2) or "minmax" (clip to the window, then scale the
             slice's min..max to 0..1, as the tutorial does).
@@ -72,6 +83,17 @@ class Window(OwnedHandle):
             ``(v - mean) / std``: a float (all channels) or one value per
             channel. None for both means no normalisation; if only one is
             given the other defaults to 0 (mean) or 1 (std).
+        quantize: the tutorial's uint8 step: ``trunc(v * 255)`` before the
+            resize, the resize on 8-bit values rounded as Pillow does, then
+            ``/ 255`` (ToTensor) before the normalisation.
+        neighbors: neighbouring slices on each side that a dataset stacks
+            as extra channels (only recorded, so that the recipe's text
+            describes a network's whole input; :meth:`apply` ignores it).
+
+    ``Window.from_string(text)`` and ``str(window)`` convert to and from the
+    recipe's one-line text (``ich_window_to_string()``), which checkpoints
+    keep as metadata "ich.recipe"; ``Window.from_string(ich.TUTORIAL_RECIPE)``
+    is the tutorial's preprocessing.
 
     All arithmetic is float32, as documented in ``include/ich/window.h``.
     Configuration errors raise :class:`IchError`. Use as a context manager
@@ -83,7 +105,7 @@ class Window(OwnedHandle):
     _free = staticmethod(lib.ich_window_free)
 
     def __init__(self, windows="blood,brain,bone", size=None, resize="bilinear",
-                 mode="linear", mean=None, std=None):
+                 mode="linear", mean=None, std=None, quantize=False, neighbors=0):
         self._handle = None
         handle = ctypes.c_void_p()
         check(lib.ich_window_create(ctypes.byref(handle)))
@@ -93,9 +115,43 @@ class Window(OwnedHandle):
             self._set_mode(mode)
             self._set_size(size, resize)
             self._set_normalization(mean, std)
+            if not isinstance(quantize, (bool, numbers.Integral)) or quantize not in (0, 1):
+                raise _invalid("quantize must be True or False, not %r" % (quantize,))
+            check(lib.ich_window_set_quantize(self._handle, int(quantize)))
+            check(lib.ich_window_set_neighbors(self._handle, _int32(neighbors, "neighbors")))
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def _adopt(cls, handle):
+        """Wrap a C recipe this object will own."""
+        window = cls.__new__(cls)
+        window._handle = handle
+        return window
+
+    @classmethod
+    def from_string(cls, text):
+        """Parse a recipe's one-line text (``str(window)``, a checkpoint's
+        "ich.recipe", ``ich.TUTORIAL_RECIPE``). Raises ``FormatError`` (an
+        :class:`IchError`) naming what is wrong."""
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        if not isinstance(text, bytes):
+            raise TypeError("Window.from_string: text must be a str")
+        if b"\0" in text:
+            raise _errors.error(_errors.ERR_FORMAT, "recipe: a NUL character in the text")
+        handle = ctypes.c_void_p()
+        check(lib.ich_window_from_string(text, ctypes.byref(handle)))
+        return cls._adopt(handle)
+
+    def to_string(self):
+        """The recipe as one canonical line of text (see ``include/ich/window.h``)."""
+        buf = ctypes.create_string_buffer(_STRING_MAX)
+        check(lib.ich_window_to_string(self._live(), buf, _STRING_MAX, None))
+        return buf.value.decode("utf-8")
+
+    __str__ = to_string
 
     # ---- configuration --------------------------------------------------
 
@@ -135,7 +191,6 @@ class Window(OwnedHandle):
         if mode not in _MODES:
             raise _invalid("mode must be one of %s, not %r" % (sorted(_MODES), mode))
         check(lib.ich_window_set_mode(self._handle, _MODES[mode]))
-        self._mode = mode
 
     def _set_size(self, size, resize):
         if resize not in _RESIZE:
@@ -152,8 +207,6 @@ class Window(OwnedHandle):
                                % (size,)) from None
             rows, columns = _int32(rows, "size rows"), _int32(columns, "size columns")
         check(lib.ich_window_set_size(self._handle, rows, columns, _RESIZE[resize]))
-        self._size = (rows, columns)
-        self._resize = resize
 
     def _set_normalization(self, mean, std):
         if mean is None and std is None:
@@ -191,17 +244,51 @@ class Window(OwnedHandle):
     @property
     def mode(self):
         """The mapping mode, "linear" or "minmax"."""
-        return self._mode
+        return _MODE_NAMES[lib.ich_window_get_mode(self._live())]
+
+    def _size_and_method(self):
+        rows, columns, method = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int()
+        check(lib.ich_window_get_size(self._live(), ctypes.byref(rows), ctypes.byref(columns),
+                                      ctypes.byref(method)))
+        return (rows.value, columns.value), _RESIZE_NAMES[method.value]
 
     @property
     def size(self):
         """The output (rows, columns); (0, 0) keeps each slice's size."""
-        return self._size
+        return self._size_and_method()[0]
 
     @property
     def resize(self):
-        """The resize method, "bilinear" or "area"."""
-        return self._resize
+        """The resize method, "bilinear", "area" or "antialias"."""
+        return self._size_and_method()[1]
+
+    @property
+    def quantize(self):
+        """True when the uint8 step is on."""
+        return bool(lib.ich_window_get_quantize(self._live()))
+
+    @property
+    def neighbors(self):
+        """Neighbouring slices on each side the recipe records."""
+        return int(lib.ich_window_get_neighbors(self._live()))
+
+    def _normalization(self):
+        mean = np.zeros(_MAX_CHANNELS, np.float32)
+        std = np.zeros(_MAX_CHANNELS, np.float32)
+        n = lib.ich_window_get_normalization(self._live(), mean.ctypes.data_as(c_float_p),
+                                             std.ctypes.data_as(c_float_p))
+        return mean[:n].tolist(), std[:n].tolist()
+
+    @property
+    def mean(self):
+        """The normalisation means (a list: empty for none, one value for
+        every channel, or one per channel)."""
+        return self._normalization()[0]
+
+    @property
+    def std(self):
+        """The normalisation standard deviations (as :attr:`mean`)."""
+        return self._normalization()[1]
 
     def output_shape(self, rows, columns):
         """Return (channels, rows', columns') of the output for a
@@ -261,5 +348,4 @@ class Window(OwnedHandle):
     def __repr__(self):
         if self._handle is None:
             return "<ich.Window (closed)>"
-        return "ich.Window(windows=%r, size=%r, resize=%r, mode=%r)" % (
-            self.windows, self._size, self._resize, self._mode)
+        return "ich.Window.from_string(%r)" % self.to_string()

@@ -179,3 +179,25 @@ def test_errors(data, tmp_path):
         ich.evaluate_report(checkpoint, wide, folder / "images", tmp_path / "e",
                             progress=lambda done, total: True)
     assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
+def test_checkpoint_without_recipe(data, tmp_path):
+    """Refused (NotFoundError) instead of a guessed window; accepted with an
+    explicit recipe, whose predictions are then those of predict_files."""
+    folder, wide, _, _ = data
+    m = ich.Model(SPEC)
+    m.init_weights(4)
+    m.save(tmp_path / "bare.safetensors")
+    with pytest.raises(ich.NotFoundError, match="no input recipe"):
+        ich.evaluate_report(tmp_path / "bare.safetensors", wide, folder / "images",
+                            tmp_path / "a", bootstrap=0)
+    recipe = ich.Window("blood,brain,bone", size=32, mean=0.5, std=0.25)
+    out = ich.evaluate_report(tmp_path / "bare.safetensors", wide, folder / "images",
+                              tmp_path / "b", bootstrap=0, window=recipe)
+    with open(out / "predictions.csv") as f:
+        rows = [line.strip().split(",") for line in f][1:]
+    ids, probs = ich.predict_files(m, folder / "images", window=recipe)
+    want = dict(zip(ids, probs))
+    for r in rows:
+        np.testing.assert_allclose(np.array(r[1:], np.float32), want[r[0]], atol=1e-6)
+    recipe.close()
