@@ -58,7 +58,7 @@ static void usage(FILE *out)
             "  --out FILE          output file (default predictions.csv)\n"
             "  --format csv|rsna   csv: ID,any,epidural,... per image (default);\n"
             "                      rsna: ID,Label with rows ID_<image>_<label>\n"
-            "  --threshold X       cascade models: P(any) below X zeroes the subtypes "
+            "  --threshold X       cascade models: P(any) <= X zeroes the subtypes "
             "(default 0.5)\n"
             "  --batch-size N      images per forward pass (default 16)\n"
             "  --threads N         compute threads (default: one per CPU)\n"

@@ -9,7 +9,8 @@ packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev
           # package config needs the OpenCL headers and loader (a Recommends
           # of libdnnl-dev, which --no-install-recommends leaves out).
           ocl-icd-opencl-dev opencl-headers
-          python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch)
+          python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch
+          python3-sklearn)
 
 missing=()
 for p in "${packages[@]}"; do

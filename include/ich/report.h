@@ -12,7 +12,8 @@
  *   report.html         self-contained page: summary, per-class table,
  *                       overall numbers, the figures inline
  *   roc.svg             ROC curves of all classes, chance diagonal
- *   confusion_<c>.svg   the 2x2 confusion matrix of class c at 0.5
+ *   confusion_<c>.svg   the 2x2 confusion matrix of class c, predicted
+ *                       positive when p > 0.5 (metrics.h)
  *   loss.svg, accuracy.svg  per-epoch curves from the checkpoint's
  *                       "ich.history" (left out, with a note in the page,
  *                       when it has none)
@@ -39,7 +40,8 @@ typedef struct ich_evaluate_options {
     size_t size;
     int32_t batch_size;          /**< images per prediction batch (default 16) */
     int32_t workers;             /**< image-loading threads (default 0: the caller's) */
-    float threshold;             /**< cascade "any" threshold for prediction (default 0.5) */
+    float threshold;             /**< cascade "any" threshold: P(any) <= it zeroes the
+                                      subtypes (default 0.5) */
     int32_t bootstrap;           /**< AUC bootstrap resamples (default 1000; 0: no CI) */
     uint64_t seed;               /**< bootstrap seed (default 0) */
     ich_progress_fn progress;    /**< NULL: none; returning nonzero cancels */

@@ -31,8 +31,11 @@
  *       monitored loss improved; history.csv;
  *   with early stopping, the model ends with the best epoch's weights.
  *
- * Accuracy is element-wise over the n x labels matrix: a logit > 0
- * (probability > 0.5) predicts 1. For a cascade model a subtype counts as
+ * Accuracy is element-wise over the n x labels matrix: a logit predicts 1
+ * when its float32 probability 1 / (1 + expf(-logit)) is > 0.5, the rule
+ * of the metrics at 0.5 (metrics.h); that is logit > 0 except for logits
+ * below about 3e-8, whose probability rounds to 0.5 and which predict 0.
+ * A label is positive when >= 0.5. For a cascade model a subtype counts as
  * predicted only where "any" is predicted too, as ich_model_predict() does.
  *
  * Checkpoints are ich_checkpoint_save() files (model, optimizer state) with
@@ -72,7 +75,7 @@ typedef struct ich_epoch_stats {
     size_t size;
     int32_t epoch;         /**< 0-based */
     double train_loss;     /**< mean loss over the epoch's training samples */
-    double train_accuracy; /**< element-wise, threshold 0.5 */
+    double train_accuracy; /**< element-wise, p > 0.5 predicts 1 */
     double val_loss;       /**< NaN without validation */
     double val_accuracy;   /**< NaN without validation */
     double lr;             /**< learning rate used in the epoch */

@@ -441,7 +441,7 @@ static ich_status confusion_figures(const eval_run *run, const eval_results *res
         const ich_metrics_at *a = &res->cls[c].at_half;
         const int64_t counts[2][2] = {{a->tn, a->fp}, {a->fn, a->tp}};
         char title[96], file[96], safe[64];
-        snprintf(title, sizeof title, "%.60s at threshold 0.5", run->names[c]);
+        snprintf(title, sizeof title, "%.60s, predicted when p > 0.5", run->names[c]);
         safe_name(run->names[c], safe, sizeof safe);
         snprintf(file, sizeof file, "confusion_%s.svg", safe);
         ich_buf svg = {0};
@@ -562,8 +562,9 @@ static ich_status class_table(const eval_run *run, const eval_results *res, ich_
                                   ICH_METRIC_AVERAGE_PRECISION));
         ich_table_number(t, value(r->youden_threshold, r->defined, ICH_METRIC_YOUDEN));
     }
-    ich_status st = ich_html_table(page, t, "Per class, at threshold 0.5 (AUC and AP do not "
-                                            "depend on a threshold)");
+    ich_status st = ich_html_table(page, t, "Per class, predicted positive when p > 0.5 (AUC "
+                                            "and AP do not depend on a threshold; Youden's "
+                                            "threshold t predicts p >= t, as scikit-learn)");
     ich_table_free(t);
     return st;
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/decision.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "nn/model_internal.h"
@@ -91,7 +92,8 @@ static void cascade_mask(const loss_setup *s, const float *labels, int32_t n)
     }
 }
 
-/* Element-wise right predictions (logit > 0 predicts 1; for a cascade a
+/* Element-wise right predictions (the float32 probability > 0.5 predicts 1,
+ * the rule of core/decision.h that the metrics use too; for a cascade a
  * subtype only where "any" is predicted too). */
 static int64_t count_correct(const loss_setup *s, const float *logits, const float *labels,
                              int32_t n)
@@ -99,9 +101,10 @@ static int64_t count_correct(const loss_setup *s, const float *logits, const flo
     int64_t correct = 0;
     for (int32_t i = 0; i < n; i++) {
         const float *x = logits + (size_t)i * s->outputs, *y = labels + (size_t)i * s->outputs;
-        int any_fires = x[s->any] > 0;
+        int any_fires = ich_logit_predicts_positive(x[s->any]);
         for (int32_t c = 0; c < s->outputs; c++) {
-            int predicted = x[c] > 0 && (!s->cascade || c == s->any || any_fires);
+            int predicted = ich_logit_predicts_positive(x[c]) &&
+                            (!s->cascade || c == s->any || any_fires);
             correct += predicted == (y[c] >= 0.5f);
         }
     }

@@ -286,7 +286,7 @@ class Model(OwnedHandle):
 
     def predict(self, x, threshold=0.5):
         """Probabilities (N, outputs) in evaluation mode; for a cascade the
-        subtypes are 0 where P(any) < threshold."""
+        subtypes are 0 where P(any) <= threshold (p > 0.5 predicts 1)."""
         x = self._images(x)
         out = np.empty((x.shape[0], self.outputs), np.float32)
         check(lib.ich_model_predict(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],

@@ -57,7 +57,7 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
             and files with the DICM marker, sorted by path), one file, or a
             sequence of files.
         batch_size: images per forward pass.
-        threshold: for a cascade model, P(any) below it zeroes the subtypes.
+        threshold: for a cascade model, P(any) <= threshold zeroes the subtypes.
 
     Returns ``(ids, probabilities)``: the image IDs (file names without
     .dcm) and a float32 array (N, outputs). A file that cannot be read
