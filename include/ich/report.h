@@ -53,12 +53,15 @@ ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
 
 /** Evaluate the checkpoint at `checkpoint` on the images of `image_dir`
  *  labelled by `labels_csv` (wide or long format, ich_labels_read()) and
- *  write the report folder `out_dir` (see above). The label columns must be
- *  as many as the model's outputs. options may be NULL for the defaults.
+ *  write the report folder `out_dir` (see above). The CSV's label columns
+ *  are matched to the model's labels by name, in any order
+ *  (ich_labels_match_model()); the report lists them in the model's
+ *  output order. options may be NULL for the defaults.
  *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option, cancelled),
  *  ICH_ERR_IO / ICH_ERR_FORMAT / ICH_ERR_NOT_FOUND (checkpoint, CSV or
  *  images, as ich_model_load() and ich_dataset_open_csv() give them),
- *  ICH_ERR_SHAPE (label columns differ from the model's outputs),
+ *  ICH_ERR_SHAPE (the label columns do not match the model's labels: the
+ *  message names the CSV, its columns and the model's labels),
  *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                                        const char *image_dir, const char *out_dir,

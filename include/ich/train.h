@@ -185,12 +185,19 @@ ICH_API void ich_train_options_init(ich_train_options *options);
 /** Train `model` with `optimizer` (created for that model) on the batches
  *  of `train`, validating on `val` (may be NULL), as this header's
  *  introduction describes. The datasets' sample shape must equal the
- *  model's input shape and their label count its outputs. The model is
+ *  model's input shape. Their label columns are matched to the model's
+ *  labels by name (labels.h, "Matching a model's labels") when the model
+ *  has names: its "ich.labels", or, when resuming, the six RSNA labels for
+ *  a 6-output model without them; each batch's labels are then put in the
+ *  model's output order (the datasets are not changed). A model without
+ *  names (a new one) takes the training dataset's columns in their order,
+ *  so only their count must equal its outputs. The model is
  *  left in evaluation mode. *history (may be NULL) receives the run's
  *  history (with a resumed run's earlier epochs first); free it with
  *  ich_history_free(). options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option, "cancelled"), ICH_ERR_SHAPE
- *  (model and dataset do not fit: the message gives both shapes),
+ *  (model and dataset do not fit: the message gives both shapes, or the
+ *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),
  *  ICH_ERR_IO (checkpoints), ICH_ERR_FORMAT (a resume file without training
  *  state), and those of the model, optimizer and dataset calls. */
@@ -202,7 +209,9 @@ ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dat
  *  mode): *loss (may be NULL) the mean BCE-with-logits loss with pos_weight
  *  (NULL: 1 each) and the cascade mask as ich_train() applies it (mask -1,
  *  0, 1 as options.cascade_mask), *accuracy (may be NULL) the element-wise
- *  accuracy. Errors as ich_train(). */
+ *  accuracy. The label columns are matched as ich_train() matches them
+ *  without resuming: by name when the model has "ich.labels" (pos_weight is
+ *  in the model's output order). Errors as ich_train(). */
 ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
                                 int32_t cascade_mask, double *loss, double *accuracy);
 

@@ -54,24 +54,42 @@ static void run_free(eval_run *run)
     free(run->rows);
 }
 
+/* The label CSV with its columns matched to the model's labels by name,
+ * in the model's output order (never by position: issue 11). */
+static ich_status read_matched(const eval_run *run, const char *labels_csv, ich_labels **out)
+{
+    ich_labels *read = NULL;
+    ich_status st = ich_labels_read(labels_csv, &read);
+    if (!st)
+        st = ich_labels_match_model(read, run->model, labels_csv, run->checkpoint, out);
+    ich_labels_free(read);
+    return st;
+}
+
 /* Load the model and open the dataset with the checkpoint's input recipe,
  * in table order. */
 static ich_status open_inputs(eval_run *run, const char *labels_csv, const char *image_dir)
 {
     ich_status st = ich_model_load(run->checkpoint, &run->model);
+    ich_labels *matched = NULL;
+    if (!st)
+        st = read_matched(run, labels_csv, &matched);
     if (st)
         return st;
     ich_window *window = NULL;
-    if ((st = ich_model_input_window(run->model, &window)))
+    if ((st = ich_model_input_window(run->model, &window))) {
+        ich_labels_free(matched);
         return st;
+    }
     ich_dataset_options dopt;
     ich_dataset_options_init(&dopt);
     dopt.window = window;
     dopt.batch_size = run->opt.batch_size;
     dopt.shuffle = 0;
     dopt.workers = run->opt.workers;
-    st = ich_dataset_open_csv(labels_csv, image_dir, &dopt, &run->dataset);
+    st = ich_dataset_open(matched, image_dir, &dopt, &run->dataset);
     ich_window_free(window);
+    ich_labels_free(matched);
     if (st)
         return st;
     const ich_labels *labels = ich_dataset_labels(run->dataset);

@@ -220,6 +220,18 @@ class Model(OwnedHandle):
         """Number of logits per sample."""
         return int(lib.ich_model_outputs(self._live()))
 
+    @property
+    def labels(self):
+        """The names of the outputs, in order: the "ich.labels" metadata,
+        or the six RSNA labels (:func:`ich.label_names`) for a 6-output
+        model without it. Raises NotFoundError for a model with another
+        output count and no names, FormatError for a bad "ich.labels"."""
+        from .labels import Labels
+        handle = ctypes.c_void_p()
+        check(lib.ich_labels_of_model(self._live(), ctypes.byref(handle)))
+        with Labels._from_handle(handle) as table:
+            return table.columns
+
     def input_window(self):
         """The input recipe stored in the metadata ("ich.windows",
         "ich.size", "ich.mean", "ich.std") as an :class:`ich.Window` whose

@@ -206,3 +206,26 @@ def test_errors(tmp_path):
     with pytest.raises(ich.InvalidArgumentError):
         len(ds)
     assert "closed" in repr(ds)
+
+
+def test_model_option_matches_label_columns(tmp_path):
+    """Dataset(model=...) puts the table's label columns in the model's
+    order by name, as Labels.match does; refuses a table without them."""
+    labels, _ = make_slices(tmp_path, 4)
+    order = ["subdural", "any", "epidural", "intraparenchymal", "intraventricular",
+             "subarachnoid"]
+    model = ich.Model("input 3x8x8, flatten, linear 6")
+    model.metadata["ich.labels"] = ",".join(order)
+    columns = labels.columns
+    with ich.Dataset(labels, tmp_path, size=8, workers=0, shuffle=False, model=model) as ds:
+        assert ds.labels.columns == order
+        for i in range(4):
+            np.testing.assert_array_equal(
+                ds[i][1], labels.values[i, [columns.index(c) for c in order]])
+    labels.write(tmp_path / "labels.csv")
+    model.metadata["ich.labels"] = ",".join(order[:5] + ["bleed"])
+    with pytest.raises(ich.ShapeError) as e:
+        ich.Dataset(tmp_path / "labels.csv", tmp_path, size=8, workers=0, model=model)
+    assert "labels.csv" in str(e.value) and "missing: bleed" in str(e.value)
+    with pytest.raises(TypeError):
+        ich.Dataset(labels, tmp_path, model="best.safetensors")
