@@ -246,7 +246,7 @@ static int load_image(const ich_window *window, const char *path, float *image, 
     ich_status st = ich_dicom_read(path, &dicom);
     if (!st) {
         ich_dicom_size(dicom, &rows, &columns);
-        st = ich_window_apply_f32(window, ich_dicom_hu(dicom), rows, columns, image, count);
+        st = ich_window_apply_dicom_f32(window, dicom, image, count); /* MONOCHROME1 too */
     }
     ich_dicom_free(dicom);
     if (st)

@@ -71,6 +71,6 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5):
     with model.input_window() as window:
         for start in range(0, len(files), int(batch_size)):
             chunk = files[start:start + int(batch_size)]
-            images = np.stack([window.apply(read_dicom(p).hu, dtype="float32") for p in chunk])
+            images = np.stack([window.apply(read_dicom(p), dtype="float32") for p in chunk])
             out[start:start + len(chunk)] = model.predict(images, threshold=threshold)
     return ids, out

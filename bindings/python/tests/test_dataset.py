@@ -229,3 +229,24 @@ def test_model_option_matches_label_columns(tmp_path):
     assert "labels.csv" in str(e.value) and "missing: bleed" in str(e.value)
     with pytest.raises(TypeError):
         ich.Dataset(labels, tmp_path, model="best.safetensors")
+
+
+def test_monochrome1_slices_are_shown_inverted(tmp_path):
+    """A MONOCHROME1 slice (the same stored values and HU, tagged with
+    pydicom) gives the inverted display values, 1 - v, before the
+    normalisation, as Window.apply(DicomImage) does."""
+    pydicom = pytest.importorskip("pydicom")
+    labels, _ = make_slices(tmp_path, 2)
+    ds = pydicom.dcmread(tmp_path / "img1.dcm")
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "img1.dcm")
+    with ich.Window("brain", size=8) as plain, \
+            ich.Window("brain", size=8, mean=[0.3], std=[0.5]) as win, \
+            ich.Dataset(labels, tmp_path, window=win, workers=0, shuffle=False) as data:
+        m1 = ich.read_dicom(tmp_path / "img1.dcm")
+        assert m1.monochrome1
+        v = plain.apply(m1.hu, dtype=np.float32)  # no inversion on bare HU
+        np.testing.assert_allclose(data[1][0], (1 - v - F(0.3)) / F(0.5), atol=1e-5)
+        np.testing.assert_array_equal(data[1][0], win.apply(m1, dtype=np.float32))
+        m2 = ich.read_dicom(tmp_path / "img0.dcm")
+        np.testing.assert_array_equal(data[0][0], win.apply(m2.hu, dtype=np.float32))
