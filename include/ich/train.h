@@ -148,7 +148,8 @@ typedef struct ich_train_options {
     int32_t epochs;               /**< total epochs of the run, counting those a
                                        resumed checkpoint already did (default 10) */
     const float *pos_weight;      /**< positive weight per label (as many as the
-                                       model's outputs); NULL: 1 each (default) */
+                                       model's outputs, in their order); NULL: 1
+                                       each (default) */
     int32_t balanced;             /**< 1: pos_weight from the training labels with
                                        ich_class_weights_balanced() (default 0) */
     double clip_norm;             /**< > 0: clip the global gradient L2 norm to it
