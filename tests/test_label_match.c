@@ -394,6 +394,57 @@ static void test_train_matches_by_name(void **state)
     ich_dataset_free(a);
 }
 
+/* Resuming: the checkpoint's "ich.labels" (here not the standard order)
+ * decide the matching, even for a model created without them; the run
+ * continues as the uninterrupted one with the checkpoint's column order. */
+static void test_resume_uses_checkpoint_labels(void **state)
+{
+    fixture *f = *state;
+    static const char *order = "subdural,any,epidural,intraparenchymal,intraventricular,"
+                               "subarachnoid";
+    char dir[1024], last[1100];
+    tu_join(dir, sizeof dir, f->dir, "resume_run");
+    snprintf(last, sizeof last, "%s/last.safetensors", dir);
+    ich_dataset *a = open_csv(f, f->standard_csv, NULL), *b = open_csv(f, f->tutorial_csv, NULL);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        ich_model *m = model(k == 0 ? order : NULL, 6);
+        ich_optimizer *opt = NULL;
+        assert_int_equal(ich_optimizer_create(m, NULL, &opt), ICH_OK);
+        ich_train_options t;
+        ich_train_options_init(&t);
+        t.epochs = k + 1;
+        t.checkpoint_dir = dir;
+        t.resume = k ? last : NULL;
+        ich_history *h = NULL;
+        assert_int_equal(ich_train(m, opt, k ? b : a, NULL, &t, &h), ICH_OK);
+        ich_epoch_stats s = {.size = sizeof s};
+        assert_int_equal(ich_history_get(h, k, &s), ICH_OK);
+        loss[k] = s.train_loss;
+        assert_string_equal(ich_model_metadata(m, "ich.labels"), order);
+        ich_history_free(h);
+        ich_optimizer_free(opt);
+        ich_model_free(m);
+    }
+    /* the second epoch on tutorial-order labels matched to the checkpoint's order */
+    ich_model *m = model(order, 6);
+    ich_optimizer *opt = NULL;
+    assert_int_equal(ich_optimizer_create(m, NULL, &opt), ICH_OK);
+    ich_train_options t;
+    ich_train_options_init(&t);
+    t.epochs = 2;
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, opt, a, NULL, &t, &h), ICH_OK);
+    ich_epoch_stats s = {.size = sizeof s};
+    assert_int_equal(ich_history_get(h, 1, &s), ICH_OK);
+    assert_true(s.train_loss == loss[1]);
+    ich_history_free(h);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_dataset_free(b);
+    ich_dataset_free(a);
+}
+
 int main(void)
 {
     ich_set_threads(1);
@@ -404,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_report_same_numbers),
         cmocka_unit_test(test_dataset_option),
         cmocka_unit_test(test_train_matches_by_name),
+        cmocka_unit_test(test_resume_uses_checkpoint_labels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

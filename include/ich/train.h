@@ -188,8 +188,9 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  introduction describes. The datasets' sample shape must equal the
  *  model's input shape. Their label columns are matched to the model's
  *  labels by name (labels.h, "Matching a model's labels") when the model
- *  has names: its "ich.labels", or, when resuming, the six RSNA labels for
- *  a 6-output model without them; each batch's labels are then put in the
+ *  has names: its "ich.labels" (when resuming, the checkpoint's, which
+ *  loading it puts in the model), or, when resuming, the six RSNA labels
+ *  for a 6-output model without them; each batch's labels are then put in the
  *  model's output order (the datasets are not changed). A model without
  *  names (a new one) takes the training dataset's columns in their order,
  *  so only their count must equal its outputs. The model is

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "data/label_match.h"
+#include "io/safetensors.h"
 #include "nn/model_internal.h"
 #include "train/train_internal.h"
 
@@ -689,9 +690,30 @@ static int32_t batch_capacity(ich_dataset *train, ich_dataset *val)
     return capacity;
 }
 
+/* Resuming: the checkpoint's "ich.labels" decide how the datasets' columns
+ * are matched, as the model will hold them once the checkpoint is loaded
+ * (resume_from(), after the checks); an unreadable file is left for
+ * resume_from() to report. */
+static ich_status resume_labels(trainer *t)
+{
+    if (!t->o.resume)
+        return ICH_OK;
+    ich_st_file file;
+    ich_status st = ICH_OK;
+    if (ich_st_read(t->o.resume, &file) == ICH_OK) {
+        const char *names = ich_st_metadata(&file, "ich.labels");
+        if (names)
+            st = ich_model_set_metadata(t->model, "ich.labels", names);
+    }
+    ich_st_free(&file); /* on failure too: it may hold the path */
+    return st;
+}
+
 static ich_status train_setup(trainer *t)
 {
     ich_status st = check_options(&t->o);
+    if (!st)
+        st = resume_labels(t);
     if (!st)
         st = check_fit(t->model, t->train, "training", t->o.resume != NULL, &t->train_map);
     if (!st && t->val)
