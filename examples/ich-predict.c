@@ -44,9 +44,10 @@ typedef struct file_list {
     size_t count, capacity;
 } file_list;
 
-/* Label names, from the checkpoint's "ich.labels". */
+/* Label names of the outputs, as the library reads them from the
+ * checkpoint (ich_labels_of_model()). */
 typedef struct label_names {
-    char text[1024];
+    ich_labels *table;
     const char *names[MAX_LABELS];
     int count;
 } label_names;
@@ -59,7 +60,7 @@ static void usage(FILE *out)
             "  --out FILE          output file (default predictions.csv)\n"
             "  --format csv|rsna   csv: ID,any,epidural,... per image (default);\n"
             "                      rsna: ID,Label with rows ID_<image>_<label>\n"
-            "  --threshold X       cascade models: P(any) below X zeroes the subtypes "
+            "  --threshold X       cascade models: P(any) <= X zeroes the subtypes "
             "(default 0.5)\n"
             "  --batch-size N      images per forward pass (default 16)\n"
             "  --threads N         compute threads (default: one per CPU)\n"
@@ -228,20 +229,17 @@ static void image_id(const char *path, char *id, size_t size)
 
 /* ---- Labels ---------------------------------------------------------------------- */
 
-static int read_labels(const ich_model *model, label_names *l)
+/* The output columns' names: the checkpoint's "ich.labels", or the RSNA
+ * six for a 6-output checkpoint without them (the library's one rule). */
+static int read_labels(const char *path, const ich_model *model, label_names *l)
 {
-    static const char *rsna = "any,epidural,intraparenchymal,intraventricular,subarachnoid,subdural";
-    const char *text = ich_model_metadata(model, "ich.labels");
-    snprintf(l->text, sizeof l->text, "%s", text ? text : rsna);
-    l->count = 0;
-    for (char *save = NULL, *name = strtok_r(l->text, ",", &save); name && l->count < MAX_LABELS;
-         name = strtok_r(NULL, ",", &save))
-        l->names[l->count++] = name;
-    if (l->count != ich_model_outputs(model)) {
-        fprintf(stderr, "ich-predict: the checkpoint names %d labels (\"%s\") but the model has %d outputs\n",
-                l->count, text ? text : rsna, ich_model_outputs(model));
+    if (ich_labels_of_model(model, &l->table)) {
+        fprintf(stderr, "ich-predict: %s: %s\n", path, ich_last_error());
         return -1;
     }
+    l->count = ich_labels_columns(l->table);
+    for (int c = 0; c < l->count && c < MAX_LABELS; c++)
+        l->names[c] = ich_labels_column_name(l->table, c);
     return 0;
 }
 
@@ -262,7 +260,7 @@ static int load_image(const ich_window *window, const char *path, float *image, 
     ich_status st = ich_dicom_read(path, &dicom);
     if (!st) {
         ich_dicom_size(dicom, &rows, &columns);
-        st = ich_window_apply_f32(window, ich_dicom_hu(dicom), rows, columns, image, count);
+        st = ich_window_apply_dicom_f32(window, dicom, image, count); /* MONOCHROME1 too */
     }
     ich_dicom_free(dicom);
     if (st)
@@ -388,7 +386,7 @@ static int open_model(const char *path, const recipe_options *recipe, ich_model 
                 path, ich_window_get_neighbors(*window));
         return -1;
     }
-    return read_labels(*model, l);
+    return read_labels(path, *model, l);
 }
 
 int main(int argc, char **argv)
@@ -425,6 +423,7 @@ int main(int argc, char **argv)
     free(r.ids);
     free(r.probabilities);
     ich_window_free(window);
+    ich_labels_free(labels.table);
     ich_model_free(model);
     return rc;
 }

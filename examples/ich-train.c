@@ -228,14 +228,16 @@ static int is_preset(const char *name)
            strcasecmp(name, "cascade") == 0;
 }
 
-/* A saved model (file), a preset or a spec; --resume alone means the
- * resumed checkpoint's network. New networks get weights from --seed. */
-static ich_status make_model(const options *o, ich_model **model)
+/* A saved model (file: *loaded set), a preset or a spec; --resume alone
+ * means the resumed checkpoint's network. New networks get weights from
+ * --seed. */
+static ich_status make_model(const options *o, ich_model **model, int *loaded)
 {
     const char *name = o->model ? o->model : o->resume ? o->resume : "ichnet";
     size_t n = strlen(name);
     int looks_like_file = n > 12 && strcmp(name + n - 12, ".safetensors") == 0;
-    if (is_file(name) || looks_like_file)
+    *loaded = is_file(name) || looks_like_file;
+    if (*loaded)
         return ich_model_load(name, model);
     ich_status st = is_preset(name) ? ich_model_create_preset(name, model)
                                     : ich_model_create(name, model);
@@ -371,6 +373,7 @@ typedef struct run {
     ich_augment *augment;
     ich_dataset *train, *val;
     ich_history *history;
+    int loaded; /* the model came from a file: its labels are set */
 } run;
 
 static void run_free(run *r)
@@ -399,6 +402,10 @@ static int open_datasets(const options *o, run *r)
     d.batch_size = o->batch_size;
     d.seed = o->seed;
     d.workers = o->workers;
+    /* a resumed or fine-tuned model's outputs have names: the CSVs' label
+     * columns are matched to them by name (a new model takes the training
+     * CSV's order, stored as its "ich.labels") */
+    d.model = r->loaded ? r->model : NULL;
     if (ich_dataset_open_csv(o->train_csv, o->image_dir, &d, &r->train))
         return fail("training data");
     if (!o->val_csv)
@@ -456,7 +463,7 @@ int main(int argc, char **argv)
         return 1;
     run r = {0};
     int rc = 0;
-    if (make_model(&o, &r.model))
+    if (make_model(&o, &r.model, &r.loaded))
         rc = fail(o.model ? o.model : "model");
     if (!rc)
         rc = choose_recipe(&o, r.model, &r.window);

@@ -11,8 +11,9 @@ packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev
           ocl-icd-opencl-dev opencl-headers
           valgrind
           python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch
-          # the tutorial's preprocessing (Resize, ToTensor, Normalize) as a test reference
-          python3-torchvision)
+          # test references: the tutorial's preprocessing (Resize, ToTensor,
+          # Normalize) and the metrics
+          python3-torchvision python3-sklearn)
 
 missing=()
 for p in "${packages[@]}"; do

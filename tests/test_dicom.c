@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -996,6 +997,132 @@ static void expect_sample_error(const char *dir, const char *name, ich_status ex
     expect_read_error(path, expected, 1);
 }
 
+/* ---- MONOCHROME1 ---------------------------------------------------------- */
+
+/* A copy of the CT file at `from` made MONOCHROME1 by its tag alone (same
+ * stored values, same rescale: the same HU, shown inverted). */
+static void write_monochrome1(const char *from, const char *to)
+{
+    size_t size = 0;
+    uint8_t *data = tu_read_file(from, &size);
+    assert_non_null(data);
+    int patched = 0;
+    for (size_t i = 0; i + 11 <= size; i++)
+        if (memcmp(data + i, "MONOCHROME2", 11) == 0) {
+            data[i + 10] = '1';
+            patched++;
+        }
+    assert_int_equal(patched, 1);
+    assert_int_equal(tu_write_file(to, data, size), 0);
+    free(data);
+}
+
+/* The linear window of window.h, then the display inversion v -> 1 - v. */
+static float shown(float hu, float center, float width, int invert)
+{
+    float lo = center - width / 2;
+    float v = (hu - lo) / width;
+    v = v < 0 ? 0 : (v > 1 ? 1 : v);
+    return invert ? 1.0f - v : v;
+}
+
+/* The HU of a MONOCHROME1 slice are the modality rescale of its stored
+ * values (not mirrored first: issue 11); windowing inverts the displayed
+ * values, before the uint8 step and the normalisation. */
+static void test_monochrome1(void **state)
+{
+    const char *dir = *state;
+    char m2[512], m1[512], png[512];
+    tu_join(m2, sizeof m2, dir, "m2.dcm");
+    tu_join(m1, sizeof m1, dir, "m1.dcm");
+    tu_join(png, sizeof png, dir, "m1.png");
+    static int16_t px[ROWS * COLS];
+    uint32_t seed = 7;
+    for (int i = 0; i < ROWS * COLS; i++)
+        px[i] = (int16_t)(tu_rand(&seed) % 400 - 100);
+    ich_ct_slice s = full_slice(px);
+    s.rescale_slope = 1.0;
+    assert_int_equal(ich_dicom_write_ct(m2, &s), ICH_OK);
+    write_monochrome1(m2, m1);
+    ich_dicom *a = NULL, *b = NULL;
+    assert_int_equal(ich_dicom_read(m2, &a), ICH_OK);
+    assert_int_equal(ich_dicom_read(m1, &b), ICH_OK);
+    ich_dicom_info info = {.size = sizeof info};
+    assert_int_equal(ich_dicom_get_info(b, &info), ICH_OK);
+    assert_int_equal(info.monochrome1, 1);
+    const float *hu = ich_dicom_hu(b);
+    for (int i = 0; i < ROWS * COLS; i++)
+        assert_true(hu[i] == (float)px[i] * 1.0f + -1024.0f);
+    assert_memory_equal(hu, ich_dicom_hu(a), ROWS * COLS * sizeof(float));
+
+    ich_window *w = NULL;
+    assert_int_equal(ich_window_create(&w), ICH_OK);
+    assert_int_equal(ich_window_add(w, -900.0f, 300.0f), ICH_OK);
+    static float out1[ROWS * COLS], out2[ROWS * COLS];
+    static uint8_t u8[ROWS * COLS];
+    assert_int_equal(ich_window_apply_dicom_f32(w, b, out1, ROWS * COLS), ICH_OK);
+    assert_int_equal(ich_window_apply_dicom_f32(w, a, out2, ROWS * COLS), ICH_OK);
+    assert_int_equal(ich_window_apply_dicom_u8(w, b, u8, ROWS * COLS), ICH_OK);
+    int inverted_pixels = 0;
+    for (int i = 0; i < ROWS * COLS; i++) {
+        assert_true(fabsf(out1[i] - shown(hu[i], -900.0f, 300.0f, 1)) <= 1e-6f);
+        assert_true(fabsf(out2[i] - shown(hu[i], -900.0f, 300.0f, 0)) <= 1e-6f);
+        int expect = (int)(shown(hu[i], -900.0f, 300.0f, 1) * 255.0f);
+        assert_true(abs((int)u8[i] - expect) <= 1);
+        inverted_pixels += out1[i] != out2[i];
+    }
+    assert_true(inverted_pixels > ROWS * COLS / 2);
+    /* the PNG step inverts too */
+    assert_int_equal(ich_window_dicom_to_png(w, m1, png), ICH_OK);
+    uint8_t *read = NULL;
+    int32_t width = 0, height = 0, channels = 0;
+    assert_int_equal(ich_png_read(png, &read, &width, &height, &channels), ICH_OK);
+    assert_int_equal(width * height, ROWS * COLS);
+    assert_memory_equal(read, u8, ROWS * COLS);
+    ich_free(read);
+    /* normalisation after the inversion; a resize keeps v + (1 - v) = 1 */
+    const float mean = 0.25f, sd = 0.5f;
+    assert_int_equal(ich_window_set_normalization(w, &mean, &sd, 1), ICH_OK);
+    assert_int_equal(ich_window_apply_dicom_f32(w, b, out1, ROWS * COLS), ICH_OK);
+    for (int i = 0; i < ROWS * COLS; i++)
+        assert_true(fabsf(out1[i] - (shown(hu[i], -900.0f, 300.0f, 1) - mean) / sd) <= 1e-5f);
+    assert_int_equal(ich_window_set_size(w, 16, 20, ICH_RESIZE_AREA), ICH_OK);
+    assert_int_equal(ich_window_apply_dicom_f32(w, b, out1, 16 * 20), ICH_OK);
+    assert_int_equal(ich_window_apply_dicom_f32(w, a, out2, 16 * 20), ICH_OK);
+    for (int i = 0; i < 16 * 20; i++)
+        assert_true(fabsf((out1[i] * sd + mean) + (out2[i] * sd + mean) - 1.0f) <= 1e-5f);
+    assert_int_equal(ich_window_apply_dicom_f32(w, NULL, out1, 16 * 20),
+                     ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_window_apply_dicom_f32(w, b, out1, 16 * 20 + 1), ICH_ERR_SHAPE);
+    ich_window_free(w);
+    ich_dicom_free(a);
+    ich_dicom_free(b);
+}
+
+/* pydicom's MONOCHROME1 file (CR, 12 bits stored): hu = stored * slope +
+ * intercept in float32, as pydicom's apply_modality_lut; mirrored first,
+ * as libich once did, the minimum would be about -700, not above 1500. */
+static void test_pydicom_monochrome1(void **state)
+{
+    (void)state;
+    NEED_PYDICOM(dir);
+    ich_dicom *d = read_sample(dir, "dicomdirtests/77654033/CR1/6154");
+    ich_dicom_info info = {.size = sizeof info};
+    assert_int_equal(ich_dicom_get_info(d, &info), ICH_OK);
+    assert_int_equal(info.monochrome1, 1);
+    assert_int_equal(info.bits_stored, 12);
+    const uint16_t *stored = ich_dicom_pixels(d);
+    const float *hu = ich_dicom_hu(d);
+    float lowest = INFINITY;
+    for (int i = 0; i < info.rows * info.columns; i++) {
+        assert_true(hu[i] == (float)stored[i] * (float)info.rescale_slope +
+                                 (float)info.rescale_intercept);
+        lowest = hu[i] < lowest ? hu[i] : lowest;
+    }
+    assert_true(lowest > 1500.0f);
+    ich_dicom_free(d);
+}
+
 static void test_pydicom_errors(void **state)
 {
     (void)state;
@@ -1024,6 +1151,8 @@ int main(void)
         cmocka_unit_test(test_pydicom_mr_transfer_syntaxes),
         cmocka_unit_test(test_pydicom_32bit),
         cmocka_unit_test(test_pydicom_errors),
+        cmocka_unit_test(test_pydicom_monochrome1),
+        cmocka_unit_test_setup_teardown(test_monochrome1, tu_setup_tmpdir, tu_teardown_tmpdir),
         /* Malformed input last: a crash there must not hide other results. */
         cmocka_unit_test_setup_teardown(test_read_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_bad_dimensions, tu_setup_tmpdir, tu_teardown_tmpdir),

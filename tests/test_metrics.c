@@ -134,7 +134,8 @@ static void test_losses(void **state)
     double row2 = (2 * -log1p(-clipped) + -log1p(-1e-15)) / 3;
     NEAR(s.rsna_log_loss, (log(2.0) + row2) / 2, 1e-12);
     NEAR(s.bce, (2 * log(2.0) + 100.0) / 4, 1e-12);
-    /* at 0.5: row 1 predicts (1, 1) vs (1, 0); row 2 (1, 0) vs (0, 0): 2 of 4 */
+    /* p > 0.5 predicts 1: row 1 predicts (0, 0) vs (1, 0); row 2 (1, 0) vs
+     * (0, 0): 2 of 4 */
     NEAR(s.accuracy_overall, 0.5, 0);
     /* class "b" has no positives: AUC, AP, recall, Youden undefined (NaN) */
     ich_metrics_class_result b = class_of(m, 1);
@@ -144,7 +145,7 @@ static void test_losses(void **state)
     assert_false(b.at_half.defined & ICH_METRIC_RECALL);
     assert_true(isnan(b.at_half.recall));
     assert_true(b.at_half.defined & ICH_METRIC_SPECIFICITY);
-    NEAR(b.at_half.specificity, 0.5, 0);
+    NEAR(b.at_half.specificity, 1.0, 0); /* 0.5 and 0 both predict 0 */
     /* macro means skip undefined classes: "any" has one positive and one
      * negative, the negative scored higher: AUC 0 */
     NEAR(s.macro_auc, 0.0, 0);
@@ -174,6 +175,40 @@ static void test_logits(void **state)
     /* logits may be any finite value, probabilities must lie in [0, 1] */
     const float big[1] = {5.0f}, one[1] = {1};
     assert_int_equal(ich_metrics_update(m, big, one, 1, 1), ICH_OK);
+    ich_metrics_free(m);
+}
+
+/* The decision rule at 0.5 (metrics.h): p > 0.5 predicts 1, so p = 0.5 is
+ * negative and the next float above is positive; a logit of 1e-8, whose
+ * float32 probability 1 / (1 + expf(-x)) is exactly 0.5, is negative too
+ * (though > 0), and 1e-6 (probability 0.50000025) is positive. */
+static void test_decision_boundary(void **state)
+{
+    (void)state;
+    const char *names[] = {"x"};
+    const float probs[4] = {0.5f, nextafterf(0.5f, 1.0f), 0.5f, nextafterf(0.5f, 1.0f)};
+    const float labels[4] = {0, 0, 1, 1};
+    ich_metrics *m = make(names, 1, 0);
+    assert_int_equal(ich_metrics_update(m, probs, labels, 4, 1), ICH_OK);
+    assert_int_equal(ich_metrics_compute(m, NULL), ICH_OK);
+    ich_metrics_class_result r = class_of(m, 0);
+    assert_int_equal(r.at_half.tn, 1);
+    assert_int_equal(r.at_half.fp, 1);
+    assert_int_equal(r.at_half.fn, 1);
+    assert_int_equal(r.at_half.tp, 1);
+    NEAR(summary_of(m).accuracy_overall, 0.5, 0);
+    ich_metrics_free(m);
+
+    const float logits[4] = {1e-8f, 1e-6f, -1e-8f, 0.0f}, zeros[4] = {0};
+    assert_true(1.0f / (1.0f + expf(-logits[0])) == 0.5f);
+    assert_true(1.0f / (1.0f + expf(-logits[1])) > 0.5f);
+    m = make(names, 1, 1);
+    assert_int_equal(ich_metrics_update(m, logits, zeros, 4, 1), ICH_OK);
+    assert_int_equal(ich_metrics_compute(m, NULL), ICH_OK);
+    r = class_of(m, 0);
+    assert_int_equal(r.at_half.fp, 1);
+    assert_int_equal(r.at_half.tn, 3);
+    NEAR(summary_of(m).accuracy_overall, 0.75, 0);
     ich_metrics_free(m);
 }
 
@@ -313,9 +348,9 @@ static void test_errors(void **state)
     assert_int_equal(ich_metrics_update(m, NULL, one, 1, 1), ICH_ERR_INVALID_ARGUMENT);
     assert_int_equal(ich_metrics_update(m, ok, one, -1, 1), ICH_ERR_INVALID_ARGUMENT);
     assert_int_equal(ich_metrics_samples(m), 0); /* nothing was added */
-    /* soft label 0.6 counts as positive (>= 0.5) */
+    /* soft label 0.6 counts as positive (>= 0.5); 0.6 predicts 1 (> 0.5) */
     float soft[1] = {0.6f};
-    assert_int_equal(ich_metrics_update(m, ok, soft, 1, 1), ICH_OK);
+    assert_int_equal(ich_metrics_update(m, soft, soft, 1, 1), ICH_OK);
     ich_metrics_options o;
     ich_metrics_options_init(&o);
     o.confidence = 1.0;
@@ -350,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_logits),
+        cmocka_unit_test(test_decision_boundary),
         cmocka_unit_test(test_auc_naive_and_batches),
         cmocka_unit_test(test_bootstrap),
         cmocka_unit_test(test_errors),

@@ -79,6 +79,12 @@ typedef struct ich_dataset_options {
                                      neighbors; NULL: none */
     const char *extension;      /**< ".dcm" or ".png"; NULL: each image is
                                      <id>.dcm when present, else <id>.png */
+    const struct ich_model *model; /**< NULL: the table's label columns as
+                                     they are. A model: its label columns
+                                     matched to the model's labels by name
+                                     and put in its output order, or the
+                                     open refused (ich_labels_match_model());
+                                     only read during the open. */
 } ich_dataset_options;
 
 /** Fill `options` with the defaults (and its size). */
@@ -89,12 +95,14 @@ ICH_API void ich_dataset_options_init(ich_dataset_options *options);
  *  (*out's length says how many remain); with neighbors, DICOM headers are
  *  read here. options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_NOT_FOUND (no
- *  image found at all), ICH_ERR_FORMAT (metadata CSV), ICH_ERR_NO_MEMORY. */
+ *  image found at all), ICH_ERR_FORMAT (metadata CSV), ICH_ERR_SHAPE (the
+ *  label columns do not match options.model's labels), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
                                     const ich_dataset_options *options, ich_dataset **out);
 
 /** As ich_dataset_open() with the labels read from a CSV
- *  (ich_labels_read()). Errors: also those of ich_labels_read(). */
+ *  (ich_labels_read()); with options.model, messages about its label
+ *  columns name the CSV. Errors: also those of ich_labels_read(). */
 ICH_API ich_status ich_dataset_open_csv(const char *csv_path, const char *image_dir,
                                         const ich_dataset_options *options,
                                         ich_dataset **out);

@@ -14,10 +14,13 @@
  *     pydicom's Dataset.pixel_array.
  *   - the modality values in float32 ("hu"):
  *         hu = stored * RescaleSlope + RescaleIntercept
- *     (slope 1 and intercept 0 when the tags are absent). For MONOCHROME1
- *     the stored value is first mirrored in its representable range,
- *         stored' = min + max - stored   (min/max for BitsStored bits),
- *     so that larger values are brighter, as for MONOCHROME2.
+ *     (slope 1 and intercept 0 when the tags are absent), for MONOCHROME1
+ *     and MONOCHROME2 alike: pydicom's apply_modality_lut, the DICOM
+ *     standard's modality LUT. The photometric interpretation is about
+ *     display (MONOCHROME1: the smallest values white); windowing honours
+ *     it after the window, in the display range (window.h, "Slices and
+ *     their photometric interpretation": ich_window_apply_dicom_f32()),
+ *     so the windowed images of both are "larger is brighter".
  *
  * Colour images (SamplesPerPixel != 1, or a photometric interpretation
  * other than MONOCHROME1/2), multi-frame images and unusual bit layouts
@@ -64,7 +67,9 @@ typedef struct ich_dicom_info {
     int32_t bits_stored;          /**< (0028,0101) */
     int32_t pixel_representation; /**< (0028,0103): 0 unsigned, 1 signed */
     int32_t sample_bits;          /**< width of one value in ich_dicom_pixels(): 8, 16 or 32 */
-    int32_t monochrome1;          /**< 1 when the photometric interpretation is MONOCHROME1 */
+    int32_t monochrome1;          /**< 1 when the photometric interpretation is
+                                       MONOCHROME1 (display inverted; the HU
+                                       are not: see above) */
     int32_t instance_number;      /**< (0020,0013), 0 when absent */
     double rescale_slope;         /**< (0028,1053), 1 when absent */
     double rescale_intercept;     /**< (0028,1052), 0 when absent */

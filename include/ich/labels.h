@@ -157,6 +157,50 @@ ICH_API ich_status ich_labels_write(const ich_labels *labels, const char *path);
  *  in table order). Atomic as ich_labels_write(). */
 ICH_API ich_status ich_labels_write_long(const ich_labels *labels, const char *path);
 
+/* ---- Matching a model's labels ------------------------------------------ */
+
+/* Every consumer of a model plus a label table (ich_evaluate_report(), a
+ * dataset opened with options.model, ich_train() for a model with label
+ * names, ich-predict's column names, the Python helpers) matches the
+ * table's label columns to the model's labels BY NAME, ignoring case, and
+ * puts them in the model's output order, never by position: a CSV in the
+ * tutorial's order (any, intraparenchymal, intraventricular, subdural,
+ * subarachnoid, epidural) then scores the same as one in libich's order.
+ *
+ * The model's labels are its metadata "ich.labels" (comma-separated, in
+ * output order, as every training path writes them). A model without it
+ * is taken to have the six RSNA labels in the standard order
+ * (ich_label_name()) when it has 6 outputs; with another output count its
+ * labels are unknown, and a table is then taken by position only when its
+ * column count equals the outputs (a warning is logged), else refused.
+ * A table must hold exactly the model's labels: a missing column, or one
+ * the model does not have, is refused (ICH_ERR_SHAPE) with a message
+ * naming the table's source, its columns, the model's labels, what is
+ * missing and what is unknown. */
+
+/** An ich_model (model.h). */
+struct ich_model;
+
+/** An empty table whose label columns are `model`'s labels in output
+ *  order ("ich.labels", or the six RSNA labels for a 6-output model
+ *  without it); free it. Errors: ICH_ERR_INVALID_ARGUMENT (NULL),
+ *  ICH_ERR_NOT_FOUND (no "ich.labels" and not 6 outputs),
+ *  ICH_ERR_FORMAT ("ich.labels" does not name each output once),
+ *  ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_of_model(const struct ich_model *model, ich_labels **out);
+
+/** A new table (free it) with the rows of `labels` (IDs, groups, values)
+ *  and its label columns matched to `model`'s labels by name, in the
+ *  model's output order and spelling (see above). `labels_source` and
+ *  `model_source` name them in messages (the CSV's and the checkpoint's
+ *  paths; NULL for generic words). Errors: ICH_ERR_INVALID_ARGUMENT
+ *  (NULL), ICH_ERR_SHAPE (the columns do not match: the message says
+ *  how), ICH_ERR_FORMAT (a bad "ich.labels"), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_labels_match_model(const ich_labels *labels,
+                                          const struct ich_model *model,
+                                          const char *labels_source, const char *model_source,
+                                          ich_labels **out);
+
 /* ---- Checks and propagation -------------------------------------------- */
 
 /** Check that column "any" equals the OR of the other columns in every row

@@ -10,8 +10,20 @@
  * and over all classes: the element-wise accuracy, the mean binary cross
  * entropy and the RSNA competition's weighted log loss.
  *
- * Definitions (they match scikit-learn 1.2):
- *   - a score p is predicted positive at threshold t when p >= t;
+ * Two conventions, kept apart on purpose:
+ *   - the prediction (the confusion matrix, accuracy, precision, recall,
+ *     specificity and F1 "at 0.5", and the overall accuracy): positive when
+ *     the probability p > 0.5, so p = 0.5 exactly is negative. This is the
+ *     rule of both source documents (sigmoid(logit) > 0.5), of training
+ *     accuracy (train.h) and of the cascade gate (ich_model_predict()).
+ *     For logits, p is the float32 sigmoid ich_model_predict() reports
+ *     (a logit below about 3e-8 gives p = 0.5 exactly, so negative, though
+ *     logit > 0);
+ *   - the ROC curve and Youden's threshold t: positive when p >= t, as
+ *     scikit-learn's roc_curve (at_youden uses it).
+ *
+ * Definitions (they match scikit-learn 1.2, with y_pred = p > 0.5 for the
+ * metrics at 0.5):
  *   - a label y is positive when y >= 0.5 (labels must lie in [0, 1]; soft
  *     labels are kept as they are for the losses);
  *   - ROC-AUC: the trapezoid rule over the ROC points of all distinct
@@ -88,8 +100,9 @@ typedef struct ich_metrics_at {
 typedef struct ich_metrics_class_result {
     size_t size;
     int64_t positives, negatives; /**< labels >= 0.5 and < 0.5 */
-    ich_metrics_at at_half;       /**< at threshold 0.5 */
-    ich_metrics_at at_youden;     /**< at youden_threshold (NaNs if undefined) */
+    ich_metrics_at at_half;       /**< at 0.5: predicted when p > 0.5 */
+    ich_metrics_at at_youden;     /**< at youden_threshold, predicted when p >=
+                                       youden_threshold (NaNs if undefined) */
     double youden_threshold;      /**< ICH_METRIC_YOUDEN; may be +inf */
     double youden_j;              /**< ICH_METRIC_YOUDEN */
     double auc;                   /**< ICH_METRIC_AUC */
@@ -104,7 +117,7 @@ typedef struct ich_metrics_summary_result {
     size_t size;
     int64_t samples;          /**< rows given to update */
     int32_t classes;
-    double accuracy_overall;  /**< element-wise accuracy at 0.5 (ICH_METRIC_ACCURACY) */
+    double accuracy_overall;  /**< element-wise accuracy, p > 0.5 predicts 1 (ICH_METRIC_ACCURACY) */
     double bce;               /**< mean BCE over all elements (ICH_METRIC_BCE) */
     double rsna_log_loss;     /**< ICH_METRIC_RSNA_LOG_LOSS */
     double macro_auc;         /**< mean AUC of the classes where it is defined (ICH_METRIC_AUC) */

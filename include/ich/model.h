@@ -208,9 +208,11 @@ ICH_API ich_status ich_model_backward(ich_model *model, const float *grad_logits
 /** Set every parameter gradient to 0. */
 ICH_API ich_status ich_model_zero_grad(ich_model *model);
 
-/** Probabilities for prediction: sigmoid of the logits; for the cascade
- *  preset, subtype probabilities are set to 0 where the "any" probability
- *  is below `threshold` (0.5 when threshold <= 0). Evaluation mode. Errors
+/** Probabilities for prediction: the float32 sigmoid of the logits,
+ *  1 / (1 + expf(-logit)); a label is predicted when its probability is
+ *  > 0.5 (metrics.h). For the cascade preset, subtype probabilities are
+ *  set to 0 where the "any" probability is not above `threshold` (0.5 when
+ *  threshold <= 0), so P(any) = 0.5 exactly zeroes them. Evaluation mode. Errors
  *  as ich_model_forward(). */
 ICH_API ich_status ich_model_predict(ich_model *model, const float *images, int32_t n,
                                      float threshold, float *probabilities, size_t count);

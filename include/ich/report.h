@@ -12,7 +12,8 @@
  *   report.html         self-contained page: summary, per-class table,
  *                       overall numbers, the figures inline
  *   roc.svg             ROC curves of all classes, chance diagonal
- *   confusion_<c>.svg   the 2x2 confusion matrix of class c at 0.5
+ *   confusion_<c>.svg   the 2x2 confusion matrix of class c, predicted
+ *                       positive when p > 0.5 (metrics.h)
  *   loss.svg, accuracy.svg  per-epoch curves from the checkpoint's
  *                       "ich.history" (left out, with a note in the page,
  *                       when it has none)
@@ -40,7 +41,8 @@ typedef struct ich_evaluate_options {
     size_t size;
     int32_t batch_size;          /**< images per prediction batch (default 16) */
     int32_t workers;             /**< image-loading threads (default 0: the caller's) */
-    float threshold;             /**< cascade "any" threshold for prediction (default 0.5) */
+    float threshold;             /**< cascade "any" threshold: P(any) <= it zeroes the
+                                      subtypes (default 0.5) */
     int32_t bootstrap;           /**< AUC bootstrap resamples (default 1000; 0: no CI) */
     uint64_t seed;               /**< bootstrap seed (default 0) */
     ich_progress_fn progress;    /**< NULL: none; returning nonzero cancels */
@@ -56,13 +58,16 @@ ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
 
 /** Evaluate the checkpoint at `checkpoint` on the images of `image_dir`
  *  labelled by `labels_csv` (wide or long format, ich_labels_read()) and
- *  write the report folder `out_dir` (see above). The label columns must be
- *  as many as the model's outputs. options may be NULL for the defaults.
+ *  write the report folder `out_dir` (see above). The CSV's label columns
+ *  are matched to the model's labels by name, in any order
+ *  (ich_labels_match_model()); the report lists them in the model's
+ *  output order. options may be NULL for the defaults.
  *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option, cancelled),
  *  ICH_ERR_IO / ICH_ERR_FORMAT / ICH_ERR_NOT_FOUND (checkpoint, CSV or
  *  images, as ich_model_load() and ich_dataset_open_csv() give them; also
  *  NOT_FOUND for a checkpoint without a recipe and no options.window),
- *  ICH_ERR_SHAPE (label columns differ from the model's outputs),
+ *  ICH_ERR_SHAPE (the label columns do not match the model's labels: the
+ *  message names the CSV, its columns and the model's labels),
  *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                                        const char *image_dir, const char *out_dir,

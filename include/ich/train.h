@@ -31,8 +31,11 @@
  *       monitored loss improved; history.csv;
  *   with early stopping, the model ends with the best epoch's weights.
  *
- * Accuracy is element-wise over the n x labels matrix: a logit > 0
- * (probability > 0.5) predicts 1. For a cascade model a subtype counts as
+ * Accuracy is element-wise over the n x labels matrix: a logit predicts 1
+ * when its float32 probability 1 / (1 + expf(-logit)) is > 0.5, the rule
+ * of the metrics at 0.5 (metrics.h); that is logit > 0 except for logits
+ * below about 3e-8, whose probability rounds to 0.5 and which predict 0.
+ * A label is positive when >= 0.5. For a cascade model a subtype counts as
  * predicted only where "any" is predicted too, as ich_model_predict() does.
  *
  * Checkpoints are ich_checkpoint_save() files (model, optimizer state) with
@@ -72,7 +75,7 @@ typedef struct ich_epoch_stats {
     size_t size;
     int32_t epoch;         /**< 0-based */
     double train_loss;     /**< mean loss over the epoch's training samples */
-    double train_accuracy; /**< element-wise, threshold 0.5 */
+    double train_accuracy; /**< element-wise, p > 0.5 predicts 1 */
     double val_loss;       /**< NaN without validation */
     double val_accuracy;   /**< NaN without validation */
     double lr;             /**< learning rate used in the epoch */
@@ -145,7 +148,8 @@ typedef struct ich_train_options {
     int32_t epochs;               /**< total epochs of the run, counting those a
                                        resumed checkpoint already did (default 10) */
     const float *pos_weight;      /**< positive weight per label (as many as the
-                                       model's outputs); NULL: 1 each (default) */
+                                       model's outputs, in their order); NULL: 1
+                                       each (default) */
     int32_t balanced;             /**< 1: pos_weight from the training labels with
                                        ich_class_weights_balanced() (default 0) */
     double clip_norm;             /**< > 0: clip the global gradient L2 norm to it
@@ -182,12 +186,20 @@ ICH_API void ich_train_options_init(ich_train_options *options);
 /** Train `model` with `optimizer` (created for that model) on the batches
  *  of `train`, validating on `val` (may be NULL), as this header's
  *  introduction describes. The datasets' sample shape must equal the
- *  model's input shape and their label count its outputs. The model is
+ *  model's input shape. Their label columns are matched to the model's
+ *  labels by name (labels.h, "Matching a model's labels") when the model
+ *  has names: its "ich.labels" (when resuming, the checkpoint's, which
+ *  loading it puts in the model), or, when resuming, the six RSNA labels
+ *  for a 6-output model without them; each batch's labels are then put in the
+ *  model's output order (the datasets are not changed). A model without
+ *  names (a new one) takes the training dataset's columns in their order,
+ *  so only their count must equal its outputs. The model is
  *  left in evaluation mode. *history (may be NULL) receives the run's
  *  history (with a resumed run's earlier epochs first); free it with
  *  ich_history_free(). options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option, "cancelled"), ICH_ERR_SHAPE
- *  (model and dataset do not fit: the message gives both shapes),
+ *  (model and dataset do not fit: the message gives both shapes, or the
+ *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),
  *  ICH_ERR_IO (checkpoints), ICH_ERR_FORMAT (a resume file without training
  *  state), and those of the model, optimizer and dataset calls. */
@@ -199,7 +211,9 @@ ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dat
  *  mode): *loss (may be NULL) the mean BCE-with-logits loss with pos_weight
  *  (NULL: 1 each) and the cascade mask as ich_train() applies it (mask -1,
  *  0, 1 as options.cascade_mask), *accuracy (may be NULL) the element-wise
- *  accuracy. Errors as ich_train(). */
+ *  accuracy. The label columns are matched as ich_train() matches them
+ *  without resuming: by name when the model has "ich.labels" (pos_weight is
+ *  in the model's output order). Errors as ich_train(). */
 ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
                                 int32_t cascade_mask, double *loss, double *accuracy);
 

@@ -236,6 +236,57 @@ ICH_API ich_status ich_window_apply_f32(const ich_window *window, const float *h
 ICH_API ich_status ich_window_dicom_to_png(const ich_window *window, const char *dicom_path,
                                            const char *png_path);
 
+/* ---- Slices and their photometric interpretation -------------------------
+ *
+ * A slice's HU are the modality rescale of its stored values whatever its
+ * photometric interpretation (dicom.h; pydicom's apply_modality_lut). The
+ * interpretation is about display: a MONOCHROME1 slice shows its smallest
+ * values white. Windowing honours it in the display range, as the DICOM
+ * standard orders the steps (modality LUT, VOI window, then presentation):
+ * for a MONOCHROME1 slice each channel's mapped value v in [0, 1] becomes
+ * 1 - v, after the mapping and resize and before the uint8 step
+ * (trunc((1 - v) * 255)) or the normalisation ((1 - v - mean) / std).
+ * The output is then always "larger is brighter", as for MONOCHROME2: a
+ * MONOCHROME1 file whose stored values are the mirror of a MONOCHROME2
+ * file's (how such files are made) gives the same image in min-max mode,
+ * and, with a fixed HU window, the display the standard defines for it.
+ * The resize is a weighted mean with weights summing to 1, so inverting
+ * after it equals inverting before it up to float rounding (1 ulp).
+ *
+ * ich_window_apply_u8() and ich_window_apply_f32() take bare HU and never
+ * invert; the dataset handle, ich_window_dicom_to_png(), ich-predict and
+ * Python's Window.apply(DicomImage) use the calls below. */
+
+/** An ich_dicom (dicom.h). */
+struct ich_dicom;
+
+/** As ich_window_apply_u8(), for a slice whose photometric interpretation
+ *  is MONOCHROME1 when `monochrome1` is non-zero (see above). Errors as
+ *  ich_window_apply_u8(). */
+ICH_API ich_status ich_window_apply_display_u8(const ich_window *window, const float *hu,
+                                               int32_t rows, int32_t columns, int monochrome1,
+                                               uint8_t *out, size_t out_count);
+
+/** As ich_window_apply_f32(), for a slice whose photometric interpretation
+ *  is MONOCHROME1 when `monochrome1` is non-zero (see above). Errors as
+ *  ich_window_apply_f32(). */
+ICH_API ich_status ich_window_apply_display_f32(const ich_window *window, const float *hu,
+                                                int32_t rows, int32_t columns, int monochrome1,
+                                                float *out, size_t out_count);
+
+/** ich_window_apply_display_u8() on a decoded slice: its HU, size and
+ *  photometric interpretation. Errors: ICH_ERR_INVALID_ARGUMENT (NULL),
+ *  and those of ich_window_apply_u8(). */
+ICH_API ich_status ich_window_apply_dicom_u8(const ich_window *window,
+                                             const struct ich_dicom *dicom, uint8_t *out,
+                                             size_t out_count);
+
+/** ich_window_apply_display_f32() on a decoded slice. Errors as
+ *  ich_window_apply_dicom_u8(). */
+ICH_API ich_status ich_window_apply_dicom_f32(const ich_window *window,
+                                              const struct ich_dicom *dicom, float *out,
+                                              size_t out_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "data/csv.h"
 #include "data/dataset_internal.h"
+#include "data/label_match.h"
 #include "ich/dicom.h"
 
 #define MAX_WORKERS 64
@@ -553,6 +554,28 @@ static ich_status start_pool(ich_dataset *ds, int32_t prefetch)
 
 /* ---- Opening ----------------------------------------------------------- */
 
+static ich_status open_table(const ich_labels *labels, const char *image_dir,
+                             const ich_dataset_options *opt, ich_dataset **out);
+
+/* The dataset over `labels`, whose columns are first matched to
+ * options.model's labels when it is set; `source` names the table in the
+ * messages (the CSV's path, or NULL). */
+static ich_status open_matched(const ich_labels *labels, const char *source,
+                               const char *image_dir, const ich_dataset_options *options,
+                               ich_dataset **out)
+{
+    ich_dataset_options o;
+    ich_status st = read_options(options, &o);
+    if (st != ICH_OK || !o.model)
+        return st != ICH_OK ? st : open_table(labels, image_dir, &o, out);
+    ich_labels *matched = NULL;
+    st = ich_labels_match_model(labels, o.model, source, NULL, &matched);
+    if (st == ICH_OK)
+        st = open_table(matched, image_dir, &o, out);
+    ich_labels_free(matched);
+    return st;
+}
+
 ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
                             const ich_dataset_options *options, ich_dataset **out)
 {
@@ -560,10 +583,15 @@ ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
         *out = NULL;
     if (!labels || !image_dir || !out)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_open: NULL argument");
-    ich_dataset_options o;
-    ich_status st = read_options(options, &o);
-    if (st != ICH_OK)
-        return st;
+    return open_matched(labels, NULL, image_dir, options, out);
+}
+
+/* ich_dataset_open() with options already read and labels already matched. */
+static ich_status open_table(const ich_labels *labels, const char *image_dir,
+                             const ich_dataset_options *opt, ich_dataset **out)
+{
+    const ich_dataset_options o = *opt;
+    ich_status st;
     ich_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return ich_fail(ICH_ERR_NO_MEMORY, "dataset: out of memory");
@@ -614,7 +642,7 @@ ich_status ich_dataset_open_csv(const char *csv_path, const char *image_dir,
     ich_status st = ich_labels_read(csv_path, &labels);
     if (st != ICH_OK)
         return st;
-    st = ich_dataset_open(labels, image_dir, options, out);
+    st = open_matched(labels, csv_path, image_dir, options, out);
     ich_labels_free(labels);
     return st;
 }

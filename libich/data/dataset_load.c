@@ -28,8 +28,8 @@ static ich_status load_dicom(const ich_dataset *ds, const char *path, float *out
                       path, shape[0], shape[1], shape[2], ds->slice_channels, ds->rows,
                       ds->columns);
     if (st == ICH_OK)
-        st = ich_window_apply_f32(ds->window, ich_dicom_hu(dicom), rows, cols, out,
-                                  (size_t)ds->slice_channels * ds->rows * ds->columns);
+        st = ich_window_apply_dicom_f32(ds->window, dicom, out, /* MONOCHROME1 too */
+                                        (size_t)ds->slice_channels * ds->rows * ds->columns);
     ich_dicom_free(dicom);
     return st;
 }

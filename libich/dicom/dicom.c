@@ -58,10 +58,9 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
     info->sample_bits = bits == 1 ? 8 : bits;
     int is_signed = image->decoded_pixel_representation == 1;
     size_t n = (size_t)info->rows * (size_t)info->columns;
-    int mirror = info->monochrome1;
     /* The common CT case: GDCM's buffer already holds the stored values as
      * they are to be given out, so the handle keeps it. */
-    const int as_decoded = bits == 16 && bits_stored == 16 && !mirror;
+    const int as_decoded = bits == 16 && bits_stored == 16;
     if (as_decoded) {
         dicom->pixels = image->buffer;
         image->buffer = NULL;
@@ -72,9 +71,8 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
     if (!dicom->pixels || !dicom->hu)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu pixels", path, n);
 
-    /* MONOCHROME1 shows larger values darker: mirror them in their range. */
-    int64_t lo = is_signed ? -(1ll << (bits_stored - 1)) : 0;
-    int64_t hi = is_signed ? (1ll << (bits_stored - 1)) - 1 : (1ll << bits_stored) - 1;
+    /* The modality rescale of the stored values, MONOCHROME1 too: its
+     * inversion is a display step (ich_window_apply_dicom_f32()). */
     float slope = (float)info->rescale_slope;
     float intercept = (float)info->rescale_intercept;
     if (as_decoded) { /* a loop the compiler vectorises */
@@ -88,8 +86,6 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
     for (size_t i = 0; i < n; i++) {
         int64_t v = stored_value(buffer, i, bits, bits_stored, is_signed);
         store_value(dicom->pixels, i, info->sample_bits, v);
-        if (mirror)
-            v = lo + hi - v;
         dicom->hu[i] = (float)v * slope + intercept;
     }
     return ICH_OK;

@@ -70,16 +70,33 @@ static ich_status input_recipe(const eval_run *run, ich_window **window)
     return st;
 }
 
+/* The label CSV with its columns matched to the model's labels by name,
+ * in the model's output order (never by position: issue 11). */
+static ich_status read_matched(const eval_run *run, const char *labels_csv, ich_labels **out)
+{
+    ich_labels *read = NULL;
+    ich_status st = ich_labels_read(labels_csv, &read);
+    if (!st)
+        st = ich_labels_match_model(read, run->model, labels_csv, run->checkpoint, out);
+    ich_labels_free(read);
+    return st;
+}
+
 /* Load the model and open the dataset with the input recipe, in table
  * order. */
 static ich_status open_inputs(eval_run *run, const char *labels_csv, const char *image_dir)
 {
     ich_status st = ich_model_load(run->checkpoint, &run->model);
+    ich_labels *matched = NULL;
+    if (!st)
+        st = read_matched(run, labels_csv, &matched);
     if (st)
         return st;
     ich_window *window = NULL;
-    if ((st = input_recipe(run, &window)))
+    if ((st = input_recipe(run, &window))) {
+        ich_labels_free(matched);
         return st;
+    }
     ich_dataset_options dopt;
     ich_dataset_options_init(&dopt);
     dopt.window = window;
@@ -87,8 +104,9 @@ static ich_status open_inputs(eval_run *run, const char *labels_csv, const char 
     dopt.batch_size = run->opt.batch_size;
     dopt.shuffle = 0;
     dopt.workers = run->opt.workers;
-    st = ich_dataset_open_csv(labels_csv, image_dir, &dopt, &run->dataset);
+    st = ich_dataset_open(matched, image_dir, &dopt, &run->dataset);
     ich_window_free(window);
+    ich_labels_free(matched);
     if (st)
         return st;
     const ich_labels *labels = ich_dataset_labels(run->dataset);
@@ -458,7 +476,7 @@ static ich_status confusion_figures(const eval_run *run, const eval_results *res
         const ich_metrics_at *a = &res->cls[c].at_half;
         const int64_t counts[2][2] = {{a->tn, a->fp}, {a->fn, a->tp}};
         char title[96], file[96], safe[64];
-        snprintf(title, sizeof title, "%.60s at threshold 0.5", run->names[c]);
+        snprintf(title, sizeof title, "%.60s, predicted when p > 0.5", run->names[c]);
         safe_name(run->names[c], safe, sizeof safe);
         snprintf(file, sizeof file, "confusion_%s.svg", safe);
         ich_buf svg = {0};
@@ -579,8 +597,9 @@ static ich_status class_table(const eval_run *run, const eval_results *res, ich_
                                   ICH_METRIC_AVERAGE_PRECISION));
         ich_table_number(t, value(r->youden_threshold, r->defined, ICH_METRIC_YOUDEN));
     }
-    ich_status st = ich_html_table(page, t, "Per class, at threshold 0.5 (AUC and AP do not "
-                                            "depend on a threshold)");
+    ich_status st = ich_html_table(page, t, "Per class, predicted positive when p > 0.5 (AUC "
+                                            "and AP do not depend on a threshold; Youden's "
+                                            "threshold t predicts p >= t, as scikit-learn)");
     ich_table_free(t);
     return st;
 }

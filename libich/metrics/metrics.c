@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/decision.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "ich/labels.h"
@@ -22,6 +23,10 @@ struct ich_metrics {
     int logits;
     char *names[ICH_METRICS_MAX_CLASSES];
     double *probs;   /* n x classes, sigmoid applied for logits */
+    unsigned char *positive; /* n x classes: predicted positive by core/decision.h,
+                                from the float32 score as given (a logit's
+                                double sigmoid can exceed 0.5 where its
+                                float32 probability is exactly 0.5) */
     float *labels;   /* n x classes */
     int64_t n, cap;
     double bce_sum;  /* sum of element BCE, in row order */
@@ -96,6 +101,7 @@ void ich_metrics_free(ich_metrics *m)
     for (int32_t c = 0; c < m->classes; c++)
         free(m->names[c]);
     free(m->probs);
+    free(m->positive);
     free(m->labels);
     free(m);
 }
@@ -150,6 +156,10 @@ static ich_status grow(ich_metrics *m, int64_t need)
     if (!p)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_metrics_update: out of memory");
     m->probs = p;
+    unsigned char *d = realloc(m->positive, (size_t)cap * m->classes);
+    if (!d)
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_metrics_update: out of memory");
+    m->positive = d;
     float *y = realloc(m->labels, (size_t)cap * m->classes * sizeof *y);
     if (!y)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_metrics_update: out of memory");
@@ -206,6 +216,9 @@ ich_status ich_metrics_update(ich_metrics *m, const float *scores, const float *
             double pc = fmin(fmax(p, RSNA_EPS), 1.0 - RSNA_EPS);
             rsna += class_weight(m, c) * -(y * log(pc) + (1.0 - y) * log1p(-pc));
             m->probs[(m->n + r) * m->classes + c] = p;
+            m->positive[(m->n + r) * m->classes + c] =
+                m->logits ? ich_logit_predicts_positive(scores[i])
+                          : ich_predicts_positive(scores[i]);
             m->labels[(m->n + r) * m->classes + c] = labels[i];
         }
         m->rsna_sum += rsna / wsum;
@@ -229,11 +242,15 @@ static int by_score_desc(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-static ich_metrics_at at_threshold(const ich_metrics *m, int32_t c, double t)
+/* The confusion matrix and ratios of class c: at the threshold t with
+ * scikit-learn's p >= t (Youden), or with t = 0.5 and `half` set at the
+ * decision rule p > 0.5 (core/decision.h). */
+static ich_metrics_at at_threshold(const ich_metrics *m, int32_t c, double t, int half)
 {
     ich_metrics_at a = {.threshold = t};
     for (int64_t r = 0; r < m->n; r++) {
-        int pred = m->probs[r * m->classes + c] >= t;
+        int64_t i = r * m->classes + c;
+        int pred = half ? m->positive[i] : m->probs[i] >= t;
         int pos = m->labels[r * m->classes + c] >= 0.5f;
         a.tp += pred && pos;
         a.fp += pred && !pos;
@@ -346,7 +363,7 @@ static ich_status roc_and_ap(ich_metrics *m, int32_t c, const sort_item *items)
     if (P > 0 && N > 0) {
         res->youden_threshold = thr[best];
         res->youden_j = best_j;
-        res->at_youden = at_threshold(m, c, thr[best]);
+        res->at_youden = at_threshold(m, c, thr[best], 0);
         res->defined |= ICH_METRIC_YOUDEN;
     }
     return ICH_OK;
@@ -424,7 +441,7 @@ static ich_status compute_class(ich_metrics *m, int32_t c, sort_item *items)
             res->negatives++;
     }
     qsort(items, (size_t)m->n, sizeof *items, by_score_desc);
-    res->at_half = at_threshold(m, c, 0.5);
+    res->at_half = at_threshold(m, c, 0.5, 1);
     res->auc = weighted_auc(items, m->labels + c, m->classes, m->n, NULL);
     if (!isnan(res->auc))
         res->defined |= ICH_METRIC_AUC;
@@ -441,7 +458,7 @@ static void compute_summary(ich_metrics *m)
     s->classes = m->classes;
     int64_t correct = 0;
     for (int64_t i = 0; i < m->n * m->classes; i++)
-        correct += (m->probs[i] >= 0.5) == (m->labels[i] >= 0.5f);
+        correct += m->positive[i] == (m->labels[i] >= 0.5f);
     s->accuracy_overall = (double)correct / (double)(m->n * m->classes);
     s->bce = m->bce_sum / (double)(m->n * m->classes);
     s->rsna_log_loss = m->rsna_sum / (double)m->n;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/decision.h"
 #include "core/error.h"
 #include "core/fileutil.h"
 #include "core/rng.h"
@@ -1052,12 +1053,13 @@ ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t 
     if (threshold <= 0.0f)
         threshold = 0.5f;
     for (size_t k = 0; k < count; k++)
-        probabilities[k] = 1.0f / (1.0f + expf(-probabilities[k]));
+        probabilities[k] = ich_sigmoidf(probabilities[k]);
     if (m->gated) {
-        /* The subtype stage counts only where the "any" stage fires. */
+        /* The subtype stage counts only where the "any" stage fires: above
+         * the threshold, as core/decision.h's rule is at 0.5. */
         for (int32_t b = 0; b < n; b++) {
             float *row = probabilities + (size_t)b * m->outputs;
-            if (row[0] < threshold)
+            if (!(row[0] > threshold))
                 for (int k = 1; k < m->outputs; k++)
                     row[k] = 0.0f;
         }

@@ -9,8 +9,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/decision.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "data/label_match.h"
+#include "io/safetensors.h"
 #include "nn/model_internal.h"
 #include "train/train_internal.h"
 
@@ -45,6 +48,25 @@ typedef struct loss_setup {
     int32_t capacity;        /* samples the buffers hold */
     size_t sample_floats;
 } loss_setup;
+
+/* A dataset's label columns in the model's output order: row[c] of a batch
+ * the model sees is the dataset's column map[c] (data/label_match.h). */
+typedef struct label_map {
+    int permute; /* 0: the dataset's order is the model's */
+    int32_t map[ICH_LABELS_MAX_COLUMNS];
+} label_map;
+
+/* Put each of the n label rows in the model's order. */
+static void apply_map(const label_map *m, float *labels, int32_t n, int32_t outputs)
+{
+    float row[ICH_LABELS_MAX_COLUMNS];
+    for (int32_t i = 0; m && m->permute && i < n; i++) {
+        float *y = labels + (size_t)i * outputs;
+        for (int32_t c = 0; c < outputs; c++)
+            row[c] = y[m->map[c]];
+        memcpy(y, row, (size_t)outputs * sizeof *y);
+    }
+}
 
 /* Running sums of a pass. */
 typedef struct pass_sums {
@@ -91,7 +113,8 @@ static void cascade_mask(const loss_setup *s, const float *labels, int32_t n)
     }
 }
 
-/* Element-wise right predictions (logit > 0 predicts 1; for a cascade a
+/* Element-wise right predictions (the float32 probability > 0.5 predicts 1,
+ * the rule of core/decision.h that the metrics use too; for a cascade a
  * subtype only where "any" is predicted too). */
 static int64_t count_correct(const loss_setup *s, const float *logits, const float *labels,
                              int32_t n)
@@ -99,9 +122,10 @@ static int64_t count_correct(const loss_setup *s, const float *logits, const flo
     int64_t correct = 0;
     for (int32_t i = 0; i < n; i++) {
         const float *x = logits + (size_t)i * s->outputs, *y = labels + (size_t)i * s->outputs;
-        int any_fires = x[s->any] > 0;
+        int any_fires = ich_logit_predicts_positive(x[s->any]);
         for (int32_t c = 0; c < s->outputs; c++) {
-            int predicted = x[c] > 0 && (!s->cascade || c == s->any || any_fires);
+            int predicted = ich_logit_predicts_positive(x[c]) &&
+                            (!s->cascade || c == s->any || any_fires);
             correct += predicted == (y[c] >= 0.5f);
         }
     }
@@ -127,7 +151,12 @@ static ich_status batch_loss(const loss_setup *s, int32_t n, float *grad, pass_s
 
 /* ---- Setting up: shapes, buffers ---------------------------------------- */
 
-static ich_status check_fit(ich_model *model, ich_dataset *ds, const char *which)
+/* The dataset fits the model's input, and its label columns are matched
+ * to the model's labels by name when the model has names ("ich.labels", or
+ * the RSNA six when `assume_rsna`); without names, by count only, as a new
+ * model takes the dataset's labels as they come. */
+static ich_status check_fit(ich_model *model, ich_dataset *ds, const char *which,
+                            int assume_rsna, label_map *lm)
 {
     int32_t mc = 0, mr = 0, mw = 0, dc = 0, dr = 0, dw = 0, dl = 0;
     ich_status st = ich_model_input_shape(model, &mc, &mr, &mw);
@@ -141,12 +170,15 @@ static ich_status check_fit(ich_model *model, ich_dataset *ds, const char *which
                         "but the %s dataset's samples are %dx%dx%d: make the dataset's window "
                         "recipe (windows, size) match the model",
                         mc, mr, mw, which, dc, dr, dw);
-    int32_t outputs = ich_model_outputs(model);
-    if (outputs != dl)
-        return ich_fail(ICH_ERR_SHAPE,
-                        "ich_train: the model has %d outputs but the %s dataset has %d labels",
-                        outputs, which, dl);
-    return ICH_OK;
+    char source[64];
+    snprintf(source, sizeof source, "ich_train: the %s dataset", which);
+    int named = 0;
+    st = ich_labels_map_if_named(ich_dataset_labels(ds), model, source, assume_rsna, lm->map,
+                                 &named);
+    lm->permute = 0;
+    for (int32_t c = 0; !st && c < dl; c++)
+        lm->permute |= lm->map[c] != c;
+    return st;
 }
 
 static void setup_free(loss_setup *s)
@@ -162,7 +194,8 @@ static void setup_free(loss_setup *s)
 
 /* Buffers for batches of up to `capacity` samples. */
 static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
-                             int32_t capacity, const float *pos_weight, int32_t mask_option)
+                             const label_map *lm, int32_t capacity, const float *pos_weight,
+                             int32_t mask_option)
 {
     memset(s, 0, sizeof *s);
     s->model = model;
@@ -171,6 +204,9 @@ static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
     s->cascade = mask_option < 0 ? spec_is_cascade(ich_model_spec(model)) : mask_option != 0;
     int32_t any = ich_labels_find_column(ich_dataset_labels(ds), "any");
     s->any = any >= 0 && any < s->outputs ? any : 0;
+    for (int32_t c = 0; lm->permute && any >= 0 && c < s->outputs; c++)
+        if (lm->map[c] == any)
+            s->any = c; /* the model's column of the dataset's "any" */
     s->capacity = capacity;
     int32_t channels = 0, rows = 0, columns = 0;
     ich_dataset_sample_shape(ds, &channels, &rows, &columns, NULL);
@@ -234,7 +270,7 @@ static ich_status train_step(loss_setup *s, ich_optimizer *optimizer, int32_t n,
 
 /* Every batch of `ds` in epoch `epoch`: a training pass when `optimizer`
  * is set, else an evaluation pass. */
-static ich_status run_pass(loss_setup *s, ich_dataset *ds, int64_t epoch,
+static ich_status run_pass(loss_setup *s, ich_dataset *ds, const label_map *lm, int64_t epoch,
                            ich_optimizer *optimizer, double clip, const pass_report *r,
                            pass_sums *sums)
 {
@@ -251,6 +287,7 @@ static ich_status run_pass(loss_setup *s, ich_dataset *ds, int64_t epoch,
         st = ich_dataset_next_batch(ds, s->images, image_count, s->labels, label_count, &n, NULL);
         if (st || n == 0)
             break;
+        apply_map(lm, s->labels, n, s->outputs);
         batch++;
         if (training) {
             st = train_step(s, optimizer, n, clip, sums);
@@ -398,6 +435,7 @@ typedef struct trainer {
     ich_dataset *train, *val;
     ich_train_options o;
     loss_setup loss;
+    label_map train_map, val_map;
     float *pos_weight;       /* owned copy, or NULL */
     ich_schedule *schedule;
     ich_early_stopping *early;
@@ -446,8 +484,13 @@ static ich_status init_pos_weight(trainer *t)
     t->pos_weight = malloc((size_t)outputs * sizeof(float));
     if (!t->pos_weight)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
-    if (t->o.balanced)
-        return ich_class_weights_balanced(ich_dataset_labels(t->train), t->pos_weight, outputs);
+    if (t->o.balanced) {
+        float w[ICH_LABELS_MAX_COLUMNS];
+        ich_status st = ich_class_weights_balanced(ich_dataset_labels(t->train), w, outputs);
+        for (int32_t c = 0; !st && c < outputs; c++)
+            t->pos_weight[c] = w[t->train_map.map[c]]; /* in the model's order */
+        return st;
+    }
     for (int32_t c = 0; c < outputs; c++)
         if (!(t->o.pos_weight[c] > 0) || isinf(t->o.pos_weight[c]))
             return ich_fail(ICH_ERR_INVALID_ARGUMENT,
@@ -620,9 +663,10 @@ static ich_status run_epoch(trainer *t, int32_t epoch, int *stop)
                            ich_optimizer_lr(t->optimizer), 0};
     pass_sums train = {0}, val = {0};
     if (!st)
-        st = run_pass(&t->loss, t->train, epoch, t->optimizer, t->o.clip_norm, &r, &train);
+        st = run_pass(&t->loss, t->train, &t->train_map, epoch, t->optimizer, t->o.clip_norm,
+                      &r, &train);
     if (!st && t->val)
-        st = run_pass(&t->loss, t->val, 0, NULL, 0, &r, &val);
+        st = run_pass(&t->loss, t->val, &t->val_map, 0, NULL, 0, &r, &val);
     if (st)
         return st;
     row.train_loss = sums_loss(&train);
@@ -646,8 +690,10 @@ static int32_t batch_capacity(ich_dataset *train, ich_dataset *val)
     return capacity;
 }
 
-/* The training data's label names and recipe go into the model, so every
- * checkpoint says what its outputs mean and how to feed it. */
+/* The training data's label names (unless the model already has its own,
+ * to which check_fit() matched the data's columns) and recipe go into the
+ * model, so every checkpoint says what its outputs mean and how to feed
+ * it. */
 static ich_status store_input_spec(ich_model *model, const ich_dataset *train)
 {
     const ich_labels *labels = ich_dataset_labels(train);
@@ -657,7 +703,9 @@ static ich_status store_input_spec(ich_model *model, const ich_dataset *train)
         return ich_fail(ICH_ERR_UNSUPPORTED, "ich_train: %d label columns (at most 64)", count);
     for (int32_t c = 0; c < count; c++)
         names[c] = ich_labels_column_name(labels, c);
-    ich_status st = ich_model_set_labels(model, names, count);
+    ich_status st = ICH_OK;
+    if (!ich_model_metadata(model, "ich.labels"))
+        st = ich_model_set_labels(model, names, count);
     ich_window *window = NULL;
     if (!st)
         st = ich_dataset_input_window(train, &window);
@@ -672,19 +720,41 @@ static ich_status store_input_spec(ich_model *model, const ich_dataset *train)
     return st;
 }
 
+/* Resuming: the checkpoint's "ich.labels" decide how the datasets' columns
+ * are matched, as the model will hold them once the checkpoint is loaded
+ * (resume_from(), after the checks); an unreadable file is left for
+ * resume_from() to report. */
+static ich_status resume_labels(trainer *t)
+{
+    if (!t->o.resume)
+        return ICH_OK;
+    ich_st_file file;
+    ich_status st = ICH_OK;
+    if (ich_st_read(t->o.resume, &file) == ICH_OK) {
+        const char *names = ich_st_metadata(&file, "ich.labels");
+        if (names)
+            st = ich_model_set_metadata(t->model, "ich.labels", names);
+    }
+    ich_st_free(&file); /* on failure too: it may hold the path */
+    return st;
+}
+
 static ich_status train_setup(trainer *t)
 {
     ich_status st = check_options(&t->o);
     if (!st)
-        st = check_fit(t->model, t->train, "training");
+        st = resume_labels(t);
+    if (!st)
+        st = check_fit(t->model, t->train, "training", t->o.resume != NULL, &t->train_map);
     if (!st)
         st = store_input_spec(t->model, t->train);
     if (!st && t->val)
-        st = check_fit(t->model, t->val, "validation");
+        st = check_fit(t->model, t->val, "validation", t->o.resume != NULL, &t->val_map);
     if (!st)
         st = init_pos_weight(t);
     if (!st)
-        st = setup_init(&t->loss, t->model, t->train, batch_capacity(t->train, t->val),
+        st = setup_init(&t->loss, t->model, t->train, &t->train_map,
+                        batch_capacity(t->train, t->val),
                         t->pos_weight, t->o.cascade_mask);
     if (!st)
         st = ich_history_new(&t->history);
@@ -766,15 +836,16 @@ ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos
 {
     if (!model || !dataset)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate: NULL model or dataset");
-    ich_status st = check_fit(model, dataset, "evaluation");
+    label_map lm;
+    ich_status st = check_fit(model, dataset, "evaluation", 0, &lm);
     loss_setup s;
     memset(&s, 0, sizeof s);
     pass_sums sums;
     if (!st)
-        st = setup_init(&s, model, dataset, ich_dataset_batch_size(dataset), pos_weight,
+        st = setup_init(&s, model, dataset, &lm, ich_dataset_batch_size(dataset), pos_weight,
                         cascade_mask_option);
     if (!st)
-        st = run_pass(&s, dataset, 0, NULL, 0, NULL, &sums);
+        st = run_pass(&s, dataset, &lm, 0, NULL, 0, NULL, &sums);
     ich_model_set_training(model, 0);
     if (!st && loss)
         *loss = sums_loss(&sums);

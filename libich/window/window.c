@@ -478,7 +478,7 @@ ich_status ich_window_dicom_to_png(const ich_window *w, const char *dicom_path,
     if (st == ICH_OK) {
         size_t count = (size_t)shape[0] * shape[1] * shape[2];
         image = malloc(count);
-        st = image ? ich_window_apply_u8(w, ich_dicom_hu(dicom), rows, cols, image, count)
+        st = image ? ich_window_apply_dicom_u8(w, dicom, image, count) /* MONOCHROME1 too */
                    : ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", dicom_path);
     }
     if (st == ICH_OK)

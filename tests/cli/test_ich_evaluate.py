@@ -135,3 +135,60 @@ def test_checkpoint_without_recipe(ich, data, tmp_path):
                  folder / "images", tmp_path / "r3", "--quiet", "--windows", "brain",
                  check=False)
     assert result.returncode == 2 and "1 per slice" in result.stderr
+# The tutorial's label column order, spelled as a user might.
+TUTORIAL = ["Any", "intraparenchymal", "intraventricular", "subdural", "subarachnoid",
+            "Epidural"]
+
+
+def write_wide(ich, folder, path, columns):
+    """The phantom's labels as a wide CSV with `columns` in that order."""
+    labels = ich.Labels.read(folder / "labels.csv")
+    values = labels.values
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID"] + columns)
+        for i, image in enumerate(labels.ids):
+            w.writerow([image] + [int(values[i, labels.find_column(c)]) for c in columns])
+
+
+def test_label_columns_matched_by_name(ich, data, tmp_path):
+    """A CSV in the tutorial's column order gives the standard CSV's report:
+    the classes in the model's order, the same predictions and AUCs (by
+    position it gave other AUCs, exit 0, no warning)."""
+    folder, _ = data
+    write_wide(ich, folder, tmp_path / "tutorial.csv", TUTORIAL)
+    reports = {}
+    for name, csv_path in [("standard", folder / "labels.csv"),
+                           ("tutorial", tmp_path / "tutorial.csv")]:
+        run(EVALUATE, folder / "model.safetensors", csv_path, folder / "images",
+            tmp_path / name, "--quiet", "--threads", 1)
+        reports[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    for doc in reports.values():
+        assert [c["name"] for c in doc["classes"]] == LABELS
+    aucs = {n: [c["auc"] for c in reports[n]["classes"]] for n in reports}
+    assert aucs["tutorial"] == aucs["standard"]
+    assert len(set(aucs["standard"])) > 1  # the classes differ, so an order mix-up shows
+    assert ((tmp_path / "tutorial" / "predictions.csv").read_text()
+            == (tmp_path / "standard" / "predictions.csv").read_text())
+
+
+def test_label_columns_refused(ich, data, tmp_path):
+    folder, _ = data
+    columns = ["any", "intraparenchymal", "intraventricular", "subdural", "subarachnoid",
+               "bleed"]
+    labels = ich.Labels.read(folder / "labels.csv")
+    with open(tmp_path / "odd.csv", "w") as f:
+        f.write("ID," + ",".join(columns) + "\n")
+        for image in labels.ids:
+            f.write(image + ",0,0,0,0,0,1\n")
+    result = run(EVALUATE, folder / "model.safetensors", tmp_path / "odd.csv", folder / "images",
+                 tmp_path / "r", "--quiet", check=False)
+    assert result.returncode == 1
+    assert str(tmp_path / "odd.csv") in result.stderr
+    assert "model.safetensors" in result.stderr
+    # "bleed" is not an RSNA label, so the reader leaves it out (labels.h)
+    assert "(any, intraparenchymal, intraventricular, subdural, subarachnoid)" in result.stderr
+    assert ("(any, epidural, intraparenchymal, intraventricular, subarachnoid, subdural"
+            in result.stderr)
+    assert "missing: epidural" in result.stderr
+    assert not (tmp_path / "r" / "report.html").exists()

@@ -278,3 +278,33 @@ def test_checkpoint_without_recipe(ich, data, tmp_path):
     assert result.returncode == 1 and "recipe" in result.stderr
     assert run(PREDICT, tmp_path / "bare.safetensors", files[0], "--resize", "cubic",
                check=False).returncode == 2
+def test_column_names_are_the_models_labels(ich, data, tmp_path):
+    """The output columns are the checkpoint's "ich.labels" in its order;
+    a 6-output checkpoint without them has the standard six; another
+    output count without names is refused, naming the checkpoint."""
+    folder, files, _ = data
+    order = ["subdural", "any", "epidural", "intraparenchymal", "intraventricular",
+             "subarachnoid"]
+    model = make_model(ich)
+    model.metadata["ich.labels"] = ",".join(order)
+    model.save(tmp_path / "ordered.safetensors")
+    assert model.labels == order
+    run(PREDICT, tmp_path / "ordered.safetensors", files[0], "--out", tmp_path / "a.csv",
+        "--quiet")
+    rows = read_csv(tmp_path / "a.csv")
+    assert rows[0] == ["ID"] + order
+    np.testing.assert_allclose(np.array(rows[1][1:], dtype=np.float64),
+                               reference(ich, model, files[:1])[0], atol=1e-6, rtol=0)
+    del model.metadata["ich.labels"]
+    model.save(tmp_path / "unnamed.safetensors")
+    assert model.labels == LABELS
+    run(PREDICT, tmp_path / "unnamed.safetensors", files[0], "--out", tmp_path / "b.csv",
+        "--quiet")
+    assert read_csv(tmp_path / "b.csv")[0] == ["ID"] + LABELS
+    three = make_model(ich, spec=SPEC.replace("linear 6", "linear 3"))
+    del three.metadata["ich.labels"]
+    three.save(tmp_path / "three.safetensors")
+    result = run(PREDICT, tmp_path / "three.safetensors", files[0], "--out", tmp_path / "c.csv",
+                 "--quiet", check=False)
+    assert result.returncode == 1
+    assert "three.safetensors" in result.stderr and "no label names" in result.stderr

@@ -150,3 +150,49 @@ def test_png_folder_recipe_is_recorded(phantom, tmp_path):
     assert result.returncode == 0, result.stderr
     assert metadata(out / "last.safetensors")["ich.recipe"] == recipe.replace(
         "mean=0.5;std=0.25", "mean=0.4;std=0.2")
+def write_tutorial_order(phantom, path):
+    """The phantom's labels as a wide CSV in the tutorial's column order."""
+    columns = ["any", "intraparenchymal", "intraventricular", "subdural", "subarachnoid",
+               "epidural"]
+    images = {}
+    with open(phantom / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            image, _, label = row["ID"].rpartition("_")
+            images.setdefault(image, {})[label] = row["Label"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID"] + columns)
+        for image, labels in images.items():
+            w.writerow([image] + [labels[c] for c in columns])
+
+
+def test_resume_and_fine_tune_match_labels_by_name(phantom, tmp_path):
+    """Resuming or fine-tuning a checkpoint with a CSV in another column
+    order matches the columns to the checkpoint's "ich.labels" by name: the
+    same losses as with the standard CSV, the checkpoint's label order
+    kept; a CSV without one of its labels is refused."""
+    start = tmp_path / "start"
+    assert train(phantom, start, "--epochs", 1, "--quiet").returncode == 0
+    tutorial = tmp_path / "tutorial.csv"
+    write_tutorial_order(phantom, tutorial)
+    losses = {}
+    for name, labels in [("standard", phantom / "labels.csv"), ("tutorial", tutorial)]:
+        for how in ["--resume", "--model"]:
+            out = tmp_path / (name + how)
+            result = run(TRAIN, labels, phantom / "images", "--val", labels, how,
+                         start / "last.safetensors", "--epochs", 2, "--batch-size", 8,
+                         "--lr", 0.003, "--threads", 1, "--balanced", "--out", out, "--quiet")
+            assert result.returncode == 0, result.stderr
+            rows = history(out / "history.csv")
+            losses[name, how] = [(r["train_loss"], r["val_loss"], r["val_accuracy"])
+                                 for r in rows]
+            assert metadata(out / "last.safetensors")["ich.labels"] == (
+                "any,epidural,intraparenchymal,intraventricular,subarachnoid,subdural")
+    assert losses["tutorial", "--resume"] == losses["standard", "--resume"]
+    assert losses["tutorial", "--model"] == losses["standard", "--model"]
+    with open(tmp_path / "five.csv", "w") as f:
+        f.write(tutorial.read_text().replace(",epidural", ",bleed"))
+    result = run(TRAIN, tmp_path / "five.csv", phantom / "images", "--model",
+                 start / "last.safetensors", "--epochs", 1, "--out", tmp_path / "x", "--quiet")
+    assert result.returncode != 0
+    assert "five.csv" in result.stderr and "missing: epidural" in result.stderr

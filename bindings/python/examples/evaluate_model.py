@@ -38,9 +38,11 @@ def main():
     model = ich.Model.load(args.checkpoint)
     window = model.input_window()            # the recipe the model was trained with
     # Step 10: evaluation on the test patients
-    metrics = ich.Metrics()
+    # the CSV's label columns matched to the model's outputs by name, so a
+    # CSV in another column order (the tutorial's) scores the same
+    metrics = ich.Metrics(names=model.labels)
     with ich.Dataset(args.test_csv, args.image_dir, window=window, shuffle=False,
-                     batch_size=32) as test:
+                     batch_size=32, model=model) as test:
         for x, y, _ in test.batches():
             metrics.update(model.predict(x), y)
     r = metrics.compute()

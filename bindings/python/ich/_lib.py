@@ -230,6 +230,10 @@ _declare("ich_window_get_normalization", ctypes.c_int, ctypes.c_void_p, c_float_
 _declare("ich_window_to_string", c_status, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
          ctypes.POINTER(ctypes.c_size_t))
 _declare("ich_window_from_string", c_status, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
+_declare("ich_window_apply_display_u8", c_status, ctypes.c_void_p, c_float_p, ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int, c_uint8_p, ctypes.c_size_t)
+_declare("ich_window_apply_display_f32", c_status, ctypes.c_void_p, c_float_p, ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int, c_float_p, ctypes.c_size_t)
 
 # ---- image.h --------------------------------------------------------------
 _declare("ich_png_write", c_status, ctypes.c_char_p, c_uint8_p, ctypes.c_int32,

@@ -40,6 +40,7 @@ class _Options(ctypes.Structure):
         ("neighbors", ctypes.c_int32),
         ("metadata_csv", ctypes.c_char_p),
         ("extension", ctypes.c_char_p),
+        ("model", ctypes.c_void_p),
     ]
 
 
@@ -107,6 +108,11 @@ class Dataset(OwnedHandle):
         metadata_csv: CSV with columns ID, series, z giving the series and
             position of PNG images (for `neighbors`).
         extension: ".dcm" or ".png"; None looks for .dcm, then .png.
+        model: an :class:`ich.Model` whose labels the table's label columns
+            are matched to by name (ignoring case) and put in the order of
+            its outputs, as ``Labels.match`` does; a table without exactly
+            the model's labels raises ShapeError naming its columns and the
+            model's labels. None keeps the table's columns as they are.
 
     Images that are missing are left out at open (logged). A sample that
     cannot be loaded is left out of its batch (logged once), so a batch may
@@ -119,7 +125,7 @@ class Dataset(OwnedHandle):
 
     def __init__(self, labels, image_dir, window=None, size=256, augment=None, batch_size=16,
                  shuffle=True, drop_last=False, seed=0, workers=2, prefetch=2, neighbors=0,
-                 metadata_csv=None, extension=None):
+                 metadata_csv=None, extension=None, model=None):
         self._handle = None
         self._labels = None
         options = _Options()
@@ -134,6 +140,10 @@ class Dataset(OwnedHandle):
         metadata = None if metadata_csv is None else fspath_bytes(metadata_csv)
         options.metadata_csv = metadata
         options.extension = c_string(extension, "extension")
+        if model is not None:
+            if getattr(model, "_handle", None) is None:
+                raise TypeError("model must be an ich.Model or None, not %r" % (model,))
+            options.model = model._live()
         own_augment = None
         if isinstance(augment, (str, bytes)):
             from .augment import Augment

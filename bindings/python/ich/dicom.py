@@ -41,8 +41,9 @@ class DicomImage:
       and ``pixel_representation`` (equal to pydicom's ``pixel_array``;
       1-bit data comes as uint8 0/1).
     * ``hu``: float32 (rows, columns), ``stored * rescale_slope +
-      rescale_intercept`` (MONOCHROME1 values are first mirrored so that
-      larger means brighter).
+      rescale_intercept``, MONOCHROME1 too (pydicom's apply_modality_lut);
+      MONOCHROME1's inversion is a display step that
+      ``Window.apply(image)`` applies after the window.
 
     Metadata attributes: ``rows``, ``columns``, ``bits_allocated``,
     ``bits_stored``, ``pixel_representation``, ``sample_bits``,

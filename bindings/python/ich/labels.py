@@ -61,6 +61,8 @@ _declare("ich_labels_check_any", c_status, _p, ctypes.c_int, _i64p)
 _declare("ich_labels_propagate", c_status, ctypes.c_char_p, ctypes.c_char_p, _pp)
 _declare("ich_sample_options_init", None, ctypes.POINTER(SampleOptions))
 _declare("ich_labels_sample", c_status, _p, ctypes.POINTER(SampleOptions), _pp)
+_declare("ich_labels_of_model", c_status, _p, _pp)
+_declare("ich_labels_match_model", c_status, _p, _p, ctypes.c_char_p, ctypes.c_char_p, _pp)
 
 
 def _invalid(message):
@@ -174,6 +176,26 @@ class Labels(OwnedHandle):
         """A new, independent table with the same columns and rows."""
         handle = ctypes.c_void_p()
         check(lib.ich_labels_copy(self._live(), ctypes.byref(handle)))
+        return Labels._from_handle(handle)
+
+    def match(self, model, source=None, model_source=None):
+        """A new table with this table's rows and its label columns matched
+        to ``model``'s labels (:attr:`ich.Model.labels`) by name, ignoring
+        case, in the order of the model's outputs: a CSV in the tutorial's
+        column order gives the same numbers as one in libich's. A model
+        without "ich.labels" metadata is taken to have the six RSNA labels
+        when it has 6 outputs; with another count, columns are taken in
+        order only when as many (a warning is logged). Raises ShapeError
+        (naming `source`, the columns, the model's labels, what is missing
+        and what is unknown) when they do not match; `source` and
+        `model_source` name the table and the model in that message."""
+        if getattr(model, "_handle", None) is None:
+            raise TypeError("model must be an ich.Model, not %r" % (model,))
+        handle = ctypes.c_void_p()
+        check(lib.ich_labels_match_model(
+            self._live(), model._live(),
+            None if source is None else fspath_bytes(source),
+            None if model_source is None else fspath_bytes(model_source), ctypes.byref(handle)))
         return Labels._from_handle(handle)
 
     def add(self, id, values, group=None):

@@ -7,7 +7,9 @@
     r["auc"][0], r["confusion"][0], r["rsna_log_loss"]
 
 Definitions follow scikit-learn 1.2 (roc_auc_score, average_precision_score,
-roc_curve(drop_intermediate=False), confusion_matrix at ``p >= 0.5``); a
+roc_curve(drop_intermediate=False), confusion_matrix of ``p > 0.5``: p = 0.5
+exactly predicts 0, as in training accuracy; Youden thresholds t predict
+``p >= t`` as roc_curve does); a
 label counts as positive when it is >= 0.5 (labels must lie in [0, 1]).
 Values that are undefined (a class without positives or negatives, a zero
 denominator) are ``None``, never NaN. See the C header for the losses.

@@ -223,6 +223,18 @@ class Model(OwnedHandle):
         """Number of logits per sample."""
         return int(lib.ich_model_outputs(self._live()))
 
+    @property
+    def labels(self):
+        """The names of the outputs, in order: the "ich.labels" metadata,
+        or the six RSNA labels (:func:`ich.label_names`) for a 6-output
+        model without it. Raises NotFoundError for a model with another
+        output count and no names, FormatError for a bad "ich.labels"."""
+        from .labels import Labels
+        handle = ctypes.c_void_p()
+        check(lib.ich_labels_of_model(self._live(), ctypes.byref(handle)))
+        with Labels._from_handle(handle) as table:
+            return table.columns
+
     def input_window(self):
         """The input recipe stored in the metadata ("ich.recipe", or the
         older "ich.windows", "ich.size", "ich.mean", "ich.std") as an
@@ -248,13 +260,6 @@ class Model(OwnedHandle):
             raise TypeError("set_input_window: expected an ich.Window or a str, not %s"
                             % type(window).__name__)
         check(lib.ich_model_set_input_window(self._live(), window._live()))
-
-    @property
-    def labels(self):
-        """The label names in output order (metadata "ich.labels"), or None
-        when the model has none."""
-        text = self.metadata.get("ich.labels")
-        return text.split(",") if text else None
 
     @labels.setter
     def labels(self, names):
@@ -319,7 +324,7 @@ class Model(OwnedHandle):
 
     def predict(self, x, threshold=0.5):
         """Probabilities (N, outputs) in evaluation mode; for a cascade the
-        subtypes are 0 where P(any) < threshold."""
+        subtypes are 0 where P(any) <= threshold (p > 0.5 predicts 1)."""
         x = self._images(x)
         out = np.empty((x.shape[0], self.outputs), np.float32)
         check(lib.ich_model_predict(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],

@@ -57,7 +57,7 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
             and files with the DICM marker, sorted by path), one file, or a
             sequence of files.
         batch_size: images per forward pass.
-        threshold: for a cascade model, P(any) below it zeroes the subtypes.
+        threshold: for a cascade model, P(any) <= threshold zeroes the subtypes.
         window: the input recipe (an :class:`ich.Window` or its text) for a
             model that carries none; by default the model's own
             (:meth:`ich.Model.input_window`, which raises ``NotFoundError``
@@ -81,7 +81,7 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
     try:
         for start in range(0, len(files), int(batch_size)):
             chunk = files[start:start + int(batch_size)]
-            images = np.stack([window.apply(read_dicom(p).hu, dtype="float32") for p in chunk])
+            images = np.stack([window.apply(read_dicom(p), dtype="float32") for p in chunk])
             out[start:start + len(chunk)] = model.predict(images, threshold=threshold)
     finally:
         if owned is not None:

@@ -292,7 +292,7 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
 
 
 def evaluate(model, dataset, pos_weight=None, cascade_mask=None):
-    """Mean BCE-with-logits loss and element-wise accuracy (threshold 0.5)
+    """Mean BCE-with-logits loss and element-wise accuracy (p > 0.5 predicts 1)
     of `model` over every batch of `dataset`, in evaluation mode, as
     ich.train's validation computes them. Returns (loss, accuracy)."""
     _check_types(model, None, (dataset,))

@@ -301,10 +301,16 @@ class Window(OwnedHandle):
 
     # ---- applying ---------------------------------------------------------
 
-    def apply(self, hu, dtype=np.uint8):
-        """Apply the recipe to a 2-D slice of HU values.
+    def apply(self, hu, dtype=np.uint8, monochrome1=False):
+        """Apply the recipe to a 2-D slice of HU values, or to a
+        :class:`ich.DicomImage` (its ``hu`` and ``monochrome1``).
 
         `hu` is converted with ``np.ascontiguousarray(hu, dtype=np.float32)``.
+        For a MONOCHROME1 slice (``monochrome1`` true, or a DicomImage that
+        is one) the windowed values are inverted in the display range,
+        v -> 1 - v before the uint8 step or the normalisation (window.h),
+        so the output is "larger is brighter" as for MONOCHROME2; the HU
+        themselves are never inverted (dicom.h).
         With ``dtype=np.uint8`` (default) the result is an 8-bit image of
         shape (rows, columns, channels) (HWC, ready for a PNG; normalisation
         does not apply). With ``dtype=np.float32`` it is a float32 tensor of
@@ -313,6 +319,9 @@ class Window(OwnedHandle):
         `hu` is not 2-D.
         """
         handle = self._live()
+        if hasattr(hu, "hu") and hasattr(hu, "monochrome1"):  # a DicomImage
+            hu, monochrome1 = hu.hu, hu.monochrome1
+        invert = 1 if monochrome1 else 0
         hu = np.ascontiguousarray(hu, dtype=np.float32)
         if hu.ndim != 2:
             raise _errors.error(_errors.ERR_SHAPE,
@@ -324,12 +333,12 @@ class Window(OwnedHandle):
         dtype = np.dtype(dtype)
         if dtype == np.uint8:
             out = np.empty((out_rows, out_columns, channels), dtype=np.uint8)
-            check(lib.ich_window_apply_u8(handle, hu_p, rows, columns,
-                                          out.ctypes.data_as(c_uint8_p), out.size))
+            check(lib.ich_window_apply_display_u8(handle, hu_p, rows, columns, invert,
+                                                  out.ctypes.data_as(c_uint8_p), out.size))
         elif dtype == np.float32:
             out = np.empty((channels, out_rows, out_columns), dtype=np.float32)
-            check(lib.ich_window_apply_f32(handle, hu_p, rows, columns,
-                                           out.ctypes.data_as(c_float_p), out.size))
+            check(lib.ich_window_apply_display_f32(handle, hu_p, rows, columns, invert,
+                                                   out.ctypes.data_as(c_float_p), out.size))
         else:
             raise TypeError("Window.apply: dtype must be numpy.uint8 or numpy.float32, not %s"
                             % dtype)

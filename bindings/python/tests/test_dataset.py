@@ -206,3 +206,47 @@ def test_errors(tmp_path):
     with pytest.raises(ich.InvalidArgumentError):
         len(ds)
     assert "closed" in repr(ds)
+
+
+def test_model_option_matches_label_columns(tmp_path):
+    """Dataset(model=...) puts the table's label columns in the model's
+    order by name, as Labels.match does; refuses a table without them."""
+    labels, _ = make_slices(tmp_path, 4)
+    order = ["subdural", "any", "epidural", "intraparenchymal", "intraventricular",
+             "subarachnoid"]
+    model = ich.Model("input 3x8x8, flatten, linear 6")
+    model.metadata["ich.labels"] = ",".join(order)
+    columns = labels.columns
+    with ich.Dataset(labels, tmp_path, size=8, workers=0, shuffle=False, model=model) as ds:
+        assert ds.labels.columns == order
+        for i in range(4):
+            np.testing.assert_array_equal(
+                ds[i][1], labels.values[i, [columns.index(c) for c in order]])
+    labels.write(tmp_path / "labels.csv")
+    model.metadata["ich.labels"] = ",".join(order[:5] + ["bleed"])
+    with pytest.raises(ich.ShapeError) as e:
+        ich.Dataset(tmp_path / "labels.csv", tmp_path, size=8, workers=0, model=model)
+    assert "labels.csv" in str(e.value) and "missing: bleed" in str(e.value)
+    with pytest.raises(TypeError):
+        ich.Dataset(labels, tmp_path, model="best.safetensors")
+
+
+def test_monochrome1_slices_are_shown_inverted(tmp_path):
+    """A MONOCHROME1 slice (the same stored values and HU, tagged with
+    pydicom) gives the inverted display values, 1 - v, before the
+    normalisation, as Window.apply(DicomImage) does."""
+    pydicom = pytest.importorskip("pydicom")
+    labels, _ = make_slices(tmp_path, 2)
+    ds = pydicom.dcmread(tmp_path / "img1.dcm")
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "img1.dcm")
+    with ich.Window("brain", size=8) as plain, \
+            ich.Window("brain", size=8, mean=[0.3], std=[0.5]) as win, \
+            ich.Dataset(labels, tmp_path, window=win, workers=0, shuffle=False) as data:
+        m1 = ich.read_dicom(tmp_path / "img1.dcm")
+        assert m1.monochrome1
+        v = plain.apply(m1.hu, dtype=np.float32)  # no inversion on bare HU
+        np.testing.assert_allclose(data[1][0], (1 - v - F(0.3)) / F(0.5), atol=1e-5)
+        np.testing.assert_array_equal(data[1][0], win.apply(m1, dtype=np.float32))
+        m2 = ich.read_dicom(tmp_path / "img0.dcm")
+        np.testing.assert_array_equal(data[0][0], win.apply(m2.hu, dtype=np.float32))

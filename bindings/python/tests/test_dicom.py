@@ -11,6 +11,7 @@ import pytest
 import ich
 
 pydicom = pytest.importorskip("pydicom")
+from pydicom.pixel_data_handlers.util import apply_modality_lut  # noqa: E402
 
 LOSSY_SYNTAXES = {
     "1.2.840.10008.1.2.4.50",  # JPEG baseline
@@ -63,15 +64,9 @@ def _read_pydicom(path):
 
 
 def _expected_hu(ds, stored):
-    """hu as include/ich/dicom.h defines it, computed in numpy float32."""
+    """hu as include/ich/dicom.h defines it, computed in numpy float32: the
+    modality rescale of the stored values, MONOCHROME1 too."""
     s = stored.astype(np.int64)
-    if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
-        bits = int(ds.BitsStored)
-        if int(ds.PixelRepresentation) == 1:
-            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        else:
-            lo, hi = 0, (1 << bits) - 1
-        s = lo + hi - s
     slope = float(ds.RescaleSlope) if "RescaleSlope" in ds else 1.0
     intercept = float(ds.RescaleIntercept) if "RescaleIntercept" in ds else 0.0
     return s.astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -148,6 +143,10 @@ def test_conformance_with_pydicom(test_files):
         # hu from libich's own stored values, exactly as numpy float32 does it
         assert img.hu.dtype == np.float32
         np.testing.assert_array_equal(img.hu, _expected_hu(ds, img.pixels), err_msg=name)
+        if syntax not in LOSSY_SYNTAXES and "RescaleSlope" in ds:
+            # pydicom's own modality LUT (float64), MONOCHROME1 included
+            np.testing.assert_allclose(img.hu, apply_modality_lut(expected, ds), rtol=1e-6,
+                                       atol=1e-3, err_msg=name)
         _check_metadata(img, ds, path)
         compared.append(name)
     print("\ncompared %d files with pydicom: %s" % (len(compared), ", ".join(compared)))
@@ -161,16 +160,77 @@ def test_conformance_with_pydicom(test_files):
     assert any("CR1" in name for name in compared)  # MONOCHROME1
 
 
-def test_monochrome1_is_mirrored(test_files):
-    """MONOCHROME1: hu is computed from min + max - stored (12-bit here)."""
-    path = os.path.join(test_files, "dicomdirtests", "77654033", "CR1", "6154")
+MONOCHROME1_FILES = [os.path.join("dicomdirtests", "77654033", cr, name)
+                     for cr, name in (("CR1", "6154"), ("CR2", "6247"), ("CR3", "6278"))]
+
+
+def _window_reference(hu, center, width, invert):
+    """The linear window in numpy float32 as window.h defines it, then the
+    MONOCHROME1 display inversion v -> 1 - v."""
+    lo = np.float32(center) - np.float32(width) / np.float32(2)
+    v = np.clip((hu.astype(np.float32) - lo) / np.float32(width), 0, 1).astype(np.float32)
+    return (np.float32(1) - v) if invert else v
+
+
+@pytest.mark.parametrize("name", MONOCHROME1_FILES)
+def test_monochrome1_hu_is_the_modality_lut(test_files, name):
+    """MONOCHROME1: hu is the modality rescale of the stored values, as
+    pydicom's apply_modality_lut gives it (not the stored values mirrored
+    first); windowing inverts in the display range, after the window."""
+    path = os.path.join(test_files, name)
+    ds = pydicom.dcmread(path)
     img = ich.read_dicom(path)
     assert img.monochrome1 and img.photometric == "MONOCHROME1"
     assert img.bits_stored == 12 and img.pixel_representation == 0
-    expected = (4095 - img.pixels.astype(np.float32)) * np.float32(img.rescale_slope) \
-        + np.float32(img.rescale_intercept)
-    np.testing.assert_array_equal(img.hu, expected)
-    assert not np.array_equal(img.hu, img.pixels.astype(np.float32))
+    reference = apply_modality_lut(ds.pixel_array, ds)
+    np.testing.assert_allclose(img.hu, reference, rtol=1e-6, atol=1e-3)
+    assert img.hu.min() > 1000  # mirrored, the minimum would be near -700 here
+    center, width = float(reference.mean()), float(np.ptp(reference))
+    with ich.Window([(center, width)]) as win:
+        shown = win.apply(img, dtype=np.float32)[0]
+        np.testing.assert_allclose(shown, _window_reference(reference, center, width, True),
+                                   atol=1e-6)
+        # the bare HU are never inverted; the flag inverts them as a slice does
+        plain = win.apply(img.hu, dtype=np.float32)[0]
+        np.testing.assert_allclose(plain, _window_reference(reference, center, width, False),
+                                   atol=1e-6)
+        np.testing.assert_array_equal(win.apply(img.hu, dtype=np.float32, monochrome1=True)[0],
+                                      shown)
+        u8 = win.apply(img)[:, :, 0].astype(int)
+        expected_u8 = np.trunc(_window_reference(reference, center, width, True)
+                               * np.float32(255)).astype(int)
+        assert np.abs(u8 - expected_u8).max() <= 1
+    with ich.Window([(center, width)], mean=[0.25], std=[0.5]) as win:
+        np.testing.assert_allclose(win.apply(img, dtype=np.float32)[0],
+                                   (_window_reference(reference, center, width, True) - 0.25)
+                                   / 0.5, atol=1e-5)
+
+
+def test_ct_converted_to_monochrome1(test_files, tmp_path):
+    """CT_small.dcm made MONOCHROME1 with pydicom the way such files are
+    made (stored values mirrored, so it displays as the original): hu is
+    pydicom's modality LUT of the new stored values, and the windowed image
+    is the display the standard defines: in min-max mode the original's
+    image, with a fixed window 1 - v of the window on the new hu."""
+    original = os.path.join(test_files, "CT_small.dcm")
+    ds = pydicom.dcmread(original)
+    assert ds.PixelRepresentation == 1 and ds.BitsStored == 16
+    ds.PixelData = (np.int16(-1) - ds.pixel_array.astype(np.int16)).astype("<i2").tobytes()
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "m1.dcm")
+    converted = pydicom.dcmread(tmp_path / "m1.dcm")
+    img, ref = ich.read_dicom(tmp_path / "m1.dcm"), ich.read_dicom(original)
+    assert img.monochrome1 and not ref.monochrome1
+    hu = apply_modality_lut(converted.pixel_array, converted)
+    np.testing.assert_allclose(img.hu, hu, rtol=0, atol=1e-3)
+    with ich.Window(None, mode="minmax", size=64, mean=[0.4], std=[0.2]) as win:
+        np.testing.assert_allclose(win.apply(img, dtype=np.float32),
+                                   win.apply(ref, dtype=np.float32), atol=1e-4)
+        assert np.abs(win.apply(img).astype(int) - win.apply(ref).astype(int)).max() <= 1
+    with ich.Window("brain") as win:
+        c, w = ich.window_preset("brain")
+        np.testing.assert_allclose(win.apply(img, dtype=np.float32)[0],
+                                   _window_reference(hu, c, w, True), atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", [

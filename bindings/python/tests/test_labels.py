@@ -280,3 +280,65 @@ def test_sample_counts_and_seeds():
         ich.sample_labels(labels, 0)
     with pytest.raises(TypeError):
         ich.sample_labels(values, 5)
+
+
+# The tutorial's column order, spelled as a user might.
+TUTORIAL = ["Any", "Intraparenchymal", "intraventricular", "subdural", "subarachnoid",
+            "epidural"]
+
+
+def tutorial_table(n=12, seed=3):
+    ids, values = random_table(n, seed)
+    table = ich.Labels(TUTORIAL)
+    for i, image in enumerate(ids):
+        table.add(image, [values[i, RSNA.index(c.lower())] for c in TUTORIAL],
+                  group="P%d" % (i % 3))
+    return ids, values, table
+
+
+def test_match_model_reorders_by_name():
+    """Columns matched to the model's labels by name, in its output order;
+    the reference is the table read column by column in numpy."""
+    ids, values, table = tutorial_table()
+    model = ich.Model("input 1x8x8, flatten, linear 6")
+    assert model.labels == RSNA  # 6 outputs, no "ich.labels": the standard order
+    with table.match(model) as matched:
+        assert matched.columns == RSNA
+        assert matched.ids == ids and matched.groups == table.groups
+        np.testing.assert_array_equal(matched.values, values)
+    order = ["subdural", "ANY", "epidural", "intraparenchymal", "intraventricular",
+             "subarachnoid"]
+    model.metadata["ich.labels"] = ",".join(order)
+    assert model.labels == order
+    with table.match(model) as matched:
+        assert matched.columns == order
+        reference = table.values[:, [[c.lower() for c in TUTORIAL].index(o.lower())
+                                     for o in order]]
+        np.testing.assert_array_equal(matched.values, reference)
+
+
+def test_match_model_refusals():
+    _, _, table = tutorial_table()
+    model = ich.Model("input 1x8x8, flatten, linear 6")
+    model.metadata["ich.labels"] = "any,epidural,intraparenchymal,intraventricular,subarachnoid,bleed"
+    with pytest.raises(ich.ShapeError) as e:
+        table.match(model, source="test.csv", model_source="best.safetensors")
+    text = str(e.value)
+    assert "test.csv" in text and "best.safetensors" in text
+    assert "missing: bleed" in text and "not a label of the model: subdural" in text
+    model.metadata["ich.labels"] = "any,epidural"
+    with pytest.raises(ich.FormatError):
+        table.match(model)
+    with pytest.raises(ich.FormatError):
+        model.labels
+    three = ich.Model("input 1x8x8, flatten, linear 3")
+    with pytest.raises(ich.NotFoundError):
+        three.labels
+    with pytest.raises(ich.ShapeError, match="no label names"):
+        table.match(three)
+    abc = ich.Labels(["a", "b", "c"])
+    abc.add("x", [1, 0, 1])
+    with abc.match(three) as same:  # no names, as many columns: by position
+        assert same.columns == ["a", "b", "c"]
+    with pytest.raises(TypeError):
+        table.match("model.safetensors")

@@ -37,7 +37,7 @@ def test_against_sklearn(decimals, seed):
     assert r["samples"] == 500
     for c in range(6):
         yc, pc = y[:, c].astype(int), p[:, c].astype(np.float64)
-        pred = (pc >= 0.5).astype(int)
+        pred = (pc > 0.5).astype(int)  # the rule: p > 0.5 predicts 1
         assert r["auc"][c] == pytest.approx(sklearn_metrics.roc_auc_score(yc, pc), abs=1e-9)
         assert r["average_precision"][c] == pytest.approx(
             sklearn_metrics.average_precision_score(yc, pc), abs=1e-9)
@@ -63,7 +63,7 @@ def test_against_sklearn(decimals, seed):
         yd = r["youden"][c]
         assert yd["confusion"] == sklearn_metrics.confusion_matrix(
             yc, (pc >= r["youden_threshold"][c]).astype(int), labels=[0, 1]).tolist()
-    assert r["accuracy_overall"] == pytest.approx(np.mean((p >= 0.5) == (y >= 0.5)), abs=1e-12)
+    assert r["accuracy_overall"] == pytest.approx(np.mean((p > 0.5) == (y >= 0.5)), abs=1e-12)
     pd = p.astype(np.float64)
     with np.errstate(divide="ignore"):
         bce = -np.mean(y * np.maximum(np.log(pd), -100) + (1 - y) * np.maximum(np.log1p(-pd), -100))
@@ -191,3 +191,31 @@ def test_errors():
     m.close()
     with pytest.raises(ich.InvalidArgumentError):
         m.update(good, good)
+
+
+def sigmoid32(x):
+    """The float32 probability of a logit, as ich_model_predict() reports it."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
+def test_decision_rule_boundary():
+    """p = 0.5 exactly predicts negative, the next float above positive; a
+    logit whose float32 probability is 0.5 is negative too, though > 0."""
+    above = np.nextafter(np.float32(0.5), np.float32(1))
+    p = np.array([[0.5], [above], [0.5], [above]], dtype=np.float32)
+    y = np.array([[0], [0], [1], [1]], dtype=np.float32)
+    r = compute(p, y, names=["any"], bootstrap=0)
+    assert r["confusion"][0] == sklearn_metrics.confusion_matrix(
+        y[:, 0].astype(int), (p[:, 0] > 0.5).astype(int), labels=[0, 1]).tolist()
+    assert r["confusion"][0] == [[1, 1], [1, 1]]
+    assert r["youden"][0]["threshold"] == r["youden_threshold"][0]
+    logits = np.array([[1e-8], [1e-6], [-1e-8], [0.0]], dtype=np.float32)
+    assert sigmoid32(1e-8) == 0.5 and 1e-8 > 0  # the case "logit > 0" gets wrong
+    yl = np.zeros_like(logits)
+    rl = compute(logits, yl, names=["any"], logits=True, bootstrap=0)
+    pred = (sigmoid32(logits[:, 0]) > 0.5).astype(int)
+    assert pred.tolist() == [0, 1, 0, 0]
+    assert rl["confusion"][0] == sklearn_metrics.confusion_matrix(
+        yl[:, 0].astype(int), pred, labels=[0, 1]).tolist()
+    assert rl["accuracy_overall"] == pytest.approx(0.75)

@@ -448,3 +448,21 @@ def test_builder_makes_the_same_networks_as_specs():
         ich.ModelBuilder(3, 16, 16).begin("residual").build()
 
 
+
+
+def test_cascade_gate_uses_the_decision_rule():
+    """The cascade's subtypes count only where "any" is predicted, p > 0.5:
+    P(any) = 0.5 exactly (a logit of 1e-8) zeroes them, as the metrics and
+    training accuracy count it negative; the next logit up lets them through."""
+    model = ich.Model("input 1x4x4, flatten, cascade(any: linear 1 | subtype: linear 5)")
+    model.init_weights(1)
+    state = model.state_dict()
+    bias = [k for k in state if k.endswith("bias") and state[k].shape == (1,)][0]
+    weight = bias.replace("bias", "weight")
+    x = np.ones((1, 1, 4, 4), np.float32)
+    for logit, gated in [(1e-8, True), (1e-6, False)]:
+        model.load_state_dict({weight: np.zeros_like(state[weight]),
+                               bias: np.full((1,), logit, np.float32)}, strict=False)
+        p = model.predict(x)
+        assert (p[0, 0] > 0.5) == (not gated)
+        assert np.all(p[0, 1:] == 0) == gated

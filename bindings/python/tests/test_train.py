@@ -134,3 +134,26 @@ def test_history_extras(phantom):
     rows = list(csv.DictReader(history.csv.splitlines()))
     assert list(rows[0]) == COLUMNS and len(rows) == 3
     assert [float(r["train_loss"]) for r in rows] == [h["train_loss"] for h in history]
+
+
+def test_accuracy_uses_the_metrics_rule(phantom):
+    """Training accuracy predicts 1 when the float32 probability is > 0.5,
+    as ich.Metrics does: a logit of 1e-8 (probability exactly 0.5) is 0."""
+    m = ich.Model("input 3x32x32, flatten, linear 6")
+    m.init_weights(1)
+    state = m.state_dict()
+    state["fc1.weight"][...] = 0
+    state["fc1.bias"][...] = np.float32(1e-8)
+    m.load_state_dict(state)
+    with dataset(phantom) as ds:
+        y = np.concatenate([batch[1] for batch in ds.batches(epoch=0)])
+        _, accuracy = ich.evaluate(m, ds)
+        x, _ = ds.get(0)
+    probs = m.predict(x[None])
+    assert np.all(probs == 0.5)
+    metrics = ich.Metrics(logits=True, bootstrap=0)
+    metrics.update(np.full(y.shape, 1e-8, dtype=np.float32), y)
+    expected = np.mean(y < 0.5)  # every element predicted 0
+    assert 0 < expected < 1  # so "logit > 0" would give a different number
+    assert accuracy == pytest.approx(expected, abs=1e-12)
+    assert metrics.compute()["accuracy_overall"] == pytest.approx(expected, abs=1e-12)
