@@ -178,13 +178,14 @@ static ich_model *tutorial_convnet(int size)
 
 /* ---- Step 9: evaluation --------------------------------------------------- */
 
-/* Accuracy on the validation set: sigmoid(logit) > 0.5 predicts 1; per
- * label and over all of them. */
+/* Accuracy on the validation set: a probability sigmoid(logit) > 0.5
+ * predicts 1 (libich's one rule, as the metrics and ich_train() count it);
+ * per label and over all of them. */
 static void evaluate(ich_model *net, ich_dataset *val, float *images, float *labels,
                      size_t image_count, size_t label_count)
 {
     int64_t correct[6] = {0}, seen = 0;
-    float logits[BATCH * 6];
+    float probs[BATCH * 6];
     CHECK(ich_model_set_training(net, 0)); /* net.eval() */
     CHECK(ich_dataset_start_epoch(val, 0));
     for (;;) {
@@ -192,10 +193,10 @@ static void evaluate(ich_model *net, ich_dataset *val, float *images, float *lab
         CHECK(ich_dataset_next_batch(val, images, image_count, labels, label_count, &n, NULL));
         if (n == 0)
             break;
-        CHECK(ich_model_forward(net, images, n, logits, (size_t)n * 6));
+        CHECK(ich_model_predict(net, images, n, 0.5f, probs, (size_t)n * 6)); /* sigmoid */
         for (int32_t i = 0; i < n; i++)
             for (int c = 0; c < 6; c++)
-                correct[c] += (logits[i * 6 + c] > 0) == (labels[i * 6 + c] >= 0.5f);
+                correct[c] += (probs[i * 6 + c] > 0.5f) == (labels[i * 6 + c] >= 0.5f);
         seen += n;
     }
     const ich_labels *table = ich_dataset_labels(val);
