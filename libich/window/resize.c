@@ -204,17 +204,27 @@ static void combine_rows(const float *const *rows, const float *w, int32_t width
     }
 }
 
+/* Both axes' filters (columns, then rows); nothing to free on failure. */
+static ich_status axes_make(axis *ax, axis *ay, int32_t in_rows, int32_t in_cols,
+                            int32_t out_rows, int32_t out_cols, ich_resize_method method)
+{
+    if (axis_make(ax, in_cols, out_cols, method) != 0)
+        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
+    if (axis_make(ay, in_rows, out_rows, method) != 0) {
+        axis_free(ax);
+        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
+    }
+    return ICH_OK;
+}
+
 ich_status ich_resize_rows(int32_t in_rows, int32_t in_cols, int32_t out_rows, int32_t out_cols,
                            ich_resize_method method, ich_fill_row_fn fill, ich_take_row_fn take,
                            void *ctx)
 {
     axis ax, ay;
-    if (axis_make(&ax, in_cols, out_cols, method) != 0)
-        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
-    if (axis_make(&ay, in_rows, out_rows, method) != 0) {
-        axis_free(&ax);
-        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
-    }
+    ich_status made = axes_make(&ax, &ay, in_rows, in_cols, out_rows, out_cols, method);
+    if (made != ICH_OK)
+        return made;
     /* Input rows live in a ring of ay.width slots: output row o needs rows
      * first[o] .. first[o] + width - 1, and first[] never decreases. */
     const int32_t slots = ay.width;
@@ -284,12 +294,9 @@ ich_status ich_resize_u8(const uint8_t *in, int32_t in_rows, int32_t in_cols, ui
                          int32_t out_rows, int32_t out_cols, ich_resize_method method)
 {
     axis ax, ay;
-    if (axis_make(&ax, in_cols, out_cols, method) != 0)
-        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
-    if (axis_make(&ay, in_rows, out_rows, method) != 0) {
-        axis_free(&ax);
-        return ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
-    }
+    ich_status made = axes_make(&ax, &ay, in_rows, in_cols, out_rows, out_cols, method);
+    if (made != ICH_OK)
+        return made;
     /* PIL resamples the rows first and keeps that pass as an 8-bit image. */
     uint8_t *wide = malloc((size_t)in_rows * out_cols);
     ich_status st = wide ? ICH_OK : ich_fail(ICH_ERR_NO_MEMORY, "resize: out of memory");
