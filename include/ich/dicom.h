@@ -24,18 +24,39 @@
  *
  * Colour images (SamplesPerPixel != 1, or a photometric interpretation
  * other than MONOCHROME1/2), multi-frame images and unusual bit layouts
- * (HighBit other than BitsStored - 1, or 32 bits allocated with fewer
- * stored) give ICH_ERR_UNSUPPORTED; files that are not DICOM, truncated, without pixel
+ * (see "Bit layouts" below) give ICH_ERR_UNSUPPORTED; files that are not DICOM, truncated, without pixel
  * data or with absurd dimensions give ICH_ERR_FORMAT; a missing or
  * unreadable file gives ICH_ERR_IO. ich_last_error() names the file.
  *
- * Robustness: before GDCM parses a file, libich checks its element framing
- * (every tag, VR and length inside the file, tags in order, sequences and
- * fragments well formed), the image pixel attributes, and the header of a
- * compressed frame (JPEG, JPEG-LS, JPEG 2000, RLE) against them. Debian's
- * GDCM is built with assertions and would otherwise abort the process on
- * such files. Known limit: GDCM's JPEG and JPEG 2000 codecs may still print
- * a line to stderr on unusual or damaged streams.
+ * Robustness: a hostile file gives an error, never an abort, a hang or
+ * gigabytes of memory. Before GDCM parses a file, libich checks its element
+ * framing as GDCM will read it (every tag, VR and length inside the file,
+ * tags in order, sequences and fragments well formed; a data set written
+ * implicit VR under an explicit VR transfer syntax is also walked the way
+ * GDCM's fallback reads it, so that no length it would read from text can
+ * make it allocate gigabytes), the image pixel attributes (only the bit
+ * layouts below), and the header of a compressed frame (JPEG, JPEG-LS,
+ * JPEG 2000, RLE) against them; a JPEG-LS frame must end with its EOI
+ * marker (CharLS spends seconds on a truncated one). Debian's GDCM is built
+ * with assertions and would otherwise abort the process on such files.
+ * Sizes are bounded by ich_dicom_limits (below): the file's size before it
+ * is read, the image's pixel count and the decoded or inflated bytes before
+ * anything that size is allocated. Only regular files are read: a FIFO, a
+ * device or a socket is refused at once (ICH_ERR_IO), never waited on.
+ * GDCM's own messages go to libich's log (ich_set_log_callback()) as
+ * ICH_LOG_DEBUG/WARNING lines, never to stderr.
+ *
+ * Bit layouts read (anything else is ICH_ERR_UNSUPPORTED, or ICH_ERR_FORMAT
+ * when the values contradict each other): BitsAllocated 1 (unsigned,
+ * BitsStored 1), 8, 16 or 32; BitsStored from 1 to BitsAllocated (8-bit
+ * data: BitsStored 8; 32-bit data: BitsStored 32); HighBit = BitsStored - 1;
+ * PixelRepresentation 0 or 1; SamplesPerPixel 1.
+ *
+ * Values: RescaleSlope and RescaleIntercept, when present and not empty,
+ * must be decimal numbers with |slope| and |intercept| at most 1e9 (a
+ * non-finite, unparsable or larger value is ICH_ERR_FORMAT naming the file
+ * and the tag, not an image of infinities or an intercept taken as 0), and
+ * every HU value must be finite.
  *
  * Threads: an ich_dicom handle is used by one thread at a time; different
  * handles may be used from different threads at once.
@@ -87,13 +108,68 @@ typedef struct ich_dicom_info {
     char patient_id[65];          /**< (0010,0020) */
 } ich_dicom_info;
 
+/* ---- Limits ------------------------------------------------------------ */
+
+/** Largest file read, in bytes, by default (128 MiB; a 512 x 512 CT slice
+ *  is about 0.5 MiB). */
+#define ICH_DICOM_DEFAULT_MAX_FILE_BYTES ((uint64_t)128 << 20)
+/** Largest image, rows * columns * frames, by default (4096 x 4096, 64
+ *  times a 512 x 512 slice). */
+#define ICH_DICOM_DEFAULT_MAX_PIXELS ((uint64_t)4096 * 4096)
+/** Largest inflated data set (deflated transfer syntax) or decoded pixel
+ *  data, in bytes, by default (128 MiB: a 4096 x 4096 image of 32-bit
+ *  values is 64 MiB). */
+#define ICH_DICOM_DEFAULT_MAX_DECODED_BYTES ((uint64_t)128 << 20)
+
+/** Resource limits of DICOM reading. With the defaults, the peak memory of
+ *  reading any one file stays under about 0.5 GB. Set `size` to
+ *  sizeof(ich_dicom_limits); a field that is 0 (or past `size`) means its
+ *  default. Exceeding a limit gives ICH_ERR_UNSUPPORTED with a message that
+ *  names the file, the limit and the value. */
+typedef struct ich_dicom_limits {
+    size_t size;
+    uint64_t max_file_bytes;    /**< file size, checked before reading it */
+    uint64_t max_pixels;        /**< rows * columns * frames, checked before decoding */
+    uint64_t max_decoded_bytes; /**< inflated data set; decoded pixel data
+                                     (rows * columns * frames * samples *
+                                     bytes per sample), checked before
+                                     anything that size is allocated */
+} ich_dicom_limits;
+
+/** The built-in defaults (ICH_DICOM_DEFAULT_*) into *limits, whose `size`
+ *  the caller sets first; fields past `size` are not written. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, or size smaller than the `size` field). */
+ICH_API ich_status ich_dicom_default_limits(ich_dicom_limits *limits);
+
+/** The process-wide limits that ich_dicom_read(), ich_dicom_read_memory()
+ *  and everything built on them (datasets, ich_window_*_dicom, ...) use,
+ *  into *limits (set `size` first; zero fields come back as the values in
+ *  force). Errors: as ich_dicom_default_limits(). */
+ICH_API ich_status ich_dicom_get_limits(ich_dicom_limits *limits);
+
+/** Set the process-wide limits (a zero field: its default; NULL: all the
+ *  defaults). Safe to call while other threads read files: each read uses
+ *  the limits in force when it starts. Errors: ICH_ERR_INVALID_ARGUMENT
+ *  (size smaller than the `size` field). */
+ICH_API ich_status ich_dicom_set_limits(const ich_dicom_limits *limits);
+
+/* ---- Reading ------------------------------------------------------------ */
+
 /** Read and decode the DICOM file at `path`. On success *out owns a new
  *  handle (free it with ich_dicom_free()); on failure *out is NULL.
+ *  The process-wide limits apply (ich_dicom_set_limits()).
  *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL argument), ICH_ERR_IO (cannot
- *  open), ICH_ERR_FORMAT (not DICOM, truncated, no pixel data, absurd
- *  dimensions, undecodable pixel data), ICH_ERR_UNSUPPORTED (colour,
- *  multi-frame, more than 32 bits), ICH_ERR_NO_MEMORY. */
+ *  open, or not a regular file: a directory, FIFO, device or socket),
+ *  ICH_ERR_FORMAT (not DICOM, truncated, no pixel data, absurd
+ *  dimensions, undecodable pixel data, a length past the end of the file,
+ *  bad rescale values), ICH_ERR_UNSUPPORTED (colour, multi-frame, a bit
+ *  layout not listed above, a limit exceeded), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_dicom_read(const char *path, ich_dicom **out);
+
+/** ich_dicom_read() with `limits` instead of the process-wide limits (NULL:
+ *  the process-wide ones; zero fields: their defaults). */
+ICH_API ich_status ich_dicom_read_with_limits(const char *path, const ich_dicom_limits *limits,
+                                              ich_dicom **out);
 
 /** Decode a DICOM file held in memory (`size` bytes at `data`, e.g. from an
  *  archive or a network transfer), as ich_dicom_read() does a file. `name`
@@ -102,6 +178,13 @@ ICH_API ich_status ich_dicom_read(const char *path, ich_dicom **out);
  *  ich_dicom_read(), except ICH_ERR_IO. */
 ICH_API ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name,
                                          ich_dicom **out);
+
+/** ich_dicom_read_memory() with `limits` instead of the process-wide ones
+ *  (NULL: the process-wide ones; zero fields: their defaults). */
+ICH_API ich_status ich_dicom_read_memory_with_limits(const void *data, size_t size,
+                                                     const char *name,
+                                                     const ich_dicom_limits *limits,
+                                                     ich_dicom **out);
 
 /** Free a handle from ich_dicom_read() or ich_dicom_read_memory(). NULL is
  *  a no-op. */

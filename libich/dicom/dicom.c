@@ -1,11 +1,14 @@
 /* DICOM slices: stored values cleaned up to their BitsStored, HU, writing. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/fileutil.h"
@@ -81,21 +84,118 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
                                 : (float)((const uint16_t *)buffer)[i];
             dicom->hu[i] = v * slope + intercept;
         }
-        return ICH_OK;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            int64_t v = stored_value(buffer, i, bits, bits_stored, is_signed);
+            store_value(dicom->pixels, i, info->sample_bits, v);
+            dicom->hu[i] = (float)v * slope + intercept;
+        }
     }
-    for (size_t i = 0; i < n; i++) {
-        int64_t v = stored_value(buffer, i, bits, bits_stored, is_signed);
-        store_value(dicom->pixels, i, info->sample_bits, v);
-        dicom->hu[i] = (float)v * slope + intercept;
-    }
+    /* The shim bounds slope and intercept, so this holds for every file it
+     * accepts; an image of infinities must never pass as a slice. */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dicom->hu[i]))
+            return ich_fail(ICH_ERR_FORMAT,
+                            "%s: HU value %g at pixel %zu is not finite (RescaleSlope %g, "
+                            "RescaleIntercept %g)",
+                            path, (double)dicom->hu[i], i, info->rescale_slope,
+                            info->rescale_intercept);
+    return ICH_OK;
+}
+
+/* ---- Limits ------------------------------------------------------------ */
+
+static _Atomic uint64_t limit_file_bytes = ICH_DICOM_DEFAULT_MAX_FILE_BYTES;
+static _Atomic uint64_t limit_pixels = ICH_DICOM_DEFAULT_MAX_PIXELS;
+static _Atomic uint64_t limit_decoded_bytes = ICH_DICOM_DEFAULT_MAX_DECODED_BYTES;
+
+#define LIMITS_MINIMUM_SIZE (offsetof(ich_dicom_limits, size) + sizeof(size_t))
+
+/* The field at `offset` of a caller's struct of `size` bytes, or 0 when
+ * the struct ends before it. */
+static uint64_t field_of(const ich_dicom_limits *l, size_t offset)
+{
+    if (!l || l->size < offset + sizeof(uint64_t))
+        return 0;
+    uint64_t v;
+    memcpy(&v, (const char *)l + offset, sizeof v);
+    return v;
+}
+
+static void put_field(ich_dicom_limits *l, size_t offset, uint64_t v)
+{
+    if (l->size >= offset + sizeof(uint64_t))
+        memcpy((char *)l + offset, &v, sizeof v);
+}
+
+/* The limits a read uses: `given` (NULL: the process-wide ones) with its
+ * zero or missing fields replaced by the process-wide values' defaults. */
+static ich_status resolve_limits(const ich_dicom_limits *given, ich_dicom_limits *out)
+{
+    if (given && given->size < LIMITS_MINIMUM_SIZE)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_limits: size is %zu; set it to sizeof(ich_dicom_limits)",
+                        given->size);
+    out->size = sizeof *out;
+    out->max_file_bytes = field_of(given, offsetof(ich_dicom_limits, max_file_bytes));
+    out->max_pixels = field_of(given, offsetof(ich_dicom_limits, max_pixels));
+    out->max_decoded_bytes = field_of(given, offsetof(ich_dicom_limits, max_decoded_bytes));
+    if (!out->max_file_bytes)
+        out->max_file_bytes = given ? ICH_DICOM_DEFAULT_MAX_FILE_BYTES : atomic_load(&limit_file_bytes);
+    if (!out->max_pixels)
+        out->max_pixels = given ? ICH_DICOM_DEFAULT_MAX_PIXELS : atomic_load(&limit_pixels);
+    if (!out->max_decoded_bytes)
+        out->max_decoded_bytes =
+            given ? ICH_DICOM_DEFAULT_MAX_DECODED_BYTES : atomic_load(&limit_decoded_bytes);
+    return ICH_OK;
+}
+
+ich_status ich_dicom_default_limits(ich_dicom_limits *limits)
+{
+    if (!limits || limits->size < LIMITS_MINIMUM_SIZE)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_default_limits: NULL, or size not set to sizeof(ich_dicom_limits)");
+    put_field(limits, offsetof(ich_dicom_limits, max_file_bytes), ICH_DICOM_DEFAULT_MAX_FILE_BYTES);
+    put_field(limits, offsetof(ich_dicom_limits, max_pixels), ICH_DICOM_DEFAULT_MAX_PIXELS);
+    put_field(limits, offsetof(ich_dicom_limits, max_decoded_bytes),
+              ICH_DICOM_DEFAULT_MAX_DECODED_BYTES);
+    return ICH_OK;
+}
+
+ich_status ich_dicom_get_limits(ich_dicom_limits *limits)
+{
+    if (!limits || limits->size < LIMITS_MINIMUM_SIZE)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_dicom_get_limits: NULL, or size not set to sizeof(ich_dicom_limits)");
+    put_field(limits, offsetof(ich_dicom_limits, max_file_bytes), atomic_load(&limit_file_bytes));
+    put_field(limits, offsetof(ich_dicom_limits, max_pixels), atomic_load(&limit_pixels));
+    put_field(limits, offsetof(ich_dicom_limits, max_decoded_bytes),
+              atomic_load(&limit_decoded_bytes));
+    return ICH_OK;
+}
+
+ich_status ich_dicom_set_limits(const ich_dicom_limits *limits)
+{
+    ich_dicom_limits l;
+    ich_status st = resolve_limits(limits ? limits : &(ich_dicom_limits){sizeof l, 0, 0, 0}, &l);
+    if (st != ICH_OK)
+        return st;
+    atomic_store(&limit_file_bytes, l.max_file_bytes);
+    atomic_store(&limit_pixels, l.max_pixels);
+    atomic_store(&limit_decoded_bytes, l.max_decoded_bytes);
     return ICH_OK;
 }
 
 /* Decode bytes into a new handle. */
-static ich_status decode(const char *name, const void *data, size_t size, ich_dicom **out)
+static ich_status decode(const char *name, const void *data, size_t size,
+                         const ich_dicom_limits *limits, ich_dicom **out)
 {
+    if (size > limits->max_file_bytes)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: %zu bytes, more than the limit max_file_bytes (%llu)", name, size,
+                        (unsigned long long)limits->max_file_bytes);
     ich_gdcm_image image;
-    ich_status status = ich_gdcm_decode(name, data, size, &image);
+    ich_status status = ich_gdcm_decode(name, data, size, limits, &image);
     if (status != ICH_OK)
         return status;
     ich_dicom *dicom = calloc(1, sizeof *dicom);
@@ -114,50 +214,92 @@ static ich_status decode(const char *name, const void *data, size_t size, ich_di
     return ICH_OK;
 }
 
-/* The whole file at `path` in a malloc'd buffer. */
-static ich_status read_file(const char *path, void **data, size_t *size)
+/* The whole regular file at `path` in a malloc'd buffer, if it holds at
+ * most `limit` bytes. Opened without blocking (a FIFO would otherwise wait
+ * for a writer for ever) and refused unless it is a regular file; read
+ * with a bounded loop, so a file that grows meanwhile is not read past
+ * what was allocated. */
+static ich_status read_file(const char *path, uint64_t limit, void **data, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    *data = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return ich_fail(ICH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return ich_fail(ICH_ERR_IO, "%s: %s", path,
-                        S_ISDIR(st.st_mode) ? "is a directory, not a DICOM file" : strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ich_fail(ICH_ERR_IO, "%s: %s", path, strerror(e));
     }
-    *size = (size_t)st.st_size;
-    *data = malloc(*size ? *size : 1);
-    size_t got = *data ? fread(*data, 1, *size, f) : 0;
-    int failed = ferror(f);
-    fclose(f);
-    if (!*data)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes", path, *size);
-    if (got != *size || failed) {
-        free(*data);
-        return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes", path, got, *size);
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ich_fail(ICH_ERR_IO, "%s: %s, not a DICOM file", path,
+                        S_ISDIR(st.st_mode)    ? "is a directory"
+                        : S_ISFIFO(st.st_mode) ? "is a FIFO (named pipe)"
+                        : S_ISSOCK(st.st_mode) ? "is a socket"
+                        : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "is a device"
+                                                                     : "is not a regular file");
     }
+    if ((uint64_t)st.st_size > limit) {
+        close(fd);
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: %lld bytes, more than the limit max_file_bytes (%llu); not read",
+                        path, (long long)st.st_size, (unsigned long long)limit);
+    }
+    size_t want = (size_t)st.st_size, got = 0;
+    *data = malloc(want ? want : 1);
+    if (!*data) {
+        close(fd);
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes", path, want);
+    }
+    while (got < want) {
+        ssize_t n = read(fd, (char *)*data + got, want - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : 0;
+            close(fd);
+            free(*data);
+            *data = NULL;
+            return ich_fail(ICH_ERR_IO, "%s: read %zu of %zu bytes%s%s", path, got, want,
+                            e ? ": " : "", e ? strerror(e) : "");
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *size = got;
     return ICH_OK;
 }
 
-ich_status ich_dicom_read(const char *path, ich_dicom **out)
+ich_status ich_dicom_read_with_limits(const char *path, const ich_dicom_limits *limits,
+                                      ich_dicom **out)
 {
     if (out)
         *out = NULL;
     if (!path || !out)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_read: NULL %s", path ? "out" : "path");
+    ich_dicom_limits l;
+    ich_status status = resolve_limits(limits, &l);
+    if (status != ICH_OK)
+        return status;
     void *data = NULL;
     size_t size = 0;
-    ich_status status = read_file(path, &data, &size);
+    status = read_file(path, l.max_file_bytes, &data, &size);
     if (status != ICH_OK)
         return status;
     status = size == 0 ? ich_fail(ICH_ERR_FORMAT, "%s: empty file, not DICOM", path)
-                       : decode(path, data, size, out);
+                       : decode(path, data, size, &l, out);
     free(data);
     return status;
 }
 
-ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name, ich_dicom **out)
+ich_status ich_dicom_read(const char *path, ich_dicom **out)
+{
+    return ich_dicom_read_with_limits(path, NULL, out);
+}
+
+ich_status ich_dicom_read_memory_with_limits(const void *data, size_t size, const char *name,
+                                             const ich_dicom_limits *limits, ich_dicom **out)
 {
     if (out)
         *out = NULL;
@@ -166,9 +308,18 @@ ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name
                         out ? "data" : "out");
     if (!name)
         name = "<memory>";
+    ich_dicom_limits l;
+    ich_status status = resolve_limits(limits, &l);
+    if (status != ICH_OK)
+        return status;
     if (size == 0)
         return ich_fail(ICH_ERR_FORMAT, "%s: no bytes, not DICOM", name);
-    return decode(name, data, size, out);
+    return decode(name, data, size, &l, out);
+}
+
+ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name, ich_dicom **out)
+{
+    return ich_dicom_read_memory_with_limits(data, size, name, NULL, out);
 }
 
 void ich_dicom_free(ich_dicom *dicom)

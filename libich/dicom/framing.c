@@ -1,6 +1,7 @@
 /* Element framing checks: every header and length inside the file, before
  * GDCM (whose asserts abort the process on malformed input) sees it. This
  * reads tags, VRs and lengths only; values are GDCM's business. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,27 @@ static const char KNOWN_VRS[] = "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL
                                 "SQ SS ST SV TM UC UI UL UN UR US UT UV ";
 static const char LONG_VRS[] = "OB OD OF OL OV OW SQ SV UC UN UR UT UV ";
 
+/* The VR GDCM 3.0 reads from the two bytes at `p` (VR::GetVRTypeFromFile):
+ * a known VR is itself; any other pair of printable ASCII characters
+ * (0x20..0x7E) is taken as UN, with a 32-bit length after two reserved
+ * bytes; anything else is invalid. Returns 0 for invalid, else 1 with the
+ * VR's name in `vr`. Reading headers this way keeps libich's walk on the
+ * bytes GDCM will read (measured on Debian's 3.0.21: every such pair). */
+static int gdcm_vr(const unsigned char *p, char vr[3])
+{
+    vr[0] = (char)p[0];
+    vr[1] = (char)p[1];
+    vr[2] = '\0';
+    if (is_one_of(vr, KNOWN_VRS))
+        return 1;
+    if (p[0] >= 0x20 && p[0] <= 0x7E && p[1] >= 0x20 && p[1] <= 0x7E) {
+        vr[0] = 'U';
+        vr[1] = 'N';
+        return 1;
+    }
+    return 0;
+}
+
 /* Read one element header at `at`, below `end`. Item tags (FFFE,xxxx)
  * never carry a VR. */
 static int read_header(walker *w, size_t at, size_t end, int explicit_vr, header *h)
@@ -73,9 +95,7 @@ static int read_header(walker *w, size_t at, size_t end, int explicit_vr, header
         h->value = at + 8;
         return 0;
     }
-    memcpy(h->vr, w->d + at + 4, 2);
-    h->vr[2] = '\0';
-    if (!is_one_of(h->vr, KNOWN_VRS))
+    if (!gdcm_vr(w->d + at + 4, h->vr))
         return fail(w, at + 4, "invalid value representation");
     if (is_one_of(h->vr, LONG_VRS)) {
         if (end - at < 12)
@@ -248,34 +268,57 @@ static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
 }
 
 /* A deflated data set: inflate it (raw deflate, as the transfer syntax
- * says) and walk the result as explicit VR little endian. */
-static ich_status check_deflated(const char *path, const unsigned char *data, size_t size)
+ * says; at most `limit` bytes) and walk the result as explicit VR little
+ * endian. */
+static ich_status check_deflated(const char *path, const unsigned char *data, size_t size,
+                                 uint64_t limit)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot start inflating", path);
-    size_t capacity = size * 4 + 4096, used = 0;
+    /* One byte more than the limit tells "exactly the limit" from "more". */
+    size_t cap = limit >= (uint64_t)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)limit + 1;
+    size_t capacity = size < (cap - 4096) / 4 ? size * 4 + 4096 : cap, used = 0;
     unsigned char *out = malloc(capacity);
-    int rc = Z_OK;
+    int rc = Z_OK, too_big = 0;
     z.next_in = (unsigned char *)data;
-    z.avail_in = (uInt)size;
     while (out && rc == Z_OK) {
         if (used == capacity) {
-            unsigned char *bigger = capacity < ((size_t)1 << 31) ? realloc(out, capacity * 2) : NULL;
+            if (capacity == cap) {
+                too_big = 1;
+                break;
+            }
+            size_t next = capacity < cap / 2 ? capacity * 2 : cap;
+            unsigned char *bigger = realloc(out, next);
             if (!bigger)
                 break;
             out = bigger;
-            capacity *= 2;
+            capacity = next;
         }
+        /* zlib counts in uInt: feed and drain at most 1 GiB at a time. */
+        size_t in_left = size - (size_t)(z.next_in - data);
+        z.avail_in = (uInt)(in_left < (1u << 30) ? in_left : (1u << 30));
+        size_t room = capacity - used;
         z.next_out = out + used;
-        z.avail_out = (uInt)(capacity - used);
+        z.avail_out = (uInt)(room < (1u << 30) ? room : (1u << 30));
+        uInt before = z.avail_out;
         rc = inflate(&z, Z_NO_FLUSH);
-        used = capacity - z.avail_out;
+        used += before - z.avail_out;
+        if (rc == Z_BUF_ERROR && z.avail_in == 0)
+            break; /* input ended before the stream did */
     }
     inflateEnd(&z);
     ich_status st;
-    if (!out || rc != Z_STREAM_END) {
+    if (too_big) {
+        st = ich_fail(ICH_ERR_UNSUPPORTED,
+                      "%s: the deflated data set inflates to more than the limit "
+                      "max_decoded_bytes (%llu bytes)",
+                      path, (unsigned long long)limit);
+    } else if (!out) {
+        st = ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes to inflate", path,
+                      capacity);
+    } else if (rc != Z_STREAM_END) {
         st = ich_fail(ICH_ERR_FORMAT, "%s: deflated data set is truncated or corrupt", path);
     } else {
         walker w = {out, used, 0, 0, "", 0};
@@ -289,7 +332,181 @@ static ich_status check_deflated(const char *path, const unsigned char *data, si
     return st;
 }
 
-ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size)
+/* ---- GDCM's "VR16" fallback -------------------------------------------
+ * When a transfer syntax says explicit VR but an element has no valid VR
+ * (a data set written implicit VR under an explicit VR syntax, as
+ * pydicom's SC_rgb_jpeg.dcm), GDCM's reader (gdcmReader.cxx) rereads the
+ * data set from that element with VR16ExplicitDataElement: a VR that
+ * gdcm_vr() accepts is read as explicit VR, an invalid one as two bytes
+ * followed by a 16-bit length. In an implicit data set this reads values as element headers,
+ * and a text value can so become a long VR with a 32-bit length, which
+ * GDCM allocates (ByteValue::SetLength) before it finds the file too
+ * short: gigabytes from a few bytes of text. Only if that reading throws
+ * does GDCM fall back to the explicit/implicit reading that
+ * walk_elements() checks. The functions below follow the VR16 reading:
+ * they return 0 when it ends, 1 where it would throw (harmless: GDCM then
+ * falls back), and -1 where it would allocate a 32-bit length past the end
+ * of the data, or fail one of that code's assertions. */
+
+#define VR16_STOP 1
+
+static int vr16_elements(walker *w, size_t *at, size_t end, int until_delimiter, int depth);
+
+static int vr16_refuse(walker *w, size_t at, const char *why, uint32_t length)
+{
+    snprintf(w->why, sizeof w->why, "%s (%u bytes)", why, length);
+    w->where = at;
+    return -1;
+}
+
+/* Items of a sequence: (FFFE,E000) and a 32-bit length each, ended by the
+ * sequence's length or (undefined length) by (FFFE,E0DD). */
+static int vr16_items(walker *w, size_t *at, size_t end, int defined, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return fail(w, *at, "sequences nested too deeply");
+    for (;;) {
+        if (defined && *at >= end)
+            return 0;
+        if (end - *at < 8)
+            return VR16_STOP;
+        unsigned group = u16(w, *at), element = u16(w, *at + 2);
+        uint32_t length = u32(w, *at + 4);
+        if (group == 0xFFFE && element == 0xE0DD && !defined) {
+            *at += 8;
+            return 0;
+        }
+        if (group != 0xFFFE || element != 0xE000)
+            return VR16_STOP;
+        *at += 8;
+        int rc;
+        if (length == UNDEFINED_LENGTH) {
+            rc = vr16_elements(w, at, end, 1, depth + 1);
+        } else {
+            if (length > end - *at)
+                return VR16_STOP;
+            size_t inner = *at;
+            rc = vr16_elements(w, &inner, *at + length, 0, depth + 1);
+            *at += length;
+        }
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Fragments of encapsulated pixel data: GDCM allocates each one. */
+static int vr16_fragments(walker *w, size_t *at, size_t end)
+{
+    for (;;) {
+        if (end - *at < 8)
+            return VR16_STOP;
+        unsigned group = u16(w, *at), element = u16(w, *at + 2);
+        uint32_t length = u32(w, *at + 4);
+        *at += 8;
+        if (group == 0xFFFE && element == 0xE0DD)
+            return 0;
+        if (group != 0xFFFE || element != 0xE000)
+            return VR16_STOP;
+        if (length > end - *at)
+            return vr16_refuse(w, *at - 8, "a pixel data fragment runs past the end", length);
+        *at += length;
+    }
+}
+
+static int vr16_elements(walker *w, size_t *at, size_t end, int until_delimiter, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return fail(w, *at, "sequences nested too deeply");
+    while (*at < end) {
+        if (end - *at < 8)
+            return VR16_STOP;
+        size_t start = *at;
+        unsigned group = u16(w, start), element = u16(w, start + 2);
+        if (group == 0xFFFE) {
+            if (element == 0xE00D) { /* item delimiter */
+                *at += 8;
+                if (until_delimiter)
+                    return 0;
+                continue;
+            }
+            /* VR16ExplicitDataElement::Read asserts on (FFFE,E0DD) and
+             * (FFFE,0000), and throws or misreads other item tags. */
+            return fail(w, start, "an item tag where GDCM's fallback reading expects an element");
+        }
+        if (group == 0x00FF && element == 0x4AA5) /* asserted on */
+            return fail(w, start, "element (00FF,4AA5), on which GDCM's fallback reading asserts");
+        char vr[3];
+        const int known = gdcm_vr(w->d + start + 4, vr);
+        const int pixel_data = group == 0x7FE0 && element == 0x0010;
+        uint32_t length;
+        int wide; /* a 32-bit length */
+        if (known && is_one_of(vr, LONG_VRS)) {
+            if (end - start < 12)
+                return VR16_STOP;
+            length = u32(w, start + 8);
+            *at = start + 12;
+            wide = 1;
+        } else if (!known && pixel_data) {
+            /* GDCM's "OX" hack: two bytes it asserts are zero, then a
+             * 32-bit length, which it asserts is defined. */
+            if (end - start < 12)
+                return VR16_STOP;
+            length = u32(w, start + 8);
+            if (w->d[start + 6] || w->d[start + 7] || length == UNDEFINED_LENGTH)
+                return fail(w, start, "pixel data without a VR, on which GDCM's fallback "
+                                      "reading asserts");
+            *at = start + 12;
+            wide = 1;
+        } else {
+            length = u16(w, start + 6);
+            *at = start + 8;
+            wide = 0;
+        }
+        if (group == 0 && element == 0 && length == 0 && !known)
+            return VR16_STOP;
+        if (length == 0)
+            continue;
+        if (known && strcmp(vr, "SQ") == 0) {
+            int rc;
+            if (length == UNDEFINED_LENGTH) {
+                rc = vr16_items(w, at, end, 0, depth);
+            } else {
+                if (length > end - *at)
+                    return VR16_STOP;
+                size_t inner = *at;
+                rc = vr16_items(w, &inner, *at + length, 1, depth);
+                *at += length;
+            }
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (length == UNDEFINED_LENGTH) {
+            /* UN: a nested implicit VR reading; pixel data: fragments;
+             * anything else is asserted on. */
+            if (pixel_data && known && is_one_of(vr, "OB OW ")) {
+                int rc = vr16_fragments(w, at, end);
+                if (rc != 0)
+                    return rc;
+                continue;
+            }
+            return fail(w, start, "an undefined length that GDCM's fallback reading cannot take");
+        }
+        if (length > end - *at) {
+            if (!wide)
+                return VR16_STOP; /* at most 64 KiB allocated, then GDCM throws */
+            return vr16_refuse(w, start,
+                               "GDCM's fallback reading of this mislabelled data set would "
+                               "allocate an element length read from its values",
+                               length);
+        }
+        *at += length;
+    }
+    return until_delimiter ? VR16_STOP : 0;
+}
+
+ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size,
+                                   uint64_t max_inflated)
 {
     walker w = {data, size, 0, 0, "", 0};
     size_t start;
@@ -297,7 +514,7 @@ ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, 
     if (walk_meta(&w, &start, syntax, sizeof syntax) != 0)
         return ich_fail(ICH_ERR_FORMAT, "%s: %s (byte %zu)", path, w.why, w.where);
     if (strcmp(syntax, "1.2.840.10008.1.2.1.99") == 0)
-        return check_deflated(path, data + start, size - start);
+        return check_deflated(path, data + start, size - start, max_inflated);
 
     int explicit_vr, big_endian = strcmp(syntax, "1.2.840.10008.1.2.2") == 0;
     if (syntax[0]) {
@@ -309,8 +526,20 @@ ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, 
     w.big_endian = big_endian;
     /* Some writers label an implicit VR data set explicit, or the reverse;
      * like pydicom and GDCM, believe the first element's bytes. */
-    if (syntax[0] && size - start >= 6)
-        explicit_vr = is_one_of((const char *)data + start + 4, KNOWN_VRS);
+    if (syntax[0] && size - start >= 6) {
+        char vr[3];
+        int first_has_vr = gdcm_vr(data + start + 4, vr);
+        /* GDCM reads such a data set with its VR16 fallback first. */
+        if (explicit_vr && !big_endian && !first_has_vr) {
+            size_t at = start;
+            if (vr16_elements(&w, &at, size, 0, 0) < 0)
+                return ich_fail(ICH_ERR_FORMAT,
+                                "%s: data set written implicit VR under an explicit VR transfer "
+                                "syntax: %s (byte %zu)",
+                                path, w.why, w.where);
+        }
+        explicit_vr = first_has_vr;
+    }
 
     size_t at = start;
     if (walk_elements(&w, &at, size, explicit_vr, 0, 0) == 0)

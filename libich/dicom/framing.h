@@ -3,6 +3,7 @@
 #define ICH_INTERNAL_FRAMING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ich/core.h"
 
@@ -18,8 +19,14 @@ extern "C" {
  * parsing. Debian's GDCM is built with assertions, so a corrupt header
  * would otherwise abort the process, and a corrupt length makes it
  * allocate gigabytes. Returns ICH_ERR_FORMAT with a message naming `path`
- * and the byte offset, or ICH_OK. */
-ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size);
+ * and the byte offset, or ICH_OK. A deflated data set is inflated (at most
+ * `max_inflated` bytes: more is ICH_ERR_UNSUPPORTED naming the limit) and
+ * walked. A data set that an explicit VR transfer syntax labels but that
+ * starts without a VR is also walked as GDCM's fallback reads it
+ * (16-bit lengths after an unknown VR, "VR16"), so that a length it would
+ * read from text is refused before GDCM allocates it. */
+ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, size_t size,
+                                   uint64_t max_inflated);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 // The GDCM shim: the only C++ in libich. Exceptions never cross into C:
 // every entry point catches them and turns them into an ich_status.
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,18 +26,70 @@ extern "C" {
 
 namespace {
 
-// GDCM reports problems on std::cerr by default; a library must not print,
-// so its trace output goes to a sink that nobody reads.
-std::ostringstream gdcm_trace_sink;
+// GDCM reports problems on std::cerr by default; a library must not print.
+// gdcm::Trace's streams go to a buffer that hands every line to libich's
+// log (ich_log(), silent unless the application installs a callback).
+// GDCM's trace streams are process-wide, so the buffer takes a lock.
+class LogBuffer : public std::streambuf
+{
+  public:
+    explicit LogBuffer(ich_log_level level) : level_(level) {}
+
+  protected:
+    int overflow(int c) override
+    {
+        if (c == traits_type::eof())
+            return traits_type::not_eof(c);
+        std::lock_guard<std::mutex> lock(mutex_);
+        put(static_cast<char>(c));
+        return c;
+    }
+    std::streamsize xsputn(const char *s, std::streamsize n) override
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (std::streamsize i = 0; i < n; i++)
+            put(s[i]);
+        return n;
+    }
+
+  private:
+    void put(char c)
+    {
+        if (c != '\n' && line_.size() < 4000) {
+            line_.push_back(c);
+            return;
+        }
+        if (c != '\n')
+            return; // an over-long line: keep its start
+        size_t end = line_.find_last_not_of(" \r\t");
+        if (end != std::string::npos)
+            ich_log(level_, "GDCM: %s", line_.substr(0, end + 1).c_str());
+        line_.clear();
+    }
+    ich_log_level level_;
+    std::mutex mutex_;
+    std::string line_;
+};
 
 void silence_gdcm()
 {
     static std::once_flag once;
     std::call_once(once, [] {
+        // Never destroyed: GDCM may write to them until the process ends.
+        static LogBuffer *debug_buffer = new LogBuffer(ICH_LOG_DEBUG);
+        static LogBuffer *warning_buffer = new LogBuffer(ICH_LOG_DEBUG);
+        static LogBuffer *error_buffer = new LogBuffer(ICH_LOG_WARNING);
+        static std::ostream *debug_stream = new std::ostream(debug_buffer);
+        static std::ostream *warning_stream = new std::ostream(warning_buffer);
+        static std::ostream *error_stream = new std::ostream(error_buffer);
+        gdcm::Trace::SetDebugStream(*debug_stream);
+        gdcm::Trace::SetWarningStream(*warning_stream);
+        gdcm::Trace::SetErrorStream(*error_stream);
+        // Debug output is costly and of no use to users; warnings and
+        // errors (a damaged file, a codec's complaint) reach the log.
         gdcm::Trace::SetDebug(false);
-        gdcm::Trace::SetWarning(false);
-        gdcm::Trace::SetError(false);
-        gdcm::Trace::SetStream(gdcm_trace_sink);
+        gdcm::Trace::SetWarning(true);
+        gdcm::Trace::SetError(true);
     });
 }
 
@@ -141,7 +194,7 @@ int32_t bits_value(int32_t v)
 // well formed and consistent, so that a corrupt value is an error here
 // rather than an abort inside GDCM.
 ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
-                                  ich_frame_shape *shape)
+                                  const ich_dicom_limits &limits, ich_frame_shape *shape)
 {
     const int32_t rows = us_of(file, 0x0010, -1), columns = us_of(file, 0x0011, -1);
     const int32_t allocated = bits_value(us_of(file, 0x0100, -1));
@@ -159,19 +212,53 @@ ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
         return ich_fail(ICH_ERR_FORMAT,
                         "%s: inconsistent bits: %d allocated, %d stored, high bit %d", path,
                         allocated, stored, high_bit);
-    // GDCM's overlay clean-up asserts on other layouts (a fuzz finding);
-    // every CT in practice stores its bits low, the high bit just below.
-    if (high_bit != stored - 1 || (allocated == 32 && stored != 32))
+    if (representation != 0 && representation != 1)
+        return ich_fail(ICH_ERR_FORMAT, "%s: invalid Pixel Representation %d", path,
+                        representation);
+    // The layouts GDCM decodes without failing an assertion (its RAW codec,
+    // overlay clean-up and pixel format asserts, issue 12): 1, 8, 16 or 32
+    // bits allocated; 1-bit data unsigned; 8- and 32-bit data using every
+    // bit; the high bit just below the stored bits (every CT in practice).
+    if (allocated != 1 && allocated != 8 && allocated != 16 && allocated != 32)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: unsupported bit layout: BitsAllocated (0028,0100) is %d; "
+                        "1, 8, 16 or 32 are read",
+                        path, allocated);
+    if (high_bit != stored - 1 || (allocated == 32 && stored != 32) ||
+        (allocated == 8 && stored != 8))
         return ich_fail(ICH_ERR_UNSUPPORTED,
                         "%s: unsupported bit layout: %d allocated, %d stored, high bit %d", path,
                         allocated, stored, high_bit);
+    if (allocated == 1 && representation != 0)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: unsupported bit layout: 1-bit pixels marked signed "
+                        "(Pixel Representation 1)",
+                        path);
     if (samples != 1 && samples != 3 && samples != 4)
         return ich_fail(ICH_ERR_FORMAT, "%s: invalid Samples per Pixel %d", path, samples);
     if (planar != 0 && planar != 1)
         return ich_fail(ICH_ERR_FORMAT, "%s: invalid Planar Configuration %d", path, planar);
-    if (representation != 0 && representation != 1)
-        return ich_fail(ICH_ERR_FORMAT, "%s: invalid Pixel Representation %d", path,
-                        representation);
+    // The limits, before any codec allocates the image.
+    double frames_value;
+    const uint64_t frames =
+        numbers_of(file.GetDataSet(), 0x0028, 0x0008, &frames_value, 1) == 1 && frames_value >= 1 &&
+                frames_value < 4294967296.0
+            ? (uint64_t)frames_value
+            : 1;
+    const uint64_t pixels = (uint64_t)rows * (uint64_t)columns * frames;
+    if (pixels > limits.max_pixels)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: image of %d x %d x %llu frames is %llu pixels, more than the limit "
+                        "max_pixels (%llu)",
+                        path, rows, columns, (unsigned long long)frames,
+                        (unsigned long long)pixels, (unsigned long long)limits.max_pixels);
+    const uint64_t decoded = (pixels * (uint64_t)samples * (uint64_t)allocated + 7) / 8;
+    if (decoded > limits.max_decoded_bytes)
+        return ich_fail(ICH_ERR_UNSUPPORTED,
+                        "%s: decoded pixel data would be %llu bytes, more than the limit "
+                        "max_decoded_bytes (%llu)",
+                        path, (unsigned long long)decoded,
+                        (unsigned long long)limits.max_decoded_bytes);
     // Rejected before GDCM's codecs run: libich reads single grayscale slices.
     if (samples != 1)
         return ich_fail(ICH_ERR_UNSUPPORTED,
@@ -182,11 +269,10 @@ ich_status check_pixel_attributes(const gdcm::File &file, const char *path,
         return ich_fail(ICH_ERR_UNSUPPORTED,
                         "%s: photometric interpretation \"%s\"; a MONOCHROME1/2 slice is expected",
                         path, photometric.c_str());
-    double frames;
-    if (numbers_of(file.GetDataSet(), 0x0028, 0x0008, &frames, 1) == 1 && frames > 1)
+    if (frames > 1)
         return ich_fail(ICH_ERR_UNSUPPORTED,
-                        "%s: multi-frame image (%.0f frames); a single slice is expected", path,
-                        frames);
+                        "%s: multi-frame image (%llu frames); a single slice is expected", path,
+                        (unsigned long long)frames);
     *shape = ich_frame_shape{rows, columns, samples, allocated};
     return ICH_OK;
 }
@@ -239,6 +325,64 @@ ich_status check_first_frame(const gdcm::File &file, const ich_frame_shape &shap
         return ich_fail(ICH_ERR_FORMAT, "%s: compressed pixel data has an empty fragment", path);
     return ich_check_codestream(path, reinterpret_cast<const unsigned char *>(bv->GetPointer()),
                                 (size_t)(uint32_t)bv->GetLength(), &shape, rle);
+}
+
+// RescaleSlope and RescaleIntercept, when present and not empty: one
+// finite decimal number of at most kMaxRescale in magnitude. Anything else
+// is an error naming the tag, not an image of infinities (1e300 overflows
+// float32) or an attribute dropped and taken as its default ("NaN").
+const double kMaxRescale = 1e9;
+
+ich_status check_rescale(const gdcm::DataSet &ds, const char *path)
+{
+    static const struct {
+        uint16_t element;
+        const char *name;
+    } tags[] = {{0x1052, "RescaleIntercept"}, {0x1053, "RescaleSlope"}};
+    for (const auto &t : tags) {
+        const std::string text = text_of(ds, 0x0028, t.element);
+        if (text.empty())
+            continue;
+        const char *p = text.c_str();
+        char *end = nullptr;
+        errno = 0;
+        const double v = std::strtod(p, &end);
+        while (end && *end == ' ')
+            end++;
+        const bool parsed = end != p && end && *end == '\0';
+        if (!parsed || !std::isfinite(v) || std::fabs(v) > kMaxRescale)
+            return ich_fail(ICH_ERR_FORMAT,
+                            "%s: %s (0028,%04X) is \"%.40s\": %s", path, t.name, t.element,
+                            text.c_str(),
+                            !parsed ? "not a decimal number"
+                            : !std::isfinite(v)
+                                ? "not a finite number"
+                                : "larger in magnitude than 1e9, an absurd modality rescale");
+    }
+    return ICH_OK;
+}
+
+// A JPEG-LS frame (all fragments of the single frame) must end with the EOI
+// marker, after at most padding NULs: CharLS spends seconds of CPU on a
+// truncated stream before it gives up (issue 12: 10 s for a 64 x 64 slice).
+ich_status check_jpegls_complete(const gdcm::File &file, const char *path)
+{
+    const gdcm::DataElement &de = file.GetDataSet().GetDataElement(gdcm::Tag(0x7FE0, 0x0010));
+    const gdcm::SequenceOfFragments *fragments = de.GetSequenceOfFragments();
+    if (!fragments || fragments->GetNumberOfFragments() == 0)
+        return ich_fail(ICH_ERR_FORMAT, "%s: compressed pixel data has no fragments", path);
+    const gdcm::ByteValue *bv =
+        fragments->GetFragment(fragments->GetNumberOfFragments() - 1).GetByteValue();
+    size_t n = bv && bv->GetPointer() ? (size_t)(uint32_t)bv->GetLength() : 0;
+    const unsigned char *d = bv ? reinterpret_cast<const unsigned char *>(bv->GetPointer()) : nullptr;
+    while (n > 0 && d[n - 1] == 0)
+        n--;
+    if (n < 2 || d[n - 2] != 0xFF || d[n - 1] != 0xD9)
+        return ich_fail(ICH_ERR_FORMAT,
+                        "%s: truncated JPEG-LS stream: its last fragment does not end with the "
+                        "EOI marker",
+                        path);
+    return ICH_OK;
 }
 
 // The attributes GDCM's image reading interprets, with the VR it asserts
@@ -309,7 +453,7 @@ ich_status check_attribute_vrs(gdcm::DataSet &ds, const char *path)
 class CheckedImageReader : public gdcm::ImageReader
 {
   public:
-    ich_status ReadChecked(const char *path)
+    ich_status ReadChecked(const char *path, const ich_dicom_limits &limits)
     {
         if (!gdcm::Reader::Read())
             return ich_fail(ICH_ERR_FORMAT,
@@ -318,10 +462,15 @@ class CheckedImageReader : public gdcm::ImageReader
         if (!ds.FindDataElement(gdcm::Tag(0x7FE0, 0x0010)))
             return ich_fail(ICH_ERR_FORMAT, "%s: DICOM file has no pixel data", path);
         ich_frame_shape shape;
-        ich_status st = check_pixel_attributes(GetFile(), path, &shape);
+        ich_status st = check_pixel_attributes(GetFile(), path, limits, &shape);
         const gdcm::TransferSyntax &ts = GetFile().GetHeader().GetDataSetTransferSyntax();
         if (st == ICH_OK && ts.IsEncapsulated())
             st = check_first_frame(GetFile(), shape, path);
+        if (st == ICH_OK && (ts == gdcm::TransferSyntax::JPEGLSLossless ||
+                             ts == gdcm::TransferSyntax::JPEGLSNearLossless))
+            st = check_jpegls_complete(GetFile(), path);
+        if (st == ICH_OK)
+            st = check_rescale(ds, path);
         if (st != ICH_OK)
             return st;
         // A single frame may omit Number of Frames; GDCM insists on it once
@@ -376,17 +525,18 @@ void fix_big_endian_32(ich_gdcm_image *image)
 // process on malformed input (a file that ends inside an element, a bad
 // VR, ...). So ich_dicom_check_framing() checks the bytes first, and only
 // then does GDCM parse them, from memory.
-ich_status read_image(const char *path, const void *data, size_t size, ich_gdcm_image *image)
+ich_status read_image(const char *path, const void *data, size_t size,
+                      const ich_dicom_limits &limits, ich_gdcm_image *image)
 {
-    ich_status st =
-        ich_dicom_check_framing(path, static_cast<const unsigned char *>(data), size);
+    ich_status st = ich_dicom_check_framing(path, static_cast<const unsigned char *>(data), size,
+                                            limits.max_decoded_bytes);
     if (st != ICH_OK)
         return st;
     MemoryBuffer buffer(static_cast<const char *>(data), size);
     std::istream stream(&buffer);
     CheckedImageReader reader;
     reader.SetStream(stream);
-    st = reader.ReadChecked(path);
+    st = reader.ReadChecked(path, limits);
     if (st != ICH_OK)
         return st;
     const gdcm::Image &img = reader.GetImage();
@@ -524,14 +674,14 @@ ich_status encode_ct(const ich_ct_slice *slice, void **bytes, size_t *size)
 } // namespace
 
 extern "C" ich_status ich_gdcm_decode(const char *name, const void *data, size_t size,
-                                      ich_gdcm_image *image)
+                                      const ich_dicom_limits *limits, ich_gdcm_image *image)
 {
     const char *path = name;
     silence_gdcm();
     std::memset(image, 0, sizeof *image);
     ich_status st;
     try {
-        st = read_image(path, data, size, image);
+        st = read_image(path, data, size, *limits, image);
     } catch (const std::bad_alloc &) {
         st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory while decoding", path);
     } catch (const std::exception &e) {

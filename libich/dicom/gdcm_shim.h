@@ -28,8 +28,11 @@ typedef struct ich_gdcm_image {
  * what the caller calls the bytes) goes into error messages. On failure
  * sets the last error and leaves image->buffer NULL. Checks: framing,
  * pixel data present, one sample per pixel, one frame, sane dimensions,
- * the whole buffer decoded. */
-ich_status ich_gdcm_decode(const char *name, const void *data, size_t size, ich_gdcm_image *image);
+ * the whole buffer decoded; `limits` (every field set) bound the inflated
+ * data set, the pixel count and the decoded size before GDCM allocates
+ * them. */
+ich_status ich_gdcm_decode(const char *name, const void *data, size_t size,
+                           const ich_dicom_limits *limits, ich_gdcm_image *image);
 
 /* Encode `slice` (already validated, UIDs filled in) as a DICOM file in
  * memory: *bytes is malloc'd and holds *size bytes. */

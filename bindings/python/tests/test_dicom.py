@@ -389,11 +389,14 @@ def _frames_and_samples(path):
 
 def test_multiframe_and_colour_unsupported(test_files):
     """Every multi-frame or colour image among the test files gives
-    ICH_ERR_UNSUPPORTED, whatever its transfer syntax."""
+    ICH_ERR_UNSUPPORTED, whatever its transfer syntax. SC_rgb_jpeg.dcm is
+    malformed before it is colour (its data set is implicit VR under an
+    explicit VR syntax, which GDCM would read into a 1.3 GB allocation):
+    test_mislabelled_data_set_is_refused_before_gdcm_allocates has it."""
     seen = []
     for path in _all_files(test_files):
         fs = _frames_and_samples(path)
-        if fs is None or fs == (1, 1):
+        if fs is None or fs == (1, 1) or os.path.basename(path) == "SC_rgb_jpeg.dcm":
             continue
         err = _assert_error(path, ich.ERR_UNSUPPORTED)
         assert isinstance(err, ich.UnsupportedError)
