@@ -38,7 +38,8 @@ from ._errors import (
     ERR_SHAPE,
     ERR_INTERNAL,
 )
-from .dicom import DicomImage, read_dicom, read_dicom_bytes, write_ct
+from .dicom import (DicomImage, default_dicom_limits, dicom_limits, read_dicom, read_dicom_bytes,
+                    set_dicom_limits, write_ct)
 from .window import TUTORIAL_RECIPE, Window, window_preset
 from .image import write_png, read_png
 from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
@@ -78,7 +79,8 @@ __all__ = [
     "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
     "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
     "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
-    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "Window", "window_preset", "TUTORIAL_RECIPE", "write_png", "read_png",
+    "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "default_dicom_limits",
+    "dicom_limits", "set_dicom_limits", "Window", "window_preset", "TUTORIAL_RECIPE", "write_png", "read_png",
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",
     "version", "library_path", "__version__",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _errors
 from ._errors import check
-from ._lib import CtSlice, DicomInfo, c_int16_p, lib
+from ._lib import CtSlice, DicomInfo, _declare, c_int16_p, lib
 from ._util import INT32_MAX, c_string, fspath_bytes
 
 _PIXEL_DTYPES = {
@@ -25,6 +25,89 @@ _METADATA = (
     "photometric", "modality", "transfer_syntax", "sop_instance_uid",
     "series_instance_uid", "study_instance_uid", "patient_id",
 )
+
+
+class DicomLimitsStruct(ctypes.Structure):
+    """Mirror of ``struct ich_dicom_limits`` (include/ich/dicom.h)."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("max_file_bytes", ctypes.c_uint64),
+        ("max_pixels", ctypes.c_uint64),
+        ("max_decoded_bytes", ctypes.c_uint64),
+    ]
+
+
+_declare("ich_dicom_default_limits", ctypes.c_int, ctypes.POINTER(DicomLimitsStruct))
+_declare("ich_dicom_get_limits", ctypes.c_int, ctypes.POINTER(DicomLimitsStruct))
+_declare("ich_dicom_set_limits", ctypes.c_int, ctypes.POINTER(DicomLimitsStruct))
+_declare("ich_dicom_read_with_limits", ctypes.c_int, ctypes.c_char_p,
+         ctypes.POINTER(DicomLimitsStruct), ctypes.POINTER(ctypes.c_void_p))
+_declare("ich_dicom_read_memory_with_limits", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+         ctypes.c_char_p, ctypes.POINTER(DicomLimitsStruct), ctypes.POINTER(ctypes.c_void_p))
+
+LIMIT_NAMES = ("max_file_bytes", "max_pixels", "max_decoded_bytes")
+
+
+def _limits_struct(limits):
+    """A DicomLimitsStruct from a dict (missing or None entries: the
+    default), or None for None."""
+    if limits is None:
+        return None
+    unknown = set(limits) - set(LIMIT_NAMES)
+    if unknown:
+        raise ValueError("unknown DICOM limit(s): %s (known: %s)"
+                         % (", ".join(sorted(unknown)), ", ".join(LIMIT_NAMES)))
+    s = DicomLimitsStruct()
+    s.size = ctypes.sizeof(s)
+    for name in LIMIT_NAMES:
+        value = limits.get(name)
+        if value is None:
+            continue
+        value = int(value)
+        if not 0 < value < 1 << 64:
+            raise ValueError("DICOM limit %s must be a positive integer, not %r" % (name, value))
+        setattr(s, name, value)
+    return s
+
+
+def _limits_dict(s):
+    return {name: int(getattr(s, name)) for name in LIMIT_NAMES}
+
+
+def default_dicom_limits():
+    """The built-in DICOM reading limits, as a dict: ``max_file_bytes``
+    (128 MiB), ``max_pixels`` (rows * columns * frames, 4096 * 4096) and
+    ``max_decoded_bytes`` (inflated data set or decoded pixel data,
+    128 MiB)."""
+    s = DicomLimitsStruct()
+    s.size = ctypes.sizeof(s)
+    check(lib.ich_dicom_default_limits(ctypes.byref(s)))
+    return _limits_dict(s)
+
+
+def dicom_limits():
+    """The process-wide DICOM reading limits now in force (a dict with the
+    keys of :func:`default_dicom_limits`). They apply to every reader:
+    :func:`read_dicom`, datasets, windows, the example programs' library
+    calls."""
+    s = DicomLimitsStruct()
+    s.size = ctypes.sizeof(s)
+    check(lib.ich_dicom_get_limits(ctypes.byref(s)))
+    return _limits_dict(s)
+
+
+def set_dicom_limits(**limits):
+    """Set the process-wide DICOM reading limits; a limit not given (or
+    None) takes its default, so ``set_dicom_limits()`` restores them all.
+    Returns the limits that were in force before. Exceeding a limit makes
+    a read raise ``UnsupportedError`` naming the file and the limit.
+
+    >>> old = ich.set_dicom_limits(max_pixels=1024 * 1024)
+    """
+    previous = dicom_limits()
+    check(lib.ich_dicom_set_limits(ctypes.byref(_limits_struct(limits))))
+    return previous
 
 
 def _text(raw):
@@ -118,27 +201,36 @@ def _copy_out(address, dtype, rows, columns):
     return out
 
 
-def read_dicom(path):
+def read_dicom(path, limits=None):
     """Read and decode the single-frame grayscale DICOM file at `path`.
 
     `path` is a str, bytes or os.PathLike. Returns a :class:`DicomImage`
     whose ``pixels`` and ``hu`` arrays are copies owned by numpy.
+    `limits`: a dict of resource limits for this read (keys as in
+    :func:`default_dicom_limits`; missing keys take their defaults); None
+    uses the process-wide limits (:func:`set_dicom_limits`).
 
     Raises :class:`IchError` (the subclass for the status): ``IchIOError``
-    (an OSError) when the file cannot be opened, ``FormatError`` when it is
-    not DICOM, truncated or has no pixel data, ``UnsupportedError`` for
-    colour or multi-frame images. The message names the file.
+    (an OSError) when the file cannot be opened or is not a regular file (a
+    FIFO, a device, a socket: refused at once, never waited on),
+    ``FormatError`` when it is not DICOM, truncated, has no pixel data,
+    lengths past its end or non-finite or absurd rescale values,
+    ``UnsupportedError`` for colour or multi-frame images, bit layouts
+    libich does not read and exceeded limits. The message names the file.
     """
     handle = ctypes.c_void_p()
-    check(lib.ich_dicom_read(fspath_bytes(path), ctypes.byref(handle)))
+    s = _limits_struct(limits)
+    check(lib.ich_dicom_read_with_limits(fspath_bytes(path), None if s is None else ctypes.byref(s),
+                                         ctypes.byref(handle)))
     return _image_from_handle(handle)
 
 
-def read_dicom_bytes(data, name=None):
+def read_dicom_bytes(data, name=None, limits=None):
     """Decode a DICOM file held in memory (`data`: bytes, bytearray or
     memoryview, e.g. read from a zip archive or received over the network).
 
     `name` (str) names the data in error messages; None gives "<memory>".
+    `limits`: as for :func:`read_dicom`.
     Returns a :class:`DicomImage`, as :func:`read_dicom` does, and raises
     the same errors (never ``IchIOError``).
     """
@@ -146,9 +238,11 @@ def read_dicom_bytes(data, name=None):
     buffer = (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if view.readonly else \
         (ctypes.c_ubyte * len(view)).from_buffer(view)
     handle = ctypes.c_void_p()
-    check(lib.ich_dicom_read_memory(buffer, len(view),
-                                    None if name is None else str(name).encode(),
-                                    ctypes.byref(handle)))
+    s = _limits_struct(limits)
+    check(lib.ich_dicom_read_memory_with_limits(buffer, len(view),
+                                                None if name is None else str(name).encode(),
+                                                None if s is None else ctypes.byref(s),
+                                                ctypes.byref(handle)))
     return _image_from_handle(handle)
 
 

@@ -760,3 +760,231 @@ def test_write_ct_non_contiguous_input(tmp_path, rng):
     view = base[::2, ::3].T  # strided and transposed
     ich.write_ct(tmp_path / "v.dcm", view)
     np.testing.assert_array_equal(ich.read_dicom(tmp_path / "v.dcm").pixels, view)
+
+
+# ---- Hostile files (issue 12) ---------------------------------------------
+# One file of each class that aborted, exhausted memory, hung or passed as
+# valid, made with pydicom by tests/hostile_dicom.py. Each is read in a
+# child process that reports its own peak memory and time, so an abort or
+# a 4 GB allocation is a failure of this test rather than of the run.
+
+sys_path_tests = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests")
+
+
+def _hostile():
+    import sys
+
+    if sys_path_tests not in sys.path:
+        sys.path.insert(0, sys_path_tests)
+    import hostile_dicom
+
+    return hostile_dicom
+
+
+_MEASURED_CHILD = """
+import os, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import ich
+start = time.monotonic()
+try:
+    ich.read_dicom(sys.argv[2])
+    result = "OK 0 1 -"
+except ich.IchError as err:
+    result = "ERROR %d %d %s" % (err.status, int(os.path.basename(sys.argv[2]) in err.message),
+                                 err.message.replace(chr(10), " "))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print("%s\\n%.1f %.3f" % (result, peak, time.monotonic() - start))
+"""
+
+
+def read_measured(path, timeout=60):
+    """Read `path` with ich.read_dicom in a child process: (word, status,
+    message names the file, message, peak memory in MiB, seconds). A crash,
+    an abort or a timeout fails the test."""
+    import subprocess
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(ich.__file__)))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _MEASURED_CHILD, package, str(path)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail("%s: ich.read_dicom did not return within %d s" % (path, timeout))
+    assert proc.returncode == 0, "%s: child exited %d:\n%s" % (path, proc.returncode,
+                                                              proc.stderr[-2000:])
+    first, second = proc.stdout.strip().splitlines()[-2:]
+    word, status, named, message = first.split(" ", 3)
+    peak, seconds = second.split()
+    return word, int(status), named == "1", message, float(peak), float(seconds)
+
+
+@pytest.mark.parametrize("kind", ["bits12_long_data", "bits12_one_by_three", "bits12_stored8",
+                                  "bits24_stored16", "bits8_stored4", "bits1_signed"])
+def test_bit_layouts_that_aborted_are_unsupported(kind, tmp_path):
+    """The five kinds of bit layout that made GDCM fail an assertion (exit
+    134) give ICH_ERR_UNSUPPORTED naming the file; pydicom reads the same
+    attributes from the file."""
+    path = _hostile().ALL[kind](tmp_path / (kind + ".dcm"))
+    ds = pydicom.dcmread(path)
+    word, status, named, message, _, _ = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_UNSUPPORTED, True), message
+    assert "bit" in message
+    if ds.BitsAllocated not in (1, 8, 16, 32):
+        assert "BitsAllocated (0028,0100) is %d" % ds.BitsAllocated in message
+
+
+def test_supported_bit_layouts_still_match_pydicom(tmp_path):
+    """The layouts that stay readable (16 bits with fewer stored, 8 of 8)
+    give pydicom's pixel_array."""
+    h = _hostile()
+    rng = np.random.default_rng(5)
+    for allocated, stored, signed in [(16, 12, False), (16, 12, True), (16, 16, True),
+                                      (8, 8, False), (8, 8, True)]:
+        # values within BitsStored (pydicom leaves unsigned high bits as they are)
+        low, high = (-(1 << (stored - 1)), 1 << (stored - 1)) if signed else (0, 1 << stored)
+        dtype = {(16, True): np.int16, (16, False): np.uint16, (8, True): np.int8,
+                 (8, False): np.uint8}[(allocated, signed)]
+        raw = rng.integers(low, high, size=(16, 16)).astype(dtype)
+        path = h._save(h._dataset(16, 16, allocated, stored, stored - 1, signed, raw.tobytes()),
+                       tmp_path / ("%d_%d_%d.dcm" % (allocated, stored, signed)))
+        image = ich.read_dicom(path)
+        np.testing.assert_array_equal(image.pixels, pydicom.dcmread(path).pixel_array)
+
+
+@pytest.mark.parametrize("name", ["text_length", "SC_rgb_jpeg.dcm"])
+def test_mislabelled_data_set_is_refused_before_gdcm_allocates(name, tmp_path, test_files):
+    """A data set written implicit VR under an explicit VR syntax: GDCM's
+    VR16 fallback read an element length from text and allocated it (2.1 GB
+    for the generated file, 1.3 GB for pydicom's SC_rgb_jpeg.dcm). The
+    pre-check reads it the same way and refuses it; peak memory stays small."""
+    if name.endswith(".dcm"):
+        path = os.path.join(test_files, name)
+    else:
+        path = _hostile().text_length(tmp_path / "text_length.dcm")
+    word, status, named, message, peak, _ = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_FORMAT, True), message
+    assert "implicit VR under an explicit VR transfer syntax" in message
+    assert peak < 300, peak
+
+
+def test_deflate_bomb_is_refused_by_the_inflate_limit(tmp_path):
+    """0.3 MB deflated, 288 MiB inflated: refused at max_decoded_bytes (128
+    MiB) while inflating; it used to take 1.7 GB."""
+    path = _hostile().deflate_bomb(tmp_path / "bomb.dcm")
+    assert os.path.getsize(path) < 1 << 20
+    word, status, named, message, peak, _ = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_UNSUPPORTED, True), message
+    assert "max_decoded_bytes" in message
+    assert peak < 400, peak
+
+
+def test_huge_rle_image_is_refused_by_the_pixel_limit(tmp_path):
+    path = _hostile().rle_huge(tmp_path / "rle.dcm")
+    assert pydicom.dcmread(path).Rows == 16384
+    word, status, named, message, peak, seconds = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_UNSUPPORTED, True), message
+    assert "max_pixels" in message and "16384 x 16384" in message
+    assert peak < 300 and seconds < 5, (peak, seconds)
+
+
+def test_huge_file_is_refused_by_its_size_without_reading_it(tmp_path):
+    """A sparse 3 GB file: refused by max_file_bytes before it is read."""
+    path = _hostile().huge_file(tmp_path / "huge.dcm")
+    word, status, named, message, peak, seconds = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_UNSUPPORTED, True), message
+    assert "max_file_bytes" in message and str(3 << 30) in message
+    assert peak < 200 and seconds < 5, (peak, seconds)
+
+
+def test_fifo_is_refused_at_once(tmp_path):
+    """ich.read_dicom on a named pipe used to block for ever."""
+    path = _hostile().fifo(tmp_path / "pipe.dcm")
+    word, status, named, message, _, seconds = read_measured(path, timeout=20)
+    assert (word, status, named) == ("ERROR", ich.ERR_IO, True), message
+    assert "FIFO" in message and seconds < 2
+    with pytest.raises(ich.IchIOError):
+        ich.read_dicom("/dev/null")
+    with pytest.raises(ich.IchIOError):
+        ich.read_dicom(str(tmp_path))
+
+
+def test_truncated_jpeg_ls_is_refused_quickly(tmp_path):
+    """A 64 x 64 JPEG-LS slice with its fragment cut in half cost 10 s of
+    CPU inside CharLS; the fragment must end with EOI. The whole file still
+    decodes as pydicom decodes it."""
+    path = _hostile().jpegls_truncated(tmp_path / "jls.dcm")
+    word, status, named, message, _, seconds = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_FORMAT, True), message
+    assert "JPEG-LS" in message and seconds < 2, seconds
+
+
+@pytest.mark.parametrize("kind,tag", [("rescale_slope_huge", "RescaleSlope (0028,1053)"),
+                                      ("rescale_intercept_huge", "RescaleIntercept (0028,1052)"),
+                                      ("rescale_intercept_nan", "RescaleIntercept (0028,1052)"),
+                                      ("rescale_intercept_text", "RescaleIntercept (0028,1052)")])
+def test_absurd_rescale_values_are_errors(kind, tag, tmp_path):
+    """RescaleSlope 1e300 and RescaleIntercept -1e39 gave +-inf HU; "NaN"
+    and unparsable text were taken as 0 (HU off by 1024)."""
+    path = _hostile().ALL[kind](tmp_path / (kind + ".dcm"))
+    with pytest.raises(ich.FormatError) as info:
+        ich.read_dicom(path)
+    assert os.path.basename(path) in info.value.message and tag in info.value.message
+
+
+def test_large_but_finite_rescale_matches_pydicom(tmp_path):
+    """Values within the bound (|v| <= 1e9) are read, and the HU are
+    pydicom's apply_modality_lut."""
+    path = _hostile()._rescale(tmp_path / "big.dcm", "1e9", "-5e8")
+    image = ich.read_dicom(path)
+    ds = pydicom.dcmread(path)
+    expected = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    np.testing.assert_allclose(image.hu, expected, rtol=1e-6)
+    assert np.isfinite(image.hu).all()
+
+
+def test_limits_defaults_and_options(tmp_path):
+    """The limits: defaults, per call, process-wide; each exceeded one is
+    named in the error."""
+    assert ich.default_dicom_limits() == {"max_file_bytes": 128 << 20,
+                                          "max_pixels": 4096 * 4096,
+                                          "max_decoded_bytes": 128 << 20}
+    assert ich.dicom_limits() == ich.default_dicom_limits()
+    path = tmp_path / "slice.dcm"
+    ich.write_ct(path, np.arange(48 * 64, dtype=np.int16).reshape(48, 64))
+    size = os.path.getsize(path)
+    assert ich.read_dicom(path, limits={"max_pixels": 48 * 64}).shape == (48, 64)
+    for limits, name in [({"max_pixels": 48 * 64 - 1}, "max_pixels"),
+                         ({"max_file_bytes": size - 1}, "max_file_bytes"),
+                         ({"max_decoded_bytes": 48 * 64 * 2 - 1}, "max_decoded_bytes")]:
+        with pytest.raises(ich.UnsupportedError) as info:
+            ich.read_dicom(path, limits=limits)
+        assert name in info.value.message and "slice.dcm" in info.value.message
+        with pytest.raises(ich.UnsupportedError):
+            ich.read_dicom_bytes(open(path, "rb").read(), name="bytes", limits=limits)
+    previous = ich.set_dicom_limits(max_pixels=100)
+    try:
+        assert previous == ich.default_dicom_limits()
+        assert ich.dicom_limits()["max_pixels"] == 100
+        with pytest.raises(ich.UnsupportedError, match="max_pixels"):
+            ich.read_dicom(path)
+        # a per-call dict starts from the defaults, not the process-wide values
+        assert ich.read_dicom(path, limits={}).shape == (48, 64)
+    finally:
+        ich.set_dicom_limits()
+    assert ich.dicom_limits() == ich.default_dicom_limits()
+    with pytest.raises(ValueError):
+        ich.read_dicom(path, limits={"max_pixel": 1})
+    with pytest.raises(ValueError):
+        ich.set_dicom_limits(max_pixels=0)
+
+
+def test_gdcm_messages_go_to_the_log(test_files):
+    """GDCM's own warnings reach the log callback as "GDCM: ..." lines
+    (they went to a discarded stream before)."""
+    lines = []
+    ich.set_log_callback(lambda level, message: lines.append(message), level="debug")
+    try:
+        ich.read_dicom(os.path.join(test_files, "JPEG2000.dcm"))
+    finally:
+        ich.set_log_callback(None)
+    assert any(line.startswith("GDCM: ") for line in lines), lines
