@@ -2,14 +2,19 @@
  * error handling on bad and truncated files, and (when pydicom's sample
  * files are available through ICH_PYDICOM_TEST_FILES) real-world files in
  * several transfer syntaxes. */
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1137,6 +1142,244 @@ static void test_pydicom_errors(void **state)
     expect_sample_error(dir, "rtplan.dcm", ICH_ERR_FORMAT); /* no pixel data */
 }
 
+/* ---- Hostile files (issue 12) ------------------------------------------ */
+
+/* BitsAllocated/BitsStored/HighBit/PixelRepresentation combinations that
+ * made GDCM fail an assertion and abort the process: now unsupported. */
+static void test_hostile_bit_layouts(void **state)
+{
+    const char *dir = *state;
+    size_t size = 0;
+    uint8_t *bytes = written_slice_bytes(dir, &size);
+    const struct {
+        uint16_t allocated, stored, high_bit, representation;
+    } cases[] = {{12, 12, 11, 0}, {12, 8, 7, 0}, {24, 16, 15, 0}, {8, 4, 3, 0}, {1, 1, 0, 1},
+                 {8, 7, 6, 1},    {32, 24, 23, 0}, {64, 64, 63, 0}, {0, 0, 0, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint8_t *copy = malloc(size);
+        assert_non_null(copy);
+        memcpy(copy, bytes, size);
+        assert_true(patch_us(copy, size, 0x0028, 0x0100, cases[k].allocated));
+        assert_true(patch_us(copy, size, 0x0028, 0x0101, cases[k].stored));
+        assert_true(patch_us(copy, size, 0x0028, 0x0102, cases[k].high_bit));
+        assert_true(patch_us(copy, size, 0x0028, 0x0103, cases[k].representation));
+        ich_dicom *d = (ich_dicom *)(uintptr_t)0x1;
+        ich_status st = ich_dicom_read_memory(copy, size, "layout.dcm", &d);
+        free(copy);
+        if (st != ICH_ERR_UNSUPPORTED && st != ICH_ERR_FORMAT)
+            fail_msg("%u/%u/%u/%u: %s (%s), expected an error", cases[k].allocated,
+                     cases[k].stored, cases[k].high_bit, cases[k].representation,
+                     ich_status_string(st), ich_last_error());
+        assert_null(d);
+        assert_non_null(strstr(ich_last_error(), "layout.dcm"));
+    }
+    free(bytes);
+}
+
+/* `bytes` with the value of the DS element (group,element) replaced by
+ * `text` (its length field adjusted): a new malloc'd buffer of *out_size. */
+static uint8_t *replace_ds(const uint8_t *bytes, size_t size, uint16_t group, uint16_t element,
+                           const char *text, size_t *out_size)
+{
+    for (size_t i = 132; i + 8 <= size; i++) {
+        if (bytes[i] == (group & 0xff) && bytes[i + 1] == (group >> 8) &&
+            bytes[i + 2] == (element & 0xff) && bytes[i + 3] == (element >> 8) &&
+            bytes[i + 4] == 'D' && bytes[i + 5] == 'S') {
+            size_t old = (size_t)(bytes[i + 6] | bytes[i + 7] << 8), n = strlen(text);
+            size_t padded = n + (n % 2);
+            uint8_t *out = malloc(size - old + padded);
+            assert_non_null(out);
+            memcpy(out, bytes, i + 6);
+            out[i + 6] = (uint8_t)padded;
+            out[i + 7] = 0;
+            memcpy(out + i + 8, text, n);
+            if (padded > n)
+                out[i + 8 + n] = ' ';
+            memcpy(out + i + 8 + padded, bytes + i + 8 + old, size - i - 8 - old);
+            *out_size = size - old + padded;
+            return out;
+        }
+    }
+    fail_msg("no DS element (%04X,%04X)", group, element);
+    return NULL;
+}
+
+/* Non-finite, absurd or unparsable rescale values are errors naming the
+ * tag, not infinite HU or an intercept silently taken as 0; values within
+ * the bound still give stored * slope + intercept. */
+static void test_hostile_rescale(void **state)
+{
+    const char *dir = *state;
+    size_t size = 0;
+    uint8_t *bytes = written_slice_bytes(dir, &size);
+    const struct {
+        uint16_t element;
+        const char *text, *tag;
+    } bad[] = {{0x1053, "1e300", "(0028,1053)"}, {0x1052, "-1e39", "(0028,1052)"},
+               {0x1052, "NaN", "(0028,1052)"},   {0x1052, "abc", "(0028,1052)"},
+               {0x1053, "inf", "(0028,1053)"},   {0x1052, "1e10", "(0028,1052)"},
+               {0x1052, "12abc", "(0028,1052)"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        size_t n = 0;
+        uint8_t *copy = replace_ds(bytes, size, 0x0028, bad[k].element, bad[k].text, &n);
+        ich_dicom *d = NULL;
+        ich_status st = ich_dicom_read_memory(copy, n, "rescale.dcm", &d);
+        free(copy);
+        if (st != ICH_ERR_FORMAT)
+            fail_msg("%s: %s (%s), expected ICH_ERR_FORMAT", bad[k].text, ich_status_string(st),
+                     ich_last_error());
+        assert_non_null(strstr(ich_last_error(), bad[k].tag));
+        assert_non_null(strstr(ich_last_error(), "rescale.dcm"));
+    }
+    size_t n = 0;
+    uint8_t *copy = replace_ds(bytes, size, 0x0028, 0x1053, "1e9", &n);
+    ich_dicom *d = NULL;
+    assert_int_equal(ich_dicom_read_memory(copy, n, "big.dcm", &d), ICH_OK);
+    const int16_t *stored = ich_dicom_pixels(d);
+    const float *hu = ich_dicom_hu(d);
+    for (int i = 0; i < ROWS * COLS; i++)
+        assert_true(hu[i] == (float)stored[i] * 1e9f + -1024.0f);
+    ich_dicom_free(d);
+    free(copy);
+    free(bytes);
+}
+
+/* The limits: defaults, per call, process-wide; each exceeded limit named. */
+static void test_limits(void **state)
+{
+    const char *dir = *state;
+    size_t size = 0;
+    uint8_t *bytes = written_slice_bytes(dir, &size);
+    char path[512];
+    tu_join(path, sizeof path, dir, "full.dcm");
+
+    ich_dicom_limits l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(ich_dicom_default_limits(&l), ICH_ERR_INVALID_ARGUMENT); /* size unset */
+    l.size = sizeof l;
+    assert_int_equal(ich_dicom_default_limits(&l), ICH_OK);
+    assert_true(l.max_file_bytes == ICH_DICOM_DEFAULT_MAX_FILE_BYTES);
+    assert_true(l.max_pixels == ICH_DICOM_DEFAULT_MAX_PIXELS);
+    assert_true(l.max_decoded_bytes == ICH_DICOM_DEFAULT_MAX_DECODED_BYTES);
+    assert_true(ICH_DICOM_DEFAULT_MAX_PIXELS >= 64 * 512 * 512);
+    ich_dicom_limits now = {sizeof now, 0, 0, 0};
+    assert_int_equal(ich_dicom_get_limits(&now), ICH_OK);
+    assert_memory_equal(&now, &l, sizeof l);
+    /* an older, shorter struct: fields past its size are neither read nor written */
+    ich_dicom_limits old = {offsetof(ich_dicom_limits, max_pixels), 77, 88, 99};
+    assert_int_equal(ich_dicom_get_limits(&old), ICH_OK);
+    assert_true(old.max_file_bytes == ICH_DICOM_DEFAULT_MAX_FILE_BYTES && old.max_pixels == 88);
+
+    const struct {
+        ich_dicom_limits limits;
+        const char *name;
+    } cases[] = {
+        {{sizeof(ich_dicom_limits), 0, ROWS * COLS - 1, 0}, "max_pixels"},
+        {{sizeof(ich_dicom_limits), size - 1, 0, 0}, "max_file_bytes"},
+        {{sizeof(ich_dicom_limits), 0, 0, ROWS * COLS * 2 - 1}, "max_decoded_bytes"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ich_dicom *d = NULL;
+        assert_int_equal(ich_dicom_read_with_limits(path, &cases[k].limits, &d),
+                         ICH_ERR_UNSUPPORTED);
+        assert_non_null(strstr(ich_last_error(), cases[k].name));
+        assert_non_null(strstr(ich_last_error(), "full.dcm"));
+        assert_int_equal(ich_dicom_read_memory_with_limits(bytes, size, "mem", &cases[k].limits, &d),
+                         ICH_ERR_UNSUPPORTED);
+        assert_null(d);
+        /* process-wide */
+        assert_int_equal(ich_dicom_set_limits(&cases[k].limits), ICH_OK);
+        assert_int_equal(ich_dicom_read(path, &d), ICH_ERR_UNSUPPORTED);
+        assert_int_equal(ich_dicom_set_limits(NULL), ICH_OK);
+        assert_int_equal(ich_dicom_read(path, &d), ICH_OK);
+        ich_dicom_free(d);
+    }
+    ich_dicom_limits exact = {sizeof exact, size, ROWS * COLS, ROWS * COLS * 2};
+    ich_dicom *d = NULL;
+    assert_int_equal(ich_dicom_read_with_limits(path, &exact, &d), ICH_OK);
+    ich_dicom_free(d);
+    ich_dicom_limits bad = {3, 0, 0, 0};
+    assert_int_equal(ich_dicom_set_limits(&bad), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_dicom_read_with_limits(path, &bad, &d), ICH_ERR_INVALID_ARGUMENT);
+    free(bytes);
+}
+
+static void alarm_fired(int sig)
+{
+    (void)sig;
+    static const char msg[] = "ich_dicom_read blocked on a non-regular file\n";
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(3);
+    _exit(2);
+}
+
+/* A FIFO, a device, a directory: refused at once (a FIFO used to block for
+ * ever); a 3 GB file: refused by its size without being read. */
+static void test_non_regular_and_huge_files(void **state)
+{
+    const char *dir = *state;
+    char fifo[512], huge[512];
+    tu_join(fifo, sizeof fifo, dir, "pipe.dcm");
+    tu_join(huge, sizeof huge, dir, "huge.dcm");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    signal(SIGALRM, alarm_fired);
+    alarm(20);
+    expect_read_error(fifo, ICH_ERR_IO, 1);
+    assert_non_null(strstr(ich_last_error(), "FIFO"));
+    expect_read_error("/dev/null", ICH_ERR_IO, 1);
+    expect_read_error(dir, ICH_ERR_IO, 1);
+    alarm(0);
+
+    FILE *f = fopen(huge, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite("\0\0\0\0", 1, 4, f), 4);
+    fclose(f);
+    assert_int_equal(truncate(huge, (off_t)3 << 30), 0);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    expect_read_error(huge, ICH_ERR_UNSUPPORTED, 1);
+    getrusage(RUSAGE_SELF, &after);
+    assert_non_null(strstr(ich_last_error(), "max_file_bytes"));
+    assert_true(after.ru_maxrss - before.ru_maxrss < 64 * 1024); /* KiB: nothing read */
+}
+
+/* The regression corpus (tests/fuzz/regressions: fuzzer findings and one
+ * file of each hostile class): every file gives an image or an error that
+ * names it, and reading them all stays well under 1 GB. */
+static void test_regression_corpus(void **state)
+{
+    (void)state;
+    char folder[1024];
+    snprintf(folder, sizeof folder, "%s", __FILE__);
+    char *slash = strrchr(folder, '/');
+    if (!slash)
+        skip();
+    snprintf(slash + 1, sizeof folder - (size_t)(slash + 1 - folder), "fuzz/regressions");
+    DIR *d = opendir(folder);
+    if (!d)
+        skip();
+    int files = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".dcm") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", folder, e->d_name);
+        ich_dicom *dicom = NULL;
+        ich_status st = ich_dicom_read(path, &dicom);
+        if (st != ICH_OK && !strstr(ich_last_error(), e->d_name))
+            fail_msg("%s: error does not name the file: %s", e->d_name, ich_last_error());
+        ich_dicom_free(dicom);
+        files++;
+    }
+    closedir(d);
+    assert_true(files >= 20);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    assert_true(usage.ru_maxrss < 1024 * 1024); /* KiB */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1159,6 +1402,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_pixel_length, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_truncated, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_corrupted, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_limits, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_hostile_rescale, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_non_regular_and_huge_files, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_hostile_bit_layouts, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test(test_regression_corpus),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);
