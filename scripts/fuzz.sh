@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Fuzz libich's file readers with libFuzzer, AddressSanitizer and
 # UndefinedBehaviorSanitizer. Findings are written to build-fuzz/findings/.
-#   dicom: DICOM reading (tests/fuzz/fuzz_dicom.c), from pydicom's test files
-#          and a few phantom slices;
+#   dicom: DICOM reading (tests/fuzz/fuzz_dicom.c), from pydicom's test files,
+#          a few phantom slices and tests/fuzz/regressions (earlier findings and
+#          one file of each hostile class of issue 12, made by
+#          tests/hostile_dicom.py). It runs with -rss_limit_mb=1024 and
+#          -malloc_limit_mb=512: libich's default DICOM limits keep one file
+#          under about 0.5 GB, so any input that makes the reader (GDCM
+#          included) allocate more is a finding. (The old 4 GB limit hid a
+#          4.2 GB allocation GDCM made from an element length read from text.)
+#   dicom-replay: every file of the DICOM corpus and tests/fuzz/regressions
+#          once through the target, under the same limits (a quick check,
+#          e.g. for the test command: scripts/fuzz.sh dicom-replay);
 #   files: label CSVs and PNG images (tests/fuzz/fuzz_files.c), from phantom
 #          label files and preprocessed PNGs;
 #   safetensors: model files and checkpoints (tests/fuzz/fuzz_safetensors.c),
 #          from files the normal build's Python bindings write.
-# Usage: scripts/fuzz.sh [dicom|files|safetensors] [SECONDS]   (default dicom, 300 s; needs
+# Usage: scripts/fuzz.sh [dicom|dicom-replay|files|safetensors] [SECONDS]   (default dicom,
+#        300 s; a long run: scripts/fuzz.sh dicom 14400; needs
 #        clang and libclang-rt-14-dev, which this script installs when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=dicom
-case "${1:-}" in dicom|files|safetensors) target=$1; shift ;; esac
+case "${1:-}" in dicom|dicom-replay|files|safetensors) target=$1; shift ;; esac
 seconds=${1:-300}
 scripts/deps.sh
 for p in clang libclang-rt-14-dev; do
@@ -71,8 +81,19 @@ corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 tests=$(/usr/bin/python3 -c 'import pydicom, os; print(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files"))')
 find "$tests" -type f -size -2M -exec cp -n {} "$corpus"/ \;
+cp -n tests/fuzz/regressions/*.dcm "$corpus"/
 build-fuzz/examples/ich-phantom build-fuzz/phantom --slices 2 --size 64 --quiet
 find build-fuzz/phantom -name '*.dcm' -exec cp -n {} "$corpus"/ \;
-ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp \
-  build-fuzz/tests/fuzz/fuzz_dicom "$corpus" -max_total_time="$seconds" -max_len=1048576 \
-  -rss_limit_mb=4096 -artifact_prefix=build-fuzz/findings/ -print_final_stats=1
+# Memory: well below the 4 GB that once hid a 4.2 GB allocation (issue 12).
+limits=(-rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=20)
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0
+export LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp
+if [ "$target" = dicom-replay ]; then
+  # Each file once (no mutation): exits non-zero on a crash, a leak, a
+  # timeout or a limit exceeded.
+  build-fuzz/tests/fuzz/fuzz_dicom "${limits[@]}" -runs=0 -artifact_prefix=build-fuzz/findings/ \
+    "$corpus"
+  exit 0
+fi
+build-fuzz/tests/fuzz/fuzz_dicom "$corpus" -max_total_time="$seconds" -max_len=1048576 \
+  "${limits[@]}" -artifact_prefix=build-fuzz/findings/ -print_final_stats=1

@@ -1,7 +1,9 @@
 /* libFuzzer target: arbitrary bytes through ich_dicom_read_memory() and, when
  * they decode, through a window recipe with resizing. Build and run it with
  * scripts/fuzz.sh. Any abort (GDCM's assertions included), crash, sanitizer
- * report or leak is a finding. */
+ * report or leak is a finding, and so is any input that takes more than
+ * the 1 GB RSS (or 512 MB in one allocation) fuzz.sh allows: libich's
+ * default DICOM limits (ich_dicom_limits) keep one file well below that. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
