@@ -81,6 +81,11 @@ static int gdcm_vr(const unsigned char *p, char vr[3])
     return 0;
 }
 
+/* explicit_vr values: implicit VR, explicit VR, or GDCM's explicit/implicit
+ * reading (ExplicitImplicitDataElement): explicit where the two bytes
+ * after the tag are a VR for gdcm_vr(), implicit elsewhere. */
+enum { IMPLICIT_VR = 0, EXPLICIT_VR = 1, MIXED_VR = 2 };
+
 /* Read one element header at `at`, below `end`. Item tags (FFFE,xxxx)
  * never carry a VR. */
 static int read_header(walker *w, size_t at, size_t end, int explicit_vr, header *h)
@@ -90,6 +95,9 @@ static int read_header(walker *w, size_t at, size_t end, int explicit_vr, header
     h->group = u16(w, at);
     h->element = u16(w, at + 2);
     h->vr[0] = '\0';
+    char probe[3];
+    if (explicit_vr == MIXED_VR && !gdcm_vr(w->d + at + 4, probe))
+        explicit_vr = IMPLICIT_VR;
     if (!explicit_vr || h->group == 0xFFFE) {
         h->length = u32(w, at + 4);
         h->value = at + 8;
@@ -154,7 +162,7 @@ static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int
             if (h.vr[0] && !(pixel_data ? is_one_of(h.vr, "OB OW ") : is_one_of(h.vr, "SQ UN ")))
                 return fail(w, h.value - 4, "undefined length on an element that cannot have one");
             /* An UN sequence of undefined length is encoded implicit VR. */
-            int inner_explicit = explicit_vr && strcmp(h.vr, "UN") != 0;
+            int inner_explicit = strcmp(h.vr, "UN") != 0 ? explicit_vr : IMPLICIT_VR;
             if (walk_items(w, at, end, pixel_data ? explicit_vr : inner_explicit, 0, pixel_data,
                            depth) != 0)
                 return -1;
@@ -538,7 +546,9 @@ ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, 
                                 "syntax: %s (byte %zu)",
                                 path, w.why, w.where);
         }
-        explicit_vr = first_has_vr;
+        /* ... and when that throws, reads it explicit where a VR is found and
+         * implicit elsewhere: walk it the same way. */
+        explicit_vr = first_has_vr ? EXPLICIT_VR : explicit_vr ? MIXED_VR : IMPLICIT_VR;
     }
 
     size_t at = start;
