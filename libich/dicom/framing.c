@@ -287,7 +287,9 @@ static ich_status check_deflated(const char *path, const unsigned char *data, si
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot start inflating", path);
     /* One byte more than the limit tells "exactly the limit" from "more". */
     size_t cap = limit >= (uint64_t)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)limit + 1;
-    size_t capacity = size < (cap - 4096) / 4 ? size * 4 + 4096 : cap, used = 0;
+    size_t capacity = size < (SIZE_MAX - 4096) / 4 ? size * 4 + 4096 : cap, used = 0;
+    if (capacity > cap)
+        capacity = cap;
     unsigned char *out = malloc(capacity);
     int rc = Z_OK, too_big = 0;
     z.next_in = (unsigned char *)data;

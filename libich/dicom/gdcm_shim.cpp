@@ -40,31 +40,38 @@ class LogBuffer : public std::streambuf
     {
         if (c == traits_type::eof())
             return traits_type::not_eof(c);
-        std::lock_guard<std::mutex> lock(mutex_);
-        put(static_cast<char>(c));
+        char ch = static_cast<char>(c);
+        write(&ch, 1);
         return c;
     }
     std::streamsize xsputn(const char *s, std::streamsize n) override
     {
-        std::lock_guard<std::mutex> lock(mutex_);
-        for (std::streamsize i = 0; i < n; i++)
-            put(s[i]);
+        write(s, n);
         return n;
     }
 
   private:
-    void put(char c)
+    // Complete lines are logged after the lock is released, so that a log
+    // callback may itself call libich.
+    void write(const char *s, std::streamsize n)
     {
-        if (c != '\n' && line_.size() < 4000) {
-            line_.push_back(c);
-            return;
+        std::vector<std::string> lines;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (std::streamsize i = 0; i < n; i++) {
+                if (s[i] != '\n') {
+                    if (line_.size() < 4000) // an over-long line: keep its start
+                        line_.push_back(s[i]);
+                    continue;
+                }
+                size_t end = line_.find_last_not_of(" \r\t");
+                if (end != std::string::npos)
+                    lines.push_back(line_.substr(0, end + 1));
+                line_.clear();
+            }
         }
-        if (c != '\n')
-            return; // an over-long line: keep its start
-        size_t end = line_.find_last_not_of(" \r\t");
-        if (end != std::string::npos)
-            ich_log(level_, "GDCM: %s", line_.substr(0, end + 1).c_str());
-        line_.clear();
+        for (const std::string &line : lines)
+            ich_log(level_, "GDCM: %s", line.c_str());
     }
     ich_log_level level_;
     std::mutex mutex_;

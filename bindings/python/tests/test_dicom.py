@@ -984,6 +984,18 @@ def test_limits_defaults_and_options(tmp_path):
         ich.set_dicom_limits(max_pixels=0)
 
 
+def test_inflate_limit_on_a_real_deflated_file(test_files):
+    """pydicom's deflated image_dfl.dcm reads as pydicom reads it, and is
+    refused while inflating when max_decoded_bytes is below its size (a
+    limit smaller than zlib's first output block included)."""
+    path = os.path.join(test_files, "image_dfl.dcm")
+    image = ich.read_dicom(path)
+    np.testing.assert_array_equal(image.pixels, pydicom.dcmread(path).pixel_array)
+    for limit in (100, 5000, 20000):
+        with pytest.raises(ich.UnsupportedError, match="max_decoded_bytes"):
+            ich.read_dicom(path, limits={"max_decoded_bytes": limit})
+
+
 def test_gdcm_messages_go_to_the_log(test_files):
     """GDCM's own warnings reach the log callback as "GDCM: ..." lines
     (they went to a discarded stream before)."""
