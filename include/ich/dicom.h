@@ -76,7 +76,8 @@ extern "C" {
 /** A decoded DICOM slice (opaque). */
 typedef struct ich_dicom ich_dicom;
 
-/** Largest number of pixels (rows * columns) libich accepts in one slice. */
+/** Largest number of pixels (rows * columns) libich accepts in one slice,
+ *  whatever the limits below say. */
 #define ICH_DICOM_MAX_PIXELS (16384 * 16384)
 
 /** Metadata of a slice. Set `size` to sizeof(ich_dicom_info) before calling
@@ -177,7 +178,8 @@ ICH_API ich_status ich_dicom_read_with_limits(const char *path, const ich_dicom_
 /** Decode a DICOM file held in memory (`size` bytes at `data`, e.g. from an
  *  archive or a network transfer), as ich_dicom_read() does a file. `name`
  *  names the bytes in error messages (NULL: "<memory>"). The bytes are not
- *  kept: the caller may free them once this returns. Errors: as
+ *  kept: the caller may free them once this returns. The process-wide
+ *  limits apply (`size` against max_file_bytes too). Errors: as
  *  ich_dicom_read(), except ICH_ERR_IO. */
 ICH_API ich_status ich_dicom_read_memory(const void *data, size_t size, const char *name,
                                          ich_dicom **out);
