@@ -1349,7 +1349,9 @@ static void test_non_regular_and_huge_files(void **state)
 const char *__lsan_default_suppressions(void);
 __attribute__((visibility("default"), used)) const char *__lsan_default_suppressions(void)
 {
-    return "leak:libopenjp2.so\nleak:gdcm::JPEGLSCodec\n";
+    return "leak:libopenjp2.so\nleak:gdcm::JPEGLSCodec\nleak:gdcm::JPEG8Codec\n"
+           "leak:gdcm::JPEG12Codec\nleak:gdcm::JPEG16Codec\nleak:libgdcmjpeg8.so\n"
+           "leak:libgdcmjpeg12.so\nleak:libgdcmjpeg16.so\n";
 }
 
 /* The regression corpus (tests/fuzz/regressions: fuzzer findings and one
