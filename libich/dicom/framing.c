@@ -253,6 +253,19 @@ static int walk_meta(walker *w, size_t *at, char *syntax, size_t syntax_size)
         if (w->size < 8 || u16(w, 0) != 0x0002)
             return 0;
     }
+    /* GDCM reads the meta group explicit VR when it starts with (0002,0000)
+     * UL after a preamble (FileMetaInformation::Read); otherwise
+     * (ReadCompat) explicit only if the first VR is one it knows
+     * (VR::IsValid: the standard's VRs), and else as implicit VR, where
+     * its reader asserts on what this walk would accept. */
+    {
+        const unsigned char *first = w->d + *at;
+        char vr[3] = {(char)first[4], (char)first[5], 0};
+        int group_length_ul = *at == 132 && u16(w, *at + 2) == 0 && strcmp(vr, "UL") == 0;
+        if (!group_length_ul && !is_one_of(vr, KNOWN_VRS))
+            return fail(w, *at, "file meta information without a valid VR in its first "
+                                "element (GDCM would read it as implicit VR)");
+    }
     while (w->size - *at >= 8 && u16(w, *at) == 0x0002) {
         header h;
         if (read_header(w, *at, w->size, 1, &h) != 0)
