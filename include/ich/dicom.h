@@ -43,9 +43,10 @@
  * is read, the image's pixel count and the decoded or inflated bytes before
  * anything that size is allocated. Only regular files are read: a FIFO, a
  * device or a socket is refused at once (ICH_ERR_IO), never waited on.
- * GDCM's trace messages (gdcm::Trace) go to libich's log
- * (ich_set_log_callback()) as "GDCM: ..." lines, warnings at ICH_LOG_DEBUG
- * and errors at ICH_LOG_WARNING. Known gap: the libjpeg bundled in GDCM
+ * GDCM's error messages (gdcm::Trace) go to libich's log
+ * (ich_set_log_callback()) as "GDCM: ..." lines at ICH_LOG_WARNING; its
+ * warnings and debug messages stay off (turning warnings on changes how
+ * GDCM reads a damaged file, into an abort). Known gap: the libjpeg bundled in GDCM
  * prints its own messages on some 12-bit JPEG streams to stderr, outside
  * gdcm::Trace. Design notes: docs/dicom-hostile-input.md.
  *

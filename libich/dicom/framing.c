@@ -144,7 +144,14 @@ static int walk_elements(walker *w, size_t *at, size_t end, int explicit_vr, int
             for (size_t i = *at; i < end; i++)
                 if (w->d[i])
                     return fail(w, *at, "invalid element (0000,0000)");
-            *at = end; /* trailing zero padding */
+            /* Trailing zero padding: GDCM reads it as 8-byte elements
+             * (0000,0000) (after its explicit reading fails on them, with
+             * ExplicitImplicitDataElement); 4 to 7 bytes left over make it
+             * read a tag without a VR or length, an assertion away from an
+             * abort (reached when GDCM's warnings are on: a fuzz finding). */
+            if ((end - *at) % 8 >= 4)
+                return fail(w, *at, "trailing zero padding of a length GDCM cannot read");
+            *at = end;
             return 0;
         }
         /* Elements come in ascending tag order; GDCM misreads files that
