@@ -593,6 +593,36 @@ static void test_propagate(void **state)
     assert_int_equal(ich_labels_propagate(NULL, csv, &labels), ICH_ERR_INVALID_ARGUMENT);
 }
 
+
+/* A FIFO named like a slice is not a slice (reading it would block); a
+ * patient or scan that is not one folder name is refused by the shared
+ * rule, with the CSV line. */
+static void test_propagate_special_files_and_names(void **state)
+{
+    char root[4096], csv[4096], fifo[4096];
+    tu_join(root, sizeof root, *state, "data");
+    make_file(root, "P1/s1/IM1.dcm");
+    assert_int_equal(mkfifo(tu_join(fifo, sizeof fifo, root, "P1/s1/pipe.dcm"), 0644), 0);
+    write_text(csv, sizeof csv, *state, "scans.csv", "patient,scan,any\nP1,s1,1\n");
+    warnings = 0;
+    ich_set_log_callback(count_warnings, NULL, ICH_LOG_WARNING);
+    ich_labels *labels = NULL;
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_OK);
+    ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+    assert_int_equal(ich_labels_rows(labels), 1);
+    assert_string_equal(ich_labels_id(labels, 0), "P1/s1/IM1");
+    assert_int_equal(warnings, 1);
+    assert_non_null(strstr(last_warning, "pipe.dcm: not a regular file"));
+    ich_labels_free(labels);
+
+    write_text(csv, sizeof csv, *state, "ctl.csv", "patient,scan,any\nP1,s1,1\nP\x01,s1,1\n");
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_ERR_FORMAT);
+    expect_message("ctl.csv:3: patient \"P\\x01\" is not a folder name: it holds a control");
+    write_text(csv, sizeof csv, *state, "slash.csv", "patient,scan,any\nP1,a/b,1\n");
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_ERR_FORMAT);
+    expect_message("slash.csv:2: scan \"a/b\" is not a folder name: it holds a '/'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +643,8 @@ int main(void)
                                         tu_teardown_tmpdir),
         cmocka_unit_test(test_check_any),
         cmocka_unit_test_setup_teardown(test_propagate, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_propagate_special_files_and_names, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);
