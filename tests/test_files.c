@@ -86,15 +86,21 @@ static void test_image_path_bad_arguments(void **state)
 typedef struct seen {
     char relative[64][256];
     int count;
+    char skipped[2048]; /* "relative: why" lines */
     int stop_at; /* return non-zero at this call (1-based), 0: never */
 } seen;
 
-static int remember(void *user, const char *path, const char *relative)
+static int remember(void *user, const char *path, const char *relative, const char *skipped)
 {
     seen *s = user;
-    assert_true(s->count < 64);
     size_t n = strlen(path), k = strlen(relative);
     assert_true(n > k && strcmp(path + n - k, relative) == 0 && path[n - k - 1] == '/');
+    if (skipped) {
+        size_t at = strlen(s->skipped);
+        snprintf(s->skipped + at, sizeof s->skipped - at, "%s: %s\n", relative, skipped);
+        return 0;
+    }
+    assert_true(s->count < 64);
     snprintf(s->relative[s->count++], sizeof s->relative[0], "%s", relative);
     return s->stop_at && s->count == s->stop_at;
 }
@@ -159,6 +165,7 @@ static void test_walk_visits_each_real_file_once(void **state)
     assert_int_equal(seen_has(&s, "a.dcm"), 1);
     assert_int_equal(seen_has(&s, "sub/b.dcm"), 1);
     assert_int_equal(skipped, 1); /* the self-loop link */
+    assert_string_equal(s.skipped, "loop: symbolic link loop\n");
 
     memset(&s, 0, sizeof s);
     assert_int_equal(ich_files_walk(dir, ICH_WALK_HIDDEN, remember, &s, NULL), ICH_OK);
@@ -223,6 +230,10 @@ static void test_walk_skips_fifo_device_socket(void **state)
     assert_int_equal(s.count, 1);
     assert_string_equal(s.relative[0], "good.dcm");
     assert_int_equal(skipped, expected);
+    assert_non_null(strstr(s.skipped, "fifo.dcm: a FIFO, not a regular file\n"));
+    assert_non_null(strstr(s.skipped, "fifo_link.dcm: a FIFO, not a regular file\n"));
+    if (expected > 2 && tu_exists(tu_join(path, sizeof path, dir, "null.dcm")))
+        assert_non_null(strstr(s.skipped, "null.dcm: a character device"));
     tu_rmtree(dir);
     free(dir);
 }

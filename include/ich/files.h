@@ -18,7 +18,7 @@
  *   reached a second time (a link to "." or to a parent, two links to one
  *   file, hard links) is not visited again, so a walk always ends; FIFOs,
  *   devices and sockets are never opened (reading a FIFO blocks) but
- *   logged as warnings and counted as skipped.
+ *   reported to the caller and counted as skipped.
  *
  * Both are safe to call from several threads at once.
  */
@@ -44,11 +44,16 @@ extern "C" {
 ICH_API ich_status ich_image_path(const char *folder, const char *id, const char *extension,
                                   char **path);
 
-/** Called by ich_files_walk() for each regular file: `path` is
- *  "<folder>/<relative>", `relative` the path below the folder (through
- *  the names of any symbolic links followed). Both strings are valid
- *  during the call only. Return 0 to go on, non-zero to stop the walk. */
-typedef int (*ich_file_fn)(void *user, const char *path, const char *relative);
+/** Called by ich_files_walk() for each regular file, and for each entry
+ *  it does not visit: `path` is "<folder>/<relative>", `relative` the path
+ *  below the folder (through the names of any symbolic links followed).
+ *  `skipped` is NULL for a regular file; otherwise it says why the entry
+ *  is not visited ("a FIFO, not a regular file", "broken symbolic link",
+ *  "symbolic link loop", "Permission denied", ...), for the caller to
+ *  report: the walk itself does not log. The strings are valid during the
+ *  call only. Return 0 to go on, non-zero to stop the walk. */
+typedef int (*ich_file_fn)(void *user, const char *path, const char *relative,
+                           const char *skipped);
 
 /** ich_files_walk() flag: also visit names beginning with '.' (by
  *  default hidden files and folders are left out). */
@@ -58,11 +63,11 @@ typedef int (*ich_file_fn)(void *user, const char *path, const char *relative);
  *  Each folder's entries come in name order; what is reached only through
  *  a symbolic link comes after the rest, so a file is named by its real
  *  path when the walk sees one. Every real file and folder is visited
- *  once (compared by device and inode). Not visited, but logged
- *  (ICH_LOG_WARNING, naming the path) and counted in *skipped (may be
- *  NULL): FIFOs, character and block devices, sockets, broken symbolic
- *  links, folders that cannot be read and folders nested more than 64
- *  deep. Errors: ICH_ERR_INVALID_ARGUMENT (NULL folder or fn; fn stopped
+ *  once (compared by device and inode). Not visited, but given to `fn`
+ *  with the reason and counted in *skipped (may be NULL): FIFOs,
+ *  character and block devices, sockets (never opened), broken or looping
+ *  symbolic links, folders that cannot be read and folders nested more
+ *  than 64 deep. Errors: ICH_ERR_INVALID_ARGUMENT (NULL folder or fn; fn stopped
  *  the walk: "cancelled"), ICH_ERR_IO (`folder` cannot be read or is not a
  *  folder), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_files_walk(const char *folder, uint32_t flags, ich_file_fn fn,

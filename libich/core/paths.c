@@ -178,11 +178,12 @@ typedef struct walker {
     ich_status status; /* set on out of memory or when fn stops */
 } walker;
 
-static void skip(walker *w, const char *path, const char *why)
+/* Something not visited: counted, and fn told why. */
+static void skip(walker *w, const char *path, const char *relative, const char *why)
 {
     w->skipped++;
-    ich_log(ICH_LOG_WARNING, "%s%s%s: %s: skipped", w->config->who ? w->config->who : "",
-            w->config->who ? ": " : "", path, why);
+    if (w->status == ICH_OK && w->fn(w->user, path, relative, why) != 0)
+        w->status = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: walk cancelled", path);
 }
 
 static const char *special_kind(mode_t mode)
@@ -206,7 +207,7 @@ static void visit_file(walker *w, const char *path, const char *relative, const 
     int added = inode_add(&w->seen, st);
     if (added < 0)
         oom(w, path);
-    else if (added && w->fn(w->user, path, relative) != 0)
+    else if (added && w->fn(w->user, path, relative, NULL) != 0)
         w->status = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: walk cancelled", path);
 }
 
@@ -282,7 +283,7 @@ static void walk_entry(walker *w, char *path, char *relative, int depth)
 {
     struct stat st;
     if (lstat(path, &st) != 0) {
-        skip(w, path, strerror(errno));
+        skip(w, path, relative, strerror(errno));
     } else if (S_ISLNK(st.st_mode)) {
         defer_link(w, path, relative, depth);
         return; /* owned by the list now */
@@ -291,7 +292,7 @@ static void walk_entry(walker *w, char *path, char *relative, int depth)
             st.st_ino == w->config->skip_dir->st_ino) {
             /* the output folder inside the input tree */
         } else if (depth > WALK_MAX_DEPTH) {
-            skip(w, path, "folders nested more than 64 deep");
+            skip(w, path, relative, "folders nested more than 64 deep");
         } else {
             int added = inode_add(&w->seen, &st);
             if (added < 0)
@@ -302,7 +303,7 @@ static void walk_entry(walker *w, char *path, char *relative, int depth)
     } else if (S_ISREG(st.st_mode)) {
         visit_file(w, path, relative, &st);
     } else {
-        skip(w, path, special_kind(st.st_mode));
+        skip(w, path, relative, special_kind(st.st_mode));
     }
     free(path);
     free(relative);
@@ -317,7 +318,7 @@ static void walk_dir(walker *w, const char *path, const char *relative, int dept
         if (error == ENOMEM)
             oom(w, path);
         else
-            skip(w, path, strerror(error));
+            skip(w, path, relative, strerror(error));
         return;
     }
     for (size_t i = 0; i < count; i++) {
@@ -342,29 +343,29 @@ static void follow_link(walker *w, const pending *link)
 {
     struct stat st;
     if (stat(link->path, &st) != 0) {
-        skip(w, link->path, errno == ELOOP ? "symbolic link loop" : "broken symbolic link");
+        skip(w, link->path, link->relative,
+             errno == ELOOP ? "symbolic link loop" : "broken symbolic link");
     } else if (S_ISDIR(st.st_mode)) {
+        /* a folder already walked (a link to "." or to a parent) is not
+         * walked again */
         int added = inode_add(&w->seen, &st);
         if (added < 0)
             oom(w, link->path);
-        else if (!added)
-            ich_log(ICH_LOG_DEBUG, "%s: link to a folder already walked: not followed",
-                    link->path);
-        else if (link->depth > WALK_MAX_DEPTH)
-            skip(w, link->path, "folders nested more than 64 deep");
-        else
+        else if (added && link->depth > WALK_MAX_DEPTH)
+            skip(w, link->path, link->relative, "folders nested more than 64 deep");
+        else if (added)
             walk_dir(w, link->path, link->relative, link->depth);
     } else if (S_ISREG(st.st_mode)) {
         visit_file(w, link->path, link->relative, &st);
     } else {
-        skip(w, link->path, special_kind(st.st_mode));
+        skip(w, link->path, link->relative, special_kind(st.st_mode));
     }
 }
 
 ich_status ich_walk(const char *folder, const ich_walk_config *config, ich_file_fn fn, void *user,
                     int64_t *skipped)
 {
-    static const ich_walk_config defaults = {0, NULL, NULL};
+    static const ich_walk_config defaults = {0, NULL};
     if (skipped)
         *skipped = 0;
     if (!folder || !fn)
@@ -399,6 +400,6 @@ ich_status ich_walk(const char *folder, const ich_walk_config *config, ich_file_
 ich_status ich_files_walk(const char *folder, uint32_t flags, ich_file_fn fn, void *user,
                           int64_t *skipped)
 {
-    ich_walk_config config = {(flags & ICH_WALK_HIDDEN) != 0, NULL, NULL};
+    ich_walk_config config = {(flags & ICH_WALK_HIDDEN) != 0, NULL};
     return ich_walk(folder, &config, fn, user, skipped);
 }

@@ -37,7 +37,6 @@ void ich_id_printable(const char *id, char *out, size_t size);
 typedef struct ich_walk_config {
     int hidden;                  /* also names beginning with '.' */
     const struct stat *skip_dir; /* a folder not to enter (NULL: none) */
-    const char *who;             /* prefix of the log messages ("select") */
 } ich_walk_config;
 
 /* ich_files_walk() with the internal extras of `config` (NULL: the

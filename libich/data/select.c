@@ -366,10 +366,14 @@ static void index_add(tree_index *index, char *path, size_t name_offset)
 }
 
 /* ich_walk()'s callback: one file of the source tree into the index. */
-static int index_file(void *user, const char *path, const char *relative)
+static int index_file(void *user, const char *path, const char *relative, const char *skipped)
 {
     (void)relative;
     tree_index *index = user;
+    if (skipped) {
+        ich_log(ICH_LOG_WARNING, "select: %s: %s: skipped", path, skipped);
+        return 0;
+    }
     char *copy = strdup(path);
     const char *slash = strrchr(path, '/');
     if (copy)
@@ -528,7 +532,7 @@ static ich_status find_the_rest(select_job *job, int64_t rows)
      * loops, the destination folder left out when it lies inside the tree. */
     tree_index index = {0};
     struct stat dst;
-    ich_walk_config walk = {1, stat(job->dst_dir, &dst) == 0 ? &dst : NULL, "select"};
+    ich_walk_config walk = {1, stat(job->dst_dir, &dst) == 0 ? &dst : NULL};
     ich_status status = ich_walk(job->src_dir, &walk, index_file, &index, NULL);
     if (status != ICH_OK && !index.failed) {
         index_free(&index);
