@@ -13,7 +13,6 @@
  *
  *   ich-predict model.safetensors scans/ --out predictions.csv --format rsna
  */
-#include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +41,7 @@ typedef struct options {
 typedef struct file_list {
     char **items;
     size_t count, capacity;
+    int64_t skipped; /* FIFOs, devices, broken links in the folder */
 } file_list;
 
 /* Label names of the outputs, as the library reads them from the
@@ -164,34 +164,10 @@ static int add_file(file_list *list, const char *path)
     return (list->items[list->count++] = strdup(path)) ? 0 : -1;
 }
 
-static int collect(const char *dir, file_list *list)
+static int add_found(void *user, const char *path, const char *relative)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "ich-predict: cannot open folder %s\n", dir);
-        return -1;
-    }
-    int rc = 0;
-    struct dirent *e;
-    while (!rc && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        size_t n = strlen(dir) + strlen(e->d_name) + 2;
-        char *path = malloc(n);
-        struct stat st;
-        if (!path) {
-            rc = -1;
-            break;
-        }
-        snprintf(path, n, "%s/%s", dir, e->d_name);
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = collect(path, list);
-        else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && looks_like_dicom(path, e->d_name))
-            rc = add_file(list, path);
-        free(path);
-    }
-    closedir(d);
-    return rc;
+    (void)relative;
+    return add_file(user, path);
 }
 
 static int by_name(const void *a, const void *b)
@@ -208,7 +184,15 @@ static int find_inputs(const char *input, file_list *list)
         fprintf(stderr, "ich-predict: %s: no such file or folder\n", input);
         return -1;
     }
-    int rc = S_ISDIR(st.st_mode) ? collect(input, list) : add_file(list, input);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) { /* a FIFO would block */
+        fprintf(stderr, "ich-predict: %s: not a regular file or folder\n", input);
+        return -1;
+    }
+    int rc = 0;
+    if (S_ISDIR(st.st_mode)) /* each real file once: no symbolic link loops, no FIFOs */
+        rc = (list->skipped = find_dicom_files("ich-predict", input, add_found, list)) < 0;
+    else
+        rc = add_file(list, input);
     if (!rc)
         qsort(list->items, list->count, sizeof *list->items, by_name);
     return rc;
@@ -412,7 +396,7 @@ int main(int argc, char **argv)
              : 0;
     if (!rc && !o.quiet)
         printf("%zu predicted, %zu failed -> %s\n", r.count, r.failed, o.out);
-    if (!rc && (r.failed || files.count == 0)) {
+    if (!rc && (r.failed || files.skipped || files.count == 0)) {
         if (files.count == 0)
             fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
         rc = 1;
