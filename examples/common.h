@@ -66,6 +66,20 @@ static inline int looks_like_dicom(const char *path, const char *name)
     return ok;
 }
 
+/* libich's warnings (an image left out, an ID refused because it would
+ * leave its folder, a file that cannot be read) on stderr as "program:
+ * message", over a progress bar. */
+static inline void log_to_stderr(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    fprintf(stderr, "\r%s: %s\n", (const char *)user, message);
+}
+
+static inline void show_warnings(const char *program)
+{
+    ich_set_log_callback(log_to_stderr, (void *)program, ICH_LOG_WARNING);
+}
+
 /* Called by find_dicom_files() for each DICOM file: its path and its path
  * below the folder walked. Return 0 to go on, non-zero to stop. */
 typedef int (*dicom_file_fn)(void *user, const char *path, const char *relative);
