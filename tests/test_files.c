@@ -62,6 +62,9 @@ static void test_image_path_refuses_hostile_ids(void **state)
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
     expect_refused(long_name, "longer than 255");
+    assert_non_null(strstr(ich_last_error(), "xxx...\" cannot")); /* shown cut short */
+    expect_refused("say \"hi\"/..", "\"..\"");
+    assert_non_null(strstr(ich_last_error(), "ID \"say \\\"hi\\\"/..\""));
     char *huge = malloc(ICH_ID_MAX + 2);
     for (int i = 0; i <= ICH_ID_MAX; i++)
         huge[i] = i % 100 == 99 ? '/' : 'a';

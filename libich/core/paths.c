@@ -57,7 +57,8 @@ void ich_id_printable(const char *id, char *out, size_t size)
     size_t at = 0;
     if (size == 0)
         return;
-    for (const char *p = id ? id : ""; *p && at + 5 < size && at < 100; p++) {
+    const char *p = id ? id : "";
+    for (; *p && at + 5 < size && at < 100; p++) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
             at += (size_t)snprintf(out + at, size - at, c == '"' || c == '\\' ? "\\%c" : "\\x%02x",
@@ -65,7 +66,7 @@ void ich_id_printable(const char *id, char *out, size_t size)
         else
             out[at++] = (char)c;
     }
-    if (id && strlen(id) > at && at + 4 < size) {
+    if (*p && at + 4 < size) { /* cut short */
         memcpy(out + at, "...", 3);
         at += 3;
     }
@@ -270,7 +271,8 @@ static char **read_names(const char *path, int hidden, size_t *count, int *error
         return NULL;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name);
+    if (n > 1)
+        qsort(names, n, sizeof *names, by_name);
     *count = n;
     return names ? names : calloc(1, sizeof *names);
 }
