@@ -128,3 +128,56 @@ def test_predict_files_walks_without_loops(tree):
     assert [str(p) for p in found["files"]] == [str(tree / "a.dcm"), str(tree / "sub" / "b.dcm")]
     messages = [str(w.message) for w in caught]
     assert any("pipe.dcm" in m and "FIFO" in m for m in messages)
+
+
+# ---- The same rule in the calls that turn IDs into file names ----------------
+
+HOSTILE = ["../outside/victim", "a/../../outside/victim"]
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """images/ with one slice and one PNG, outside/ with a victim of each,
+    and a table whose other rows' IDs climb out to it."""
+    import numpy as np
+    images, outside = tmp_path / "images", tmp_path / "outside"
+    (images / "a").mkdir(parents=True)  # so that "a/../../outside/victim" would resolve
+    outside.mkdir()
+    pixels = np.zeros((8, 8), np.int16)
+    ich.write_ct(images / "ok.dcm", pixels, patient_id="P_OK")
+    ich.write_ct(outside / "victim.dcm", pixels, patient_id="VICTIM")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    ich.write_png(images / "ok.png", rgb)
+    ich.write_png(outside / "victim.png", rgb)
+    labels = ich.Labels()
+    labels.add("ok", [1, 0, 0, 0, 0, 0], group="G0")
+    for k, name in enumerate(HOSTILE + [str(outside / "victim")]):
+        labels.add(name, [1, 1, 0, 0, 0, 0], group=f"G{k + 1}")
+    return images, outside, labels
+
+
+def test_groups_from_dicom_refuses_hostile_ids(hostile):
+    images, _, labels = hostile
+    assert ich.groups_from_dicom(labels, images) == 3
+    assert labels.groups == ["P_OK", "G1", "G2", "G3"]
+
+
+def test_dataset_leaves_hostile_ids_out(hostile):
+    images, _, labels = hostile
+    with ich.Dataset(labels, images, size=8, extension=".dcm", workers=0) as ds:
+        assert len(ds) == 1
+    only = ich.Labels()
+    for name in HOSTILE:
+        only.add(name, [0] * 6)
+    with pytest.raises(ich.NotFoundError, match="2 IDs refused"):
+        ich.Dataset(only, images, size=8, extension=".dcm", workers=0)
+
+
+def test_augment_offline_writes_nothing_outside(hostile, tmp_path):
+    images, outside, labels = hostile
+    out = tmp_path / "aug"
+    with ich.Augment("hflip:1") as aug:
+        result = ich.augment_offline(aug, labels, images, out, target=12, seed=1)
+    assert len(result) == 4  # no copy of a hostile row, none needed of "ok"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.dcm", "victim.png"]
+    assert all(out in p.parents for p in out.rglob("*"))
