@@ -1004,20 +1004,26 @@ static void test_offline_hostile_ids(void **state)
     assert_int_equal(ich_png_write(good, px, 8, 8, 3), ICH_OK);
     free(px);
 
-    const char *ids[] = {"ok", "../outside/victim", "a/../../outside/victim", absolute};
-    const float values[4][6] = {{1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0},
-                                {1, 1, 0, 0, 0, 0}};
+    /* and a FIFO where a source PNG should be: reading it would block */
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/pipe.png", images);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    const char *ids[] = {"ok", "../outside/victim", "a/../../outside/victim", absolute, "pipe"};
+    const float values[5][6] = {{1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0},
+                                {1, 1, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
     ich_labels *t = NULL;
     assert_int_equal(ich_labels_create(NULL, 0, &t), ICH_OK);
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < 5; r++)
         assert_int_equal(ich_labels_add(t, ids[r], values[r], NULL), ICH_OK);
     ich_augment *a = recipe("hflip:1");
     hostile_log[0] = '\0';
     ich_set_log_callback(keep_log, NULL, ICH_LOG_WARNING);
-    ich_labels *r = run_offline(a, t, images, out, 12, 1, 2); /* every row drawn */
+    alarm(30); /* a blocked read fails the test instead of hanging it */
+    ich_labels *r = run_offline(a, t, images, out, 15, 1, 2); /* every row drawn */
+    alarm(0);
     ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
 
-    assert_int_equal(ich_labels_rows(r), 4); /* no copy written */
+    assert_int_equal(ich_labels_rows(r), 5); /* no copy written */
     char names[256];
     assert_int_equal(tu_dir_count(outside, names, sizeof names), 1);
     assert_string_equal(names, "victim.png");
@@ -1027,6 +1033,7 @@ static void test_offline_hostile_ids(void **state)
     assert_non_null(strstr(hostile_log, "(row 2)"));
     assert_non_null(strstr(hostile_log, "a/../../outside/victim (row 3)"));
     assert_non_null(strstr(hostile_log, "it is an absolute path"));
+    assert_non_null(strstr(hostile_log, "pipe.png: a FIFO, not a regular file: never opened"));
     ich_labels_free(r);
     ich_labels_free(t);
     ich_augment_free(a);

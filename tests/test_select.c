@@ -672,19 +672,26 @@ static void test_groups_from_dicom_hostile_ids(void **state)
     mkdir(outside, 0755);
     write_ct(images, "ID_1", "PAT_A");
     write_ct(outside, "victim", "VICTIM");
-    const char *ids[] = {"ID_1", "../outside/victim", absolute};
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/ID_fifo.dcm", images);
+    assert_int_equal(mkfifo(fifo, 0644), 0); /* reading it would block */
+    const char *ids[] = {"ID_1", "../outside/victim", absolute, "ID_fifo"};
     ich_labels *t = NULL;
     assert_int_equal(ich_labels_create(NULL, 0, &t), ICH_OK);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         float v[6] = {0};
         assert_int_equal(ich_labels_add(t, ids[i], v, "kept"), ICH_OK);
     }
     int64_t unreadable = -1;
     groups_log[0] = '\0';
     ich_set_log_callback(keep_groups_log, NULL, ICH_LOG_WARNING);
+    alarm(30);
     assert_int_equal(ich_labels_groups_from_dicom(t, images, 2, &unreadable), ICH_OK);
+    alarm(0);
     ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
-    assert_int_equal(unreadable, 2);
+    assert_int_equal(unreadable, 3);
+    assert_string_equal(ich_labels_group(t, 3), "kept");
+    assert_non_null(strstr(groups_log, "ID_fifo.dcm: a FIFO, not a regular file: never opened"));
     assert_string_equal(ich_labels_group(t, 0), "PAT_A");
     assert_string_equal(ich_labels_group(t, 1), "kept");
     assert_string_equal(ich_labels_group(t, 2), "kept");

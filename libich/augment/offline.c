@@ -233,7 +233,7 @@ static ich_status write_group(void *context, int64_t g, int worker)
     /* The source and every copy must stay inside their folders: an ID such
      * as "../outside/victim" is refused before anything is read or written. */
     char *path = NULL;
-    ich_status st = ich_id_path(w->image_dir, id, ".png", 0, &path);
+    ich_status st = ich_id_input_path(w->image_dir, id, ".png", &path);
     uint8_t *pixels = NULL, *work = NULL;
     int32_t width = 0, height = 0, channels = 0;
     if (st == ICH_OK)

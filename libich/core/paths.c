@@ -19,6 +19,8 @@
 /* Deepest folder nesting a walk descends into. */
 #define WALK_MAX_DEPTH 64
 
+static const char *special_kind(mode_t mode);
+
 /* ---- Image IDs ------------------------------------------------------------ */
 
 const char *ich_id_problem(const char *id, const char *suffix, int one_name)
@@ -28,6 +30,8 @@ const char *ich_id_problem(const char *id, const char *suffix, int one_name)
     size_t n = strlen(id), suffix_len = suffix ? strlen(suffix) : 0;
     if (n > ICH_ID_MAX)
         return "it is longer than 1024 bytes";
+    if (suffix && strchr(suffix, '/'))
+        return "its extension holds a '/'";
     if (id[0] == '/')
         return "it is an absolute path";
     for (const char *p = id; *p; p++)
@@ -93,6 +97,18 @@ ich_status ich_id_path(const char *dir, const char *id, const char *suffix, int 
     if (!*out)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", id);
     return ICH_OK;
+}
+
+ich_status ich_id_input_path(const char *dir, const char *id, const char *suffix, char **out)
+{
+    ich_status st = ich_id_path(dir, id, suffix, 0, out);
+    struct stat sb;
+    if (st == ICH_OK && stat(*out, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+        st = ich_fail(ICH_ERR_IO, "%s: %s: never opened", *out, special_kind(sb.st_mode));
+        free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 ich_status ich_image_path(const char *folder, const char *id, const char *extension,

@@ -30,6 +30,12 @@ const char *ich_id_problem(const char *id, const char *suffix, int one_name);
 ich_status ich_id_path(const char *dir, const char *id, const char *suffix, int one_name,
                        char **out);
 
+/* ich_id_path() for a file about to be read: also refused (ICH_ERR_IO,
+ * naming the path) when the path exists but is a FIFO, device or socket,
+ * which a reader must never open (a FIFO blocks it). A missing file is
+ * left to the reader to report. */
+ich_status ich_id_input_path(const char *dir, const char *id, const char *suffix, char **out);
+
 /* `id` for a message: at most ~100 characters, control characters as \xNN. */
 void ich_id_printable(const char *id, char *out, size_t size);
 

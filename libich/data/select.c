@@ -700,7 +700,7 @@ static ich_status read_patient(void *context, int64_t row, int worker)
     const char *id = ich_labels_id(job->labels, row);
     char *path = NULL;
     ich_dicom *dicom = NULL;
-    ich_status status = ich_id_path(job->image_dir, id, ".dcm", 0, &path);
+    ich_status status = ich_id_input_path(job->image_dir, id, ".dcm", &path);
     if (status == ICH_OK)
         status = ich_dicom_read(path, &dicom);
     ich_dicom_info info;
