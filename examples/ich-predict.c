@@ -9,7 +9,9 @@
  * for the cascade preset the subtypes count only where "any" fires). Writes
  * CSV "ID,any,epidural,..." or the RSNA submission format "ID,Label" with
  * rows "ID_<image>_<label>", atomically. A bad file is reported and skipped;
- * the exit status is then 1.
+ * so are FIFOs, devices and broken links in a folder (never opened; each
+ * real file is read once, whatever symbolic links lead to it); the exit
+ * status is then 1.
  *
  *   ich-predict model.safetensors scans/ --out predictions.csv --format rsna
  */

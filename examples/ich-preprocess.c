@@ -6,9 +6,12 @@
  * applies the clinical windows (default blood, brain and bone, stacked as
  * the R, G and B channels), resizes it (default 256 x 256) and writes
  * OUTPUT_DIR/<same sub-folder>/<file stem>.png, and the recipe's one-line
- * text as OUTPUT_DIR/recipe.txt (for ich-train --recipe). Work is shared by
- * all cores; a bad file is reported and skipped; existing outputs are kept
- * unless --force. The exit status is 1 when any file failed.
+ * text as OUTPUT_DIR/recipe.txt (for ich-train --recipe). Each real file is
+ * converted once (symbolic links are followed, but a link to "." or to a
+ * parent does not loop); FIFOs, devices and broken links are named and
+ * skipped. Work is shared by all cores; a bad file is reported and skipped;
+ * existing outputs are kept unless --force. The exit status is 1 when any
+ * file failed or was skipped.
  *
  *   ich-preprocess scans/ images/ --windows blood,brain,bone --size 256
  *   ich-preprocess scans/ images/ --recipe tutorial     # the tutorial's steps
