@@ -550,16 +550,18 @@ static void test_select_errors(void **state)
     ich_labels_free(t);
 }
 
-/* dst_dir inside src_dir: the index does not pick up earlier copies. */
+/* dst_dir inside src_dir: the index does not pick up earlier copies, also
+ * when a symbolic link in the tree leads to dst_dir. */
 static void test_destination_inside_source(void **state)
 {
-    char src[2048], dst[4096];
+    char src[2048], dst[4096], link[4096];
     tu_join(src, sizeof src, *state, "src");
     tu_join(dst, sizeof dst, src, "selected");
     write_random(src, "a/ID_1.dcm", 50, 1);
     const char *ids[] = {"ID_1", "ID_2"};
     ich_labels *t = table_of(ids, 2);
     write_random(dst, "ID_2.dcm", 50, 2); /* only in the destination */
+    assert_int_equal(symlink("../selected", tu_join(link, sizeof link, src, "a/to_selected")), 0);
     int64_t copied, missing;
     assert_int_equal(ich_labels_select_files(t, src, dst, NULL, &copied, &missing, NULL, NULL),
                      ICH_OK);

@@ -295,6 +295,12 @@ static char **read_names(const char *path, int hidden, size_t *count, int *error
 
 static void walk_dir(walker *w, const char *path, const char *relative, int depth);
 
+static int is_skip_dir(const walker *w, const struct stat *st)
+{
+    const struct stat *skip = w->config->skip_dir;
+    return skip && st->st_dev == skip->st_dev && st->st_ino == skip->st_ino;
+}
+
 /* One entry of a folder, by lstat: real folders and files now, symbolic
  * links later, anything else skipped unopened. */
 static void walk_entry(walker *w, char *path, char *relative, int depth)
@@ -306,8 +312,7 @@ static void walk_entry(walker *w, char *path, char *relative, int depth)
         defer_link(w, path, relative, depth);
         return; /* owned by the list now */
     } else if (S_ISDIR(st.st_mode)) {
-        if (w->config->skip_dir && st.st_dev == w->config->skip_dir->st_dev &&
-            st.st_ino == w->config->skip_dir->st_ino) {
+        if (is_skip_dir(w, &st)) {
             /* the output folder inside the input tree */
         } else if (depth > WALK_MAX_DEPTH) {
             skip(w, path, relative, "folders nested more than 64 deep");
@@ -365,8 +370,8 @@ static void follow_link(walker *w, const pending *link)
              errno == ELOOP ? "symbolic link loop" : "broken symbolic link");
     } else if (S_ISDIR(st.st_mode)) {
         /* a folder already walked (a link to "." or to a parent) is not
-         * walked again */
-        int added = inode_add(&w->seen, &st);
+         * walked again, nor one linked to the folder to skip */
+        int added = is_skip_dir(w, &st) ? 0 : inode_add(&w->seen, &st);
         if (added < 0)
             oom(w, link->path);
         else if (added && link->depth > WALK_MAX_DEPTH)
