@@ -250,8 +250,8 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The entry names of folder `path`, sorted; NULL when it cannot be read
- * (*count -1, errno kept) or out of memory (*count -2). */
+/* The entry names of folder `path`, sorted, in *count; NULL with *error
+ * set (the errno of opendir(), or ENOMEM) when it cannot be read. */
 static char **read_names(const char *path, int hidden, size_t *count, int *error)
 {
     DIR *d = opendir(path);
@@ -290,7 +290,9 @@ static char **read_names(const char *path, int hidden, size_t *count, int *error
     if (n > 1)
         qsort(names, n, sizeof *names, by_name);
     *count = n;
-    return names ? names : calloc(1, sizeof *names);
+    if (!names && !(names = calloc(1, sizeof *names)))
+        *error = ENOMEM;
+    return names;
 }
 
 static void walk_dir(walker *w, const char *path, const char *relative, int depth);
