@@ -64,10 +64,31 @@ def test_pivot(long_csv, tmp_path):
     assert header == ["ID"] + RSNA and got_ids == ids
     np.testing.assert_array_equal(values, written)
 
-    result = run("pivot", path, out, "--fix-any", "--quiet")
+    result = run("pivot", path, out, "--fix-any")
     assert "2 rows (fixed)" in result.stdout
-    assert result.stderr == ""
     np.testing.assert_array_equal(read_wide(out)[2], table)
+
+
+def test_quiet_prints_nothing(long_csv, tmp_path):
+    """--quiet: no table, no any line, no progress; only stats keeps its
+    table, which is its result."""
+    path, ids, table, written = long_csv
+    out = tmp_path / "wide.csv"
+    result = run("pivot", path, out, "--fix-any", "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    np.testing.assert_array_equal(read_wide(out)[2], table)
+    result = run("sample", out, tmp_path / "s.csv", "--per-label", 4, "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    root = tmp_path / "scans"
+    (root / "A" / "1").mkdir(parents=True)
+    (root / "A" / "1" / "s1.dcm").write_bytes(b"x")
+    scans = tmp_path / "scans.csv"
+    scans.write_text("patient,scan,any\nA,1,1\n")
+    result = run("propagate", root, scans, tmp_path / "p.csv", "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    assert "rows: 60" in run("stats", out, "--quiet").stdout
+    result = run("stats", tmp_path / "missing.csv", "--quiet", code=1)
+    assert "missing.csv" in result.stderr  # errors still reach stderr
 
 
 def test_stats_and_sample(long_csv, tmp_path):
