@@ -1,6 +1,7 @@
 """Hostile checkpoints: files written by hand (struct + json, no torch) whose
 spec asks for a huge network, whose header nests blocks or items without
-end, or whose weights hold NaN or infinity. Each is an ich error naming the
+end, or whose weights hold NaN or infinity, and those kept in
+tests/fuzz/regressions/checkpoints. Each is an ich error naming the
 file, never a crash, and loading them all stays far below 1 GB of memory
 (measured with resource.getrusage in a child process)."""
 
@@ -56,8 +57,14 @@ def hostile_files(folder):
     return paths
 
 
+REGRESSIONS = os.path.join(HERE, "..", "..", "..", "tests", "fuzz", "regressions", "checkpoints")
+
+
 def test_hostile_specs_fail_with_little_memory(tmp_path):
-    paths = hostile_files(str(tmp_path))
+    regressions = sorted(os.path.join(REGRESSIONS, name) for name in os.listdir(REGRESSIONS)
+                         if name.endswith(".safetensors"))
+    assert len(regressions) >= 4
+    paths = hostile_files(str(tmp_path)) + regressions
     child = textwrap.dedent("""
         import resource, sys
         sys.path.insert(0, %r)
@@ -81,7 +88,7 @@ def test_hostile_specs_fail_with_little_memory(tmp_path):
     for path, line in zip(paths, lines):
         assert line.startswith("FormatError") and path in line, line
         assert any(word in line for word in ("too large", "holds only", "too many",
-                                             "too deeply")), line
+                                             "too deeply", "non-finite")), line
     maxrss_mb = int(lines[-1].split()[1]) / 1024
     assert maxrss_mb < 512, maxrss_mb
 
