@@ -141,3 +141,12 @@ def test_errors_and_usage(tmp_path):
     result = run("pivot", bad, tmp_path / "o.csv", code=1)
     assert "bad.csv:3:" in result.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_csv_without_header_is_refused(tmp_path):
+    bad = tmp_path / "noheader.csv"
+    bad.write_text("ID_1,0,1,0,0,0,0\nID_2,1,1,0,0,0,0\n")
+    result = run("pivot", bad, tmp_path / "o.csv", code=1)
+    assert "noheader.csv" in result.stderr and "not a header" in result.stderr
+    assert '"ID,Label"' in result.stderr
+    assert not (tmp_path / "o.csv").exists()
