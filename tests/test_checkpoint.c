@@ -7,6 +7,7 @@
  * the message names the file, and a failed load leaves the model as it
  * was. A fuzz-like loop truncates and flips bytes of a checkpoint: never a
  * crash (run under the ASan build), always an error or a valid model. */
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -667,6 +670,55 @@ static void test_predict_refuses_non_finite(void **state)
     ich_model_free(model);
 }
 
+
+/* Temporary files of atomic writes: a stale one (left by a killed writer,
+ * so unlocked) is removed by the next save of the same file; a live
+ * writer's (locked) one is left alone; names up to NAME_MAX work. */
+static void test_temporaries(void **state)
+{
+    const char *dir = *state;
+    char path[4096], tmp[4200], names[2048];
+    ich_model *model = make_model(3);
+    tu_join(path, sizeof path, dir, "m.safetensors");
+    snprintf(tmp, sizeof tmp, "%s.tmp-ich", path);
+    assert_int_equal(tu_write_file(tmp, "half a checkpoint", 17), 0); /* a killed write */
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    assert_string_equal(names, "m.safetensors");
+    /* a live writer holds the temporary: the save goes around it */
+    int fd = open(tmp, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    assert_int_equal(write(fd, "live", 4), 4);
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 2);
+    size_t size = 0;
+    uint8_t *bytes = tu_read_file(tmp, &size);
+    assert_int_equal(size, 4); /* untouched */
+    free(bytes);
+    close(fd); /* the writer is gone: the next save cleans up */
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    ich_model *loaded = NULL;
+    assert_int_equal(ich_model_load(path, &loaded), ICH_OK);
+    ich_model_free(loaded);
+    /* a 250-byte name and a 255-byte name */
+    for (size_t n = 250; n <= 255; n += 5) {
+        char name[256];
+        memset(name, 'a', n);
+        memcpy(name + n - 12, ".safetensors", 12);
+        name[n] = 0;
+        tu_join(path, sizeof path, dir, name);
+        assert_int_equal(ich_model_save(model, path), ICH_OK);
+        assert_int_equal(ich_model_load(path, &loaded), ICH_OK);
+        ich_model_free(loaded);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    assert_string_equal(names, "m.safetensors");
+    ich_model_free(model);
+}
+
 /* A failed save leaves the existing file as it was, and no temporary file. */
 static void test_failed_save_keeps_target(void **state)
 {
@@ -951,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_spec_limits),
         cmocka_unit_test_setup_teardown(test_non_finite_weights, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_predict_refuses_non_finite),
+        cmocka_unit_test_setup_teardown(test_temporaries, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);
