@@ -640,6 +640,25 @@ static void test_non_finite_weights(void **state)
         assert_non_null(strstr(ich_last_error(), "\"fc1.bias\""));
         assert_null(loaded);
     }
+    /* a checkpoint of a diverged run (NaN through a tensor view) */
+    ich_optimizer_options o;
+    ich_optimizer_options_init(&o, ICH_OPTIM_ADAM);
+    ich_optimizer *opt = NULL, *opt2 = NULL;
+    assert_int_equal(ich_optimizer_create(source, &o, &opt), ICH_OK);
+    assert_int_equal(ich_optimizer_create(target, &o, &opt2), ICH_OK);
+    ich_tensor_view v = {.size = sizeof v};
+    assert_int_equal(ich_model_tensor(source, 0, &v), ICH_OK);
+    ((float *)v.data)[1] = NAN;
+    ich_model_tensor_changed(source, 0);
+    tu_join(path, sizeof path, dir, "nan-checkpoint.safetensors");
+    assert_int_equal(ich_checkpoint_save(path, source, opt, NULL, NULL, 0), ICH_OK);
+    assert_error_names(ich_checkpoint_load(path, target, opt2), ICH_ERR_FORMAT, path);
+    assert_non_null(strstr(ich_last_error(), v.name));
+    uint8_t *after = snapshot(target, &s1);
+    assert_memory_equal(before, after, s0);
+    free(after);
+    ich_optimizer_free(opt);
+    ich_optimizer_free(opt2);
     free(before);
     ich_model_free(source);
     ich_model_free(target);

@@ -19,8 +19,9 @@
  * ich/model.h) and refuses a spec whose tensors could not fit in the file
  * (beyond a small model, built to name the mismatch) before building
  * (allocating) the model; model tensors with a NaN or an
- * infinity are refused (ich_model_load, ich_model_load_weights), naming
- * the file and the tensor, so no model with such weights predicts. */
+ * infinity are refused (ich_model_load, ich_model_load_weights,
+ * ich_checkpoint_load), naming the file and the tensor, so no model with
+ * such weights predicts. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -570,6 +571,7 @@ ich_status ich_checkpoint_load(const char *path, ich_model *model, ich_optimizer
     if (st == ICH_OK)
         st = plan_alloc(&plan, &file,
                         ich_model_tensor_count(model) + ich_optimizer_state_count(optimizer));
+    plan.finite = 1; /* resuming a diverged run is refused too */
     if (st == ICH_OK)
         st = plan_model(&plan, &file, model);
     if (st == ICH_OK)
