@@ -149,10 +149,11 @@ static ich_status required_pair(parser *p, const char *what, int32_t pair[2], in
     return ICH_OK;
 }
 
-/* Options after the positional arguments: "stride 2 pad 1 ...". */
+/* A limit macro's value in a message. */
 #define ICH_STRINGIFY_(x) #x
 #define ICH_STRINGIFY(x) ICH_STRINGIFY_(x)
 
+/* Options after the positional arguments: "stride 2 pad 1 ...". */
 static ich_status parse_options(parser *p, spec_item *item)
 {
     char word[64];
