@@ -108,6 +108,35 @@ def test_spec_limits_in_python():
         ich.Model("input 1x8x8, " + "residual(" * 17 + "relu" + ")" * 17 + ", gap, linear 2")
 
 
+def test_model_limits_match_the_library():
+    """ich.MODEL_LIMITS: each limit is accepted, one more is refused."""
+    lim = ich.MODEL_LIMITS
+    cases = [
+        ("input %dx2x2, gap, linear 2", lim["input_channels"]),
+        ("input 1x%dx2, gap, linear 2", lim["input_side"]),
+        ("input 1x2x2, gap, linear %d", lim["channels"]),
+        ("input 1x2x2, conv 1 1 pad %d, gap, linear 2", lim["kernel"]),
+    ]
+    for text, value in cases:
+        ich.Model(text % value)
+        with pytest.raises(ich.InvalidArgumentError, match="too large"):
+            ich.Model(text % (value + 1))
+    items = lim["layers"] - 3  # input, gap and linear are items too
+    ich.Model("input 1x2x2" + ", relu" * items + ", gap, linear 2")
+    with pytest.raises(ich.InvalidArgumentError, match="too many items"):
+        ich.Model("input 1x2x2" + ", relu" * (items + 1) + ", gap, linear 2")
+    def nested(depth):  # short branch names keep the layer names short
+        return "concat(a: relu | b: " * depth + "relu" + ")" * depth
+
+    ich.Model("input 1x2x2, %s, gap, linear 2" % nested(lim["depth"]))
+    with pytest.raises(ich.InvalidArgumentError, match="nested too deeply"):
+        ich.Model("input 1x2x2, %s, gap, linear 2" % nested(lim["depth"] + 1))
+    # 16384 + 16384 * 16384 floats: 64 KiB above 1 GiB of parameters
+    assert lim["param_bytes"] == 4 * 16384 * 16384
+    with pytest.raises(ich.InvalidArgumentError, match="too large.*bytes of parameters"):
+        ich.Model("input 1x1x1, flatten, linear 16384 nobias, linear 16384 nobias")
+
+
 SPEC = "input 1x4x4, flatten, linear 2"
 
 
