@@ -99,8 +99,11 @@ static int open_fixed_temp(const char *tmp)
         if (fd < 0)
             return -1;
         struct stat opened, named;
+        /* Only a plain file of ours, not linked elsewhere (it will become
+         * the output). */
         if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &opened) != 0
-            || !S_ISREG(opened.st_mode)) {
+            || !S_ISREG(opened.st_mode) || opened.st_nlink != 1
+            || opened.st_uid != geteuid()) {
             close(fd);
             return -1;
         }
