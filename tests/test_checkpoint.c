@@ -721,6 +721,18 @@ static void test_temporaries(void **state)
     ich_model *loaded = NULL;
     assert_int_equal(ich_model_load(path, &loaded), ICH_OK);
     ich_model_free(loaded);
+    /* a temporary name hard-linked to another file is not taken over */
+    char victim[4096];
+    tu_join(victim, sizeof victim, dir, "victim");
+    assert_int_equal(tu_write_file(victim, "keep me", 7), 0);
+    assert_int_equal(link(victim, tmp), 0);
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    bytes = tu_read_file(victim, &size);
+    assert_int_equal(size, 7);
+    assert_memory_equal(bytes, "keep me", 7);
+    free(bytes);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(unlink(victim), 0);
     /* a 250-byte name and a 255-byte name */
     for (size_t n = 250; n <= 255; n += 5) {
         char name[256];
