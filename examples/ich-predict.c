@@ -254,12 +254,36 @@ static int load_image(const ich_window *window, const char *path, float *image, 
     return st ? -1 : 0;
 }
 
+/* Predict a batch whose IDs are at r->ids[r->count...]. When the library
+ * refuses a non-finite probability (ICH_ERR_FORMAT), the images are
+ * predicted one by one: each one that fails is reported by its ID and
+ * skipped (counted as failed), the others kept. */
 static int predict_batch(ich_model *model, const options *o, const float *images, int32_t n,
-                         results *r)
+                         size_t per_image, results *r)
 {
     size_t outputs = (size_t)ich_model_outputs(model);
     float *out = r->probabilities + r->count * outputs;
-    if (n && ich_model_predict(model, images, n, o->threshold, out, (size_t)n * outputs)) {
+    ich_status st = n ? ich_model_predict(model, images, n, o->threshold, out,
+                                          (size_t)n * outputs)
+                      : ICH_OK;
+    if (st == ICH_ERR_FORMAT) {
+        size_t kept = 0;
+        for (int32_t k = 0; k < n; k++) {
+            float *row = r->probabilities + (r->count + kept) * outputs;
+            if (ich_model_predict(model, images + (size_t)k * per_image, 1, o->threshold, row,
+                                  outputs)) {
+                fprintf(stderr, "\nich-predict: skipped %s: %s\n", r->ids[r->count + (size_t)k],
+                        ich_last_error());
+                r->failed++;
+                continue;
+            }
+            memmove(r->ids[r->count + kept], r->ids[r->count + (size_t)k], sizeof r->ids[0]);
+            kept++;
+        }
+        r->count += kept;
+        return 0;
+    }
+    if (st) {
         fprintf(stderr, "\nich-predict: prediction failed: %s\n", ich_last_error());
         return -1;
     }
@@ -293,7 +317,7 @@ static int predict_all(ich_model *model, const ich_window *window, const file_li
             n++;
         }
         if (n == o->batch || i + 1 == files->count) {
-            rc = predict_batch(model, o, images, n, r);
+            rc = predict_batch(model, o, images, n, per_image, r);
             n = 0;
             if (!o->quiet)
                 show_progress(&bar, (int64_t)(i + 1), (int64_t)files->count, "predict");

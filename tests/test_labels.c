@@ -363,6 +363,43 @@ static void test_read_wide_errors(void **state)
     expect_read_error(*state, "ID,any\na,1e39\n", ICH_ERR_FORMAT, "bad.csv:2:");
 }
 
+/* A file without a header line: its first row used to become the header
+ * (lost, with a label column named "1"); now refused, naming the file and
+ * the headers expected. Every legitimate header form still reads. */
+static void test_read_without_header(void **state)
+{
+    static const char *const headerless[] = {
+        "ID_0001,0,1,0,0,1,0\nID_0002,0,0,0,0,0,0\n",     /* wide, no header */
+        "ID_0001.dcm,1,0\nID_0002.dcm,0,0\n",             /* wide, file names */
+        "ID_0001_epidural,0\nID_0001_any,1\nID_0002_any,0\n", /* long, no header */
+        "ID_0001_any,1\n",                                 /* one line */
+        "img1,0.5,1\n",
+    };
+    for (size_t k = 0; k < sizeof headerless / sizeof *headerless; k++) {
+        expect_read_error(*state, headerless[k], ICH_ERR_FORMAT, "bad.csv: the first line is not a header");
+        assert_non_null(strstr(ich_last_error(), "\"ID,Label\""));
+    }
+    static const char *const fine[] = {
+        "ID,Label\nID_1_any,1\nID_1_epidural,0\nID_1_intraparenchymal,0\n"
+        "ID_1_intraventricular,0\nID_1_subarachnoid,0\nID_1_subdural,1\n",
+        "id,label\nID_1_any,1\nID_1_epidural,0\nID_1_intraparenchymal,0\n"
+        "ID_1_intraventricular,0\nID_1_subarachnoid,0\nID_1_subdural,1\n",
+        "ID,any,epidural\nID_1,1,0\n",
+        "filename,any\nID_1.dcm,1\n",
+        "image,tumour\nimg1,1\n",
+        "ID_1,any,0\nID_2,1,0\n", /* an odd header, but a header (names RSNA's any) */
+        ",ID,any\n0,ID_1,1\n",  /* pandas' index column */
+    };
+    for (size_t k = 0; k < sizeof fine / sizeof *fine; k++) {
+        char path[4096];
+        ich_labels *labels = NULL;
+        if (ich_labels_read(write_text(path, sizeof path, *state, "fine.csv", fine[k]), &labels))
+            fail_msg("case %zu: %s", k, ich_last_error());
+        assert_int_equal(ich_labels_rows(labels), 1);
+        ich_labels_free(labels);
+    }
+}
+
 /* ---- Writing ------------------------------------------------------------- */
 
 static void test_write_read_round_trip(void **state)
@@ -636,6 +673,8 @@ int main(void)
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_read_wide, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_read_wide_errors, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_without_header, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_write_read_round_trip, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),

@@ -137,6 +137,11 @@ ICH_API ich_status ich_labels_positives(const ich_labels *labels, int64_t *count
  *    name (pandas' index) is never a label column. An empty or repeated
  *    ID is an error.
  *
+ *  The first line must be a header: a file without one (whose first line
+ *  is data, so that a would-be label column is named by a number, such as
+ *  "ID_0001,0,1,0,0,0,0" or "ID_0001_any,0") is refused with
+ *  ICH_ERR_FORMAT, naming the file and the headers expected.
+ *
  *  Quotes, CRLF line ends, a UTF-8 BOM and blank lines are handled; spaces
  *  and tabs around a cell are dropped (inside quotes too), header names
  *  and values are matched after that.

@@ -142,6 +142,47 @@ def test_corrupt_file_is_skipped(ich, data, tmp_path):
     np.testing.assert_allclose(got, reference(ich, model, files), atol=1e-6, rtol=0)
 
 
+def test_nan_weights_are_refused(ich, data, tmp_path):
+    """A checkpoint with a NaN weight once gave "-nan" probabilities with exit
+    status 0: now it is refused, naming the file and the tensor."""
+    folder, files, _ = data
+    model = make_model(ich)
+    state = model.state_dict()
+    state["fc1.bias"][3] = np.nan
+    model.load_state_dict(state)
+    bad = tmp_path / "nan.safetensors"
+    model.save(bad)
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, bad, files[0], "--out", out, check=False)
+    assert result.returncode == 1
+    assert str(bad) in result.stderr and "fc1.bias" in result.stderr
+    assert not out.exists() or "nan" not in out.read_text().lower()
+
+
+def test_overflowing_network_skips_images_by_name(ich, data, tmp_path):
+    """Finite weights that overflow inside the network (inf - inf = NaN):
+    the library refuses the batch, the program names each image and skips
+    it, and writes no NaN."""
+    folder, files, _ = data
+    model = make_model(ich, SPEC.replace("linear 6", "linear 2, linear 6"))
+    state = model.state_dict()
+    state["conv1.weight"][:] = 0
+    state["conv1.bias"][:] = 1  # every activation 1
+    state["fc1.weight"][:] = 3e38  # both outputs +inf
+    state["fc2.weight"][:, 0], state["fc2.weight"][:, 1] = 1, -1  # inf - inf
+    model.load_state_dict(state)
+    path = tmp_path / "overflow.safetensors"
+    model.save(path)
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, path, folder / "scans", "--out", out, check=False)
+    assert result.returncode == 1
+    for f in files:
+        assert "skipped %s" % f.stem in result.stderr, result.stderr
+    assert "non-finite" in result.stderr
+    assert "0 predicted, 6 failed" in result.stdout
+    assert "nan" not in (out.read_text().lower() if out.exists() else "")
+
+
 def test_channel_mismatch_errors(ich, data, tmp_path):
     folder, files, _ = data
     model = make_model(ich, spec=SPEC.replace("3x64x64", "1x64x64"))
