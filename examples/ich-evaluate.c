@@ -93,6 +93,8 @@ int main(int argc, char **argv)
     const char *checkpoint = argv[optind], *labels = argv[optind + 1],
                *images = argv[optind + 2], *out = argv[optind + 3];
     ich_set_threads(threads);
+    if (!quiet)
+        show_warnings("ich-evaluate"); /* rows left out of the dataset, by ID */
     if (use_backend("ich-evaluate", backend, quiet))
         return 1;
     ich_evaluate_options options;

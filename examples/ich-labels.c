@@ -45,7 +45,7 @@ static void usage(FILE *out)
             "        positive label (unless --no-negatives), seeded\n"
             "  stats IN.csv\n"
             "        rows and positives per label\n\n"
-            "  --quiet   print only errors\n"
+            "  --quiet   print only errors (stats still prints its table: that is its result)\n"
             "  --help    this text\n"
             "Exit status: 0 done, 1 failed, 2 bad usage.\n");
 }
@@ -78,7 +78,8 @@ static int read_labels(const char *path, ich_labels **labels)
     return 0;
 }
 
-/* Rows, then one line per label with its positives and their share. */
+/* Rows, then one line per label with its positives and their share
+ * (pivot, propagate and sample print it only without --quiet). */
 static int print_stats(const ich_labels *labels)
 {
     int32_t columns = ich_labels_columns(labels);
@@ -111,14 +112,16 @@ static int cmd_pivot(const char *in, const char *out, int fix_any)
     int64_t mismatches = 0;
     ich_status st = ich_labels_check_any(labels, fix_any, &mismatches);
     int rc = 0;
-    if (st == ICH_ERR_NOT_FOUND)
-        printf("no \"any\" column: any check skipped\n");
-    else if (st != ICH_OK)
+    if (st == ICH_ERR_NOT_FOUND) {
+        if (!quiet)
+            printf("no \"any\" column: any check skipped\n");
+    } else if (st != ICH_OK) {
         rc = fail("check any");
-    else
+    } else if (!quiet) {
         printf("any != OR of the subtypes: %" PRId64 " rows%s\n", mismatches,
                fix_any && mismatches ? " (fixed)" : "");
-    if (!rc)
+    }
+    if (!rc && !quiet)
         rc = print_stats(labels);
     if (!rc)
         rc = write_labels(labels, out);
@@ -133,7 +136,7 @@ static int cmd_propagate(const char *root, const char *scans, const char *out)
         fprintf(stderr, "listing %s ...\n", root);
     if (ich_labels_propagate(root, scans, &labels) != ICH_OK)
         return fail("propagate");
-    int rc = print_stats(labels);
+    int rc = quiet ? 0 : print_stats(labels);
     if (!rc)
         rc = write_labels(labels, out);
     ich_labels_free(labels);
@@ -148,7 +151,7 @@ static int cmd_sample(const char *in, const char *out, const ich_sample_options 
     int rc = 0;
     if (ich_labels_sample(labels, options, &sample) != ICH_OK)
         rc = fail("sample");
-    if (!rc)
+    if (!rc && !quiet)
         rc = print_stats(sample);
     if (!rc)
         rc = write_labels(sample, out);

@@ -9,11 +9,12 @@
  * for the cascade preset the subtypes count only where "any" fires). Writes
  * CSV "ID,any,epidural,..." or the RSNA submission format "ID,Label" with
  * rows "ID_<image>_<label>", atomically. A bad file is reported and skipped;
- * the exit status is then 1.
+ * so are FIFOs, devices and broken links in a folder (never opened; each
+ * real file is read once, whatever symbolic links lead to it); the exit
+ * status is then 1.
  *
  *   ich-predict model.safetensors scans/ --out predictions.csv --format rsna
  */
-#include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ typedef struct options {
 typedef struct file_list {
     char **items;
     size_t count, capacity;
+    int64_t skipped; /* FIFOs, devices, broken links in the folder */
 } file_list;
 
 /* Label names of the outputs, as the library reads them from the
@@ -164,34 +166,10 @@ static int add_file(file_list *list, const char *path)
     return (list->items[list->count++] = strdup(path)) ? 0 : -1;
 }
 
-static int collect(const char *dir, file_list *list)
+static int add_found(void *user, const char *path, const char *relative)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "ich-predict: cannot open folder %s\n", dir);
-        return -1;
-    }
-    int rc = 0;
-    struct dirent *e;
-    while (!rc && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        size_t n = strlen(dir) + strlen(e->d_name) + 2;
-        char *path = malloc(n);
-        struct stat st;
-        if (!path) {
-            rc = -1;
-            break;
-        }
-        snprintf(path, n, "%s/%s", dir, e->d_name);
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = collect(path, list);
-        else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && looks_like_dicom(path, e->d_name))
-            rc = add_file(list, path);
-        free(path);
-    }
-    closedir(d);
-    return rc;
+    (void)relative;
+    return add_file(user, path);
 }
 
 static int by_name(const void *a, const void *b)
@@ -208,7 +186,15 @@ static int find_inputs(const char *input, file_list *list)
         fprintf(stderr, "ich-predict: %s: no such file or folder\n", input);
         return -1;
     }
-    int rc = S_ISDIR(st.st_mode) ? collect(input, list) : add_file(list, input);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) { /* a FIFO would block */
+        fprintf(stderr, "ich-predict: %s: not a regular file or folder\n", input);
+        return -1;
+    }
+    int rc = 0;
+    if (S_ISDIR(st.st_mode)) /* each real file once: no symbolic link loops, no FIFOs */
+        rc = (list->skipped = find_dicom_files("ich-predict", input, add_found, list)) < 0;
+    else
+        rc = add_file(list, input);
     if (!rc)
         qsort(list->items, list->count, sizeof *list->items, by_name);
     return rc;
@@ -268,12 +254,36 @@ static int load_image(const ich_window *window, const char *path, float *image, 
     return st ? -1 : 0;
 }
 
+/* Predict a batch whose IDs are at r->ids[r->count...]. When the library
+ * refuses a non-finite probability (ICH_ERR_FORMAT), the images are
+ * predicted one by one: each one that fails is reported by its ID and
+ * skipped (counted as failed), the others kept. */
 static int predict_batch(ich_model *model, const options *o, const float *images, int32_t n,
-                         results *r)
+                         size_t per_image, results *r)
 {
     size_t outputs = (size_t)ich_model_outputs(model);
     float *out = r->probabilities + r->count * outputs;
-    if (n && ich_model_predict(model, images, n, o->threshold, out, (size_t)n * outputs)) {
+    ich_status st = n ? ich_model_predict(model, images, n, o->threshold, out,
+                                          (size_t)n * outputs)
+                      : ICH_OK;
+    if (st == ICH_ERR_FORMAT) {
+        size_t kept = 0;
+        for (int32_t k = 0; k < n; k++) {
+            float *row = r->probabilities + (r->count + kept) * outputs;
+            if (ich_model_predict(model, images + (size_t)k * per_image, 1, o->threshold, row,
+                                  outputs)) {
+                fprintf(stderr, "\nich-predict: skipped %s: %s\n", r->ids[r->count + (size_t)k],
+                        ich_last_error());
+                r->failed++;
+                continue;
+            }
+            memmove(r->ids[r->count + kept], r->ids[r->count + (size_t)k], sizeof r->ids[0]);
+            kept++;
+        }
+        r->count += kept;
+        return 0;
+    }
+    if (st) {
         fprintf(stderr, "\nich-predict: prediction failed: %s\n", ich_last_error());
         return -1;
     }
@@ -307,7 +317,7 @@ static int predict_all(ich_model *model, const ich_window *window, const file_li
             n++;
         }
         if (n == o->batch || i + 1 == files->count) {
-            rc = predict_batch(model, o, images, n, r);
+            rc = predict_batch(model, o, images, n, per_image, r);
             n = 0;
             if (!o->quiet)
                 show_progress(&bar, (int64_t)(i + 1), (int64_t)files->count, "predict");
@@ -412,7 +422,7 @@ int main(int argc, char **argv)
              : 0;
     if (!rc && !o.quiet)
         printf("%zu predicted, %zu failed -> %s\n", r.count, r.failed, o.out);
-    if (!rc && (r.failed || files.count == 0)) {
+    if (!rc && (r.failed || files.skipped || files.count == 0)) {
         if (files.count == 0)
             fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
         rc = 1;

@@ -6,14 +6,16 @@
  * applies the clinical windows (default blood, brain and bone, stacked as
  * the R, G and B channels), resizes it (default 256 x 256) and writes
  * OUTPUT_DIR/<same sub-folder>/<file stem>.png, and the recipe's one-line
- * text as OUTPUT_DIR/recipe.txt (for ich-train --recipe). Work is shared by
- * all cores; a bad file is reported and skipped; existing outputs are kept
- * unless --force. The exit status is 1 when any file failed.
+ * text as OUTPUT_DIR/recipe.txt (for ich-train --recipe). Each real file is
+ * converted once (symbolic links are followed, but a link to "." or to a
+ * parent does not loop); FIFOs, devices and broken links are named and
+ * skipped. Work is shared by all cores; a bad file is reported and skipped;
+ * existing outputs are kept unless --force. The exit status is 1 when any
+ * file failed or was skipped.
  *
  *   ich-preprocess scans/ images/ --windows blood,brain,bone --size 256
  *   ich-preprocess scans/ images/ --recipe tutorial     # the tutorial's steps
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -122,10 +124,14 @@ static char *join(const char *dir, const char *name)
     return s;
 }
 
+/* "sub/IM1.dcm" -> "sub/IM1.png" (a dot in a folder name is not an
+ * extension). */
 static char *png_name(const char *name)
 {
-    const char *dot = strrchr(name, '.');
-    size_t stem = dot && dot != name ? (size_t)(dot - name) : strlen(name);
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    const char *dot = strrchr(base, '.');
+    size_t stem = dot && dot != base ? (size_t)(dot - name) : strlen(name);
     char *s = malloc(stem + 5);
     if (s) {
         memcpy(s, name, stem);
@@ -136,8 +142,11 @@ static char *png_name(const char *name)
 
 static int add_job(job_list *list, char *input, char *output)
 {
-    if (!input || !output)
+    if (!input || !output) {
+        free(input);
+        free(output);
         return -1;
+    }
     if (list->count == list->capacity) {
         size_t cap = list->capacity ? 2 * list->capacity : 256;
         job *items = realloc(list->items, cap * sizeof *items);
@@ -155,40 +164,27 @@ static int by_input(const void *a, const void *b)
     return strcmp(((const job *)a)->input, ((const job *)b)->input);
 }
 
-/* Collect jobs under in_dir, mirroring sub-folders under out_dir. */
-static int collect(const char *in_dir, const char *out_dir, job_list *list)
+typedef struct collecting {
+    const char *out_dir;
+    job_list *list;
+} collecting;
+
+static int add_found(void *user, const char *path, const char *relative)
 {
-    DIR *d = opendir(in_dir);
-    if (!d) {
-        fprintf(stderr, "ich-preprocess: %s: cannot open folder: %s\n", in_dir, strerror(errno));
-        return -1;
-    }
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char *path = join(in_dir, e->d_name);
-        struct stat st;
-        if (!path || stat(path, &st) != 0) {
-            free(path);
-            continue;
-        }
-        if (S_ISDIR(st.st_mode)) {
-            char *sub_out = join(out_dir, e->d_name);
-            rc = sub_out ? collect(path, sub_out, list) : -1;
-            free(sub_out);
-            free(path);
-        } else if (S_ISREG(st.st_mode) && looks_like_dicom(path, e->d_name)) {
-            char *png = png_name(e->d_name);
-            rc = add_job(list, path, png ? join(out_dir, png) : NULL);
-            free(png);
-        } else {
-            free(path);
-        }
-    }
-    closedir(d);
+    collecting *c = user;
+    char *png = png_name(relative);
+    int rc = add_job(c->list, strdup(path), png ? join(c->out_dir, png) : NULL);
+    free(png);
     return rc;
+}
+
+/* Collect jobs under in_dir, mirroring sub-folders under out_dir: each real
+ * file once (find_dicom_files(): no symbolic link loops, no FIFOs). The
+ * number of entries skipped, or -1 on failure. */
+static int64_t collect(const char *in_dir, const char *out_dir, job_list *list)
+{
+    collecting c = {out_dir, list};
+    return find_dicom_files("ich-preprocess", in_dir, add_found, &c);
 }
 
 static int make_dirs(const char *path)
@@ -378,7 +374,8 @@ int main(int argc, char **argv)
     if (!window)
         return 2;
     job_list jobs = {0};
-    int status = collect(in_dir, out_dir, &jobs) != 0 ? 1 : 0;
+    int64_t skipped = collect(in_dir, out_dir, &jobs);
+    int status = skipped < 0 ? 1 : 0;
     if (status == 0 && make_dirs(out_dir) != 0) {
         fprintf(stderr, "ich-preprocess: %s: cannot create folder: %s\n", out_dir, strerror(errno));
         status = 1;
@@ -389,7 +386,7 @@ int main(int argc, char **argv)
         qsort(jobs.items, jobs.count, sizeof *jobs.items, by_input);
         if (jobs.count == 0)
             fprintf(stderr, "ich-preprocess: no DICOM files under %s\n", in_dir);
-        status = run(&jobs, window, &opts);
+        status = run(&jobs, window, &opts) || skipped > 0;
     }
     for (size_t i = 0; i < jobs.count; i++) {
         free(jobs.items[i].input);

@@ -459,6 +459,8 @@ int main(int argc, char **argv)
     /* read by the CUDA backend when it starts (include/ich/backend.h) */
     if (o.math)
         setenv("ICH_CUDA_MATH", o.math, 1);
+    if (!o.quiet)
+        show_warnings("ich-train"); /* rows left out of the datasets, by ID */
     if (use_backend("ich-train", o.backend, o.quiet))
         return 1;
     run r = {0};

@@ -972,6 +972,73 @@ static void test_offline(void **state)
     ich_augment_free(a);
 }
 
+
+/* Hostile IDs: each is refused by the shared rule, logged with its row,
+ * and nothing is read or written outside image_dir and out_dir (the ID
+ * "../outside/victim" used to write outside/victim_aug_1.png). */
+static char hostile_log[4096];
+
+static void keep_log(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(hostile_log);
+    snprintf(hostile_log + n, sizeof hostile_log - n, "%s\n", message);
+}
+
+static void test_offline_hostile_ids(void **state)
+{
+    const char *dir = *state;
+    char images[512], outside[512], out[512], victim[600], absolute[600];
+    snprintf(images, sizeof images, "%s/images", dir);
+    snprintf(outside, sizeof outside, "%s/outside", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(victim, sizeof victim, "%s/victim.png", outside);
+    snprintf(absolute, sizeof absolute, "%s/victim", outside);
+    mkdir(images, 0777);
+    mkdir(outside, 0777);
+    uint8_t *px = random_u8(8 * 8 * 3, 7);
+    assert_int_equal(ich_png_write(victim, px, 8, 8, 3), ICH_OK);
+    char good[600];
+    snprintf(good, sizeof good, "%s/ok.png", images);
+    assert_int_equal(ich_png_write(good, px, 8, 8, 3), ICH_OK);
+    free(px);
+
+    /* and a FIFO where a source PNG should be: reading it would block */
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/pipe.png", images);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    const char *ids[] = {"ok", "../outside/victim", "a/../../outside/victim", absolute, "pipe"};
+    const float values[5][6] = {{1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0},
+                                {1, 1, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
+    ich_labels *t = NULL;
+    assert_int_equal(ich_labels_create(NULL, 0, &t), ICH_OK);
+    for (int r = 0; r < 5; r++)
+        assert_int_equal(ich_labels_add(t, ids[r], values[r], NULL), ICH_OK);
+    ich_augment *a = recipe("hflip:1");
+    hostile_log[0] = '\0';
+    ich_set_log_callback(keep_log, NULL, ICH_LOG_WARNING);
+    alarm(30); /* a blocked read fails the test instead of hanging it */
+    ich_labels *r = run_offline(a, t, images, out, 15, 1, 2); /* every row drawn */
+    alarm(0);
+    ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+
+    assert_int_equal(ich_labels_rows(r), 5); /* no copy written */
+    char names[256];
+    assert_int_equal(tu_dir_count(outside, names, sizeof names), 1);
+    assert_string_equal(names, "victim.png");
+    assert_int_equal(tu_dir_count(dir, NULL, 0), 3); /* images, outside, out */
+    assert_int_equal(tu_dir_count(out, NULL, 0), 0);
+    assert_non_null(strstr(hostile_log, "ID \"../outside/victim\" cannot name a file"));
+    assert_non_null(strstr(hostile_log, "(row 2)"));
+    assert_non_null(strstr(hostile_log, "a/../../outside/victim (row 3)"));
+    assert_non_null(strstr(hostile_log, "it is an absolute path"));
+    assert_non_null(strstr(hostile_log, "pipe.png: a FIFO, not a regular file: never opened"));
+    ich_labels_free(r);
+    ich_labels_free(t);
+    ich_augment_free(a);
+}
+
 int main(void)
 {
     TU_APPLY_FILTER();
@@ -994,6 +1061,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_png_read_errors, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_offline, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_offline_hostile_ids, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

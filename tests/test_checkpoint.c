@@ -7,6 +7,7 @@
  * the message names the file, and a failed load leaves the model as it
  * was. A fuzz-like loop truncates and flips bytes of a checkpoint: never a
  * crash (run under the ASan build), always an error or a valid model. */
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -517,6 +520,236 @@ static void test_corrupt_files(void **state)
     ich_model_free(target);
 }
 
+
+/* ---- Hostile files --------------------------------------------------------- */
+
+/* A file holding only a spec (and maybe one small tensor) that asks for a
+ * huge network: refused from the spec alone, before the model is built
+ * (before this, "linear 1000000" made a 156-byte file take 8.6 GB). */
+static void test_hostile_specs(void **state)
+{
+    const char *dir = *state;
+    static const char *const specs[] = {
+        /* within every per-item limit, but 1 GB of tensors: the file holds none */
+        "input 1x8x8, flatten, linear 65536, linear 4000",
+        /* beyond a limit */
+        "input 1x8x8, flatten, linear 1000000, linear 1000",
+        "input 1x8x8, flatten, linear 65536, linear 65536",
+        "input 4096x16384x16384, conv 8 3, gap, linear 2",
+        "input 1x16384x16384, conv 64 1, gap, linear 2",
+        "input 1x8x8, conv 8 3 dilation 1000000, gap, linear 2",
+    };
+    static const char *const why[] = {"holds only", "too large", "too large", "too large",
+                                      "too large", "too large"};
+    static craft c;
+    char path[4096], meta[512];
+    tu_join(path, sizeof path, dir, "hostile.safetensors");
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+        snprintf(meta, sizeof meta, "{\"ich.spec\":\"%s\"}", specs[k]);
+        craft_begin(&c, meta);
+        float bias[2] = {0, 0};
+        craft_tensor(&c, "fc2.bias", "F32", "[2]", bias, sizeof bias);
+        craft_write(&c, path, 0);
+        ich_model *model = NULL;
+        assert_error_names(ich_model_load(path, &model), ICH_ERR_FORMAT, path);
+        assert_null(model);
+        if (!strstr(ich_last_error(), why[k]))
+            fail_msg("spec %zu: expected \"%s\" in: %s", k, why[k], ich_last_error());
+    }
+}
+
+/* Limits on text specs (ich/model.h): each refused with a message naming
+ * the limit; nested blocks and many items do not exhaust stack or memory. */
+static void test_spec_limits(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {
+        "input 1x8x8, conv 65537 1, gap, linear 2",
+        "input 1x8x8, conv 8 1025, gap, linear 2",
+        "input 1x8x8, conv 8 3 stride 2000, gap, linear 2",
+        "input 1x8x8, conv 8 3 pad 5000, gap, linear 2",
+        "input 1x8x8, maxpool 1025, flatten, linear 2",
+        "input 4097x8x8, gap, linear 2",
+        "input 1x16385x8, gap, linear 2",
+        "input 1x99999999999x8, gap, linear 2",
+        "input 1x8x8, concat(conv 65536 1 | conv 8 1), gap, linear 2",
+        "input 1x8x8, conv 20000 3 pad 1, conv 20000 1, gap, linear 2",
+    };
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+        ich_model *model = NULL;
+        ich_status st = ich_model_create(specs[k], &model);
+        if (st != ICH_ERR_INVALID_ARGUMENT || (!strstr(ich_last_error(), "too large")
+                                               && !strstr(ich_last_error(), "expected the input shape")))
+            fail_msg("spec %zu: %s: %s", k, ich_status_string(st), ich_last_error());
+        assert_null(model);
+    }
+    /* 100000 nested blocks and 100000 items */
+    size_t n = 100000;
+    char *text = malloc(n * 10 + 64);
+    assert_non_null(text);
+    strcpy(text, "input 1x8x8, ");
+    size_t at = strlen(text);
+    for (size_t i = 0; i < n; i++, at += 9)
+        memcpy(text + at, "residual(", 9);
+    text[at] = 0;
+    ich_model *model = NULL;
+    assert_int_equal(ich_model_create(text, &model), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "nested too deeply"));
+    strcpy(text, "input 1x8x8");
+    at = strlen(text);
+    for (size_t i = 0; i < n; i++, at += 6)
+        memcpy(text + at, ", relu", 6);
+    strcpy(text + at, ", gap, linear 2");
+    assert_int_equal(ich_model_create(text, &model), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "too many items"));
+    assert_null(model);
+    free(text);
+    /* the limits themselves are accepted */
+    assert_int_equal(ich_model_create("input 1x8x8, conv 8 3 pad 1024, gap, linear 2", &model),
+                     ICH_OK);
+    ich_model_free(model);
+}
+
+/* NaN or infinity among the weights: an error naming the file and the
+ * tensor, for ich_model_load and ich_model_load_weights; nothing loaded. */
+static void test_non_finite_weights(void **state)
+{
+    const char *dir = *state;
+    ich_model *source = make_model(21), *target = make_model(22);
+    size_t s0, s1;
+    uint8_t *before = snapshot(target, &s0);
+    char meta[512], path[4096];
+    snprintf(meta, sizeof meta, "{\"ich.spec\":\"%s\"}", SPEC);
+    tu_join(path, sizeof path, dir, "nan.safetensors");
+    for (int k = 0; k < 3; k++) {
+        static craft c;
+        craft_begin(&c, meta);
+        craft_model2(&c, source, "fc1.bias", NULL);
+        float bias[4] = {0.5f, 0.25f, 0.0f, 1.0f};
+        bias[k + 1] = k == 0 ? NAN : k == 1 ? INFINITY : -INFINITY;
+        craft_tensor(&c, "fc1.bias", "F32", "[4]", bias, sizeof bias);
+        craft_write(&c, path, 0);
+        assert_error_names(ich_model_load_weights(target, path, 1), ICH_ERR_FORMAT, path);
+        assert_non_null(strstr(ich_last_error(), "\"fc1.bias\""));
+        assert_non_null(strstr(ich_last_error(), "non-finite"));
+        uint8_t *after = snapshot(target, &s1);
+        assert_memory_equal(before, after, s0);
+        free(after);
+        ich_model *loaded = NULL;
+        assert_error_names(ich_model_load(path, &loaded), ICH_ERR_FORMAT, path);
+        assert_non_null(strstr(ich_last_error(), "\"fc1.bias\""));
+        assert_null(loaded);
+    }
+    /* a checkpoint of a diverged run (NaN through a tensor view) */
+    ich_optimizer_options o;
+    ich_optimizer_options_init(&o, ICH_OPTIM_ADAM);
+    ich_optimizer *opt = NULL, *opt2 = NULL;
+    assert_int_equal(ich_optimizer_create(source, &o, &opt), ICH_OK);
+    assert_int_equal(ich_optimizer_create(target, &o, &opt2), ICH_OK);
+    ich_tensor_view v = {.size = sizeof v};
+    assert_int_equal(ich_model_tensor(source, 0, &v), ICH_OK);
+    ((float *)v.data)[1] = NAN;
+    ich_model_tensor_changed(source, 0);
+    tu_join(path, sizeof path, dir, "nan-checkpoint.safetensors");
+    assert_int_equal(ich_checkpoint_save(path, source, opt, NULL, NULL, 0), ICH_OK);
+    assert_error_names(ich_checkpoint_load(path, target, opt2), ICH_ERR_FORMAT, path);
+    assert_non_null(strstr(ich_last_error(), v.name));
+    uint8_t *after = snapshot(target, &s1);
+    assert_memory_equal(before, after, s0);
+    free(after);
+    ich_optimizer_free(opt);
+    ich_optimizer_free(opt2);
+    free(before);
+    ich_model_free(source);
+    ich_model_free(target);
+}
+
+/* The second line of defence: a NaN in the weights (set through a tensor
+ * view, not loaded) or an image never comes out of ich_model_predict as a
+ * probability. */
+static void test_predict_refuses_non_finite(void **state)
+{
+    (void)state;
+    ich_model *model = make_model(5);
+    float x[2 * 2 * 6 * 6], p[2 * 4];
+    random_images(x, sizeof x / sizeof *x, 3);
+    assert_int_equal(ich_model_predict(model, x, 2, 0.5f, p, 8), ICH_OK);
+    for (int k = 0; k < 8; k++)
+        assert_true(isfinite(p[k]));
+    for (int32_t i = 0; i < ich_model_tensor_count(model); i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        assert_int_equal(ich_model_tensor(model, i, &v), ICH_OK);
+        if (strcmp(v.name, "fc1.bias") == 0)
+            ((float *)v.data)[2] = NAN;
+    }
+    ich_model_tensor_changed(model, -1);
+    assert_int_equal(ich_model_predict(model, x, 2, 0.5f, p, 8), ICH_ERR_FORMAT);
+    assert_non_null(strstr(ich_last_error(), "image 0 of 2"));
+    assert_non_null(strstr(ich_last_error(), "output 2"));
+    ich_model_free(model);
+}
+
+
+/* Temporary files of atomic writes: a stale one (left by a killed writer,
+ * so unlocked) is removed by the next save of the same file; a live
+ * writer's (locked) one is left alone; names up to NAME_MAX work. */
+static void test_temporaries(void **state)
+{
+    const char *dir = *state;
+    char path[4096], tmp[4200], names[2048];
+    ich_model *model = make_model(3);
+    tu_join(path, sizeof path, dir, "m.safetensors");
+    snprintf(tmp, sizeof tmp, "%s.tmp-ich", path);
+    assert_int_equal(tu_write_file(tmp, "half a checkpoint", 17), 0); /* a killed write */
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    assert_string_equal(names, "m.safetensors");
+    /* a live writer holds the temporary: the save goes around it */
+    int fd = open(tmp, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    assert_int_equal(write(fd, "live", 4), 4);
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 2);
+    size_t size = 0;
+    uint8_t *bytes = tu_read_file(tmp, &size);
+    assert_int_equal(size, 4); /* untouched */
+    free(bytes);
+    close(fd); /* the writer is gone: the next save cleans up */
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    ich_model *loaded = NULL;
+    assert_int_equal(ich_model_load(path, &loaded), ICH_OK);
+    ich_model_free(loaded);
+    /* a temporary name hard-linked to another file is not taken over */
+    char victim[4096];
+    tu_join(victim, sizeof victim, dir, "victim");
+    assert_int_equal(tu_write_file(victim, "keep me", 7), 0);
+    assert_int_equal(link(victim, tmp), 0);
+    assert_int_equal(ich_model_save(model, path), ICH_OK);
+    bytes = tu_read_file(victim, &size);
+    assert_int_equal(size, 7);
+    assert_memory_equal(bytes, "keep me", 7);
+    free(bytes);
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(unlink(victim), 0);
+    /* a 250-byte name and a 255-byte name */
+    for (size_t n = 250; n <= 255; n += 5) {
+        char name[256];
+        memset(name, 'a', n);
+        memcpy(name + n - 12, ".safetensors", 12);
+        name[n] = 0;
+        tu_join(path, sizeof path, dir, name);
+        assert_int_equal(ich_model_save(model, path), ICH_OK);
+        assert_int_equal(ich_model_load(path, &loaded), ICH_OK);
+        ich_model_free(loaded);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
+    assert_string_equal(names, "m.safetensors");
+    ich_model_free(model);
+}
+
 /* A failed save leaves the existing file as it was, and no temporary file. */
 static void test_failed_save_keeps_target(void **state)
 {
@@ -797,6 +1030,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_mismatch, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_truncated_and_flipped, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test_setup_teardown(test_hostile_specs, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test(test_spec_limits),
+        cmocka_unit_test_setup_teardown(test_non_finite_weights, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test(test_predict_refuses_non_finite),
+        cmocka_unit_test_setup_teardown(test_temporaries, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

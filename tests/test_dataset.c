@@ -621,6 +621,70 @@ static void test_missing_and_corrupt(void **state)
     ich_labels_free(labels);
 }
 
+
+/* IDs that would leave image_dir are refused by the shared rule (logged
+ * with their row, left out like a missing image): the file they point at
+ * outside the folder is never read. */
+static char refused_log[4096];
+
+static void keep_refused(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(refused_log);
+    snprintf(refused_log + n, sizeof refused_log - n, "%s\n", message);
+}
+
+static void test_hostile_ids_left_out(void **state)
+{
+    const char *dir = *state;
+    char images[512], outside[512], absolute[600], sub[600];
+    snprintf(images, sizeof images, "%s/images", dir);
+    snprintf(outside, sizeof outside, "%s/outside", dir);
+    snprintf(absolute, sizeof absolute, "%s/victim", outside);
+    snprintf(sub, sizeof sub, "%s/a", images);
+    mkdir(images, 0755);
+    mkdir(outside, 0755);
+    mkdir(sub, 0755); /* so that "a/../../outside/victim" resolves */
+    write_slice(images, "img0", 8, 8, 1, NULL, 0);
+    write_slice(outside, "victim", 8, 8, 2, NULL, 0);
+    const char *ids[] = {"img0", "../outside/victim", "a/../../outside/victim", absolute};
+    ich_labels *labels = NULL;
+    assert_int_equal(ich_labels_create(NULL, 0, &labels), ICH_OK);
+    const float v[ICH_LABEL_COUNT] = {0};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ich_labels_add(labels, ids[i], v, NULL), ICH_OK);
+    ich_window *w = small_window(4);
+    ich_dataset_options o;
+    ich_dataset_options_init(&o);
+    o.window = w;
+    o.workers = 0;
+    refused_log[0] = '\0';
+    ich_set_log_callback(keep_refused, NULL, ICH_LOG_WARNING);
+    ich_dataset *ds = open_ds(labels, images, &o);
+    assert_int_equal(ich_dataset_length(ds), 1);
+    assert_string_equal(ich_labels_id(ich_dataset_labels(ds), 0), "img0");
+    ich_dataset_free(ds);
+    assert_non_null(strstr(refused_log, "row 2: ID \"../outside/victim\" cannot name a file"));
+    assert_non_null(strstr(refused_log, "row 3: ID \"a/../../outside/victim\""));
+    assert_non_null(strstr(refused_log, "absolute path"));
+
+    /* Only hostile IDs: nothing to read, and the message says why. */
+    ich_labels *hostile = NULL;
+    assert_int_equal(ich_labels_create(NULL, 0, &hostile), ICH_OK);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(ich_labels_add(hostile, ids[i], v, NULL), ICH_OK);
+    o.extension = ".dcm";
+    ds = (ich_dataset *)1;
+    assert_int_equal(ich_dataset_open(hostile, images, &o, &ds), ICH_ERR_NOT_FOUND);
+    assert_null(ds);
+    assert_non_null(strstr(ich_last_error(), "3 IDs refused"));
+    ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+    ich_labels_free(hostile);
+    ich_labels_free(labels);
+    ich_window_free(w);
+}
+
 /* ---- Augmentation -------------------------------------------------------- */
 
 static void test_augmentation(void **state)
@@ -798,6 +862,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_workers_identical, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_neighbors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_hostile_ids_left_out, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_missing_and_corrupt, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_augmentation, tu_setup_tmpdir, tu_teardown_tmpdir),

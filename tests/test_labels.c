@@ -363,6 +363,43 @@ static void test_read_wide_errors(void **state)
     expect_read_error(*state, "ID,any\na,1e39\n", ICH_ERR_FORMAT, "bad.csv:2:");
 }
 
+/* A file without a header line: its first row used to become the header
+ * (lost, with a label column named "1"); now refused, naming the file and
+ * the headers expected. Every legitimate header form still reads. */
+static void test_read_without_header(void **state)
+{
+    static const char *const headerless[] = {
+        "ID_0001,0,1,0,0,1,0\nID_0002,0,0,0,0,0,0\n",     /* wide, no header */
+        "ID_0001.dcm,1,0\nID_0002.dcm,0,0\n",             /* wide, file names */
+        "ID_0001_epidural,0\nID_0001_any,1\nID_0002_any,0\n", /* long, no header */
+        "ID_0001_any,1\n",                                 /* one line */
+        "img1,0.5,1\n",
+    };
+    for (size_t k = 0; k < sizeof headerless / sizeof *headerless; k++) {
+        expect_read_error(*state, headerless[k], ICH_ERR_FORMAT, "bad.csv: the first line is not a header");
+        assert_non_null(strstr(ich_last_error(), "\"ID,Label\""));
+    }
+    static const char *const fine[] = {
+        "ID,Label\nID_1_any,1\nID_1_epidural,0\nID_1_intraparenchymal,0\n"
+        "ID_1_intraventricular,0\nID_1_subarachnoid,0\nID_1_subdural,1\n",
+        "id,label\nID_1_any,1\nID_1_epidural,0\nID_1_intraparenchymal,0\n"
+        "ID_1_intraventricular,0\nID_1_subarachnoid,0\nID_1_subdural,1\n",
+        "ID,any,epidural\nID_1,1,0\n",
+        "filename,any\nID_1.dcm,1\n",
+        "image,tumour\nimg1,1\n",
+        "ID_1,any,0\nID_2,1,0\n", /* an odd header, but a header (names RSNA's any) */
+        ",ID,any\n0,ID_1,1\n",  /* pandas' index column */
+    };
+    for (size_t k = 0; k < sizeof fine / sizeof *fine; k++) {
+        char path[4096];
+        ich_labels *labels = NULL;
+        if (ich_labels_read(write_text(path, sizeof path, *state, "fine.csv", fine[k]), &labels))
+            fail_msg("case %zu: %s", k, ich_last_error());
+        assert_int_equal(ich_labels_rows(labels), 1);
+        ich_labels_free(labels);
+    }
+}
+
 /* ---- Writing ------------------------------------------------------------- */
 
 static void test_write_read_round_trip(void **state)
@@ -593,6 +630,36 @@ static void test_propagate(void **state)
     assert_int_equal(ich_labels_propagate(NULL, csv, &labels), ICH_ERR_INVALID_ARGUMENT);
 }
 
+
+/* A FIFO named like a slice is not a slice (reading it would block); a
+ * patient or scan that is not one folder name is refused by the shared
+ * rule, with the CSV line. */
+static void test_propagate_special_files_and_names(void **state)
+{
+    char root[4096], csv[4096], fifo[4096];
+    tu_join(root, sizeof root, *state, "data");
+    make_file(root, "P1/s1/IM1.dcm");
+    assert_int_equal(mkfifo(tu_join(fifo, sizeof fifo, root, "P1/s1/pipe.dcm"), 0644), 0);
+    write_text(csv, sizeof csv, *state, "scans.csv", "patient,scan,any\nP1,s1,1\n");
+    warnings = 0;
+    ich_set_log_callback(count_warnings, NULL, ICH_LOG_WARNING);
+    ich_labels *labels = NULL;
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_OK);
+    ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+    assert_int_equal(ich_labels_rows(labels), 1);
+    assert_string_equal(ich_labels_id(labels, 0), "P1/s1/IM1");
+    assert_int_equal(warnings, 1);
+    assert_non_null(strstr(last_warning, "pipe.dcm: not a regular file"));
+    ich_labels_free(labels);
+
+    write_text(csv, sizeof csv, *state, "ctl.csv", "patient,scan,any\nP1,s1,1\nP\x01,s1,1\n");
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_ERR_FORMAT);
+    expect_message("ctl.csv:3: patient \"P\\x01\" is not a folder name: it holds a control");
+    write_text(csv, sizeof csv, *state, "slash.csv", "patient,scan,any\nP1,a/b,1\n");
+    assert_int_equal(ich_labels_propagate(root, csv, &labels), ICH_ERR_FORMAT);
+    expect_message("slash.csv:2: scan \"a/b\" is not a folder name: it holds a '/'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,12 +674,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_wide, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_read_wide_errors, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_read_without_header, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_write_read_round_trip, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_write_long_round_trip, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test(test_check_any),
         cmocka_unit_test_setup_teardown(test_propagate, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_propagate_special_files_and_names, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

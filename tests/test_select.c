@@ -383,6 +383,34 @@ static void test_unsafe_id_fails(void **state)
     ich_labels_free(t);
 }
 
+
+/* The index walk: links to "." and to a parent end, a FIFO is not opened
+ * (it would block), and a file reached only through a linked folder is
+ * found once. */
+static void test_index_walk_loops_and_fifos(void **state)
+{
+    tree tr;
+    make_tree(*state, &tr);
+    char path[4096], elsewhere[4096];
+    tu_join(elsewhere, sizeof elsewhere, *state, "elsewhere");
+    write_random(elsewhere, "ID_linked.dcm", 90, 7);
+    assert_int_equal(symlink(".", tu_join(path, sizeof path, tr.src, "self")), 0);
+    assert_int_equal(symlink("..", tu_join(path, sizeof path, tr.src, "x/up")), 0);
+    assert_int_equal(symlink(elsewhere, tu_join(path, sizeof path, tr.src, "x/ext")), 0);
+    assert_int_equal(mkfifo(tu_join(path, sizeof path, tr.src, "x/ID_fifo.dcm"), 0644), 0);
+    const char *ids[] = {"ID_deep", "ID_linked", "ID_fifo"};
+    ich_labels *t = table_of(ids, 3);
+    int64_t counts[3];
+    alarm(20); /* a loop or a blocked FIFO fails the test instead of hanging */
+    assert_int_equal(select_mode(t, &tr, ICH_SELECT_COPY, 2, counts, NULL), ICH_OK);
+    alarm(0);
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[1], 1); /* the FIFO is not an image */
+    assert_int_equal(counts[2], 0);
+    assert_true(tu_exists(tu_join(path, sizeof path, tr.dst, "ID_linked.dcm")));
+    ich_labels_free(t);
+}
+
 typedef struct progress_log {
     int calls, cancel_at_first;
     int64_t last_done, last_total;
@@ -522,16 +550,18 @@ static void test_select_errors(void **state)
     ich_labels_free(t);
 }
 
-/* dst_dir inside src_dir: the index does not pick up earlier copies. */
+/* dst_dir inside src_dir: the index does not pick up earlier copies, also
+ * when a symbolic link in the tree leads to dst_dir. */
 static void test_destination_inside_source(void **state)
 {
-    char src[2048], dst[4096];
+    char src[2048], dst[4096], link[4096];
     tu_join(src, sizeof src, *state, "src");
     tu_join(dst, sizeof dst, src, "selected");
     write_random(src, "a/ID_1.dcm", 50, 1);
     const char *ids[] = {"ID_1", "ID_2"};
     ich_labels *t = table_of(ids, 2);
     write_random(dst, "ID_2.dcm", 50, 2); /* only in the destination */
+    assert_int_equal(symlink("../selected", tu_join(link, sizeof link, src, "a/to_selected")), 0);
     int64_t copied, missing;
     assert_int_equal(ich_labels_select_files(t, src, dst, NULL, &copied, &missing, NULL, NULL),
                      ICH_OK);
@@ -620,6 +650,58 @@ static void test_groups_from_dicom(void **state)
     ich_labels_free(t);
 }
 
+
+/* An ID that would leave image_dir is never read: the row keeps its group
+ * and counts as unreadable, with its ID and row in the log. */
+static char groups_log[2048];
+
+static void keep_groups_log(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(groups_log);
+    snprintf(groups_log + n, sizeof groups_log - n, "%s\n", message);
+}
+
+static void test_groups_from_dicom_hostile_ids(void **state)
+{
+    const char *dir = *state;
+    char images[4096], outside[4096], absolute[4096];
+    tu_join(images, sizeof images, dir, "images");
+    tu_join(outside, sizeof outside, dir, "outside");
+    tu_join(absolute, sizeof absolute, outside, "victim");
+    mkdir(images, 0755);
+    mkdir(outside, 0755);
+    write_ct(images, "ID_1", "PAT_A");
+    write_ct(outside, "victim", "VICTIM");
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/ID_fifo.dcm", images);
+    assert_int_equal(mkfifo(fifo, 0644), 0); /* reading it would block */
+    const char *ids[] = {"ID_1", "../outside/victim", absolute, "ID_fifo"};
+    ich_labels *t = NULL;
+    assert_int_equal(ich_labels_create(NULL, 0, &t), ICH_OK);
+    for (int i = 0; i < 4; i++) {
+        float v[6] = {0};
+        assert_int_equal(ich_labels_add(t, ids[i], v, "kept"), ICH_OK);
+    }
+    int64_t unreadable = -1;
+    groups_log[0] = '\0';
+    ich_set_log_callback(keep_groups_log, NULL, ICH_LOG_WARNING);
+    alarm(30);
+    assert_int_equal(ich_labels_groups_from_dicom(t, images, 2, &unreadable), ICH_OK);
+    alarm(0);
+    ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+    assert_int_equal(unreadable, 3);
+    assert_string_equal(ich_labels_group(t, 3), "kept");
+    assert_non_null(strstr(groups_log, "ID_fifo.dcm: a FIFO, not a regular file: never opened"));
+    assert_string_equal(ich_labels_group(t, 0), "PAT_A");
+    assert_string_equal(ich_labels_group(t, 1), "kept");
+    assert_string_equal(ich_labels_group(t, 2), "kept");
+    assert_non_null(strstr(groups_log, "../outside/victim (row 2) keeps its group: ID"));
+    assert_non_null(strstr(groups_log, "absolute path"));
+    ich_labels_free(t);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_setup_tmpdir, tu_teardown_tmpdir)
@@ -638,6 +720,8 @@ int main(void)
         T(test_destination_inside_source),
         T(test_destination_is_source),
         T(test_groups_from_dicom),
+        T(test_groups_from_dicom_hostile_ids),
+        T(test_index_walk_loops_and_fifos),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -201,8 +201,11 @@ struct ich_labels;
  *  (grouped by source row, k increasing); write it with
  *  ich_labels_write(). Its new rows' images are in out_dir and the source
  *  rows' in image_dir: pass the same folder for both to keep every image
- *  of the table in one place. Images that cannot be read or written are
- *  logged (ICH_LOG_WARNING) and skipped: their copies are not in *out.
+ *  of the table in one place. Images that cannot be read or written, and
+ *  rows whose ID cannot name a file inside the folders ("../x",
+ *  "/etc/passwd": the rule of ich_image_path()), are logged
+ *  (ICH_LOG_WARNING, by ID and row) and skipped: their copies are not in
+ *  *out, and nothing is read or written outside image_dir and out_dir.
  *  Progress counts source images. Errors: ICH_ERR_INVALID_ARGUMENT (NULL,
  *  negative target, cancelled), ICH_ERR_IO (out_dir cannot be created),
  *  ICH_ERR_NO_MEMORY. */

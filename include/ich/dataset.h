@@ -91,8 +91,10 @@ typedef struct ich_dataset_options {
 ICH_API void ich_dataset_options_init(ich_dataset_options *options);
 
 /** Open a dataset over the rows of `labels` (copied) and the images in
- *  `image_dir`. Images that do not exist are logged and left out
- *  (*out's length says how many remain); with neighbors, DICOM headers are
+ *  `image_dir`. Images that do not exist, and rows whose ID cannot name a
+ *  file inside `image_dir` ("../x", "/etc/passwd": the rule of
+ *  ich_image_path()), are logged by ID and row and left out (*out's
+ *  length says how many remain); with neighbors, DICOM headers are
  *  read here. options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_NOT_FOUND (no
  *  image found at all), ICH_ERR_FORMAT (metadata CSV), ICH_ERR_SHAPE (the

@@ -6,6 +6,7 @@
  *   <ich/dicom.h>   DICOM slice reading (GDCM) and CT slice writing
  *   <ich/window.h>  HU windows, resize, normalisation, DICOM -> PNG
  *   <ich/image.h>   PNG writing and reading
+ *   <ich/files.h>   image IDs as file names, walking folders without loops
  *   <ich/labels.h>  label CSVs, scan->slice labels, sampling, selecting
  *                   files, patient-grouped stratified split
  *   <ich/phantom.h> the built-in synthetic head-CT dataset
@@ -32,6 +33,7 @@
 #include "ich/core.h"
 #include "ich/dicom.h"
 #include "ich/image.h"
+#include "ich/files.h"
 #include "ich/window.h"
 #include "ich/labels.h"
 #include "ich/phantom.h"

@@ -137,6 +137,11 @@ ICH_API ich_status ich_labels_positives(const ich_labels *labels, int64_t *count
  *    name (pandas' index) is never a label column. An empty or repeated
  *    ID is an error.
  *
+ *  The first line must be a header: a file without one (whose first line
+ *  is data, so that a would-be label column is named by a number, such as
+ *  "ID_0001,0,1,0,0,0,0" or "ID_0001_any,0") is refused with
+ *  ICH_ERR_FORMAT, naming the file and the headers expected.
+ *
  *  Quotes, CRLF line ends, a UTF-8 BOM and blank lines are handled; spaces
  *  and tabs around a cell are dropped (inside quotes too), header names
  *  and values are matched after that.
@@ -221,19 +226,23 @@ ICH_API ich_status ich_labels_check_any(ich_labels *labels, int fix, int64_t *mi
  *  name without extension>", the scan's labels and the patient as group;
  *  scans sorted by CSV order, slices by file name (strcmp order; the
  *  extension is matched ignoring case, hidden files and sub-folders are
- *  ignored). Scans in the CSV without a folder, and folders without a row,
+ *  ignored; a FIFO, device or socket so named is logged and skipped, never
+ *  opened). Scans in the CSV without a folder, and folders without a row,
  *  are logged as warnings and skipped. Errors: ICH_ERR_IO (root
  *  unreadable), ICH_ERR_FORMAT (CSV, including a scan listed twice and a
- *  patient or scan that is not a plain folder name: empty, "..", or with a
- *  '/'), ICH_ERR_NOT_FOUND (no slice found at all), ICH_ERR_NO_MEMORY. */
+ *  patient or scan that is not a plain folder name: ich_image_path()'s
+ *  rule, and no '/'), ICH_ERR_NOT_FOUND (no slice found at all),
+ *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_labels_propagate(const char *root, const char *scan_csv,
                                         ich_labels **out);
 
 /** Fill every row's group from the PatientID (0010,0020) of its DICOM file
  *  `image_dir/<id>.dcm`, reading the files on `threads` threads (0: one per
  *  CPU). The whole file is decoded (ich_dicom_read()), so this costs about
- *  as much as reading the images once. Files that cannot be read are
- *  logged (the first 20 by name) and keep their group; *unreadable (may be
+ *  as much as reading the images once. Files that cannot be read, and IDs
+ *  that cannot name a file inside image_dir (the rule of ich_image_path():
+ *  "../x" is never read), are logged (the first 20 by ID and row) and keep
+ *  their group; *unreadable (may be
  *  NULL) receives their number. Files without a PatientID also keep their
  *  group (one warning counts them). Errors: ICH_ERR_INVALID_ARGUMENT (NULL
  *  labels or image_dir), ICH_ERR_NO_MEMORY. */
@@ -299,9 +308,11 @@ ICH_API void ich_select_options_init(ich_select_options *options);
  *  `threads` threads (NULL options: the defaults).
  *
  *  Finding: an image is src_dir/<id><extension>; when that is missing for
- *  some IDs, the tree under src_dir is indexed once (recursively; symbolic
- *  links to folders are not followed, dst_dir is skipped when it lies
- *  inside) and those IDs are looked up by file name: the path must end in
+ *  some IDs, the tree under src_dir is indexed once (ich_files_walk(),
+ *  hidden files included: every real file once, symbolic links followed
+ *  without loops, FIFOs and devices skipped with a warning; dst_dir is
+ *  skipped when it lies inside) and those IDs are looked up by file name:
+ *  the path must end in
  *  "/<id><extension>", so an ID with folders matches those folders too.
  *  When several files match, the first path in sort order is used and a
  *  warning names the ID. Images found nowhere are missing: the first 20
@@ -314,8 +325,9 @@ ICH_API void ich_select_options_init(ich_select_options *options);
  *  reach). A failed file leaves nothing behind: no temporary file, and the
  *  target as it was. A target already there is kept when it holds the same
  *  bytes (copy and hardlink modes) or is a symbolic link to the source
- *  (symlink mode); otherwise it is replaced. An ID that would leave dst_dir
- *  (absolute, or with a "." or ".." component) fails.
+ *  (symlink mode); otherwise it is replaced. An ID that cannot name a file
+ *  inside the folders (absolute, a "." or ".." component, control
+ *  characters, too long: the rule of ich_image_path()) fails.
  *
  *  Results: *copied receives the number of images now in dst_dir (kept
  *  ones included), *missing those not found, *failed those found that

@@ -73,11 +73,42 @@ ICH_API void ich_set_threads(int32_t threads);
  * ich_model_spec() gives a canonical text that re-parses to the same model.
  */
 
+/* ---- Limits ----------------------------------------------------------------
+ *
+ * A spec may come from a file (a checkpoint's "ich.spec"), so every size it
+ * can ask for is bounded, and the memory a model needs is computed from the
+ * spec before anything is allocated. A spec beyond any limit is refused by
+ * ich_model_create() (and so by the builder and ich_model_load()) with
+ * ICH_ERR_INVALID_ARGUMENT and a message naming the item and the limit
+ * ("too large", "too many", "too deeply"). */
+
+/** Most input channels ("input CxHxW"). */
+#define ICH_MODEL_MAX_INPUT_CHANNELS 4096
+/** Most input rows, and most input columns. */
+#define ICH_MODEL_MAX_INPUT_SIDE 16384
+/** Most output channels of a conv, output features of a linear, and
+ *  channels out of a concat. */
+#define ICH_MODEL_MAX_CHANNELS 65536
+/** Largest kernel, stride, padding and dilation (each of rows, columns). */
+#define ICH_MODEL_MAX_KERNEL 1024
+/** Most items in a spec (layers and blocks, nested ones included). */
+#define ICH_MODEL_MAX_LAYERS 4096
+/** Deepest nesting of blocks (residual, concat, cascade). */
+#define ICH_MODEL_MAX_DEPTH 16
+/** Most bytes of parameters and buffers (the tensors a checkpoint holds;
+ *  their gradients take as much again): 1 GiB. */
+#define ICH_MODEL_MAX_PARAM_BYTES ((int64_t)1 << 30)
+/** Most bytes of activations for one image: the sum of every layer's
+ *  float32 output, the input included (a batch of N needs up to N times
+ *  this while training): 1 GiB. */
+#define ICH_MODEL_MAX_ACTIVATION_BYTES ((int64_t)1 << 30)
+
 /** Build a model from a text spec (grammar above). Weights are
  *  initialised as PyTorch initialises the same layers, from `seed` 0; call
  *  ich_model_init_weights() for another seed. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (a malformed spec: the message names the item
- *  and its byte position; duplicate names),
+ *  and its byte position; duplicate names; a spec beyond the limits above,
+ *  found before anything is allocated),
  *  ICH_ERR_SHAPE (a layer does not fit its input), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_model_create(const char *spec, ich_model **out);
 
@@ -213,7 +244,10 @@ ICH_API ich_status ich_model_zero_grad(ich_model *model);
  *  > 0.5 (metrics.h). For the cascade preset, subtype probabilities are
  *  set to 0 where the "any" probability is not above `threshold` (0.5 when
  *  threshold <= 0), so P(any) = 0.5 exactly zeroes them. Evaluation mode. Errors
- *  as ich_model_forward(). */
+ *  as ich_model_forward(), and ICH_ERR_FORMAT when a probability is not
+ *  finite (a NaN or an infinity in an image or in the weights): the message
+ *  names the image's index in the batch; `probabilities` is then not
+ *  meaningful. */
 ICH_API ich_status ich_model_predict(ich_model *model, const float *images, int32_t n,
                                      float threshold, float *probabilities, size_t count);
 
@@ -344,8 +378,11 @@ ICH_API ich_status ich_model_save(const ich_model *model, const char *path);
  *  Errors (messages name the file and, for a malformed header, the byte
  *  offset): ICH_ERR_IO (cannot open or read), ICH_ERR_FORMAT (not
  *  safetensors, truncated, corrupt header, offsets that overlap, leave
- *  holes or run outside the data, no "ich.spec" or a spec that does not
- *  parse), ICH_ERR_SHAPE (a tensor's dtype or shape differs from the
+ *  holes or run outside the data, a file above 3 GiB plus the header,
+ *  no "ich.spec" or a spec that does not parse or is beyond the limits
+ *  above, a spec whose tensors need more bytes than the file holds, found
+ *  before the model is built; a NaN or an infinity in a tensor, named),
+ *  ICH_ERR_SHAPE (a tensor's dtype or shape differs from the
  *  spec's, or the file holds a tensor the model does not have),
  *  ICH_ERR_NOT_FOUND (a tensor missing), ICH_ERR_UNSUPPORTED (a tensor of
  *  more than 8 dimensions), ICH_ERR_NO_MEMORY. */

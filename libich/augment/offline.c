@@ -15,6 +15,7 @@
 #include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "ich/augment.h"
 #include "ich/image.h"
@@ -188,15 +189,6 @@ static ich_status group_by_source(int64_t rows, plan *p)
     return ICH_OK;
 }
 
-static char *png_path(const char *dir, const char *id)
-{
-    size_t n = strlen(dir) + strlen(id) + 6;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s/%s.png", dir, id);
-    return s;
-}
-
 /* ---- Writing the copies (parallel) --------------------------------------- */
 
 typedef struct writer {
@@ -215,9 +207,9 @@ static ich_status write_copy(const writer *w, copy_job *job, const uint8_t *sour
     ich_rng rng = ich_rng_init(w->seed, COPY_STREAM ^ (uint64_t)job->row, (uint64_t)job->k);
     ich_status st = ich_augment_apply_u8(w->augment, ich_rng_next(&rng), work, height, width,
                                          channels);
-    char *path = st == ICH_OK ? png_path(w->out_dir, job->id) : NULL;
-    if (st == ICH_OK && !path)
-        st = ich_fail(ICH_ERR_NO_MEMORY, "ich_augment_offline: out of memory");
+    char *path = NULL;
+    if (st == ICH_OK)
+        st = ich_id_path(w->out_dir, job->id, ".png", 0, &path);
     if (st == ICH_OK && strchr(job->id, '/'))
         st = ich_make_parent_dirs(path);
     if (st == ICH_OK)
@@ -236,16 +228,20 @@ static ich_status write_group(void *context, int64_t g, int worker)
     writer *w = context;
     const plan *p = w->plan;
     int64_t first = p->group_start[g], end = p->group_start[g + 1];
-    const char *id = ich_labels_id(w->train, p->jobs[p->by_source[first]].row);
-    char *path = png_path(w->image_dir, id);
-    if (!path)
-        return ich_fail(ICH_ERR_NO_MEMORY, "ich_augment_offline: out of memory");
+    int64_t row = p->jobs[p->by_source[first]].row;
+    const char *id = ich_labels_id(w->train, row);
+    /* The source and every copy must stay inside their folders: an ID such
+     * as "../outside/victim" is refused before anything is read or written. */
+    char *path = NULL;
+    ich_status st = ich_id_input_path(w->image_dir, id, ".png", &path);
     uint8_t *pixels = NULL, *work = NULL;
     int32_t width = 0, height = 0, channels = 0;
-    ich_status st = ich_png_read(path, &pixels, &width, &height, &channels);
+    if (st == ICH_OK)
+        st = ich_png_read(path, &pixels, &width, &height, &channels);
     free(path);
     if (st != ICH_OK) {
-        ich_log(ICH_LOG_WARNING, "augment: skipped %s: %s", id, ich_last_error());
+        ich_log(ICH_LOG_WARNING, "augment: skipped %s (row %lld): %s", id, (long long)row + 1,
+                ich_last_error());
         return st;
     }
     work = malloc((size_t)width * height * channels);

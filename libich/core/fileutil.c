@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,18 +43,109 @@ static void sync_parent_dir(const char *path)
     free(copy);
 }
 
+/* ---- temporary names of atomic writes ------------------------------------
+ *
+ * The temporary file of a write to DIR/NAME is DIR/KEY.tmp-ich, where KEY
+ * is NAME, or when NAME is too long for a temporary suffix to fit in
+ * NAME_MAX its first 200 bytes, '~' and 16 hex digits of a hash of NAME.
+ * The writer holds an exclusive flock() on it from creation to the
+ * rename. A write killed half way leaves DIR/KEY.tmp-ich unlocked (the
+ * kernel drops the lock with the process); the next write of the same
+ * file finds it unlocked, takes it over (truncates it) and renames it into
+ * place, so stale temporaries are cleaned by the next write of their file
+ * and a live writer's temporary is never touched. While another writer
+ * holds DIR/KEY.tmp-ich (or it cannot be opened or locked), the write uses
+ * a unique DIR/KEY.tmp-<pid>-XXXXXX instead (mkstemp), which only an
+ * interrupted write of two concurrent writers of the same file can leave
+ * behind. */
+
+#define TEMP_FIXED ".tmp-ich"
+#define TEMP_UNIQUE_MAX 23 /* ".tmp-" + an int pid (11 characters) + "-XXXXXX" */
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* DIR/KEY (see above) of `path`, malloc'ed with room for a suffix of
+ * TEMP_UNIQUE_MAX bytes; NULL when out of memory. */
+static char *temp_key(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t dir = (size_t)(name - path), n = strlen(name);
+    char *key = malloc(dir + n + TEMP_UNIQUE_MAX + 32);
+    if (!key)
+        return NULL;
+    memcpy(key, path, dir);
+    if (n + TEMP_UNIQUE_MAX <= NAME_MAX) {
+        memcpy(key + dir, name, n + 1);
+    } else {
+        memcpy(key + dir, name, 200);
+        snprintf(key + dir + 200, 32, "~%016llx", (unsigned long long)name_hash(name, n));
+    }
+    return key;
+}
+
+/* Open the fixed temporary, locked and empty; -1 when it is busy or
+ * cannot be used. */
+static int open_fixed_temp(const char *tmp)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+            return -1;
+        struct stat opened, named;
+        /* Only a plain file of ours, not linked elsewhere (it will become
+         * the output). */
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &opened) != 0
+            || !S_ISREG(opened.st_mode) || opened.st_nlink != 1
+            || opened.st_uid != geteuid()) {
+            close(fd);
+            return -1;
+        }
+        /* Locked, but is it still the file of that name? (The writer that
+         * held it may have renamed it into place meanwhile.) */
+        if (lstat(tmp, &named) == 0 && named.st_dev == opened.st_dev
+            && named.st_ino == opened.st_ino) {
+            if (ftruncate(fd, 0) == 0)
+                return fd;
+            close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    return -1;
+}
+
+/* Create the temporary of a write to `path`: its name in *tmp (free()),
+ * its descriptor returned (locked when it is the fixed name); -1 with
+ * errno set on failure. */
+static int create_temp(const char *path, char **tmp)
+{
+    *tmp = temp_key(path);
+    if (!*tmp) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t len = strlen(*tmp);
+    memcpy(*tmp + len, TEMP_FIXED, sizeof TEMP_FIXED);
+    int fd = open_fixed_temp(*tmp);
+    if (fd >= 0)
+        return fd;
+    snprintf(*tmp + len, TEMP_UNIQUE_MAX + 32, ".tmp-%d-XXXXXX", (int)getpid());
+    return mkstemp(*tmp);
+}
+
 ich_status ich_write_file_atomic(const char *path, const void *data, size_t size, int durable)
 {
     if (!path || (!data && size > 0))
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_write_file_atomic: NULL argument");
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp-XXXXXX", 12);
-
-    int fd = mkstemp(tmp);
+    char *tmp = NULL;
+    int fd = create_temp(path, &tmp);
     if (fd < 0) {
         ich_status st = ich_fail(ICH_ERR_IO, "%s: cannot create file: %s", path, strerror(errno));
         free(tmp);
@@ -65,7 +159,10 @@ ich_status ich_write_file_atomic(const char *path, const void *data, size_t size
     else if (durable && fsync(fd) != 0)
         step = "cannot sync";
     int saved_errno = errno;
-    if (close(fd) != 0 && !step) {
+    /* Close a duplicate to see the errors a close reports (NFS), while the
+     * lock stays held until the rename is done. */
+    int check = step ? -1 : dup(fd);
+    if (!step && (check < 0 || close(check) != 0)) {
         step = "cannot close";
         saved_errno = errno;
     }
@@ -73,12 +170,12 @@ ich_status ich_write_file_atomic(const char *path, const void *data, size_t size
         step = "cannot rename temporary file into place";
         saved_errno = errno;
     }
-    if (step) {
+    if (step)
         unlink(tmp);
-        free(tmp);
-        return ich_fail(ICH_ERR_IO, "%s: %s: %s", path, step, strerror(saved_errno));
-    }
+    close(fd);
     free(tmp);
+    if (step)
+        return ich_fail(ICH_ERR_IO, "%s: %s: %s", path, step, strerror(saved_errno));
     if (durable)
         sync_parent_dir(path);
     return ICH_OK;

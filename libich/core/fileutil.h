@@ -15,7 +15,11 @@ extern "C" {
  * With `durable`, the data are fsynced before the rename (and the folder
  * after it), so the file also survives a power loss; that costs a disk
  * flush per file, so bulk image outputs skip it and checkpoints use it.
- * On failure nothing is left behind and the last error names `path`. */
+ * On failure nothing is left behind and the last error names `path`.
+ * The temporary file is "<path>.tmp-ich" (a name too long for that suffix
+ * is shortened to 200 bytes and a hash, so any name up to NAME_MAX works),
+ * locked by its writer; one left by a killed writer is taken over and
+ * renamed into place by the next write of the same file (fileutil.c). */
 ich_status ich_write_file_atomic(const char *path, const void *data, size_t size, int durable);
 
 /* mkdir -p: create the folder `path` and any missing parents (mode 0777

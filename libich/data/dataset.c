@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "core/fileutil.h"
+#include "core/paths.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "data/csv.h"
@@ -159,37 +160,25 @@ static ich_status copy_augment(const ich_augment *augment, ich_augment **out)
 
 /* ---- Files ------------------------------------------------------------- */
 
-static int is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* dir/<id><ext>, or NULL when out of memory. */
-static char *image_path(const char *dir, const char *id, const char *ext)
-{
-    size_t n = strlen(id) + strlen(ext) + 1;
-    char *name = malloc(n);
-    if (!name)
-        return NULL;
-    snprintf(name, n, "%s%s", id, ext);
-    char *path = ich_path_join(dir, name);
-    free(name);
-    return path;
-}
-
-/* Find the file of `id`: *path stays NULL when there is none. */
+/* Find the file of `id`: *path stays NULL when there is none. An ID that
+ * cannot name a file inside `dir` (ich_id_path()) is refused: *refused. */
 static ich_status find_image(const char *dir, const char *id, const char *extension, char **path,
-                             unsigned char *png)
+                             unsigned char *png, int *refused)
 {
     static const char *const both[] = {".dcm", ".png"};
     *path = NULL;
+    *refused = 0;
     for (int i = 0; i < 2; i++) {
         const char *ext = extension ? extension : both[i];
-        char *candidate = image_path(dir, id, ext);
-        if (!candidate)
-            return ich_fail(ICH_ERR_NO_MEMORY, "dataset: out of memory");
-        if (is_file(candidate)) {
+        char *candidate = NULL;
+        ich_status st = ich_id_path(dir, id, ext, 0, &candidate);
+        if (st == ICH_ERR_FORMAT) {
+            *refused = 1;
+            return ICH_OK;
+        }
+        if (st != ICH_OK)
+            return st;
+        if (ich_is_regular_file(candidate)) {
             *path = candidate;
             *png = strcasecmp(ext, ".png") == 0;
             return ICH_OK;
@@ -217,13 +206,20 @@ static ich_status collect_files(ich_dataset *ds, const ich_labels *labels, const
     ds->is_png = calloc(rows ? (size_t)rows : 1, 1);
     if (!ds->paths || !ds->is_png)
         return ich_fail(ICH_ERR_NO_MEMORY, "dataset: out of memory");
-    int64_t missing = 0;
+    int64_t missing = 0, refused = 0;
     for (int64_t r = 0; r < rows; r++) {
         const char *id = ich_labels_id(labels, r);
         char *path;
-        st = find_image(dir, id, extension, &path, &ds->is_png[ds->length]);
+        int bad_id;
+        st = find_image(dir, id, extension, &path, &ds->is_png[ds->length], &bad_id);
         if (st != ICH_OK)
             return st;
+        if (bad_id) { /* ich_last_error() names the ID and why */
+            if (refused++ < 20)
+                ich_log(ICH_LOG_WARNING, "dataset: row %lld: %s (left out)", (long long)r + 1,
+                        ich_last_error());
+            continue;
+        }
         if (!path) {
             if (missing++ < 20)
                 ich_log(ICH_LOG_WARNING, "dataset: no image for %s in %s (left out)", id, dir);
@@ -240,6 +236,13 @@ static ich_status collect_files(ich_dataset *ds, const ich_labels *labels, const
     if (missing > 20)
         ich_log(ICH_LOG_WARNING, "dataset: %lld images missing in %s in all (left out)",
                 (long long)missing, dir);
+    if (refused > 20)
+        ich_log(ICH_LOG_WARNING, "dataset: %lld IDs refused in all (left out)",
+                (long long)refused);
+    if (ds->length == 0 && refused > 0)
+        return ich_fail(ICH_ERR_NOT_FOUND, "dataset: none of the %lld images found in %s (%lld "
+                        "IDs refused: they cannot name a file inside it)",
+                        (long long)rows, dir, (long long)refused);
     if (ds->length == 0)
         return ich_fail(ICH_ERR_NOT_FOUND, "dataset: none of the %lld images found in %s",
                         (long long)rows, dir);

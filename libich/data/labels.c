@@ -418,6 +418,20 @@ static int numeric_column(const ich_csv *csv, int column)
     return 1;
 }
 
+/* A label column named by a number: the first line is data, not a header
+ * (a file without one would otherwise lose its first row and have label
+ * columns named "0" and "1"). */
+static ich_status not_a_header(const ich_csv *csv, int column)
+{
+    return ich_fail(ICH_ERR_FORMAT,
+                    "%s: the first line is not a header: column %d is named \"%.40s\", a "
+                    "number. Expected a header line naming the columns: RSNA's long format "
+                    "\"ID,Label\", or wide \"ID,<label names>\" (or filename, image, ... for "
+                    "ID; label names such as any,epidural,intraparenchymal,intraventricular,"
+                    "subarachnoid,subdural)",
+                    ich_csv_name(csv), column + 1, ich_csv_header(csv, column));
+}
+
 ich_status ich_labels_csv_label_columns(const ich_csv *csv, const unsigned char *skip,
                                         int *columns, int32_t *count)
 {
@@ -430,6 +444,9 @@ ich_status ich_labels_csv_label_columns(const ich_csv *csv, const unsigned char 
             const char *name;
             size_t n;
             trim(ich_csv_header(csv, c), &name, &n);
+            float number;
+            if (pass == 1 && n > 0 && parse_number(name, &number) == 0)
+                return not_a_header(csv, c);
             int take = pass == 0 ? rsna_index(name, n) >= 0
                                  : n > 0 && ich_csv_rows(csv) > 0 && numeric_column(csv, c);
             if (!take)

@@ -10,7 +10,9 @@
  * non-empty name whose cells are all numbers. Columns whose flag in
  * `skip` (ich_csv_columns() entries, may be NULL) is set are never taken.
  * Writes up to ICH_LABELS_MAX_COLUMNS indices to `columns`, their number to
- * *count. ICH_ERR_FORMAT naming the file when there is none, or a name twice. */
+ * *count. ICH_ERR_FORMAT naming the file when there is none, or a name twice,
+ * or when a candidate column is named by a number (the first line is data,
+ * not a header: the message says which headers are expected). */
 ich_status ich_labels_csv_label_columns(const ich_csv *csv, const unsigned char *skip,
                                         int *columns, int32_t *count);
 

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fileutil.h"
+#include "core/paths.h"
 #include "data/csv.h"
 #include "data/labels_internal.h"
 #include "ich/labels.h"
@@ -82,10 +83,17 @@ static void free_names(char **names, int64_t count)
     free(names);
 }
 
+/* A slice is a regular file (or a link to one) named *.dcm or *.png; a
+ * FIFO, device or socket so named is never opened, only reported. */
 static int keep_slice(const char *dir, const char *name)
 {
+    if (!is_slice_file(name))
+        return 0;
     char *path = ich_path_join(dir, name);
-    int keep = path && is_slice_file(name) && !is_dir(path);
+    struct stat st;
+    int keep = path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    if (path && !keep && stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+        ich_log(ICH_LOG_WARNING, "%s: not a regular file: skipped", path);
     free(path);
     return keep;
 }
@@ -207,11 +215,13 @@ static ich_status propagate_rows(const ich_csv *csv, const char *root, int patie
         ich_buf key = {0};
         if (!patient || !scan) {
             st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", name);
-        } else if (!patient[0] || !scan[0] || strchr(patient, '/') || strchr(scan, '/') ||
-                   strcmp(patient, "..") == 0 || strcmp(scan, "..") == 0 ||
-                   strcmp(patient, ".") == 0 || strcmp(scan, ".") == 0) {
-            st = ich_fail(ICH_ERR_FORMAT, "%s:%lld: patient \"%s\" / scan \"%s\" is not a folder name",
-                          name, line, patient, scan);
+        } else if (ich_id_problem(patient, NULL, 1) || ich_id_problem(scan, NULL, 1)) {
+            const char *bad = ich_id_problem(patient, NULL, 1) ? patient : scan;
+            char shown[128];
+            ich_id_printable(bad, shown, sizeof shown);
+            st = ich_fail(ICH_ERR_FORMAT, "%s:%lld: %s \"%s\" is not a folder name: %s", name,
+                          line, bad == patient ? "patient" : "scan", shown,
+                          ich_id_problem(bad, NULL, 1));
         } else {
             ich_buf_printf(&key, "%s/%s", patient, scan);
             if (key.failed)

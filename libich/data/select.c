@@ -22,15 +22,13 @@
 #include "core/options.h"
 #include "core/fileutil.h"
 #include "core/parallel.h"
+#include "core/paths.h"
 #include "ich/dicom.h"
 #include "ich/labels.h"
 
 /* How many missing images or failed files are named in the log before the
  * rest are only counted. */
 #define LOG_NAMED 20
-
-/* Deepest folder nesting the source index descends into. */
-#define MAX_DEPTH 64
 
 enum row_state { ROW_PENDING = 0, ROW_PLACED, ROW_MISSING, ROW_FAILED };
 
@@ -81,27 +79,6 @@ static char *image_path(const char *dir, const char *id, const char *ext)
     if (path)
         snprintf(path, n, "%s/%s%s", dir, id, ext);
     return path;
-}
-
-/* An ID becomes a path under dst_dir: it must not climb out of it. */
-static int safe_id(const char *id)
-{
-    if (!id[0] || id[0] == '/')
-        return 0;
-    for (const char *p = id; *p;) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 0 || (len == 2 && p[0] == '.' && p[1] == '.') || (len == 1 && p[0] == '.'))
-            return 0;
-        p += len + (end ? 1 : 0);
-    }
-    return 1;
-}
-
-static int is_regular_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* read() that retries on EINTR and fills the buffer unless the file ends. */
@@ -369,9 +346,7 @@ typedef struct tree_file {
 typedef struct tree_index {
     tree_file *files;
     size_t count, capacity;
-    struct stat skip; /* the destination folder, when it lies inside the tree */
-    int has_skip;
-    int failed;       /* out of memory */
+    int failed; /* out of memory */
 } tree_index;
 
 static void index_add(tree_index *index, char *path, size_t name_offset)
@@ -390,40 +365,20 @@ static void index_add(tree_index *index, char *path, size_t name_offset)
     index->files[index->count++] = (tree_file){path, path + name_offset};
 }
 
-/* Walk `dir` recursively. Symbolic links to files are taken; symbolic
- * links to folders are not followed (they could loop). Unreadable
- * sub-folders are logged and skipped. */
-static void index_walk(tree_index *index, const char *dir, int depth)
+/* ich_walk()'s callback: one file of the source tree into the index. */
+static int index_file(void *user, const char *path, const char *relative, const char *skipped)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        ich_log(ICH_LOG_WARNING, "%s: cannot read folder, skipped: %s", dir, strerror(errno));
-        return;
+    (void)relative;
+    tree_index *index = user;
+    if (skipped) {
+        ich_log(ICH_LOG_WARNING, "select: %s: %s: skipped", path, skipped);
+        return 0;
     }
-    struct dirent *e;
-    while (!index->failed && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char *path = ich_path_join(dir, e->d_name);
-        struct stat st;
-        if (!path) {
-            index->failed = 1;
-        } else if (lstat(path, &st) != 0) {
-            free(path);
-        } else if (S_ISDIR(st.st_mode)) {
-            int skip = index->has_skip && same_inode(&st, &index->skip);
-            if (depth < MAX_DEPTH && !skip)
-                index_walk(index, path, depth + 1);
-            else if (!skip)
-                ich_log(ICH_LOG_WARNING, "%s: nested too deep, skipped", path);
-            free(path);
-        } else if (S_ISREG(st.st_mode) || (S_ISLNK(st.st_mode) && is_regular_file(path))) {
-            index_add(index, path, strlen(path) - strlen(e->d_name));
-        } else {
-            free(path);
-        }
-    }
-    closedir(d);
+    char *copy = strdup(path);
+    const char *slash = strrchr(path, '/');
+    if (copy)
+        index_add(index, copy, slash ? (size_t)(slash + 1 - path) : 0);
+    return !copy || index->failed;
 }
 
 static int by_name_then_path(const void *a, const void *b)
@@ -509,10 +464,11 @@ typedef struct select_job {
 } select_job;
 
 /* A failed item is named in the log while few have failed. */
-static void log_failure(select_job *job, const char *id)
+static void log_failure(select_job *job, const char *id, int64_t row)
 {
     if (atomic_fetch_add(&job->logged_failures, 1) < LOG_NAMED)
-        ich_log(ICH_LOG_WARNING, "select: %s failed: %s", id, ich_last_error());
+        ich_log(ICH_LOG_WARNING, "select: %s (row %lld) failed: %s", id, (long long)row + 1,
+                ich_last_error());
 }
 
 /* Pass 1: is the image at its direct path src_dir/<id><ext>? */
@@ -521,21 +477,14 @@ static ich_status locate_item(void *context, int64_t row, int worker)
     (void)worker;
     select_job *job = context;
     const char *id = ich_labels_id(job->labels, row);
-    if (!safe_id(id)) {
+    char *path = NULL;
+    ich_status status = ich_id_path(job->src_dir, id, job->options->extension, 0, &path);
+    if (status != ICH_OK) {
         job->states[row] = ROW_FAILED;
-        ich_fail(ICH_ERR_INVALID_ARGUMENT, "ID \"%.200s\" is not a relative path inside the "
-                 "destination folder", id);
-        log_failure(job, id);
-        return ICH_ERR_INVALID_ARGUMENT;
+        log_failure(job, id, row);
+        return status;
     }
-    char *path = image_path(job->src_dir, id, job->options->extension);
-    if (!path) {
-        job->states[row] = ROW_FAILED;
-        ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", id);
-        log_failure(job, id);
-        return ICH_ERR_NO_MEMORY;
-    }
-    if (is_regular_file(path))
+    if (ich_is_regular_file(path))
         job->sources[row] = path;
     else
         free(path);
@@ -550,9 +499,10 @@ static ich_status place_item(void *context, int64_t index, int worker)
     int64_t row = job->todo[index];
     const char *id = ich_labels_id(job->labels, row);
     const char *src = job->sources[row];
-    char *target = image_path(job->dst_dir, id, job->options->extension);
-    ich_status status = target ? ich_make_parent_dirs(target)
-                               : ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", id);
+    char *target = NULL;
+    ich_status status = ich_id_path(job->dst_dir, id, job->options->extension, 0, &target);
+    if (status == ICH_OK)
+        status = ich_make_parent_dirs(target);
     if (status == ICH_OK) {
         switch (job->options->mode) {
         case ICH_SELECT_HARDLINK: status = hardlink_into(src, target); break;
@@ -563,7 +513,7 @@ static ich_status place_item(void *context, int64_t index, int worker)
     free(target);
     job->states[row] = status == ICH_OK ? ROW_PLACED : ROW_FAILED;
     if (status != ICH_OK)
-        log_failure(job, id);
+        log_failure(job, id, row);
     return status;
 }
 
@@ -578,9 +528,16 @@ static ich_status find_the_rest(select_job *job, int64_t rows)
         return ICH_OK;
     ich_log(ICH_LOG_INFO, "select: %lld images not at %s/<id>%s: indexing the tree",
             (long long)lost, job->src_dir, job->options->extension);
+    /* Every file once (hidden ones too), symbolic links followed without
+     * loops, the destination folder left out when it lies inside the tree. */
     tree_index index = {0};
-    index.has_skip = stat(job->dst_dir, &index.skip) == 0;
-    index_walk(&index, job->src_dir, 0);
+    struct stat dst;
+    ich_walk_config walk = {1, stat(job->dst_dir, &dst) == 0 ? &dst : NULL};
+    ich_status status = ich_walk(job->src_dir, &walk, index_file, &index, NULL);
+    if (status != ICH_OK && !index.failed) {
+        index_free(&index);
+        return status;
+    }
     int oom = index.failed;
     if (!oom)
         qsort(index.files, index.count, sizeof *index.files, by_name_then_path);
@@ -741,10 +698,11 @@ static ich_status read_patient(void *context, int64_t row, int worker)
     (void)worker;
     patients_job *job = context;
     const char *id = ich_labels_id(job->labels, row);
-    char *path = image_path(job->image_dir, id, ".dcm");
+    char *path = NULL;
     ich_dicom *dicom = NULL;
-    ich_status status = path ? ich_dicom_read(path, &dicom)
-                             : ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", id);
+    ich_status status = ich_id_input_path(job->image_dir, id, ".dcm", &path);
+    if (status == ICH_OK)
+        status = ich_dicom_read(path, &dicom);
     ich_dicom_info info;
     memset(&info, 0, sizeof info);
     info.size = sizeof info;
@@ -753,8 +711,8 @@ static ich_status read_patient(void *context, int64_t row, int worker)
     if (status == ICH_OK && !(job->patients[row] = strdup(info.patient_id)))
         status = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
     if (status != ICH_OK && atomic_fetch_add(&job->logged, 1) < LOG_NAMED)
-        ich_log(ICH_LOG_WARNING, "groups from DICOM: %s keeps its group: %s", id,
-                ich_last_error());
+        ich_log(ICH_LOG_WARNING, "groups from DICOM: %s (row %lld) keeps its group: %s", id,
+                (long long)row + 1, ich_last_error());
     ich_dicom_free(dicom);
     free(path);
     return status;

@@ -11,7 +11,18 @@
  * tensor matched against the model (name, dtype, shape) before the first
  * byte is copied; in a checkpoint the optimizer config and metadata are
  * applied (and rolled back on failure) before the tensors are committed,
- * since copying them cannot fail. */
+ * since copying them cannot fail.
+ *
+ * A file is hostile until checked: ich_st_read() has matched every tensor
+ * of the header against the header and the file's size; ich_model_load()
+ * then computes what the file's "ich.spec" needs (within the limits of
+ * ich/model.h) and refuses a spec whose tensors could not fit in the file
+ * (beyond a small model, built to name the mismatch) before building
+ * (allocating) the model; model tensors with a NaN or an
+ * infinity are refused (ich_model_load, ich_model_load_weights,
+ * ich_checkpoint_load), naming the file and the tensor, so no model with
+ * such weights predicts. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +31,7 @@
 #include "io/safetensors.h"
 #include "ich/model.h"
 #include "ich/optim.h"
+#include "nn/model_internal.h"
 
 /* Metadata keys the file format and this module own. */
 static const char KEY_FORMAT[] = "format";
@@ -224,7 +236,34 @@ typedef struct load_plan {
     copy_plan *copies;
     int32_t count;
     unsigned char *used; /* per file tensor: matched */
+    int finite;          /* refuse F32 tensors holding NaN or infinity */
 } load_plan;
+
+/* Is every element of a file F32 tensor finite? (Read byte by byte, as
+ * stored: little-endian; an all-ones exponent is an infinity or a NaN.) */
+static ich_status check_finite(const char *path, const ich_st_tensor *t)
+{
+    if (t->dtype != ICH_ST_F32)
+        return ICH_OK;
+    const unsigned char *bytes = t->data;
+    for (size_t i = 0; i + 4 <= t->nbytes; i += 4) {
+        unsigned exponent = ((unsigned)(bytes[i + 3] & 0x7f) << 1) | (bytes[i + 2] >> 7);
+        if (exponent == 0xff) {
+            float value;
+            unsigned char le[4] = {bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]};
+            ich_st_tensor one = *t;
+            one.data = le;
+            one.nbytes = 4;
+            ich_st_tensor_copy(&one, &value);
+            return ich_fail(ICH_ERR_FORMAT,
+                            "%s: tensor \"%s\" holds a non-finite value (%s at element %zu): "
+                            "a diverged or corrupt model",
+                            path, t->name, isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
+                            i / 4);
+        }
+    }
+    return ICH_OK;
+}
 
 static void plan_free(load_plan *plan)
 {
@@ -251,6 +290,8 @@ static ich_status plan_tensor(load_plan *plan, const ich_st_file *file,
         return ich_fail(ICH_ERR_NOT_FOUND, "%s: tensor \"%s\" is missing from the file", file->path,
                         view->name);
     ich_status st = check_fit(file->path, view, &file->tensors[index]);
+    if (st == ICH_OK && plan->finite)
+        st = check_finite(file->path, &file->tensors[index]);
     if (st != ICH_OK)
         return st;
     plan->used[index] = 1;
@@ -323,6 +364,7 @@ static ich_status plan_model_load(load_plan *plan, const ich_st_file *file,
                                   const ich_model *model, int strict)
 {
     ich_status st = plan_alloc(plan, file, ich_model_tensor_count(model));
+    plan->finite = 1;
     if (st == ICH_OK)
         st = plan_model(plan, file, model);
     int checkpoint = ich_st_metadata(file, KEY_OPTIMIZER) != NULL;
@@ -369,6 +411,9 @@ ich_status ich_model_load_weights(ich_model *model, const char *path, int strict
     return st;
 }
 
+/* Tensor bytes of a model cheap enough to build just to name a mismatch. */
+#define SMALL_MODEL_BYTES ((int64_t)16 << 20)
+
 /* Build the model the file's "ich.spec" describes. */
 static ich_status create_from_spec(const ich_st_file *file, ich_model **model)
 {
@@ -378,7 +423,20 @@ static ich_status create_from_spec(const ich_st_file *file, ich_model **model)
                         "%s: no \"ich.spec\" metadata, so the network is unknown (not written by "
                         "libich?): create the model and use ich_model_load_weights()",
                         file->path);
-    ich_status st = ich_model_create(spec, model);
+    /* What the spec needs, before anything is allocated: a file whose
+     * tensors are fewer bytes than the model's cannot hold them. A small
+     * model is still built, so that the message names the tensor that is
+     * missing or of another shape; a large one is refused here. */
+    int64_t needed = 0;
+    ich_status st = ich_model_spec_tensor_bytes(spec, &needed);
+    uint64_t data = file->size - 8 - file->header_size; /* ich_st_read checked the sizes */
+    if (st == ICH_OK && (uint64_t)needed > data && needed > SMALL_MODEL_BYTES)
+        return ich_fail(ICH_ERR_FORMAT,
+                        "%s: metadata \"ich.spec\" describes a network whose tensors take %lld "
+                        "bytes, but the file holds only %llu bytes of tensors",
+                        file->path, (long long)needed, (unsigned long long)data);
+    if (st == ICH_OK)
+        st = ich_model_create(spec, model);
     if (st != ICH_OK) {
         char message[512];
         snprintf(message, sizeof message, "%s", ich_last_error());
@@ -513,6 +571,7 @@ ich_status ich_checkpoint_load(const char *path, ich_model *model, ich_optimizer
     if (st == ICH_OK)
         st = plan_alloc(&plan, &file,
                         ich_model_tensor_count(model) + ich_optimizer_state_count(optimizer));
+    plan.finite = 1; /* resuming a diverged run is refused too */
     if (st == ICH_OK)
         st = plan_model(&plan, &file, model);
     if (st == ICH_OK)

@@ -832,9 +832,19 @@ static ich_status read_whole(FILE *f, ich_st_file *file)
 {
     struct stat sb;
     size_t capacity = 1 << 16;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+        if ((uint64_t)sb.st_size > ICH_ST_MAX_FILE)
+            return ich_fail(ICH_ERR_FORMAT, "%s: %llu bytes: larger than any model or checkpoint "
+                                            "libich reads (at most %llu bytes)",
+                            file->path, (unsigned long long)sb.st_size,
+                            (unsigned long long)ICH_ST_MAX_FILE);
         capacity = (size_t)sb.st_size + 1;
+    }
     for (;;) {
+        if (file->size > ICH_ST_MAX_FILE)
+            return ich_fail(ICH_ERR_FORMAT, "%s: larger than any model or checkpoint libich "
+                                            "reads (at most %llu bytes)",
+                            file->path, (unsigned long long)ICH_ST_MAX_FILE);
         if (!file->bytes || file->size == capacity) {
             if (file->bytes)
                 capacity *= 2;

@@ -38,6 +38,11 @@ extern "C" {
 /* Largest header accepted (the reference implementation's limit). */
 #define ICH_ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 
+/* Largest file read: the header, and a model's parameters at their limit
+ * (ICH_MODEL_MAX_PARAM_BYTES in ich/model.h) with two optimizer moments
+ * each (Adam). Larger files are ICH_ERR_FORMAT before being read. */
+#define ICH_ST_MAX_FILE (8 + ICH_ST_MAX_HEADER + (uint64_t)3 * ((uint64_t)1 << 30))
+
 /* Element types of the format, as named in the header. */
 typedef enum ich_st_dtype {
     ICH_ST_BOOL = 0,

@@ -165,10 +165,18 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
                             item->name, in->c, in->h, in->w);
         out->c = a->out;
         return ICH_OK;
-    case SPEC_FLATTEN:
-        out->c = in->c * in->h * in->w;
+    case SPEC_FLATTEN: {
+        /* Sizes are bounded by the parser's limits, their product is not. */
+        int64_t features = (int64_t)in->c * in->h * in->w;
+        if (features > ICH_MODEL_MAX_ACTIVATION_BYTES / (int64_t)sizeof(float))
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model spec: %s is too large (%lld features; at most %lld)",
+                            item->name, (long long)features,
+                            (long long)(ICH_MODEL_MAX_ACTIVATION_BYTES / (int64_t)sizeof(float)));
+        out->c = (int)features;
         out->h = out->w = 1;
         return ICH_OK;
+    }
     case SPEC_GAP:
         out->h = out->w = 1;
         return ICH_OK;
@@ -186,6 +194,10 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
             return ich_fail(ICH_ERR_SHAPE,
                             "model: %s: branches give %dx%d and %dx%d rows x columns",
                             item->name, in[0].h, in[0].w, in[1].h, in[1].w);
+        if ((int64_t)in[0].c + in[1].c > ICH_MODEL_MAX_CHANNELS)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model spec: %s is too large (%d + %d channels; at most %d)",
+                            item->name, in[0].c, in[1].c, ICH_MODEL_MAX_CHANNELS);
         out->c = in[0].c + in[1].c;
         return ICH_OK;
     default:
@@ -432,33 +444,80 @@ static ich_status create_layers(ich_model *m)
     return ICH_OK;
 }
 
-/* A spec may come from a file: refuse networks no machine could hold
- * before allocating anything (one image's activation above 2^28 values, a
- * weight tensor above 2^30), instead of letting the allocator overcommit. */
-static ich_status check_sizes(const ich_model *m)
+/* a * b, saturating at INT64_MAX (both >= 0). */
+static int64_t mul_sat(int64_t a, int64_t b)
 {
-    const int64_t max_values = (int64_t)1 << 28, max_weights = (int64_t)1 << 30;
-    for (int i = 0; i < m->nnodes; i++) {
-        const model_node *node = &m->nodes[i];
-        ich_shape in = m->values[node->in[0]].shape, out = m->values[node->out].shape;
-        int64_t per_image = (int64_t)out.h * out.w * out.c;
-        int64_t weights = 0;
-        if (node->kind == SPEC_CONV)
-            weights = (int64_t)out.c * in.c * node->layer.args.kernel[0] *
-                      node->layer.args.kernel[1];
-        else if (node->kind == SPEC_LINEAR)
-            weights = (int64_t)out.c * in.h * in.w * in.c;
-        if (per_image > max_values || weights > max_weights)
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "model spec: %s is too large (%lld values per image, %lld "
-                            "weights; at most %lld and %lld)",
-                            node->layer.name, (long long)per_image, (long long)weights,
-                            (long long)max_values, (long long)max_weights);
+    return b && a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* Bytes of the tensors (parameters and buffers) a node will hold: what a
+ * checkpoint of the model must contain for it. */
+static int64_t node_tensor_bytes(const ich_model *m, const model_node *node)
+{
+    ich_shape in = m->values[node->in[0]].shape, out = m->values[node->out].shape;
+    const ich_layer_args *a = &node->layer.args;
+    int64_t floats = 0, other = 0;
+    if (node->kind == SPEC_CONV)
+        floats = mul_sat(mul_sat(out.c, in.c), mul_sat(a->kernel[0], a->kernel[1]));
+    else if (node->kind == SPEC_LINEAR)
+        floats = mul_sat(out.c, mul_sat(in.c, mul_sat(in.h, in.w)));
+    if ((node->kind == SPEC_CONV || node->kind == SPEC_LINEAR) && a->bias)
+        floats = add_sat(floats, out.c);
+    if (node->kind == SPEC_BATCHNORM) {
+        floats = 4 * (int64_t)out.c; /* weight, bias, running mean and variance */
+        other = sizeof(int64_t);    /* num_batches_tracked */
     }
+    return add_sat(mul_sat(floats, sizeof(float)), other);
+}
+
+/* A spec may come from a file: compute what the network needs before
+ * allocating anything and refuse one beyond the limits of ich/model.h
+ * (parameter bytes in total, activation bytes per image), instead of
+ * letting the allocator overcommit. Sets the totals. */
+static ich_status check_sizes(const ich_model *m, int64_t *tensor_bytes, int64_t *activation_bytes)
+{
+    int64_t params = 0, activations = 0;
+    for (int v = 0; v < m->nvalues; v++) {
+        ich_shape s = m->values[v].shape;
+        activations = add_sat(activations,
+                              mul_sat(mul_sat(s.c, sizeof(float)), mul_sat(s.h, s.w)));
+    }
+    const char *largest = NULL;
+    int64_t largest_bytes = -1;
+    for (int i = 0; i < m->nnodes; i++) {
+        int64_t bytes = node_tensor_bytes(m, &m->nodes[i]);
+        params = add_sat(params, bytes);
+        if (bytes > largest_bytes) {
+            largest_bytes = bytes;
+            largest = m->nodes[i].layer.name;
+        }
+    }
+    if (params > ICH_MODEL_MAX_PARAM_BYTES)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "model spec: the network is too large: %lld bytes of parameters (%s "
+                        "alone %lld; at most %lld, ICH_MODEL_MAX_PARAM_BYTES)",
+                        (long long)params, largest ? largest : "?", (long long)largest_bytes,
+                        (long long)ICH_MODEL_MAX_PARAM_BYTES);
+    if (activations > ICH_MODEL_MAX_ACTIVATION_BYTES)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "model spec: the network is too large: %lld bytes of activations per "
+                        "image (at most %lld, ICH_MODEL_MAX_ACTIVATION_BYTES)",
+                        (long long)activations, (long long)ICH_MODEL_MAX_ACTIVATION_BYTES);
+    if (tensor_bytes)
+        *tensor_bytes = params;
+    if (activation_bytes)
+        *activation_bytes = activations;
     return ICH_OK;
 }
 
-static ich_status build(ich_model *m, const spec_seq *tree)
+/* The graph of the spec, shapes checked and sizes bounded; nothing but
+ * the node and value lists is allocated. */
+static ich_status build_graph(ich_model *m, const spec_seq *tree, int64_t *tensor_bytes)
 {
     const spec_item *first = &tree->items[0];
     if (first->kind != SPEC_INPUT)
@@ -485,7 +544,33 @@ static ich_status build(ich_model *m, const spec_seq *tree)
     m->out_value = out;
     m->outputs = s.c;
     m->gated = tree->items[tree->count - 1].kind == SPEC_CASCADE;
-    if ((st = check_sizes(m)))
+    return check_sizes(m, tensor_bytes, NULL);
+}
+
+ich_status ich_model_spec_tensor_bytes(const char *spec, int64_t *bytes)
+{
+    spec_seq tree;
+    ich_status st = ich_spec_parse(spec, &tree);
+    if (st)
+        return st;
+    ich_model *m = calloc(1, sizeof *m);
+    if (!m)
+        st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+    else
+        st = build_graph(m, &tree, bytes);
+    ich_spec_free(&tree);
+    if (m) {
+        free(m->nodes);
+        free(m->values);
+        free(m);
+    }
+    return st;
+}
+
+static ich_status build(ich_model *m, const spec_seq *tree)
+{
+    ich_status st = build_graph(m, tree, NULL);
+    if (st)
         return st;
     swap_relu_maxpool(m);
     fuse_relus(m);
@@ -1052,8 +1137,16 @@ ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t 
         return st;
     if (threshold <= 0.0f)
         threshold = 0.5f;
-    for (size_t k = 0; k < count; k++)
+    for (size_t k = 0; k < count; k++) {
         probabilities[k] = ich_sigmoidf(probabilities[k]);
+        /* Never report a NaN as a probability (a NaN or infinity in the
+         * weights or the image, or an overflow inside the network). */
+        if (!isfinite(probabilities[k]))
+            return ich_fail(ICH_ERR_FORMAT,
+                            "ich_model_predict: image %zu of %d gives a non-finite probability "
+                            "for output %zu (a NaN or an infinity in the image or the weights)",
+                            k / (size_t)m->outputs, (int)n, k % (size_t)m->outputs);
+    }
     if (m->gated) {
         /* The subtype stage counts only where the "any" stage fires: above
          * the threshold, as core/decision.h's rule is at 0.5. */

@@ -90,6 +90,12 @@ const char *ich_model_preset_names(void);
 /* Initialise node `index`'s parameters from `seed` (PyTorch's defaults). */
 void ich_model_init_node(ich_model *model, int index, uint64_t seed);
 
+/* Parse `spec`, check its shapes and limits (ich/model.h) and set *bytes
+ * to the bytes of the tensors (parameters and buffers) its model holds,
+ * without allocating them: a checkpoint smaller than that cannot hold the
+ * model. Errors: those of ich_model_create(). */
+ich_status ich_model_spec_tensor_bytes(const char *spec, int64_t *bytes);
+
 /* Update "ich.seed"/"ich.steps" from the dropout layers. */
 ich_status ich_model_update_state_metadata(ich_model *model);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "ich/model.h"
 
 static const char *const KIND_NAMES[] = {
     "input", "conv", "linear", "maxpool", "avgpool", "relu", "gap",
@@ -124,8 +125,10 @@ static int at_item_end(parser *p)
     return c == 0 || c == ',' || c == '\n' || (p->depth > 0 && (c == ')' || c == '|' || c == ';'));
 }
 
-/* Reads the required positive integer pair argument named `what`. */
-static ich_status required_pair(parser *p, const char *what, int32_t pair[2], int allow_zero)
+/* Reads the required positive integer pair argument named `what`, at most
+ * `max` (one of the ICH_MODEL_MAX_* limits of ich/model.h). */
+static ich_status required_pair(parser *p, const char *what, int32_t pair[2], int allow_zero,
+                                int32_t max)
 {
     char word[64];
     if (!next_word(p, word, sizeof word)) {
@@ -138,8 +141,17 @@ static ich_status required_pair(parser *p, const char *what, int32_t pair[2], in
         snprintf(msg, sizeof msg, "bad %s \"%s\"", what, word);
         return fail_at(p, msg);
     }
+    if (pair[0] > max || pair[1] > max) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s \"%s\" too large (at most %d)", what, word, (int)max);
+        return fail_at(p, msg);
+    }
     return ICH_OK;
 }
+
+/* A limit macro's value in a message. */
+#define ICH_STRINGIFY_(x) #x
+#define ICH_STRINGIFY(x) ICH_STRINGIFY_(x)
 
 /* Options after the positional arguments: "stride 2 pad 1 ...". */
 static ich_status parse_options(parser *p, spec_item *item)
@@ -153,14 +165,14 @@ static ich_status parse_options(parser *p, spec_item *item)
                                                    || item->kind == SPEC_AVGPOOL;
         ich_status st;
         if ((conv || pool) && !strcmp(word, "stride")) {
-            if ((st = required_pair(p, "stride", a->stride, 0)))
+            if ((st = required_pair(p, "stride", a->stride, 0, ICH_MODEL_MAX_KERNEL)))
                 return st;
             item->pool_stride_set = 1;
         } else if ((conv || pool) && (!strcmp(word, "pad") || !strcmp(word, "padding"))) {
-            if ((st = required_pair(p, "padding", a->padding, 1)))
+            if ((st = required_pair(p, "padding", a->padding, 1, ICH_MODEL_MAX_KERNEL)))
                 return st;
         } else if (conv && !strcmp(word, "dilation")) {
-            if ((st = required_pair(p, "dilation", a->dilation, 0)))
+            if ((st = required_pair(p, "dilation", a->dilation, 0, ICH_MODEL_MAX_KERNEL)))
                 return st;
         } else if ((conv || item->kind == SPEC_LINEAR) && !strcmp(word, "nobias")) {
             a->bias = 0;
@@ -198,7 +210,8 @@ static ich_status parse_block(parser *p, spec_item *item)
     if (p->text[p->pos] != '(')
         return fail_at(p, "expected '(' after the block's kind");
     p->pos++;
-    p->depth++;
+    if (++p->depth > ICH_MODEL_MAX_DEPTH)
+        return fail_at(p, "blocks nested too deeply (at most " ICH_STRINGIFY(ICH_MODEL_MAX_DEPTH) ")");
     for (;;) {
         spec_seq *grown = realloc(item->seqs, (size_t)(item->nseqs + 1) * sizeof *grown);
         if (!grown)
@@ -282,10 +295,18 @@ static ich_status parse_positional(parser *p, spec_item *item)
     switch (item->kind) {
     case SPEC_INPUT: {
         int32_t v[3];
-        if (!next_word(p, word, sizeof word)
-            || sscanf(word, "%dx%dx%d", &v[0], &v[1], &v[2]) != 3 || v[0] < 1 || v[1] < 1
-            || v[2] < 1 || v[0] > 4096 || v[1] > 65536 || v[2] > 65536)
+        if (!next_word(p, word, sizeof word) || strspn(word, "0123456789x") != strlen(word)
+            || sscanf(word, "%9dx%9dx%9d", &v[0], &v[1], &v[2]) != 3 || v[0] < 1 || v[1] < 1
+            || v[2] < 1)
             return fail_at(p, "expected the input shape CxHxW (e.g. input 1x512x512)");
+        if (v[0] > ICH_MODEL_MAX_INPUT_CHANNELS || v[1] > ICH_MODEL_MAX_INPUT_SIDE
+            || v[2] > ICH_MODEL_MAX_INPUT_SIDE) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "input %s too large (at most %d channels and %d rows and columns)", word,
+                     ICH_MODEL_MAX_INPUT_CHANNELS, ICH_MODEL_MAX_INPUT_SIDE);
+            return fail_at(p, msg);
+        }
         memcpy(item->input, v, sizeof v);
         return ICH_OK;
     }
@@ -293,7 +314,7 @@ static ich_status parse_positional(parser *p, spec_item *item)
     case SPEC_LINEAR: {
         int32_t out[2];
         if ((st = required_pair(p, item->kind == SPEC_CONV ? "output channels" : "output features",
-                                out, 0)))
+                                out, 0, ICH_MODEL_MAX_CHANNELS)))
             return st;
         if (out[0] != out[1])
             return fail_at(p, "the output count is one number");
@@ -302,12 +323,12 @@ static ich_status parse_positional(parser *p, spec_item *item)
         a->stride[0] = a->stride[1] = 1;
         a->dilation[0] = a->dilation[1] = 1;
         if (item->kind == SPEC_CONV)
-            return required_pair(p, "kernel size", a->kernel, 0);
+            return required_pair(p, "kernel size", a->kernel, 0, ICH_MODEL_MAX_KERNEL);
         return ICH_OK;
     }
     case SPEC_MAXPOOL:
     case SPEC_AVGPOOL:
-        if ((st = required_pair(p, "kernel size", a->kernel, 0)))
+        if ((st = required_pair(p, "kernel size", a->kernel, 0, ICH_MODEL_MAX_KERNEL)))
             return st;
         memcpy(a->stride, a->kernel, sizeof a->stride);
         return ICH_OK;
@@ -330,6 +351,8 @@ static ich_status parse_item(parser *p, spec_item *item)
     char word[64], kind[64];
     memset(item, 0, sizeof *item);
     p->items++;
+    if (p->items > ICH_MODEL_MAX_LAYERS)
+        return fail_at(p, "too many items (at most " ICH_STRINGIFY(ICH_MODEL_MAX_LAYERS) ")");
     skip_blanks(p);
     p->item_start = (int)p->pos;
     item->position = (int)p->pos;

@@ -21,7 +21,11 @@
  * (residual), cat1 (concat), cascade1; the layers inside a residual block
  * are "<block>.conv1", its shortcut's "<block>.shortcut.conv1"; a concat
  * branch's are "<block>.branch<i>.conv1", or "<branch name>.conv1" when the
- * branch is named. */
+ * branch is named.
+ *
+ * Every number, the count of items and the nesting of blocks are bounded
+ * by the ICH_MODEL_MAX_* limits of ich/model.h (a spec may come from a
+ * file); the sizes they imply together are checked in nn/model.c. */
 #ifndef ICH_INTERNAL_SPEC_H
 #define ICH_INTERNAL_SPEC_H
 

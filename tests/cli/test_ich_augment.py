@@ -114,3 +114,35 @@ def test_usage_errors(train, tmp_path):
                check=False).returncode == 2
     missing = run(AUGMENT, tmp_path / "none.csv", images, tmp_path / "x", check=False)
     assert missing.returncode == 1 and "none.csv" in missing.stderr
+
+
+def all_files(root):
+    return {p for p in Path(root).rglob("*") if not p.is_dir()}
+
+
+def test_hostile_ids_are_refused_and_nothing_written_outside(train, tmp_path):
+    """IDs that climb out of the folders ("../outside/victim" once wrote
+    outside/victim_aug_1.png) are refused by name and row; no file is
+    written outside the output folder."""
+    csv_path, images = train
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (images / "a").mkdir()  # so that "a/../../outside/victim" would resolve
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(outside / "victim.png")
+    hostile = ["../outside/victim", str(outside / "victim"), "a/../../outside/victim"]
+    with open(csv_path, "a", newline="") as f:
+        for name in hostile:
+            csv.writer(f).writerow([name, 1, 1, 0, 0, 0, 0, "PX"])  # epidural, as ID_c
+    before = all_files(tmp_path)
+    out = tmp_path / "aug"
+    # target 12: epidural needs 8 copies of its 4 rows, so every row is drawn
+    result = run(AUGMENT, csv_path, images, out, "--target", 12, "--recipe", "hflip:1",
+                 "--seed", 1, check=False)
+    assert result.returncode == 1
+    for row, name in enumerate(hostile, start=7):
+        assert f'ID "{name}" cannot name a file inside' in result.stderr
+        assert f"{name} (row {row})" in result.stderr
+    assert "absolute path" in result.stderr and '".."' in result.stderr
+    new = all_files(tmp_path) - before
+    assert new and all(out in p.parents for p in new), sorted(map(str, new))
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.png"]

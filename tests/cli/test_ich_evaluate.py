@@ -192,3 +192,36 @@ def test_label_columns_refused(ich, data, tmp_path):
             in result.stderr)
     assert "missing: epidural" in result.stderr
     assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_hostile_ids_are_refused(data, tmp_path):
+    """IDs that climb out of the image folder to a real slice are left out
+    by name and row, never read: the report covers the folder's images
+    only; with nothing else, ich-evaluate fails saying so."""
+    import shutil
+    folder, _ = data
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    images = tmp_path / "images"
+    shutil.copytree(folder / "images", images)
+    (images / "a").mkdir()  # so that "a/../../outside/victim" would resolve
+    slices = sorted(images.glob("*.dcm"))
+    shutil.copy(slices[0], outside / "victim.dcm")
+    hostile = ["../outside/victim", str(outside / "victim"), "a/../../outside/victim"]
+    header = "ID," + ",".join(LABELS)
+    good = [f"{p.stem},1,0,1,0,0,0" for p in slices]
+    (tmp_path / "mixed.csv").write_text(
+        "\n".join([header] + good + [f"{h},1,1,0,0,0,0" for h in hostile]) + "\n")
+    result = run(EVALUATE, folder / "model.safetensors", tmp_path / "mixed.csv", images,
+                 tmp_path / "report")
+    for row, name in enumerate(hostile, start=len(good) + 1):
+        assert f'row {row}: ID "{name}" cannot name a file inside' in result.stderr
+    with open(tmp_path / "report" / "predictions.csv", newline="") as f:
+        ids = [r[0] for r in csv.reader(f)][1:]
+    assert sorted(ids) == sorted(p.stem for p in slices)
+
+    (tmp_path / "only.csv").write_text(
+        "\n".join([header] + [f"{h},1,1,0,0,0,0" for h in hostile]) + "\n")
+    result = run(EVALUATE, folder / "model.safetensors", tmp_path / "only.csv", images,
+                 tmp_path / "report2", "--quiet", check=False)
+    assert result.returncode == 1 and "3 IDs refused" in result.stderr

@@ -64,10 +64,31 @@ def test_pivot(long_csv, tmp_path):
     assert header == ["ID"] + RSNA and got_ids == ids
     np.testing.assert_array_equal(values, written)
 
-    result = run("pivot", path, out, "--fix-any", "--quiet")
+    result = run("pivot", path, out, "--fix-any")
     assert "2 rows (fixed)" in result.stdout
-    assert result.stderr == ""
     np.testing.assert_array_equal(read_wide(out)[2], table)
+
+
+def test_quiet_prints_nothing(long_csv, tmp_path):
+    """--quiet: no table, no any line, no progress; only stats keeps its
+    table, which is its result."""
+    path, ids, table, written = long_csv
+    out = tmp_path / "wide.csv"
+    result = run("pivot", path, out, "--fix-any", "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    np.testing.assert_array_equal(read_wide(out)[2], table)
+    result = run("sample", out, tmp_path / "s.csv", "--per-label", 4, "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    root = tmp_path / "scans"
+    (root / "A" / "1").mkdir(parents=True)
+    (root / "A" / "1" / "s1.dcm").write_bytes(b"x")
+    scans = tmp_path / "scans.csv"
+    scans.write_text("patient,scan,any\nA,1,1\n")
+    result = run("propagate", root, scans, tmp_path / "p.csv", "--quiet")
+    assert (result.stdout, result.stderr) == ("", "")
+    assert "rows: 60" in run("stats", out, "--quiet").stdout
+    result = run("stats", tmp_path / "missing.csv", "--quiet", code=1)
+    assert "missing.csv" in result.stderr  # errors still reach stderr
 
 
 def test_stats_and_sample(long_csv, tmp_path):
@@ -119,4 +140,13 @@ def test_errors_and_usage(tmp_path):
     bad.write_text("ID,any\nx,1\ny\n")
     result = run("pivot", bad, tmp_path / "o.csv", code=1)
     assert "bad.csv:3:" in result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_csv_without_header_is_refused(tmp_path):
+    bad = tmp_path / "noheader.csv"
+    bad.write_text("ID_1,0,1,0,0,0,0\nID_2,1,1,0,0,0,0\n")
+    result = run("pivot", bad, tmp_path / "o.csv", code=1)
+    assert "noheader.csv" in result.stderr and "not a header" in result.stderr
+    assert '"ID,Label"' in result.stderr
     assert not (tmp_path / "o.csv").exists()

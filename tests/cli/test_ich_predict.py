@@ -142,6 +142,47 @@ def test_corrupt_file_is_skipped(ich, data, tmp_path):
     np.testing.assert_allclose(got, reference(ich, model, files), atol=1e-6, rtol=0)
 
 
+def test_nan_weights_are_refused(ich, data, tmp_path):
+    """A checkpoint with a NaN weight once gave "-nan" probabilities with exit
+    status 0: now it is refused, naming the file and the tensor."""
+    folder, files, _ = data
+    model = make_model(ich)
+    state = model.state_dict()
+    state["fc1.bias"][3] = np.nan
+    model.load_state_dict(state)
+    bad = tmp_path / "nan.safetensors"
+    model.save(bad)
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, bad, files[0], "--out", out, check=False)
+    assert result.returncode == 1
+    assert str(bad) in result.stderr and "fc1.bias" in result.stderr
+    assert not out.exists() or "nan" not in out.read_text().lower()
+
+
+def test_overflowing_network_skips_images_by_name(ich, data, tmp_path):
+    """Finite weights that overflow inside the network (inf - inf = NaN):
+    the library refuses the batch, the program names each image and skips
+    it, and writes no NaN."""
+    folder, files, _ = data
+    model = make_model(ich, SPEC.replace("linear 6", "linear 2, linear 6"))
+    state = model.state_dict()
+    state["conv1.weight"][:] = 0
+    state["conv1.bias"][:] = 1  # every activation 1
+    state["fc1.weight"][:] = 3e38  # both outputs +inf
+    state["fc2.weight"][:, 0], state["fc2.weight"][:, 1] = 1, -1  # inf - inf
+    model.load_state_dict(state)
+    path = tmp_path / "overflow.safetensors"
+    model.save(path)
+    out = tmp_path / "p.csv"
+    result = run(PREDICT, path, folder / "scans", "--out", out, check=False)
+    assert result.returncode == 1
+    for f in files:
+        assert "skipped %s" % f.stem in result.stderr, result.stderr
+    assert "non-finite" in result.stderr
+    assert "0 predicted, 6 failed" in result.stdout
+    assert "nan" not in (out.read_text().lower() if out.exists() else "")
+
+
 def test_channel_mismatch_errors(ich, data, tmp_path):
     folder, files, _ = data
     model = make_model(ich, spec=SPEC.replace("3x64x64", "1x64x64"))
@@ -308,3 +349,49 @@ def test_column_names_are_the_models_labels(ich, data, tmp_path):
                  "--quiet", check=False)
     assert result.returncode == 1
     assert "three.safetensors" in result.stderr and "no label names" in result.stderr
+
+
+def test_links_to_itself_and_fifos_do_not_loop_or_block(ich, data, tmp_path):
+    """Links to "." and to a parent: the walk ends and each slice is
+    predicted once; the FIFO (and a device, where one can be made) is named
+    and skipped, never opened; the good files' predictions are written and
+    the exit status is 1."""
+    folder, files, model = data
+    scans = tmp_path / "scans"
+    shutil.copytree(folder / "scans", scans)
+    os.symlink(".", scans / "self1")
+    os.symlink(".", scans / "self2")
+    os.symlink("..", scans / "images" / "up")
+    os.mkfifo(scans / "pipe.dcm")
+    skipped = ["pipe.dcm"]
+    try:
+        os.mknod(scans / "null.dcm", 0o20644, os.makedev(1, 3))  # S_IFCHR
+        skipped.append("null.dcm")
+    except OSError:
+        pass
+    out = tmp_path / "p.csv"
+    result = subprocess.run([str(PREDICT), str(folder / "model.safetensors"), str(scans),
+                             "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    for name in skipped:
+        assert f"skipped {scans / name}" in result.stderr
+    assert "6 predicted, 0 failed" in result.stdout
+    rows = read_csv(out)
+    assert [r[0] for r in rows[1:]] == [f.stem for f in files]
+    got = np.array([r[1:] for r in rows[1:]], dtype=np.float64)
+    np.testing.assert_allclose(got, reference(ich, model, files), atol=1e-6, rtol=0)
+    # ich.predict_files walks the same way
+    with pytest.warns(RuntimeWarning, match="FIFO"):
+        ids, _ = ich.predict_files(model, scans)
+    assert ids == [f.stem for f in files]
+
+
+def test_fifo_as_input_is_refused(data, tmp_path):
+    folder, _, _ = data
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)
+    result = subprocess.run([str(PREDICT), str(folder / "model.safetensors"), str(fifo),
+                             "--out", str(tmp_path / "p.csv")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "pipe.dcm: not a regular file or folder" in result.stderr

@@ -161,3 +161,54 @@ def test_minmax_without_windows_is_one_raw_channel(slices, tmp_path):
     want = ((hu - hu.min()) / (hu.max() - hu.min() + np.float32(1e-5)) * np.float32(255))
     image = np.asarray(Image.open(out / files[0].relative_to(folder).with_suffix(".png")))
     np.testing.assert_array_equal(image, want.astype(np.uint8))
+
+
+def hostile_folder(folder, tmp_path):
+    """The slices plus what made the walk loop or block: two links to ".",
+    a link to a parent, a link to a sub-folder, a FIFO, a broken link and,
+    where this user may make one, a character device."""
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    os.symlink(".", src / "self1")
+    os.symlink(".", src / "self2")
+    os.symlink("..", src / "images" / "up")
+    os.symlink("images", src / "alias")
+    os.mkfifo(src / "pipe.dcm")
+    os.symlink("nowhere.dcm", src / "broken.dcm")
+    skipped = ["pipe.dcm", "broken.dcm"]
+    try:
+        os.mknod(src / "null.dcm", 0o20644, os.makedev(1, 3))  # S_IFCHR
+        skipped.append("null.dcm")
+    except OSError:
+        pass
+    return src, skipped
+
+
+def test_links_to_itself_and_fifos_do_not_loop_or_block(slices, tmp_path):
+    """Each real slice converted once, under its real path; the FIFO, the
+    device and the broken link named and skipped (exit 1); the walk ends."""
+    folder, files = slices
+    src, skipped = hostile_folder(folder, tmp_path)
+    out = tmp_path / "png"
+    result = subprocess.run([str(PREPROCESS), str(src), str(out), "--threads", "2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "6 converted" in result.stdout and "of 6 DICOM files" in result.stdout
+    for name in skipped:
+        assert f"skipped {src / name}" in result.stderr
+    assert "FIFO" in result.stderr
+    pngs = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    assert pngs == sorted(f.relative_to(folder).with_suffix(".png") for f in files)
+
+
+def test_one_link_to_itself_converts_each_slice_once(slices, tmp_path):
+    folder, files = slices
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    os.symlink(".", src / "again")
+    out = tmp_path / "png"
+    result = subprocess.run([str(PREPROCESS), str(src), str(out)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "6 converted" in result.stdout and "of 6 DICOM files" in result.stdout
+    assert len(list(out.rglob("*.png"))) == 6

@@ -129,3 +129,40 @@ def test_groups_from_dicom(tmp_path):
                 continue
             assert r["patient"] == "P" + r["ID"].split("_")[1]
             assert owner.setdefault(r["patient"], k) == k
+
+
+def test_groups_from_dicom_refuses_hostile_ids(tmp_path):
+    """IDs that climb out of the DICOM folder are refused by name and row,
+    never read: their rows keep the CSV's patient, not the one of the file
+    they point at."""
+    sys.path.insert(0, str(ROOT / "bindings" / "python"))
+    os.environ.setdefault("ICH_BUILD_DIR", str(BUILD))
+    ich = pytest.importorskip("ich")
+    import numpy as np
+
+    rows = write_table(tmp_path / "labels.csv", patients=20)
+    images, outside = tmp_path / "images", tmp_path / "outside"
+    images.mkdir()
+    outside.mkdir()
+    (images / "a").mkdir()  # so that "a/../../outside/victim" would resolve
+    pixels = np.zeros((4, 4), np.int16)
+    for r in rows:
+        ich.write_ct(images / f"{r[0]}.dcm", pixels, patient_id=r[-1])
+    ich.write_ct(outside / "victim.dcm", pixels, patient_id="VICTIM")
+    hostile = ["../outside/victim", str(outside / "victim"), "a/../../outside/victim"]
+    with open(tmp_path / "labels.csv", "a", newline="") as f:
+        for k, name in enumerate(hostile):
+            csv.writer(f).writerow([name, 0, 0, 0, 0, 0, 0, f"CSV{k}"])
+    before = {p for p in tmp_path.rglob("*")}
+    result = run(SPLIT, tmp_path / "labels.csv", tmp_path / "out", "--groups-from-dicom",
+                 images, "--threads", 2)
+    for k, name in enumerate(hostile):
+        assert f"{name} (row {len(rows) + 1 + k}) keeps its group" in result.stderr
+        assert f'ID "{name}" cannot name a file inside {images}' in result.stderr
+    assert "3 of" in result.stderr and "could not be read" in result.stderr
+    patients = {r["ID"]: r["patient"] for n in ("train.csv", "val.csv", "test.csv")
+                for r in read(tmp_path / "out" / n)}
+    assert [patients[name] for name in hostile] == ["CSV0", "CSV1", "CSV2"]
+    assert "VICTIM" not in patients.values()
+    new = {p for p in tmp_path.rglob("*")} - before
+    assert all(p == tmp_path / "out" or tmp_path / "out" in p.parents for p in new)

@@ -196,3 +196,42 @@ def test_resume_and_fine_tune_match_labels_by_name(phantom, tmp_path):
                  start / "last.safetensors", "--epochs", 1, "--out", tmp_path / "x", "--quiet")
     assert result.returncode != 0
     assert "five.csv" in result.stderr and "missing: epidural" in result.stderr
+
+
+
+def hostile_csv(phantom, tmp_path, keep_good):
+    """A wide CSV of the phantom's slices (or none of them) plus three rows
+    whose IDs climb out of the image folder to a copy of a real slice."""
+    import shutil
+    tmp_path.mkdir(exist_ok=True)
+    outside = phantom.parent / f"outside-{tmp_path.name}"
+    outside.mkdir()
+    slices = sorted((phantom / "images").glob("*.dcm"))
+    shutil.copy(slices[0], outside / "victim.dcm")
+    (phantom / "images" / "a").mkdir(exist_ok=True)  # "a/../../x" would resolve
+    good = [p.stem for p in slices] if keep_good else []
+    hostile = [f"../{outside.name}/victim", str(outside / "victim"),
+               f"a/../../{outside.name}/victim"]
+    path = tmp_path / "hostile.csv"
+    rows = [f"{i},{k % 2},{k % 2},0,0,0,0" for k, i in enumerate(good + hostile)]
+    path.write_text("\n".join(["ID,any,epidural,intraparenchymal,intraventricular,"
+                                "subarachnoid,subdural"] + rows) + "\n")
+    return path, hostile, len(good)
+
+
+def test_hostile_ids_are_refused(phantom, tmp_path):
+    """IDs that leave the image folder are left out by name and row, never
+    read; with nothing else to train on, ich-train fails saying so."""
+    path, hostile, good = hostile_csv(phantom, tmp_path / "mixed", keep_good=True)
+    result = run(TRAIN, path, phantom / "images", "--model", SPEC, "--epochs", 1,
+                 "--batch-size", 8, "--threads", 1, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    for row, name in enumerate(hostile, start=good + 1):
+        assert f'row {row}: ID "{name}" cannot name a file inside' in result.stderr
+
+    only, _, _ = hostile_csv(phantom, tmp_path / "only", keep_good=False)
+    result = run(TRAIN, only, phantom / "images", "--model", SPEC, "--epochs", 1,
+                 "--threads", 1, "--out", tmp_path / "run2", "--quiet")
+    assert result.returncode == 1
+    assert "3 IDs refused" in result.stderr
+    assert not (tmp_path / "run2" / "last.safetensors").exists()

@@ -45,7 +45,8 @@ from .image import write_png, read_png
 from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mod, \
     augment as _augment_mod, dataset as _dataset_mod, model as _model_mod, \
     optim as _optim_mod, train as _train_mod, metrics as _metrics_mod, \
-    predict as _predict_mod, report as _report_mod, backend as _backend_mod
+    predict as _predict_mod, report as _report_mod, backend as _backend_mod, \
+    files as _files_mod
 from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
 from .split import *  # noqa: F401,F403
 from .phantom import *  # noqa: F401,F403
@@ -58,6 +59,7 @@ from .metrics import *  # noqa: F401,F403
 from .predict import *  # noqa: F401,F403
 from .report import *  # noqa: F401,F403
 from .backend import *  # noqa: F401,F403
+from .files import *  # noqa: F401,F403
 from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
     WARNING as LOG_WARNING, ERROR as LOG_ERROR
 
@@ -85,5 +87,6 @@ __all__ = [
     "version", "library_path", "__version__",
 ]
 for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod, _model_mod,
-             _optim_mod, _train_mod, _metrics_mod, _predict_mod, _report_mod, _backend_mod):
+             _optim_mod, _train_mod, _metrics_mod, _predict_mod, _report_mod, _backend_mod,
+             _files_mod):
     __all__ += _mod.__all__

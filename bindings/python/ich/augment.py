@@ -255,8 +255,10 @@ def augment_offline(augment, train_labels, image_dir, out_dir, target=0, seed=0,
     ``image_dir/<id>.png`` are written as ``out_dir/<id>_aug_<k>.png`` until
     the label has `target` positives; a copy counts for every label its row
     carries. Returns a new :class:`Labels`: the source rows, then the
-    copies (with their source's labels and group). Unreadable images are
-    logged and skipped. `progress`, if given, is called as
+    copies (with their source's labels and group). Unreadable images, and
+    rows whose ID cannot name a file inside the folders
+    (:func:`ich.image_path`'s rule), are logged and skipped: nothing is
+    read or written outside `image_dir` and `out_dir`. `progress`, if given, is called as
     ``progress(done, total)`` with counts of source images; returning True
     cancels (``InvalidArgumentError``). See ``ich_augment_offline`` in
     augment.h.

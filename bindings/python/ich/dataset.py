@@ -114,7 +114,9 @@ class Dataset(OwnedHandle):
             the model's labels raises ShapeError naming its columns and the
             model's labels. None keeps the table's columns as they are.
 
-    Images that are missing are left out at open (logged). A sample that
+    Images that are missing, and rows whose ID cannot name a file inside
+    `image_dir` (:func:`ich.image_path`'s rule: ``"../x"`` is never read),
+    are left out at open (logged with the ID and row). A sample that
     cannot be loaded is left out of its batch (logged once), so a batch may
     be smaller than `batch_size`. Use as a context manager or call
     :meth:`close` to stop the workers early. A Dataset is used from one

@@ -18,7 +18,21 @@ from ._errors import check
 from ._lib import c_float_p, c_int32_p, lib, _declare
 from ._util import OwnedHandle, c_string, fspath_bytes
 
-__all__ = ["set_threads", "Model", "ModelBuilder"]
+__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS"]
+
+#: The limits of a model spec (ICH_MODEL_MAX_* in include/ich/model.h): a
+#: spec beyond one (from text, a builder or a checkpoint) raises
+#: InvalidArgumentError, or FormatError naming the file for a checkpoint.
+MODEL_LIMITS = {
+    "input_channels": 4096,        # "input CxHxW": C
+    "input_side": 16384,           # H and W
+    "channels": 65536,             # conv/linear outputs, concat channels
+    "kernel": 1024,                # kernel, stride, padding, dilation
+    "layers": 4096,                # items in a spec
+    "depth": 16,                   # nesting of blocks
+    "param_bytes": 1 << 30,        # parameters and buffers
+    "activation_bytes": 1 << 30,   # activations of one image
+}
 
 _c_model = ctypes.c_void_p
 _c_model_p = ctypes.POINTER(ctypes.c_void_p)

@@ -7,11 +7,13 @@ program does.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .dicom import read_dicom
+from .files import find_files
 
 __all__ = ["predict_files"]
 
@@ -33,8 +35,12 @@ def _files(paths_or_folder):
     if isinstance(paths_or_folder, (str, bytes, os.PathLike)):
         root = Path(os.fsdecode(paths_or_folder))
         if root.is_dir():
-            return sorted(p for p in root.rglob("*")
-                          if p.is_file() and not p.name.startswith(".") and _looks_like_dicom(p))
+            # libich's walk, as ich-predict's: each real file once, no
+            # symbolic link loops, FIFOs and devices never opened
+            paths, skipped = find_files(root)
+            for path, reason in skipped:
+                warnings.warn("%s: %s: skipped" % (path, reason), RuntimeWarning, stacklevel=3)
+            return sorted(p for p in map(Path, paths) if _looks_like_dicom(p))
         return [root]
     return [Path(os.fsdecode(p)) for p in paths_or_folder]
 
@@ -54,7 +60,9 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
         model: an :class:`ich.Model` (e.g. ``ich.Model.load(checkpoint)``)
             whose metadata holds its input recipe.
         paths_or_folder: a folder (searched recursively for *.dcm, *.dicom
-            and files with the DICM marker, sorted by path), one file, or a
+            and files with the DICM marker, sorted by path; each real file
+            once, see :func:`ich.find_files`; FIFOs, devices and broken
+            links are skipped with a ``RuntimeWarning``), one file, or a
             sequence of files.
         batch_size: images per forward pass.
         threshold: for a cascade model, P(any) <= threshold zeroes the subtypes.

@@ -160,7 +160,9 @@ def groups_from_dicom(labels, image_dir, threads=0):
     """Set each row's group of `labels` (in place) to the PatientID of
     ``image_dir/<id>.dcm``, reading the files on `threads` threads (0: one
     per CPU). Rows whose file cannot be read, or has no PatientID, keep
-    their group. Returns the number of files that could not be read."""
+    their group, as do rows whose ID cannot name a file inside `image_dir`
+    (:func:`ich.image_path`'s rule: ``"../x"`` is never read). Returns the
+    number of files that could not be read (refused IDs included)."""
     handle = _check_labels(labels)
     unreadable = ctypes.c_int64()
     check(lib.ich_labels_groups_from_dicom(handle, fspath_bytes(image_dir), _threads(threads),

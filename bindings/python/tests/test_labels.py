@@ -177,6 +177,20 @@ def test_read_wide(tmp_path):
         ich.Labels.read(path)
 
 
+def test_read_without_header_is_refused(tmp_path):
+    """A CSV whose first line is data lost that row and got a label column
+    named "1"; now it is an error naming the file and the headers expected."""
+    path = tmp_path / "noheader.csv"
+    for text in ["ID_1,0,1,0,0,0,0\nID_2,1,1,0,0,0,0\n",
+                 "ID_1_any,1\nID_1_epidural,0\n"]:
+        path.write_text(text)
+        with pytest.raises(ich.FormatError, match=r"noheader\.csv: the first line is not a "
+                                                  r"header.*\"ID,Label\""):
+            ich.Labels.read(path)
+    path.write_text("ID,any,epidural\nID_1,0,1\n")
+    assert ich.Labels.read(path).ids == ["ID_1"]
+
+
 def test_write_round_trips(tmp_path):
     ids, values = random_table(200, seed=3)
     values[5, 2] = 0.25  # a soft label survives both formats
