@@ -549,7 +549,35 @@ ich_status ich_dicom_check_framing(const char *path, const unsigned char *data, 
     int explicit_vr, big_endian = strcmp(syntax, "1.2.840.10008.1.2.2") == 0;
     if (syntax[0]) {
         explicit_vr = strcmp(syntax, "1.2.840.10008.1.2") != 0;
-    } else { /* no transfer syntax: guess from the first element, as GDCM does */
+    } else if (start == 0 && size >= 8) {
+        /* No meta group: the encoding GDCM's FileMetaInformation::ReadCompat
+         * guesses from the first element (tag read little endian; a VR it
+         * knows makes it explicit). A fuzz finding: tag (0000,1000) with a
+         * VR is explicit *big* endian to GDCM (element > 0xFF). */
+        unsigned g = (unsigned)(data[0] | data[1] << 8), e = (unsigned)(data[2] | data[3] << 8);
+        int known = is_one_of((const char *)data + 4, KNOWN_VRS);
+        uint32_t length = (uint32_t)data[4] | (uint32_t)data[5] << 8 |
+                          (uint32_t)data[6] << 16 | (uint32_t)data[7] << 24;
+        if (g == 0x0008) {
+            explicit_vr = known, big_endian = 0;
+        } else if (g == 0x0800) {
+            explicit_vr = known, big_endian = 1;
+        } else if (e == 0x0010) {
+            explicit_vr = known, big_endian = 0;
+        } else if (known) {
+            explicit_vr = 1, big_endian = g > 0xFF || e > 0xFF;
+        } else if (g == 0 && e == 0 && length == 4) {
+            explicit_vr = 0, big_endian = 0;
+        } else {
+            return ich_fail(ICH_ERR_FORMAT,
+                            "%s: no file meta information, and the first element says no "
+                            "encoding GDCM reads: not DICOM",
+                            path);
+        }
+        if (big_endian && !explicit_vr)
+            return ich_fail(ICH_ERR_FORMAT, "%s: implicit VR big endian data set: not DICOM",
+                            path);
+    } else { /* no transfer syntax: guess from the first element */
         explicit_vr = size - start >= 6 && is_one_of((const char *)data + start + 4, KNOWN_VRS);
         big_endian = size - start >= 2 && data[start] == 0 && data[start + 1] != 0;
     }
