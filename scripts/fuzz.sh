@@ -9,6 +9,9 @@
 #          under about 0.5 GB, so any input that makes the reader (GDCM
 #          included) allocate more is a finding. (The old 4 GB limit hid a
 #          4.2 GB allocation GDCM made from an element length read from text.)
+#   dicom-short: as dicom, but N mutations (the SECONDS argument) from the
+#          fixed seed 1 on a copy of the corpus: reproducible, for the test
+#          command (scripts/fuzz.sh dicom-short 20000);
 #   dicom-replay: every file of the DICOM corpus and tests/fuzz/regressions
 #          once through the target, under the same limits (a quick check,
 #          e.g. for the test command: scripts/fuzz.sh dicom-replay);
@@ -16,13 +19,13 @@
 #          label files and preprocessed PNGs;
 #   safetensors: model files and checkpoints (tests/fuzz/fuzz_safetensors.c),
 #          from files the normal build's Python bindings write.
-# Usage: scripts/fuzz.sh [dicom|dicom-replay|files|safetensors] [SECONDS]   (default dicom,
+# Usage: scripts/fuzz.sh [dicom|dicom-replay|dicom-short|files|safetensors] [SECONDS]   (default dicom,
 #        300 s; a long run: scripts/fuzz.sh dicom 14400; needs
 #        clang and libclang-rt-14-dev, which this script installs when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=dicom
-case "${1:-}" in dicom|dicom-replay|files|safetensors) target=$1; shift ;; esac
+case "${1:-}" in dicom|dicom-replay|dicom-short|files|safetensors) target=$1; shift ;; esac
 seconds=${1:-300}
 scripts/deps.sh
 for p in clang libclang-rt-14-dev; do
@@ -99,6 +102,17 @@ if [ "$target" = dicom-replay ]; then
   # timeout or a limit exceeded.
   build-fuzz/tests/fuzz/fuzz_dicom "${limits[@]}" -runs=0 -artifact_prefix=build-fuzz/findings/ \
     "$corpus"
+  exit 0
+fi
+if [ "$target" = dicom-short ]; then
+  # A short run with a fixed seed on a scratch copy of the corpus: the
+  # same mutations every time, so the test command stays reproducible
+  # (time-bounded runs are not).
+  scratch=$(mktemp -d)
+  cp "$corpus"/* "$scratch"/
+  build-fuzz/tests/fuzz/fuzz_dicom "$scratch" -seed=1 -runs="$seconds" -max_len=1048576 \
+    "${limits[@]}" -artifact_prefix=build-fuzz/findings/ -print_final_stats=1
+  rm -rf "$scratch"
   exit 0
 fi
 build-fuzz/tests/fuzz/fuzz_dicom "$corpus" -max_total_time="$seconds" -max_len=1048576 \

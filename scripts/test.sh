@@ -2,8 +2,8 @@
 # Every test: the cmocka suite and the Python tests (with the layer sweep
 # against PyTorch) on a normal build, the numerical ones again on oneDNN's
 # AVX2 and SSE4.1 kernels, the small layer sweep under valgrind, the same
-# again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the
-# exported-symbol check, and an out-of-tree program built against the
+# again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the DICOM
+# fuzz corpus and a short seeded fuzz run, the exported-symbol check, and an out-of-tree program built against the
 # installed library with find_package(ich) and with pkg-config.
 # Usage: scripts/test.sh
 set -euo pipefail
@@ -100,6 +100,15 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.s
   ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 ICH_CUDA_BENCHMARK=1 \
   ICH_LIBRARY="$emulated/libich.so.0" $py -m pytest -q -p no:cacheprovider tests/gpu
 rm -rf "$emulated"
+
+echo "== DICOM fuzzing (clang, libFuzzer, ASan; 1 GB RSS, 512 MB per allocation): the corpus replayed"
+# pydicom's files, phantom slices and tests/fuzz/regressions (every earlier
+# finding and one file of each hostile class of issue 12), then 20,000
+# mutations from a fixed seed: the same inputs on every run. Long runs:
+# scripts/fuzz.sh dicom SECONDS.
+scripts/fuzz.sh dicom-replay
+echo "== DICOM fuzzing: a short seeded run"
+scripts/fuzz.sh dicom-short 20000
 
 echo "== install and build a program against it (find_package and pkg-config)"
 stage=$(mktemp -d)
