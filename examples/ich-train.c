@@ -432,6 +432,20 @@ static int make_optimizer(const options *o, run *r)
     return 0;
 }
 
+/* Training went on without the images that could not be used (each named
+ * above by libich's warnings); the run still counts as failed, as every
+ * program here exits 1 when a file failed. */
+static int report_left_out(const run *r)
+{
+    int64_t left = ich_dataset_left_out(r->train) + ich_dataset_left_out(r->val);
+    if (left == 0)
+        return 0;
+    fprintf(stderr, "ich-train: %lld images were left out (missing or unreadable: see the "
+                    "warnings); the checkpoints were trained without them\n",
+            (long long)left);
+    return 1;
+}
+
 static void print_summary(const options *o, const run *r)
 {
     int32_t best = ich_history_best_epoch(r->history), n = ich_history_length(r->history);
@@ -493,6 +507,8 @@ int main(int argc, char **argv)
             print_summary(&o, &r);
         if (st == ICH_ERR_SHAPE)
             rc = 2;
+        if (!rc)
+            rc = report_left_out(&r);
     }
     run_free(&r);
     return rc;

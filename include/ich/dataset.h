@@ -148,6 +148,14 @@ ICH_API ich_status ich_dataset_input_window(const ich_dataset *dataset, ich_wind
 /** Number of batches per epoch. */
 ICH_API int64_t ich_dataset_batches(const ich_dataset *dataset);
 
+/** How many rows of the label table were left out so far: at open (no
+ *  image file, or an ID that cannot name a file inside the folder) and
+ *  while loading (a file that could not be read or converted: a damaged or
+ *  hostile DICOM, each logged once with its path and the reason). Programs
+ *  use it to finish with a failure status when data was skipped. 0 for
+ *  NULL. */
+ICH_API int64_t ich_dataset_left_out(const ich_dataset *dataset);
+
 /** Samples per batch (the batch_size option; 0 for NULL). */
 ICH_API int32_t ich_dataset_batch_size(const ich_dataset *dataset);
 

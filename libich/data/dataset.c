@@ -233,6 +233,7 @@ static ich_status collect_files(ich_dataset *ds, const ich_labels *labels, const
         }
         ds->paths[ds->length++] = path;
     }
+    ds->left_at_open = missing + refused;
     if (missing > 20)
         ich_log(ICH_LOG_WARNING, "dataset: %lld images missing in %s in all (left out)",
                 (long long)missing, dir);
@@ -657,6 +658,16 @@ int64_t ich_dataset_length(const ich_dataset *ds) { return ds ? ds->length : 0; 
 const ich_labels *ich_dataset_labels(const ich_dataset *ds) { return ds ? ds->labels : NULL; }
 
 int64_t ich_dataset_batches(const ich_dataset *ds) { return ds ? ds->batches : 0; }
+
+int64_t ich_dataset_left_out(const ich_dataset *ds)
+{
+    if (!ds)
+        return 0;
+    int64_t count = ds->left_at_open;
+    for (int64_t i = 0; ds->warned && i < ds->length; i++)
+        count += atomic_load(&ds->warned[i]) != 0;
+    return count;
+}
 
 ich_status ich_dataset_input_window(const ich_dataset *ds, ich_window **out)
 {

@@ -32,6 +32,7 @@ struct ich_dataset {
     int64_t *neighbors;     /* length x span sample indices in z order; NULL when k = 0 */
     int32_t span;           /* 2 * neighbors + 1 */
     atomic_uchar *warned;   /* a failed sample is logged once */
+    int64_t left_at_open;   /* rows without an image or with a refused ID */
     ich_window *window;     /* the copied recipe */
     ich_window_settings settings;
     ich_augment *augment;   /* copied; NULL: none */

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("ICH_BUILD_DIR", ROOT / "build"))
 PREPROCESS = BUILD / "examples" / "ich-preprocess"
 PREDICT = BUILD / "examples" / "ich-predict"
+TRAIN = BUILD / "examples" / "ich-train"
 LABELS = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
 SPEC = "input 3x64x64, conv 4 5 stride 4, relu, maxpool 2, flatten, linear 6"
 PEAK_LIMIT_MIB = 1024
@@ -142,6 +143,31 @@ def test_ich_predict_predicts_good_and_names_hostile(ich, folder, tmp_path):
     for row in predicted:
         values = [float(v) for v in row[1:]]
         assert len(values) == 6 and all(0 <= v <= 1 for v in values), row
+
+
+def test_ich_train_skips_hostile_and_names_them(ich, folder, tmp_path):
+    """ich-train on a label CSV that lists the good slices and every hostile
+    file: it trains on the good ones, names each hostile file, writes its
+    checkpoints and exits 1 (a file failed)."""
+    root, good, bad = folder
+    images = good[0].parent
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID"] + LABELS)
+        for i, path in enumerate(good + sorted(bad.values())):
+            w.writerow([path.stem] + [i % 2] * 6)
+    out = tmp_path / "model"
+    status, stdout, stderr, peak, seconds = run_measured(
+        TRAIN, labels, images, "--model", SPEC, "--size", 64, "--epochs", 1, "--batch-size", 4,
+        "--out", out, "--threads", 2)
+    assert status == 1, (status, stderr[-3000:])
+    assert peak < PEAK_LIMIT_MIB and seconds < TIME_LIMIT_S, (peak, seconds)
+    assert_every_hostile_named(stderr, bad)
+    assert "%d images were left out" % len(bad) in stderr, stderr[-3000:]
+    assert (out / "last.safetensors").exists()
+    model = ich.Model.load(out / "last.safetensors")
+    assert model.labels == LABELS
 
 
 _READ_ALL = """

@@ -61,6 +61,7 @@ _declare("ich_dataset_sample_shape", c_status, _P, ctypes.POINTER(ctypes.c_int32
 _declare("ich_dataset_get", c_status, _P, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
          c_float_p, ctypes.c_size_t, c_float_p, ctypes.c_size_t)
 _declare("ich_dataset_batches", ctypes.c_int64, _P)
+_declare("ich_dataset_left_out", ctypes.c_int64, _P)
 _declare("ich_dataset_start_epoch", c_status, _P, ctypes.c_int64)
 _declare("ich_dataset_next_batch", c_status, _P, c_float_p, ctypes.c_size_t, c_float_p,
          ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32), c_int64_p)
@@ -217,6 +218,13 @@ class Dataset(OwnedHandle):
     def num_batches(self):
         """Batches per epoch."""
         return int(lib.ich_dataset_batches(self._live()))
+
+    @property
+    def left_out(self):
+        """Rows of the label table left out so far: at open (no image, or
+        an ID that cannot name a file in the folder) and while loading (a
+        file that could not be read, logged once with the reason)."""
+        return int(lib.ich_dataset_left_out(self._live()))
 
     @property
     def labels(self):

@@ -73,6 +73,21 @@ def test_csv_labels_and_missing(tmp_path):
         ich.Dataset(labels, empty)
 
 
+def test_left_out_counts_missing_and_unreadable(tmp_path):
+    """left_out: rows without an image at open, then files that fail to
+    load (here a truncated DICOM), each counted once however often read."""
+    labels, _ = make_slices(tmp_path, 5)
+    (tmp_path / "img1.dcm").unlink()
+    data = (tmp_path / "img3.dcm").read_bytes()
+    (tmp_path / "img3.dcm").write_bytes(data[: len(data) // 2])
+    with ich.Dataset(labels, tmp_path, size=8, batch_size=2, shuffle=False) as ds:
+        assert ds.left_out == 1  # img1: no file
+        for epoch in (0, 1):
+            _, _, rows = collect(ds, epoch)
+            assert sorted(int(r) for b in rows for r in b) == [0, 1, 3]  # img3 left out
+            assert ds.left_out == 2
+
+
 def collect(ds, epoch):
     xs, ys, rows = [], [], []
     for x, y, r in ds.batches(epoch):
