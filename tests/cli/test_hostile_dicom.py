@@ -182,8 +182,10 @@ for path in sys.argv[2:]:
     except ich.IchError as err:
         print("ERROR", os.path.basename(path), err.status,
               int(os.path.basename(path) in err.message), flush=True)
-print("PEAK %.1f %.2f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                          time.monotonic() - start))
+# this process's own peak, VmHWM: ru_maxrss keeps the parent's resident
+# size at the fork across exec
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print("PEAK %.1f %.2f" % (peak / 1024.0, time.monotonic() - start))
 """
 
 

@@ -221,11 +221,14 @@ def hostile_csv(phantom, tmp_path, keep_good):
 
 def test_hostile_ids_are_refused(phantom, tmp_path):
     """IDs that leave the image folder are left out by name and row, never
-    read; with nothing else to train on, ich-train fails saying so."""
+    read: ich-train trains on the rest and exits 1 (rows were left out);
+    with nothing else to train on, it fails saying so."""
     path, hostile, good = hostile_csv(phantom, tmp_path / "mixed", keep_good=True)
     result = run(TRAIN, path, phantom / "images", "--model", SPEC, "--epochs", 1,
                  "--batch-size", 8, "--threads", 1, "--out", tmp_path / "run")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "%d images were left out" % len(hostile) in result.stderr
+    assert (tmp_path / "run" / "last.safetensors").exists()
     for row, name in enumerate(hostile, start=good + 1):
         assert f'row {row}: ID "{name}" cannot name a file inside' in result.stderr
 
