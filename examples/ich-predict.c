@@ -242,12 +242,9 @@ typedef struct results {
 static int load_image(const ich_window *window, const char *path, float *image, size_t count)
 {
     ich_dicom *dicom = NULL;
-    int32_t rows = 0, columns = 0;
     ich_status st = ich_dicom_read(path, &dicom);
-    if (!st) {
-        ich_dicom_size(dicom, &rows, &columns);
+    if (!st)
         st = ich_window_apply_dicom_f32(window, dicom, image, count); /* MONOCHROME1 too */
-    }
     ich_dicom_free(dicom);
     if (st)
         fprintf(stderr, "\nich-predict: skipped %s: %s\n", path, ich_last_error());

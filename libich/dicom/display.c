@@ -76,10 +76,17 @@ ich_status ich_window_apply_display_u8(const ich_window *window, const float *hu
         st = ich_fail(ICH_ERR_NO_MEMORY, "window apply: out of memory");
     if (st == ICH_OK)
         st = inverted_values(window, hu, rows, columns, values, out_count);
+    ich_window_settings s = {0};
+    if (st == ICH_OK)
+        st = ich_window_read_settings(window, &s);
+    /* A quantizing recipe's values are whole grey levels / 255 already:
+     * round, so that 1 - k/255 gives 255 - k, not 254 by a rounding error;
+     * otherwise truncate, as the u8 step does. */
+    float half = s.quantize ? 0.5f : 0.0f;
     size_t plane = (size_t)shape[1] * shape[2];
     for (size_t i = 0; st == ICH_OK && i < plane; i++)
-        for (int32_t c = 0; c < shape[0]; c++) /* CHW -> HWC, truncated as the u8 step */
-            out[i * shape[0] + c] = (uint8_t)(values[(size_t)c * plane + i] * 255.0f);
+        for (int32_t c = 0; c < shape[0]; c++) /* CHW -> HWC */
+            out[i * shape[0] + c] = (uint8_t)(values[(size_t)c * plane + i] * 255.0f + half);
     free(values);
     return st;
 }

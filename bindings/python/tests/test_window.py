@@ -384,3 +384,15 @@ def test_apply_from_threads(rng):
     assert not errors
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+def test_monochrome1_inverts_a_quantized_recipe_exactly():
+    """MONOCHROME1 with the tutorial's uint8 step: the 8-bit image is the
+    MONOCHROME2 one inverted, 255 - k, to the grey level (truncating
+    1 - k/255 gave 254 - k for most pixels)."""
+    hu = np.random.default_rng(0).uniform(-1000, 2000, (40, 40)).astype(np.float32)
+    window = ich.Window.from_string("windows=none;mode=minmax;size=20x20;resize=antialias;"
+                                    "quantize=1;mean=none;std=none;neighbors=0")
+    plain = window.apply(hu, dtype=np.uint8).astype(int)
+    inverted = window.apply(hu, dtype=np.uint8, monochrome1=True).astype(int)
+    np.testing.assert_array_equal(inverted, 255 - plain)
