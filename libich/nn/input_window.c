@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "window/window_internal.h"
 
 /* Does `window` make the model's input? Channels: the recipe's channels per
  * slice times the 2k + 1 stacked slices; size: the recipe's, unless it
@@ -86,25 +87,6 @@ ich_status ich_model_set_labels(ich_model *model, const char *const *names, int3
     return st;
 }
 
-/* Parse "v1,v2,..." into at most ICH_WINDOW_MAX_CHANNELS floats; -1 when
- * malformed or too many. */
-static int parse_floats(const char *text, float *out)
-{
-    int count = 0;
-    while (*text) {
-        if (count == ICH_WINDOW_MAX_CHANNELS)
-            return -1;
-        char *end;
-        errno = 0;
-        double v = strtod(text, &end);
-        if (end == text || errno || !isfinite(v) || (*end && *end != ','))
-            return -1;
-        out[count++] = (float)v;
-        text = *end ? end + 1 : end;
-    }
-    return count;
-}
-
 static ich_status parse_size(const char *text, int32_t *size)
 {
     char *end;
@@ -123,7 +105,8 @@ static ich_status set_normalization(const ich_model *model, ich_window *window)
     if (!mean_text || !std_text)
         return ICH_OK;
     float mean[ICH_WINDOW_MAX_CHANNELS], std[ICH_WINDOW_MAX_CHANNELS];
-    int nm = parse_floats(mean_text, mean), ns = parse_floats(std_text, std);
+    int nm = ich_window_parse_floats(mean_text, mean);
+    int ns = ich_window_parse_floats(std_text, std);
     if (nm < 1 || nm != ns)
         return ich_fail(ICH_ERR_FORMAT,
                         "model metadata \"ich.mean\" = \"%s\", \"ich.std\" = \"%s\": expected "

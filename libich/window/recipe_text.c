@@ -160,8 +160,7 @@ static ich_status read_windows(ich_window *w, const char *value)
     return ICH_OK;
 }
 
-/* Comma-separated floats, or none (count 0); -1 when malformed. */
-static int read_floats(const char *value, float *out)
+int ich_window_parse_floats(const char *value, float *out)
 {
     if (strcmp(value, "none") == 0)
         return 0;
@@ -203,7 +202,7 @@ static ich_status read_size(ich_window *w, const char *value, ich_resize_method 
 static ich_status read_normalization(ich_window *w, const char *mean_text, const char *std_text)
 {
     float mean[ICH_WINDOW_MAX_CHANNELS], std[ICH_WINDOW_MAX_CHANNELS];
-    int nm = read_floats(mean_text, mean), ns = read_floats(std_text, std);
+    int nm = ich_window_parse_floats(mean_text, mean), ns = ich_window_parse_floats(std_text, std);
     if (nm < 0)
         return bad("mean", mean_text, "want comma-separated numbers (at most 16) or none");
     if (ns < 0)

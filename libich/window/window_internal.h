@@ -29,4 +29,9 @@ ich_status ich_window_read_settings(const ich_window *window, ich_window_setting
  * ich_window_free()). Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_NO_MEMORY. */
 ich_status ich_window_copy(const ich_window *window, ich_window **out);
 
+/* Comma-separated finite floats (at most ICH_WINDOW_MAX_CHANNELS) into
+ * out[], as recipe texts and the older checkpoint keys write them: their
+ * count, 0 for "none", -1 when malformed. */
+int ich_window_parse_floats(const char *text, float *out);
+
 #endif
