@@ -976,16 +976,6 @@ static void test_offline(void **state)
 /* Hostile IDs: each is refused by the shared rule, logged with its row,
  * and nothing is read or written outside image_dir and out_dir (the ID
  * "../outside/victim" used to write outside/victim_aug_1.png). */
-static char hostile_log[4096];
-
-static void keep_log(ich_log_level level, const char *message, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t n = strlen(hostile_log);
-    snprintf(hostile_log + n, sizeof hostile_log - n, "%s\n", message);
-}
-
 static void test_offline_hostile_ids(void **state)
 {
     const char *dir = *state;
@@ -1016,8 +1006,7 @@ static void test_offline_hostile_ids(void **state)
     for (int r = 0; r < 5; r++)
         assert_int_equal(ich_labels_add(t, ids[r], values[r], NULL), ICH_OK);
     ich_augment *a = recipe("hflip:1");
-    hostile_log[0] = '\0';
-    ich_set_log_callback(keep_log, NULL, ICH_LOG_WARNING);
+    tu_log_capture(ICH_LOG_WARNING);
     alarm(30); /* a blocked read fails the test instead of hanging it */
     ich_labels *r = run_offline(a, t, images, out, 15, 1, 2); /* every row drawn */
     alarm(0);
@@ -1029,11 +1018,11 @@ static void test_offline_hostile_ids(void **state)
     assert_string_equal(names, "victim.png");
     assert_int_equal(tu_dir_count(dir, NULL, 0), 3); /* images, outside, out */
     assert_int_equal(tu_dir_count(out, NULL, 0), 0);
-    assert_non_null(strstr(hostile_log, "ID \"../outside/victim\" cannot name a file"));
-    assert_non_null(strstr(hostile_log, "(row 2)"));
-    assert_non_null(strstr(hostile_log, "a/../../outside/victim (row 3)"));
-    assert_non_null(strstr(hostile_log, "it is an absolute path"));
-    assert_non_null(strstr(hostile_log, "pipe.png: a FIFO, not a regular file: never opened"));
+    assert_non_null(strstr(tu_log_text, "ID \"../outside/victim\" cannot name a file"));
+    assert_non_null(strstr(tu_log_text, "(row 2)"));
+    assert_non_null(strstr(tu_log_text, "a/../../outside/victim (row 3)"));
+    assert_non_null(strstr(tu_log_text, "it is an absolute path"));
+    assert_non_null(strstr(tu_log_text, "pipe.png: a FIFO, not a regular file: never opened"));
     ich_labels_free(r);
     ich_labels_free(t);
     ich_augment_free(a);

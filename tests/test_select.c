@@ -653,16 +653,6 @@ static void test_groups_from_dicom(void **state)
 
 /* An ID that would leave image_dir is never read: the row keeps its group
  * and counts as unreadable, with its ID and row in the log. */
-static char groups_log[2048];
-
-static void keep_groups_log(ich_log_level level, const char *message, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t n = strlen(groups_log);
-    snprintf(groups_log + n, sizeof groups_log - n, "%s\n", message);
-}
-
 static void test_groups_from_dicom_hostile_ids(void **state)
 {
     const char *dir = *state;
@@ -685,20 +675,19 @@ static void test_groups_from_dicom_hostile_ids(void **state)
         assert_int_equal(ich_labels_add(t, ids[i], v, "kept"), ICH_OK);
     }
     int64_t unreadable = -1;
-    groups_log[0] = '\0';
-    ich_set_log_callback(keep_groups_log, NULL, ICH_LOG_WARNING);
+    tu_log_capture(ICH_LOG_WARNING);
     alarm(30);
     assert_int_equal(ich_labels_groups_from_dicom(t, images, 2, &unreadable), ICH_OK);
     alarm(0);
     ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
     assert_int_equal(unreadable, 3);
     assert_string_equal(ich_labels_group(t, 3), "kept");
-    assert_non_null(strstr(groups_log, "ID_fifo.dcm: a FIFO, not a regular file: never opened"));
+    assert_non_null(strstr(tu_log_text, "ID_fifo.dcm: a FIFO, not a regular file: never opened"));
     assert_string_equal(ich_labels_group(t, 0), "PAT_A");
     assert_string_equal(ich_labels_group(t, 1), "kept");
     assert_string_equal(ich_labels_group(t, 2), "kept");
-    assert_non_null(strstr(groups_log, "../outside/victim (row 2) keeps its group: ID"));
-    assert_non_null(strstr(groups_log, "absolute path"));
+    assert_non_null(strstr(tu_log_text, "../outside/victim (row 2) keeps its group: ID"));
+    assert_non_null(strstr(tu_log_text, "absolute path"));
     ich_labels_free(t);
 }
 

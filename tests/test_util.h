@@ -154,6 +154,25 @@ static TU_UNUSED int tu_write_file(const char *path, const void *data, size_t si
 }
 
 /* A small deterministic generator (xorshift32), so tests are reproducible. */
+/* libich's log messages, one a line, collected by tu_log_capture(): for
+ * tests that check what a call reported. */
+static TU_UNUSED char tu_log_text[8192];
+
+static TU_UNUSED void tu_log_append(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(tu_log_text);
+    snprintf(tu_log_text + n, sizeof tu_log_text - n, "%s\n", message);
+}
+
+/* Clear tu_log_text and collect the messages of `level` and above into it. */
+static TU_UNUSED void tu_log_capture(ich_log_level level)
+{
+    tu_log_text[0] = '\0';
+    ich_set_log_callback(tu_log_append, NULL, level);
+}
+
 static TU_UNUSED uint32_t tu_rand(uint32_t *state)
 {
     uint32_t x = *state;
