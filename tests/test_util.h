@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,15 +156,20 @@ static TU_UNUSED int tu_write_file(const char *path, const void *data, size_t si
 
 /* A small deterministic generator (xorshift32), so tests are reproducible. */
 /* libich's log messages, one a line, collected by tu_log_capture(): for
- * tests that check what a call reported. */
+ * tests that check what a call reported. Worker threads log concurrently,
+ * so appending takes a lock (without it two messages could land on the
+ * same offset and one be lost). */
 static TU_UNUSED char tu_log_text[8192];
+static TU_UNUSED pthread_mutex_t tu_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static TU_UNUSED void tu_log_append(ich_log_level level, const char *message, void *user)
 {
     (void)level;
     (void)user;
+    pthread_mutex_lock(&tu_log_lock);
     size_t n = strlen(tu_log_text);
     snprintf(tu_log_text + n, sizeof tu_log_text - n, "%s\n", message);
+    pthread_mutex_unlock(&tu_log_lock);
 }
 
 /* Clear tu_log_text and collect the messages of `level` and above into it. */
