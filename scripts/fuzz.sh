@@ -10,8 +10,8 @@
 #          included) allocate more is a finding. (The old 4 GB limit hid a
 #          4.2 GB allocation GDCM made from an element length read from text.)
 #   dicom-short: as dicom, but N mutations (the SECONDS argument) from the
-#          fixed seed 1 on a copy of the corpus: reproducible, for the test
-#          command (scripts/fuzz.sh dicom-short 20000);
+#          fixed seed 1 on a copy of the corpus: the same inputs while the
+#          code is the same (scripts/fuzz.sh dicom-short 20000);
 #   dicom-replay: every file of the DICOM corpus and tests/fuzz/regressions
 #          once through the target, under the same limits (a quick check,
 #          e.g. for the test command: scripts/fuzz.sh dicom-replay);
