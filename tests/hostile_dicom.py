@@ -12,6 +12,9 @@ Classes:
   deflate_bomb    a small deflated file of a very large image
   rle_huge        a small RLE file of a very large image
   jpegls_truncated  a JPEG-LS slice whose fragment is cut short
+  j2k_marker_overrun  a JPEG 2000 slice with a marker segment length that
+                  runs past its fragment: GDCM's walk of the markers read
+                  beyond the buffer (a crash found by fuzzing)
   rescale_*       absurd or unparsable RescaleSlope/RescaleIntercept
   huge_file       a 3 GB (sparse) file
   fifo            a named pipe
@@ -196,6 +199,23 @@ def jpegls_truncated(path):
     return _save(ds, path)
 
 
+def j2k_marker_overrun(path):
+    """pydicom's MR_small_jp2klossless.dcm (64 x 64) whose first tile's SOD
+    marker becomes a marker segment of 49653 bytes: the main header stays
+    valid for OpenJPEG, and GDCM's marker walk, which follows the length
+    without checking it, reads past the fragment (as the fuzzer's
+    gdcm-jpeg2000-header-segv.dcm did)."""
+    from pydicom.encaps import encapsulate, generate_pixel_data_frame
+    ds = pydicom.dcmread(os.path.join(TEST_FILES, "MR_small_jp2klossless.dcm"))
+    frame = bytearray(next(generate_pixel_data_frame(ds.PixelData)))
+    sot = frame.index(b"\xff\x90")
+    sod = sot + 2 + int.from_bytes(frame[sot + 2:sot + 4], "big")
+    assert frame[sod:sod + 2] == b"\xff\x93"
+    frame[sod:sod + 4] = b"\x00\x6c\xc1\xf5"
+    ds.PixelData = encapsulate([bytes(frame)])
+    return _save(ds, path)
+
+
 # ---- values ---------------------------------------------------------------
 
 def _rescale(path, slope, intercept):
@@ -249,7 +269,7 @@ def fifo(path):
 # Every class: name -> generator. The small ones (all but huge_file and
 # fifo) are also kept in tests/fuzz/regressions.
 ALL = {f.__name__: f for f in BIT_LAYOUTS + [text_length, deflate_bomb, rle_huge,
-                                             jpegls_truncated] + RESCALES + [huge_file, fifo]}
+                                             jpegls_truncated, j2k_marker_overrun] + RESCALES + [huge_file, fifo]}
 
 
 def write_all(folder, names=None):

@@ -70,9 +70,115 @@ static ich_status check_jpeg(const char *path, const unsigned char *d, size_t n,
                     path);
 }
 
+/* JPEG 2000 markers that stand alone, without a length (ISO 15444-1
+ * Table A.2 and the reserved FF30..FF3F), as GDCM's marker walk lists them. */
+static int j2k_has_no_length(unsigned marker)
+{
+    return (marker >= 0xFF30 && marker <= 0xFF3F) || marker == 0xFF4F || marker == 0xFF93 ||
+           marker == 0xFFD9 || marker == 0xFF92;
+}
+
+static ich_status j2k_overrun(const char *path, const char *what, size_t at)
+{
+    return ich_fail(ICH_ERR_FORMAT,
+                    "%s: corrupt JPEG 2000 stream: the %s at byte %zu runs past the end of the "
+                    "pixel data",
+                    path, what, at);
+}
+
+/* The walk GDCM's JPEG 2000 codec makes over a codestream to learn whether
+ * it is lossless: from the first byte, every 16-bit word is a marker, any
+ * marker but the stand-alone ones is followed by a length it skips, and
+ * the walk ends at SOD, at a length below 2, at a COD segment or at the
+ * end. GDCM bounds none of its skips or COD's fields by the buffer (its
+ * remaining count wraps around), so a length that runs past the end
+ * sends it reading beyond the fragment: refuse such a stream here. */
+static ich_status check_j2k_walk(const char *path, const unsigned char *d, size_t n, size_t base)
+{
+    size_t at = 0;
+    while (n - at >= 2) {
+        unsigned marker = be16(d + at);
+        at += 2;
+        if (j2k_has_no_length(marker)) {
+            if (marker == 0xFF93) /* SOD: the walk stops */
+                return ICH_OK;
+            continue;
+        }
+        if (n - at < 2)
+            return ICH_OK;
+        size_t length = be16(d + at);
+        at += 2;
+        if (length < 2)
+            return ICH_OK;
+        if (marker == 0xFF52) { /* COD: GDCM reads its bytes 4 and 9 */
+            if (n - at < 10)
+                return j2k_overrun(path, "COD segment", base + at - 4);
+            if (d[at + 4] > 1 || d[at + 9] != 1)
+                return ICH_OK; /* the walk stops there */
+        }
+        if (length - 2 > n - at)
+            return j2k_overrun(path, "marker segment", base + at - 4);
+        at += length - 2;
+    }
+    return ICH_OK;
+}
+
+static uint64_t be64(const unsigned char *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
+
+/* The same for a JP2 file (boxes around the codestream), walked as GDCM
+ * walks it: box after box until the contiguous codestream box (jp2c),
+ * whose content is then walked as above. GDCM counts only the box headers
+ * it reads against the buffer, not the boxes it skips, and asserts on a
+ * short 64-bit length: every read it would make must lie in the buffer. */
+static ich_status check_jp2_walk(const char *path, const unsigned char *d, size_t n)
+{
+    size_t at = 0, left = n; /* where GDCM reads, and what it thinks is left */
+    while (left >= 4) {
+        size_t box = at;
+        if (n - at < 8)
+            return left >= 8 || n - at < 4 ? j2k_overrun(path, "JP2 box", box) : ICH_OK;
+        uint64_t length = be32(d + at);
+        uint32_t type = be32(d + at + 4);
+        at += 8;
+        left -= 8;
+        if (length == 1) { /* a 64-bit length follows; it counts itself */
+            if (left < 8 || n - at < 8)
+                return j2k_overrun(path, "JP2 box", box);
+            length = be64(d + at) - 8;
+            at += 8;
+            left -= 8;
+        }
+        if (type == 0x6A703263 && length == 0) /* jp2c to the end */
+            length = n - at + 8;
+        if (length < 8 || length - 8 > n - at)
+            return j2k_overrun(path, "JP2 box", box);
+        if (type == 0x6A703263)
+            return check_j2k_walk(path, d + at, (size_t)(length - 8), at);
+        at += (size_t)(length - 8);
+    }
+    return ICH_OK;
+}
+
+/* GDCM's test for a JP2 file: the signature box and the first byte of the
+ * next box's length, 13 bytes. */
+static const unsigned char jp2_magic[13] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87,
+                                            0x0A, 0};
+
+ich_status ich_check_j2k_walk(const char *path, const unsigned char *data, size_t size)
+{
+    if (size < sizeof jp2_magic)
+        return ich_fail(ICH_ERR_FORMAT, "%s: corrupt JPEG 2000 stream: %zu bytes", path, size);
+    if (memcmp(data, jp2_magic, sizeof jp2_magic) == 0)
+        return check_jp2_walk(path, data, size);
+    return check_j2k_walk(path, data, size, 0);
+}
+
 static ich_status check_j2k(const char *path, const unsigned char *d, size_t n,
                             const ich_frame_shape *s)
 {
+    ich_status st = ich_check_j2k_walk(path, d, n);
+    if (st != ICH_OK)
+        return st;
     /* The codestream may sit inside JP2 boxes: find SOC followed by SIZ. */
     size_t at = 0;
     while (at + 4 <= n && !(d[at] == 0xFF && d[at + 1] == 0x4F && d[at + 2] == 0xFF &&
@@ -125,15 +231,18 @@ static ich_status check_rle(const char *path, const unsigned char *d, size_t n,
 }
 
 ich_status ich_check_codestream(const char *path, const unsigned char *frame, size_t size,
-                                const ich_frame_shape *shape, int rle)
+                                const ich_frame_shape *shape, ich_codec codec)
 {
-    if (rle)
+    switch (codec) {
+    case ICH_CODEC_RLE:
         return check_rle(path, frame, size, shape);
-    if (size >= 2 && frame[0] == 0xFF && frame[1] == 0xD8)
-        return check_jpeg(path, frame, size, shape);
-    static const unsigned char jp2_signature[] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' '};
-    if ((size >= 2 && frame[0] == 0xFF && frame[1] == 0x4F) ||
-        (size >= 8 && memcmp(frame, jp2_signature, 8) == 0))
+    case ICH_CODEC_JPEG2000:
         return check_j2k(path, frame, size, shape);
-    return ICH_OK;
+    case ICH_CODEC_JPEG:
+        if (size >= 2 && frame[0] == 0xFF && frame[1] == 0xD8)
+            return check_jpeg(path, frame, size, shape);
+        return ICH_OK; /* not a JPEG stream: libjpeg says so without reading past it */
+    default:
+        return ICH_OK;
+    }
 }

@@ -13,6 +13,9 @@
 
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
+#include <gdcmJPEG2000Codec.h>
+#include <gdcmJPEGCodec.h>
+#include <gdcmJPEGLSCodec.h>
 #include <gdcmReader.h>
 #include <gdcmSequenceOfFragments.h>
 #include <gdcmTrace.h>
@@ -321,12 +324,25 @@ void fill_info(const gdcm::File &file, const gdcm::Image &img, ich_dicom_info *i
     copy_text(info->patient_id, sizeof info->patient_id, text_of(ds, 0x0010, 0x0020));
 }
 
+ich_codec codec_of(const gdcm::TransferSyntax &ts)
+{
+    if (ts == gdcm::TransferSyntax::RLELossless)
+        return ICH_CODEC_RLE;
+    // as GDCM's Bitmap picks its codec
+    if (gdcm::JPEG2000Codec().CanDecode(ts))
+        return ICH_CODEC_JPEG2000;
+    if (gdcm::JPEGCodec().CanDecode(ts) || gdcm::JPEGLSCodec().CanDecode(ts))
+        return ICH_CODEC_JPEG;
+    return ICH_CODEC_OTHER;
+}
+
 // GDCM's codecs trust a compressed stream's own header over the DICOM
 // attributes they sized their buffers from (and assert on some corrupt
-// ones): check the first frame's header before any codec sees it.
+// ones): check the first frame's header before any codec sees it. The
+// JPEG 2000 codec also walks all fragments joined (as it decodes them).
 ich_status check_first_frame(const gdcm::File &file, const ich_frame_shape &shape, const char *path)
 {
-    const bool rle = file.GetHeader().GetDataSetTransferSyntax() == gdcm::TransferSyntax::RLELossless;
+    const ich_codec codec = codec_of(file.GetHeader().GetDataSetTransferSyntax());
     const gdcm::DataElement &de = file.GetDataSet().GetDataElement(gdcm::Tag(0x7FE0, 0x0010));
     const gdcm::SequenceOfFragments *fragments = de.GetSequenceOfFragments();
     if (!fragments || fragments->GetNumberOfFragments() == 0)
@@ -334,8 +350,19 @@ ich_status check_first_frame(const gdcm::File &file, const ich_frame_shape &shap
     const gdcm::ByteValue *bv = fragments->GetFragment(0).GetByteValue();
     if (!bv || !bv->GetPointer())
         return ich_fail(ICH_ERR_FORMAT, "%s: compressed pixel data has an empty fragment", path);
-    return ich_check_codestream(path, reinterpret_cast<const unsigned char *>(bv->GetPointer()),
-                                (size_t)(uint32_t)bv->GetLength(), &shape, rle);
+    ich_status st = ich_check_codestream(
+        path, reinterpret_cast<const unsigned char *>(bv->GetPointer()),
+        (size_t)(uint32_t)bv->GetLength(), &shape, codec);
+    if (st != ICH_OK || codec != ICH_CODEC_JPEG2000 || fragments->GetNumberOfFragments() == 1)
+        return st;
+    std::vector<unsigned char> joined;
+    for (size_t i = 0; i < fragments->GetNumberOfFragments(); i++) {
+        const gdcm::ByteValue *part = fragments->GetFragment(i).GetByteValue();
+        if (part && part->GetPointer())
+            joined.insert(joined.end(), part->GetPointer(),
+                          part->GetPointer() + (uint32_t)part->GetLength());
+    }
+    return ich_check_j2k_walk(path, joined.data(), joined.size());
 }
 
 // RescaleSlope and RescaleIntercept, when present and not empty: one

@@ -926,6 +926,22 @@ def test_truncated_jpeg_ls_is_refused_quickly(tmp_path):
     assert "JPEG-LS" in message and seconds < 2, seconds
 
 
+def test_jpeg2000_marker_walk_past_the_fragment_is_refused(tmp_path, test_files):
+    """GDCM's JPEG 2000 codec walks the marker segments of the first
+    fragment without bounding them by its size; a length past the end made
+    it read beyond the buffer (a fuzzer's crash). Such a stream is refused
+    before GDCM sees it; pydicom's good JPEG 2000 slices still decode as
+    pydicom decodes them."""
+    path = _hostile().j2k_marker_overrun(tmp_path / "j2k.dcm")
+    word, status, named, message, _, _ = read_measured(path)
+    assert (word, status, named) == ("ERROR", ich.ERR_FORMAT, True), message
+    assert "JPEG 2000" in message and "runs past the end" in message
+    for name in ("MR_small_jp2klossless.dcm", "JPEG2000.dcm"):
+        good = os.path.join(test_files, name)
+        np.testing.assert_array_equal(ich.read_dicom(good).pixels,
+                                      pydicom.dcmread(good).pixel_array)
+
+
 @pytest.mark.parametrize("kind,tag", [("rescale_slope_huge", "RescaleSlope (0028,1053)"),
                                       ("rescale_intercept_huge", "RescaleIntercept (0028,1052)"),
                                       ("rescale_intercept_nan", "RescaleIntercept (0028,1052)"),
