@@ -69,8 +69,11 @@ PYTHONMALLOC=malloc ICH_LIBRARY="$root/build/libich/libich.so.0" \
 ICH_LIBRARY="$root/build/libich/libich.so.0" $py tests/sweep/layer_sweep.py --small --check "$sweep/small.npz"
 rm -rf "$sweep"
 
-echo "== exported symbols: only ich_*"
-bad=$(nm -D --defined-only build/libich/libich.so.0 | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ich_' | grep -v '^ICH_' || true)
+echo "== exported symbols: only ich_*, and the four GDCM codec set-up functions libich interposes"
+# (libich/dicom/codec_messages.c: GDCM's libjpeg and OpenJPEG messages to the log)
+bad=$(nm -D --defined-only build/libich/libich.so.0 | awk '$2 ~ /[TDBR]/ {sub(/@.*/, "", $3); print $3}' |
+  grep -v '^ich_' | grep -v '^ICH_' |
+  grep -Ev '^(gdcmjpeg(8|12|16)_jpeg_std_error|opj_set_error_handler)$' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols:"; echo "$bad"; exit 1; fi
 if [ -f build/libich/libich-cuda.so ]; then
   echo "== CUDA plugin: exports only its entry point, needs no libich and no libcuda at link"

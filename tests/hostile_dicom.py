@@ -216,6 +216,20 @@ def j2k_marker_overrun(path):
     return _save(ds, path)
 
 
+def j2k_bad_tile_index(path):
+    """pydicom's MR_small_jp2klossless.dcm whose first tile part says it is
+    tile 255 of a one-tile image: every length is sound (libich's checks
+    pass it on), and OpenJPEG refuses the tile with an error message,
+    which GDCM prints to stderr unless libich routes it to its log."""
+    from pydicom.encaps import encapsulate, generate_pixel_data_frame
+    ds = pydicom.dcmread(os.path.join(TEST_FILES, "MR_small_jp2klossless.dcm"))
+    frame = bytearray(next(generate_pixel_data_frame(ds.PixelData)))
+    sot = frame.index(b"\xff\x90")
+    frame[sot + 4:sot + 6] = (255).to_bytes(2, "big")  # Isot
+    ds.PixelData = encapsulate([bytes(frame)])
+    return _save(ds, path)
+
+
 # ---- values ---------------------------------------------------------------
 
 def _rescale(path, slope, intercept):

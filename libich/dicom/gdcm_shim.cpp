@@ -22,6 +22,7 @@
 
 extern "C" {
 #include "core/error.h"
+#include "dicom/codec_messages.h"
 #include "dicom/codestream.h"
 #include "dicom/framing.h"
 #include "dicom/gdcm_shim.h"
@@ -718,6 +719,7 @@ extern "C" ich_status ich_gdcm_decode(const char *name, const void *data, size_t
     silence_gdcm();
     std::memset(image, 0, sizeof *image);
     ich_status st;
+    ich_codec_messages_enter();
     try {
         st = read_image(path, data, size, *limits, image);
     } catch (const std::bad_alloc &) {
@@ -727,6 +729,7 @@ extern "C" ich_status ich_gdcm_decode(const char *name, const void *data, size_t
     } catch (...) {
         st = ich_fail(ICH_ERR_FORMAT, "%s: cannot decode DICOM", path);
     }
+    ich_codec_messages_leave();
     if (st != ICH_OK) {
         std::free(image->buffer);
         image->buffer = nullptr;
