@@ -37,7 +37,8 @@ static void usage(FILE *out)
             "The input recipe is the checkpoint's (\"ich.recipe\"); a checkpoint without\n"
             "one is refused unless these give it (they also change a checkpoint's):\n"
             RECIPE_HELP
-            "Exit status: 0 ok, 1 evaluation failed, 2 bad usage.\n");
+            "Exit status: 0 ok, 1 evaluation failed or label rows left out (the report\n"
+            "then covers the rest and says how many), 2 bad usage.\n");
 }
 
 static int parse_int(const char *text, long lo, long hi, const char *name, int *out)
@@ -119,6 +120,8 @@ int main(int argc, char **argv)
         options.progress = show_progress;
         options.progress_user = &bar;
     }
+    ich_evaluate_summary summary = {.size = sizeof summary};
+    options.summary = &summary;
     ich_status st = ich_evaluate_report(checkpoint, labels, images, out, &options);
     ich_window_free(window);
     if (!quiet)
@@ -130,5 +133,13 @@ int main(int argc, char **argv)
     if (!quiet)
         fprintf(stderr, "ich-evaluate: report written to %s/report.html (%.1f s)\n", out,
                 now() - bar.start);
+    if (summary.left_out > 0) {
+        /* the report covers the rest; the status says it is incomplete */
+        fprintf(stderr,
+                "ich-evaluate: %lld of %lld label rows left out (no image, or an image that "
+                "could not be read); exit status 1\n",
+                (long long)summary.left_out, (long long)summary.rows);
+        return 1;
+    }
     return 0;
 }

@@ -45,7 +45,10 @@ static void usage(FILE *out)
             "  --groups-from-dicom DIR   read each image's patient from DIR/<id>.dcm\n"
             "  --threads N               threads reading DICOM headers (default: all cores)\n"
             "  --quiet                   no table or warnings\n"
-            "  --help                    this text\n");
+            "  --help                    this text\n"
+            "Exit status: 0 ok; 1 failed, or some DICOM files of --groups-from-dicom could\n"
+            "not be read (the split is still written, those rows keep the CSV's patient);\n"
+            "2 bad usage.\n");
 }
 
 static int parse_ratios(const char *text, double r[3])
@@ -234,7 +237,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ich-split: %s\n", ich_last_error());
         return 1;
     }
-    int status = 0;
+    int status = 0, groups_incomplete = 0;
     if (o.dicom_dir) {
         int64_t unreadable = 0;
         if (ich_labels_groups_from_dicom(labels, o.dicom_dir, o.threads, &unreadable) != ICH_OK) {
@@ -245,9 +248,12 @@ int main(int argc, char **argv)
                             "keep the CSV's patient\n",
                     (long long)unreadable, (long long)ich_labels_rows(labels));
         }
+        groups_incomplete = unreadable > 0;
     }
     if (status == 0)
         status = split_and_write(labels, &o, out_dir);
+    if (status == 0 && groups_incomplete)
+        status = 1; /* written, but some patients could not be confirmed */
     ich_labels_free(labels);
     return status;
 }

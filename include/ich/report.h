@@ -35,6 +35,18 @@
 extern "C" {
 #endif
 
+/** What ich_evaluate_report() covered, filled when options.summary is set
+ *  (set its size to sizeof(ich_evaluate_summary) first). */
+typedef struct ich_evaluate_summary {
+    size_t size;
+    int64_t rows;      /**< rows of the label table */
+    int64_t evaluated; /**< images predicted and scored */
+    int64_t left_out;  /**< rows left out: no image file, an ID that names no
+                            file inside the folder, or an image that could not
+                            be read (each logged with its reason); the report
+                            says how many */
+} ich_evaluate_summary;
+
 /** Options of ich_evaluate_report(); ich_evaluate_options_init() fills the
  *  defaults given here. */
 typedef struct ich_evaluate_options {
@@ -51,6 +63,9 @@ typedef struct ich_evaluate_options {
                                       checkpoint's (ich_model_input_window()),
                                       and a checkpoint without one is refused
                                       with ICH_ERR_NOT_FOUND */
+    ich_evaluate_summary *summary; /**< NULL (default), or filled on success:
+                                        programs finish with a failure status
+                                        when rows were left out */
 } ich_evaluate_options;
 
 /** Fill `options` with the defaults (sets size). */

@@ -374,6 +374,8 @@ static ich_status write_metrics_json(const eval_run *run, const eval_results *re
     ich_json_string(&j, run->checkpoint);
     ich_json_key(&j, "samples");
     ich_json_integer(&j, s->samples);
+    ich_json_key(&j, "rows_left_out");
+    ich_json_integer(&j, ich_dataset_left_out(run->dataset));
     ich_json_key(&j, "classes");
     ich_json_array_begin(&j);
     for (int32_t c = 0; c < run->classes; c++)
@@ -638,6 +640,11 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
                           "negatives, a zero denominator) are shown as \"undefined\".",
                    run->checkpoint, (long long)run->count, image_dir, labels_csv,
                    run->classes);
+    int64_t left_out = ich_dataset_left_out(run->dataset);
+    if (left_out > 0)
+        ich_buf_printf(&text, " %lld rows of the label table were left out (no image, or an "
+                              "image that could not be read): these numbers do not cover them.",
+                       (long long)left_out);
     ich_html_paragraph(&page, text.data ? text.data : "");
     ich_buf_free(&text);
     ich_html_heading(&page, "Summary");
@@ -663,6 +670,16 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
     return st;
 }
 
+static void fill_summary(const eval_run *run, ich_evaluate_summary *summary)
+{
+    if (!summary)
+        return;
+    int64_t left_out = ich_dataset_left_out(run->dataset);
+    summary->evaluated = run->count;
+    summary->left_out = left_out;
+    summary->rows = run->count + left_out;
+}
+
 ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                                const char *image_dir, const char *out_dir,
                                const ich_evaluate_options *options)
@@ -683,6 +700,11 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                         "bootstrap %d, threshold %g)",
                         run.opt.batch_size, run.opt.workers, run.opt.bootstrap,
                         (double)run.opt.threshold);
+    if (run.opt.summary && run.opt.summary->size < sizeof *run.opt.summary)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_evaluate_report: options.summary->size is %zu, at least %zu "
+                        "expected",
+                        run.opt.summary->size, sizeof *run.opt.summary);
     eval_results *res = calloc(1, sizeof *res);
     if (!res)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
@@ -699,6 +721,8 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
         st = write_metrics_json(&run, res, out_dir);
     if (!st)
         st = write_page(&run, res, labels_csv, image_dir, out_dir);
+    if (!st)
+        fill_summary(&run, run.opt.summary);
     free(res);
     run_free(&run);
     return st;

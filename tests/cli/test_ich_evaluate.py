@@ -93,6 +93,7 @@ def test_report(ich, data, tmp_path):
     doc = json.loads((out / "metrics.json").read_text())
     assert [c["auc"] for c in doc["classes"]] == r["auc"]
     assert doc["overall"]["rsna_log_loss"] == r["rsna_log_loss"]
+    assert doc["rows_left_out"] == 0 and doc["samples"] == 12
 
 
 def test_quiet_and_errors(data, tmp_path):
@@ -213,12 +214,19 @@ def test_hostile_ids_are_refused(data, tmp_path):
     (tmp_path / "mixed.csv").write_text(
         "\n".join([header] + good + [f"{h},1,1,0,0,0,0" for h in hostile]) + "\n")
     result = run(EVALUATE, folder / "model.safetensors", tmp_path / "mixed.csv", images,
-                 tmp_path / "report")
+                 tmp_path / "report", check=False)
     for row, name in enumerate(hostile, start=len(good) + 1):
         assert f'row {row}: ID "{name}" cannot name a file inside' in result.stderr
+    # the report covers the rest and says so; the exit status says rows were left out
+    assert result.returncode == 1
+    assert f"3 of {len(good) + 3} label rows left out" in result.stderr
     with open(tmp_path / "report" / "predictions.csv", newline="") as f:
         ids = [r[0] for r in csv.reader(f)][1:]
     assert sorted(ids) == sorted(p.stem for p in slices)
+    doc = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert doc["samples"] == len(good) and doc["rows_left_out"] == 3
+    assert "3 rows of the label table were left out" in \
+        (tmp_path / "report" / "report.html").read_text()
 
     (tmp_path / "only.csv").write_text(
         "\n".join([header] + [f"{h},1,1,0,0,0,0" for h in hostile]) + "\n")

@@ -118,7 +118,9 @@ def test_groups_from_dicom(tmp_path):
         ich.write_ct(images / f"{r[0]}.dcm", pixels, patient_id="P" + r[0].split("_")[1])
     (images / f"{rows[0][0]}.dcm").write_bytes(b"broken")
     result = run(SPLIT, tmp_path / "labels.csv", tmp_path / "out", "--groups-from-dicom",
-                 images, "--threads", 2)
+                 images, "--threads", 2, check=False)
+    # written, but the unreadable file makes it a failure (exit status 1)
+    assert result.returncode == 1, result.stderr
     assert "1 of" in result.stderr and "could not be read" in result.stderr
     parts = [read(tmp_path / "out" / n) for n in ("train.csv", "val.csv", "test.csv")]
     owner = {}
@@ -155,7 +157,8 @@ def test_groups_from_dicom_refuses_hostile_ids(tmp_path):
             csv.writer(f).writerow([name, 0, 0, 0, 0, 0, 0, f"CSV{k}"])
     before = {p for p in tmp_path.rglob("*")}
     result = run(SPLIT, tmp_path / "labels.csv", tmp_path / "out", "--groups-from-dicom",
-                 images, "--threads", 2)
+                 images, "--threads", 2, check=False)
+    assert result.returncode == 1, result.stderr
     for k, name in enumerate(hostile):
         assert f"{name} (row {len(rows) + 1 + k}) keeps its group" in result.stderr
         assert f'ID "{name}" cannot name a file inside {images}' in result.stderr

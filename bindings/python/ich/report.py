@@ -8,13 +8,46 @@ metrics.json and predictions.csv, as the ``ich-evaluate`` program does (see
 """
 
 import ctypes
+import os
+import pathlib
 
 from ._errors import check
 from ._lib import _declare, c_status, lib
 from ._util import fspath_bytes
 from .phantom import PROGRESS_FN
 
-__all__ = ["evaluate_report"]
+__all__ = ["evaluate_report", "EvaluateReport"]
+
+
+class _Summary(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_size_t), ("rows", ctypes.c_int64),
+                ("evaluated", ctypes.c_int64), ("left_out", ctypes.c_int64)]
+
+
+class EvaluateReport(os.PathLike):
+    """What :func:`evaluate_report` wrote: the report folder (a path-like
+    object: ``report / "metrics.json"``, ``open(report / ...)``,
+    ``os.fspath(report)``) and what it covers: ``rows`` of the label
+    table, ``evaluated`` images, and ``left_out`` rows (no image, an ID
+    that names no file inside the folder, or an image that could not be
+    read; each was logged with its reason)."""
+
+    def __init__(self, out_dir, rows, evaluated, left_out):
+        self.out_dir = pathlib.Path(os.fspath(out_dir))
+        self.rows, self.evaluated, self.left_out = int(rows), int(evaluated), int(left_out)
+
+    def __fspath__(self):
+        return os.fspath(self.out_dir)
+
+    def __truediv__(self, name):
+        return self.out_dir / name
+
+    def __str__(self):
+        return str(self.out_dir)
+
+    def __repr__(self):
+        return "EvaluateReport(%r, rows=%d, evaluated=%d, left_out=%d)" % (
+            str(self.out_dir), self.rows, self.evaluated, self.left_out)
 
 
 class _Options(ctypes.Structure):
@@ -30,6 +63,7 @@ class _Options(ctypes.Structure):
         # must match ich_evaluate_options to its end: the _init function
         # writes every field
         ("window", ctypes.c_void_p),
+        ("summary", ctypes.POINTER(_Summary)),
     ]
 
 
@@ -49,7 +83,8 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     (0: none) and seed. progress: None or ``progress(done, total)``; a true
     return value cancels. window: the input recipe (an :class:`ich.Window`
     or its text) for a checkpoint that carries none; by default the
-    checkpoint's. Returns `out_dir`. Raises IchError (IchIOError or
+    checkpoint's. Returns an :class:`EvaluateReport`: the folder (path-like)
+    and how many rows it covers and left out. Raises IchError (IchIOError or
     FormatError for a bad checkpoint or CSV, NotFoundError for a checkpoint
     without a recipe and no `window`, ShapeError when the label columns
     differ from the model's outputs)."""
@@ -76,10 +111,12 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
 
     callback = PROGRESS_FN(on_progress) if progress is not None else PROGRESS_FN()
     o.progress = callback
+    summary = _Summary(size=ctypes.sizeof(_Summary))
+    o.summary = ctypes.pointer(summary)
     status = lib.ich_evaluate_report(fspath_bytes(checkpoint), fspath_bytes(labels_csv),
                                      fspath_bytes(image_dir), fspath_bytes(out_dir),
                                      ctypes.byref(o))
     if raised:
         raise raised[0]
     check(status)
-    return out_dir
+    return EvaluateReport(out_dir, summary.rows, summary.evaluated, summary.left_out)

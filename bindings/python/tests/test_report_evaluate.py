@@ -201,3 +201,34 @@ def test_checkpoint_without_recipe(data, tmp_path):
     for r in rows:
         np.testing.assert_allclose(np.array(r[1:], np.float32), want[r[0]], atol=1e-6)
     recipe.close()
+
+
+def test_rows_left_out_are_counted_and_reported(data, tmp_path):
+    """Rows without a readable image are left out of the numbers; the
+    result, metrics.json and the page say how many (ich-evaluate then exits
+    1), and the numbers are those of the remaining rows alone."""
+    import shutil
+
+    folder, wide, _, checkpoint = data
+    images = tmp_path / "images"
+    shutil.copytree(folder / "images", images)
+    slices = sorted(images.glob("*.dcm"))
+    slices[0].write_bytes(b"not a DICOM file")  # unreadable
+    slices[1].unlink()  # missing
+    report = ich.evaluate_report(checkpoint, wide, images, tmp_path / "r", bootstrap=0)
+    assert (report.rows, report.evaluated, report.left_out) == (24, 22, 2)
+    assert isinstance(report, ich.EvaluateReport) and str(report) == str(tmp_path / "r")
+    doc = json.loads((report / "metrics.json").read_text())
+    assert doc["samples"] == 22 and doc["rows_left_out"] == 2
+    assert "2 rows of the label table were left out" in (report / "report.html").read_text()
+    ids, _ = read_predictions(report / "predictions.csv")
+    assert sorted(ids) == sorted(p.stem for p in slices[2:])
+    # the same numbers as an evaluation of the 22 readable rows alone
+    kept = tmp_path / "kept.csv"
+    with open(wide, newline="") as f, open(kept, "w", newline="") as g:
+        rows = list(csv.reader(f))
+        csv.writer(g).writerows([rows[0]] + [r for r in rows[1:] if r[0] in ids])
+    alone = ich.evaluate_report(checkpoint, kept, images, tmp_path / "k", bootstrap=0)
+    assert (alone.rows, alone.evaluated, alone.left_out) == (22, 22, 0)
+    other = json.loads((alone / "metrics.json").read_text())
+    assert other["overall"] == doc["overall"] and other["classes"] == doc["classes"]
