@@ -87,6 +87,7 @@ static const char *cpu_describe(void)
 
 static const ich_backend g_cpu = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
+    .size = sizeof(ich_backend),
     .name = "cpu",
     .host_memory = 1,
     .alloc = ich_cpu_alloc,

@@ -7,7 +7,8 @@
  * folder of ICH_PLUGIN_PATH, then the dlopen search path
  * (LD_LIBRARY_PATH, the system's folders). A plugin that was found but
  * could not start (no GPU, no driver, a missing cuDNN, another interface
- * version) is reported with its path and the reason, and never closed
+ * version, a table smaller than this libich's: backend/plugin_api.h) is
+ * reported with its path and the reason, and never closed
  * again: a CUDA runtime that ran its start-up must stay mapped. */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 
 static const ich_plugin_host g_host = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
+    .size = sizeof(ich_plugin_host),
     .fail = ich_fail,
     .log = ich_log,
     .parallel = ich_cpu_parallel,
@@ -117,12 +119,53 @@ static ich_status load_cuda(void)
                  why && *why ? why : "no reason given");
         return ICH_ERR_UNSUPPORTED;
     }
-    if (table->interface_version != ICH_BACKEND_INTERFACE_VERSION || !table->layer ||
-        !table->alloc || !table->free || !table->to_device || !table->to_host ||
-        !table->accumulate || !table->describe) {
+    /* The sizes first: a member past the end of the plugin's table would
+     * be read from whatever memory follows it. */
+    if (table->interface_version != ICH_BACKEND_INTERFACE_VERSION) {
+        snprintf(g_cuda.error, sizeof g_cuda.error,
+                 "%s returned a backend table for interface %u, this libich %s has interface "
+                 "%d: use the plugin built with this libich",
+                 g_cuda.path, table->interface_version, ich_version(),
+                 ICH_BACKEND_INTERFACE_VERSION);
+        return ICH_ERR_UNSUPPORTED;
+    }
+    if (table->size < ICH_PLUGIN_BACKEND_MIN_SIZE) {
+        snprintf(g_cuda.error, sizeof g_cuda.error,
+                 "%s: its backend table has %u bytes, this libich %s needs at least %u "
+                 "(interface %d): the plugin was built from another plugin_api.h; use the "
+                 "plugin built with this libich",
+                 g_cuda.path, table->size, ich_version(), (unsigned)ICH_PLUGIN_BACKEND_MIN_SIZE,
+                 ICH_BACKEND_INTERFACE_VERSION);
+        return ICH_ERR_UNSUPPORTED;
+    }
+    if (!table->layer || !table->alloc || !table->free || !table->to_device ||
+        !table->to_host || !table->accumulate || !table->describe) {
         snprintf(g_cuda.error, sizeof g_cuda.error, "%s returned an incomplete backend table",
                  g_cuda.path);
         return ICH_ERR_UNSUPPORTED;
+    }
+    /* Every layer kind now, so that a bad one refuses the plugin with its
+     * path instead of failing some model later. */
+    static const char *const kinds[] = {ICH_LAYER_KINDS};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        const ich_layer_ops *ops = table->layer(kinds[i]);
+        if (!ops)
+            continue; /* not implemented: models with this kind fail when built */
+        if (ops->size < ICH_PLUGIN_LAYER_OPS_MIN_SIZE) {
+            snprintf(g_cuda.error, sizeof g_cuda.error,
+                     "%s: its %s layer table has %u bytes, this libich %s needs at least %u "
+                     "(interface %d): the plugin was built from another plugin_api.h; use the "
+                     "plugin built with this libich",
+                     g_cuda.path, kinds[i], ops->size, ich_version(),
+                     (unsigned)ICH_PLUGIN_LAYER_OPS_MIN_SIZE, ICH_BACKEND_INTERFACE_VERSION);
+            return ICH_ERR_UNSUPPORTED;
+        }
+        if (!ops->kind || strcmp(ops->kind, kinds[i]) != 0 || !ops->create || !ops->resize ||
+            !ops->forward || !ops->backward || !ops->destroy) {
+            snprintf(g_cuda.error, sizeof g_cuda.error,
+                     "%s returned an incomplete %s layer table", g_cuda.path, kinds[i]);
+            return ICH_ERR_UNSUPPORTED;
+        }
     }
     g_cuda.table = table;
     return ICH_OK;

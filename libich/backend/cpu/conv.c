@@ -457,6 +457,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
 }
 
 const ich_layer_ops ich_cpu_conv_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "conv",
     .inputs = 1,
     .needs_input = 1,

@@ -207,6 +207,7 @@ static ich_status pool_backward(ich_layer *layer, const float *const *in, const 
 }
 
 const ich_layer_ops ich_cpu_maxpool_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "maxpool",
     .inputs = 1,
     .needs_input = 0,
@@ -220,6 +221,7 @@ const ich_layer_ops ich_cpu_maxpool_ops = {
 };
 
 const ich_layer_ops ich_cpu_avgpool_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "avgpool",
     .inputs = 1,
     .needs_input = 0,
@@ -276,6 +278,7 @@ static ich_status gap_backward(ich_layer *layer, const float *const *in, const f
 }
 
 const ich_layer_ops ich_cpu_gap_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "gap",
     .inputs = 1,
     .needs_input = 0,

@@ -52,6 +52,7 @@ static ich_status relu_backward(ich_layer *layer, const float *const *in, const 
 }
 
 const ich_layer_ops ich_cpu_relu_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "relu",
     .inputs = 1,
     .needs_input = 0,
@@ -130,6 +131,7 @@ static ich_status dropout_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cpu_dropout_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "dropout",
     .inputs = 1,
     .needs_input = 0,
@@ -177,6 +179,7 @@ static ich_status flatten_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cpu_flatten_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "flatten",
     .inputs = 1,
     .needs_input = 0,
@@ -211,6 +214,7 @@ static ich_status add_backward(ich_layer *layer, const float *const *in, const f
 }
 
 const ich_layer_ops ich_cpu_add_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "add",
     .inputs = 2,
     .needs_input = 0,
@@ -253,6 +257,7 @@ static ich_status concat_backward(ich_layer *layer, const float *const *in, cons
 }
 
 const ich_layer_ops ich_cpu_concat_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "concat",
     .inputs = 2,
     .needs_input = 0,

@@ -336,6 +336,7 @@ static const char *cuda_describe(void)
 
 static const ich_backend g_table = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
+    .size = sizeof(ich_backend),
     .name = "cuda",
     .host_memory = 0,
     .alloc = ich_cuda_alloc,
@@ -438,7 +439,7 @@ EXPORT const ich_backend *ich_backend_plugin(const ich_plugin_host *host, uint32
 {
     if (plugin_version)
         *plugin_version = ICH_BACKEND_INTERFACE_VERSION;
-    if (!host || host->interface_version != ICH_BACKEND_INTERFACE_VERSION)
+    if (!ich_plugin_check_host(host, "cuda"))
         return NULL;
     ich_cuda_host = host;
     if (start() != ICH_OK)

@@ -229,6 +229,7 @@ static ich_status bn_backward(ich_layer *layer, const float *const *in, const fl
 }
 
 const ich_layer_ops ich_cuda_batchnorm_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "batchnorm",
     .inputs = 1,
     .needs_input = 1,

@@ -556,6 +556,7 @@ done:
 }
 
 const ich_layer_ops ich_cuda_conv_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "conv",
     .inputs = 1,
     .needs_input = 1,

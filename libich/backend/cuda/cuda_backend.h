@@ -9,7 +9,7 @@
  * the end of each forward and backward pass, which finishes parameter
  * gradients and batch-norm running statistics on the host.
  *
- * Parameters live in pinned host memory (see libich/backend/backend.h); a
+ * Parameters live in pinned host memory (see libich/backend/plugin_api.h); a
  * layer keeps a device mirror of each (ich_cuda_mirror) and has its
  * device-side gradients added into param->grad with ich_cuda_grad_add. */
 #ifndef ICH_INTERNAL_BACKEND_CUDA_H

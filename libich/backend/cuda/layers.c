@@ -45,6 +45,7 @@ static ich_status relu_backward(ich_layer *layer, const float *const *in, const 
 }
 
 const ich_layer_ops ich_cuda_relu_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "relu",
     .inputs = 1,
     .needs_input = 0,
@@ -115,6 +116,7 @@ static ich_status dropout_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cuda_dropout_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "dropout",
     .inputs = 1,
     .needs_input = 0,
@@ -156,6 +158,7 @@ static ich_status flatten_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cuda_flatten_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "flatten",
     .inputs = 1,
     .needs_input = 0,
@@ -189,6 +192,7 @@ static ich_status add_backward(ich_layer *layer, const float *const *in, const f
 }
 
 const ich_layer_ops ich_cuda_add_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "add",
     .inputs = 2,
     .needs_input = 0,
@@ -231,6 +235,7 @@ static ich_status concat_backward(ich_layer *layer, const float *const *in, cons
 }
 
 const ich_layer_ops ich_cuda_concat_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "concat",
     .inputs = 2,
     .needs_input = 0,

@@ -140,6 +140,7 @@ static ich_status linear_backward(ich_layer *layer, const float *const *in, cons
 }
 
 const ich_layer_ops ich_cuda_linear_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "linear",
     .inputs = 1,
     .needs_input = 1,

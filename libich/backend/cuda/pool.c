@@ -114,6 +114,7 @@ static ich_status maxpool_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cuda_maxpool_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "maxpool",
     .inputs = 1,
     .needs_input = 0,
@@ -149,6 +150,7 @@ static ich_status avgpool_backward(ich_layer *layer, const float *const *in, con
 }
 
 const ich_layer_ops ich_cuda_avgpool_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "avgpool",
     .inputs = 1,
     .needs_input = 0,
@@ -191,6 +193,7 @@ static ich_status gap_backward(ich_layer *layer, const float *const *in, const f
 }
 
 const ich_layer_ops ich_cuda_gap_ops = {
+    .size = sizeof(ich_layer_ops),
     .kind = "gap",
     .inputs = 1,
     .needs_input = 0,
