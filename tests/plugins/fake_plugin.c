@@ -12,6 +12,17 @@
  *                  and gradients with to_device / to_host / accumulate,
  *                  which count their calls and refuse memory this backend
  *                  did not allocate. describe() reports the counts.
+ *   FAKE_SMALL_TABLE FAKE_DEVICE whose backend table is shorter than this
+ *                  interface's first layout (as if built before host_alloc
+ *                  was added): libich must refuse it, naming both sizes.
+ *   FAKE_SMALL_LAYER FAKE_DEVICE whose conv layer table is one member short.
+ *   FAKE_NEWER     FAKE_DEVICE built as a later plugin of the same interface
+ *                  version: its backend and layer tables have a member
+ *                  appended that this libich does not know, which it must
+ *                  ignore and use the plugin.
+ *
+ * Every mode that starts checks the host's services as the real plugin
+ * does (ich_plugin_check_host).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +38,9 @@
 #define FAKE_NO_ENTRY 2
 #define FAKE_NO_DEVICE 3
 #define FAKE_DEVICE 4
+#define FAKE_SMALL_TABLE 5
+#define FAKE_SMALL_LAYER 6
+#define FAKE_NEWER 7
 
 #if FAKE_MODE == FAKE_VERSION
 
@@ -49,13 +63,14 @@ EXPORT int ich_backend_plugin_misnamed(void)
 EXPORT const ich_backend *ich_backend_plugin(const ich_plugin_host *host, uint32_t *version)
 {
     *version = ICH_BACKEND_INTERFACE_VERSION;
-    if (host->interface_version != ICH_BACKEND_INTERFACE_VERSION)
+    if (!ich_plugin_check_host(host, "fake cuda"))
         return NULL;
     host->fail(ICH_ERR_UNSUPPORTED, "cuda: no usable GPU: fake plugin without a device");
     return NULL;
 }
 
-#elif FAKE_MODE == FAKE_DEVICE
+#elif FAKE_MODE == FAKE_DEVICE || FAKE_MODE == FAKE_SMALL_TABLE || \
+    FAKE_MODE == FAKE_SMALL_LAYER || FAKE_MODE == FAKE_NEWER
 
 /* Every live block, so copies can check their pointers. */
 static struct {
@@ -152,26 +167,72 @@ static const char *fake_describe(void)
     return text;
 }
 
-static ich_backend g_table;
+/* The backend table and the layer tables as this mode lays them out: with
+ * a member appended after everything this libich knows (FAKE_NEWER), whose
+ * value no reader may depend on. */
+static struct {
+    ich_backend table;
+    void (*appended)(void);
+} g_backend;
+
+static const char *const g_kinds[] = {ICH_LAYER_KINDS};
+#define KINDS (sizeof g_kinds / sizeof g_kinds[0])
+
+static struct {
+    ich_layer_ops ops;
+    void (*appended)(void);
+} g_layers[KINDS];
+
+static const ich_layer_ops *fake_layer(const char *kind)
+{
+    for (size_t i = 0; kind && i < KINDS; i++)
+        if (g_layers[i].ops.kind && !strcmp(g_layers[i].ops.kind, kind))
+            return &g_layers[i].ops;
+    return NULL;
+}
+
+static void fake_appended(void)
+{
+    abort(); /* a reader that calls what it does not know */
+}
 
 EXPORT const ich_backend *ich_backend_plugin(const ich_plugin_host *host, uint32_t *version)
 {
     *version = ICH_BACKEND_INTERFACE_VERSION;
-    if (host->interface_version != ICH_BACKEND_INTERFACE_VERSION)
+    if (!ich_plugin_check_host(host, "fake cuda"))
         return NULL;
     g_host = host;
-    g_table = *ich_backend_cpu();
-    g_table.name = "cuda";
-    g_table.host_memory = 0;
-    g_table.alloc = fake_alloc;
-    g_table.free = fake_free;
-    g_table.to_device = fake_to_device;
-    g_table.to_host = fake_to_host;
-    g_table.accumulate = fake_accumulate;
-    g_table.describe = fake_describe;
-    return &g_table;
+    const ich_backend *cpu = ich_backend_cpu();
+    for (size_t i = 0; i < KINDS; i++) {
+        const ich_layer_ops *ops = cpu->layer(g_kinds[i]);
+        if (ops)
+            g_layers[i].ops = *ops;
+        g_layers[i].appended = fake_appended;
+    }
+    ich_backend *table = &g_backend.table;
+    *table = *cpu;
+    table->name = "cuda";
+    table->host_memory = 0;
+    table->alloc = fake_alloc;
+    table->free = fake_free;
+    table->to_device = fake_to_device;
+    table->to_host = fake_to_host;
+    table->accumulate = fake_accumulate;
+    table->describe = fake_describe;
+    table->layer = fake_layer;
+    g_backend.appended = fake_appended;
+#if FAKE_MODE == FAKE_SMALL_TABLE
+    table->size = offsetof(ich_backend, host_alloc);
+#elif FAKE_MODE == FAKE_SMALL_LAYER
+    g_layers[0].ops.size = offsetof(ich_layer_ops, destroy); /* "conv" */
+#elif FAKE_MODE == FAKE_NEWER
+    table->size = sizeof g_backend;
+    for (size_t i = 0; i < KINDS; i++)
+        g_layers[i].ops.size = sizeof g_layers[i];
+#endif
+    return table;
 }
 
 #else
-#error "FAKE_MODE must be one of FAKE_VERSION, FAKE_NO_ENTRY, FAKE_NO_DEVICE, FAKE_DEVICE"
+#error "FAKE_MODE must be one of the modes listed at the top of this file"
 #endif

@@ -1,7 +1,9 @@
 """Backends: choosing one (ich.use_backend, ICH_BACKEND), loading the CUDA
 plugin (found beside libich.so, in ICH_PLUGIN_PATH; refused with a message
-when built for another interface, without its entry point or without a
-device), falling back to the CPU, and the model's device-memory path.
+when built for another interface, with tables smaller than this interface's
+first layout, without its entry point or without a device; used when its
+tables have members appended that libich does not know), falling back to
+the CPU, and the model's device-memory path.
 
 The loader keeps its first answer for the life of the process, so each
 scenario runs in a fresh Python process, with libich copied into a temporary
@@ -172,6 +174,44 @@ def test_plugin_for_another_interface_is_refused(tmp_path):
     assert "built for backend interface 999" in out["info"][1]
     assert "use the plugin built with this libich" in out["info"][1]
     assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"]
+
+
+def test_plugin_with_a_small_backend_table_is_refused(tmp_path):
+    """A table shorter than libich's (built from an older header of the same
+    interface version) would have its missing members read from whatever
+    follows it: refused, naming the plugin and both sizes (x86-64: the
+    stand-in stops before host_alloc, at 72 bytes; interface 4 has 136)."""
+    library = library_beside(tmp_path, fake("small_table"))
+    out = run(PROBE, library)
+    assert out["info"][0] == "UnsupportedError", out
+    message = out["info"][1]
+    assert "%s: its backend table has 72 bytes" % (tmp_path / "libich-cuda.so") in message, message
+    assert "needs at least 136 (interface 4)" in message, message
+    assert out["use"][0] == "UnsupportedError"
+    assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"] and out["model"] == "cpu"
+
+
+def test_plugin_with_a_small_layer_table_is_refused(tmp_path):
+    """Each kind's layer table is checked when the plugin loads, not when a
+    model first uses the kind."""
+    out = run(PROBE, library_beside(tmp_path, fake("small_layer")))
+    assert out["info"][0] == "UnsupportedError", out
+    message = out["info"][1]
+    assert "%s: its conv layer table has 64 bytes" % (tmp_path / "libich-cuda.so") in message
+    assert "needs at least 72 (interface 4)" in message, message
+    assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"] and out["model"] == "cpu"
+
+
+def test_plugin_with_appended_members_is_used(tmp_path):
+    """A later plugin of the same interface version, whose tables end in a
+    member this libich does not know (calling it aborts), loads and trains
+    exactly as the CPU does."""
+    library = library_beside(tmp_path, fake("newer"))
+    cpu = train("cpu", library, tmp_path / "cpu.safetensors")
+    newer = train("cuda", library, tmp_path / "newer.safetensors")
+    assert newer["backend"] == "cuda" and newer["info"].startswith("cuda: fake device")
+    assert newer["losses"] == cpu["losses"]
+    assert newer["probabilities"] == cpu["probabilities"]
 
 
 def test_library_without_the_entry_point_is_refused(tmp_path):
