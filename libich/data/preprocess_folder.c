@@ -24,8 +24,9 @@ void ich_preprocess_options_init(ich_preprocess_options *options)
     options->size = sizeof *options;
 }
 
-/* The caller's summary must be at least the first version; what fits of
- * ours is written at the end (ich_summary_write-like, kept local). */
+/* The caller's summary must be at least the first version; write_summary()
+ * then writes what fits of ours (a caller built against an older header
+ * passes a shorter struct). */
 static ich_status check_summary(const ich_preprocess_summary *summary)
 {
     if (summary && summary->size < ICH_OPTIONS_V1_SIZE(ich_preprocess_summary, threads))
