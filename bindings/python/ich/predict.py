@@ -103,10 +103,10 @@ def _options(batch_size, threshold, threads, window):
 
 
 def _progress(options, progress, errors):
-    """Install `progress` (done, total) -> True to cancel; returns the
-    ctypes callback to keep alive."""
+    """Install `progress` (done, total) -> True to cancel in the options
+    (ctypes keeps the callback alive as long as they are)."""
     if progress is None:
-        return None
+        return
 
     def call(user, done, total, what):
         try:
@@ -114,9 +114,7 @@ def _progress(options, progress, errors):
         except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
             errors.append(exc)
             return 1
-    callback = _PROGRESS_FN(call)
-    options.progress = callback
-    return callback
+    options.progress = _PROGRESS_FN(call)
 
 
 def _paths(paths_or_folder):
@@ -172,7 +170,7 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
             return 1
 
     callback = _PREDICTION_FN(on_row)
-    keep = _progress(options, progress, errors)  # noqa: F841 (alive during the call)
+    _progress(options, progress, errors)  # the options keep the callback alive
     paths = _paths(paths_or_folder)
     array = (ctypes.c_char_p * max(len(paths), 1))(*paths)
     try:
@@ -210,7 +208,7 @@ def predict_folder(model, input, out_path, batch_size=16, threshold=0.5, window=
     options, owned = _options(batch_size, threshold, threads, window)
     options.format = _FORMATS[format]
     errors = []
-    keep = _progress(options, progress, errors)  # noqa: F841 (alive during the call)
+    _progress(options, progress, errors)  # the options keep the callback alive
     summary = _Summary()
     summary.size = ctypes.sizeof(summary)
     try:
