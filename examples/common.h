@@ -1,9 +1,10 @@
 /*
  * Shared by the example programs: a clock, a progress bar for the
- * library's progress callback (ich_progress_fn in <ich/core.h>),
- * recognising and finding the DICOM files of a folder, and the input
- * recipe's command-line options (--recipe, --windows, --size, --resize,
- * --minmax, --quantize, --normalize).
+ * library's progress callback (ich_progress_fn in <ich/core.h>), libich's
+ * warnings on stderr, choosing the backend, and the input recipe's
+ * command-line options (--recipe, --windows, --size, --resize, --minmax,
+ * --quantize, --normalize). Finding a folder's DICOM files is libich's
+ * (<ich/pipeline.h>).
  *
  *   progress_bar bar = {now(), "slices"};
  *   options.progress = show_progress;     // libich calls it a few times a second
@@ -46,26 +47,6 @@ static inline int show_progress(void *user, int64_t done, int64_t total, const c
     return 0;
 }
 
-static inline int has_suffix(const char *name, const char *suffix)
-{
-    size_t n = strlen(name), k = strlen(suffix);
-    return n > k && strcasecmp(name + n - k, suffix) == 0;
-}
-
-/* DICOM files carry "DICM" after a 128-byte preamble; RSNA's are *.dcm. */
-static inline int looks_like_dicom(const char *path, const char *name)
-{
-    if (has_suffix(name, ".dcm") || has_suffix(name, ".dicom"))
-        return 1;
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    int ok = f && fseek(f, 128, SEEK_SET) == 0 && fread(magic, 1, 4, f) == 4 &&
-             memcmp(magic, "DICM", 4) == 0;
-    if (f)
-        fclose(f);
-    return ok;
-}
-
 /* libich's warnings (an image left out, an ID refused because it would
  * leave its folder, a file that cannot be read) on stderr as "program:
  * message", over a progress bar. */
@@ -78,47 +59,6 @@ static inline void log_to_stderr(ich_log_level level, const char *message, void 
 static inline void show_warnings(const char *program)
 {
     ich_set_log_callback(log_to_stderr, (void *)program, ICH_LOG_WARNING);
-}
-
-/* Called by find_dicom_files() for each DICOM file: its path and its path
- * below the folder walked. Return 0 to go on, non-zero to stop. */
-typedef int (*dicom_file_fn)(void *user, const char *path, const char *relative);
-
-typedef struct dicom_walk {
-    const char *program;
-    dicom_file_fn fn;
-    void *user;
-} dicom_walk;
-
-static inline int dicom_walk_entry(void *user, const char *path, const char *relative,
-                                   const char *skipped)
-{
-    const dicom_walk *w = user;
-    if (skipped) { /* a FIFO, a device, a broken link...: never opened */
-        fprintf(stderr, "%s: skipped %s: %s\n", w->program, path, skipped);
-        return 0;
-    }
-    const char *name = strrchr(relative, '/');
-    return looks_like_dicom(path, name ? name + 1 : relative) ? w->fn(w->user, path, relative)
-                                                               : 0;
-}
-
-/* Call fn for every DICOM file under `folder` (looks_like_dicom(); hidden
- * names left out). libich's ich_files_walk() visits each real file once,
- * so symbolic links to "." or to a parent cannot make the walk loop or a
- * slice count twice; FIFOs, devices, sockets and broken links are named
- * on stderr and skipped. Returns how many were skipped, or -1 when the
- * folder cannot be walked (printed) or fn stopped the walk. */
-static inline int64_t find_dicom_files(const char *program, const char *folder, dicom_file_fn fn,
-                                       void *user)
-{
-    dicom_walk w = {program, fn, user};
-    int64_t skipped = 0;
-    if (ich_files_walk(folder, 0, dicom_walk_entry, &w, &skipped) != ICH_OK) {
-        fprintf(stderr, "%s: %s\n", program, ich_last_error());
-        return -1;
-    }
-    return skipped;
 }
 
 /* Choose where the network runs (--backend auto|cpu|cuda; NULL: the

@@ -11,7 +11,9 @@
  * rows "ID_<image>_<label>", atomically. A bad file is reported and skipped;
  * so are FIFOs, devices and broken links in a folder (never opened; each
  * real file is read once, whatever symbolic links lead to it); the exit
- * status is then 1.
+ * status is then 1. The work is one library call, ich_predict_folder()
+ * (<ich/pipeline.h>); this program parses the options, opens the model
+ * and prints the summary.
  *
  *   ich-predict model.safetensors scans/ --out predictions.csv --format rsna
  */
@@ -19,15 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <ich/ich.h>
 
 #include "common.h"
-
-#define MAX_LABELS 64
 
 typedef struct options {
     const char *out;
@@ -39,20 +36,6 @@ typedef struct options {
     const char *backend; /* --backend, NULL: $ICH_BACKEND */
     recipe_options recipe;
 } options;
-
-typedef struct file_list {
-    char **items;
-    size_t count, capacity;
-    int64_t skipped; /* FIFOs, devices, broken links in the folder */
-} file_list;
-
-/* Label names of the outputs, as the library reads them from the
- * checkpoint (ich_labels_of_model()). */
-typedef struct label_names {
-    ich_labels *table;
-    const char *names[MAX_LABELS];
-    int count;
-} label_names;
 
 static void usage(FILE *out)
 {
@@ -150,234 +133,23 @@ static int parse_options(int argc, char **argv, options *o, const char **checkpo
     return 0;
 }
 
-/* ---- Input files ----------------------------------------------------------------- */
-
-
-static int add_file(file_list *list, const char *path)
+/* The output columns' names are the checkpoint's "ich.labels", or the
+ * RSNA six for a 6-output checkpoint without them (the library's one
+ * rule, ich_labels_of_model()): checked here so the message names the
+ * checkpoint before any file is read. */
+static int check_labels(const char *path, const ich_model *model)
 {
-    if (list->count == list->capacity) {
-        size_t capacity = list->capacity ? 2 * list->capacity : 64;
-        char **items = realloc(list->items, capacity * sizeof *items);
-        if (!items)
-            return -1;
-        list->items = items;
-        list->capacity = capacity;
-    }
-    return (list->items[list->count++] = strdup(path)) ? 0 : -1;
-}
-
-static int add_found(void *user, const char *path, const char *relative)
-{
-    (void)relative;
-    return add_file(user, path);
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* One file, or every DICOM file under a folder, sorted so the output order
- * does not depend on the file system. */
-static int find_inputs(const char *input, file_list *list)
-{
-    struct stat st;
-    if (stat(input, &st) != 0) {
-        fprintf(stderr, "ich-predict: %s: no such file or folder\n", input);
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) { /* a FIFO would block */
-        fprintf(stderr, "ich-predict: %s: not a regular file or folder\n", input);
-        return -1;
-    }
-    int rc = 0;
-    if (S_ISDIR(st.st_mode)) /* each real file once: no symbolic link loops, no FIFOs */
-        rc = (list->skipped = find_dicom_files("ich-predict", input, add_found, list)) < 0;
-    else
-        rc = add_file(list, input);
-    if (!rc)
-        qsort(list->items, list->count, sizeof *list->items, by_name);
-    return rc;
-}
-
-/* The image ID: the file name without its folder and .dcm/.dicom suffix. */
-static void image_id(const char *path, char *id, size_t size)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (has_suffix(base, ".dcm"))
-        n -= 4;
-    else if (has_suffix(base, ".dicom"))
-        n -= 6;
-    snprintf(id, size, "%.*s", (int)n, base);
-}
-
-/* ---- Labels ---------------------------------------------------------------------- */
-
-/* The output columns' names: the checkpoint's "ich.labels", or the RSNA
- * six for a 6-output checkpoint without them (the library's one rule). */
-static int read_labels(const char *path, const ich_model *model, label_names *l)
-{
-    if (ich_labels_of_model(model, &l->table)) {
+    ich_labels *names = NULL;
+    if (ich_labels_of_model(model, &names)) {
         fprintf(stderr, "ich-predict: %s: %s\n", path, ich_last_error());
         return -1;
     }
-    l->count = ich_labels_columns(l->table);
-    for (int c = 0; c < l->count && c < MAX_LABELS; c++)
-        l->names[c] = ich_labels_column_name(l->table, c);
+    ich_labels_free(names);
     return 0;
 }
-
-/* ---- Prediction ------------------------------------------------------------------ */
-
-typedef struct results {
-    char (*ids)[256];
-    float *probabilities; /* count x outputs */
-    size_t count;
-    size_t failed;
-} results;
-
-/* Window one file into `image` (channels x rows x columns floats). */
-static int load_image(const ich_window *window, const char *path, float *image, size_t count)
-{
-    ich_dicom *dicom = NULL;
-    ich_status st = ich_dicom_read(path, &dicom);
-    if (!st)
-        st = ich_window_apply_dicom_f32(window, dicom, image, count); /* MONOCHROME1 too */
-    ich_dicom_free(dicom);
-    if (st)
-        fprintf(stderr, "\nich-predict: skipped %s: %s\n", path, ich_last_error());
-    return st ? -1 : 0;
-}
-
-/* Predict a batch whose IDs are at r->ids[r->count...]. When the library
- * refuses a non-finite probability (ICH_ERR_FORMAT), the images are
- * predicted one by one: each one that fails is reported by its ID and
- * skipped (counted as failed), the others kept. */
-static int predict_batch(ich_model *model, const options *o, const float *images, int32_t n,
-                         size_t per_image, results *r)
-{
-    size_t outputs = (size_t)ich_model_outputs(model);
-    float *out = r->probabilities + r->count * outputs;
-    ich_status st = n ? ich_model_predict(model, images, n, o->threshold, out,
-                                          (size_t)n * outputs)
-                      : ICH_OK;
-    if (st == ICH_ERR_FORMAT) {
-        size_t kept = 0;
-        for (int32_t k = 0; k < n; k++) {
-            float *row = r->probabilities + (r->count + kept) * outputs;
-            if (ich_model_predict(model, images + (size_t)k * per_image, 1, o->threshold, row,
-                                  outputs)) {
-                fprintf(stderr, "\nich-predict: skipped %s: %s\n", r->ids[r->count + (size_t)k],
-                        ich_last_error());
-                r->failed++;
-                continue;
-            }
-            memmove(r->ids[r->count + kept], r->ids[r->count + (size_t)k], sizeof r->ids[0]);
-            kept++;
-        }
-        r->count += kept;
-        return 0;
-    }
-    if (st) {
-        fprintf(stderr, "\nich-predict: prediction failed: %s\n", ich_last_error());
-        return -1;
-    }
-    r->count += (size_t)n;
-    return 0;
-}
-
-static int predict_all(ich_model *model, const ich_window *window, const file_list *files,
-                       const options *o, results *r)
-{
-    int32_t channels, rows, columns;
-    ich_model_input_shape(model, &channels, &rows, &columns);
-    size_t per_image = (size_t)channels * (size_t)rows * (size_t)columns;
-    float *images = malloc(per_image * (size_t)o->batch * sizeof *images);
-    r->ids = calloc(files->count ? files->count : 1, sizeof *r->ids);
-    r->probabilities = calloc(files->count ? files->count : 1,
-                              (size_t)ich_model_outputs(model) * sizeof(float));
-    if (!images || !r->ids || !r->probabilities) {
-        free(images);
-        fprintf(stderr, "ich-predict: out of memory\n");
-        return -1;
-    }
-    progress_bar bar = {now(), "images"};
-    int32_t n = 0;
-    int rc = 0;
-    for (size_t i = 0; i < files->count && !rc; i++) {
-        if (load_image(window, files->items[i], images + (size_t)n * per_image, per_image)) {
-            r->failed++;
-        } else {
-            image_id(files->items[i], r->ids[r->count + (size_t)n], sizeof r->ids[0]);
-            n++;
-        }
-        if (n == o->batch || i + 1 == files->count) {
-            rc = predict_batch(model, o, images, n, per_image, r);
-            n = 0;
-            if (!o->quiet)
-                show_progress(&bar, (int64_t)(i + 1), (int64_t)files->count, "predict");
-        }
-    }
-    if (!o->quiet && files->count)
-        fputc('\n', stderr);
-    free(images);
-    return rc;
-}
-
-/* ---- Output ---------------------------------------------------------------------- */
-
-static void write_rows(FILE *f, const results *r, const label_names *l, int rsna)
-{
-    if (rsna) {
-        fputs("ID,Label\n", f);
-        for (size_t i = 0; i < r->count; i++)
-            for (int c = 0; c < l->count; c++) /* RSNA IDs already start with "ID_" */
-                fprintf(f, "%s%s_%s,%.9g\n", strncmp(r->ids[i], "ID_", 3) ? "ID_" : "",
-                        r->ids[i], l->names[c], (double)r->probabilities[i * (size_t)l->count + (size_t)c]);
-        return;
-    }
-    fputs("ID", f);
-    for (int c = 0; c < l->count; c++)
-        fprintf(f, ",%s", l->names[c]);
-    fputc('\n', f);
-    for (size_t i = 0; i < r->count; i++) {
-        fputs(r->ids[i], f);
-        for (int c = 0; c < l->count; c++)
-            fprintf(f, ",%.9g", (double)r->probabilities[i * (size_t)l->count + (size_t)c]);
-        fputc('\n', f);
-    }
-}
-
-/* Written to PATH.tmp.PID and renamed, so PATH is never half-written. */
-static int write_output(const char *path, const results *r, const label_names *l, int rsna)
-{
-    size_t n = strlen(path) + 32;
-    char *temp = malloc(n);
-    if (!temp)
-        return -1;
-    snprintf(temp, n, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(temp, "w");
-    int ok = f != NULL;
-    if (f) {
-        write_rows(f, r, l, rsna);
-        ok = !ferror(f);
-        ok = fclose(f) == 0 && ok;
-    }
-    ok = ok && rename(temp, path) == 0;
-    if (!ok) {
-        fprintf(stderr, "ich-predict: cannot write %s\n", path);
-        remove(temp);
-    }
-    free(temp);
-    return ok ? 0 : -1;
-}
-
-/* ---- Main ------------------------------------------------------------------------ */
 
 static int open_model(const char *path, const recipe_options *recipe, ich_model **model,
-                      ich_window **window, label_names *l)
+                      ich_window **window)
 {
     if (ich_model_load(path, model)) {
         fprintf(stderr, "ich-predict: %s\n", ich_last_error());
@@ -393,7 +165,7 @@ static int open_model(const char *path, const recipe_options *recipe, ich_model 
                 path, ich_window_get_neighbors(*window));
         return -1;
     }
-    return read_labels(path, *model, l);
+    return check_labels(path, *model);
 }
 
 int main(int argc, char **argv)
@@ -407,30 +179,41 @@ int main(int argc, char **argv)
         ich_set_threads(o.threads);
     if (use_backend("ich-predict", o.backend, o.quiet))
         return 1;
+    show_warnings("ich-predict"); /* each bad or skipped file, by name */
     ich_model *model = NULL;
     ich_window *window = NULL;
-    static label_names labels;
-    file_list files = {0};
-    results r = {0};
-    rc = open_model(checkpoint, &o.recipe, &model, &window, &labels) || find_inputs(input, &files) ||
-                 predict_all(model, window, &files, &o, &r) ||
-                 write_output(o.out, &r, &labels, o.rsna)
-             ? 1
-             : 0;
-    if (!rc && !o.quiet)
-        printf("%zu predicted, %zu failed -> %s\n", r.count, r.failed, o.out);
-    if (!rc && (r.failed || files.skipped || files.count == 0)) {
-        if (files.count == 0)
-            fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
-        rc = 1;
+    rc = open_model(checkpoint, &o.recipe, &model, &window) ? 1 : 0;
+    ich_predict_options po;
+    ich_predict_options_init(&po);
+    po.window = window;
+    po.threshold = o.threshold;
+    po.batch_size = o.batch;
+    po.threads = o.threads;
+    po.format = o.rsna ? ICH_PREDICT_RSNA : ICH_PREDICT_CSV;
+    progress_bar bar = {now(), "images"};
+    if (!o.quiet) {
+        po.progress = show_progress;
+        po.progress_user = &bar;
     }
-    for (size_t i = 0; i < files.count; i++)
-        free(files.items[i]);
-    free(files.items);
-    free(r.ids);
-    free(r.probabilities);
+    ich_predict_summary done;
+    memset(&done, 0, sizeof done);
+    done.size = sizeof done;
+    if (!rc && ich_predict_folder(model, input, o.out, &po, &done) != ICH_OK) {
+        if (po.progress && done.files)
+            fputc('\n', stderr);
+        fprintf(stderr, "ich-predict: %s\n", ich_last_error());
+        rc = 1;
+    } else if (!rc) {
+        if (po.progress && done.files)
+            fputc('\n', stderr);
+        if (!o.quiet)
+            printf("%lld predicted, %lld failed -> %s\n", (long long)done.predicted,
+                   (long long)done.failed, o.out);
+        if (done.files == 0)
+            fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
+        rc = done.failed || done.skipped || done.files == 0;
+    }
     ich_window_free(window);
-    ich_labels_free(labels.table);
     ich_model_free(model);
     return rc;
 }

@@ -11,7 +11,9 @@
  * parent does not loop); FIFOs, devices and broken links are named and
  * skipped. Work is shared by all cores; a bad file is reported and skipped;
  * existing outputs are kept unless --force. The exit status is 1 when any
- * file failed or was skipped.
+ * file failed or was skipped. The work is one library call,
+ * ich_preprocess_folder() (<ich/pipeline.h>); this program parses the
+ * options, draws the progress bar and prints the summary.
  *
  *   ich-preprocess scans/ images/ --windows blood,brain,bone --size 256
  *   ich-preprocess scans/ images/ --recipe tutorial     # the tutorial's steps
@@ -19,29 +21,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ich/ich.h>
 
 #include "common.h"
-
-typedef struct job {
-    char *input;
-    char *output;
-} job;
-
-typedef struct job_list {
-    job *items;
-    size_t count, capacity;
-} job_list;
 
 typedef struct options {
     recipe_options recipe;
@@ -113,201 +100,6 @@ static int parse_options(int argc, char **argv, options *o, const char **in, con
     return 0;
 }
 
-/* ---- Finding the DICOM files -------------------------------------------- */
-
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s/%s", dir, name);
-    return s;
-}
-
-/* "sub/IM1.dcm" -> "sub/IM1.png" (a dot in a folder name is not an
- * extension). */
-static char *png_name(const char *name)
-{
-    const char *base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    const char *dot = strrchr(base, '.');
-    size_t stem = dot && dot != base ? (size_t)(dot - name) : strlen(name);
-    char *s = malloc(stem + 5);
-    if (s) {
-        memcpy(s, name, stem);
-        memcpy(s + stem, ".png", 5);
-    }
-    return s;
-}
-
-static int add_job(job_list *list, char *input, char *output)
-{
-    if (!input || !output) {
-        free(input);
-        free(output);
-        return -1;
-    }
-    if (list->count == list->capacity) {
-        size_t cap = list->capacity ? 2 * list->capacity : 256;
-        job *items = realloc(list->items, cap * sizeof *items);
-        if (!items)
-            return -1;
-        list->items = items;
-        list->capacity = cap;
-    }
-    list->items[list->count++] = (job){input, output};
-    return 0;
-}
-
-static int by_input(const void *a, const void *b)
-{
-    return strcmp(((const job *)a)->input, ((const job *)b)->input);
-}
-
-typedef struct collecting {
-    const char *out_dir;
-    job_list *list;
-} collecting;
-
-static int add_found(void *user, const char *path, const char *relative)
-{
-    collecting *c = user;
-    char *png = png_name(relative);
-    int rc = add_job(c->list, strdup(path), png ? join(c->out_dir, png) : NULL);
-    free(png);
-    return rc;
-}
-
-/* Collect jobs under in_dir, mirroring sub-folders under out_dir: each real
- * file once (find_dicom_files(): no symbolic link loops, no FIFOs). The
- * number of entries skipped, or -1 on failure. */
-static int64_t collect(const char *in_dir, const char *out_dir, job_list *list)
-{
-    collecting c = {out_dir, list};
-    return find_dicom_files("ich-preprocess", in_dir, add_found, &c);
-}
-
-static int make_dirs(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    for (char *p = copy + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-                free(copy);
-                return -1;
-            }
-            if (!saved)
-                break;
-            *p = saved;
-        }
-    }
-    free(copy);
-    return 0;
-}
-
-static int make_parent_dir(const char *file)
-{
-    char *copy = strdup(file);
-    char *slash = copy ? strrchr(copy, '/') : NULL;
-    int rc = 0;
-    if (slash) {
-        *slash = '\0';
-        rc = make_dirs(copy);
-    }
-    free(copy);
-    return rc;
-}
-
-/* ---- Parallel conversion -------------------------------------------------- */
-
-typedef struct shared {
-    const job_list *jobs;
-    const ich_window *window;
-    const options *opts;
-    atomic_size_t next;
-    atomic_size_t done, converted, skipped, failed;
-    pthread_mutex_t report_lock; /* one error line at a time */
-} shared;
-
-static void *worker(void *arg)
-{
-    shared *s = arg;
-    for (;;) {
-        size_t i = atomic_fetch_add(&s->next, 1);
-        if (i >= s->jobs->count)
-            break;
-        const job *j = &s->jobs->items[i];
-        if (!s->opts->force && access(j->output, F_OK) == 0) {
-            atomic_fetch_add(&s->skipped, 1);
-        } else if (make_parent_dir(j->output) != 0) {
-            pthread_mutex_lock(&s->report_lock);
-            fprintf(stderr, "\rich-preprocess: %s: cannot create folder: %s\n", j->output,
-                    strerror(errno));
-            pthread_mutex_unlock(&s->report_lock);
-            atomic_fetch_add(&s->failed, 1);
-        } else if (ich_window_dicom_to_png(s->window, j->input, j->output) != ICH_OK) {
-            pthread_mutex_lock(&s->report_lock);
-            fprintf(stderr, "\rich-preprocess: skipped: %s\n", ich_last_error());
-            pthread_mutex_unlock(&s->report_lock);
-            atomic_fetch_add(&s->failed, 1);
-        } else {
-            atomic_fetch_add(&s->converted, 1);
-        }
-        atomic_fetch_add(&s->done, 1);
-    }
-    return NULL;
-}
-
-static void progress(shared *s, double start)
-{
-    size_t done = atomic_load(&s->done), total = s->jobs->count;
-    double elapsed = now() - start;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    int width = 30, filled = total ? (int)(width * done / total) : width;
-    pthread_mutex_lock(&s->report_lock);
-    fprintf(stderr, "\r[%.*s%*s] %zu/%zu  %.0f img/s  ETA %.0fs ", filled,
-            "##############################", width - filled, "", done, total, rate,
-            rate > 0 ? (total - done) / rate : 0.0);
-    pthread_mutex_unlock(&s->report_lock);
-}
-
-static int run(const job_list *jobs, const ich_window *window, const options *opts)
-{
-    shared s = {jobs, window, opts, 0, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
-    int n = opts->threads < (int)jobs->count ? opts->threads : (int)jobs->count;
-    pthread_t *threads = calloc(n > 0 ? (size_t)n : 1, sizeof *threads);
-    if (!threads)
-        return 1;
-    double start = now();
-    int started = 0;
-    for (; started < n; started++)
-        if (pthread_create(&threads[started], NULL, worker, &s) != 0)
-            break;
-    if (started == 0)
-        worker(&s); /* no thread could start: do the work here */
-    int bar = !opts->quiet && isatty(STDERR_FILENO);
-    while (bar && atomic_load(&s.done) < jobs->count) {
-        progress(&s, start);
-        usleep(100 * 1000);
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
-    if (bar)
-        progress(&s, start), fputc('\n', stderr);
-    double elapsed = now() - start;
-    if (!opts->quiet)
-        printf("ich-preprocess: %zu converted, %zu already there, %zu failed, of %zu DICOM files "
-               "in %.2f s (%.1f images/s, %d threads)\n",
-               (size_t)s.converted, (size_t)s.skipped, (size_t)s.failed, jobs->count, elapsed,
-               elapsed > 0 ? s.converted / elapsed : 0.0, n);
-    return s.failed ? 1 : 0;
-}
-
 /* The default recipe (blood, brain, bone; 256 x 256), or with --minmax and
  * no --windows the raw pixels' min-max (the tutorial's), changed by the
  * options. */
@@ -343,22 +135,6 @@ static ich_window *make_window(const options *o)
     return w;
 }
 
-/* OUT_DIR/recipe.txt: the recipe's line, so training on these PNGs can
- * record how to make its input from a DICOM slice. */
-static int write_recipe(const ich_window *w, const char *out_dir)
-{
-    char text[ICH_WINDOW_STRING_MAX];
-    char *path = join(out_dir, "recipe.txt");
-    FILE *f = path ? fopen(path, "w") : NULL;
-    int ok = f && ich_window_to_string(w, text, sizeof text, NULL) == ICH_OK &&
-             fprintf(f, "%s\n", text) > 0;
-    ok = f && fclose(f) == 0 && ok;
-    if (!ok)
-        fprintf(stderr, "ich-preprocess: cannot write %s\n", path ? path : "recipe.txt");
-    free(path);
-    return ok ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     options opts;
@@ -373,26 +149,35 @@ int main(int argc, char **argv)
     ich_window *window = make_window(&opts);
     if (!window)
         return 2;
-    job_list jobs = {0};
-    int64_t skipped = collect(in_dir, out_dir, &jobs);
-    int status = skipped < 0 ? 1 : 0;
-    if (status == 0 && make_dirs(out_dir) != 0) {
-        fprintf(stderr, "ich-preprocess: %s: cannot create folder: %s\n", out_dir, strerror(errno));
-        status = 1;
+    show_warnings("ich-preprocess"); /* each bad or skipped file, by name */
+    ich_preprocess_options po;
+    ich_preprocess_options_init(&po);
+    po.threads = opts.threads;
+    po.overwrite = opts.force;
+    progress_bar bar = {now(), "img"};
+    if (!opts.quiet && isatty(STDERR_FILENO)) {
+        po.progress = show_progress;
+        po.progress_user = &bar;
     }
-    if (status == 0 && write_recipe(window, out_dir) != 0)
-        status = 1;
-    if (status == 0) {
-        qsort(jobs.items, jobs.count, sizeof *jobs.items, by_input);
-        if (jobs.count == 0)
-            fprintf(stderr, "ich-preprocess: no DICOM files under %s\n", in_dir);
-        status = run(&jobs, window, &opts) || skipped > 0;
-    }
-    for (size_t i = 0; i < jobs.count; i++) {
-        free(jobs.items[i].input);
-        free(jobs.items[i].output);
-    }
-    free(jobs.items);
+    ich_preprocess_summary done;
+    memset(&done, 0, sizeof done);
+    done.size = sizeof done;
+    ich_status st = ich_preprocess_folder(in_dir, out_dir, window, &po, &done);
+    double elapsed = now() - bar.start;
+    if (po.progress && done.files)
+        fputc('\n', stderr);
     ich_window_free(window);
-    return status;
+    if (st != ICH_OK) {
+        fprintf(stderr, "ich-preprocess: %s\n", ich_last_error());
+        return 1;
+    }
+    if (done.files == 0)
+        fprintf(stderr, "ich-preprocess: no DICOM files under %s\n", in_dir);
+    if (!opts.quiet)
+        printf("ich-preprocess: %lld converted, %lld already there, %lld failed, of %lld DICOM "
+               "files in %.2f s (%.1f images/s, %d threads)\n",
+               (long long)done.converted, (long long)done.existing, (long long)done.failed,
+               (long long)done.files, elapsed,
+               elapsed > 0 ? (double)done.converted / elapsed : 0.0, (int)done.threads);
+    return done.failed > 0 || done.skipped > 0;
 }

@@ -17,6 +17,7 @@
  *   <ich/train.h>   the training driver: epochs, validation, history, resume
  *   <ich/metrics.h> evaluation metrics: AUC, AP, F1, confusion, log losses
  *   <ich/report.h>  evaluation report: HTML page, SVG plots, CSV and JSON
+ *   <ich/pipeline.h> whole folders: DICOM -> PNG, DICOM -> predictions CSV
  *
  * Conventions: every fallible call returns ich_status (ICH_OK is 0) and
  * gives results through out-parameters; on failure ich_last_error() says
@@ -45,5 +46,6 @@
 #include "ich/train.h"
 #include "ich/metrics.h"
 #include "ich/report.h"
+#include "ich/pipeline.h"
 
 #endif /* ICH_ICH_H */

@@ -46,7 +46,7 @@ from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mo
     augment as _augment_mod, dataset as _dataset_mod, model as _model_mod, \
     optim as _optim_mod, train as _train_mod, metrics as _metrics_mod, \
     predict as _predict_mod, report as _report_mod, backend as _backend_mod, \
-    files as _files_mod
+    files as _files_mod, preprocess as _preprocess_mod
 from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
 from .split import *  # noqa: F401,F403
 from .phantom import *  # noqa: F401,F403
@@ -60,6 +60,7 @@ from .predict import *  # noqa: F401,F403
 from .report import *  # noqa: F401,F403
 from .backend import *  # noqa: F401,F403
 from .files import *  # noqa: F401,F403
+from .preprocess import *  # noqa: F401,F403
 from .log import set_log_callback, DEBUG as LOG_DEBUG, INFO as LOG_INFO, \
     WARNING as LOG_WARNING, ERROR as LOG_ERROR
 
@@ -88,5 +89,5 @@ __all__ = [
 ]
 for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod, _model_mod,
              _optim_mod, _train_mod, _metrics_mod, _predict_mod, _report_mod, _backend_mod,
-             _files_mod):
+             _files_mod, _preprocess_mod):
     __all__ += _mod.__all__

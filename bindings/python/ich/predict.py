@@ -1,60 +1,131 @@
-"""Prediction: DICOM files -> label probabilities with a trained model.
+"""Prediction: DICOM files or folders -> label probabilities with a trained
+model, through libich's ich_predict_files() and ich_predict_folder()
+(include/ich/pipeline.h), the calls the ``ich-predict`` program makes.
 
-``ich.predict_files(model, paths_or_folder)`` reads each DICOM file, applies
-the model's input recipe (:meth:`ich.Model.input_window`, from the
-checkpoint's metadata) and predicts in batches, as the ``ich-predict``
-program does.
+``ich.predict_files(model, paths_or_folder)`` returns the probabilities;
+``ich.predict_folder(model, input, out_path)`` writes the predictions CSV.
+Both read each DICOM file, apply the model's input recipe
+(:meth:`ich.Model.input_window`, from the checkpoint's metadata, or a given
+one) and predict in batches.
 """
 
+import collections
+import ctypes
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from .dicom import read_dicom
-from .files import find_files
+from ._errors import check
+from ._lib import _declare, lib
+from ._util import INT32_MAX, fspath_bytes
 
-__all__ = ["predict_files"]
+__all__ = ["predict_files", "predict_folder", "PredictSummary"]
 
-_SUFFIXES = (".dcm", ".dicom")
+_PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                ctypes.c_char_p)
+#: ich_prediction_fn
+_PREDICTION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                                  ctypes.c_char_p, ctypes.POINTER(ctypes.c_float),
+                                  ctypes.c_int32, ctypes.c_char_p)
 
-
-def _looks_like_dicom(path):
-    if path.suffix.lower() in _SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
+_FORMATS = {"csv": 0, "rsna": 1}
 
 
-def _files(paths_or_folder):
+class _Options(ctypes.Structure):
+    """Mirror of ``struct ich_predict_options``."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("window", ctypes.c_void_p),
+        ("threshold", ctypes.c_float),
+        ("batch_size", ctypes.c_int32),
+        ("threads", ctypes.c_int32),
+        ("format", ctypes.c_int32),
+        ("stop_on_failure", ctypes.c_int32),
+        ("progress", _PROGRESS_FN),
+        ("progress_user", ctypes.c_void_p),
+    ]
+
+
+class _Summary(ctypes.Structure):
+    """Mirror of ``struct ich_predict_summary``."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("files", ctypes.c_int64),
+        ("predicted", ctypes.c_int64),
+        ("failed", ctypes.c_int64),
+        ("skipped", ctypes.c_int64),
+    ]
+
+
+#: What :func:`predict_folder` did: DICOM files found, images predicted,
+#: files that failed (logged by name and left out of the file), entries
+#: of the folder walk not opened (FIFOs, devices, broken links).
+PredictSummary = collections.namedtuple("PredictSummary",
+                                        ["files", "predicted", "failed", "skipped"])
+
+_vp = ctypes.c_void_p
+_declare("ich_predict_options_init", None, ctypes.POINTER(_Options))
+_declare("ich_predict_files", ctypes.c_int, _vp, ctypes.POINTER(ctypes.c_char_p),
+         ctypes.c_int64, ctypes.POINTER(_Options), _PREDICTION_FN, _vp,
+         ctypes.POINTER(_Summary))
+_declare("ich_predict_folder", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.POINTER(_Options), ctypes.POINTER(_Summary))
+
+
+def _invalid(message):
+    from . import _errors
+    return _errors.error(_errors.ERR_INVALID_ARGUMENT, message)
+
+
+def _options(batch_size, threshold, threads, window):
+    """The C options, and the recipe made here (to close), if any."""
+    from .window import Window
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if isinstance(threads, bool) or int(threads) != threads or not 0 <= threads <= INT32_MAX:
+        raise _invalid("threads must be an integer >= 0, not %r" % (threads,))
+    options = _Options()
+    lib.ich_predict_options_init(ctypes.byref(options))
+    options.batch_size = min(int(batch_size), 65536)
+    options.threshold = float(threshold)
+    options.threads = int(threads)
+    owned = None  # a recipe made here is freed here; the caller's is left open
+    if isinstance(window, str):
+        window = owned = Window.from_string(window)
+    elif window is not None and not isinstance(window, Window):
+        raise TypeError("window must be an ich.Window, its text or None")
+    if window is not None:
+        options.window = window._live().value
+    return options, owned
+
+
+def _progress(options, progress, errors):
+    """Install `progress` (done, total) -> True to cancel in the options
+    (ctypes keeps the callback alive as long as they are)."""
+    if progress is None:
+        return
+
+    def call(user, done, total, what):
+        try:
+            return 1 if progress(int(done), int(total)) else 0
+        except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
+            errors.append(exc)
+            return 1
+    options.progress = _PROGRESS_FN(call)
+
+
+def _paths(paths_or_folder):
     if isinstance(paths_or_folder, (str, bytes, os.PathLike)):
-        root = Path(os.fsdecode(paths_or_folder))
-        if root.is_dir():
-            # libich's walk, as ich-predict's: each real file once, no
-            # symbolic link loops, FIFOs and devices never opened
-            paths, skipped = find_files(root)
-            for path, reason in skipped:
-                warnings.warn("%s: %s: skipped" % (path, reason), RuntimeWarning, stacklevel=3)
-            return sorted(p for p in map(Path, paths) if _looks_like_dicom(p))
-        return [root]
-    return [Path(os.fsdecode(p)) for p in paths_or_folder]
+        return [fspath_bytes(paths_or_folder)]
+    return [fspath_bytes(p) for p in paths_or_folder]
 
 
-def _image_id(path):
-    name = path.name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[:-len(suffix)]
-    return name
-
-
-def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=None):
-    """Probabilities for DICOM files.
+def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=None,
+                  threads=0, progress=None):
+    """Probabilities for DICOM files (``ich_predict_files``).
 
     Arguments:
         model: an :class:`ich.Model` (e.g. ``ich.Model.load(checkpoint)``)
@@ -63,35 +134,91 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
             and files with the DICM marker, sorted by path; each real file
             once, see :func:`ich.find_files`; FIFOs, devices and broken
             links are skipped with a ``RuntimeWarning``), one file, or a
-            sequence of files.
+            sequence of files (and folders).
         batch_size: images per forward pass.
         threshold: for a cascade model, P(any) <= threshold zeroes the subtypes.
         window: the input recipe (an :class:`ich.Window` or its text) for a
             model that carries none; by default the model's own
             (:meth:`ich.Model.input_window`, which raises ``NotFoundError``
             when the model has no recipe).
+        threads: threads reading and windowing each batch's files (0: one
+            per CPU).
+        progress: called as ``progress(done, total)`` with counts of files;
+            returning True cancels (``InvalidArgumentError``).
 
     Returns ``(ids, probabilities)``: the image IDs (file names without
     .dcm) and a float32 array (N, outputs). A file that cannot be read
-    raises the library's :class:`ich.IchError`.
+    raises the library's :class:`ich.IchError` naming it (use
+    :func:`predict_folder` to skip and count bad files instead).
     """
-    if int(batch_size) < 1:
-        raise ValueError("batch_size must be at least 1")
-    files = _files(paths_or_folder)
-    ids = [_image_id(p) for p in files]
-    out = np.empty((len(files), model.outputs), np.float32)
-    from .window import Window
-    owned = None  # a recipe made here is freed here; the caller's is left open
-    if window is None:
-        window = owned = model.input_window()
-    elif isinstance(window, str):
-        window = owned = Window.from_string(window)
+    options, owned = _options(batch_size, threshold, threads, window)
+    options.stop_on_failure = 1
+    errors, ids, rows = [], [], []
+
+    def on_row(user, path, ident, probabilities, outputs, problem):
+        try:
+            if probabilities:
+                ids.append(ident.decode("utf-8", "surrogateescape"))
+                rows.append(np.ctypeslib.as_array(probabilities, (outputs,)).copy())
+            elif ident is None:  # an entry the folder walk did not open
+                warnings.warn("%s: %s: skipped" % (os.fsdecode(path),
+                                                    problem.decode("utf-8", "replace")),
+                              RuntimeWarning, stacklevel=3)
+            return 0
+        except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
+            errors.append(exc)
+            return 1
+
+    callback = _PREDICTION_FN(on_row)
+    _progress(options, progress, errors)  # the options keep the callback alive
+    paths = _paths(paths_or_folder)
+    array = (ctypes.c_char_p * max(len(paths), 1))(*paths)
     try:
-        for start in range(0, len(files), int(batch_size)):
-            chunk = files[start:start + int(batch_size)]
-            images = np.stack([window.apply(read_dicom(p), dtype="float32") for p in chunk])
-            out[start:start + len(chunk)] = model.predict(images, threshold=threshold)
+        status = lib.ich_predict_files(model._live(), array, len(paths), ctypes.byref(options),
+                                       callback, None, None)
     finally:
         if owned is not None:
             owned.close()
+    if errors:
+        raise errors[0]
+    check(status)
+    out = np.stack(rows).astype(np.float32, copy=False) if rows else \
+        np.empty((0, model.outputs), np.float32)
     return ids, out
+
+
+def predict_folder(model, input, out_path, batch_size=16, threshold=0.5, window=None,
+                   threads=0, format="csv", progress=None):
+    """Predict one DICOM file or every DICOM file under a folder and write
+    the predictions to `out_path` (``ich_predict_folder``), atomically.
+
+    `format` is ``"csv"`` (``ID,<label>,...``, the model's label names as
+    columns) or ``"rsna"`` (``ID,Label`` rows ``ID_<image>_<label>``). The
+    other arguments are those of :func:`predict_files`. A file that cannot
+    be read is logged by name (:func:`ich.set_log_callback`), skipped and
+    counted; so are the folder walk's FIFOs, devices and broken links.
+
+    Returns a :class:`PredictSummary` ``(files, predicted, failed,
+    skipped)``. Raises ``NotFoundError`` for a missing input or a model
+    without a recipe (and none given), ``IchIOError`` for an input that is
+    neither a file nor a folder or an output that cannot be written.
+    """
+    if format not in _FORMATS:
+        raise _invalid("format must be \"csv\" or \"rsna\", not %r" % (format,))
+    options, owned = _options(batch_size, threshold, threads, window)
+    options.format = _FORMATS[format]
+    errors = []
+    _progress(options, progress, errors)  # the options keep the callback alive
+    summary = _Summary()
+    summary.size = ctypes.sizeof(summary)
+    try:
+        status = lib.ich_predict_folder(model._live(), fspath_bytes(input),
+                                        fspath_bytes(out_path), ctypes.byref(options),
+                                        ctypes.byref(summary))
+    finally:
+        if owned is not None:
+            owned.close()
+    if errors:
+        raise errors[0]
+    check(status)
+    return PredictSummary(summary.files, summary.predicted, summary.failed, summary.skipped)

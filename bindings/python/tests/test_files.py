@@ -112,22 +112,30 @@ def test_find_files_errors(tmp_path):
 
 
 def test_predict_files_walks_without_loops(tree):
-    """predict_files finds a folder's DICOM files with the same walk: the
-    links to "." and to a parent do not loop, the FIFO is not opened, and
-    each file is predicted once."""
-    found = {}
+    """predict_files finds a folder's DICOM files with the same walk (in
+    libich, ich_predict_files): the links to "." and to a parent do not
+    loop, the FIFO is not opened but named in a RuntimeWarning, and each
+    file is read once (these "DICOM files" are not DICOM: the first one
+    read raises, naming it)."""
+    model = ich.Model("input 1x8x8, flatten, linear 6")
+    model.set_input_window(ich.Window("brain", size=8))
 
     def files():
-        from ich.predict import _files
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            found["files"] = _files(tree)
-        return caught
+            with pytest.raises(ich.IchError) as info:
+                ich.predict_files(model, tree)
+        return caught, info.value
 
-    caught = run_with_timeout(files)
-    assert [str(p) for p in found["files"]] == [str(tree / "a.dcm"), str(tree / "sub" / "b.dcm")]
+    caught, error = run_with_timeout(files)
+    assert str(tree / "a.dcm") in str(error)
     messages = [str(w.message) for w in caught]
     assert any("pipe.dcm" in m and "FIFO" in m for m in messages)
+    # predict_folder skips and counts them: the two real files once each
+    out = tree.parent / "p.csv"
+    summary = run_with_timeout(lambda: ich.predict_folder(model, tree, out))
+    assert summary == (2, 0, 2, 2)  # files, predicted, failed, skipped (FIFO, broken link)
+    assert out.read_text().startswith("ID,any,")
 
 
 # ---- The same rule in the calls that turn IDs into file names ----------------

@@ -1,0 +1,181 @@
+/* ich_preprocess_folder(): a folder of DICOM slices -> windowed PNGs
+ * (<ich/pipeline.h>). The data step that ich-preprocess and Python's
+ * ich.preprocess_folder() run; it used to live in the example program. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/fileutil.h"
+#include "core/options.h"
+#include "core/parallel.h"
+#include "data/dicom_files.h"
+#include "ich/pipeline.h"
+#include "ich/window.h"
+
+void ich_preprocess_options_init(ich_preprocess_options *options)
+{
+    if (!options)
+        return;
+    memset(options, 0, sizeof *options);
+    options->size = sizeof *options;
+}
+
+/* The caller's summary must be at least the first version; write_summary()
+ * then writes what fits of ours (a caller built against an older header
+ * passes a shorter struct). */
+static ich_status check_summary(const ich_preprocess_summary *summary)
+{
+    if (summary && summary->size < ICH_OPTIONS_V1_SIZE(ich_preprocess_summary, threads))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_preprocess_folder: summary->size is %zu, expected sizeof the "
+                        "summary struct (%zu)",
+                        summary->size, sizeof *summary);
+    return ICH_OK;
+}
+
+static void write_summary(ich_preprocess_summary *out, const ich_preprocess_summary *in)
+{
+    if (!out)
+        return;
+    size_t size = out->size < sizeof *in ? out->size : sizeof *in;
+    memcpy((char *)out + sizeof out->size, (const char *)in + sizeof in->size,
+           size - sizeof out->size);
+}
+
+/* "sub/IM1.dcm" -> "<out_dir>/sub/IM1.png" in new memory (a dot in a folder
+ * name is not an extension; a name without one gets ".png" appended). */
+static char *png_path(const char *out_dir, const char *relative)
+{
+    const char *base = strrchr(relative, '/');
+    base = base ? base + 1 : relative;
+    const char *dot = strrchr(base, '.');
+    int stem = (int)(dot && dot != base ? (size_t)(dot - relative) : strlen(relative));
+    size_t n = strlen(out_dir) + (size_t)stem + 6;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%.*s.png", out_dir, stem, relative);
+    return s;
+}
+
+typedef struct job {
+    const ich_found_files *files;
+    const char *out_dir;
+    const ich_window *window;
+    int overwrite;
+    atomic_llong converted, existing, failed;
+} job;
+
+/* Convert one file. Returns ICH_OK for a file converted or kept, the error
+ * for one that failed (logged by name here, counted by the caller). */
+static ich_status convert_one(void *context, int64_t index, int worker)
+{
+    (void)worker;
+    job *j = context;
+    const ich_found_file *f = &j->files->items[index];
+    char *png = png_path(j->out_dir, f->relative);
+    ich_status st;
+    if (!png) {
+        st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", f->path);
+    } else if (!j->overwrite && access(png, F_OK) == 0) {
+        atomic_fetch_add(&j->existing, 1);
+        free(png);
+        return ICH_OK;
+    } else {
+        st = ich_make_parent_dirs(png);
+        if (st == ICH_OK)
+            st = ich_window_dicom_to_png(j->window, f->path, png);
+    }
+    free(png);
+    if (st == ICH_OK) {
+        atomic_fetch_add(&j->converted, 1);
+        return ICH_OK;
+    }
+    /* The reader's errors name the file; others (a folder that cannot be
+     * made) get its name added, so every bad file is reported by name. */
+    const char *error = ich_last_error();
+    if (strstr(error, f->path))
+        ich_log(ICH_LOG_WARNING, "skipped: %s", error);
+    else
+        ich_log(ICH_LOG_WARNING, "skipped %s: %s", f->path, error);
+    atomic_fetch_add(&j->failed, 1);
+    return st;
+}
+
+/* OUT_DIR/recipe.txt: the recipe's line. */
+static ich_status write_recipe(const ich_window *window, const char *out_dir)
+{
+    char text[ICH_WINDOW_STRING_MAX + 1];
+    ich_status st = ich_window_to_string(window, text, ICH_WINDOW_STRING_MAX, NULL);
+    if (st != ICH_OK)
+        return st;
+    strcat(text, "\n");
+    char *path = ich_path_join(out_dir, "recipe.txt");
+    if (!path)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", out_dir);
+    st = ich_write_file_atomic(path, text, strlen(text), 0);
+    free(path);
+    return st;
+}
+
+ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
+                                 const ich_window *window, const ich_preprocess_options *options,
+                                 ich_preprocess_summary *summary)
+{
+    ich_preprocess_summary done;
+    memset(&done, 0, sizeof done);
+    done.size = sizeof done;
+    if (!input_dir || !output_dir || !window)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_preprocess_folder: NULL %s",
+                        !input_dir ? "input_dir" : !output_dir ? "output_dir" : "window");
+    ich_preprocess_options opts;
+    ich_preprocess_options_init(&opts);
+    ich_status st = ich_options_merge(&opts, sizeof opts, options,
+                                      ICH_OPTIONS_V1_SIZE(ich_preprocess_options, progress_user),
+                                      "ich_preprocess_folder");
+    if (st == ICH_OK)
+        st = check_summary(summary);
+    if (st != ICH_OK)
+        return st;
+    if (opts.threads < 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_preprocess_folder: threads is %d, expected 0 (one per CPU) or more",
+                        (int)opts.threads);
+    int32_t channels = 0;
+    st = ich_window_output_shape(window, 1, 1, &channels, NULL, NULL);
+    if (st == ICH_OK && channels != 1 && channels != 3)
+        st = ich_fail(ICH_ERR_UNSUPPORTED,
+                      "ich_preprocess_folder: the recipe makes %d channels; a PNG takes 1 or 3",
+                      (int)channels);
+    if (st != ICH_OK)
+        return st;
+
+    ich_found_files files = {0};
+    st = ich_find_dicom_files(input_dir, &files, NULL, NULL, &done.skipped);
+    done.files = (int64_t)files.count;
+    /* Only a folder that could be walked gets outputs: a wrong input path
+     * leaves nothing behind. */
+    if (st == ICH_OK)
+        st = ich_make_dirs(output_dir);
+    if (st == ICH_OK)
+        st = write_recipe(window, output_dir);
+    if (st == ICH_OK) {
+        job j = {&files, output_dir, window, opts.overwrite != 0, 0, 0, 0};
+        done.threads = ich_thread_count(opts.threads, done.files);
+        st = ich_parallel_for(done.files, opts.threads, convert_one, &j, opts.progress,
+                              opts.progress_user, "preprocess", NULL);
+        done.converted = atomic_load(&j.converted);
+        done.existing = atomic_load(&j.existing);
+        done.failed = atomic_load(&j.failed);
+        ich_log(ICH_LOG_INFO, "preprocess: %lld converted, %lld already there, %lld failed, "
+                "of %lld DICOM files under %s",
+                (long long)done.converted, (long long)done.existing, (long long)done.failed,
+                (long long)done.files, input_dir);
+    }
+    ich_found_files_free(&files);
+    write_summary(summary, &done);
+    return st;
+}
