@@ -13,7 +13,10 @@ packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev
           python3 python3-numpy python3-pydicom python3-pil python3-pytest python3-torch
           # test references: the tutorial's preprocessing (Resize, ToTensor,
           # Normalize) and the metrics
-          python3-torchvision python3-sklearn)
+          python3-torchvision python3-sklearn
+          # packaging checks (scripts/test_packaging.sh): pip in a venv,
+          # offline, and the type stubs
+          python3-venv python3-pip python3-setuptools python3-wheel python3-mypy)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,9 +3,11 @@
 # against PyTorch) on a normal build, the numerical ones again on oneDNN's
 # AVX2 and SSE4.1 kernels, the small layer sweep under valgrind, the same
 # again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the DICOM
-# fuzz corpus replayed and 5,000 seeded mutations, the exported-symbol check, and an
+# fuzz corpus replayed and 5,000 seeded mutations, the exported-symbol check, an
 # out-of-tree program built against the
-# installed library with find_package(ich) and with pkg-config.
+# installed library with find_package(ich) and with pkg-config, and the
+# packaging checks (scripts/test_packaging.sh: a moved install prefix, pip
+# in a fresh venv, the README's examples as written, the type stubs).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -135,4 +137,6 @@ except ich.IchError as e:
     sys.exit(0 if sys.argv[1] + "/libich-cuda.so could not start" in str(e) else 1)
 ' "$stage/prefix/lib"
 fi
+echo "== packaging: a moved install prefix, pip install in a fresh venv, the README's examples, type stubs (mypy, stubtest)"
+scripts/test_packaging.sh build
 echo "== all tests passed"
