@@ -123,6 +123,7 @@ ICH_API ich_status ich_augment_apply_u8(const ich_augment *augment, uint64_t see
 /** The random choices of one call: which transforms run and with which
  *  drawn parameters. Set `size` (ich_augment_choices_init()). */
 typedef struct ich_augment_choices {
+    /* ABI: first version up to `blur_sigma`, 104 bytes on LP64 (today's layout). */
     size_t size;
     int32_t hflip;               /**< mirror left-right */
     int32_t vflip;               /**< mirror top-bottom */
@@ -164,6 +165,7 @@ ICH_API ich_status ich_augment_apply_choices_u8(const ich_augment_choices *choic
 
 /** Options of ich_augment_offline(). Set `size`; see the init call. */
 typedef struct ich_augment_offline_options {
+    /* ABI: first version up to `progress_user`, 48 bytes on LP64 (today's layout). */
     size_t size;
     int64_t target;           /**< rows wanted per label after augmenting
                                    (default 0: the largest label's count) */

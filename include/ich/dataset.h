@@ -57,6 +57,7 @@ typedef struct ich_dataset ich_dataset;
 /** Options of a dataset. Set `size` to sizeof(ich_dataset_options);
  *  ich_dataset_options_init() fills the defaults given here. */
 typedef struct ich_dataset_options {
+    /* ABI: first version up to `extension`, 80 bytes on LP64 (later fields optional). */
     size_t size;
     const ich_window *window;   /**< NULL: "blood,brain,bone", 256 x 256,
                                      bilinear, no normalisation. Copied at

@@ -86,6 +86,7 @@ typedef struct ich_dicom ich_dicom;
  *  built against older headers keep working. Absent numeric tags are NaN,
  *  absent strings are empty. */
 typedef struct ich_dicom_info {
+    /* ABI: first version up to `columns`, 16 bytes on LP64 (later fields optional). */
     size_t size;
     int32_t rows;
     int32_t columns;
@@ -132,6 +133,7 @@ typedef struct ich_dicom_info {
  *  default. Exceeding a limit gives ICH_ERR_UNSUPPORTED with a message that
  *  names the file, the limit and the value. */
 typedef struct ich_dicom_limits {
+    /* ABI: first version up to `max_file_bytes`, 16 bytes on LP64 (later fields optional). */
     size_t size;
     uint64_t max_file_bytes;    /**< file size, checked before reading it */
     uint64_t max_pixels;        /**< rows * columns * frames, checked before decoding */
@@ -221,6 +223,7 @@ ICH_API const float *ich_dicom_hu(const ich_dicom *dicom);
  *  with `size`, rows, columns and pixels set is valid: zero/NULL fields take
  *  the defaults given below. */
 typedef struct ich_ct_slice {
+    /* ABI: first version up to `sop_instance_uid`, 144 bytes on LP64 (today's layout). */
     size_t size;
     int32_t rows;                 /**< 1..65535 */
     int32_t columns;              /**< 1..65535 */

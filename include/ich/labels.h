@@ -254,6 +254,7 @@ ICH_API ich_status ich_labels_groups_from_dicom(ich_labels *labels, const char *
 /** Options of ich_labels_sample(). Set `size` to sizeof(ich_sample_options);
  *  ich_sample_options_init() fills the defaults. */
 typedef struct ich_sample_options {
+    /* ABI: first version up to `negatives`, 28 bytes on LP64 (today's layout). */
     size_t size;
     int64_t per_label;     /**< images drawn for each label (default 10000) */
     uint64_t seed;         /**< default 0 */
@@ -291,6 +292,7 @@ typedef enum ich_select_mode {
 
 /** Options of ich_labels_select_files(). Set `size`; see the init call. */
 typedef struct ich_select_options {
+    /* ABI: first version up to `progress_user`, 40 bytes on LP64 (today's layout). */
     size_t size;
     int32_t mode;             /**< ich_select_mode (default ICH_SELECT_COPY) */
     int32_t threads;          /**< worker threads; 0: one per CPU (default) */
@@ -358,6 +360,7 @@ typedef enum ich_split_part {
 
 /** Options of ich_labels_split(). Set `size`; see the init call. */
 typedef struct ich_split_options {
+    /* ABI: first version up to `stratify`, 44 bytes on LP64 (today's layout). */
     size_t size;
     double ratios[3];  /**< train, validation, test; >= 0, finite, summing
                             to 1 within 1e-6 (default 0.8, 0.1, 0.1) */

@@ -60,6 +60,7 @@ typedef enum ich_optimizer_kind {
 /** Optimizer settings. Set `size`; ich_optimizer_options_init() fills
  *  PyTorch's defaults for the kind. */
 typedef struct ich_optimizer_options {
+    /* ABI: first version up to `nesterov`, 76 bytes on LP64 (today's layout). */
     size_t size;
     int32_t kind;          /**< ich_optimizer_kind */
     double lr;             /**< SGD: no default in PyTorch, here 0.01; Adam(W): 1e-3 */
@@ -150,6 +151,7 @@ typedef enum ich_schedule_kind {
 } ich_schedule_kind;
 
 typedef struct ich_schedule_options {
+    /* ABI: first version up to `t_max`, 68 bytes on LP64 (today's layout). */
     size_t size;
     int32_t kind;        /**< ich_schedule_kind */
     double factor;       /**< plateau: 0.1 */

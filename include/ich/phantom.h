@@ -71,6 +71,7 @@ typedef enum ich_phantom_layout {
 /** Options of the phantom. Set `size` to sizeof(ich_phantom_options);
  *  ich_phantom_options_init() fills the defaults given here. */
 typedef struct ich_phantom_options {
+    /* ABI: first version up to `progress_user`, 144 bytes on LP64 (today's layout). */
     size_t size;
     uint64_t seed;              /**< default 0 */
     int32_t patients;           /**< default 20 (1..100000) */

@@ -38,6 +38,7 @@ extern "C" {
 /** What ich_evaluate_report() covered, filled when options.summary is set
  *  (set its size to sizeof(ich_evaluate_summary) first). */
 typedef struct ich_evaluate_summary {
+    /* ABI: first version up to `left_out`, 32 bytes on LP64 (today's layout). */
     size_t size;
     int64_t rows;      /**< rows of the label table */
     int64_t evaluated; /**< images predicted and scored */
@@ -50,6 +51,7 @@ typedef struct ich_evaluate_summary {
 /** Options of ich_evaluate_report(); ich_evaluate_options_init() fills the
  *  defaults given here. */
 typedef struct ich_evaluate_options {
+    /* ABI: first version up to `progress_user`, 48 bytes on LP64 (later fields optional). */
     size_t size;
     int32_t batch_size;          /**< images per prediction batch (default 16) */
     int32_t workers;             /**< image-loading threads (default 0: the caller's) */

@@ -37,6 +37,7 @@ _BCE, _RSNA = 512, 1024
 
 class _At(ctypes.Structure):
     _fields_ = [
+        ("size", ctypes.c_size_t),
         ("threshold", ctypes.c_double),
         ("tn", ctypes.c_int64), ("fp", ctypes.c_int64),
         ("fn", ctypes.c_int64), ("tp", ctypes.c_int64),
