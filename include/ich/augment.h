@@ -140,8 +140,11 @@ typedef struct ich_augment_choices {
     double blur_sigma;
 } ich_augment_choices;
 
-/** Fill `choices` with "change nothing" (and its size). */
+/** Fill `choices` with "change nothing" (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_augment_choices_init(ich_augment_choices *choices);
+#define ich_augment_choices_init(choices) ich_augment_choices_init(ICH_SIZED(choices))
 
 /** The choices ich_augment_apply_f32() and _u8() make for `seed`
  *  (transforms that are off carry neutral values). `choices->size` must be
@@ -175,8 +178,11 @@ typedef struct ich_augment_offline_options {
     void *progress_user;
 } ich_augment_offline_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_augment_offline_options_init(ich_augment_offline_options *options);
+#define ich_augment_offline_options_init(options) ich_augment_offline_options_init(ICH_SIZED(options))
 
 struct ich_labels;
 

@@ -262,8 +262,11 @@ typedef struct ich_sample_options {
                                 label, as a "none" class (default 1) */
 } ich_sample_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_sample_options_init(ich_sample_options *options);
+#define ich_sample_options_init(options) ich_sample_options_init(ICH_SIZED(options))
 
 /** Balanced sampling: for each label column, draw per_label rows positive
  *  for it (value >= 0.5; all of them when there are fewer, with a warning
@@ -303,8 +306,11 @@ typedef struct ich_select_options {
     void *progress_user;
 } ich_select_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_select_options_init(ich_select_options *options);
+#define ich_select_options_init(options) ich_select_options_init(ICH_SIZED(options))
 
 /** Put the files of the table's images from `src_dir` into `dst_dir`, on
  *  `threads` threads (NULL options: the defaults).
@@ -369,8 +375,11 @@ typedef struct ich_split_options {
                             parts, not only the rows (default 1) */
 } ich_split_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_split_options_init(ich_split_options *options);
+#define ich_split_options_init(options) ich_split_options_init(ICH_SIZED(options))
 
 /** Split the table into train, validation and test tables (parts[0..2],
  *  new tables to free; each has the table's columns) by whole groups: all

@@ -150,8 +150,11 @@ typedef struct ich_metrics_options {
     double confidence;  /**< interval level in (0, 1) (default 0.95) */
 } ich_metrics_options;
 
-/** Fill `options` with the defaults (sets size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_metrics_options_init(ich_metrics_options *options);
+#define ich_metrics_options_init(options) ich_metrics_options_init(ICH_SIZED(options))
 
 /** Create an accumulator for `classes` columns named `names` (copied,
  *  non-empty), or the six RSNA labels (ich_label_name()) when names is NULL

@@ -70,8 +70,11 @@ typedef struct ich_evaluate_options {
                                         when rows were left out */
 } ich_evaluate_options;
 
-/** Fill `options` with the defaults (sets size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
+#define ich_evaluate_options_init(options) ich_evaluate_options_init(ICH_SIZED(options))
 
 /** Evaluate the checkpoint at `checkpoint` on the images of `image_dir`
  *  labelled by `labels_csv` (wide or long format, ich_labels_read()) and

@@ -183,8 +183,11 @@ typedef struct ich_train_options {
     void *progress_user;
 } ich_train_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_train_options_init(ich_train_options *options);
+#define ich_train_options_init(options) ich_train_options_init(ICH_SIZED(options))
 
 /** Train `model` with `optimizer` (created for that model) on the batches
  *  of `train`, validating on `val` (may be NULL), as this header's

@@ -349,13 +349,18 @@ ich_status ich_augment_describe(const ich_augment *augment, char *text, size_t s
 
 /* ---- Random choices ----------------------------------------------------------- */
 
-void ich_augment_choices_init(ich_augment_choices *choices)
+void (ich_augment_choices_init)(ich_augment_choices *caller)
 {
-    if (!choices)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_augment_choices defaults, *choices = &defaults;
     memset(choices, 0, sizeof *choices);
     choices->size = sizeof *choices;
     choices->contrast = 1.0;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma));
 }
 
 static int decide(ich_rng *rng, double p) { return ich_rng_uniform(rng) < p; }

@@ -58,3 +58,11 @@ ich_status ich_options_write(void *out, const void *value, size_t value_size, si
     memcpy(out, &n, sizeof n);
     return ICH_OK;
 }
+
+void ich_options_init_write(void *out, const void *value, size_t value_size, size_t minimum)
+{
+    size_t size = size_of(out);
+    size_t n = size >= minimum && size < value_size ? size : value_size;
+    memcpy(out, value, n);
+    memcpy(out, &n, sizeof n);
+}

@@ -41,6 +41,14 @@ ich_status ich_options_merge(void *out, size_t out_size, const void *in, size_t 
 ich_status ich_options_write(void *out, const void *value, size_t value_size, size_t minimum,
                              const char *function);
 
+/* What the _init functions do: write `value` (the defaults, value_size
+ * bytes) into the caller's struct `out` as far as out->size reaches, which
+ * the header's macro set to the caller's sizeof (ICH_SIZED in <ich/core.h>).
+ * A size that is not valid (below `minimum` or absurdly large: a caller
+ * that bypassed the macro) is taken as the library's own sizeof, as before
+ * structs had grown. out->size becomes the bytes written. */
+void ich_options_init_write(void *out, const void *value, size_t value_size, size_t minimum);
+
 /* The bytes the caller's struct `s` may hold: 0 when s is NULL or s->size
  * is below `minimum` or absurdly large (and then ICH_ERR_INVALID_ARGUMENT is
  * recorded naming `function`), else min(s->size, own_size). For callers

@@ -21,15 +21,20 @@
 #include "train/train_internal.h"
 #include "window/window_internal.h"
 
-void ich_evaluate_options_init(ich_evaluate_options *options)
+void (ich_evaluate_options_init)(ich_evaluate_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_evaluate_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->batch_size = 16;
     options->threshold = 0.5f;
     options->bootstrap = 1000;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_evaluate_options, progress_user));
 }
 
 /* Everything one evaluation holds; freed by run_free. */

@@ -38,15 +38,20 @@ struct ich_metrics {
     ich_metrics_summary_result summary;
 };
 
-void ich_metrics_options_init(ich_metrics_options *options)
+void (ich_metrics_options_init)(ich_metrics_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_metrics_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->bootstrap = 1000;
     options->seed = 0;
     options->confidence = 0.95;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_metrics_options, confidence));
 }
 
 static void drop_results(ich_metrics *m)

@@ -59,10 +59,13 @@ static const char *kind_name(int32_t kind)
     }
 }
 
-void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_kind kind)
+void (ich_optimizer_options_init)(ich_optimizer_options *caller, ich_optimizer_kind kind)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_optimizer_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->kind = kind;
@@ -71,6 +74,8 @@ void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_ki
     options->beta2 = 0.999;
     options->eps = 1e-8;
     options->weight_decay = kind == ICH_OPTIM_ADAMW ? 0.01 : 0.0;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_optimizer_options, nesterov));
 }
 
 /* PyTorch's checks of the settings (its ValueErrors), plus finiteness. */

@@ -141,6 +141,7 @@ class Metrics(OwnedHandle):
                                          ctypes.byref(handle)))
         self._handle = handle
         self._options = _Options()
+        self._options.size = ctypes.sizeof(self._options)  # as the C macro does (ICH_SIZED)
         lib.ich_metrics_options_init(ctypes.byref(self._options))
         self._options.bootstrap = int(bootstrap)
         self._options.seed = int(seed)
