@@ -32,6 +32,8 @@
 
 #define V1_SIZE(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 #define FIELD(type, field, offset) {#field, offsetof(type, field), offset}
+/* A struct whose first version ended at `last` and was `v1` bytes. */
+#define LAYOUT(type, last, v1) #type, sizeof(type), V1_SIZE(type, last), v1
 
 typedef struct field_offset {
     const char *name;
@@ -47,7 +49,8 @@ typedef struct struct_layout {
 } struct_layout;
 
 static const struct_layout layouts[] = {
-    {"ich_augment_choices", sizeof(ich_augment_choices), V1_SIZE(ich_augment_choices, blur_sigma), 104, (const field_offset[]){
+    {LAYOUT(ich_augment_choices, blur_sigma, 104),
+     (const field_offset[]){
         FIELD(ich_augment_choices, size, 0),
         FIELD(ich_augment_choices, hflip, 8),
         FIELD(ich_augment_choices, vflip, 12),
@@ -63,7 +66,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_augment_choices, blur, 88),
         FIELD(ich_augment_choices, blur_sigma, 96),
         {NULL, 0, 0}}},
-    {"ich_augment_offline_options", sizeof(ich_augment_offline_options), V1_SIZE(ich_augment_offline_options, progress_user), 48, (const field_offset[]){
+    {LAYOUT(ich_augment_offline_options, progress_user, 48),
+     (const field_offset[]){
         FIELD(ich_augment_offline_options, size, 0),
         FIELD(ich_augment_offline_options, target, 8),
         FIELD(ich_augment_offline_options, seed, 16),
@@ -71,7 +75,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_augment_offline_options, progress, 32),
         FIELD(ich_augment_offline_options, progress_user, 40),
         {NULL, 0, 0}}},
-    {"ich_dataset_options", sizeof(ich_dataset_options), V1_SIZE(ich_dataset_options, extension), 80, (const field_offset[]){
+    {LAYOUT(ich_dataset_options, extension, 80),
+     (const field_offset[]){
         FIELD(ich_dataset_options, size, 0),
         FIELD(ich_dataset_options, window, 8),
         FIELD(ich_dataset_options, augment, 16),
@@ -86,7 +91,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_dataset_options, extension, 72),
         FIELD(ich_dataset_options, model, 80),
         {NULL, 0, 0}}},
-    {"ich_dicom_info", sizeof(ich_dicom_info), V1_SIZE(ich_dicom_info, columns), 16, (const field_offset[]){
+    {LAYOUT(ich_dicom_info, columns, 16),
+     (const field_offset[]){
         FIELD(ich_dicom_info, size, 0),
         FIELD(ich_dicom_info, rows, 8),
         FIELD(ich_dicom_info, columns, 12),
@@ -111,13 +117,15 @@ static const struct_layout layouts[] = {
         FIELD(ich_dicom_info, study_instance_uid, 349),
         FIELD(ich_dicom_info, patient_id, 414),
         {NULL, 0, 0}}},
-    {"ich_dicom_limits", sizeof(ich_dicom_limits), V1_SIZE(ich_dicom_limits, max_file_bytes), 16, (const field_offset[]){
+    {LAYOUT(ich_dicom_limits, max_file_bytes, 16),
+     (const field_offset[]){
         FIELD(ich_dicom_limits, size, 0),
         FIELD(ich_dicom_limits, max_file_bytes, 8),
         FIELD(ich_dicom_limits, max_pixels, 16),
         FIELD(ich_dicom_limits, max_decoded_bytes, 24),
         {NULL, 0, 0}}},
-    {"ich_ct_slice", sizeof(ich_ct_slice), V1_SIZE(ich_ct_slice, sop_instance_uid), 144, (const field_offset[]){
+    {LAYOUT(ich_ct_slice, sop_instance_uid, 144),
+     (const field_offset[]){
         FIELD(ich_ct_slice, size, 0),
         FIELD(ich_ct_slice, rows, 8),
         FIELD(ich_ct_slice, columns, 12),
@@ -135,13 +143,15 @@ static const struct_layout layouts[] = {
         FIELD(ich_ct_slice, series_instance_uid, 128),
         FIELD(ich_ct_slice, sop_instance_uid, 136),
         {NULL, 0, 0}}},
-    {"ich_sample_options", sizeof(ich_sample_options), V1_SIZE(ich_sample_options, negatives), 28, (const field_offset[]){
+    {LAYOUT(ich_sample_options, negatives, 28),
+     (const field_offset[]){
         FIELD(ich_sample_options, size, 0),
         FIELD(ich_sample_options, per_label, 8),
         FIELD(ich_sample_options, seed, 16),
         FIELD(ich_sample_options, negatives, 24),
         {NULL, 0, 0}}},
-    {"ich_select_options", sizeof(ich_select_options), V1_SIZE(ich_select_options, progress_user), 40, (const field_offset[]){
+    {LAYOUT(ich_select_options, progress_user, 40),
+     (const field_offset[]){
         FIELD(ich_select_options, size, 0),
         FIELD(ich_select_options, mode, 8),
         FIELD(ich_select_options, threads, 12),
@@ -149,13 +159,15 @@ static const struct_layout layouts[] = {
         FIELD(ich_select_options, progress, 24),
         FIELD(ich_select_options, progress_user, 32),
         {NULL, 0, 0}}},
-    {"ich_split_options", sizeof(ich_split_options), V1_SIZE(ich_split_options, stratify), 44, (const field_offset[]){
+    {LAYOUT(ich_split_options, stratify, 44),
+     (const field_offset[]){
         FIELD(ich_split_options, size, 0),
         FIELD(ich_split_options, ratios, 8),
         FIELD(ich_split_options, seed, 32),
         FIELD(ich_split_options, stratify, 40),
         {NULL, 0, 0}}},
-    {"ich_metrics_at", sizeof(ich_metrics_at), V1_SIZE(ich_metrics_at, defined), 92, (const field_offset[]){
+    {LAYOUT(ich_metrics_at, defined, 92),
+     (const field_offset[]){
         FIELD(ich_metrics_at, size, 0),
         FIELD(ich_metrics_at, threshold, 8),
         FIELD(ich_metrics_at, tn, 16),
@@ -169,7 +181,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_metrics_at, f1, 80),
         FIELD(ich_metrics_at, defined, 88),
         {NULL, 0, 0}}},
-    {"ich_metrics_class_result", sizeof(ich_metrics_class_result), V1_SIZE(ich_metrics_class_result, defined), 276, (const field_offset[]){
+    {LAYOUT(ich_metrics_class_result, defined, 276),
+     (const field_offset[]){
         FIELD(ich_metrics_class_result, size, 0),
         FIELD(ich_metrics_class_result, positives, 8),
         FIELD(ich_metrics_class_result, negatives, 16),
@@ -184,7 +197,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_metrics_class_result, roc_points, 264),
         FIELD(ich_metrics_class_result, defined, 272),
         {NULL, 0, 0}}},
-    {"ich_metrics_summary_result", sizeof(ich_metrics_summary_result), V1_SIZE(ich_metrics_summary_result, defined), 76, (const field_offset[]){
+    {LAYOUT(ich_metrics_summary_result, defined, 76),
+     (const field_offset[]){
         FIELD(ich_metrics_summary_result, size, 0),
         FIELD(ich_metrics_summary_result, samples, 8),
         FIELD(ich_metrics_summary_result, classes, 16),
@@ -196,13 +210,15 @@ static const struct_layout layouts[] = {
         FIELD(ich_metrics_summary_result, macro_f1, 64),
         FIELD(ich_metrics_summary_result, defined, 72),
         {NULL, 0, 0}}},
-    {"ich_metrics_options", sizeof(ich_metrics_options), V1_SIZE(ich_metrics_options, confidence), 32, (const field_offset[]){
+    {LAYOUT(ich_metrics_options, confidence, 32),
+     (const field_offset[]){
         FIELD(ich_metrics_options, size, 0),
         FIELD(ich_metrics_options, bootstrap, 8),
         FIELD(ich_metrics_options, seed, 16),
         FIELD(ich_metrics_options, confidence, 24),
         {NULL, 0, 0}}},
-    {"ich_tensor_view", sizeof(ich_tensor_view), V1_SIZE(ich_tensor_view, frozen), 88, (const field_offset[]){
+    {LAYOUT(ich_tensor_view, frozen, 88),
+     (const field_offset[]){
         FIELD(ich_tensor_view, size, 0),
         FIELD(ich_tensor_view, name, 8),
         FIELD(ich_tensor_view, type, 16),
@@ -214,7 +230,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_tensor_view, trainable, 80),
         FIELD(ich_tensor_view, frozen, 84),
         {NULL, 0, 0}}},
-    {"ich_optimizer_options", sizeof(ich_optimizer_options), V1_SIZE(ich_optimizer_options, nesterov), 76, (const field_offset[]){
+    {LAYOUT(ich_optimizer_options, nesterov, 76),
+     (const field_offset[]){
         FIELD(ich_optimizer_options, size, 0),
         FIELD(ich_optimizer_options, kind, 8),
         FIELD(ich_optimizer_options, lr, 16),
@@ -226,7 +243,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_optimizer_options, dampening, 64),
         FIELD(ich_optimizer_options, nesterov, 72),
         {NULL, 0, 0}}},
-    {"ich_schedule_options", sizeof(ich_schedule_options), V1_SIZE(ich_schedule_options, t_max), 68, (const field_offset[]){
+    {LAYOUT(ich_schedule_options, t_max, 68),
+     (const field_offset[]){
         FIELD(ich_schedule_options, size, 0),
         FIELD(ich_schedule_options, kind, 8),
         FIELD(ich_schedule_options, factor, 16),
@@ -238,7 +256,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_schedule_options, gamma, 56),
         FIELD(ich_schedule_options, t_max, 64),
         {NULL, 0, 0}}},
-    {"ich_phantom_options", sizeof(ich_phantom_options), V1_SIZE(ich_phantom_options, progress_user), 144, (const field_offset[]){
+    {LAYOUT(ich_phantom_options, progress_user, 144),
+     (const field_offset[]){
         FIELD(ich_phantom_options, size, 0),
         FIELD(ich_phantom_options, seed, 8),
         FIELD(ich_phantom_options, patients, 16),
@@ -257,13 +276,15 @@ static const struct_layout layouts[] = {
         FIELD(ich_phantom_options, progress, 128),
         FIELD(ich_phantom_options, progress_user, 136),
         {NULL, 0, 0}}},
-    {"ich_evaluate_summary", sizeof(ich_evaluate_summary), V1_SIZE(ich_evaluate_summary, left_out), 32, (const field_offset[]){
+    {LAYOUT(ich_evaluate_summary, left_out, 32),
+     (const field_offset[]){
         FIELD(ich_evaluate_summary, size, 0),
         FIELD(ich_evaluate_summary, rows, 8),
         FIELD(ich_evaluate_summary, evaluated, 16),
         FIELD(ich_evaluate_summary, left_out, 24),
         {NULL, 0, 0}}},
-    {"ich_evaluate_options", sizeof(ich_evaluate_options), V1_SIZE(ich_evaluate_options, progress_user), 48, (const field_offset[]){
+    {LAYOUT(ich_evaluate_options, progress_user, 48),
+     (const field_offset[]){
         FIELD(ich_evaluate_options, size, 0),
         FIELD(ich_evaluate_options, batch_size, 8),
         FIELD(ich_evaluate_options, workers, 12),
@@ -275,7 +296,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_evaluate_options, window, 48),
         FIELD(ich_evaluate_options, summary, 56),
         {NULL, 0, 0}}},
-    {"ich_epoch_stats", sizeof(ich_epoch_stats), V1_SIZE(ich_epoch_stats, seconds), 64, (const field_offset[]){
+    {LAYOUT(ich_epoch_stats, seconds, 64),
+     (const field_offset[]){
         FIELD(ich_epoch_stats, size, 0),
         FIELD(ich_epoch_stats, epoch, 8),
         FIELD(ich_epoch_stats, train_loss, 16),
@@ -285,7 +307,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_epoch_stats, lr, 48),
         FIELD(ich_epoch_stats, seconds, 56),
         {NULL, 0, 0}}},
-    {"ich_train_progress", sizeof(ich_train_progress), V1_SIZE(ich_train_progress, stats), 72, (const field_offset[]){
+    {LAYOUT(ich_train_progress, stats, 72),
+     (const field_offset[]){
         FIELD(ich_train_progress, size, 0),
         FIELD(ich_train_progress, phase, 8),
         FIELD(ich_train_progress, epoch, 12),
@@ -297,7 +320,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_train_progress, elapsed, 56),
         FIELD(ich_train_progress, stats, 64),
         {NULL, 0, 0}}},
-    {"ich_train_options", sizeof(ich_train_options), V1_SIZE(ich_train_options, progress_user), 120, (const field_offset[]){
+    {LAYOUT(ich_train_options, progress_user, 120),
+     (const field_offset[]){
         FIELD(ich_train_options, size, 0),
         FIELD(ich_train_options, epochs, 8),
         FIELD(ich_train_options, pos_weight, 16),

@@ -182,7 +182,8 @@ typedef struct ich_augment_offline_options {
  *  (A macro over the function: it first sets `size` to the caller's
  *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_augment_offline_options_init(ich_augment_offline_options *options);
-#define ich_augment_offline_options_init(options) ich_augment_offline_options_init(ICH_SIZED(options))
+#define ich_augment_offline_options_init(options) \
+    ich_augment_offline_options_init(ICH_SIZED(options))
 
 struct ich_labels;
 

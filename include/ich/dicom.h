@@ -145,7 +145,7 @@ typedef struct ich_dicom_limits {
 
 /** The built-in defaults (ICH_DICOM_DEFAULT_*) into *limits, whose `size`
  *  the caller sets first; fields past `size` are not written. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (NULL, or size smaller than the `size` field). */
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, or size below the first version's). */
 ICH_API ich_status ich_dicom_default_limits(ich_dicom_limits *limits);
 
 /** The process-wide limits that ich_dicom_read(), ich_dicom_read_memory()
@@ -157,7 +157,7 @@ ICH_API ich_status ich_dicom_get_limits(ich_dicom_limits *limits);
 /** Set the process-wide limits (a zero field: its default; NULL: all the
  *  defaults). Safe to call while other threads read files: each read uses
  *  the limits in force when it starts. Errors: ICH_ERR_INVALID_ARGUMENT
- *  (size smaller than the `size` field). */
+ *  (size below the first version's). */
 ICH_API ich_status ich_dicom_set_limits(const ich_dicom_limits *limits);
 
 /* ---- Reading ------------------------------------------------------------ */

@@ -76,7 +76,8 @@ typedef struct ich_optimizer_options {
  *  (A macro over the function: it first sets `size` to the caller's
  *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_kind kind);
-#define ich_optimizer_options_init(options, kind) ich_optimizer_options_init(ICH_SIZED(options), kind)
+#define ich_optimizer_options_init(options, kind) \
+    ich_optimizer_options_init(ICH_SIZED(options), kind)
 
 /** An optimizer over a model's parameters (opaque). */
 typedef struct ich_optimizer ich_optimizer;

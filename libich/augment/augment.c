@@ -349,6 +349,9 @@ ich_status ich_augment_describe(const ich_augment *augment, char *text, size_t s
 
 /* ---- Random choices ----------------------------------------------------------- */
 
+/* The first version of ich_augment_choices (see <ich/augment.h>). */
+#define CHOICES_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma)
+
 void (ich_augment_choices_init)(ich_augment_choices *caller)
 {
     if (!caller)
@@ -359,8 +362,7 @@ void (ich_augment_choices_init)(ich_augment_choices *caller)
     memset(choices, 0, sizeof *choices);
     choices->size = sizeof *choices;
     choices->contrast = 1.0;
-    ich_options_init_write(caller, &defaults, sizeof defaults,
-                           ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma));
+    ich_options_init_write(caller, &defaults, sizeof defaults, CHOICES_V1_SIZE);
 }
 
 static int decide(ich_rng *rng, double p) { return ich_rng_uniform(rng) < p; }
@@ -405,8 +407,7 @@ ich_status ich_augment_choose(const ich_augment *augment, uint64_t seed,
     ich_augment_choices c;
     draw_choices(augment, seed, &c);
     /* Only the caller's choices->size bytes are written. */
-    return ich_options_write(choices, &c, sizeof c, ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma),
-                             "ich_augment_choose");
+    return ich_options_write(choices, &c, sizeof c, CHOICES_V1_SIZE, "ich_augment_choose");
 }
 
 /* ---- Transforms on float planes ------------------------------------------------ */
@@ -688,7 +689,7 @@ static ich_status check_choices(const char *fn, const ich_augment_choices *choic
     if (!choices)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL choices", fn);
     ich_augment_choices_init(c);
-    ich_status st = ich_options_merge(c, sizeof *c, choices, ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma), fn);
+    ich_status st = ich_options_merge(c, sizeof *c, choices, CHOICES_V1_SIZE, fn);
     if (st != ICH_OK)
         return st;
     if (c->rotate && !isfinite(c->degrees))

@@ -141,8 +141,8 @@ ich_status ich_dicom_default_limits(ich_dicom_limits *limits)
 
 ich_status ich_dicom_get_limits(ich_dicom_limits *limits)
 {
-    const ich_dicom_limits l = {sizeof l, atomic_load(&limit_file_bytes), atomic_load(&limit_pixels),
-                                atomic_load(&limit_decoded_bytes)};
+    const ich_dicom_limits l = {sizeof l, atomic_load(&limit_file_bytes),
+                                atomic_load(&limit_pixels), atomic_load(&limit_decoded_bytes)};
     return ich_options_write(limits, &l, sizeof l, LIMITS_V1_SIZE, "ich_dicom_get_limits");
 }
 

@@ -712,7 +712,7 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                         run.opt.batch_size, run.opt.workers, run.opt.bootstrap,
                         (double)run.opt.threshold);
     if (run.opt.summary && !ich_options_size(run.opt.summary, sizeof *run.opt.summary,
-                                             SUMMARY_V1_SIZE, "ich_evaluate_report: options.summary"))
+                                             SUMMARY_V1_SIZE, "ich_evaluate_report: summary"))
         return ICH_ERR_INVALID_ARGUMENT;
     eval_results *res = calloc(1, sizeof *res);
     if (!res)

@@ -1190,7 +1190,8 @@ ICH_API ich_status ich_model_tensor(const ich_model *m, int32_t index, ich_tenso
     v.frozen = p->frozen;
     /* Only the caller's view->size bytes are written (an older header's
      * view is shorter). */
-    return ich_options_write(view, &v, sizeof v, ICH_OPTIONS_V1_SIZE(ich_tensor_view, frozen), "ich_model_tensor");
+    return ich_options_write(view, &v, sizeof v, ICH_OPTIONS_V1_SIZE(ich_tensor_view, frozen),
+                             "ich_model_tensor");
 }
 
 ICH_API int32_t ich_model_find_tensor(const ich_model *m, const char *name)
