@@ -123,6 +123,7 @@ ICH_API ich_status ich_augment_apply_u8(const ich_augment *augment, uint64_t see
 /** The random choices of one call: which transforms run and with which
  *  drawn parameters. Set `size` (ich_augment_choices_init()). */
 typedef struct ich_augment_choices {
+    /* ABI: first version up to `blur_sigma`, 104 bytes on LP64 (today's layout). */
     size_t size;
     int32_t hflip;               /**< mirror left-right */
     int32_t vflip;               /**< mirror top-bottom */
@@ -139,8 +140,11 @@ typedef struct ich_augment_choices {
     double blur_sigma;
 } ich_augment_choices;
 
-/** Fill `choices` with "change nothing" (and its size). */
+/** Fill `choices` with "change nothing" (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_augment_choices_init(ich_augment_choices *choices);
+#define ich_augment_choices_init(choices) ich_augment_choices_init(ICH_SIZED(choices))
 
 /** The choices ich_augment_apply_f32() and _u8() make for `seed`
  *  (transforms that are off carry neutral values). `choices->size` must be
@@ -164,6 +168,7 @@ ICH_API ich_status ich_augment_apply_choices_u8(const ich_augment_choices *choic
 
 /** Options of ich_augment_offline(). Set `size`; see the init call. */
 typedef struct ich_augment_offline_options {
+    /* ABI: first version up to `progress_user`, 48 bytes on LP64 (today's layout). */
     size_t size;
     int64_t target;           /**< rows wanted per label after augmenting
                                    (default 0: the largest label's count) */
@@ -173,8 +178,12 @@ typedef struct ich_augment_offline_options {
     void *progress_user;
 } ich_augment_offline_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_augment_offline_options_init(ich_augment_offline_options *options);
+#define ich_augment_offline_options_init(options) \
+    ich_augment_offline_options_init(ICH_SIZED(options))
 
 struct ich_labels;
 

@@ -8,6 +8,21 @@
  * aborts or exits: diagnostics reach the application only through the status,
  * the last-error message and the optional log callback.
  *
+ * ABI. libich keeps its binary interface stable within a SONAME
+ * (libich.so.0): a program built against older headers runs with a newer
+ * library. Every public struct begins with `size_t size`, set to the sizeof
+ * the program was compiled with; fields are only ever appended, and each
+ * struct's first version is written beside it (that size is the smallest
+ * the library accepts). One rule in both directions: a struct passed in is
+ * read only as far as its `size` reaches (the fields past it keep their
+ * defaults), a struct passed out is written only as far as
+ * min(size, the library's sizeof), and `size` then says how much was
+ * written. The _init functions are macros that set `size` to the caller's
+ * sizeof first (ICH_SIZED), so they too write no further. Structs embedded
+ * by value in another (ich_metrics_at) keep their layout for good. Only the
+ * functions declared ICH_API here leave libich.so; scripts/abi.sh compares
+ * each build with the committed baseline (abi/libich.so.0.abi).
+ *
  * This header is included by <ich/ich.h>; include that one.
  */
 #ifndef ICH_CORE_H
@@ -25,6 +40,11 @@ extern "C" {
 #else
 #define ICH_API
 #endif
+
+/** Used by the _init macros: sets the struct's `size` to the caller's
+ *  sizeof and passes the pointer on (see "ABI" above). Evaluates `s`
+ *  twice. */
+#define ICH_SIZED(s) ((s)->size = sizeof *(s), (s))
 
 /* ---- Version ----------------------------------------------------------- */
 

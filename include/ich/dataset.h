@@ -57,6 +57,7 @@ typedef struct ich_dataset ich_dataset;
 /** Options of a dataset. Set `size` to sizeof(ich_dataset_options);
  *  ich_dataset_options_init() fills the defaults given here. */
 typedef struct ich_dataset_options {
+    /* ABI: first version up to `extension`, 80 bytes on LP64 (later fields optional). */
     size_t size;
     const ich_window *window;   /**< NULL: "blood,brain,bone", 256 x 256,
                                      bilinear, no normalisation. Copied at
@@ -87,8 +88,11 @@ typedef struct ich_dataset_options {
                                      only read during the open. */
 } ich_dataset_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_dataset_options_init(ich_dataset_options *options);
+#define ich_dataset_options_init(options) ich_dataset_options_init(ICH_SIZED(options))
 
 /** Open a dataset over the rows of `labels` (copied) and the images in
  *  `image_dir`. Images that do not exist, and rows whose ID cannot name a

@@ -86,6 +86,7 @@ typedef struct ich_dicom ich_dicom;
  *  built against older headers keep working. Absent numeric tags are NaN,
  *  absent strings are empty. */
 typedef struct ich_dicom_info {
+    /* ABI: first version up to `columns`, 16 bytes on LP64 (later fields optional). */
     size_t size;
     int32_t rows;
     int32_t columns;
@@ -132,6 +133,7 @@ typedef struct ich_dicom_info {
  *  default. Exceeding a limit gives ICH_ERR_UNSUPPORTED with a message that
  *  names the file, the limit and the value. */
 typedef struct ich_dicom_limits {
+    /* ABI: first version up to `max_file_bytes`, 16 bytes on LP64 (later fields optional). */
     size_t size;
     uint64_t max_file_bytes;    /**< file size, checked before reading it */
     uint64_t max_pixels;        /**< rows * columns * frames, checked before decoding */
@@ -143,7 +145,7 @@ typedef struct ich_dicom_limits {
 
 /** The built-in defaults (ICH_DICOM_DEFAULT_*) into *limits, whose `size`
  *  the caller sets first; fields past `size` are not written. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (NULL, or size smaller than the `size` field). */
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, or size below the first version's). */
 ICH_API ich_status ich_dicom_default_limits(ich_dicom_limits *limits);
 
 /** The process-wide limits that ich_dicom_read(), ich_dicom_read_memory()
@@ -155,7 +157,7 @@ ICH_API ich_status ich_dicom_get_limits(ich_dicom_limits *limits);
 /** Set the process-wide limits (a zero field: its default; NULL: all the
  *  defaults). Safe to call while other threads read files: each read uses
  *  the limits in force when it starts. Errors: ICH_ERR_INVALID_ARGUMENT
- *  (size smaller than the `size` field). */
+ *  (size below the first version's). */
 ICH_API ich_status ich_dicom_set_limits(const ich_dicom_limits *limits);
 
 /* ---- Reading ------------------------------------------------------------ */
@@ -221,6 +223,7 @@ ICH_API const float *ich_dicom_hu(const ich_dicom *dicom);
  *  with `size`, rows, columns and pixels set is valid: zero/NULL fields take
  *  the defaults given below. */
 typedef struct ich_ct_slice {
+    /* ABI: first version up to `sop_instance_uid`, 144 bytes on LP64 (today's layout). */
     size_t size;
     int32_t rows;                 /**< 1..65535 */
     int32_t columns;              /**< 1..65535 */

@@ -254,6 +254,7 @@ ICH_API ich_status ich_labels_groups_from_dicom(ich_labels *labels, const char *
 /** Options of ich_labels_sample(). Set `size` to sizeof(ich_sample_options);
  *  ich_sample_options_init() fills the defaults. */
 typedef struct ich_sample_options {
+    /* ABI: first version up to `negatives`, 28 bytes on LP64 (today's layout). */
     size_t size;
     int64_t per_label;     /**< images drawn for each label (default 10000) */
     uint64_t seed;         /**< default 0 */
@@ -261,8 +262,11 @@ typedef struct ich_sample_options {
                                 label, as a "none" class (default 1) */
 } ich_sample_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_sample_options_init(ich_sample_options *options);
+#define ich_sample_options_init(options) ich_sample_options_init(ICH_SIZED(options))
 
 /** Balanced sampling: for each label column, draw per_label rows positive
  *  for it (value >= 0.5; all of them when there are fewer, with a warning
@@ -291,6 +295,7 @@ typedef enum ich_select_mode {
 
 /** Options of ich_labels_select_files(). Set `size`; see the init call. */
 typedef struct ich_select_options {
+    /* ABI: first version up to `progress_user`, 40 bytes on LP64 (today's layout). */
     size_t size;
     int32_t mode;             /**< ich_select_mode (default ICH_SELECT_COPY) */
     int32_t threads;          /**< worker threads; 0: one per CPU (default) */
@@ -301,8 +306,11 @@ typedef struct ich_select_options {
     void *progress_user;
 } ich_select_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_select_options_init(ich_select_options *options);
+#define ich_select_options_init(options) ich_select_options_init(ICH_SIZED(options))
 
 /** Put the files of the table's images from `src_dir` into `dst_dir`, on
  *  `threads` threads (NULL options: the defaults).
@@ -358,6 +366,7 @@ typedef enum ich_split_part {
 
 /** Options of ich_labels_split(). Set `size`; see the init call. */
 typedef struct ich_split_options {
+    /* ABI: first version up to `stratify`, 44 bytes on LP64 (today's layout). */
     size_t size;
     double ratios[3];  /**< train, validation, test; >= 0, finite, summing
                             to 1 within 1e-6 (default 0.8, 0.1, 0.1) */
@@ -366,8 +375,11 @@ typedef struct ich_split_options {
                             parts, not only the rows (default 1) */
 } ich_split_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_split_options_init(ich_split_options *options);
+#define ich_split_options_init(options) ich_split_options_init(ICH_SIZED(options))
 
 /** Split the table into train, validation and test tables (parts[0..2],
  *  new tables to free; each has the table's columns) by whole groups: all

@@ -84,8 +84,20 @@ enum {
 };
 
 /** Counts and ratios at one threshold. NaN (bit 0 in `defined`) where the
- *  denominator is 0. */
+ *  denominator is 0.
+ *
+ *  ABI: it has a size like every public struct (the library sets it to
+ *  sizeof(ich_metrics_at)), so a copy taken on its own says which version it holds. But
+ *  ich_metrics_class_result embeds two of them by value, so appending a
+ *  field here would move every field after `at_half` and break programs
+ *  built against this header: its layout is therefore frozen for good. We
+ *  chose that over redesigning the enclosing struct (pointers, or a getter
+ *  per threshold) because the by-value copies keep ich_metrics_class()
+ *  one call with nothing to free; a value wanted per threshold later goes
+ *  into a new struct appended at the end of ich_metrics_class_result. */
 typedef struct ich_metrics_at {
+    /* ABI: first version up to `defined`, 92 bytes on LP64 (today's layout). */
+    size_t size;            /**< sizeof(ich_metrics_at), set by the library */
     double threshold;
     int64_t tn, fp, fn, tp; /**< confusion matrix [[tn, fp], [fn, tp]] */
     double accuracy;        /**< (tp + tn) / n */
@@ -98,6 +110,7 @@ typedef struct ich_metrics_at {
 
 /** Results of one class (set size = sizeof before ich_metrics_class()). */
 typedef struct ich_metrics_class_result {
+    /* ABI: first version up to `defined`, 276 bytes on LP64 (today's layout). */
     size_t size;
     int64_t positives, negatives; /**< labels >= 0.5 and < 0.5 */
     ich_metrics_at at_half;       /**< at 0.5: predicted when p > 0.5 */
@@ -114,6 +127,7 @@ typedef struct ich_metrics_class_result {
 
 /** Results over all classes (set size = sizeof before ich_metrics_summary()). */
 typedef struct ich_metrics_summary_result {
+    /* ABI: first version up to `defined`, 76 bytes on LP64 (today's layout). */
     size_t size;
     int64_t samples;          /**< rows given to update */
     int32_t classes;
@@ -129,14 +143,18 @@ typedef struct ich_metrics_summary_result {
 /** Options of ich_metrics_compute(); ich_metrics_options_init() fills the
  *  defaults given here. */
 typedef struct ich_metrics_options {
+    /* ABI: first version up to `confidence`, 32 bytes on LP64 (today's layout). */
     size_t size;
     int32_t bootstrap;  /**< AUC bootstrap resamples; 0: no interval (default 1000) */
     uint64_t seed;      /**< bootstrap seed (default 0) */
     double confidence;  /**< interval level in (0, 1) (default 0.95) */
 } ich_metrics_options;
 
-/** Fill `options` with the defaults (sets size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_metrics_options_init(ich_metrics_options *options);
+#define ich_metrics_options_init(options) ich_metrics_options_init(ICH_SIZED(options))
 
 /** Create an accumulator for `classes` columns named `names` (copied,
  *  non-empty), or the six RSNA labels (ich_label_name()) when names is NULL
@@ -176,12 +194,14 @@ ICH_API const char *ich_metrics_class_name(const ich_metrics *metrics, int32_t i
 ICH_API ich_status ich_metrics_compute(ich_metrics *metrics, const ich_metrics_options *options);
 
 /** Copy the results of class `index` into `*out` (out->size set by the
- *  caller). Errors: ICH_ERR_INVALID_ARGUMENT (not computed, bad index or
- *  size). */
+ *  caller; only out->size bytes are written, see <ich/core.h>). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (not computed, bad index, size below the first
+ *  version's). */
 ICH_API ich_status ich_metrics_class(const ich_metrics *metrics, int32_t index,
                                      ich_metrics_class_result *out);
 
-/** Copy the results over all classes. Errors: ICH_ERR_INVALID_ARGUMENT. */
+/** Copy the results over all classes (out->size set by the caller, as
+ *  ich_metrics_class()). Errors: ICH_ERR_INVALID_ARGUMENT. */
 ICH_API ich_status ich_metrics_summary(const ich_metrics *metrics,
                                        ich_metrics_summary_result *out);
 

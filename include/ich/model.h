@@ -258,6 +258,7 @@ typedef enum ich_tensor_type { ICH_TENSOR_F32 = 0, ICH_TENSOR_I64 = 1 } ich_tens
 
 /** A view of one parameter or buffer. Set `size` to sizeof(ich_tensor_view). */
 typedef struct ich_tensor_view {
+    /* ABI: first version up to `frozen`, 88 bytes on LP64 (today's layout). */
     size_t size;
     const char *name;       /**< state_dict name, e.g. "conv1.weight" */
     int32_t type;           /**< ich_tensor_type */

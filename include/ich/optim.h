@@ -60,6 +60,7 @@ typedef enum ich_optimizer_kind {
 /** Optimizer settings. Set `size`; ich_optimizer_options_init() fills
  *  PyTorch's defaults for the kind. */
 typedef struct ich_optimizer_options {
+    /* ABI: first version up to `nesterov`, 76 bytes on LP64 (today's layout). */
     size_t size;
     int32_t kind;          /**< ich_optimizer_kind */
     double lr;             /**< SGD: no default in PyTorch, here 0.01; Adam(W): 1e-3 */
@@ -71,8 +72,12 @@ typedef struct ich_optimizer_options {
     int32_t nesterov;      /**< SGD: 0 */
 } ich_optimizer_options;
 
-/** Fill `options` with the defaults of `kind` (and its size). */
+/** Fill `options` with the defaults of `kind` (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_kind kind);
+#define ich_optimizer_options_init(options, kind) \
+    ich_optimizer_options_init(ICH_SIZED(options), kind)
 
 /** An optimizer over a model's parameters (opaque). */
 typedef struct ich_optimizer ich_optimizer;
@@ -150,6 +155,7 @@ typedef enum ich_schedule_kind {
 } ich_schedule_kind;
 
 typedef struct ich_schedule_options {
+    /* ABI: first version up to `t_max`, 68 bytes on LP64 (today's layout). */
     size_t size;
     int32_t kind;        /**< ich_schedule_kind */
     double factor;       /**< plateau: 0.1 */
@@ -162,8 +168,11 @@ typedef struct ich_schedule_options {
     int32_t t_max;       /**< cosine: 10 */
 } ich_schedule_options;
 
-/** Fill `options` with PyTorch's defaults (listed above) and `kind`. */
+/** Fill `options` with PyTorch's defaults (listed above) and `kind`.
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_schedule_options_init(ich_schedule_options *options, ich_schedule_kind kind);
+#define ich_schedule_options_init(options, kind) ich_schedule_options_init(ICH_SIZED(options), kind)
 
 typedef struct ich_schedule ich_schedule;
 

@@ -71,6 +71,7 @@ typedef enum ich_phantom_layout {
 /** Options of the phantom. Set `size` to sizeof(ich_phantom_options);
  *  ich_phantom_options_init() fills the defaults given here. */
 typedef struct ich_phantom_options {
+    /* ABI: first version up to `progress_user`, 144 bytes on LP64 (today's layout). */
     size_t size;
     uint64_t seed;              /**< default 0 */
     int32_t patients;           /**< default 20 (1..100000) */
@@ -100,8 +101,11 @@ typedef struct ich_phantom_options {
     void *progress_user;
 } ich_phantom_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_phantom_options_init(ich_phantom_options *options);
+#define ich_phantom_options_init(options) ich_phantom_options_init(ICH_SIZED(options))
 
 /** Write the phantom dataset into the folder `dir` (created when missing;
  *  files already there with the same names are replaced). Each file is

@@ -38,6 +38,7 @@ extern "C" {
 /** What ich_evaluate_report() covered, filled when options.summary is set
  *  (set its size to sizeof(ich_evaluate_summary) first). */
 typedef struct ich_evaluate_summary {
+    /* ABI: first version up to `left_out`, 32 bytes on LP64 (today's layout). */
     size_t size;
     int64_t rows;      /**< rows of the label table */
     int64_t evaluated; /**< images predicted and scored */
@@ -50,6 +51,7 @@ typedef struct ich_evaluate_summary {
 /** Options of ich_evaluate_report(); ich_evaluate_options_init() fills the
  *  defaults given here. */
 typedef struct ich_evaluate_options {
+    /* ABI: first version up to `progress_user`, 48 bytes on LP64 (later fields optional). */
     size_t size;
     int32_t batch_size;          /**< images per prediction batch (default 16) */
     int32_t workers;             /**< image-loading threads (default 0: the caller's) */
@@ -68,8 +70,11 @@ typedef struct ich_evaluate_options {
                                         when rows were left out */
 } ich_evaluate_options;
 
-/** Fill `options` with the defaults (sets size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
+#define ich_evaluate_options_init(options) ich_evaluate_options_init(ICH_SIZED(options))
 
 /** Evaluate the checkpoint at `checkpoint` on the images of `image_dir`
  *  labelled by `labels_csv` (wide or long format, ich_labels_read()) and

@@ -72,6 +72,7 @@ extern "C" {
 /** One epoch of a training run. Set `size` to sizeof(ich_epoch_stats)
  *  before ich_history_get(). */
 typedef struct ich_epoch_stats {
+    /* ABI: first version up to `seconds`, 64 bytes on LP64 (today's layout). */
     size_t size;
     int32_t epoch;         /**< 0-based */
     double train_loss;     /**< mean loss over the epoch's training samples */
@@ -121,6 +122,7 @@ typedef enum ich_train_phase {
 
 /** A progress report (valid during the callback only). */
 typedef struct ich_train_progress {
+    /* ABI: first version up to `stats`, 72 bytes on LP64 (today's layout). */
     size_t size;          /**< sizeof(ich_train_progress) of the library */
     int32_t phase;        /**< ich_train_phase */
     int32_t epoch;        /**< 0-based */
@@ -144,6 +146,7 @@ typedef int (*ich_train_progress_fn)(void *user, const ich_train_progress *progr
 /** Options of ich_train(). Set `size` to sizeof(ich_train_options);
  *  ich_train_options_init() fills the defaults given here. */
 typedef struct ich_train_options {
+    /* ABI: first version up to `progress_user`, 120 bytes on LP64 (today's layout). */
     size_t size;
     int32_t epochs;               /**< total epochs of the run, counting those a
                                        resumed checkpoint already did (default 10) */
@@ -180,8 +183,11 @@ typedef struct ich_train_options {
     void *progress_user;
 } ich_train_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (and its size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_train_options_init(ich_train_options *options);
+#define ich_train_options_init(options) ich_train_options_init(ICH_SIZED(options))
 
 /** Train `model` with `optimizer` (created for that model) on the batches
  *  of `train`, validating on `val` (may be NULL), as this header's

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fileutil.h"
+#include "core/options.h"
 #include "core/rng.h"
 #include "ich/augment.h"
 
@@ -348,13 +349,20 @@ ich_status ich_augment_describe(const ich_augment *augment, char *text, size_t s
 
 /* ---- Random choices ----------------------------------------------------------- */
 
-void ich_augment_choices_init(ich_augment_choices *choices)
+/* The first version of ich_augment_choices (see <ich/augment.h>). */
+#define CHOICES_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_augment_choices, blur_sigma)
+
+void (ich_augment_choices_init)(ich_augment_choices *caller)
 {
-    if (!choices)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_augment_choices defaults, *choices = &defaults;
     memset(choices, 0, sizeof *choices);
     choices->size = sizeof *choices;
     choices->contrast = 1.0;
+    ich_options_init_write(caller, &defaults, sizeof defaults, CHOICES_V1_SIZE);
 }
 
 static int decide(ich_rng *rng, double p) { return ich_rng_uniform(rng) < p; }
@@ -396,13 +404,10 @@ ich_status ich_augment_choose(const ich_augment *augment, uint64_t seed,
     if (!augment || !choices)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_augment_choose: NULL %s",
                         augment ? "choices" : "augment");
-    if (choices->size < sizeof *choices)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_augment_choose: choices->size = %zu, need %zu (call "
-                        "ich_augment_choices_init)",
-                        choices->size, sizeof *choices);
-    draw_choices(augment, seed, choices);
-    return ICH_OK;
+    ich_augment_choices c;
+    draw_choices(augment, seed, &c);
+    /* Only the caller's choices->size bytes are written. */
+    return ich_options_write(choices, &c, sizeof c, CHOICES_V1_SIZE, "ich_augment_choose");
 }
 
 /* ---- Transforms on float planes ------------------------------------------------ */
@@ -675,14 +680,18 @@ static int does_something(const ich_augment_choices *c)
            (c->blur && kernel_radius(c->blur_sigma) > 0);
 }
 
-static ich_status check_choices(const char *fn, const ich_augment_choices *c)
+/* The caller's `choices` read into *c: only its `size` bytes, the fields
+ * of a newer version "change nothing" (ich_augment_choices_init()); then
+ * checked. */
+static ich_status check_choices(const char *fn, const ich_augment_choices *choices,
+                                ich_augment_choices *c)
 {
-    if (!c)
+    if (!choices)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL choices", fn);
-    if (c->size < sizeof *c)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "%s: choices->size = %zu, need %zu (call ich_augment_choices_init)", fn,
-                        c->size, sizeof *c);
+    ich_augment_choices_init(c);
+    ich_status st = ich_options_merge(c, sizeof *c, choices, CHOICES_V1_SIZE, fn);
+    if (st != ICH_OK)
+        return st;
     if (c->rotate && !isfinite(c->degrees))
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: rotation by %g degrees", fn, c->degrees);
     if (c->elastic && (!isfinite(c->elastic_alpha) || c->elastic_alpha < 0 ||
@@ -744,23 +753,25 @@ ich_status ich_augment_apply_choices_f32(const ich_augment_choices *choices, flo
                                          int32_t channels, int32_t rows, int32_t columns)
 {
     static const char fn[] = "ich_augment_apply_choices_f32";
-    ich_status st = check_choices(fn, choices);
+    ich_augment_choices c;
+    ich_status st = check_choices(fn, choices, &c);
     if (st == ICH_OK)
         st = check_image(fn, pixels, channels, rows, columns);
-    if (st != ICH_OK || !does_something(choices))
+    if (st != ICH_OK || !does_something(&c))
         return st;
     image im = {pixels, channels, rows, columns, (size_t)rows * columns};
-    return run_choices(choices, &im);
+    return run_choices(&c, &im);
 }
 
 ich_status ich_augment_apply_choices_u8(const ich_augment_choices *choices, uint8_t *pixels,
                                         int32_t rows, int32_t columns, int32_t channels)
 {
     static const char fn[] = "ich_augment_apply_choices_u8";
-    ich_status st = check_choices(fn, choices);
+    ich_augment_choices c;
+    ich_status st = check_choices(fn, choices, &c);
     if (st == ICH_OK)
         st = check_image(fn, pixels, channels, rows, columns);
-    if (st != ICH_OK || !does_something(choices))
+    if (st != ICH_OK || !does_something(&c))
         return st;
     size_t plane = (size_t)rows * columns;
     float *data = malloc(plane * channels * sizeof(float));
@@ -770,7 +781,7 @@ ich_status ich_augment_apply_choices_u8(const ich_augment_choices *choices, uint
         for (int32_t c = 0; c < channels; c++)
             data[c * plane + i] = pixels[i * channels + c];
     image im = {data, channels, rows, columns, plane};
-    st = run_choices(choices, &im);
+    st = run_choices(&c, &im);
     if (st == ICH_OK)
         for (size_t i = 0; i < plane; i++)
             for (int32_t c = 0; c < channels; c++) {

@@ -24,12 +24,17 @@
 #define OFFLINE_STREAM 0x6f66666c696e65ull /* "offline": the drawing of rows */
 #define COPY_STREAM 0x636f7079ull          /* "copy": the seed of one copy */
 
-void ich_augment_offline_options_init(ich_augment_offline_options *options)
+void (ich_augment_offline_options_init)(ich_augment_offline_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_augment_offline_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_augment_offline_options, progress_user));
 }
 
 /* One augmented copy: source row, its number k, its new ID, and whether it

@@ -24,16 +24,21 @@
 #define MAX_PREFETCH 64
 #define MAX_NEIGHBORS 16
 
-void ich_dataset_options_init(ich_dataset_options *options)
+void (ich_dataset_options_init)(ich_dataset_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_dataset_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->batch_size = 16;
     options->shuffle = 1;
     options->workers = 2;
     options->prefetch = 2;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_dataset_options, extension));
 }
 
 /* The caller's options over the defaults, field by field as far as its

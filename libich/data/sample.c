@@ -10,15 +10,20 @@
 #include "core/rng.h"
 #include "ich/labels.h"
 
-void ich_sample_options_init(ich_sample_options *options)
+void (ich_sample_options_init)(ich_sample_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_sample_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->per_label = 10000;
     options->seed = 0;
     options->negatives = 1;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_sample_options, negatives));
 }
 
 /* Mark up to `want` of the `n` candidate rows as chosen: a partial

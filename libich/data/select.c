@@ -34,15 +34,20 @@ enum row_state { ROW_PENDING = 0, ROW_PLACED, ROW_MISSING, ROW_FAILED };
 
 /* ---- Options ------------------------------------------------------------ */
 
-void ich_select_options_init(ich_select_options *options)
+void (ich_select_options_init)(ich_select_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_select_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->mode = ICH_SELECT_COPY;
     options->threads = 0;
     options->extension = ".dcm";
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_select_options, progress_user));
 }
 
 /* The caller's options over the defaults; fields past options->size (from

@@ -37,10 +37,13 @@
  * same seed (sampling, augmentation). */
 #define SPLIT_STREAM 0x53504c4954ull /* "SPLIT" */
 
-void ich_split_options_init(ich_split_options *options)
+void (ich_split_options_init)(ich_split_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_split_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->ratios[0] = 0.8;
@@ -48,6 +51,8 @@ void ich_split_options_init(ich_split_options *options)
     options->ratios[2] = 0.1;
     options->seed = 0;
     options->stratify = 1;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_split_options, stratify));
 }
 
 static ich_status check_ratios(const double *r)

@@ -27,7 +27,7 @@
 #include "core/error.h"
 #include "dicom/codec_messages.h"
 
-/* Exported, like the ich_* API (cmake/libich.map lists them). */
+/* Exported, like the ich_* API (cmake/libich.map.in lists them). */
 #define INTERPOSED __attribute__((visibility("default")))
 
 static _Thread_local int reading_depth;

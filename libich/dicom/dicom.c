@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fileutil.h"
+#include "core/options.h"
 #include "dicom/gdcm_shim.h"
 
 struct ich_dicom {
@@ -109,37 +110,18 @@ static _Atomic uint64_t limit_file_bytes = ICH_DICOM_DEFAULT_MAX_FILE_BYTES;
 static _Atomic uint64_t limit_pixels = ICH_DICOM_DEFAULT_MAX_PIXELS;
 static _Atomic uint64_t limit_decoded_bytes = ICH_DICOM_DEFAULT_MAX_DECODED_BYTES;
 
-#define LIMITS_MINIMUM_SIZE (offsetof(ich_dicom_limits, size) + sizeof(size_t))
-
-/* The field at `offset` of a caller's struct of `size` bytes, or 0 when
- * the struct ends before it. */
-static uint64_t field_of(const ich_dicom_limits *l, size_t offset)
-{
-    if (!l || l->size < offset + sizeof(uint64_t))
-        return 0;
-    uint64_t v;
-    memcpy(&v, (const char *)l + offset, sizeof v);
-    return v;
-}
-
-static void put_field(ich_dicom_limits *l, size_t offset, uint64_t v)
-{
-    if (l->size >= offset + sizeof(uint64_t))
-        memcpy((char *)l + offset, &v, sizeof v);
-}
+/* The first version of ich_dicom_limits ended at max_file_bytes (see
+ * <ich/dicom.h>). */
+#define LIMITS_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_dicom_limits, max_file_bytes)
 
 /* The limits a read uses: `given` (NULL: the process-wide ones) with its
  * zero or missing fields replaced by the process-wide values' defaults. */
 static ich_status resolve_limits(const ich_dicom_limits *given, ich_dicom_limits *out)
 {
-    if (given && given->size < LIMITS_MINIMUM_SIZE)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_dicom_limits: size is %zu; set it to sizeof(ich_dicom_limits)",
-                        given->size);
-    out->size = sizeof *out;
-    out->max_file_bytes = field_of(given, offsetof(ich_dicom_limits, max_file_bytes));
-    out->max_pixels = field_of(given, offsetof(ich_dicom_limits, max_pixels));
-    out->max_decoded_bytes = field_of(given, offsetof(ich_dicom_limits, max_decoded_bytes));
+    *out = (ich_dicom_limits){.size = sizeof *out};
+    ich_status st = ich_options_merge(out, sizeof *out, given, LIMITS_V1_SIZE, "ich_dicom_limits");
+    if (st != ICH_OK)
+        return st;
     if (!out->max_file_bytes)
         out->max_file_bytes = given ? ICH_DICOM_DEFAULT_MAX_FILE_BYTES : atomic_load(&limit_file_bytes);
     if (!out->max_pixels)
@@ -152,26 +134,16 @@ static ich_status resolve_limits(const ich_dicom_limits *given, ich_dicom_limits
 
 ich_status ich_dicom_default_limits(ich_dicom_limits *limits)
 {
-    if (!limits || limits->size < LIMITS_MINIMUM_SIZE)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_dicom_default_limits: NULL, or size not set to sizeof(ich_dicom_limits)");
-    put_field(limits, offsetof(ich_dicom_limits, max_file_bytes), ICH_DICOM_DEFAULT_MAX_FILE_BYTES);
-    put_field(limits, offsetof(ich_dicom_limits, max_pixels), ICH_DICOM_DEFAULT_MAX_PIXELS);
-    put_field(limits, offsetof(ich_dicom_limits, max_decoded_bytes),
-              ICH_DICOM_DEFAULT_MAX_DECODED_BYTES);
-    return ICH_OK;
+    const ich_dicom_limits l = {sizeof l, ICH_DICOM_DEFAULT_MAX_FILE_BYTES,
+                                ICH_DICOM_DEFAULT_MAX_PIXELS, ICH_DICOM_DEFAULT_MAX_DECODED_BYTES};
+    return ich_options_write(limits, &l, sizeof l, LIMITS_V1_SIZE, "ich_dicom_default_limits");
 }
 
 ich_status ich_dicom_get_limits(ich_dicom_limits *limits)
 {
-    if (!limits || limits->size < LIMITS_MINIMUM_SIZE)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_dicom_get_limits: NULL, or size not set to sizeof(ich_dicom_limits)");
-    put_field(limits, offsetof(ich_dicom_limits, max_file_bytes), atomic_load(&limit_file_bytes));
-    put_field(limits, offsetof(ich_dicom_limits, max_pixels), atomic_load(&limit_pixels));
-    put_field(limits, offsetof(ich_dicom_limits, max_decoded_bytes),
-              atomic_load(&limit_decoded_bytes));
-    return ICH_OK;
+    const ich_dicom_limits l = {sizeof l, atomic_load(&limit_file_bytes),
+                                atomic_load(&limit_pixels), atomic_load(&limit_decoded_bytes)};
+    return ich_options_write(limits, &l, sizeof l, LIMITS_V1_SIZE, "ich_dicom_get_limits");
 }
 
 ich_status ich_dicom_set_limits(const ich_dicom_limits *limits)
@@ -333,18 +305,11 @@ void ich_dicom_free(ich_dicom *dicom)
 
 ich_status ich_dicom_get_info(const ich_dicom *dicom, ich_dicom_info *info)
 {
-    size_t minimum = offsetof(ich_dicom_info, columns) + sizeof info->columns;
     if (!dicom || !info)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_get_info: NULL argument");
-    if (info->size < minimum)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_dicom_get_info: info->size is %zu; set it to sizeof(ich_dicom_info)",
-                        info->size);
-    size_t n = info->size < sizeof *info ? info->size : sizeof *info;
-    size_t caller_size = info->size;
-    memcpy(info, &dicom->info, n);
-    info->size = caller_size;
-    return ICH_OK;
+    /* The first version held only rows and columns (see <ich/dicom.h>). */
+    return ich_options_write(info, &dicom->info, sizeof dicom->info,
+                             ICH_OPTIONS_V1_SIZE(ich_dicom_info, columns), "ich_dicom_get_info");
 }
 
 void ich_dicom_size(const ich_dicom *dicom, int32_t *rows, int32_t *columns)
@@ -416,10 +381,6 @@ static ich_status check_text(const char *what, const char *value, int uid)
 
 static ich_status check_slice(const ich_ct_slice *s)
 {
-    if (s->size < offsetof(ich_ct_slice, sop_instance_uid) + sizeof s->sop_instance_uid)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_dicom_write_ct: slice->size is %zu; set it to sizeof(ich_ct_slice)",
-                        s->size);
     if (s->rows < 1 || s->rows > 65535 || s->columns < 1 || s->columns > 65535 || !s->pixels)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "ich_dicom_write_ct: need 1..65535 rows and columns and pixels (got %d x %d%s)",
@@ -445,11 +406,17 @@ ich_status ich_dicom_write_ct(const char *path, const ich_ct_slice *slice)
     if (!path || !slice)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dicom_write_ct: NULL %s",
                         path ? "slice" : "path");
-    ich_status st = check_slice(slice);
+    /* Only the caller's `size` bytes are read; the fields of a newer
+     * version stay zero, their documented defaults. */
+    ich_ct_slice s = {.size = sizeof s};
+    ich_status st = ich_options_merge(&s, sizeof s, slice,
+                                      ICH_OPTIONS_V1_SIZE(ich_ct_slice, sop_instance_uid),
+                                      "ich_dicom_write_ct");
+    if (st == ICH_OK)
+        st = check_slice(&s);
     if (st != ICH_OK)
         return st;
 
-    ich_ct_slice s = *slice;
     char study[65], series[65], sop[65];
     if (!s.study_instance_uid && (st = new_uid(study)) == ICH_OK)
         s.study_instance_uid = study;

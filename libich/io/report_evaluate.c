@@ -21,15 +21,20 @@
 #include "train/train_internal.h"
 #include "window/window_internal.h"
 
-void ich_evaluate_options_init(ich_evaluate_options *options)
+void (ich_evaluate_options_init)(ich_evaluate_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_evaluate_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->batch_size = 16;
     options->threshold = 0.5f;
     options->bootstrap = 1000;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_evaluate_options, progress_user));
 }
 
 /* Everything one evaluation holds; freed by run_free. */
@@ -670,14 +675,20 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
     return st;
 }
 
+/* The first version of ich_evaluate_summary (see <ich/report.h>). */
+#define SUMMARY_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_evaluate_summary, left_out)
+
 static void fill_summary(const eval_run *run, ich_evaluate_summary *summary)
 {
     if (!summary)
         return;
     int64_t left_out = ich_dataset_left_out(run->dataset);
-    summary->evaluated = run->count;
-    summary->left_out = left_out;
-    summary->rows = run->count + left_out;
+    ich_evaluate_summary s = {.size = sizeof s};
+    s.evaluated = run->count;
+    s.left_out = left_out;
+    s.rows = run->count + left_out;
+    /* Only the caller's summary->size bytes are written; checked at the start. */
+    (void)ich_options_write(summary, &s, sizeof s, SUMMARY_V1_SIZE, "ich_evaluate_report");
 }
 
 ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
@@ -700,11 +711,9 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
                         "bootstrap %d, threshold %g)",
                         run.opt.batch_size, run.opt.workers, run.opt.bootstrap,
                         (double)run.opt.threshold);
-    if (run.opt.summary && run.opt.summary->size < sizeof *run.opt.summary)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_evaluate_report: options.summary->size is %zu, at least %zu "
-                        "expected",
-                        run.opt.summary->size, sizeof *run.opt.summary);
+    if (run.opt.summary && !ich_options_size(run.opt.summary, sizeof *run.opt.summary,
+                                             SUMMARY_V1_SIZE, "ich_evaluate_report: summary"))
+        return ICH_ERR_INVALID_ARGUMENT;
     eval_results *res = calloc(1, sizeof *res);
     if (!res)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");

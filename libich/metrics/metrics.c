@@ -12,6 +12,7 @@
 
 #include "core/decision.h"
 #include "core/error.h"
+#include "core/options.h"
 #include "core/rng.h"
 #include "ich/labels.h"
 #include "ich/metrics.h"
@@ -37,15 +38,20 @@ struct ich_metrics {
     ich_metrics_summary_result summary;
 };
 
-void ich_metrics_options_init(ich_metrics_options *options)
+void (ich_metrics_options_init)(ich_metrics_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_metrics_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->bootstrap = 1000;
     options->seed = 0;
     options->confidence = 0.95;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_metrics_options, confidence));
 }
 
 static void drop_results(ich_metrics *m)
@@ -247,7 +253,7 @@ static int by_score_desc(const void *a, const void *b)
  * decision rule p > 0.5 (core/decision.h). */
 static ich_metrics_at at_threshold(const ich_metrics *m, int32_t c, double t, int half)
 {
-    ich_metrics_at a = {.threshold = t};
+    ich_metrics_at a = {.size = sizeof a, .threshold = t};
     for (int64_t r = 0; r < m->n; r++) {
         int64_t i = r * m->classes + c;
         int pred = half ? m->positive[i] : m->probs[i] >= t;
@@ -357,7 +363,7 @@ static ich_status roc_and_ap(ich_metrics *m, int32_t c, const sort_item *items)
     if (P > 0)
         res->defined |= ICH_METRIC_AVERAGE_PRECISION;
     res->youden_threshold = res->youden_j = NAN;
-    res->at_youden = (ich_metrics_at){.threshold = NAN};
+    res->at_youden = (ich_metrics_at){.size = sizeof res->at_youden, .threshold = NAN};
     res->at_youden.accuracy = res->at_youden.precision = res->at_youden.recall = NAN;
     res->at_youden.specificity = res->at_youden.f1 = NAN;
     if (P > 0 && N > 0) {
@@ -488,12 +494,11 @@ ich_status ich_metrics_compute(ich_metrics *m, const ich_metrics_options *option
     ich_metrics_options_init(&o);
     if (!m)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_metrics_compute: metrics is NULL");
-    if (options) {
-        if (options->size < offsetof(ich_metrics_options, confidence) + sizeof(double))
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_metrics_compute: options->size %zu",
-                            options->size);
-        o = *options;
-    }
+    ich_status merged = ich_options_merge(&o, sizeof o, options,
+                                          ICH_OPTIONS_V1_SIZE(ich_metrics_options, confidence),
+                                          "ich_metrics_compute");
+    if (merged != ICH_OK)
+        return merged;
     if (o.bootstrap < 0 || o.bootstrap > 1000000 || !(o.confidence > 0.0 && o.confidence < 1.0))
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "ich_metrics_compute: bootstrap %d (0..1000000), confidence %g (0..1)",
@@ -535,10 +540,9 @@ ich_status ich_metrics_class(const ich_metrics *m, int32_t index, ich_metrics_cl
     ich_status st = check_computed(m, index, "ich_metrics_class");
     if (st != ICH_OK)
         return st;
-    if (!out || out->size < sizeof *out)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_metrics_class: out or out->size");
-    *out = m->result[index];
-    return ICH_OK;
+    return ich_options_write(out, &m->result[index], sizeof m->result[index],
+                             ICH_OPTIONS_V1_SIZE(ich_metrics_class_result, defined),
+                             "ich_metrics_class");
 }
 
 ich_status ich_metrics_summary(const ich_metrics *m, ich_metrics_summary_result *out)
@@ -546,10 +550,9 @@ ich_status ich_metrics_summary(const ich_metrics *m, ich_metrics_summary_result 
     ich_status st = check_computed(m, 0, "ich_metrics_summary");
     if (st != ICH_OK)
         return st;
-    if (!out || out->size < sizeof *out)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_metrics_summary: out or out->size");
-    *out = m->summary;
-    return ICH_OK;
+    return ich_options_write(out, &m->summary, sizeof m->summary,
+                             ICH_OPTIONS_V1_SIZE(ich_metrics_summary_result, defined),
+                             "ich_metrics_summary");
 }
 
 ich_status ich_metrics_roc(const ich_metrics *m, int32_t index, double *fpr, double *tpr,

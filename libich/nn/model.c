@@ -26,6 +26,7 @@
 #include "core/decision.h"
 #include "core/error.h"
 #include "core/fileutil.h"
+#include "core/options.h"
 #include "core/rng.h"
 
 /* ---- activation buffers ------------------------------------------------- */
@@ -1169,26 +1170,28 @@ ICH_API int32_t ich_model_tensor_count(const ich_model *m)
 
 ICH_API ich_status ich_model_tensor(const ich_model *m, int32_t index, ich_tensor_view *view)
 {
-    if (!m || !view || view->size < sizeof *view || index < 0 || index >= m->ntensors)
+    if (!m || index < 0 || index >= m->ntensors)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_model_tensor: NULL model/view, view->size too small or index %d "
-                        "out of range",
-                        (int)index);
+                        "ich_model_tensor: NULL model or index %d out of range", (int)index);
     const ich_param *p = m->tensors[index].param;
-    view->name = m->tensors[index].name;
-    view->type = p->dtype == ICH_DTYPE_I64 ? ICH_TENSOR_I64 : ICH_TENSOR_F32;
-    view->ndim = p->ndim;
-    view->count = 1;
+    ich_tensor_view v = {.size = sizeof v};
+    v.name = m->tensors[index].name;
+    v.type = p->dtype == ICH_DTYPE_I64 ? ICH_TENSOR_I64 : ICH_TENSOR_F32;
+    v.ndim = p->ndim;
+    v.count = 1;
     for (int d = 0; d < 4; d++) {
-        view->dims[d] = d < p->ndim ? p->dims[d] : 0;
+        v.dims[d] = d < p->ndim ? p->dims[d] : 0;
         if (d < p->ndim)
-            view->count *= p->dims[d];
+            v.count *= p->dims[d];
     }
-    view->data = p->data;
-    view->grad = p->grad;
-    view->trainable = p->trainable;
-    view->frozen = p->frozen;
-    return ICH_OK;
+    v.data = p->data;
+    v.grad = p->grad;
+    v.trainable = p->trainable;
+    v.frozen = p->frozen;
+    /* Only the caller's view->size bytes are written (an older header's
+     * view is shorter). */
+    return ich_options_write(view, &v, sizeof v, ICH_OPTIONS_V1_SIZE(ich_tensor_view, frozen),
+                             "ich_model_tensor");
 }
 
 ICH_API int32_t ich_model_find_tensor(const ich_model *m, const char *name)

@@ -59,10 +59,13 @@ static const char *kind_name(int32_t kind)
     }
 }
 
-void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_kind kind)
+void (ich_optimizer_options_init)(ich_optimizer_options *caller, ich_optimizer_kind kind)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_optimizer_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->kind = kind;
@@ -71,6 +74,8 @@ void ich_optimizer_options_init(ich_optimizer_options *options, ich_optimizer_ki
     options->beta2 = 0.999;
     options->eps = 1e-8;
     options->weight_decay = kind == ICH_OPTIM_ADAMW ? 0.01 : 0.0;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_optimizer_options, nesterov));
 }
 
 /* PyTorch's checks of the settings (its ValueErrors), plus finiteness. */
@@ -422,9 +427,8 @@ ich_status ich_optimizer_state(const ich_optimizer *optimizer, int32_t index,
     const char *fn = "ich_optimizer_state";
     if (!optimizer || !view)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL optimizer or view", fn);
-    if (view->size < sizeof *view)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: view->size is %zu, expected %zu", fn,
-                        view->size, sizeof *view);
+    if (!ich_options_size(view, sizeof *view, ICH_OPTIONS_V1_SIZE(ich_tensor_view, frozen), fn))
+        return ICH_ERR_INVALID_ARGUMENT;
     int32_t count = ich_optimizer_state_count(optimizer);
     if (index < 0 || index >= count)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: index %d outside 0..%d", fn, index,
@@ -435,23 +439,23 @@ ich_status ich_optimizer_state(const ich_optimizer *optimizer, int32_t index,
     ich_status st = ich_model_tensor(optimizer->model, p->tensor, &param);
     if (st != ICH_OK)
         return st;
-    memset(view, 0, sizeof *view);
-    view->size = sizeof *view;
-    view->name = p->names[k];
+    ich_tensor_view v = {.size = sizeof v};
+    v.name = p->names[k];
     if (k == optimizer->per_param - 1) { /* the step count: one int64 */
-        view->type = ICH_TENSOR_I64;
-        view->ndim = 1;
-        view->dims[0] = 1;
-        view->count = 1;
-        view->data = &p->step;
-        return ICH_OK;
+        v.type = ICH_TENSOR_I64;
+        v.ndim = 1;
+        v.dims[0] = 1;
+        v.count = 1;
+        v.data = &p->step;
+    } else {
+        v.type = ICH_TENSOR_F32;
+        v.ndim = param.ndim;
+        memcpy(v.dims, param.dims, sizeof v.dims);
+        v.count = p->count;
+        v.data = k == 0 ? p->exp_avg : p->exp_avg_sq;
     }
-    view->type = ICH_TENSOR_F32;
-    view->ndim = param.ndim;
-    memcpy(view->dims, param.dims, sizeof view->dims);
-    view->count = p->count;
-    view->data = k == 0 ? p->exp_avg : p->exp_avg_sq;
-    return ICH_OK;
+    /* Only the caller's view->size bytes are written. */
+    return ich_options_write(view, &v, sizeof v, ICH_OPTIONS_V1_SIZE(ich_tensor_view, frozen), fn);
 }
 
 const char *ich_optimizer_config(const ich_optimizer *optimizer)

@@ -39,10 +39,13 @@ static const char *schedule_name(int32_t kind)
     }
 }
 
-void ich_schedule_options_init(ich_schedule_options *options, ich_schedule_kind kind)
+void (ich_schedule_options_init)(ich_schedule_options *caller, ich_schedule_kind kind)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_schedule_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->kind = kind;
@@ -54,6 +57,8 @@ void ich_schedule_options_init(ich_schedule_options *options, ich_schedule_kind 
     options->step_size = 10;
     options->gamma = 0.1;
     options->t_max = 10;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_schedule_options, t_max));
 }
 
 static ich_status check_schedule(const ich_schedule_options *o, const char *fn)

@@ -23,10 +23,13 @@
 static const char *const SUBTYPES[6] = {"any", "epidural", "intraparenchymal",
                                         "intraventricular", "subarachnoid", "subdural"};
 
-void ich_phantom_options_init(ich_phantom_options *options)
+void (ich_phantom_options_init)(ich_phantom_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_phantom_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->patients = 20;
@@ -40,6 +43,8 @@ void ich_phantom_options_init(ich_phantom_options *options)
     options->size_max = 1.0;
     options->noise = 6.0;
     options->layout = ICH_PHANTOM_FLAT;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_phantom_options, progress_user));
 }
 
 static int finite_in(double v, double lo, double hi)

@@ -58,16 +58,8 @@ ich_status ich_history_get(const ich_history *history, int32_t index, ich_epoch_
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "ich_history_get: index %d out of range (%d epochs)", index,
                         history->count);
-    size_t size = stats->size;
-    if (size < ICH_OPTIONS_V1_SIZE(ich_epoch_stats, seconds))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_history_get: stats->size is %zu; set it to sizeof(ich_epoch_stats)",
-                        size);
-    if (size > sizeof *stats)
-        size = sizeof *stats; /* a newer caller: fill what we know */
-    memcpy(stats, &history->rows[index], size);
-    stats->size = size;
-    return ICH_OK;
+    return ich_options_write(stats, &history->rows[index], sizeof history->rows[index],
+                             ICH_OPTIONS_V1_SIZE(ich_epoch_stats, seconds), "ich_history_get");
 }
 
 /* The loss that decides "best": validation when the epoch had one. */

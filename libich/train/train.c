@@ -24,15 +24,20 @@ static double seconds_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void ich_train_options_init(ich_train_options *options)
+void (ich_train_options_init)(ich_train_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_train_options defaults, *options = &defaults;
     memset(options, 0, sizeof *options);
     options->size = sizeof *options;
     options->epochs = 10;
     options->restore_best = 1;
     options->cascade_mask = -1;
+    ich_options_init_write(caller, &defaults, sizeof defaults,
+                           ICH_OPTIONS_V1_SIZE(ich_train_options, progress_user));
 }
 
 /* ---- The loss of one batch ---------------------------------------------- */

@@ -188,6 +188,7 @@ class Augment(OwnedHandle):
         """The random choices :meth:`apply` makes for `seed`, as a dict
         (transforms that are off have neutral values)."""
         c = _Choices()
+        c.size = ctypes.sizeof(c)  # as the C macro does (ICH_SIZED)
         lib.ich_augment_choices_init(ctypes.byref(c))
         check(lib.ich_augment_choose(self._live(), _seed(seed), ctypes.byref(c)))
         out = {name: getattr(c, name) for name, _ in _Choices._fields_ if name != "size"}
@@ -211,6 +212,7 @@ class Augment(OwnedHandle):
         :meth:`choices` returns, e.g. with "hflip" set for a fixed test-time
         flip) instead of random ones; missing keys keep neutral values."""
         c = _Choices()
+        c.size = ctypes.sizeof(c)  # as the C macro does (ICH_SIZED)
         lib.ich_augment_choices_init(ctypes.byref(c))
         for name, value in dict(choices).items():
             if name == "size" or not hasattr(c, name):
@@ -273,6 +275,7 @@ def augment_offline(augment, train_labels, image_dir, out_dir, target=0, seed=0,
             or not 0 <= threads <= INT32_MAX:
         raise _invalid("threads must be an integer >= 0, not %r" % (threads,))
     options = _OfflineOptions()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_augment_offline_options_init(ctypes.byref(options))
     options.target = int(target)
     options.seed = _seed(seed)

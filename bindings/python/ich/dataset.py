@@ -132,6 +132,7 @@ class Dataset(OwnedHandle):
         self._handle = None
         self._labels = None
         options = _Options()
+        options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
         lib.ich_dataset_options_init(ctypes.byref(options))
         options.batch_size = _int(batch_size, "batch_size", 1)
         options.shuffle = 1 if shuffle else 0

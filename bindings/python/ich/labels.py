@@ -273,6 +273,7 @@ def sample_labels(labels, per_label, seed=0, negatives=True):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise _invalid("seed must be a non-negative int")
     options = SampleOptions()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_sample_options_init(ctypes.byref(options))
     options.per_label = int(per_label)
     options.seed = int(seed) & 0xFFFFFFFFFFFFFFFF

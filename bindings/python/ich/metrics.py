@@ -37,6 +37,7 @@ _BCE, _RSNA = 512, 1024
 
 class _At(ctypes.Structure):
     _fields_ = [
+        ("size", ctypes.c_size_t),
         ("threshold", ctypes.c_double),
         ("tn", ctypes.c_int64), ("fp", ctypes.c_int64),
         ("fn", ctypes.c_int64), ("tp", ctypes.c_int64),
@@ -140,6 +141,7 @@ class Metrics(OwnedHandle):
                                          ctypes.byref(handle)))
         self._handle = handle
         self._options = _Options()
+        self._options.size = ctypes.sizeof(self._options)  # as the C macro does (ICH_SIZED)
         lib.ich_metrics_options_init(ctypes.byref(self._options))
         self._options.bootstrap = int(bootstrap)
         self._options.seed = int(seed)

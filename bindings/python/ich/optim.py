@@ -242,6 +242,7 @@ class Optimizer(OwnedHandle):
             raise _invalid("Optimizer: kind must be one of %s, not %r" % (sorted(_KINDS), kind))
         handle = _model_handle(model)
         options = _OptimizerOptions()
+        options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
         lib.ich_optimizer_options_init(ctypes.byref(options), _KINDS[kind])
         if lr is not None:
             options.lr = _real(lr, "lr")
@@ -333,6 +334,7 @@ class Schedule(OwnedHandle):
             raise _invalid("Schedule: kind must be one of %s, not %r"
                            % (sorted(_SCHEDULES), kind))
         o = _ScheduleOptions()
+        o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
         lib.ich_schedule_options_init(ctypes.byref(o), _SCHEDULES[kind])
         for name, value in options.items():
             field = self._ALIASES.get(name, name)

@@ -102,6 +102,7 @@ def _options(patients=20, slices=24, size=512, studies=1, seed=0, prevalence=0.5
              multiple=0.25, size_range=(0.4, 1.0), noise=6.0, type_weights=None,
              layout="flat", threads=0):
     o = _Options()
+    o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
     lib.ich_phantom_options_init(ctypes.byref(o))
     o.patients = _int(patients, "patients", 1, 2**31 - 1)
     o.slices = _int(slices, "slices", 1, 2**31 - 1)

@@ -96,6 +96,7 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     if window is not None and not isinstance(window, Window):
         raise TypeError("window must be an ich.Window, a str or None")
     o = _Options()
+    o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
     lib.ich_evaluate_options_init(ctypes.byref(o))
     o.window = window._live() if window is not None else None
     o.batch_size, o.workers, o.threshold = int(batch_size), int(workers), float(threshold)

@@ -99,6 +99,7 @@ def split_labels(labels, ratios=(0.8, 0.1, 0.1), seed=0, stratify=True):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise _invalid("seed must be a non-negative int")
     options = SplitOptions()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_split_options_init(ctypes.byref(options))
     for i, r in enumerate(ratios):
         options.ratios[i] = float(r)
@@ -126,6 +127,7 @@ def select_files(labels, src_dir, dst_dir, mode="copy", threads=0, extension=".d
     if mode not in _MODES:
         raise _invalid("mode must be one of %s, not %r" % (", ".join(_MODES), mode))
     options = SelectOptions()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_select_options_init(ctypes.byref(options))
     options.mode = _MODES[mode]
     options.threads = _threads(threads)

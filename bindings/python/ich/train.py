@@ -158,6 +158,7 @@ def _schedule_options(schedule):
     if kind not in _SCHEDULES:
         raise _invalid("schedule kind must be one of %s, not %r" % (sorted(_SCHEDULES), kind))
     o = _ScheduleOptions()
+    o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
     lib.ich_schedule_options_init(ctypes.byref(o), _SCHEDULES[kind])
     for name, value in options.items():
         field = Schedule._ALIASES.get(name, name)
@@ -227,6 +228,7 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
     if optimizer is None or train_dataset is None:
         raise TypeError("train: optimizer and train_dataset are required")
     o = _Options()
+    o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
     lib.ich_train_options_init(ctypes.byref(o))
     o.epochs = _int(epochs, "epochs")
     weights = _pos_weight(model, pos_weight)
