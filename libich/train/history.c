@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "io/report.h"
+#include "report/report.h"
 #include "core/options.h"
 #include "data/csv.h"
 #include "train/train_internal.h"

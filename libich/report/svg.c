@@ -6,7 +6,7 @@
  * plot area here, in data space, rather than with an SVG clipPath: a
  * clipPath needs an id, and ids would clash when several charts are
  * inlined in one HTML page. */
-#include "io/svg.h"
+#include "report/svg.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* HTML page, tables (HTML and CSV) and a JSON writer for evaluation
  * reports (see report.h). */
-#include "io/report.h"
+#include "report/report.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "data/csv.h"
-#include "io/svg.h"
+#include "report/svg.h"
 
 ich_status ich_report_write(const char *path, const ich_buf *buf)
 {
