@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "core/fileutil.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "report/report.h"
 #include "report/svg.h"
 #include "ich/ich.h"

@@ -100,7 +100,7 @@ typedef struct ich_st_file {
     int32_t count;
     ich_st_meta *meta;          /* in header order */
     int32_t meta_count;
-    void *internal;             /* parser memory (names, values) */
+    void *internal;             /* the parsed header (ich_json_doc): names, values */
 } ich_st_file;
 
 /* Read and validate the file `path` into *file (zeroed first; free it with
