@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "data/label_match.h"
-#include "io/safetensors.h"
+#include "nn/safetensors.h"
 #include "nn/model_internal.h"
 #include "train/train_internal.h"
 

@@ -11,7 +11,7 @@
 #include "core/fileutil.h"
 #include "core/json.h"
 #include "core/utf8.h"
-#include "io/safetensors.h"
+#include "nn/safetensors.h"
 
 /* ---- dtypes ------------------------------------------------------------- */
 

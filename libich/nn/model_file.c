@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "nn/safetensors.h"
 #include "ich/model.h"
 #include "ich/optim.h"
 #include "nn/model_internal.h"
