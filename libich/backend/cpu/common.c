@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/threads.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
@@ -298,11 +299,11 @@ static void omp_body(void *data)
 }
 
 /* OpenMP's thread count is a per-thread setting: give the calling thread
- * the backend's count (ich_set_threads may have run on another thread). */
+ * the process's count (ich_set_threads may have run on another thread). */
 void ich_cpu_apply_threads(void)
 {
     static _Thread_local int applied;
-    int want = ich_cpu_threads();
+    int want = ich_compute_threads();
     if (applied == want)
         return;
     pthread_once(&g_omp.once, omp_lookup);
@@ -314,7 +315,7 @@ void ich_cpu_apply_threads(void)
 void ich_cpu_parallel(int64_t count, ich_cpu_range_fn fn, void *context)
 {
     /* Waking threads costs microseconds: only for big ranges. */
-    int threads = ich_cpu_threads();
+    int threads = ich_compute_threads();
     if (threads <= 1 || count < (1 << 16)) {
         fn(context, 0, count);
         return;

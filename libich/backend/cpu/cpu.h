@@ -61,10 +61,7 @@ void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primi
 typedef void (*ich_cpu_range_fn)(void *context, int64_t begin, int64_t end);
 void ich_cpu_parallel(int64_t count, ich_cpu_range_fn fn, void *context);
 
-/* Threads of the backend (ich_set_threads). */
-int ich_cpu_threads(void);
-
-/* Give the calling thread's OpenMP the backend's thread count (before
+/* Give the calling thread's OpenMP the compute thread count (core/threads.h) (before
  * oneDNN calls; ich_cpu_execute and ich_cpu_parallel do it). */
 void ich_cpu_apply_threads(void);
 
