@@ -27,7 +27,7 @@ static const ich_plugin_host g_host = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
     .fail = ich_fail,
     .log = ich_log,
-    .parallel = ich_cpu_parallel,
+    .parallel = ich_parallel_range,
 };
 
 /* The one plugin libich knows: "cuda". Its load is tried once. */

@@ -1,8 +1,11 @@
-/* Internal: the compute threads, one count for the whole process.
+/* Internal: the compute threads, one count for the whole process, and a
+ * backend-neutral loop over them.
  *
  * ich_set_threads() (<ich/core.h>) stores the count here; the CPU backend
- * reads it before each oneDNN call and sizes OpenBLAS's pool through a
- * listener, since core/ cannot call up into backend/. */
+ * gives it to OpenMP (oneDNN's pool) before each oneDNN call and sizes
+ * OpenBLAS's pool through a listener, since core/ cannot call up into
+ * backend/. Element loops outside the backends (the optimizers) and inside
+ * them (ReLU, the CUDA plugin's host loops) run on ich_parallel_range. */
 #ifndef ICH_INTERNAL_THREADS_H
 #define ICH_INTERNAL_THREADS_H
 
@@ -23,6 +26,20 @@ int ich_compute_threads(void);
  * OPENBLAS_NUM_THREADS, is kept until the application sets a count). One
  * listener; a later call replaces it. */
 void ich_compute_threads_listen(void (*fn)(int threads));
+
+/* Give the calling thread's OpenMP the count (OpenMP's is a per-thread
+ * setting; ich_set_threads may have run on another thread): before oneDNN
+ * calls. Cheap when nothing changed. Nothing when no OpenMP runtime is
+ * loaded (it comes with oneDNN; looked up at run time). */
+void ich_compute_threads_apply(void);
+
+/* Run fn(context, begin, end) over [0, count) in contiguous chunks, one per
+ * compute thread, and return when all are done; on the calling thread alone
+ * when there is one thread or count is small (below 65536). The chunks run
+ * on OpenMP's team when one is loaded, else on ich_parallel_for's threads.
+ * fn must give the same result however [0, count) is cut. */
+typedef void (*ich_range_fn)(void *context, int64_t begin, int64_t end);
+void ich_parallel_range(int64_t count, ich_range_fn fn, void *context);
 
 #ifdef __cplusplus
 }

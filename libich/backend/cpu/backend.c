@@ -4,7 +4,7 @@
  * Threads: oneDNN (Debian's build) and OpenBLAS keep their own pools. The
  * count is the process's (ich_set_threads(), core/threads.h): oneDNN's
  * pool is OpenMP's, whose count is a per-thread setting given before each
- * oneDNN call (ich_cpu_apply_threads); OpenBLAS's is one for the process,
+ * oneDNN call (ich_compute_threads_apply); OpenBLAS's is one for the process,
  * sized when the count changes. */
 #include <pthread.h>
 #include <stdio.h>
