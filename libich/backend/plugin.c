@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "ich/backend.h"
-#include "ich/model.h"
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"

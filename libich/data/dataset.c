@@ -17,7 +17,6 @@
 #include "core/rng.h"
 #include "core/csv.h"
 #include "data/dataset_internal.h"
-#include "data/label_match.h"
 #include "ich/dicom.h"
 
 #define MAX_WORKERS 64
