@@ -6,6 +6,7 @@
 # fuzz corpus replayed and 5,000 seeded mutations, the exported-symbol check, and an
 # out-of-tree program built against the
 # installed library with find_package(ich) and with pkg-config.
+# First of all, the layering check of libich/'s modules (scripts/check_layers.py).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ root=$(pwd)
 py=/usr/bin/python3
 
 scripts/deps.sh
+
+echo "== layers: no include from a lower layer of libich/ to a higher one, no two modules including each other"
+$py scripts/check_layers.py
 
 # With the CUDA toolkit installed the build must make the GPU plugin, and
 # the tests then check that it is found and falls back cleanly without a GPU.
