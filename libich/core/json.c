@@ -258,7 +258,7 @@ typedef struct jparser {
     const char *label; /* the source, in messages */
     const char *what;  /* the document, in messages ("the safetensors header") */
     uint64_t base;     /* offset of the text in its source */
-    const uint8_t *s;  /* the header */
+    const uint8_t *s;  /* the text */
     size_t n;
     size_t pos;
     ich_json_node *nodes;
@@ -268,7 +268,7 @@ typedef struct jparser {
 } jparser;
 
 /* Offset in the source of text position `pos`. */
-static uint64_t file_offset(const jparser *p, size_t pos)
+static uint64_t source_offset(const jparser *p, size_t pos)
 {
     return p->base + (uint64_t)pos;
 }
@@ -276,7 +276,7 @@ static uint64_t file_offset(const jparser *p, size_t pos)
 static ich_status jfail_at(const jparser *p, size_t pos, const char *what)
 {
     return ich_fail(ICH_ERR_FORMAT, "%s: byte %llu: %s in %s", p->label,
-                    (unsigned long long)file_offset(p, pos), what, p->what);
+                    (unsigned long long)source_offset(p, pos), what, p->what);
 }
 
 static void skip_space(jparser *p)
@@ -303,7 +303,7 @@ static ich_status new_node(jparser *p, int type, int32_t *index)
     memset(node, 0, sizeof *node);
     node->type = type;
     node->first = node->next = -1;
-    node->offset = file_offset(p, p->pos);
+    node->offset = source_offset(p, p->pos);
     *index = p->count++;
     return ICH_OK;
 }
@@ -511,7 +511,7 @@ static ich_status parse_container(jparser *p, int depth, int32_t index, int obje
         skip_space(p);
         const char *key = NULL;
         size_t key_length = 0;
-        uint64_t key_offset = file_offset(p, p->pos);
+        uint64_t key_offset = source_offset(p, p->pos);
         if (object) {
             if (p->pos >= p->n || p->s[p->pos] != '"')
                 return jfail_at(p, p->pos, "expected a string key");
