@@ -46,6 +46,9 @@ ich_status ich_checkpoint_save(const char *path, const ich_model *model,
     return st;
 }
 
+/* ---- loading ----------------------------------------------------------- */
+
+/* Plan (and check) the optimizer's state tensors from the file. */
 static ich_status plan_optimizer(ich_load_plan *plan, const ich_st_file *file,
                                  const ich_optimizer *optimizer)
 {
@@ -60,8 +63,6 @@ static ich_status plan_optimizer(ich_load_plan *plan, const ich_st_file *file,
     }
     return ICH_OK;
 }
-
-/* ---- loading ----------------------------------------------------------- */
 
 /* A copy of the model's metadata, to roll back to. */
 typedef struct meta_snapshot {
