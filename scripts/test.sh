@@ -9,6 +9,7 @@
 # installed library with find_package(ich) and with pkg-config, and the
 # packaging checks (scripts/test_packaging.sh: a moved install prefix, pip
 # in a fresh venv, the README's examples as written, the type stubs).
+# First of all, the layering check of libich/'s modules (scripts/check_layers.py).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ root=$(pwd)
 py=/usr/bin/python3
 
 scripts/deps.sh
+
+echo "== layers: no include from a lower layer of libich/ to a higher one, no two modules including each other"
+$py scripts/check_layers.py
 
 # With the CUDA toolkit installed the build must make the GPU plugin, and
 # the tests then check that it is found and falls back cleanly without a GPU.

@@ -296,6 +296,23 @@ static void test_log_callback(void **state)
     ich_clear_error();
 }
 
+/* ich_set_threads is core's (declared in <ich/core.h>): the count reaches
+ * the CPU backend, before and after the backend first starts. */
+static void test_set_threads(void **state)
+{
+    (void)state;
+    char text[512];
+    ich_set_threads(3);
+    assert_int_equal(ich_backend_describe("cpu", text, sizeof text), ICH_OK);
+    assert_non_null(strstr(text, "cpu: 3 threads"));
+    ich_set_threads(1);
+    assert_int_equal(ich_backend_describe("cpu", text, sizeof text), ICH_OK);
+    assert_non_null(strstr(text, "cpu: 1 threads"));
+    ich_set_threads(0); /* back to one per CPU */
+    assert_int_equal(ich_backend_describe("cpu", text, sizeof text), ICH_OK);
+    assert_null(strstr(text, "cpu: 0 threads"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_last_error_names_file),
         cmocka_unit_test(test_last_error_per_thread),
         cmocka_unit_test(test_log_callback),
+        cmocka_unit_test(test_set_threads),
     };
     TU_APPLY_FILTER();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* Tests for the CSV reader behind ich_labels_read() (libich/data/csv.c is
+/* Tests for the CSV reader behind ich_labels_read() (libich/core/csv.c is
  * internal, so it is reached through wide label files whose cells come back
  * as IDs and values): quotes with "" and embedded commas and line breaks,
  * CRLF, a BOM, blank lines, a missing final line end, and the errors, which

@@ -1,5 +1,5 @@
-/* White-box tests of the report building blocks (libich/io/svg.h and
- * libich/io/report.h): nice tick values against the rules they must obey,
+/* White-box tests of the report building blocks (libich/report/svg.h and
+ * libich/report/report.h): nice tick values against the rules they must obey,
  * tick labels, the line chart (legend, escaping, NaN points, clipping,
  * fixed ranges, errors), the confusion-matrix heatmap, XML escaping of odd
  * bytes, tables as CSV (read back with the CSV reader) and HTML, the JSON
@@ -22,9 +22,9 @@
 #include <cmocka.h>
 
 #include "core/fileutil.h"
-#include "data/csv.h"
-#include "io/report.h"
-#include "io/svg.h"
+#include "core/csv.h"
+#include "report/report.h"
+#include "report/svg.h"
 #include "ich/ich.h"
 #include "test_util.h"
 

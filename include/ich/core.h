@@ -1,5 +1,5 @@
 /*
- * libich core: version, status codes, error messages and logging.
+ * libich core: version, status codes, error messages, logging and threads.
  *
  * Every fallible libich call returns an ich_status; ICH_OK (0) means success
  * and results come back through out-parameters. When a call fails,
@@ -124,6 +124,14 @@ typedef int (*ich_progress_fn)(void *user, int64_t done, int64_t total, const ch
 /** Free memory that a libich call returned to the caller (documented where
  *  it happens, e.g. ich_png_read()). NULL is a no-op. */
 ICH_API void ich_free(void *pointer);
+
+/* ---- Threads ----------------------------------------------------------- */
+
+/** Threads the compute kernels use (0: one per CPU, the default): the CPU
+ *  backend's layers (oneDNN, OpenBLAS) and the optimizers' element loops.
+ *  Applies to every model in the process. Steps with a `threads` option of
+ *  their own (phantom, select, augment, dataset workers) are not changed. */
+ICH_API void ich_set_threads(int32_t threads);
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,7 @@
  * ich_model_load()).
  *
  * Threads: a model is used by one thread at a time; its kernels use the
- * backend's threads (ich_set_threads()).
+ * backend's threads (ich_set_threads(), declared in <ich/core.h>).
  */
 #ifndef ICH_MODEL_H
 #define ICH_MODEL_H
@@ -38,10 +38,6 @@ extern "C" {
 
 /** A model (opaque). */
 typedef struct ich_model ich_model;
-
-/** Threads the compute kernels use (0: one per CPU, the default). Applies
- *  to every model in the process. */
-ICH_API void ich_set_threads(int32_t threads);
 
 /* ---- Spec ----------------------------------------------------------------
  *

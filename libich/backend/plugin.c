@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "ich/backend.h"
-#include "ich/model.h"
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
@@ -29,7 +28,7 @@ static const ich_plugin_host g_host = {
     .size = sizeof(ich_plugin_host),
     .fail = ich_fail,
     .log = ich_log,
-    .parallel = ich_cpu_parallel,
+    .parallel = ich_parallel_range,
 };
 
 /* The one plugin libich knows: "cuda". Its load is tried once. */

@@ -15,9 +15,8 @@
 #include "core/paths.h"
 #include "core/parallel.h"
 #include "core/rng.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "data/dataset_internal.h"
-#include "data/label_match.h"
 #include "ich/dicom.h"
 
 #define MAX_WORKERS 64

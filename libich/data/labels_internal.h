@@ -2,7 +2,7 @@
 #ifndef ICH_INTERNAL_LABELS_H
 #define ICH_INTERNAL_LABELS_H
 
-#include "data/csv.h"
+#include "core/csv.h"
 #include "ich/labels.h"
 
 /* The label columns of a wide CSV: every column named after an RSNA label,

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/fileutil.h"
 #include "core/paths.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "data/labels_internal.h"
 #include "ich/labels.h"
 

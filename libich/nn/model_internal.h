@@ -1,5 +1,5 @@
 /* Internal: the model graph (libich/nn/model.c, init.c, presets.c) and what
- * the checkpoint code (libich/io/checkpoint.c) may use besides the public
+ * the checkpoint code (libich/nn/model_file.c) may use besides the public
  * API.
  *
  * For checkpoints, the public API is enough: a model keeps its metadata

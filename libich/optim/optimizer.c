@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "core/threads.h"
 #include "ich/optim.h"
 #include "optim/optim_internal.h"
 
@@ -307,7 +307,7 @@ static void adam_param(const ich_optimizer *opt, param_state *p, const ich_tenso
     };
     update_job job = {(float *)view->data, p->exp_avg, p->exp_avg_sq, view->grad, &s,
                       o->kind == ICH_OPTIM_ADAMW};
-    ich_cpu_parallel(p->count, adam_range, &job);
+    ich_parallel_range(p->count, adam_range, &job);
 }
 
 typedef struct sgd_step {
@@ -363,7 +363,7 @@ static void sgd_param(const ich_optimizer *opt, param_state *p, const ich_tensor
     };
     update_job job = {(float *)view->data, o->momentum != 0 ? p->exp_avg : NULL, NULL,
                       view->grad, &s, 0};
-    ich_cpu_parallel(p->count, sgd_range, &job);
+    ich_parallel_range(p->count, sgd_range, &job);
     p->step++;
 }
 

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "io/report.h"
+#include "core/json.h"
 #include "core/options.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "train/train_internal.h"
 
 static const char *const COLUMNS[] = {"epoch",        "train_loss", "train_accuracy",

@@ -12,8 +12,8 @@
 #include "core/decision.h"
 #include "core/error.h"
 #include "core/options.h"
-#include "data/label_match.h"
-#include "io/safetensors.h"
+#include "nn/label_match.h"
+#include "nn/safetensors.h"
 #include "nn/model_internal.h"
 #include "train/train_internal.h"
 
@@ -55,7 +55,7 @@ typedef struct loss_setup {
 } loss_setup;
 
 /* A dataset's label columns in the model's output order: row[c] of a batch
- * the model sees is the dataset's column map[c] (data/label_match.h). */
+ * the model sees is the dataset's column map[c] (nn/label_match.h). */
 typedef struct label_map {
     int permute; /* 0: the dataset's order is the model's */
     int32_t map[ICH_LABELS_MAX_COLUMNS];

@@ -1,4 +1,4 @@
-"""The report building blocks (libich/io/svg.c, libich/io/report.c) checked
+"""The report building blocks (libich/report/svg.c, libich/report/report.c) checked
 with Python's own parsers: tests/test_report.c writes sample files when
 ICH_REPORT_SAMPLES names a folder; here every SVG is parsed as XML, the
 JSON with json, the CSV with csv and the HTML page with html.parser, and

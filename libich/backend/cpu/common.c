@@ -1,6 +1,5 @@
 /* Shared pieces of the CPU backend: memory, the oneDNN engine and stream,
  * parameters, and the bit mask of fused ReLUs. */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/threads.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
@@ -172,7 +172,7 @@ ich_status ich_relu_mask_record(ich_relu_mask *mask, const float *out, int64_t c
             return ich_fail(ICH_ERR_NO_MEMORY, "out of memory for a ReLU mask");
     }
     mask_job job = {mask->bits, NULL, out, count};
-    ich_cpu_parallel((count + 7) / 8, mask_record_range, &job);
+    ich_parallel_range((count + 7) / 8, mask_record_range, &job);
     return ICH_OK;
 }
 
@@ -188,7 +188,7 @@ static void mask_apply_range(void *context, int64_t begin, int64_t end)
 void ich_relu_mask_apply(const ich_relu_mask *mask, float *grad, int64_t count)
 {
     mask_job job = {mask->bits, grad, NULL, count};
-    ich_cpu_parallel((count + 7) / 8, mask_apply_range, &job);
+    ich_parallel_range((count + 7) / 8, mask_apply_range, &job);
 }
 
 void ich_relu_mask_free(ich_relu_mask *mask)
@@ -221,7 +221,7 @@ ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
     dnnl_engine_t engine = ich_cpu_engine();
     if (!engine)
         return ICH_ERR_INTERNAL;
-    ich_cpu_apply_threads();
+    ich_compute_threads_apply();
     if (!pd && dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success)
         return ich_fail(ICH_ERR_INTERNAL, "%s: oneDNN %s: no primitive descriptor", layer->name,
                         what);
@@ -245,86 +245,3 @@ ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
     return st == dnnl_success ? ICH_OK : ich_cpu_dnnl_fail(layer, what, st);
 }
 
-typedef struct range_job {
-    ich_cpu_range_fn fn;
-    void *context;
-    int64_t count, chunks;
-} range_job;
-
-static ich_status range_item(void *context, int64_t index, int worker)
-{
-    (void)worker;
-    const range_job *job = context;
-    int64_t begin = job->count * index / job->chunks;
-    int64_t end = job->count * (index + 1) / job->chunks;
-    job->fn(job->context, begin, end);
-    return ICH_OK;
-}
-
-/* oneDNN runs on OpenMP (libgomp, loaded with libdnnl). Running the
- * backend's own loops on the same thread team, rather than on threads of
- * our own, keeps OpenMP's spinning workers from competing with them. The
- * entry points are looked up at run time since libich is not compiled
- * with -fopenmp. */
-typedef void (*gomp_parallel_fn)(void (*body)(void *), void *data, unsigned threads,
-                                 unsigned flags);
-typedef int (*omp_int_fn)(void);
-typedef void (*omp_set_fn)(int);
-
-static struct {
-    pthread_once_t once;
-    gomp_parallel_fn parallel;
-    omp_int_fn thread_num, num_threads;
-    omp_set_fn set_num_threads;
-} g_omp = {PTHREAD_ONCE_INIT, NULL, NULL, NULL, NULL};
-
-static void omp_lookup(void)
-{
-    g_omp.set_num_threads = (omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    g_omp.parallel = (gomp_parallel_fn)dlsym(RTLD_DEFAULT, "GOMP_parallel");
-    g_omp.thread_num = (omp_int_fn)dlsym(RTLD_DEFAULT, "omp_get_thread_num");
-    g_omp.num_threads = (omp_int_fn)dlsym(RTLD_DEFAULT, "omp_get_num_threads");
-    if (!g_omp.thread_num || !g_omp.num_threads)
-        g_omp.parallel = NULL;
-}
-
-static void omp_body(void *data)
-{
-    const range_job *job = data;
-    int64_t index = g_omp.thread_num(), chunks = g_omp.num_threads();
-    int64_t begin = job->count * index / chunks, end = job->count * (index + 1) / chunks;
-    if (begin < end)
-        job->fn(job->context, begin, end);
-}
-
-/* OpenMP's thread count is a per-thread setting: give the calling thread
- * the backend's count (ich_set_threads may have run on another thread). */
-void ich_cpu_apply_threads(void)
-{
-    static _Thread_local int applied;
-    int want = ich_cpu_threads();
-    if (applied == want)
-        return;
-    pthread_once(&g_omp.once, omp_lookup);
-    if (g_omp.set_num_threads)
-        g_omp.set_num_threads(want);
-    applied = want;
-}
-
-void ich_cpu_parallel(int64_t count, ich_cpu_range_fn fn, void *context)
-{
-    /* Waking threads costs microseconds: only for big ranges. */
-    int threads = ich_cpu_threads();
-    if (threads <= 1 || count < (1 << 16)) {
-        fn(context, 0, count);
-        return;
-    }
-    range_job job = {fn, context, count, threads};
-    ich_cpu_apply_threads();
-    if (g_omp.parallel) {
-        g_omp.parallel(omp_body, &job, (unsigned)threads, 0);
-        return;
-    }
-    if (ich_parallel_for(threads, threads, range_item, &job, NULL, NULL, "layer", NULL) != ICH_OK)
-        fn(context, 0, count); /* threads could not start: do it here */
-}

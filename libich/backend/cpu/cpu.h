@@ -7,6 +7,7 @@
 
 #include <dnnl.h>
 
+#include "core/threads.h"
 #include "nn/layer.h"
 
 /* The layer kinds of the CPU backend (one file each, or grouped). */
@@ -56,17 +57,6 @@ size_t ich_cpu_scratchpad_size(const_dnnl_primitive_desc_t pd);
 /* Log (at debug level) the oneDNN implementation behind `pd`. */
 void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primitive_desc_t pd);
 
-/* Run fn(context, begin, end) over [0, count) in chunks on the backend's
- * threads (one chunk on the calling thread when count is small). */
-typedef void (*ich_cpu_range_fn)(void *context, int64_t begin, int64_t end);
-void ich_cpu_parallel(int64_t count, ich_cpu_range_fn fn, void *context);
-
-/* Threads of the backend (ich_set_threads). */
-int ich_cpu_threads(void);
-
-/* Give the calling thread's OpenMP the backend's thread count (before
- * oneDNN calls; ich_cpu_execute and ich_cpu_parallel do it). */
-void ich_cpu_apply_threads(void);
 
 /* Return from the calling function (which has an `ich_layer *layer`) with
  * ich_cpu_dnnl_fail() when a oneDNN call fails. */

@@ -30,7 +30,7 @@ static void relu_forward_range(void *context, int64_t begin, int64_t end)
 static ich_status relu_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
     relu_job job = {in[0], NULL, NULL, out};
-    ich_cpu_parallel(ich_shape_count(layer->out), relu_forward_range, &job);
+    ich_parallel_range(ich_shape_count(layer->out), relu_forward_range, &job);
     return ICH_OK;
 }
 
@@ -47,7 +47,7 @@ static ich_status relu_backward(ich_layer *layer, const float *const *in, const 
     if (!grad_in || !grad_in[0])
         return ICH_OK;
     relu_job job = {NULL, out, grad_out, grad_in[0]};
-    ich_cpu_parallel(ich_shape_count(layer->out), relu_backward_range, &job);
+    ich_parallel_range(ich_shape_count(layer->out), relu_backward_range, &job);
     return ICH_OK;
 }
 

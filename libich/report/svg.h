@@ -113,7 +113,8 @@ void ich_svg_format_tick(double value, double step, char *text, size_t size);
 void ich_svg_escape(ich_buf *buf, const char *text);
 
 /* Bytes in the valid UTF-8 sequence that starts at `s` (1 for ASCII); 0
- * when the bytes there are not valid UTF-8 or encode U+FFFE/U+FFFF. */
+ * when the bytes there are not valid UTF-8 (core/utf8.h) or encode
+ * U+FFFE/U+FFFF, which XML forbids. */
 int ich_svg_utf8_length(const char *s);
 
 /* The palette colour ("#0072B2") of series `index` (0-based, repeats). */

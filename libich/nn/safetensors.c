@@ -1,5 +1,5 @@
-/* safetensors reading and writing: a small strict JSON parser for the
- * header, validation of the tensor table, and the writer. See
+/* safetensors reading and writing: the header parsed by core/json.c's
+ * strict parser, validation of the tensor table, and the writer. See
  * safetensors.h for the format and the rules the reader enforces. */
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,9 @@
 
 #include "core/error.h"
 #include "core/fileutil.h"
-#include "io/safetensors.h"
+#include "core/json.h"
+#include "core/utf8.h"
+#include "nn/safetensors.h"
 
 /* ---- dtypes ------------------------------------------------------------- */
 
@@ -109,437 +111,8 @@ static void write_u64_le(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v & 0xff);
 }
 
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid (overlong
- * forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_sequence(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, cp = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *text)
-{
-    const uint8_t *s = (const uint8_t *)text;
-    size_t n = strlen(text);
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_sequence(s + i, n - i);
-        if (len == 0)
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* ---- JSON --------------------------------------------------------------- */
-
-/* Nesting deeper than this is not a safetensors header (it needs 3). */
-#define JSON_MAX_DEPTH 32
-
-enum { J_NULL, J_FALSE, J_TRUE, J_NUMBER, J_STRING, J_ARRAY, J_OBJECT };
-
-typedef struct jnode {
-    int type;
-    int32_t first;     /* first child (array, object), -1 when none */
-    int32_t next;      /* next sibling, -1 when last */
-    int32_t count;     /* children */
-    const char *key;   /* member name inside an object (pool, NUL-terminated) */
-    const char *text;  /* string (pool, NUL-terminated) or number (header, not terminated) */
-    size_t length;     /* bytes of text */
-    uint64_t offset;   /* file offset where the value starts */
-    uint64_t key_offset;
-} jnode;
-
-typedef struct jparser {
-    const char *label;
-    const uint8_t *s;  /* the header */
-    size_t n;
-    size_t pos;
-    jnode *nodes;
-    int32_t count, capacity;
-    char *pool;        /* decoded strings; never longer than their source */
-    size_t pool_used;
-} jparser;
-
-/* File offset of header position `pos`: the header follows 8 length bytes. */
-static uint64_t file_offset(size_t pos)
-{
-    return (uint64_t)pos + 8;
-}
-
-static ich_status jfail_at(const jparser *p, size_t pos, const char *what)
-{
-    return ich_fail(ICH_ERR_FORMAT, "%s: byte %llu: %s in the safetensors header", p->label,
-                    (unsigned long long)file_offset(pos), what);
-}
-
-static void skip_space(jparser *p)
-{
-    while (p->pos < p->n) {
-        uint8_t c = p->s[p->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            break;
-        p->pos++;
-    }
-}
-
-static ich_status new_node(jparser *p, int type, int32_t *index)
-{
-    if (p->count == p->capacity) {
-        int32_t capacity = p->capacity ? p->capacity * 2 : 64;
-        jnode *nodes = realloc(p->nodes, (size_t)capacity * sizeof *nodes);
-        if (!nodes)
-            return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory reading the header", p->label);
-        p->nodes = nodes;
-        p->capacity = capacity;
-    }
-    jnode *node = &p->nodes[p->count];
-    memset(node, 0, sizeof *node);
-    node->type = type;
-    node->first = node->next = -1;
-    node->offset = file_offset(p->pos);
-    *index = p->count++;
-    return ICH_OK;
-}
-
-static int hex_value(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Four hex digits at pos (after "\u"); -1 when malformed. */
-static int32_t read_hex4(const jparser *p, size_t pos)
-{
-    if (p->n - pos < 4)
-        return -1;
-    int32_t v = 0;
-    for (size_t i = 0; i < 4; i++) {
-        int h = hex_value(p->s[pos + i]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-/* An escape sequence at p->pos (just after the backslash), appended to out. */
-static ich_status parse_escape(jparser *p, char *out, size_t *written)
-{
-    size_t at = p->pos - 1;
-    if (p->pos >= p->n)
-        return jfail_at(p, at, "unterminated string");
-    uint8_t c = p->s[p->pos++];
-    static const char simple_from[] = "\"\\/bfnrt", simple_to[] = "\"\\/\b\f\n\r\t";
-    const char *hit = c ? strchr(simple_from, c) : NULL;
-    if (hit) {
-        out[0] = simple_to[hit - simple_from];
-        *written = 1;
-        return ICH_OK;
-    }
-    if (c != 'u')
-        return jfail_at(p, at, "invalid escape sequence");
-    int32_t cp = read_hex4(p, p->pos);
-    if (cp < 0)
-        return jfail_at(p, at, "invalid \\u escape (four hex digits expected)");
-    p->pos += 4;
-    if (cp >= 0xdc00 && cp <= 0xdfff)
-        return jfail_at(p, at, "unpaired UTF-16 low surrogate in a \\u escape");
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        int32_t low = -1;
-        if (p->n - p->pos >= 6 && p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u')
-            low = read_hex4(p, p->pos + 2);
-        if (low < 0xdc00 || low > 0xdfff)
-            return jfail_at(p, at, "unpaired UTF-16 high surrogate in a \\u escape");
-        p->pos += 6;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-    }
-    if (cp == 0)
-        return jfail_at(p, at, "NUL character (\\u0000) in a string");
-    *written = utf8_encode((uint32_t)cp, out);
-    return ICH_OK;
-}
-
-/* A string at p->pos (the opening quote): decoded into the pool. */
-static ich_status parse_string(jparser *p, const char **text, size_t *length)
-{
-    size_t start = p->pos++;
-    char *out = p->pool + p->pool_used;
-    size_t used = 0;
-    for (;;) {
-        if (p->pos >= p->n)
-            return jfail_at(p, start, "unterminated string");
-        uint8_t c = p->s[p->pos];
-        if (c == '"') {
-            p->pos++;
-            break;
-        }
-        if (c < 0x20)
-            return jfail_at(p, p->pos, "control character in a string");
-        if (c == '\\') {
-            p->pos++;
-            size_t written = 0;
-            ich_status st = parse_escape(p, out + used, &written);
-            if (st != ICH_OK)
-                return st;
-            used += written;
-            continue;
-        }
-        size_t len = utf8_sequence(p->s + p->pos, p->n - p->pos);
-        if (len == 0)
-            return jfail_at(p, p->pos, "invalid UTF-8 in a string");
-        memcpy(out + used, p->s + p->pos, len);
-        used += len;
-        p->pos += len;
-    }
-    out[used] = '\0';
-    p->pool_used += used + 1;
-    *text = out;
-    *length = used;
-    return ICH_OK;
-}
-
-static int is_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* A number by JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-static ich_status parse_number(jparser *p, jnode *node)
-{
-    size_t start = p->pos, i = p->pos;
-    if (i < p->n && p->s[i] == '-')
-        i++;
-    if (i >= p->n || !is_digit(p->s[i]))
-        return jfail_at(p, start, "malformed number");
-    if (p->s[i] == '0') {
-        i++;
-        if (i < p->n && is_digit(p->s[i]))
-            return jfail_at(p, start, "number with a leading zero");
-    } else {
-        while (i < p->n && is_digit(p->s[i]))
-            i++;
-    }
-    if (i < p->n && p->s[i] == '.') {
-        i++;
-        if (i >= p->n || !is_digit(p->s[i]))
-            return jfail_at(p, start, "malformed number");
-        while (i < p->n && is_digit(p->s[i]))
-            i++;
-    }
-    if (i < p->n && (p->s[i] == 'e' || p->s[i] == 'E')) {
-        i++;
-        if (i < p->n && (p->s[i] == '+' || p->s[i] == '-'))
-            i++;
-        if (i >= p->n || !is_digit(p->s[i]))
-            return jfail_at(p, start, "malformed number");
-        while (i < p->n && is_digit(p->s[i]))
-            i++;
-    }
-    node->text = (const char *)p->s + start;
-    node->length = i - start;
-    p->pos = i;
-    return ICH_OK;
-}
-
-static ich_status parse_literal(jparser *p, const char *word)
-{
-    size_t len = strlen(word);
-    if (p->n - p->pos < len || memcmp(p->s + p->pos, word, len) != 0)
-        return jfail_at(p, p->pos, "invalid JSON value");
-    p->pos += len;
-    return ICH_OK;
-}
-
-static int compare_key_nodes(const void *a, const void *b)
-{
-    const jnode *x = *(const jnode *const *)a, *y = *(const jnode *const *)b;
-    int c = strcmp(x->key, y->key);
-    if (c != 0)
-        return c;
-    return x->key_offset < y->key_offset ? -1 : x->key_offset > y->key_offset;
-}
-
-/* Members of object `index` with equal names: the later one is reported. */
-static ich_status check_duplicate_keys(jparser *p, int32_t index)
-{
-    int32_t count = p->nodes[index].count;
-    if (count < 2)
-        return ICH_OK;
-    const jnode **members = malloc((size_t)count * sizeof *members);
-    if (!members)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory reading the header", p->label);
-    int32_t k = 0;
-    for (int32_t c = p->nodes[index].first; c >= 0; c = p->nodes[c].next)
-        members[k++] = &p->nodes[c];
-    qsort(members, (size_t)count, sizeof *members, compare_key_nodes);
-    ich_status st = ICH_OK;
-    for (int32_t i = 1; i < count && st == ICH_OK; i++) {
-        if (strcmp(members[i - 1]->key, members[i]->key) == 0) {
-            st = ich_fail(ICH_ERR_FORMAT, "%s: byte %llu: duplicate key \"%s\" in the safetensors header",
-                          p->label, (unsigned long long)members[i]->key_offset, members[i]->key);
-        }
-    }
-    free(members);
-    return st;
-}
-
-static ich_status parse_value(jparser *p, int depth, int32_t *index);
-
-/* Members or elements up to the closing bracket; p->pos is after the opening one. */
-static ich_status parse_container(jparser *p, int depth, int32_t index, int object)
-{
-    char close = object ? '}' : ']';
-    int32_t last = -1;
-    skip_space(p);
-    if (p->pos < p->n && p->s[p->pos] == close) {
-        p->pos++;
-        return ICH_OK;
-    }
-    for (;;) {
-        skip_space(p);
-        const char *key = NULL;
-        size_t key_length = 0;
-        uint64_t key_offset = file_offset(p->pos);
-        if (object) {
-            if (p->pos >= p->n || p->s[p->pos] != '"')
-                return jfail_at(p, p->pos, "expected a string key");
-            ich_status st = parse_string(p, &key, &key_length);
-            if (st != ICH_OK)
-                return st;
-            skip_space(p);
-            if (p->pos >= p->n || p->s[p->pos] != ':')
-                return jfail_at(p, p->pos, "expected ':' after a key");
-            p->pos++;
-        }
-        int32_t child;
-        ich_status st = parse_value(p, depth + 1, &child);
-        if (st != ICH_OK)
-            return st;
-        p->nodes[child].key = key;
-        p->nodes[child].key_offset = key_offset;
-        if (last < 0)
-            p->nodes[index].first = child;
-        else
-            p->nodes[last].next = child;
-        last = child;
-        p->nodes[index].count++;
-        skip_space(p);
-        if (p->pos < p->n && p->s[p->pos] == ',') {
-            p->pos++;
-            continue;
-        }
-        if (p->pos < p->n && p->s[p->pos] == close) {
-            p->pos++;
-            break;
-        }
-        return jfail_at(p, p->pos, object ? "expected ',' or '}'" : "expected ',' or ']'");
-    }
-    return object ? check_duplicate_keys(p, index) : ICH_OK;
-}
-
-static ich_status parse_value(jparser *p, int depth, int32_t *index)
-{
-    skip_space(p);
-    if (p->pos >= p->n)
-        return jfail_at(p, p->pos, "unexpected end");
-    if (depth > JSON_MAX_DEPTH)
-        return jfail_at(p, p->pos, "nesting too deep");
-    uint8_t c = p->s[p->pos];
-    int type = c == '{'   ? J_OBJECT
-               : c == '[' ? J_ARRAY
-               : c == '"' ? J_STRING
-               : c == 't' ? J_TRUE
-               : c == 'f' ? J_FALSE
-               : c == 'n' ? J_NULL
-                          : J_NUMBER;
-    ich_status st = new_node(p, type, index);
-    if (st != ICH_OK)
-        return st;
-    int32_t i = *index;
-    switch (type) {
-    case J_OBJECT:
-    case J_ARRAY:
-        p->pos++;
-        return parse_container(p, depth, i, type == J_OBJECT);
-    case J_STRING: {
-        const char *text = NULL;
-        size_t length = 0;
-        st = parse_string(p, &text, &length);
-        p->nodes[i].text = text;
-        p->nodes[i].length = length;
-        return st;
-    }
-    case J_TRUE:
-        return parse_literal(p, "true");
-    case J_FALSE:
-        return parse_literal(p, "false");
-    case J_NULL:
-        return parse_literal(p, "null");
-    default:
-        return parse_number(p, &p->nodes[i]);
-    }
-}
-
 /* ---- the tensor table --------------------------------------------------- */
 
-/* Parser memory kept alive with the file: names and values point into it. */
-typedef struct st_internal {
-    jnode *nodes;
-    char *pool;
-} st_internal;
 
 static ich_status schema_fail(const char *label, uint64_t offset, const char *fmt, const char *name)
 {
@@ -549,14 +122,14 @@ static ich_status schema_fail(const char *label, uint64_t offset, const char *fm
 }
 
 /* A JSON number that is a non-negative integer below 2^63. */
-static int node_integer(const jnode *node, int64_t *value)
+static int node_integer(const ich_json_node *node, int64_t *value)
 {
-    if (node->type != J_NUMBER || node->length == 0 || node->length > 19)
+    if (node->type != ICH_JSON_NUMBER || node->length == 0 || node->length > 19)
         return 0;
     int64_t v = 0;
     for (size_t i = 0; i < node->length; i++) {
         uint8_t c = (uint8_t)node->text[i];
-        if (!is_digit(c))
+        if (!ich_json_is_digit(c))
             return 0;
         if (v > (INT64_MAX - (c - '0')) / 10)
             return 0;
@@ -566,15 +139,15 @@ static int node_integer(const jnode *node, int64_t *value)
     return 1;
 }
 
-static ich_status read_metadata(ich_st_file *file, const jnode *nodes, const jnode *meta)
+static ich_status read_metadata(ich_st_file *file, const ich_json_node *nodes, const ich_json_node *meta)
 {
-    if (meta->type != J_OBJECT)
+    if (meta->type != ICH_JSON_OBJECT)
         return schema_fail(file->path, meta->offset, "\"__metadata__\" is not an object%s", "");
     file->meta = calloc(meta->count ? (size_t)meta->count : 1, sizeof *file->meta);
     if (!file->meta)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
     for (int32_t c = meta->first; c >= 0; c = nodes[c].next) {
-        if (nodes[c].type != J_STRING)
+        if (nodes[c].type != ICH_JSON_STRING)
             return schema_fail(file->path, nodes[c].offset,
                                "metadata \"%s\" is not a string", nodes[c].key);
         file->meta[file->meta_count].key = nodes[c].key;
@@ -584,10 +157,10 @@ static ich_status read_metadata(ich_st_file *file, const jnode *nodes, const jno
     return ICH_OK;
 }
 
-static ich_status read_shape(const char *label, const jnode *nodes, const jnode *entry,
-                             const jnode *shape, ich_st_tensor *t)
+static ich_status read_shape(const char *label, const ich_json_node *nodes, const ich_json_node *entry,
+                             const ich_json_node *shape, ich_st_tensor *t)
 {
-    if (shape->type != J_ARRAY)
+    if (shape->type != ICH_JSON_ARRAY)
         return schema_fail(label, shape->offset, "tensor \"%s\": shape is not an array", entry->key);
     if (shape->count > ICH_ST_MAX_DIMS)
         return ich_fail(ICH_ERR_UNSUPPORTED, "%s: byte %llu: tensor \"%s\" has %d dimensions (at most %d supported)",
@@ -603,12 +176,12 @@ static ich_status read_shape(const char *label, const jnode *nodes, const jnode 
     return ICH_OK;
 }
 
-static ich_status read_offsets(const char *label, const jnode *nodes, const jnode *entry,
-                               const jnode *offsets, uint64_t *begin, uint64_t *end)
+static ich_status read_offsets(const char *label, const ich_json_node *nodes, const ich_json_node *entry,
+                               const ich_json_node *offsets, uint64_t *begin, uint64_t *end)
 {
     int64_t v[2];
     int32_t k = 0;
-    if (offsets->type != J_ARRAY || offsets->count != 2)
+    if (offsets->type != ICH_JSON_ARRAY || offsets->count != 2)
         return schema_fail(label, offsets->offset,
                            "tensor \"%s\": data_offsets is not an array of two integers", entry->key);
     for (int32_t c = offsets->first; c >= 0; c = nodes[c].next) {
@@ -626,17 +199,17 @@ static ich_status read_offsets(const char *label, const jnode *nodes, const jnod
 }
 
 /* One tensor entry {"dtype": ..., "shape": [...], "data_offsets": [b, e]}. */
-static ich_status read_tensor(ich_st_file *file, const jnode *nodes, const jnode *entry,
+static ich_status read_tensor(ich_st_file *file, const ich_json_node *nodes, const ich_json_node *entry,
                               uint64_t data_size, ich_st_tensor *t, uint64_t *end)
 {
     const char *label = file->path;
-    if (entry->type != J_OBJECT)
+    if (entry->type != ICH_JSON_OBJECT)
         return schema_fail(label, entry->offset, "tensor \"%s\" is not an object", entry->key);
     if (entry->key[0] == '\0')
         return schema_fail(label, entry->key_offset, "a tensor has an empty name%s", "");
-    const jnode *dtype = NULL, *shape = NULL, *offsets = NULL;
+    const ich_json_node *dtype = NULL, *shape = NULL, *offsets = NULL;
     for (int32_t c = entry->first; c >= 0; c = nodes[c].next) {
-        const jnode *m = &nodes[c];
+        const ich_json_node *m = &nodes[c];
         if (strcmp(m->key, "dtype") == 0)
             dtype = m;
         else if (strcmp(m->key, "shape") == 0)
@@ -650,7 +223,7 @@ static ich_status read_tensor(ich_st_file *file, const jnode *nodes, const jnode
         return schema_fail(label, entry->offset,
                            "tensor \"%s\" lacks one of dtype, shape and data_offsets", entry->key);
     t->name = entry->key;
-    if (dtype->type != J_STRING || !dtype_from_name(dtype->text, &t->dtype))
+    if (dtype->type != ICH_JSON_STRING || !dtype_from_name(dtype->text, &t->dtype))
         return schema_fail(label, dtype->offset, "tensor \"%s\": unknown dtype", entry->key);
     ich_status st = read_shape(label, nodes, entry, shape, t);
     if (st == ICH_OK)
@@ -728,7 +301,7 @@ static ich_status check_tiling(ich_st_file *file, span *spans, uint64_t data_siz
 }
 
 /* Fill file->tensors and file->meta from the root object. */
-static ich_status read_table(ich_st_file *file, const jnode *nodes, const jnode *root)
+static ich_status read_table(ich_st_file *file, const ich_json_node *nodes, const ich_json_node *root)
 {
     uint64_t data_size = file->size - 8 - file->header_size;
     file->tensors = calloc(root->count ? (size_t)root->count : 1, sizeof *file->tensors);
@@ -782,24 +355,17 @@ static ich_status parse_owned(ich_st_file *file)
                         file->path);
     }
     file->header_size = n;
-    st_internal *internal = calloc(1, sizeof *internal);
-    if (!internal)
+    /* Names and metadata values point into the parsed doc, kept with the
+     * file until ich_st_free. The header follows 8 length bytes. */
+    ich_json_doc *doc = calloc(1, sizeof *doc);
+    if (!doc)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
-    file->internal = internal;
-    jparser p = {.label = file->path, .s = file->bytes + 8, .n = (size_t)n};
-    p.pool = malloc((size_t)n + 1);
-    if (!p.pool)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
-    internal->pool = p.pool;
-    int32_t root = -1;
-    ich_status st = parse_value(&p, 0, &root);
-    internal->nodes = p.nodes;
+    file->internal = doc;
+    ich_status st = ich_json_parse(file->path, "the safetensors header", file->bytes + 8, (size_t)n,
+                                   8, doc);
     if (st != ICH_OK)
         return st;
-    skip_space(&p);
-    if (p.pos != p.n)
-        return jfail_at(&p, p.pos, "trailing characters after the JSON object");
-    return read_table(file, p.nodes, &p.nodes[root]);
+    return read_table(file, doc->nodes, &doc->nodes[0]);
 }
 
 static ich_status set_path(ich_st_file *file, const char *label)
@@ -887,12 +453,8 @@ void ich_st_free(ich_st_file *file)
 {
     if (!file)
         return;
-    st_internal *internal = file->internal;
-    if (internal) {
-        free(internal->nodes);
-        free(internal->pool);
-        free(internal);
-    }
+    ich_json_doc_free(file->internal);
+    free(file->internal);
     free(file->tensors);
     free(file->meta);
     free(file->bytes);
@@ -922,28 +484,6 @@ const char *ich_st_metadata(const ich_st_file *file, const char *key)
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* A JSON string: quotes, escapes for '"', '\\' and control characters. */
-static void append_json_string(ich_buf *buf, const char *text)
-{
-    ich_buf_append(buf, "\"", 1);
-    const char *run = text;
-    for (const char *s = text; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        ich_buf_append(buf, run, (size_t)(s - run));
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            ich_buf_append(buf, esc, 2);
-        } else {
-            ich_buf_printf(buf, "\\u%04x", c);
-        }
-        run = s + 1;
-    }
-    ich_buf_append(buf, run, strlen(run));
-    ich_buf_append(buf, "\"", 1);
-}
-
 static int compare_strings(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -969,7 +509,7 @@ static ich_status find_duplicate(const char **names, int32_t count, const char *
 
 static ich_status check_tensor(const char *label, const ich_st_tensor *t)
 {
-    if (!t->name || !t->name[0] || !utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0)
+    if (!t->name || !t->name[0] || !ich_utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: tensor name empty, reserved or not UTF-8", label);
     if (!ich_st_dtype_name(t->dtype) || t->ndim < 0 || t->ndim > ICH_ST_MAX_DIMS)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\": bad dtype or rank", label, t->name);
@@ -1004,7 +544,7 @@ static ich_status check_inputs(const char *label, const ich_st_tensor *tensors, 
     if (st == ICH_OK && dup)
         st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: two tensors named \"%s\"", label, dup);
     for (int32_t i = 0; i < meta_count && st == ICH_OK; i++) {
-        if (!meta[i].key || !meta[i].value || !utf8_valid(meta[i].key) || !utf8_valid(meta[i].value))
+        if (!meta[i].key || !meta[i].value || !ich_utf8_valid(meta[i].key) || !ich_utf8_valid(meta[i].value))
             st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: metadata entry %d is NULL or not UTF-8",
                           label, (int)i);
         names[i] = meta[i].key;
@@ -1027,9 +567,9 @@ static void build_header(ich_buf *h, const ich_st_tensor *tensors, int32_t count
         for (int32_t i = 0; i < meta_count; i++) {
             if (i)
                 ich_buf_append(h, ",", 1);
-            append_json_string(h, meta[i].key);
+            ich_json_append_string(h, meta[i].key);
             ich_buf_append(h, ":", 1);
-            append_json_string(h, meta[i].value);
+            ich_json_append_string(h, meta[i].value);
         }
         ich_buf_append(h, "}", 1);
     }
@@ -1038,7 +578,7 @@ static void build_header(ich_buf *h, const ich_st_tensor *tensors, int32_t count
         const ich_st_tensor *t = &tensors[i];
         if (i || meta_count > 0)
             ich_buf_append(h, ",", 1);
-        append_json_string(h, t->name);
+        ich_json_append_string(h, t->name);
         ich_buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", ich_st_dtype_name(t->dtype));
         for (int32_t d = 0; d < t->ndim; d++)
             ich_buf_printf(h, "%s%lld", d ? "," : "", (long long)t->shape[d]);

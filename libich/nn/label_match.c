@@ -1,5 +1,5 @@
 /* Label columns matched to a model's labels by name (labels.h, "Matching
- * a model's labels"; data/label_match.h). Matching by position gave
+ * a model's labels"; nn/label_match.h). Matching by position gave
  * silent wrong results: a CSV in the tutorial's column order scored a
  * perfect model's AUCs as 0.19 to 0.66 (issue 11). */
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "core/error.h"
-#include "data/label_match.h"
+#include "nn/label_match.h"
 
 /* A model's label names, parsed. */
 typedef struct model_names {

@@ -1,6 +1,6 @@
-/* HTML page, tables (HTML and CSV) and a JSON writer for evaluation
- * reports (see report.h). */
-#include "io/report.h"
+/* HTML page and tables (HTML and CSV) for evaluation reports (see
+ * report.h); the JSON writer is core/json.c. */
+#include "report/report.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/csv.h"
-#include "io/svg.h"
+#include "core/csv.h"
+#include "report/svg.h"
 
 ich_status ich_report_write(const char *path, const ich_buf *buf)
 {
@@ -22,19 +22,6 @@ ich_status ich_report_write(const char *path, const ich_buf *buf)
     if (status != ICH_OK)
         return status;
     return ich_write_file_atomic(path, buf->data ? buf->data : "", buf->length, 0);
-}
-
-void ich_report_append_double(ich_buf *buf, double value)
-{
-    char text[40];
-    /* The shortest of these that reads back exactly: 0.1 prints as "0.1",
-     * and no digit of a double is ever lost. */
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, sizeof text, "%.*g", digits, value);
-        if (strtod(text, NULL) == value)
-            break;
-    }
-    ich_buf_append(buf, text, strlen(text));
 }
 
 /* ---- tables ---------------------------------------------------------------- */
@@ -182,7 +169,7 @@ ich_status ich_table_csv(const ich_table *t, ich_buf *out)
             if (c->kind == CELL_TEXT)
                 ich_csv_append_field(out, c->text);
             else if (c->kind == CELL_NUMBER)
-                ich_report_append_double(out, c->number);
+                ich_buf_append_double(out, c->number);
             else
                 ich_buf_printf(out, "%" PRId64, c->integer);
         }
@@ -261,7 +248,7 @@ static void html_cell(ich_buf *html, const cell *c)
         ich_buf_printf(html, "<td class=\"num\">%" PRId64 "</td>", c->integer);
     } else if (c->kind == CELL_NUMBER) {
         ich_buf_printf(html, "<td class=\"num\" title=\"");
-        ich_report_append_double(html, c->number);
+        ich_buf_append_double(html, c->number);
         ich_buf_printf(html, "\">%.4g</td>", c->number == 0.0 ? 0.0 : c->number);
     } else {
         ich_buf_printf(html, "<td class=\"undef\">undefined</td>");
@@ -330,227 +317,4 @@ void ich_html_figure(ich_buf *html, const char *svg, const char *caption, const 
 void ich_html_end(ich_buf *html)
 {
     ich_buf_printf(html, "</body>\n</html>\n");
-}
-
-/* ---- JSON ------------------------------------------------------------------ */
-
-static void json_misuse(ich_json *j, const char *what)
-{
-    if (!j->misuse)
-        snprintf(j->error, sizeof j->error, "%s", what);
-    j->misuse = 1;
-}
-
-static void json_indent(ich_json *j, int depth)
-{
-    ich_buf_append(&j->buf, "\n", 1);
-    for (int i = 0; i < depth; i++)
-        ich_buf_append(&j->buf, "  ", 2);
-}
-
-/* What goes before a value: nothing after a key, a separator in an array.
- * 0 when the value may not be written here. */
-static int json_before_value(ich_json *j, int container)
-{
-    if (j->misuse)
-        return 0;
-    if (j->depth == 0) {
-        if (j->done) {
-            json_misuse(j, "a second top-level value");
-            return 0;
-        }
-        return 1;
-    }
-    if (j->level[j->depth - 1].kind == '{') {
-        if (!j->after_key) {
-            json_misuse(j, "a value without a key inside an object");
-            return 0;
-        }
-        j->after_key = 0;
-        return 1;
-    }
-    int count = j->level[j->depth - 1].count++;
-    if (count)
-        ich_buf_append(&j->buf, ",", 1);
-    if (container) {
-        j->level[j->depth - 1].nested = 1;
-        json_indent(j, j->depth);
-    } else if (count) {
-        ich_buf_append(&j->buf, " ", 1);
-    }
-    return 1;
-}
-
-static void json_after_value(ich_json *j)
-{
-    if (j->depth == 0)
-        j->done = 1;
-}
-
-static void json_quoted(ich_buf *buf, const char *text)
-{
-    ich_buf_append(buf, "\"", 1);
-    const unsigned char *s = (const unsigned char *)text;
-    while (*s) {
-        unsigned char c = *s;
-        const char *rep = NULL;
-        switch (c) {
-        case '"': rep = "\\\""; break;
-        case '\\': rep = "\\\\"; break;
-        case '\b': rep = "\\b"; break;
-        case '\f': rep = "\\f"; break;
-        case '\n': rep = "\\n"; break;
-        case '\r': rep = "\\r"; break;
-        case '\t': rep = "\\t"; break;
-        default: break;
-        }
-        if (rep) {
-            ich_buf_append(buf, rep, strlen(rep));
-            s++;
-        } else if (c < 0x20) {
-            ich_buf_printf(buf, "\\u%04x", c);
-            s++;
-        } else {
-            int n = ich_svg_utf8_length((const char *)s);
-            if (n == 0) {
-                ich_buf_append(buf, "\\ufffd", 6);
-                s++;
-            } else {
-                ich_buf_append(buf, (const char *)s, (size_t)n);
-                s += n;
-            }
-        }
-    }
-    ich_buf_append(buf, "\"", 1);
-}
-
-static void json_begin(ich_json *j, char kind)
-{
-    if (!json_before_value(j, 1))
-        return;
-    if (j->depth == ICH_JSON_MAX_DEPTH) {
-        json_misuse(j, "nesting deeper than ICH_JSON_MAX_DEPTH");
-        return;
-    }
-    j->level[j->depth].kind = kind;
-    j->level[j->depth].count = 0;
-    j->level[j->depth].nested = 0;
-    j->depth++;
-    ich_buf_append(&j->buf, kind == '{' ? "{" : "[", 1);
-}
-
-static void json_end(ich_json *j, char kind)
-{
-    if (j->misuse)
-        return;
-    if (j->depth == 0 || j->level[j->depth - 1].kind != kind || j->after_key) {
-        json_misuse(j, j->after_key ? "a key without a value"
-                                    : kind == '{' ? "an object end without its begin"
-                                                  : "an array end without its begin");
-        return;
-    }
-    j->depth--;
-    int multiline = kind == '{' ? j->level[j->depth].count > 0 : j->level[j->depth].nested;
-    if (multiline)
-        json_indent(j, j->depth);
-    ich_buf_append(&j->buf, kind == '{' ? "}" : "]", 1);
-    json_after_value(j);
-}
-
-void ich_json_object_begin(ich_json *j) { json_begin(j, '{'); }
-void ich_json_object_end(ich_json *j) { json_end(j, '{'); }
-void ich_json_array_begin(ich_json *j) { json_begin(j, '['); }
-void ich_json_array_end(ich_json *j) { json_end(j, '['); }
-
-void ich_json_key(ich_json *j, const char *key)
-{
-    if (j->misuse)
-        return;
-    if (j->depth == 0 || j->level[j->depth - 1].kind != '{' || j->after_key) {
-        json_misuse(j, j->after_key ? "two keys in a row" : "a key outside an object");
-        return;
-    }
-    if (j->level[j->depth - 1].count++)
-        ich_buf_append(&j->buf, ",", 1);
-    json_indent(j, j->depth);
-    json_quoted(&j->buf, key ? key : "");
-    ich_buf_append(&j->buf, ": ", 2);
-    j->after_key = 1;
-}
-
-void ich_json_string(ich_json *j, const char *text)
-{
-    if (!text) {
-        ich_json_null(j);
-        return;
-    }
-    if (!json_before_value(j, 0))
-        return;
-    json_quoted(&j->buf, text);
-    json_after_value(j);
-}
-
-void ich_json_number(ich_json *j, double value)
-{
-    if (!isfinite(value)) {
-        ich_json_null(j);
-        return;
-    }
-    if (!json_before_value(j, 0))
-        return;
-    ich_report_append_double(&j->buf, value);
-    json_after_value(j);
-}
-
-void ich_json_integer(ich_json *j, int64_t value)
-{
-    if (!json_before_value(j, 0))
-        return;
-    ich_buf_printf(&j->buf, "%" PRId64, value);
-    json_after_value(j);
-}
-
-void ich_json_bool(ich_json *j, int value)
-{
-    if (!json_before_value(j, 0))
-        return;
-    ich_buf_printf(&j->buf, value ? "true" : "false");
-    json_after_value(j);
-}
-
-void ich_json_null(ich_json *j)
-{
-    if (!json_before_value(j, 0))
-        return;
-    ich_buf_printf(&j->buf, "null");
-    json_after_value(j);
-}
-
-ich_status ich_json_finish(ich_json *j)
-{
-    if (!j)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "JSON: NULL writer");
-    if (!j->misuse && !j->done)
-        json_misuse(j, j->depth ? "unclosed objects or arrays" : "no value");
-    if (j->misuse)
-        return ich_fail(ICH_ERR_INTERNAL, "JSON writer misused: %s", j->error);
-    if (j->buf.length == 0 || j->buf.data[j->buf.length - 1] != '\n')
-        ich_buf_append(&j->buf, "\n", 1);
-    if (j->buf.failed)
-        return ich_fail(ICH_ERR_NO_MEMORY, "JSON: out of memory");
-    return ICH_OK;
-}
-
-ich_status ich_json_write(ich_json *j, const char *path)
-{
-    ich_status status = ich_json_finish(j);
-    if (status != ICH_OK)
-        return status;
-    return ich_report_write(path, &j->buf);
-}
-
-void ich_json_free(ich_json *j)
-{
-    if (j)
-        ich_buf_free(&j->buf);
 }

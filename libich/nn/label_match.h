@@ -1,7 +1,10 @@
 /* Internal: matching a label table's columns to a model's labels by name,
  * the one place every consumer of a model plus a label table goes through
  * (the report, the dataset's `model` option, ich_train(), the Python
- * helpers through the public calls in labels.h). */
+ * helpers through the public calls in labels.h). It reads the model (its
+ * outputs and "ich.labels"), so it lives with the model in nn/; the
+ * dataset's `model` option reaches it through the public
+ * ich_labels_match_model(). */
 #ifndef ICH_INTERNAL_LABEL_MATCH_H
 #define ICH_INTERNAL_LABEL_MATCH_H
 

@@ -1,6 +1,7 @@
 /* Internal: the pieces an evaluation report is made of — a self-contained
  * HTML page (inline CSS, inline SVG figures, no external resources), tables
- * that go both into that page and into CSV files, and a small JSON writer.
+ * that go both into that page and into CSV files. The JSON writer they use
+ * is core/json.h.
  *
  * Numbers: tables and JSON keep every double exactly (the shortest of
  * %.15g, %.16g, %.17g that reads back as the same double, so 0.1 stays
@@ -29,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/fileutil.h"
+#include "core/json.h"
 #include "ich/core.h"
 
 #ifdef __cplusplus
@@ -40,10 +42,6 @@ extern "C" {
  * append failed), ICH_ERR_INVALID_ARGUMENT for NULL, else what
  * ich_write_file_atomic returns. */
 ich_status ich_report_write(const char *path, const ich_buf *buf);
-
-/* Append the shortest text that reads back as exactly `value` (finite
- * values only; the caller decides what undefined looks like). */
-void ich_report_append_double(ich_buf *buf, double value);
 
 /* ---- tables ---------------------------------------------------------------- */
 
@@ -92,60 +90,6 @@ void ich_html_figure(ich_buf *html, const char *svg, const char *caption, const 
 
 /* Close <body> and <html>. */
 void ich_html_end(ich_buf *html);
-
-/* ---- JSON ------------------------------------------------------------------ */
-
-#define ICH_JSON_MAX_DEPTH 32
-
-/* A JSON document written front to back, indented two spaces per level
- * (arrays of plain values stay on one line). Zero-initialise it:
- *   ich_json j = {0};
- *   ich_json_object_begin(&j);
- *   ich_json_key(&j, "auc"); ich_json_number(&j, 0.93);
- *   ich_json_key(&j, "labels"); ich_json_array_begin(&j);
- *   ich_json_string(&j, "any"); ich_json_array_end(&j);
- *   ich_json_object_end(&j);
- *   status = ich_json_write(&j, "out/metrics.json");
- *   ich_json_free(&j);
- * Misuse (a value without a key inside an object, a key inside an array,
- * unbalanced ends, nesting deeper than ICH_JSON_MAX_DEPTH, a second
- * top-level value) is remembered, and ich_json_finish refuses it. */
-typedef struct ich_json {
-    ich_buf buf; /* the text so far */
-    int depth;
-    int after_key;
-    int done;   /* the top-level value is complete */
-    int misuse; /* the first misuse, as text, is in error */
-    char error[96];
-    struct {
-        char kind; /* '{' or '[' */
-        int count;
-        int nested; /* an array that holds objects or arrays */
-    } level[ICH_JSON_MAX_DEPTH];
-} ich_json;
-
-void ich_json_object_begin(ich_json *json);
-void ich_json_object_end(ich_json *json);
-void ich_json_array_begin(ich_json *json);
-void ich_json_array_end(ich_json *json);
-void ich_json_key(ich_json *json, const char *key); /* escaped like a string */
-/* Escapes " \ and control characters; invalid UTF-8 bytes become \ufffd.
- * NULL writes null. */
-void ich_json_string(ich_json *json, const char *text);
-void ich_json_number(ich_json *json, double value); /* NaN and inf write null */
-void ich_json_integer(ich_json *json, int64_t value);
-void ich_json_bool(ich_json *json, int value);
-void ich_json_null(ich_json *json);
-
-/* Check the document is one complete value and add the final newline:
- * ICH_ERR_INTERNAL naming the misuse, ICH_ERR_NO_MEMORY when an append
- * failed. json->buf then holds the text. */
-ich_status ich_json_finish(ich_json *json);
-
-/* ich_json_finish, then ich_report_write. */
-ich_status ich_json_write(ich_json *json, const char *path);
-
-void ich_json_free(ich_json *json);
 
 #ifdef __cplusplus
 }

@@ -1,40 +1,34 @@
-/* The backend table of the built-in CPU backend, and ich_set_threads().
- * Choosing a backend and loading plugins: plugin.c.
+/* The backend table of the built-in CPU backend. Choosing a backend and
+ * loading plugins: plugin.c.
  *
- * Threads: oneDNN (Debian's build) and OpenBLAS keep their own pools; the
- * oneDNN pool is OpenMP's, so the thread count is set with
- * omp_set_num_threads(). libich itself is not compiled with OpenMP, so that
- * function is looked up in the already loaded OpenMP runtime (libgomp comes
- * with libdnnl) instead of linking it directly. */
-#include <dlfcn.h>
-#include <stdatomic.h>
+ * Threads: oneDNN (Debian's build) and OpenBLAS keep their own pools. The
+ * count is the process's (ich_set_threads(), core/threads.h): oneDNN's
+ * pool is OpenMP's, whose count is a per-thread setting given before each
+ * oneDNN call (ich_compute_threads_apply); OpenBLAS's is one for the process,
+ * sized when the count changes. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cblas.h>
 
-#include "ich/model.h"
-
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
-#include "core/parallel.h"
-
-static atomic_int g_threads; /* 0: one per CPU */
+#include "core/threads.h"
 
 static void cpu_set_threads(int threads)
 {
-    int count = threads > 0 ? threads : ich_cpu_count();
-    atomic_store(&g_threads, threads > 0 ? threads : 0);
-    void (*omp_set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    if (omp_set)
-        omp_set(count);
-    openblas_set_num_threads(count);
+    ich_set_threads(threads);
 }
 
-int ich_cpu_threads(void)
+static void blas_set_threads(int threads)
 {
-    int threads = atomic_load(&g_threads);
-    return threads > 0 ? threads : ich_cpu_count();
+    openblas_set_num_threads(threads);
+}
+
+static void listen_threads(void)
+{
+    ich_compute_threads_listen(blas_set_threads);
 }
 
 static const ich_layer_ops *cpu_layer(const char *kind)
@@ -81,7 +75,7 @@ static const char *cpu_describe(void)
     static _Thread_local char text[256];
     const dnnl_version_t *dnnl = dnnl_version();
     snprintf(text, sizeof text, "cpu: %d threads, oneDNN %d.%d.%d (%s), OpenBLAS (%s)",
-             ich_cpu_threads(), dnnl->major, dnnl->minor, dnnl->patch, dnnl->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads", openblas_get_config());
+             ich_compute_threads(), dnnl->major, dnnl->minor, dnnl->patch, dnnl->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads", openblas_get_config());
     return text;
 }
 
@@ -96,7 +90,7 @@ static const ich_backend g_cpu = {
     .to_host = cpu_copy,
     .layer = cpu_layer,
     .set_threads = cpu_set_threads,
-    .threads = ich_cpu_threads,
+    .threads = ich_compute_threads,
     .gemm = cpu_gemm,
     .accumulate = cpu_accumulate,
     .describe = cpu_describe,
@@ -104,12 +98,8 @@ static const ich_backend g_cpu = {
 
 const ich_backend *ich_backend_cpu(void)
 {
+    /* From the first use on, OpenBLAS follows ich_set_threads(). */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, listen_threads);
     return &g_cpu;
-}
-
-/* The CPU backend's threads, whichever backend new models use: the GPU
- * plugin has no host threads of its own to set. */
-void ich_set_threads(int32_t threads)
-{
-    cpu_set_threads(threads);
 }

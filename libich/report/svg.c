@@ -6,7 +6,7 @@
  * plot area here, in data space, rather than with an SVG clipPath: a
  * clipPath needs an id, and ids would clash when several charts are
  * inlined in one HTML page. */
-#include "io/svg.h"
+#include "report/svg.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 #define FONT "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 #define TITLE_PX 16
@@ -41,39 +42,14 @@ const char *ich_svg_color(int index)
 /* ---- text ------------------------------------------------------------------ */
 
 /* Bytes in the valid UTF-8 sequence at `s` (1 for ASCII), 0 when the bytes
- * there are not valid UTF-8 (overlong forms, surrogates, beyond U+10FFFF,
- * truncated) or encode U+FFFE/U+FFFF, which XML forbids. */
+ * there are not valid UTF-8 (core/utf8.h's rule) or encode U+FFFE/U+FFFF,
+ * which XML forbids. */
 static int utf8_length(const unsigned char *s)
 {
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    int n;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else
+    size_t n = ich_utf8_sequence((const char *)s, strnlen((const char *)s, 4));
+    if (n == 3 && s[0] == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
         return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (int i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    if (n == 3 && c == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF))
-        return 0;
-    return n;
+    return (int)n;
 }
 
 int ich_svg_utf8_length(const char *s)

@@ -9,8 +9,9 @@
  *
  * (padded with spaces), then the data section: every tensor's elements,
  * row-major, little-endian, at [begin, end) relative to the start of the
- * data section. This module knows nothing about models: checkpoint.c maps
- * model and optimizer tensors onto it.
+ * data section. This module knows nothing about models: model_file.c
+ * (and optim/checkpoint.c) map model and optimizer tensors onto it. The
+ * header's JSON is read by core/json.c's strict parser.
  *
  * The reader is strict, as the reference implementation is, and more: the
  * header must be well-formed JSON (UTF-8, no duplicate keys, no unknown
@@ -100,7 +101,7 @@ typedef struct ich_st_file {
     int32_t count;
     ich_st_meta *meta;          /* in header order */
     int32_t meta_count;
-    void *internal;             /* parser memory (names, values) */
+    void *internal;             /* the parsed header (ich_json_doc): names, values */
 } ich_st_file;
 
 /* Read and validate the file `path` into *file (zeroed first; free it with

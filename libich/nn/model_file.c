@@ -1,8 +1,9 @@
-/* Models and checkpoints as safetensors files (ich_model_save/load,
- * ich_model_load_weights, ich_checkpoint_save/load).
+/* Models as safetensors files (ich_model_save/load, ich_model_load_weights)
+ * and the pieces checkpoints (optim/checkpoint.c) are built from.
  *
  * Saving lists the model's tensors in state_dict order (then the
- * optimizer's state), and the metadata: "format": "pt" (what PyTorch's
+ * caller's extra tensors: a checkpoint's optimizer state), and the metadata:
+ * "format": "pt" (what PyTorch's
  * safetensors writes), "ich.spec", every metadata entry of the model (the
  * model keeps "ich.seed" and "ich.steps", its dropout state, among them),
  * for a checkpoint "ich.optimizer" and the caller's extra pairs.
@@ -28,17 +29,16 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "nn/safetensors.h"
 #include "ich/model.h"
-#include "ich/optim.h"
+#include "nn/model_file.h"
 #include "nn/model_internal.h"
 
-/* Metadata keys the file format and this module own. */
-static const char KEY_FORMAT[] = "format";
-static const char KEY_SPEC[] = "ich.spec";
-static const char KEY_OPTIMIZER[] = "ich.optimizer";
-/* Prefix of the optimizer's state tensors, skipped by model loads of a checkpoint. */
-static const char OPTIMIZER_PREFIX[] = "optimizer.";
+/* Metadata keys the file format and this module own (model_file.h). */
+static const char KEY_FORMAT[] = ICH_META_FORMAT;
+static const char KEY_SPEC[] = ICH_META_SPEC;
+static const char KEY_OPTIMIZER[] = ICH_META_OPTIMIZER;
+static const char OPTIMIZER_PREFIX[] = ICH_OPTIMIZER_PREFIX;
 
 static int is_reserved_key(const char *key)
 {
@@ -67,12 +67,12 @@ static ich_status view_to_st(const ich_tensor_view *view, const char *path, ich_
     return ICH_OK;
 }
 
-/* The model's tensors, then the optimizer's state (optimizer may be NULL). */
-static ich_status collect_tensors(const ich_model *model, const ich_optimizer *optimizer,
-                                  const char *path, ich_st_tensor **out, int32_t *count)
+/* The model's tensors, then the `nopt` extra ones (a checkpoint's optimizer state). */
+static ich_status collect_tensors(const ich_model *model, const ich_tensor_view *extra,
+                                  int32_t nopt, const char *path, ich_st_tensor **out,
+                                  int32_t *count)
 {
     int32_t nmodel = ich_model_tensor_count(model);
-    int32_t nopt = optimizer ? ich_optimizer_state_count(optimizer) : 0;
     if (nmodel < 0 || nopt < 0)
         return ich_fail(ICH_ERR_INTERNAL, "%s: negative tensor count", path);
     ich_st_tensor *tensors = calloc((size_t)(nmodel + nopt) + 1, sizeof *tensors);
@@ -81,8 +81,10 @@ static ich_status collect_tensors(const ich_model *model, const ich_optimizer *o
     ich_status st = ICH_OK;
     for (int32_t i = 0; i < nmodel + nopt && st == ICH_OK; i++) {
         ich_tensor_view view = {.size = sizeof view};
-        st = i < nmodel ? ich_model_tensor(model, i, &view)
-                        : ich_optimizer_state(optimizer, i - nmodel, &view);
+        if (i < nmodel)
+            st = ich_model_tensor(model, i, &view);
+        else
+            view = extra[i - nmodel];
         if (st == ICH_OK)
             st = view_to_st(&view, path, &tensors[i]);
     }
@@ -151,20 +153,17 @@ static ich_status build_metadata(const ich_model *model, const char *optimizer_c
     return ICH_OK;
 }
 
-static ich_status save(const char *path, const ich_model *model, const ich_optimizer *optimizer,
-                       const char *const *keys, const char *const *values, int32_t extra)
+ich_status ich_model_file_save(const char *path, const ich_model *model,
+                               const ich_tensor_view *tensors_extra, int32_t tensor_count,
+                               const char *optimizer_config, const char *const *keys,
+                               const char *const *values, int32_t extra)
 {
     ich_st_tensor *tensors = NULL;
     int32_t count = 0;
     meta_list meta = {0};
-    ich_status st = collect_tensors(model, optimizer, path, &tensors, &count);
-    if (st == ICH_OK) {
-        const char *config = optimizer ? ich_optimizer_config(optimizer) : NULL;
-        if (optimizer && !config)
-            st = ich_fail(ICH_ERR_INTERNAL, "%s: the optimizer has no config", path);
-        else
-            st = build_metadata(model, config, keys, values, extra, path, &meta);
-    }
+    ich_status st = collect_tensors(model, tensors_extra, tensor_count, path, &tensors, &count);
+    if (st == ICH_OK)
+        st = build_metadata(model, optimizer_config, keys, values, extra, path, &meta);
     if (st == ICH_OK)
         st = ich_st_write(path, tensors, count, meta.items, meta.count);
     free(meta.items);
@@ -176,20 +175,7 @@ ich_status ich_model_save(const ich_model *model, const char *path)
 {
     if (!model || !path || !path[0])
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_save: NULL model or empty path");
-    return save(path, model, NULL, NULL, NULL, 0);
-}
-
-ich_status ich_checkpoint_save(const char *path, const ich_model *model,
-                               const ich_optimizer *optimizer, const char *const *keys,
-                               const char *const *values, int32_t count)
-{
-    if (!model || !optimizer || !path || !path[0])
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_checkpoint_save: NULL model, optimizer or empty path");
-    if (count < 0 || (count > 0 && (!keys || !values)))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: bad extra metadata (count %d)", path,
-                        (int)count);
-    return save(path, model, optimizer, keys, values, count);
+    return ich_model_file_save(path, model, NULL, 0, NULL, NULL, NULL, 0);
 }
 
 /* ---- matching a file against a model ------------------------------------ */
@@ -226,18 +212,6 @@ static ich_status check_fit(const char *path, const ich_tensor_view *view, const
     return ICH_OK;
 }
 
-/* A planned copy: file tensor -> destination. */
-typedef struct copy_plan {
-    const ich_st_tensor *source;
-    void *destination;
-} copy_plan;
-
-typedef struct load_plan {
-    copy_plan *copies;
-    int32_t count;
-    unsigned char *used; /* per file tensor: matched */
-    int finite;          /* refuse F32 tensors holding NaN or infinity */
-} load_plan;
 
 /* Is every element of a file F32 tensor finite? (Read byte by byte, as
  * stored: little-endian; an all-ones exponent is an infinity or a NaN.) */
@@ -265,14 +239,14 @@ static ich_status check_finite(const char *path, const ich_st_tensor *t)
     return ICH_OK;
 }
 
-static void plan_free(load_plan *plan)
+void ich_load_plan_free(ich_load_plan *plan)
 {
     free(plan->copies);
     free(plan->used);
     memset(plan, 0, sizeof *plan);
 }
 
-static ich_status plan_alloc(load_plan *plan, const ich_st_file *file, int32_t copies)
+ich_status ich_load_plan_alloc(ich_load_plan *plan, const ich_st_file *file, int32_t copies)
 {
     plan->copies = calloc((size_t)copies + 1, sizeof *plan->copies);
     plan->used = calloc((size_t)file->count + 1, 1);
@@ -282,7 +256,7 @@ static ich_status plan_alloc(load_plan *plan, const ich_st_file *file, int32_t c
 }
 
 /* Find the view's tensor in the file, check it and plan its copy. */
-static ich_status plan_tensor(load_plan *plan, const ich_st_file *file,
+ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
                               const ich_tensor_view *view)
 {
     int32_t index = ich_st_find(file, view->name);
@@ -295,33 +269,18 @@ static ich_status plan_tensor(load_plan *plan, const ich_st_file *file,
     if (st != ICH_OK)
         return st;
     plan->used[index] = 1;
-    plan->copies[plan->count++] = (copy_plan){&file->tensors[index], view->data};
+    plan->copies[plan->count++] = (ich_copy_plan){&file->tensors[index], view->data};
     return ICH_OK;
 }
 
-static ich_status plan_model(load_plan *plan, const ich_st_file *file, const ich_model *model)
+ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file, const ich_model *model)
 {
     int32_t count = ich_model_tensor_count(model);
     for (int32_t i = 0; i < count; i++) {
         ich_tensor_view view = {.size = sizeof view};
         ich_status st = ich_model_tensor(model, i, &view);
         if (st == ICH_OK)
-            st = plan_tensor(plan, file, &view);
-        if (st != ICH_OK)
-            return st;
-    }
-    return ICH_OK;
-}
-
-static ich_status plan_optimizer(load_plan *plan, const ich_st_file *file,
-                                 const ich_optimizer *optimizer)
-{
-    int32_t count = ich_optimizer_state_count(optimizer);
-    for (int32_t i = 0; i < count; i++) {
-        ich_tensor_view view = {.size = sizeof view};
-        ich_status st = ich_optimizer_state(optimizer, i, &view);
-        if (st == ICH_OK)
-            st = plan_tensor(plan, file, &view);
+            st = ich_load_plan_tensor(plan, file, &view);
         if (st != ICH_OK)
             return st;
     }
@@ -335,7 +294,7 @@ static int has_prefix(const char *text, const char *prefix)
 
 /* Every file tensor must be used, except a checkpoint's optimizer state
  * when `skip_optimizer` is set. */
-static ich_status check_unused(const load_plan *plan, const ich_st_file *file, int skip_optimizer)
+ich_status ich_load_plan_check_unused(const ich_load_plan *plan, const ich_st_file *file, int skip_optimizer)
 {
     int32_t unused = 0, first = -1;
     for (int32_t i = 0; i < file->count; i++) {
@@ -353,29 +312,29 @@ static ich_status check_unused(const load_plan *plan, const ich_st_file *file, i
                     file->path, file->tensors[first].name, (int)unused, unused == 1 ? "" : "s");
 }
 
-static void commit(const load_plan *plan)
+void ich_load_plan_commit(const ich_load_plan *plan)
 {
     for (int32_t i = 0; i < plan->count; i++)
         ich_st_tensor_copy(plan->copies[i].source, plan->copies[i].destination);
 }
 
 /* Plan (and check) the model's tensors from an already read file. */
-static ich_status plan_model_load(load_plan *plan, const ich_st_file *file,
+static ich_status plan_model_load(ich_load_plan *plan, const ich_st_file *file,
                                   const ich_model *model, int strict)
 {
-    ich_status st = plan_alloc(plan, file, ich_model_tensor_count(model));
+    ich_status st = ich_load_plan_alloc(plan, file, ich_model_tensor_count(model));
     plan->finite = 1;
     if (st == ICH_OK)
-        st = plan_model(plan, file, model);
+        st = ich_load_plan_model(plan, file, model);
     int checkpoint = ich_st_metadata(file, KEY_OPTIMIZER) != NULL;
     if (st == ICH_OK && strict)
-        st = check_unused(plan, file, checkpoint);
+        st = ich_load_plan_check_unused(plan, file, checkpoint);
     return st;
 }
 
 /* Set the model metadata from the file (all entries but the format's and
  * the optimizer's; the model ignores "ich.spec"). */
-static ich_status apply_metadata(ich_model *model, const ich_st_file *file)
+ich_status ich_model_apply_file_metadata(ich_model *model, const ich_st_file *file)
 {
     for (int32_t i = 0; i < file->meta_count; i++) {
         const ich_st_meta *m = &file->meta[i];
@@ -398,15 +357,15 @@ ich_status ich_model_load_weights(ich_model *model, const char *path, int strict
     if (!model || !path)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_load_weights: NULL model or path");
     ich_st_file file;
-    load_plan plan = {0};
+    ich_load_plan plan = {0};
     ich_status st = ich_st_read(path, &file);
     if (st == ICH_OK)
         st = plan_model_load(&plan, &file, model, strict);
     if (st == ICH_OK) {
-        commit(&plan);
+        ich_load_plan_commit(&plan);
         ich_model_tensor_changed(model, -1);
     }
-    plan_free(&plan);
+    ich_load_plan_free(&plan);
     ich_st_free(&file);
     return st;
 }
@@ -453,7 +412,7 @@ ich_status ich_model_load(const char *path, ich_model **out)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_load: NULL path or out");
     *out = NULL;
     ich_st_file file;
-    load_plan plan = {0};
+    ich_load_plan plan = {0};
     ich_model *model = NULL;
     ich_status st = ich_st_read(path, &file);
     if (st == ICH_OK)
@@ -461,130 +420,15 @@ ich_status ich_model_load(const char *path, ich_model **out)
     if (st == ICH_OK)
         st = plan_model_load(&plan, &file, model, 1);
     if (st == ICH_OK)
-        st = apply_metadata(model, &file);
+        st = ich_model_apply_file_metadata(model, &file);
     if (st == ICH_OK) {
-        commit(&plan);
+        ich_load_plan_commit(&plan);
         ich_model_tensor_changed(model, -1);
         *out = model;
         model = NULL;
     }
     ich_model_free(model);
-    plan_free(&plan);
-    ich_st_free(&file);
-    return st;
-}
-
-/* ---- checkpoints -------------------------------------------------------- */
-
-/* A copy of the model's metadata, to roll back to. */
-typedef struct meta_snapshot {
-    char **keys, **values;
-    int32_t count;
-} meta_snapshot;
-
-static void snapshot_free(meta_snapshot *s)
-{
-    for (int32_t i = 0; i < s->count; i++) {
-        free(s->keys[i]);
-        free(s->values[i]);
-    }
-    free(s->keys);
-    free(s->values);
-    memset(s, 0, sizeof *s);
-}
-
-static ich_status snapshot_take(const ich_model *model, meta_snapshot *s, const char *path)
-{
-    int32_t count = ich_model_metadata_count(model);
-    s->keys = calloc((size_t)(count > 0 ? count : 1), sizeof *s->keys);
-    s->values = calloc((size_t)(count > 0 ? count : 1), sizeof *s->values);
-    if (!s->keys || !s->values)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
-    for (int32_t i = 0; i < count; i++) {
-        const char *key = ich_model_metadata_key(model, i);
-        const char *value = key ? ich_model_metadata(model, key) : NULL;
-        if (!key || !value)
-            continue;
-        s->keys[s->count] = strdup(key);
-        s->values[s->count] = strdup(value);
-        s->count++;
-        if (!s->keys[s->count - 1] || !s->values[s->count - 1])
-            return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
-    }
-    return ICH_OK;
-}
-
-/* Put the metadata back as it was: drop the keys the file added. */
-static void snapshot_restore(ich_model *model, const meta_snapshot *s, const ich_st_file *file)
-{
-    for (int32_t i = 0; i < file->meta_count; i++) {
-        const char *key = file->meta[i].key;
-        int existed = 0;
-        for (int32_t k = 0; k < s->count && !existed; k++)
-            existed = strcmp(s->keys[k], key) == 0;
-        if (!existed && strcmp(key, KEY_SPEC) != 0)
-            ich_model_set_metadata(model, key, NULL);
-    }
-    for (int32_t k = 0; k < s->count; k++)
-        ich_model_set_metadata(model, s->keys[k], s->values[k]);
-}
-
-/* Restore config and metadata; undo both when either fails. */
-static ich_status apply_checkpoint_state(ich_model *model, ich_optimizer *optimizer,
-                                         const ich_st_file *file)
-{
-    const char *config = ich_st_metadata(file, KEY_OPTIMIZER);
-    const char *current = ich_optimizer_config(optimizer);
-    char *old_config = current ? strdup(current) : NULL;
-    meta_snapshot snapshot = {0};
-    if (!old_config)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
-    ich_status st = snapshot_take(model, &snapshot, file->path);
-    if (st == ICH_OK) {
-        st = ich_optimizer_restore_config(optimizer, config);
-        if (st != ICH_OK) {
-            char message[512];
-            snprintf(message, sizeof message, "%s", ich_last_error());
-            st = ich_fail(st, "%s: metadata \"ich.optimizer\": %s", file->path, message);
-        } else if ((st = apply_metadata(model, file)) != ICH_OK) {
-            ich_optimizer_restore_config(optimizer, old_config);
-            snapshot_restore(model, &snapshot, file);
-        }
-    }
-    snapshot_free(&snapshot);
-    free(old_config);
-    return st;
-}
-
-ich_status ich_checkpoint_load(const char *path, ich_model *model, ich_optimizer *optimizer)
-{
-    if (!path || !model || !optimizer)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_checkpoint_load: NULL path, model or optimizer");
-    ich_st_file file;
-    load_plan plan = {0};
-    ich_status st = ich_st_read(path, &file);
-    if (st == ICH_OK && !ich_st_metadata(&file, KEY_OPTIMIZER))
-        st = ich_fail(ICH_ERR_FORMAT,
-                      "%s: no \"ich.optimizer\" metadata: not a checkpoint (ich_model_load() reads "
-                      "model files)",
-                      path);
-    if (st == ICH_OK)
-        st = plan_alloc(&plan, &file,
-                        ich_model_tensor_count(model) + ich_optimizer_state_count(optimizer));
-    plan.finite = 1; /* resuming a diverged run is refused too */
-    if (st == ICH_OK)
-        st = plan_model(&plan, &file, model);
-    if (st == ICH_OK)
-        st = plan_optimizer(&plan, &file, optimizer);
-    if (st == ICH_OK)
-        st = check_unused(&plan, &file, 0);
-    if (st == ICH_OK)
-        st = apply_checkpoint_state(model, optimizer, &file);
-    if (st == ICH_OK) {
-        commit(&plan);
-        ich_model_tensor_changed(model, -1);
-    }
-    plan_free(&plan);
+    ich_load_plan_free(&plan);
     ich_st_free(&file);
     return st;
 }

@@ -13,7 +13,7 @@
 #include <strings.h>
 
 #include "core/error.h"
-#include "data/csv.h"
+#include "core/csv.h"
 
 struct ich_csv {
     char *name;
