@@ -18,7 +18,8 @@ same):
   5  backend, nn               compute backends; the network and its files
   6  optim, metrics            loss, optimizers, checkpoints; metrics
   7  train                     the training driver
-  8  report                    the evaluation report and its plots
+  8  report, pipeline          the evaluation report and its plots; whole-
+                               folder jobs (preprocess, predict a folder)
 
 Usage: scripts/check_layers.py [ROOT]   (exit 1 and one line per problem)
 """
@@ -35,7 +36,7 @@ LAYERS = {
     "backend": 5, "nn": 5,
     "optim": 6, "metrics": 6,
     "train": 7,
-    "report": 8,
+    "report": 8, "pipeline": 8,
 }
 
 # Public headers: the module whose code implements them.
@@ -48,6 +49,7 @@ PUBLIC = {
     "ich/model.h": "nn", "ich/backend.h": "backend",
     "ich/optim.h": "optim", "ich/metrics.h": "metrics",
     "ich/train.h": "train", "ich/report.h": "report",
+    "ich/pipeline.h": "pipeline",
 }
 
 # Includes allowed although they break the rule, each with its reason.
