@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "backend/plugin_api.h"
-#include "nn/layer.h"
+#include "backend/layer.h"
 
 /* The built-in CPU backend. */
 const ich_backend *ich_backend_cpu(void);

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/layer.h"
+#include "backend/layer.h"
 
 static ich_status conv_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
                              ich_fail_fn fail)

@@ -5,7 +5,7 @@
  * (the layer implementations and the backend table the plugin fills, the
  * host services libich fills), the entry point and the interface version.
  * The built-in CPU backend fills the same tables (libich/backend/cpu/).
- * libich/backend/backend.h and libich/nn/layer.h include this header and
+ * libich/backend/backend.h and libich/backend/layer.h include this header and
  * add what stays inside one side (backend choice, helpers compiled into
  * both).
  *

@@ -16,7 +16,7 @@
 
 #include "backend/backend.h"
 #include "ich/model.h"
-#include "nn/layer.h"
+#include "backend/layer.h"
 #include "nn/spec.h"
 
 typedef struct model_node {

@@ -30,7 +30,7 @@
 #define ICH_INTERNAL_SPEC_H
 
 #include "core/fileutil.h"
-#include "nn/layer.h"
+#include "backend/layer.h"
 
 typedef struct spec_seq spec_seq;
 

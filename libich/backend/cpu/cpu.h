@@ -8,7 +8,7 @@
 #include <dnnl.h>
 
 #include "core/threads.h"
-#include "nn/layer.h"
+#include "backend/layer.h"
 
 /* The layer kinds of the CPU backend (one file each, or grouped). */
 extern const ich_layer_ops ich_cpu_conv_ops;
