@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -339,6 +340,44 @@ static const struct_layout layouts[] = {
         FIELD(ich_train_options, resume, 96),
         FIELD(ich_train_options, progress, 104),
         FIELD(ich_train_options, progress_user, 112),
+        {NULL, 0, 0}}},
+    {LAYOUT(ich_preprocess_options, progress_user, 32),
+     (const field_offset[]){
+        FIELD(ich_preprocess_options, size, 0),
+        FIELD(ich_preprocess_options, threads, 8),
+        FIELD(ich_preprocess_options, overwrite, 12),
+        FIELD(ich_preprocess_options, progress, 16),
+        FIELD(ich_preprocess_options, progress_user, 24),
+        {NULL, 0, 0}}},
+    {LAYOUT(ich_preprocess_summary, threads, 52),
+     (const field_offset[]){
+        FIELD(ich_preprocess_summary, size, 0),
+        FIELD(ich_preprocess_summary, files, 8),
+        FIELD(ich_preprocess_summary, converted, 16),
+        FIELD(ich_preprocess_summary, existing, 24),
+        FIELD(ich_preprocess_summary, failed, 32),
+        FIELD(ich_preprocess_summary, skipped, 40),
+        FIELD(ich_preprocess_summary, threads, 48),
+        {NULL, 0, 0}}},
+    {LAYOUT(ich_predict_options, progress_user, 56),
+     (const field_offset[]){
+        FIELD(ich_predict_options, size, 0),
+        FIELD(ich_predict_options, window, 8),
+        FIELD(ich_predict_options, threshold, 16),
+        FIELD(ich_predict_options, batch_size, 20),
+        FIELD(ich_predict_options, threads, 24),
+        FIELD(ich_predict_options, format, 28),
+        FIELD(ich_predict_options, stop_on_failure, 32),
+        FIELD(ich_predict_options, progress, 40),
+        FIELD(ich_predict_options, progress_user, 48),
+        {NULL, 0, 0}}},
+    {LAYOUT(ich_predict_summary, skipped, 40),
+     (const field_offset[]){
+        FIELD(ich_predict_summary, size, 0),
+        FIELD(ich_predict_summary, files, 8),
+        FIELD(ich_predict_summary, predicted, 16),
+        FIELD(ich_predict_summary, failed, 24),
+        FIELD(ich_predict_summary, skipped, 32),
         {NULL, 0, 0}}},
 };
 
@@ -729,6 +768,100 @@ static void test_pipeline_old_sizes(void **state)
     free(dir);
 }
 
+/* Whole folders (<ich/pipeline.h>): two written slices preprocessed and
+ * predicted, each call with its options and summary at their first
+ * versions' sizes. */
+static int count_predictions(void *user, const char *path, const char *id,
+                             const float *probabilities, int32_t outputs, const char *problem)
+{
+    (void)path;
+    (void)id;
+    (void)outputs;
+    (void)problem;
+    *(int *)user += probabilities != NULL;
+    return 0;
+}
+
+static void test_folder_old_sizes(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), scans[1024], png[1024], csv[1024], path[1024];
+    tu_join(scans, sizeof scans, dir, "scans");
+    tu_join(png, sizeof png, dir, "png");
+    tu_join(csv, sizeof csv, dir, "predictions.csv");
+    assert_int_equal(mkdir(scans, 0755), 0);
+    int16_t pixels[16 * 16];
+    for (int i = 0; i < 16 * 16; i++)
+        pixels[i] = (int16_t)(i * 7 % 200 + 900);
+    for (int k = 0; k < 2; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "ID_%d.dcm", k);
+        ich_ct_slice slice = {.size = sizeof slice, .rows = 16, .columns = 16,
+                              .pixels = pixels, .rescale_slope = 1,
+                              .rescale_intercept = -1024, .instance_number = k + 1};
+        OK(ich_dicom_write_ct(tu_join(path, sizeof path, scans, name), &slice));
+    }
+    ich_window *window = NULL;
+    OK(ich_window_create(&window));
+    OK(ich_window_add_list(window, "brain"));
+    OK(ich_window_set_size(window, 16, 16, ICH_RESIZE_BILINEAR));
+    guard g, gs;
+
+    ich_preprocess_options *po = guard_open(&g, NULL, OLD(ich_preprocess_options));
+    (ich_preprocess_options_init)(po);
+    assert_int_equal(po->threads, 0);
+    po->threads = 1;
+    ich_preprocess_summary *ps = guard_open(&gs, NULL, OLD(ich_preprocess_summary));
+    OK(ich_preprocess_folder(scans, png, window, po, ps));
+    assert_int_equal(ps->files, 2);
+    assert_int_equal(ps->converted, 2);
+    assert_int_equal(ps->failed, 0);
+    assert_int_equal(ps->threads, 1);
+    guard_close(&gs, "ich_preprocess_summary");
+    guard_close(&g, "ich_preprocess_options");
+    /* a summary below the first version: refused, nothing written */
+    ps = guard_open(&gs, NULL, OLD(ich_preprocess_summary) - 4);
+    assert_int_equal(ich_preprocess_folder(scans, png, window, NULL, ps),
+                     ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps->files, (int64_t)0xa5a5a5a5a5a5a5a5ull);
+    guard_close(&gs, "ich_preprocess_summary (too small)");
+
+    ich_model *model = NULL;
+    OK(ich_model_create("input 1x16x16, flatten, linear 6", &model));
+    OK(ich_model_init_weights(model, 3));
+    OK(ich_model_set_input_window(model, window));
+    ich_predict_options *o = guard_open(&g, NULL, OLD(ich_predict_options));
+    (ich_predict_options_init)(o);
+    assert_int_equal(o->batch_size, 16);
+    assert_true(o->threshold == 0.5f);
+    o->batch_size = 1;
+    o->threads = 1;
+    ich_predict_summary *s = guard_open(&gs, NULL, OLD(ich_predict_summary));
+    const char *paths[1] = {scans};
+    int predicted = 0;
+    OK(ich_predict_files(model, paths, 1, o, count_predictions, &predicted, s));
+    assert_int_equal(predicted, 2);
+    assert_int_equal(s->files, 2);
+    assert_int_equal(s->predicted, 2);
+    guard_close(&gs, "ich_predict_files: summary");
+    s = guard_open(&gs, NULL, OLD(ich_predict_summary));
+    OK(ich_predict_folder(model, scans, csv, o, s));
+    assert_int_equal(s->predicted, 2);
+    assert_true(tu_exists(csv));
+    guard_close(&gs, "ich_predict_folder: summary");
+    guard_close(&g, "ich_predict_options");
+    s = guard_open(&gs, NULL, OLD(ich_predict_summary) - 8);
+    assert_int_equal(ich_predict_files(model, paths, 1, NULL, NULL, NULL, s),
+                     ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(s->files, (int64_t)0xa5a5a5a5a5a5a5a5ull);
+    guard_close(&gs, "ich_predict_files: summary (too small)");
+
+    ich_model_free(model);
+    ich_window_free(window);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -737,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_dicom_old_sizes),
         cmocka_unit_test(test_augment_old_sizes),
         cmocka_unit_test(test_pipeline_old_sizes),
+        cmocka_unit_test(test_folder_old_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

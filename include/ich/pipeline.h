@@ -39,6 +39,7 @@ struct ich_model;
 
 /** Options of ich_preprocess_folder(). Set `size`; see the init call. */
 typedef struct ich_preprocess_options {
+    /* ABI: first version up to `progress_user`, 32 bytes on LP64 (today's layout). */
     size_t size;
     int32_t threads;          /**< worker threads; 0: one per CPU (default) */
     int32_t overwrite;        /**< non-zero: convert again over existing PNGs;
@@ -48,12 +49,17 @@ typedef struct ich_preprocess_options {
     void *progress_user;
 } ich_preprocess_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_preprocess_options_init(ich_preprocess_options *options);
+#define ich_preprocess_options_init(options) ich_preprocess_options_init(ICH_SIZED(options))
 
 /** What ich_preprocess_folder() did. Set `size` to sizeof(the struct);
- *  the call writes the fields that fit in it. */
+ *  the call writes the fields that fit in it and sets `size` to the bytes
+ *  written. */
 typedef struct ich_preprocess_summary {
+    /* ABI: first version up to `threads`, 52 bytes on LP64 (today's layout). */
     size_t size;
     int64_t files;     /**< DICOM files found */
     int64_t converted; /**< PNGs written */
@@ -103,6 +109,7 @@ typedef enum ich_predict_format {
 /** Options of ich_predict_files() and ich_predict_folder(). Set `size`;
  *  see the init call. */
 typedef struct ich_predict_options {
+    /* ABI: first version up to `progress_user`, 56 bytes on LP64 (today's layout). */
     size_t size;
     const struct ich_window *window; /**< the input recipe; NULL (default):
                                           the model's (ich_model_input_window()) */
@@ -122,12 +129,17 @@ typedef struct ich_predict_options {
     void *progress_user;
 } ich_predict_options;
 
-/** Fill `options` with the defaults (and its size). */
+/** Fill `options` with the defaults (sets size).
+ *  (A macro over the function: it first sets `size` to the caller's
+ *  sizeof, and only that much is written; see "ABI" in <ich/core.h>.) */
 ICH_API void ich_predict_options_init(ich_predict_options *options);
+#define ich_predict_options_init(options) ich_predict_options_init(ICH_SIZED(options))
 
 /** What ich_predict_files() and ich_predict_folder() did. Set `size` to
- *  sizeof(the struct); the call writes the fields that fit in it. */
+ *  sizeof(the struct); the call writes the fields that fit in it and sets
+ *  `size` to the bytes written. */
 typedef struct ich_predict_summary {
+    /* ABI: first version up to `skipped`, 40 bytes on LP64 (today's layout). */
     size_t size;
     int64_t files;     /**< DICOM files found (and files given) */
     int64_t predicted; /**< images with probabilities */

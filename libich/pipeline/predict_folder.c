@@ -23,24 +23,29 @@
 #include "ich/pipeline.h"
 #include "ich/window.h"
 
-void ich_predict_options_init(ich_predict_options *options)
+#define OPTIONS_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_predict_options, progress_user)
+#define SUMMARY_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_predict_summary, skipped)
+
+void (ich_predict_options_init)(ich_predict_options *caller)
 {
-    if (!options)
+    if (!caller)
         return;
-    memset(options, 0, sizeof *options);
-    options->size = sizeof *options;
-    options->threshold = 0.5f;
-    options->batch_size = 16;
-    options->format = ICH_PREDICT_CSV;
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_predict_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    defaults.size = sizeof defaults;
+    defaults.threshold = 0.5f;
+    defaults.batch_size = 16;
+    defaults.format = ICH_PREDICT_CSV;
+    ich_options_init_write(caller, &defaults, sizeof defaults, OPTIONS_V1_SIZE);
 }
 
 static ich_status read_options(const ich_predict_options *in, ich_predict_options *out,
                                const char *function)
 {
     ich_predict_options_init(out);
-    ich_status st = ich_options_merge(out, sizeof *out, in,
-                                      ICH_OPTIONS_V1_SIZE(ich_predict_options, progress_user),
-                                      function);
+    ich_status st = ich_options_merge(out, sizeof *out, in, OPTIONS_V1_SIZE, function);
     if (st != ICH_OK)
         return st;
     if (out->batch_size < 1 || out->batch_size > 65536)
@@ -58,22 +63,13 @@ static ich_status read_options(const ich_predict_options *in, ich_predict_option
     return ICH_OK;
 }
 
-static ich_status check_summary(const ich_predict_summary *summary, const char *function)
+/* The summary is checked before the work, so that the counts reach it (as
+ * far as the caller's size, ich_options_write()) also when the work fails. */
+static ich_status check_summary(const ich_predict_summary *summary, const char *what)
 {
-    if (summary && summary->size < ICH_OPTIONS_V1_SIZE(ich_predict_summary, skipped))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "%s: summary->size is %zu, expected sizeof the summary struct (%zu)",
-                        function, summary->size, sizeof *summary);
+    if (summary && !ich_options_size(summary, sizeof *summary, SUMMARY_V1_SIZE, what))
+        return ICH_ERR_INVALID_ARGUMENT;
     return ICH_OK;
-}
-
-static void write_summary(ich_predict_summary *out, const ich_predict_summary *in)
-{
-    if (!out)
-        return;
-    size_t size = out->size < sizeof *in ? out->size : sizeof *in;
-    memcpy((char *)out + sizeof out->size, (const char *)in + sizeof in->size,
-           size - sizeof out->size);
 }
 
 static double seconds_now(void)
@@ -338,6 +334,7 @@ ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t
                              void *user, ich_predict_summary *summary)
 {
     static const char function[] = "ich_predict_files";
+    static const char summary_what[] = "ich_predict_files: summary";
     ich_predict_summary done;
     memset(&done, 0, sizeof done);
     done.size = sizeof done;
@@ -347,7 +344,7 @@ ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t
     ich_predict_options opts;
     ich_status st = read_options(options, &opts, function);
     if (st == ICH_OK)
-        st = check_summary(summary, function);
+        st = check_summary(summary, summary_what);
     if (st != ICH_OK)
         return st;
     ich_window *owned = NULL;
@@ -374,7 +371,8 @@ ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t
     }
     ich_found_files_free(&files);
     ich_window_free(owned);
-    write_summary(summary, &done);
+    if (summary)
+        ich_options_write(summary, &done, sizeof done, SUMMARY_V1_SIZE, summary_what);
     return st;
 }
 
@@ -411,13 +409,14 @@ ich_status ich_predict_folder(ich_model *model, const char *input, const char *o
                               const ich_predict_options *options, ich_predict_summary *summary)
 {
     static const char function[] = "ich_predict_folder";
+    static const char summary_what[] = "ich_predict_folder: summary";
     if (!model || !input || !out_path)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: NULL %s", function,
                         !model ? "model" : !input ? "input" : "out_path");
     ich_predict_options opts;
     ich_status st = read_options(options, &opts, function);
     if (st == ICH_OK)
-        st = check_summary(summary, function);
+        st = check_summary(summary, summary_what);
     ich_labels *names = NULL;
     if (st == ICH_OK)
         st = ich_labels_of_model(model, &names);

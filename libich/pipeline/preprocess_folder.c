@@ -16,34 +16,19 @@
 #include "ich/pipeline.h"
 #include "ich/window.h"
 
-void ich_preprocess_options_init(ich_preprocess_options *options)
-{
-    if (!options)
-        return;
-    memset(options, 0, sizeof *options);
-    options->size = sizeof *options;
-}
+#define OPTIONS_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_preprocess_options, progress_user)
+#define SUMMARY_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_preprocess_summary, threads)
 
-/* The caller's summary must be at least the first version; write_summary()
- * then writes what fits of ours (a caller built against an older header
- * passes a shorter struct). */
-static ich_status check_summary(const ich_preprocess_summary *summary)
+void (ich_preprocess_options_init)(ich_preprocess_options *caller)
 {
-    if (summary && summary->size < ICH_OPTIONS_V1_SIZE(ich_preprocess_summary, threads))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_preprocess_folder: summary->size is %zu, expected sizeof the "
-                        "summary struct (%zu)",
-                        summary->size, sizeof *summary);
-    return ICH_OK;
-}
-
-static void write_summary(ich_preprocess_summary *out, const ich_preprocess_summary *in)
-{
-    if (!out)
+    if (!caller)
         return;
-    size_t size = out->size < sizeof *in ? out->size : sizeof *in;
-    memcpy((char *)out + sizeof out->size, (const char *)in + sizeof in->size,
-           size - sizeof out->size);
+    /* The defaults are made in full, then written only as far as the
+     * caller's struct reaches (the header's macro set its size). */
+    ich_preprocess_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    defaults.size = sizeof defaults;
+    ich_options_init_write(caller, &defaults, sizeof defaults, OPTIONS_V1_SIZE);
 }
 
 /* "sub/IM1.dcm" -> "<out_dir>/sub/IM1.png" in new memory (a dot in a folder
@@ -133,13 +118,15 @@ ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
                         !input_dir ? "input_dir" : !output_dir ? "output_dir" : "window");
     ich_preprocess_options opts;
     ich_preprocess_options_init(&opts);
-    ich_status st = ich_options_merge(&opts, sizeof opts, options,
-                                      ICH_OPTIONS_V1_SIZE(ich_preprocess_options, progress_user),
+    ich_status st = ich_options_merge(&opts, sizeof opts, options, OPTIONS_V1_SIZE,
                                       "ich_preprocess_folder");
-    if (st == ICH_OK)
-        st = check_summary(summary);
     if (st != ICH_OK)
         return st;
+    /* The summary is checked now, so that the counts reach it (as far as
+     * the caller's size, ich_options_write()) also when the work fails. */
+    if (summary && !ich_options_size(summary, sizeof *summary, SUMMARY_V1_SIZE,
+                                     "ich_preprocess_folder: summary"))
+        return ICH_ERR_INVALID_ARGUMENT;
     if (opts.threads < 0)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "ich_preprocess_folder: threads is %d, expected 0 (one per CPU) or more",
@@ -176,6 +163,7 @@ ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
                 (long long)done.files, input_dir);
     }
     ich_found_files_free(&files);
-    write_summary(summary, &done);
+    if (summary)
+        ich_options_write(summary, &done, sizeof done, SUMMARY_V1_SIZE, "ich_preprocess_folder");
     return st;
 }

@@ -88,6 +88,7 @@ def _options(batch_size, threshold, threads, window):
     if isinstance(threads, bool) or int(threads) != threads or not 0 <= threads <= INT32_MAX:
         raise _invalid("threads must be an integer >= 0, not %r" % (threads,))
     options = _Options()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_predict_options_init(ctypes.byref(options))
     options.batch_size = min(int(batch_size), 65536)
     options.threshold = float(threshold)

@@ -84,6 +84,7 @@ def preprocess_folder(input_dir, output_dir, window, threads=0, overwrite=False,
     elif not isinstance(window, Window):
         raise TypeError("window must be an ich.Window or its text")
     options = _Options()
+    options.size = ctypes.sizeof(options)  # as the C macro does (ICH_SIZED)
     lib.ich_preprocess_options_init(ctypes.byref(options))
     options.threads = int(threads)
     options.overwrite = 1 if overwrite else 0

@@ -7,6 +7,11 @@ structs' field lists from the public headers (include/ich/*.h), compiles a
 small C program with `cc` that prints sizeof and every field's offsetof,
 and checks each mirror field by field: the same names in the same order,
 the same offsets, the same size. No symbol is added to libich for it.
+
+It also keeps the checks complete: every struct that opens with
+`size_t size;` must have a mirror here and be in tests/test_abi.c's layout
+table with all its fields, and every sized mirror in the package must be
+in MIRRORS, so a new public struct cannot go unchecked.
 """
 
 import ctypes
@@ -52,6 +57,10 @@ MIRRORS = {
     "ich_epoch_stats": _module("train")._EpochStats,
     "ich_train_progress": _module("train")._Progress,
     "ich_train_options": _module("train")._Options,
+    "ich_preprocess_options": _module("preprocess")._Options,
+    "ich_preprocess_summary": _module("preprocess")._Summary,
+    "ich_predict_options": _module("predict")._Options,
+    "ich_predict_summary": _module("predict")._Summary,
 }
 
 
@@ -110,6 +119,55 @@ def c_layout(tmp_path_factory):
         else:
             layout[key][0] = int(value)
     return structs, layout
+
+
+def c_layout_table():
+    """{struct: [fields]} of tests/test_abi.c's layout table (its LAYOUT and
+    FIELD entries), the C test of first-version sizes and field offsets."""
+    with open(os.path.join(ROOT, "tests", "test_abi.c"), encoding="utf-8") as f:
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    table = {}
+    for m in re.finditer(r"\bLAYOUT\((ich_\w+),", text):
+        table[m.group(1)] = []
+    for m in re.finditer(r"\bFIELD\((ich_\w+), (\w+), \d+\)", text):
+        table.setdefault(m.group(1), []).append(m.group(2))
+    return table
+
+
+def test_every_sized_struct_is_in_the_c_layout_table():
+    """A public struct that opens with `size_t size;` and is missing from
+    test_abi.c's table (or is there without all its fields) would have its
+    layout and first version unchecked: a new header must add it there."""
+    structs = header_structs()
+    sized = {name for name, fields in structs.items() if fields[0] == "size"}
+    table = c_layout_table()
+    missing = sorted(sized - set(table))
+    assert not missing, "structs missing from tests/test_abi.c's layout table: %s" % missing
+    for struct in sorted(sized):
+        assert table[struct] == structs[struct], (
+            "tests/test_abi.c: the FIELD entries of %s differ from the header's fields "
+            "(every field, in order)" % struct)
+
+
+def test_every_mirror_is_compared():
+    """Every ctypes mirror of a sized struct in the ich package is one of
+    MIRRORS, so none escapes the comparison with C."""
+    import ich
+    folder = os.path.dirname(ich.__file__)
+    compared = set(MIRRORS.values())
+    unlisted = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py") or name == "__init__.py":
+            continue
+        module = _module(name[:-3])
+        for value in vars(module).values():
+            if (isinstance(value, type) and issubclass(value, ctypes.Structure)
+                    and value.__module__ == module.__name__
+                    and getattr(value, "_fields_", None)
+                    and value._fields_[0] == ("size", ctypes.c_size_t)
+                    and value not in compared):
+                unlisted.append("%s.%s" % (module.__name__, value.__name__))
+    assert not unlisted, "ctypes mirrors not in MIRRORS (add them): %s" % unlisted
 
 
 def test_every_sized_struct_has_a_mirror(c_layout):
