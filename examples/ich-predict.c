@@ -303,7 +303,7 @@ static int predict_all(ich_model *model, const ich_window *window, const file_li
         fprintf(stderr, "ich-predict: out of memory\n");
         return -1;
     }
-    progress_bar bar = {now(), "images"};
+    progress_bar bar = {now(), "images", 0};
     int32_t n = 0;
     int rc = 0;
     for (size_t i = 0; i < files->count && !rc; i++) {

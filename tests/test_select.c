@@ -451,7 +451,7 @@ static void test_progress_and_cancel(void **state)
     progress_log stop = {0, 1, 0, 0};
     o.progress_user = &stop;
     assert_int_equal(ich_labels_select_files(t, tr.src, other, &o, &copied, NULL, NULL, &found),
-                     ICH_ERR_INVALID_ARGUMENT);
+                     ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_null(found);
     assert_int_equal(count_named(other, ".tmp"), 0);

@@ -606,7 +606,7 @@ static void test_warmup_and_progress(void **state)
     memset(&log, 0, sizeof log);
     log.cancel_at = 2;
     o.progress = log_progress;
-    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_int_equal(log.train, 2);
 

@@ -337,9 +337,9 @@ ICH_API void ich_select_options_init(ich_select_options *options);
  *  groups. Missing and failed files do not make the call fail: check the
  *  counts.
  *
- *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL labels or folder, bad options, or
- *  cancelled by the progress callback: then the counts say what was done
- *  and *found is NULL), ICH_ERR_IO (src_dir is not a readable folder,
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL labels or folder, bad options),
+ *  ICH_ERR_CANCELLED (the progress callback returned non-zero: the counts
+ *  say what was done and *found is NULL), ICH_ERR_IO (src_dir is not a readable folder,
  *  dst_dir cannot be created), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_labels_select_files(const ich_labels *labels, const char *src_dir,
                                            const char *dst_dir,

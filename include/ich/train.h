@@ -135,8 +135,8 @@ typedef struct ich_train_progress {
 
 /** Called after every batch and at the end of every epoch, on the thread
  *  that called ich_train(). Return 0 to go on, non-zero to stop: ich_train()
- *  then returns ICH_ERR_INVALID_ARGUMENT with "cancelled" in the message
- *  (the checkpoints of finished epochs stay). */
+ *  then returns ICH_ERR_CANCELLED (the checkpoints of finished epochs
+ *  stay). */
 typedef int (*ich_train_progress_fn)(void *user, const ich_train_progress *progress);
 
 /* ---- Training ----------------------------------------------------------- */
@@ -197,7 +197,8 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  left in evaluation mode. *history (may be NULL) receives the run's
  *  history (with a resumed run's earlier epochs first); free it with
  *  ich_history_free(). options may be NULL for the defaults. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option, "cancelled"), ICH_ERR_SHAPE
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_CANCELLED (the
+ *  progress callback returned non-zero), ICH_ERR_SHAPE
  *  (model and dataset do not fit: the message gives both shapes, or the
  *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),

@@ -27,6 +27,7 @@ const char *ich_status_string(ich_status status)
     case ICH_ERR_NOT_FOUND: return "ICH_ERR_NOT_FOUND";
     case ICH_ERR_SHAPE: return "ICH_ERR_SHAPE";
     case ICH_ERR_INTERNAL: return "ICH_ERR_INTERNAL";
+    case ICH_ERR_CANCELLED: return "ICH_ERR_CANCELLED";
     }
     return "ICH_ERR_UNKNOWN";
 }

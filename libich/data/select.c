@@ -378,7 +378,9 @@ static int index_file(void *user, const char *path, const char *relative, const 
     const char *slash = strrchr(path, '/');
     if (copy)
         index_add(index, copy, slash ? (size_t)(slash + 1 - path) : 0);
-    return !copy || index->failed;
+    if (!copy)
+        index->failed = 1; /* out of memory, not a cancel: the caller reports it */
+    return index->failed;
 }
 
 static int by_name_then_path(const void *a, const void *b)

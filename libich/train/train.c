@@ -244,7 +244,7 @@ static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t
                             sums_loss(sums), sums_accuracy(sums), seconds_now() - r->start,
                             stats};
     if (r->fn(r->user, &p))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+        return ich_fail(ICH_ERR_CANCELLED,
                         "ich_train: cancelled by the progress callback in epoch %d", r->epoch);
     return ICH_OK;
 }

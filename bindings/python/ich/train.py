@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible
 from ._errors import check
 from ._lib import c_float_p, lib, _declare
 from ._util import INT32_MAX, c_string, fspath_bytes
@@ -218,8 +219,10 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
         with a dict (phase "train", "validate" or "epoch", epoch, epochs,
         batch, batches, loss, accuracy, elapsed, stats: the epoch's row at
         phase "epoch"); a true return value stops training
-        (InvalidArgumentError "cancelled"); an exception it raises stops
-        training and is raised again here.
+        (:class:`ich.CancelledError`); an exception it raises stops
+        training and is raised again here. Ctrl-C stops training after the
+        current batch and raises KeyboardInterrupt, with or without
+        `progress` (the checkpoints of finished epochs stay).
 
     Returns the history: a list of dicts, one per epoch.
     """
@@ -249,29 +252,22 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
     o.checkpoint_dir = fspath_bytes(checkpoint_dir) if checkpoint_dir is not None else None
     o.resume = fspath_bytes(resume) if resume is not None else None
 
-    raised = []
+    def report(user, pointer):
+        p = pointer.contents
+        return ({"phase": _PHASES.get(p.phase, p.phase), "epoch": p.epoch, "epochs": p.epochs,
+                 "batch": p.batch, "batches": p.batches, "loss": p.loss,
+                 "accuracy": p.accuracy, "elapsed": p.elapsed,
+                 "stats": _stats_dict(p.stats.contents) if p.stats else None},)
 
-    def on_progress(user, report):
-        p = report.contents
-        info = {"phase": _PHASES.get(p.phase, p.phase), "epoch": p.epoch, "epochs": p.epochs,
-                "batch": p.batch, "batches": p.batches, "loss": p.loss,
-                "accuracy": p.accuracy, "elapsed": p.elapsed,
-                "stats": _stats_dict(p.stats.contents) if p.stats else None}
-        try:
-            return 1 if progress(info) else 0
-        except BaseException as exc:  # noqa: B902 (re-raised after ich_train returns)
-            raised.append(exc)
-            return 1
-
-    callback = _ProgressFn(on_progress) if progress is not None else _ProgressFn()
-    o.progress = callback
     handle = ctypes.c_void_p()
-    status = lib.ich_train(model._live(), optimizer._live(), train_dataset._live(),
-                           val_dataset._live() if val_dataset is not None else None,
-                           ctypes.byref(o), ctypes.byref(handle))
-    if raised:
-        raise raised[0]
-    check(status)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = _ProgressFn(guard.wrap(report))
+        o.progress = callback
+        status = lib.ich_train(model._live(), optimizer._live(), train_dataset._live(),
+                               val_dataset._live() if val_dataset is not None else None,
+                               ctypes.byref(o), ctypes.byref(handle))
+    guard.check(status)
     try:
         rows = History()
         for i in range(lib.ich_history_length(handle)):
