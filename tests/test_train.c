@@ -550,6 +550,45 @@ typedef struct progress_log {
     double last_elapsed;
 } progress_log;
 
+/* ich_evaluate_with_progress()'s callback: counts batches, stops at the
+ * validate count `cancel_at` (0: never). */
+static int log_evaluation(void *user, const ich_train_progress *p)
+{
+    progress_log *log = user;
+    assert_int_equal(p->phase, ICH_TRAIN_PHASE_VALIDATE);
+    assert_int_equal(p->epoch, 0);
+    assert_int_equal(p->epochs, 1);
+    assert_int_equal(p->batch, ++log->validate);
+    return log->cancel_at && log->validate == log->cancel_at;
+}
+
+/* ich_evaluate_with_progress() gives ich_evaluate()'s numbers, reports
+ * every batch, and stops when the callback says so. */
+static void test_evaluate_progress_and_cancel(void **state)
+{
+    (void)state;
+    ich_dataset *ds = open_dataset(NULL, 32, "blood,brain,bone", 2);
+    ich_model *m = make_model(SPEC_MAX, 3);
+    double loss = 0, accuracy = 0, loss2 = -1, accuracy2 = -1;
+    assert_int_equal(ich_evaluate(m, ds, NULL, -1, &loss, &accuracy), ICH_OK);
+    progress_log log = {0};
+    assert_int_equal(ich_evaluate_with_progress(m, ds, NULL, -1, log_evaluation, &log, &loss2,
+                                                &accuracy2), ICH_OK);
+    assert_true(ich_dataset_batches(ds) > 1);
+    assert_int_equal(log.validate, ich_dataset_batches(ds));
+    assert_true(loss2 == loss && accuracy2 == accuracy);
+    memset(&log, 0, sizeof log);
+    log.cancel_at = 1;
+    loss2 = accuracy2 = -1;
+    assert_int_equal(ich_evaluate_with_progress(m, ds, NULL, -1, log_evaluation, &log, &loss2,
+                                                &accuracy2), ICH_ERR_CANCELLED);
+    assert_non_null(strstr(ich_last_error(), "ich_evaluate: cancelled"));
+    assert_int_equal(log.validate, 1);
+    assert_true(loss2 == -1 && accuracy2 == -1);
+    ich_model_free(m);
+    ich_dataset_free(ds);
+}
+
 static int log_progress(void *user, const ich_train_progress *p)
 {
     progress_log *log = user;
@@ -766,6 +805,7 @@ int main(void)
     ich_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls),
+        cmocka_unit_test(test_evaluate_progress_and_cancel),
         cmocka_unit_test_setup_teardown(test_checkpoints_carry_recipe_and_labels,
                                         tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_resume_bit_exact, tu_setup_tmpdir,

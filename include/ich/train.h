@@ -218,6 +218,17 @@ ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dat
 ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
                                 int32_t cascade_mask, double *loss, double *accuracy);
 
+/** ich_evaluate() that reports after every batch: `progress` (may be NULL:
+ *  ich_evaluate() itself) is called on the calling thread with phase
+ *  ICH_TRAIN_PHASE_VALIDATE, epoch 0 of 1, the batch count and the running
+ *  loss and accuracy. Returning non-zero stops the pass: ICH_ERR_CANCELLED,
+ *  and *loss and *accuracy are left as they were. Errors as ich_evaluate(). */
+ICH_API ich_status ich_evaluate_with_progress(ich_model *model, ich_dataset *dataset,
+                                              const float *pos_weight, int32_t cascade_mask,
+                                              ich_train_progress_fn progress,
+                                              void *progress_user, double *loss,
+                                              double *accuracy);
+
 #ifdef __cplusplus
 }
 #endif

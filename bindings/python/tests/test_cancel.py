@@ -40,6 +40,21 @@ def test_user_callback_true_gives_cancelled_error(tmp_path):
     assert not (tmp_path / "p" / "labels.csv").exists()
 
 
+def test_evaluate_progress_sees_every_batch_and_can_stop(tmp_path):
+    ich.write_phantom(tmp_path, patients=2, slices=8, size=32, threads=1)
+    data = ich.Dataset(str(tmp_path / "labels.csv"), str(tmp_path / "images"),
+                       window="blood,brain,bone", size=32, batch_size=4, workers=0)
+    model = ich.Model("input 3x32x32, conv 4 3 pad 1, relu, maxpool 32, flatten, linear 6")
+    model.init_weights(1)
+    reports = []
+    assert ich.evaluate(model, data, progress=reports.append) == ich.evaluate(model, data)
+    assert [r["batch"] for r in reports] == list(range(1, data.num_batches + 1))
+    assert data.num_batches == 4
+    assert {r["phase"] for r in reports} == {"validate"}
+    with pytest.raises(ich.CancelledError, match="ich_evaluate: cancelled"):
+        ich.evaluate(model, data, progress=lambda report: True)
+
+
 def test_find_files_callback_errors_still_raise(tmp_path, monkeypatch):
     (tmp_path / "a").write_text("a")
     boom = RuntimeError("boom")
@@ -83,6 +98,18 @@ def test_missing_files_raise_file_not_found(tmp_path):
     assert info.value.errno == errno.ENOENT
 
 
+def test_missing_resume_checkpoint_is_file_not_found(tmp_path):
+    ich.write_phantom(tmp_path, patients=1, slices=4, size=32, threads=1)
+    data = ich.Dataset(str(tmp_path / "labels.csv"), str(tmp_path / "images"),
+                       window="blood,brain,bone", size=32, batch_size=4, workers=0)
+    model = ich.Model("input 3x32x32, conv 4 3 pad 1, relu, maxpool 32, flatten, linear 6")
+    missing = tmp_path / "absent.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        ich.train(model, ich.Optimizer(model, "sgd", lr=0.1), data, epochs=1, resume=missing)
+    _assert_missing(info.value, missing, ich.NotFoundError)
+    assert type(info.value) is ich.MissingFileError
+
+
 def test_other_io_errors_are_not_file_not_found(tmp_path):
     folder = tmp_path / "folder.dcm"
     folder.mkdir()
@@ -115,6 +142,9 @@ def long_call():
     ich.train(model, opt, data, epochs=1000000, progress=progress)
 """
 
+_EVALUATE = _TRAIN.replace("ich.train(model, opt, data, epochs=1000000, progress=progress)",
+                           "while True: ich.evaluate(model, data, progress=progress)")
+
 _PHANTOM = """
 def long_call():
     ich.write_phantom(folder, patients=100000, slices=8, size=64, threads=2,
@@ -141,7 +171,7 @@ except KeyboardInterrupt:
 print("FINISHED", flush=True)
 """
 
-_CALLS = {"train": _TRAIN, "phantom": _PHANTOM, "find_files": _FIND}
+_CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "phantom": _PHANTOM, "find_files": _FIND}
 
 
 def _interrupt(tmp_path, call, progress="None"):
@@ -173,6 +203,11 @@ def test_ctrl_c_stops_train(tmp_path, progress):
     _interrupt(tmp_path, "train", progress)
 
 
+@pytest.mark.parametrize("progress", ["None", "lambda report: False"])
+def test_ctrl_c_stops_evaluate(tmp_path, progress):
+    _interrupt(tmp_path, "evaluate", progress)
+
+
 @pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
 def test_ctrl_c_stops_write_phantom(tmp_path, progress):
     _interrupt(tmp_path, "phantom", progress)
@@ -180,3 +215,4 @@ def test_ctrl_c_stops_write_phantom(tmp_path, progress):
 
 def test_ctrl_c_stops_find_files(tmp_path):
     _interrupt(tmp_path, "find_files")
+
