@@ -10,7 +10,8 @@
  *   options.progress_user = &bar;
  *
  * Ctrl-C: catch_interrupt() turns the first SIGINT into a flag that
- * show_progress() (and ich-train's callback) return, so the library stops
+ * show_progress() (and ich-train's callback, and the thread's cancel check
+ * between a network's layers) return, so the library stops
  * the work cleanly (nothing half-written stays) and returns
  * ICH_ERR_CANCELLED; the program then says "interrupted" and exits with
  * status 130 (128 + SIGINT, what a shell reports for a program that Ctrl-C
@@ -46,10 +47,19 @@ static inline void on_interrupt(int signo)
     interrupted = 1;
 }
 
+static inline int interrupt_requested(void *user)
+{
+    (void)user;
+    return interrupted;
+}
+
 /* From now on the first Ctrl-C sets `interrupted` (the progress callbacks
- * then ask libich to stop); SA_RESETHAND: a second one kills as usual. */
+ * then ask libich to stop, and so does the thread's cancel check, which
+ * libich looks at between a network's layers: a batch of a large network
+ * takes seconds on a CPU); SA_RESETHAND: a second one kills as usual. */
 static inline void catch_interrupt(void)
 {
+    ich_set_cancel_check(interrupt_requested, NULL);
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_interrupt;

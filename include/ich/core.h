@@ -105,6 +105,20 @@ ICH_API void ich_set_log_callback(ich_log_fn fn, void *user, ich_log_level min_l
  *  Ctrl-C stops the work cleanly. */
 typedef int (*ich_progress_fn)(void *user, int64_t done, int64_t total, const char *what);
 
+/** Cancel check: returns non-zero when the work should stop. */
+typedef int (*ich_cancel_fn)(void *user);
+
+/** Install `fn` (NULL removes it) as the calling thread's cancel check.
+ *  Long steps too big for one progress report consult it between their
+ *  parts: ich_model_forward(), ich_model_backward() and ich_model_predict()
+ *  (and so ich_train(), ich_evaluate() and ich_evaluate_report()) after
+ *  each layer, on the calling thread. When it returns non-zero the call
+ *  stops and returns ICH_ERR_CANCELLED. A network's large first layers can
+ *  take seconds on a CPU, so this lets Ctrl-C (a flag set by a SIGINT
+ *  handler) stop training within a layer's time, not a batch's. Each
+ *  thread has its own check; other threads are not affected. */
+ICH_API void ich_set_cancel_check(ich_cancel_fn fn, void *user);
+
 /** Free memory that a libich call returned to the caller (documented where
  *  it happens, e.g. ich_png_read()). NULL is a no-op. */
 ICH_API void ich_free(void *pointer);

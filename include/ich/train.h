@@ -198,7 +198,8 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  history (with a resumed run's earlier epochs first); free it with
  *  ich_history_free(). options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_CANCELLED (the
- *  progress callback returned non-zero), ICH_ERR_SHAPE
+ *  progress callback returned non-zero, or the thread's cancel check,
+ *  ich_set_cancel_check(), did within a batch), ICH_ERR_SHAPE
  *  (model and dataset do not fit: the message gives both shapes, or the
  *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),

@@ -51,3 +51,20 @@ ich_status ich_fail(ich_status status, const char *fmt, ...)
 }
 
 void ich_free(void *pointer) { free(pointer); }
+
+/* The calling thread's cancel check (ich_set_cancel_check()). */
+static _Thread_local ich_cancel_fn cancel_fn;
+static _Thread_local void *cancel_user;
+
+void ich_set_cancel_check(ich_cancel_fn fn, void *user)
+{
+    cancel_fn = fn;
+    cancel_user = fn ? user : NULL;
+}
+
+ich_status ich_check_cancel(const char *what)
+{
+    if (cancel_fn && cancel_fn(cancel_user))
+        return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled", what);
+    return ICH_OK;
+}

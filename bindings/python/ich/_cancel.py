@@ -15,7 +15,11 @@ run the call inside :class:`Interruptible`:
 While the call runs, SIGINT (Ctrl-C) sets a flag instead of raising. The
 next callback (libich calls them from the calling thread, several times a
 second) sees the flag and returns 1; libich stops cleanly and returns
-ICH_ERR_CANCELLED, and ``check`` raises KeyboardInterrupt. Why a flag and not
+ICH_ERR_CANCELLED, and ``check`` raises KeyboardInterrupt. A training batch
+of a large network can take many seconds on a CPU, so the guard also
+installs the thread's cancel check (``ich_set_cancel_check``), which libich
+consults between the layers of every forward and backward pass; the model
+wrappers (``Model.forward``, ``backward``, ``predict``) use it alone. Why a flag and not
 just ``except KeyboardInterrupt`` in the callback: CPython runs a pending
 signal handler at the first instruction of the callback, before any ``try``
 in it, and ctypes swallows (prints) an exception raised there, so the
@@ -25,10 +29,30 @@ A user callback that returns True gives :class:`ich.CancelledError`; an
 exception it raises stops the call and is raised again by ``check``.
 """
 
+import ctypes
 import signal
 import threading
 
 from ._errors import check
+from ._lib import _declare
+
+#: ich_cancel_fn: int (*)(void *user)
+_CANCEL_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+_lib_set_cancel_check = _declare("ich_set_cancel_check", None, _CANCEL_FN, ctypes.c_void_p)
+
+# The guard whose call runs on this thread (only the main thread has one:
+# only it receives SIGINT).
+_local = threading.local()
+
+
+def _cancel_check(user):
+    guard = getattr(_local, "guard", None)
+    return 1 if guard is not None and guard.stopping else 0
+
+
+# One ctypes object for the whole process, so it is never freed while
+# libich may call it.
+_CANCEL_CHECK = _CANCEL_FN(_cancel_check)
 
 __all__ = ["Interruptible"]
 
@@ -53,17 +77,28 @@ class Interruptible:
     def _on_sigint(self, signum, frame):
         self.interrupted = True
 
+    @property
+    def stopping(self):
+        """True once the call should stop (Ctrl-C, or the user's callback
+        stopped it or raised)."""
+        return self.interrupted or self.raised is not None
+
     def __enter__(self):
         # Only the main thread receives signals and may set handlers; a
         # handler the application installed itself is left alone (it runs
-        # as usual, and an exception it raises in a callback stops the call).
+        # as usual, and an exception it raises in a callback stops the call),
+        # as is ours when guards nest (the outer one keeps the flag).
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            _local.guard = self
+            _lib_set_cancel_check(_CANCEL_CHECK, None)
         return self
 
     def __exit__(self, kind, value, traceback):
         if self._previous is not None:
+            _lib_set_cancel_check(_CANCEL_FN(), None)
+            _local.guard = None
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
         return False
@@ -78,7 +113,7 @@ class Interruptible:
 
         def callback(*args):
             try:
-                if self.interrupted or self.raised is not None:
+                if self.stopping:
                     return 1
                 if self.user is None:
                     return 0

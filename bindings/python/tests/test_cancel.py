@@ -145,6 +145,20 @@ def long_call():
 _EVALUATE = _TRAIN.replace("ich.train(model, opt, data, epochs=1000000, progress=progress)",
                            "while True: ich.evaluate(model, data, progress=progress)")
 
+# One predict call of a deep network on a large batch takes seconds (5 s on
+# the project's loaded two-core machine): libich's cancel check between the
+# layers must stop it, not the end of the call.
+_PREDICT = """
+import numpy as np
+spec = "input 3x64x64, " + ", ".join(["conv 16 3 pad 1, relu"] * 48) + ", gap, linear 6"
+model = ich.Model(spec)
+model.init_weights(1)
+x = np.random.default_rng(0).random((512, 3, 64, 64), dtype=np.float32)
+def long_call():
+    while True:
+        model.predict(x)
+"""
+
 _PHANTOM = """
 def long_call():
     ich.write_phantom(folder, patients=100000, slices=8, size=64, threads=2,
@@ -171,7 +185,8 @@ except KeyboardInterrupt:
 print("FINISHED", flush=True)
 """
 
-_CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "phantom": _PHANTOM, "find_files": _FIND}
+_CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "predict": _PREDICT, "phantom": _PHANTOM,
+          "find_files": _FIND}
 
 
 def _interrupt(tmp_path, call, progress="None"):
@@ -206,6 +221,10 @@ def test_ctrl_c_stops_train(tmp_path, progress):
 @pytest.mark.parametrize("progress", ["None", "lambda report: False"])
 def test_ctrl_c_stops_evaluate(tmp_path, progress):
     _interrupt(tmp_path, "evaluate", progress)
+
+
+def test_ctrl_c_stops_a_long_predict_between_layers(tmp_path):
+    _interrupt(tmp_path, "predict")
 
 
 @pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
