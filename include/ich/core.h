@@ -112,8 +112,11 @@ typedef int (*ich_cancel_fn)(void *user);
  *  Long steps too big for one progress report consult it between their
  *  parts: ich_model_forward(), ich_model_backward() and ich_model_predict()
  *  (and so ich_train(), ich_evaluate() and ich_evaluate_report()) after
- *  each layer, on the calling thread. When it returns non-zero the call
- *  stops and returns ICH_ERR_CANCELLED. A network's large first layers can
+ *  each layer, and the file jobs without a progress callback
+ *  (ich_labels_groups_from_dicom(), reading a dataset's DICOM headers,
+ *  locating ich_labels_select_files()'s images) a few times a second, on
+ *  the calling thread. When it returns non-zero the call stops and returns
+ *  ICH_ERR_CANCELLED. A network's large first layers can
  *  take seconds on a CPU, so this lets Ctrl-C (a flag set by a SIGINT
  *  handler) stop training within a layer's time, not a batch's. Each
  *  thread has its own check; other threads are not affected. */

@@ -62,6 +62,14 @@ void ich_set_cancel_check(ich_cancel_fn fn, void *user)
     cancel_user = fn ? user : NULL;
 }
 
+static int cancel_only(void *user, int64_t done, int64_t total, const char *what)
+{
+    (void)user, (void)done, (void)total, (void)what;
+    return cancel_fn && cancel_fn(cancel_user);
+}
+
+ich_progress_fn ich_cancel_progress(void) { return cancel_fn ? cancel_only : NULL; }
+
 ich_status ich_check_cancel(const char *what)
 {
     if (cancel_fn && cancel_fn(cancel_user))

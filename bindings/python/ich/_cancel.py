@@ -7,8 +7,8 @@ libich a progress callback of their own (wrapping the user's, if any), and
 run the call inside :class:`Interruptible`:
 
     with Interruptible(user_progress) as guard:
-        options.progress = PROGRESS_FN(guard.wrap(lambda user, done, total, what:
-                                                  (done, total)))
+        callback = PROGRESS_FN(guard.wrap(counts))  # user_progress(done, total)
+        options.progress = callback                 # kept alive until the call returns
         status = lib.ich_something(...)
     guard.check(status)
 
@@ -19,11 +19,13 @@ ICH_ERR_CANCELLED, and ``check`` raises KeyboardInterrupt. A training batch
 of a large network can take many seconds on a CPU, so the guard also
 installs the thread's cancel check (``ich_set_cancel_check``), which libich
 consults between the layers of every forward and backward pass; the model
-wrappers (``Model.forward``, ``backward``, ``predict``) use it alone. Why a flag and not
-just ``except KeyboardInterrupt`` in the callback: CPython runs a pending
-signal handler at the first instruction of the callback, before any ``try``
-in it, and ctypes swallows (prints) an exception raised there, so the
-interrupt would be lost and the call would go on.
+wrappers (``Model.forward``, ``backward``, ``predict``) use it alone.
+
+Why a flag and not just ``except KeyboardInterrupt`` in the callback:
+CPython runs a pending signal handler at the first instruction of the
+callback, before any ``try`` in it, and ctypes swallows (prints) an
+exception raised there, so the interrupt would be lost and the call would
+go on.
 
 A user callback that returns True gives :class:`ich.CancelledError`; an
 exception it raises stops the call and is raised again by ``check``.
@@ -35,6 +37,8 @@ import threading
 
 from ._errors import check
 from ._lib import _declare
+
+__all__ = ["Interruptible", "counts"]
 
 #: ich_cancel_fn: int (*)(void *user)
 _CANCEL_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
@@ -53,9 +57,6 @@ def _cancel_check(user):
 # One ctypes object for the whole process, so it is never freed while
 # libich may call it.
 _CANCEL_CHECK = _CANCEL_FN(_cancel_check)
-
-__all__ = ["Interruptible"]
-
 
 class Interruptible:
     """Context for one long libich call that Ctrl-C and `user` may stop.

@@ -156,6 +156,8 @@ def groups_from_dicom(labels, image_dir, threads=0):
     number of files that could not be read (refused IDs included)."""
     handle = _check_labels(labels)
     unreadable = ctypes.c_int64()
-    check(lib.ich_labels_groups_from_dicom(handle, fspath_bytes(image_dir), _threads(threads),
-                                           ctypes.byref(unreadable)))
+    with Interruptible() as guard:  # Ctrl-C stops the reading: KeyboardInterrupt
+        status = lib.ich_labels_groups_from_dicom(handle, fspath_bytes(image_dir),
+                                                  _threads(threads), ctypes.byref(unreadable))
+    guard.check(status)
     return unreadable.value

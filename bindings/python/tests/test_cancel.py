@@ -159,6 +159,14 @@ def long_call():
         model.predict(x)
 """
 
+_GROUPS = """
+ich.write_phantom(folder, patients=50, slices=24, size=32, threads=2)
+labels = ich.Labels.read(os.path.join(folder, "labels.csv"))
+def long_call():
+    while True:
+        ich.groups_from_dicom(labels, os.path.join(folder, "images"), threads=1)
+"""
+
 _PHANTOM = """
 def long_call():
     ich.write_phantom(folder, patients=100000, slices=8, size=64, threads=2,
@@ -185,8 +193,8 @@ except KeyboardInterrupt:
 print("FINISHED", flush=True)
 """
 
-_CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "predict": _PREDICT, "phantom": _PHANTOM,
-          "find_files": _FIND}
+_CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "predict": _PREDICT, "groups": _GROUPS,
+          "phantom": _PHANTOM, "find_files": _FIND}
 
 
 def _interrupt(tmp_path, call, progress="None"):
@@ -225,6 +233,10 @@ def test_ctrl_c_stops_evaluate(tmp_path, progress):
 
 def test_ctrl_c_stops_a_long_predict_between_layers(tmp_path):
     _interrupt(tmp_path, "predict")
+
+
+def test_ctrl_c_stops_groups_from_dicom(tmp_path):
+    _interrupt(tmp_path, "groups")
 
 
 @pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
