@@ -147,9 +147,11 @@ _EVALUATE = _TRAIN.replace("ich.train(model, opt, data, epochs=1000000, progress
 
 # One predict call of a deep network on a large batch takes seconds (5 s on
 # the project's loaded two-core machine): libich's cancel check between the
-# layers must stop it, not the end of the call.
+# layers must stop it, not the end of the call. On the CPU, where a layer
+# takes a fraction of a second (the CUDA emulator takes longer per layer).
 _PREDICT = """
 import numpy as np
+ich.use_backend("cpu")
 spec = "input 3x64x64, " + ", ".join(["conv 16 3 pad 1, relu"] * 48) + ", gap, linear 6"
 model = ich.Model(spec)
 model.init_weights(1)
