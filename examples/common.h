@@ -10,12 +10,12 @@
  *   options.progress_user = &bar;
  *
  * Ctrl-C: catch_interrupt() turns the first SIGINT into a flag that
- * show_progress() (and ich-train's callback, and the thread's cancel check
- * between a network's layers) return, so the library stops
- * the work cleanly (nothing half-written stays) and returns
- * ICH_ERR_CANCELLED; the program then says "interrupted" and exits with
- * status 130 (128 + SIGINT, what a shell reports for a program that Ctrl-C
- * killed), see exit_status(). A second Ctrl-C kills it at once.
+ * show_progress(), ich-train's callback and the thread's cancel check
+ * (looked at between a network's layers) return, so the library stops the
+ * work cleanly (nothing half-written stays) and returns ICH_ERR_CANCELLED;
+ * the program then says "interrupted" and exits with status 130 (128 +
+ * SIGINT, what a shell reports for a program that Ctrl-C killed), see
+ * exit_status(). A second Ctrl-C kills it at once.
  */
 #ifndef ICH_EXAMPLES_COMMON_H
 #define ICH_EXAMPLES_COMMON_H

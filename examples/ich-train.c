@@ -343,7 +343,7 @@ static void show_bar(const ich_train_progress *p, int64_t val_batches)
 static int on_progress(void *user, const ich_train_progress *p)
 {
     display *d = user;
-    if (interrupted) /* Ctrl-C (catch_interrupt()): stop after this batch */
+    if (interrupted) /* Ctrl-C (catch_interrupt()) */
         return 1;
     if (d->quiet)
         return 0;

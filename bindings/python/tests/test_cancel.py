@@ -130,7 +130,8 @@ ich._cdll.ich_set_threads(1)
 folder = {folder!r}
 """
 
-_TRAIN = """
+# A phantom, a dataset over it, a small model and its optimizer.
+_DATA = """
 ich.write_phantom(folder, patients=4, slices=8, size=32, seed=4, prevalence=1.0, threads=1)
 data = ich.Dataset(os.path.join(folder, "labels.csv"), os.path.join(folder, "images"),
                    window="blood,brain,bone", size=32, batch_size=8, seed=3, workers=0)
@@ -138,12 +139,27 @@ model = ich.Model("input 3x32x32, conv 8 3 pad 1, relu, maxpool 32, flatten, lin
 model.init_weights(1)
 opt = ich.Optimizer(model, "sgd", lr=0.01)
 progress = {progress}
+"""
+
+_TRAIN = _DATA + """
 def long_call():
     ich.train(model, opt, data, epochs=1000000, progress=progress)
 """
 
-_EVALUATE = _TRAIN.replace("ich.train(model, opt, data, epochs=1000000, progress=progress)",
-                           "while True: ich.evaluate(model, data, progress=progress)")
+_EVALUATE = _DATA + """
+def long_call():
+    while True:
+        ich.evaluate(model, data, progress=progress)
+"""
+
+_REPORT = _DATA + """
+ich.train(model, opt, data, epochs=1, checkpoint_dir=os.path.join(folder, "model"))
+def long_call():
+    while True:
+        ich.evaluate_report(os.path.join(folder, "model", "best.safetensors"),
+                            os.path.join(folder, "labels.csv"), os.path.join(folder, "images"),
+                            os.path.join(folder, "report"), batch_size=4, progress=progress)
+"""
 
 # One predict call of a deep network on a large batch takes seconds (5 s on
 # the project's loaded two-core machine): libich's cancel check between the
@@ -196,6 +212,7 @@ print("FINISHED", flush=True)
 """
 
 _CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "predict": _PREDICT, "groups": _GROUPS,
+          "report": _REPORT,
           "phantom": _PHANTOM, "find_files": _FIND}
 
 
@@ -231,6 +248,11 @@ def test_ctrl_c_stops_train(tmp_path, progress):
 @pytest.mark.parametrize("progress", ["None", "lambda report: False"])
 def test_ctrl_c_stops_evaluate(tmp_path, progress):
     _interrupt(tmp_path, "evaluate", progress)
+
+
+@pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
+def test_ctrl_c_stops_evaluate_report(tmp_path, progress):
+    _interrupt(tmp_path, "report", progress)
 
 
 def test_ctrl_c_stops_a_long_predict_between_layers(tmp_path):
