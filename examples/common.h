@@ -9,11 +9,20 @@
  *   progress_bar bar = {now(), "slices"};
  *   options.progress = show_progress;     // libich calls it a few times a second
  *   options.progress_user = &bar;
+ *
+ * Ctrl-C: catch_interrupt() turns the first SIGINT into a flag that
+ * show_progress(), ich-train's callback and the thread's cancel check
+ * (looked at between a network's layers) return, so the library stops the
+ * work cleanly (nothing half-written stays) and returns ICH_ERR_CANCELLED;
+ * the program then says "interrupted" and exits with status 130 (128 +
+ * SIGINT, what a shell reports for a program that Ctrl-C killed), see
+ * exit_status(). A second Ctrl-C kills it at once.
  */
 #ifndef ICH_EXAMPLES_COMMON_H
 #define ICH_EXAMPLES_COMMON_H
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +37,74 @@ static inline double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- Ctrl-C ---------------------------------------------------------------- */
+
+/* Set by the first SIGINT after catch_interrupt(). */
+static volatile sig_atomic_t interrupted;
+
+static inline void on_interrupt(int signo)
+{
+    (void)signo;
+    interrupted = 1;
+}
+
+static inline int interrupt_requested(void *user)
+{
+    (void)user;
+    return interrupted;
+}
+
+/* From now on the first Ctrl-C sets `interrupted` (the progress callbacks
+ * then ask libich to stop, and so does the thread's cancel check, which
+ * libich looks at between a network's layers: a batch of a large network
+ * takes seconds on a CPU); SA_RESETHAND: a second one kills as usual. */
+static inline void catch_interrupt(void)
+{
+    ich_set_cancel_check(interrupt_requested, NULL);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_interrupt;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+}
+
+/* Exit status after a failed libich call: 130 when Ctrl-C cancelled it
+ * (as a shell reports a program killed by SIGINT), else 1. */
+static inline int exit_status(ich_status status)
+{
+    return status == ICH_ERR_CANCELLED ? 130 : 1;
+}
+
+/* Say why a libich call failed: "program: interrupted" after Ctrl-C,
+ * else "program: message". Returns exit_status(status). */
+static inline int report_failure(const char *program, ich_status status)
+{
+    if (status == ICH_ERR_CANCELLED)
+        fprintf(stderr, "%s: interrupted (%s)\n", program, ich_last_error());
+    else
+        fprintf(stderr, "%s: %s\n", program, ich_last_error());
+    return exit_status(status);
+}
+
+/* ---- Progress bar ------------------------------------------------------------ */
+
 typedef struct progress_bar {
     double start; /* now() when the work began */
     const char *unit; /* what is counted: "slices", "files", ... */
+    int hidden;   /* 1: draw nothing (--quiet, or stderr is not a terminal) */
 } progress_bar;
 
 /* Draws "what [#####     ] done/total  rate unit/s  ETA s" on stderr,
- * over the previous bar; print a newline when the work is done. */
+ * over the previous bar; print a newline when the work is done. Returns
+ * non-zero after Ctrl-C (catch_interrupt()) so that libich stops. */
 static inline int show_progress(void *user, int64_t done, int64_t total, const char *what)
 {
     const progress_bar *bar = user;
+    if (interrupted)
+        return 1;
+    if (bar->hidden)
+        return 0;
     double elapsed = now() - bar->start;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     int width = 30, filled = total ? (int)(width * done / total) : width;

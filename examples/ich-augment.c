@@ -158,17 +158,16 @@ int main(int argc, char **argv)
     opt.seed = o.seed;
     opt.threads = o.threads;
     double start = now();
-    progress_bar bar_state = {start, "source images"};
     int bar = !o.quiet && isatty(STDERR_FILENO);
-    if (bar) {
-        opt.progress = show_progress;
-        opt.progress_user = &bar_state;
-    }
+    progress_bar bar_state = {start, "source images", !bar};
+    opt.progress = show_progress; /* also without a bar: it stops the work on Ctrl-C */
+    opt.progress_user = &bar_state;
+    catch_interrupt();
     ich_status st = ich_augment_offline(augment, train, o.image_dir, o.out_dir, &opt, &result);
     if (bar)
         fputc('\n', stderr);
     if (st != ICH_OK) {
-        fprintf(stderr, "ich-augment: %s\n", ich_last_error());
+        status = report_failure("ich-augment", st);
         goto done;
     }
     if (ich_labels_write(result, out_csv) != ICH_OK) {

@@ -115,17 +115,18 @@ int main(int argc, char **argv)
         }
         options.window = window;
     }
-    progress_bar bar = {now(), "images"};
-    if (!quiet) {
-        options.progress = show_progress;
-        options.progress_user = &bar;
-    }
+    progress_bar bar = {now(), "images", quiet};
+    options.progress = show_progress; /* also when quiet: it stops the work on Ctrl-C */
+    options.progress_user = &bar;
+    catch_interrupt();
     ich_evaluate_summary summary = {.size = sizeof summary};
     options.summary = &summary;
     ich_status st = ich_evaluate_report(checkpoint, labels, images, out, &options);
     ich_window_free(window);
     if (!quiet)
         fputc('\n', stderr);
+    if (st == ICH_ERR_CANCELLED)
+        return report_failure("ich-evaluate", st);
     if (st) {
         fprintf(stderr, "ich-evaluate: %s: %s\n", ich_status_string(st), ich_last_error());
         return 1;

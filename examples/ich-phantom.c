@@ -149,20 +149,17 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
 
     double start = now();
-    progress_bar bar_state = {start, "slices"};
     int bar = !quiet && isatty(STDERR_FILENO);
-    if (bar) {
-        o.progress = show_progress;
-        o.progress_user = &bar_state;
-    }
+    progress_bar bar_state = {start, "slices", !bar};
+    o.progress = show_progress; /* also without a bar: it stops the work on Ctrl-C */
+    o.progress_user = &bar_state;
+    catch_interrupt();
     int64_t written = 0;
     ich_status st = ich_phantom_write(out_dir, &o, &written);
     if (bar)
         fputc('\n', stderr);
-    if (st != ICH_OK) {
-        fprintf(stderr, "ich-phantom: %s\n", ich_last_error());
-        return 1;
-    }
+    if (st != ICH_OK)
+        return report_failure("ich-phantom", st);
     if (!quiet)
         printf("ich-phantom: %" PRId64 " slices of %dx%d (%d patients x %d studies x %d slices) "
                "in %s/images, labels in %s/labels.csv, %.2f s\n", written, (int)o.rows,

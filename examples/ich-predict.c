@@ -190,21 +190,21 @@ int main(int argc, char **argv)
     po.batch_size = o.batch;
     po.threads = o.threads;
     po.format = o.rsna ? ICH_PREDICT_RSNA : ICH_PREDICT_CSV;
-    progress_bar bar = {now(), "images"};
-    if (!o.quiet) {
-        po.progress = show_progress;
-        po.progress_user = &bar;
-    }
+    /* the callback also when quiet: it stops the work on Ctrl-C */
+    progress_bar bar = {now(), "images", o.quiet};
+    po.progress = show_progress;
+    po.progress_user = &bar;
+    catch_interrupt();
     ich_predict_summary done;
     memset(&done, 0, sizeof done);
     done.size = sizeof done;
-    if (!rc && ich_predict_folder(model, input, o.out, &po, &done) != ICH_OK) {
-        if (po.progress && done.files)
+    ich_status st = rc ? ICH_OK : ich_predict_folder(model, input, o.out, &po, &done);
+    if (!rc && st != ICH_OK) {
+        if (!bar.hidden && done.files)
             fputc('\n', stderr);
-        fprintf(stderr, "ich-predict: %s\n", ich_last_error());
-        rc = 1;
+        rc = report_failure("ich-predict", st); /* 130 after Ctrl-C */
     } else if (!rc) {
-        if (po.progress && done.files)
+        if (!bar.hidden && done.files)
             fputc('\n', stderr);
         if (!o.quiet)
             printf("%lld predicted, %lld failed -> %s\n", (long long)done.predicted,

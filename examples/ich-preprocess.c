@@ -154,23 +154,21 @@ int main(int argc, char **argv)
     ich_preprocess_options_init(&po);
     po.threads = opts.threads;
     po.overwrite = opts.force;
-    progress_bar bar = {now(), "img"};
-    if (!opts.quiet && isatty(STDERR_FILENO)) {
-        po.progress = show_progress;
-        po.progress_user = &bar;
-    }
+    /* the callback also when the bar is hidden: it stops the work on Ctrl-C */
+    progress_bar bar = {now(), "img", opts.quiet || !isatty(STDERR_FILENO)};
+    po.progress = show_progress;
+    po.progress_user = &bar;
+    catch_interrupt();
     ich_preprocess_summary done;
     memset(&done, 0, sizeof done);
     done.size = sizeof done;
     ich_status st = ich_preprocess_folder(in_dir, out_dir, window, &po, &done);
     double elapsed = now() - bar.start;
-    if (po.progress && done.files)
+    if (!bar.hidden && done.files)
         fputc('\n', stderr);
     ich_window_free(window);
-    if (st != ICH_OK) {
-        fprintf(stderr, "ich-preprocess: %s\n", ich_last_error());
-        return 1;
-    }
+    if (st != ICH_OK)
+        return report_failure("ich-preprocess", st); /* 130 after Ctrl-C */
     if (done.files == 0)
         fprintf(stderr, "ich-preprocess: no DICOM files under %s\n", in_dir);
     if (!opts.quiet)

@@ -112,21 +112,20 @@ int main(int argc, char **argv)
         return 1;
     }
     double start = now();
-    progress_bar bar_state = {start, "files"};
+    progress_bar bar_state = {start, "files", !bar};
     ich_select_options so;
     ich_select_options_init(&so);
     so.mode = o.mode;
     so.threads = o.threads;
     so.extension = o.ext;
-    if (bar) {
-        so.progress = show_progress;
-        so.progress_user = &bar_state;
-    }
+    so.progress = show_progress; /* also without a bar: it stops the work on Ctrl-C */
+    so.progress_user = &bar_state;
+    catch_interrupt();
     int64_t placed = 0, missing = 0, failed = 0, total = ich_labels_rows(labels);
     ich_labels *found = NULL;
     ich_status status =
         ich_labels_select_files(labels, src, dst, &so, &placed, &missing, &failed, &found);
-    if (so.progress)
+    if (bar)
         fputc('\n', stderr);
     char *default_csv = NULL;
     if (status == ICH_OK) {
@@ -147,13 +146,12 @@ int main(int argc, char **argv)
             printf("ich-select: wrote %s (%lld rows)\n", out, (long long)ich_labels_rows(found));
         }
     }
-    if (status != ICH_OK)
-        fprintf(stderr, "ich-select: %s\n", ich_last_error());
+    int rc = status != ICH_OK ? report_failure("ich-select", status) : 0;
     free(default_csv);
     ich_labels_free(found);
     ich_labels_free(labels);
-    if (status != ICH_OK || failed > 0)
-        return 1;
+    if (rc || failed > 0)
+        return rc ? rc : 1;
     if (total > 0 && missing == total) {
         fprintf(stderr, "ich-select: none of the %lld images was found under %s\n",
                 (long long)total, src);

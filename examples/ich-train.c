@@ -343,6 +343,8 @@ static void show_bar(const ich_train_progress *p, int64_t val_batches)
 static int on_progress(void *user, const ich_train_progress *p)
 {
     display *d = user;
+    if (interrupted) /* Ctrl-C (catch_interrupt()) */
+        return 1;
     if (d->quiet)
         return 0;
     if (p->phase != ICH_TRAIN_PHASE_EPOCH) {
@@ -500,8 +502,13 @@ int main(int argc, char **argv)
         t.resume = o.resume;
         t.progress = on_progress;
         t.progress_user = &d;
+        catch_interrupt();
         ich_status st = ich_train(r.model, r.optimizer, r.train, r.val, &t, &r.history);
-        if (st)
+        if (st == ICH_ERR_CANCELLED) {
+            fprintf(stderr, "\nich-train: interrupted; the checkpoints of finished epochs "
+                            "stay in %s\n", o.out);
+            rc = exit_status(st);
+        } else if (st)
             rc = fail(st == ICH_ERR_SHAPE ? "the model does not fit the data" : "training");
         else if (!o.quiet)
             print_summary(&o, &r);

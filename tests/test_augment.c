@@ -800,6 +800,12 @@ static int count_progress(void *user, int64_t done, int64_t total, const char *w
     return 0;
 }
 
+static int stop_progress(void *user, int64_t done, int64_t total, const char *what)
+{
+    (void)user, (void)done, (void)total, (void)what;
+    return 1;
+}
+
 static ich_labels *run_offline(const ich_augment *a, const ich_labels *t, const char *images,
                                const char *out, int64_t target, uint64_t seed, int threads)
 {
@@ -879,6 +885,19 @@ static void test_offline(void **state)
     /* Rarest first, counting every label a copy carries: with these rows
      * the five subtypes need 3 + 2 + 3 + 3 + 2 = 13 copies at most. */
     assert_in_range(ich_labels_rows(r1) - 12, 9, 13);
+
+    /* A callback that asks to stop: ICH_ERR_CANCELLED, not a bad argument,
+     * and no table. */
+    ich_augment_offline_options stop;
+    ich_augment_offline_options_init(&stop);
+    stop.target = 4;
+    stop.progress = stop_progress;
+    ich_labels *stopped = (ich_labels *)&stop;
+    snprintf(out3, sizeof out3, "%s/aug_stopped", dir);
+    assert_int_equal(ich_augment_offline(a, t, images, out3, &stop, &stopped), ICH_ERR_CANCELLED);
+    assert_non_null(strstr(ich_last_error(), "cancelled"));
+    assert_null(stopped);
+    snprintf(out3, sizeof out3, "%s/aug3", dir);
 
     /* Same seed, one thread: the same table and the same files. */
     ich_labels *r2 = run_offline(a, t, images, out2, 4, 7, 1);

@@ -49,6 +49,7 @@ static void test_status_string(void **state)
         {ICH_ERR_NOT_FOUND, 6, "ICH_ERR_NOT_FOUND"},
         {ICH_ERR_SHAPE, 7, "ICH_ERR_SHAPE"},
         {ICH_ERR_INTERNAL, 8, "ICH_ERR_INTERNAL"},
+        {ICH_ERR_CANCELLED, 9, "ICH_ERR_CANCELLED"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal((int)cases[i].status, cases[i].value);
@@ -56,7 +57,7 @@ static void test_status_string(void **state)
         assert_non_null(s);
         assert_string_equal(s, cases[i].name);
     }
-    const int unknown[] = {9, 10, 100, -1, 0x7fffffff};
+    const int unknown[] = {10, 11, 100, -1, 0x7fffffff};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = ich_status_string((ich_status)unknown[i]);
         assert_non_null(s);

@@ -196,7 +196,7 @@ static void test_preprocess_errors_and_cancel(void **state)
     o.progress = cancel_at_once;
     o.progress_user = &calls;
     s.size = sizeof s;
-    assert_int_equal(ich_preprocess_folder(scans, out, w, &o, &s), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_preprocess_folder(scans, out, w, &o, &s), ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_int_equal(calls, 1);
     assert_int_equal(s.files, GOOD + 2);
@@ -358,7 +358,7 @@ static void test_predict_files_errors_stop_and_cancel(void **state)
     ich_predict_options_init(&o);
     o.batch_size = 1;
     assert_int_equal(ich_predict_files(m, paths, 1, &o, collect, &s, NULL),
-                     ICH_ERR_INVALID_ARGUMENT);
+                     ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_int_equal(s.predicted + s.failed, 1);
     /* a model without a recipe, and none given */

@@ -451,7 +451,7 @@ static void test_progress_and_cancel(void **state)
     progress_log stop = {0, 1, 0, 0};
     o.progress_user = &stop;
     assert_int_equal(ich_labels_select_files(t, tr.src, other, &o, &copied, NULL, NULL, &found),
-                     ICH_ERR_INVALID_ARGUMENT);
+                     ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_null(found);
     assert_int_equal(count_named(other, ".tmp"), 0);
@@ -622,6 +622,12 @@ static void write_ct(const char *dir, const char *id, const char *patient)
     assert_int_equal(ich_dicom_write_ct(path, &s), ICH_OK);
 }
 
+static int always_stop(void *user)
+{
+    ++*(int *)user;
+    return 1;
+}
+
 static void test_groups_from_dicom(void **state)
 {
     const char *dir = *state;
@@ -637,6 +643,15 @@ static void test_groups_from_dicom(void **state)
     }
     write_random(dir, "ID_bad.dcm", 600, 3); /* not DICOM */
     int64_t unreadable = -1;
+    /* The thread's cancel check stops the reading: no group changes. */
+    int asked = 0;
+    ich_set_cancel_check(always_stop, &asked);
+    ich_status st = ich_labels_groups_from_dicom(t, dir, 3, &unreadable);
+    ich_set_cancel_check(NULL, NULL);
+    assert_int_equal(st, ICH_ERR_CANCELLED);
+    assert_true(asked >= 1);
+    assert_non_null(strstr(ich_last_error(), "groups from DICOM: cancelled"));
+    assert_string_equal(ich_labels_group(t, 0), "");
     assert_int_equal(ich_labels_groups_from_dicom(t, dir, 3, &unreadable), ICH_OK);
     assert_int_equal(unreadable, 2);
     for (int i = 0; i < 4; i++)

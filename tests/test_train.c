@@ -550,6 +550,111 @@ typedef struct progress_log {
     double last_elapsed;
 } progress_log;
 
+/* ich_evaluate_with_progress()'s callback: counts batches, stops at the
+ * validate count `cancel_at` (0: never). */
+static int log_evaluation(void *user, const ich_train_progress *p)
+{
+    progress_log *log = user;
+    assert_int_equal(p->phase, ICH_TRAIN_PHASE_VALIDATE);
+    assert_int_equal(p->epoch, 0);
+    assert_int_equal(p->epochs, 1);
+    assert_int_equal(p->batch, ++log->validate);
+    return log->cancel_at && log->validate == log->cancel_at;
+}
+
+/* A cancel check that counts its calls and asks to stop at call `stop_at`
+ * (0: never). */
+typedef struct cancel_count {
+    int calls, stop_at;
+} cancel_count;
+
+static int count_cancel(void *user)
+{
+    cancel_count *c = user;
+    return ++c->calls == c->stop_at;
+}
+
+/* ich_set_cancel_check(): looked at before every layer of a forward and a
+ * backward pass, on the calling thread only; a stop is ICH_ERR_CANCELLED,
+ * also out of ich_train(). */
+static void test_cancel_check_between_layers(void **state)
+{
+    (void)state;
+    ich_model *m = make_model(SPEC, 3);
+    int32_t c, h, w;
+    assert_int_equal(ich_model_input_shape(m, &c, &h, &w), ICH_OK);
+    float *images = calloc((size_t)2 * c * h * w, sizeof *images);
+    float logits[12], grad[12] = {0};
+    assert_non_null(images);
+    cancel_count count = {0, 0};
+    ich_set_cancel_check(count_cancel, &count);
+    assert_int_equal(ich_model_set_training(m, 1), ICH_OK);
+    assert_int_equal(ich_model_forward(m, images, 2, logits, 12), ICH_OK);
+    int layers = count.calls; /* once per layer */
+    assert_in_range(layers, 6, 12);
+    assert_int_equal(ich_model_backward(m, grad, 12), ICH_OK);
+    assert_int_equal(count.calls, 2 * layers);
+
+    count = (cancel_count){0, 4};
+    assert_int_equal(ich_model_forward(m, images, 2, logits, 12), ICH_ERR_CANCELLED);
+    assert_non_null(strstr(ich_last_error(), "forward pass: cancelled"));
+    assert_int_equal(count.calls, 4);
+    count = (cancel_count){0, layers + 3}; /* in the backward pass */
+    assert_int_equal(ich_model_forward(m, images, 2, logits, 12), ICH_OK);
+    assert_int_equal(ich_model_backward(m, grad, 12), ICH_ERR_CANCELLED);
+    assert_non_null(strstr(ich_last_error(), "backward pass: cancelled"));
+    assert_int_equal(count.calls, layers + 3);
+    /* The model still works afterwards. */
+    count = (cancel_count){0, 0};
+    assert_int_equal(ich_model_forward(m, images, 2, logits, 12), ICH_OK);
+    assert_int_equal(ich_model_backward(m, grad, 12), ICH_OK);
+
+    /* Within a training batch. */
+    ich_dataset *ds = open_dataset(NULL, 32, "blood,brain,bone", 2);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_SGD, 0.01);
+    ich_train_options o = quiet_options(1);
+    count = (cancel_count){0, layers + 2}; /* the first batch's backward pass */
+    assert_int_equal(ich_train(m, opt, ds, NULL, &o, NULL), ICH_ERR_CANCELLED);
+    assert_int_equal(count.calls, layers + 2);
+
+    /* Removed: nothing is called. */
+    ich_set_cancel_check(NULL, &count);
+    count = (cancel_count){0, 1};
+    assert_int_equal(ich_model_forward(m, images, 2, logits, 12), ICH_OK);
+    assert_int_equal(count.calls, 0);
+    ich_optimizer_free(opt);
+    ich_dataset_free(ds);
+    ich_model_free(m);
+    free(images);
+}
+
+/* ich_evaluate_with_progress() gives ich_evaluate()'s numbers, reports
+ * every batch, and stops when the callback says so. */
+static void test_evaluate_progress_and_cancel(void **state)
+{
+    (void)state;
+    ich_dataset *ds = open_dataset(NULL, 32, "blood,brain,bone", 2);
+    ich_model *m = make_model(SPEC_MAX, 3);
+    double loss = 0, accuracy = 0, loss2 = -1, accuracy2 = -1;
+    assert_int_equal(ich_evaluate(m, ds, NULL, -1, &loss, &accuracy), ICH_OK);
+    progress_log log = {0};
+    assert_int_equal(ich_evaluate_with_progress(m, ds, NULL, -1, log_evaluation, &log, &loss2,
+                                                &accuracy2), ICH_OK);
+    assert_true(ich_dataset_batches(ds) > 1);
+    assert_int_equal(log.validate, ich_dataset_batches(ds));
+    assert_true(loss2 == loss && accuracy2 == accuracy);
+    memset(&log, 0, sizeof log);
+    log.cancel_at = 1;
+    loss2 = accuracy2 = -1;
+    assert_int_equal(ich_evaluate_with_progress(m, ds, NULL, -1, log_evaluation, &log, &loss2,
+                                                &accuracy2), ICH_ERR_CANCELLED);
+    assert_non_null(strstr(ich_last_error(), "ich_evaluate: cancelled"));
+    assert_int_equal(log.validate, 1);
+    assert_true(loss2 == -1 && accuracy2 == -1);
+    ich_model_free(m);
+    ich_dataset_free(ds);
+}
+
 static int log_progress(void *user, const ich_train_progress *p)
 {
     progress_log *log = user;
@@ -606,7 +711,7 @@ static void test_warmup_and_progress(void **state)
     memset(&log, 0, sizeof log);
     log.cancel_at = 2;
     o.progress = log_progress;
-    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_ERR_CANCELLED);
     assert_non_null(strstr(ich_last_error(), "cancelled"));
     assert_int_equal(log.train, 2);
 
@@ -766,6 +871,8 @@ int main(void)
     ich_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls),
+        cmocka_unit_test(test_evaluate_progress_and_cancel),
+        cmocka_unit_test(test_cancel_check_between_layers),
         cmocka_unit_test_setup_teardown(test_checkpoints_carry_recipe_and_labels,
                                         tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_resume_bit_exact, tu_setup_tmpdir,

@@ -216,7 +216,8 @@ struct ich_labels;
  *  (ICH_LOG_WARNING, by ID and row) and skipped: their copies are not in
  *  *out, and nothing is read or written outside image_dir and out_dir.
  *  Progress counts source images. Errors: ICH_ERR_INVALID_ARGUMENT (NULL,
- *  negative target, cancelled), ICH_ERR_IO (out_dir cannot be created),
+ *  negative target), ICH_ERR_CANCELLED (the progress callback returned
+ *  non-zero: the copies written stay), ICH_ERR_IO (out_dir cannot be created),
  *  ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_augment_offline(const ich_augment *augment,
                                        const struct ich_labels *train, const char *image_dir,

@@ -74,7 +74,9 @@ typedef enum ich_status {
     ICH_ERR_UNSUPPORTED = 5,      /**< valid input libich does not handle (colour, multi-frame) */
     ICH_ERR_NOT_FOUND = 6,        /**< a named item (file, preset, column) does not exist */
     ICH_ERR_SHAPE = 7,            /**< buffer or tensor has the wrong size or shape */
-    ICH_ERR_INTERNAL = 8          /**< a bug in libich: please report it */
+    ICH_ERR_INTERNAL = 8,         /**< a bug in libich: please report it */
+    ICH_ERR_CANCELLED = 9         /**< a progress or file callback asked to stop */
+    /* New codes are appended here; existing values never change. */
 } ich_status;
 
 /** Short constant name of a status ("ICH_ERR_FORMAT"); "ICH_ERR_UNKNOWN" for
@@ -117,9 +119,28 @@ ICH_API void ich_set_log_callback(ich_log_fn fn, void *user, ich_log_level min_l
  *  the step ("phantom", "select", ...). Called from the thread that made the
  *  libich call, at most a few times per second and once at the end (done ==
  *  total). Return 0 to go on, non-zero to cancel: the call then stops soon
- *  and returns ICH_ERR_INVALID_ARGUMENT with "cancelled" in the message,
- *  having removed nothing it finished. */
+ *  (no new item starts; those under way finish) and returns
+ *  ICH_ERR_CANCELLED, having removed nothing it finished. A program that
+ *  catches SIGINT can set a flag in its handler and return it here, so
+ *  Ctrl-C stops the work cleanly. */
 typedef int (*ich_progress_fn)(void *user, int64_t done, int64_t total, const char *what);
+
+/** Cancel check: returns non-zero when the work should stop. */
+typedef int (*ich_cancel_fn)(void *user);
+
+/** Install `fn` (NULL removes it) as the calling thread's cancel check.
+ *  Long steps too big for one progress report consult it between their
+ *  parts: ich_model_forward(), ich_model_backward() and ich_model_predict()
+ *  (and so ich_train(), ich_evaluate() and ich_evaluate_report()) after
+ *  each layer, and the file jobs without a progress callback
+ *  (ich_labels_groups_from_dicom(), reading a dataset's DICOM headers,
+ *  locating ich_labels_select_files()'s images) a few times a second, on
+ *  the calling thread. When it returns non-zero the call stops and returns
+ *  ICH_ERR_CANCELLED. A network's large first layers can
+ *  take seconds on a CPU, so this lets Ctrl-C (a flag set by a SIGINT
+ *  handler) stop training within a layer's time, not a batch's. Each
+ *  thread has its own check; other threads are not affected. */
+ICH_API void ich_set_cancel_check(ich_cancel_fn fn, void *user);
 
 /** Free memory that a libich call returned to the caller (documented where
  *  it happens, e.g. ich_png_read()). NULL is a no-op. */

@@ -102,7 +102,9 @@ ICH_API void ich_dataset_options_init(ich_dataset_options *options);
  *  read here. options may be NULL for the defaults. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_NOT_FOUND (no
  *  image found at all), ICH_ERR_FORMAT (metadata CSV), ICH_ERR_SHAPE (the
- *  label columns do not match options.model's labels), ICH_ERR_NO_MEMORY. */
+ *  label columns do not match options.model's labels), ICH_ERR_NO_MEMORY,
+ *  ICH_ERR_CANCELLED (the thread's cancel check, ich_set_cancel_check(),
+ *  asked to stop while the DICOM headers were read). */
 ICH_API ich_status ich_dataset_open(const ich_labels *labels, const char *image_dir,
                                     const ich_dataset_options *options, ich_dataset **out);
 

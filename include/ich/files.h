@@ -67,9 +67,9 @@ typedef int (*ich_file_fn)(void *user, const char *path, const char *relative,
  *  with the reason and counted in *skipped (may be NULL): FIFOs,
  *  character and block devices, sockets (never opened), broken or looping
  *  symbolic links, folders that cannot be read and folders nested more
- *  than 64 deep. Errors: ICH_ERR_INVALID_ARGUMENT (NULL folder or fn; fn stopped
- *  the walk: "cancelled"), ICH_ERR_IO (`folder` cannot be read or is not a
- *  folder), ICH_ERR_NO_MEMORY. */
+ *  than 64 deep. Errors: ICH_ERR_INVALID_ARGUMENT (NULL folder or fn),
+ *  ICH_ERR_CANCELLED (fn returned non-zero to stop the walk), ICH_ERR_IO
+ *  (`folder` cannot be read or is not a folder), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_files_walk(const char *folder, uint32_t flags, ich_file_fn fn,
                                   void *user, int64_t *skipped);
 

@@ -245,7 +245,9 @@ ICH_API ich_status ich_labels_propagate(const char *root, const char *scan_csv,
  *  their group; *unreadable (may be
  *  NULL) receives their number. Files without a PatientID also keep their
  *  group (one warning counts them). Errors: ICH_ERR_INVALID_ARGUMENT (NULL
- *  labels or image_dir), ICH_ERR_NO_MEMORY. */
+ *  labels or image_dir), ICH_ERR_NO_MEMORY, ICH_ERR_CANCELLED (the thread's
+ *  cancel check, ich_set_cancel_check(), asked to stop: no group is
+ *  changed). */
 ICH_API ich_status ich_labels_groups_from_dicom(ich_labels *labels, const char *image_dir,
                                                 int32_t threads, int64_t *unreadable);
 
@@ -345,10 +347,11 @@ ICH_API void ich_select_options_init(ich_select_options *options);
  *  groups. Missing and failed files do not make the call fail: check the
  *  counts.
  *
- *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL labels or folder, bad options, or
- *  cancelled by the progress callback: then the counts say what was done
- *  and *found is NULL), ICH_ERR_IO (src_dir is not a readable folder,
- *  dst_dir cannot be created), ICH_ERR_NO_MEMORY. */
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL labels or folder, bad options),
+ *  ICH_ERR_CANCELLED (the progress callback returned non-zero, or the
+ *  thread's cancel check did while the images were located: the counts
+ *  say what was done and *found is NULL), ICH_ERR_IO (src_dir is not a
+ *  readable folder, dst_dir cannot be created), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_labels_select_files(const ich_labels *labels, const char *src_dir,
                                            const char *dst_dir,
                                            const ich_select_options *options,

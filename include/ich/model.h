@@ -220,7 +220,9 @@ ICH_API ich_status ich_model_set_training(ich_model *model, int training);
 /** Forward pass of `n` images (n x C x H x W floats, NCHW, the model's
  *  input shape) into `logits` (n x outputs floats; logits_count must be
  *  that). In training mode the activations backward needs are kept.
- *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY. */
+ *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY,
+ *  ICH_ERR_CANCELLED (the thread's cancel check, ich_set_cancel_check(),
+ *  asked to stop between two layers: `logits` are not meaningful). */
 ICH_API ich_status ich_model_forward(ich_model *model, const float *images, int32_t n,
                                      float *logits, size_t logits_count);
 
@@ -228,7 +230,9 @@ ICH_API ich_status ich_model_forward(ich_model *model, const float *images, int3
  *  d loss / d logits) is propagated back and the parameter gradients are
  *  ACCUMULATED (call ich_model_zero_grad() between steps, as in PyTorch).
  *  Frozen parameters get no gradient. Errors: ICH_ERR_INVALID_ARGUMENT (no
- *  training forward before), ICH_ERR_SHAPE. */
+ *  training forward before), ICH_ERR_SHAPE, ICH_ERR_CANCELLED (the thread's
+ *  cancel check asked to stop between two layers: the gradients are then
+ *  partial; zero them before the next step). */
 ICH_API ich_status ich_model_backward(ich_model *model, const float *grad_logits,
                                       size_t grad_count);
 

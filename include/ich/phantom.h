@@ -111,8 +111,9 @@ ICH_API void ich_phantom_options_init(ich_phantom_options *options);
  *  files already there with the same names are replaced). Each file is
  *  written atomically; the CSVs last, so a dataset with its CSVs is whole.
  *  *slices_written (may be NULL) receives the number of DICOM files.
- *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, an option out of range, or
- *  cancelled by the progress callback), ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, an option out of range),
+ *  ICH_ERR_CANCELLED (the progress callback returned non-zero: the files
+ *  written stay, the CSVs are not written), ICH_ERR_IO, ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_phantom_write(const char *dir, const ich_phantom_options *options,
                                      int64_t *slices_written);
 

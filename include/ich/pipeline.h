@@ -85,9 +85,9 @@ typedef struct ich_preprocess_summary {
  *
  *  `summary` (may be NULL) receives the counts, also when the call fails
  *  after the walk (e.g. cancelled). Errors: ICH_ERR_INVALID_ARGUMENT (NULL
- *  folder or window, bad options or summary size, cancelled by the progress
- *  callback: "preprocess: cancelled", the PNGs written so far kept),
- *  ICH_ERR_UNSUPPORTED (the recipe does not make 1 or 3 channels),
+ *  folder or window, bad options or summary size), ICH_ERR_CANCELLED (the
+ *  progress callback or the thread's cancel check asked to stop; the PNGs
+ *  written so far kept), ICH_ERR_UNSUPPORTED (the recipe does not make 1 or 3 channels),
  *  ICH_ERR_IO (input_dir is not a readable folder, output_dir or
  *  recipe.txt cannot be written; nothing converted then),
  *  ICH_ERR_NO_MEMORY. */
@@ -157,7 +157,7 @@ typedef struct ich_predict_summary {
  *  it). Also called, with id and probabilities NULL, for each entry a
  *  folder walk skipped (`problem` the reason). The strings and values are
  *  valid during the call only. Return 0 to go on, non-zero to stop: the
- *  call then returns ICH_ERR_INVALID_ARGUMENT ("predict: cancelled"). */
+ *  call then returns ICH_ERR_CANCELLED ("predict: cancelled"). */
 typedef int (*ich_prediction_fn)(void *user, const char *path, const char *id,
                                  const float *probabilities, int32_t outputs,
                                  const char *problem);
@@ -178,8 +178,8 @@ typedef int (*ich_prediction_fn)(void *user, const char *path, const char *id,
  *
  *  `summary` (may be NULL) receives the counts, also when the call fails
  *  part way. Errors: ICH_ERR_INVALID_ARGUMENT (NULL model or paths with a
- *  count, bad options or summary size, cancelled by the progress callback
- *  or fn), ICH_ERR_NOT_FOUND (no recipe given and the model has none; a
+ *  count, bad options or summary size), ICH_ERR_CANCELLED (the progress
+ *  callback or fn asked to stop), ICH_ERR_NOT_FOUND (no recipe given and the model has none; a
  *  path that does not exist: "PATH: no such file or folder"), ICH_ERR_IO (a
  *  path that is neither a regular file nor a folder, such as a FIFO, which
  *  is never opened; a folder that cannot be read), ICH_ERR_SHAPE (the

@@ -82,7 +82,9 @@ ICH_API void ich_evaluate_options_init(ich_evaluate_options *options);
  *  are matched to the model's labels by name, in any order
  *  (ich_labels_match_model()); the report lists them in the model's
  *  output order. options may be NULL for the defaults.
- *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option, cancelled),
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_CANCELLED
+ *  (the progress callback, or the thread's cancel check within a batch,
+ *  ich_set_cancel_check(), asked to stop: no report is written),
  *  ICH_ERR_IO / ICH_ERR_FORMAT / ICH_ERR_NOT_FOUND (checkpoint, CSV or
  *  images, as ich_model_load() and ich_dataset_open_csv() give them; also
  *  NOT_FOUND for a checkpoint without a recipe and no options.window),

@@ -137,8 +137,8 @@ typedef struct ich_train_progress {
 
 /** Called after every batch and at the end of every epoch, on the thread
  *  that called ich_train(). Return 0 to go on, non-zero to stop: ich_train()
- *  then returns ICH_ERR_INVALID_ARGUMENT with "cancelled" in the message
- *  (the checkpoints of finished epochs stay). */
+ *  then returns ICH_ERR_CANCELLED (the checkpoints of finished epochs
+ *  stay). */
 typedef int (*ich_train_progress_fn)(void *user, const ich_train_progress *progress);
 
 /* ---- Training ----------------------------------------------------------- */
@@ -203,7 +203,9 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  left in evaluation mode. *history (may be NULL) receives the run's
  *  history (with a resumed run's earlier epochs first); free it with
  *  ich_history_free(). options may be NULL for the defaults. Errors:
- *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option, "cancelled"), ICH_ERR_SHAPE
+ *  ICH_ERR_INVALID_ARGUMENT (NULL, bad option), ICH_ERR_CANCELLED (the
+ *  progress callback returned non-zero, or the thread's cancel check,
+ *  ich_set_cancel_check(), did within a batch), ICH_ERR_SHAPE
  *  (model and dataset do not fit: the message gives both shapes, or the
  *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),
@@ -222,6 +224,17 @@ ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dat
  *  in the model's output order). Errors as ich_train(). */
 ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
                                 int32_t cascade_mask, double *loss, double *accuracy);
+
+/** ich_evaluate() that reports after every batch: `progress` (may be NULL:
+ *  ich_evaluate() itself) is called on the calling thread with phase
+ *  ICH_TRAIN_PHASE_VALIDATE, epoch 0 of 1, the batch count and the running
+ *  loss and accuracy. Returning non-zero stops the pass: ICH_ERR_CANCELLED,
+ *  and *loss and *accuracy are left as they were. Errors as ich_evaluate(). */
+ICH_API ich_status ich_evaluate_with_progress(ich_model *model, ich_dataset *dataset,
+                                              const float *pos_weight, int32_t cascade_mask,
+                                              ich_train_progress_fn progress,
+                                              void *progress_user, double *loss,
+                                              double *accuracy);
 
 #ifdef __cplusplus
 }

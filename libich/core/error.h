@@ -19,6 +19,16 @@ extern "C" {
  * `return ich_fail(ICH_ERR_IO, "%s: cannot open", path);`. */
 ich_status ich_fail(ich_status status, const char *fmt, ...) ICH_PRINTF(2, 3);
 
+/* ICH_ERR_CANCELLED ("<what>: cancelled") when the calling thread's cancel
+ * check (ich_set_cancel_check()) asks to stop, else ICH_OK. */
+ich_status ich_check_cancel(const char *what);
+
+/* For ich_parallel_for() jobs without a caller's progress callback: an
+ * ich_progress_fn that reports nothing and stops the job when the calling
+ * thread's cancel check asks, or NULL when the thread has none (the job
+ * then runs without a watcher, as before). */
+ich_progress_fn ich_cancel_progress(void);
+
 /* Send a printf-style message to the log callback when one is installed and
  * `level` reaches its minimum level. */
 void ich_log(ich_log_level level, const char *fmt, ...) ICH_PRINTF(2, 3);

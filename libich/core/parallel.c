@@ -127,8 +127,8 @@ ich_status ich_parallel_for(int64_t count, int threads, ich_item_fn item, void *
     if (failed)
         *failed = atomic_load(&q.failed);
     if (cancelled)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: cancelled", what);
+        return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled", what);
     if (progress && progress(progress_user, count, count, what) != 0)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: cancelled", what);
+        return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled", what);
     return ICH_OK;
 }

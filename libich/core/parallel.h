@@ -22,7 +22,7 @@ typedef ich_status (*ich_item_fn)(void *context, int64_t index, int worker);
  * Items are handed out in increasing order. `progress` (may be NULL) is
  * called from the calling thread as items finish, at most ~10 times a second
  * and once at the end; when it returns non-zero no new items start and the
- * call returns ICH_ERR_INVALID_ARGUMENT ("<what>: cancelled").
+ * call returns ICH_ERR_CANCELLED ("<what>: cancelled").
  * *failed (may be NULL) receives the number of items that did not return
  * ICH_OK. Returns ICH_OK when the work ran (even if items failed: the caller
  * decides), or an error when threads could not start or it was cancelled. */

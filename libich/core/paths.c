@@ -200,7 +200,7 @@ static void skip(walker *w, const char *path, const char *relative, const char *
 {
     w->skipped++;
     if (w->status == ICH_OK && w->fn(w->user, path, relative, why) != 0)
-        w->status = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: walk cancelled", path);
+        w->status = ich_fail(ICH_ERR_CANCELLED, "%s: walk cancelled", path);
 }
 
 static const char *special_kind(mode_t mode)
@@ -225,7 +225,7 @@ static void visit_file(walker *w, const char *path, const char *relative, const 
     if (added < 0)
         oom(w, path);
     else if (added && w->fn(w->user, path, relative, NULL) != 0)
-        w->status = ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: walk cancelled", path);
+        w->status = ich_fail(ICH_ERR_CANCELLED, "%s: walk cancelled", path);
 }
 
 static void defer_link(walker *w, char *path, char *relative, int depth)

@@ -27,6 +27,7 @@ const char *ich_status_string(ich_status status)
     case ICH_ERR_NOT_FOUND: return "ICH_ERR_NOT_FOUND";
     case ICH_ERR_SHAPE: return "ICH_ERR_SHAPE";
     case ICH_ERR_INTERNAL: return "ICH_ERR_INTERNAL";
+    case ICH_ERR_CANCELLED: return "ICH_ERR_CANCELLED";
     }
     return "ICH_ERR_UNKNOWN";
 }
@@ -50,3 +51,28 @@ ich_status ich_fail(ich_status status, const char *fmt, ...)
 }
 
 void ich_free(void *pointer) { free(pointer); }
+
+/* The calling thread's cancel check (ich_set_cancel_check()). */
+static _Thread_local ich_cancel_fn cancel_fn;
+static _Thread_local void *cancel_user;
+
+void ich_set_cancel_check(ich_cancel_fn fn, void *user)
+{
+    cancel_fn = fn;
+    cancel_user = fn ? user : NULL;
+}
+
+static int cancel_only(void *user, int64_t done, int64_t total, const char *what)
+{
+    (void)user, (void)done, (void)total, (void)what;
+    return cancel_fn && cancel_fn(cancel_user);
+}
+
+ich_progress_fn ich_cancel_progress(void) { return cancel_fn ? cancel_only : NULL; }
+
+ich_status ich_check_cancel(const char *what)
+{
+    if (cancel_fn && cancel_fn(cancel_user))
+        return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled", what);
+    return ICH_OK;
+}

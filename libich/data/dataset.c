@@ -352,8 +352,8 @@ static ich_status positions_from_dicom(const ich_dataset *ds, slice_pos *pos)
 {
     header_job job = {ds, pos};
     int64_t failed = 0;
-    ich_status st = ich_parallel_for(ds->length, 0, read_header, &job, NULL, NULL,
-                                     "reading DICOM headers", &failed);
+    ich_status st = ich_parallel_for(ds->length, 0, read_header, &job, ich_cancel_progress(),
+                                     NULL, "reading DICOM headers", &failed);
     if (st == ICH_OK && failed)
         ich_log(ICH_LOG_WARNING,
                 "dataset: %lld DICOM headers could not be read; those slices stand alone",

@@ -383,7 +383,9 @@ static int index_file(void *user, const char *path, const char *relative, const 
     const char *slash = strrchr(path, '/');
     if (copy)
         index_add(index, copy, slash ? (size_t)(slash + 1 - path) : 0);
-    return !copy || index->failed;
+    if (!copy)
+        index->failed = 1; /* out of memory, not a cancel: the caller reports it */
+    return index->failed;
 }
 
 static int by_name_then_path(const void *a, const void *b)
@@ -651,8 +653,8 @@ ich_status ich_labels_select_files(const ich_labels *labels, const char *src_dir
         status = ich_fail(ICH_ERR_NO_MEMORY, "select: out of memory for %lld rows",
                           (long long)rows);
     if (status == ICH_OK)
-        status = ich_parallel_for(rows, opts.threads, locate_item, &job, NULL, NULL,
-                                  "select: locating", NULL);
+        status = ich_parallel_for(rows, opts.threads, locate_item, &job, ich_cancel_progress(),
+                                  NULL, "select: locating", NULL);
     if (status == ICH_OK)
         status = find_the_rest(&job, rows);
     int64_t lost = 0, todo = 0, placed = 0, broken = 0;
@@ -736,8 +738,9 @@ ich_status ich_labels_groups_from_dicom(ich_labels *labels, const char *image_di
     if (!job.patients)
         return ich_fail(ICH_ERR_NO_MEMORY, "groups from DICOM: out of memory");
     int64_t failed = 0, anonymous = 0;
-    ich_status status = ich_parallel_for(rows, threads, read_patient, &job, NULL, NULL,
-                                         "groups from DICOM", &failed);
+    ich_status status = ich_parallel_for(rows, threads, read_patient, &job,
+                                         ich_cancel_progress(), NULL, "groups from DICOM",
+                                         &failed);
     /* Set the groups on this thread, in row order: the table is not
      * thread-safe for writing. A file without a PatientID keeps its group. */
     for (int64_t r = 0; r < rows && status == ICH_OK; r++) {

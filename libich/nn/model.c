@@ -960,6 +960,9 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
         return st;
     }
     for (int i = 0; i < m->nnodes && !st; i++) {
+        /* A large layer takes seconds on a CPU: Ctrl-C is looked at between them. */
+        if ((st = ich_check_cancel("model forward pass")) != ICH_OK)
+            break;
         model_node *node = &m->nodes[i];
         model_value *out = &m->values[node->out];
         const float *in[2];
@@ -1107,7 +1110,8 @@ ICH_API ich_status ich_model_backward(ich_model *m, const float *grad_logits, si
     else
         st = m->backend->to_device(last->grad, grad_logits, grad_count * sizeof(float));
     for (int i = m->nnodes - 1; i >= 0 && !st; i--)
-        st = backward_node(m, i);
+        if ((st = ich_check_cancel("model backward pass")) == ICH_OK)
+            st = backward_node(m, i);
     st = finish_pass(m, st);
     release_values(m);
     return st;

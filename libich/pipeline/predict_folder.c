@@ -128,7 +128,7 @@ static ich_status collect(const char *const *paths, int64_t count, ich_found_fil
             status = ich_find_dicom_files(path, files, report_skipped, report, &walked);
             *skipped += walked;
             if (report->stopped)
-                return ich_fail(ICH_ERR_INVALID_ARGUMENT, "predict: cancelled");
+                return ich_fail(ICH_ERR_CANCELLED, "predict: cancelled");
         } else if (S_ISREG(st.st_mode)) {
             const char *base = strrchr(path, '/');
             status = ich_found_files_add(files, path, base ? base + 1 : path);
@@ -257,7 +257,7 @@ static ich_status deliver(predictor *p, size_t n)
             p->done->failed++;
         }
         if (p->fn && p->fn(p->user, path, id, row, p->outputs, problem))
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "predict: cancelled");
+            return ich_fail(ICH_ERR_CANCELLED, "predict: cancelled");
     }
     return ICH_OK;
 }
@@ -295,7 +295,7 @@ static ich_status run_batches(predictor *p)
             last = t;
             if (p->opts->progress(p->opts->progress_user, (int64_t)(p->first + n),
                                   (int64_t)total, "predict"))
-                st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "predict: cancelled");
+                st = ich_fail(ICH_ERR_CANCELLED, "predict: cancelled");
         }
     }
     for (size_t k = 0; p->problem && k < batch; k++)

@@ -160,7 +160,7 @@ static ich_status predict_all(eval_run *run)
         run->count += n;
         if (run->opt.progress &&
             run->opt.progress(run->opt.progress_user, run->count, total, "evaluating"))
-            st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate_report: cancelled");
+            st = ich_fail(ICH_ERR_CANCELLED, "ich_evaluate_report: cancelled");
     }
     free(images);
     free(truth);

@@ -2,6 +2,7 @@
  * steps over a dataset, with validation, a schedule, early stopping,
  * warm-up, checkpoints and resuming (see include/ich/train.h). */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,7 +238,8 @@ typedef struct pass_report {
     ich_train_progress_fn fn;
     void *user;
     int32_t epoch, epochs;
-    double start; /* the epoch's start */
+    double start;     /* the epoch's start */
+    const char *what; /* the public call, for the message */
 } pass_report;
 
 static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t batches,
@@ -249,8 +251,8 @@ static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t
                             sums_loss(sums), sums_accuracy(sums), seconds_now() - r->start,
                             stats};
     if (r->fn(r->user, &p))
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_train: cancelled by the progress callback in epoch %d", r->epoch);
+        return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled by the progress callback in epoch %d",
+                        r->what, r->epoch);
     return ICH_OK;
 }
 
@@ -551,7 +553,8 @@ static ich_status resume_from(trainer *t, const char *path)
 {
     struct stat info;
     if (stat(path, &info) != 0)
-        return ich_fail(ICH_ERR_NOT_FOUND, "%s: no such checkpoint to resume from", path);
+        return ich_fail(ICH_ERR_NOT_FOUND, "%s: cannot open the checkpoint to resume from: %s",
+                        path, strerror(errno));
     ich_status st = ich_checkpoint_load(path, t->model, t->optimizer);
     if (st)
         return st;
@@ -663,7 +666,7 @@ static ich_status run_epoch(trainer *t, int32_t epoch, int *stop)
     double start = seconds_now();
     ich_status st = epoch < t->o.warmup_epochs ? freeze_for_warmup(t->model, t->warmup_prefix)
                                                : restore_frozen(t->model, t->user_frozen);
-    pass_report r = {t->o.progress, t->o.progress_user, epoch, t->o.epochs, start};
+    pass_report r = {t->o.progress, t->o.progress_user, epoch, t->o.epochs, start, "ich_train"};
     ich_epoch_stats row = {sizeof row, epoch, NAN, NAN, NAN, NAN,
                            ich_optimizer_lr(t->optimizer), 0};
     pass_sums train = {0}, val = {0};
@@ -839,8 +842,20 @@ ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *tr
 ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,
                         int32_t cascade_mask_option, double *loss, double *accuracy)
 {
+    return ich_evaluate_with_progress(model, dataset, pos_weight, cascade_mask_option, NULL, NULL,
+                                      loss, accuracy);
+}
+
+ich_status ich_evaluate_with_progress(ich_model *model, ich_dataset *dataset,
+                                      const float *pos_weight, int32_t cascade_mask_option,
+                                      ich_train_progress_fn progress, void *progress_user,
+                                      double *loss, double *accuracy)
+{
     if (!model || !dataset)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate: NULL model or dataset");
+    /* A whole pass can take seconds: the callback after each batch is where
+     * a caller (Ctrl-C in Python) can stop it. */
+    pass_report r = {progress, progress_user, 0, 1, seconds_now(), "ich_evaluate"};
     label_map lm;
     ich_status st = check_fit(model, dataset, "evaluation", 0, &lm);
     loss_setup s;
@@ -850,7 +865,7 @@ ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos
         st = setup_init(&s, model, dataset, &lm, ich_dataset_batch_size(dataset), pos_weight,
                         cascade_mask_option);
     if (!st)
-        st = run_pass(&s, dataset, &lm, 0, NULL, 0, NULL, &sums);
+        st = run_pass(&s, dataset, &lm, 0, NULL, 0, &r, &sums);
     ich_model_set_training(model, 0);
     if (!st && loss)
         *loss = sums_loss(&sums);

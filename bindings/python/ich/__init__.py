@@ -12,7 +12,10 @@ Quick start::
 
 Every libich failure raises :class:`IchError` (a subclass per status code,
 see ``ich.IchError.__doc__``) carrying ``.status``, ``.status_name`` and the
-library's message. The shared library is found through ``ICH_LIBRARY``, the
+library's message. Ctrl-C during a long call (training, the evaluation
+report, writing the phantom, augmenting, selecting files) stops it cleanly
+and raises KeyboardInterrupt; a missing file raises an error that is also a
+FileNotFoundError. The shared library is found through ``ICH_LIBRARY``, the
 repository's build tree or the system; see ``ich._lib``.
 """
 
@@ -27,6 +30,9 @@ from ._errors import (
     NotFoundError,
     ShapeError,
     InternalError,
+    CancelledError,
+    IchFileNotFoundError,
+    MissingFileError,
     status_string,
     OK,
     ERR_INVALID_ARGUMENT,
@@ -37,6 +43,7 @@ from ._errors import (
     ERR_NOT_FOUND,
     ERR_SHAPE,
     ERR_INTERNAL,
+    ERR_CANCELLED,
 )
 from .dicom import (DicomImage, default_dicom_limits, dicom_limits, read_dicom, read_dicom_bytes,
                     set_dicom_limits, write_ct)
@@ -79,9 +86,10 @@ __version__ = version()
 
 __all__ = [
     "IchError", "InvalidArgumentError", "NoMemoryError", "IchIOError", "FormatError",
-    "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "status_string",
+    "UnsupportedError", "NotFoundError", "ShapeError", "InternalError", "CancelledError",
+    "IchFileNotFoundError", "MissingFileError", "status_string",
     "OK", "ERR_INVALID_ARGUMENT", "ERR_NO_MEMORY", "ERR_IO", "ERR_FORMAT",
-    "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL",
+    "ERR_UNSUPPORTED", "ERR_NOT_FOUND", "ERR_SHAPE", "ERR_INTERNAL", "ERR_CANCELLED",
     "DicomImage", "read_dicom", "read_dicom_bytes", "write_ct", "default_dicom_limits",
     "dicom_limits", "set_dicom_limits", "Window", "window_preset", "TUTORIAL_RECIPE", "write_png", "read_png",
     "set_log_callback", "LOG_DEBUG", "LOG_INFO", "LOG_WARNING", "LOG_ERROR",

@@ -1,5 +1,8 @@
 """Exceptions raised by the ich package, one per libich status code."""
 
+import errno as _errno
+import os
+
 from ._lib import lib
 
 # Status codes of include/ich/core.h (values are stable).
@@ -12,6 +15,7 @@ ERR_UNSUPPORTED = 5
 ERR_NOT_FOUND = 6
 ERR_SHAPE = 7
 ERR_INTERNAL = 8
+ERR_CANCELLED = 9
 
 
 def status_string(status):
@@ -83,6 +87,23 @@ class InternalError(IchError, RuntimeError):
     """ICH_ERR_INTERNAL: a bug in libich; please report it."""
 
 
+class CancelledError(IchError):
+    """ICH_ERR_CANCELLED: a progress (or file) callback asked the call to
+    stop by returning True. Ctrl-C during a long call raises
+    KeyboardInterrupt instead (see ``ich._cancel``)."""
+
+
+class IchFileNotFoundError(IchIOError, FileNotFoundError):
+    """ICH_ERR_IO for a file or folder that does not exist: also a
+    FileNotFoundError, with ``errno`` ENOENT and ``filename`` the path."""
+
+
+class MissingFileError(NotFoundError, FileNotFoundError):
+    """ICH_ERR_NOT_FOUND for a file that does not exist (a checkpoint to
+    resume from, say): also a FileNotFoundError, with ``errno`` ENOENT and
+    ``filename`` the path when the message names it."""
+
+
 _BY_STATUS = {
     ERR_INVALID_ARGUMENT: InvalidArgumentError,
     ERR_NO_MEMORY: NoMemoryError,
@@ -92,11 +113,40 @@ _BY_STATUS = {
     ERR_NOT_FOUND: NotFoundError,
     ERR_SHAPE: ShapeError,
     ERR_INTERNAL: InternalError,
+    ERR_CANCELLED: CancelledError,
 }
+
+#: The class for a missing file, by status.
+_MISSING = {ERR_IO: IchFileNotFoundError, ERR_NOT_FOUND: MissingFileError}
+
+# libich names a failed system call as "PATH: cannot open: <strerror>"; the
+# C API has no errno, so a missing file is recognised by the text of
+# strerror(ENOENT), which os.strerror() gets from the same C library.
+_ENOENT_TEXT = ": " + os.strerror(_errno.ENOENT)
+
+
+def _missing_path(message):
+    """The path of a "PATH: cannot ...: No such file or directory" message;
+    "" when the message is about a missing file without that form; None
+    when it is not about a missing file."""
+    if not message.endswith(_ENOENT_TEXT):
+        return None
+    head = message[:-len(_ENOENT_TEXT)]
+    cut = head.find(": cannot ")
+    return head[:cut] if cut > 0 else ""
 
 
 def _make_error(status, message):
-    return _BY_STATUS.get(int(status), IchError)(status, message)
+    status = int(status)
+    cls = _MISSING.get(status)
+    path = _missing_path(message) if cls is not None else None
+    if path is None:
+        return _BY_STATUS.get(status, IchError)(status, message)
+    exc = cls(status, message)
+    exc.errno = _errno.ENOENT
+    exc.strerror = os.strerror(_errno.ENOENT)
+    exc.filename = path or None
+    return exc
 
 
 def check(status):

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible, counts
 from ._errors import check
 from ._lib import _declare, c_float_p, c_uint8_p, lib
 from ._util import OwnedHandle, INT32_MAX, fspath_bytes
@@ -262,7 +263,8 @@ def augment_offline(augment, train_labels, image_dir, out_dir, target=0, seed=0,
     (:func:`ich.image_path`'s rule), are logged and skipped: nothing is
     read or written outside `image_dir` and `out_dir`. `progress`, if given, is called as
     ``progress(done, total)`` with counts of source images; returning True
-    cancels (``InvalidArgumentError``). See ``ich_augment_offline`` in
+    cancels (``ich.CancelledError``); Ctrl-C stops the work and raises
+    KeyboardInterrupt. See ``ich_augment_offline`` in
     augment.h.
     """
     if not isinstance(augment, Augment):
@@ -280,21 +282,13 @@ def augment_offline(augment, train_labels, image_dir, out_dir, target=0, seed=0,
     options.target = int(target)
     options.seed = _seed(seed)
     options.threads = int(threads)
-    errors = []
-    if progress is not None:
-        def _call(user, done, total, what):
-            try:
-                return 1 if progress(int(done), int(total)) else 0
-            except BaseException as exc:  # re-raised below; cancel the C loop
-                errors.append(exc)
-                return 1
-        callback = _PROGRESS_FN(_call)
-        options.progress = callback
     handle = ctypes.c_void_p()
-    status = lib.ich_augment_offline(augment._live(), train_labels._live(),
-                                     fspath_bytes(image_dir), fspath_bytes(out_dir),
-                                     ctypes.byref(options), ctypes.byref(handle))
-    if errors:
-        raise errors[0]
-    check(status)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = _PROGRESS_FN(guard.wrap(counts))
+        options.progress = callback
+        status = lib.ich_augment_offline(augment._live(), train_labels._live(),
+                                         fspath_bytes(image_dir), fspath_bytes(out_dir),
+                                         ctypes.byref(options), ctypes.byref(handle))
+    guard.check(status)
     return Labels._from_handle(handle)

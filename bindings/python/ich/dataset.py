@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible
 from ._errors import check
 from ._lib import _declare, c_float_p, c_status, lib
 from ._util import OwnedHandle, INT32_MAX, c_string, fspath_bytes
@@ -168,13 +169,17 @@ class Dataset(OwnedHandle):
         try:
             directory = fspath_bytes(image_dir)
             if getattr(labels, "_handle", None) is not None:
-                check(lib.ich_dataset_open(labels._handle, directory, ctypes.byref(options),
-                                           ctypes.byref(handle)))
+                open_call = lib.ich_dataset_open
+                source = labels._handle
             elif isinstance(labels, (str, bytes, os.PathLike)):
-                check(lib.ich_dataset_open_csv(fspath_bytes(labels), directory,
-                                               ctypes.byref(options), ctypes.byref(handle)))
+                open_call = lib.ich_dataset_open_csv
+                source = fspath_bytes(labels)
             else:
                 raise TypeError("labels must be an ich.Labels or a CSV path, not %r" % (labels,))
+            # Reading many DICOM headers (neighbors) takes a while: Ctrl-C stops it.
+            with Interruptible() as guard:
+                status = open_call(source, directory, ctypes.byref(options), ctypes.byref(handle))
+            guard.check(status)
         finally:
             if own_window is not None:
                 own_window.close()

@@ -13,6 +13,7 @@ import ctypes
 import os
 
 from . import _errors
+from ._cancel import Interruptible
 from ._errors import check
 from ._lib import _declare, c_status, lib
 from ._util import c_string, fspath_bytes
@@ -71,23 +72,20 @@ def find_files(folder, hidden=False):
     with ``.`` are visited too. Raises ``IchIOError`` when `folder` is not
     a readable folder.
     """
-    paths, skipped, failure = [], [], []
+    paths, skipped = [], []
 
     def visit(user, path, relative, reason):
-        try:
-            if reason is None:
-                paths.append(_text(path))
-            else:
-                skipped.append((_text(path), reason.decode("utf-8", "replace")))
-            return 0
-        except BaseException as exc:  # noqa: BLE001 (raised again below)
-            failure.append(exc)
-            return 1
+        if reason is None:
+            paths.append(_text(path))
+        else:
+            skipped.append((_text(path), reason.decode("utf-8", "replace")))
+        return False
 
-    callback = _FILE_FN(visit)
-    status = lib.ich_files_walk(fspath_bytes(folder), WALK_HIDDEN if hidden else 0, callback,
-                                None, None)
-    if failure:
-        raise failure[0]
-    check(status)
+    # Interruptible: Ctrl-C during a long walk stops it (KeyboardInterrupt),
+    # and an exception in visit() stops it and is raised again.
+    with Interruptible(visit) as guard:
+        callback = _FILE_FN(guard.wrap())
+        status = lib.ich_files_walk(fspath_bytes(folder), WALK_HIDDEN if hidden else 0,
+                                    callback, None, None)
+    guard.check(status)
     return paths, skipped

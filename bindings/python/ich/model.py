@@ -14,6 +14,7 @@ import ctypes
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible
 from ._errors import check
 from ._lib import c_float_p, c_int32_p, lib, _declare
 from ._util import OwnedHandle, c_string, fspath_bytes
@@ -320,8 +321,10 @@ class Model(OwnedHandle):
         """Logits, shape (N, outputs), of float32 NCHW images."""
         x = self._images(x)
         out = np.empty((x.shape[0], self.outputs), np.float32)
-        check(lib.ich_model_forward(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
-                                    out.ctypes.data_as(c_float_p), out.size))
+        with Interruptible() as guard:  # Ctrl-C between layers: KeyboardInterrupt
+            status = lib.ich_model_forward(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
+                                           out.ctypes.data_as(c_float_p), out.size)
+        guard.check(status)
         return out
 
     __call__ = forward
@@ -330,7 +333,10 @@ class Model(OwnedHandle):
         """Propagate d loss / d logits (N, outputs) after a training-mode
         forward; parameter gradients accumulate (see :meth:`zero_grad`)."""
         grad = np.ascontiguousarray(grad, dtype=np.float32)
-        check(lib.ich_model_backward(self._live(), grad.ctypes.data_as(c_float_p), grad.size))
+        with Interruptible() as guard:  # Ctrl-C between layers: KeyboardInterrupt
+            status = lib.ich_model_backward(self._live(), grad.ctypes.data_as(c_float_p),
+                                            grad.size)
+        guard.check(status)
 
     def zero_grad(self):
         """Set every parameter gradient to zero."""
@@ -341,8 +347,11 @@ class Model(OwnedHandle):
         subtypes are 0 where P(any) <= threshold (p > 0.5 predicts 1)."""
         x = self._images(x)
         out = np.empty((x.shape[0], self.outputs), np.float32)
-        check(lib.ich_model_predict(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
-                                    float(threshold), out.ctypes.data_as(c_float_p), out.size))
+        with Interruptible() as guard:  # Ctrl-C between layers: KeyboardInterrupt
+            status = lib.ich_model_predict(self._live(), x.ctypes.data_as(c_float_p), x.shape[0],
+                                           float(threshold), out.ctypes.data_as(c_float_p),
+                                           out.size)
+        guard.check(status)
         return out
 
     # ---- tensors --------------------------------------------------------

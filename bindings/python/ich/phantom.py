@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible, counts
 from ._errors import check
 from ._lib import _declare, c_float_p, c_status, lib
 from ._util import fspath_bytes
@@ -155,27 +156,19 @@ def write_phantom(dir, patients=20, slices=24, size=512, studies=1, seed=0, prev
             (``images/<patient>/<scan>/ID_*.dcm``).
         threads: worker threads, 0 = one per CPU; the files do not depend on it.
         progress: None or ``progress(done, total)``, called a few times a
-            second; return True to cancel (raises InvalidArgumentError).
+            second; return True to cancel (raises :class:`ich.CancelledError`).
+            Ctrl-C stops the work and raises KeyboardInterrupt.
     Bad options raise InvalidArgumentError; I/O failures IchIOError.
     """
     o = _options(patients, slices, size, studies, seed, prevalence, multiple, size_range,
                  noise, type_weights, layout, threads)
-    raised = []
-
-    def on_progress(user, done, total, what):
-        try:
-            return 1 if progress(done, total) else 0
-        except BaseException as e:  # noqa: B902  (re-raised below)
-            raised.append(e)
-            return 1
-
-    callback = PROGRESS_FN(on_progress) if progress is not None else PROGRESS_FN()
-    o.progress = callback
     written = ctypes.c_int64(0)
-    status = lib.ich_phantom_write(fspath_bytes(dir), ctypes.byref(o), ctypes.byref(written))
-    if raised:
-        raise raised[0]
-    check(status)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = PROGRESS_FN(guard.wrap(counts))
+        o.progress = callback
+        status = lib.ich_phantom_write(fspath_bytes(dir), ctypes.byref(o), ctypes.byref(written))
+    guard.check(status)
     return written.value
 
 

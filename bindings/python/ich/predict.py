@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ._errors import check
+from ._cancel import Interruptible, counts
 from ._lib import _declare, lib
 from ._util import INT32_MAX, fspath_bytes
 
@@ -103,21 +103,6 @@ def _options(batch_size, threshold, threads, window):
     return options, owned
 
 
-def _progress(options, progress, errors):
-    """Install `progress` (done, total) -> True to cancel in the options
-    (ctypes keeps the callback alive as long as they are)."""
-    if progress is None:
-        return
-
-    def call(user, done, total, what):
-        try:
-            return 1 if progress(int(done), int(total)) else 0
-        except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
-            errors.append(exc)
-            return 1
-    options.progress = _PROGRESS_FN(call)
-
-
 def _paths(paths_or_folder):
     if isinstance(paths_or_folder, (str, bytes, os.PathLike)):
         return [fspath_bytes(paths_or_folder)]
@@ -145,7 +130,8 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
         threads: threads reading and windowing each batch's files (0: one
             per CPU).
         progress: called as ``progress(done, total)`` with counts of files;
-            returning True cancels (``InvalidArgumentError``).
+            returning True cancels (``CancelledError``); Ctrl-C stops
+            the call too (``KeyboardInterrupt``).
 
     Returns ``(ids, probabilities)``: the image IDs (file names without
     .dcm) and a float32 array (N, outputs). A file that cannot be read
@@ -154,35 +140,41 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
     """
     options, owned = _options(batch_size, threshold, threads, window)
     options.stop_on_failure = 1
-    errors, ids, rows = [], [], []
-
-    def on_row(user, path, ident, probabilities, outputs, problem):
-        try:
-            if probabilities:
-                ids.append(ident.decode("utf-8", "surrogateescape"))
-                rows.append(np.ctypeslib.as_array(probabilities, (outputs,)).copy())
-            elif ident is None:  # an entry the folder walk did not open
-                warnings.warn("%s: %s: skipped" % (os.fsdecode(path),
-                                                    problem.decode("utf-8", "replace")),
-                              RuntimeWarning, stacklevel=3)
-            return 0
-        except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
-            errors.append(exc)
-            return 1
-
-    callback = _PREDICTION_FN(on_row)
-    _progress(options, progress, errors)  # the options keep the callback alive
+    ids, rows = [], []
     paths = _paths(paths_or_folder)
     array = (ctypes.c_char_p * max(len(paths), 1))(*paths)
+    # Always a progress callback of ours, so that Ctrl-C stops the C loop
+    # (ich._cancel); the row callback stops it too when it raises.
     try:
-        status = lib.ich_predict_files(model._live(), array, len(paths), ctypes.byref(options),
-                                       callback, None, None)
+        with Interruptible(progress) as guard:
+            def on_row(user, path, ident, probabilities, outputs, problem):
+                if guard.stopping:
+                    return 1
+                try:
+                    if probabilities:
+                        ids.append(ident.decode("utf-8", "surrogateescape"))
+                        rows.append(np.ctypeslib.as_array(probabilities, (outputs,)).copy())
+                    elif ident is None:  # an entry the folder walk did not open
+                        warnings.warn("%s: %s: skipped" % (os.fsdecode(path),
+                                                            problem.decode("utf-8", "replace")),
+                                      RuntimeWarning, stacklevel=4)
+                    return 0
+                except BaseException as exc:  # noqa: B902 (raised again by check())
+                    if isinstance(exc, KeyboardInterrupt):
+                        guard.interrupted = True
+                    elif guard.raised is None:
+                        guard.raised = exc
+                    return 1
+
+            callback = _PREDICTION_FN(on_row)
+            progress_callback = _PROGRESS_FN(guard.wrap(counts))
+            options.progress = progress_callback
+            status = lib.ich_predict_files(model._live(), array, len(paths),
+                                           ctypes.byref(options), callback, None, None)
     finally:
         if owned is not None:
             owned.close()
-    if errors:
-        raise errors[0]
-    check(status)
+    guard.check(status)
     out = np.stack(rows).astype(np.float32, copy=False) if rows else \
         np.empty((0, model.outputs), np.float32)
     return ids, out
@@ -208,18 +200,18 @@ def predict_folder(model, input, out_path, batch_size=16, threshold=0.5, window=
         raise _invalid("format must be \"csv\" or \"rsna\", not %r" % (format,))
     options, owned = _options(batch_size, threshold, threads, window)
     options.format = _FORMATS[format]
-    errors = []
-    _progress(options, progress, errors)  # the options keep the callback alive
     summary = _Summary()
     summary.size = ctypes.sizeof(summary)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
     try:
-        status = lib.ich_predict_folder(model._live(), fspath_bytes(input),
-                                        fspath_bytes(out_path), ctypes.byref(options),
-                                        ctypes.byref(summary))
+        with Interruptible(progress) as guard:
+            callback = _PROGRESS_FN(guard.wrap(counts))
+            options.progress = callback
+            status = lib.ich_predict_folder(model._live(), fspath_bytes(input),
+                                            fspath_bytes(out_path), ctypes.byref(options),
+                                            ctypes.byref(summary))
     finally:
         if owned is not None:
             owned.close()
-    if errors:
-        raise errors[0]
-    check(status)
+    guard.check(status)
     return PredictSummary(summary.files, summary.predicted, summary.failed, summary.skipped)

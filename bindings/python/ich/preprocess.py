@@ -5,7 +5,7 @@
 import collections
 import ctypes
 
-from ._errors import check
+from ._cancel import Interruptible, counts
 from ._lib import _declare, lib
 from ._util import INT32_MAX, fspath_bytes
 
@@ -66,7 +66,8 @@ def preprocess_folder(input_dir, output_dir, window, threads=0, overwrite=False,
     PNGs already there are kept unless `overwrite`. `threads`: worker
     threads (0: one per CPU). `progress`, if given, is called as
     ``progress(done, total)`` with counts of files; returning True cancels
-    (``InvalidArgumentError``; the PNGs written so far stay).
+    (``CancelledError``; the PNGs written so far stay); Ctrl-C stops it too
+    (``KeyboardInterrupt``).
 
     Returns a :class:`PreprocessSummary` ``(files, converted, existing,
     failed, skipped, threads)``. Raises ``IchIOError`` when `input_dir` is
@@ -88,29 +89,19 @@ def preprocess_folder(input_dir, output_dir, window, threads=0, overwrite=False,
     lib.ich_preprocess_options_init(ctypes.byref(options))
     options.threads = int(threads)
     options.overwrite = 1 if overwrite else 0
-    errors = []
-    callback = None
-    if progress is not None:
-        def call(user, done, total, what):
-            try:
-                return 1 if progress(int(done), int(total)) else 0
-            except BaseException as exc:  # noqa: BLE001 (re-raised after the call)
-                errors.append(exc)
-                return 1
-        callback = _PROGRESS_FN(call)
-        options.progress = callback
     summary = _Summary()
     summary.size = ctypes.sizeof(summary)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
     try:
-        status = lib.ich_preprocess_folder(fspath_bytes(input_dir), fspath_bytes(output_dir),
-                                           window._live(), ctypes.byref(options),
-                                           ctypes.byref(summary))
+        with Interruptible(progress) as guard:
+            callback = _PROGRESS_FN(guard.wrap(counts))
+            options.progress = callback
+            status = lib.ich_preprocess_folder(fspath_bytes(input_dir), fspath_bytes(output_dir),
+                                               window._live(), ctypes.byref(options),
+                                               ctypes.byref(summary))
     finally:
         if owned is not None:
             owned.close()
-    del callback
-    if errors:
-        raise errors[0]
-    check(status)
+    guard.check(status)
     return PreprocessSummary(summary.files, summary.converted, summary.existing, summary.failed,
                              summary.skipped, summary.threads)

@@ -11,7 +11,7 @@ import ctypes
 import os
 import pathlib
 
-from ._errors import check
+from ._cancel import Interruptible, counts
 from ._lib import _declare, c_status, lib
 from ._util import fspath_bytes
 from .phantom import PROGRESS_FN
@@ -81,9 +81,10 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     (0: the calling thread). threshold: the cascade preset's "any"
     threshold. bootstrap, seed: the AUC confidence interval's resamples
     (0: none) and seed. progress: None or ``progress(done, total)``; a true
-    return value cancels. window: the input recipe (an :class:`ich.Window`
-    or its text) for a checkpoint that carries none; by default the
-    checkpoint's. Returns an :class:`EvaluateReport`: the folder (path-like)
+    return value cancels (:class:`ich.CancelledError`); Ctrl-C stops the
+    evaluation and raises KeyboardInterrupt. window: the input recipe (an
+    :class:`ich.Window` or its text) for a checkpoint that carries none; by
+    default the checkpoint's. Returns an :class:`EvaluateReport`: the folder (path-like)
     and how many rows it covers and left out. Raises IchError (IchIOError or
     FormatError for a bad checkpoint or CSV, NotFoundError for a checkpoint
     without a recipe and no `window`, ShapeError when the label columns
@@ -101,23 +102,14 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     o.window = window._live() if window is not None else None
     o.batch_size, o.workers, o.threshold = int(batch_size), int(workers), float(threshold)
     o.bootstrap, o.seed = int(bootstrap), int(seed)
-    raised = []
-
-    def on_progress(user, done, total, what):
-        try:
-            return 1 if progress(done, total) else 0
-        except BaseException as e:  # noqa: B902  (re-raised below)
-            raised.append(e)
-            return 1
-
-    callback = PROGRESS_FN(on_progress) if progress is not None else PROGRESS_FN()
-    o.progress = callback
     summary = _Summary(size=ctypes.sizeof(_Summary))
     o.summary = ctypes.pointer(summary)
-    status = lib.ich_evaluate_report(fspath_bytes(checkpoint), fspath_bytes(labels_csv),
-                                     fspath_bytes(image_dir), fspath_bytes(out_dir),
-                                     ctypes.byref(o))
-    if raised:
-        raise raised[0]
-    check(status)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = PROGRESS_FN(guard.wrap(counts))
+        o.progress = callback
+        status = lib.ich_evaluate_report(fspath_bytes(checkpoint), fspath_bytes(labels_csv),
+                                         fspath_bytes(image_dir), fspath_bytes(out_dir),
+                                         ctypes.byref(o))
+    guard.check(status)
     return EvaluateReport(out_dir, summary.rows, summary.evaluated, summary.left_out)

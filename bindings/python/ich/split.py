@@ -13,6 +13,7 @@ import ctypes
 import numbers
 
 from . import _errors
+from ._cancel import Interruptible, counts
 from ._errors import check
 from ._lib import c_status, lib, _declare
 from ._util import c_string, fspath_bytes
@@ -117,8 +118,8 @@ def select_files(labels, src_dir, dst_dir, mode="copy", threads=0, extension=".d
     parallel: ``mode`` "copy" (verified byte for byte), "hardlink" (a copy
     across file systems) or "symlink". A file already there with the same
     bytes is kept. `progress(done, total)` is called a few times a second
-    from the calling thread; returning True cancels (``InvalidArgumentError``
-    with "cancelled"). Returns ``dict(copied=, missing=, failed=, found=)``:
+    from the calling thread; returning True cancels (``ich.CancelledError``);
+    Ctrl-C stops the copying and raises KeyboardInterrupt. Returns ``dict(copied=, missing=, failed=, found=)``:
     the counts of images placed (kept ones included), not found, and found
     but not placed, and a :class:`Labels` of the rows whose image is now in
     dst_dir. Raises ``IchIOError`` when src_dir is not a readable folder or
@@ -133,28 +134,18 @@ def select_files(labels, src_dir, dst_dir, mode="copy", threads=0, extension=".d
     options.threads = _threads(threads)
     extension = c_string(extension, "extension")
     options.extension = extension if extension is not None else b".dcm"
-    errors = []
-    if progress is not None:
-        if not callable(progress):
-            raise TypeError("progress must be callable")
-
-        def trampoline(user, done, total, what):
-            try:
-                return 1 if progress(int(done), int(total)) else 0
-            except BaseException as exc:  # an exception cancels and is raised below
-                errors.append(exc)
-                return 1
-
-        options.progress = _PROGRESS_FN(trampoline)
-    counts = [ctypes.c_int64() for _ in range(3)]
+    tallies = [ctypes.c_int64() for _ in range(3)]
     found = ctypes.c_void_p()
-    status = lib.ich_labels_select_files(handle, fspath_bytes(src_dir), fspath_bytes(dst_dir),
-                                         ctypes.byref(options), *[ctypes.byref(c) for c in counts],
-                                         ctypes.byref(found))
-    if errors:
-        raise errors[0]
-    check(status)
-    return {"copied": counts[0].value, "missing": counts[1].value, "failed": counts[2].value,
+    # Always a callback of ours, so that Ctrl-C stops the copying (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = _PROGRESS_FN(guard.wrap(counts))
+        options.progress = callback
+        status = lib.ich_labels_select_files(handle, fspath_bytes(src_dir), fspath_bytes(dst_dir),
+                                             ctypes.byref(options),
+                                             *[ctypes.byref(c) for c in tallies],
+                                             ctypes.byref(found))
+    guard.check(status)
+    return {"copied": tallies[0].value, "missing": tallies[1].value, "failed": tallies[2].value,
             "found": Labels._from_handle(found)}
 
 
@@ -167,6 +158,8 @@ def groups_from_dicom(labels, image_dir, threads=0):
     number of files that could not be read (refused IDs included)."""
     handle = _check_labels(labels)
     unreadable = ctypes.c_int64()
-    check(lib.ich_labels_groups_from_dicom(handle, fspath_bytes(image_dir), _threads(threads),
-                                           ctypes.byref(unreadable)))
+    with Interruptible() as guard:  # Ctrl-C stops the reading: KeyboardInterrupt
+        status = lib.ich_labels_groups_from_dicom(handle, fspath_bytes(image_dir),
+                                                  _threads(threads), ctypes.byref(unreadable))
+    guard.check(status)
     return unreadable.value

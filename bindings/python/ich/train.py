@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from . import _errors
+from ._cancel import Interruptible
 from ._errors import check
 from ._lib import c_float_p, lib, _declare
 from ._util import INT32_MAX, c_string, fspath_bytes
@@ -102,6 +103,9 @@ _declare("ich_train", ctypes.c_int, _P, _P, _P, _P, ctypes.POINTER(_Options),
          ctypes.POINTER(_P))
 _declare("ich_evaluate", ctypes.c_int, _P, _P, c_float_p, ctypes.c_int32,
          ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))
+_declare("ich_evaluate_with_progress", ctypes.c_int, _P, _P, c_float_p, ctypes.c_int32,
+         _ProgressFn, ctypes.c_void_p, ctypes.POINTER(ctypes.c_double),
+         ctypes.POINTER(ctypes.c_double))
 _declare("ich_history_free", None, _P)
 _declare("ich_history_length", ctypes.c_int32, _P)
 _declare("ich_history_get", ctypes.c_int, _P, ctypes.c_int32, ctypes.POINTER(_EpochStats))
@@ -195,6 +199,15 @@ def _check_types(model, optimizer, datasets):
             raise TypeError("expected an ich.Dataset, not %s" % type(d).__name__)
 
 
+def _report(user, pointer):
+    """An ich_train_progress as the argument tuple of a user's callback."""
+    p = pointer.contents
+    return ({"phase": _PHASES.get(p.phase, p.phase), "epoch": p.epoch, "epochs": p.epochs,
+             "batch": p.batch, "batches": p.batches, "loss": p.loss,
+             "accuracy": p.accuracy, "elapsed": p.elapsed,
+             "stats": _stats_dict(p.stats.contents) if p.stats else None},)
+
+
 def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weight=None,
           balanced=False, clip_norm=0.0, schedule=None, patience=0, min_delta=0.0,
           restore_best=True, warmup_epochs=0, warmup_trainable=None, cascade_mask=None,
@@ -219,8 +232,10 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
         with a dict (phase "train", "validate" or "epoch", epoch, epochs,
         batch, batches, loss, accuracy, elapsed, stats: the epoch's row at
         phase "epoch"); a true return value stops training
-        (InvalidArgumentError "cancelled"); an exception it raises stops
-        training and is raised again here.
+        (:class:`ich.CancelledError`); an exception it raises stops
+        training and is raised again here. Ctrl-C stops training after the
+        current batch and raises KeyboardInterrupt, with or without
+        `progress` (the checkpoints of finished epochs stay).
 
     Returns the history: a list of dicts, one per epoch.
     """
@@ -251,29 +266,15 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
     o.checkpoint_dir = fspath_bytes(checkpoint_dir) if checkpoint_dir is not None else None
     o.resume = fspath_bytes(resume) if resume is not None else None
 
-    raised = []
-
-    def on_progress(user, report):
-        p = report.contents
-        info = {"phase": _PHASES.get(p.phase, p.phase), "epoch": p.epoch, "epochs": p.epochs,
-                "batch": p.batch, "batches": p.batches, "loss": p.loss,
-                "accuracy": p.accuracy, "elapsed": p.elapsed,
-                "stats": _stats_dict(p.stats.contents) if p.stats else None}
-        try:
-            return 1 if progress(info) else 0
-        except BaseException as exc:  # noqa: B902 (re-raised after ich_train returns)
-            raised.append(exc)
-            return 1
-
-    callback = _ProgressFn(on_progress) if progress is not None else _ProgressFn()
-    o.progress = callback
     handle = ctypes.c_void_p()
-    status = lib.ich_train(model._live(), optimizer._live(), train_dataset._live(),
-                           val_dataset._live() if val_dataset is not None else None,
-                           ctypes.byref(o), ctypes.byref(handle))
-    if raised:
-        raise raised[0]
-    check(status)
+    # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = _ProgressFn(guard.wrap(_report))
+        o.progress = callback
+        status = lib.ich_train(model._live(), optimizer._live(), train_dataset._live(),
+                               val_dataset._live() if val_dataset is not None else None,
+                               ctypes.byref(o), ctypes.byref(handle))
+    guard.check(status)
     try:
         rows = History()
         for i in range(lib.ich_history_length(handle)):
@@ -293,15 +294,25 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
         lib.ich_history_free(handle)
 
 
-def evaluate(model, dataset, pos_weight=None, cascade_mask=None):
+def evaluate(model, dataset, pos_weight=None, cascade_mask=None, progress=None):
     """Mean BCE-with-logits loss and element-wise accuracy (p > 0.5 predicts 1)
     of `model` over every batch of `dataset`, in evaluation mode, as
-    ich.train's validation computes them. Returns (loss, accuracy)."""
+    ich.train's validation computes them. Returns (loss, accuracy).
+
+    progress: called after every batch with a dict as ich.train's (phase
+    "validate", epoch 0 of 1); a true return value stops the pass
+    (:class:`ich.CancelledError`). Ctrl-C stops it and raises
+    KeyboardInterrupt."""
     _check_types(model, None, (dataset,))
     weights = _pos_weight(model, pos_weight)
     loss, accuracy = ctypes.c_double(), ctypes.c_double()
-    check(lib.ich_evaluate(model._live(), dataset._live(),
-                           weights.ctypes.data_as(c_float_p) if weights is not None else None,
-                           _mask_option(cascade_mask), ctypes.byref(loss),
-                           ctypes.byref(accuracy)))
+    # Always a callback of ours, so that Ctrl-C stops the pass (ich._cancel).
+    with Interruptible(progress) as guard:
+        callback = _ProgressFn(guard.wrap(_report))
+        status = lib.ich_evaluate_with_progress(
+            model._live(), dataset._live(),
+            weights.ctypes.data_as(c_float_p) if weights is not None else None,
+            _mask_option(cascade_mask), callback, None, ctypes.byref(loss),
+            ctypes.byref(accuracy))
+    guard.check(status)
     return loss.value, accuracy.value

@@ -24,8 +24,8 @@ def test_version():
 def test_status_strings():
     names = ["ICH_OK", "ICH_ERR_INVALID_ARGUMENT", "ICH_ERR_NO_MEMORY", "ICH_ERR_IO",
              "ICH_ERR_FORMAT", "ICH_ERR_UNSUPPORTED", "ICH_ERR_NOT_FOUND", "ICH_ERR_SHAPE",
-             "ICH_ERR_INTERNAL"]
-    assert [ich.status_string(i) for i in range(9)] == names
+             "ICH_ERR_INTERNAL", "ICH_ERR_CANCELLED"]
+    assert [ich.status_string(i) for i in range(10)] == names
     assert ich.status_string(99) == "ICH_ERR_UNKNOWN"
     assert ich.status_string(-1) == "ICH_ERR_UNKNOWN"
 
@@ -34,12 +34,13 @@ def test_error_attributes_and_classes(tmp_path):
     with pytest.raises(ich.IchError) as info:
         ich.read_dicom(tmp_path / "absent.dcm")
     err = info.value
-    assert type(err) is ich.IchIOError
+    assert type(err) is ich.IchFileNotFoundError  # an IchIOError and a FileNotFoundError
+    assert isinstance(err, ich.IchIOError)
     assert err.status == 3 and err.status_name == "ICH_ERR_IO"
     assert "absent.dcm" in err.message and "absent.dcm" in str(err)
     assert str(err).startswith("ICH_ERR_IO: ")
     again = pickle.loads(pickle.dumps(err))
-    assert type(again) is ich.IchIOError and again.message == err.message
+    assert type(again) is ich.IchFileNotFoundError and again.message == err.message
     for cls in (ich.InvalidArgumentError, ich.FormatError, ich.ShapeError):
         assert issubclass(cls, ich.IchError) and issubclass(cls, ValueError)
     assert issubclass(ich.NotFoundError, LookupError)

@@ -108,7 +108,7 @@ def test_tree_layout_and_progress(tmp_path):
 
 
 def test_progress_can_cancel_and_errors_propagate(tmp_path):
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.write_phantom(tmp_path / "a", patients=4, slices=200, size=128,
                           progress=lambda done, total: True)
     assert not (tmp_path / "a" / "labels.csv").exists()

@@ -93,7 +93,7 @@ def test_preprocess_folder_errors_and_cancel(scans, tmp_path):
     with pytest.raises(ich.UnsupportedError):
         ich.preprocess_folder(root, tmp_path / "png", ich.Window("brain,bone"))
     calls = []
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.preprocess_folder(root, tmp_path / "png", ich.Window("brain", size=16), threads=1,
                               progress=lambda done, total: calls.append((done, total)) or True)
     assert len(calls) == 1 and calls[0][1] == 6  # called a few times a second: may be at the end
@@ -148,11 +148,11 @@ def test_predict_folder_skips_and_counts_a_bad_file(with_bad, model, tmp_path):
 def test_predict_cancel_and_errors(scans, model, tmp_path):
     root, good = scans
     out = tmp_path / "p.csv"
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.predict_folder(model, root, out, batch_size=2, progress=lambda done, total: True)
     assert not out.exists()
     seen = []
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.predict_files(model, good, batch_size=2,
                           progress=lambda done, total: seen.append((done, total)) or True)
     assert len(seen) == 1 and seen[0][1] == 6  # no call after the one that cancelled

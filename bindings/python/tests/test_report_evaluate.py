@@ -175,7 +175,7 @@ def test_errors(data, tmp_path):
         ich.evaluate_report(checkpoint, two, folder / "images", tmp_path / "c")
     with pytest.raises(ich.InvalidArgumentError):
         ich.evaluate_report(checkpoint, wide, folder / "images", tmp_path / "d", batch_size=0)
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.evaluate_report(checkpoint, wide, folder / "images", tmp_path / "e",
                             progress=lambda done, total: True)
     assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()

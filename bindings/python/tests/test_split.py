@@ -165,7 +165,7 @@ def test_select_progress_and_cancel(tree):
     calls = []
     ich.select_files(table, src, dst, progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1] == (3, 3)
-    with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+    with pytest.raises(ich.CancelledError, match="cancelled"):
         ich.select_files(table, src, dst.parent / "d2", progress=lambda d, t: True)
 
     def boom(done, total):

@@ -93,7 +93,7 @@ def test_schedule_cancel_and_errors(phantom):
         assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05, 0.025])
         assert all(h["val_loss"] is None and h["val_accuracy"] is None for h in history)
 
-        with pytest.raises(ich.InvalidArgumentError, match="cancelled"):
+        with pytest.raises(ich.CancelledError, match="cancelled"):
             ich.train(m, opt, train, epochs=2, progress=lambda p: p["batch"] == 2)
 
         class Boom(Exception):
