@@ -6,6 +6,7 @@
 # module's __all__) has no stub here: add it to the module's .pyi and to
 # the lists below.
 from ._errors import (
+    ERR_CANCELLED as ERR_CANCELLED,
     ERR_FORMAT as ERR_FORMAT,
     ERR_INTERNAL as ERR_INTERNAL,
     ERR_INVALID_ARGUMENT as ERR_INVALID_ARGUMENT,
@@ -15,8 +16,11 @@ from ._errors import (
     ERR_SHAPE as ERR_SHAPE,
     ERR_UNSUPPORTED as ERR_UNSUPPORTED,
     OK as OK,
+    CancelledError as CancelledError,
     FormatError as FormatError,
     IchError as IchError,
+    IchFileNotFoundError as IchFileNotFoundError,
+    MissingFileError as MissingFileError,
     IchIOError as IchIOError,
     InternalError as InternalError,
     InvalidArgumentError as InvalidArgumentError,
@@ -47,6 +51,7 @@ from .optim import *
 from .train import *
 from .metrics import *
 from .predict import *
+from .preprocess import *
 from .report import *
 from .backend import *
 from .files import *

@@ -19,11 +19,10 @@ import numpy as np
 from ._cancel import Interruptible, counts
 from ._lib import _declare, lib
 from ._util import INT32_MAX, fspath_bytes
+from .phantom import PROGRESS_FN  # ich_progress_fn
 
 __all__ = ["predict_files", "predict_folder", "PredictSummary"]
 
-_PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                ctypes.c_char_p)
 #: ich_prediction_fn
 _PREDICTION_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                                   ctypes.c_char_p, ctypes.POINTER(ctypes.c_float),
@@ -43,7 +42,7 @@ class _Options(ctypes.Structure):
         ("threads", ctypes.c_int32),
         ("format", ctypes.c_int32),
         ("stop_on_failure", ctypes.c_int32),
-        ("progress", _PROGRESS_FN),
+        ("progress", PROGRESS_FN),
         ("progress_user", ctypes.c_void_p),
     ]
 
@@ -167,7 +166,7 @@ def predict_files(model, paths_or_folder, batch_size=16, threshold=0.5, window=N
                     return 1
 
             callback = _PREDICTION_FN(on_row)
-            progress_callback = _PROGRESS_FN(guard.wrap(counts))
+            progress_callback = PROGRESS_FN(guard.wrap(counts))
             options.progress = progress_callback
             status = lib.ich_predict_files(model._live(), array, len(paths),
                                            ctypes.byref(options), callback, None, None)
@@ -205,7 +204,7 @@ def predict_folder(model, input, out_path, batch_size=16, threshold=0.5, window=
     # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
     try:
         with Interruptible(progress) as guard:
-            callback = _PROGRESS_FN(guard.wrap(counts))
+            callback = PROGRESS_FN(guard.wrap(counts))
             options.progress = callback
             status = lib.ich_predict_folder(model._live(), fspath_bytes(input),
                                             fspath_bytes(out_path), ctypes.byref(options),

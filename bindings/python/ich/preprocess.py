@@ -8,11 +8,10 @@ import ctypes
 from ._cancel import Interruptible, counts
 from ._lib import _declare, lib
 from ._util import INT32_MAX, fspath_bytes
+from .phantom import PROGRESS_FN  # ich_progress_fn
 
 __all__ = ["preprocess_folder", "PreprocessSummary"]
 
-_PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                ctypes.c_char_p)
 
 
 class _Options(ctypes.Structure):
@@ -22,7 +21,7 @@ class _Options(ctypes.Structure):
         ("size", ctypes.c_size_t),
         ("threads", ctypes.c_int32),
         ("overwrite", ctypes.c_int32),
-        ("progress", _PROGRESS_FN),
+        ("progress", PROGRESS_FN),
         ("progress_user", ctypes.c_void_p),
     ]
 
@@ -94,7 +93,7 @@ def preprocess_folder(input_dir, output_dir, window, threads=0, overwrite=False,
     # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
     try:
         with Interruptible(progress) as guard:
-            callback = _PROGRESS_FN(guard.wrap(counts))
+            callback = PROGRESS_FN(guard.wrap(counts))
             options.progress = callback
             status = lib.ich_preprocess_folder(fspath_bytes(input_dir), fspath_bytes(output_dir),
                                                window._live(), ctypes.byref(options),

@@ -201,6 +201,32 @@ def long_call():
         ich.find_files(folder)
 """
 
+# The folder jobs over a phantom of 1,600 slices, again and again.
+_FOLDERS = """
+ich.write_phantom(folder, patients=100, slices=16, size=64, seed=2, threads=2)
+images = os.path.join(folder, "images")
+model = ich.Model("input 3x64x64, conv 4 5 stride 4, relu, maxpool 2, flatten, linear 6")
+model.init_weights(1)
+model.metadata["ich.windows"] = "blood,brain,bone"
+model.metadata["ich.size"] = "64"
+progress = {progress}
+"""
+
+_PREPROCESS = _FOLDERS + """
+recipe = ich.Window("blood,brain,bone", size=64)
+def long_call():
+    while True:
+        ich.preprocess_folder(images, os.path.join(folder, "png"), recipe,
+                              threads=1, overwrite=True, progress=progress)
+"""
+
+_PREDICT_FOLDER = _FOLDERS + """
+def long_call():
+    while True:
+        ich.predict_folder(model, images, os.path.join(folder, "p.csv"), threads=1,
+                           progress=progress)
+"""
+
 _RUN = """
 print("READY", flush=True)
 try:
@@ -213,7 +239,8 @@ print("FINISHED", flush=True)
 
 _CALLS = {"train": _TRAIN, "evaluate": _EVALUATE, "predict": _PREDICT, "groups": _GROUPS,
           "report": _REPORT,
-          "phantom": _PHANTOM, "find_files": _FIND}
+          "phantom": _PHANTOM, "find_files": _FIND, "preprocess": _PREPROCESS,
+          "predict_folder": _PREDICT_FOLDER}
 
 
 def _interrupt(tmp_path, call, progress="None"):
@@ -271,3 +298,13 @@ def test_ctrl_c_stops_write_phantom(tmp_path, progress):
 def test_ctrl_c_stops_find_files(tmp_path):
     _interrupt(tmp_path, "find_files")
 
+
+
+@pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
+def test_ctrl_c_stops_preprocess_folder(tmp_path, progress):
+    _interrupt(tmp_path, "preprocess", progress)
+
+
+@pytest.mark.parametrize("progress", ["None", "lambda done, total: False"])
+def test_ctrl_c_stops_predict_folder(tmp_path, progress):
+    _interrupt(tmp_path, "predict_folder", progress)
