@@ -100,7 +100,7 @@
 /* The major interface version (see the rules above). 4: size fields in
  * every table, and ich_backend as interface 3 changed it in place
  * (host_alloc, host_free inserted before synchronize). */
-#define ICH_BACKEND_INTERFACE_VERSION 4
+#define ICH_BACKEND_INTERFACE_VERSION 5
 
 /* The end of `member` in `type`: the smallest size a filler of `type`
  * that has the member can report. */
@@ -149,8 +149,11 @@ typedef struct ich_layer_args {
     int32_t fuse_relu;      /* conv, linear, batchnorm: ReLU applied to the output
                                in the same pass (set by the model when a relu follows
                                and nothing else reads the pre-ReLU value) */
-    float p;                /* dropout probability */
-    float eps, momentum;    /* batchnorm (PyTorch: 1e-5, 0.1) */
+    float p;                /* dropout, droppath: probability */
+    float eps, momentum;    /* batchnorm (PyTorch: 1e-5, 0.1); layernorm: eps */
+    int32_t groups;         /* conv: channel groups (1 = none, in = out = groups:
+                               depthwise); 0 is read as 1 (interface 5) */
+    float init;             /* layerscale: the initial value of its gammas */
 } ich_layer_args;
 
 typedef struct ich_layer_ops ich_layer_ops;
@@ -363,16 +366,18 @@ static inline int ich_plugin_check_host(const ich_plugin_host *host, const char 
     X(ich_layer_args, p, 44, 4)                                                                   \
     X(ich_layer_args, eps, 48, 4)                                                                 \
     X(ich_layer_args, momentum, 52, 4)                                                            \
+    X(ich_layer_args, groups, 56, 4)                                                              \
+    X(ich_layer_args, init, 60, 4)                                                                \
     X(ich_layer, ops, 0, 8)                                                                       \
     X(ich_layer, name, 8, 64)                                                                     \
-    X(ich_layer, args, 72, 56)                                                                    \
-    X(ich_layer, in, 128, 32)                                                                     \
-    X(ich_layer, out, 160, 16)                                                                    \
-    X(ich_layer, params, 176, 8)                                                                  \
-    X(ich_layer, nparams, 184, 4)                                                                 \
-    X(ich_layer, seed, 192, 8)                                                                    \
-    X(ich_layer, step, 200, 8)                                                                    \
-    X(ich_layer, state, 208, 8)                                                                   \
+    X(ich_layer, args, 72, 64)                                                                    \
+    X(ich_layer, in, 136, 32)                                                                     \
+    X(ich_layer, out, 168, 16)                                                                    \
+    X(ich_layer, params, 184, 8)                                                                  \
+    X(ich_layer, nparams, 192, 4)                                                                 \
+    X(ich_layer, seed, 200, 8)                                                                    \
+    X(ich_layer, step, 208, 8)                                                                    \
+    X(ich_layer, state, 216, 8)                                                                   \
     X(ich_layer_ops, size, 0, 4)                                                                  \
     X(ich_layer_ops, kind, 8, 8)                                                                  \
     X(ich_layer_ops, inputs, 16, 4)                                                               \
@@ -411,8 +416,8 @@ static inline int ich_plugin_check_host(const ich_plugin_host *host, const char 
 #define ICH_PLUGIN_SIZES(X)                                                                       \
     X(ich_shape, 16)                                                                              \
     X(ich_param, 104)                                                                             \
-    X(ich_layer_args, 56)                                                                         \
-    X(ich_layer, 216)                                                                             \
+    X(ich_layer_args, 64)                                                                         \
+    X(ich_layer, 224)                                                                             \
     X(ich_layer_ops, 72)                                                                          \
     X(ich_backend, 136)                                                                           \
     X(ich_plugin_host, 32)                                                                        \

@@ -180,13 +180,13 @@ def test_plugin_with_a_small_backend_table_is_refused(tmp_path):
     """A table shorter than libich's (built from an older header of the same
     interface version) would have its missing members read from whatever
     follows it: refused, naming the plugin and both sizes (x86-64: the
-    stand-in stops before host_alloc, at 72 bytes; interface 4 has 136)."""
+    stand-in stops before host_alloc, at 72 bytes; interface 5 has 136)."""
     library = library_beside(tmp_path, fake("small_table"))
     out = run(PROBE, library)
     assert out["info"][0] == "UnsupportedError", out
     message = out["info"][1]
     assert "%s: its backend table has 72 bytes" % (tmp_path / "libich-cuda.so") in message, message
-    assert "needs at least 136 (interface 4)" in message, message
+    assert "needs at least 136 (interface 5)" in message, message
     assert out["use"][0] == "UnsupportedError"
     assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"] and out["model"] == "cpu"
 
@@ -198,7 +198,7 @@ def test_plugin_with_a_small_layer_table_is_refused(tmp_path):
     assert out["info"][0] == "UnsupportedError", out
     message = out["info"][1]
     assert "%s: its conv layer table has 64 bytes" % (tmp_path / "libich-cuda.so") in message
-    assert "needs at least 72 (interface 4)" in message, message
+    assert "needs at least 72 (interface 5)" in message, message
     assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"] and out["model"] == "cpu"
 
 
