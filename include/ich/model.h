@@ -53,18 +53,25 @@ typedef struct ich_model ich_model;
  *   maxpool K [stride S] [pad P], avgpool K [...]          stride defaults to K
  *   batchnorm [eps E] [momentum M] (alias bn)              BatchNorm2d / 1d
  *   relu, gap (global average pool), flatten (C*H*W order), dropout P
+ *   silu, gelu (erf form), sigmoid          nn.SiLU, nn.GELU(), nn.Sigmoid
  *   residual(BODY [; shortcut: SHORTCUT])   BODY(x) + SHORTCUT(x) (identity
  *                                           when no shortcut is given)
  *   concat(BRANCH | BRANCH ...)             channels of the branches joined
  *   cascade(any: BRANCH | subtype: BRANCH)  as concat; last item only; the
  *                                           first branch gives 1 output that
  *                                           gates the others in predict
+ *   scale(BODY)                             x * BODY(x), BODY giving one value
+ *                                           per channel (Cx1x1): squeeze-and-
+ *                                           excitation, e.g. torchvision's
+ *                                           SqueezeExcitation(C, S, SiLU) is
+ *     se = scale(gap, fc1 = conv S 1, silu, fc2 = conv C 1, sigmoid)
+ *                                           (se.fc1.weight, se.fc2.bias, ...)
  * A branch may start with "name:". Any item may start with "name =".
  *
  * Names: parameters are "<layer>.<weight|bias|running_mean|...>". Unnamed
  * layers are numbered per kind in their sequence: conv1, conv2, fc1, bn1,
- * res1 (residual), cat1 (concat), cascade1. Layers inside a residual block
- * are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
+ * res1 (residual), cat1 (concat), cascade1, scale1. Layers inside a residual
+ * or scale block are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
  * branch "cat1.branch2.conv1", or "<branch name>.conv1" for a named branch.
  * ich_model_spec() gives a canonical text that re-parses to the same model.
  */
@@ -159,7 +166,8 @@ ICH_API ich_status ich_model_builder_pool(ich_model_builder *builder, const char
 /** Dropout with probability p (0 <= p < 1). */
 ICH_API ich_status ich_model_builder_dropout(ich_model_builder *builder, double p);
 
-/** A layer without numbers: "relu", "batchnorm", "gap" or "flatten". */
+/** A layer without numbers: "relu", "batchnorm", "gap", "flatten", "silu",
+ *  "gelu" or "sigmoid". */
 ICH_API ich_status ich_model_builder_layer(ich_model_builder *builder, const char *name,
                                            const char *kind);
 
@@ -167,8 +175,9 @@ ICH_API ich_status ich_model_builder_layer(ich_model_builder *builder, const cha
  *  pad 1 dilation 2 nobias"). */
 ICH_API ich_status ich_model_builder_item(ich_model_builder *builder, const char *item);
 
-/** Open a "residual", "concat" or "cascade" block; ich_model_builder_next()
- *  starts its shortcut (residual) or next branch; ich_model_builder_end()
+/** Open a "residual", "concat", "cascade" or "scale" block;
+ *  ich_model_builder_next() starts its shortcut (residual) or next branch
+ *  (a scale block has none); ich_model_builder_end()
  *  closes it. Errors: ICH_ERR_INVALID_ARGUMENT (unknown kind, next/end
  *  with no open block, more than 8 nested). */
 ICH_API ich_status ich_model_builder_begin(ich_model_builder *builder, const char *kind);

@@ -134,6 +134,17 @@ static ich_status dropout_shape(ich_layer *layer, const ich_shape *in, ich_shape
     return ICH_OK;
 }
 
+/* x (N x H x W x C) times per-channel factors (N x 1 x 1 x C). */
+static ich_status mul_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
+                            ich_fail_fn fail)
+{
+    if (in[0].n != in[1].n || in[1].h != 1 || in[1].w != 1 || in[0].c != in[1].c)
+        return fail(ICH_ERR_SHAPE, "%s: mul of %dx%dx%d by %dx%dx%d (wants Cx1x1 factors)",
+                    layer->name, in[0].h, in[0].w, in[0].c, in[1].h, in[1].w, in[1].c);
+    *out = in[0];
+    return ICH_OK;
+}
+
 static ich_status same_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
                              ich_fail_fn fail)
 {
@@ -154,6 +165,9 @@ ich_status ich_layer_shape(ich_layer *layer, const ich_shape *in, ich_shape *out
         {"avgpool", pool_shape},    {"gap", gap_shape},         {"batchnorm", batchnorm_shape},
         {"flatten", flatten_shape}, {"add", add_shape},         {"concat", concat_shape},
         {"dropout", dropout_shape}, {"relu", same_shape},
+        /* issue 14: activations and the per-channel multiply of scale() */
+        {"silu", same_shape},       {"gelu", same_shape},       {"sigmoid", same_shape},
+        {"mul", mul_shape},
     };
     const char *kind = layer->ops ? layer->ops->kind : "";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {

@@ -180,7 +180,7 @@ typedef struct ich_layer {
  * not know (layer() returns NULL) fails only the models that use it. */
 #define ICH_LAYER_KINDS                                                                           \
     "conv", "linear", "relu", "maxpool", "avgpool", "gap", "batchnorm", "dropout", "flatten",     \
-        "add", "concat"
+        "add", "concat", "silu", "gelu", "sigmoid", "mul"
 
 /* One layer kind's implementation on one backend, filled by the backend. */
 struct ich_layer_ops {

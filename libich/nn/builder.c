@@ -14,7 +14,7 @@
 
 #define MAX_DEPTH 8
 
-typedef enum block_kind { BLOCK_RESIDUAL, BLOCK_CONCAT, BLOCK_CASCADE } block_kind;
+typedef enum block_kind { BLOCK_RESIDUAL, BLOCK_CONCAT, BLOCK_CASCADE, BLOCK_SCALE } block_kind;
 
 struct ich_model_builder {
     ich_buf text;
@@ -153,13 +153,14 @@ ich_status ich_model_builder_layer(ich_model_builder *b, const char *name, const
     ich_status st = check_builder(b, "ich_model_builder_layer");
     if (st != ICH_OK)
         return st;
-    static const char *const kinds[] = {"relu", "batchnorm", "gap", "flatten"};
+    static const char *const kinds[] = {"relu", "batchnorm", "gap", "flatten",
+                                        "silu", "gelu", "sigmoid"};
     for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcasecmp(kind, kinds[i]) == 0)
             return named_item(b, name, kinds[i]);
     return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                    "ich_model_builder_layer: kind \"%.32s\" is not relu, batchnorm, gap or "
-                    "flatten",
+                    "ich_model_builder_layer: kind \"%.32s\" is not relu, batchnorm, gap, "
+                    "flatten, silu, gelu or sigmoid",
                     kind ? kind : "(null)");
 }
 
@@ -187,9 +188,12 @@ ich_status ich_model_builder_begin(ich_model_builder *b, const char *kind)
         k = BLOCK_CONCAT, opening = "concat(";
     else if (kind && strcasecmp(kind, "cascade") == 0)
         k = BLOCK_CASCADE, opening = "cascade(any: ";
+    else if (kind && strcasecmp(kind, "scale") == 0)
+        k = BLOCK_SCALE, opening = "scale(";
     else
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "ich_model_builder_begin: kind must be residual, concat or cascade");
+                        "ich_model_builder_begin: kind must be residual, concat, cascade or "
+                        "scale");
     if (b->depth == MAX_DEPTH)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_builder_begin: more than %d "
                         "nested blocks", MAX_DEPTH);
@@ -210,6 +214,9 @@ ich_status ich_model_builder_next(ich_model_builder *b)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_builder_next: no open block");
     int top = b->depth - 1;
     const char *separator = " | ";
+    if (b->open[top] == BLOCK_SCALE)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_builder_next: a scale block has one sequence");
     if (b->open[top] == BLOCK_RESIDUAL) {
         if (b->part[top] > 0)
             return ich_fail(ICH_ERR_INVALID_ARGUMENT,

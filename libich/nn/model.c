@@ -189,6 +189,15 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
                             "(give the shortcut a conv with the body's stride and width)",
                             item->name, in[0].c, in[0].h, in[0].w, in[1].c, in[1].h, in[1].w);
         return ICH_OK;
+    case SPEC_SCALE:
+        /* in[0]: x; in[1]: the body's per-channel factors */
+        if (in[1].h != 1 || in[1].w != 1 || in[1].c != in[0].c)
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: a scale block's body must give one value per channel "
+                            "(%dx1x1), it gives %dx%dx%d (start it with gap, end it with %d "
+                            "channels)",
+                            item->name, in[0].c, in[1].c, in[1].h, in[1].w, in[0].c);
+        return ICH_OK;
     case SPEC_CONCAT:
     case SPEC_CASCADE:
         if (in[0].h != in[1].h || in[0].w != in[1].w)
@@ -258,6 +267,12 @@ static ich_status lower_seq(ich_model *m, const spec_seq *seq, int first, int va
             if (item->seqs[1].count && (st = lower_seq(m, &item->seqs[1], 0, value, &in[1])))
                 return st;
             if ((st = add_node(m, item, SPEC_RESIDUAL, in, 2, &value)))
+                return st;
+        } else if (item->kind == SPEC_SCALE) {
+            int in[2] = {value, -1};
+            if ((st = lower_seq(m, &item->seqs[0], 0, value, &in[1])))
+                return st;
+            if ((st = add_node(m, item, SPEC_SCALE, in, 2, &value)))
                 return st;
         } else if (item->kind == SPEC_CONCAT || item->kind == SPEC_CASCADE) {
             int in[2];
@@ -363,6 +378,8 @@ static const char *backend_kind(spec_kind kind)
         return "add";
     case SPEC_CASCADE:
         return "concat";
+    case SPEC_SCALE:
+        return "mul";
     default:
         return ich_spec_kind_name(kind);
     }

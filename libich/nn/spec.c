@@ -13,7 +13,9 @@
 
 static const char *const KIND_NAMES[] = {
     "input", "conv", "linear", "maxpool", "avgpool", "relu", "gap",
-    "flatten", "batchnorm", "dropout", "residual", "concat", "cascade"};
+    "flatten", "batchnorm", "dropout", "residual", "concat", "cascade",
+    /* element-wise activations and the scale block (issue 14) */
+    "silu", "gelu", "sigmoid", "scale"};
 
 const char *ich_spec_kind_name(spec_kind kind)
 {
@@ -228,6 +230,8 @@ static ich_status parse_block(parser *p, spec_item *item)
             skip_blanks(p);
             if (p->text[p->pos] == ':') {
                 p->pos++;
+                if (item->kind == SPEC_SCALE)
+                    return fail_at(p, "a scale block has one unlabelled sequence");
                 if (item->kind == SPEC_RESIDUAL) {
                     if (strcmp(word, "shortcut") || item->nseqs != 2)
                         return fail_at(p, "in a residual block only \"; shortcut:\" may "
@@ -255,7 +259,7 @@ static ich_status parse_block(parser *p, spec_item *item)
             p->pos++;
             continue;
         }
-        if (item->kind != SPEC_RESIDUAL && c == '|') {
+        if (item->kind != SPEC_RESIDUAL && item->kind != SPEC_SCALE && c == '|') {
             p->pos++;
             continue;
         }
@@ -272,7 +276,9 @@ static ich_status parse_block(parser *p, spec_item *item)
     }
     if (item->kind == SPEC_RESIDUAL && item->seqs[0].count == 0)
         return fail_block(p, block_item, block_start, "a residual block needs layers in its body");
-    if (item->kind != SPEC_RESIDUAL) {
+    if (item->kind == SPEC_SCALE && item->seqs[0].count == 0)
+        return fail_block(p, block_item, block_start, "a scale block needs layers");
+    if (item->kind != SPEC_RESIDUAL && item->kind != SPEC_SCALE) {
         if (item->nseqs < 2)
             return fail_block(p, block_item, block_start, "a concat or cascade needs at least two branches separated by '|'");
         if (item->kind == SPEC_CASCADE && item->nseqs != 2)
@@ -388,12 +394,13 @@ static ich_status parse_item(parser *p, spec_item *item)
         char msg[256];
         snprintf(msg, sizeof msg,
                  "unknown layer \"%s\" (known: input, conv, linear, relu, maxpool, avgpool, gap, "
-                 "flatten, batchnorm, dropout, residual(...), concat(...), cascade(...))",
+                 "flatten, batchnorm, dropout, silu, gelu, sigmoid, residual(...), "
+                 "concat(...), cascade(...), scale(...))",
                  kind);
         return fail_at(p, msg);
     }
     item->kind = (spec_kind)k;
-    if (k == SPEC_RESIDUAL || k == SPEC_CONCAT || k == SPEC_CASCADE)
+    if (k == SPEC_RESIDUAL || k == SPEC_CONCAT || k == SPEC_CASCADE || k == SPEC_SCALE)
         return parse_block(p, item);
     ich_status st = parse_positional(p, item);
     if (st)
@@ -436,10 +443,11 @@ static ich_status parse_seq(parser *p, spec_seq *seq)
  * their sequence; blocks give their layers a prefix. */
 static ich_status assign_names(spec_seq *seq, const char *prefix)
 {
-    int counters[SPEC_CASCADE + 1] = {0};
     static const char *const stems[] = {"input", "conv", "fc", "maxpool", "avgpool",
                                         "relu", "gap", "flatten", "bn", "dropout",
-                                        "res", "cat", "cascade"};
+                                        "res", "cat", "cascade",
+                                        "silu", "gelu", "sigmoid", "scale"};
+    int counters[sizeof stems / sizeof stems[0]] = {0};
     snprintf(seq->prefix, sizeof seq->prefix, "%s", prefix);
     for (int i = 0; i < seq->count; i++) {
         spec_item *item = &seq->items[i];
@@ -458,7 +466,7 @@ static ich_status assign_names(spec_seq *seq, const char *prefix)
         for (int s = 0; s < item->nseqs; s++) {
             char sub[160];
             spec_seq *child = &item->seqs[s];
-            if (item->kind == SPEC_RESIDUAL)
+            if (item->kind == SPEC_RESIDUAL || item->kind == SPEC_SCALE)
                 snprintf(sub, sizeof sub, s == 0 ? "%s." : "%s.shortcut.", item->name);
             else if (child->name[0])
                 snprintf(sub, sizeof sub, "%s%s.", prefix, child->name);
@@ -570,6 +578,7 @@ static void print_item(const spec_item *item, ich_buf *buf)
     case SPEC_RESIDUAL:
     case SPEC_CONCAT:
     case SPEC_CASCADE:
+    case SPEC_SCALE:
         ich_buf_printf(buf, "(");
         for (int s = 0; s < item->nseqs; s++) {
             const spec_seq *child = &item->seqs[s];
@@ -580,7 +589,7 @@ static void print_item(const spec_item *item, ich_buf *buf)
             } else if (s > 0) {
                 ich_buf_printf(buf, " | ");
             }
-            if (item->kind != SPEC_RESIDUAL && child->name[0])
+            if (item->kind != SPEC_RESIDUAL && item->kind != SPEC_SCALE && child->name[0])
                 ich_buf_printf(buf, "%s: ", child->name);
             ich_spec_print(child, buf);
         }

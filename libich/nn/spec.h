@@ -13,6 +13,8 @@
  *             | 'residual' '(' seq [ ';' 'shortcut' ':' seq ] ')'
  *             | 'concat' '(' branch { '|' branch } ')'
  *             | 'cascade' '(' branch '|' branch ')'
+ *             | 'silu' | 'gelu' | 'sigmoid'
+ *             | 'scale' '(' seq ')'
  *   branch   := [ NAME ':' ] seq
  *   K, S, P, D := N | N 'x' N (rows x columns)
  *
@@ -22,6 +24,28 @@
  * are "<block>.conv1", its shortcut's "<block>.shortcut.conv1"; a concat
  * branch's are "<block>.branch<i>.conv1", or "<branch name>.conv1" when the
  * branch is named.
+ *
+ * silu is x * sigmoid(x) (nn.SiLU), gelu the erf form x * Phi(x) (nn.GELU()
+ * with approximate='none', PyTorch's default), sigmoid nn.Sigmoid; none has
+ * parameters, unnamed ones are numbered silu1, gelu1, sigmoid1.
+ *
+ * scale(seq) is x * seq(x): seq must give one value per channel (N x C x 1 x
+ * 1, e.g. it starts with gap) and the block multiplies every pixel of x's
+ * channel c by it (backend layer kind "mul", two inputs: x and the factors).
+ * Squeeze-and-excitation as torchvision's SqueezeExcitation(C, S,
+ * activation=SiLU) (EfficientNet) is
+ *   se = scale(gap, fc1 = conv S 1, silu, fc2 = conv C 1, sigmoid)
+ * with state_dict names se.fc1.weight, se.fc1.bias, se.fc2.weight,
+ * se.fc2.bias, as torchvision's (its avgpool, activation and
+ * scale_activation have no parameters). Unnamed scale blocks are scale1,
+ * scale2; their layers get the prefix "<block>." as a residual body's.
+ * Why a general block and not an "se S" layer: the squeeze and excitation
+ * are ordinary layers (gap, 1x1 convs, activations) that every backend
+ * already has with their gradients, so the only new operation a backend
+ * needs is the per-channel multiply; the block also expresses SE with ReLU
+ * (MobileNetV3: hardsigmoid aside), without the squeeze, or any gating
+ * network, and its parameters are named by the rules above instead of
+ * hidden names.
  *
  * Every number, the count of items and the nesting of blocks are bounded
  * by the ICH_MODEL_MAX_* limits of ich/model.h (a spec may come from a
@@ -36,7 +60,9 @@ typedef struct spec_seq spec_seq;
 
 typedef enum spec_kind {
     SPEC_INPUT, SPEC_CONV, SPEC_LINEAR, SPEC_MAXPOOL, SPEC_AVGPOOL, SPEC_RELU, SPEC_GAP,
-    SPEC_FLATTEN, SPEC_BATCHNORM, SPEC_DROPOUT, SPEC_RESIDUAL, SPEC_CONCAT, SPEC_CASCADE
+    SPEC_FLATTEN, SPEC_BATCHNORM, SPEC_DROPOUT, SPEC_RESIDUAL, SPEC_CONCAT, SPEC_CASCADE,
+    /* issue 14: activations and the scale block */
+    SPEC_SILU, SPEC_GELU, SPEC_SIGMOID, SPEC_SCALE
 } spec_kind;
 
 typedef struct spec_item {
@@ -48,6 +74,7 @@ typedef struct spec_item {
     int32_t input[3];    /* SPEC_INPUT: channels, rows, columns */
     int pool_stride_set; /* pools: stride given */
     /* blocks: residual: seqs[0] body, seqs[1] shortcut (count 0: identity);
+     * scale: seqs[0] the body giving the per-channel factors;
      * concat/cascade: branches */
     spec_seq *seqs;
     int nseqs;

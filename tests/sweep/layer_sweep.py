@@ -190,6 +190,84 @@ class Concat(Layer):
         return m, sum(getattr(m, n).channels for n in m.names)
 
 
+class Act(Layer):
+    """silu, gelu (erf form) or sigmoid."""
+
+    def __init__(self, which):
+        self.which = which
+
+    def spec(self):
+        return self.which
+
+    def torch(self, cin):
+        import torch.nn as nn
+        return {"silu": nn.SiLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}[self.which](), cin
+
+
+class SqueezeExcitation(Layer):
+    """torchvision's SqueezeExcitation(C, S, activation=SiLU) (EfficientNet),
+    as libich's scale(gap, fc1 = conv S 1, silu, fc2 = conv C 1, sigmoid);
+    `activation` "relu" is torchvision's default (MobileNetV3 aside)."""
+    kind = "scale"
+
+    def __init__(self, squeeze, activation="silu"):
+        self.squeeze, self.activation = squeeze, activation
+
+    def spec(self):
+        return "scale(gap, fc1 = conv %d 1, %s, fc2 = conv %%d 1, sigmoid)" % (
+            self.squeeze, self.activation)
+
+    def torch(self, cin):
+        import torch.nn as nn
+        act = nn.SiLU if self.activation == "silu" else nn.ReLU
+        try:
+            from torchvision.ops import SqueezeExcitation as SE
+        except ImportError:  # the same module, written out
+            class SE(nn.Module):
+                def __init__(self, c, s, activation):
+                    super().__init__()
+                    self.avgpool = nn.AdaptiveAvgPool2d(1)
+                    self.fc1, self.fc2 = nn.Conv2d(c, s, 1), nn.Conv2d(s, c, 1)
+                    self.activation, self.scale_activation = activation(), nn.Sigmoid()
+
+                def forward(self, x):
+                    s = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+                    return x * self.scale_activation(s)
+        return SE(cin, self.squeeze, activation=act), cin
+
+
+def channels_after(layers, cin):
+    """Output channels of a list of layers (for the SE block's fc2)."""
+    c = cin
+    for layer in layers:
+        if isinstance(layer, Conv):
+            c = layer.out
+        elif isinstance(layer, Residual):
+            c = channels_after(layer.body, c)
+        elif isinstance(layer, Concat):
+            c = sum(channels_after(b, c) for b in layer.branches)
+    return c
+
+
+def layers_spec(layers, cin):
+    """The spec of a list of layers; an SE block learns its width here."""
+    items = []
+    c = cin
+    for layer in layers:
+        if isinstance(layer, SqueezeExcitation):
+            items.append(layer.spec() % c)
+        elif isinstance(layer, Residual):
+            body = layers_spec(layer.body, c)
+            text = "residual(" + body
+            if layer.shortcut:
+                text += "; shortcut: " + layers_spec(layer.shortcut, c)
+            items.append(text + ")")
+        else:
+            items.append(layer.spec())
+        c = channels_after([layer], c)
+    return ", ".join(items)
+
+
 def populate(module, layers, cin):
     """Add the layers' PyTorch modules to `module` under libich's names
     (numbered per kind: conv1, conv2, bn1, res1, ...); returns the call order
@@ -317,6 +395,29 @@ def other_cases(small):
             Residual([Conv(c, 3, 1, 1)], [Pool("avgpool", 1)])], shape
 
 
+def activation_cases(small):
+    """Issue 14: silu, gelu, sigmoid and squeeze-and-excitation (scale)."""
+    sides = (8,) if small else (12, 11)
+    channel_counts = (3, 12) if small else (3, 8, 12, 17)
+    for c, side in itertools.product(channel_counts, sides):
+        shape = (c, side, side)
+        for which in ("silu", "gelu", "sigmoid"):
+            # after a conv (values on both sides of 0), then again after a
+            # stride-2 conv and a batch norm (its input gradient reaches
+            # the first activation through them)
+            yield "%s_c%d_%d" % (which, c, side), [
+                Conv(c, 3, 1, 1), Act(which), Conv(c + 2, 3, 2, 1), BatchNorm(), Act(which)], shape
+        squeeze = max(1, c // 4)
+        yield "se_c%d_%d" % (c, side), [Conv(c, 3, 1, 1), SqueezeExcitation(squeeze)], shape
+        yield "se_relu_c%d_%d" % (c, side), [SqueezeExcitation(c + 3, "relu")], shape
+        # EfficientNet's MBConv: expand, depthwise-less here, SE, project,
+        # in a residual block (x reaches the SE's multiply and its squeeze)
+        yield "se_residual_c%d_%d" % (c, side), [
+            Residual([Conv(2 * c, 1, bias=False), BatchNorm(), Act("silu"),
+                      SqueezeExcitation(squeeze), Conv(c, 1, bias=False), BatchNorm()]),
+            Act("gelu")], shape
+
+
 def batches_threads(small):
     return ((1, 1), (3, 2)) if small else ((1, 1), (1, 2), (3, 1), (3, 2), (16, 1), (16, 2))
 
@@ -324,7 +425,7 @@ def batches_threads(small):
 def cases(small=False):
     """Every case: (id, layers, input shape, batch, threads)."""
     out = []
-    for gen in (conv_cases, other_cases):
+    for gen in (conv_cases, other_cases, activation_cases):
         for i, (name, layers, shape) in enumerate(gen(small)):
             # every case at every batch size and thread count would be
             # ~10,000 cases; each case takes two of the six, in turn, so
@@ -338,7 +439,7 @@ def cases(small=False):
 
 
 def full_spec(layers, shape):
-    body = ", ".join(l.spec() for l in layers)
+    body = layers_spec(layers, shape[0])
     return "input %dx%dx%d, conv %d 1 nobias, %s, flatten, linear 3" % (
         shape + (shape[0], body))
 

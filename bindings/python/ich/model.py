@@ -428,7 +428,8 @@ class ModelBuilder(OwnedHandle):
                  .pool("maxpool", 2).flatten().linear(6).build())
 
     Blocks: ``begin("residual")`` ... ``next()`` (the shortcut) ... ``end()``;
-    "concat" and "cascade" likewise, ``next()`` starting each next branch.
+    "concat" and "cascade" likewise, ``next()`` starting each next branch;
+    ``begin("scale")`` ... ``end()`` is x * body(x) (squeeze-and-excitation).
     """
 
     _free = staticmethod(lib.ich_model_builder_free)
@@ -474,6 +475,15 @@ class ModelBuilder(OwnedHandle):
 
     def flatten(self):
         return self.layer("flatten")
+
+    def silu(self, name=None):
+        return self.layer("silu", name)
+
+    def gelu(self, name=None):
+        return self.layer("gelu", name)
+
+    def sigmoid(self, name=None):
+        return self.layer("sigmoid", name)
 
     def item(self, text):
         check(lib.ich_model_builder_item(self._live(), c_string(text, "item")))

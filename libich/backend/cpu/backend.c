@@ -37,6 +37,8 @@ static const ich_layer_ops *cpu_layer(const char *kind)
         &ich_cpu_conv_ops,    &ich_cpu_linear_ops, &ich_cpu_relu_ops,      &ich_cpu_maxpool_ops,
         &ich_cpu_avgpool_ops, &ich_cpu_gap_ops,    &ich_cpu_batchnorm_ops, &ich_cpu_dropout_ops,
         &ich_cpu_flatten_ops, &ich_cpu_add_ops,    &ich_cpu_concat_ops,
+        /* issue 14: activations and scale()'s multiply (act.c) */
+        &ich_cpu_silu_ops,    &ich_cpu_gelu_ops,   &ich_cpu_sigmoid_ops,   &ich_cpu_mul_ops,
     };
     if (!kind)
         return NULL;

@@ -22,6 +22,11 @@ extern const ich_layer_ops ich_cpu_dropout_ops;
 extern const ich_layer_ops ich_cpu_flatten_ops;
 extern const ich_layer_ops ich_cpu_add_ops;
 extern const ich_layer_ops ich_cpu_concat_ops;
+/* issue 14: act.c */
+extern const ich_layer_ops ich_cpu_silu_ops;
+extern const ich_layer_ops ich_cpu_gelu_ops;
+extern const ich_layer_ops ich_cpu_sigmoid_ops;
+extern const ich_layer_ops ich_cpu_mul_ops;
 
 /* 64-byte aligned memory (zeroed by ich_cpu_calloc); NULL on failure. */
 void *ich_cpu_alloc(size_t bytes);
