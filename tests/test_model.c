@@ -283,6 +283,101 @@ static void test_finite_differences(void **state)
     ich_model_free(m);
 }
 
+/* Issue 14: silu, gelu, sigmoid and the scale block (squeeze-and-
+ * excitation): the grammar, its errors, names, and every parameter
+ * gradient against finite differences (smooth layers: no kinks). */
+static void test_activations_and_scale(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        const char *words[2];
+    } errors[] = {
+        {"input 4x8x8, scale(gap | conv 4 1), flatten, linear 2", {"item 2", "separator"}},
+        {"input 4x8x8, scale(a: gap, conv 4 1), flatten, linear 2", {"unlabelled", "item"}},
+        {"input 4x8x8, scale(), flatten, linear 2", {"scale block needs layers", "item 2"}},
+        {"input 4x8x8, silu 2, flatten, linear 2", {"unknown option", "silu"}},
+    };
+    for (size_t i = 0; i < sizeof errors / sizeof *errors; i++) {
+        ich_model *m = (ich_model *)1;
+        assert_int_equal(ich_model_create(errors[i].spec, &m), ICH_ERR_INVALID_ARGUMENT);
+        assert_null(m);
+        for (int w = 0; w < 2; w++)
+            if (!strstr(ich_last_error(), errors[i].words[w]))
+                fail_msg("spec \"%s\": message \"%s\" lacks \"%s\"", errors[i].spec,
+                         ich_last_error(), errors[i].words[w]);
+    }
+    ich_model *bad = NULL;
+    /* the body must give one value per channel of x */
+    assert_int_equal(ich_model_create("input 4x8x8, scale(gap, conv 3 1), flatten, linear 2",
+                                      &bad), ICH_ERR_SHAPE);
+    assert_non_null(strstr(ich_last_error(), "scale1"));
+    assert_int_equal(ich_model_create("input 4x8x8, scale(conv 4 1), flatten, linear 2", &bad),
+                     ICH_ERR_SHAPE);
+    assert_null(bad);
+
+    const char *spec = "input 4x6x6,conv 6 3 pad 1, gelu, se = scale(gap, fc1 = conv 2 1, silu,"
+                       " fc2 = conv 6 1, sigmoid), scale(gap, conv 6 1, sigmoid), silu, "
+                       "flatten, linear 3";
+    ich_model *m = make(spec);
+    const char *canonical = ich_model_spec(m);
+    assert_string_equal(canonical,
+                        "input 4x6x6, conv 6 3 pad 1, gelu, se = scale(gap, fc1 = conv 2 1, "
+                        "silu, fc2 = conv 6 1, sigmoid), scale(gap, conv 6 1, sigmoid), silu, "
+                        "flatten, linear 3");
+    ich_model *again = make(canonical);
+    assert_string_equal(ich_model_spec(again), canonical);
+    ich_model_free(again);
+    /* torchvision's SqueezeExcitation names */
+    ich_tensor_view v = view_of(m, "se.fc1.weight");
+    assert_true(v.ndim == 4 && v.dims[0] == 2 && v.dims[1] == 6 && v.dims[2] == 1);
+    v = view_of(m, "se.fc2.bias");
+    assert_int_equal(v.dims[0], 6);
+    view_of(m, "scale2.conv1.weight"); /* numbered per kind, named ones too */
+
+    ich_model_init_weights(m, 3);
+    ich_model_set_training(m, 1);
+    const int n = 2, outputs = 3;
+    float *x = random_floats((size_t)n * 4 * 36, 8);
+    float *w = random_floats((size_t)n * outputs, 9);
+    float logits[6];
+    ich_model_zero_grad(m);
+    assert_int_equal(ich_model_forward(m, x, n, logits, 6), ICH_OK);
+    assert_int_equal(ich_model_backward(m, w, 6), ICH_OK);
+    int checked = 0, wrong = 0;
+    for (int32_t t = 0; t < ich_model_tensor_count(m); t++) {
+        ich_tensor_view p = {.size = sizeof p};
+        ich_model_tensor(m, t, &p);
+        double gmax = 0;
+        for (int64_t k = 0; k < p.count; k++)
+            gmax = fmax(gmax, fabs(p.grad[k]));
+        for (int64_t k = 0; k < p.count; k += 1 + p.count / 5) {
+            float *value = (float *)p.data + k, old = *value;
+            const float h = 2e-3f;
+            *value = old + h;
+            ich_model_tensor_changed(m, t);
+            double up = loss_of(m, x, n, w, outputs);
+            *value = old - h;
+            ich_model_tensor_changed(m, t);
+            double down = loss_of(m, x, n, w, outputs);
+            *value = old;
+            ich_model_tensor_changed(m, t);
+            double fd = (up - down) / (2.0 * h);
+            checked++;
+            if (fabs(fd - p.grad[k]) > 1e-2 * fmax(gmax, 1e-2) + 1e-4) {
+                wrong++;
+                fprintf(stderr, "%s[%lld]: finite difference %g, backward %g\n", p.name,
+                        (long long)k, fd, p.grad[k]);
+            }
+        }
+    }
+    assert_true(checked > 30);
+    assert_int_equal(wrong, 0);
+    free(x);
+    free(w);
+    ich_model_free(m);
+}
+
 static void test_freeze_and_zero_grad(void **state)
 {
     (void)state;
@@ -582,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_forward_naive),
         cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_activations_and_scale),
         cmocka_unit_test(test_freeze_and_zero_grad),
         cmocka_unit_test(test_batch_change_and_predict),
         cmocka_unit_test(test_metadata_and_dropout_steps),

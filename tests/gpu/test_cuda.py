@@ -252,6 +252,16 @@ LAYERS = [
     ("concat", "conv 4 3 pad 1, concat(conv 4 1 | conv 2 3 pad 1, relu | "
                "maxpool 3 stride 1 pad 1)"),
     ("concat_named", "conv 4 3 pad 1, concat(a: conv 3 1 | b: batchnorm, relu)"),
+    # issue 14: activations and squeeze-and-excitation (scale block, "mul")
+    ("silu", "conv 5 3 pad 1, silu, conv 4 3 stride 2, silu"),
+    ("gelu", "conv 5 3 pad 1, gelu, conv 4 3 stride 2, batchnorm, gelu"),
+    ("sigmoid", "conv 5 3 pad 1, sigmoid, conv 4 3 stride 2, sigmoid"),
+    ("activation_input", "silu, gelu, sigmoid"),
+    ("squeeze_excitation", "conv 6 3 pad 1, se = scale(gap, fc1 = conv 2 1, silu, "
+                           "fc2 = conv 6 1, sigmoid)"),
+    ("squeeze_excitation_mbconv", "conv 4 1, residual(conv 8 1 nobias, batchnorm, silu, "
+                                  "scale(gap, fc1 = conv 2 1, silu, fc2 = conv 8 1, sigmoid), "
+                                  "conv 4 1 nobias, batchnorm), gelu"),
 ]
 
 

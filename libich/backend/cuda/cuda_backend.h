@@ -178,6 +178,11 @@ extern const ich_layer_ops ich_cuda_dropout_ops;
 extern const ich_layer_ops ich_cuda_flatten_ops;
 extern const ich_layer_ops ich_cuda_add_ops;
 extern const ich_layer_ops ich_cuda_concat_ops;
+/* issue 14: act.c */
+extern const ich_layer_ops ich_cuda_silu_ops;
+extern const ich_layer_ops ich_cuda_gelu_ops;
+extern const ich_layer_ops ich_cuda_sigmoid_ops;
+extern const ich_layer_ops ich_cuda_mul_ops;
 
 /* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
 
