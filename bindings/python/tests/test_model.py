@@ -448,6 +448,22 @@ def test_builder_makes_the_same_networks_as_specs():
         ich.ModelBuilder(3, 16, 16).begin("residual").build()
 
 
+def test_builder_activations_and_squeeze_excitation():
+    """silu, gelu, sigmoid and the scale block from the builder: the spec
+    torchvision's SqueezeExcitation(8, 2, activation=SiLU) maps to, its
+    state_dict names, and a scale block has no second sequence."""
+    model = (ich.ModelBuilder(3, 16, 16).conv(8, 3, padding=1).gelu()
+             .begin("scale").gap().conv(2, 1, name="fc1").silu().conv(8, 1, name="fc2")
+             .sigmoid().end().silu().gap().linear(6).build())
+    assert model.spec == ("input 3x16x16, conv 8 3 pad 1, gelu, scale(gap, fc1 = conv 2 1, "
+                          "silu, fc2 = conv 8 1, sigmoid), silu, gap, linear 6")
+    names = set(model.state_dict())
+    assert {"scale1.fc1.weight", "scale1.fc1.bias", "scale1.fc2.weight",
+            "scale1.fc2.bias"} <= names
+    with pytest.raises(ich.InvalidArgumentError):
+        ich.ModelBuilder(3, 16, 16).begin("scale").gap().next()
+
+
 
 
 def test_cascade_gate_uses_the_decision_rule():

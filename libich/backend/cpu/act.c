@@ -49,8 +49,13 @@ static inline float sigmoidf(float x)
 #define INV_SQRT_2PI 0.39894228040143267794f
 
 ACT_RANGE(silu_forward_range, v * sigmoidf(v))
-ACT_RANGE(silu_backward_range,
-          g[i] * (sigmoidf(v) * (1.0f + v * (1.0f - sigmoidf(v)))))
+static inline float silu_grad(float v)
+{
+    const float s = sigmoidf(v);
+    return s * (1.0f + v * (1.0f - s));
+}
+
+ACT_RANGE(silu_backward_range, g[i] * silu_grad(v))
 ACT_RANGE(gelu_forward_range, 0.5f * v * (1.0f + erff(v * SQRT1_2)))
 ACT_RANGE(gelu_backward_range,
           g[i] * (0.5f * (1.0f + erff(v * SQRT1_2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v)))
@@ -187,9 +192,7 @@ static void mul_factor_grad(void *context, int64_t begin, int64_t end)
     for (int64_t n = begin; n < end; n++) {
         float *ds = job->ds + n * c;
         const float *x = job->x + n * job->pixels * c, *g = job->g + n * job->pixels * c;
-        /* float partial sums of blocks of pixels, added in double */
-        for (int32_t k = 0; k < c; k++)
-            ds[k] = 0.0f;
+        /* float partial sums of 64 pixels, added in double */
         float part[256];
         for (int32_t k0 = 0; k0 < c; k0 += 256) {
             int32_t kn = c - k0 < 256 ? c - k0 : 256;
