@@ -37,6 +37,8 @@ static const ich_layer_ops *cpu_layer(const char *kind)
         &ich_cpu_conv_ops,    &ich_cpu_linear_ops, &ich_cpu_relu_ops,      &ich_cpu_maxpool_ops,
         &ich_cpu_avgpool_ops, &ich_cpu_gap_ops,    &ich_cpu_batchnorm_ops, &ich_cpu_dropout_ops,
         &ich_cpu_flatten_ops, &ich_cpu_add_ops,    &ich_cpu_concat_ops,
+        /* norm.c */
+        &ich_cpu_layernorm_ops, &ich_cpu_layerscale_ops, &ich_cpu_droppath_ops,
     };
     if (!kind)
         return NULL;
