@@ -295,6 +295,8 @@ static const ich_layer_ops *cuda_layer(const char *kind)
         &ich_cuda_conv_ops,    &ich_cuda_linear_ops, &ich_cuda_relu_ops,      &ich_cuda_maxpool_ops,
         &ich_cuda_avgpool_ops, &ich_cuda_gap_ops,    &ich_cuda_batchnorm_ops, &ich_cuda_dropout_ops,
         &ich_cuda_flatten_ops, &ich_cuda_add_ops,    &ich_cuda_concat_ops,
+        /* norm.c */
+        &ich_cuda_layernorm_ops, &ich_cuda_layerscale_ops, &ich_cuda_droppath_ops,
     };
     if (!kind)
         return NULL;

@@ -178,6 +178,10 @@ extern const ich_layer_ops ich_cuda_dropout_ops;
 extern const ich_layer_ops ich_cuda_flatten_ops;
 extern const ich_layer_ops ich_cuda_add_ops;
 extern const ich_layer_ops ich_cuda_concat_ops;
+/* norm.c: layer normalisation, layer scale, stochastic depth */
+extern const ich_layer_ops ich_cuda_layernorm_ops;
+extern const ich_layer_ops ich_cuda_layerscale_ops;
+extern const ich_layer_ops ich_cuda_droppath_ops;
 
 /* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
 
