@@ -225,3 +225,16 @@ def test_layernorm2d_matches_torchvision_convnext_layernorm():
     m.eval()
     want = ref(torch.from_numpy(x).double()).flatten(1).detach().numpy()
     assert kinks.elementwise(m.forward(x), want, 1e-5, 1e-3) is None
+
+
+def test_builder_knows_the_layers():
+    b = ich.ModelBuilder(3, 8, 8).conv(4, 3, padding=1).layer("layernorm2d") \
+        .layer("layerscale", name="features.1.0").item("droppath 0.2").gap().flatten() \
+        .layer("layernorm").linear(2)
+    assert b.spec == ("input 3x8x8, conv 4 3 stride 1 pad 1, layernorm2d, "
+                      "features.1.0 = layerscale, droppath 0.2, gap, flatten, layernorm, "
+                      "linear 2")
+    assert "features.1.0.layer_scale" in b.build().state_dict()
+    with pytest.raises(ich.IchError) as e:
+        b.layer("droppath")
+    assert "layerscale" in str(e.value)
