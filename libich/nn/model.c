@@ -699,7 +699,7 @@ static ich_status restore_steps(ich_model *m, const char *text)
         if (end == s || (*end && *end != ','))
             return ich_fail(ICH_ERR_FORMAT,
                             "model: metadata ich.steps \"%s\" does not match the model's "
-                            "dropout layers",
+                            "dropout and droppath layers",
                             text);
         m->nodes[i].layer.step = step;
         s = *end ? end + 1 : end;
