@@ -1053,7 +1053,8 @@ static void test_errors(void **state)
     assert_null(b->layer("nosuch"));
     assert_null(b->layer(NULL));
     const char *kinds[] = {"conv",      "linear",  "relu",    "maxpool", "avgpool", "gap",
-                           "batchnorm", "dropout", "flatten", "add",     "concat"};
+                           "batchnorm", "dropout", "flatten", "add",     "concat",
+                           "layernorm", "layerscale", "droppath"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         const ich_layer_ops *ops = b->layer(kinds[i]);
         assert_non_null(ops);
@@ -1097,6 +1098,122 @@ static void test_errors(void **state)
     free_layer(mp);
 }
 
+/* Layer norm (issue 14) against a naive double loop; its input gradient
+ * sums to 0 over each row; parameter gradients accumulate and skip frozen
+ * ones. Layer scale's gradient; drop path drops whole samples, backward
+ * with the same mask, identity in evaluation, p = 1 refused. */
+static void test_norm_layers(void **state)
+{
+    (void)state;
+    ich_shape in = shp(2, 3, 4, 5);
+    const int64_t count = ich_shape_count(in), rows = count / in.c;
+    float *x = malloc(count * sizeof *x), *y = malloc(count * sizeof *y);
+    float *g = malloc(count * sizeof *g), *dx = malloc(count * sizeof *dx);
+    assert_true(x && y && g && dx);
+    for (int64_t i = 0; i < count; i++) {
+        x[i] = (float)(2 * urand() - 1) + (float)(i % 3);
+        g[i] = (float)(2 * urand() - 1);
+    }
+    const float *xs[1] = {x};
+    float *dxs[1] = {dx};
+
+    ich_layer *ln = make_layer("layernorm", (ich_layer_args){.eps = 1e-3f}, &in);
+    assert_int_equal(ln->nparams, 2);
+    assert_string_equal(ln->params[0].name, "weight");
+    assert_string_equal(ln->params[1].name, "bias");
+    randomise_params(ln);
+    const float *w = ln->params[0].data, *b = ln->params[1].data;
+    assert_int_equal(ln->ops->forward(ln, xs, y, 1), ICH_OK);
+    for (int64_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (int c = 0; c < in.c; c++)
+            mean += x[r * in.c + c] / (double)in.c;
+        for (int c = 0; c < in.c; c++)
+            var += (x[r * in.c + c] - mean) * (x[r * in.c + c] - mean) / in.c;
+        for (int c = 0; c < in.c; c++) {
+            double want = (x[r * in.c + c] - mean) / sqrt(var + 1e-3) * w[c] + b[c];
+            assert_true(fabs(y[r * in.c + c] - want) < 1e-5 * (1 + fabs(want)));
+        }
+    }
+    assert_int_equal(ln->ops->backward(ln, xs, NULL, g, dxs), ICH_OK);
+    for (int64_t r = 0; r < rows; r++) {
+        double sum = 0, scale = 0;
+        for (int c = 0; c < in.c; c++) {
+            sum += dx[r * in.c + c];
+            scale += fabs(dx[r * in.c + c]);
+        }
+        assert_true(fabs(sum) < 1e-5 * (1 + scale));
+    }
+    double dbias0 = 0;
+    for (int64_t r = 0; r < rows; r++)
+        dbias0 += g[r * in.c];
+    float first = ln->params[1].grad[0];
+    assert_true(fabs(first - dbias0) < 1e-5 * (1 + fabs(dbias0)));
+    ln->params[0].frozen = 1;
+    float wgrad0 = ln->params[0].grad[0];
+    assert_int_equal(ln->ops->backward(ln, xs, NULL, g, dxs), ICH_OK);
+    assert_true(fabs(ln->params[1].grad[0] - 2 * first) < 1e-5 * (1 + fabs(first)));
+    assert_true(ln->params[0].grad[0] == wgrad0);
+    free_layer(ln);
+
+    ich_layer *ls = make_layer("layerscale", (ich_layer_args){0}, &in);
+    assert_int_equal(ls->nparams, 1);
+    assert_string_equal(ls->params[0].name, "layer_scale");
+    assert_int_equal(ls->params[0].ndim, 3);
+    randomise_params(ls);
+    assert_int_equal(ls->ops->forward(ls, xs, y, 1), ICH_OK);
+    const float *gamma = ls->params[0].data;
+    assert_true(y[7] == x[7] * gamma[7 % in.c]);
+    assert_int_equal(ls->ops->backward(ls, xs, NULL, g, dxs), ICH_OK);
+    double dgamma1 = 0;
+    for (int64_t r = 0; r < rows; r++)
+        dgamma1 += (double)g[r * in.c + 1] * x[r * in.c + 1];
+    assert_true(fabs(ls->params[0].grad[1] - dgamma1) < 1e-5 * (1 + fabs(dgamma1)));
+    assert_true(dx[6] == g[6] * gamma[6 % in.c]);
+    free_layer(ls);
+
+    ich_shape many = shp(64, 2, 1, 3);
+    const int64_t per = 6;
+    float *ones = malloc(64 * per * sizeof *ones), *out = malloc(64 * per * sizeof *out);
+    float *back = malloc(64 * per * sizeof *back);
+    assert_true(ones && out && back);
+    for (int64_t i = 0; i < 64 * per; i++)
+        ones[i] = 1.0f + (float)(i % 5);
+    const float *os[1] = {ones};
+    float *bs[1] = {back};
+    ich_layer *dp = make_layer("droppath", (ich_layer_args){.p = 0.25f}, &many);
+    assert_int_equal(dp->ops->forward(dp, os, out, 1), ICH_OK);
+    assert_int_equal(dp->step, 1);
+    assert_int_equal(dp->ops->backward(dp, NULL, NULL, ones, bs), ICH_OK);
+    int dropped = 0;
+    for (int n = 0; n < 64; n++) {
+        int zero = out[n * per] == 0.0f;
+        dropped += zero;
+        for (int64_t i = 0; i < per; i++) {
+            float want = zero ? 0.0f : ones[n * per + i] / 0.75f;
+            assert_true(fabsf(out[n * per + i] - want) <= 1e-6f * want);
+            assert_true(back[n * per + i] == out[n * per + i]); /* the same mask */
+        }
+    }
+    assert_true(dropped > 4 && dropped < 32);
+    assert_int_equal(dp->ops->forward(dp, os, out, 0), ICH_OK);
+    assert_memory_equal(out, ones, 64 * per * sizeof *out);
+    free_layer(dp);
+    ich_layer bad = {0};
+    snprintf(bad.name, sizeof bad.name, "bad");
+    bad.ops = be()->layer("droppath");
+    bad.args.p = 1.0f;
+    ich_shape o;
+    assert_int_equal(bad.ops->create(&bad, &many, &o), ICH_ERR_INVALID_ARGUMENT);
+    free(ones);
+    free(out);
+    free(back);
+    free(x);
+    free(y);
+    free(g);
+    free(dx);
+}
+
 /* Backend utilities: aligned memory, gemm, threads. */
 static void test_backend_table(void **state)
 {
@@ -1129,6 +1246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_table),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_norm_layers),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_conv_grad_accumulates),

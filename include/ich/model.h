@@ -54,6 +54,16 @@ typedef struct ich_model ich_model;
  *   batchnorm [eps E] [momentum M] (alias bn)              BatchNorm2d / 1d
  *   relu, gap (global average pool), flatten (C*H*W order), dropout P
  *   silu, gelu (erf form), sigmoid          nn.SiLU, nn.GELU(), nn.Sigmoid
+ *   layernorm2d [eps E]   LayerNorm over each position's channels (ConvNeXt's
+ *                         LayerNorm2d; eps default 1e-6)
+ *   layernorm [eps E]     LayerNorm(F) over a flat input's F features
+ *                         (after gap/flatten/linear; eps default 1e-5)
+ *   layerscale [init V]   each channel times a learnable factor (ConvNeXt's
+ *                         layer_scale, [C, 1, 1]; init V default 1e-6)
+ *   droppath P            stochastic depth (torchvision StochasticDepth(P,
+ *                         "row")): in training each sample is zeroed with
+ *                         probability P, the others scaled by 1 / (1 - P);
+ *                         seeded like dropout; identity in evaluation
  *   residual(BODY [; shortcut: SHORTCUT])   BODY(x) + SHORTCUT(x) (identity
  *                                           when no shortcut is given)
  *   concat(BRANCH | BRANCH ...)             channels of the branches joined
@@ -70,8 +80,11 @@ typedef struct ich_model ich_model;
  *
  * Names: parameters are "<layer>.<weight|bias|running_mean|...>". Unnamed
  * layers are numbered per kind in their sequence: conv1, conv2, fc1, bn1,
- * res1 (residual), cat1 (concat), cascade1, scale1. Layers inside a residual
- * or scale block are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
+ * res1 (residual), cat1 (concat), cascade1, scale1, ln2d1 (layernorm2d), ln1
+ * (layernorm), ls1 (layerscale, tensor "ls1.layer_scale"; name it after
+ * its block, "features.1.0 = layerscale", for torchvision's CNBlock name
+ * "features.1.0.layer_scale"). Layers inside a residual or scale block
+ * are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
  * branch "cat1.branch2.conv1", or "<branch name>.conv1" for a named branch.
  * ich_model_spec() gives a canonical text that re-parses to the same model.
  */
@@ -167,7 +180,8 @@ ICH_API ich_status ich_model_builder_pool(ich_model_builder *builder, const char
 ICH_API ich_status ich_model_builder_dropout(ich_model_builder *builder, double p);
 
 /** A layer without numbers: "relu", "batchnorm", "gap", "flatten", "silu",
- *  "gelu" or "sigmoid". */
+ *  "gelu", "sigmoid", "layernorm2d", "layernorm" or "layerscale" (their
+ *  defaults; options through ich_model_builder_item()). */
 ICH_API ich_status ich_model_builder_layer(ich_model_builder *builder, const char *name,
                                            const char *kind);
 
@@ -218,7 +232,8 @@ ICH_API int32_t ich_model_outputs(const ich_model *model);
 /** Initialise every parameter as PyTorch's default initialisation of the
  *  same layer does (kaiming-uniform weights with a = sqrt(5), uniform
  *  biases in +-1/sqrt(fan_in); batch norm weight 1, bias 0, running mean 0,
- *  var 1), drawn from `seed`. Also seeds the dropout masks from `seed`
+ *  var 1; layer norm weight 1, bias 0; layer scale its init value), drawn
+ *  from `seed`. Also seeds the dropout and drop path masks from `seed`
  *  and sets their step counts to 0. */
 ICH_API ich_status ich_model_init_weights(ich_model *model, uint64_t seed);
 
@@ -313,8 +328,8 @@ ICH_API ich_status ich_model_freeze(ich_model *model, const char *prefix, int fr
  *  checkpoints of older versions "ich.windows", "ich.size", "ich.mean",
  *  "ich.std" (the input recipe before "ich.recipe"),
  *  "ich.epoch", "ich.metrics" (JSON). The model keeps "ich.seed" (its
- *  dropout seed) and "ich.steps" (its dropout layers' step counts, comma-
- *  separated) up to date; setting them restores that state, so a loaded
+ *  dropout seed) and "ich.steps" (its dropout and droppath layers' step
+ *  counts, comma-separated, in layer order) up to date; setting them restores that state, so a loaded
  *  checkpoint resumes the same dropout masks. Setting "ich.spec" is
  *  ignored (the model keeps its own canonical spec). Errors:
  *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_FORMAT (an "ich.steps" value that

@@ -145,6 +145,29 @@ static ich_status mul_shape(ich_layer *layer, const ich_shape *in, ich_shape *ou
     return ICH_OK;
 }
 
+/* Layer normalisation over the channels (NHWC: the innermost values of a
+ * position; a flat tensor's features). eps defaults to PyTorch's 1e-5. */
+static ich_status layernorm_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
+                                  ich_fail_fn fail)
+{
+    if (in->c <= 0 || in->n <= 0 || in->h <= 0 || in->w <= 0)
+        return fail(ICH_ERR_SHAPE, "%s: layernorm of an empty input", layer->name);
+    if (!(layer->args.eps > 0.0f))
+        layer->args.eps = 1e-5f;
+    *out = *in;
+    return ICH_OK;
+}
+
+static ich_status droppath_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
+                                 ich_fail_fn fail)
+{
+    if (!(layer->args.p >= 0.0f && layer->args.p < 1.0f))
+        return fail(ICH_ERR_INVALID_ARGUMENT, "%s: drop path probability %g not in [0, 1)",
+                    layer->name, (double)layer->args.p);
+    *out = *in;
+    return ICH_OK;
+}
+
 static ich_status same_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
                              ich_fail_fn fail)
 {
@@ -168,6 +191,8 @@ ich_status ich_layer_shape(ich_layer *layer, const ich_shape *in, ich_shape *out
         /* issue 14: activations and the per-channel multiply of scale() */
         {"silu", same_shape},       {"gelu", same_shape},       {"sigmoid", same_shape},
         {"mul", mul_shape},
+        {"layernorm", layernorm_shape}, {"layerscale", same_shape},
+        {"droppath", droppath_shape},
     };
     const char *kind = layer->ops ? layer->ops->kind : "";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {

@@ -153,14 +153,15 @@ ich_status ich_model_builder_layer(ich_model_builder *b, const char *name, const
     ich_status st = check_builder(b, "ich_model_builder_layer");
     if (st != ICH_OK)
         return st;
-    static const char *const kinds[] = {"relu", "batchnorm", "gap", "flatten",
-                                        "silu", "gelu", "sigmoid"};
+    static const char *const kinds[] = {"relu",        "batchnorm", "gap",       "flatten",
+                                        "silu",        "gelu",      "sigmoid",   "layernorm2d",
+                                        "layernorm",   "layerscale"};
     for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcasecmp(kind, kinds[i]) == 0)
             return named_item(b, name, kinds[i]);
     return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                     "ich_model_builder_layer: kind \"%.32s\" is not relu, batchnorm, gap, "
-                    "flatten, silu, gelu or sigmoid",
+                    "flatten, silu, gelu, sigmoid, layernorm2d, layernorm or layerscale",
                     kind ? kind : "(null)");
 }
 

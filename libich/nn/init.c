@@ -2,7 +2,7 @@
  * Conv2d and Linear weights kaiming_uniform(a = sqrt(5)), which is
  * uniform(+-1/sqrt(fan_in)), biases uniform(+-1/sqrt(fan_in)); batch norm
  * weight 1, bias 0, running mean 0, running variance 1, no batches
- * tracked. The random numbers come from core/rng.h, one stream per
+ * tracked; layer norm weight 1, bias 0; layer scale its init value. The random numbers come from core/rng.h, one stream per
  * (layer, parameter), so they do not match PyTorch's, only their law. */
 #include <math.h>
 #include <string.h>
@@ -60,6 +60,8 @@ void ich_model_init_node(ich_model *model, int index, uint64_t seed)
             int64_t count = param_count(p);
             for (int64_t k = 0; k < count; k++)
                 data[k] = (float)ich_rng_range(&rng, -bound, bound);
+        } else if (kind == SPEC_LAYERSCALE) {
+            fill(p, layer->args.init); /* ConvNeXt: init * ones(C, 1, 1) */
         } else if (!strcmp(p->name, "weight") || !strcmp(p->name, "running_var")) {
             fill(p, 1.0);
         } else {

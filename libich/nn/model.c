@@ -181,6 +181,14 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
     case SPEC_GAP:
         out->h = out->w = 1;
         return ICH_OK;
+    case SPEC_LAYERNORM:
+        if (in->h != 1 || in->w != 1)
+            return ich_fail(ICH_ERR_SHAPE,
+                            "model: %s: layernorm normalises a flat input (its input is "
+                            "%dx%dx%d: add flatten or gap before it, or use layernorm2d over "
+                            "the channels)",
+                            item->name, in->c, in->h, in->w);
+        return ICH_OK;
     case SPEC_RESIDUAL:
         if (nin == 2
             && (in[0].c != in[1].c || in[0].h != in[1].h || in[0].w != in[1].w))
@@ -380,6 +388,8 @@ static const char *backend_kind(spec_kind kind)
         return "concat";
     case SPEC_SCALE:
         return "mul";
+    case SPEC_LAYERNORM2D: /* both normalise the innermost (channel) values */
+        return "layernorm";
     default:
         return ich_spec_kind_name(kind);
     }
@@ -486,6 +496,10 @@ static int64_t node_tensor_bytes(const ich_model *m, const model_node *node)
         floats = mul_sat(out.c, mul_sat(in.c, mul_sat(in.h, in.w)));
     if ((node->kind == SPEC_CONV || node->kind == SPEC_LINEAR) && a->bias)
         floats = add_sat(floats, out.c);
+    if (node->kind == SPEC_LAYERNORM2D || node->kind == SPEC_LAYERNORM)
+        floats = 2 * (int64_t)out.c; /* weight, bias */
+    if (node->kind == SPEC_LAYERSCALE)
+        floats = out.c;
     if (node->kind == SPEC_BATCHNORM) {
         floats = 4 * (int64_t)out.c; /* weight, bias, running mean and variance */
         other = sizeof(int64_t);    /* num_batches_tracked */
@@ -649,6 +663,13 @@ static ich_status meta_store(ich_model *m, const char *key, const char *value)
     return ICH_OK;
 }
 
+/* The kinds that draw random numbers from (seed, step): their steps are
+ * saved in the metadata ich.steps, in node order. */
+static int seeded_kind(spec_kind kind)
+{
+    return kind == SPEC_DROPOUT || kind == SPEC_DROPPATH;
+}
+
 static uint64_t dropout_seed(uint64_t seed, int index)
 {
     ich_rng rng = ich_rng_init(seed, 0xD50D, (uint64_t)index);
@@ -663,7 +684,7 @@ ich_status ich_model_update_state_metadata(ich_model *m)
     ich_buf buf = {0};
     int any = 0;
     for (int i = 0; i < m->nnodes; i++) {
-        if (m->nodes[i].kind != SPEC_DROPOUT)
+        if (!seeded_kind(m->nodes[i].kind))
             continue;
         ich_buf_printf(&buf, "%s%llu", any ? "," : "",
                        (unsigned long long)m->nodes[i].layer.step);
@@ -688,14 +709,14 @@ static ich_status restore_steps(ich_model *m, const char *text)
 {
     const char *s = text;
     for (int i = 0; i < m->nnodes; i++) {
-        if (m->nodes[i].kind != SPEC_DROPOUT)
+        if (!seeded_kind(m->nodes[i].kind))
             continue;
         char *end;
         unsigned long long step = strtoull(s, &end, 10);
         if (end == s || (*end && *end != ','))
             return ich_fail(ICH_ERR_FORMAT,
                             "model: metadata ich.steps \"%s\" does not match the model's "
-                            "dropout layers",
+                            "dropout and droppath layers",
                             text);
         m->nodes[i].layer.step = step;
         s = *end ? end + 1 : end;

@@ -15,7 +15,8 @@ static const char *const KIND_NAMES[] = {
     "input", "conv", "linear", "maxpool", "avgpool", "relu", "gap",
     "flatten", "batchnorm", "dropout", "residual", "concat", "cascade",
     /* element-wise activations and the scale block (issue 14) */
-    "silu", "gelu", "sigmoid", "scale"};
+    "silu", "gelu", "sigmoid", "scale",
+    "layernorm2d", "layernorm", "layerscale", "droppath"};
 
 const char *ich_spec_kind_name(spec_kind kind)
 {
@@ -187,6 +188,17 @@ static ich_status parse_options(parser *p, spec_item *item)
             if (!next_word(p, value, sizeof value) || !parse_float_text(value, target)
                 || !(*target >= 0.0f) || (word[0] == 'm' && *target > 1.0f))
                 return fail_at(p, word[0] == 'e' ? "bad eps" : "bad momentum (0 to 1)");
+        } else if ((item->kind == SPEC_LAYERNORM2D || item->kind == SPEC_LAYERNORM)
+                   && !strcmp(word, "eps")) {
+            char value[64];
+            if (!next_word(p, value, sizeof value) || !parse_float_text(value, &a->eps)
+                || !(a->eps > 0.0f) || !(a->eps < 1.0f))
+                return fail_at(p, "bad eps (above 0, below 1)");
+        } else if (item->kind == SPEC_LAYERSCALE && !strcmp(word, "init")) {
+            char value[64];
+            if (!next_word(p, value, sizeof value) || !parse_float_text(value, &a->init)
+                || !(a->init > -1e30f && a->init < 1e30f))
+                return fail_at(p, "bad init (a finite number)");
         } else {
             char msg[128];
             snprintf(msg, sizeof msg, "unknown option \"%s\" for %s", word,
@@ -347,6 +359,20 @@ static ich_status parse_positional(parser *p, spec_item *item)
             || !(a->p < 1.0f))
             return fail_at(p, "expected the drop probability in [0, 1) (e.g. dropout 0.5)");
         return ICH_OK;
+    case SPEC_DROPPATH:
+        if (!next_word(p, word, sizeof word) || !parse_float_text(word, &a->p) || !(a->p >= 0.0f)
+            || !(a->p < 1.0f))
+            return fail_at(p, "expected the drop probability in [0, 1) (e.g. droppath 0.1)");
+        return ICH_OK;
+    case SPEC_LAYERNORM2D:
+        a->eps = 1e-6f; /* torchvision's ConvNeXt */
+        return ICH_OK;
+    case SPEC_LAYERNORM:
+        a->eps = 1e-5f; /* nn.LayerNorm's default */
+        return ICH_OK;
+    case SPEC_LAYERSCALE:
+        a->init = 1e-6f; /* ConvNeXt's layer_scale */
+        return ICH_OK;
     default:
         return ICH_OK;
     }
@@ -394,8 +420,8 @@ static ich_status parse_item(parser *p, spec_item *item)
         char msg[256];
         snprintf(msg, sizeof msg,
                  "unknown layer \"%s\" (known: input, conv, linear, relu, maxpool, avgpool, gap, "
-                 "flatten, batchnorm, dropout, silu, gelu, sigmoid, residual(...), "
-                 "concat(...), cascade(...), scale(...))",
+                 "flatten, batchnorm, dropout, silu, gelu, sigmoid, layernorm2d, layernorm, "
+                 "layerscale, droppath, residual(...), concat(...), cascade(...), scale(...))",
                  kind);
         return fail_at(p, msg);
     }
@@ -443,11 +469,12 @@ static ich_status parse_seq(parser *p, spec_seq *seq)
  * their sequence; blocks give their layers a prefix. */
 static ich_status assign_names(spec_seq *seq, const char *prefix)
 {
+    int counters[SPEC_KIND_COUNT] = {0};
     static const char *const stems[] = {"input", "conv", "fc", "maxpool", "avgpool",
                                         "relu", "gap", "flatten", "bn", "dropout",
                                         "res", "cat", "cascade",
-                                        "silu", "gelu", "sigmoid", "scale"};
-    int counters[sizeof stems / sizeof stems[0]] = {0};
+                                        "silu", "gelu", "sigmoid", "scale",
+                                        "ln2d", "ln", "ls", "droppath"};
     snprintf(seq->prefix, sizeof seq->prefix, "%s", prefix);
     for (int i = 0; i < seq->count; i++) {
         spec_item *item = &seq->items[i];
@@ -573,7 +600,17 @@ static void print_item(const spec_item *item, ich_buf *buf)
             print_float(buf, " momentum ", a->momentum);
         break;
     case SPEC_DROPOUT:
+    case SPEC_DROPPATH:
         print_float(buf, " ", a->p);
+        break;
+    case SPEC_LAYERNORM2D:
+    case SPEC_LAYERNORM:
+        if (a->eps != (item->kind == SPEC_LAYERNORM2D ? 1e-6f : 1e-5f))
+            print_float(buf, " eps ", a->eps);
+        break;
+    case SPEC_LAYERSCALE:
+        if (a->init != 1e-6f)
+            print_float(buf, " init ", a->init);
         break;
     case SPEC_RESIDUAL:
     case SPEC_CONCAT:

@@ -10,6 +10,8 @@
  *             | 'maxpool' K [stride S] [pad P] | 'avgpool' K [stride S] [pad P]
  *             | 'relu' | 'gap' | 'flatten'
  *             | 'batchnorm' [eps E] [momentum M] | 'dropout' P
+ *             | 'layernorm2d' [eps E] | 'layernorm' [eps E]
+ *             | 'layerscale' [init V] | 'droppath' P
  *             | 'residual' '(' seq [ ';' 'shortcut' ':' seq ] ')'
  *             | 'concat' '(' branch { '|' branch } ')'
  *             | 'cascade' '(' branch '|' branch ')'
@@ -47,6 +49,20 @@
  * network, and its parameters are named by the rules above instead of
  * hidden names.
  *
+ * layernorm2d is ConvNeXt's LayerNorm2d: nn.LayerNorm(C) over the channels
+ * of each position of an NCHW tensor (eps default 1e-6, as torchvision's
+ * ConvNeXt); layernorm is nn.LayerNorm(F) over a flat [N, F] tensor (after
+ * flatten, gap or linear; eps default 1e-5, PyTorch's). Both have the
+ * parameters "weight" and "bias", shape [C]; unnamed they are "ln2d<i>"
+ * and "ln<i>". layerscale multiplies each channel by a learnable factor:
+ * parameter "layer_scale", shape [C, 1, 1], every value V at initialisation
+ * (default 1e-6, ConvNeXt's), as torchvision's CNBlock (name the item after
+ * the block, e.g. "features.1.0 = layerscale", to get its state_dict name);
+ * unnamed "ls<i>". droppath is stochastic depth (torchvision's
+ * StochasticDepth(P, "row")): in training each sample is zeroed with
+ * probability P, the others scaled by 1 / (1 - P), seeded like dropout;
+ * the identity in evaluation; no parameters.
+ *
  * Every number, the count of items and the nesting of blocks are bounded
  * by the ICH_MODEL_MAX_* limits of ich/model.h (a spec may come from a
  * file); the sizes they imply together are checked in nn/model.c. */
@@ -62,7 +78,10 @@ typedef enum spec_kind {
     SPEC_INPUT, SPEC_CONV, SPEC_LINEAR, SPEC_MAXPOOL, SPEC_AVGPOOL, SPEC_RELU, SPEC_GAP,
     SPEC_FLATTEN, SPEC_BATCHNORM, SPEC_DROPOUT, SPEC_RESIDUAL, SPEC_CONCAT, SPEC_CASCADE,
     /* issue 14: activations and the scale block */
-    SPEC_SILU, SPEC_GELU, SPEC_SIGMOID, SPEC_SCALE
+    SPEC_SILU, SPEC_GELU, SPEC_SIGMOID, SPEC_SCALE,
+    /* issue 14: normalisation and regularisation layers */
+    SPEC_LAYERNORM2D, SPEC_LAYERNORM, SPEC_LAYERSCALE, SPEC_DROPPATH,
+    SPEC_KIND_COUNT
 } spec_kind;
 
 typedef struct spec_item {

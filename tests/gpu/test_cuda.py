@@ -141,6 +141,13 @@ def randomize_batchnorm(state, seed):
         if prefix + ".weight" in state:
             state[prefix + ".weight"] = (0.5 + rng.random(c)).astype(np.float32)
             state[prefix + ".bias"] = (0.2 * rng.standard_normal(c)).astype(np.float32)
+    # layer norm and layer scale parameters too (issue 14)
+    for key in sorted(state):
+        layer = key.rsplit(".", 2)[-2] if "." in key else ""
+        if key.endswith(".layer_scale") or (layer.startswith("ln") and key.endswith(".weight")):
+            state[key] = (0.5 + rng.random(state[key].shape)).astype(np.float32)
+        elif layer.startswith("ln") and key.endswith(".bias"):
+            state[key] = (0.2 * rng.standard_normal(state[key].shape)).astype(np.float32)
     return state
 
 
@@ -264,6 +271,17 @@ LAYERS = [
                                   "conv 4 1 nobias, batchnorm), gelu"),
 ]
 
+# Layer normalisation, layer scale and stochastic depth (issue 14).
+LAYERS += [
+    ("layernorm2d", "conv 5 3 pad 1, layernorm2d"),
+    ("layernorm2d_input_eps", "layernorm2d eps 0.001, relu"),
+    ("layernorm_flat", "conv 6 3, gap, layernorm, flatten, linear 7, layernorm eps 1e-4, relu"),
+    ("layerscale", "conv 4 3 stride 2, layerscale"),
+    ("droppath", "conv 4 3 pad 1, droppath 0.4"),
+    ("convnext_block", "conv 6 2 stride 2, residual(conv 6 3 pad 1, layernorm2d, conv 24 1, "
+                       "relu, conv 6 1, layerscale, droppath 0.3), layernorm2d"),
+]
+
 
 def layer_spec(layers):
     return "input %dx%dx%d, %s, flatten, linear 3" % (INPUT + (layers,))
@@ -321,6 +339,28 @@ def test_batchnorm_statistics_over_several_batches():
         eval_pass(cpu, gpu, x, "batch %d (n=%d)" % (i, n))
     assert not np.allclose(cpu.state_dict()["bn1.running_mean"],
                            pair(spec, seed=7)[0].state_dict()["bn1.running_mean"])
+
+
+def test_droppath_draws_the_cpu_mask():
+    """Drop path's per-sample mask comes from (model seed, layer, step,
+    sample) with the CPU's generator on both backends (cuda/norm.c): the
+    same samples are dropped, step after step, and none is half dropped."""
+    spec = "input 2x3x3, droppath 0.5, flatten"
+    cpu, gpu = pair(spec, seed=8)
+    n = 64
+    x = (1 + np.random.default_rng(9).random((n, 2, 3, 3))).astype(np.float32)  # no zeros
+    for m in (cpu, gpu):
+        m.train()
+    masks = []
+    for step in range(3):
+        want, got = cpu.forward(x), gpu.forward(x)
+        np.testing.assert_array_equal(got == 0, want == 0, err_msg="step %d" % step)
+        dropped = np.all(want == 0, axis=1)
+        assert (np.all(want != 0, axis=1) | dropped).all()
+        assert 0 < dropped.sum() < n
+        assert_close(got, want, "step %d" % step)
+        masks.append(tuple(dropped))
+    assert len(set(masks)) == 3
 
 
 def test_dropout_draws_the_cpu_mask():

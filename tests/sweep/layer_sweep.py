@@ -129,6 +129,68 @@ class Linear(Layer):
         return nn.Linear(features, self.out, bias=self.bias)
 
 
+class LayerNorm2d(Layer):
+    """ConvNeXt's LayerNorm2d: nn.LayerNorm(C) over the channels of NCHW."""
+    kind = "ln2d"
+
+    def __init__(self, eps=None):
+        self.eps = eps
+
+    def spec(self):
+        return "layernorm2d" + ("" if self.eps is None else " eps %r" % self.eps)
+
+    def torch(self, cin):
+        import torch.nn as nn
+
+        class LN2d(nn.LayerNorm):
+            def forward(self, x):
+                return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+        return LN2d(cin, eps=1e-6 if self.eps is None else self.eps), cin
+
+
+class LayerNormFlat(Layer):
+    """nn.LayerNorm(F) over flat features (after gap or linear: F given)."""
+    kind = "ln"
+
+    def __init__(self, features, eps=None):
+        self.features, self.eps = features, eps
+
+    def spec(self):
+        return "layernorm" + ("" if self.eps is None else " eps %r" % self.eps)
+
+    def torch(self, cin):
+        import torch.nn as nn
+
+        class LNFlat(nn.LayerNorm):
+            def forward(self, x):
+                return super().forward(x.flatten(1)).reshape(x.shape)
+
+        return LNFlat(self.features, eps=1e-5 if self.eps is None else self.eps), cin
+
+
+class LayerScale(Layer):
+    """torchvision CNBlock's layer_scale: x * gamma, gamma [C, 1, 1]."""
+    kind = "ls"
+
+    def spec(self):
+        return "layerscale"
+
+    def torch(self, cin):
+        import torch
+        import torch.nn as nn
+
+        class LS(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer_scale = nn.Parameter(torch.ones(cin, 1, 1) * 1e-6)
+
+            def forward(self, x):
+                return x * self.layer_scale
+
+        return LS(), cin
+
+
 class Residual(Layer):
     kind = "res"
 
@@ -418,6 +480,28 @@ def activation_cases(small):
             Act("gelu")], shape
 
 
+def norm_cases(small):
+    """Layer normalisation (over channels and over flat features) and
+    layer scale (issue 14), alone, after other layers, in a ConvNeXt-like
+    residual block."""
+    sides = (8,) if small else (12, 11)
+    channel_counts = (3, 12) if small else (3, 8, 12, 17)
+    for c, side in itertools.product(channel_counts, sides):
+        shape = (c, side, side)
+        tag = "c%d_%d" % (c, side)
+        yield "layernorm2d_" + tag, [Conv(c, 3, 1, 1), LayerNorm2d()], shape
+        yield "layernorm2d_eps_" + tag, [LayerNorm2d(eps=1e-3), Relu()], shape
+        yield "layernorm_gap_" + tag, [Conv(c + 1, 3), Gap(), LayerNormFlat(c + 1)], shape
+        yield "layernorm_linear_" + tag, [Linear(10), LayerNormFlat(10, eps=1e-4), Relu(),
+                                          Linear(7)], shape
+        yield "layerscale_" + tag, [Conv(c, 3, 2, 1), LayerScale()], shape
+        yield "convnext_block_" + tag, [
+            Conv(2 * c, 2, 2),
+            Residual([Conv(2 * c, 3, 1, 1), LayerNorm2d(), Conv(8 * c, 1), Relu(),
+                      Conv(2 * c, 1), LayerScale()]),
+            LayerNorm2d()], shape
+
+
 def batches_threads(small):
     return ((1, 1), (3, 2)) if small else ((1, 1), (1, 2), (3, 1), (3, 2), (16, 1), (16, 2))
 
@@ -425,7 +509,7 @@ def batches_threads(small):
 def cases(small=False):
     """Every case: (id, layers, input shape, batch, threads)."""
     out = []
-    for gen in (conv_cases, other_cases, activation_cases):
+    for gen in (conv_cases, other_cases, activation_cases, norm_cases):
         for i, (name, layers, shape) in enumerate(gen(small)):
             # every case at every batch size and thread count would be
             # ~10,000 cases; each case takes two of the six, in turn, so
@@ -470,6 +554,15 @@ def initial_state(model, index):
             shape = state[prefix + ".weight"].shape
             state[prefix + ".weight"] = (0.5 + rng.random(shape)).astype(np.float32)
             state[prefix + ".bias"] = (0.2 * rng.standard_normal(shape)).astype(np.float32)
+    # layer norm and layer scale parameters away from their initial 1/0/1e-6
+    for key in sorted(state):
+        layer = key.rsplit(".", 2)[-2] if key.count(".") else ""
+        if key.endswith(".layer_scale"):
+            state[key] = (0.5 + rng.random(state[key].shape)).astype(np.float32)
+        elif layer.startswith("ln") and key.endswith(".weight"):
+            state[key] = (0.5 + rng.random(state[key].shape)).astype(np.float32)
+        elif layer.startswith("ln") and key.endswith(".bias"):
+            state[key] = (0.2 * rng.standard_normal(state[key].shape)).astype(np.float32)
     return state
 
 

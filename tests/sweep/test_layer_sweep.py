@@ -29,7 +29,9 @@ def test_groups_cover_every_layer_kind():
     kinds = {"conv", "conv_relu", "residual", "shortcut", "maxpool", "avgpool", "batchnorm",
              "batchnorm_relu", "relu_after_pool", "gap", "linear", "concat",
              "residual_identity", "residual_pool_shortcut",
-             "silu", "gelu", "sigmoid", "se", "se_relu", "se_residual"}
+             "silu", "gelu", "sigmoid", "se", "se_relu", "se_residual",
+             "layernorm2d", "layernorm2d_eps", "layernorm_gap", "layernorm_linear",
+             "layerscale", "convnext_block"}
     assert kinds <= set(GROUPS), sorted(kinds - set(GROUPS))
     sizes = {(case[3], case[4]) for _, case in CASES}
     assert sizes == {(n, t) for n in (1, 3, 16) for t in (1, 2)}

@@ -39,6 +39,8 @@ static const ich_layer_ops *cpu_layer(const char *kind)
         &ich_cpu_flatten_ops, &ich_cpu_add_ops,    &ich_cpu_concat_ops,
         /* issue 14: activations and scale()'s multiply (act.c) */
         &ich_cpu_silu_ops,    &ich_cpu_gelu_ops,   &ich_cpu_sigmoid_ops,   &ich_cpu_mul_ops,
+        /* norm.c */
+        &ich_cpu_layernorm_ops, &ich_cpu_layerscale_ops, &ich_cpu_droppath_ops,
     };
     if (!kind)
         return NULL;

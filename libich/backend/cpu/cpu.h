@@ -27,6 +27,10 @@ extern const ich_layer_ops ich_cpu_silu_ops;
 extern const ich_layer_ops ich_cpu_gelu_ops;
 extern const ich_layer_ops ich_cpu_sigmoid_ops;
 extern const ich_layer_ops ich_cpu_mul_ops;
+/* norm.c: layer normalisation, layer scale, stochastic depth */
+extern const ich_layer_ops ich_cpu_layernorm_ops;
+extern const ich_layer_ops ich_cpu_layerscale_ops;
+extern const ich_layer_ops ich_cpu_droppath_ops;
 
 /* 64-byte aligned memory (zeroed by ich_cpu_calloc); NULL on failure. */
 void *ich_cpu_alloc(size_t bytes);

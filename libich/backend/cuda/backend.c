@@ -297,6 +297,8 @@ static const ich_layer_ops *cuda_layer(const char *kind)
         &ich_cuda_flatten_ops, &ich_cuda_add_ops,    &ich_cuda_concat_ops,
         /* issue 14: activations and scale()'s multiply (act.c) */
         &ich_cuda_silu_ops,    &ich_cuda_gelu_ops,   &ich_cuda_sigmoid_ops,   &ich_cuda_mul_ops,
+        /* norm.c */
+        &ich_cuda_layernorm_ops, &ich_cuda_layerscale_ops, &ich_cuda_droppath_ops,
     };
     if (!kind)
         return NULL;

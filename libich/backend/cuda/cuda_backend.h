@@ -183,6 +183,10 @@ extern const ich_layer_ops ich_cuda_silu_ops;
 extern const ich_layer_ops ich_cuda_gelu_ops;
 extern const ich_layer_ops ich_cuda_sigmoid_ops;
 extern const ich_layer_ops ich_cuda_mul_ops;
+/* norm.c: layer normalisation, layer scale, stochastic depth */
+extern const ich_layer_ops ich_cuda_layernorm_ops;
+extern const ich_layer_ops ich_cuda_layerscale_ops;
+extern const ich_layer_ops ich_cuda_droppath_ops;
 
 /* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
 
