@@ -28,7 +28,10 @@ def group_of(case):
 def test_groups_cover_every_layer_kind():
     kinds = {"conv", "conv_relu", "residual", "shortcut", "maxpool", "avgpool", "batchnorm",
              "batchnorm_relu", "relu_after_pool", "gap", "linear", "concat",
-             "residual_identity", "residual_pool_shortcut"}
+             "residual_identity", "residual_pool_shortcut",
+             # grouped and depthwise convolution (layer_sweep.gconv_cases)
+             "gconv", "gconv_relu", "dwconv", "dwconv_relu", "mbconv", "mbconv_stride",
+             "convnext", "resnext"}
     assert kinds <= set(GROUPS), sorted(kinds - set(GROUPS))
     sizes = {(case[3], case[4]) for _, case in CASES}
     assert sizes == {(n, t) for n in (1, 3, 16) for t in (1, 2)}
