@@ -299,20 +299,23 @@ static double *ref_conv(const float *x_nhwc, ich_shape is, const ich_layer *laye
     double *y = calloc((size_t)ich_shape_count(os), sizeof(double));
     assert_non_null(y);
     int K0 = a->kernel[0], K1 = a->kernel[1];
+    /* groups: output channel o reads input channels [g * cg, (g + 1) * cg) */
+    int groups = a->groups > 1 ? a->groups : 1, cg = is.c / groups;
     for (int n = 0; n < os.n; n++)
         for (int o = 0; o < os.c; o++)
             for (int oh = 0; oh < os.h; oh++)
                 for (int ow = 0; ow < os.w; ow++) {
                     double sum = b ? b[o] : 0.0;
-                    for (int c = 0; c < is.c; c++)
+                    int first = o / (os.c / groups) * cg;
+                    for (int c = 0; c < cg; c++)
                         for (int kh = 0; kh < K0; kh++)
                             for (int kw = 0; kw < K1; kw++) {
                                 int ih = oh * a->stride[0] - a->padding[0] + kh * a->dilation[0];
                                 int iw = ow * a->stride[1] - a->padding[1] + kw * a->dilation[1];
                                 if (ih < 0 || ih >= is.h || iw < 0 || iw >= is.w)
                                     continue;
-                                sum += (double)x[nchw(is, n, c, ih, iw)] *
-                                       w[((o * is.c + c) * K0 + kh) * K1 + kw];
+                                sum += (double)x[nchw(is, n, first + c, ih, iw)] *
+                                       w[((o * cg + c) * K0 + kh) * K1 + kw];
                             }
                     if (a->fuse_relu && sum < 0)
                         sum = 0;
@@ -425,6 +428,74 @@ static void test_conv_backward(void **state)
         grad_check(layer, &x, 1e-2, 40);
         free(x);
         free_layer(layer);
+    }
+}
+
+/* Grouped and depthwise convolution (args.groups; 0 is read as 1):
+ * PyTorch's weight shape [OUT, IN/G, KH, KW], forward against the naive
+ * grouped reference with and without a fused ReLU, every gradient against
+ * finite differences, and groups that do not divide the channels refused. */
+static void test_conv_groups(void **state)
+{
+    (void)state;
+    static const struct {
+        conv_case c;
+        int groups;
+    } cases[] = {
+        {{{2, 7, 6, 4}, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 2},   /* 2 groups */
+        {{{1, 9, 8, 6}, 6, 3, 3, 2, 2, 1, 1, 1, 1, 0}, 6},   /* depthwise, stride 2 */
+        {{{3, 8, 8, 3}, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1}, 3},   /* depthwise, 2 per channel */
+        {{{2, 9, 9, 16}, 16, 3, 3, 1, 1, 2, 2, 2, 2, 1}, 16}, /* depthwise, dilation 2 */
+        {{{2, 9, 9, 12}, 8, 1, 1, 2, 2, 0, 0, 1, 1, 0}, 4},  /* strided grouped 1x1 */
+        {{{2, 7, 6, 3}, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 0},   /* 0: read as 1 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *c = &cases[i].c;
+        int groups = cases[i].groups > 0 ? cases[i].groups : 1;
+        for (int relu = 0; relu < 2; relu++) {
+            ich_layer_args a = conv_args(c);
+            a.groups = cases[i].groups;
+            a.fuse_relu = relu;
+            ich_layer *layer = make_layer("conv", a, &c->in);
+            assert_int_equal(layer->args.groups, groups);
+            assert_int_equal(layer->params[0].ndim, 4);
+            assert_int_equal(layer->params[0].dims[0], c->out);
+            assert_int_equal(layer->params[0].dims[1], c->in.c / groups);
+            assert_int_equal(layer->params[0].dims[2], c->k0);
+            assert_int_equal(layer->params[0].dims[3], c->k1);
+            randomise_params(layer);
+            float *x = frand_away(ich_shape_count(c->in), 0.05);
+            for (int training = 0; training < 2; training++) {
+                float *y = run_forward(layer, &x, training);
+                double *ref = ref_conv(x, c->in, layer, layer->out);
+                char what[64];
+                snprintf(what, sizeof what, "grouped conv case %zu relu %d", i, relu);
+                expect_close_nchw(y, ref, layer->out, 1e-4, what);
+                free(y);
+                free(ref);
+            }
+            if (!relu)
+                grad_check(layer, &x, 1e-2, 40);
+            free(x);
+            free_layer(layer);
+        }
+    }
+    /* groups that do not divide the input or the output channels */
+    static const int bad[][3] = {{4, 6, 4}, {4, 6, 3}, {6, 4, 4}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ich_shape in = shp(1, 5, 5, bad[i][0]);
+        ich_layer_args a = {0};
+        a.out = bad[i][1];
+        a.kernel[0] = a.kernel[1] = 3;
+        a.groups = bad[i][2];
+        ich_layer layer = {0};
+        layer.ops = be()->layer("conv");
+        layer.args = a;
+        snprintf(layer.name, sizeof layer.name, "bad");
+        ich_shape out;
+        assert_int_equal(layer.ops->create(&layer, &in, &out), ICH_ERR_SHAPE);
+        assert_non_null(strstr(ich_last_error(), "groups"));
+        assert_null(layer.state);
     }
 }
 
@@ -1249,6 +1320,7 @@ int main(void)
         cmocka_unit_test(test_norm_layers),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_backward),
+        cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_conv_grad_accumulates),
         cmocka_unit_test(test_conv_fused_relu),
         cmocka_unit_test(test_conv_weight_cache),

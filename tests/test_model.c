@@ -219,6 +219,131 @@ static void test_forward_naive(void **state)
     ich_model_free(m);
 }
 
+/* Grouped and depthwise convolution ("conv ... groups G"): the grammar and
+ * its errors, the canonical text, PyTorch's weight shape [OUT, IN/G, KH,
+ * KW], forward against a naive grouped convolution, and PyTorch's default
+ * initialisation bound 1/sqrt(IN/G * KH * KW). (Gradients against
+ * PyTorch: tests/sweep, the gconv and dwconv groups.) */
+static void naive_grouped(const float *x, int c_in, int side, const float *w, const float *b,
+                          int c_out, int k, int stride, int pad, int groups, float *out)
+{
+    int side_out = (side + 2 * pad - k) / stride + 1, cg = c_in / groups;
+    for (int o = 0; o < c_out; o++)
+        for (int i = 0; i < side_out; i++)
+            for (int j = 0; j < side_out; j++) {
+                int g = o / (c_out / groups);
+                double s = b ? b[o] : 0.0;
+                for (int c = 0; c < cg; c++)
+                    for (int u = 0; u < k; u++)
+                        for (int v = 0; v < k; v++) {
+                            int r = stride * i + u - pad, q = stride * j + v - pad;
+                            if (r >= 0 && r < side && q >= 0 && q < side)
+                                s += (double)w[((o * cg + c) * k + u) * k + v] *
+                                     x[((g * cg + c) * side + r) * side + q];
+                        }
+                out[(o * side_out + i) * side_out + j] = (float)s;
+            }
+}
+
+static void test_grouped_conv(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        ich_status status;
+        const char *words[2];
+    } errors[] = {
+        {"input 4x8x8, conv 6 3 groups 4, flatten", ICH_ERR_SHAPE, {"conv1", "groups 4"}},
+        {"input 4x8x8, conv 6 3 groups 3, flatten", ICH_ERR_SHAPE, {"input channels (4)", "(6)"}},
+        {"input 4x8x8, conv 8 3 groups 0, flatten", ICH_ERR_INVALID_ARGUMENT, {"item 2", "groups"}},
+        {"input 4x8x8, conv 8 3 groups 2x3, flatten", ICH_ERR_INVALID_ARGUMENT,
+         {"item 2", "one number"}},
+        {"input 4x8x8, conv 8 3 groups, flatten", ICH_ERR_INVALID_ARGUMENT, {"item 2", "groups"}},
+        {"input 4x8x8, conv 8 3 groups 70000, flatten", ICH_ERR_INVALID_ARGUMENT,
+         {"too large", "groups"}},
+        {"input 4x8x8, flatten, linear 4 groups 2", ICH_ERR_INVALID_ARGUMENT,
+         {"unknown option", "groups"}},
+        {"input 4x8x8, maxpool 2 groups 2, flatten", ICH_ERR_INVALID_ARGUMENT,
+         {"unknown option", "groups"}},
+    };
+    for (size_t i = 0; i < sizeof errors / sizeof *errors; i++) {
+        ich_model *m = (ich_model *)1;
+        assert_int_equal(ich_model_create(errors[i].spec, &m), errors[i].status);
+        assert_null(m);
+        for (int w = 0; w < 2; w++)
+            if (!strstr(ich_last_error(), errors[i].words[w]))
+                fail_msg("spec \"%s\": message \"%s\" lacks \"%s\"", errors[i].spec,
+                         ich_last_error(), errors[i].words[w]);
+    }
+
+    /* canonical text: groups 1 is the default and not printed */
+    ich_model *m = make("input 4x9x9, conv 8 3 pad 1 groups 4 nobias, conv 8 3 groups 1, "
+                        "dw = conv 16 3 stride 2 groups 8, flatten");
+    assert_string_equal(ich_model_spec(m), "input 4x9x9, conv 8 3 pad 1 groups 4 nobias, "
+                                           "conv 8 3, dw = conv 16 3 stride 2 groups 8, flatten");
+    static const struct {
+        const char *name;
+        int64_t dims[4];
+    } shapes[] = {{"conv1.weight", {8, 1, 3, 3}}, {"conv2.weight", {8, 8, 3, 3}},
+                  {"dw.weight", {16, 1, 3, 3}}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        ich_tensor_view v = view_of(m, shapes[i].name);
+        assert_int_equal(v.ndim, 4);
+        for (int d = 0; d < 4; d++)
+            assert_int_equal(v.dims[d], shapes[i].dims[d]);
+    }
+    assert_int_equal(ich_model_find_tensor(m, "conv1.bias"), -1);
+    assert_int_equal(view_of(m, "dw.bias").dims[0], 16);
+    /* PyTorch's bound: 1/sqrt(fan_in), fan_in = IN/G * KH * KW (1/3 for the
+     * depthwise conv, 1/sqrt(72) for the plain one); the draws reach it */
+    assert_int_equal(ich_model_init_weights(m, 5), ICH_OK);
+    static const struct {
+        const char *name;
+        double fan_in;
+    } bounds[] = {{"conv1.weight", 9}, {"conv2.weight", 72}, {"dw.weight", 9}, {"dw.bias", 9}};
+    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+        ich_tensor_view v = view_of(m, bounds[i].name);
+        double bound = 1.0 / sqrt(bounds[i].fan_in), largest = 0;
+        for (int64_t k = 0; k < v.count; k++)
+            largest = fmax(largest, fabs(((const float *)v.data)[k]));
+        if (!(largest <= bound && largest > (v.count > 16 ? 0.8 : 0.5) * bound))
+            fail_msg("%s: largest |value| %g, bound %g", bounds[i].name, largest, bound);
+    }
+    ich_model_free(m);
+
+    /* forward against a naive grouped convolution: 2 groups of 3 input
+     * channels, and depthwise with 2 filters per channel */
+    static const struct {
+        const char *spec;
+        int c_in, c_out, k, stride, pad, groups;
+    } nets[] = {
+        {"input 6x7x7, conv 4 3 stride 2 pad 1 groups 2, flatten", 6, 4, 3, 2, 1, 2},
+        {"input 3x7x7, conv 6 5 pad 2 groups 3 nobias, flatten", 3, 6, 5, 1, 2, 3},
+    };
+    for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+        m = make(nets[i].spec);
+        assert_int_equal(ich_model_init_weights(m, 9 + i), ICH_OK);
+        int side_out = (7 + 2 * nets[i].pad - nets[i].k) / nets[i].stride + 1;
+        size_t per_image = (size_t)nets[i].c_out * side_out * side_out;
+        float *x = random_floats((size_t)2 * nets[i].c_in * 49, 17 + i);
+        float *out = malloc(2 * per_image * sizeof *out), *want = malloc(per_image * sizeof *want);
+        assert_int_equal(ich_model_forward(m, x, 2, out, 2 * per_image), ICH_OK);
+        ich_tensor_view w = view_of(m, "conv1.weight");
+        int32_t b = ich_model_find_tensor(m, "conv1.bias");
+        for (int n = 0; n < 2; n++) {
+            naive_grouped(x + (size_t)n * nets[i].c_in * 49, nets[i].c_in, 7, w.data,
+                          b >= 0 ? view_of(m, "conv1.bias").data : NULL, nets[i].c_out, nets[i].k,
+                          nets[i].stride, nets[i].pad, nets[i].groups, want);
+            for (size_t k = 0; k < per_image; k++)
+                assert_float_equal(out[n * per_image + k], want[k], 1e-5);
+        }
+        free(x);
+        free(out);
+        free(want);
+        ich_model_free(m);
+    }
+}
+
 /* loss = sum(weights * logits) in double */
 static double loss_of(ich_model *m, const float *x, int n, const float *weights, int outputs)
 {
@@ -676,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_spec_canonical),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_forward_naive),
+        cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_activations_and_scale),
         cmocka_unit_test(test_freeze_and_zero_grad),

@@ -48,7 +48,10 @@ typedef struct ich_model ich_model;
  *   flatten, linear 50, relu, linear 6
  *
  * Layers (K, S, P, D are "N" or "RxC" for rows x columns):
- *   conv OUT K [stride S] [pad P] [dilation D] [nobias]   Conv2d
+ *   conv OUT K [stride S] [pad P] [dilation D] [groups G] [nobias]
+ *                                           Conv2d; G (default 1) divides the
+ *                                           input channels and OUT; G = input
+ *                                           channels: depthwise
  *   linear OUT [nobias] (alias fc)                         Linear (flat input)
  *   maxpool K [stride S] [pad P], avgpool K [...]          stride defaults to K
  *   batchnorm [eps E] [momentum M] (alias bn)              BatchNorm2d / 1d
@@ -86,6 +89,7 @@ typedef struct ich_model ich_model;
  * "features.1.0.layer_scale"). Layers inside a residual or scale block
  * are "res1.conv1", its shortcut's "res1.shortcut.conv1"; inside a concat
  * branch "cat1.branch2.conv1", or "<branch name>.conv1" for a named branch.
+ * A conv's weight is OIHW as PyTorch's: [OUT, IN/G, KH, KW] with groups G.
  * ich_model_spec() gives a canonical text that re-parses to the same model.
  */
 

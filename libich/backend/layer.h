@@ -31,7 +31,7 @@ static inline int32_t ich_out_size(int32_t in, int32_t kernel, int32_t stride, i
 }
 
 /* The output shape of layer->ops->kind for the input shapes, checking the
- * layer's arguments and filling their defaults (conv stride and dilation 1,
+ * layer's arguments and filling their defaults (conv stride, dilation and groups 1,
  * pool stride = kernel, batch norm eps and momentum); sets layer->in[] and
  * layer->out. Every backend's create and resize start with it
  * (libich/backend/layer_shape.c, compiled into libich and each plugin). */

@@ -20,6 +20,13 @@ static ich_status conv_shape(ich_layer *layer, const ich_shape *in, ich_shape *o
         a->padding[1] < 0)
         return fail(ICH_ERR_INVALID_ARGUMENT,
                     "%s: conv needs output channels and a kernel > 0, padding >= 0", layer->name);
+    if (a->groups <= 0)
+        a->groups = 1;
+    if (in->c % a->groups || a->out % a->groups)
+        return fail(ICH_ERR_SHAPE,
+                    "%s: conv groups %d must divide the input channels (%d) and the output "
+                    "channels (%d)",
+                    layer->name, a->groups, in->c, a->out);
     out->n = in->n;
     out->c = a->out;
     out->h = ich_out_size(in->h, a->kernel[0], a->stride[0], a->padding[0], a->dilation[0]);

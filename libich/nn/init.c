@@ -18,7 +18,9 @@ static int64_t param_count(const ich_param *p)
     return count;
 }
 
-/* fan_in of a conv (OIHW) or linear ([out, in]) weight. */
+/* fan_in of a conv (OIHW) or linear ([out, in]) weight: the product of
+ * its dims after the first, so IN/G * KH * KW for a grouped conv (weight
+ * [OUT, IN/G, KH, KW]), as PyTorch's _calculate_fan_in_and_fan_out. */
 static int64_t fan_in(const ich_layer *layer)
 {
     for (int i = 0; i < layer->nparams; i++) {

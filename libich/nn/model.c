@@ -154,8 +154,15 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
             return ich_fail(ICH_ERR_SHAPE,
                             "model: %s: kernel %dx%d does not fit its %dx%d input", item->name,
                             a->kernel[0], a->kernel[1], in->h, in->w);
-        if (item->kind == SPEC_CONV)
+        if (item->kind == SPEC_CONV) {
+            int g = a->groups > 0 ? a->groups : 1;
+            if (in->c % g || a->out % g)
+                return ich_fail(ICH_ERR_SHAPE,
+                                "model: %s: groups %d must divide the input channels (%d) and "
+                                "the output channels (%d)",
+                                item->name, g, in->c, a->out);
             out->c = a->out;
+        }
         return ICH_OK;
     }
     case SPEC_LINEAR:
@@ -490,8 +497,9 @@ static int64_t node_tensor_bytes(const ich_model *m, const model_node *node)
     ich_shape in = m->values[node->in[0]].shape, out = m->values[node->out].shape;
     const ich_layer_args *a = &node->layer.args;
     int64_t floats = 0, other = 0;
-    if (node->kind == SPEC_CONV)
-        floats = mul_sat(mul_sat(out.c, in.c), mul_sat(a->kernel[0], a->kernel[1]));
+    if (node->kind == SPEC_CONV) /* weight [out, in / groups, kh, kw] */
+        floats = mul_sat(mul_sat(out.c, in.c / (a->groups > 1 ? a->groups : 1)),
+                         mul_sat(a->kernel[0], a->kernel[1]));
     else if (node->kind == SPEC_LINEAR)
         floats = mul_sat(out.c, mul_sat(in.c, mul_sat(in.h, in.w)));
     if ((node->kind == SPEC_CONV || node->kind == SPEC_LINEAR) && a->bias)

@@ -177,6 +177,14 @@ static ich_status parse_options(parser *p, spec_item *item)
         } else if (conv && !strcmp(word, "dilation")) {
             if ((st = required_pair(p, "dilation", a->dilation, 0, ICH_MODEL_MAX_KERNEL)))
                 return st;
+        } else if (conv && !strcmp(word, "groups")) {
+            /* a divisor of the input and output channels (nn/model.c checks) */
+            int32_t groups[2];
+            if ((st = required_pair(p, "groups", groups, 0, ICH_MODEL_MAX_CHANNELS)))
+                return st;
+            if (groups[0] != groups[1])
+                return fail_at(p, "groups is one number");
+            a->groups = groups[0];
         } else if ((conv || item->kind == SPEC_LINEAR) && !strcmp(word, "nobias")) {
             a->bias = 0;
         } else if ((conv || item->kind == SPEC_LINEAR) && !strcmp(word, "bias")) {
@@ -340,8 +348,10 @@ static ich_status parse_positional(parser *p, spec_item *item)
         a->bias = 1;
         a->stride[0] = a->stride[1] = 1;
         a->dilation[0] = a->dilation[1] = 1;
-        if (item->kind == SPEC_CONV)
+        if (item->kind == SPEC_CONV) {
+            a->groups = 1;
             return required_pair(p, "kernel size", a->kernel, 0, ICH_MODEL_MAX_KERNEL);
+        }
         return ICH_OK;
     }
     case SPEC_MAXPOOL:
@@ -579,6 +589,8 @@ static void print_item(const spec_item *item, ich_buf *buf)
             print_pair(buf, "pad", a->padding);
         if (a->dilation[0] != 1 || a->dilation[1] != 1)
             print_pair(buf, "dilation", a->dilation);
+        if (a->groups > 1)
+            ich_buf_printf(buf, " groups %d", a->groups);
         if (!a->bias)
             ich_buf_printf(buf, " nobias");
         break;

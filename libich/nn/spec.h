@@ -5,7 +5,7 @@
  *   spec     := item { (',' | '\n') item }
  *   item     := [ NAME '=' ] layer
  *   layer    := 'input' C 'x' H 'x' W
- *             | 'conv' OUT K [stride S] [pad P] [dilation D] [nobias]
+ *             | 'conv' OUT K [stride S] [pad P] [dilation D] [groups G] [nobias]
  *             | 'linear' OUT [nobias]
  *             | 'maxpool' K [stride S] [pad P] | 'avgpool' K [stride S] [pad P]
  *             | 'relu' | 'gap' | 'flatten'
@@ -62,6 +62,14 @@
  * StochasticDepth(P, "row")): in training each sample is zeroed with
  * probability P, the others scaled by 1 / (1 - P), seeded like dropout;
  * the identity in evaluation; no parameters.
+ *
+ * conv's groups G (default 1) splits the input and output channels into G
+ * groups convolved separately, as PyTorch's Conv2d(groups=G): G must divide
+ * both (checked when the model is built, where the input channels are
+ * known); G = input channels is a depthwise convolution (OUT = G * m: m
+ * filters per channel). Its parameters keep PyTorch's names and shapes:
+ * "<name>.weight" [OUT, IN/G, KH, KW] and "<name>.bias" [OUT], so a
+ * grouped conv is numbered with the other convs (conv1, conv2, ...).
  *
  * Every number, the count of items and the nesting of blocks are bounded
  * by the ICH_MODEL_MAX_* limits of ich/model.h (a spec may come from a

@@ -5,7 +5,10 @@
 // nearest even), sums in double. Every call checks what real
 // cuDNN checks (descriptors set and consistent, output sizes, the
 // workspace its heuristics asked for) and that each pointer is device
-// memory large enough for its descriptor.
+// memory large enough for its descriptor. Grouped convolutions
+// (cudnnSetConvolutionGroupCount) as cuDNN defines them: the filter is
+// K x C/G x R x S, output channel k reads input channels
+// [g * C/G, (g + 1) * C/G) with g = k / (K/G).
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,6 +34,7 @@ struct ich_emu_conv {
     int pad_h, pad_w, u, v, dilation_h, dilation_w;
     cudnnConvolutionMode_t mode;
     cudnnMathType_t math;
+    int groups; // cudnnSetConvolutionGroupCount (0: not set, cuDNN's default 1)
 };
 
 namespace {
@@ -40,6 +44,11 @@ namespace {
 size_t workspace_for(int algo, const ich_emu_tensor *x)
 {
     return algo == 0 ? (size_t)x->c * 4096 : 0;
+}
+
+int groups_of(const ich_emu_conv *conv)
+{
+    return conv->groups > 0 ? conv->groups : 1;
 }
 
 // Offset of element (n, c, h, w) of a tensor (or of filter (k, c, r, s)).
@@ -122,11 +131,14 @@ cudnnStatus_t check(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_
         ich_emu_misuse(cudaErrorInvalidValue, "%s: x, w and y are not of one data type", call);
         return CUDNN_STATUS_NOT_SUPPORTED;
     }
-    if (x->c != w->c || y->n != n || y->c != c || y->h != h || y->w != wd || h <= 0 || wd <= 0) {
+    const int groups = groups_of(conv);
+    if (x->c != w->c * groups || w->n % groups || y->n != n || y->c != c || y->h != h ||
+        y->w != wd || h <= 0 || wd <= 0) {
         ich_emu_misuse(cudaErrorInvalidValue,
-                       "%s: x %dx%dx%dx%d, w %dx%dx%dx%d give y %dx%dx%dx%d, not %dx%dx%dx%d", call,
-                       x->n, x->c, x->h, x->w, w->n, w->c, w->h, w->w, n, c, h, wd, y->n, y->c,
-                       y->h, y->w);
+                       "%s: x %dx%dx%dx%d, w %dx%dx%dx%d, %d group(s) give y %dx%dx%dx%d, not "
+                       "%dx%dx%dx%d",
+                       call, x->n, x->c, x->h, x->w, w->n, w->c, w->h, w->w, groups, n, c, h, wd,
+                       y->n, y->c, y->h, y->w);
         return CUDNN_STATUS_BAD_PARAM;
     }
     return CUDNN_STATUS_SUCCESS;
@@ -139,13 +151,15 @@ int64_t channel_stride(const ich_emu_tensor *t)
 }
 
 // Calls f(yi, xi, wi) for every output element yi and every filter tap
-// whose input position is inside the image, with xi and wi the offsets of
-// channel 0 of that input position and filter tap; channel c is at
+// whose input position is inside the image, with xi the offset of the
+// first input channel of yi's group at that input position and wi that of
+// channel 0 of the filter tap; channel c (c < w->c) is at
 // xi + c * channel_stride(x), wi + c * channel_stride(w).
 template <typename F>
 void each_tap(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_conv *conv,
               const ich_emu_tensor *y, F f)
 {
+    const int per_group = y->c / groups_of(conv); // output channels per group
     for (int n = 0; n < y->n; n++)
         for (int k = 0; k < y->c; k++)
             for (int oy = 0; oy < y->h; oy++)
@@ -162,7 +176,8 @@ void each_tap(const ich_emu_tensor *x, const ich_emu_tensor *w, const ich_emu_co
                             // true convolution flips the filter
                             int fr = conv->mode == CUDNN_CONVOLUTION ? w->h - 1 - r : r;
                             int fs = conv->mode == CUDNN_CONVOLUTION ? w->w - 1 - s : s;
-                            f(yi, at(x, n, 0, iy, ix), at(w, k, 0, fr, fs));
+                            f(yi, at(x, n, (int64_t)(k / per_group) * w->c, iy, ix),
+                              at(w, k, 0, fr, fs));
                         }
                     }
                 }
@@ -331,7 +346,16 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t desc,
     if (pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dilation_h <= 0 || dilation_w <= 0 ||
         type != CUDNN_DATA_FLOAT || (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION))
         return CUDNN_STATUS_BAD_PARAM;
-    *desc = ich_emu_conv{true, pad_h, pad_w, u, v, dilation_h, dilation_w, mode, desc->math};
+    *desc = ich_emu_conv{true, pad_h, pad_w, u, v, dilation_h, dilation_w, mode, desc->math,
+                         desc->groups};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t desc, int groups)
+{
+    if (!desc || groups <= 0)
+        return CUDNN_STATUS_BAD_PARAM;
+    desc->groups = groups;
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -437,7 +461,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
     ich_emu_enqueue([=]() {
         const std::vector<double> xf = load(x, &xd), wf = load(w, &wd);
         std::vector<double> sum(count_of(&yd));
-        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = wd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double acc = 0.0;
             for (int64_t c = 0; c < channels; c++)
@@ -471,7 +495,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     ich_emu_enqueue([=]() {
         const std::vector<double> gf = load(dy, &yd), wf = load(w, &wd);
         std::vector<double> sum(count_of(&xd));
-        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = wd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double g = gf[yi];
             for (int64_t c = 0; c < channels; c++)
@@ -505,7 +529,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     ich_emu_enqueue([=]() {
         const std::vector<double> xf = load(x, &xd), gf = load(dy, &yd);
         std::vector<double> sum(count_of(&wd));
-        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = xd.c;
+        const int64_t xs = channel_stride(&xd), ws = channel_stride(&wd), channels = wd.c;
         each_tap(&xd, &wd, &cd, &yd, [&](int64_t yi, int64_t xi, int64_t wi) {
             double g = gf[yi];
             for (int64_t c = 0; c < channels; c++)

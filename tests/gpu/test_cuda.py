@@ -282,6 +282,21 @@ LAYERS += [
                        "relu, conv 6 1, layerscale, droppath 0.3), layernorm2d"),
 ]
 
+# Grouped and depthwise convolution (cuDNN's group count).
+LAYERS += [
+    ("conv_groups_1", "conv 6 3 pad 1 groups 1"),
+    ("conv_groups_3", "conv 6 3 pad 1 groups 3"),
+    ("conv_groups_stride", "conv 8 3, conv 12 5 stride 2 pad 2 groups 4 nobias"),
+    ("conv_groups_1x1_stride", "conv 8 3 pad 1, conv 6 1 stride 2 groups 2"),
+    ("conv_depthwise", "conv 3 3 pad 1 groups 3"),
+    ("conv_depthwise_x2", "conv 6 5 stride 2 pad 2 groups 3"),
+    ("conv_depthwise_dilation", "conv 8 3, conv 8 3 pad 2 dilation 2 groups 8 nobias, relu"),
+    ("conv_depthwise_rectangular", "conv 8 3, conv 8 3x5 stride 2x1 pad 1x2 groups 8"),
+    ("conv_depthwise_block", "conv 8 1, residual(conv 16 1 nobias, batchnorm, relu, "
+                             "conv 16 3 pad 1 groups 16 nobias, batchnorm, relu, "
+                             "conv 8 1 nobias, batchnorm)"),
+]
+
 
 def layer_spec(layers):
     return "input %dx%dx%d, %s, flatten, linear 3" % (INPUT + (layers,))

@@ -2,7 +2,9 @@
 shapes: values and gradients (input, weights, bias, batch-norm statistics)
 for each layer kind x kernel 1/3/5 x stride 1/2 x padding x channel counts
 below and above oneDNN's channel blocks (8 on AVX2, 16 on AVX-512) x batch
-1/3/16 x threads 1/2, outside and inside residual blocks.
+1/3/16 x threads 1/2, outside and inside residual blocks; grouped and
+depthwise convolutions over groups, kernels, strides, batch 1/3 and
+threads 1/2 (gconv_cases).
 
 Each case is a small network "input, conv C 1 nobias, LAYERS, flatten,
 linear 3" built twice from one description: as a libich spec and as a
@@ -56,8 +58,9 @@ class Layer:
 class Conv(Layer):
     kind = "conv"
 
-    def __init__(self, out, k, stride=1, pad=0, bias=True, relu=False):
+    def __init__(self, out, k, stride=1, pad=0, bias=True, relu=False, groups=None):
         self.out, self.k, self.stride, self.pad, self.bias = out, k, stride, pad, bias
+        self.groups = groups  # None: not in the spec (PyTorch's 1)
 
     def spec(self):
         s = "conv %d %d" % (self.out, self.k)
@@ -65,11 +68,14 @@ class Conv(Layer):
             s += " stride %d" % self.stride
         if self.pad:
             s += " pad %d" % self.pad
+        if self.groups is not None:
+            s += " groups %d" % self.groups
         return s + ("" if self.bias else " nobias")
 
     def torch(self, cin):
         import torch.nn as nn
-        return nn.Conv2d(cin, self.out, self.k, self.stride, self.pad, bias=self.bias), self.out
+        return nn.Conv2d(cin, self.out, self.k, self.stride, self.pad, bias=self.bias,
+                         groups=self.groups or 1), self.out
 
 
 class Relu(Layer):
@@ -502,6 +508,59 @@ def norm_cases(small):
             LayerNorm2d()], shape
 
 
+def gconv_cases(small):
+    """Grouped and depthwise convolution (conv ... groups G): groups 1 (said
+    explicitly), 2, 4 and the input channels (depthwise, 1 and 2 filters per
+    channel), kernels 3 and 5 (7 in the ConvNeXt block), stride 1 and 2,
+    with and without padding, a fused ReLU; strided grouped 1x1
+    convolutions (the oneDNN workaround of backend/cpu/conv.c); and the
+    blocks the issue's networks are made of (MobileNet/EfficientNet's
+    inverted residual, ConvNeXt's depthwise 7x7, ResNeXt's grouped 3x3)."""
+    kernels = (3,) if small else (3, 5)
+    # (tag, groups, input channels, output channels)
+    configs = [("g1", 1, 5, 7), ("g2", 2, 4, 8), ("dw", 8, 8, 8), ("dw2x", 3, 3, 6)] if small \
+        else [("g1", 1, 5, 17), ("g2", 2, 4, 8), ("g2", 2, 8, 6), ("g2", 2, 12, 20),
+              ("g4", 4, 16, 24), ("g2", 2, 34, 18), ("dw", 3, 3, 3), ("dw", 8, 8, 8),
+              ("dw", 16, 16, 16), ("dw", 17, 17, 17), ("dw2x", 3, 3, 6), ("dw2x", 8, 8, 16),
+              ("dw2x", 16, 16, 32)]
+    sides = (8,) if small else (12, 11)
+    for k, stride in itertools.product(kernels, (1, 2)):
+        for i, (tag, groups, cin, cout) in enumerate(configs):
+            side = sides[i % len(sides)]
+            group = "dwconv" if tag.startswith("dw") else "gconv"
+            for pad in sorted({0, k // 2}):
+                bias = (i + k + pad) % 2 == 0
+                conv = Conv(cout, k, stride, pad, bias, groups=groups)
+                name = "k%d_s%d_p%d_%s_c%dto%d_%d%s" % (k, stride, pad, tag, cin, cout, side,
+                                                        "" if bias else "_nobias")
+                yield "%s_%s" % (group, name), [conv], (cin, side, side)
+                if pad:
+                    yield "%s_relu_%s" % (group, name), [conv, Relu()], (cin, side, side)
+    # strided grouped 1x1 convolutions, channels per group below, at and
+    # above oneDNN's blocks (the jit_1x1 backward-weights fault)
+    for groups, cin, cout in ((2, 10, 10), (2, 32, 32), (4, 64, 32), (12, 12, 24)) if not small \
+            else ((2, 10, 10), (2, 32, 32)):
+        yield "gconv_k1_s2_g%d_c%dto%d_11" % (groups, cin, cout), \
+            [Conv(cout, 1, 2, 0, bias=False, groups=groups)], (cin, 11, 11)
+    for c, side in itertools.product((8,) if small else (3, 8, 16), sides):
+        e = 4 * c
+        yield "mbconv_c%d_%d" % (c, side), [Residual([
+            Conv(e, 1, bias=False), BatchNorm(), Relu(),
+            Conv(e, 3, 1, 1, bias=False, groups=e), BatchNorm(), Relu(),
+            Conv(c, 1, bias=False), BatchNorm()])], (c, side, side)
+        yield "mbconv_stride_c%d_%d" % (c, side), [
+            Conv(e, 1, bias=False), BatchNorm(), Relu(),
+            Conv(e, 5, 2, 2, bias=False, groups=e), BatchNorm(), Relu(),
+            Conv(c + 2, 1)], (c, side, side)
+        yield "convnext_c%d_%d" % (c, side), [Residual([
+            Conv(c, 7, 1, 3, groups=c), BatchNorm(), Conv(e, 1), Relu(), Conv(c, 1)])], \
+            (c, side, side)
+        yield "resnext_c%d_%d" % (c, side), [Residual([
+            Conv(8, 1, bias=False), BatchNorm(), Relu(),
+            Conv(8, 3, 1, 1, bias=False, groups=4), BatchNorm(), Relu(),
+            Conv(c, 1, bias=False), BatchNorm()]), Relu()], (c, side, side)
+
+
 def batches_threads(small):
     return ((1, 1), (3, 2)) if small else ((1, 1), (1, 2), (3, 1), (3, 2), (16, 1), (16, 2))
 
@@ -509,12 +568,14 @@ def batches_threads(small):
 def cases(small=False):
     """Every case: (id, layers, input shape, batch, threads)."""
     out = []
-    for gen in (conv_cases, other_cases, activation_cases, norm_cases):
+    for gen in (conv_cases, other_cases, gconv_cases, activation_cases, norm_cases):
         for i, (name, layers, shape) in enumerate(gen(small)):
             # every case at every batch size and thread count would be
             # ~10,000 cases; each case takes two of the six, in turn, so
             # each (batch, threads) pair meets every layer kind and shape
             pairs = batches_threads(small)
+            if gen is gconv_cases:  # batch 1 and 3, threads 1 and 2
+                pairs = tuple(p for p in pairs if p[0] in (1, 3))
             picks = (pairs[i % len(pairs)], pairs[(i + 3) % len(pairs)]) if not small \
                 else pairs
             for n, threads in picks:

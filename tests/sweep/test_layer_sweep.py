@@ -31,7 +31,10 @@ def test_groups_cover_every_layer_kind():
              "residual_identity", "residual_pool_shortcut",
              "silu", "gelu", "sigmoid", "se", "se_relu", "se_residual",
              "layernorm2d", "layernorm2d_eps", "layernorm_gap", "layernorm_linear",
-             "layerscale", "convnext_block"}
+             "layerscale", "convnext_block",
+             # grouped and depthwise convolution (layer_sweep.gconv_cases)
+             "gconv", "gconv_relu", "dwconv", "dwconv_relu", "mbconv", "mbconv_stride",
+             "convnext", "resnext"}
     assert kinds <= set(GROUPS), sorted(kinds - set(GROUPS))
     sizes = {(case[3], case[4]) for _, case in CASES}
     assert sizes == {(n, t) for n in (1, 3, 16) for t in (1, 2)}

@@ -440,7 +440,13 @@ class ModelBuilder(OwnedHandle):
                                            ctypes.byref(handle)))
         self._handle = handle
 
-    def conv(self, out, kernel, stride=1, padding=0, name=None):
+    def conv(self, out, kernel, stride=1, padding=0, name=None, groups=1):
+        """``conv OUT K``; ``groups`` > 1 for a grouped convolution (the
+        input channels for a depthwise one)."""
+        if int(groups) != 1:
+            item = "conv %d %d stride %d pad %d groups %d" % (
+                int(out), int(kernel), int(stride), int(padding), int(groups))
+            return self.item(item if name is None else "%s = %s" % (name, item))
         check(lib.ich_model_builder_conv(self._live(), c_string(name, "name"), int(out),
                                          int(kernel), int(stride), int(padding)))
         return self

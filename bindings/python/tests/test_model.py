@@ -482,3 +482,63 @@ def test_cascade_gate_uses_the_decision_rule():
         p = model.predict(x)
         assert (p[0, 0] > 0.5) == (not gated)
         assert np.all(p[0, 1:] == 0) == gated
+
+
+# ---- grouped and depthwise convolution ------------------------------------------
+
+def test_grouped_conv_is_pytorchs(tmp_path):
+    """conv ... groups G: the builder writes it, the state_dict has
+    PyTorch's names and shapes (a torch module with the same layers loads it
+    strictly and gives the same logits), and the default initialisation
+    draws from PyTorch's bound, 1/sqrt(fan_in) with fan_in = IN/G * KH * KW.
+    (Values and gradients over a sweep of shapes: tests/sweep.)"""
+    model = (ich.ModelBuilder(8, 10, 10).conv(16, 3, padding=1, groups=4)
+             .conv(32, 5, stride=2, padding=2, groups=16, name="dw").relu()
+             .conv(8, 1).gap().linear(3).build())
+    assert model.spec == ("input 8x10x10, conv 16 3 pad 1 groups 4, "
+                          "dw = conv 32 5 stride 2 pad 2 groups 16, relu, conv 8 1, gap, "
+                          "linear 3")
+
+    class Twin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(8, 16, 3, padding=1, groups=4)
+            self.dw = nn.Conv2d(16, 32, 5, stride=2, padding=2, groups=16)
+            self.conv3 = nn.Conv2d(32, 8, 1)  # named layers count in the numbering
+            self.fc1 = nn.Linear(8, 3)
+
+        def forward(self, x):
+            x = self.conv3(F.relu(self.dw(self.conv1(x))))
+            return self.fc1(x.mean((2, 3)))
+
+    twin = Twin()
+    state = model.state_dict()
+    assert {k: v.shape for k, v in state.items()} == \
+        {k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    x = np.random.default_rng(3).standard_normal((2, 8, 10, 10)).astype(np.float32)
+    model.eval()
+    with torch.no_grad():
+        want = twin.double()(torch.from_numpy(x).double()).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=0, atol=1e-5)
+    # a checkpoint keeps the groups (its spec) and the grouped weights
+    path = os.path.join(str(tmp_path), "grouped.safetensors")
+    model.save(path)
+    again = ich.Model.load(path)
+    assert again.spec == model.spec
+    np.testing.assert_array_equal(again.eval().forward(x), model.forward(x))
+
+    fresh = Twin()  # PyTorch's own initialisation, for its bounds
+    for seed in (1, 2):
+        model.init_weights(seed)
+        state = model.state_dict()
+        for name, ref in fresh.named_parameters():
+            layer = getattr(fresh, name.split(".")[0])
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+            bound = 1 / np.sqrt(fan_in)
+            largest = np.abs(state[name]).max()
+            assert largest <= bound * (1 + 1e-6), (name, largest, bound)
+            if ref.numel() >= 32:  # the draws reach the bound (P(miss) = 0.8^32 < 1e-3)
+                assert largest > 0.8 * bound, (name, largest, bound)
+            assert np.abs(ref.detach().numpy()).max() <= bound * (1 + 1e-6)
+

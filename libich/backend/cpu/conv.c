@@ -1,5 +1,5 @@
 /* Convolution on oneDNN: forward (optionally with a fused ReLU), backward
- * data and backward weights (with bias).
+ * data and backward weights (with bias); grouped and depthwise too.
  *
  * Activations are plain NHWC; the weights are PyTorch's OIHW in the
  * parameter and reordered once into the layout oneDNN's kernel prefers
@@ -7,7 +7,14 @@
  * gradient comes out in the kernel's layout and is added to the OIHW
  * gradient by a reorder with a sum post-op (accumulation without a
  * temporary). Primitives are built once per batch size; the backward ones
- * on the first backward call, so inference never builds them. */
+ * on the first backward call, so inference never builds them.
+ *
+ * Groups (args.groups = G > 1): oneDNN's grouped convolution, whose
+ * weights are 5-D, G x OUT/G x IN/G x KH x KW. PyTorch's grouped weight
+ * [OUT, IN/G, KH, KW] is that tensor in goihw order byte for byte (output
+ * channel o is filter o % (OUT/G) of group o / (OUT/G)), so the parameter
+ * is used and reordered as goihw; depthwise (G = IN) is the same call,
+ * for which oneDNN picks its depthwise kernels. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +82,23 @@ static void primitives_free(conv_state *s)
 static ich_status scratch_reserve(ich_layer *layer, conv_state *s, const_dnnl_primitive_desc_t pd)
 {
     return ich_cpu_grow(layer, &s->scratch, &s->scratch_size, ich_cpu_scratchpad_size(pd));
+}
+
+/* The weights' dims as oneDNN wants them: OIHW, or with groups GOIHW;
+ * returns the number of dims. */
+static int weight_dims(const ich_layer *layer, dnnl_dims_t dims)
+{
+    const ich_layer_args *a = &layer->args;
+    int32_t g = a->groups > 1 ? a->groups : 1;
+    int32_t out = layer->out.c, in = layer->in[0].c;
+    int n = 0;
+    if (g > 1)
+        dims[n++] = g;
+    dims[n++] = out / g;
+    dims[n++] = in / g;
+    dims[n++] = a->kernel[0];
+    dims[n++] = a->kernel[1];
+    return n;
 }
 
 /* The convolution's geometry as oneDNN wants it (dilation 0 = none). */
@@ -162,14 +186,18 @@ static ich_status build_forward(ich_layer *layer)
     const ich_shape *out = &layer->out;
     dnnl_dims_t src_dims = {in->n, in->c, in->h, in->w};
     dnnl_dims_t dst_dims = {out->n, out->c, out->h, out->w};
-    dnnl_dims_t w_dims = {out->c, in->c, layer->args.kernel[0], layer->args.kernel[1]};
+    dnnl_dims_t w_dims;
+    int w_ndims = weight_dims(layer, w_dims);
     dnnl_dims_t b_dims = {out->c};
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->src_md, 4, src_dims, dnnl_f32, dnnl_nhwc), "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->dst_md, 4, dst_dims, dnnl_f32, dnnl_nhwc), "md");
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->w_user_md, 4, w_dims, dnnl_f32, dnnl_oihw), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->w_user_md, w_ndims, w_dims, dnnl_f32,
+                                            w_ndims == 5 ? dnnl_goihw : dnnl_oihw),
+               "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->b_md, 1, b_dims, dnnl_f32, dnnl_x), "md");
     dnnl_memory_desc_t w_any;
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any),
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
+                                            dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
@@ -204,7 +232,10 @@ static ich_status build_forward(ich_layer *layer)
  * oneDNN's master (upstream issue 6035 looks like it). Forward and backward
  * data are right. A strided 1x1 convolution therefore takes the next
  * implementation oneDNN offers for its backward weights (jit or gemm; no
- * measurable cost on ichnet). tests/test_layer_sweep.py checks every case. */
+ * measurable cost on ichnet). tests/sweep/test_layer_sweep.py checks every case.
+ * The check is by the kernel's name, so it holds for grouped 1x1
+ * convolutions too (oneDNN 2.6.3 gave them jit or gemm kernels, not jit_1x1,
+ * on AVX-512 and AVX2; the sweep's gconv_k1_s2 cases check them). */
 static int faulty_backward_weights(const ich_layer *layer, const_dnnl_primitive_desc_t pd)
 {
     const ich_layer_args *a = &layer->args;
@@ -247,9 +278,10 @@ static ich_status build_backward(ich_layer *layer)
 {
     conv_state *s = layer->state;
     dnnl_memory_desc_t w_any;
-    dnnl_dims_t w_dims = {layer->out.c, layer->in[0].c, layer->args.kernel[0],
-                          layer->args.kernel[1]};
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any),
+    dnnl_dims_t w_dims;
+    int w_ndims = weight_dims(layer, w_dims);
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
+                                            dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
@@ -342,7 +374,9 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
     layer->state = calloc(1, sizeof(conv_state));
     if (!layer->state)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
-    int64_t w_dims[4] = {out->c, in->c, layer->args.kernel[0], layer->args.kernel[1]};
+    /* PyTorch's [OUT, IN/G, KH, KW] (ich_cpu_shape checked G divides both) */
+    int64_t w_dims[4] = {out->c, in->c / layer->args.groups, layer->args.kernel[0],
+                         layer->args.kernel[1]};
     int64_t b_dims[1] = {out->c};
     if ((status = ich_cpu_params_alloc(layer, layer->args.bias ? 2 : 1)) != ICH_OK ||
         (status = ich_cpu_param_init(&layer->params[0], "weight", ICH_DTYPE_F32, 4, w_dims, 1)) !=

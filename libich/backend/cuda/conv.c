@@ -13,7 +13,12 @@
  * FP32 FMA, TF32, or BF16: cuDNN then convolves bfloat16 copies of the
  * input, the weight (kept, made again when the weight changes) and the
  * output gradient, sums in FP32, and its bfloat16 results are widened to
- * FP32 for the rest of the model. The bias and its gradient stay FP32. */
+ * FP32 for the rest of the model. The bias and its gradient stay FP32.
+ *
+ * Groups (args.groups = G > 1, depthwise when G = IN): cuDNN's group count
+ * (cudnnSetConvolutionGroupCount) with a filter of OUT x IN/G x KH x KW,
+ * PyTorch's grouped weight shape; the OIHW <-> OHWI copies work per output
+ * filter, so they are the same as without groups. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,14 +184,15 @@ static ich_status describe(ich_layer *layer)
     CHECK_CUDNN(cudnnSetTensor4dDescriptor(s->bias_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
                                            out.c, 1, 1),
                 "bias descriptor");
-    CHECK_CUDNN(cudnnSetFilter4dDescriptor(s->w_desc, type, CUDNN_TENSOR_NHWC, out.c, in.c,
-                                           a->kernel[0], a->kernel[1]),
+    CHECK_CUDNN(cudnnSetFilter4dDescriptor(s->w_desc, type, CUDNN_TENSOR_NHWC, out.c,
+                                           in.c / a->groups, a->kernel[0], a->kernel[1]),
                 "filter descriptor");
     CHECK_CUDNN(cudnnSetConvolution2dDescriptor(s->conv_desc, a->padding[0], a->padding[1],
                                                 a->stride[0], a->stride[1], a->dilation[0],
                                                 a->dilation[1], CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT),
                 "convolution descriptor");
+    CHECK_CUDNN(cudnnSetConvolutionGroupCount(s->conv_desc, a->groups), "group count");
     CHECK_CUDNN(cudnnSetConvolutionMathType(s->conv_desc, math == ICH_CUDA_FP32 ? CUDNN_FMA_MATH
                                                           : math == ICH_CUDA_TF32
                                                               ? CUDNN_DEFAULT_MATH
@@ -235,7 +241,9 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
     layer->state = s;
     if (!s)
         return cuda_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
-    int64_t w_dims[4] = {out->c, in->c, layer->args.kernel[0], layer->args.kernel[1]};
+    /* PyTorch's [OUT, IN/G, KH, KW] (ich_cuda_shape checked G divides both) */
+    int64_t w_dims[4] = {out->c, in->c / layer->args.groups, layer->args.kernel[0],
+                         layer->args.kernel[1]};
     int64_t b_dims[1] = {out->c};
     size_t w_bytes = (size_t)(w_dims[0] * w_dims[1] * w_dims[2] * w_dims[3]) * sizeof(float);
     if ((status = ich_cuda_params_alloc(layer, layer->args.bias ? 2 : 1)) ||
