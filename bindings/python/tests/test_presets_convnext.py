@@ -200,7 +200,7 @@ def test_stochastic_depth_and_layer_scale_as_torchvision(name, specs, reference)
             got["%s.%s.stochastic_depth" % (stage, block)] = float(p)
     assert sorted(k for k, v in want.items() if v > 0) == sorted(got)
     for key, p in got.items():
-        assert abs(p - want[key]) <= 1e-7 * want[key], key
+        assert abs(p - want[key]) <= 1e-6 * want[key], key  # float32 in the spec
     assert "eps" not in spec  # layernorm2d's default, 1e-6
     model = ich.Model(spec)  # freshly initialised
     for key, value in model.state_dict().items():
