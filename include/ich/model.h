@@ -53,6 +53,9 @@ typedef struct ich_model ich_model;
  *                                           input channels and OUT; G = input
  *                                           channels: depthwise
  *   linear OUT [nobias] (alias fc)                         Linear (flat input)
+ *   linear OUT [nobias] pointwise         nn.Linear on each position's channels
+ *                                         (ConvNeXt's CNBlock): C x H x W in,
+ *                                         OUT x H x W out; weight [OUT, C]
  *   maxpool K [stride S] [pad P], avgpool K [...]          stride defaults to K
  *   batchnorm [eps E] [momentum M] (alias bn)              BatchNorm2d / 1d
  *   relu, gap (global average pool), flatten (C*H*W order), dropout P

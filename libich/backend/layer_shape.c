@@ -50,6 +50,18 @@ static ich_status linear_shape(ich_layer *layer, const ich_shape *in, ich_shape 
     return ICH_OK;
 }
 
+/* nn.Linear on each position's channels: N x H x W x C -> N x H x W x OUT. */
+static ich_status pointwise_linear_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
+                                         ich_fail_fn fail)
+{
+    if (layer->args.out <= 0 || in->n <= 0 || in->h <= 0 || in->w <= 0 || in->c <= 0)
+        return fail(ICH_ERR_SHAPE, "%s: pointwise linear needs output features > 0 and an input",
+                    layer->name);
+    *out = *in;
+    out->c = layer->args.out;
+    return ICH_OK;
+}
+
 /* Max and average pool; the stride defaults to the kernel. */
 static ich_status pool_shape(ich_layer *layer, const ich_shape *in, ich_shape *out,
                              ich_fail_fn fail)
@@ -200,6 +212,8 @@ ich_status ich_layer_shape(ich_layer *layer, const ich_shape *in, ich_shape *out
         {"mul", mul_shape},
         {"layernorm", layernorm_shape}, {"layerscale", same_shape},
         {"droppath", droppath_shape},
+        /* ConvNeXt's Linear layers between Permutes (spec "linear OUT pointwise") */
+        {"pointwise_linear", pointwise_linear_shape},
     };
     const char *kind = layer->ops ? layer->ops->kind : "";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {

@@ -180,10 +180,13 @@ typedef struct ich_layer {
  * not know (layer() returns NULL) fails only the models that use it. */
 #define ICH_LAYER_KINDS                                                                           \
     "conv", "linear", "relu", "maxpool", "avgpool", "gap", "batchnorm", "dropout", "flatten",     \
-        "add", "concat", "silu", "gelu", "sigmoid", "mul",                                       \
+        "add", "concat", "silu", "gelu", "sigmoid", "mul",                                        \
         /* layer normalisation (over the innermost, channel dimension), layer scale,     */       \
         /* stochastic depth (libich/backend/cpu/norm.c, cuda/norm.c) */                           \
-        "layernorm", "layerscale", "droppath"
+        "layernorm", "layerscale", "droppath",                                                    \
+        /* nn.Linear on each position's channels (NHWC rows), weight [out, in]: */                \
+        /* ConvNeXt's CNBlock (libich/backend/cpu/linear.c, cuda/linear.c) */                     \
+        "pointwise_linear"
 
 /* One layer kind's implementation on one backend, filled by the backend. */
 struct ich_layer_ops {

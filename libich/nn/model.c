@@ -166,12 +166,13 @@ static ich_status infer_shape(const spec_item *item, const ich_shape *in, int ni
         return ICH_OK;
     }
     case SPEC_LINEAR:
-        if (in->h != 1 || in->w != 1)
+        if (!item->pointwise && (in->h != 1 || in->w != 1))
             return ich_fail(ICH_ERR_SHAPE,
                             "model: %s: linear needs a flat input (its input is %dx%dx%d: add "
-                            "flatten or gap before it)",
+                            "flatten or gap before it, or say \"pointwise\" to apply it to "
+                            "each position's channels)",
                             item->name, in->c, in->h, in->w);
-        out->c = a->out;
+        out->c = a->out; /* pointwise: the same rows and columns */
         return ICH_OK;
     case SPEC_FLATTEN: {
         /* Sizes are bounded by the parser's limits, their product is not. */
@@ -247,6 +248,7 @@ static ich_status add_node(ich_model *m, const spec_item *item, spec_kind kind, 
     model_node *node = &m->nodes[m->nnodes];
     memset(node, 0, sizeof *node);
     node->kind = kind;
+    node->pointwise = item->pointwise;
     node->layer.args = item->args;
     snprintf(node->layer.name, sizeof node->layer.name, "%s", item->name);
     node->nin = nin;
@@ -454,7 +456,7 @@ static ich_status create_layers(ich_model *m)
 {
     for (int i = 0; i < m->nnodes; i++) {
         model_node *node = &m->nodes[i];
-        const char *kind = backend_kind(node->kind);
+        const char *kind = node->pointwise ? "pointwise_linear" : backend_kind(node->kind);
         node->layer.ops = m->backend->layer(kind);
         if (!node->layer.ops)
             return ich_fail(ICH_ERR_UNSUPPORTED, "model: the %s backend has no %s layer",
@@ -500,6 +502,8 @@ static int64_t node_tensor_bytes(const ich_model *m, const model_node *node)
     if (node->kind == SPEC_CONV) /* weight [out, in / groups, kh, kw] */
         floats = mul_sat(mul_sat(out.c, in.c / (a->groups > 1 ? a->groups : 1)),
                          mul_sat(a->kernel[0], a->kernel[1]));
+    else if (node->kind == SPEC_LINEAR && node->pointwise) /* weight [out, in channels] */
+        floats = mul_sat(out.c, in.c);
     else if (node->kind == SPEC_LINEAR)
         floats = mul_sat(out.c, mul_sat(in.c, mul_sat(in.h, in.w)));
     if ((node->kind == SPEC_CONV || node->kind == SPEC_LINEAR) && a->bias)

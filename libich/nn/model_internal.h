@@ -28,6 +28,7 @@ typedef struct model_node {
     int removed;       /* fused away while building */
     int inplace_train; /* forward may write over its input (training) */
     int inplace_eval;
+    int pointwise;     /* SPEC_LINEAR per position: backend kind "pointwise_linear" */
 } model_node;
 
 typedef struct model_value {

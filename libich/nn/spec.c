@@ -189,6 +189,8 @@ static ich_status parse_options(parser *p, spec_item *item)
             a->bias = 0;
         } else if ((conv || item->kind == SPEC_LINEAR) && !strcmp(word, "bias")) {
             a->bias = 1;
+        } else if (item->kind == SPEC_LINEAR && !strcmp(word, "pointwise")) {
+            item->pointwise = 1;
         } else if (item->kind == SPEC_BATCHNORM
                    && (!strcmp(word, "eps") || !strcmp(word, "momentum"))) {
             char value[64];
@@ -595,7 +597,8 @@ static void print_item(const spec_item *item, ich_buf *buf)
             ich_buf_printf(buf, " nobias");
         break;
     case SPEC_LINEAR:
-        ich_buf_printf(buf, " %d%s", a->out, a->bias ? "" : " nobias");
+        ich_buf_printf(buf, " %d%s%s", a->out, a->bias ? "" : " nobias",
+                       item->pointwise ? " pointwise" : "");
         break;
     case SPEC_MAXPOOL:
     case SPEC_AVGPOOL:

@@ -6,7 +6,7 @@
  *   item     := [ NAME '=' ] layer
  *   layer    := 'input' C 'x' H 'x' W
  *             | 'conv' OUT K [stride S] [pad P] [dilation D] [groups G] [nobias]
- *             | 'linear' OUT [nobias]
+ *             | 'linear' OUT [nobias] [pointwise]
  *             | 'maxpool' K [stride S] [pad P] | 'avgpool' K [stride S] [pad P]
  *             | 'relu' | 'gap' | 'flatten'
  *             | 'batchnorm' [eps E] [momentum M] | 'dropout' P
@@ -63,6 +63,14 @@
  * probability P, the others scaled by 1 / (1 - P), seeded like dropout;
  * the identity in evaluation; no parameters.
  *
+ * linear OUT pointwise is nn.Linear(C, OUT) applied to the channels of
+ * every position of an N x C x H x W input (what ConvNeXt's CNBlock does
+ * between its Permutes: a 1x1 convolution whose weight is stored as
+ * nn.Linear's): the output is N x OUT x H x W, the parameters "weight"
+ * [OUT, C] and "bias" [OUT], numbered with the other linears (fc1, fc2);
+ * backend layer kind "pointwise_linear". Without pointwise, linear needs a
+ * flat input.
+ *
  * conv's groups G (default 1) splits the input and output channels into G
  * groups convolved separately, as PyTorch's Conv2d(groups=G): G must divide
  * both (checked when the model is built, where the input channels are
@@ -106,6 +114,7 @@ typedef struct spec_item {
     spec_seq *seqs;
     int nseqs;
     int position;        /* byte offset in the spec text (messages) */
+    int pointwise;       /* linear: per position (backend kind "pointwise_linear") */
 } spec_item;
 
 struct spec_seq {

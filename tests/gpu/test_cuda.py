@@ -282,6 +282,18 @@ LAYERS += [
                        "relu, conv 6 1, layerscale, droppath 0.3), layernorm2d"),
 ]
 
+# nn.Linear on each position's channels (linear N pointwise, ConvNeXt's
+# CNBlock): cuBLAS over the NHWC rows, the bias gradient a product with ones.
+LAYERS += [
+    ("pointwise_linear_input", "linear 6 pointwise"),
+    ("pointwise_linear", "conv 5 3 pad 1, linear 7 pointwise, gelu, linear 4 pointwise nobias"),
+    ("pointwise_linear_relu_fused", "conv 5 3 stride 2, linear 9 pointwise, relu"),
+    ("convnext_cnblock", "conv 6 2 stride 2, features.1 = residual(0.block.0 = conv 6 7 pad 3 "
+                         "groups 6, 0.block.2 = layernorm2d, 0.block.3 = linear 24 pointwise, "
+                         "gelu, 0.block.5 = linear 6 pointwise, 0 = layerscale, droppath 0.3), "
+                         "layernorm2d"),
+]
+
 # Grouped and depthwise convolution (cuDNN's group count).
 LAYERS += [
     ("conv_groups_1", "conv 6 3 pad 1 groups 1"),

@@ -4,7 +4,8 @@ for each layer kind x kernel 1/3/5 x stride 1/2 x padding x channel counts
 below and above oneDNN's channel blocks (8 on AVX2, 16 on AVX-512) x batch
 1/3/16 x threads 1/2, outside and inside residual blocks; grouped and
 depthwise convolutions over groups, kernels, strides, batch 1/3 and
-threads 1/2 (gconv_cases).
+threads 1/2 (gconv_cases); ConvNeXt's per-position linear (linear N
+pointwise) and its CNBlock (pointwise_cases).
 
 Each case is a small network "input, conv C 1 nobias, LAYERS, flatten,
 linear 3" built twice from one description: as a libich spec and as a
@@ -133,6 +134,27 @@ class Linear(Layer):
     def torch_linear(self, features):
         import torch.nn as nn
         return nn.Linear(features, self.out, bias=self.bias)
+
+
+class PointwiseLinear(Layer):
+    """linear OUT pointwise: nn.Linear on each position's channels, as
+    ConvNeXt's CNBlock applies it between its Permutes (weight [out, in])."""
+    kind = "fc"
+
+    def __init__(self, out, bias=True):
+        self.out, self.bias = out, bias
+
+    def spec(self):
+        return "linear %d%s pointwise" % (self.out, "" if self.bias else " nobias")
+
+    def torch(self, cin):
+        import torch.nn as nn
+
+        class PW(nn.Linear):
+            def forward(self, x):
+                return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+        return PW(cin, self.out, bias=self.bias), self.out
 
 
 class LayerNorm2d(Layer):
@@ -308,7 +330,7 @@ def channels_after(layers, cin):
     """Output channels of a list of layers (for the SE block's fc2)."""
     c = cin
     for layer in layers:
-        if isinstance(layer, Conv):
+        if isinstance(layer, (Conv, PointwiseLinear)):
             c = layer.out
         elif isinstance(layer, Residual):
             c = channels_after(layer.body, c)
@@ -561,6 +583,28 @@ def gconv_cases(small):
             Conv(c, 1, bias=False), BatchNorm()]), Relu()], (c, side, side)
 
 
+def pointwise_cases(small):
+    """linear OUT pointwise (ConvNeXt's per-position Linear): alone, with
+    and without bias, a fused ReLU, and torchvision's CNBlock (depthwise
+    7x7, LayerNorm, Linear 4C, GELU, Linear C, layer scale) in a residual
+    block; channel counts below and above the CPU's vector widths."""
+    sides = (8,) if small else (12, 11)
+    channel_counts = (3, 12) if small else (3, 8, 12, 17)
+    for c, side in itertools.product(channel_counts, sides):
+        shape = (c, side, side)
+        tag = "c%d_%d" % (c, side)
+        yield "pwlinear_" + tag, [PointwiseLinear(c + 5)], shape
+        yield "pwlinear_nobias_" + tag, [Conv(c, 3, 2, 1), PointwiseLinear(2 * c + 1, bias=False)], \
+            shape
+        yield "pwlinear_relu_" + tag, [Conv(c, 3, 1, 1), PointwiseLinear(4 * c), Relu(),
+                                       PointwiseLinear(c, bias=False), Act("gelu")], shape
+        yield "cnblock_" + tag, [
+            Conv(2 * c, 2, 2),
+            Residual([Conv(2 * c, 7, 1, 3, groups=2 * c), LayerNorm2d(), PointwiseLinear(8 * c),
+                      Act("gelu"), PointwiseLinear(2 * c), LayerScale()]),
+            LayerNorm2d()], shape
+
+
 def batches_threads(small):
     return ((1, 1), (3, 2)) if small else ((1, 1), (1, 2), (3, 1), (3, 2), (16, 1), (16, 2))
 
@@ -568,7 +612,8 @@ def batches_threads(small):
 def cases(small=False):
     """Every case: (id, layers, input shape, batch, threads)."""
     out = []
-    for gen in (conv_cases, other_cases, gconv_cases, activation_cases, norm_cases):
+    for gen in (conv_cases, other_cases, gconv_cases, activation_cases, norm_cases,
+                pointwise_cases):
         for i, (name, layers, shape) in enumerate(gen(small)):
             # every case at every batch size and thread count would be
             # ~10,000 cases; each case takes two of the six, in turn, so

@@ -34,7 +34,9 @@ def test_groups_cover_every_layer_kind():
              "layerscale", "convnext_block",
              # grouped and depthwise convolution (layer_sweep.gconv_cases)
              "gconv", "gconv_relu", "dwconv", "dwconv_relu", "mbconv", "mbconv_stride",
-             "convnext", "resnext"}
+             "convnext", "resnext",
+             # linear N pointwise (layer_sweep.pointwise_cases)
+             "pwlinear", "pwlinear_nobias", "pwlinear_relu", "cnblock"}
     assert kinds <= set(GROUPS), sorted(kinds - set(GROUPS))
     sizes = {(case[3], case[4]) for _, case in CASES}
     assert sizes == {(n, t) for n in (1, 3, 16) for t in (1, 2)}

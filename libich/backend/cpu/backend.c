@@ -41,6 +41,8 @@ static const ich_layer_ops *cpu_layer(const char *kind)
         &ich_cpu_silu_ops,    &ich_cpu_gelu_ops,   &ich_cpu_sigmoid_ops,   &ich_cpu_mul_ops,
         /* norm.c */
         &ich_cpu_layernorm_ops, &ich_cpu_layerscale_ops, &ich_cpu_droppath_ops,
+        /* linear.c: ConvNeXt's per-position Linear */
+        &ich_cpu_pointwise_linear_ops,
     };
     if (!kind)
         return NULL;

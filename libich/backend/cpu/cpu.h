@@ -31,6 +31,8 @@ extern const ich_layer_ops ich_cpu_mul_ops;
 extern const ich_layer_ops ich_cpu_layernorm_ops;
 extern const ich_layer_ops ich_cpu_layerscale_ops;
 extern const ich_layer_ops ich_cpu_droppath_ops;
+/* linear.c: nn.Linear on each position's channels (ConvNeXt) */
+extern const ich_layer_ops ich_cpu_pointwise_linear_ops;
 
 /* 64-byte aligned memory (zeroed by ich_cpu_calloc); NULL on failure. */
 void *ich_cpu_alloc(size_t bytes);

@@ -299,6 +299,8 @@ static const ich_layer_ops *cuda_layer(const char *kind)
         &ich_cuda_silu_ops,    &ich_cuda_gelu_ops,   &ich_cuda_sigmoid_ops,   &ich_cuda_mul_ops,
         /* norm.c */
         &ich_cuda_layernorm_ops, &ich_cuda_layerscale_ops, &ich_cuda_droppath_ops,
+        /* linear.c: ConvNeXt's per-position Linear */
+        &ich_cuda_pointwise_linear_ops,
     };
     if (!kind)
         return NULL;

@@ -187,6 +187,8 @@ extern const ich_layer_ops ich_cuda_mul_ops;
 extern const ich_layer_ops ich_cuda_layernorm_ops;
 extern const ich_layer_ops ich_cuda_layerscale_ops;
 extern const ich_layer_ops ich_cuda_droppath_ops;
+/* linear.c: nn.Linear on each position's channels (ConvNeXt) */
+extern const ich_layer_ops ich_cuda_pointwise_linear_ops;
 
 /* ---- kernel launchers (kernels.cu, layers_kernels.cu) ------------------- */
 
@@ -198,6 +200,8 @@ void ich_cuda_k_to_bf16(uint16_t *dst, const float *src, int64_t count);
 void ich_cuda_k_from_bf16(float *dst, const uint16_t *src, int64_t count);
 /* acc[i] += x[i] */
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count);
+/* x[i] = value */
+void ich_cuda_k_fill(float *x, float value, int64_t count);
 /* out = max(out, 0); mask[i] = out > 0 (mask may be NULL) */
 void ich_cuda_k_relu_fused(float *out, uint8_t *mask, int64_t count);
 /* grad[i] = mask[i] ? grad[i] : 0 */

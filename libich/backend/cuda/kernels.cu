@@ -24,6 +24,13 @@ __global__ void accumulate_kernel(float *acc, const float *x, int64_t count)
         acc[i] += x[i];
 }
 
+__global__ void fill_kernel(float *x, float value, int64_t count)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = value;
+}
+
 __global__ void relu_fused_kernel(float *out, uint8_t *mask, int64_t count)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
@@ -174,6 +181,11 @@ void ich_cuda_k_from_bf16(float *dst, const uint16_t *src, int64_t count)
 void ich_cuda_k_accumulate(float *acc, const float *x, int64_t count)
 {
     ICH_CUDA_LAUNCH(accumulate_kernel, blocks_for(count), kThreads)(acc, x, count);
+}
+
+void ich_cuda_k_fill(float *x, float value, int64_t count)
+{
+    ICH_CUDA_LAUNCH(fill_kernel, blocks_for(count), kThreads)(x, value, count);
 }
 
 void ich_cuda_k_relu_fused(float *out, uint8_t *mask, int64_t count)
