@@ -36,10 +36,15 @@ ich_status ich_model_file_save(const char *path, const ich_model *model,
                                const char *optimizer_config, const char *const *keys,
                                const char *const *values, int32_t extra);
 
-/* A planned copy: file tensor -> destination. */
+/* A planned copy: file tensor -> destination. `folded` (the stem rule,
+ * ich_load_plan_model): the file's [O, 3, KH, KW] stem weight in host
+ * floats, summed over its input channels into the destination [O, 1, KH, KW]
+ * at commit. */
 typedef struct ich_copy_plan {
     const ich_st_tensor *source;
     void *destination;
+    float *folded;          /* owned by the plan; NULL: a plain copy */
+    int64_t outer, fold, inner; /* O, file input channels, KH * KW */
 } ich_copy_plan;
 
 /* The copies planned from one file; zero-initialise, then
@@ -58,7 +63,13 @@ ich_status ich_load_plan_alloc(ich_load_plan *plan, const ich_st_file *file, int
  * ICH_ERR_FORMAT (a non-finite value when plan->finite). */
 ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
                                 const ich_tensor_view *view);
-/* ich_load_plan_tensor for every tensor of the model. */
+/* ich_load_plan_tensor for every tensor of the model. The stem rule (as
+ * timm's adapt_input_conv): when the model takes 1 input channel, its first
+ * 4-D weight (the stem convolution's, state_dict order) has shape
+ * [O, 1, KH, KW] and the file's tensor of that name [O, 3, KH, KW] (a
+ * checkpoint made for 3-channel input), the file's weight summed over its
+ * input channels is loaded: the 1-channel model on x then computes what
+ * the 3-channel model computes on x repeated 3 times. */
 ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file,
                                const ich_model *model);
 /* ICH_ERR_SHAPE naming the first file tensor no copy uses; with
