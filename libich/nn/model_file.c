@@ -308,7 +308,8 @@ ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file, con
 {
     int32_t count = ich_model_tensor_count(model);
     int32_t channels = 0, rows = 0, columns = 0;
-    int stem_seen = ich_model_input_shape(model, &channels, &rows, &columns) != ICH_OK ||
+    int stem_seen = !plan->stem_fold ||
+                    ich_model_input_shape(model, &channels, &rows, &columns) != ICH_OK ||
                     channels != 1;
     for (int32_t i = 0; i < count; i++) {
         ich_tensor_view view = {.size = sizeof view};
@@ -373,10 +374,11 @@ void ich_load_plan_commit(const ich_load_plan *plan)
 
 /* Plan (and check) the model's tensors from an already read file. */
 static ich_status plan_model_load(ich_load_plan *plan, const ich_st_file *file,
-                                  const ich_model *model, int strict)
+                                  const ich_model *model, int strict, int stem_fold)
 {
     ich_status st = ich_load_plan_alloc(plan, file, ich_model_tensor_count(model));
     plan->finite = 1;
+    plan->stem_fold = stem_fold;
     if (st == ICH_OK)
         st = ich_load_plan_model(plan, file, model);
     int checkpoint = ich_st_metadata(file, KEY_OPTIMIZER) != NULL;
@@ -413,7 +415,7 @@ ich_status ich_model_load_weights(ich_model *model, const char *path, int strict
     ich_load_plan plan = {0};
     ich_status st = ich_st_read(path, &file);
     if (st == ICH_OK)
-        st = plan_model_load(&plan, &file, model, strict);
+        st = plan_model_load(&plan, &file, model, strict, 1);
     if (st == ICH_OK) {
         ich_load_plan_commit(&plan);
         ich_model_tensor_changed(model, -1);
@@ -471,7 +473,7 @@ ich_status ich_model_load(const char *path, ich_model **out)
     if (st == ICH_OK)
         st = create_from_spec(&file, &model);
     if (st == ICH_OK)
-        st = plan_model_load(&plan, &file, model, 1);
+        st = plan_model_load(&plan, &file, model, 1, 0);
     if (st == ICH_OK)
         st = ich_model_apply_file_metadata(model, &file);
     if (st == ICH_OK) {

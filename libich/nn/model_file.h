@@ -54,6 +54,7 @@ typedef struct ich_load_plan {
     int32_t count;
     unsigned char *used; /* per file tensor: matched */
     int finite;          /* refuse F32 tensors holding NaN or infinity */
+    int stem_fold;       /* apply the stem rule (ich_load_plan_model) */
 } ich_load_plan;
 
 /* Room for `copies` copies from `file`. ICH_ERR_NO_MEMORY. */
@@ -63,7 +64,8 @@ ich_status ich_load_plan_alloc(ich_load_plan *plan, const ich_st_file *file, int
  * ICH_ERR_FORMAT (a non-finite value when plan->finite). */
 ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
                                 const ich_tensor_view *view);
-/* ich_load_plan_tensor for every tensor of the model. The stem rule (as
+/* ich_load_plan_tensor for every tensor of the model. With
+ * plan->stem_fold (ich_model_load_weights() only), the stem rule (as
  * timm's adapt_input_conv): when the model takes 1 input channel, its first
  * 4-D weight (the stem convolution's, state_dict order) has shape
  * [O, 1, KH, KW] and the file's tensor of that name [O, 3, KH, KW] (a

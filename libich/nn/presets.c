@@ -88,7 +88,20 @@ static int parse_count(const char *text, int32_t *value)
 
 ich_status ich_model_preset_build(const char *text, ich_buf *out)
 {
-    /* "<name> [input CxHxW] [outputs N]", words separated by blanks */
+    /* "<name> [input CxHxW] [outputs N]", words separated by blanks; an
+     * unknown name is ICH_ERR_NOT_FOUND before the options are read (a
+     * caller may then try the text as a spec) */
+    size_t skip = strspn(text, " \t\n"), length = strcspn(text + skip, " \t\n");
+    int known = 0;
+    for (size_t i = 0; i < sizeof GENERATED / sizeof *GENERATED; i++)
+        known |= length == strlen(GENERATED[i].name) &&
+                 !strncasecmp(text + skip, GENERATED[i].name, length);
+    for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
+        known |= length == strlen(PRESETS[i].name) &&
+                 !strncasecmp(text + skip, PRESETS[i].name, length);
+    if (!known)
+        return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%.*s\" (known: %s)",
+                        (int)(length < 64 ? length : 64), text + skip, ich_model_preset_names());
     char words[5][64];
     int nwords = 0;
     for (const char *p = text;;) {
@@ -105,9 +118,6 @@ ich_status ich_model_preset_build(const char *text, ich_buf *out)
         words[nwords++][n] = 0;
         p += n;
     }
-    if (nwords == 0)
-        return ich_fail(ICH_ERR_NOT_FOUND, "model: empty preset name (known: %s)",
-                        ich_model_preset_names());
     int32_t input[3] = {3, 224, 224}, outputs = 6;
     int has_input = 0, has_outputs = 0;
     for (int i = 1; i < nwords; i += 2) {

@@ -2,7 +2,9 @@
 
 ``ich.Model(spec)`` builds a network from a text spec (grammar in
 include/ich/model.h and libich/nn/spec.h), ``ich.Model.preset(name)`` one of
-"tutorial", "ichnet", "cascade"; ``ich.Model.load(path)`` reads a checkpoint
+"tutorial", "ichnet", "cascade" or torchvision's "resnet18", "resnet50",
+"efficientnet_v2_s", "efficientnet_v2_m", "convnext_tiny", "convnext_small"
+(with torchvision's state_dict names); ``ich.Model.load(path)`` reads a checkpoint
 written by :meth:`Model.save`. Inputs are float32 NCHW arrays, outputs
 (N, outputs) logits. Parameter and buffer names, shapes and layouts equal
 PyTorch's ``state_dict`` for the same network.
