@@ -12,7 +12,13 @@
  *           net; the training driver masks the subtype loss to samples
  *           whose "any" label is positive, so the subtype stage learns only
  *           from hemorrhages. ich_model_predict() zeroes the subtype
- *           probabilities where P(any) is below the threshold. */
+ *           probabilities where P(any) is below the threshold.
+ *
+ * and the torchvision-structured presets written by the generators of
+ * nn/presets.h (resnet18, resnet50, efficientnet_v2_s/m, convnext_tiny/
+ * small). A preset name takes options, "NAME [input CxHxW] [outputs N]"
+ * (defaults 3x224x224 and 6); tutorial and ichnet take only "outputs",
+ * cascade none (ich_model_preset_build). */
 #include <errno.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -51,14 +57,6 @@ static const struct {
     {"cascade",
      "input 3x256x256, cascade(any: " CASCADE_STAGE(1) " | subtype: " CASCADE_STAGE(5) ")", 0},
 };
-
-const char *ich_model_preset_spec(const char *name)
-{
-    for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
-        if (!strcasecmp(name, PRESETS[i].name))
-            return PRESETS[i].spec;
-    return NULL;
-}
 
 /* The torchvision-structured presets (nn/presets.h). */
 static const struct {
