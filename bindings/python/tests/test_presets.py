@@ -7,13 +7,14 @@ from the same safetensors file, libich's checkpoint back into torchvision
 Each network runs at a small input (64x64, batch 2, 2 threads), full depth.
 A preset whose generator is still a stub (ICH_ERR_UNSUPPORTED) is skipped.
 Training-step gradients are compared with dropout and stochastic depth
-off: torchvision's p set to 0 (no_randomness); ResNet has neither (see
-test_training_step_is_deterministic), a family that has them must build its
-libich twin for the step without them too."""
+off: torchvision's p set to 0 (no_randomness), libich's spec with every
+dropout / droppath probability 0 (spec_without_randomness); evaluation mode
+uses the presets as they are."""
 
 import copy
 import json
 import os
+import re
 import struct
 
 import numpy as np
@@ -103,6 +104,11 @@ def save_torch(net, path):
     write_safetensors(path, {k: v.detach().numpy() for k, v in net.state_dict().items()})
 
 
+def spec_without_randomness(spec):
+    """The spec with every dropout and droppath probability 0."""
+    return re.sub(r"\b(dropout|droppath) [0-9.eE+-]+", r"\1 0", spec)
+
+
 def torch_gradients(net, x, targets, dtype):
     net.zero_grad()
     out = net(torch.from_numpy(x).to(dtype))
@@ -157,9 +163,11 @@ def test_same_logits_gradients_and_back_into_torchvision(name, x, tmp_path):
 
     # one training step's gradients, loss BCE-with-logits (sum) against
     # random targets, batch statistics in batch norm; dropout and stochastic
-    # depth at p = 0 in torchvision (libich's presets have none in ResNet:
-    # see test_training_step_is_deterministic)
+    # depth at p = 0 in torchvision and in libich (the preset's spec with
+    # every dropout / droppath probability 0; ResNet has none)
     targets = np.random.default_rng(9).integers(0, 2, (BATCH, 6)).astype(np.float32)
+    model = ich.Model(spec_without_randomness(model.spec))
+    model.load_weights(path, strict=True)
     model.train()
     net.train()
     reference = copy.deepcopy(net).double()  # the float64 truth (see below)
