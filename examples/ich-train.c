@@ -48,9 +48,13 @@ static void usage(FILE *out)
             "Train a CNN on the labelled images; checkpoints and history.csv go to --out.\n\n"
             "  --val CSV           validation labels (images in IMAGE_DIR); without it the\n"
             "                      training loss drives the schedule and early stopping\n"
-            "  --model M           tutorial, ichnet or cascade (presets), a model spec\n"
-            "                      (\"input 3x64x64, conv 8 3, relu, gap, linear 6\"), or a\n"
-            "                      .safetensors file to start from (default ichnet)\n"
+            "  --model M           a preset: tutorial, ichnet, cascade, or torchvision's\n"
+            "                      resnet18, resnet50, efficientnet_v2_s, efficientnet_v2_m,\n"
+            "                      convnext_tiny, convnext_small, with options\n"
+            "                      \"NAME [input CxHxW] [outputs N]\" (default 3x224x224, 6);\n"
+            "                      a model spec (\"input 3x64x64, conv 8 3, relu, gap,\n"
+            "                      linear 6\"), or a .safetensors file to start from\n"
+            "                      (default ichnet)\n"
             "  --epochs N          total epochs (default 10)\n"
             "  --batch-size N      (default 16)\n"
             "  --optimizer NAME    adam, adamw or sgd (default adam)\n"
@@ -65,8 +69,8 @@ static void usage(FILE *out)
             "the --model file's, else IMAGE_DIR/recipe.txt (written by ich-preprocess),\n"
             "else for --model tutorial the tutorial's (--recipe tutorial), else\n"
             "blood,brain,bone (brain for 1 channel) at the model's size, bilinear.\n"
-            "It must make the model's input: the presets have fixed sizes (tutorial\n"
-            "512, ichnet and cascade 256); write a spec for another size.\n"
+            "It must make the model's input: libich's presets have fixed sizes\n"
+            "(tutorial 512, ichnet and cascade 256); the torchvision ones take input.\n"
             RECIPE_HELP
             "Other options:\n"
             "  --threads N         compute threads (default: all cores)\n"
@@ -222,12 +226,6 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int is_preset(const char *name)
-{
-    return strcasecmp(name, "tutorial") == 0 || strcasecmp(name, "ichnet") == 0 ||
-           strcasecmp(name, "cascade") == 0;
-}
-
 /* A saved model (file: *loaded set), a preset or a spec; --resume alone
  * means the resumed checkpoint's network. New networks get weights from
  * --seed. */
@@ -239,8 +237,10 @@ static ich_status make_model(const options *o, ich_model **model, int *loaded)
     *loaded = is_file(name) || looks_like_file;
     if (*loaded)
         return ich_model_load(name, model);
-    ich_status st = is_preset(name) ? ich_model_create_preset(name, model)
-                                    : ich_model_create(name, model);
+    /* a preset with its options ("resnet18 input 1x256x256"), else a spec */
+    ich_status st = ich_model_create_preset(name, model);
+    if (st == ICH_ERR_NOT_FOUND)
+        st = ich_model_create(name, model);
     if (!st)
         st = ich_model_init_weights(*model, o->seed);
     return st;

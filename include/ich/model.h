@@ -215,8 +215,24 @@ ICH_API const char *ich_model_builder_spec(const ich_model_builder *builder);
  *  ICH_ERR_INVALID_ARGUMENT for a block left open. */
 ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich_model **out);
 
-/** Build a preset: "tutorial", "ichnet" or "cascade" (case-insensitive).
- *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them). */
+/** Build a preset (case-insensitive name), with options:
+ *  "NAME [input CxHxW] [outputs N]".
+ *
+ *  - "tutorial", "ichnet", "cascade": libich's own networks (fixed input;
+ *    tutorial and ichnet take "outputs N", cascade has 6 outputs).
+ *  - "resnet18", "resnet50", "efficientnet_v2_s", "efficientnet_v2_m",
+ *    "convnext_tiny", "convnext_small": torchvision 0.14's networks, with
+ *    the state_dict names and shapes of
+ *    torchvision.models.NAME(num_classes=N), its batch-norm eps and
+ *    momentum, stochastic-depth and layer-scale values, so a torchvision
+ *    state_dict saved as safetensors loads unchanged
+ *    (ich_model_load_weights()). Options: input (default 3x224x224; 1
+ *    channel for grayscale: a 3-channel checkpoint's stem weight is then
+ *    summed over its input channels when loaded) and outputs (default 6).
+ *
+ *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them),
+ *  ICH_ERR_INVALID_ARGUMENT (a bad option, or one the preset does not
+ *  take), those of ich_model_create(). */
 ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out);
 
 /** Free a model. NULL is a no-op. */
@@ -425,7 +441,14 @@ ICH_API ich_status ich_model_load(const char *path, ich_model **out);
  *  are an error unless `strict` is 0 (a checkpoint's optimizer tensors are
  *  always skipped). Only tensors are read: no "ich.spec" is needed (files
  *  from PyTorch) and the model's metadata is left alone. All or nothing:
- *  on any error the model is unchanged. Errors as ich_model_load(). */
+ *  on any error the model is unchanged. Errors as ich_model_load().
+ *
+ *  The stem rule (as timm's adapt_input_conv): when the model takes 1 input
+ *  channel and its first convolution's weight (the first 4-D tensor) is
+ *  [O, 1, KH, KW] while the file's is [O, 3, KH, KW] (a checkpoint made for
+ *  3-channel input, e.g. ImageNet weights), the file's weight summed over
+ *  its input channels is loaded: the model on a grayscale image x gives
+ *  what the 3-channel network gives on x repeated in 3 channels. */
 ICH_API ich_status ich_model_load_weights(ich_model *model, const char *path, int strict);
 
 #ifdef __cplusplus

@@ -828,11 +828,12 @@ ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out)
     if (!out || !name)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_create_preset: NULL argument");
     *out = NULL;
-    const char *spec = ich_model_preset_spec(name);
-    if (!spec)
-        return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%s\" (known: %s)", name,
-                        ich_model_preset_names());
-    return ich_model_create(spec, out);
+    ich_buf spec = {0};
+    ich_status st = ich_model_preset_build(name, &spec);
+    if (!st)
+        st = ich_model_create(spec.data, out);
+    ich_buf_free(&spec);
+    return st;
 }
 
 ICH_API void ich_model_free(ich_model *m)

@@ -241,6 +241,8 @@ static ich_status check_finite(const char *path, const ich_st_tensor *t)
 
 void ich_load_plan_free(ich_load_plan *plan)
 {
+    for (int32_t i = 0; plan->copies && i < plan->count; i++)
+        free(plan->copies[i].folded);
     free(plan->copies);
     free(plan->used);
     memset(plan, 0, sizeof *plan);
@@ -269,18 +271,57 @@ ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
     if (st != ICH_OK)
         return st;
     plan->used[index] = 1;
-    plan->copies[plan->count++] = (ich_copy_plan){&file->tensors[index], view->data};
+    plan->copies[plan->count++] =
+        (ich_copy_plan){.source = &file->tensors[index], .destination = view->data};
     return ICH_OK;
+}
+
+/* The stem rule (model_file.h): is file tensor `t` a 3-channel stem weight
+ * for the model's 1-channel `view`? Then plan the summed copy. */
+static int plan_stem_fold(ich_load_plan *plan, const ich_st_file *file,
+                          const ich_tensor_view *view, ich_status *st)
+{
+    int32_t index = ich_st_find(file, view->name);
+    if (index < 0)
+        return 0;
+    const ich_st_tensor *t = &file->tensors[index];
+    if (t->dtype != ICH_ST_F32 || t->ndim != 4 || view->type == ICH_TENSOR_I64 ||
+        t->shape[0] != view->dims[0] || t->shape[1] != 3 || t->shape[2] != view->dims[2] ||
+        t->shape[3] != view->dims[3] || !view->data)
+        return 0;
+    *st = plan->finite ? check_finite(file->path, t) : ICH_OK;
+    if (*st)
+        return 1;
+    float *host = malloc(t->nbytes ? t->nbytes : 1);
+    if (!host) {
+        *st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", file->path);
+        return 1;
+    }
+    ich_st_tensor_copy(t, host);
+    plan->used[index] = 1;
+    plan->copies[plan->count++] = (ich_copy_plan){t, view->data, host, t->shape[0], 3,
+                                                  t->shape[2] * t->shape[3]};
+    return 1;
 }
 
 ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file, const ich_model *model)
 {
     int32_t count = ich_model_tensor_count(model);
+    int32_t channels = 0, rows = 0, columns = 0;
+    int stem_seen = !plan->stem_fold ||
+                    ich_model_input_shape(model, &channels, &rows, &columns) != ICH_OK ||
+                    channels != 1;
     for (int32_t i = 0; i < count; i++) {
         ich_tensor_view view = {.size = sizeof view};
         ich_status st = ich_model_tensor(model, i, &view);
+        if (st == ICH_OK && !stem_seen && view.ndim == 4) {
+            stem_seen = 1;
+            if (view.dims[1] == 1 && plan_stem_fold(plan, file, &view, &st))
+                goto next;
+        }
         if (st == ICH_OK)
             st = ich_load_plan_tensor(plan, file, &view);
+    next:
         if (st != ICH_OK)
             return st;
     }
@@ -314,16 +355,30 @@ ich_status ich_load_plan_check_unused(const ich_load_plan *plan, const ich_st_fi
 
 void ich_load_plan_commit(const ich_load_plan *plan)
 {
-    for (int32_t i = 0; i < plan->count; i++)
-        ich_st_tensor_copy(plan->copies[i].source, plan->copies[i].destination);
+    for (int32_t i = 0; i < plan->count; i++) {
+        const ich_copy_plan *c = &plan->copies[i];
+        if (!c->folded) {
+            ich_st_tensor_copy(c->source, c->destination);
+            continue;
+        }
+        float *dst = c->destination;
+        for (int64_t o = 0; o < c->outer; o++)
+            for (int64_t k = 0; k < c->inner; k++) {
+                float sum = 0.0f;
+                for (int64_t f = 0; f < c->fold; f++)
+                    sum += c->folded[(o * c->fold + f) * c->inner + k];
+                dst[o * c->inner + k] = sum;
+            }
+    }
 }
 
 /* Plan (and check) the model's tensors from an already read file. */
 static ich_status plan_model_load(ich_load_plan *plan, const ich_st_file *file,
-                                  const ich_model *model, int strict)
+                                  const ich_model *model, int strict, int stem_fold)
 {
     ich_status st = ich_load_plan_alloc(plan, file, ich_model_tensor_count(model));
     plan->finite = 1;
+    plan->stem_fold = stem_fold;
     if (st == ICH_OK)
         st = ich_load_plan_model(plan, file, model);
     int checkpoint = ich_st_metadata(file, KEY_OPTIMIZER) != NULL;
@@ -360,7 +415,7 @@ ich_status ich_model_load_weights(ich_model *model, const char *path, int strict
     ich_load_plan plan = {0};
     ich_status st = ich_st_read(path, &file);
     if (st == ICH_OK)
-        st = plan_model_load(&plan, &file, model, strict);
+        st = plan_model_load(&plan, &file, model, strict, 1);
     if (st == ICH_OK) {
         ich_load_plan_commit(&plan);
         ich_model_tensor_changed(model, -1);
@@ -418,7 +473,7 @@ ich_status ich_model_load(const char *path, ich_model **out)
     if (st == ICH_OK)
         st = create_from_spec(&file, &model);
     if (st == ICH_OK)
-        st = plan_model_load(&plan, &file, model, 1);
+        st = plan_model_load(&plan, &file, model, 1, 0);
     if (st == ICH_OK)
         st = ich_model_apply_file_metadata(model, &file);
     if (st == ICH_OK) {

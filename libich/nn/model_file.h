@@ -36,10 +36,15 @@ ich_status ich_model_file_save(const char *path, const ich_model *model,
                                const char *optimizer_config, const char *const *keys,
                                const char *const *values, int32_t extra);
 
-/* A planned copy: file tensor -> destination. */
+/* A planned copy: file tensor -> destination. `folded` (the stem rule,
+ * ich_load_plan_model): the file's [O, 3, KH, KW] stem weight in host
+ * floats, summed over its input channels into the destination [O, 1, KH, KW]
+ * at commit. */
 typedef struct ich_copy_plan {
     const ich_st_tensor *source;
     void *destination;
+    float *folded;          /* owned by the plan; NULL: a plain copy */
+    int64_t outer, fold, inner; /* O, file input channels, KH * KW */
 } ich_copy_plan;
 
 /* The copies planned from one file; zero-initialise, then
@@ -49,6 +54,7 @@ typedef struct ich_load_plan {
     int32_t count;
     unsigned char *used; /* per file tensor: matched */
     int finite;          /* refuse F32 tensors holding NaN or infinity */
+    int stem_fold;       /* apply the stem rule (ich_load_plan_model) */
 } ich_load_plan;
 
 /* Room for `copies` copies from `file`. ICH_ERR_NO_MEMORY. */
@@ -58,7 +64,14 @@ ich_status ich_load_plan_alloc(ich_load_plan *plan, const ich_st_file *file, int
  * ICH_ERR_FORMAT (a non-finite value when plan->finite). */
 ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
                                 const ich_tensor_view *view);
-/* ich_load_plan_tensor for every tensor of the model. */
+/* ich_load_plan_tensor for every tensor of the model. With
+ * plan->stem_fold (ich_model_load_weights() only), the stem rule (as
+ * timm's adapt_input_conv): when the model takes 1 input channel, its first
+ * 4-D weight (the stem convolution's, state_dict order) has shape
+ * [O, 1, KH, KW] and the file's tensor of that name [O, 3, KH, KW] (a
+ * checkpoint made for 3-channel input), the file's weight summed over its
+ * input channels is loaded: the 1-channel model on x then computes what
+ * the 3-channel model computes on x repeated 3 times. */
 ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file,
                                const ich_model *model);
 /* ICH_ERR_SHAPE naming the first file tensor no copy uses; with

@@ -83,8 +83,10 @@ struct ich_model {
     size_t live_bytes, high_water;
 };
 
-/* The spec of a preset (case-insensitive name), or NULL. */
-const char *ich_model_preset_spec(const char *name);
+/* The spec of a preset with its options, "NAME [input CxHxW] [outputs N]"
+ * (nn/presets.c), appended to `out`; ICH_ERR_NOT_FOUND for an unknown name,
+ * ICH_ERR_INVALID_ARGUMENT for a bad or refused option (message set). */
+ich_status ich_model_preset_build(const char *text, ich_buf *out);
 /* Names of the presets, comma-separated (messages). */
 const char *ich_model_preset_names(void);
 

@@ -12,11 +12,22 @@
  *           net; the training driver masks the subtype loss to samples
  *           whose "any" label is positive, so the subtype stage learns only
  *           from hemorrhages. ich_model_predict() zeroes the subtype
- *           probabilities where P(any) is below the threshold. */
+ *           probabilities where P(any) is below the threshold.
+ *
+ * and the torchvision-structured presets written by the generators of
+ * nn/presets.h (resnet18, resnet50, efficientnet_v2_s/m, convnext_tiny/
+ * small). A preset name takes options, "NAME [input CxHxW] [outputs N]"
+ * (defaults 3x224x224 and 6); tutorial and ichnet take only "outputs",
+ * cascade none (ich_model_preset_build). */
+#include <errno.h>
+#include <stdlib.h>
 #include <stddef.h>
+#include <string.h>
 #include <strings.h>
 
+#include "core/error.h"
 #include "nn/model_internal.h"
+#include "nn/presets.h"
 
 #define ICHNET_STAGE(w)                                                                    \
     "residual(conv " #w " 3 stride 2 pad 1 nobias, batchnorm, relu, conv " #w              \
@@ -27,32 +38,139 @@
     "conv 32 3 pad 1 nobias, batchnorm, relu, maxpool 2, "                                 \
     "conv 64 3 pad 1 nobias, batchnorm, relu, gap, linear " #outputs
 
+/* The static presets; `outputs`: the spec ends with "linear 6", which the
+ * option "outputs N" replaces. */
 static const struct {
     const char *name;
     const char *spec;
+    int outputs;
 } PRESETS[] = {
     {"tutorial",
      "input 1x512x512, conv 50 5, relu, maxpool 2, conv 120 5, relu, maxpool 2, "
      "conv 100 5, relu, maxpool 2, conv 72 4, relu, maxpool 2, flatten, linear 50, relu, "
-     "linear 6"},
+     "linear 6", 1},
     {"ichnet",
      "input 3x256x256, conv 16 3 stride 2 pad 1 nobias, batchnorm, relu, maxpool 2, "
      "residual(conv 16 3 pad 1 nobias, batchnorm, relu, conv 16 3 pad 1 nobias, batchnorm), "
      "relu, " ICHNET_STAGE(32) ", " ICHNET_STAGE(64) ", " ICHNET_STAGE(128) ", "
-     "gap, dropout 0.2, linear 6"},
+     "gap, dropout 0.2, linear 6", 1},
     {"cascade",
-     "input 3x256x256, cascade(any: " CASCADE_STAGE(1) " | subtype: " CASCADE_STAGE(5) ")"},
+     "input 3x256x256, cascade(any: " CASCADE_STAGE(1) " | subtype: " CASCADE_STAGE(5) ")", 0},
 };
 
-const char *ich_model_preset_spec(const char *name)
+/* The torchvision-structured presets (nn/presets.h). */
+static const struct {
+    const char *name;
+    ich_preset_fn make;
+} GENERATED[] = {
+    {"resnet18", ich_preset_resnet18},
+    {"resnet50", ich_preset_resnet50},
+    {"efficientnet_v2_s", ich_preset_efficientnet_v2_s},
+    {"efficientnet_v2_m", ich_preset_efficientnet_v2_m},
+    {"convnext_tiny", ich_preset_convnext_tiny},
+    {"convnext_small", ich_preset_convnext_small},
+};
+
+static int parse_count(const char *text, int32_t *value)
 {
+    if (*text < '0' || *text > '9')
+        return 0;
+    errno = 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (errno || v < 1 || v > ICH_MODEL_MAX_CHANNELS)
+        return 0;
+    *value = (int32_t)v;
+    return end - text;
+}
+
+ich_status ich_model_preset_build(const char *text, ich_buf *out)
+{
+    /* "<name> [input CxHxW] [outputs N]", words separated by blanks; an
+     * unknown name is ICH_ERR_NOT_FOUND before the options are read (a
+     * caller may then try the text as a spec) */
+    size_t skip = strspn(text, " \t\n"), length = strcspn(text + skip, " \t\n");
+    int known = 0;
+    for (size_t i = 0; i < sizeof GENERATED / sizeof *GENERATED; i++)
+        known |= length == strlen(GENERATED[i].name) &&
+                 !strncasecmp(text + skip, GENERATED[i].name, length);
     for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
-        if (!strcasecmp(name, PRESETS[i].name))
-            return PRESETS[i].spec;
-    return NULL;
+        known |= length == strlen(PRESETS[i].name) &&
+                 !strncasecmp(text + skip, PRESETS[i].name, length);
+    if (!known)
+        return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%.*s\" (known: %s)",
+                        (int)(length < 64 ? length : 64), text + skip, ich_model_preset_names());
+    char words[5][64];
+    int nwords = 0;
+    for (const char *p = text;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n')
+            p++;
+        if (!*p)
+            break;
+        size_t n = strcspn(p, " \t\n");
+        if (nwords == 5 || n >= sizeof words[0])
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model: bad preset \"%s\" (expected \"NAME [input CxHxW] "
+                            "[outputs N]\")", text);
+        memcpy(words[nwords], p, n);
+        words[nwords++][n] = 0;
+        p += n;
+    }
+    int32_t input[3] = {3, 224, 224}, outputs = 6;
+    int has_input = 0, has_outputs = 0;
+    for (int i = 1; i < nwords; i += 2) {
+        int ok = i + 1 < nwords;
+        if (ok && !strcasecmp(words[i], "input") && !has_input) {
+            const char *w = words[i + 1];
+            for (int d = 0; d < 3 && ok; d++) {
+                int n = parse_count(w, &input[d]);
+                w += n;
+                ok = n > 0 && (d == 2 ? *w == 0 : (*w == 'x' || *w == 'X'));
+                w += d < 2;
+            }
+            has_input = 1;
+        } else if (ok && !strcasecmp(words[i], "outputs") && !has_outputs) {
+            int n = parse_count(words[i + 1], &outputs);
+            ok = n > 0 && words[i + 1][n] == 0;
+            has_outputs = 1;
+        } else {
+            ok = 0;
+        }
+        if (!ok)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "model: bad option in preset \"%s\" (options: input CxHxW, "
+                            "outputs N)", text);
+    }
+    for (size_t i = 0; i < sizeof GENERATED / sizeof *GENERATED; i++)
+        if (!strcasecmp(words[0], GENERATED[i].name)) {
+            ich_status st = GENERATED[i].make(out, input[0], input[1], input[2], outputs);
+            if (!st && out->failed)
+                st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory");
+            return st;
+        }
+    for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
+        if (!strcasecmp(words[0], PRESETS[i].name)) {
+            if (has_input)
+                return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                                "model: preset %s has a fixed input (no \"input\" option)",
+                                PRESETS[i].name);
+            if (has_outputs && !PRESETS[i].outputs)
+                return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                                "model: preset %s has a fixed number of outputs (no "
+                                "\"outputs\" option)", PRESETS[i].name);
+            const char *spec = PRESETS[i].spec;
+            if (has_outputs) /* the spec ends with "linear 6" */
+                ich_buf_printf(out, "%.*s%d", (int)(strlen(spec) - 1), spec, (int)outputs);
+            else
+                ich_buf_printf(out, "%s", spec);
+            return out->failed ? ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory") : ICH_OK;
+        }
+    return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%s\" (known: %s)", words[0],
+                    ich_model_preset_names());
 }
 
 const char *ich_model_preset_names(void)
 {
-    return "tutorial, ichnet, cascade";
+    return "tutorial, ichnet, cascade, resnet18, resnet50, efficientnet_v2_s, "
+           "efficientnet_v2_m, convnext_tiny, convnext_small";
 }

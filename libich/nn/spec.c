@@ -255,9 +255,15 @@ static ich_status parse_block(parser *p, spec_item *item)
                 if (item->kind == SPEC_SCALE)
                     return fail_at(p, "a scale block has one unlabelled sequence");
                 if (item->kind == SPEC_RESIDUAL) {
-                    if (strcmp(word, "shortcut") || item->nseqs != 2)
-                        return fail_at(p, "in a residual block only \"; shortcut:\" may "
-                                          "label a sequence");
+                    /* "; shortcut:" or "; NAME:": the shortcut's layers are
+                     * "<block>.NAME.<layer>" (torchvision's "downsample") */
+                    if (item->nseqs != 2)
+                        return fail_at(p, "in a residual block only the shortcut (\"; "
+                                          "shortcut:\" or \"; NAME:\") may be labelled");
+                    if (strlen(word) >= 24 || word[0] == '.')
+                        return fail_at(p, "bad shortcut name");
+                    if (strcmp(word, "shortcut"))
+                        snprintf(seq->name, sizeof seq->name, "%s", word);
                 } else {
                     snprintf(seq->name, sizeof seq->name, "%s", word);
                 }
@@ -505,8 +511,11 @@ static ich_status assign_names(spec_seq *seq, const char *prefix)
         for (int s = 0; s < item->nseqs; s++) {
             char sub[160];
             spec_seq *child = &item->seqs[s];
-            if (item->kind == SPEC_RESIDUAL || item->kind == SPEC_SCALE)
-                snprintf(sub, sizeof sub, s == 0 ? "%s." : "%s.shortcut.", item->name);
+            if ((item->kind == SPEC_RESIDUAL || item->kind == SPEC_SCALE) && s == 0)
+                snprintf(sub, sizeof sub, "%s.", item->name);
+            else if (item->kind == SPEC_RESIDUAL || item->kind == SPEC_SCALE)
+                snprintf(sub, sizeof sub, "%s.%s.", item->name,
+                         child->name[0] ? child->name : "shortcut");
             else if (child->name[0])
                 snprintf(sub, sizeof sub, "%s%s.", prefix, child->name);
             else
@@ -637,7 +646,7 @@ static void print_item(const spec_item *item, ich_buf *buf)
             if (item->kind == SPEC_RESIDUAL && s == 1) {
                 if (!child->count)
                     break;
-                ich_buf_printf(buf, "; shortcut: ");
+                ich_buf_printf(buf, "; %s: ", child->name[0] ? child->name : "shortcut");
             } else if (s > 0) {
                 ich_buf_printf(buf, " | ");
             }

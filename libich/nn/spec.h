@@ -12,7 +12,7 @@
  *             | 'batchnorm' [eps E] [momentum M] | 'dropout' P
  *             | 'layernorm2d' [eps E] | 'layernorm' [eps E]
  *             | 'layerscale' [init V] | 'droppath' P
- *             | 'residual' '(' seq [ ';' 'shortcut' ':' seq ] ')'
+ *             | 'residual' '(' seq [ ';' ('shortcut' | NAME) ':' seq ] ')'
  *             | 'concat' '(' branch { '|' branch } ')'
  *             | 'cascade' '(' branch '|' branch ')'
  *             | 'silu' | 'gelu' | 'sigmoid'
@@ -23,7 +23,9 @@
  * Names are the PyTorch state_dict prefixes. Unnamed layers are numbered
  * per kind inside their scope: conv1, conv2, fc1 (linear), bn1, res1
  * (residual), cat1 (concat), cascade1; the layers inside a residual block
- * are "<block>.conv1", its shortcut's "<block>.shortcut.conv1"; a concat
+ * are "<block>.conv1", its shortcut's "<block>.shortcut.conv1" (or
+ * "<block>.NAME.conv1" for a shortcut labelled "; NAME:", e.g. ResNet's
+ * "; downsample: 0 = conv 128 1 stride 2 nobias, 1 = batchnorm"); a concat
  * branch's are "<block>.branch<i>.conv1", or "<branch name>.conv1" when the
  * branch is named.
  *

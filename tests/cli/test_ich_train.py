@@ -238,3 +238,16 @@ def test_hostile_ids_are_refused(phantom, tmp_path):
     assert result.returncode == 1
     assert "3 IDs refused" in result.stderr
     assert not (tmp_path / "run2" / "last.safetensors").exists()
+
+
+def test_preset_with_options(phantom, tmp_path):
+    """A torchvision-structured preset with its options as --model."""
+    out = tmp_path / "run"
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--model",
+                 "resnet18 input 3x32x32", "--batch-size", 8, "--epochs", 1, "--threads", 1,
+                 "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "layer4.1 = residual" in metadata(out / "last.safetensors")["ich.spec"]
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--model",
+                 "resnet18 input 3x32", "--out", out, "--quiet")
+    assert result.returncode != 0 and "option" in result.stderr

@@ -2,7 +2,9 @@
 
 ``ich.Model(spec)`` builds a network from a text spec (grammar in
 include/ich/model.h and libich/nn/spec.h), ``ich.Model.preset(name)`` one of
-"tutorial", "ichnet", "cascade"; ``ich.Model.load(path)`` reads a checkpoint
+"tutorial", "ichnet", "cascade" or torchvision's "resnet18", "resnet50",
+"efficientnet_v2_s", "efficientnet_v2_m", "convnext_tiny", "convnext_small"
+(with torchvision's state_dict names); ``ich.Model.load(path)`` reads a checkpoint
 written by :meth:`Model.save`. Inputs are float32 NCHW arrays, outputs
 (N, outputs) logits. Parameter and buffer names, shapes and layouts equal
 PyTorch's ``state_dict`` for the same network.
@@ -189,10 +191,23 @@ class Model(OwnedHandle):
         self.metadata = Metadata(self)
 
     @classmethod
-    def preset(cls, name):
-        """A preset network: "tutorial", "ichnet" or "cascade"."""
+    def preset(cls, name, channels=None, size=None, outputs=None):
+        """A preset network (see ich_model_create_preset() in ich/model.h):
+        "tutorial", "ichnet", "cascade", or one with torchvision's structure
+        and state_dict names: "resnet18", "resnet50", "efficientnet_v2_s",
+        "efficientnet_v2_m", "convnext_tiny", "convnext_small".
+
+        `channels` (default 3) and `size` (an int for a square input or
+        (rows, columns); default 224) set the input of the torchvision-
+        structured presets; `outputs` the number of logits (default 6)."""
+        text = str(name)
+        if channels is not None or size is not None:
+            rows, columns = (size, size) if isinstance(size, int) else (size or (224, 224))
+            text += " input %dx%dx%d" % (3 if channels is None else channels, rows, columns)
+        if outputs is not None:
+            text += " outputs %d" % outputs
         handle = ctypes.c_void_p()
-        check(lib.ich_model_create_preset(c_string(name, "name"), ctypes.byref(handle)))
+        check(lib.ich_model_create_preset(c_string(text, "name"), ctypes.byref(handle)))
         return cls(_handle=handle)
 
     @classmethod
