@@ -188,8 +188,15 @@ def test_same_logits_gradients_and_back_into_torchvision(name, x, tmp_path):
     # PyTorch float32's order: per tensor at most max(1e-3, 20x PyTorch's
     # for that tensor, PyTorch's worst), over the net at most 2x PyTorch's
     # worst (resnet50: libich 0.165, PyTorch 0.166).
+    # Relative to the tensor's largest value, floored at 1e-3 of the net's
+    # largest gradient: some tensors' true gradient is exactly 0 (a batch
+    # norm's bias whose output only reaches the loss through a training-mode
+    # batch norm after a 1x1 conv, as in EfficientNet's projections), where
+    # both sides give float32 rounding noise (~1e-6).
+    floor = 1e-3 * max(float(np.abs(v).max()) for v in exact.values())
+
     def error(g, k):
-        return float(np.abs(g[k] - exact[k]).max() / max(1e-30, np.abs(exact[k]).max()))
+        return float(np.abs(g[k] - exact[k]).max() / max(floor, np.abs(exact[k]).max()))
     torch_worst = max(error(theirs, k) for k in theirs)
     if torch_worst <= 1e-4:
         for k in theirs:
