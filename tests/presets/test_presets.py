@@ -12,15 +12,14 @@ dropout / droppath probability 0 (spec_without_randomness); evaluation mode
 uses the presets as they are."""
 
 import copy
-import json
-import os
 import re
-import struct
 
 import numpy as np
 import pytest
 
 import ich
+
+from safetensors_ref import read_safetensors, write_safetensors
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -66,38 +65,6 @@ def no_randomness(net):
     return net
 
 
-NAMES = {np.dtype("<f4"): "F32", np.dtype("<i8"): "I64"}
-DTYPES = {"F32": "<f4", "I64": "<i8"}
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.array(tensors[name], order="C")
-        a = a.astype(a.dtype.newbyteorder("<"))
-        blob = a.tobytes()
-        header[name] = {"dtype": NAMES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    out = {}
-    for name, e in header.items():
-        begin, stop = e["data_offsets"]
-        out[name] = np.frombuffer(data[begin:stop], DTYPES[e["dtype"]]).reshape(e["shape"])
-    return out
 
 
 def save_torch(net, path):

@@ -23,16 +23,16 @@ the white-box C test build/tests/test_presets_convnext writes it.
 """
 
 import copy
-import json
 import os
 import re
-import struct
 import subprocess
 
 import numpy as np
 import pytest
 
 import ich
+
+from safetensors_ref import read_safetensors, write_safetensors
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -43,40 +43,7 @@ NAMES = ("convnext_tiny", "convnext_small")
 SHAPE = (3, 64, 64)
 
 
-# ---- safetensors, as PyTorch's safetensors writes it ------------------------
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        assert a.dtype == np.float32, name
-        blob = a.astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    out = {}
-    for name, e in header.items():
-        begin, end = e["data_offsets"]
-        dtype = {"F32": "<f4", "I64": "<i8"}[e["dtype"]]
-        out[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(e["shape"]).copy()
-    return out
-
-
-# ---- the networks -------------------------------------------------------------
+# ---- the spec --------------------------------------------------------------
 
 def generated_spec(name, tmp_dir):
     """The preset's spec: from the registry, else from the generator."""

@@ -22,16 +22,16 @@ full-depth networks at a small input (3x64x64, batch 2, 2 threads):
   gives the same logits.
 """
 
-import json
 import os
 import re
-import struct
 import subprocess
 
 import numpy as np
 import pytest
 
 import ich
+
+from safetensors_ref import read_safetensors, write_safetensors
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -41,41 +41,7 @@ SHAPE = (3, 64, 64)
 OUTPUTS = 6
 BATCH = 2
 
-_DTYPE_NAMES = {np.dtype("<f4"): "F32", np.dtype("<i8"): "I64"}
-_DTYPES = {"F32": "<f4", "I64": "<i8"}
 
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
-    for name in sorted(tensors):
-        a = np.array(tensors[name], order="C")  # keeps 0-d tensors 0-d
-        blob = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    out = {}
-    for name, entry in header.items():
-        begin, stop = entry["data_offsets"]
-        out[name] = np.frombuffer(data[begin:stop], _DTYPES[entry["dtype"]]).reshape(
-            entry["shape"]).copy()
-    return out
-
-
-# ---- the libich network -------------------------------------------------------
 
 def _spec_from_generator(name, tmp_dir):
     """The generator's spec, through the white-box test program."""
