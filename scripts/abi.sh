@@ -41,7 +41,8 @@ case "$command" in
 update)
   mkdir -p abi
   abidw "${abidw_options[@]}" --out-file "$baseline.tmp" "$library"
-  sed "s|filepath='$PWD/|filepath='|g" "$baseline.tmp" > "$baseline"
+  # the tree's own path out of every file path (translation units too)
+  sed -E "s#(file)?path='$PWD/#\1path='#g" "$baseline.tmp" > "$baseline"
   rm -f "$baseline.tmp"
   echo "abi.sh: wrote $baseline from $library; review and commit it"
   ;;
