@@ -231,6 +231,16 @@ static const struct_layout layouts[] = {
         FIELD(ich_tensor_view, trainable, 80),
         FIELD(ich_tensor_view, frozen, 84),
         {NULL, 0, 0}}},
+    {LAYOUT(ich_pretrained_report, tensor_user, 40),
+     (const field_offset[]){
+        FIELD(ich_pretrained_report, size, 0),
+        FIELD(ich_pretrained_report, loaded, 8),
+        FIELD(ich_pretrained_report, skipped, 12),
+        FIELD(ich_pretrained_report, fresh, 16),
+        FIELD(ich_pretrained_report, summed, 20),
+        FIELD(ich_pretrained_report, tensor_fn, 24),
+        FIELD(ich_pretrained_report, tensor_user, 32),
+        {NULL, 0, 0}}},
     {LAYOUT(ich_optimizer_options, nesterov, 76),
      (const field_offset[]){
         FIELD(ich_optimizer_options, size, 0),
@@ -701,6 +711,16 @@ static void test_pipeline_old_sizes(void **state)
     OK(ich_model_tensor(model, 0, v));
     assert_string_equal(v->name, "conv1.weight");
     guard_close(&g, "ich_model_tensor");
+
+    /* a pretrained backbone: the model's own file, loaded with a report
+     * of the first version */
+    OK(ich_model_save(model, checkpoint));
+    ich_pretrained_report *pr = guard_open(&g, NULL, OLD(ich_pretrained_report));
+    pr->tensor_fn = NULL;
+    OK(ich_model_load_pretrained(model, checkpoint, NULL, pr));
+    assert_int_equal(pr->loaded, 4);
+    assert_int_equal(pr->skipped + pr->fresh + pr->summed, 0);
+    guard_close(&g, "ich_model_load_pretrained");
 
     ich_optimizer_options *oo = guard_open(&g, NULL, OLD(ich_optimizer_options));
     (ich_optimizer_options_init)(oo, ICH_OPTIM_ADAM);

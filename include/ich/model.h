@@ -451,6 +451,83 @@ ICH_API ich_status ich_model_load(const char *path, ich_model **out);
  *  what the 3-channel network gives on x repeated in 3 channels. */
 ICH_API ich_status ich_model_load_weights(ich_model *model, const char *path, int strict);
 
+
+/* ---- Pretrained weights --------------------------------------------------
+ *
+ * ich_model_load_pretrained() starts a model from a backbone trained
+ * elsewhere (an ImageNet checkpoint converted to safetensors, e.g. by
+ * `python3 -m ich.pretrained SRC.pth DST.safetensors`): the tensors that fit
+ * are loaded, the rest keep their initialisation (a fresh head of the
+ * model's own size), and every tensor is accounted for. */
+
+/** What ich_model_load_pretrained() did with one tensor. */
+typedef enum ich_pretrained_kind {
+    ICH_PRETRAINED_LOADED = 0,  /**< a model tensor filled from the file */
+    ICH_PRETRAINED_SKIPPED = 1, /**< a file tensor not used: the model has no
+                                     tensor of that name, or of that shape */
+    ICH_PRETRAINED_FRESH = 2    /**< a model tensor (under the prefix) that no
+                                     file tensor filled: it keeps its values */
+} ich_pretrained_kind;
+
+/** Called once per tensor after a successful ich_model_load_pretrained():
+ *  `kind` an ich_pretrained_kind; `name` the model's tensor name (loaded,
+ *  fresh; the prefix included) or the file's (skipped); `detail` a short
+ *  text, "" when there is nothing to add ("summed over 3 input channels",
+ *  "not in the model", "shape [1000, 512] in the file, the model's is
+ *  [6, 512]", "not in the file"). The strings are valid during the call. */
+typedef void (*ich_pretrained_fn)(void *user, int32_t kind, const char *name,
+                                  const char *detail);
+
+/** What ich_model_load_pretrained() did. Set `size` to sizeof(the struct)
+ *  and, to learn the names, `tensor_fn` (else NULL); the call reads
+ *  tensor_fn and tensor_user, then writes the counts as far as `size`
+ *  reaches and sets `size` to the bytes written. */
+typedef struct ich_pretrained_report {
+    /* ABI: first version up to `tensor_user`, 40 bytes on LP64 (today's layout). */
+    size_t size;
+    int32_t loaded;  /**< model tensors filled from the file */
+    int32_t skipped; /**< file tensors not used */
+    int32_t fresh;   /**< model tensors under the prefix left as they were */
+    int32_t summed;  /**< of the loaded, stem weights summed over 3 input
+                          channels (the stem rule) */
+    ich_pretrained_fn tensor_fn; /**< in: called per tensor (may be NULL) */
+    void *tensor_user;           /**< in: passed to tensor_fn */
+} ich_pretrained_report;
+
+/** Load the tensors of a safetensors file that fit into `model`, leaving
+ *  the others as they are: a pretrained backbone with a fresh head.
+ *
+ *  `prefix` (NULL or "": none) is put before every file tensor's name, so a
+ *  backbone file fills one stage of a cascade (prefix "any." for tensors
+ *  "any.features.0.0.weight", ...). A file tensor whose name (with the
+ *  prefix) and shape match a model tensor's is loaded, with the stem rule of
+ *  ich_model_load_weights() for the first 4-D tensor under the prefix (a
+ *  3-channel stem summed for a 1-channel model); a file tensor the model
+ *  lacks, or whose shape differs (an ImageNet head of 1000 outputs), is
+ *  skipped; a model tensor under the prefix that was not loaded is fresh
+ *  and keeps its values. A checkpoint's optimizer tensors are ignored.
+ *  Model tensors outside the prefix are neither touched nor reported.
+ *  Metadata is not read.
+ *
+ *  Each tensor is logged (ICH_LOG_INFO, "pretrained FILE: loaded NAME",
+ *  ...), then a summary line (ICH_LOG_WARNING when a tensor was skipped,
+ *  else INFO); `report` (may be NULL) receives the counts and, through its
+ *  tensor_fn, every name. All or nothing: on any error the model is
+ *  unchanged, tensor_fn is not called and the report not written.
+ *
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (NULL model or path, a bad report
+ *  size), ICH_ERR_NOT_FOUND (no model tensor starts with `prefix`),
+ *  ICH_ERR_SHAPE (no file tensor fits at all, a file for another network:
+ *  the message names the file and a few tensors of each side; a tensor of
+ *  the model's name and shape but another dtype, e.g. F16: convert it to
+ *  F32), and those of ich_model_load_weights() for the file itself
+ *  (ICH_ERR_IO, ICH_ERR_FORMAT for a corrupt file or a NaN or an infinity
+ *  in a tensor that would be loaded, ICH_ERR_UNSUPPORTED,
+ *  ICH_ERR_NO_MEMORY). */
+ICH_API ich_status ich_model_load_pretrained(ich_model *model, const char *path,
+                                             const char *prefix,
+                                             ich_pretrained_report *report);
+
 #ifdef __cplusplus
 }
 #endif

@@ -278,8 +278,8 @@ ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
 
 /* The stem rule (model_file.h): is file tensor `t` a 3-channel stem weight
  * for the model's 1-channel `view`? Then plan the summed copy. */
-static int plan_stem_fold(ich_load_plan *plan, const ich_st_file *file,
-                          const ich_tensor_view *view, ich_status *st)
+int ich_load_plan_stem_fold(ich_load_plan *plan, const ich_st_file *file,
+                            const ich_tensor_view *view, ich_status *st)
 {
     int32_t index = ich_st_find(file, view->name);
     if (index < 0)
@@ -316,7 +316,7 @@ ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file, con
         ich_status st = ich_model_tensor(model, i, &view);
         if (st == ICH_OK && !stem_seen && view.ndim == 4) {
             stem_seen = 1;
-            if (view.dims[1] == 1 && plan_stem_fold(plan, file, &view, &st))
+            if (view.dims[1] == 1 && ich_load_plan_stem_fold(plan, file, &view, &st))
                 goto next;
         }
         if (st == ICH_OK)

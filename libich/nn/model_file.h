@@ -74,6 +74,14 @@ ich_status ich_load_plan_tensor(ich_load_plan *plan, const ich_st_file *file,
  * the 3-channel model computes on x repeated 3 times. */
 ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file,
                                const ich_model *model);
+/* The stem rule for one tensor (ich_load_plan_model() applies it to the
+ * model's first 4-D weight; ich_model_load_pretrained() to the first under
+ * its prefix): when the file's tensor named view->name is an F32 [O, 3, KH,
+ * KW] and the view an F32 [O, 1, KH, KW], plan the summed copy (after the
+ * finite check when plan->finite) and return 1, with *st the result (an
+ * error: nothing planned); else return 0 and leave *st alone. */
+int ich_load_plan_stem_fold(ich_load_plan *plan, const ich_st_file *file,
+                            const ich_tensor_view *view, ich_status *st);
 /* ICH_ERR_SHAPE naming the first file tensor no copy uses; with
  * `skip_optimizer`, tensors named "optimizer.*" are allowed to be unused. */
 ich_status ich_load_plan_check_unused(const ich_load_plan *plan, const ich_st_file *file,

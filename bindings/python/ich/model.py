@@ -21,7 +21,7 @@ from ._errors import check
 from ._lib import c_float_p, c_int32_p, lib, _declare
 from ._util import OwnedHandle, c_string, fspath_bytes
 
-__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS"]
+__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS", "PretrainedReport"]
 
 #: The limits of a model spec (ICH_MODEL_MAX_* in include/ich/model.h): a
 #: spec beyond one (from text, a builder or a checkpoint) raises
@@ -96,6 +96,62 @@ _declare("ich_model_save", _c_status, _c_model, ctypes.c_char_p)
 _declare("ich_model_load", _c_status, ctypes.c_char_p, _c_model_p)
 _declare("ich_model_load_weights", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int)
 _declare("ich_set_threads", None, ctypes.c_int32)
+
+#: ich_pretrained_fn (include/ich/model.h): user, kind, name, detail.
+_PRETRAINED_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p,
+                                  ctypes.c_char_p)
+
+
+class _PretrainedReport(ctypes.Structure):
+    """Mirror of ``struct ich_pretrained_report`` (include/ich/model.h)."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("loaded", ctypes.c_int32),
+        ("skipped", ctypes.c_int32),
+        ("fresh", ctypes.c_int32),
+        ("summed", ctypes.c_int32),
+        ("tensor_fn", _PRETRAINED_FN),
+        ("tensor_user", ctypes.c_void_p),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.size = ctypes.sizeof(self)
+
+
+_declare("ich_model_load_pretrained", _c_status, _c_model, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.POINTER(_PretrainedReport))
+
+
+class PretrainedReport:
+    """What :meth:`Model.load_pretrained` did with each tensor.
+
+    ``loaded``: the model tensors filled from the file (prefix included);
+    ``summed``: those of them that were 3-channel stem weights summed for a
+    1-channel model; ``skipped``: {file tensor name: why} for the file
+    tensors not used (not in the model, or another shape: an ImageNet
+    head); ``fresh``: {model tensor name: why} for the model tensors under
+    the prefix that kept their values (a new head)."""
+
+    def __init__(self, path, prefix):
+        self.path = str(path)
+        self.prefix = prefix
+        self.loaded = []
+        self.summed = []
+        self.skipped = {}
+        self.fresh = {}
+
+    def __str__(self):
+        def names(items):
+            return " (%s)" % ", ".join(items) if items else ""
+        return "pretrained %s%s: %d tensors loaded, %d skipped%s, %d new%s" % (
+            self.path, " into " + self.prefix if self.prefix else "", len(self.loaded),
+            len(self.skipped), names(self.skipped), len(self.fresh), names(self.fresh))
+
+    def __repr__(self):
+        return "<PretrainedReport %d loaded, %d skipped, %d fresh>" % (
+            len(self.loaded), len(self.skipped), len(self.fresh))
 _declare("ich_model_builder_create", _c_status, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
          _c_model_p)
 _declare("ich_model_builder_free", None, _c_model)
@@ -227,6 +283,35 @@ class Model(OwnedHandle):
         into this model; names and shapes must match, and with `strict`
         the file may hold no other tensors."""
         check(lib.ich_model_load_weights(self._live(), fspath_bytes(path), 1 if strict else 0))
+
+    def load_pretrained(self, path, prefix=""):
+        """Load the tensors of a safetensors file (e.g. an ImageNet backbone
+        converted by :func:`ich.pretrained.convert_pytorch_checkpoint`) that
+        fit this model: a file tensor whose name, after `prefix` ("any."
+        for one stage of a cascade), and shape match a model tensor is
+        loaded; others are skipped (an ImageNet head); model tensors under
+        the prefix that nothing filled keep their values (a fresh head).
+        Returns a :class:`PretrainedReport`. Raises ShapeError when nothing
+        fits at all (a file for another network); all or nothing."""
+        report = PretrainedReport(path, prefix)
+        kinds = (report.loaded, report.skipped, report.fresh)
+
+        def on_tensor(user, kind, name, detail):
+            name = name.decode("utf-8", "replace")
+            detail = detail.decode("utf-8", "replace")
+            if kind == 0:
+                report.loaded.append(name)
+                if detail.startswith("summed"):
+                    report.summed.append(name)
+            elif kind in (1, 2):
+                kinds[kind][name] = detail
+
+        c_report = _PretrainedReport()
+        c_report.tensor_fn = _PRETRAINED_FN(on_tensor)  # alive for the call
+        check(lib.ich_model_load_pretrained(self._live(), fspath_bytes(path),
+                                            c_string(prefix or "", "prefix"),
+                                            ctypes.byref(c_report)))
+        return report
 
     # ---- description ----------------------------------------------------
     @property

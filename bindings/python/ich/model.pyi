@@ -9,7 +9,7 @@ from ._util import OwnedHandle, _StrPath
 from .window import Window
 
 
-__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS"]
+__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS", "PretrainedReport"]
 
 _M = TypeVar("_M", bound=Model)
 _B = TypeVar("_B", bound=ModelBuilder)
@@ -26,6 +26,15 @@ class Metadata(MutableMapping[str, str]):
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
 
+class PretrainedReport:
+    path: str
+    prefix: str
+    loaded: List[str]
+    summed: List[str]
+    skipped: Dict[str, str]
+    fresh: Dict[str, str]
+    def __init__(self, path: _StrPath, prefix: str) -> None: ...
+
 class Model(OwnedHandle):
     metadata: Metadata
     def __init__(self, spec: Optional[str] = ..., _handle: Any = ...) -> None: ...
@@ -37,6 +46,7 @@ class Model(OwnedHandle):
     def load(cls, path: _StrPath) -> Model: ...
     def save(self, path: _StrPath) -> None: ...
     def load_weights(self, path: _StrPath, strict: bool = ...) -> None: ...
+    def load_pretrained(self, path: _StrPath, prefix: str = ...) -> PretrainedReport: ...
     @property
     def spec(self) -> str: ...
     @property

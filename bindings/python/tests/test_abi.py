@@ -49,6 +49,7 @@ MIRRORS = {
     "ich_metrics_summary_result": _module("metrics")._Summary,
     "ich_metrics_options": _module("metrics")._Options,
     "ich_tensor_view": _module("model")._TensorView,
+    "ich_pretrained_report": _module("model")._PretrainedReport,
     "ich_optimizer_options": _module("optim")._OptimizerOptions,
     "ich_schedule_options": _module("optim")._ScheduleOptions,
     "ich_phantom_options": _module("phantom")._Options,
