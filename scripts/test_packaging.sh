@@ -65,6 +65,8 @@ site = sys.prefix + "/lib/python%d.%d/site-packages/" % sys.version_info[:2]
 assert ich.__file__.startswith(site), "not the pip-installed package: " + ich.__file__
 assert ich.library_path() == sys.prefix + "/lib/libich.so.0", ich.library_path()
 print("   ", ich.__file__, ich.library_path())')
+echo "-- the converter's console script (pyproject's [project.scripts])"
+(cd "$work" && "${clean[@]}" "$work/venv/bin/ich-convert-pth" --help >/dev/null)
 echo "-- the README's Python example against the installed package and libich"
 (cd "$work" && "${clean[@]}" "$work/venv/bin/python" quickstart.py && test -s ichnet.safetensors)
 

@@ -99,3 +99,8 @@ for _mod in (_labels_mod, _split_mod, _phantom_mod, _augment_mod, _dataset_mod, 
              _optim_mod, _train_mod, _metrics_mod, _predict_mod, _report_mod, _backend_mod,
              _files_mod, _preprocess_mod):
     __all__ += _mod.__all__
+
+# PyTorch checkpoints -> safetensors (imports torch only when called)
+from . import pretrained as _pretrained_mod  # noqa: E402
+from .pretrained import *  # noqa: F401,F403,E402
+__all__ += _pretrained_mod.__all__

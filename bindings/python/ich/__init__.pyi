@@ -55,6 +55,7 @@ from .preprocess import *
 from .report import *
 from .backend import *
 from .files import *
+from .pretrained import *
 from .log import (
     DEBUG as LOG_DEBUG,
     ERROR as LOG_ERROR,
