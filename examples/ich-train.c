@@ -35,6 +35,8 @@ typedef struct options {
     recipe_options recipe; /* --recipe, --windows, --size, ... */
     const char *backend; /* --backend, NULL: $ICH_BACKEND */
     const char *math;    /* --math, NULL: $ICH_CUDA_MATH */
+    const char *pretrained[8]; /* --pretrained [STAGE=]FILE, in order */
+    int npretrained;
     int epochs, batch_size, threads, workers, patience, warmup, balanced, quiet;
     double lr, weight_decay, clip;
     int optimizer; /* ich_optimizer_kind, -1: Adam */
@@ -81,6 +83,11 @@ static void usage(FILE *out)
             "  --seed S            shuffling, augmentation, initial weights (default 0)\n"
             "  --out DIR           output folder (default checkpoints)\n"
             "  --resume CKPT       continue the run saved in CKPT (last.safetensors)\n"
+            "  --pretrained FILE   start from a backbone (safetensors, e.g. converted by\n"
+            "                      python3 -m ich.pretrained X.pth FILE): tensors whose\n"
+            "                      name and shape fit are loaded, the rest stay new (the\n"
+            "                      head); STAGE=FILE loads into one cascade stage (any=,\n"
+            "                      subtype=); repeatable\n"
             "  --quiet             no progress bar or summary lines\n"
             "  --help              this text\n");
 }
@@ -133,7 +140,7 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
            AUGMENT, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
-           BACKEND, MATH };
+           BACKEND, MATH, PRETRAINED };
     static const struct option longopts[] = {
         {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
         {"epochs", required_argument, 0, EPOCHS},   {"batch-size", required_argument, 0, BATCH},
@@ -147,6 +154,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"out", required_argument, 0, OUT},         {"resume", required_argument, 0, RESUME},
         {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
         {"backend", required_argument, 0, BACKEND}, {"math", required_argument, 0, MATH},
+        {"pretrained", required_argument, 0, PRETRAINED},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->epochs = 10;
@@ -197,6 +205,12 @@ static int parse_options(int argc, char **argv, options *o)
             if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32") && strcmp(optarg, "bf16"))
                 rc = bad("--math", optarg, "fp32, tf32 or bf16");
             break;
+        case PRETRAINED:
+            if (o->npretrained == 8)
+                rc = bad("--pretrained", optarg, "at most 8 of them");
+            else
+                o->pretrained[o->npretrained++] = optarg;
+            break;
         case HELP: usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -244,6 +258,54 @@ static ich_status make_model(const options *o, ich_model **model, int *loaded)
     if (!st)
         st = ich_model_init_weights(*model, o->seed);
     return st;
+}
+
+/* --pretrained: the names of the tensors skipped and new, listed up to a few. */
+typedef struct pretrained_names {
+    char skipped[400], fresh[400];
+    int nskipped, nfresh;
+} pretrained_names;
+
+static void on_pretrained_tensor(void *user, int32_t kind, const char *name, const char *detail)
+{
+    (void)detail;
+    pretrained_names *p = user;
+    if (kind == ICH_PRETRAINED_LOADED)
+        return;
+    char *list = kind == ICH_PRETRAINED_SKIPPED ? p->skipped : p->fresh;
+    int *n = kind == ICH_PRETRAINED_SKIPPED ? &p->nskipped : &p->nfresh;
+    size_t at = strlen(list);
+    if (*n < 6)
+        snprintf(list + at, sizeof p->skipped - at, "%s%s", *n ? ", " : " (", name);
+    else if (*n == 6)
+        snprintf(list + at, sizeof p->skipped - at, ", ...");
+    (*n)++;
+}
+
+/* Each --pretrained [STAGE=]FILE into the new model (prefix "STAGE."), with
+ * its line: what was loaded, skipped and left new. */
+static int load_pretrained(const options *o, ich_model *model)
+{
+    for (int i = 0; i < o->npretrained; i++) {
+        const char *arg = o->pretrained[i], *eq = strchr(arg, '='), *file = arg;
+        char prefix[128] = "";
+        if (eq && !is_file(arg) && eq - arg < (int)sizeof prefix - 1 && !memchr(arg, '/', eq - arg)) {
+            snprintf(prefix, sizeof prefix, "%.*s.", (int)(eq - arg), arg);
+            file = eq + 1;
+        }
+        pretrained_names names;
+        memset(&names, 0, sizeof names);
+        ich_pretrained_report report = {.size = sizeof report, .tensor_fn = on_pretrained_tensor,
+                                        .tensor_user = &names};
+        if (ich_model_load_pretrained(model, file, prefix, &report))
+            return fail("--pretrained");
+        if (!o->quiet)
+            printf("pretrained %s%s%.*s: %d tensors loaded, %d skipped%s%s, %d new%s%s\n", file,
+                   prefix[0] ? " into " : "", (int)(prefix[0] ? strlen(prefix) - 1 : 0), prefix,
+                   report.loaded, report.skipped, names.skipped, names.nskipped ? ")" : "",
+                   report.fresh, names.fresh, names.nfresh ? ")" : "");
+    }
+    return 0;
 }
 
 /* ---- The input recipe -------------------------------------------------------- */
@@ -481,8 +543,15 @@ int main(int argc, char **argv)
         return 1;
     run r = {0};
     int rc = 0;
+    if (o.npretrained && o.resume) {
+        fprintf(stderr, "ich-train: --pretrained with --resume: the run resumes its own "
+                        "weights; start a new run from the pretrained ones\n");
+        return 2;
+    }
     if (make_model(&o, &r.model, &r.loaded))
         rc = fail(o.model ? o.model : "model");
+    if (!rc)
+        rc = load_pretrained(&o, r.model);
     if (!rc)
         rc = choose_recipe(&o, r.model, &r.window);
     if (!rc)
