@@ -946,17 +946,93 @@ static void load_mangled(const char *path, const uint8_t *bytes, size_t size, ic
         assert_null(model);
         assert_non_null(strstr(ich_last_error(), path));
     }
-    st = ich_model_load_weights(target, path, 1);
-    if (st != ICH_OK) {
-        assert_non_null(strstr(ich_last_error(), path));
-        size_t now_size;
-        uint8_t *now = snapshot(target, &now_size);
-        assert_memory_equal(now, target_bytes, target_size);
-        free(now);
-    } else {
-        /* restore the reference weights for the next round */
-        assert_int_equal(ich_model_init_weights(target, 77), ICH_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        /* ich_model_load_pretrained() reads the same hostile file: all or nothing too */
+        st = pass == 0 ? ich_model_load_weights(target, path, 1)
+                       : ich_model_load_pretrained(target, path, NULL, NULL);
+        if (st != ICH_OK) {
+            assert_non_null(strstr(ich_last_error(), path));
+            size_t now_size;
+            uint8_t *now = snapshot(target, &now_size);
+            assert_memory_equal(now, target_bytes, target_size);
+            free(now);
+        } else {
+            /* restore the reference weights for the next round */
+            assert_int_equal(ich_model_init_weights(target, 77), ICH_OK);
+        }
     }
+}
+
+/* ich_model_load_pretrained(): what fits is loaded, the rest reported
+ * through the callback and left alone; a report below its first version is
+ * refused before anything is read. (Against PyTorch: bindings/python/tests/
+ * test_pretrained.py.) */
+typedef struct pretrained_seen {
+    int count[3];
+    char names[3][256];
+} pretrained_seen;
+
+static void on_pretrained(void *user, int32_t kind, const char *name, const char *detail)
+{
+    pretrained_seen *seen = user;
+    assert_true(kind >= 0 && kind <= 2 && detail != NULL);
+    seen->count[kind]++;
+    size_t at = strlen(seen->names[kind]);
+    snprintf(seen->names[kind] + at, sizeof seen->names[kind] - at, "%s ", name);
+}
+
+static void test_load_pretrained(void **state)
+{
+    const char *dir = *state;
+    char path[4096];
+    tu_join(path, sizeof path, dir, "backbone.safetensors");
+    ich_model *backbone = make_model(3);
+    assert_int_equal(ich_model_save(backbone, path), ICH_OK);
+    ich_model *model = NULL;
+    assert_int_equal(ich_model_create("input 2x6x6, conv 3 3 pad 1, batchnorm, relu, maxpool 2, "
+                                      "flatten, dropout 0.5, linear 5", &model), ICH_OK);
+    size_t size_before;
+    uint8_t *before = snapshot(model, &size_before);
+    pretrained_seen seen = {{0}, {""}};
+    ich_pretrained_report report = {.size = sizeof report, .tensor_fn = on_pretrained,
+                                    .tensor_user = &seen};
+    report.size = 8; /* below the first version: refused, nothing read */
+    assert_int_equal(ich_model_load_pretrained(model, path, NULL, &report),
+                     ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(seen.count[0] + seen.count[1] + seen.count[2], 0);
+    report.size = sizeof report;
+    assert_int_equal(ich_model_load_pretrained(model, path, "", &report), ICH_OK);
+    assert_int_equal(report.size, sizeof report);
+    assert_int_equal(report.loaded, 7);
+    assert_int_equal(report.skipped, 2);
+    assert_int_equal(report.fresh, 2);
+    assert_int_equal(report.summed, 0);
+    assert_int_equal(seen.count[ICH_PRETRAINED_LOADED], 7);
+    assert_string_equal(seen.names[ICH_PRETRAINED_SKIPPED], "fc1.weight fc1.bias ");
+    assert_string_equal(seen.names[ICH_PRETRAINED_FRESH], "fc1.weight fc1.bias ");
+    for (int32_t i = 0; i < ich_model_tensor_count(model); i++) {
+        ich_tensor_view v = {.size = sizeof v}, w = {.size = sizeof w};
+        assert_int_equal(ich_model_tensor(model, i, &v), ICH_OK);
+        int32_t j = ich_model_find_tensor(backbone, v.name);
+        assert_int_equal(ich_model_tensor(backbone, j, &w), ICH_OK);
+        if (strncmp(v.name, "fc1.", 4) != 0)
+            assert_memory_equal(v.data, w.data, view_bytes(&v));
+    }
+    /* the head kept its values: the last tensors (fc1.weight, fc1.bias) */
+    size_t size_after;
+    uint8_t *after = snapshot(model, &size_after);
+    size_t head = (5 * 3 * 3 * 3 + 5) * sizeof(float);
+    assert_memory_equal(after + size_after - head, before + size_before - head, head);
+    free(before);
+    free(after);
+    /* NULL report, NULL prefix; a prefix nothing has */
+    assert_int_equal(ich_model_load_pretrained(model, path, NULL, NULL), ICH_OK);
+    assert_error_names(ich_model_load_pretrained(model, path, "any.", NULL), ICH_ERR_NOT_FOUND,
+                       path);
+    assert_int_equal(ich_model_load_pretrained(NULL, path, NULL, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ich_model_load_pretrained(model, NULL, NULL, NULL), ICH_ERR_INVALID_ARGUMENT);
+    ich_model_free(model);
+    ich_model_free(backbone);
 }
 
 static void test_truncated_and_flipped(void **state)
@@ -1029,6 +1105,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_resume, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_checkpoint_mismatch, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_truncated_and_flipped, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_load_pretrained, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test_setup_teardown(test_hostile_specs, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_spec_limits),
