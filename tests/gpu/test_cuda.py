@@ -512,7 +512,7 @@ TRAINING = [
     # (id, spec, preset, batch)
     ("small", SPEC, None, 4),
     ("ichnet", None, "ichnet", 2),
-    ("cascade", None, "cascade", 2),
+    ("cascade", None, "cascade any small subtype small", 2),
     ("tutorial_128", TUTORIAL_128, None, 2),
 ]
 
