@@ -349,7 +349,8 @@ ICH_API ich_status ich_model_cascade_stage(const ich_model *model, int32_t stage
  *  ich_model_predict() gates by the "any" probability as always (with
  *  stage 1 alone, P(any) = sigmoid(0) = 0.5 zeroes every subtype: set -1
  *  for predictions). Changing the stage drops a training forward's kept
- *  activations (run forward again before backward). Errors:
+ *  activations (run forward again before backward). The stage is not
+ *  saved in checkpoints: a loaded model runs both. Errors:
  *  ICH_ERR_INVALID_ARGUMENT (NULL model, not a cascade model and stage is
  *  not -1, stage out of range). */
 ICH_API ich_status ich_model_set_active_stage(ich_model *model, int32_t stage);

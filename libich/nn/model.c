@@ -1117,6 +1117,7 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
             }
         }
     }
+    buffer_free(m, zeros); /* when the loop stopped between its allocation and use */
     if (st) {
         release_values(m);
         return st;

@@ -141,7 +141,7 @@ def test_not_a_cascade_and_bad_stages():
             cascade.cascade_stage(bad)
 
 
-def test_preset_options():
+def test_preset_options(tmp_path):
     old = ("input 3x256x256, cascade(any: conv 16 3 stride 2 pad 1 nobias, batchnorm, relu, "
            "maxpool 2, conv 32 3 pad 1 nobias, batchnorm, relu, maxpool 2, conv 64 3 pad 1 "
            "nobias, batchnorm, relu, gap, linear 1 | subtype: conv 16 3 stride 2 pad 1 nobias, "
@@ -150,6 +150,16 @@ def test_preset_options():
     small = ich.Model.preset("cascade", any="small", subtype="small")
     assert small.spec == ich.Model(old).spec  # the first cascade's checkpoints
     assert ich.Model.preset("cascade any small subtype small").spec == small.spec
+    # a checkpoint of the first cascade loads as a cascade (it carries its spec)
+    first = ich.Model(old)
+    first.init_weights(3)
+    first.save(tmp_path / "first.safetensors")
+    loaded = ich.Model.load(tmp_path / "first.safetensors").set_active_stage(0)
+    assert loaded.spec == small.spec and loaded.cascade_stages == 2
+    x = images(1, (3, 256, 256))
+    assert np.array_equal(loaded.forward(x)[:, 0], first.forward(x)[:, 0])
+    first.set_active_stage(1).save(tmp_path / "stage.safetensors")
+    assert ich.Model.load(tmp_path / "stage.safetensors").active_stage == -1  # not saved
     gray = ich.Model.preset("cascade", channels=1, any="small", subtype="ichnet")
     assert gray.input_shape == (1, 256, 256)
     assert "subtype.res4.shortcut.conv1.weight" in gray.state_dict()
