@@ -9,9 +9,10 @@
  *               pool; linear 72*28*28 -> 50, ReLU, linear 50 -> 6.
  *   "ichnet"    a compact modern default for 3-window 256 x 256 input:
  *               batch norm, residual blocks, global average pooling.
- *   "cascade"   two stages: a binary "any" network and a subtype network
- *               whose outputs count only where "any" fires (see
- *               ich_model_predict()).
+ *   "cascade"   two stages, each its own backbone: a binary "any" network
+ *               (default efficientnet_v2_m) and a subtype network (default
+ *               convnext_tiny) whose outputs count only where "any" fires
+ *               (see ich_model_predict(), ich_model_cascade_stage()).
  *
  * ich_model_spec() gives the spec of any model; the spec grammar is
  * documented at ich_model_create(). Tensors crossing this API are float32,
@@ -218,8 +219,8 @@ ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich
 /** Build a preset (case-insensitive name), with options:
  *  "NAME [input CxHxW] [outputs N]".
  *
- *  - "tutorial", "ichnet", "cascade": libich's own networks (fixed input;
- *    tutorial and ichnet take "outputs N", cascade has 6 outputs).
+ *  - "tutorial", "ichnet": libich's own networks (fixed input; they take
+ *    "outputs N").
  *  - "resnet18", "resnet50", "efficientnet_v2_s", "efficientnet_v2_m",
  *    "convnext_tiny", "convnext_small": torchvision 0.14's networks, with
  *    the state_dict names and shapes of
@@ -229,6 +230,21 @@ ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich
  *    (ich_model_load_weights()). Options: input (default 3x224x224; 1
  *    channel for grayscale: a 3-channel checkpoint's stem weight is then
  *    summed over its input channels when loaded) and outputs (default 6).
+ *  - "cascade [any NAME] [subtype NAME] [input CxHxW]": the pipeline's
+ *    cascade, 6 outputs ("any" first, then the 5 subtypes), spec
+ *    "input CxHxW, cascade(any: BODY | subtype: BODY)" where BODY is the
+ *    spec of preset NAME with 1 (any) or 5 (subtype) outputs and the
+ *    cascade's input, less its input item: the stage's tensors are the
+ *    preset's names under "any." or "subtype." (torchvision's for those
+ *    presets: "any.features.0.0.weight", "subtype.classifier.2.bias"), so
+ *    each stage loads torchvision weights renamed with the prefix. NAME is
+ *    one of the presets above (tutorial and ichnet at the cascade's input
+ *    where it fits them) or "small", the compact stage (3 conv + batch
+ *    norm blocks, about 24k parameters) of libich's first cascade.
+ *    Defaults: any efficientnet_v2_m, subtype convnext_tiny, input
+ *    3x256x256 (about 81M parameters). "cascade any small subtype small"
+ *    is what the plain "cascade" gave before it took stage options (such
+ *    checkpoints carry that spec and load as they did).
  *
  *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them),
  *  ICH_ERR_INVALID_ARGUMENT (a bad option, or one the preset does not
@@ -297,6 +313,51 @@ ICH_API ich_status ich_model_zero_grad(ich_model *model);
  *  meaningful. */
 ICH_API ich_status ich_model_predict(ich_model *model, const float *images, int32_t n,
                                      float threshold, float *probabilities, size_t count);
+
+/* ---- Cascade stages ------------------------------------------------------
+ *
+ * A cascade model (its spec ends with "cascade(any: BRANCH | subtype:
+ * BRANCH)", e.g. the "cascade" preset) has two stages, each a branch with
+ * its own layers: stage 0 = "any" (1 logit, column 0), stage 1 = the
+ * subtypes (the other columns). They can be trained one at a time:
+ * ich_model_set_active_stage() runs only one branch, and freezing by the
+ * stage's prefix (ich_model_freeze()) selects its parameters. */
+
+/** Number of stages: 2 for a cascade model (stage 0 = "any", 1 =
+ *  subtypes), 0 otherwise (and for NULL). */
+ICH_API int32_t ich_model_cascade_stages(const ich_model *model);
+
+/** Where stage `stage` (0 = "any", 1 = subtypes) of a cascade model lives:
+ *  *prefix the parameter-name prefix of its branch, e.g. "any." (valid
+ *  while the model lives; every parameter and buffer of the branch starts
+ *  with it), *first_output and *outputs its columns in the logits (0 and 1
+ *  for "any", 1 and 5 for the subtypes of the "cascade" preset). Any out
+ *  pointer may be NULL. Errors: ICH_ERR_INVALID_ARGUMENT (NULL model, not
+ *  a cascade model, stage out of range). */
+ICH_API ich_status ich_model_cascade_stage(const ich_model *model, int32_t stage,
+                                           const char **prefix, int32_t *first_output,
+                                           int32_t *outputs);
+
+/** Run one stage only: -1 (the default) runs both; 0 or 1 makes forward
+ *  and backward compute ONLY that stage's branch. The other branch's
+ *  layers are not run (no FLOPs, no batch-norm running-statistics updates,
+ *  no dropout/droppath steps, no memory for its activations), its logits
+ *  come out as 0 and its parameters get no gradient, so one stage trains
+ *  at the cost of one network. The logits of the active stage are those a
+ *  both-stage pass gives, bit for bit, and its gradients those of a
+ *  both-stage backward whose other-stage logit gradients are 0.
+ *  ich_model_predict() gates by the "any" probability as always (with
+ *  stage 1 alone, P(any) = sigmoid(0) = 0.5 zeroes every subtype: set -1
+ *  for predictions). Changing the stage drops a training forward's kept
+ *  activations (run forward again before backward). The stage is not
+ *  saved in checkpoints: a loaded model runs both. Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL model, not a cascade model and stage is
+ *  not -1, stage out of range). */
+ICH_API ich_status ich_model_set_active_stage(ich_model *model, int32_t stage);
+
+/** The active stage set by ich_model_set_active_stage(): -1 (both), 0 or
+ *  1; -1 for a NULL or non-cascade model. */
+ICH_API int32_t ich_model_active_stage(const ich_model *model);
 
 /* ---- Tensors: parameters and buffers ------------------------------------ */
 

@@ -29,6 +29,7 @@ typedef struct model_node {
     int inplace_train; /* forward may write over its input (training) */
     int inplace_eval;
     int pointwise;     /* SPEC_LINEAR per position: backend kind "pointwise_linear" */
+    int stage;         /* cascade branch it belongs to: 0 "any", 1 subtypes; -1 none */
 } model_node;
 
 typedef struct model_value {
@@ -67,6 +68,13 @@ struct ich_model {
     int training;
     int have_forward;   /* a training forward's activations are kept */
     int gated;          /* cascade: predict gates the subtypes by "any" */
+    /* cascade stages (gated models): the cascade node, each branch's
+     * parameter-name prefix and logit columns, and the stage that runs
+     * (-1: both; ich_model_set_active_stage) */
+    int cascade_node;
+    char stage_prefix[2][64];
+    int32_t stage_first[2], stage_outputs[2];
+    int active_stage;
     uint64_t seed;
     model_tensor *tensors;
     int ntensors;
@@ -98,6 +106,15 @@ void ich_model_init_node(ich_model *model, int index, uint64_t seed);
  * without allocating them: a checkpoint smaller than that cannot hold the
  * model. Errors: those of ich_model_create(). */
 ich_status ich_model_spec_tensor_bytes(const char *spec, int64_t *bytes);
+
+/* ich_model_predict(), also giving the probabilities before the cascade's
+ * gate: `ungated` (NULL: not wanted; else `count` floats) receives the
+ * sigmoid of every logit, `probabilities` what ich_model_predict() gives
+ * (for a model without a cascade both are the same). The evaluation report
+ * computes its losses from the ungated ones (ich/report.h). */
+ich_status ich_model_predict_ungated(ich_model *model, const float *images, int32_t n,
+                                     float threshold, float *probabilities, size_t count,
+                                     float *ungated);
 
 /* Update "ich.seed"/"ich.steps" from the dropout layers. */
 ich_status ich_model_update_state_metadata(ich_model *model);
