@@ -298,6 +298,50 @@ ICH_API ich_status ich_model_zero_grad(ich_model *model);
 ICH_API ich_status ich_model_predict(ich_model *model, const float *images, int32_t n,
                                      float threshold, float *probabilities, size_t count);
 
+/* ---- Cascade stages ------------------------------------------------------
+ *
+ * A cascade model (its spec ends with "cascade(any: BRANCH | subtype:
+ * BRANCH)", e.g. the "cascade" preset) has two stages, each a branch with
+ * its own layers: stage 0 = "any" (1 logit, column 0), stage 1 = the
+ * subtypes (the other columns). They can be trained one at a time:
+ * ich_model_set_active_stage() runs only one branch, and freezing by the
+ * stage's prefix (ich_model_freeze()) selects its parameters. */
+
+/** Number of stages: 2 for a cascade model (stage 0 = "any", 1 =
+ *  subtypes), 0 otherwise (and for NULL). */
+ICH_API int32_t ich_model_cascade_stages(const ich_model *model);
+
+/** Where stage `stage` (0 = "any", 1 = subtypes) of a cascade model lives:
+ *  *prefix the parameter-name prefix of its branch, e.g. "any." (valid
+ *  while the model lives; every parameter and buffer of the branch starts
+ *  with it), *first_output and *outputs its columns in the logits (0 and 1
+ *  for "any", 1 and 5 for the subtypes of the "cascade" preset). Any out
+ *  pointer may be NULL. Errors: ICH_ERR_INVALID_ARGUMENT (NULL model, not
+ *  a cascade model, stage out of range). */
+ICH_API ich_status ich_model_cascade_stage(const ich_model *model, int32_t stage,
+                                           const char **prefix, int32_t *first_output,
+                                           int32_t *outputs);
+
+/** Run one stage only: -1 (the default) runs both; 0 or 1 makes forward
+ *  and backward compute ONLY that stage's branch. The other branch's
+ *  layers are not run (no FLOPs, no batch-norm running-statistics updates,
+ *  no dropout/droppath steps, no memory for its activations), its logits
+ *  come out as 0 and its parameters get no gradient, so one stage trains
+ *  at the cost of one network. The logits of the active stage are those a
+ *  both-stage pass gives, bit for bit, and its gradients those of a
+ *  both-stage backward whose other-stage logit gradients are 0.
+ *  ich_model_predict() gates by the "any" probability as always (with
+ *  stage 1 alone, P(any) = sigmoid(0) = 0.5 zeroes every subtype: set -1
+ *  for predictions). Changing the stage drops a training forward's kept
+ *  activations (run forward again before backward). Errors:
+ *  ICH_ERR_INVALID_ARGUMENT (NULL model, not a cascade model and stage is
+ *  not -1, stage out of range). */
+ICH_API ich_status ich_model_set_active_stage(ich_model *model, int32_t stage);
+
+/** The active stage set by ich_model_set_active_stage(): -1 (both), 0 or
+ *  1; -1 for a NULL or non-cascade model. */
+ICH_API int32_t ich_model_active_stage(const ich_model *model);
+
 /* ---- Tensors: parameters and buffers ------------------------------------ */
 
 /** Element type of a tensor. */

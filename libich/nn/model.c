@@ -249,6 +249,7 @@ static ich_status add_node(ich_model *m, const spec_item *item, spec_kind kind, 
     memset(node, 0, sizeof *node);
     node->kind = kind;
     node->pointwise = item->pointwise;
+    node->stage = -1;
     node->layer.args = item->args;
     snprintf(node->layer.name, sizeof node->layer.name, "%s", item->name);
     node->nin = nin;
@@ -294,8 +295,17 @@ static ich_status lower_seq(ich_model *m, const spec_seq *seq, int first, int va
         } else if (item->kind == SPEC_CONCAT || item->kind == SPEC_CASCADE) {
             int in[2];
             for (int b = 0; b < item->nseqs; b++) {
+                int first_node = m->nnodes;
                 if ((st = lower_seq(m, &item->seqs[b], 0, value, &in[b ? 1 : 0])))
                     return st;
+                if (item->kind == SPEC_CASCADE) {
+                    /* the stage's layers (ich_model_set_active_stage) */
+                    for (int k = first_node; k < m->nnodes; k++)
+                        m->nodes[k].stage = b;
+                    snprintf(m->stage_prefix[b], sizeof m->stage_prefix[b], "%s",
+                             item->seqs[b].prefix);
+                    m->stage_outputs[b] = m->values[in[b ? 1 : 0]].shape.c;
+                }
                 if (item->kind == SPEC_CASCADE && b == 0) {
                     ich_shape s = m->values[in[0]].shape;
                     if (s.h != 1 || s.w != 1 || s.c != 1)
@@ -306,6 +316,10 @@ static ich_status lower_seq(ich_model *m, const spec_seq *seq, int first, int va
                 }
                 if (b > 0 && (st = add_node(m, item, item->kind, in, 2, &in[0])))
                     return st;
+            }
+            if (item->kind == SPEC_CASCADE) {
+                m->stage_first[0] = 0;
+                m->stage_first[1] = m->stage_outputs[0];
             }
             value = in[0];
         } else {
@@ -382,8 +396,11 @@ static void fuse_relus(ich_model *m)
     }
     int kept = 0;
     for (int i = 0; i < m->nnodes; i++)
-        if (!m->nodes[i].removed)
+        if (!m->nodes[i].removed) {
+            if (i == m->cascade_node)
+                m->cascade_node = kept;
             m->nodes[kept++] = m->nodes[i];
+        }
     m->nnodes = kept;
     count_consumers(m);
 }
@@ -410,17 +427,42 @@ static int node_needs_output(const model_node *node)
     return node->layer.ops->needs_output;
 }
 
-/* Which values backward needs and which layers may run in place. */
+/* Whether node i runs: all do, except the layers of the cascade stage that
+ * ich_model_set_active_stage() switched off. */
+static int node_runs(const ich_model *m, int i)
+{
+    return m->active_stage < 0 || m->nodes[i].stage < 0
+           || m->nodes[i].stage == m->active_stage;
+}
+
+/* Whether node i reads its input j: the cascade node does not read the
+ * branch of a stage that is switched off (it takes zeros instead). */
+static int node_reads(const ich_model *m, int i, int j)
+{
+    return node_runs(m, i)
+           && !(i == m->cascade_node && m->active_stage >= 0 && j != m->active_stage);
+}
+
+/* Which values backward needs, the last reader of each value (after which
+ * forward frees it), counting only the layers that run (the active
+ * stage's), and which layers may run in place (decided on every reader, so
+ * still valid when a stage is off: a value has fewer readers then). */
 static void plan_memory(ich_model *m)
 {
     for (int v = 0; v < m->nvalues; v++) {
         model_value *val = &m->values[v];
-        val->keep = val->producer >= 0 && node_needs_output(&m->nodes[val->producer]);
+        val->keep = val->producer >= 0 && node_runs(m, val->producer)
+                    && node_needs_output(&m->nodes[val->producer]);
+        val->last_consumer = -1;
     }
     for (int i = 0; i < m->nnodes; i++)
-        for (int j = 0; j < m->nodes[i].nin; j++)
+        for (int j = 0; j < m->nodes[i].nin; j++) {
+            if (!node_reads(m, i, j))
+                continue;
+            m->values[m->nodes[i].in[j]].last_consumer = i;
             if (m->nodes[i].layer.ops->needs_input)
                 m->values[m->nodes[i].in[j]].keep = 1;
+        }
     for (int i = 0; i < m->nnodes; i++) {
         model_node *node = &m->nodes[i];
         model_value *in = &m->values[node->in[0]];
@@ -588,6 +630,8 @@ static ich_status build_graph(ich_model *m, const spec_seq *tree, int64_t *tenso
     m->out_value = out;
     m->outputs = s.c;
     m->gated = tree->items[tree->count - 1].kind == SPEC_CASCADE;
+    m->cascade_node = m->gated ? m->nnodes - 1 : -1;
+    m->active_stage = -1;
     return check_sizes(m, tensor_bytes, NULL);
 }
 
@@ -996,10 +1040,37 @@ static ich_status finish_pass(ich_model *m, ich_status st)
     return st ? st : done;
 }
 
+/* A backend buffer of zeros with `shape` (the cascade's input from a stage
+ * that is switched off), through the backend's own copy: no backend needs
+ * anything of its own for it. NULL with *st set when out of memory. */
+static float *zero_buffer(ich_model *m, ich_shape shape, ich_status *st)
+{
+    int64_t count = ich_shape_count(shape);
+    float *zeros = buffer_alloc(m, count);
+    if (zeros && m->backend->host_memory) {
+        memset(zeros, 0, (size_t)count * sizeof(float));
+        return zeros;
+    }
+    float *host = zeros ? calloc((size_t)count, sizeof(float)) : NULL;
+    if (!host) {
+        buffer_free(m, zeros);
+        *st = ich_fail(ICH_ERR_NO_MEMORY, "model: out of memory for the cascade's zeros");
+        return NULL;
+    }
+    *st = m->backend->to_device(zeros, host, (size_t)count * sizeof(float));
+    free(host);
+    if (*st) {
+        buffer_free(m, zeros);
+        return NULL;
+    }
+    return zeros;
+}
+
 static ich_status forward_pass(ich_model *m, const float *images, int32_t n, float *logits,
                                int training)
 {
     ich_status st = ICH_OK;
+    float *zeros = NULL;
     if (n != m->batch && (st = resize_batch(m, n)))
         return st;
     release_values(m);
@@ -1014,11 +1085,19 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
         /* A large layer takes seconds on a CPU: Ctrl-C is looked at between them. */
         if ((st = ich_check_cancel("model forward pass")) != ICH_OK)
             break;
+        if (!node_runs(m, i))
+            continue; /* a cascade stage switched off */
         model_node *node = &m->nodes[i];
         model_value *out = &m->values[node->out];
         const float *in[2];
         for (int j = 0; j < node->nin; j++)
-            in[j] = m->values[node->in[j]].data;
+            in[j] = node_reads(m, i, j) ? m->values[node->in[j]].data : NULL;
+        if (i == m->cascade_node && m->active_stage >= 0) {
+            int off = 1 - m->active_stage;
+            if (!(zeros = zero_buffer(m, m->values[node->in[off]].shape, &st)))
+                break;
+            in[off] = zeros;
+        }
         if (training ? node->inplace_train : node->inplace_eval) {
             out->data = m->values[node->in[0]].data;
             m->values[node->in[0]].data = NULL;
@@ -1028,9 +1107,11 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
             break;
         }
         st = node->layer.ops->forward(&node->layer, in, out->data, training);
+        buffer_free(m, zeros);
+        zeros = NULL;
         for (int j = 0; j < node->nin; j++) {
             model_value *val = &m->values[node->in[j]];
-            if (val->last_consumer == i && !(training && val->keep)) {
+            if (node_reads(m, i, j) && val->last_consumer == i && !(training && val->keep)) {
                 buffer_free(m, val->data);
                 val->data = NULL;
             }
@@ -1119,6 +1200,8 @@ static ich_status backward_node(ich_model *m, int i)
         float *grad_in[2] = {NULL, NULL};
         int scratch[2] = {0, 0};
         for (int j = 0; j < node->nin && !st; j++) {
+            if (!node_reads(m, i, j))
+                continue; /* a cascade stage switched off: no gradient into it */
             if (node->layer.ops->needs_input)
                 in[j] = m->values[node->in[j]].data;
             st = grad_target(m, node, j, &grad_in[j], &scratch[j]);
@@ -1214,6 +1297,61 @@ ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t 
         }
     }
     return ICH_OK;
+}
+
+/* ---- cascade stages ------------------------------------------------------ */
+
+ICH_API int32_t ich_model_cascade_stages(const ich_model *m)
+{
+    return m && m->gated ? 2 : 0;
+}
+
+ICH_API ich_status ich_model_cascade_stage(const ich_model *m, int32_t stage, const char **prefix,
+                                           int32_t *first_output, int32_t *outputs)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_cascade_stage: NULL model");
+    if (!m->gated)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_cascade_stage: not a cascade model (its spec does not end "
+                        "with cascade(...))");
+    if (stage < 0 || stage > 1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_cascade_stage: stage %d out of range (0 = any, 1 = subtypes)",
+                        (int)stage);
+    if (prefix)
+        *prefix = m->stage_prefix[stage];
+    if (first_output)
+        *first_output = m->stage_first[stage];
+    if (outputs)
+        *outputs = m->stage_outputs[stage];
+    return ICH_OK;
+}
+
+ICH_API ich_status ich_model_set_active_stage(ich_model *m, int32_t stage)
+{
+    if (!m)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_model_set_active_stage: NULL model");
+    if (stage < -1 || stage > 1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_set_active_stage: stage %d out of range (-1 = both, 0 = any, "
+                        "1 = subtypes)",
+                        (int)stage);
+    if (!m->gated && stage != -1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_model_set_active_stage: not a cascade model (its spec does not end "
+                        "with cascade(...))");
+    if (stage == m->active_stage)
+        return ICH_OK;
+    release_values(m); /* a kept training forward was planned for the other stages */
+    m->active_stage = stage;
+    plan_memory(m);
+    return ICH_OK;
+}
+
+ICH_API int32_t ich_model_active_stage(const ich_model *m)
+{
+    return m ? m->active_stage : -1;
 }
 
 /* ---- tensors ------------------------------------------------------------- */

@@ -29,6 +29,7 @@ typedef struct model_node {
     int inplace_train; /* forward may write over its input (training) */
     int inplace_eval;
     int pointwise;     /* SPEC_LINEAR per position: backend kind "pointwise_linear" */
+    int stage;         /* cascade branch it belongs to: 0 "any", 1 subtypes; -1 none */
 } model_node;
 
 typedef struct model_value {
@@ -67,6 +68,13 @@ struct ich_model {
     int training;
     int have_forward;   /* a training forward's activations are kept */
     int gated;          /* cascade: predict gates the subtypes by "any" */
+    /* cascade stages (gated models): the cascade node, each branch's
+     * parameter-name prefix and logit columns, and the stage that runs
+     * (-1: both; ich_model_set_active_stage) */
+    int cascade_node;
+    char stage_prefix[2][64];
+    int32_t stage_first[2], stage_outputs[2];
+    int active_stage;
     uint64_t seed;
     model_tensor *tensors;
     int ntensors;
