@@ -66,7 +66,9 @@
  *     warmup_trainable says), then the whole stage at finetune_lr_factor x
  *     the stage's starting learning rate (the optimizer's at the start of
  *     the run) with a fresh schedule; parameters outside the stage stay
- *     frozen (the model's own frozen flags apply within it); class weights
+ *     frozen (the model's own frozen flags apply within it; frozen layers'
+ *     batch-norm running statistics still follow the data in training
+ *     mode, as with any warm-up, PyTorch's requires_grad=False); class weights
  *     (pos_weight or balanced, the latter counted over the stage's images)
  *     over the stage's columns; the schedule, early stopping and the best
  *     weights start afresh with the stage's learning rate; early stopping
