@@ -143,7 +143,7 @@ static void test_presets(void **state)
     } presets[] = {
         {"tutorial", 12, 1, 512, "fc1.weight", {50, 72 * 28 * 28, 0, 0}},
         {"ichnet", 74, 3, 256, "res4.shortcut.conv1.weight", {128, 64, 1, 1}},
-        {"Cascade", 40, 3, 256, "subtype.fc1.weight", {5, 64, 0, 0}},
+        {"Cascade any small subtype small", 40, 3, 256, "subtype.fc1.weight", {5, 64, 0, 0}},
     };
     for (size_t i = 0; i < 3; i++) {
         ich_model *m = NULL;

@@ -9,9 +9,10 @@
  *               pool; linear 72*28*28 -> 50, ReLU, linear 50 -> 6.
  *   "ichnet"    a compact modern default for 3-window 256 x 256 input:
  *               batch norm, residual blocks, global average pooling.
- *   "cascade"   two stages: a binary "any" network and a subtype network
- *               whose outputs count only where "any" fires (see
- *               ich_model_predict()).
+ *   "cascade"   two stages, each its own backbone: a binary "any" network
+ *               (default efficientnet_v2_m) and a subtype network (default
+ *               convnext_tiny) whose outputs count only where "any" fires
+ *               (see ich_model_predict(), ich_model_cascade_stage()).
  *
  * ich_model_spec() gives the spec of any model; the spec grammar is
  * documented at ich_model_create(). Tensors crossing this API are float32,
@@ -218,8 +219,8 @@ ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich
 /** Build a preset (case-insensitive name), with options:
  *  "NAME [input CxHxW] [outputs N]".
  *
- *  - "tutorial", "ichnet", "cascade": libich's own networks (fixed input;
- *    tutorial and ichnet take "outputs N", cascade has 6 outputs).
+ *  - "tutorial", "ichnet": libich's own networks (fixed input; they take
+ *    "outputs N").
  *  - "resnet18", "resnet50", "efficientnet_v2_s", "efficientnet_v2_m",
  *    "convnext_tiny", "convnext_small": torchvision 0.14's networks, with
  *    the state_dict names and shapes of
@@ -229,6 +230,21 @@ ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich
  *    (ich_model_load_weights()). Options: input (default 3x224x224; 1
  *    channel for grayscale: a 3-channel checkpoint's stem weight is then
  *    summed over its input channels when loaded) and outputs (default 6).
+ *  - "cascade [any NAME] [subtype NAME] [input CxHxW]": the pipeline's
+ *    cascade, 6 outputs ("any" first, then the 5 subtypes), spec
+ *    "input CxHxW, cascade(any: BODY | subtype: BODY)" where BODY is the
+ *    spec of preset NAME with 1 (any) or 5 (subtype) outputs and the
+ *    cascade's input, less its input item: the stage's tensors are the
+ *    preset's names under "any." or "subtype." (torchvision's for those
+ *    presets: "any.features.0.0.weight", "subtype.classifier.2.bias"), so
+ *    each stage loads torchvision weights renamed with the prefix. NAME is
+ *    one of the presets above (tutorial and ichnet at the cascade's input
+ *    where it fits them) or "small", the compact stage (3 conv + batch
+ *    norm blocks, about 24k parameters) of libich's first cascade.
+ *    Defaults: any efficientnet_v2_m, subtype convnext_tiny, input
+ *    3x256x256 (about 81M parameters). "cascade any small subtype small"
+ *    is what the plain "cascade" gave before it took stage options (such
+ *    checkpoints carry that spec and load as they did).
  *
  *  Errors: ICH_ERR_NOT_FOUND (unknown name; the message lists them),
  *  ICH_ERR_INVALID_ARGUMENT (a bad option, or one the preset does not

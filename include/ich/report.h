@@ -21,6 +21,16 @@
  *   metrics.json        the same numbers (undefined values: null)
  *   predictions.csv     ID and one probability per class
  *
+ * Cascade models (ich_model_cascade_stages() = 2): the probabilities are
+ * the gated ones ich_model_predict() gives (the subtypes 0 where P(any) is
+ * not above options.threshold), and the confusion matrices, accuracy,
+ * precision, recall, F1, AUC, AP, Youden and predictions.csv use them, as
+ * users get them; the losses (BCE and the RSNA weighted log loss, in
+ * metrics.csv, metrics.json and the page) are computed from the UNGATED
+ * probabilities, the sigmoid of each logit, as the stages are trained (a
+ * gated 0 on a positive subtype would cost the log of the clamp and make
+ * the losses meaningless). The page says so.
+ *
  * Undefined values (see metrics.h) are empty CSV fields, JSON null and
  * "undefined" in the page, never NaN; so is a Youden threshold of +infinity
  * (the best point predicts nothing positive).

@@ -1269,6 +1269,13 @@ ICH_API ich_status ich_model_zero_grad(ich_model *m)
 ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t n,
                                      float threshold, float *probabilities, size_t count)
 {
+    return ich_model_predict_ungated(m, images, n, threshold, probabilities, count, NULL);
+}
+
+ich_status ich_model_predict_ungated(ich_model *m, const float *images, int32_t n,
+                                     float threshold, float *probabilities, size_t count,
+                                     float *ungated)
+{
     ich_status st = check_images(m, images, n, probabilities, count, "ich_model_predict");
     if (!st)
         st = run_forward(m, images, n, probabilities, 0);
@@ -1286,6 +1293,8 @@ ICH_API ich_status ich_model_predict(ich_model *m, const float *images, int32_t 
                             "for output %zu (a NaN or an infinity in the image or the weights)",
                             k / (size_t)m->outputs, (int)n, k % (size_t)m->outputs);
     }
+    if (ungated)
+        memcpy(ungated, probabilities, count * sizeof *ungated);
     if (m->gated) {
         /* The subtype stage counts only where the "any" stage fires: above
          * the threshold, as core/decision.h's rule is at 0.5. */

@@ -107,6 +107,15 @@ void ich_model_init_node(ich_model *model, int index, uint64_t seed);
  * model. Errors: those of ich_model_create(). */
 ich_status ich_model_spec_tensor_bytes(const char *spec, int64_t *bytes);
 
+/* ich_model_predict(), also giving the probabilities before the cascade's
+ * gate: `ungated` (NULL: not wanted; else `count` floats) receives the
+ * sigmoid of every logit, `probabilities` what ich_model_predict() gives
+ * (for a model without a cascade both are the same). The evaluation report
+ * computes its losses from the ungated ones (ich/report.h). */
+ich_status ich_model_predict_ungated(ich_model *model, const float *images, int32_t n,
+                                     float threshold, float *probabilities, size_t count,
+                                     float *ungated);
+
 /* Update "ich.seed"/"ich.steps" from the dropout layers. */
 ich_status ich_model_update_state_metadata(ich_model *model);
 

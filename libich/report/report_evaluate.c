@@ -1,6 +1,15 @@
 /* The evaluation report (ich_evaluate_report): predict every labelled image
  * with a checkpoint, accumulate the metrics, and write the report folder
- * (HTML page, SVG plots, CSV and JSON) from report.h and svg.h pieces. */
+ * (HTML page, SVG plots, CSV and JSON) from report.h and svg.h pieces.
+ *
+ * A cascade model's probabilities are gated (ich_model_predict(): the
+ * subtypes are 0 where P(any) is not above the threshold). The decisions
+ * and rankings (confusion, accuracy, F1, AUC, AP, predictions.csv) use
+ * those, what users get; the losses (BCE, RSNA weighted log loss) use the
+ * ungated ones, sigmoid of each logit, from a second ich_metrics: a gated
+ * 0 on a positive subtype costs the log of the clamp (about 16 nats), so
+ * a few "any" misses turned a BCE of 0.75 into 7.5 (issue 14), and the
+ * losses would no longer be those the stages are trained on. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,7 @@
 #include "ich/report.h"
 #include "ich/train.h"
 #include "ich/window.h"
+#include "nn/model_internal.h"
 #include "train/train_internal.h"
 #include "window/window_internal.h"
 
@@ -44,6 +54,7 @@ typedef struct eval_run {
     ich_model *model;
     ich_dataset *dataset;
     ich_metrics *metrics;
+    ich_metrics *loss_metrics; /* cascade models: the ungated probabilities, for the losses */
     int32_t classes;
     const char *names[ICH_METRICS_MAX_CLASSES];
     int64_t count;     /* images predicted */
@@ -54,6 +65,7 @@ typedef struct eval_run {
 static void run_free(eval_run *run)
 {
     ich_metrics_free(run->metrics);
+    ich_metrics_free(run->loss_metrics);
     ich_dataset_free(run->dataset);
     ich_model_free(run->model);
     free(run->probs);
@@ -122,7 +134,10 @@ static ich_status open_inputs(eval_run *run, const char *labels_csv, const char 
                         ich_model_outputs(run->model));
     for (int32_t c = 0; c < run->classes; c++)
         run->names[c] = ich_labels_column_name(labels, c);
-    return ich_metrics_create(run->names, run->classes, 0, &run->metrics);
+    st = ich_metrics_create(run->names, run->classes, 0, &run->metrics);
+    if (!st && ich_model_cascade_stages(run->model) > 0)
+        st = ich_metrics_create(run->names, run->classes, 0, &run->loss_metrics);
+    return st;
 }
 
 /* Predict every image, batch by batch, into run->probs and the metrics. */
@@ -137,9 +152,11 @@ static ich_status predict_all(eval_run *run)
     float *images = malloc(batch * image * sizeof *images);
     float *truth = malloc(batch * (size_t)labels * sizeof *truth);
     int64_t *batch_rows = malloc(batch * sizeof *batch_rows);
+    float *ungated = run->loss_metrics ? malloc(batch * (size_t)labels * sizeof *ungated) : NULL;
     run->probs = malloc((size_t)total * (size_t)labels * sizeof *run->probs);
     run->rows = malloc((size_t)total * sizeof *run->rows);
-    if (!images || !truth || !batch_rows || !run->probs || !run->rows)
+    if (!images || !truth || !batch_rows || !run->probs || !run->rows ||
+        (run->loss_metrics && !ungated))
         st = ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
     if (!st)
         st = ich_dataset_start_epoch(run->dataset, 0);
@@ -150,10 +167,12 @@ static ich_status predict_all(eval_run *run)
         if (st || n == 0 || run->count + n > total)
             break;
         float *out = run->probs + run->count * labels;
-        st = ich_model_predict(run->model, images, n, run->opt.threshold, out,
-                               (size_t)n * labels);
+        st = ich_model_predict_ungated(run->model, images, n, run->opt.threshold, out,
+                                       (size_t)n * labels, ungated);
         if (!st)
             st = ich_metrics_update(run->metrics, out, truth, n, labels);
+        if (!st && run->loss_metrics)
+            st = ich_metrics_update(run->loss_metrics, ungated, truth, n, labels);
         if (st)
             break;
         memcpy(run->rows + run->count, batch_rows, (size_t)n * sizeof *batch_rows);
@@ -165,6 +184,7 @@ static ich_status predict_all(eval_run *run)
     free(images);
     free(truth);
     free(batch_rows);
+    free(ungated);
     if (!st && run->count == 0)
         st = ich_fail(ICH_ERR_NOT_FOUND, "ich_evaluate_report: no image could be read");
     return st;
@@ -289,7 +309,21 @@ static ich_status fetch_results(const eval_run *run, eval_results *res)
         st = ich_metrics_class(run->metrics, c, &res->cls[c]);
     }
     res->summary.size = sizeof res->summary;
-    return st ? st : ich_metrics_summary(run->metrics, &res->summary);
+    if (!st)
+        st = ich_metrics_summary(run->metrics, &res->summary);
+    if (!st && run->loss_metrics) {
+        /* a cascade: the losses of the ungated probabilities (top of file) */
+        ich_metrics_summary_result ungated = {.size = sizeof ungated};
+        mopt.bootstrap = 0;
+        st = ich_metrics_compute(run->loss_metrics, &mopt);
+        if (!st)
+            st = ich_metrics_summary(run->loss_metrics, &ungated);
+        const uint32_t losses = ICH_METRIC_BCE | ICH_METRIC_RSNA_LOG_LOSS;
+        res->summary.bce = ungated.bce;
+        res->summary.rsna_log_loss = ungated.rsna_log_loss;
+        res->summary.defined = (res->summary.defined & ~losses) | (ungated.defined & losses);
+    }
+    return st;
 }
 
 static ich_status write_metrics_csv(const eval_run *run, const eval_results *res,
@@ -650,6 +684,15 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
         ich_buf_printf(&text, " %lld rows of the label table were left out (no image, or an "
                               "image that could not be read): these numbers do not cover them.",
                        (long long)left_out);
+    if (run->loss_metrics)
+        ich_buf_printf(&text, " This is a cascade model: its subtype probabilities count only "
+                              "where P(any) > %g (they are 0 elsewhere), as predictions give "
+                              "them; the confusion matrices, accuracy, F1, AUC, AP and "
+                              "predictions.csv use these gated probabilities. The losses (BCE, "
+                              "RSNA weighted log loss) are computed from the ungated "
+                              "probabilities, the sigmoid of each logit, as each stage is "
+                              "trained.",
+                       run->opt.threshold > 0 ? (double)run->opt.threshold : 0.5);
     ich_html_paragraph(&page, text.data ? text.data : "");
     ich_buf_free(&text);
     ich_html_heading(&page, "Summary");

@@ -475,6 +475,44 @@ def test_gradients_accumulate_and_freeze():
     assert_gradients_close(grads, cpu.grads(), "gradient (conv1 frozen) of")
 
 
+CASCADE = ("input 3x16x16, conv 4 3 pad 1, relu, cascade(any: conv 8 3 pad 1, batchnorm, relu, "
+           "maxpool 2, gap, linear 1 | subtype: conv 8 3 pad 1, batchnorm, relu, droppath 0.2, "
+           "maxpool 2, flatten, linear 5)")
+
+
+def test_cascade_one_stage_at_a_time():
+    """ich_model_set_active_stage on the plugin: nothing backend specific
+    (the stage that is off gets a zero input at the cascade, uploaded with
+    to_device, and no gradient): as the CPU, the other stage's logits 0,
+    its gradients 0 and its statistics unchanged, in training and eval."""
+    cpu, gpu = pair(CASCADE, seed=13)
+    x = images(4, cpu.input_shape)
+    g = logit_grads(4, 6)
+    for stage in (0, 1):
+        other = cpu.cascade_stage(1 - stage).prefix
+        columns = np.arange(6) != 0 if stage == 0 else np.arange(6) == 0
+        start = gpu.state_dict()
+        for m in (cpu, gpu):
+            m.set_active_stage(stage)
+        grads = train_pass(cpu, gpu, x, g, "stage %d" % stage)
+        out = gpu.forward(x)  # training mode: another step of the same stage
+        assert (out[:, columns] == 0).all()
+        gpu.backward(g)
+        cpu.forward(x)
+        cpu.backward(g)
+        assert all((v == 0).all() for k, v in gpu.grads().items() if k.startswith(other))
+        assert any(np.abs(v).max() > 0 for k, v in grads.items() if not k.startswith(other))
+        after = gpu.state_dict()
+        for k, v in after.items():
+            if k.startswith(other):
+                np.testing.assert_array_equal(v, start[k], err_msg=k)
+        eval_pass(cpu, gpu, x, "stage %d" % stage)
+        assert (gpu.eval().forward(x)[:, columns] == 0).all()
+    for m in (cpu, gpu):
+        m.set_active_stage(-1)
+    eval_pass(cpu, gpu, x, "both stages")
+
+
 def test_weights_changed_on_the_host_reach_the_gpu():
     """The GPU keeps device copies of the parameters; init_weights,
     load_state_dict and the optimizer change the host copies."""
@@ -512,7 +550,7 @@ TRAINING = [
     # (id, spec, preset, batch)
     ("small", SPEC, None, 4),
     ("ichnet", None, "ichnet", 2),
-    ("cascade", None, "cascade", 2),
+    ("cascade", None, "cascade any small subtype small", 2),
     ("tutorial_128", TUTORIAL_128, None, 2),
 ]
 

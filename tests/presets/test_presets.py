@@ -218,9 +218,9 @@ def test_static_presets_keep_working():
     assert ich.Model.preset("tutorial").outputs == 6
     assert ich.Model.preset("ichnet", outputs=3).outputs == 3
     assert ich.Model.preset("tutorial", outputs=2).outputs == 2
-    assert ich.Model.preset("cascade").outputs == 6
+    assert ich.Model.preset("cascade", any="small", subtype="small").outputs == 6
     with pytest.raises(ich.InvalidArgumentError):
-        ich.Model.preset("cascade", outputs=3)
+        ich.Model.preset("cascade", any="small", subtype="small", outputs=3)
     with pytest.raises(ich.InvalidArgumentError):
         ich.Model.preset("ichnet", size=128)
 

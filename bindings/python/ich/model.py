@@ -4,7 +4,10 @@
 include/ich/model.h and libich/nn/spec.h), ``ich.Model.preset(name)`` one of
 "tutorial", "ichnet", "cascade" or torchvision's "resnet18", "resnet50",
 "efficientnet_v2_s", "efficientnet_v2_m", "convnext_tiny", "convnext_small"
-(with torchvision's state_dict names); ``ich.Model.load(path)`` reads a checkpoint
+(with torchvision's state_dict names); a cascade's stages (each its own
+backbone) are chosen with ``Model.preset("cascade", any=..., subtype=...)``
+and trained one at a time with :meth:`Model.set_active_stage`;
+``ich.Model.load(path)`` reads a checkpoint
 written by :meth:`Model.save`. Inputs are float32 NCHW arrays, outputs
 (N, outputs) logits. Parameter and buffer names, shapes and layouts equal
 PyTorch's ``state_dict`` for the same network.
@@ -21,7 +24,7 @@ from ._errors import check
 from ._lib import c_float_p, c_int32_p, lib, _declare
 from ._util import OwnedHandle, c_string, fspath_bytes
 
-__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS"]
+__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS", "CascadeStage"]
 
 #: The limits of a model spec (ICH_MODEL_MAX_* in include/ich/model.h): a
 #: spec beyond one (from text, a builder or a checkpoint) raises
@@ -82,6 +85,11 @@ _declare("ich_model_tensor", _c_status, _c_model, ctypes.c_int32, ctypes.POINTER
 _declare("ich_model_find_tensor", ctypes.c_int32, _c_model, ctypes.c_char_p)
 _declare("ich_model_tensor_changed", None, _c_model, ctypes.c_int32)
 _declare("ich_model_freeze", _c_status, _c_model, ctypes.c_char_p, ctypes.c_int, c_int32_p)
+_declare("ich_model_cascade_stages", ctypes.c_int32, _c_model)
+_declare("ich_model_cascade_stage", _c_status, _c_model, ctypes.c_int32,
+         ctypes.POINTER(ctypes.c_char_p), c_int32_p, c_int32_p)
+_declare("ich_model_set_active_stage", _c_status, _c_model, ctypes.c_int32)
+_declare("ich_model_active_stage", ctypes.c_int32, _c_model)
 _declare("ich_model_set_metadata", _c_status, _c_model, ctypes.c_char_p, ctypes.c_char_p)
 _declare("ich_model_metadata", ctypes.c_char_p, _c_model, ctypes.c_char_p)
 _declare("ich_model_metadata_count", ctypes.c_int32, _c_model)
@@ -121,6 +129,11 @@ def set_threads(threads=0):
     lib.ich_set_threads(int(threads))
 
 _DTYPES = {0: np.float32, 1: np.int64}
+
+#: One stage of a cascade model (:meth:`Model.cascade_stage`): the
+#: parameter-name prefix of its branch ("any." or "subtype."), and its
+#: columns in the logits, ``logits[:, first_output:first_output + outputs]``.
+CascadeStage = collections.namedtuple("CascadeStage", ["prefix", "first_output", "outputs"])
 
 
 def _invalid(message):
@@ -191,18 +204,31 @@ class Model(OwnedHandle):
         self.metadata = Metadata(self)
 
     @classmethod
-    def preset(cls, name, channels=None, size=None, outputs=None):
+    def preset(cls, name, channels=None, size=None, outputs=None, any=None, subtype=None):
         """A preset network (see ich_model_create_preset() in ich/model.h):
         "tutorial", "ichnet", "cascade", or one with torchvision's structure
         and state_dict names: "resnet18", "resnet50", "efficientnet_v2_s",
         "efficientnet_v2_m", "convnext_tiny", "convnext_small".
 
         `channels` (default 3) and `size` (an int for a square input or
-        (rows, columns); default 224) set the input of the torchvision-
-        structured presets; `outputs` the number of logits (default 6)."""
+        (rows, columns); default 224, 256 for the cascade) set the input of
+        the torchvision-structured presets and the cascade; `outputs` the
+        number of logits (default 6; not for the cascade).
+
+        `any` and `subtype` (cascade only) name the preset each stage's
+        backbone is (default "efficientnet_v2_m" and "convnext_tiny"; any
+        preset that takes outputs, or "small", the compact stage of
+        libich's first cascade): its tensors get the stage preset's names
+        under "any." or "subtype."."""
         text = str(name)
+        cascade = [w.lower() for w in text.split()[:1]] == ["cascade"]
+        if any is not None:
+            text += " any %s" % any
+        if subtype is not None:
+            text += " subtype %s" % subtype
         if channels is not None or size is not None:
-            rows, columns = (size, size) if isinstance(size, int) else (size or (224, 224))
+            side = 256 if cascade else 224
+            rows, columns = (size, size) if isinstance(size, int) else (size or (side, side))
             text += " input %dx%dx%d" % (3 if channels is None else channels, rows, columns)
         if outputs is not None:
             text += " outputs %d" % outputs
@@ -432,6 +458,41 @@ class Model(OwnedHandle):
         check(lib.ich_model_freeze(self._live(), c_string(prefix, "prefix"), 0,
                                    ctypes.byref(matched)))
         return matched.value
+
+    # ---- cascade stages -------------------------------------------------
+    @property
+    def cascade_stages(self):
+        """2 for a cascade model (stage 0 = "any", 1 = the subtypes), else 0."""
+        return int(lib.ich_model_cascade_stages(self._live()))
+
+    def cascade_stage(self, stage):
+        """Stage `stage` (0 = "any", 1 = subtypes) of a cascade model as a
+        :class:`CascadeStage` (prefix, first_output, outputs). Raises
+        InvalidArgumentError for a model that is not a cascade or a stage
+        out of range."""
+        prefix = ctypes.c_char_p()
+        first, count = ctypes.c_int32(), ctypes.c_int32()
+        check(lib.ich_model_cascade_stage(self._live(), int(stage), ctypes.byref(prefix),
+                                          ctypes.byref(first), ctypes.byref(count)))
+        return CascadeStage(prefix.value.decode("utf-8"), first.value, count.value)
+
+    @property
+    def active_stage(self):
+        """The stage forward and backward run: -1 (both, the default), 0 or 1
+        (see :meth:`set_active_stage`)."""
+        return int(lib.ich_model_active_stage(self._live()))
+
+    def set_active_stage(self, stage):
+        """Run only cascade stage `stage` (0 = "any", 1 = subtypes) in
+        forward and backward, or both (-1 or None): the other stage's
+        layers do not run (no time, no memory, no batch-norm statistics
+        updates), its logits come out 0 and its parameters get no
+        gradient; the active stage's logits and gradients are those of a
+        both-stage pass. :meth:`predict` still gates the subtypes by
+        P(any): set -1 to predict. Returns self. Raises InvalidArgumentError
+        for a model that is not a cascade or a stage out of range."""
+        check(lib.ich_model_set_active_stage(self._live(), -1 if stage is None else int(stage)))
+        return self
 
 
 class ModelBuilder(OwnedHandle):

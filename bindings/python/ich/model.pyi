@@ -1,6 +1,6 @@
 # Type stubs for ich.model (see model.py for the documentation).
-from typing import (Any, Dict, Iterator, List, Mapping, MutableMapping, Optional, Tuple,
-                    TypeVar, Union)
+from typing import (Any, Dict, Iterator, List, Mapping, MutableMapping, NamedTuple, Optional,
+                    Tuple, TypeVar, Union)
 
 import numpy as np
 import numpy.typing as npt
@@ -9,7 +9,7 @@ from ._util import OwnedHandle, _StrPath
 from .window import Window
 
 
-__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS"]
+__all__ = ["set_threads", "Model", "ModelBuilder", "MODEL_LIMITS", "CascadeStage"]
 
 _M = TypeVar("_M", bound=Model)
 _B = TypeVar("_B", bound=ModelBuilder)
@@ -17,6 +17,11 @@ _B = TypeVar("_B", bound=ModelBuilder)
 MODEL_LIMITS: Dict[str, int]
 
 def set_threads(threads: int = ...) -> None: ...
+
+class CascadeStage(NamedTuple):
+    prefix: str
+    first_output: int
+    outputs: int
 
 class Metadata(MutableMapping[str, str]):
     def __init__(self, model: Model) -> None: ...
@@ -32,7 +37,8 @@ class Model(OwnedHandle):
     @classmethod
     def preset(cls, name: str, channels: Optional[int] = ...,
                size: Union[int, Tuple[int, int], None] = ...,
-               outputs: Optional[int] = ...) -> Model: ...
+               outputs: Optional[int] = ..., any: Optional[str] = ...,
+               subtype: Optional[str] = ...) -> Model: ...
     @classmethod
     def load(cls, path: _StrPath) -> Model: ...
     def save(self, path: _StrPath) -> None: ...
@@ -64,6 +70,12 @@ class Model(OwnedHandle):
     def load_state_dict(self, state: Mapping[str, npt.ArrayLike], strict: bool = ...) -> None: ...
     def freeze(self, prefix: str = ...) -> int: ...
     def unfreeze(self, prefix: str = ...) -> int: ...
+    @property
+    def cascade_stages(self) -> int: ...
+    def cascade_stage(self, stage: int) -> CascadeStage: ...
+    @property
+    def active_stage(self) -> int: ...
+    def set_active_stage(self: _M, stage: Optional[int]) -> _M: ...
 
 class ModelBuilder(OwnedHandle):
     def __init__(self, channels: int, rows: int, columns: int) -> None: ...

@@ -232,3 +232,82 @@ def test_rows_left_out_are_counted_and_reported(data, tmp_path):
     assert (alone.rows, alone.evaluated, alone.left_out) == (22, 22, 0)
     other = json.loads((alone / "metrics.json").read_text())
     assert other["overall"] == doc["overall"] and other["classes"] == doc["classes"]
+
+
+def bce(p, y):
+    """torch.nn.BCELoss per element (logs clamped at -100), float64."""
+    p = p.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        lp = np.maximum(np.log(p), -100.0)
+        lq = np.maximum(np.log1p(-p), -100.0)
+    return -(y * lp + (1 - y) * lq)
+
+
+def rsna(p, y):
+    p = np.clip(p.astype(np.float64), 1e-15, 1 - 1e-15)
+    w = np.array([2.0, 1, 1, 1, 1, 1])
+    e = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+    return float(((e * w).sum(axis=1) / w.sum()).mean())
+
+
+def test_cascade_losses_are_ungated(data, tmp_path):
+    """A cascade whose "any" stage is confidently wrong (P(any) ~ 3e-4 on
+    every image, positives included) gates every subtype to 0: the report's
+    AUC/confusion numbers and predictions.csv are those gated probabilities
+    (what users get), but its losses are computed from the ungated ones,
+    the sigmoid of each logit, checked against numpy on the probabilities
+    of the same network without the gate. Gated losses would be several
+    times larger (a gated 0 on a positive costs 100, the clamp)."""
+    folder, wide, truth, _ = data
+    body = ("conv 8 3 pad 1, batchnorm, relu, maxpool 4, conv 8 3 pad 1, relu, maxpool 8, "
+            "flatten, linear %d")
+    spec = "input 3x32x32, %s(any: " + body % 1 + " | subtype: " + body % 5 + ")"
+    model = ich.Model(spec % "cascade")
+    model.init_weights(5)
+    state = model.state_dict()
+    state["any.fc1.weight"][...] = 0
+    state["any.fc1.bias"][...] = -8.0  # P(any) = sigmoid(-8) ~ 3e-4
+    model.load_state_dict(state)
+    model.metadata["ich.windows"] = "blood,brain,bone"
+    model.metadata["ich.size"] = "32"
+    model.labels = NAMES
+    model.save(tmp_path / "cascade.safetensors")
+    # the same network without the gate (a concat of the same branches)
+    plain = ich.Model(spec % "concat")
+    plain.load_state_dict(model.state_dict())
+    plain.metadata["ich.windows"] = "blood,brain,bone"
+    plain.metadata["ich.size"] = "32"
+    ids, ungated = ich.predict_files(plain, folder / "images")
+    assert (ungated[:, 0] < 1e-3).all() and (ungated[:, 1:] > 1e-3).all()
+
+    out = ich.evaluate_report(tmp_path / "cascade.safetensors", wide, folder / "images",
+                              tmp_path / "r", bootstrap=0)
+    got_ids, gated = read_predictions(out / "predictions.csv")
+    assert sorted(got_ids) == sorted(ids)
+    order = [ids.index(i) for i in got_ids]
+    ungated = ungated[order]
+    assert (gated[:, 1:] == 0).all()  # predictions are gated
+    labels = np.array([truth[i] for i in got_ids], dtype=np.float64)
+    labels[:, 1] = 0  # the wide CSV's epidural column
+    assert labels[:, 1:].sum() > 0  # positive subtypes: gating costs 100 each
+    want_bce = float(bce(ungated, labels).mean())
+    want_rsna = rsna(ungated, labels)
+    gated_bce = float(bce(gated, labels).mean())
+    assert gated_bce > 3 * want_bce  # what the report must not show
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["overall"]["bce"] == pytest.approx(want_bce, rel=1e-5)
+    assert doc["overall"]["rsna_log_loss"] == pytest.approx(want_rsna, rel=1e-5)
+    with open(out / "metrics.csv", newline="") as f:
+        overall = list(csv.DictReader(f))[-1]
+    assert float(overall["bce"]) == pytest.approx(want_bce, rel=1e-5)
+    assert float(overall["rsna_log_loss"]) == pytest.approx(want_rsna, rel=1e-5)
+    # the decisions: the gated probabilities, as ich.Metrics counts them
+    m = ich.Metrics(bootstrap=0)
+    m.update(gated, labels.astype(np.float32))
+    r = m.compute()
+    for c, cls in enumerate(doc["classes"]):
+        assert cls["at_0.5"]["confusion"] == r["confusion"][c]
+        assert cls["auc"] == r["auc"][c]
+    assert doc["overall"]["macro_auc"] == r["macro_auc"]
+    html = (out / "report.html").read_text()
+    assert "cascade model" in html and "ungated" in html
