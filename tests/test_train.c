@@ -849,8 +849,22 @@ static void test_staged_stages_apart(void **state)
 /* The mean BCE of columns [first, first + count) of the rows whose any is
  * positive (`positives_only`) or of every row. */
 static double naive_stage_bce(const float *x, const float *y, int64_t n, int first, int count,
-                              int positives_only)
+                              int positives_only, int balanced)
 {
+    /* balanced 1: negatives / positives of each column over the rows used;
+     * 2: over every row */
+    double w[6] = {1, 1, 1, 1, 1, 1};
+    for (int c = first; balanced && c < first + count; c++) {
+        int64_t pos = 0, neg = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!positives_only || balanced == 2 || y[i * 6] >= 0.5f) {
+                if (y[i * 6 + c] >= 0.5f)
+                    pos++;
+                else
+                    neg++;
+            }
+        w[c] = pos && neg ? (double)neg / (double)pos : 1;
+    }
     double sum = 0;
     int64_t rows = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -859,7 +873,7 @@ static double naive_stage_bce(const float *x, const float *y, int64_t n, int fir
         rows++;
         for (int c = first; c < first + count; c++) {
             double p = 1.0 / (1.0 + exp(-(double)x[i * 6 + c])), t = y[i * 6 + c];
-            sum += -(t * log(p) + (1 - t) * log(1 - p));
+            sum += -(w[c] * t * log(p) + (1 - t) * log(1 - p));
         }
     }
     return sum / (double)(rows * count);
@@ -900,17 +914,27 @@ static void test_staged_losses(void **state)
     ich_train_options o = quiet_options(1);
     o.constant_lr = 1;
     ich_history *h = NULL;
-    assert_int_equal(ich_train(m, opt, train, val, &o, &h), ICH_OK);
-    ich_epoch_stats one = row_of(h, 0), two = row_of(h, 1);
-    double want_one = naive_stage_bce(x, y, n, 0, 1, 0);
-    double want_two = naive_stage_bce(x, y, n, 1, 5, 1);
-    assert_true(fabs(one.train_loss - want_one) <= 1e-5 * want_one);
-    assert_true(fabs(one.val_loss - want_one) <= 1e-5 * want_one);
-    assert_true(fabs(two.train_loss - want_two) <= 1e-5 * want_two);
-    assert_true(fabs(two.val_loss - want_two) <= 1e-5 * want_two);
-    assert_true(fabs(naive_stage_bce(x, y, n, 1, 5, 0) - want_two) > 1e-3); /* negatives */
-    assert_int_equal(one.stage, 0);
-    assert_int_equal(two.stage, 1);
+    /* plain, then balanced: the class weights of each stage's columns are
+     * counted on the stage's images (stage two: the positives only) */
+    for (int balanced = 1; balanced >= 0; balanced--) {
+        o.balanced = balanced;
+        ich_history_free(h);
+        h = NULL;
+        assert_int_equal(ich_train(m, opt, train, val, &o, &h), ICH_OK);
+        ich_epoch_stats one = row_of(h, 0), two = row_of(h, 1);
+        double want_one = naive_stage_bce(x, y, n, 0, 1, 0, balanced);
+        double want_two = naive_stage_bce(x, y, n, 1, 5, 1, balanced);
+        assert_true(fabs(one.train_loss - want_one) <= 1e-5 * want_one);
+        assert_true(fabs(two.train_loss - want_two) <= 1e-5 * want_two);
+        assert_true(fabs(one.val_loss - want_one) <= 1e-5 * want_one);
+        assert_true(fabs(two.val_loss - want_two) <= 1e-5 * want_two);
+        /* negatives in stage two, or weights counted on every row, differ */
+        assert_true(fabs(naive_stage_bce(x, y, n, 1, 5, 0, balanced) - want_two) > 1e-3);
+        if (balanced)
+            assert_true(fabs(naive_stage_bce(x, y, n, 1, 5, 1, 2) - want_two) > 1e-3);
+        assert_int_equal(one.stage, 0);
+        assert_int_equal(two.stage, 1);
+    }
     /* ich_evaluate() afterwards: both stages, ungated logits, subtype terms
      * masked by the any label (check_masked_loss's rule) */
     double loss = 0;
@@ -1096,6 +1120,54 @@ static void test_staged_resume_bit_exact(void **state)
     ich_model_free(a);
     ich_dataset_free(train);
     ich_dataset_free(val);
+}
+
+/* Early stopping and the plateau schedule are the stage's: stage one stops
+ * early (its validation labels are flipped, so the loss rises) after its
+ * patience, with its lr cut once by the plateau; stage two then starts at
+ * the run's lr and runs; the model ends with stage two's best epoch, whose
+ * "any" branch is stage one's best: best.safetensors. */
+static void test_staged_early_stopping_per_stage(void **state)
+{
+    const char *dir = *state;
+    ich_labels *flipped = flipped_labels();
+    ich_dataset *train = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_dataset *val = open_dataset(flipped, 32, "blood,brain,bone", 0);
+    ich_model *m = make_model(CASCADE_SPEC, 8);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_ADAM, 0.01);
+    ich_train_options o = quiet_options(30);
+    o.stage_epochs[1] = 3;
+    o.patience = 5; /* the plateau's patience is 3: it cuts the lr first */
+    o.checkpoint_dir = dir;
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, opt, train, val, &o, &h), ICH_OK);
+    int32_t n = ich_history_length(h), one = 0, best_one = -1;
+    for (int32_t e = 0; e < n; e++) {
+        ich_epoch_stats r = row_of(h, e);
+        if (r.stage == 0) {
+            one++;
+            if (best_one < 0 || r.val_loss < row_of(h, best_one).val_loss)
+                best_one = e;
+        }
+    }
+    assert_true(one < 30);                   /* stopped early */
+    assert_int_equal(one, best_one + 1 + 5); /* patience epochs after its best */
+    assert_true(row_of(h, one - 1).lr < 0.01 * 0.5); /* the plateau cut it */
+    assert_int_equal(n, one + 3);            /* stage two ran all its epochs */
+    assert_int_equal(row_of(h, one).stage, 1);
+    assert_true(row_of(h, one).lr == 0.01);  /* a fresh lr */
+    char path[4096];
+    ich_model *saved = NULL;
+    assert_int_equal(ich_model_load(tu_join(path, sizeof path, dir, "best.safetensors"), &saved),
+                     ICH_OK);
+    assert_true(same_tensors(m, saved, NULL));
+    ich_model_free(saved);
+    ich_history_free(h);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_dataset_free(train);
+    ich_dataset_free(val);
+    ich_labels_free(flipped);
 }
 
 /* Staged options refused: a model without stages asked for them, a bad
@@ -1300,6 +1372,8 @@ int main(void)
         cmocka_unit_test(test_staged_losses),
         cmocka_unit_test(test_staged_warmup_and_finetune_lr),
         cmocka_unit_test_setup_teardown(test_staged_resume_bit_exact, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_staged_early_stopping_per_stage, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test(test_staged_errors),
     };
