@@ -1196,6 +1196,14 @@ static void test_staged_errors(void **state)
     ich_dataset *negatives = open_dataset(none, 32, "blood,brain,bone", 0);
     assert_int_equal(ich_train(m, om, negatives, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(ich_last_error(), "\"any\" label is positive"));
+    /* a validation set without positives: stage two monitors training */
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, om, ds, negatives, &o, &h), ICH_OK);
+    assert_int_equal(ich_history_length(h), 2);
+    assert_false(isnan(row_of(h, 0).val_loss));
+    assert_true(isnan(row_of(h, 1).val_loss));
+    assert_int_equal(ich_dataset_length(negatives), ich_labels_rows(none));
+    ich_history_free(h);
     o.warmup_epochs = 1;
     o.warmup_trainable = "nosuch.";
     assert_int_equal(ich_train(m, om, ds, NULL, &o, NULL), ICH_ERR_NOT_FOUND);
