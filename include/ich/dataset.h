@@ -28,7 +28,9 @@
  * and position is stacked with itself.
  *
  * Batches: float32 NCHW images plus N x L labels (L = the table's label
- * columns). Each epoch visits every sample once, in a seeded shuffled order
+ * columns). Each epoch visits every sample once (every row with an image, or
+ * with ich_dataset_set_positive_only() those positive in a label column,
+ * e.g. "any" for a cascade's second stage), in a seeded shuffled order
  * (or in table order without shuffling); worker threads load the next
  * batches while the caller trains, each batch by one worker, into a ring
  * of max(prefetch, workers) batch buffers. A sample whose file cannot be
