@@ -10,8 +10,11 @@
  * OUT/last.safetensors (resumable checkpoints that also carry the input
  * recipe and label names, so ich-evaluate and ich-predict need nothing
  * else) and OUT/history.csv. A progress bar shows loss, accuracy and ETA;
- * each epoch ends with a summary line. Exit status: 0 trained, 1 failed,
- * 2 bad usage.
+ * each epoch ends with a summary line. A cascade model (--model "cascade
+ * [any NAME] [subtype NAME]") trains its stages in turn ("any", then the
+ * subtypes on the any-positive images), each warmed up and fine-tuned
+ * (include/ich/train.h); --joint trains both at once as before. Exit
+ * status: 0 trained, 1 failed, 2 bad usage.
  *
  *   ich-train splits/train.csv images/ --val splits/val.csv --model ichnet \
  *             --epochs 20 --balanced --out runs/ichnet
@@ -38,7 +41,8 @@ typedef struct options {
     const char *pretrained[8]; /* --pretrained [STAGE=]FILE, in order */
     int npretrained;
     int epochs, batch_size, threads, workers, patience, warmup, balanced, quiet;
-    double lr, weight_decay, clip;
+    int joint, stage_epochs[2]; /* --joint, --stage-epochs A,B */
+    double lr, weight_decay, clip, finetune; /* --finetune-lr-factor */
     int optimizer; /* ich_optimizer_kind, -1: Adam */
     unsigned long long seed;
 } options;
@@ -65,7 +69,17 @@ static void usage(FILE *out)
             "  --balanced          positive class weights negatives/positives per label\n"
             "  --clip X            clip the gradient norm to X (default off)\n"
             "  --patience N        early stopping patience in epochs (default 5; 0 off)\n"
-            "  --warmup-epochs N   first N epochs train only the last layer (default 0)\n"
+            "  --warmup-epochs N   first N epochs train only the last layer (default 0;\n"
+            "                      a cascade in stages: of each stage, its head, default 1)\n"
+            "Cascade (--model \"cascade [any NAME] [subtype NAME] [input CxHxW]\", the\n"
+            "stages' presets, \"small\" for libich's small nets): stage one \"any\" on\n"
+            "every image, then stage two the subtypes on the any-positive images, each\n"
+            "warmed up, then fine-tuned, with its own schedule and early stopping:\n"
+            "  --stage-epochs A,B  epochs of stage one and two (default --epochs each;\n"
+            "                      -1 skips a stage)\n"
+            "  --finetune-lr-factor X  after the warm-up the lr is X times --lr\n"
+            "                      (default 0.1)\n"
+            "  --joint             train both stages at once (subtype loss masked by any)\n"
             "  --augment SPEC      online augmentation, e.g. \"hflip:0.5,rotate:0.5:15\"\n"
             "The input recipe (stored in the checkpoints as \"ich.recipe\"); by default\n"
             "the --model file's, else IMAGE_DIR/recipe.txt (written by ich-preprocess),\n"
@@ -140,7 +154,7 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { VAL = 256, MODEL, EPOCHS, BATCH, LR, OPTIM, WD, BALANCED, CLIP, PATIENCE, WARMUP,
            AUGMENT, THREADS, WORKERS, SEED, OUT, RESUME, QUIET, HELP,
-           BACKEND, MATH, PRETRAINED };
+           BACKEND, MATH, PRETRAINED, JOINT, STAGE_EPOCHS, FINETUNE };
     static const struct option longopts[] = {
         {"val", required_argument, 0, VAL},         {"model", required_argument, 0, MODEL},
         {"epochs", required_argument, 0, EPOCHS},   {"batch-size", required_argument, 0, BATCH},
@@ -155,6 +169,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"quiet", no_argument, 0, QUIET},           {"help", no_argument, 0, HELP},
         {"backend", required_argument, 0, BACKEND}, {"math", required_argument, 0, MATH},
         {"pretrained", required_argument, 0, PRETRAINED},
+        {"joint", no_argument, 0, JOINT},           {"stage-epochs", required_argument, 0,
+                                                     STAGE_EPOCHS},
+        {"finetune-lr-factor", required_argument, 0, FINETUNE},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->epochs = 10;
@@ -162,6 +179,8 @@ static int parse_options(int argc, char **argv, options *o)
     o->threads = 0;
     o->workers = 2;
     o->patience = 5;
+    o->warmup = -1; /* 0, or 1 for a cascade in stages */
+    o->finetune = 0.1;
     o->lr = o->weight_decay = -1; /* the optimizer's defaults */
     o->optimizer = ICH_OPTIM_ADAM;
     o->out = "checkpoints";
@@ -211,6 +230,20 @@ static int parse_options(int argc, char **argv, options *o)
             else
                 o->pretrained[o->npretrained++] = optarg;
             break;
+        case JOINT: o->joint = 1; break;
+        case FINETUNE:
+            rc = parse_double(optarg, "--finetune-lr-factor", &o->finetune);
+            if (!rc && !(o->finetune > 0))
+                rc = bad("--finetune-lr-factor", optarg, "a number > 0");
+            break;
+        case STAGE_EPOCHS: {
+            char a[32] = "", *comma = strchr(optarg, ',');
+            snprintf(a, sizeof a, "%.*s", comma ? (int)(comma - optarg) : 0, optarg);
+            if (!comma || parse_int(a, -1, 100000, "--stage-epochs", &o->stage_epochs[0]) ||
+                parse_int(comma + 1, -1, 100000, "--stage-epochs", &o->stage_epochs[1]))
+                rc = comma ? -1 : bad("--stage-epochs", optarg, "two epoch counts A,B");
+            break;
+        }
         case HELP: usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -389,6 +422,14 @@ typedef struct display {
 
 /* "epoch 3/10 train [######    ] 12/40  loss 0.2345  acc 0.9120  ETA 34s";
  * the ETA counts a validation batch as a third of a training batch. */
+/* "stage 1/2 (any) " in a staged cascade run, else "". */
+static const char *stage_label(const ich_train_progress *p)
+{
+    if (p->stages != 2)
+        return "";
+    return p->stage == 0 ? "stage 1/2 (any) " : "stage 2/2 (subtypes) ";
+}
+
 static void show_bar(const ich_train_progress *p, int64_t val_batches)
 {
     int training = p->phase == ICH_TRAIN_PHASE_TRAIN;
@@ -396,8 +437,8 @@ static void show_bar(const ich_train_progress *p, int64_t val_batches)
     double eta = training ? per_batch * ((double)(p->batches - p->batch) + 0.3 * (double)val_batches)
                           : 0;
     int width = 24, filled = p->batches ? (int)(width * p->batch / p->batches) : width;
-    fprintf(stderr, "\repoch %d/%d %s [%.*s%*s] %lld/%lld  loss %.4f  acc %.4f  ETA %.0fs   ",
-            p->epoch + 1, p->epochs, training ? "train" : "val  ", filled,
+    fprintf(stderr, "\r%sepoch %d/%d %s [%.*s%*s] %lld/%lld  loss %.4f  acc %.4f  ETA %.0fs   ",
+            stage_label(p), p->epoch + 1, p->epochs, training ? "train" : "val  ", filled,
             "########################", width - filled, "", (long long)p->batch,
             (long long)p->batches, p->loss, p->accuracy, eta);
 }
@@ -419,9 +460,9 @@ static int on_progress(void *user, const ich_train_progress *p)
     }
     const ich_epoch_stats *s = p->stats;
     fprintf(stderr, "\r%*s\r", 100, "");
-    printf("epoch %d/%d  train loss %.4f acc %.4f", p->epoch + 1, p->epochs, s->train_loss,
-           s->train_accuracy);
-    if (d->has_val)
+    printf("%sepoch %d/%d  train loss %.4f acc %.4f", stage_label(p), p->epoch + 1, p->epochs,
+           s->train_loss, s->train_accuracy);
+    if (d->has_val && !isnan(s->val_loss))
         printf("  val loss %.4f acc %.4f", s->val_loss, s->val_accuracy);
     printf("  lr %.3g  %.1fs\n", s->lr, s->seconds);
     fflush(stdout);
@@ -519,8 +560,9 @@ static void print_summary(const options *o, const run *r)
     }
     ich_epoch_stats s = {.size = sizeof s};
     ich_history_get(r->history, best, &s);
-    printf("ich-train: %d epochs%s; best epoch %d: %s loss %.4f, accuracy %.4f\n", n,
+    printf("ich-train: %d epochs%s; best epoch %d%s: %s loss %.4f, accuracy %.4f\n", n,
            ich_history_stopped_early(r->history) ? " (stopped early)" : "", best + 1,
+           s.stage == 1 ? " of stage 2 (subtypes)" : s.stage == 0 ? " of stage 1 (any)" : "",
            o->val_csv ? "val" : "train", o->val_csv ? s.val_loss : s.train_loss,
            o->val_csv ? s.val_accuracy : s.train_accuracy);
     printf("ich-train: %s/best.safetensors, %s/last.safetensors, %s/history.csv\n", o->out,
@@ -566,7 +608,12 @@ int main(int argc, char **argv)
         t.balanced = o.balanced;
         t.clip_norm = o.clip;
         t.patience = o.patience;
-        t.warmup_epochs = o.warmup;
+        int staged = !o.joint && ich_model_cascade_stages(r.model) == 2;
+        t.warmup_epochs = o.warmup >= 0 ? o.warmup : staged ? 1 : 0;
+        t.staged = o.joint ? 0 : -1;
+        t.stage_epochs[0] = o.stage_epochs[0];
+        t.stage_epochs[1] = o.stage_epochs[1];
+        t.finetune_lr_factor = o.finetune;
         t.checkpoint_dir = o.out;
         t.resume = o.resume;
         t.progress = on_progress;

@@ -317,6 +317,7 @@ static const struct_layout layouts[] = {
         FIELD(ich_epoch_stats, val_accuracy, 40),
         FIELD(ich_epoch_stats, lr, 48),
         FIELD(ich_epoch_stats, seconds, 56),
+        FIELD(ich_epoch_stats, stage, 64),
         {NULL, 0, 0}}},
     {LAYOUT(ich_train_progress, stats, 72),
      (const field_offset[]){
@@ -330,6 +331,8 @@ static const struct_layout layouts[] = {
         FIELD(ich_train_progress, accuracy, 48),
         FIELD(ich_train_progress, elapsed, 56),
         FIELD(ich_train_progress, stats, 64),
+        FIELD(ich_train_progress, stage, 72),
+        FIELD(ich_train_progress, stages, 76),
         {NULL, 0, 0}}},
     {LAYOUT(ich_train_options, progress_user, 120),
      (const field_offset[]){
@@ -350,6 +353,9 @@ static const struct_layout layouts[] = {
         FIELD(ich_train_options, resume, 96),
         FIELD(ich_train_options, progress, 104),
         FIELD(ich_train_options, progress_user, 112),
+        FIELD(ich_train_options, staged, 120),
+        FIELD(ich_train_options, stage_epochs, 124),
+        FIELD(ich_train_options, finetune_lr_factor, 136),
         {NULL, 0, 0}}},
     {LAYOUT(ich_preprocess_options, progress_user, 32),
      (const field_offset[]){

@@ -547,6 +547,113 @@ static void test_neighbors(void **state)
     ich_labels_free(labels);
 }
 
+/* ---- Positive-only restriction ------------------------------------------- */
+
+/* ich_dataset_set_positive_only("any"): only the rows with any >= 0.5 are
+ * drawn (img<i> with i odd in make_labels), in full batches, each once per
+ * epoch, with the same pixels and labels as unrestricted; neighbours still
+ * come from every row; NULL draws every row again. */
+static void test_positive_only(void **state)
+{
+    const char *dir = *state;
+    enum { N = 13, S = 3 * 16 };
+    const char *series = "1.2.3.9";
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "img%d", i);
+        write_slice(dir, id, 8, 8, (uint32_t)(300 + i), series, (double)((i * 5) % N));
+    }
+    ich_labels *labels = make_labels(N);
+    ich_window *w = small_window(4);
+    for (int workers = 0; workers <= 2; workers += 2) {
+        ich_dataset_options o;
+        ich_dataset_options_init(&o);
+        o.window = w;
+        o.workers = workers;
+        o.batch_size = 4;
+        o.neighbors = 1;
+        o.seed = 7;
+        ich_dataset *all = open_ds(labels, dir, &o);
+        ich_dataset *pos = open_ds(labels, dir, &o);
+        assert_null(ich_dataset_positive_only(pos));
+        /* a batch of the unrestricted epoch is under way: abandoned */
+        epoch_run before;
+        run_epoch(pos, 4, 0, &before);
+        assert_int_equal(before.total_rows, N);
+        free_run(&before);
+        assert_int_equal(ich_dataset_start_epoch(pos, 0), ICH_OK);
+        assert_int_equal(ich_dataset_set_positive_only(pos, "ANY"), ICH_OK);
+        assert_string_equal(ich_dataset_positive_only(pos), "ANY");
+        assert_int_equal(ich_dataset_length(pos), 6); /* 1, 3, ..., 11 */
+        assert_int_equal(ich_dataset_batches(pos), 2);
+        assert_int_equal(ich_labels_rows(ich_dataset_labels(pos)), N);
+        for (int64_t epoch = 0; epoch < 2; epoch++) {
+            epoch_run run;
+            run_epoch(pos, 4, epoch, &run);
+            assert_int_equal(run.batches, 2);
+            assert_int_equal(run.counts[0], 4);
+            assert_int_equal(run.counts[1], 2);
+            assert_int_equal(run.total_rows, 6);
+            int seen[N] = {0};
+            const size_t sf = sample_floats(pos);
+            assert_int_equal(sf, 3 * S);
+            float *want = malloc(sf * sizeof *want);
+            float y[ICH_LABEL_COUNT];
+            for (size_t k = 0; k < run.total_rows; k++) {
+                int64_t row = run.rows[k];
+                assert_true(row >= 0 && row < N && row % 2 == 1);
+                seen[row]++;
+                size_t b = k / 4, j = k % 4;
+                const float *img = run.images + (b * 4 + j) * sf;
+                const float *lab = run.labels + (b * 4 + j) * ICH_LABEL_COUNT;
+                assert_int_equal(ich_dataset_get(all, row, 0, 0, want, sf, y, ICH_LABEL_COUNT),
+                                 ICH_OK);
+                assert_memory_equal(img, want, sf * sizeof *want); /* neighbours from all */
+                assert_memory_equal(lab, y, sizeof y);
+                assert_true(lab[0] >= 0.5f);
+            }
+            for (int i = 1; i < N; i += 2)
+                assert_int_equal(seen[i], 1);
+            free(want);
+            free_run(&run);
+        }
+        /* ich_dataset_get() indexes the drawn samples */
+        float a[3 * S], b[3 * S];
+        assert_int_equal(ich_dataset_get(pos, 2, 0, 0, a, 3 * S, NULL, 0), ICH_OK);
+        assert_int_equal(ich_dataset_get(all, 5, 0, 0, b, 3 * S, NULL, 0), ICH_OK);
+        assert_memory_equal(a, b, sizeof a);
+        assert_int_equal(ich_dataset_get(pos, 6, 0, 0, a, 3 * S, NULL, 0),
+                         ICH_ERR_INVALID_ARGUMENT);
+        /* an unknown column: refused, naming the columns; nothing changes */
+        assert_int_equal(ich_dataset_set_positive_only(pos, "nope"), ICH_ERR_NOT_FOUND);
+        assert_non_null(strstr(ich_last_error(), "\"nope\""));
+        assert_non_null(strstr(ich_last_error(), "epidural"));
+        assert_int_equal(ich_dataset_length(pos), 6);
+        /* a column without positives: length 0 */
+        assert_int_equal(ich_dataset_set_positive_only(pos, "subdural"), ICH_OK);
+        assert_int_equal(ich_dataset_length(pos), 0); /* bit 4: i >= 16 only */
+        assert_int_equal(ich_dataset_batches(pos), 0);
+        epoch_run none;
+        run_epoch(pos, 4, 0, &none);
+        assert_int_equal(none.total_rows, 0);
+        free_run(&none);
+        /* NULL: every row again */
+        assert_int_equal(ich_dataset_set_positive_only(pos, NULL), ICH_OK);
+        assert_null(ich_dataset_positive_only(pos));
+        assert_int_equal(ich_dataset_length(pos), N);
+        assert_int_equal(ich_dataset_batches(pos), 4);
+        epoch_run again;
+        run_epoch(pos, 4, 1, &again);
+        assert_int_equal(again.total_rows, N);
+        free_run(&again);
+        assert_int_equal(ich_dataset_set_positive_only(NULL, "any"), ICH_ERR_INVALID_ARGUMENT);
+        ich_dataset_free(pos);
+        ich_dataset_free(all);
+    }
+    ich_window_free(w);
+    ich_labels_free(labels);
+}
+
 /* ---- Missing and corrupt files ------------------------------------------- */
 
 static void test_missing_and_corrupt(void **state)
@@ -851,6 +958,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_workers_identical, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_neighbors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_positive_only, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_hostile_ids_left_out, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_missing_and_corrupt, tu_setup_tmpdir,

@@ -727,6 +727,496 @@ static void test_warmup_and_progress(void **state)
     ich_dataset_free(val);
 }
 
+/* ---- Staged cascade training --------------------------------------------------------- */
+
+/* Two small branches; CASCADE_BN with batch norm (running statistics are
+ * buffers that must not move either outside the stage trained). */
+#define CASCADE_SPEC                                                                      \
+    "input 3x32x32, cascade(any: conv 4 3 pad 1, relu, maxpool 2, gap, linear 1 | "       \
+    "subtype: conv 4 3 pad 1, relu, maxpool 2, gap, linear 5)"
+#define CASCADE_BN                                                                        \
+    "input 3x32x32, cascade(any: conv 4 3 pad 1, batchnorm, relu, maxpool 2, conv 8 3 "   \
+    "pad 1, relu, gap, linear 1 | subtype: conv 4 3 pad 1, batchnorm, relu, maxpool 2, "  \
+    "conv 8 3 pad 1, relu, gap, dropout 0.1, linear 5)"
+
+typedef struct stage_log {
+    int32_t epochs_seen, stages_seen[2], train_batches[2];
+    int32_t cancel_after_epoch; /* -1: never */
+} stage_log;
+
+static int log_stages(void *user, const ich_train_progress *p)
+{
+    stage_log *log = user;
+    assert_true(p->size >= sizeof *p);
+    assert_int_equal(p->stages, 2);
+    assert_true(p->stage == 0 || p->stage == 1);
+    if (p->phase == ICH_TRAIN_PHASE_TRAIN && p->batch == p->batches)
+        log->train_batches[p->stage] = (int32_t)p->batches;
+    if (p->phase == ICH_TRAIN_PHASE_EPOCH) {
+        log->epochs_seen++;
+        log->stages_seen[p->stage]++;
+        assert_int_equal(p->stats->stage, p->stage);
+        return p->epoch == log->cancel_after_epoch;
+    }
+    return 0;
+}
+
+/* The any-positive rows of a dataset. */
+static int64_t any_positives(const ich_dataset *ds)
+{
+    const ich_labels *labels = ich_dataset_labels(ds);
+    int64_t count = 0;
+    for (int64_t r = 0; r < ich_labels_rows(labels); r++)
+        count += ich_labels_values(labels, r)[0] >= 0.5f;
+    return count;
+}
+
+/* Stage one moves only "any." tensors, stage two only "subtype." ones
+ * (buffers included); stage two sees only the any-positive images; the
+ * history and progress say the stage; the model ends with both stages
+ * active and the dataset as it was. */
+static void test_staged_stages_apart(void **state)
+{
+    (void)state;
+    ich_dataset *train = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    int64_t positives = any_positives(train), all = ich_dataset_length(train);
+    assert_true(positives > 8 && positives < all - 8); /* both kinds */
+    ich_model *m = make_model(CASCADE_BN, 3), *before = make_model(CASCADE_BN, 3);
+    assert_int_equal(ich_model_cascade_stages(m), 2);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_ADAMW, 0.01);
+    ich_train_options o = quiet_options(1);
+    o.stage_epochs[1] = -1; /* stage one only */
+    stage_log log = {.cancel_after_epoch = -1};
+    o.progress = log_stages;
+    o.progress_user = &log;
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, &h), ICH_OK);
+    assert_false(same_tensors(m, before, "any."));
+    assert_false(same_tensors(m, before, "any.bn1.")); /* running statistics */
+    assert_true(same_tensors(m, before, "subtype."));
+    assert_int_equal(ich_history_length(h), 1);
+    assert_int_equal(row_of(h, 0).stage, 0);
+    assert_int_equal(log.stages_seen[0], 1);
+    assert_int_equal(log.train_batches[0], (all + 7) / 8);
+    assert_int_equal(ich_model_active_stage(m), -1);
+    assert_null(ich_dataset_positive_only(train));
+    assert_int_equal(ich_dataset_length(train), all);
+    ich_history_free(h);
+
+    /* stage two alone on the model: only "subtype." moves, over the
+     * any-positive images' batches */
+    ich_model *after_one = make_model(CASCADE_BN, 3);
+    for (int32_t i = 0; i < ich_model_tensor_count(m); i++) {
+        ich_tensor_view a = {.size = sizeof a}, b = {.size = sizeof b};
+        assert_int_equal(ich_model_tensor(m, i, &a), ICH_OK);
+        assert_int_equal(ich_model_tensor(after_one, i, &b), ICH_OK);
+        memcpy(b.data, a.data, (size_t)a.count * (a.type == ICH_TENSOR_I64 ? 8 : 4));
+    }
+    ich_model_tensor_changed(after_one, -1);
+    o.stage_epochs[0] = -1;
+    o.stage_epochs[1] = 2;
+    memset(&log, 0, sizeof log);
+    log.cancel_after_epoch = -1;
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, &h), ICH_OK);
+    assert_true(same_tensors(m, after_one, "any."));
+    assert_false(same_tensors(m, after_one, "subtype."));
+    assert_false(same_tensors(m, after_one, "subtype.bn1."));
+    assert_int_equal(log.stages_seen[1], 2);
+    assert_int_equal(log.stages_seen[0], 0);
+    assert_int_equal(log.train_batches[1], (positives + 7) / 8);
+    assert_int_equal(ich_history_length(h), 2);
+    assert_int_equal(row_of(h, 1).stage, 1);
+    assert_int_equal(ich_model_active_stage(m), -1);
+    assert_int_equal(ich_dataset_length(train), all);
+    ich_history_free(h);
+
+    /* a caller's own restriction comes back */
+    assert_int_equal(ich_dataset_set_positive_only(train, "subdural"), ICH_OK);
+    o.stage_epochs[0] = 1;
+    o.stage_epochs[1] = 1;
+    o.progress = NULL;
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_OK);
+    assert_string_equal(ich_dataset_positive_only(train), "subdural");
+    assert_int_equal(ich_dataset_set_positive_only(train, NULL), ICH_OK);
+
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_model_free(before);
+    ich_model_free(after_one);
+    ich_dataset_free(train);
+}
+
+/* The mean BCE of columns [first, first + count) of the rows whose any is
+ * positive (`positives_only`) or of every row. */
+static double naive_stage_bce(const float *x, const float *y, int64_t n, int first, int count,
+                              int positives_only, int balanced)
+{
+    /* balanced 1: negatives / positives of each column over the rows used;
+     * 2: over every row */
+    double w[6] = {1, 1, 1, 1, 1, 1};
+    for (int c = first; balanced && c < first + count; c++) {
+        int64_t pos = 0, neg = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!positives_only || balanced == 2 || y[i * 6] >= 0.5f) {
+                if (y[i * 6 + c] >= 0.5f)
+                    pos++;
+                else
+                    neg++;
+            }
+        w[c] = pos && neg ? (double)neg / (double)pos : 1;
+    }
+    double sum = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (positives_only && y[i * 6] < 0.5f)
+            continue;
+        rows++;
+        for (int c = first; c < first + count; c++) {
+            double p = 1.0 / (1.0 + exp(-(double)x[i * 6 + c])), t = y[i * 6 + c];
+            sum += -(w[c] * t * log(p) + (1 - t) * log(1 - p));
+        }
+    }
+    return sum / (double)(rows * count);
+}
+
+/* The stage losses: with a learning rate of 0 (nothing moves; no batch
+ * norm, no dropout), stage one's epoch loss is the BCE of the "any" column
+ * over every image and stage two's the BCE of the subtype columns over the
+ * any-positive images only, training and validation alike; a negative
+ * image with every subtype set would change it. */
+static void test_staged_losses(void **state)
+{
+    (void)state;
+    ich_labels *labels = read_labels();
+    /* negatives get every subtype 1: stage two must not see them */
+    ich_labels *odd = NULL;
+    assert_int_equal(ich_labels_create(NULL, 0, &odd), ICH_OK);
+    for (int64_t r = 0; r < ich_labels_rows(labels); r++) {
+        float v[6];
+        memcpy(v, ich_labels_values(labels, r), sizeof v);
+        if (v[0] < 0.5f)
+            for (int c = 1; c < 6; c++)
+                v[c] = 1;
+        assert_int_equal(ich_labels_add(odd, ich_labels_id(labels, r), v, NULL), ICH_OK);
+    }
+    ich_dataset *train = open_dataset(odd, 32, "blood,brain,bone", 0);
+    ich_dataset *val = open_dataset(odd, 32, "blood,brain,bone", 0);
+    ich_model *m = make_model(CASCADE_SPEC, 4);
+    int64_t n = ich_dataset_length(train);
+    size_t sf = 3 * 32 * 32;
+    float *images = malloc((size_t)n * sf * sizeof *images);
+    float *y = malloc((size_t)n * 6 * sizeof *y), *x = malloc((size_t)n * 6 * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        assert_int_equal(ich_dataset_get(train, i, 0, 0, images + i * sf, sf, y + i * 6, 6),
+                         ICH_OK);
+    assert_int_equal(ich_model_forward(m, images, (int32_t)n, x, (size_t)n * 6), ICH_OK);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_SGD, 0.0);
+    ich_train_options o = quiet_options(1);
+    o.constant_lr = 1;
+    ich_history *h = NULL;
+    /* plain, then balanced: the class weights of each stage's columns are
+     * counted on the stage's images (stage two: the positives only) */
+    for (int balanced = 1; balanced >= 0; balanced--) {
+        o.balanced = balanced;
+        ich_history_free(h);
+        h = NULL;
+        assert_int_equal(ich_train(m, opt, train, val, &o, &h), ICH_OK);
+        ich_epoch_stats one = row_of(h, 0), two = row_of(h, 1);
+        double want_one = naive_stage_bce(x, y, n, 0, 1, 0, balanced);
+        double want_two = naive_stage_bce(x, y, n, 1, 5, 1, balanced);
+        assert_true(fabs(one.train_loss - want_one) <= 1e-5 * want_one);
+        assert_true(fabs(two.train_loss - want_two) <= 1e-5 * want_two);
+        assert_true(fabs(one.val_loss - want_one) <= 1e-5 * want_one);
+        assert_true(fabs(two.val_loss - want_two) <= 1e-5 * want_two);
+        /* negatives in stage two, or weights counted on every row, differ */
+        assert_true(fabs(naive_stage_bce(x, y, n, 1, 5, 0, balanced) - want_two) > 1e-3);
+        if (balanced)
+            assert_true(fabs(naive_stage_bce(x, y, n, 1, 5, 1, 2) - want_two) > 1e-3);
+        assert_int_equal(one.stage, 0);
+        assert_int_equal(two.stage, 1);
+    }
+    /* ich_evaluate() afterwards: both stages, ungated logits, subtype terms
+     * masked by the any label (check_masked_loss's rule) */
+    double loss = 0;
+    assert_int_equal(ich_evaluate(m, val, NULL, -1, &loss, NULL), ICH_OK);
+    double masked = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < 6; c++) {
+            double p = 1.0 / (1.0 + exp(-(double)x[i * 6 + c])), t = y[i * 6 + c];
+            if (c == 0 || y[i * 6] >= 0.5f)
+                masked += -(t * log(p) + (1 - t) * log(1 - p));
+        }
+    masked /= (double)(n * 6);
+    assert_true(fabs(loss - masked) <= 1e-5 * masked);
+    ich_history_free(h);
+    free(images);
+    free(x);
+    free(y);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_dataset_free(train);
+    ich_dataset_free(val);
+    ich_labels_free(odd);
+    ich_labels_free(labels);
+}
+
+/* Warm-up epochs move only the stage's head ("any.fc1.", "subtype.fc1."),
+ * the fine-tuning epochs the whole stage at factor x the learning rate
+ * (the history's lr), each stage starting again at the run's rate; joint
+ * training warms up both heads. */
+static void test_staged_warmup_and_finetune_lr(void **state)
+{
+    (void)state;
+    ich_dataset *train = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_model *m = make_model(CASCADE_SPEC, 8), *before = make_model(CASCADE_SPEC, 8);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_ADAM, 0.01);
+    ich_train_options o = quiet_options(1);
+    o.warmup_epochs = 1;
+    o.stage_epochs[1] = -1;
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_OK);
+    assert_false(same_tensors(m, before, "any.fc1."));
+    assert_true(same_tensors(m, before, "any.conv1."));
+    assert_true(same_tensors(m, before, "subtype."));
+    o.stage_epochs[0] = -1;
+    o.stage_epochs[1] = 1;
+    assert_int_equal(ich_train(m, opt, train, NULL, &o, NULL), ICH_OK);
+    assert_false(same_tensors(m, before, "subtype.fc1."));
+    assert_true(same_tensors(m, before, "subtype.conv1."));
+    assert_true(same_tensors(m, before, "any.conv1."));
+    for (int32_t i = 0; i < ich_model_tensor_count(m); i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        assert_int_equal(ich_model_tensor(m, i, &v), ICH_OK);
+        assert_int_equal(v.frozen, 0); /* the model's own flags are back */
+    }
+
+    /* joint training: the warm-up moves both heads, no convolution */
+    ich_model *j = make_model(CASCADE_SPEC, 8);
+    ich_optimizer *oj = make_optimizer(j, ICH_OPTIM_ADAM, 0.01);
+    o.staged = 0;
+    assert_int_equal(ich_train(j, oj, train, NULL, &o, NULL), ICH_OK);
+    assert_false(same_tensors(j, before, "any.fc1."));
+    assert_false(same_tensors(j, before, "subtype.fc1."));
+    assert_true(same_tensors(j, before, "any.conv1."));
+    assert_true(same_tensors(j, before, "subtype.conv1."));
+
+    /* 2 epochs per stage, 1 of warm-up: lr 0.01, 0.001 (factor 0.1), then
+     * again 0.01, 0.001; with factor 0.5: 0.005 */
+    for (int k = 0; k < 2; k++) {
+        ich_model *f = make_model(CASCADE_SPEC, 8);
+        ich_optimizer *of = make_optimizer(f, ICH_OPTIM_ADAM, 0.01);
+        ich_train_options s = quiet_options(2);
+        s.warmup_epochs = 1;
+        s.constant_lr = 1;
+        if (k)
+            s.finetune_lr_factor = 0.5;
+        ich_history *h = NULL;
+        assert_int_equal(ich_train(f, of, train, NULL, &s, &h), ICH_OK);
+        assert_int_equal(ich_history_length(h), 4);
+        double fine = k ? 0.005 : 0.01 * 0.1;
+        const double want_lr[4] = {0.01, fine, 0.01, fine};
+        const int32_t want_stage[4] = {0, 0, 1, 1};
+        for (int32_t e = 0; e < 4; e++) {
+            ich_epoch_stats r = row_of(h, e);
+            assert_int_equal(r.epoch, e);
+            assert_int_equal(r.stage, want_stage[e]);
+            assert_true(fabs(r.lr - want_lr[e]) <= 1e-15);
+        }
+        ich_history_free(h);
+        ich_optimizer_free(of);
+        ich_model_free(f);
+    }
+    ich_optimizer_free(oj);
+    ich_model_free(j);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_model_free(before);
+    ich_dataset_free(train);
+}
+
+/* A run stopped after epoch `cut` (the progress callback cancels), then
+ * resumed by a fresh model and optimizer, ends with the weights of the
+ * uninterrupted run, bit for bit: at the boundary of the stages (cut 1)
+ * and within stage two (cut 2); warm-up, early stopping, best weights,
+ * class weights and a validation set included. */
+static void test_staged_resume_bit_exact(void **state)
+{
+    const char *dir = *state;
+    ich_dataset *train = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_dataset *val = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_train_options o = quiet_options(2);
+    o.stage_epochs[1] = 3;
+    o.warmup_epochs = 1;
+    o.patience = 2;
+    o.balanced = 1;
+    char a_dir[4096];
+    o.checkpoint_dir = tu_join(a_dir, sizeof a_dir, dir, "a");
+    ich_model *a = make_model(CASCADE_BN, 5);
+    ich_optimizer *oa = make_optimizer(a, ICH_OPTIM_ADAM, 0.003);
+    ich_history *ha = NULL;
+    assert_int_equal(ich_train(a, oa, train, val, &o, &ha), ICH_OK);
+    assert_int_equal(ich_history_length(ha), 5);
+    for (int cut = 1; cut <= 2; cut++) {
+        char b_dir[4096], c_dir[4096], name[32], last[4096];
+        snprintf(name, sizeof name, "b%d", cut);
+        ich_model *b = make_model(CASCADE_BN, 5);
+        ich_optimizer *ob = make_optimizer(b, ICH_OPTIM_ADAM, 0.003);
+        stage_log log = {.cancel_after_epoch = cut};
+        ich_train_options ob_o = o;
+        ob_o.checkpoint_dir = tu_join(b_dir, sizeof b_dir, dir, name);
+        ob_o.progress = log_stages;
+        ob_o.progress_user = &log;
+        assert_int_equal(ich_train(b, ob, train, val, &ob_o, NULL), ICH_ERR_CANCELLED);
+        snprintf(name, sizeof name, "c%d", cut);
+        ich_model *c = make_model(CASCADE_BN, 77);
+        ich_optimizer *oc = make_optimizer(c, ICH_OPTIM_ADAM, 0.5); /* lr from the file */
+        ich_train_options oc_o = o;
+        oc_o.checkpoint_dir = tu_join(c_dir, sizeof c_dir, dir, name);
+        oc_o.resume = tu_join(last, sizeof last, b_dir, "last.safetensors");
+        ich_history *hc = NULL;
+        assert_int_equal(ich_train(c, oc, train, val, &oc_o, &hc), ICH_OK);
+        assert_true(same_tensors(a, c, NULL));
+        assert_int_equal(ich_history_length(hc), 5);
+        for (int32_t i = 0; i < 5; i++) {
+            ich_epoch_stats ra = row_of(ha, i), rc = row_of(hc, i);
+            assert_true(ra.train_loss == rc.train_loss);
+            assert_true(ra.val_loss == rc.val_loss);
+            assert_true(ra.lr == rc.lr);
+            assert_int_equal(ra.stage, rc.stage);
+        }
+        assert_int_equal(ich_history_best_epoch(ha), ich_history_best_epoch(hc));
+        /* a staged checkpoint does not resume joint */
+        ich_model *d = make_model(CASCADE_BN, 5);
+        ich_optimizer *od = make_optimizer(d, ICH_OPTIM_ADAM, 0.003);
+        oc_o.staged = 0;
+        oc_o.checkpoint_dir = NULL;
+        assert_int_equal(ich_train(d, od, train, val, &oc_o, NULL), ICH_ERR_FORMAT);
+        assert_non_null(strstr(ich_last_error(), "staged"));
+        ich_optimizer_free(od);
+        ich_model_free(d);
+        ich_history_free(hc);
+        ich_optimizer_free(ob);
+        ich_optimizer_free(oc);
+        ich_model_free(b);
+        ich_model_free(c);
+    }
+    /* the checkpoints say the stage; history.csv has the stage column */
+    char path[4096];
+    ich_model *saved = NULL;
+    assert_int_equal(ich_model_load(tu_join(path, sizeof path, a_dir, "last.safetensors"),
+                                    &saved), ICH_OK);
+    assert_non_null(ich_model_metadata(saved, "ich.stage"));
+    assert_int_equal(strncmp(ich_model_metadata(saved, "ich.stage"), "stage=1 start=2 lr=", 19),
+                     0);
+    ich_model_free(saved);
+    FILE *f = fopen(tu_join(path, sizeof path, a_dir, "history.csv"), "r");
+    assert_non_null(f);
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds,"
+                              "stage\n");
+    fclose(f);
+    ich_history_free(ha);
+    ich_optimizer_free(oa);
+    ich_model_free(a);
+    ich_dataset_free(train);
+    ich_dataset_free(val);
+}
+
+/* Early stopping and the plateau schedule are the stage's: stage one stops
+ * early (its validation labels are flipped, so the loss rises) after its
+ * patience, with its lr cut once by the plateau; stage two then starts at
+ * the run's lr and runs; the model ends with stage two's best epoch, whose
+ * "any" branch is stage one's best: best.safetensors. */
+static void test_staged_early_stopping_per_stage(void **state)
+{
+    const char *dir = *state;
+    ich_labels *flipped = flipped_labels();
+    ich_dataset *train = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_dataset *val = open_dataset(flipped, 32, "blood,brain,bone", 0);
+    ich_model *m = make_model(CASCADE_SPEC, 8);
+    ich_optimizer *opt = make_optimizer(m, ICH_OPTIM_ADAM, 0.01);
+    ich_train_options o = quiet_options(30);
+    o.stage_epochs[1] = 3;
+    o.patience = 5; /* the plateau's patience is 3: it cuts the lr first */
+    o.checkpoint_dir = dir;
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, opt, train, val, &o, &h), ICH_OK);
+    int32_t n = ich_history_length(h), one = 0, best_one = -1;
+    for (int32_t e = 0; e < n; e++) {
+        ich_epoch_stats r = row_of(h, e);
+        if (r.stage == 0) {
+            one++;
+            if (best_one < 0 || r.val_loss < row_of(h, best_one).val_loss)
+                best_one = e;
+        }
+    }
+    assert_true(one < 30);                   /* stopped early */
+    assert_int_equal(one, best_one + 1 + 5); /* patience epochs after its best */
+    assert_true(row_of(h, one - 1).lr < 0.01 * 0.5); /* the plateau cut it */
+    assert_int_equal(n, one + 3);            /* stage two ran all its epochs */
+    assert_int_equal(row_of(h, one).stage, 1);
+    assert_true(row_of(h, one).lr == 0.01);  /* a fresh lr */
+    char path[4096];
+    ich_model *saved = NULL;
+    assert_int_equal(ich_model_load(tu_join(path, sizeof path, dir, "best.safetensors"), &saved),
+                     ICH_OK);
+    assert_true(same_tensors(m, saved, NULL));
+    ich_model_free(saved);
+    ich_history_free(h);
+    ich_optimizer_free(opt);
+    ich_model_free(m);
+    ich_dataset_free(train);
+    ich_dataset_free(val);
+    ich_labels_free(flipped);
+}
+
+/* Staged options refused: a model without stages asked for them, a bad
+ * factor or stage epoch count, training data without positives. */
+static void test_staged_errors(void **state)
+{
+    (void)state;
+    ich_dataset *ds = open_dataset(NULL, 32, "blood,brain,bone", 0);
+    ich_model *plain = make_model(SPEC, 1), *m = make_model(CASCADE_SPEC, 1);
+    ich_optimizer *op = make_optimizer(plain, ICH_OPTIM_SGD, 0.01);
+    ich_optimizer *om = make_optimizer(m, ICH_OPTIM_SGD, 0.01);
+    ich_train_options o = quiet_options(1);
+    o.staged = 1;
+    assert_int_equal(ich_train(plain, op, ds, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "not a cascade"));
+    o.staged = 2;
+    assert_int_equal(ich_train(m, om, ds, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    o.staged = -1;
+    o.finetune_lr_factor = 0;
+    assert_int_equal(ich_train(m, om, ds, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    o.finetune_lr_factor = 0.1;
+    o.stage_epochs[0] = -2;
+    assert_int_equal(ich_train(m, om, ds, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    o.stage_epochs[0] = 0;
+    ich_labels *none = any_zero_labels(); /* any = 0 everywhere */
+    ich_dataset *negatives = open_dataset(none, 32, "blood,brain,bone", 0);
+    assert_int_equal(ich_train(m, om, negatives, NULL, &o, NULL), ICH_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ich_last_error(), "\"any\" label is positive"));
+    /* a validation set without positives: stage two monitors training */
+    ich_history *h = NULL;
+    assert_int_equal(ich_train(m, om, ds, negatives, &o, &h), ICH_OK);
+    assert_int_equal(ich_history_length(h), 2);
+    assert_false(isnan(row_of(h, 0).val_loss));
+    assert_true(isnan(row_of(h, 1).val_loss));
+    assert_int_equal(ich_dataset_length(negatives), ich_labels_rows(none));
+    ich_history_free(h);
+    o.warmup_epochs = 1;
+    o.warmup_trainable = "nosuch.";
+    assert_int_equal(ich_train(m, om, ds, NULL, &o, NULL), ICH_ERR_NOT_FOUND);
+    assert_int_equal(ich_model_active_stage(m), -1);
+    ich_dataset_free(negatives);
+    ich_labels_free(none);
+    ich_optimizer_free(op);
+    ich_optimizer_free(om);
+    ich_model_free(plain);
+    ich_model_free(m);
+    ich_dataset_free(ds);
+}
+
 /* ---- Errors ------------------------------------------------------------------------------ */
 
 static void test_errors(void **state)
@@ -886,6 +1376,14 @@ int main(void)
         cmocka_unit_test(test_cascade_mask_loss),
         cmocka_unit_test(test_warmup_and_progress),
         cmocka_unit_test_setup_teardown(test_errors, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test(test_staged_stages_apart),
+        cmocka_unit_test(test_staged_losses),
+        cmocka_unit_test(test_staged_warmup_and_finetune_lr),
+        cmocka_unit_test_setup_teardown(test_staged_resume_bit_exact, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_staged_early_stopping_per_stage, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test(test_staged_errors),
     };
     return cmocka_run_group_tests(tests, write_phantom, remove_phantom);
 }

@@ -28,7 +28,9 @@
  * and position is stacked with itself.
  *
  * Batches: float32 NCHW images plus N x L labels (L = the table's label
- * columns). Each epoch visits every sample once, in a seeded shuffled order
+ * columns). Each epoch visits every sample once (every row with an image, or
+ * with ich_dataset_set_positive_only() those positive in a label column,
+ * e.g. "any" for a cascade's second stage), in a seeded shuffled order
  * (or in table order without shuffling); worker threads load the next
  * batches while the caller trains, each batch by one worker, into a ring
  * of max(prefetch, workers) batch buffers. A sample whose file cannot be
@@ -119,8 +121,32 @@ ICH_API ich_status ich_dataset_open_csv(const char *csv_path, const char *image_
  *  dataset. NULL is a no-op. */
 ICH_API void ich_dataset_free(ich_dataset *dataset);
 
-/** Number of samples (0 for NULL). */
+/** Number of samples drawn (0 for NULL): the rows of the label table
+ *  with an image, or with ich_dataset_set_positive_only() those of them
+ *  positive in its column. */
 ICH_API int64_t ich_dataset_length(const ich_dataset *dataset);
+
+/** Restrict the samples the dataset draws to the rows whose label in
+ *  `column` (a label column's name, ignoring case) is positive (>= 0.5,
+ *  the rule of ich_labels_positives()); NULL draws every row again. Used
+ *  to train a cascade's second stage on the `any`-positive images only.
+ *  Afterwards ich_dataset_length(), ich_dataset_batches(),
+ *  ich_dataset_get()'s indices and every epoch's batches (full batches of
+ *  positives, shuffled among them by the seed and the epoch) count only
+ *  those rows, in table order; ich_dataset_labels() still holds every row
+ *  and ich_dataset_next_batch()'s `rows` are indices into it. Neighbouring
+ *  slices (`neighbors`) still come from every row. No positive row leaves
+ *  a dataset of length 0 (no batches). The current epoch is abandoned:
+ *  start one with ich_dataset_start_epoch() (else the next batch begins
+ *  epoch 0). Errors: ICH_ERR_INVALID_ARGUMENT (NULL dataset),
+ *  ICH_ERR_NOT_FOUND (no such column: the message lists the columns; the
+ *  restriction is unchanged), ICH_ERR_NO_MEMORY. */
+ICH_API ich_status ich_dataset_set_positive_only(ich_dataset *dataset, const char *column);
+
+/** The column of the restriction set by ich_dataset_set_positive_only()
+ *  (valid until the next call), NULL when every row is drawn or for
+ *  NULL. */
+ICH_API const char *ich_dataset_positive_only(const ich_dataset *dataset);
 
 /** The dataset's label table (rows in sample order); valid while it lives. */
 ICH_API const ich_labels *ich_dataset_labels(const ich_dataset *dataset);
@@ -132,7 +158,8 @@ ICH_API const ich_labels *ich_dataset_labels(const ich_dataset *dataset);
 ICH_API ich_status ich_dataset_sample_shape(const ich_dataset *dataset, int32_t *channels,
                                             int32_t *rows, int32_t *columns, int32_t *labels);
 
-/** Load sample `index` (0 .. length-1, table order) into `image`
+/** Load sample `index` (0 .. length-1, table order; with a positive-only
+ *  restriction the index-th drawn sample) into `image`
  *  (channels*rows*columns floats) and `labels` (may be NULL; label-count
  *  floats). With `augment` non-zero the online augmentation is applied as
  *  in epoch `epoch`. Runs on the calling thread. Errors:
@@ -175,7 +202,9 @@ ICH_API ich_status ich_dataset_start_epoch(ich_dataset *dataset, int64_t epoch);
  *  none was). `images` holds batch_size * channels * rows * columns floats,
  *  `labels` batch_size * label-count floats; the first *count samples are
  *  written (*count is 0 once the epoch is over). `rows` (may be NULL;
- *  batch_size entries) receives each sample's index. Errors:
+ *  batch_size entries) receives each sample's row of
+ *  ich_dataset_labels() (its index unless a positive-only restriction
+ *  is set). Errors:
  *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE (counts differ from the batch
  *  size), ICH_ERR_NO_MEMORY. */
 ICH_API ich_status ich_dataset_next_batch(ich_dataset *dataset, float *images,

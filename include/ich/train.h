@@ -50,6 +50,45 @@
  * at the next epoch: with one thread and a fixed seed, 2 epochs in one run
  * give the same weights, bit for bit, as 1 epoch, then a resumed run to 2.
  *
+ * Cascade models (ich_model_cascade_stages() == 2: stage one "any", stage
+ * two the subtypes, each its own branch) are trained in their stages' turn
+ * by default (options.staged -1 or 1), the RSNA pipeline's recipe:
+ *
+ *   stage one: ich_model_set_active_stage(model, 0): only the "any" branch
+ *     runs; the loss is the BCE of the "any" column alone over every image;
+ *   stage two: active stage 1: the subtype columns alone, on the images
+ *     whose "any" label is positive only (ich_dataset_set_positive_only()
+ *     on the training and validation datasets; a validation set without
+ *     positives is not used in that stage);
+ *   each stage, for its stage_epochs (or `epochs`): the first warmup_epochs
+ *     with only the stage's head learning (the last parameterised layer
+ *     under the stage's prefix, e.g. "any.classifier.1.", unless
+ *     warmup_trainable says), then the whole stage at finetune_lr_factor x
+ *     the stage's starting learning rate (the optimizer's at the start of
+ *     the run) with a fresh schedule; parameters outside the stage stay
+ *     frozen (the model's own frozen flags apply within it; frozen layers'
+ *     batch-norm running statistics still follow the data in training
+ *     mode, as with any warm-up, PyTorch's requires_grad=False); class weights
+ *     (pos_weight or balanced, the latter counted over the stage's images)
+ *     over the stage's columns; the schedule, early stopping and the best
+ *     weights start afresh with the stage's learning rate; early stopping
+ *     ends the stage (not the run); with restore_best the stage ends with
+ *     its best epoch's weights (with or without early stopping).
+ *   Epochs are numbered on through both stages; each history row records
+ *   its stage (ich_epoch_stats.stage, the "stage" column of history.csv,
+ *   which only staged runs have); ich_history_best_epoch() is the best of
+ *   the last stage (losses of different stages are not comparable); the
+ *   progress reports say the stage. best.safetensors is written when the
+ *   stage's monitored loss improves, so in stage two it holds stage one's
+ *   best "any" branch too. The checkpoints hold both stages (one model)
+ *   and the metadata "ich.stage" = "stage=S start=E lr=LR" (the stage of
+ *   the next epoch, its first epoch, the starting learning rate): resuming
+ *   goes on in that stage, in it, as the uninterrupted run would.
+ *   The model ends with both stages active (-1), the datasets with the
+ *   restriction they had.
+ * options.staged = 0 trains a cascade as before: both branches in every
+ * step, the subtype terms masked by the "any" label (cascade_mask).
+ *
  * Threads: ich_train() runs on the calling thread (the kernels use
  * ich_set_threads() threads, the datasets their workers); the model,
  * optimizer and datasets must not be used elsewhere meanwhile. A history is
@@ -81,6 +120,9 @@ typedef struct ich_epoch_stats {
     double val_accuracy;   /**< NaN without validation */
     double lr;             /**< learning rate used in the epoch */
     double seconds;        /**< wall time of the epoch, validation included */
+    /* Later fields (sizes above the first version's): */
+    int32_t stage;         /**< a staged cascade run's stage of the epoch (0 "any",
+                                1 subtypes), -1 otherwise */
 } ich_epoch_stats;
 
 /** The per-epoch history of a run (opaque). */
@@ -99,15 +141,17 @@ ICH_API ich_status ich_history_get(const ich_history *history, int32_t index,
                                    ich_epoch_stats *stats);
 
 /** The epoch with the lowest monitored loss (validation loss when there is
- *  one, else training loss), -1 for an empty history; and whether the run
+ *  one, else training loss; in a staged run among the last stage's epochs),
+ *  -1 for an empty history; and whether the run
  *  ended by early stopping (ich_history_stopped_early(): 1 or 0). */
 ICH_API int32_t ich_history_best_epoch(const ich_history *history);
 /** 1 when early stopping ended the run (see above). */
 ICH_API int ich_history_stopped_early(const ich_history *history);
 
 /** Write the history as CSV, atomically: the header
- *  "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds" and
- *  one row per epoch (val_* empty without validation). Errors:
+ *  "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds" (and
+ *  ",stage" when the run was staged) and one row per epoch (val_* empty
+ *  without validation). Errors:
  *  ICH_ERR_INVALID_ARGUMENT, ICH_ERR_IO. */
 ICH_API ich_status ich_history_write_csv(const ich_history *history, const char *path);
 
@@ -133,6 +177,11 @@ typedef struct ich_train_progress {
     double accuracy;      /**< running element-wise accuracy */
     double elapsed;       /**< seconds since the epoch began */
     const ich_epoch_stats *stats; /**< phase EPOCH only, else NULL */
+    /* Later fields (a caller's callback reads them only when `size` says
+     * they are there): */
+    int32_t stage;        /**< a staged cascade run's stage (0 "any", 1 subtypes),
+                               -1 otherwise */
+    int32_t stages;       /**< 2 in a staged cascade run, else 0 */
 } ich_train_progress;
 
 /** Called after every batch and at the end of every epoch, on the thread
@@ -146,10 +195,12 @@ typedef int (*ich_train_progress_fn)(void *user, const ich_train_progress *progr
 /** Options of ich_train(). Set `size` to sizeof(ich_train_options);
  *  ich_train_options_init() fills the defaults given here. */
 typedef struct ich_train_options {
-    /* ABI: first version up to `progress_user`, 120 bytes on LP64 (today's layout). */
+    /* ABI: first version up to `progress_user`, 120 bytes on LP64. */
     size_t size;
     int32_t epochs;               /**< total epochs of the run, counting those a
-                                       resumed checkpoint already did (default 10) */
+                                       resumed checkpoint already did (default 10);
+                                       staged: the epochs of each stage unless
+                                       stage_epochs says */
     const float *pos_weight;      /**< positive weight per label (as many as the
                                        model's outputs, in their order); NULL: 1
                                        each (default) */
@@ -166,11 +217,14 @@ typedef struct ich_train_options {
     int32_t restore_best;         /**< with early stopping, end with the weights of
                                        the best epoch (default 1) */
     int32_t warmup_epochs;        /**< first epochs with the model mostly frozen
-                                       (default 0) */
+                                       (default 0); staged: the first epochs of
+                                       each stage */
     const char *warmup_trainable; /**< during warm-up only the parameters whose
                                        names start with this prefix learn (e.g.
                                        "fc2."); NULL: those of the last layer (the
-                                       last parameter's name up to its last '.') */
+                                       last parameter's name up to its last '.'),
+                                       for a cascade the last layer of each stage
+                                       (staged: of the stage trained) */
     int32_t cascade_mask;         /**< -1 (default): mask the subtype loss by the
                                        "any" label for cascade models (spec with a
                                        "cascade" block); 1: always; 0: never */
@@ -181,6 +235,21 @@ typedef struct ich_train_options {
                                        run (default) */
     ich_train_progress_fn progress; /**< NULL: none */
     void *progress_user;
+    /* Later fields: a cascade model's stages (see "Cascade models" above). */
+    int32_t staged;               /**< -1 (default): train a cascade model's stages in
+                                       turn, any other model as before; 0: joint
+                                       training of a cascade (both stages in every
+                                       step, the cascade_mask loss: the behaviour
+                                       before staging); 1: staged, refused for a
+                                       model without stages */
+    int32_t stage_epochs[2];      /**< staged: epochs of stage one ("any") and stage
+                                       two (subtypes); 0 (default): `epochs` each;
+                                       -1: skip the stage (e.g. train stage two of a
+                                       model whose stage one is trained) */
+    double finetune_lr_factor;    /**< staged, with warm-up: after a stage's
+                                       warm-up epochs the learning rate becomes this
+                                       times the stage's starting rate (default 0.1;
+                                       1 keeps it; > 0) */
 } ich_train_options;
 
 /** Fill `options` with the defaults (and its size).
@@ -210,16 +279,25 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  dataset's label columns and the model's labels),
  *  ICH_ERR_NOT_FOUND (warm-up prefix matches nothing; resume file missing),
  *  ICH_ERR_IO (checkpoints), ICH_ERR_FORMAT (a resume file without training
- *  state), and those of the model, optimizer and dataset calls. */
+ *  state, or one of a staged run resumed joint or the reverse), and those
+ *  of the model, optimizer and dataset calls; staged: ICH_ERR_INVALID_ARGUMENT
+ *  also for staged = 1 on a model without stages, and for training data
+ *  without any "any"-positive image for stage two. */
 ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *train,
                              ich_dataset *val, const ich_train_options *options,
                              ich_history **history);
 
 /** Evaluate `model` on every batch of `dataset` (epoch 0 order, evaluation
  *  mode): *loss (may be NULL) the mean BCE-with-logits loss with pos_weight
- *  (NULL: 1 each) and the cascade mask as ich_train() applies it (mask -1,
- *  0, 1 as options.cascade_mask), *accuracy (may be NULL) the element-wise
- *  accuracy. The label columns are matched as ich_train() matches them
+ *  (NULL: 1 each) and the cascade mask as ich_train()'s joint training
+ *  applies it (mask -1, 0, 1 as options.cascade_mask), *accuracy (may be
+ *  NULL) the element-wise accuracy. For a cascade model the loss comes from
+ *  the logits of ich_model_forward(), which are not gated (only
+ *  ich_model_predict() gates the subtypes by P(any)), over all columns: the
+ *  "any" term of every image and the subtype terms of the images whose
+ *  "any" label is positive; the model's active stage is used as it is set
+ *  (ich_train() leaves -1, both). The accuracy gates: a subtype counts as
+ *  predicted only where "any" is predicted too. The label columns are matched as ich_train() matches them
  *  without resuming: by name when the model has "ich.labels" (pos_weight is
  *  in the model's output order). Errors as ich_train(). */
 ICH_API ich_status ich_evaluate(ich_model *model, ich_dataset *dataset, const float *pos_weight,

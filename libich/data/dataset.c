@@ -103,6 +103,8 @@ void ich_dataset_free(ich_dataset *ds)
     free(ds->neighbors);
     free((void *)ds->warned);
     free(ds->order);
+    free(ds->drawn_rows);
+    free(ds->positive_column);
     ich_window_free(ds->window);
     ich_augment_free(ds->augment);
     ich_labels_free(ds->labels);
@@ -481,7 +483,7 @@ static void load_batch(const ich_dataset *ds, int64_t *rows, int32_t count, int6
 static int32_t batch_rows(const ich_dataset *ds, int64_t b, int64_t *rows)
 {
     int64_t first = b * ds->batch_size;
-    int64_t count = ds->length - first < ds->batch_size ? ds->length - first : ds->batch_size;
+    int64_t count = ds->drawn - first < ds->batch_size ? ds->drawn - first : ds->batch_size;
     memcpy(rows, ds->order + first, (size_t)count * sizeof *rows);
     return (int32_t)count;
 }
@@ -560,6 +562,13 @@ static ich_status start_pool(ich_dataset *ds, int32_t prefetch)
     return ICH_OK;
 }
 
+/* Batches per epoch of the samples drawn. */
+static void count_batches(ich_dataset *ds)
+{
+    ds->batches = ds->drop_last ? ds->drawn / ds->batch_size
+                                : (ds->drawn + ds->batch_size - 1) / ds->batch_size;
+}
+
 /* ---- Opening ----------------------------------------------------------- */
 
 static ich_status open_table(const ich_labels *labels, const char *image_dir,
@@ -627,8 +636,8 @@ static ich_status open_table(const ich_labels *labels, const char *image_dir,
         st = find_shape(ds);
     if (st == ICH_OK)
         st = find_neighbors(ds, o.metadata_csv);
-    ds->batches = ds->drop_last ? ds->length / ds->batch_size
-                                : (ds->length + ds->batch_size - 1) / ds->batch_size;
+    ds->drawn = ds->length;
+    count_batches(ds);
     if (st == ICH_OK)
         st = start_pool(ds, o.prefetch);
     if (st != ICH_OK) {
@@ -657,7 +666,13 @@ ich_status ich_dataset_open_csv(const char *csv_path, const char *image_dir,
 
 /* ---- Queries ----------------------------------------------------------- */
 
-int64_t ich_dataset_length(const ich_dataset *ds) { return ds ? ds->length : 0; }
+int64_t ich_dataset_length(const ich_dataset *ds) { return ds ? ds->drawn : 0; }
+
+/* The table row of drawn sample i. */
+static int64_t sample_row(const ich_dataset *ds, int64_t i)
+{
+    return ds->drawn_rows ? ds->drawn_rows[i] : i;
+}
 
 const ich_labels *ich_dataset_labels(const ich_dataset *ds) { return ds ? ds->labels : NULL; }
 
@@ -706,9 +721,10 @@ ich_status ich_dataset_get(ich_dataset *ds, int64_t index, int augment, int64_t 
     if (!ds || !image || epoch < 0)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_get: %s",
                         epoch < 0 ? "negative epoch" : "NULL argument");
-    if (index < 0 || index >= ds->length)
+    if (index < 0 || index >= ds->drawn)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_get: index %lld not in 0..%lld",
-                        (long long)index, (long long)ds->length - 1);
+                        (long long)index, (long long)ds->drawn - 1);
+    index = sample_row(ds, index);
     if (image_count != ds->sample_floats || (labels && label_count != (size_t)ds->label_count))
         return ich_fail(ICH_ERR_SHAPE,
                         "ich_dataset_get: buffers hold %zu and %zu floats, a sample needs %zu "
@@ -726,12 +742,12 @@ ich_status ich_dataset_get(ich_dataset *ds, int64_t index, int augment, int64_t 
 /* Called with the lock held (or without workers). */
 static void begin_epoch(ich_dataset *ds, int64_t epoch)
 {
-    for (int64_t i = 0; i < ds->length; i++)
-        ds->order[i] = i;
+    for (int64_t i = 0; i < ds->drawn; i++)
+        ds->order[i] = sample_row(ds, i);
     if (ds->shuffle) {
         /* b = UINT64_MAX: a stream no sample's augmentation uses. */
         ich_rng rng = ich_rng_init(ds->seed, (uint64_t)epoch, UINT64_MAX);
-        ich_rng_shuffle_i64(&rng, ds->order, ds->length);
+        ich_rng_shuffle_i64(&rng, ds->order, ds->drawn);
     }
     ds->generation++;
     atomic_store(&ds->live_generation, ds->generation);
@@ -755,6 +771,64 @@ ich_status ich_dataset_start_epoch(ich_dataset *ds, int64_t epoch)
     pthread_cond_broadcast(&ds->work);
     pthread_mutex_unlock(&ds->lock);
     return ICH_OK;
+}
+
+ich_status ich_dataset_set_positive_only(ich_dataset *ds, const char *column)
+{
+    if (!ds)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_dataset_set_positive_only: NULL dataset");
+    int64_t *rows = NULL, count = ds->length;
+    char *name = NULL;
+    if (column) {
+        int32_t c = ich_labels_find_column(ds->labels, column);
+        if (c < 0) {
+            char names[512] = "";
+            for (int32_t k = 0; k < ds->label_count; k++) {
+                size_t used = strlen(names);
+                snprintf(names + used, sizeof names - used, "%s%s", k ? ", " : "",
+                         ich_labels_column_name(ds->labels, k));
+            }
+            return ich_fail(ICH_ERR_NOT_FOUND,
+                            "ich_dataset_set_positive_only: the dataset has no label column "
+                            "\"%s\" (its columns: %s)", column, names);
+        }
+        rows = malloc((ds->length ? (size_t)ds->length : 1) * sizeof *rows);
+        name = strdup(column);
+        if (!rows || !name) {
+            free(rows);
+            free(name);
+            return ich_fail(ICH_ERR_NO_MEMORY, "dataset: out of memory");
+        }
+        count = 0;
+        for (int64_t r = 0; r < ds->length; r++)
+            if (ich_labels_values(ds->labels, r)[c] >= 0.5f)
+                rows[count++] = r;
+    }
+    pthread_mutex_lock(&ds->lock);
+    /* Abandon the current epoch, as ich_dataset_start_epoch() does: batches
+     * being loaded are dropped by their workers (generation), ready ones
+     * here; the next batch asked for starts epoch 0 unless an epoch is
+     * started first. */
+    ds->generation++;
+    atomic_store(&ds->live_generation, ds->generation);
+    ds->started = 0;
+    ds->consumed = ds->assigned = 0;
+    for (int32_t i = 0; i < ds->slot_count; i++)
+        if (ds->slots[i].state == SLOT_READY)
+            ds->slots[i].state = SLOT_FREE;
+    free(ds->drawn_rows);
+    free(ds->positive_column);
+    ds->drawn_rows = rows;
+    ds->positive_column = name;
+    ds->drawn = count;
+    count_batches(ds);
+    pthread_mutex_unlock(&ds->lock);
+    return ICH_OK;
+}
+
+const char *ich_dataset_positive_only(const ich_dataset *ds)
+{
+    return ds ? ds->positive_column : NULL;
 }
 
 /* Without workers: load the next non-empty batch on this thread. */

@@ -37,6 +37,13 @@ struct ich_dataset {
     ich_window_settings settings;
     ich_augment *augment;   /* copied; NULL: none */
 
+    /* The samples drawn: rows drawn_rows[0 .. drawn-1] of the table (in
+     * table order), or every row (drawn_rows NULL, drawn = length); set by
+     * ich_dataset_set_positive_only(). Neighbours come from every row. */
+    int64_t drawn;
+    int64_t *drawn_rows;
+    char *positive_column;  /* the restriction's column; NULL: none */
+
     /* Shapes. */
     int32_t slice_channels; /* per slice */
     int32_t channels, rows, columns, label_count;

@@ -14,6 +14,9 @@
 static const char *const COLUMNS[] = {"epoch",        "train_loss", "train_accuracy",
                                       "val_loss",     "val_accuracy", "lr", "seconds"};
 enum { COLUMN_COUNT = 7 };
+/* Only in a staged run's history (after the others, so readers by name or
+ * by position of the first seven keep working). */
+static const char STAGE_COLUMN[] = "stage";
 
 ich_status ich_history_new(ich_history **out)
 {
@@ -72,11 +75,22 @@ int32_t ich_history_best_epoch(const ich_history *history)
 {
     if (!history || history->count == 0)
         return -1;
-    int32_t best = 0;
-    for (int32_t i = 1; i < history->count; i++)
-        if (monitored(&history->rows[i]) < monitored(&history->rows[best]))
+    /* A staged run: among the last stage's rows. */
+    int32_t stage = history->rows[history->count - 1].stage, best = -1;
+    for (int32_t i = 0; i < history->count; i++)
+        if (history->rows[i].stage == stage &&
+            (best < 0 || monitored(&history->rows[i]) < monitored(&history->rows[best])))
             best = i;
     return history->rows[best].epoch;
+}
+
+/* A staged run's rows say their stage. */
+static int staged(const ich_history *history)
+{
+    for (int32_t i = 0; i < history->count; i++)
+        if (history->rows[i].stage >= 0)
+            return 1;
+    return 0;
 }
 
 int ich_history_stopped_early(const ich_history *history)
@@ -95,6 +109,9 @@ void ich_history_to_csv(const ich_history *history, ich_buf *buf)
 {
     for (int c = 0; c < COLUMN_COUNT; c++)
         ich_buf_printf(buf, "%s%s", c ? "," : "", COLUMNS[c]);
+    int with_stage = staged(history);
+    if (with_stage)
+        ich_buf_printf(buf, ",%s", STAGE_COLUMN);
     ich_buf_append(buf, "\n", 1);
     for (int32_t i = 0; i < history->count; i++) {
         const ich_epoch_stats *r = &history->rows[i];
@@ -105,6 +122,8 @@ void ich_history_to_csv(const ich_history *history, ich_buf *buf)
             ich_buf_append(buf, ",", 1);
             append_number(buf, values[c]);
         }
+        if (with_stage)
+            ich_buf_printf(buf, ",%d", r->stage);
         ich_buf_append(buf, "\n", 1);
     }
 }
@@ -146,6 +165,7 @@ ich_status ich_history_parse(ich_history *history, const char *text, const char 
         if (columns[c] < 0)
             st = ich_fail(ICH_ERR_FORMAT, "%s: no column \"%s\"", name, COLUMNS[c]);
     }
+    int stage_column = ich_csv_find_column(csv, STAGE_COLUMN);
     for (int64_t r = 0; r < ich_csv_rows(csv) && !st; r++) {
         double v[COLUMN_COUNT];
         for (int c = 0; c < COLUMN_COUNT && !st; c++)
@@ -156,7 +176,17 @@ ich_status ich_history_parse(ich_history *history, const char *text, const char 
                               ich_csv_cell(csv, r, columns[c]));
         if (st)
             break;
-        ich_epoch_stats row = {sizeof row, (int32_t)v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+        double stage = -1;
+        if (stage_column >= 0 &&
+            (parse_number(ich_csv_cell(csv, r, stage_column), &stage) || isnan(stage) ||
+             (stage != -1 && stage != 0 && stage != 1)))
+            st = ich_fail(ICH_ERR_FORMAT, "%s:%lld: bad %s \"%s\"", name,
+                          (long long)ich_csv_line(csv, r), STAGE_COLUMN,
+                          ich_csv_cell(csv, r, stage_column));
+        if (st)
+            break;
+        ich_epoch_stats row = {sizeof row, (int32_t)v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                               (int32_t)stage};
         st = ich_history_append(history, &row);
     }
     ich_csv_free(csv);
@@ -178,6 +208,10 @@ void ich_epoch_stats_json(const ich_epoch_stats *row, ich_buf *buf)
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         ich_json_key(&json, names[i]);
         ich_json_number(&json, values[i]);
+    }
+    if (row->stage >= 0) {
+        ich_json_key(&json, STAGE_COLUMN);
+        ich_json_integer(&json, row->stage);
     }
     ich_json_object_end(&json);
     if (ich_json_finish(&json) == ICH_OK)

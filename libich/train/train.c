@@ -37,6 +37,8 @@ void (ich_train_options_init)(ich_train_options *caller)
     options->epochs = 10;
     options->restore_best = 1;
     options->cascade_mask = -1;
+    options->staged = -1;
+    options->finetune_lr_factor = 0.1;
     ich_options_init_write(caller, &defaults, sizeof defaults,
                            ICH_OPTIONS_V1_SIZE(ich_train_options, progress_user));
 }
@@ -50,7 +52,10 @@ typedef struct loss_setup {
     const float *pos_weight; /* NULL: 1 */
     int cascade;             /* mask the subtype terms by the "any" label */
     int32_t any;             /* the "any" column */
+    int32_t first, count;    /* the columns the loss covers: 0 and outputs, or a
+                                cascade stage's (staged training) */
     float *images, *labels, *logits, *grad, *mask;
+    float *part_logits, *part_labels, *part_grad; /* a stage's columns */
     int32_t capacity;        /* samples the buffers hold */
     size_t sample_floats;
 } loss_setup;
@@ -138,9 +143,44 @@ static int64_t count_correct(const loss_setup *s, const float *logits, const flo
     return correct;
 }
 
+/* The loss of a stage's columns [first, first + count) alone: their mean
+ * BCE (pos_weight's entries of those columns), the gradient 0 in the other
+ * columns, and the element-wise accuracy over those columns (no gating:
+ * the other stage's logits are 0 while one stage trains). */
+static ich_status stage_loss(const loss_setup *s, int32_t n, float *grad, pass_sums *sums)
+{
+    const int32_t k = s->count;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t c = 0; c < k; c++) {
+            s->part_logits[(size_t)i * k + c] = s->logits[(size_t)i * s->outputs + s->first + c];
+            s->part_labels[(size_t)i * k + c] = s->labels[(size_t)i * s->outputs + s->first + c];
+        }
+    float loss = 0;
+    ich_status st = ich_loss_bce_with_logits(s->part_logits, s->part_labels, n, k,
+                                             s->pos_weight ? s->pos_weight + s->first : NULL,
+                                             NULL, &loss, grad ? s->part_grad : NULL);
+    if (st)
+        return st;
+    if (grad) {
+        memset(grad, 0, (size_t)n * s->outputs * sizeof *grad);
+        for (int32_t i = 0; i < n; i++)
+            for (int32_t c = 0; c < k; c++)
+                grad[(size_t)i * s->outputs + s->first + c] = s->part_grad[(size_t)i * k + c];
+    }
+    sums->loss += (double)loss * n;
+    sums->samples += n;
+    for (size_t e = 0; e < (size_t)n * k; e++)
+        sums->correct += ich_logit_predicts_positive(s->part_logits[e]) ==
+                         (s->part_labels[e] >= 0.5f);
+    sums->elements += (int64_t)n * k;
+    return ICH_OK;
+}
+
 /* Loss (and its gradient when `grad`) of n samples, added to `sums`. */
 static ich_status batch_loss(const loss_setup *s, int32_t n, float *grad, pass_sums *sums)
 {
+    if (s->count < s->outputs)
+        return stage_loss(s, n, grad, sums);
     if (s->cascade)
         cascade_mask(s, s->labels, n);
     float loss = 0;
@@ -195,6 +235,9 @@ static void setup_free(loss_setup *s)
     free(s->logits);
     free(s->grad);
     free(s->mask);
+    free(s->part_logits);
+    free(s->part_labels);
+    free(s->part_grad);
     memset(s, 0, sizeof *s);
 }
 
@@ -206,6 +249,8 @@ static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
     memset(s, 0, sizeof *s);
     s->model = model;
     s->outputs = ich_model_outputs(model);
+    s->first = 0;
+    s->count = s->outputs;
     s->pos_weight = pos_weight;
     s->cascade = mask_option < 0 ? spec_is_cascade(ich_model_spec(model)) : mask_option != 0;
     int32_t any = ich_labels_find_column(ich_dataset_labels(ds), "any");
@@ -224,7 +269,11 @@ static ich_status setup_init(loss_setup *s, ich_model *model, ich_dataset *ds,
     s->logits = malloc(outs * sizeof(float));
     s->grad = malloc(outs * sizeof(float));
     s->mask = malloc(outs * sizeof(float));
-    if (!s->images || !s->labels || !s->logits || !s->grad || !s->mask) {
+    s->part_logits = malloc(outs * sizeof(float));
+    s->part_labels = malloc(outs * sizeof(float));
+    s->part_grad = malloc(outs * sizeof(float));
+    if (!s->images || !s->labels || !s->logits || !s->grad || !s->mask || !s->part_logits ||
+        !s->part_labels || !s->part_grad) {
         setup_free(s);
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory for batches of %d",
                         capacity);
@@ -240,6 +289,7 @@ typedef struct pass_report {
     int32_t epoch, epochs;
     double start;     /* the epoch's start */
     const char *what; /* the public call, for the message */
+    int32_t stage, stages; /* a staged run's stage and 2, else -1 and 0 */
 } pass_report;
 
 static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t batches,
@@ -249,7 +299,7 @@ static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t
         return ICH_OK;
     ich_train_progress p = {sizeof p,       phase, r->epoch, r->epochs, batch, batches,
                             sums_loss(sums), sums_accuracy(sums), seconds_now() - r->start,
-                            stats};
+                            stats,          r->stage, r->stages};
     if (r->fn(r->user, &p))
         return ich_fail(ICH_ERR_CANCELLED, "%s: cancelled by the progress callback in epoch %d",
                         r->what, r->epoch);
@@ -346,12 +396,20 @@ static ich_status restore_frozen(ich_model *model, const int32_t *flags)
     return ICH_OK;
 }
 
-/* The default warm-up prefix: the last parameter's layer ("fc2."). */
-static ich_status last_layer_prefix(ich_model *model, char *prefix, size_t size)
+static int starts_with(const char *name, const char *prefix)
+{
+    return strncmp(name, prefix, strlen(prefix)) == 0;
+}
+
+/* The default warm-up prefix: the layer of the last parameter whose name
+ * starts with `under` ("" for the model's last: "fc2."; "any." for a
+ * cascade stage's head, e.g. "any.classifier.1."). */
+static ich_status last_layer_prefix(ich_model *model, const char *under, char *prefix,
+                                    size_t size)
 {
     for (int32_t i = ich_model_tensor_count(model) - 1; i >= 0; i--) {
         ich_tensor_view v = {.size = sizeof v};
-        if (ich_model_tensor(model, i, &v) || !v.trainable)
+        if (ich_model_tensor(model, i, &v) || !v.trainable || !starts_with(v.name, under))
             continue;
         const char *dot = strrchr(v.name, '.');
         size_t len = dot ? (size_t)(dot - v.name) + 1 : strlen(v.name);
@@ -361,20 +419,22 @@ static ich_status last_layer_prefix(ich_model *model, char *prefix, size_t size)
         prefix[len] = '\0';
         return ICH_OK;
     }
-    return ich_fail(ICH_ERR_NOT_FOUND, "ich_train: the model has no parameters to warm up");
+    return ich_fail(ICH_ERR_NOT_FOUND, "ich_train: the model has no parameters%s%s to warm up",
+                    *under ? " under " : "", under);
 }
 
-/* Warm-up: freeze everything, then let the prefix's parameters learn. */
-static ich_status freeze_for_warmup(ich_model *model, const char *prefix)
+/* Warm-up: freeze everything, then let the prefixes' parameters learn. */
+static ich_status freeze_for_warmup(ich_model *model, char (*prefixes)[256], int count)
 {
     ich_status st = ich_model_freeze(model, "", 1, NULL);
-    int32_t matched = 0;
-    if (!st)
-        st = ich_model_freeze(model, prefix, 0, &matched);
-    if (st == ICH_ERR_NOT_FOUND || (!st && matched == 0))
-        return ich_fail(ICH_ERR_NOT_FOUND,
-                        "ich_train: warm-up prefix \"%s\" matches no parameter of the model",
-                        prefix);
+    for (int k = 0; !st && k < count; k++) {
+        int32_t matched = 0;
+        st = ich_model_freeze(model, prefixes[k], 0, &matched);
+        if (st == ICH_ERR_NOT_FOUND || (!st && matched == 0))
+            return ich_fail(ICH_ERR_NOT_FOUND,
+                            "ich_train: warm-up prefix \"%s\" matches no parameter of the model",
+                            prefixes[k]);
+    }
     return st;
 }
 
@@ -449,9 +509,29 @@ typedef struct trainer {
     ich_history *history;
     snapshot best;
     int32_t *user_frozen;
-    char warmup_prefix[256];
+    char warmup_prefix[2][256]; /* one, or a cascade's two heads (joint) */
+    int warmup_count;
     int32_t first_epoch;     /* 0, or the epochs a resumed checkpoint did */
     char *best_path, *last_path, *csv_path;
+
+    /* Staged training of a cascade (train.h, "Cascade models"). */
+    int staged;
+    int32_t stage, stage_start;  /* the stage and its first epoch */
+    int32_t stage_len[2];        /* epochs of each stage */
+    const char *stage_prefix[2]; /* "any.", "subtype." */
+    int32_t stage_first[2], stage_count[2]; /* their logit columns */
+    char head_prefix[2][256];    /* each stage's warm-up prefix */
+    char any_train[256], any_val[256]; /* the datasets' "any" columns */
+    char *caller_train, *caller_val; /* the datasets' restrictions on entry */
+    int restricted;              /* the datasets' restrictions were changed */
+    double base_lr;              /* each stage's starting learning rate */
+    float *stage_weight;         /* pos_weight of the stage (model order) */
+    int use_val;                 /* the stage validates (positives in val) */
+    double stage_best;           /* the stage's best monitored loss */
+    int32_t stage_best_epoch;    /* -1: none yet */
+    int finished;                /* the last stage is over */
+    int entering;                /* the next epoch begins a stage */
+    int32_t next_stage, next_start; /* the next epoch's, for "ich.stage" */
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -463,6 +543,9 @@ static void trainer_free(trainer *t)
     ich_history_free(t->history);
     snapshot_free(&t->best);
     free(t->user_frozen);
+    free(t->stage_weight);
+    free(t->caller_train);
+    free(t->caller_val);
     free(t->best_path);
     free(t->last_path);
     free(t->csv_path);
@@ -479,6 +562,16 @@ static ich_status check_options(const ich_train_options *o)
                         "ich_train: patience and warmup_epochs must be >= 0");
     if (!(o->min_delta >= 0) || isinf(o->min_delta))
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: min_delta must be >= 0 and finite");
+    if (o->staged < -1 || o->staged > 1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: staged is %d (-1, 0 or 1)",
+                        o->staged);
+    if (o->stage_epochs[0] < -1 || o->stage_epochs[1] < -1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: stage_epochs must be >= -1 (-1: skip the stage)");
+    if (!(o->finetune_lr_factor > 0) || isinf(o->finetune_lr_factor))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: finetune_lr_factor is %g (must be > 0 and finite)",
+                        o->finetune_lr_factor);
     return ICH_OK;
 }
 
@@ -538,6 +631,229 @@ static ich_status init_paths(trainer *t)
     return ICH_OK;
 }
 
+/* ---- Staged training of a cascade ------------------------------------------ */
+
+static ich_status fresh_schedule(trainer *t)
+{
+    ich_schedule_free(t->schedule);
+    t->schedule = NULL;
+    return init_schedule(t);
+}
+
+/* The stage's positive weights (in the model's order; only its columns
+ * count): the caller's, or balanced over its columns counted on the stage's
+ * training images (every row for "any", the "any"-positive rows for the
+ * subtypes), as ich_class_weights_balanced() counts. */
+static ich_status stage_pos_weight(trainer *t)
+{
+    int32_t outputs = ich_model_outputs(t->model);
+    t->loss.pos_weight = NULL;
+    if (!t->o.balanced && !t->o.pos_weight)
+        return ICH_OK;
+    if (!t->stage_weight && !(t->stage_weight = malloc((size_t)outputs * sizeof(float))))
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
+    for (int32_t c = 0; c < outputs; c++)
+        t->stage_weight[c] = t->pos_weight ? t->pos_weight[c] : 1.0f;
+    t->loss.pos_weight = t->stage_weight;
+    if (!t->o.balanced)
+        return ICH_OK;
+    const ich_labels *labels = ich_dataset_labels(t->train);
+    int32_t any = t->train_map.map[t->stage_first[0]], first = t->stage_first[t->stage];
+    int64_t rows = ich_labels_rows(labels);
+    for (int32_t c = first; c < first + t->stage_count[t->stage]; c++) {
+        int32_t column = t->train_map.map[c];
+        int64_t positives = 0, negatives = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *y = ich_labels_values(labels, r);
+            if (t->stage == 1 && !(y[any] >= 0.5f))
+                continue;
+            if (y[column] >= 0.5f)
+                positives++;
+            else
+                negatives++;
+        }
+        t->stage_weight[c] = positives > 0 && negatives > 0
+                                 ? (float)((double)negatives / (double)positives)
+                                 : 1.0f;
+    }
+    return ICH_OK;
+}
+
+/* Enter stage t->stage: only its branch runs, the datasets give its images
+ * (stage two: the "any"-positive ones), the loss covers its columns with
+ * its class weights; `fresh`: also its starting learning rate, a fresh
+ * schedule, early stopping and best weights (not when a resumed checkpoint
+ * is in the middle of the stage: those came from it). */
+static ich_status enter_stage(trainer *t, int fresh)
+{
+    const int32_t s = t->stage;
+    ich_status st = ich_model_set_active_stage(t->model, s);
+    t->restricted = 1;
+    if (!st)
+        st = ich_dataset_set_positive_only(t->train, s == 1 ? t->any_train : NULL);
+    if (!st && t->val)
+        st = ich_dataset_set_positive_only(t->val, s == 1 ? t->any_val : NULL);
+    if (st)
+        return st;
+    if (ich_dataset_length(t->train) == 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: the training dataset has no image whose \"%s\" label is "
+                        "positive: the cascade's stage two (subtypes) has nothing to learn from",
+                        t->any_train);
+    t->use_val = t->val && ich_dataset_length(t->val) > 0;
+    if (t->val && !t->use_val)
+        ich_log(ICH_LOG_WARNING, "ich_train: the validation dataset has no image whose \"%s\" "
+                                 "label is positive: stage two monitors its training loss",
+                t->any_val);
+    t->loss.first = t->stage_first[s];
+    t->loss.count = t->stage_count[s];
+    t->loss.cascade = 0;
+    st = stage_pos_weight(t);
+    if (!st && fresh) {
+        st = ich_optimizer_set_lr(t->optimizer, t->base_lr);
+        if (!st)
+            st = fresh_schedule(t);
+        if (!st && t->early) {
+            ich_early_stopping_free(t->early);
+            t->early = NULL;
+            st = ich_early_stopping_create(t->o.patience, t->o.min_delta, 0, &t->early);
+        }
+        t->best.valid = 0;
+        t->stage_best_epoch = -1;
+    }
+    if (!st)
+        ich_log(ICH_LOG_INFO, "ich_train: stage %d/2 (%s) from epoch %d, %lld images", s + 1,
+                s == 0 ? "any" : "subtypes", t->stage_start + 1,
+                (long long)ich_dataset_length(t->train));
+    return st;
+}
+
+/* The start of epoch `epoch` of the stage: parameters outside the stage
+ * frozen; during warm-up only the stage's head learns, afterwards the
+ * stage's parameters with the model's own flags; the first fine-tuning
+ * epoch sets the learning rate to the factor x the starting rate, with a
+ * fresh schedule. */
+static ich_status stage_epoch_begin(trainer *t, int32_t epoch)
+{
+    const int32_t k = epoch - t->stage_start;
+    const int warm = k < t->o.warmup_epochs;
+    const char *head = t->o.warmup_trainable ? t->o.warmup_trainable : t->head_prefix[t->stage];
+    const char *prefix = t->stage_prefix[t->stage];
+    ich_status st = ICH_OK;
+    if (t->o.warmup_epochs > 0 && k == t->o.warmup_epochs) {
+        st = ich_optimizer_set_lr(t->optimizer, t->base_lr * t->o.finetune_lr_factor);
+        if (!st)
+            st = fresh_schedule(t);
+    }
+    int32_t count = ich_model_tensor_count(t->model), learning = 0;
+    for (int32_t i = 0; !st && i < count; i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        st = ich_model_tensor(t->model, i, &v);
+        if (st || !v.trainable)
+            continue;
+        int frozen = !starts_with(v.name, prefix) ? 1
+                     : warm                        ? !starts_with(v.name, head)
+                                                   : t->user_frozen[i];
+        learning += !frozen;
+        if (v.frozen != frozen)
+            st = ich_model_freeze(t->model, v.name, frozen, NULL);
+    }
+    if (!st && warm && learning == 0)
+        st = ich_fail(ICH_ERR_NOT_FOUND,
+                      "ich_train: warm-up prefix \"%s\" matches no parameter of the cascade's "
+                      "stage %d (\"%s\")", head, t->stage + 1, prefix);
+    return st;
+}
+
+/* The stage's best monitored loss so far, from the history (resuming). */
+static void stage_best_from_history(trainer *t)
+{
+    t->stage_best_epoch = -1;
+    for (int32_t i = 0; i < t->history->count; i++) {
+        const ich_epoch_stats *r = &t->history->rows[i];
+        double metric = isnan(r->val_loss) ? r->train_loss : r->val_loss;
+        if (r->stage == t->stage && r->epoch >= t->stage_start &&
+            (t->stage_best_epoch < 0 || metric < t->stage_best)) {
+            t->stage_best = metric;
+            t->stage_best_epoch = r->epoch;
+        }
+    }
+}
+
+/* Where the stages live, their heads, the datasets' "any" columns. */
+static ich_status stages_setup(trainer *t)
+{
+    int cascade = ich_model_cascade_stages(t->model) == 2;
+    if (t->o.staged == 1 && !cascade)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ich_train: staged = 1 but the model is not a cascade (its spec does "
+                        "not end with \"cascade(any: ... | subtype: ...)\")");
+    t->staged = cascade && t->o.staged != 0;
+    ich_status st = ICH_OK;
+    for (int32_t s = 0; cascade && !st && s < 2; s++) {
+        st = ich_model_cascade_stage(t->model, s, &t->stage_prefix[s], &t->stage_first[s],
+                                     &t->stage_count[s]);
+        if (!st)
+            st = last_layer_prefix(t->model, t->stage_prefix[s], t->head_prefix[s],
+                                   sizeof t->head_prefix[s]);
+        if (!st)
+            t->stage_len[s] = t->o.stage_epochs[s] > 0    ? t->o.stage_epochs[s]
+                              : t->o.stage_epochs[s] == 0 ? t->o.epochs
+                                                          : 0;
+    }
+    if (st || !t->staged)
+        return st;
+    snprintf(t->any_train, sizeof t->any_train, "%s",
+             ich_labels_column_name(ich_dataset_labels(t->train),
+                                    t->train_map.map[t->stage_first[0]]));
+    if (t->val)
+        snprintf(t->any_val, sizeof t->any_val, "%s",
+                 ich_labels_column_name(ich_dataset_labels(t->val),
+                                        t->val_map.map[t->stage_first[0]]));
+    if (t->stage_len[1] > 0) {
+        /* stage two needs positives: say so before stage one trains */
+        const ich_labels *labels = ich_dataset_labels(t->train);
+        int32_t any = t->train_map.map[t->stage_first[0]];
+        int64_t positives = 0;
+        for (int64_t r = 0; r < ich_labels_rows(labels); r++)
+            positives += ich_labels_values(labels, r)[any] >= 0.5f;
+        if (positives == 0)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                            "ich_train: the training dataset has no image whose \"%s\" label "
+                            "is positive: the cascade's stage two (subtypes) would have nothing "
+                            "to learn from", t->any_train);
+    }
+    const char *train_r = ich_dataset_positive_only(t->train);
+    const char *val_r = t->val ? ich_dataset_positive_only(t->val) : NULL;
+    if ((train_r && !(t->caller_train = strdup(train_r))) ||
+        (val_r && !(t->caller_val = strdup(val_r))))
+        return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory");
+    t->base_lr = ich_optimizer_lr(t->optimizer);
+    t->stage = t->stage_len[0] > 0 ? 0 : 1;
+    t->stage_start = 0;
+    t->next_stage = t->stage;
+    t->next_start = 0;
+    return ICH_OK;
+}
+
+/* "ich.stage" of a checkpoint: the next epoch's stage, its first epoch,
+ * the starting learning rate. */
+static ich_status parse_stage(trainer *t, const char *text, const char *path)
+{
+    int stage = -1, start = -1, used = 0;
+    double lr = NAN;
+    if (!text || sscanf(text, "stage=%d start=%d lr=%lf%n", &stage, &start, &lr, &used) != 3 ||
+        text[used] || stage < 0 || stage > 1 || start < 0 || !(lr >= 0) || isinf(lr))
+        return ich_fail(ICH_ERR_FORMAT, "%s: bad \"ich.stage\" metadata \"%s\"", path,
+                        text ? text : "");
+    t->stage = stage;
+    t->stage_start = start;
+    t->next_stage = stage;
+    t->next_start = start;
+    t->base_lr = lr;
+    return ICH_OK;
+}
+
 /* Take a training-state entry out of the model's metadata (it was loaded
  * with the checkpoint; the next checkpoints write it anew). */
 static char *take_metadata(ich_model *model, const char *key)
@@ -563,6 +879,7 @@ static ich_status resume_from(trainer *t, const char *path)
     char *schedule = take_metadata(t->model, "ich.schedule");
     char *early = take_metadata(t->model, "ich.early_stopping");
     free(take_metadata(t->model, "ich.metrics"));
+    char *stage = take_metadata(t->model, "ich.stage");
     char *end = NULL;
     long done = epoch ? strtol(epoch, &end, 10) : -1;
     if (!epoch || *end || done < 0 || done > INT32_MAX || !history)
@@ -579,6 +896,17 @@ static ich_status resume_from(trainer *t, const char *path)
         st = ich_schedule_restore_config(t->schedule, schedule);
     if (!st && t->early && early && *early)
         st = ich_early_stopping_restore_config(t->early, early);
+    if (!st && t->staged != (stage != NULL))
+        st = ich_fail(ICH_ERR_FORMAT,
+                      stage ? "%s: a checkpoint of a cascade's staged training: resume it staged "
+                              "(options.staged -1 or 1, not 0; ich-train without --joint)"
+                            : "%s: not a checkpoint of a cascade's staged training (no "
+                              "\"ich.stage\"): resume it with joint training (options.staged 0, "
+                              "ich-train --joint)",
+                      path);
+    if (!st && stage)
+        st = parse_stage(t, stage, path);
+    free(stage);
     t->first_epoch = (int32_t)done;
     free(epoch);
     free(history);
@@ -589,21 +917,25 @@ static ich_status resume_from(trainer *t, const char *path)
 
 static ich_status save_checkpoint(trainer *t, const char *path, const ich_epoch_stats *row)
 {
-    ich_buf epoch = {0}, history = {0}, metrics = {0};
+    ich_buf epoch = {0}, history = {0}, metrics = {0}, stage = {0};
     ich_buf_printf(&epoch, "%d", row->epoch + 1);
+    if (t->staged)
+        ich_buf_printf(&stage, "stage=%d start=%d lr=%.17g", t->next_stage, t->next_start,
+                       t->base_lr);
     ich_history_to_csv(t->history, &history);
     ich_epoch_stats_json(row, &metrics);
     ich_status st = ICH_OK;
-    if (epoch.failed || history.failed || metrics.failed)
+    if (epoch.failed || history.failed || metrics.failed || stage.failed)
         st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", path);
     const char *keys[] = {"ich.epoch", "ich.history", "ich.schedule", "ich.early_stopping",
-                          "ich.metrics"};
+                          "ich.metrics", "ich.stage"};
     const char *values[] = {epoch.data, history.data,
                             t->schedule ? ich_schedule_config(t->schedule) : "",
                             t->early ? ich_early_stopping_config(t->early) : "",
-                            metrics.data};
+                            metrics.data, stage.data};
     if (!st)
-        st = ich_checkpoint_save(path, t->model, t->optimizer, keys, values, 5);
+        st = ich_checkpoint_save(path, t->model, t->optimizer, keys, values, t->staged ? 6 : 5);
+    ich_buf_free(&stage);
     ich_buf_free(&epoch);
     ich_buf_free(&history);
     ich_buf_free(&metrics);
@@ -661,30 +993,105 @@ static ich_status finish_epoch(trainer *t, const ich_epoch_stats *row, int *stop
     return st;
 }
 
+/* The best weights of the stage that ends (restore_best). */
+static ich_status restore_stage_best(trainer *t)
+{
+    if (t->best.valid)
+        return snapshot_restore(&t->best, t->model);
+    if (t->stage_best_epoch >= 0 && t->stage_best_epoch < t->first_epoch)
+        return restore_best_from_file(t);
+    return ICH_OK;
+}
+
+/* End of a staged run's epoch: as finish_epoch(), against the stage's own
+ * best; at the end of a stage (its epochs done, or early stopping) its best
+ * weights come back and the next epoch begins stage two, whose start the
+ * checkpoints record. */
+static ich_status finish_stage_epoch(trainer *t, const ich_epoch_stats *row, int *stop)
+{
+    ich_status st = ich_history_append(t->history, row);
+    double metric = isnan(row->val_loss) ? row->train_loss : row->val_loss;
+    int improved = t->stage_best_epoch < 0 || metric < t->stage_best;
+    *stop = 0;
+    if (!st && t->early)
+        st = ich_early_stopping_update(t->early, metric, &improved, stop);
+    if (!st && improved) {
+        t->stage_best = metric;
+        t->stage_best_epoch = row->epoch;
+    }
+    if (!st && t->schedule)
+        st = ich_schedule_step(t->schedule, metric);
+    if (!st && improved && t->o.restore_best)
+        st = snapshot_take(&t->best, t->model);
+    int over = *stop || row->epoch + 1 >= t->stage_start + t->stage_len[t->stage];
+    if (over && t->stage == 0) {
+        t->next_stage = 1;
+        t->next_start = row->epoch + 1;
+    }
+    if (!st && improved && t->best_path)
+        st = save_checkpoint(t, t->best_path, row);
+    if (!st && over && t->o.restore_best)
+        st = restore_stage_best(t);
+    if (!st && t->last_path)
+        st = save_checkpoint(t, t->last_path, row);
+    if (!st && t->csv_path)
+        st = ich_history_write_csv(t->history, t->csv_path);
+    if (!st && over && t->stage == 0) {
+        t->stage = 1;
+        t->stage_start = row->epoch + 1;
+        t->entering = 1;
+        *stop = 0; /* early stopping ends the stage, not the run */
+    } else if (over) {
+        t->finished = 1;
+    }
+    return st;
+}
+
+/* The run's epochs: staged, those of stage one and two (as far as known). */
+static int32_t total_epochs(const trainer *t)
+{
+    if (!t->staged)
+        return t->o.epochs;
+    return t->stage == 0 ? t->stage_start + t->stage_len[0] + t->stage_len[1]
+                         : t->stage_start + t->stage_len[1];
+}
+
 static ich_status run_epoch(trainer *t, int32_t epoch, int *stop)
 {
     double start = seconds_now();
-    ich_status st = epoch < t->o.warmup_epochs ? freeze_for_warmup(t->model, t->warmup_prefix)
-                                               : restore_frozen(t->model, t->user_frozen);
-    pass_report r = {t->o.progress, t->o.progress_user, epoch, t->o.epochs, start, "ich_train"};
+    ich_status st = ICH_OK;
+    if (t->staged) {
+        if (t->entering)
+            st = enter_stage(t, 1);
+        t->entering = 0;
+        if (!st)
+            st = stage_epoch_begin(t, epoch);
+    } else {
+        st = epoch < t->o.warmup_epochs
+                 ? freeze_for_warmup(t->model, t->warmup_prefix, t->warmup_count)
+                 : restore_frozen(t->model, t->user_frozen);
+    }
+    const int validate = t->staged ? t->use_val : t->val != NULL;
+    pass_report r = {t->o.progress, t->o.progress_user, epoch, total_epochs(t), start,
+                     "ich_train", t->staged ? t->stage : -1, t->staged ? 2 : 0};
     ich_epoch_stats row = {sizeof row, epoch, NAN, NAN, NAN, NAN,
-                           ich_optimizer_lr(t->optimizer), 0};
+                           ich_optimizer_lr(t->optimizer), 0, t->staged ? t->stage : -1};
     pass_sums train = {0}, val = {0};
     if (!st)
         st = run_pass(&t->loss, t->train, &t->train_map, epoch, t->optimizer, t->o.clip_norm,
                       &r, &train);
-    if (!st && t->val)
+    if (!st && validate)
         st = run_pass(&t->loss, t->val, &t->val_map, 0, NULL, 0, &r, &val);
     if (st)
         return st;
     row.train_loss = sums_loss(&train);
     row.train_accuracy = sums_accuracy(&train);
-    if (t->val) {
+    if (validate) {
         row.val_loss = sums_loss(&val);
         row.val_accuracy = sums_accuracy(&val);
     }
     row.seconds = seconds_now() - start;
-    st = finish_epoch(t, &row, stop);
+    st = t->staged ? finish_stage_epoch(t, &row, stop) : finish_epoch(t, &row, stop);
     if (!st)
         st = report(&r, ICH_TRAIN_PHASE_EPOCH, 0, 0, &train, &row);
     return st;
@@ -772,16 +1179,34 @@ static ich_status train_setup(trainer *t)
         st = ich_early_stopping_create(t->o.patience, t->o.min_delta, 0, &t->early);
     if (!st)
         st = save_frozen(t->model, &t->user_frozen);
-    if (!st && t->o.warmup_epochs > 0) {
-        if (t->o.warmup_trainable)
-            snprintf(t->warmup_prefix, sizeof t->warmup_prefix, "%s", t->o.warmup_trainable);
-        else
-            st = last_layer_prefix(t->model, t->warmup_prefix, sizeof t->warmup_prefix);
+    if (!st)
+        st = stages_setup(t);
+    t->warmup_count = 1;
+    if (!st && t->o.warmup_epochs > 0 && !t->staged) {
+        if (t->o.warmup_trainable) {
+            snprintf(t->warmup_prefix[0], sizeof t->warmup_prefix[0], "%s",
+                     t->o.warmup_trainable);
+        } else if (ich_model_cascade_stages(t->model) == 2) {
+            /* a cascade trained jointly: both stages' heads */
+            memcpy(t->warmup_prefix, t->head_prefix, sizeof t->warmup_prefix);
+            t->warmup_count = 2;
+        } else {
+            st = last_layer_prefix(t->model, "", t->warmup_prefix[0],
+                                   sizeof t->warmup_prefix[0]);
+        }
     }
     if (!st)
         st = init_paths(t);
     if (!st && t->o.resume)
         st = resume_from(t, t->o.resume);
+    if (!st && t->staged) {
+        /* a fresh stage, or the middle of one whose state the checkpoint
+         * restored (schedule, early stopping, learning rate) */
+        int fresh = t->first_epoch <= t->stage_start;
+        if (!fresh)
+            stage_best_from_history(t);
+        st = enter_stage(t, fresh);
+    }
     return st;
 }
 
@@ -819,16 +1244,28 @@ ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *tr
     if (!st)
         st = train_setup(&t);
     int stop = 0;
-    for (int32_t epoch = t.first_epoch; !st && !stop && epoch < t.o.epochs; epoch++)
+    for (int32_t epoch = t.first_epoch; !st && !stop && !t.finished && epoch < total_epochs(&t);
+         epoch++)
         st = run_epoch(&t, epoch, &stop);
     if (t.history)
         t.history->stopped_early = stop;
-    if (!st)
+    if (!st && !t.staged)
         st = restore_best(&t);
     if (t.user_frozen) {
         ich_status unfreeze = restore_frozen(model, t.user_frozen);
         if (!st)
             st = unfreeze;
+    }
+    if (t.staged) {
+        /* both stages for predictions; the caller's datasets as they were */
+        ich_status undo = ich_model_set_active_stage(model, -1);
+        if (t.restricted) {
+            ich_status a = ich_dataset_set_positive_only(train, t.caller_train);
+            ich_status b = val ? ich_dataset_set_positive_only(val, t.caller_val) : ICH_OK;
+            undo = undo ? undo : a ? a : b;
+        }
+        if (!st)
+            st = undo;
     }
     ich_model_set_training(model, 0);
     if (!st && history) {
@@ -855,7 +1292,7 @@ ich_status ich_evaluate_with_progress(ich_model *model, ich_dataset *dataset,
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_evaluate: NULL model or dataset");
     /* A whole pass can take seconds: the callback after each batch is where
      * a caller (Ctrl-C in Python) can stop it. */
-    pass_report r = {progress, progress_user, 0, 1, seconds_now(), "ich_evaluate"};
+    pass_report r = {progress, progress_user, 0, 1, seconds_now(), "ich_evaluate", -1, 0};
     label_map lm;
     ich_status st = check_fit(model, dataset, "evaluation", 0, &lm);
     loss_setup s;

@@ -251,3 +251,60 @@ def test_preset_with_options(phantom, tmp_path):
     result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--model",
                  "resnet18 input 3x32", "--out", out, "--quiet")
     assert result.returncode != 0 and "option" in result.stderr
+
+
+CASCADE = "cascade any small subtype small input 3x32x32"
+
+
+def test_cascade_trains_in_stages_then_evaluates(phantom, tmp_path):
+    """--model cascade trains stage one ("any"), then stage two (subtypes)
+    with a warm-up epoch each and fine-tuning at 0.1 x --lr; the lines say
+    the stage; the checkpoints hold both stages and resume in stage two;
+    ich-evaluate writes a report from the result; --joint trains as before."""
+    out = tmp_path / "run"
+    result = train(phantom, out, "--model", CASCADE, "--epochs", 2, "--balanced")
+    assert result.returncode == 0, result.stderr
+    lines = [l for l in result.stdout.splitlines() if l.startswith("stage ")]
+    assert [" ".join(l.split()[:4]) for l in lines] == [
+        "stage 1/2 (any) epoch", "stage 1/2 (any) epoch", "stage 2/2 (subtypes) epoch",
+        "stage 2/2 (subtypes) epoch"]
+    assert "stage 2/2 (subtypes) epoch" in result.stderr  # the progress bar
+    assert "of stage 2 (subtypes)" in result.stdout       # the summary
+    rows = history(out / "history.csv")
+    assert list(rows[0].keys()) == COLUMNS + ["stage"]
+    assert [r["stage"] for r in rows] == ["0", "0", "1", "1"]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.003, 0.0003, 0.003, 0.0003])
+    meta = metadata(out / "last.safetensors")
+    assert meta["ich.epoch"] == "4" and meta["ich.stage"].startswith("stage=1 start=2 ")
+    assert "cascade(any:" in meta["ich.spec"]
+
+    # resume in stage two: 1 more epoch of it
+    result = run(TRAIN, phantom / "labels.csv", phantom / "images", "--val",
+                 phantom / "labels.csv", "--resume", out / "last.safetensors",
+                 "--stage-epochs", "2,3", "--batch-size", 8, "--lr", 0.003, "--threads", 1,
+                 "--out", out, "--quiet", "--balanced")
+    assert result.returncode == 0, result.stderr
+    rows = history(out / "history.csv")
+    assert [r["stage"] for r in rows] == ["0", "0", "1", "1", "1"]
+
+    report = tmp_path / "report"
+    evaluate = BUILD / "examples" / "ich-evaluate"
+    result = run(evaluate, out / "best.safetensors", phantom / "labels.csv", phantom / "images",
+                 report, "--threads", 1)
+    assert result.returncode == 0, result.stderr
+    for name in ["report.html", "metrics.json", "predictions.csv", "loss.svg"]:
+        assert (report / name).is_file(), name
+
+    joint = tmp_path / "joint"
+    result = train(phantom, joint, "--model", CASCADE, "--epochs", 1, "--joint", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert list(history(joint / "history.csv")[0].keys()) == COLUMNS
+    assert "ich.stage" not in metadata(joint / "last.safetensors")
+    # a staged checkpoint does not resume joint
+    result = train(phantom, joint, "--resume", out / "last.safetensors", "--joint", "--quiet",
+                   "--model", CASCADE)
+    assert result.returncode == 1 and "staged" in result.stderr
+    # bad usage
+    assert train(phantom, joint, "--stage-epochs", "2").returncode == 2
+    assert train(phantom, joint, "--stage-epochs", "a,2").returncode == 2
+    assert train(phantom, joint, "--finetune-lr-factor", "0").returncode == 2

@@ -64,6 +64,8 @@ _declare("ich_dataset_get", c_status, _P, ctypes.c_int64, ctypes.c_int, ctypes.c
 _declare("ich_dataset_batches", ctypes.c_int64, _P)
 _declare("ich_dataset_left_out", ctypes.c_int64, _P)
 _declare("ich_dataset_start_epoch", c_status, _P, ctypes.c_int64)
+_declare("ich_dataset_set_positive_only", c_status, _P, ctypes.c_char_p)
+_declare("ich_dataset_positive_only", ctypes.c_char_p, _P)
 _declare("ich_dataset_next_batch", c_status, _P, c_float_p, ctypes.c_size_t, c_float_p,
          ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32), c_int64_p)
 
@@ -242,10 +244,28 @@ class Dataset(OwnedHandle):
             self._labels = Labels._from_handle(copy)
         return self._labels
 
+    def set_positive_only(self, column):
+        """Draw only the rows whose label in `column` (a label column's
+        name, ignoring case) is positive (>= 0.5), e.g. ``"any"`` for a
+        cascade's second stage; None draws every row again. ``len()``,
+        :attr:`num_batches`, :meth:`get`'s indices and the batches then
+        count only those rows (full batches of positives), while
+        :attr:`labels` keeps every row (the batches' ``rows`` index it) and
+        neighbouring slices still come from every row. Abandons an
+        unfinished epoch. Raises NotFoundError for an unknown column."""
+        check(lib.ich_dataset_set_positive_only(self._live(), c_string(column, "column")))
+
+    @property
+    def positive_only(self):
+        """The column of :meth:`set_positive_only`, or None."""
+        value = lib.ich_dataset_positive_only(self._live())
+        return None if value is None else value.decode()
+
     # ---- samples ------------------------------------------------------------
 
     def get(self, index, augment=False, epoch=0):
-        """Sample `index` (table order; negative counts from the end) as
+        """Sample `index` (table order, among the rows drawn: see
+        :meth:`set_positive_only`; negative counts from the end) as
         (x float32 (C, H, W), y float32 (labels,)); with `augment`, the
         online augmentation of epoch `epoch` is applied."""
         length = len(self)

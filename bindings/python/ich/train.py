@@ -13,8 +13,16 @@ warm-up, checkpoints, resuming and a progress callback.
 
 The history is a list of dicts, one per epoch: epoch (0-based),
 train_loss, train_accuracy, val_loss, val_accuracy (None without
-validation), lr, seconds. ``ich.evaluate(model, dataset)`` gives the loss
+validation), lr, seconds, and in a cascade's staged run stage (0 "any",
+1 subtypes). ``ich.evaluate(model, dataset)`` gives the loss
 and element-wise accuracy on a dataset.
+
+A cascade model (``ich.Model.preset("cascade")``) trains its stages in
+turn by default: stage one the "any" branch on every image, stage two the
+subtype branch on the any-positive images, each with `warmup_epochs` of
+its head alone, then fine-tuning at ``finetune_lr_factor`` x the lr
+(``include/ich/train.h``, "Cascade models"); ``staged=False`` trains both
+branches jointly as before.
 """
 
 import ctypes
@@ -51,6 +59,7 @@ class _EpochStats(ctypes.Structure):
         ("val_accuracy", ctypes.c_double),
         ("lr", ctypes.c_double),
         ("seconds", ctypes.c_double),
+        ("stage", ctypes.c_int32),
     ]
 
 
@@ -68,6 +77,8 @@ class _Progress(ctypes.Structure):
         ("accuracy", ctypes.c_double),
         ("elapsed", ctypes.c_double),
         ("stats", ctypes.POINTER(_EpochStats)),
+        ("stage", ctypes.c_int32),
+        ("stages", ctypes.c_int32),
     ]
 
 
@@ -95,6 +106,9 @@ class _Options(ctypes.Structure):
         ("resume", ctypes.c_char_p),
         ("progress", _ProgressFn),
         ("progress_user", ctypes.c_void_p),
+        ("staged", ctypes.c_int32),
+        ("stage_epochs", ctypes.c_int32 * 2),
+        ("finetune_lr_factor", ctypes.c_double),
     ]
 
 
@@ -148,8 +162,11 @@ def _real(value, name):
 
 def _stats_dict(stats):
     # Without validation the C side has NaN: None says "not measured".
-    return {name: (None if isinstance(v, float) and math.isnan(v) else v)
-            for name, v in ((name, getattr(stats, name)) for name in _STATS)}
+    row = {name: (None if isinstance(v, float) and math.isnan(v) else v)
+           for name, v in ((name, getattr(stats, name)) for name in _STATS)}
+    if stats.stage >= 0:  # a staged run's rows only: others keep their keys
+        row["stage"] = stats.stage
+    return row
 
 
 def _schedule_options(schedule):
@@ -205,13 +222,15 @@ def _report(user, pointer):
     return ({"phase": _PHASES.get(p.phase, p.phase), "epoch": p.epoch, "epochs": p.epochs,
              "batch": p.batch, "batches": p.batches, "loss": p.loss,
              "accuracy": p.accuracy, "elapsed": p.elapsed,
-             "stats": _stats_dict(p.stats.contents) if p.stats else None},)
+             "stats": _stats_dict(p.stats.contents) if p.stats else None,
+             "stage": p.stage if p.stages else None, "stages": p.stages},)
 
 
 def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weight=None,
           balanced=False, clip_norm=0.0, schedule=None, patience=0, min_delta=0.0,
           restore_best=True, warmup_epochs=0, warmup_trainable=None, cascade_mask=None,
-          checkpoint_dir=None, resume=None, progress=None):
+          checkpoint_dir=None, resume=None, progress=None, staged=None, stage_epochs=None,
+          finetune_lr_factor=0.1):
     """Train `model` with `optimizer` on `train_dataset`, validating on
     `val_dataset` after every epoch (see ``include/ich/train.h``).
 
@@ -224,14 +243,21 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
         patience: early stopping (0: off); with restore_best the model ends
         with the best epoch's weights. warmup_epochs: first epochs in which
         only the parameters named with the prefix `warmup_trainable`
-        (default: the last layer's) learn. cascade_mask: None masks the
-        subtype loss by the "any" label for cascade models, True/False force
-        it. checkpoint_dir: best.safetensors, last.safetensors and
+        (default: the last layer's; a cascade's: each stage's last layer)
+        learn. cascade_mask: None masks the subtype loss by the "any" label
+        for cascade models trained jointly, True/False force it.
+        staged: None trains a cascade model's stages in turn and any other
+        model as before, False trains a cascade jointly (both branches each
+        step), True requires a cascade. stage_epochs: None for `epochs` per
+        stage, or (stage one, stage two) epochs (0: `epochs`, -1: skip the
+        stage). finetune_lr_factor: after a stage's warm-up its lr is this
+        times the starting lr (staged runs). checkpoint_dir: best.safetensors, last.safetensors and
         history.csv go there. resume: a checkpoint to continue from.
         progress: called as progress(report) after every batch and epoch
         with a dict (phase "train", "validate" or "epoch", epoch, epochs,
         batch, batches, loss, accuracy, elapsed, stats: the epoch's row at
-        phase "epoch"); a true return value stops training
+        phase "epoch"; stage 0/1 and stages 2 in a staged run, else None
+        and 0); a true return value stops training
         (:class:`ich.CancelledError`); an exception it raises stops
         training and is raised again here. Ctrl-C stops training after the
         current batch and raises KeyboardInterrupt, with or without
@@ -263,6 +289,14 @@ def train(model, optimizer, train_dataset, val_dataset=None, epochs=10, pos_weig
     o.warmup_epochs = _int(warmup_epochs, "warmup_epochs")
     o.warmup_trainable = c_string(warmup_trainable, "warmup_trainable")
     o.cascade_mask = _mask_option(cascade_mask)
+    o.staged = -1 if staged is None else (1 if staged else 0)
+    if stage_epochs is not None:
+        if isinstance(stage_epochs, (str, bytes)) or len(stage_epochs) != 2:
+            raise _invalid("stage_epochs must be None or a pair (stage one, stage two), not %r"
+                           % (stage_epochs,))
+        o.stage_epochs[0] = _int(stage_epochs[0], "stage_epochs[0]", -1)
+        o.stage_epochs[1] = _int(stage_epochs[1], "stage_epochs[1]", -1)
+    o.finetune_lr_factor = _real(finetune_lr_factor, "finetune_lr_factor")
     o.checkpoint_dir = fspath_bytes(checkpoint_dir) if checkpoint_dir is not None else None
     o.resume = fspath_bytes(resume) if resume is not None else None
 

@@ -1,5 +1,5 @@
 # Type stubs for ich.train (see train.py for the documentation).
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy.typing as npt
 
@@ -23,7 +23,9 @@ def train(model: Model, optimizer: Optimizer, train_dataset: Dataset,
           warmup_epochs: int = ..., warmup_trainable: Optional[str] = ...,
           cascade_mask: Optional[bool] = ..., checkpoint_dir: Optional[_StrPath] = ...,
           resume: Optional[_StrPath] = ...,
-          progress: Optional[Callable[[Dict[str, Any]], object]] = ...) -> History: ...
+          progress: Optional[Callable[[Dict[str, Any]], object]] = ...,
+          staged: Optional[bool] = ..., stage_epochs: Optional[Sequence[int]] = ...,
+          finetune_lr_factor: float = ...) -> History: ...
 def evaluate(model: Model, dataset: Dataset, pos_weight: Optional[npt.ArrayLike] = ...,
              cascade_mask: Optional[bool] = ...,
              progress: Optional[Callable[[int, int], object]] = ...) -> Tuple[float, float]: ...

@@ -129,6 +129,45 @@ def test_batches_shuffle_and_workers(tmp_path):
             np.testing.assert_array_equal(x[k], ds[int(row)][0])
 
 
+def test_positive_only(tmp_path):
+    """set_positive_only("any") draws only the any-positive rows (odd i in
+    make_slices), each once per epoch in full batches, with the pixels and
+    labels of the unrestricted dataset; None draws every row again."""
+    labels, _ = make_slices(tmp_path, 13, 12, 12)
+    for workers in (0, 2):
+        with ich.Dataset(labels, tmp_path, size=8, batch_size=4, seed=5, workers=workers) as ds, \
+                ich.Dataset(labels, tmp_path, size=8, batch_size=4, workers=0) as full:
+            assert ds.positive_only is None and len(ds) == 13
+            next(ds.batches(0))  # an unfinished epoch: abandoned
+            ds.set_positive_only("Any")
+            assert ds.positive_only == "Any"
+            assert len(ds) == 6 and ds.num_batches == 2
+            assert len(ds.labels) == 13
+            for epoch in range(2):
+                xs, ys, rows = collect(ds, epoch)
+                assert [len(r) for r in rows] == [4, 2]
+                order = np.concatenate(rows)
+                assert sorted(order) == list(range(1, 13, 2))
+                y = np.concatenate(ys)
+                assert (y[:, 0] >= 0.5).all()
+                np.testing.assert_array_equal(y, labels.values[order])
+                x = np.concatenate(xs)
+                for k, row in enumerate(order):
+                    np.testing.assert_array_equal(x[k], full[int(row)][0])
+            # indices count the drawn rows, in table order
+            np.testing.assert_array_equal(ds[1][0], full[3][0])
+            np.testing.assert_array_equal(ds[-1][1], full[11][1])
+            with pytest.raises(IndexError):
+                ds[6]
+            with pytest.raises(ich.NotFoundError, match="nosuch"):
+                ds.set_positive_only("nosuch")
+            assert len(ds) == 6
+            ds.set_positive_only(None)
+            assert ds.positive_only is None and len(ds) == 13 and ds.num_batches == 4
+            with pytest.raises(TypeError):
+                ds.set_positive_only(3)
+
+
 def test_no_shuffle_drop_last(tmp_path):
     labels, _ = make_slices(tmp_path, 7, 8, 8)
     with ich.Dataset(labels, tmp_path, size=4, batch_size=3, shuffle=False,

@@ -157,3 +157,85 @@ def test_accuracy_uses_the_metrics_rule(phantom):
     assert 0 < expected < 1  # so "logit > 0" would give a different number
     assert accuracy == pytest.approx(expected, abs=1e-12)
     assert metrics.compute()["accuracy_overall"] == pytest.approx(expected, abs=1e-12)
+
+
+CASCADE = ("input 3x32x32, cascade(any: conv 4 3 pad 1, batchnorm, relu, maxpool 2, gap, "
+           "linear 1 | subtype: conv 4 3 pad 1, batchnorm, relu, maxpool 2, gap, linear 5)")
+
+
+def changed(before, after, prefix):
+    return any(not np.array_equal(before[k], after[k]) for k in before if k.startswith(prefix))
+
+
+def test_cascade_trains_in_stages(phantom, tmp_path):
+    """A cascade trains stage one ("any", every image) then stage two (the
+    subtypes, any-positive images only): warm-up moves only the stage's
+    head, fine-tuning runs at factor x the lr; the history, progress and
+    history.csv say the stage; Dataset.set_positive_only restricts the same
+    way; staged=False trains jointly."""
+    m = model(2, CASCADE)
+    start = {k: v.copy() for k, v in m.state_dict().items()}
+    opt = ich.Optimizer(m, "adam", lr=0.01)
+    reports = []
+    with dataset(phantom) as train:
+        positives = int((train.labels.values[:, 0] >= 0.5).sum())
+        history = ich.train(m, opt, train, epochs=2, warmup_epochs=1, schedule=False,
+                            finetune_lr_factor=0.25, checkpoint_dir=tmp_path,
+                            progress=reports.append)
+        assert train.positive_only is None and len(train) == 48
+    assert [h["stage"] for h in history] == [0, 0, 1, 1]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.0025, 0.01, 0.0025])
+    train_reports = [r for r in reports if r["phase"] == "train"]
+    assert {r["stages"] for r in reports} == {2}
+    assert max(r["batches"] for r in train_reports if r["stage"] == 0) == 6
+    assert max(r["batches"] for r in train_reports if r["stage"] == 1) == (positives + 7) // 8
+    assert 0 < positives < 48
+    with open(tmp_path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS + ["stage"]
+    assert [r["stage"] for r in rows] == ["0", "0", "1", "1"]
+    after = m.state_dict()
+    assert changed(start, after, "any.") and changed(start, after, "subtype.")
+
+    # stage one alone, warm-up only: of the parameters only the "any" head
+    # moves (the frozen backbone's batch-norm running statistics follow the
+    # data, as with PyTorch's requires_grad=False in training mode)
+    m = model(2, CASCADE)
+    opt = ich.Optimizer(m, "adam", lr=0.01)
+    with dataset(phantom) as train:
+        ich.train(m, opt, train, epochs=1, warmup_epochs=1, stage_epochs=(1, -1))
+    after = m.state_dict()
+    assert changed(start, after, "any.fc1.")
+    assert not changed(start, after, "any.conv1.")
+    assert not changed(start, after, "any.bn1.weight") and not changed(start, after, "any.bn1.bias")
+    assert changed(start, after, "any.bn1.running_mean")
+    assert not changed(start, after, "subtype.")
+    # then stage two alone: only "subtype." moves
+    mid = {k: v.copy() for k, v in after.items()}
+    with dataset(phantom) as train:
+        history = ich.train(m, opt, train, epochs=1, stage_epochs=(-1, 1), staged=True)
+    after = m.state_dict()
+    assert history[0]["stage"] == 1
+    assert not changed(mid, after, "any.") and changed(mid, after, "subtype.conv1.")
+
+    # joint training: no stage, both heads warm up
+    m = model(2, CASCADE)
+    opt = ich.Optimizer(m, "adam", lr=0.01)
+    with dataset(phantom) as train:
+        history = ich.train(m, opt, train, epochs=1, warmup_epochs=1, staged=False)
+    after = m.state_dict()
+    assert "stage" not in history[0]
+    assert changed(start, after, "any.fc1.") and changed(start, after, "subtype.fc1.")
+    assert not changed(start, after, "any.conv1.") and not changed(start, after, "subtype.conv1.")
+
+    # bad options
+    with dataset(phantom) as train:
+        with pytest.raises(ich.InvalidArgumentError):
+            ich.train(model(), ich.Optimizer(model(), "sgd"), train, staged=True, epochs=1)
+        with pytest.raises(ich.InvalidArgumentError, match="stage_epochs"):
+            ich.train(m, opt, train, stage_epochs=(1, 2, 3))
+        with pytest.raises(ich.InvalidArgumentError, match="stage_epochs"):
+            ich.train(m, opt, train, stage_epochs=(1, -2))
+        with pytest.raises(ich.InvalidArgumentError, match="finetune_lr_factor"):
+            ich.train(m, opt, train, finetune_lr_factor=0.0)
