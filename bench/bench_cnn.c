@@ -5,6 +5,10 @@
  *
  *   bench_cnn train|infer [--threads N] [--batch B] [--warmup W] [--steps S]
  *                         [--preset NAME]
+ *
+ * --preset: any libich preset (default tutorial); run_cnn.sh uses tutorial,
+ *        efficientnet_v2_s and convnext_tiny (the input shape is the
+ *        preset's: 3 x 256 x 256 for the last two).
  *   bench_cnn flops
  *
  * train: the step API on one fixed random batch (6 random 0/1 targets per
@@ -20,7 +24,7 @@
  * VmHWM (peak resident memory), raw and minus the baseline taken at
  * the start (libich and its libraries loaded, no model, no data). Run one
  * measurement per process. Prints a readable line and
- *   RESULT side=libich mode=train batch=B threads=T steps=S seconds=...
+ *   RESULT side=libich model=NAME mode=train batch=B threads=T steps=S seconds=...
  *          images_per_s=... best_images_per_s=... maxrss_kib=... base_kib=...
  *          loss_first=... loss_last=...
  * (best_images_per_s: the fastest single step, the figure least disturbed
@@ -247,17 +251,17 @@ static int measure(const settings *s)
     double rate = (double)s->batch * s->steps / seconds, best = step_seconds[0];
     for (int i = 1; i < s->steps; i++)
         best = step_seconds[i] < best ? step_seconds[i] : best;
-    printf("libich %s: batch %d, %d threads, %d steps in %.2f s = %.3f images/s (steps:",
-           s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
+    printf("libich %s %s: batch %d, %d threads, %d steps in %.2f s = %.3f images/s (steps:",
+           s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
     for (int i = 0; i < s->steps; i++)
         printf(" %.2f", step_seconds[i]);
     printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %s %.4f -> %.4f\n",
            (peak - base) / 1024.0, base / 1024.0, s->train ? "loss" : "mean |logit|", first,
            last);
-    printf("RESULT side=libich mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
+    printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "
            "loss_last=%.6g\n",
-           s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
+           s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
            s->batch / best, peak, base, first, last);
     rc = 0;
 done:
