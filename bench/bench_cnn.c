@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "ich/ich.h"
@@ -66,6 +67,16 @@ static long maxrss_kib(void)
     if (f)
         fclose(f);
     return kib;
+}
+
+/* Page faults of this process so far (minor + major): a step that maps
+ * fresh memory pays one per 4 KiB page (the kernel zeroes it). */
+static long page_faults(void)
+{
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0)
+        return -1;
+    return u.ru_minflt + u.ru_majflt;
 }
 
 static int fail(const char *what, ich_status st)
@@ -230,6 +241,7 @@ static int measure(const settings *s)
             first = last;
     }
     double step_seconds[STEPS_MAX];
+    long faults0 = page_faults();
     double t0 = now();
     for (int i = 0; i < s->steps; i++) {
         double t = now();
@@ -242,6 +254,7 @@ static int measure(const settings *s)
             first = last;
     }
     double seconds = now() - t0;
+    long faults = (page_faults() - faults0) / s->steps;
     long peak = maxrss_kib();
     if (!isfinite(first) || !isfinite(last)) {
         fprintf(stderr, "bench_cnn: non-finite %s (%g, %g)\n", s->train ? "loss" : "output",
@@ -255,14 +268,15 @@ static int measure(const settings *s)
            s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
     for (int i = 0; i < s->steps; i++)
         printf(" %.2f", step_seconds[i]);
-    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %s %.4f -> %.4f\n",
-           (peak - base) / 1024.0, base / 1024.0, s->train ? "loss" : "mean |logit|", first,
-           last);
+    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step; "
+           "%s %.4f -> %.4f\n",
+           (peak - base) / 1024.0, base / 1024.0, faults, s->train ? "loss" : "mean |logit|",
+           first, last);
     printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "
-           "loss_last=%.6g\n",
+           "loss_last=%.6g page_faults_per_step=%ld\n",
            s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
-           s->batch / best, peak, base, first, last);
+           s->batch / best, peak, base, first, last, faults);
     rc = 0;
 done:
     ich_optimizer_free(r.optimizer);
