@@ -26,8 +26,9 @@
  * measurement per process. Prints a readable line and
  *   RESULT side=libich model=NAME mode=train batch=B threads=T steps=S seconds=...
  *          images_per_s=... best_images_per_s=... maxrss_kib=... base_kib=...
- *          loss_first=... loss_last=...
- * (best_images_per_s: the fastest single step, the figure least disturbed
+ *          loss_first=... loss_last=... page_faults_per_step=... cpu_seconds=...
+ * (cpu_seconds: the process's CPU time over the timed steps, all threads;
+ * best_images_per_s: the fastest single step, the figure least disturbed
  * by other work on a shared machine). Exit status 0, 1 on a libich error, 2 on bad usage.
  */
 #include <math.h>
@@ -49,6 +50,14 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the whole process (all threads), seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -242,6 +251,7 @@ static int measure(const settings *s)
     }
     double step_seconds[STEPS_MAX];
     long faults0 = page_faults();
+    double cpu0 = cpu_now();
     double t0 = now();
     for (int i = 0; i < s->steps; i++) {
         double t = now();
@@ -254,6 +264,7 @@ static int measure(const settings *s)
             first = last;
     }
     double seconds = now() - t0;
+    double cpu_seconds = cpu_now() - cpu0;
     long faults = (page_faults() - faults0) / s->steps;
     long peak = maxrss_kib();
     if (!isfinite(first) || !isfinite(last)) {
@@ -274,9 +285,9 @@ static int measure(const settings *s)
            first, last);
     printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "
-           "loss_last=%.6g page_faults_per_step=%ld\n",
+           "loss_last=%.6g page_faults_per_step=%ld cpu_seconds=%.4f\n",
            s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
-           s->batch / best, peak, base, first, last, faults);
+           s->batch / best, peak, base, first, last, faults, cpu_seconds);
     rc = 0;
 done:
     ich_optimizer_free(r.optimizer);

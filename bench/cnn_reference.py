@@ -25,8 +25,9 @@ exist). Run one measurement per process, as the script does, so that one
 does not inherit the other's peak. Prints a readable line and a line
     RESULT side=pytorch mode=train batch=B threads=T steps=S seconds=...
            images_per_s=... best_images_per_s=... maxrss_kib=... base_kib=...
-           loss_first=... loss_last=...
-(best_images_per_s: the fastest single step, the figure least disturbed by
+           loss_first=... loss_last=... cpu_seconds=...
+(cpu_seconds: the process's CPU time over the timed steps, all threads;
+best_images_per_s: the fastest single step, the figure least disturbed by
 other work on a shared machine.)
 """
 
@@ -148,12 +149,14 @@ def main():
     for _ in range(args.warmup):
         step()
     step_seconds = []
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         t = time.perf_counter()
         step()
         step_seconds.append(time.perf_counter() - t)
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - cpu0
     peak = maxrss_kib()
     if not all(math.isfinite(v) for v in losses):
         print(f"cnn_reference.py: non-finite loss/output {losses}", file=sys.stderr)
@@ -168,7 +171,7 @@ def main():
           f"steps={args.steps} seconds={seconds:.4f} images_per_s={rate:.4f} "
           f"best_images_per_s={args.batch / min(step_seconds):.4f} "
           f"maxrss_kib={peak} base_kib={base} loss_first={losses[0]:.6g} "
-          f"loss_last={losses[-1]:.6g}")
+          f"loss_last={losses[-1]:.6g} cpu_seconds={cpu_seconds:.4f}")
     return 0
 
 

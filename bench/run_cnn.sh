@@ -156,7 +156,7 @@ echo
 # ---- Runs --------------------------------------------------------------
 # Per side and mode, the figures of every repetition (space-separated);
 # the table gives their medians (best: the fastest step of all).
-declare -A rates bests mems bases rate best mem base
+declare -A rates bests mems bases cpus rate best mem base cpu
 run_one() { # side mode steps
     local side=$1 mode=$2 steps=$3 out line
     if [[ $side == libich ]]; then
@@ -173,6 +173,8 @@ run_one() { # side mode steps
     bests[$side,$mode]+=" $(field "$line" best_images_per_s)"
     mems[$side,$mode]+=" $(field "$line" maxrss_kib)"
     bases[$side,$mode]+=" $(field "$line" base_kib)"
+    # images per CPU-second (all threads): less moved by other work than wall time
+    cpus[$side,$mode]+=" $(calc "printf \"%.4f\", $batch * $steps / $(field "$line" cpu_seconds)")"
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 maximum() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -n1; }
@@ -196,6 +198,7 @@ for key in "${!rates[@]}"; do
     best[$key]=$(maximum "${bests[$key]}")
     mem[$key]=$(median "${mems[$key]}")
     base[$key]=$(median "${bases[$key]}")
+    cpu[$key]=$(median "${cpus[$key]}")
 done
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) after the runs"
 ((repeat > 1)) && echo "(images/s and memory: medians of the $repeat repetitions; fastest step: the fastest of all)"
@@ -204,6 +207,7 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) after the runs"
 # awk does the arithmetic; "-" where a side did not run.
 get() { local v=${rate[$1,$2]:-}; [[ -n $v ]] && echo "$v" || echo "-"; }
 getbest() { local v=${best[$1,$2]:-}; [[ -n $v ]] && echo "$v" || echo "-"; }
+getcpu() { local v=${cpu[$1,$2]:-}; [[ -n $v ]] && echo "$v" || echo "-"; }
 mib() { [[ -n ${mem[$1,$2]:-} ]] && calc "printf \"%.0f\", (${mem[$1,$2]} - ${base[$1,$2]}) / 1024" || echo "-"; }
 raw() { [[ -n ${mem[$1,$2]:-} ]] && calc "printf \"%.0f\", ${mem[$1,$2]} / 1024" || echo "-"; }
 ratio() { [[ $1 != - && $2 != - ]] && calc "printf \"%.2fx\", $1 / $2" || echo "-"; }
@@ -221,6 +225,8 @@ for mode in train infer; do
         "$(ratio "$(get libich $mode)" "$(get pytorch $mode)")"
     printf '%-40s %14s %14s %14s\n' "  (fastest step)" "$(getbest libich $mode)" \
         "$(getbest pytorch $mode)" "$(ratio "$(getbest libich $mode)" "$(getbest pytorch $mode)")"
+    printf '%-40s %14s %14s %14s\n' "  (images per CPU-second)" "$(getcpu libich $mode)" \
+        "$(getcpu pytorch $mode)" "$(ratio "$(getcpu libich $mode)" "$(getcpu pytorch $mode)")"
 done
 for mode in train infer; do
     name=training
