@@ -386,8 +386,16 @@ static void ls_forward_range(void *context, int64_t begin, int64_t end)
     const ls_job *job = context;
     const int32_t C = job->layer->in[0].c;
     const float *gamma = job->layer->params[0].data;
-    for (int64_t i = begin; i < end; i++)
-        job->y[i] = job->x[i] * gamma[i % C];
+    /* by rows of C (no division per value): a partial row at each end */
+    int64_t i = begin;
+    while (i < end) {
+        const int64_t c0 = i % C, n = (end - i < C - c0) ? end - i : C - c0;
+        const float *x = job->x + i, *g = gamma + c0;
+        float *y = job->y + i;
+        for (int64_t c = 0; c < n; c++)
+            y[c] = x[c] * g[c];
+        i += n;
+    }
 }
 
 static ich_status layerscale_forward(ich_layer *layer, const float *const *in, float *out,
