@@ -35,15 +35,6 @@ typedef struct linear_state {
      * on the first backward call */
     int64_t mm_rows;
     matmul fwd, bwd_data, bwd_w, bwd_b;
-    /* pointwise: W^T (k x m, row-major) for the forward product, made by a
-     * reorder when the weights change (param->version): brgemm reads a
-     * row-major right operand directly, a transposed one it copies in
-     * every call (a third slower forward at ConvNeXt's sizes) */
-    float *wt;
-    int wt_valid;
-    uint64_t wt_version;
-    dnnl_memory_desc_t w_md, wt_md;
-    dnnl_primitive_t transpose;
 } linear_state;
 
 static int pointwise(const ich_layer *layer)
@@ -145,50 +136,11 @@ static ich_status matmul_run(const ich_layer *layer, matmul *mm, const void *src
     return ich_cpu_execute(layer, mm->prim, mm->pd, args, bias ? 4 : 3, NULL, what);
 }
 
-/* W^T for the forward product, transposed again only when W changed. */
-static ich_status transposed_weights(ich_layer *layer, const float **out)
-{
-    linear_state *s = layer->state;
-    ich_param *w = &layer->params[0];
-    const int64_t k = in_features(layer), m = layer->out.c;
-    if (!s->transpose) {
-        /* W (m x k row-major) seen as k x m "ba", written as k x m "ab" */
-        dnnl_primitive_desc_t pd;
-        dnnl_engine_t engine = ich_cpu_engine();
-        CHECK_DNNL(md2(&s->w_md, k, m, 1), "md");
-        CHECK_DNNL(md2(&s->wt_md, k, m, 0), "md");
-        CHECK_DNNL(dnnl_reorder_primitive_desc_create(&pd, &s->w_md, engine, &s->wt_md, engine,
-                                                      NULL),
-                   "weights transpose");
-        dnnl_status_t st = dnnl_primitive_create(&s->transpose, pd);
-        dnnl_primitive_desc_destroy(pd);
-        CHECK_DNNL(st, "weights transpose");
-        s->wt = ich_cpu_alloc((size_t)(k * m) * sizeof(float));
-        if (!s->wt)
-            return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the weights", layer->name);
-        s->wt_valid = 0;
-    }
-    if (!s->wt_valid || s->wt_version != w->version) {
-        ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &s->w_md, w->data},
-                               {DNNL_ARG_TO, &s->wt_md, s->wt}};
-        ich_status st = ich_cpu_execute_serial(layer, s->transpose, args, 2, "weights transpose");
-        if (st != ICH_OK)
-            return st;
-        s->wt_valid = 1;
-        s->wt_version = w->version;
-    }
-    *out = s->wt;
-    return ICH_OK;
-}
-
 static void linear_destroy(ich_layer *layer)
 {
     linear_state *s = layer->state;
     if (s) {
         matmuls_free(s);
-        if (s->transpose)
-            dnnl_primitive_destroy(s->transpose);
-        ich_cpu_free(s->wt);
         ich_relu_mask_free(&s->mask);
         ich_cpu_free(s->ones);
         free(s);
@@ -235,16 +187,13 @@ static ich_status pointwise_forward(ich_layer *layer, const float *in, float *ou
     ich_status st;
     if (s->mm_rows != n) {
         matmuls_free(s);
-        /* the right operand is W^T, k x m row-major (transposed_weights) */
-        if ((st = matmul_build(layer, &s->fwd, n, k, m, 0, 0, layer->args.bias, 0,
+        /* W is [m, k] row-major: as the k x m right operand, transposed */
+        if ((st = matmul_build(layer, &s->fwd, n, k, m, 0, 1, layer->args.bias, 0,
                                "pointwise linear forward")) != ICH_OK)
             return st;
         s->mm_rows = n;
     }
-    const float *wt = NULL;
-    if ((st = transposed_weights(layer, &wt)) != ICH_OK)
-        return st;
-    return matmul_run(layer, &s->fwd, in, wt,
+    return matmul_run(layer, &s->fwd, in, layer->params[0].data,
                       layer->args.bias ? layer->params[1].data : NULL, out,
                       "pointwise linear forward");
 }
