@@ -5,6 +5,10 @@
  *
  *   bench_cnn train|infer [--threads N] [--batch B] [--warmup W] [--steps S]
  *                         [--preset NAME]
+ *
+ * --preset: any libich preset (default tutorial); run_cnn.sh uses tutorial,
+ *        efficientnet_v2_s and convnext_tiny (the input shape is the
+ *        preset's: 3 x 256 x 256 for the last two).
  *   bench_cnn flops
  *
  * train: the step API on one fixed random batch (6 random 0/1 targets per
@@ -20,10 +24,11 @@
  * VmHWM (peak resident memory), raw and minus the baseline taken at
  * the start (libich and its libraries loaded, no model, no data). Run one
  * measurement per process. Prints a readable line and
- *   RESULT side=libich mode=train batch=B threads=T steps=S seconds=...
+ *   RESULT side=libich model=NAME mode=train batch=B threads=T steps=S seconds=...
  *          images_per_s=... best_images_per_s=... maxrss_kib=... base_kib=...
- *          loss_first=... loss_last=...
- * (best_images_per_s: the fastest single step, the figure least disturbed
+ *          loss_first=... loss_last=... page_faults_per_step=... cpu_seconds=...
+ * (cpu_seconds: the process's CPU time over the timed steps, all threads;
+ * best_images_per_s: the fastest single step, the figure least disturbed
  * by other work on a shared machine). Exit status 0, 1 on a libich error, 2 on bad usage.
  */
 #include <math.h>
@@ -31,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "ich/ich.h"
@@ -44,6 +50,14 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the whole process (all threads), seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -62,6 +76,16 @@ static long maxrss_kib(void)
     if (f)
         fclose(f);
     return kib;
+}
+
+/* Page faults of this process so far (minor + major): a step that maps
+ * fresh memory pays one per 4 KiB page (the kernel zeroes it). */
+static long page_faults(void)
+{
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0)
+        return -1;
+    return u.ru_minflt + u.ru_majflt;
 }
 
 static int fail(const char *what, ich_status st)
@@ -226,6 +250,8 @@ static int measure(const settings *s)
             first = last;
     }
     double step_seconds[STEPS_MAX];
+    long faults0 = page_faults();
+    double cpu0 = cpu_now();
     double t0 = now();
     for (int i = 0; i < s->steps; i++) {
         double t = now();
@@ -238,6 +264,8 @@ static int measure(const settings *s)
             first = last;
     }
     double seconds = now() - t0;
+    double cpu_seconds = cpu_now() - cpu0;
+    long faults = (page_faults() - faults0) / s->steps;
     long peak = maxrss_kib();
     if (!isfinite(first) || !isfinite(last)) {
         fprintf(stderr, "bench_cnn: non-finite %s (%g, %g)\n", s->train ? "loss" : "output",
@@ -247,18 +275,19 @@ static int measure(const settings *s)
     double rate = (double)s->batch * s->steps / seconds, best = step_seconds[0];
     for (int i = 1; i < s->steps; i++)
         best = step_seconds[i] < best ? step_seconds[i] : best;
-    printf("libich %s: batch %d, %d threads, %d steps in %.2f s = %.3f images/s (steps:",
-           s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
+    printf("libich %s %s: batch %d, %d threads, %d steps in %.2f s = %.3f images/s (steps:",
+           s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
     for (int i = 0; i < s->steps; i++)
         printf(" %.2f", step_seconds[i]);
-    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %s %.4f -> %.4f\n",
-           (peak - base) / 1024.0, base / 1024.0, s->train ? "loss" : "mean |logit|", first,
-           last);
-    printf("RESULT side=libich mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
+    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step; "
+           "%s %.4f -> %.4f\n",
+           (peak - base) / 1024.0, base / 1024.0, faults, s->train ? "loss" : "mean |logit|",
+           first, last);
+    printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "
-           "loss_last=%.6g\n",
-           s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
-           s->batch / best, peak, base, first, last);
+           "loss_last=%.6g page_faults_per_step=%ld cpu_seconds=%.4f\n",
+           s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate,
+           s->batch / best, peak, base, first, last, faults, cpu_seconds);
     rc = 0;
 done:
     ich_optimizer_free(r.optimizer);

@@ -69,6 +69,20 @@ def test_one_step_at_batch_1(bench_cnn, mode):
         assert abs(value - math.log(2)) < 0.25
 
 
+@pytest.mark.parametrize("preset", ["efficientnet_v2_s", "convnext_tiny"])
+def test_torchvision_presets_run(bench_cnn, preset):
+    """run_cnn.sh --model runs bench_cnn --preset on these: one inference
+    step at batch 1, and the fields the script reads are there."""
+    result = run(bench_cnn, "infer", "--preset", preset, "--batch", 1, "--warmup", 0,
+                 "--steps", 1, "--threads", 2)
+    assert result.returncode == 0, result.stderr
+    r = result_fields(result.stdout)
+    assert (r["model"], r["mode"], r["batch"]) == (preset, "infer", "1")
+    assert float(r["cpu_seconds"]) > 0
+    assert int(r["page_faults_per_step"]) >= 0
+    assert math.isfinite(float(r["loss_last"]))
+
+
 def test_flop_count_is_the_tutorial_network(bench_cnn):
     result = run(bench_cnn, "flops")
     assert result.returncode == 0, result.stderr

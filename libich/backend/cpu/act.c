@@ -2,8 +2,13 @@
  * per-channel multiply of the scale block ("mul": x * s, s one value per
  * sample and channel; squeeze-and-excitation), on NHWC activations.
  *
- * Plain loops over ich_parallel_range, as ReLU: they are memory-bound, and
- * a loop needs no primitive cache per shape. The formulas are PyTorch's:
+ * The activations are oneDNN eltwise primitives (swish with alpha 1,
+ * gelu_erf, logistic_use_dst_for_bwd), forward and backward, on the tensor
+ * seen as one flat vector: oneDNN's JIT kernels evaluate exp and erf with
+ * vector polynomials (a few ulp from libm's), many times faster than the
+ * scalar loops over expf/erff these layers had (8% of an EfficientNet
+ * training step). The primitives are built on the first call for a given
+ * element count and kept. The formulas are PyTorch's:
  *   silu(x)    = x * sigmoid(x),   d/dx = s * (1 + x * (1 - s))
  *   gelu(x)    = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)),
  *                d/dx = Phi(x) + x * exp(-x^2 / 2) / sqrt(2 pi)
@@ -15,105 +20,121 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 
+/* The primitives of one activation layer for `count` values. */
+typedef struct act_state {
+    int64_t count;
+    dnnl_memory_desc_t md;
+    dnnl_primitive_desc_t fwd_pd, bwd_pd;
+    dnnl_primitive_t fwd, bwd;
+} act_state;
+
+static void act_free_primitives(act_state *s)
+{
+    if (s->fwd)
+        dnnl_primitive_destroy(s->fwd);
+    if (s->bwd)
+        dnnl_primitive_destroy(s->bwd);
+    if (s->fwd_pd)
+        dnnl_primitive_desc_destroy(s->fwd_pd);
+    if (s->bwd_pd)
+        dnnl_primitive_desc_destroy(s->bwd_pd);
+    s->fwd = s->bwd = NULL;
+    s->fwd_pd = s->bwd_pd = NULL;
+    s->count = 0;
+}
+
 static void act_destroy(ich_layer *layer)
 {
-    free(layer->state);
+    act_state *s = layer->state;
+    if (s && layer->ops->inputs == 1)
+        act_free_primitives(s);
+    free(s);
     layer->state = NULL;
 }
 
-typedef struct act_job {
-    const float *x;    /* forward: input; backward: input (silu, gelu) or output (sigmoid) */
-    const float *grad; /* backward: d loss / d output */
-    float *y;          /* forward: output; backward: d loss / d input */
-} act_job;
-
-static inline float sigmoidf(float x)
+static ich_status act_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
 {
-    return 1.0f / (1.0f + expf(-x));
-}
-
-#define ACT_RANGE(name, expr)                                                                     \
-    static void name(void *context, int64_t begin, int64_t end)                                   \
-    {                                                                                             \
-        const act_job *job = context;                                                             \
-        const float *x = job->x, *g = job->grad;                                                  \
-        float *y = job->y;                                                                        \
-        (void)g;                                                                                  \
-        for (int64_t i = begin; i < end; i++) {                                                   \
-            const float v = x[i];                                                                 \
-            y[i] = (expr);                                                                        \
-        }                                                                                         \
-    }
-
-#define SQRT1_2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-
-ACT_RANGE(silu_forward_range, v * sigmoidf(v))
-static inline float silu_grad(float v)
-{
-    const float s = sigmoidf(v);
-    return s * (1.0f + v * (1.0f - s));
-}
-
-ACT_RANGE(silu_backward_range, g[i] * silu_grad(v))
-ACT_RANGE(gelu_forward_range, 0.5f * v * (1.0f + erff(v * SQRT1_2)))
-ACT_RANGE(gelu_backward_range,
-          g[i] * (0.5f * (1.0f + erff(v * SQRT1_2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v)))
-ACT_RANGE(sigmoid_forward_range, sigmoidf(v))
-ACT_RANGE(sigmoid_backward_range, g[i] * (v * (1.0f - v)))
-
-static ich_status run(ich_layer *layer, ich_range_fn fn, const float *x, const float *grad,
-                      float *y)
-{
-    act_job job = {x, grad, y};
-    ich_parallel_range(ich_shape_count(layer->out), fn, &job);
+    ich_status st = ich_cpu_shape(layer, in, out);
+    if (st != ICH_OK)
+        return st;
+    if (!ich_cpu_engine())
+        return ICH_ERR_INTERNAL;
+    layer->state = calloc(1, sizeof(act_state));
+    if (!layer->state)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
     return ICH_OK;
 }
 
-static ich_status silu_forward(ich_layer *layer, const float *const *in, float *out, int training)
+static dnnl_alg_kind_t act_alg(const ich_layer *layer)
+{
+    const char *kind = layer->ops->kind;
+    if (!strcmp(kind, "silu"))
+        return dnnl_eltwise_swish;
+    if (!strcmp(kind, "gelu"))
+        return dnnl_eltwise_gelu_erf;
+    return dnnl_eltwise_logistic_use_dst_for_bwd;
+}
+
+/* The forward primitive (and, when `backward`, the backward one) for the
+ * layer's current element count. */
+static ich_status act_build(ich_layer *layer, int backward)
+{
+    act_state *s = layer->state;
+    const int64_t count = ich_shape_count(layer->out);
+    if (s->count != count) {
+        act_free_primitives(s);
+        dnnl_dims_t dims = {count};
+        CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->md, 1, dims, dnnl_f32, dnnl_a), "md");
+        dnnl_eltwise_desc_t desc;
+        CHECK_DNNL(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_training, act_alg(layer),
+                                                  &s->md, 1.0f, 0.0f),
+                   "eltwise forward desc");
+        CHECK_DNNL(dnnl_primitive_desc_create(&s->fwd_pd, &desc, NULL, ich_cpu_engine(), NULL),
+                   "eltwise forward");
+        CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "eltwise forward");
+        ich_cpu_log_impl(layer, "forward", s->fwd_pd);
+        s->count = count;
+    }
+    if (backward && !s->bwd) {
+        dnnl_eltwise_desc_t desc;
+        CHECK_DNNL(dnnl_eltwise_backward_desc_init(&desc, act_alg(layer), &s->md, &s->md, 1.0f,
+                                                   0.0f),
+                   "eltwise backward desc");
+        CHECK_DNNL(dnnl_primitive_desc_create(&s->bwd_pd, &desc, NULL, ich_cpu_engine(),
+                                              s->fwd_pd),
+                   "eltwise backward");
+        CHECK_DNNL(dnnl_primitive_create(&s->bwd, s->bwd_pd), "eltwise backward");
+        ich_cpu_log_impl(layer, "backward", s->bwd_pd);
+    }
+    return ICH_OK;
+}
+
+static ich_status act_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
     (void)training;
-    return run(layer, silu_forward_range, in[0], NULL, out);
+    ich_status st = act_build(layer, 0);
+    if (st != ICH_OK)
+        return st;
+    act_state *s = layer->state;
+    ich_dnnl_arg args[] = {{DNNL_ARG_SRC, &s->md, in[0]}, {DNNL_ARG_DST, &s->md, out}};
+    return ich_cpu_execute(layer, s->fwd, s->fwd_pd, args, 2, NULL, "eltwise forward");
 }
 
-static ich_status silu_backward(ich_layer *layer, const float *const *in, const float *out,
-                                const float *grad_out, float *const *grad_in)
+/* silu and gelu take their input (`in`), sigmoid its output (`out`). */
+static ich_status act_backward(ich_layer *layer, const float *const *in, const float *out,
+                               const float *grad_out, float *const *grad_in)
 {
-    (void)out;
     if (!grad_in || !grad_in[0])
         return ICH_OK;
-    return run(layer, silu_backward_range, in[0], grad_out, grad_in[0]);
-}
-
-static ich_status gelu_forward(ich_layer *layer, const float *const *in, float *out, int training)
-{
-    (void)training;
-    return run(layer, gelu_forward_range, in[0], NULL, out);
-}
-
-static ich_status gelu_backward(ich_layer *layer, const float *const *in, const float *out,
-                                const float *grad_out, float *const *grad_in)
-{
-    (void)out;
-    if (!grad_in || !grad_in[0])
-        return ICH_OK;
-    return run(layer, gelu_backward_range, in[0], grad_out, grad_in[0]);
-}
-
-static ich_status sigmoid_forward(ich_layer *layer, const float *const *in, float *out,
-                                  int training)
-{
-    (void)training;
-    return run(layer, sigmoid_forward_range, in[0], NULL, out);
-}
-
-static ich_status sigmoid_backward(ich_layer *layer, const float *const *in, const float *out,
-                                   const float *grad_out, float *const *grad_in)
-{
-    (void)in;
-    if (!grad_in || !grad_in[0])
-        return ICH_OK;
-    return run(layer, sigmoid_backward_range, out, grad_out, grad_in[0]);
+    ich_status st = act_build(layer, 1);
+    if (st != ICH_OK)
+        return st;
+    act_state *s = layer->state;
+    const int use_dst = act_alg(layer) == dnnl_eltwise_logistic_use_dst_for_bwd;
+    ich_dnnl_arg args[] = {{use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, &s->md, use_dst ? out : in[0]},
+                           {DNNL_ARG_DIFF_DST, &s->md, grad_out},
+                           {DNNL_ARG_DIFF_SRC, &s->md, grad_in[0]}};
+    return ich_cpu_execute(layer, s->bwd, s->bwd_pd, args, 3, NULL, "eltwise backward");
 }
 
 /* silu and gelu read their input again in backward (in place only in
@@ -126,10 +147,10 @@ const ich_layer_ops ich_cpu_silu_ops = {
     .needs_input = 1,
     .needs_output = 0,
     .in_place = 1,
-    .create = ich_cpu_shape,
+    .create = act_create,
     .resize = ich_cpu_shape,
-    .forward = silu_forward,
-    .backward = silu_backward,
+    .forward = act_forward,
+    .backward = act_backward,
     .destroy = act_destroy,
 };
 
@@ -140,10 +161,10 @@ const ich_layer_ops ich_cpu_gelu_ops = {
     .needs_input = 1,
     .needs_output = 0,
     .in_place = 1,
-    .create = ich_cpu_shape,
+    .create = act_create,
     .resize = ich_cpu_shape,
-    .forward = gelu_forward,
-    .backward = gelu_backward,
+    .forward = act_forward,
+    .backward = act_backward,
     .destroy = act_destroy,
 };
 
@@ -154,10 +175,10 @@ const ich_layer_ops ich_cpu_sigmoid_ops = {
     .needs_input = 0,
     .needs_output = 1,
     .in_place = 1,
-    .create = ich_cpu_shape,
+    .create = act_create,
     .resize = ich_cpu_shape,
-    .forward = sigmoid_forward,
-    .backward = sigmoid_backward,
+    .forward = act_forward,
+    .backward = act_backward,
     .destroy = act_destroy,
 };
 

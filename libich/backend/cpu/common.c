@@ -1,5 +1,6 @@
 /* Shared pieces of the CPU backend: memory, the oneDNN engine and stream,
  * parameters, and the bit mask of fused ReLUs. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,3 +246,28 @@ ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
     return st == dnnl_success ? ICH_OK : ich_cpu_dnnl_fail(layer, what, st);
 }
 
+
+/* oneDNN's OpenMP thread count for the calling thread (omp_set_num_threads,
+ * looked up at run time as core/threads.c does); NULL without OpenMP. */
+static void (*g_omp_set_threads)(int);
+static pthread_once_t g_omp_once = PTHREAD_ONCE_INIT;
+
+static void omp_set_lookup(void)
+{
+    g_omp_set_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+}
+
+ich_status ich_cpu_execute_serial(const ich_layer *layer, dnnl_primitive_t prim,
+                                  const ich_dnnl_arg *list, int count, const char *what)
+{
+    pthread_once(&g_omp_once, omp_set_lookup);
+    ich_compute_threads_apply();
+    const int threads = ich_compute_threads();
+    if (threads > 1 && g_omp_set_threads)
+        g_omp_set_threads(1);
+    ich_status st = ich_cpu_execute(layer, prim, NULL, list, count, NULL, what);
+    /* back to the count ich_compute_threads_apply() recorded as applied */
+    if (threads > 1 && g_omp_set_threads)
+        g_omp_set_threads(threads);
+    return st;
+}

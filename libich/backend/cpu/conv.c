@@ -168,8 +168,8 @@ static ich_status weight_cache_get(ich_layer *layer, weight_cache *cache, void *
         conv_state *s = layer->state;
         ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &s->w_user_md, w->data},
                                {DNNL_ARG_TO, &cache->md, cache->data}};
-        ich_status status =
-            ich_cpu_execute(layer, cache->reorder, NULL, args, 2, NULL, "weights reorder");
+        ich_status status = ich_cpu_execute_serial(layer, cache->reorder, args, 2,
+                                                   "weights reorder");
         if (status != ICH_OK)
             return status;
         cache->valid = 1;
@@ -478,8 +478,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         } else {
             ich_dnnl_arg add[] = {{DNNL_ARG_FROM, dw_md, s->dw},
                                   {DNNL_ARG_TO, &s->w_user_md, w->grad}};
-            status =
-                ich_cpu_execute(layer, s->dw_add, NULL, add, 2, NULL, "weight gradient reorder");
+            status = ich_cpu_execute_serial(layer, s->dw_add, add, 2, "weight gradient reorder");
             if (status != ICH_OK)
                 return status;
         }

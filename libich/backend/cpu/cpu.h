@@ -62,6 +62,15 @@ ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
                            const_dnnl_primitive_desc_t pd, const ich_dnnl_arg *list, int count,
                            void *scratch, const char *what);
 
+/* ich_cpu_execute for a small primitive without a scratchpad (the weight
+ * reorders of a convolution: ~1000 per EfficientNet training step, each a
+ * few hundred KB) on the calling thread alone: an OpenMP region costs a
+ * wake-up of every worker, and on a busy machine a scheduling slice
+ * (milliseconds) whenever a worker is not running; one thread does these
+ * in microseconds. */
+ich_status ich_cpu_execute_serial(const ich_layer *layer, dnnl_primitive_t prim,
+                                  const ich_dnnl_arg *list, int count, const char *what);
+
 /* The size of the scratchpad `pd` asks for (0 when none). */
 size_t ich_cpu_scratchpad_size(const_dnnl_primitive_desc_t pd);
 

@@ -15,9 +15,12 @@
  *   generator; backward draws the same mask again; evaluation is the
  *   identity.
  *
- * Rows are computed in double. Parameter gradients are summed per fixed
- * chunk of rows, then the chunks in order: the result does not depend on
- * the thread count. */
+ * layernorm runs on oneDNN's layer_normalization primitive (JIT kernels,
+ * float arithmetic, forward training keeps each row's mean and variance for
+ * backward); the plain loops below (rows in double) are its fallback when
+ * oneDNN has no implementation. layerscale's parameter gradient is summed
+ * per fixed chunk of rows, then the chunks in order: the result does not
+ * depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +49,43 @@ typedef struct norm_state {
     size_t partial_size;
     uint64_t step; /* droppath: the step of the last training forward */
     int trained;   /* droppath: the last forward was a training one */
+    /* layernorm on oneDNN, for `rows` rows (0: not built; -1: oneDNN has
+     * no implementation, the loops run) */
+    int64_t rows;
+    dnnl_memory_desc_t data_md, stat_md, param_md;
+    dnnl_primitive_desc_t fwd_pd, bwd_pd;
+    dnnl_primitive_t fwd, bwd;
+    float *stats; /* rows means, then rows variances (training forward) */
+    size_t stats_size;
+    float *dparams; /* d weight, d bias (C each) */
+    size_t dparams_size;
+    float *dx; /* a diff source when the caller wants none */
+    size_t dx_size;
 } norm_state;
+
+static void ln_primitives_free(norm_state *s)
+{
+    dnnl_primitive_t *prims[] = {&s->fwd, &s->bwd};
+    dnnl_primitive_desc_t *pds[] = {&s->fwd_pd, &s->bwd_pd};
+    for (int i = 0; i < 2; i++) {
+        if (*prims[i])
+            dnnl_primitive_destroy(*prims[i]);
+        if (*pds[i])
+            dnnl_primitive_desc_destroy(*pds[i]);
+        *prims[i] = NULL;
+        *pds[i] = NULL;
+    }
+    s->rows = 0;
+}
 
 static void norm_destroy(ich_layer *layer)
 {
     norm_state *s = layer->state;
     if (s) {
+        ln_primitives_free(s);
+        ich_cpu_free(s->stats);
+        ich_cpu_free(s->dparams);
+        ich_cpu_free(s->dx);
         ich_cpu_free(s->partial);
         free(s);
         layer->state = NULL;
@@ -155,11 +189,72 @@ static void ln_forward_range(void *context, int64_t begin, int64_t end)
     }
 }
 
+/* Build the oneDNN primitives for the layer's row count; leaves s->rows
+ * at -1 (the loops run) when oneDNN has no implementation. */
+static ich_status ln_build(ich_layer *layer, int64_t rows)
+{
+    norm_state *s = layer->state;
+    const int32_t C = layer->in[0].c;
+    if (s->rows == rows || s->rows == -1)
+        return ICH_OK;
+    ln_primitives_free(s);
+    if (!ich_cpu_engine())
+        return ICH_ERR_INTERNAL;
+    dnnl_dims_t dims = {rows, C}, stat_dims = {rows}, param_dims = {C};
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->data_md, 2, dims, dnnl_f32, dnnl_ab), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->stat_md, 1, stat_dims, dnnl_f32, dnnl_a), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->param_md, 1, param_dims, dnnl_f32, dnnl_a), "md");
+    const unsigned flags = dnnl_use_scale | dnnl_use_shift;
+    const float eps = (float)layer->args.eps;
+    dnnl_layer_normalization_desc_t desc;
+    dnnl_status_t st = dnnl_layer_normalization_forward_desc_init(
+        &desc, dnnl_forward_training, &s->data_md, &s->stat_md, eps, flags);
+    if (st == dnnl_success)
+        st = dnnl_primitive_desc_create(&s->fwd_pd, &desc, NULL, ich_cpu_engine(), NULL);
+    if (st == dnnl_success)
+        st = dnnl_layer_normalization_backward_desc_init(&desc, dnnl_backward, &s->data_md,
+                                                         &s->data_md, &s->stat_md, eps, flags);
+    if (st == dnnl_success)
+        st = dnnl_primitive_desc_create(&s->bwd_pd, &desc, NULL, ich_cpu_engine(), s->fwd_pd);
+    if (st == dnnl_unimplemented) {
+        ln_primitives_free(s);
+        s->rows = -1;
+        return ICH_OK;
+    }
+    CHECK_DNNL(st, "layer normalization");
+    CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "layer normalization forward");
+    CHECK_DNNL(dnnl_primitive_create(&s->bwd, s->bwd_pd), "layer normalization backward");
+    ich_cpu_log_impl(layer, "forward", s->fwd_pd);
+    ich_cpu_log_impl(layer, "backward", s->bwd_pd);
+    ich_status status;
+    if ((status = ich_cpu_grow(layer, (void **)&s->stats, &s->stats_size,
+                               2 * (size_t)rows * sizeof(float))) != ICH_OK ||
+        (status = ich_cpu_grow(layer, (void **)&s->dparams, &s->dparams_size,
+                               2 * (size_t)C * sizeof(float))) != ICH_OK)
+        return status;
+    s->rows = rows;
+    return ICH_OK;
+}
+
 static ich_status layernorm_forward(ich_layer *layer, const float *const *in, float *out,
                                     int training)
 {
     (void)training;
     const int32_t C = layer->in[0].c;
+    norm_state *s = layer->state;
+    ich_status st = ln_build(layer, ich_shape_count(layer->in[0]) / C);
+    if (st != ICH_OK)
+        return st;
+    if (s->rows > 0) {
+        ich_dnnl_arg args[] = {{DNNL_ARG_SRC, &s->data_md, in[0]},
+                               {DNNL_ARG_DST, &s->data_md, out},
+                               {DNNL_ARG_MEAN, &s->stat_md, s->stats},
+                               {DNNL_ARG_VARIANCE, &s->stat_md, s->stats + s->rows},
+                               {DNNL_ARG_SCALE, &s->param_md, layer->params[LN_WEIGHT].data},
+                               {DNNL_ARG_SHIFT, &s->param_md, layer->params[LN_BIAS].data}};
+        return ich_cpu_execute(layer, s->fwd, s->fwd_pd, args, 6, NULL,
+                               "layer normalization forward");
+    }
     ln_job job = {layer, in[0], NULL, out, NULL, NULL, ich_shape_count(layer->in[0]) / C};
     ich_parallel_range(job.rows * C, ln_forward_range, &job);
     return ICH_OK;
@@ -208,10 +303,38 @@ static ich_status layernorm_backward(ich_layer *layer, const float *const *in, c
     (void)out;
     const int32_t C = layer->in[0].c;
     const int64_t rows = ich_shape_count(layer->in[0]) / C;
-    ich_status st = partial_grow(layer, rows, 2 * (int64_t)C);
-    if (st)
-        return st;
     norm_state *s = layer->state;
+    ich_status st;
+    if (s->rows > 0) {
+        if (s->rows != rows)
+            return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: backward without a forward pass",
+                            layer->name);
+        float *dx = grad_in ? grad_in[0] : NULL;
+        if (!dx && (st = ich_cpu_grow(layer, (void **)&s->dx, &s->dx_size,
+                                      (size_t)rows * C * sizeof(float))) != ICH_OK)
+            return st;
+        ich_dnnl_arg args[] = {{DNNL_ARG_SRC, &s->data_md, in[0]},
+                               {DNNL_ARG_MEAN, &s->stat_md, s->stats},
+                               {DNNL_ARG_VARIANCE, &s->stat_md, s->stats + rows},
+                               {DNNL_ARG_DIFF_DST, &s->data_md, grad_out},
+                               {DNNL_ARG_SCALE, &s->param_md, layer->params[LN_WEIGHT].data},
+                               {DNNL_ARG_SHIFT, &s->param_md, layer->params[LN_BIAS].data},
+                               {DNNL_ARG_DIFF_SRC, &s->data_md, dx ? dx : s->dx},
+                               {DNNL_ARG_DIFF_SCALE, &s->param_md, s->dparams},
+                               {DNNL_ARG_DIFF_SHIFT, &s->param_md, s->dparams + C}};
+        if ((st = ich_cpu_execute(layer, s->bwd, s->bwd_pd, args, 9, NULL,
+                                  "layer normalization backward")) != ICH_OK)
+            return st;
+        for (int p = LN_WEIGHT; p <= LN_BIAS; p++) {
+            ich_param *param = &layer->params[p];
+            if (!param->frozen && param->grad)
+                for (int32_t c = 0; c < C; c++)
+                    param->grad[c] += s->dparams[p * C + c];
+        }
+        return ICH_OK;
+    }
+    if ((st = partial_grow(layer, rows, 2 * (int64_t)C)))
+        return st;
     ln_job job = {layer, in[0], grad_out, NULL, grad_in ? grad_in[0] : NULL, s->partial, rows};
     const int64_t chunks = chunk_count(rows);
     ich_parallel_range(chunks * CHUNK_ROWS * C, ln_backward_range, &job);
@@ -263,8 +386,16 @@ static void ls_forward_range(void *context, int64_t begin, int64_t end)
     const ls_job *job = context;
     const int32_t C = job->layer->in[0].c;
     const float *gamma = job->layer->params[0].data;
-    for (int64_t i = begin; i < end; i++)
-        job->y[i] = job->x[i] * gamma[i % C];
+    /* by rows of C (no division per value): a partial row at each end */
+    int64_t i = begin;
+    while (i < end) {
+        const int64_t c0 = i % C, n = (end - i < C - c0) ? end - i : C - c0;
+        const float *x = job->x + i, *g = gamma + c0;
+        float *y = job->y + i;
+        for (int64_t c = 0; c < n; c++)
+            y[c] = x[c] * g[c];
+        i += n;
+    }
 }
 
 static ich_status layerscale_forward(ich_layer *layer, const float *const *in, float *out,
