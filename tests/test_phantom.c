@@ -409,7 +409,7 @@ static void test_prevalence_extremes(void **state)
 static const double TISSUE_RANGE[ICH_PHANTOM_TISSUE_COUNT][2] = {
     [ICH_PHANTOM_AIR] = {-1000, -1000},     [ICH_PHANTOM_SOFT_TISSUE] = {10, 45},
     [ICH_PHANTOM_FAT] = {-110, -75},        [ICH_PHANTOM_BONE] = {250, 1950},
-    [ICH_PHANTOM_CSF] = {3, 10},            [ICH_PHANTOM_GREY] = {28, 43},
+    [ICH_PHANTOM_CSF] = {3, 20},            [ICH_PHANTOM_GREY] = {28, 43},
     [ICH_PHANTOM_WHITE] = {22, 37},         [ICH_PHANTOM_DURA] = {43, 51},
     [ICH_PHANTOM_CALCIFICATION] = {100, 400}, [ICH_PHANTOM_EDEMA] = {10, 30},
     [ICH_PHANTOM_HEADREST] = {-820, 90},    [ICH_PHANTOM_SINUS_AIR] = {-980, -940},

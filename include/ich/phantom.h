@@ -37,13 +37,16 @@
  *    sometimes occur at once. With the defaults about 14% of slices are
  *    positive for "any", as in the RSNA data.
  *
- * Tissue HU as drawn (before noise and the kernel; ich_phantom_tissues()
- * gives each pixel's tissue): air -1000; fat -110..-75; soft tissue
- * (scalp, muscle, globe) 10..45; bone 250..1950 (sutures about 300,
- * diploe 500..1100, tables up to 1800, petrous 1000..1500); CSF 3..10;
- * grey matter 28..43 (cortex blending into white matter, deep nuclei); white matter 22..37; dura (falx, tentorium) 43..51;
- * calcification 100..400; oedema 10..30; headrest -820 (foam) and 90
- * (shell); air in sinuses and mastoids -980..-940; blood 36..87 (acute 50..87).
+ * Tissue HU as drawn (before the scanner's noise, kernel and, below a
+ * height of 0.3, beam hardening; ich_phantom_tissues() gives each pixel's
+ * tissue): air -1000; fat -110..-75; soft tissue (scalp, muscle, globe)
+ * 10..45; bone 250..1950 (sutures about 300, diploe 500..1100, tables up
+ * to 1800, petrous 1000..1500); CSF 3..10 (thin sulci up to 20: the 5 mm
+ * slice averages them with cortex); grey matter 28..43 (cortex blending
+ * into white matter, deep nuclei); white matter 22..37; dura (falx,
+ * tentorium) 43..51; calcification 100..400; oedema 10..30; headrest -820
+ * (foam) and 90 (shell); air in sinuses and mastoids -980..-940; blood
+ * 36..87 (acute 50..87).
  *
  * Everything (pixels, IDs, UIDs, labels) follows from the options and the
  * seed: the same options give byte-identical files on every machine and

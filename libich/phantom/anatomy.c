@@ -119,6 +119,75 @@ double ich_phantom_ventricle_size(const anatomy *A, double t)
 
 /* ---- One slice's tables ------------------------------------------------ */
 
+/* sin(h theta + phase) from cos/sin of h theta and of the phase. */
+static double sin_at(double ch, double sh, double cp, double sp)
+{
+    return sh * cp + ch * sp;
+}
+
+/* The skull edge, skull and cortex thickness per direction. Speed: the
+ * angle runs by complex rotation (one multiplication a step, no libm call
+ * in the loop), and harmonics are powers of it. */
+static void make_outline(const anatomy *A, slice_geo *g, double a, double b, double oblique)
+{
+    double t = g->t, step = 2 * PI / PH_NANG, th0 = -PI + 0.5 * step;
+    double cd = cos(step), sd = sin(step), c = cos(th0), s = sin(th0);
+    double cph[7], sph[7]; /* outline, 3 skull harmonics, 2 cortex, ridges */
+    double phase[7] = {A->outline_phase, A->skull_phase[0], A->skull_phase[1],
+                       A->skull_phase[2], A->cortex_phase[0], A->cortex_phase[1],
+                       A->skull_phase[0]};
+    for (int k = 0; k < 7; k++) {
+        cph[k] = cos(phase[k]);
+        sph[k] = sin(phase[k]);
+    }
+    g->edge_max = 0;
+    for (int i = 0; i < PH_NANG; i++) {
+        double c2 = c * c - s * s, s2 = 2 * c * s;
+        double c3 = c2 * c - s2 * s, s3 = s2 * c + c2 * s;
+        double c4 = c2 * c2 - s2 * s2, s4 = 2 * c2 * s2;
+        double c5 = c4 * c - s4 * s, s5 = s4 * c + c4 * s;
+        double c10 = c5 * c5 - s5 * s5, s10 = 2 * c5 * s5;
+        double c11 = c10 * c - s10 * s, s11 = s10 * c + c10 * s;
+        double e = a * b / sqrt(b * b * c * c + a * a * s * s);
+        e *= 1.0 + A->outline_amp * sin_at(c3, s3, cph[0], sph[0]);
+        double k = 1.0 + A->skull_amp[0] * sin_at(c, s, cph[1], sph[1]) +
+                   A->skull_amp[1] * sin_at(c2, s2, cph[2], sph[2]) +
+                   A->skull_amp[2] * sin_at(c3, s3, cph[3], sph[3]);
+        if (t < 0.2) /* the skull base's ridges */
+            k += (0.2 - t) * 3.0 * fabs(sin_at(c4, s4, cph[6], sph[6]));
+        g->ang[i].edge = (float)e;
+        g->ang[i].skull = (float)(A->skull_mm * k * oblique);
+        g->ang[i].cortex = (float)(A->cortex_mm * (1.0 + 0.25 * sin_at(c5, s5, cph[4], sph[4]) +
+                                                   0.15 * sin_at(c11, s11, cph[5], sph[5])));
+        if (e > g->edge_max)
+            g->edge_max = e;
+        double cn = c * cd - s * sd;
+        s = s * cd + c * sd;
+        c = cn;
+    }
+}
+
+/* Each direction's nearest sulcus. The sulci are in angular order give or
+ * take their drift (at most about 1.2 spacings), so a few neighbours of
+ * the expected one are enough. */
+static void make_nearest(slice_geo *g)
+{
+    int n = g->sulci;
+    double spacing = 2 * PI / n;
+    for (int i = 0; i < PH_NANG; i++) {
+        double th = -PI + (i + 0.5) * (2 * PI / PH_NANG), best = 1e9;
+        int k0 = (int)((th + PI) / spacing);
+        for (int d = -4; d <= 4; d++) {
+            int k = ((k0 + d) % n + n) % n;
+            double dist = fabs(ich_phantom_wrap(th - g->sulcus_angle[k]));
+            if (dist < best) {
+                best = dist;
+                g->ang[i].nearest = k;
+            }
+        }
+    }
+}
+
 void ich_phantom_make_tables(const anatomy *A, slice_geo *g)
 {
     double t = g->t, scale = ich_phantom_head_scale(t);
@@ -128,38 +197,12 @@ void ich_phantom_make_tables(const anatomy *A, slice_geo *g)
     double oblique = 1.0 + 2.5 * (t > 0.8 ? t - 0.8 : 0) + 4.0 * (t < 0.2 ? 0.2 - t : 0);
     g->scale = scale;
     g->falx_bow = 1.0 / (0.64 * b * b);
-    g->edge_max = 0;
-    for (int i = 0; i < PH_NANG; i++) {
-        double th = -PI + (i + 0.5) * (2 * PI / PH_NANG);
-        double c = cos(th), s = sin(th);
-        double e = a * b / sqrt(b * b * c * c + a * a * s * s);
-        e *= 1.0 + A->outline_amp * sin(3 * th + A->outline_phase);
-        double k = 1.0;
-        for (int h = 0; h < 3; h++)
-            k += A->skull_amp[h] * sin((h + 1) * th + A->skull_phase[h]);
-        if (t < 0.2) /* the skull base's ridges */
-            k += (0.2 - t) * 3.0 * fabs(sin(4 * th + A->skull_phase[0]));
-        g->ang[i].edge = (float)e;
-        g->ang[i].skull = (float)(A->skull_mm * k * oblique);
-        g->ang[i].cortex = (float)(A->cortex_mm * (1.0 + 0.25 * sin(5 * th + A->cortex_phase[0]) +
-                                               0.15 * sin(11 * th + A->cortex_phase[1])));
-        if (e > g->edge_max)
-            g->edge_max = e;
-    }
-    /* Sulci drift slowly with height; each angle remembers its nearest. */
+    make_outline(A, g, a, b, oblique);
+    /* Sulci drift slowly with height. */
     g->sulci = A->sulci;
     for (int k = 0; k < A->sulci; k++)
         g->sulcus_angle[k] = ich_phantom_wrap(A->sulcus_angle[k] + A->sulcus_drift[k] * (t - 0.5));
-    for (int i = 0; i < PH_NANG; i++) {
-        double th = -PI + (i + 0.5) * (2 * PI / PH_NANG), best = 1e9;
-        for (int k = 0; k < A->sulci; k++) {
-            double d = fabs(ich_phantom_wrap(th - g->sulcus_angle[k]));
-            if (d < best) {
-                best = d;
-                g->ang[i].nearest = k;
-            }
-        }
-    }
+    make_nearest(g);
 }
 
 /* A lattice value in -1..1 for node (i, j) of z layer `layer`. */
@@ -334,6 +377,9 @@ static void outside_at(const anatomy *A, const slice_geo *g, double depth, doubl
 static void brain_at(const anatomy *A, const slice_geo *g, double x, double y, double r,
                      double theta, int i, double inside, pixel *p)
 {
+    /* One smooth random field bends the fissures and sulci (real ones are
+     * not straight spokes) and gives the brain its texture. */
+    double field = ich_phantom_texture(g->texture, x, y);
     double xs = x;
     if (g->shift != 0) { /* the falx bows under a mass */
         double prof = 1 - y * y * g->falx_bow;
@@ -350,20 +396,23 @@ static void brain_at(const anatomy *A, const slice_geo *g, double x, double y, d
         return;
     }
     if (g->t > 0.28 && g->t < 0.52 && inside < 26 && fabs(x) > 1.2 * fabs(y) &&
-        fabs(y + 8 - 0.3 * inside) < 1.0 + 1.2 * A->age) {
+        fabs(y + 8 - 0.3 * inside + 5 * field) < 1.0 + 1.2 * A->age) {
         set(p, T_SULCUS, A->csf_hu);
         return;
     }
-    /* Sulci: CSF clefts from the surface, lined with grey matter (gyri). */
-    int k = g->ang[i].nearest;
+    /* Sulci: CSF clefts from the surface, lined with grey matter (gyri),
+     * bent by the field. Thin ones share the 5 mm slice with cortex, so
+     * they look less dark than CSF (partial volume along z). */
+    double bent = theta + 0.09 * field;
+    int k = g->ang[ich_phantom_angle_index(bent)].nearest;
     double depth_k = A->sulcus_depth[k];
     double w5 = inside * 0.2; /* inside >= 0: truncation is floor */
     double wiggle = fabs(w5 - (double)(int32_t)w5 - 0.5) * 4 - 1; /* triangle wave */
-    double dist = fabs(ich_phantom_wrap(theta - g->sulcus_angle[k]) * r +
+    double dist = fabs(ich_phantom_wrap(bent - g->sulcus_angle[k]) * r +
                        A->sulcus_wiggle[k] * wiggle);
     double half = A->sulcus_width[k] * (1.0 - 0.5 * inside / depth_k);
     if (inside < depth_k && dist < half) {
-        set(p, T_SULCUS, A->csf_hu);
+        set(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
         return;
     }
     double grey = clamp01((g->ang[i].cortex - inside) / 1.2 + 0.5);
@@ -371,7 +420,7 @@ static void brain_at(const anatomy *A, const slice_geo *g, double x, double y, d
         double lining = clamp01((half + 2.4 - dist) / 1.2 + 0.5);
         grey = grey > lining ? grey : lining;
     }
-    double tex = 1.5 * ich_phantom_texture(g->texture, x, y);
+    double tex = 1.5 * field;
     p->tissue = grey >= 0.5 ? T_GREY : T_WHITE;
     p->hu = A->white_hu + (A->grey_hu - A->white_hu) * grey + tex;
     if (p->tissue == T_WHITE)

@@ -25,10 +25,11 @@
 #define ICH_PHANTOM_HEIGHT_MM 120.0
 
 #define PH_PI 3.14159265358979323846
-#define PH_NANG 4096    /* angles tabulated per slice */
+#define PH_NANG 2048    /* angles tabulated per slice: 0.3 mm at 100 mm, 32 KB (L1) */
 #define PH_MAX_SULCI 64 /* sulci around the brain */
 #define PH_MAX_BLEEDS 3
-#define PH_GRID 48      /* texture lattice per slice (PH_GRID^2 over the field of view) */
+#define PH_GRID 48      /* texture lattice per slice: PH_GRID^2 cells... */
+#define PH_TEXTURE_MM 128.0 /* ...over +-128 mm of head coordinates (5.3 mm cells) */
 
 /* Stream tags: the `a` argument of ich_rng_init is tag << 32 | patient. */
 enum { TAG_ANATOMY = 1, TAG_STUDY = 2, TAG_BLEEDS = 3, TAG_NOISE = 4, TAG_TEXTURE = 5 };
@@ -196,35 +197,33 @@ static inline double ich_phantom_lateral(double theta)
     return theta;
 }
 
-/* A smooth field at head coords (x, y) mm, its lattice spanning the FOV. */
-static inline double ich_phantom_texture(const float field[PH_GRID + 1][PH_GRID + 1], double x, double y)
+/* A smooth field at head coords (x, y) mm: its lattice spans
+ * +-PH_TEXTURE_MM, which holds the whole head (0 beyond, never reached). */
+static inline double ich_phantom_texture(const float field[PH_GRID + 1][PH_GRID + 1], double x,
+                                         double y)
 {
-    const double k = PH_GRID / ICH_PHANTOM_FOV_MM, h = 0.5 * PH_GRID;
+    const double k = PH_GRID / (2 * PH_TEXTURE_MM), h = 0.5 * PH_GRID;
     double u = x * k + h, v = y * k + h;
-    if (u < 0)
-        u = 0;
-    if (v < 0)
-        v = 0;
-    if (u > PH_GRID - 1e-6)
-        u = PH_GRID - 1e-6;
-    if (v > PH_GRID - 1e-6)
-        v = PH_GRID - 1e-6;
+    if (!(u >= 0 && v >= 0 && u < PH_GRID && v < PH_GRID))
+        return 0;
     int i = (int)u, j = (int)v;
     double fu = u - i, fv = v - j;
-    double top = field[i][j] * (1 - fv) + field[i][j + 1] * fv;
-    double bottom = field[i + 1][j] * (1 - fv) + field[i + 1][j + 1] * fv;
-    return top * (1 - fu) + bottom * fu;
+    double top = field[i][j] + (field[i][j + 1] - field[i][j]) * fv;
+    double bottom = field[i + 1][j] + (field[i + 1][j + 1] - field[i + 1][j]) * fv;
+    return top + (bottom - top) * fu;
 }
 
-/* White noise of sd 1. */
-static inline double ich_phantom_noise(ich_rng *rng)
+/* Two samples of white noise of sd 1 from one generator step: each the
+ * sum of two 16-bit uniforms (triangular), centred and scaled. Integer
+ * arithmetic; the kernel's sum of nine makes it close to normal. */
+static inline void ich_phantom_noise2(ich_rng *rng, double *a, double *b)
 {
-    /* The sum of four 16-bit uniforms, centred and scaled (Irwin-Hall;
-     * tails end at +-3.46): one generator step, integer arithmetic. */
     uint64_t x = ich_rng_next(rng);
-    int64_t sum = (int64_t)(x & 0xFFFF) + (int64_t)(x >> 16 & 0xFFFF) +
-                  (int64_t)(x >> 32 & 0xFFFF) + (int64_t)(x >> 48);
-    return (double)(sum - 131070) * (1.7320508075688772 / 65536.0);
+    int64_t s = (int64_t)(x & 0xFFFF) + (int64_t)(x >> 16 & 0xFFFF) - 65535;
+    int64_t t = (int64_t)(x >> 32 & 0xFFFF) + (int64_t)(x >> 48) - 65535;
+    const double scale = 2.4494897427831781 / 65536.0; /* sqrt(6) / 2^16 */
+    *a = (double)s * scale;
+    *b = (double)t * scale;
 }
 
 /* ---- anatomy.c ---- */

@@ -65,10 +65,12 @@ static int orbit_level(const anatomy *A, const slice_geo *g, double x, double y,
 
 static int petrous(const slice_geo *g, double x, double y, pixel *p)
 {
-    if (g->t >= 0.2)
+    if (g->t >= 0.2 || y < -8 || y > 34 || fabs(x) < 5 || fabs(x) > 52)
         return 0;
-    /* From the apex (12, 0) to the lateral end (45, 24), per side. */
-    double w = 2.0 + 14.0 * (0.2 - g->t);
+    /* From the apex (12, 0) to the lateral end (45, 24), per side, wider
+     * laterally and irregular. */
+    double grain = ich_phantom_texture(g->grain, x, y);
+    double w = (2.0 + 14.0 * (0.2 - g->t)) * (0.7 + 0.4 * (fabs(x) - 12) / 33 + 0.35 * grain);
     if (segment_distance(fabs(x), y, 12, 0, 45, 24) < w)
         return done(p, T_BONE, 1250 + 250 * ich_phantom_texture(g->grain, x, y));
     return 0;
@@ -81,13 +83,19 @@ int ich_phantom_skull_base(const anatomy *A, const slice_geo *g, double x, doubl
     if (t < 0.13 && orbit_level(A, g, x, y, p))
         return 1;
     /* Sphenoid sinus with its septum, then the clivus behind it. */
-    if (t < 0.16 && ax < 12 && y > -0.36 * b && y < -0.12 * b)
+    double sy = (y + 0.24 * b) / (0.13 * b);
+    if (t < 0.16 && ax * ax / 144 + sy * sy < 1)
         return ax < 0.8 ? done(p, T_BONE, 700) : air_cell(g, x, y, 9.0, p);
     if (t < 0.16 && ax < 7 && y >= -0.12 * b && y < 0.0)
         return done(p, T_BONE, 950 + 150 * ich_phantom_texture(g->grain, x, y));
-    /* Greater sphenoid wings: the front wall of the middle cranial fossa. */
-    if (t < 0.18 && segment_distance(ax, y, 13, -0.3 * b, 0.85 * a, -0.42 * b) < 1.8)
-        return done(p, T_BONE, 900 + 200 * ich_phantom_texture(g->grain, x, y));
+    /* Greater sphenoid wings: the front wall of the middle cranial fossa
+     * (the box test first: most pixels are far from them). */
+    if (t < 0.18 && y < -0.25 * b && y > -0.5 * b && ax > 9) {
+        double grain = ich_phantom_texture(g->grain, x, y), wing = 1.8 * (1 + 0.4 * grain);
+        if (segment_distance(ax, y, 13, -0.3 * b, 0.45 * a, -0.33 * b) < wing ||
+            segment_distance(ax, y, 0.45 * a, -0.33 * b, 0.85 * a, -0.45 * b) < wing)
+            return done(p, T_BONE, 900 + 200 * grain);
+    }
     /* Frontal sinus in the frontal bone above the orbits. */
     if (t >= 0.12 && ax < 15 && y < -0.6 * b && inside < 10)
         return air_cell(g, x, y, 6.0, p);
