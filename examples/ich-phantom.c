@@ -4,8 +4,10 @@
  * The RSNA brain-CT data cannot be shipped, so this writes a synthetic
  * stand-in with ich_phantom_write(): patients, each with studies of one
  * axial series from the skull base to the vertex, as real CT DICOM files
- * (air, scalp, skull, grey and white matter, ventricles, sulci and cisterns,
- * scanner noise, and the five hemorrhage types where they occur clinically),
+ * made to pass for head CT (anatomy varying by patient and level, the
+ * skull base, grey and white matter, CSF spaces, calcifications, CT noise
+ * texture and artifacts, and the five hemorrhage types as they appear;
+ * <ich/phantom.h> has the details),
  * with the RSNA-style labels.csv (ID_<image>_<subtype>,Label), metadata.csv
  * and scans.csv (scan-level labels). Images go to OUTPUT_DIR/images/,
  * flat like RSNA's or as <patient>/<scan>/ folders. Everything follows from
