@@ -4,14 +4,17 @@
  * The RSNA brain-CT data cannot be shipped, so this writes a synthetic
  * stand-in with ich_phantom_write(): patients, each with studies of one
  * axial series from the skull base to the vertex, as real CT DICOM files
- * (air, scalp, skull, grey and white matter, ventricles, sulci and cisterns,
- * scanner noise, and the five hemorrhage types where they occur clinically),
+ * made to pass for head CT (anatomy varying by patient and level, the
+ * skull base, grey and white matter, CSF spaces, calcifications, CT noise
+ * texture and artifacts, and the five hemorrhage types as they appear;
+ * <ich/phantom.h> has the details),
  * with the RSNA-style labels.csv (ID_<image>_<subtype>,Label), metadata.csv
  * and scans.csv (scan-level labels). Images go to OUTPUT_DIR/images/,
  * flat like RSNA's or as <patient>/<scan>/ folders. Everything follows from
  * the options and the seed: the same command gives the same bytes.
  *
  *   ich-phantom data/ --patients 20 --slices 24 --size 512 --seed 0
+ *   ich-phantom --stats --patients 20      (the realism report, nothing written)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,11 +28,13 @@
 #include <ich/ich.h>
 
 #include "common.h"
+#include "phantom_stats.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: ich-phantom OUTPUT_DIR [options]\n"
+            "       ich-phantom --stats [options]\n"
             "Write a synthetic head-CT dataset: OUTPUT_DIR/images/ID_<image>.dcm (or\n"
             "images/<patient>/<scan>/ with --layout tree), labels.csv (RSNA long format),\n"
             "metadata.csv and scans.csv.\n\n"
@@ -40,6 +45,11 @@ static void usage(FILE *out)
             "  --prevalence X   share of series with a hemorrhage, 0..1 (default 0.5)\n"
             "  --noise SD       scanner noise in HU, 0..500 (default 6)\n"
             "  --layout L       flat or tree (default flat)\n"
+            "  --vary-intercept each series gets rescale intercept -1024, -1000 or 0\n"
+            "                   (default: -1024 for all; the HU are the same)\n"
+            "  --stats          write nothing: print the realism report of the slices\n"
+            "                   these options describe (HU per tissue with histograms,\n"
+            "                   noise level and texture, lesion sizes, label shares)\n"
             "  --threads N      worker threads, 0 = one per core (default 0)\n"
             "  --seed S         random seed, 0..2^64-1 (default 0)\n"
             "  --quiet          no progress bar or summary\n"
@@ -78,7 +88,7 @@ static int parse_real(const char *option, const char *text, double lo, double hi
 /* Parse argv into options; returns 0, or the exit status (2 bad usage, or
  * -1 after --help). */
 static int parse_args(int argc, char **argv, ich_phantom_options *o, const char **out_dir,
-                      int *quiet)
+                      int *quiet, int *stats)
 {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -90,6 +100,12 @@ static int parse_args(int argc, char **argv, ich_phantom_options *o, const char 
             return -1;
         } else if (!strcmp(arg, "--quiet")) {
             *quiet = 1;
+            continue;
+        } else if (!strcmp(arg, "--stats")) {
+            *stats = 1;
+            continue;
+        } else if (!strcmp(arg, "--vary-intercept")) {
+            o->vary_intercept = 1;
             continue;
         } else if (!strcmp(arg, "--patients")) {
             bad = parse_uint(arg, value, 1, 100000, &u) || (o->patients = (int32_t)u, 0);
@@ -131,7 +147,7 @@ static int parse_args(int argc, char **argv, ich_phantom_options *o, const char 
             return 2;
         i++; /* the option's value */
     }
-    if (!*out_dir) {
+    if (!*out_dir && !*stats) {
         usage(stderr);
         return 2;
     }
@@ -143,10 +159,12 @@ int main(int argc, char **argv)
     ich_phantom_options o;
     ich_phantom_options_init(&o);
     const char *out_dir = NULL;
-    int quiet = 0;
-    int rc = parse_args(argc, argv, &o, &out_dir, &quiet);
+    int quiet = 0, stats = 0;
+    int rc = parse_args(argc, argv, &o, &out_dir, &quiet, &stats);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
+    if (stats)
+        return phantom_stats(&o);
 
     double start = now();
     int bar = !quiet && isatty(STDERR_FILENO);

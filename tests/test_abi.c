@@ -286,6 +286,7 @@ static const struct_layout layouts[] = {
         FIELD(ich_phantom_options, threads, 124),
         FIELD(ich_phantom_options, progress, 128),
         FIELD(ich_phantom_options, progress_user, 136),
+        FIELD(ich_phantom_options, vary_intercept, 144),
         {NULL, 0, 0}}},
     {LAYOUT(ich_evaluate_summary, left_out, 32),
      (const field_offset[]){

@@ -7,17 +7,46 @@
  * consistent patient IDs, study/series/SOP UIDs, image positions along z)
  * with RSNA-style labels.
  *
- * The anatomy makes the task real: air, scalp, a skull of varying thickness
- * (~700-1900 HU), brain (~20-45 HU) with grey/white contrast, ventricles and
- * sulci with CSF (~0-15 HU), scanner noise; and the five hemorrhage types
- * where and how they appear clinically, blood at ~50-90 HU: epidural as a
- * biconvex lens against the inner table of the skull, subdural as a
- * crescent along it, subarachnoid as thin bright lines in sulci and
- * cisterns, intraparenchymal as a blob inside the brain, intraventricular
- * inside the ventricles. A bleed spans several neighbouring slices and
- * changes size along z; several types sometimes occur at once; sizes range
- * from obvious to subtle. A slice's "any" is set when any type is visible
- * in it.
+ * The slices are meant to pass for adult head CT at a glance, drawn from
+ * the seed alone (no real scan goes in), so that a model trained on them
+ * has to learn hemorrhage rather than the phantom's shortcuts:
+ *  - anatomy varying by patient: head size, shape, position and tilt;
+ *    scalp with its fat layer; a skull of varying thickness with dense
+ *    inner and outer tables, diploe and sutures; at the lowest slices the
+ *    skull base (orbits with globe and fat, ethmoid, sphenoid and frontal
+ *    sinuses, mastoid air cells, petrous bone, clivus, sphenoid wings);
+ *    grey and white matter at their own HU with a smooth texture, gyri and
+ *    sulci; CSF in sulci, fissures, cisterns and ventricles shaped by the
+ *    level; falx and tentorium; pineal, choroid plexus and falx
+ *    calcifications (bright, not blood); age (atrophy: wider sulci,
+ *    cisterns and ventricles);
+ *  - the scanner: noise of 3-8 HU (options.noise times a factor 0.6-1.3
+ *    per study) with a CT-like correlated texture, the same reconstruction
+ *    kernel blurring edges (partial volume), beam-hardening streaks and
+ *    dark bands at the skull base, a headrest behind the head;
+ *  - bleeds as they appear: acute blood 55-84 HU (one in eight 42-52 HU:
+ *    older blood or anaemia; subdural 3 HU less), with a few HU of texture; epidural as a
+ *    biconvex lens against the inner table, bounded by the coronal and
+ *    lambdoid sutures; subdural as a crescent along it, crossing sutures;
+ *    subarachnoid as thin blood in sulci and the basal cisterns;
+ *    intraparenchymal as a round or lobulated clot, often with a dark rim
+ *    of oedema; intraventricular blood layering in the dependent horns.
+ *    Sizes run from a few millimetres to large bleeds with mass effect
+ *    (midline shift, a squeezed ventricle). A bleed is a 3D lesion: it
+ *    spans neighbouring slices and changes size along z; several types
+ *    sometimes occur at once. With the defaults about 14% of slices are
+ *    positive for "any", as in the RSNA data.
+ *
+ * Tissue HU as drawn (before the scanner's noise, kernel and, below a
+ * height of 0.3, beam hardening; ich_phantom_tissues() gives each pixel's
+ * tissue): air -1000; fat -110..-75; soft tissue (scalp, muscle, globe)
+ * 10..45; bone 250..1950 (sutures about 300, diploe 500..1100, tables up
+ * to 1800, petrous 1000..1500); CSF 3..10 (thin sulci up to 20: the 5 mm
+ * slice averages them with cortex); grey matter 28..43 (cortex blending
+ * into white matter, deep nuclei); white matter 22..37; dura (falx,
+ * tentorium) 43..51; calcification 100..400; oedema 10..30; headrest -820
+ * (foam) and 90 (shell); air in sinuses and mastoids -980..-940; blood
+ * 36..87 (acute 50..87).
  *
  * Everything (pixels, IDs, UIDs, labels) follows from the options and the
  * seed: the same options give byte-identical files on every machine and
@@ -33,7 +62,8 @@
  * derived from the seed; the DICOM files carry the patient ID as
  * PatientID and numeric study/series/SOP instance UIDs derived from the
  * seed and the indexes; stored values are int16 with rescale slope 1 and
- * intercept -1024 (as in the RSNA data).
+ * intercept -1024 (as in the RSNA data; options.vary_intercept gives each
+ * series -1024, -1000 or 0).
  *
  * Files written by ich_phantom_write() in `dir`:
  *   labels.csv    RSNA long format, "ID,Label" rows ID_<image>_<subtype>,
@@ -99,7 +129,35 @@ typedef struct ich_phantom_options {
     ich_progress_fn progress;   /**< NULL: none; ich_phantom_write() only,
                                      "phantom", slices done of all */
     void *progress_user;
+    /* Added after the first version (the size protocol, <ich/core.h>). */
+    int32_t vary_intercept;     /**< 0: every series has rescale intercept
+                                     -1024 (default); 1: each series -1024
+                                     (60%), -1000 (25%) or 0 (15%), seeded
+                                     (the HU stay the same) */
 } ich_phantom_options;
+
+/** What a phantom pixel is, as ich_phantom_tissues() gives it. Blood is
+ *  ICH_PHANTOM_EPIDURAL + the type's index in options.type_weights. */
+typedef enum ich_phantom_tissue {
+    ICH_PHANTOM_AIR = 0,          /**< outside the head */
+    ICH_PHANTOM_SOFT_TISSUE = 1,  /**< scalp, muscle, the globes */
+    ICH_PHANTOM_FAT = 2,          /**< subcutaneous and orbital fat */
+    ICH_PHANTOM_BONE = 3,
+    ICH_PHANTOM_CSF = 4,          /**< sulci, fissures, cisterns, ventricles */
+    ICH_PHANTOM_GREY = 5,         /**< grey matter, cortex and deep nuclei */
+    ICH_PHANTOM_WHITE = 6,
+    ICH_PHANTOM_DURA = 7,         /**< falx and tentorium */
+    ICH_PHANTOM_CALCIFICATION = 8,/**< pineal, choroid plexus, falx */
+    ICH_PHANTOM_EDEMA = 9,        /**< the rim around an intraparenchymal bleed */
+    ICH_PHANTOM_HEADREST = 10,
+    ICH_PHANTOM_SINUS_AIR = 11,   /**< air in the sinuses and mastoids */
+    ICH_PHANTOM_EPIDURAL = 12,
+    ICH_PHANTOM_INTRAPARENCHYMAL = 13,
+    ICH_PHANTOM_INTRAVENTRICULAR = 14,
+    ICH_PHANTOM_SUBARACHNOID = 15,
+    ICH_PHANTOM_SUBDURAL = 16,
+    ICH_PHANTOM_TISSUE_COUNT = 17
+} ich_phantom_tissue;
 
 /** Fill `options` with the defaults (and its size).
  *  (A macro over the function: it first sets `size` to the caller's
@@ -128,6 +186,15 @@ ICH_API ich_status ich_phantom_write(const char *dir, const ich_phantom_options 
 ICH_API ich_status ich_phantom_slice(const ich_phantom_options *options, int32_t patient,
                                      int32_t study, int32_t slice, float *hu, size_t hu_count,
                                      float *labels, char *id, size_t id_size);
+
+/** The tissue of each pixel of a slice as drawn (an ich_phantom_tissue per
+ *  pixel, row-major, the same slice as ich_phantom_slice() gives): what
+ *  the labels count (a type is positive when about 3 mm^2 of its blood,
+ *  3 pixels or more, are drawn), and what per-tissue statistics are measured against.
+ *  `tissue` receives rows * columns values. Errors: as ich_phantom_slice(). */
+ICH_API ich_status ich_phantom_tissues(const ich_phantom_options *options, int32_t patient,
+                                       int32_t study, int32_t slice, uint8_t *tissue,
+                                       size_t count);
 
 #ifdef __cplusplus
 }

@@ -96,6 +96,9 @@ static ich_status check_options(const ich_phantom_options *in, ich_phantom_optio
     if (o->layout != ICH_PHANTOM_FLAT && o->layout != ICH_PHANTOM_TREE)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: layout must be FLAT (0) or TREE "
                         "(1), got %d", (int)o->layout);
+    if (o->vary_intercept != 0 && o->vary_intercept != 1)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: vary_intercept must be 0 or 1, got %d",
+                        (int)o->vary_intercept);
     if (o->threads < 0 || o->threads > 1024)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: threads must be 0..1024, got %d",
                         (int)o->threads);
@@ -191,10 +194,11 @@ ich_status ich_phantom_slice(const ich_phantom_options *options, int32_t patient
     if (!stored)
         return ich_fail(ICH_ERR_NO_MEMORY, "phantom: out of memory");
     int64_t blood[5];
-    st = ich_phantom_draw(&o, patient, study, slice, stored, blood);
+    double intercept = 0;
+    st = ich_phantom_draw(&o, patient, study, slice, stored, NULL, blood, &intercept);
     if (st == ICH_OK) {
         for (size_t i = 0; i < hu_count; i++)
-            hu[i] = (float)stored[i] - 1024.0f;
+            hu[i] = (float)((double)stored[i] + intercept);
         uint8_t l[6];
         labels_from_pixels(&o, blood, l);
         for (int k = 0; labels && k < 6; k++)
@@ -207,6 +211,28 @@ ich_status ich_phantom_slice(const ich_phantom_options *options, int32_t patient
     }
     free(stored);
     return st;
+}
+
+ich_status ich_phantom_tissues(const ich_phantom_options *options, int32_t patient,
+                               int32_t study, int32_t slice, uint8_t *tissue, size_t count)
+{
+    ich_phantom_options o;
+    ich_status st = check_options(options, &o);
+    if (st != ICH_OK)
+        return st;
+    if (!tissue)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: tissue is NULL");
+    if (patient < 0 || patient >= o.patients || study < 0 || study >= o.studies_per_patient ||
+        slice < 0 || slice >= o.slices)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "phantom: slice (%d, %d, %d) is outside %d patients x %d studies x "
+                        "%d slices", (int)patient, (int)study, (int)slice, (int)o.patients,
+                        (int)o.studies_per_patient, (int)o.slices);
+    if (count != (size_t)o.rows * (size_t)o.columns)
+        return ich_fail(ICH_ERR_SHAPE, "phantom: tissue holds %zu values, need %d x %d", count,
+                        (int)o.rows, (int)o.columns);
+    int64_t blood[5];
+    return ich_phantom_draw(&o, patient, study, slice, NULL, tissue, blood, NULL);
 }
 
 /* ---- Writing the dataset ----------------------------------------------- */
@@ -245,7 +271,8 @@ static ich_status write_slice(const job *j, int32_t p, int32_t s, int32_t k, int
 {
     const ich_phantom_options *o = j->o;
     int64_t blood[5];
-    ich_status st = ich_phantom_draw(o, p, s, k, pixels, blood);
+    double intercept = 0;
+    ich_status st = ich_phantom_draw(o, p, s, k, pixels, NULL, blood, &intercept);
     if (st != ICH_OK)
         return st;
     labels_from_pixels(o, blood, labels);
@@ -261,7 +288,7 @@ static ich_status write_slice(const job *j, int32_t p, int32_t s, int32_t k, int
     ct.columns = o->columns;
     ct.pixels = pixels;
     ct.rescale_slope = 1.0;
-    ct.rescale_intercept = -1024.0; /* as in the RSNA data */
+    ct.rescale_intercept = intercept; /* -1024 as in the RSNA data, or vary_intercept's */
     ct.pixel_spacing[0] = ct.pixel_spacing[1] = mm;
     ct.slice_thickness = thick;
     ct.image_position[0] = -0.5 * o->columns * mm;

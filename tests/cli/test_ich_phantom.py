@@ -133,3 +133,33 @@ def test_unwritable_output_fails(tmp_path):
     result = run(PHANTOM, blocker, "--patients", 1, "--slices", 1, "--size", 16, check=False)
     assert result.returncode == 1
     assert str(blocker) in result.stderr
+
+
+def test_stats_reports_tissues_noise_and_lesions(tmp_path):
+    # The realism report: nothing written, numbers a reader can check.
+    result = run(PHANTOM, "--stats", "--patients", 6, "--size", 256, "--prevalence", 1,
+                 "--seed", 3)
+    out = result.stdout
+    assert "HU per tissue" in out and "HU histograms" in out and "lesions" in out
+    rows = {}
+    table = out.split("HU per tissue")[1].split("\n\n")[0]
+    for line in table.splitlines()[2:]:
+        parts = line.rsplit(None, 6)
+        if len(parts) == 7 and parts[1].isdigit():
+            rows[parts[0].strip()] = [float(v) for v in parts[2:]]
+    assert 33 <= rows["grey matter"][0] <= 43 and 24 <= rows["white matter"][0] <= 35
+    assert rows["grey matter"][0] > rows["white matter"][0] + 4
+    assert -2 <= rows["CSF"][0] <= 15 and rows["bone"][3] > 500
+    noise = [line for line in out.splitlines() if line.startswith("noise in brain")][0]
+    sd = float(noise.split("sd ")[1].split()[0])
+    lag = float(noise.rsplit(" ", 1)[1])
+    assert 3 <= sd <= 8 and lag > 0.3
+    assert "volume, ml" in out and "slices spanned" in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_vary_intercept_gives_common_intercepts(tmp_path):
+    run(PHANTOM, tmp_path, "--patients", 12, "--slices", 1, "--size", 32, "--vary-intercept",
+        "--quiet")
+    seen = {float(pydicom.dcmread(f).RescaleIntercept) for f in (tmp_path / "images").glob("*.dcm")}
+    assert seen <= {-1024.0, -1000.0, 0.0} and len(seen) >= 2

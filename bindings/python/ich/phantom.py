@@ -19,12 +19,18 @@ from ._errors import check
 from ._lib import _declare, c_float_p, c_status, lib
 from ._util import fspath_bytes
 
-__all__ = ["write_phantom", "phantom_slice", "PHANTOM_TYPES"]
+__all__ = ["write_phantom", "phantom_slice", "phantom_tissues", "PHANTOM_TYPES",
+           "PHANTOM_TISSUES"]
 
 #: Hemorrhage types in the order of ``type_weights`` (and of the label
 #: columns after "any").
 PHANTOM_TYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid",
                  "subdural")
+
+#: Names of the tissue codes ``phantom_tissues`` gives (enum ich_phantom_tissue):
+#: ``PHANTOM_TISSUES[code]``; blood of type t is code 12 + t.
+PHANTOM_TISSUES = ("air", "soft_tissue", "fat", "bone", "csf", "grey", "white", "dura",
+                   "calcification", "edema", "headrest", "sinus_air") + PHANTOM_TYPES
 
 _LAYOUTS = {"flat": 0, "tree": 1}
 
@@ -54,12 +60,15 @@ class _Options(ctypes.Structure):
         ("threads", ctypes.c_int32),
         ("progress", PROGRESS_FN),
         ("progress_user", ctypes.c_void_p),
+        ("vary_intercept", ctypes.c_int32),
     ]
 
 
 _declare("ich_phantom_options_init", None, ctypes.POINTER(_Options))
 _declare("ich_phantom_write", c_status, ctypes.c_char_p, ctypes.POINTER(_Options),
          ctypes.POINTER(ctypes.c_int64))
+_declare("ich_phantom_tissues", c_status, ctypes.POINTER(_Options), ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t)
 _declare("ich_phantom_slice", c_status, ctypes.POINTER(_Options), ctypes.c_int32,
          ctypes.c_int32, ctypes.c_int32, c_float_p, ctypes.c_size_t, c_float_p,
          ctypes.c_char_p, ctypes.c_size_t)
@@ -101,7 +110,7 @@ def _weights(type_weights):
 
 def _options(patients=20, slices=24, size=512, studies=1, seed=0, prevalence=0.5,
              multiple=0.25, size_range=(0.4, 1.0), noise=6.0, type_weights=None,
-             layout="flat", threads=0):
+             layout="flat", threads=0, vary_intercept=False):
     o = _Options()
     o.size = ctypes.sizeof(o)  # as the C macro does (ICH_SIZED)
     lib.ich_phantom_options_init(ctypes.byref(o))
@@ -132,12 +141,15 @@ def _options(patients=20, slices=24, size=512, studies=1, seed=0, prevalence=0.5
         raise _invalid("layout must be 'flat' or 'tree', not %r" % (layout,))
     o.layout = _LAYOUTS[layout]
     o.threads = _int(threads, "threads", 0, 2**31 - 1)
+    if not isinstance(vary_intercept, (bool, numbers.Integral)):
+        raise _invalid("vary_intercept must be a bool, not %r" % (vary_intercept,))
+    o.vary_intercept = 1 if vary_intercept else 0
     return o
 
 
 def write_phantom(dir, patients=20, slices=24, size=512, studies=1, seed=0, prevalence=0.5,
                   multiple=0.25, size_range=(0.4, 1.0), noise=6.0, type_weights=None,
-                  layout="flat", threads=0, progress=None):
+                  layout="flat", threads=0, progress=None, vary_intercept=False):
     """Write the synthetic head-CT dataset into the folder `dir` and return
     the number of slices (DICOM files) written.
 
@@ -158,10 +170,12 @@ def write_phantom(dir, patients=20, slices=24, size=512, studies=1, seed=0, prev
         progress: None or ``progress(done, total)``, called a few times a
             second; return True to cancel (raises :class:`ich.CancelledError`).
             Ctrl-C stops the work and raises KeyboardInterrupt.
+        vary_intercept: False: every series has rescale intercept -1024;
+            True: each series -1024, -1000 or 0 (seeded; the HU are the same).
     Bad options raise InvalidArgumentError; I/O failures IchIOError.
     """
     o = _options(patients, slices, size, studies, seed, prevalence, multiple, size_range,
-                 noise, type_weights, layout, threads)
+                 noise, type_weights, layout, threads, vary_intercept)
     written = ctypes.c_int64(0)
     # Always a callback of ours, so that Ctrl-C stops the C loop (ich._cancel).
     with Interruptible(progress) as guard:
@@ -191,3 +205,19 @@ def phantom_slice(patient, study, slice, **options):
                                 hu.ctypes.data_as(c_float_p), hu.size,
                                 labels.ctypes.data_as(c_float_p), ident, len(ident)))
     return hu, labels, ident.value.decode("ascii")
+
+
+def phantom_tissues(patient, study, slice, **options):
+    """The tissue of each pixel of the slice ``phantom_slice`` draws with the
+    same options, as drawn: a (rows, columns) uint8 array of codes, named
+    by ``PHANTOM_TISSUES`` (blood of type t is ``12 + t``, t indexing
+    ``PHANTOM_TYPES``). The labels count these pixels."""
+    o = _options(**options)
+    patient = _int(patient, "patient", -2**31, 2**31 - 1)
+    study = _int(study, "study", -2**31, 2**31 - 1)
+    slice = _int(slice, "slice", -2**31, 2**31 - 1)
+    tissue = np.empty((o.rows, o.columns), dtype=np.uint8)
+    check(lib.ich_phantom_tissues(ctypes.byref(o), patient, study, slice,
+                                  tissue.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                  tissue.size))
+    return tissue
