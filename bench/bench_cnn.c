@@ -250,16 +250,19 @@ static int measure(const settings *s)
             first = last;
     }
     double step_seconds[STEPS_MAX];
+    long step_faults[STEPS_MAX];
     long faults0 = page_faults();
     double cpu0 = cpu_now();
     double t0 = now();
     for (int i = 0; i < s->steps; i++) {
         double t = now();
+        long f = page_faults();
         if ((st = step(&r, &last)) != ICH_OK) {
             rc = fail("step", st);
             goto done;
         }
         step_seconds[i] = now() - t;
+        step_faults[i] = page_faults() - f;
         if (s->warmup == 0 && i == 0)
             first = last;
     }
@@ -279,9 +282,11 @@ static int measure(const settings *s)
            s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
     for (int i = 0; i < s->steps; i++)
         printf(" %.2f", step_seconds[i]);
-    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step; "
-           "%s %.4f -> %.4f\n",
-           (peak - base) / 1024.0, base / 1024.0, faults, s->train ? "loss" : "mean |logit|",
+    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step (steps:",
+           (peak - base) / 1024.0, base / 1024.0, faults);
+    for (int i = 0; i < s->steps; i++)
+        printf(" %ld", step_faults[i]);
+    printf("); %s %.4f -> %.4f\n", s->train ? "loss" : "mean |logit|",
            first, last);
     printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "

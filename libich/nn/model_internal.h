@@ -89,6 +89,10 @@ struct ich_model {
     model_buffer *buffers;
     int nbuffers;
     size_t live_bytes, high_water;
+    /* CPU activations: one reserved address range, blocks carved from it
+     * (nn/model.c, "activation buffers"); NULL until first used. */
+    struct model_arena *arena;
+    int arena_off; /* no arena: another backend, a sanitizer build, or no address space */
 };
 
 /* The spec of a preset with its options, "NAME [input CxHxW] [outputs N]"
