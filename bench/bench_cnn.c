@@ -20,6 +20,10 @@
  * flops: the forward FLOPs per image of the tutorial network (2 x the
  *        multiply-adds of each convolution and linear layer).
  *
+ * ICH_PROFILE=1 prints libich's per-layer profile (time per call of each
+ * layer's forward and backward, GFLOP/s, share; libich/nn/model.c) and the
+ * oneDNN implementation each primitive got.
+ *
  * ich_set_threads(N) (default 2) sets the threads. Peak memory is
  * VmHWM (peak resident memory), raw and minus the baseline taken at
  * the start (libich and its libraries loaded, no model, no data). Run one
@@ -323,8 +327,20 @@ static int positive(const char *text, int minimum, int *out)
     return 1;
 }
 
+/* ICH_PROFILE=1: libich's per-layer table (logged when the model is
+ * freed) and oneDNN's implementation of each primitive, on stdout. */
+static void print_log(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    printf("%s\n", message);
+}
+
 int main(int argc, char **argv)
 {
+    const char *profile = getenv("ICH_PROFILE");
+    if (profile && *profile && strcmp(profile, "0") != 0)
+        ich_set_log_callback(print_log, NULL, ICH_LOG_DEBUG);
     if (argc == 2 && strcmp(argv[1], "flops") == 0) {
         double f = tutorial_forward_flops(1);
         printf("RESULT side=libich mode=flops forward_flops=%.0f\n", f);

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -287,6 +288,91 @@ static void release_values(ich_model *m)
         m->values[v].data = m->values[v].grad = NULL;
     }
     m->have_forward = 0;
+}
+
+/* ---- profile (ICH_PROFILE=1) ------------------------------------------- */
+
+/* ICH_PROFILE=1 times every layer's forward and backward (its first call
+ * left out) and logs a table at ICH_LOG_INFO when the model is freed: per
+ * layer and direction the seconds per call, GFLOP/s of the convolutions
+ * and linear layers (backward: input and weight gradients together, twice
+ * the forward's FLOPs), the share of the step. oneDNN's implementation of
+ * each primitive is logged at ICH_LOG_DEBUG when it is created. On the
+ * CUDA plugin the times are those of the calls (kernels run
+ * asynchronously). */
+static int profile_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("ICH_PROFILE");
+        on = v && *v && strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
+static double profile_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void profile_add(model_node *node, int backward, double seconds)
+{
+    if (node->profile_calls[backward]++ > 0)
+        node->profile_seconds[backward] += seconds;
+}
+
+/* Forward FLOPs of one pass of a convolution or linear layer (0: others). */
+static double node_flops(const model_node *node)
+{
+    const ich_layer *l = &node->layer;
+    const char *kind = l->ops ? l->ops->kind : "";
+    double out = (double)ich_shape_count(l->out);
+    if (!strcmp(kind, "conv"))
+        return 2.0 * out * (l->in[0].c / (l->args.groups > 0 ? l->args.groups : 1))
+               * l->args.kernel[0] * l->args.kernel[1];
+    if (!strcmp(kind, "pointwise_linear"))
+        return 2.0 * out * l->in[0].c;
+    if (!strcmp(kind, "linear"))
+        return 2.0 * out * ((double)ich_shape_count(l->in[0]) / (l->in[0].n ? l->in[0].n : 1));
+    return 0.0;
+}
+
+static void profile_report(const ich_model *m)
+{
+    double total = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int d = 0; d < 2; d++)
+            if (m->nodes[i].profile_calls[d] > 1)
+                total += m->nodes[i].profile_seconds[d] / (m->nodes[i].profile_calls[d] - 1);
+    if (total <= 0)
+        return;
+    ich_log(ICH_LOG_INFO, "profile (ICH_PROFILE): per call, the first left out; backward = "
+                          "input + weight gradients");
+    ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10s %9s %6s", "layer", "kind", "pass", "ms",
+            "GFLOP/s", "share");
+    double flops_total = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const model_node *node = &m->nodes[i];
+        if (node->removed)
+            continue;
+        for (int d = 0; d < 2; d++) {
+            if (node->profile_calls[d] < 2)
+                continue;
+            double seconds = node->profile_seconds[d] / (node->profile_calls[d] - 1);
+            double flops = node_flops(node) * (d ? 2.0 : 1.0);
+            flops_total += flops;
+            char rate[32] = "-";
+            if (flops > 0 && seconds > 0)
+                snprintf(rate, sizeof rate, "%.1f", flops / seconds * 1e-9);
+            ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10.2f %9s %5.1f%%", node->layer.name,
+                    node->layer.ops ? node->layer.ops->kind : "?", d ? "backward" : "forward",
+                    seconds * 1e3, rate, 100.0 * seconds / total);
+        }
+    }
+    ich_log(ICH_LOG_INFO, "profile total: %.2f ms in the layers, %.1f GFLOP/s", total * 1e3,
+            flops_total / total * 1e-9);
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -1064,6 +1150,8 @@ ICH_API void ich_model_free(ich_model *m)
 {
     if (!m)
         return;
+    if (profile_on())
+        profile_report(m);
     release_values(m);
     for (int i = 0; i < m->nnodes; i++)
         if (m->nodes[i].layer.ops && m->nodes[i].layer.ops->destroy)
@@ -1287,7 +1375,10 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
                           node->layer.name);
             break;
         }
+        double t0 = profile_on() ? profile_now() : 0;
         st = node->layer.ops->forward(&node->layer, in, out->data, training);
+        if (profile_on())
+            profile_add(node, 0, profile_now() - t0);
         buffer_free(m, zeros);
         zeros = NULL;
         for (int j = 0; j < node->nin; j++) {
@@ -1388,10 +1479,13 @@ static ich_status backward_node(ich_model *m, int i)
                 in[j] = m->values[node->in[j]].data;
             st = grad_target(m, node, j, &grad_in[j], &scratch[j]);
         }
+        double t0 = profile_on() ? profile_now() : 0;
         if (!st)
             st = node->layer.ops->backward(&node->layer, in,
                                            node_needs_output(node) ? out->data : NULL, out->grad,
                                            grad_in);
+        if (!st && profile_on())
+            profile_add(node, 1, profile_now() - t0);
         for (int j = 0; j < node->nin; j++) {
             if (!scratch[j])
                 continue;

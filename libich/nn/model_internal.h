@@ -30,6 +30,10 @@ typedef struct model_node {
     int inplace_eval;
     int pointwise;     /* SPEC_LINEAR per position: backend kind "pointwise_linear" */
     int stage;         /* cascade branch it belongs to: 0 "any", 1 subtypes; -1 none */
+    /* ICH_PROFILE=1: seconds and calls of forward and backward, the first
+     * call of each left out (primitive compilation, first touch) */
+    double profile_seconds[2];
+    int64_t profile_calls[2];
 } model_node;
 
 typedef struct model_value {
