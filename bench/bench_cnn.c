@@ -20,6 +20,10 @@
  * flops: the forward FLOPs per image of the tutorial network (2 x the
  *        multiply-adds of each convolution and linear layer).
  *
+ * ICH_PROFILE=1 prints libich's per-layer profile (time per call of each
+ * layer's forward and backward, GFLOP/s, share; libich/nn/model.c) and the
+ * oneDNN implementation each primitive got.
+ *
  * ich_set_threads(N) (default 2) sets the threads. Peak memory is
  * VmHWM (peak resident memory), raw and minus the baseline taken at
  * the start (libich and its libraries loaded, no model, no data). Run one
@@ -250,16 +254,19 @@ static int measure(const settings *s)
             first = last;
     }
     double step_seconds[STEPS_MAX];
+    long step_faults[STEPS_MAX];
     long faults0 = page_faults();
     double cpu0 = cpu_now();
     double t0 = now();
     for (int i = 0; i < s->steps; i++) {
         double t = now();
+        long f = page_faults();
         if ((st = step(&r, &last)) != ICH_OK) {
             rc = fail("step", st);
             goto done;
         }
         step_seconds[i] = now() - t;
+        step_faults[i] = page_faults() - f;
         if (s->warmup == 0 && i == 0)
             first = last;
     }
@@ -279,9 +286,11 @@ static int measure(const settings *s)
            s->preset, s->train ? "train" : "infer", s->batch, s->threads, s->steps, seconds, rate);
     for (int i = 0; i < s->steps; i++)
         printf(" %.2f", step_seconds[i]);
-    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step; "
-           "%s %.4f -> %.4f\n",
-           (peak - base) / 1024.0, base / 1024.0, faults, s->train ? "loss" : "mean |logit|",
+    printf(" s); peak memory %.0f MiB above baseline %.0f MiB; %ld page faults per step (steps:",
+           (peak - base) / 1024.0, base / 1024.0, faults);
+    for (int i = 0; i < s->steps; i++)
+        printf(" %ld", step_faults[i]);
+    printf("); %s %.4f -> %.4f\n", s->train ? "loss" : "mean |logit|",
            first, last);
     printf("RESULT side=libich model=%s mode=%s batch=%d threads=%d steps=%d seconds=%.4f "
            "images_per_s=%.4f best_images_per_s=%.4f maxrss_kib=%ld base_kib=%ld loss_first=%.6g "
@@ -318,8 +327,20 @@ static int positive(const char *text, int minimum, int *out)
     return 1;
 }
 
+/* ICH_PROFILE=1: libich's per-layer table (logged when the model is
+ * freed) and oneDNN's implementation of each primitive, on stdout. */
+static void print_log(ich_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    printf("%s\n", message);
+}
+
 int main(int argc, char **argv)
 {
+    const char *profile = getenv("ICH_PROFILE");
+    if (profile && *profile && strcmp(profile, "0") != 0)
+        ich_set_log_callback(print_log, NULL, ICH_LOG_DEBUG);
     if (argc == 2 && strcmp(argv[1], "flops") == 0) {
         double f = tutorial_forward_flops(1);
         printf("RESULT side=libich mode=flops forward_flops=%.0f\n", f);

@@ -13,6 +13,10 @@
  *
  *   peak_flops [--threads N] [--seconds S] [--isa avx512|avx2]
  *
+ * Without --isa, ONEDNN_MAX_CPU_ISA limits it as it limits oneDNN (AVX2,
+ * AVX2_VNNI, SSE41: the AVX2 chains even where the CPU has AVX-512), so the
+ * "% of peak" of a run limited to AVX2 is taken against the AVX2 peak.
+ *
  * Prints a line per figure and a last machine-readable line
  *   RESULT isa=avx512f lanes=16 chains=16 threads=N peak1_gflops=X peakn_gflops=Y
  */
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static double now(void)
@@ -214,6 +219,15 @@ int main(int argc, char **argv)
     const kernel *k = NULL;
     int has512 = __builtin_cpu_supports("avx512f");
     int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const char *limit = getenv("ONEDNN_MAX_CPU_ISA");
+    if (!want && limit && *limit && strncasecmp(limit, "AVX512", 6) != 0
+        && strncasecmp(limit, "AMX", 3) != 0 && strcasecmp(limit, "ALL") != 0) {
+        if (strncasecmp(limit, "AVX2", 4) != 0) {
+            fprintf(stderr, "peak_flops: ONEDNN_MAX_CPU_ISA=%s: no FMA chains below AVX2\n", limit);
+            return 1;
+        }
+        want = "avx2";
+    }
     if (!want)
         k = has512 ? &AVX512 : has2 ? &AVX2 : NULL;
     else if (strcmp(want, "avx512") == 0 || strcmp(want, "avx512f") == 0)

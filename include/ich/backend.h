@@ -20,6 +20,10 @@
  *         when it cannot start
  * The plugin is looked for beside libich.so, then in the folders of
  * ICH_PLUGIN_PATH (colon-separated), then on the system's library path.
+ * Before a plugin linked against NVIDIA's libraries is loaded, the driver
+ * (libcuda.so.1) is asked whether it has a device; without one, neither
+ * the plugin nor cuBLAS/cuDNN is loaded (about 150 MiB of memory saved),
+ * and the plugin is then not looked for on the system's library path.
  * The CUDA backend also reads, when it starts, ICH_CUDA_DEVICE (device
  * number, default 0), ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default
  * 1024) and ICH_CUDA_MATH, the arithmetic of convolutions and matrix

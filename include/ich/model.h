@@ -251,7 +251,15 @@ ICH_API ich_status ich_model_builder_build(const ich_model_builder *builder, ich
  *  take), those of ich_model_create(). */
 ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out);
 
-/** Free a model. NULL is a no-op. */
+/** Free a model. NULL is a no-op.
+ *
+ *  With the environment variable ICH_PROFILE=1 (read once per process),
+ *  every layer's forward and backward calls are timed (the first of each
+ *  left out) and the model logs, when freed, a table at ICH_LOG_INFO: per
+ *  layer and pass the milliseconds per call, GFLOP/s of convolutions and
+ *  linear layers, and the share of the time in the layers (bench/README.md).
+ *  The CPU backend logs oneDNN's implementation of each primitive at
+ *  ICH_LOG_DEBUG. */
 ICH_API void ich_model_free(ich_model *model);
 
 /** The model's spec (valid while the model lives). */

@@ -9,8 +9,17 @@
  * could not start (no GPU, no driver, a missing cuDNN, another interface
  * version, a table smaller than this libich's: backend/plugin_api.h) is
  * reported with its path and the reason, and never closed
- * again: a CUDA runtime that ran its start-up must stay mapped. */
+ * again: a CUDA runtime that ran its start-up must stay mapped.
+ *
+ * A plugin linked against NVIDIA's libraries (the real one needs cuBLAS
+ * and cuDNN: about 150 MiB mapped, 0.1 s to load) is loaded only after the
+ * driver said it has a device: libcuda.so.1 is opened, cuInit and
+ * cuDeviceGetCount asked, and closed again when there is none, so a
+ * machine with the CUDA toolkit but no driver or GPU maps nothing of CUDA
+ * (cuda_driver_ready). Plugins that need none of NVIDIA's libraries (the
+ * CPU emulation, test stand-ins) skip the question. */
 #include <dlfcn.h>
+#include <elf.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,34 +62,147 @@ static void own_folder(char *folder, size_t size)
         snprintf(folder, size, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
 }
 
+/* Whether the ELF shared object at `path` names one of NVIDIA's libraries
+ * (libcuda*, libcublas*, libcudnn*, libcudart*, ...: "libcu") among its
+ * DT_NEEDED entries. Read from the file's program headers, without loading
+ * it. 1 when it does, 0 when it does not, -1 when the file cannot be read
+ * as a 64-bit ELF (dlopen then says why). */
+static int needs_nvidia_libraries(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    int answer = -1;
+    Elf64_Ehdr eh;
+    Elf64_Phdr *ph = NULL;
+    Elf64_Dyn *dyn = NULL;
+    char *strtab = NULL;
+    if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0
+        || eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr)
+        || eh.e_phnum == 0 || eh.e_phnum > 256)
+        goto done;
+    if (!(ph = calloc(eh.e_phnum, sizeof *ph)) || fseek(f, (long)eh.e_phoff, SEEK_SET) != 0
+        || fread(ph, sizeof *ph, eh.e_phnum, f) != eh.e_phnum)
+        goto done;
+    const Elf64_Phdr *dynamic = NULL;
+    for (int i = 0; i < eh.e_phnum; i++)
+        if (ph[i].p_type == PT_DYNAMIC)
+            dynamic = &ph[i];
+    if (!dynamic || dynamic->p_filesz > (1u << 20))
+        goto done;
+    size_t ndyn = dynamic->p_filesz / sizeof *dyn;
+    if (!(dyn = malloc(ndyn * sizeof *dyn + 1)) || fseek(f, (long)dynamic->p_offset, SEEK_SET) != 0
+        || fread(dyn, sizeof *dyn, ndyn, f) != ndyn)
+        goto done;
+    Elf64_Addr strtab_address = 0;
+    Elf64_Xword strtab_size = 0;
+    for (size_t i = 0; i < ndyn && dyn[i].d_tag != DT_NULL; i++) {
+        if (dyn[i].d_tag == DT_STRTAB)
+            strtab_address = dyn[i].d_un.d_ptr;
+        else if (dyn[i].d_tag == DT_STRSZ)
+            strtab_size = dyn[i].d_un.d_val;
+    }
+    if (!strtab_address || !strtab_size || strtab_size > (16u << 20))
+        goto done;
+    /* The string table's address to its place in the file. */
+    long offset = -1;
+    for (int i = 0; i < eh.e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD && strtab_address >= ph[i].p_vaddr
+            && strtab_address + strtab_size <= ph[i].p_vaddr + ph[i].p_filesz)
+            offset = (long)(ph[i].p_offset + (strtab_address - ph[i].p_vaddr));
+    if (offset < 0 || !(strtab = malloc(strtab_size + 1)) || fseek(f, offset, SEEK_SET) != 0
+        || fread(strtab, 1, strtab_size, f) != strtab_size)
+        goto done;
+    strtab[strtab_size] = '\0';
+    answer = 0;
+    for (size_t i = 0; i < ndyn && dyn[i].d_tag != DT_NULL; i++)
+        if (dyn[i].d_tag == DT_NEEDED && dyn[i].d_un.d_val < strtab_size
+            && !strncmp(strtab + dyn[i].d_un.d_val, "libcu", 5))
+            answer = 1;
+done:
+    free(strtab);
+    free(dyn);
+    free(ph);
+    fclose(f);
+    return answer;
+}
+
+/* Whether the NVIDIA driver is there and has a device, asked of the driver
+ * itself (libcuda.so.1: cuInit, cuDeviceGetCount) before anything links
+ * the CUDA libraries in. The driver stays loaded when it has a device (the
+ * plugin's runtime uses it) and is closed when it has none. */
+static int cuda_driver_ready(char *why, size_t size)
+{
+    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!driver) {
+        snprintf(why, size, "no NVIDIA driver (libcuda.so.1 cannot be loaded)");
+        return 0;
+    }
+    typedef int (*init_fn)(unsigned);
+    typedef int (*count_fn)(int *);
+    init_fn init = (init_fn)dlsym(driver, "cuInit");
+    count_fn count = (count_fn)dlsym(driver, "cuDeviceGetCount");
+    int devices = 0, result;
+    if (!init || !count)
+        snprintf(why, size, "libcuda.so.1 has no cuInit/cuDeviceGetCount");
+    else if ((result = init(0)) != 0)
+        snprintf(why, size, "the driver's cuInit failed (CUresult %d%s)", result,
+                 result == 100 ? ", no CUDA device" : "");
+    else if ((result = count(&devices)) != 0)
+        snprintf(why, size, "the driver's cuDeviceGetCount failed (CUresult %d)", result);
+    else if (devices <= 0)
+        snprintf(why, size, "the driver reports no CUDA device");
+    if (devices > 0)
+        return 1;
+    dlclose(driver);
+    return 0;
+}
+
 /* dlopen the first candidate that exists; *path is the one loaded (or the
- * last one that exists and failed). */
-static void *open_plugin(const char *file, char *path, size_t size, char *error, size_t error_size)
+ * last one that exists and failed). A candidate that needs NVIDIA's
+ * libraries is opened only when the driver has a device; otherwise the
+ * search stops there with *status ICH_ERR_UNSUPPORTED. */
+static void *open_plugin(const char *file, char *path, size_t size, char *error, size_t error_size,
+                         ich_status *status)
 {
     char folder[4096];
     own_folder(folder, sizeof folder);
     const char *search = getenv("ICH_PLUGIN_PATH");
     char *folders = NULL;
     size_t length = strlen(folder) + 2 + (search ? strlen(search) : 0);
+    *status = ICH_ERR_NOT_FOUND;
     if (!(folders = malloc(length)))
         return NULL;
     snprintf(folders, length, "%s%s%s", folder, search && *search ? ":" : "",
              search ? search : "");
     void *handle = NULL;
     error[0] = '\0';
+    char why[512];
     for (char *save = NULL, *dir = strtok_r(folders, ":", &save); dir && !handle;
          dir = strtok_r(NULL, ":", &save)) {
         snprintf(path, size, "%s/%s", dir, file);
         if (access(path, F_OK) != 0)
             continue;
+        if (needs_nvidia_libraries(path) == 1 && !cuda_driver_ready(why, sizeof why)) {
+            snprintf(error, error_size,
+                     "%s could not start: cuda: no usable GPU: %s (the plugin and the CUDA "
+                     "libraries it needs were not loaded)", path, why);
+            *status = ICH_ERR_UNSUPPORTED;
+            break;
+        }
         if (!(handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
             snprintf(error, error_size, "%s", dlerror());
     }
     free(folders);
     if (!handle && !error[0]) {
-        /* Not in any folder above: the dynamic loader's own search. */
+        /* Not in any folder above: the dynamic loader's own search, whose
+         * file libich cannot read first: asked only when a driver is there. */
         snprintf(path, size, "%s", file);
-        if (!(handle = dlopen(file, RTLD_NOW | RTLD_LOCAL)))
+        if (!cuda_driver_ready(why, sizeof why))
+            snprintf(error, error_size, "%s not found beside libich (%s) or in ICH_PLUGIN_PATH "
+                     "(%s); the library search path was not tried: no usable GPU: %s",
+                     file, folder[0] ? folder : "?", search && *search ? search : "unset", why);
+        else if (!(handle = dlopen(file, RTLD_NOW | RTLD_LOCAL)))
             snprintf(error, error_size, "%s not found beside libich (%s), in ICH_PLUGIN_PATH (%s) "
                      "or on the library search path",
                      file, folder[0] ? folder : "?", search && *search ? search : "unset");
@@ -91,10 +213,11 @@ static void *open_plugin(const char *file, char *path, size_t size, char *error,
 static ich_status load_cuda(void)
 {
     const char *file = "libich-cuda.so";
+    ich_status status;
     void *handle = open_plugin(file, g_cuda.path, sizeof g_cuda.path, g_cuda.error,
-                               sizeof g_cuda.error);
+                               sizeof g_cuda.error, &status);
     if (!handle)
-        return ICH_ERR_NOT_FOUND;
+        return status;
     ich_backend_plugin_fn entry = (ich_backend_plugin_fn)dlsym(handle, ICH_BACKEND_PLUGIN_ENTRY);
     if (!entry) {
         snprintf(g_cuda.error, sizeof g_cuda.error, "%s has no %s(): not a libich backend plugin",

@@ -12,9 +12,21 @@
  *     fused into that layer (args.fuse_relu).
  * Each value is freed as soon as its last reader ran, unless backward needs
  * it (a reader's needs_input, the producer's needs_output);
- * ReLU and dropout run in place when their input has no other use. Freed
- * buffers return to a small cache reused by later allocations, bounded by
- * the largest amount ever live at once. */
+ * ReLU and dropout run in place when their input has no other use.
+ *
+ * On the CPU, activations and gradients are carved from one reserved
+ * address range (the arena: best fit, neighbours merged when freed). A
+ * training step allocates and frees the same sizes in the same order every
+ * time, and the arena is all free between steps, so every step gets the
+ * same places: after the first steps no fresh page is faulted in and
+ * zeroed by the kernel (a step of the tutorial net used to fault in
+ * thousands of pages, a cache of whole blocks either freed and refetched
+ * them or, kept, held 50% more memory). The resident memory is the
+ * arena's highest offset ever used, given back to the system when the
+ * batch size changes or the model is freed. Elsewhere (the CUDA plugin's
+ * device memory, sanitizer builds that must see each block) freed buffers
+ * return to a small cache reused by later allocations, bounded by the
+ * largest amount ever live at once. */
 #include "nn/model_internal.h"
 
 #include <math.h>
@@ -22,6 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
 
 #include "core/decision.h"
 #include "core/error.h"
@@ -30,6 +47,141 @@
 #include "core/rng.h"
 
 /* ---- activation buffers ------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ICH_ARENA_DEFAULT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define ICH_ARENA_DEFAULT 0
+#endif
+#endif
+#ifndef ICH_ARENA_DEFAULT
+#define ICH_ARENA_DEFAULT 1
+#endif
+
+#define ARENA_ALIGN ((size_t)4096)
+
+typedef struct {
+    size_t offset, bytes;
+} arena_extent;
+
+struct model_arena {
+    char *base;
+    size_t reserved; /* address space, bytes */
+    size_t used_top; /* highest offset ever used since the last trim */
+    arena_extent *free_list; /* sorted by offset, neighbours merged */
+    int nfree, capacity;
+    int live; /* blocks handed out */
+};
+
+static void arena_destroy(struct model_arena *a)
+{
+    if (!a)
+        return;
+    munmap(a->base, a->reserved);
+    free(a->free_list);
+    free(a);
+}
+
+/* An address range as large as the machine's memory: only pages used are
+ * ever backed (MAP_NORESERVE), huge pages where the kernel has them. */
+static struct model_arena *arena_create(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return NULL;
+    size_t reserved = (size_t)pages * (size_t)page;
+    if (reserved > ((size_t)1 << 40))
+        reserved = (size_t)1 << 40;
+    reserved &= ~(((size_t)2 << 20) - 1);
+    struct model_arena *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    void *base = mmap(NULL, reserved, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED || !(a->free_list = malloc(16 * sizeof *a->free_list))) {
+        if (base != MAP_FAILED)
+            munmap(base, reserved);
+        free(a);
+        return NULL;
+    }
+    madvise(base, reserved, MADV_HUGEPAGE); /* advice: failure is harmless */
+    a->base = base;
+    a->reserved = reserved;
+    a->capacity = 16;
+    a->free_list[0] = (arena_extent){0, reserved};
+    a->nfree = 1;
+    return a;
+}
+
+/* Best fit; the lowest offset among equals. NULL when nothing fits. */
+static void *arena_take(struct model_arena *a, size_t bytes)
+{
+    bytes = (bytes + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    int best = -1;
+    for (int i = 0; i < a->nfree; i++)
+        if (a->free_list[i].bytes >= bytes
+            && (best < 0 || a->free_list[i].bytes < a->free_list[best].bytes))
+            best = i;
+    if (best < 0)
+        return NULL;
+    arena_extent *e = &a->free_list[best];
+    size_t offset = e->offset;
+    e->offset += bytes;
+    e->bytes -= bytes;
+    if (!e->bytes) {
+        memmove(e, e + 1, (size_t)(a->nfree - best - 1) * sizeof *e);
+        a->nfree--;
+    }
+    if (offset + bytes > a->used_top)
+        a->used_top = offset + bytes;
+    a->live++;
+    return a->base + offset;
+}
+
+/* Returns the block [p, p + bytes) to the free list; 0 when the list could
+ * not grow (the range is then lost until the model is freed). */
+static int arena_give(struct model_arena *a, void *p, size_t bytes)
+{
+    bytes = (bytes + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    size_t offset = (size_t)((char *)p - a->base);
+    a->live--;
+    int at = 0;
+    while (at < a->nfree && a->free_list[at].offset < offset)
+        at++;
+    int joins_left = at > 0 && a->free_list[at - 1].offset + a->free_list[at - 1].bytes == offset;
+    int joins_right = at < a->nfree && offset + bytes == a->free_list[at].offset;
+    if (joins_left && joins_right) {
+        a->free_list[at - 1].bytes += bytes + a->free_list[at].bytes;
+        memmove(&a->free_list[at], &a->free_list[at + 1],
+                (size_t)(a->nfree - at - 1) * sizeof *a->free_list);
+        a->nfree--;
+    } else if (joins_left) {
+        a->free_list[at - 1].bytes += bytes;
+    } else if (joins_right) {
+        a->free_list[at].offset = offset;
+        a->free_list[at].bytes += bytes;
+    } else {
+        if (a->nfree == a->capacity) {
+            arena_extent *grown = realloc(a->free_list, (size_t)a->capacity * 2 * sizeof *grown);
+            if (!grown)
+                return 0;
+            a->free_list = grown;
+            a->capacity *= 2;
+        }
+        memmove(&a->free_list[at + 1], &a->free_list[at],
+                (size_t)(a->nfree - at) * sizeof *a->free_list);
+        a->free_list[at] = (arena_extent){offset, bytes};
+        a->nfree++;
+    }
+    return 1;
+}
+
+static int in_arena(const ich_model *m, const void *p)
+{
+    return m->arena && (const char *)p >= m->arena->base
+           && (const char *)p < m->arena->base + m->arena->reserved;
+}
 
 static void release_cached(ich_model *m, int index)
 {
@@ -40,6 +192,26 @@ static void release_cached(ich_model *m, int index)
 static float *buffer_alloc(ich_model *m, int64_t count)
 {
     size_t bytes = (size_t)count * sizeof(float);
+    if (!m->arena && !m->arena_off) {
+        if (ICH_ARENA_DEFAULT && m->backend == ich_backend_cpu())
+            m->arena = arena_create();
+        m->arena_off = !m->arena;
+    }
+    if (m->arena) {
+        model_buffer *grown = realloc(m->buffers, (size_t)(m->nbuffers + 1) * sizeof *grown);
+        if (!grown)
+            return NULL;
+        m->buffers = grown;
+        void *p = arena_take(m->arena, bytes ? bytes : 64);
+        if (p) {
+            m->buffers[m->nbuffers++] = (model_buffer){p, bytes, 1};
+            m->live_bytes += bytes;
+            if (m->live_bytes > m->high_water)
+                m->high_water = m->live_bytes;
+            return p;
+        }
+        /* the address range is full: a block of its own, below */
+    }
     int best = -1;
     for (int i = 0; i < m->nbuffers; i++) {
         model_buffer *b = &m->buffers[i];
@@ -85,6 +257,10 @@ static void buffer_free(ich_model *m, float *p)
         if (m->buffers[i].pointer == p) {
             m->buffers[i].in_use = 0;
             m->live_bytes -= m->buffers[i].bytes;
+            if (in_arena(m, p)) {
+                arena_give(m->arena, p, m->buffers[i].bytes ? m->buffers[i].bytes : 64);
+                m->buffers[i] = m->buffers[--m->nbuffers];
+            }
             return;
         }
     }
@@ -96,6 +272,11 @@ static void buffers_trim(ich_model *m)
         if (!m->buffers[i].in_use)
             release_cached(m, i);
     m->high_water = m->live_bytes;
+    if (m->arena && !m->arena->live && m->arena->used_top) {
+        /* all free: give the pages back (the range stays reserved) */
+        madvise(m->arena->base, m->arena->used_top, MADV_DONTNEED);
+        m->arena->used_top = 0;
+    }
 }
 
 /* Free every activation and gradient (the end of a pass). */
@@ -107,6 +288,91 @@ static void release_values(ich_model *m)
         m->values[v].data = m->values[v].grad = NULL;
     }
     m->have_forward = 0;
+}
+
+/* ---- profile (ICH_PROFILE=1) ------------------------------------------- */
+
+/* ICH_PROFILE=1 times every layer's forward and backward (its first call
+ * left out) and logs a table at ICH_LOG_INFO when the model is freed: per
+ * layer and direction the seconds per call, GFLOP/s of the convolutions
+ * and linear layers (backward: input and weight gradients together, twice
+ * the forward's FLOPs), the share of the step. oneDNN's implementation of
+ * each primitive is logged at ICH_LOG_DEBUG when it is created. On the
+ * CUDA plugin the times are those of the calls (kernels run
+ * asynchronously). */
+static int profile_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("ICH_PROFILE");
+        on = v && *v && strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
+static double profile_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void profile_add(model_node *node, int backward, double seconds)
+{
+    if (node->profile_calls[backward]++ > 0)
+        node->profile_seconds[backward] += seconds;
+}
+
+/* Forward FLOPs of one pass of a convolution or linear layer (0: others). */
+static double node_flops(const model_node *node)
+{
+    const ich_layer *l = &node->layer;
+    const char *kind = l->ops ? l->ops->kind : "";
+    double out = (double)ich_shape_count(l->out);
+    if (!strcmp(kind, "conv"))
+        return 2.0 * out * (l->in[0].c / (l->args.groups > 0 ? l->args.groups : 1))
+               * l->args.kernel[0] * l->args.kernel[1];
+    if (!strcmp(kind, "pointwise_linear"))
+        return 2.0 * out * l->in[0].c;
+    if (!strcmp(kind, "linear"))
+        return 2.0 * out * ((double)ich_shape_count(l->in[0]) / (l->in[0].n ? l->in[0].n : 1));
+    return 0.0;
+}
+
+static void profile_report(const ich_model *m)
+{
+    double total = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int d = 0; d < 2; d++)
+            if (m->nodes[i].profile_calls[d] > 1)
+                total += m->nodes[i].profile_seconds[d] / (m->nodes[i].profile_calls[d] - 1);
+    if (total <= 0)
+        return;
+    ich_log(ICH_LOG_INFO, "profile (ICH_PROFILE): per call, the first left out; backward = "
+                          "input + weight gradients");
+    ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10s %9s %6s", "layer", "kind", "pass", "ms",
+            "GFLOP/s", "share");
+    double flops_total = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const model_node *node = &m->nodes[i];
+        if (node->removed)
+            continue;
+        for (int d = 0; d < 2; d++) {
+            if (node->profile_calls[d] < 2)
+                continue;
+            double seconds = node->profile_seconds[d] / (node->profile_calls[d] - 1);
+            double flops = node_flops(node) * (d ? 2.0 : 1.0);
+            flops_total += flops;
+            char rate[32] = "-";
+            if (flops > 0 && seconds > 0)
+                snprintf(rate, sizeof rate, "%.1f", flops / seconds * 1e-9);
+            ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10.2f %9s %5.1f%%", node->layer.name,
+                    node->layer.ops ? node->layer.ops->kind : "?", d ? "backward" : "forward",
+                    seconds * 1e3, rate, 100.0 * seconds / total);
+        }
+    }
+    ich_log(ICH_LOG_INFO, "profile total: %.2f ms in the layers, %.1f GFLOP/s", total * 1e3,
+            flops_total / total * 1e-9);
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -884,12 +1150,15 @@ ICH_API void ich_model_free(ich_model *m)
 {
     if (!m)
         return;
+    if (profile_on())
+        profile_report(m);
     release_values(m);
     for (int i = 0; i < m->nnodes; i++)
         if (m->nodes[i].layer.ops && m->nodes[i].layer.ops->destroy)
             m->nodes[i].layer.ops->destroy(&m->nodes[i].layer);
     buffers_trim(m);
     free(m->buffers);
+    arena_destroy(m->arena);
     for (int i = 0; i < m->nmeta; i++) {
         free(m->meta_keys[i]);
         free(m->meta_values[i]);
@@ -1106,7 +1375,10 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
                           node->layer.name);
             break;
         }
+        double t0 = profile_on() ? profile_now() : 0;
         st = node->layer.ops->forward(&node->layer, in, out->data, training);
+        if (profile_on())
+            profile_add(node, 0, profile_now() - t0);
         buffer_free(m, zeros);
         zeros = NULL;
         for (int j = 0; j < node->nin; j++) {
@@ -1207,10 +1479,13 @@ static ich_status backward_node(ich_model *m, int i)
                 in[j] = m->values[node->in[j]].data;
             st = grad_target(m, node, j, &grad_in[j], &scratch[j]);
         }
+        double t0 = profile_on() ? profile_now() : 0;
         if (!st)
             st = node->layer.ops->backward(&node->layer, in,
                                            node_needs_output(node) ? out->data : NULL, out->grad,
                                            grad_in);
+        if (!st && profile_on())
+            profile_add(node, 1, profile_now() - t0);
         for (int j = 0; j < node->nin; j++) {
             if (!scratch[j])
                 continue;

@@ -30,6 +30,10 @@ typedef struct model_node {
     int inplace_eval;
     int pointwise;     /* SPEC_LINEAR per position: backend kind "pointwise_linear" */
     int stage;         /* cascade branch it belongs to: 0 "any", 1 subtypes; -1 none */
+    /* ICH_PROFILE=1: seconds and calls of forward and backward, the first
+     * call of each left out (primitive compilation, first touch) */
+    double profile_seconds[2];
+    int64_t profile_calls[2];
 } model_node;
 
 typedef struct model_value {
@@ -89,6 +93,10 @@ struct ich_model {
     model_buffer *buffers;
     int nbuffers;
     size_t live_bytes, high_water;
+    /* CPU activations: one reserved address range, blocks carved from it
+     * (nn/model.c, "activation buffers"); NULL until first used. */
+    struct model_arena *arena;
+    int arena_off; /* no arena: another backend, a sanitizer build, or no address space */
 };
 
 /* The spec of a preset with its options, "NAME [input CxHxW] [outputs N]"

@@ -135,6 +135,33 @@ def test_real_plugin_is_found_and_fails_cleanly_without_a_gpu():
     assert out["after"] == "cpu" and out["auto"] == ["ok", "cpu"] and out["model"] == "cpu"
 
 
+def test_real_plugin_without_a_driver_maps_no_cuda_library():
+    """The driver is asked for a device before the plugin (linked against
+    cuBLAS and cuDNN) is loaded: on a machine without a GPU, choosing a
+    backend leaves no CUDA library mapped (they cost ~150 MiB of memory)."""
+    if not os.path.exists(REAL_PLUGIN):
+        pytest.skip("libich built without the CUDA plugin")
+    code = """
+    ich.use_backend("auto")
+    try:
+        ich.backend_info("cuda")
+        info = "ok"
+    except ich.IchError as e:
+        info = str(e)
+    ich.Model("input 1x4x4, flatten, linear 2")
+    maps = open("/proc/self/maps").read()
+    names = sorted({line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines()
+                    if "/libcu" in line or "libich-cuda" in line})
+    print(json.dumps({"backend": ich.backend(), "info": info, "mapped": names}))
+    """
+    out = run(code)
+    if out["info"] == "ok":
+        pytest.skip("a GPU is present")
+    assert out["backend"] == "cpu", out
+    assert "no usable GPU" in out["info"] and "were not loaded" in out["info"], out
+    assert out["mapped"] == [], out
+
+
 def test_cuda_without_any_plugin(tmp_path):
     out = run(PROBE, library_beside(tmp_path))
     assert out["info"][0] == "NotFoundError", out
