@@ -168,25 +168,37 @@ static void labels_from_pixels(const ich_phantom_options *o, const int64_t blood
     }
 }
 
+/* The options and a slice's indexes and output buffer (`what`, `count`
+ * values: one per pixel), for ich_phantom_slice and ich_phantom_tissues. */
+static ich_status check_slice_args(const ich_phantom_options *options, int32_t patient,
+                                   int32_t study, int32_t slice, const void *out, size_t count,
+                                   const char *what, ich_phantom_options *o)
+{
+    ich_status st = check_options(options, o);
+    if (st != ICH_OK)
+        return st;
+    if (!out)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: %s is NULL", what);
+    if (patient < 0 || patient >= o->patients || study < 0 || study >= o->studies_per_patient ||
+        slice < 0 || slice >= o->slices)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "phantom: slice (%d, %d, %d) is outside %d patients x %d studies x "
+                        "%d slices", (int)patient, (int)study, (int)slice, (int)o->patients,
+                        (int)o->studies_per_patient, (int)o->slices);
+    if (count != (size_t)o->rows * (size_t)o->columns)
+        return ich_fail(ICH_ERR_SHAPE, "phantom: %s holds %zu values, need %d x %d", what, count,
+                        (int)o->rows, (int)o->columns);
+    return ICH_OK;
+}
+
 ich_status ich_phantom_slice(const ich_phantom_options *options, int32_t patient,
                              int32_t study, int32_t slice, float *hu, size_t hu_count,
                              float *labels, char *id, size_t id_size)
 {
     ich_phantom_options o;
-    ich_status st = check_options(options, &o);
+    ich_status st = check_slice_args(options, patient, study, slice, hu, hu_count, "hu", &o);
     if (st != ICH_OK)
         return st;
-    if (!hu)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: hu is NULL");
-    if (patient < 0 || patient >= o.patients || study < 0 || study >= o.studies_per_patient ||
-        slice < 0 || slice >= o.slices)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "phantom: slice (%d, %d, %d) is outside %d patients x %d studies x "
-                        "%d slices", (int)patient, (int)study, (int)slice, (int)o.patients,
-                        (int)o.studies_per_patient, (int)o.slices);
-    if (hu_count != (size_t)o.rows * (size_t)o.columns)
-        return ich_fail(ICH_ERR_SHAPE, "phantom: hu holds %zu values, need %d x %d", hu_count,
-                        (int)o.rows, (int)o.columns);
     if (id && id_size < 16)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: id needs 16 bytes, got %zu",
                         id_size);
@@ -217,20 +229,9 @@ ich_status ich_phantom_tissues(const ich_phantom_options *options, int32_t patie
                                int32_t study, int32_t slice, uint8_t *tissue, size_t count)
 {
     ich_phantom_options o;
-    ich_status st = check_options(options, &o);
+    ich_status st = check_slice_args(options, patient, study, slice, tissue, count, "tissue", &o);
     if (st != ICH_OK)
         return st;
-    if (!tissue)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "phantom: tissue is NULL");
-    if (patient < 0 || patient >= o.patients || study < 0 || study >= o.studies_per_patient ||
-        slice < 0 || slice >= o.slices)
-        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                        "phantom: slice (%d, %d, %d) is outside %d patients x %d studies x "
-                        "%d slices", (int)patient, (int)study, (int)slice, (int)o.patients,
-                        (int)o.studies_per_patient, (int)o.slices);
-    if (count != (size_t)o.rows * (size_t)o.columns)
-        return ich_fail(ICH_ERR_SHAPE, "phantom: tissue holds %zu values, need %d x %d", count,
-                        (int)o.rows, (int)o.columns);
     int64_t blood[5];
     return ich_phantom_draw(&o, patient, study, slice, NULL, tissue, blood, NULL);
 }
