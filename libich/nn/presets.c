@@ -152,23 +152,33 @@ static ich_status stage_body(const char *name, const int32_t *input, int32_t out
 }
 
 /* "cascade [any NAME] [subtype NAME] [input CxHxW]" (top of this file). */
-static ich_status cascade_build(const char *text, ich_buf *out)
+/* The words of a preset's text (at most `max`, each under 64 bytes), or -1
+ * with the message naming the expected `form`. */
+static int split_words(const char *text, char (*words)[64], int max, const char *form)
 {
-    char words[7][64];
     int nwords = 0;
     for (const char *p = text;;) {
         p += strspn(p, " \t\n");
         if (!*p)
-            break;
+            return nwords;
         size_t n = strcspn(p, " \t\n");
-        if (nwords == 7 || n >= sizeof words[0])
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "model: bad preset \"%s\" (expected \"cascade [any NAME] "
-                            "[subtype NAME] [input CxHxW]\")", text);
+        if (nwords == max || n >= 64) {
+            ich_fail(ICH_ERR_INVALID_ARGUMENT, "model: bad preset \"%s\" (expected \"%s\")",
+                     text, form);
+            return -1;
+        }
         memcpy(words[nwords], p, n);
         words[nwords++][n] = 0;
         p += n;
     }
+}
+
+static ich_status cascade_build(const char *text, ich_buf *out)
+{
+    char words[7][64];
+    int nwords = split_words(text, words, 7, "cascade [any NAME] [subtype NAME] [input CxHxW]");
+    if (nwords < 0)
+        return ICH_ERR_INVALID_ARGUMENT;
     const char *stage[2] = {"efficientnet_v2_m", "convnext_tiny"};
     int32_t input[3] = {3, 256, 256};
     int seen[3] = {0, 0, 0};
@@ -222,21 +232,9 @@ ich_status ich_model_preset_build(const char *text, ich_buf *out)
         return ich_fail(ICH_ERR_NOT_FOUND, "model: unknown preset \"%.*s\" (known: %s)",
                         (int)(length < 64 ? length : 64), text + skip, ich_model_preset_names());
     char words[5][64];
-    int nwords = 0;
-    for (const char *p = text;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\n')
-            p++;
-        if (!*p)
-            break;
-        size_t n = strcspn(p, " \t\n");
-        if (nwords == 5 || n >= sizeof words[0])
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "model: bad preset \"%s\" (expected \"NAME [input CxHxW] "
-                            "[outputs N]\")", text);
-        memcpy(words[nwords], p, n);
-        words[nwords++][n] = 0;
-        p += n;
-    }
+    int nwords = split_words(text, words, 5, "NAME [input CxHxW] [outputs N]");
+    if (nwords < 0)
+        return ICH_ERR_INVALID_ARGUMENT;
     int32_t input[3] = {3, 224, 224}, outputs = 6;
     int has_input = 0, has_outputs = 0;
     for (int i = 1; i < nwords; i += 2) {
