@@ -180,7 +180,7 @@ ich_status ich_model_save(const ich_model *model, const char *path)
 
 /* ---- matching a file against a model ------------------------------------ */
 
-static void format_shape(char *out, size_t size, int32_t ndim, const int64_t *dims)
+void ich_format_shape(char *out, size_t size, int32_t ndim, const int64_t *dims)
 {
     size_t at = (size_t)snprintf(out, size, "[");
     for (int32_t d = 0; d < ndim && at < size; d++)
@@ -201,8 +201,8 @@ static ich_status check_fit(const char *path, const ich_tensor_view *view, const
         same = t->shape[d] == view->dims[d];
     if (!same) {
         char file_shape[160], model_shape[160];
-        format_shape(file_shape, sizeof file_shape, t->ndim, t->shape);
-        format_shape(model_shape, sizeof model_shape, view->ndim, view->dims);
+        ich_format_shape(file_shape, sizeof file_shape, t->ndim, t->shape);
+        ich_format_shape(model_shape, sizeof model_shape, view->ndim, view->dims);
         return ich_fail(ICH_ERR_SHAPE, "%s: tensor \"%s\" has shape %s in the file, the model's is %s",
                         path, view->name, file_shape, model_shape);
     }

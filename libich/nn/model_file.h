@@ -80,6 +80,9 @@ ich_status ich_load_plan_model(ich_load_plan *plan, const ich_st_file *file,
  * KW] and the view an F32 [O, 1, KH, KW], plan the summed copy (after the
  * finite check when plan->finite) and return 1, with *st the result (an
  * error: nothing planned); else return 0 and leave *st alone. */
+/* A tensor shape as "[2, 3, 4]" into out (truncated to size). */
+void ich_format_shape(char *out, size_t size, int32_t ndim, const int64_t *dims);
+
 int ich_load_plan_stem_fold(ich_load_plan *plan, const ich_st_file *file,
                             const ich_tensor_view *view, ich_status *st);
 /* ICH_ERR_SHAPE naming the first file tensor no copy uses; with

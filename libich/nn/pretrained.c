@@ -43,15 +43,6 @@ typedef struct load {
     void *user;
 } load;
 
-static void format_shape(char *out, size_t size, int32_t ndim, const int64_t *dims)
-{
-    size_t at = (size_t)snprintf(out, size, "[");
-    for (int32_t d = 0; d < ndim && at < size; d++)
-        at += (size_t)snprintf(out + at, size - at, "%s%lld", d ? ", " : "", (long long)dims[d]);
-    if (at < size)
-        snprintf(out + at, size - at, "]");
-}
-
 static int same_shape(const ich_st_tensor *t, const ich_tensor_view *view)
 {
     if (t->ndim != view->ndim)
@@ -177,8 +168,8 @@ static void skip_reason(const load *l, const ich_st_tensor *t, char *out, size_t
         return;
     }
     char file_shape[128], model_shape[128];
-    format_shape(file_shape, sizeof file_shape, t->ndim, t->shape);
-    format_shape(model_shape, sizeof model_shape, view.ndim, view.dims);
+    ich_format_shape(file_shape, sizeof file_shape, t->ndim, t->shape);
+    ich_format_shape(model_shape, sizeof model_shape, view.ndim, view.dims);
     snprintf(out, size, "shape %s in the file, the model's is %s", file_shape, model_shape);
 }
 
@@ -199,7 +190,7 @@ static void report_all(load *l)
             char shape[128];
             if (index >= 0 && !l->ignore[index]) {
                 const ich_st_tensor *t = &l->file.tensors[index];
-                format_shape(shape, sizeof shape, t->ndim, t->shape);
+                ich_format_shape(shape, sizeof shape, t->ndim, t->shape);
                 snprintf(detail, sizeof detail, "the file's has shape %s", shape);
             } else {
                 snprintf(detail, sizeof detail, "not in the file");
