@@ -268,6 +268,10 @@ _declare("ich_window_apply_display_u8", c_status, ctypes.c_void_p, c_float_p, ct
          ctypes.c_int32, ctypes.c_int, c_uint8_p, ctypes.c_size_t)
 _declare("ich_window_apply_display_f32", c_status, ctypes.c_void_p, c_float_p, ctypes.c_int32,
          ctypes.c_int32, ctypes.c_int, c_float_p, ctypes.c_size_t)
+_declare("ich_window_apply_dicom_u8", c_status, ctypes.c_void_p, ctypes.c_void_p, c_uint8_p,
+         ctypes.c_size_t)
+_declare("ich_window_apply_dicom_f32", c_status, ctypes.c_void_p, ctypes.c_void_p, c_float_p,
+         ctypes.c_size_t)
 
 # ---- image.h --------------------------------------------------------------
 _declare("ich_png_write", c_status, ctypes.c_char_p, c_uint8_p, ctypes.c_int32,

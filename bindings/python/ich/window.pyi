@@ -1,5 +1,5 @@
 # Type stubs for ich.window (see window.py for the documentation).
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -44,4 +44,6 @@ class Window(OwnedHandle):
               monochrome1: bool = ...) -> npt.NDArray[Any]: ...
     def __call__(self, hu: npt.ArrayLike, dtype: npt.DTypeLike = ...,
                  monochrome1: bool = ...) -> npt.NDArray[Any]: ...
+    def apply_file(self, dicom_path: _StrPath, dtype: npt.DTypeLike = ...,
+                   limits: Optional[Mapping[str, Optional[int]]] = ...) -> npt.NDArray[Any]: ...
     def to_png(self, dicom_path: _StrPath, png_path: _StrPath) -> None: ...

@@ -1060,3 +1060,42 @@ def test_gdcm_messages_go_to_the_log(test_files):
         ich.set_log_callback(None)
     gdcm = [(level, m) for level, m in lines if m.startswith("GDCM: ")]
     assert gdcm and all(level == ich.LOG_WARNING for level, _ in gdcm), lines
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"] + MONOCHROME1_FILES)
+def test_window_apply_file_equals_apply_on_the_decoded_slice(test_files, name):
+    """Window.apply_file decodes and windows in C (ich_window_apply_dicom_*):
+    its result is the independent numpy window of pydicom's modality LUT
+    (MONOCHROME1 inverted for display) and equals apply(read_dicom())."""
+    path = os.path.join(test_files, name)
+    ds = pydicom.dcmread(path)
+    reference = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    invert = ds.PhotometricInterpretation == "MONOCHROME1"
+    center, width = float(reference.mean()), float(np.ptp(reference)) / 2
+    with ich.Window([(center, width), (center + width / 4, width * 2)]) as win:
+        f32 = win.apply_file(path, dtype=np.float32)
+        assert f32.shape == (2,) + reference.shape
+        np.testing.assert_allclose(f32[0], _window_reference(reference, center, width, invert),
+                                   atol=1e-5)
+        img = ich.read_dicom(path)
+        np.testing.assert_array_equal(f32, win.apply(img, dtype=np.float32))
+        u8 = win.apply_file(path)
+        assert u8.dtype == np.uint8 and u8.shape == reference.shape + (2,)
+        np.testing.assert_array_equal(u8, win.apply(img))
+
+
+def test_window_apply_file_errors_name_the_file(tmp_path, test_files):
+    with ich.Window([(40, 80)]) as win:
+        missing = tmp_path / "missing.dcm"
+        with pytest.raises(ich.IchIOError, match="missing.dcm"):
+            win.apply_file(missing)
+        truncated = tmp_path / "truncated.dcm"
+        data = open(os.path.join(test_files, "CT_small.dcm"), "rb").read()
+        truncated.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ich.FormatError, match="truncated.dcm"):
+            win.apply_file(truncated)
+        with pytest.raises(ich.UnsupportedError):
+            win.apply_file(os.path.join(test_files, "CT_small.dcm"),
+                           limits={"max_pixels": 100})
+        with pytest.raises(TypeError):
+            win.apply_file(os.path.join(test_files, "CT_small.dcm"), dtype=np.int16)
