@@ -38,7 +38,9 @@
  * process itself.
  *
  * What runs distributed: ich_train() (<ich/train.h>, "Distributed
- * training"). MPI is started at the first call below or the first
+ * training"); ich_preprocess_folder() and ich_predict_folder()
+ * (<ich/pipeline.h>) and ich_evaluate_report() (<ich/report.h>) share
+ * the files among the ranks and write one output, as a single process. MPI is started at the first call below or the first
  * distributed call, and finished at the process's exit (unless the program
  * started MPI itself: then it finishes it). These calls may come from any
  * thread.
