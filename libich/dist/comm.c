@@ -238,28 +238,38 @@ static ich_status end(int many, ich_status st)
     return st;
 }
 
-static ich_status allreduce(void *data, size_t count, int32_t type, const char *what)
+/* The watchdog waits ICH_DIST_TIMEOUT seconds, or `at_least` when longer
+ * (never a limit when ICH_DIST_TIMEOUT is 0: none). */
+static ich_status allreduce(void *data, size_t count, int32_t type, double at_least,
+                            const char *what)
 {
     int many = 0;
     ich_status st = begin(&many);
+    double timeout = g.timeout > 0 && at_least > g.timeout ? at_least : g.timeout;
     if (!st && many && count > 0)
-        st = g.ops->allreduce_sum(data, count, type, g.timeout, what);
+        st = g.ops->allreduce_sum(data, count, type, timeout, what);
     return end(many, st);
 }
 
 ich_status ich_comm_allreduce_float(float *data, size_t count, const char *what)
 {
-    return allreduce(data, count, ICH_DIST_FLOAT, what);
+    return allreduce(data, count, ICH_DIST_FLOAT, 0, what);
 }
 
 ich_status ich_comm_allreduce_double(double *data, size_t count, const char *what)
 {
-    return allreduce(data, count, ICH_DIST_DOUBLE, what);
+    return allreduce(data, count, ICH_DIST_DOUBLE, 0, what);
 }
 
 ich_status ich_comm_allreduce_int64(int64_t *data, size_t count, const char *what)
 {
-    return allreduce(data, count, ICH_DIST_INT64, what);
+    return allreduce(data, count, ICH_DIST_INT64, 0, what);
+}
+
+ich_status ich_comm_allreduce_int64_within(int64_t *data, size_t count, double timeout,
+                                           const char *what)
+{
+    return allreduce(data, count, ICH_DIST_INT64, timeout, what);
 }
 
 ich_status ich_comm_broadcast(void *data, size_t bytes, int32_t root, const char *what)

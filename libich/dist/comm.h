@@ -67,6 +67,13 @@ ich_status ich_comm_allreduce_float(float *data, size_t count, const char *what)
 ich_status ich_comm_allreduce_double(double *data, size_t count, const char *what);
 ich_status ich_comm_allreduce_int64(int64_t *data, size_t count, const char *what);
 
+/* ich_comm_allreduce_int64() whose watchdog waits `timeout` seconds when
+ * that is longer than ICH_DIST_TIMEOUT (no limit still when that is 0).
+ * For the end of a sharded job (dist/shard.h), where a rank that finished
+ * its share may wait for slower ones longer than for one collective. */
+ich_status ich_comm_allreduce_int64_within(int64_t *data, size_t count, double timeout,
+                                           const char *what);
+
 /* Root's `bytes` bytes at `data` into every rank's `data` (every rank
  * passes the same `bytes`). */
 ich_status ich_comm_broadcast(void *data, size_t bytes, int32_t root, const char *what);

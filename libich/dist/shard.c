@@ -2,6 +2,7 @@
  * and the check that they see the same work (dist/shard.h). */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "dist/comm.h"
@@ -20,7 +21,8 @@ void ich_shard_block(int64_t count, int64_t unit, int32_t rank, int32_t ranks, i
     *end = hi * unit < count ? hi * unit : count;
 }
 
-ich_status ich_shard_agree(ich_status st, const char *what)
+/* ich_shard_agree(), its wait allowed `at_least` seconds (dist/comm.h). */
+static ich_status agree(ich_status st, double at_least, const char *what)
 {
     int32_t ranks = ich_comm_size();
     if (ranks == 1)
@@ -30,7 +32,7 @@ ich_status ich_shard_agree(ich_status st, const char *what)
     strncpy(message, st ? ich_last_error() : "", sizeof message - 1);
     message[sizeof message - 1] = '\0';
     int64_t failed = st != ICH_OK;
-    ich_status comm = ich_comm_allreduce_int64(&failed, 1, what);
+    ich_status comm = ich_comm_allreduce_int64_within(&failed, 1, at_least, what);
     if (comm != ICH_OK)
         return comm;
     if (failed == 0)
@@ -43,6 +45,23 @@ ich_status ich_shard_agree(ich_status st, const char *what)
     ich_comm_barrier(what);
     return ich_comm_abort_all(ICH_ERR_IO, "%s: %lld other rank(s) failed", what,
                               (long long)failed);
+}
+
+ich_status ich_shard_agree(ich_status st, const char *what)
+{
+    return agree(st, 0, what);
+}
+
+ich_status ich_shard_agree_work(ich_status st, double seconds, const char *what)
+{
+    return agree(st, ich_comm_timeout() + 2 * seconds, what);
+}
+
+double ich_shard_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 ich_status ich_shard_same(uint64_t value, const char *what)

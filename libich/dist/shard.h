@@ -40,6 +40,16 @@ void ich_shard_block(int64_t count, int64_t unit, int32_t rank, int32_t ranks, i
  * single process gets `st`. */
 ich_status ich_shard_agree(ich_status st, const char *what);
 
+/* ich_shard_agree() after this rank's share of the work, which took
+ * `seconds`: a rank that finished first waits for the others up to
+ * ICH_DIST_TIMEOUT plus twice that time (the shares are about equal: a rank
+ * three times slower is taken for hung), so a long job is not ended by the
+ * watchdog only because the ranks finish minutes apart. */
+ich_status ich_shard_agree_work(ich_status st, double seconds, const char *what);
+
+/* Seconds on a monotonic clock (for ich_shard_agree_work()). */
+double ich_shard_now(void);
+
 /* Whether every rank has the same `value` (a count or a checksum of the
  * work list) as rank 0: ICH_OK, else ICH_ERR_IO on every rank, saying
  * that the ranks see different `what` (e.g. folders not shared between

@@ -363,11 +363,12 @@ static ich_status predict_collected(predictor *p, const char *const *paths, int6
     /* a view of this rank's block */
     ich_found_files share = {files.items + first, (size_t)(end - first), 0};
     p->files = &share;
+    double start = ich_shard_now();
     if (st == ICH_OK)
         st = run_batches(p);
     if (ranks > 1) {
         int64_t counts[2] = {p->done->predicted, p->done->failed};
-        st = ich_shard_agree(st, "predict");
+        st = ich_shard_agree_work(st, ich_shard_now() - start, "predict");
         if (st == ICH_OK)
             st = ich_comm_allreduce_int64(counts, 2, "predict: the counts");
         p->done->predicted = counts[0];

@@ -143,11 +143,12 @@ static ich_status convert_share(const ich_found_files *files, const char *output
     ich_shard_block(done->files, 1, ich_comm_rank(), ich_comm_size(), &first, &end);
     job j = {files, first, output_dir, window, opts->overwrite != 0, 0, 0, 0};
     done->threads = ich_thread_count(opts->threads, end - first);
+    double start = ich_shard_now();
     ich_status st = ich_parallel_for(end - first, opts->threads, convert_one, &j, opts->progress,
                                      opts->progress_user, "preprocess", NULL);
     int64_t counts[3] = {atomic_load(&j.converted), atomic_load(&j.existing),
                          atomic_load(&j.failed)};
-    st = ich_shard_agree(st, "preprocess: converting");
+    st = ich_shard_agree_work(st, ich_shard_now() - start, "preprocess: converting");
     if (st == ICH_OK)
         st = ich_comm_allreduce_int64(counts, 3, "preprocess: the counts");
     done->converted = counts[0];

@@ -841,8 +841,11 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
     st = open_inputs(&run, labels_csv, image_dir);
     ich_log_mute_thread(0);
     st = ich_shard_agree(st, "evaluate: opening the inputs");
-    if (!st)
-        st = ich_shard_agree(predict_share(&run), "evaluate: predicting");
+    if (!st) {
+        double start = ich_shard_now();
+        st = predict_share(&run); /* then the time it took */
+        st = ich_shard_agree_work(st, ich_shard_now() - start, "evaluate: predicting");
+    }
     if (!st)
         st = gather_results(&run);
     if (!st) {
