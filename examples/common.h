@@ -128,6 +128,20 @@ static inline void show_warnings(const char *program)
     ich_set_log_callback(log_to_stderr, (void *)program, ICH_LOG_WARNING);
 }
 
+/* ---- Several ranks (mpirun) ------------------------------------------------ */
+
+/* Whether this process is a rank other than 0 of a run that mpirun (or
+ * srun) started: ich-preprocess, ich-predict and ich-evaluate then share
+ * the files with the other ranks (<ich/dist.h>), and only rank 0 draws
+ * the progress bar and prints the summary; every rank still prints its
+ * own warnings (the bad files of its share) and errors. A process whose
+ * communicator cannot start says 0: the library call then fails with the
+ * reason, which it prints. */
+static inline int other_rank(void)
+{
+    return ich_dist_rank() > 0;
+}
+
 /* Choose where the network runs (--backend auto|cpu|cuda; NULL: the
  * ICH_BACKEND environment variable, else auto) and say which on stderr
  * unless quiet. 0 on success, else prints why and returns 1. */

@@ -96,6 +96,9 @@ int main(int argc, char **argv)
     ich_set_threads(threads);
     if (!quiet)
         show_warnings("ich-evaluate"); /* rows left out of the dataset, by ID */
+    /* under mpirun: rank 0 alone prints progress and the summary; every
+     * rank its warnings (the images of its share) */
+    quiet |= other_rank();
     if (use_backend("ich-evaluate", backend, quiet))
         return 1;
     ich_evaluate_options options;
@@ -136,10 +139,11 @@ int main(int argc, char **argv)
                 now() - bar.start);
     if (summary.left_out > 0) {
         /* the report covers the rest; the status says it is incomplete */
-        fprintf(stderr,
-                "ich-evaluate: %lld of %lld label rows left out (no image, or an image that "
-                "could not be read); exit status 1\n",
-                (long long)summary.left_out, (long long)summary.rows);
+        if (!other_rank())
+            fprintf(stderr,
+                    "ich-evaluate: %lld of %lld label rows left out (no image, or an image that "
+                    "could not be read); exit status 1\n",
+                    (long long)summary.left_out, (long long)summary.rows);
         return 1;
     }
     return 0;

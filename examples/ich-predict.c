@@ -177,6 +177,7 @@ int main(int argc, char **argv)
         return rc;
     if (o.threads)
         ich_set_threads(o.threads);
+    o.quiet |= other_rank(); /* under mpirun: rank 0 alone prints progress and summary */
     if (use_backend("ich-predict", o.backend, o.quiet))
         return 1;
     show_warnings("ich-predict"); /* each bad or skipped file, by name */
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
         if (!o.quiet)
             printf("%lld predicted, %lld failed -> %s\n", (long long)done.predicted,
                    (long long)done.failed, o.out);
-        if (done.files == 0)
+        if (done.files == 0 && !other_rank())
             fprintf(stderr, "ich-predict: no DICOM files in %s\n", input);
         rc = done.failed || done.skipped || done.files == 0;
     }

@@ -146,6 +146,7 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     if (parse_options(argc, argv, &opts, &in_dir, &out_dir) != 0)
         return 2;
+    opts.quiet |= other_rank(); /* under mpirun: rank 0 alone prints progress and summary */
     ich_window *window = make_window(&opts);
     if (!window)
         return 2;
@@ -169,13 +170,16 @@ int main(int argc, char **argv)
     ich_window_free(window);
     if (st != ICH_OK)
         return report_failure("ich-preprocess", st); /* 130 after Ctrl-C */
-    if (done.files == 0)
+    if (done.files == 0 && !other_rank())
         fprintf(stderr, "ich-preprocess: no DICOM files under %s\n", in_dir);
+    char ranks[32] = ""; /* under mpirun: the counts are every rank's */
+    if (ich_dist_size() > 1)
+        snprintf(ranks, sizeof ranks, " x %d ranks", (int)ich_dist_size());
     if (!opts.quiet)
         printf("ich-preprocess: %lld converted, %lld already there, %lld failed, of %lld DICOM "
-               "files in %.2f s (%.1f images/s, %d threads)\n",
+               "files in %.2f s (%.1f images/s, %d threads%s)\n",
                (long long)done.converted, (long long)done.existing, (long long)done.failed,
                (long long)done.files, elapsed,
-               elapsed > 0 ? (double)done.converted / elapsed : 0.0, (int)done.threads);
+               elapsed > 0 ? (double)done.converted / elapsed : 0.0, (int)done.threads, ranks);
     return done.failed > 0 || done.skipped > 0;
 }

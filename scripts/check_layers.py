@@ -10,7 +10,8 @@ as including it. Layers, low to high (the README's layout section says the
 same):
 
   0  core                      status, errors, files, threads, CSV, JSON, UTF-8
-  1  dicom, io                 DICOM reading; the PNG codec
+  1  dicom, io, dist           DICOM reading; the PNG codec; the communicator
+                               of distributed runs (MPI, loaded at run time)
   2  window                    HU windows and resize (takes dicom's slices)
   3  augment, phantom          image transforms; the synthetic DICOM data
   4  data                      labels, sampling, split, selection, dataset,
@@ -29,7 +30,7 @@ import sys
 
 LAYERS = {
     "core": 0,
-    "dicom": 1, "io": 1,
+    "dicom": 1, "io": 1, "dist": 1,
     "window": 2,
     "augment": 3, "phantom": 3,
     "data": 4,
@@ -42,7 +43,7 @@ LAYERS = {
 # Public headers: the module whose code implements them.
 PUBLIC = {
     "ich/core.h": "core", "ich/files.h": "core",
-    "ich/dicom.h": "dicom", "ich/image.h": "io",
+    "ich/dicom.h": "dicom", "ich/image.h": "io", "ich/dist.h": "dist",
     "ich/window.h": "window",
     "ich/augment.h": "augment", "ich/phantom.h": "phantom",
     "ich/labels.h": "data", "ich/dataset.h": "data",

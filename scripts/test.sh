@@ -100,6 +100,15 @@ if [ -f build/libich/libich-cuda.so ]; then
 elif [ "${ICH_EXPECT_CUDA_PLUGIN:-}" = 1 ]; then
   echo "nvcc is installed but build/libich/libich-cuda.so was not built"; exit 1
 fi
+echo "== MPI plugin: exports only its entry point; libich.so itself links no MPI"
+if ldd build/libich/libich.so.0 | grep -E 'libmpi|libopen-(pal|rte)'; then exit 1; fi
+if [ -f build/libich/libich-mpi.so ]; then
+  exported=$(nm -D --defined-only build/libich/libich-mpi.so | awk '$2 ~ /[TDBR]/ {print $3}')
+  if [ "$exported" != "ich_dist_plugin" ]; then echo "MPI plugin exports: $exported"; exit 1; fi
+  if ldd build/libich/libich-mpi.so | grep -E 'libich\.so'; then exit 1; fi
+else
+  echo "libopenmpi-dev is installed (scripts/deps.sh) but build/libich/libich-mpi.so was not built"; exit 1
+fi
 
 echo "== build with sanitizers (address, undefined)"
 scripts/build.sh build-asan -DICH_SANITIZE=ON

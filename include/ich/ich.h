@@ -47,5 +47,6 @@
 #include "ich/metrics.h"
 #include "ich/report.h"
 #include "ich/pipeline.h"
+#include "ich/dist.h"
 
 #endif /* ICH_ICH_H */

@@ -21,6 +21,32 @@
  * logged at ICH_LOG_WARNING, naming it, skipped and counted in the summary.
  * Check the summary's counts to tell a complete run from a partial one.
  *
+ * Several ranks (a program started by mpirun or srun: <ich/dist.h>):
+ * ich_preprocess_folder() and ich_predict_folder() share the work. Every
+ * rank calls them with the same arguments (they are collective: a call on
+ * rank 0 alone waits for the others until ICH_DIST_TIMEOUT ends the run);
+ * each rank walks the folder, checks that it found the same files as rank
+ * 0 (ICH_ERR_IO otherwise, on every rank: the ranks must see one shared
+ * folder) and takes one contiguous block of the sorted list (for
+ * ich_predict_folder() a block of whole batches of batch_size files, so
+ * that each batch is the one a single process predicts: a rank may get
+ * none when there are fewer batches than ranks). Each rank writes the
+ * PNGs of its own files; rank 0 alone writes recipe.txt and the
+ * predictions file, with every rank's rows in file order: the files a
+ * single process writes (byte for byte when each rank computes as it does,
+ * e.g. with as many compute threads). The summary's counts are every
+ * rank's together, on every rank (its `threads` this rank's). The
+ * progress callback is called on every rank with the counts of its own
+ * block (it is also how a rank is cancelled); a program draws it on rank
+ * 0 only. A bad file is logged by the rank that owns it, an entry the
+ * walk skipped by rank 0 alone: each once, as by a single process. A
+ * failure every rank shares (a wrong path, bad options, every rank
+ * cancelled) is returned by each, as by one process; a failure of some
+ * ranks only (out of memory, an output file rank 0 cannot write) ends
+ * every rank with that rank's message on stderr (<ich/dist.h>): no rank
+ * waits for ever and no shared file is half-written. ich_predict_files()
+ * is not shared: each process predicts every path it is given.
+ *
  * This header is included by <ich/ich.h>; include that one.
  */
 #ifndef ICH_PIPELINE_H

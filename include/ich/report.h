@@ -34,6 +34,19 @@
  * Undefined values (see metrics.h) are empty CSV fields, JSON null and
  * "undefined" in the page, never NaN; so is a Youden threshold of +infinity
  * (the best point predicts nothing positive).
+ *
+ * Several ranks (a program started by mpirun or srun: <ich/dist.h>): every
+ * rank calls ich_evaluate_report() with the same arguments (it is
+ * collective), opens the checkpoint and the label table, and predicts one
+ * contiguous block of whole batches of the table's images (each batch the
+ * one a single process predicts); rank 0 gathers the predictions in table
+ * order, computes the metrics and writes the report folder alone: the
+ * files a single process writes. options.summary receives every rank's
+ * counts on every rank; the progress callback this rank's block. An image
+ * that cannot be read is logged by the rank that owns it, a row without
+ * an image by rank 0: each once. A failure every rank shares is returned
+ * by each; a failure of some ranks only (out of memory, a report folder
+ * rank 0 cannot write) ends every rank with that rank's message on stderr.
  */
 #ifndef ICH_REPORT_H
 #define ICH_REPORT_H
@@ -64,7 +77,8 @@ typedef struct ich_evaluate_options {
     /* ABI: first version up to `progress_user`, 48 bytes on LP64 (later fields optional). */
     size_t size;
     int32_t batch_size;          /**< images per prediction batch (default 16) */
-    int32_t workers;             /**< image-loading threads (default 0: the caller's) */
+    int32_t workers;             /**< threads loading each batch's images (default
+                                      0: the caller's thread) */
     float threshold;             /**< cascade "any" threshold: P(any) <= it zeroes the
                                       subtypes (default 0.5) */
     int32_t bootstrap;           /**< AUC bootstrap resamples (default 1000; 0: no CI) */

@@ -1,11 +1,8 @@
 /* Loading backend plugins (libich-<name>.so) and choosing the backend new
  * models use: ich_backend_select(), ICH_BACKEND, ich_backend_describe().
  *
- * Where the plugin is looked for, in order: beside libich.so itself (found
- * with dladdr, so an installed or a build-tree libich finds the plugin
- * installed or built with it, whatever the program's own folder), each
- * folder of ICH_PLUGIN_PATH, then the dlopen search path
- * (LD_LIBRARY_PATH, the system's folders). A plugin that was found but
+ * Where the plugin is looked for: core/plugins.h (beside libich.so, each
+ * folder of ICH_PLUGIN_PATH, then the dlopen search path). A plugin that was found but
  * could not start (no GPU, no driver, a missing cuDNN, another interface
  * version, a table smaller than this libich's: backend/plugin_api.h) is
  * reported with its path and the reason, and never closed
@@ -24,13 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ich/backend.h"
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
+#include "core/plugins.h"
 
 static const ich_plugin_host g_host = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
@@ -49,18 +46,6 @@ static struct {
     char path[4096];
     char error[8192];
 } g_cuda = {PTHREAD_MUTEX_INITIALIZER, 0, NULL, ICH_OK, "", ""};
-
-/* Where the library holding this function lives ("" when unknown). */
-static void own_folder(char *folder, size_t size)
-{
-    Dl_info info;
-    folder[0] = '\0';
-    if (!dladdr((void *)own_folder, &info) || !info.dli_fname)
-        return;
-    const char *slash = strrchr(info.dli_fname, '/');
-    if (slash)
-        snprintf(folder, size, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
-}
 
 /* Whether the ELF shared object at `path` names one of NVIDIA's libraries
  * (libcuda*, libcublas*, libcudnn*, libcudart*, ...: "libcu") among its
@@ -158,64 +143,31 @@ static int cuda_driver_ready(char *why, size_t size)
     return 0;
 }
 
-/* dlopen the first candidate that exists; *path is the one loaded (or the
- * last one that exists and failed). A candidate that needs NVIDIA's
- * libraries is opened only when the driver has a device; otherwise the
- * search stops there with *status ICH_ERR_UNSUPPORTED. */
-static void *open_plugin(const char *file, char *path, size_t size, char *error, size_t error_size,
-                         ich_status *status)
+/* The search's gate for the CUDA plugin (core/plugins.h): a candidate that
+ * needs NVIDIA's libraries is opened only when the driver has a device;
+ * the library search path, whose file libich cannot read first, only when
+ * a driver is there at all. */
+static int cuda_gate(const char *path, int in_folder, char *why, size_t size)
 {
-    char folder[4096];
-    own_folder(folder, sizeof folder);
-    const char *search = getenv("ICH_PLUGIN_PATH");
-    char *folders = NULL;
-    size_t length = strlen(folder) + 2 + (search ? strlen(search) : 0);
-    *status = ICH_ERR_NOT_FOUND;
-    if (!(folders = malloc(length)))
-        return NULL;
-    snprintf(folders, length, "%s%s%s", folder, search && *search ? ":" : "",
-             search ? search : "");
-    void *handle = NULL;
-    error[0] = '\0';
-    char why[512];
-    for (char *save = NULL, *dir = strtok_r(folders, ":", &save); dir && !handle;
-         dir = strtok_r(NULL, ":", &save)) {
-        snprintf(path, size, "%s/%s", dir, file);
-        if (access(path, F_OK) != 0)
-            continue;
-        if (needs_nvidia_libraries(path) == 1 && !cuda_driver_ready(why, sizeof why)) {
-            snprintf(error, error_size,
-                     "%s could not start: cuda: no usable GPU: %s (the plugin and the CUDA "
-                     "libraries it needs were not loaded)", path, why);
-            *status = ICH_ERR_UNSUPPORTED;
-            break;
-        }
-        if (!(handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
-            snprintf(error, error_size, "%s", dlerror());
-    }
-    free(folders);
-    if (!handle && !error[0]) {
-        /* Not in any folder above: the dynamic loader's own search, whose
-         * file libich cannot read first: asked only when a driver is there. */
-        snprintf(path, size, "%s", file);
-        if (!cuda_driver_ready(why, sizeof why))
-            snprintf(error, error_size, "%s not found beside libich (%s) or in ICH_PLUGIN_PATH "
-                     "(%s); the library search path was not tried: no usable GPU: %s",
-                     file, folder[0] ? folder : "?", search && *search ? search : "unset", why);
-        else if (!(handle = dlopen(file, RTLD_NOW | RTLD_LOCAL)))
-            snprintf(error, error_size, "%s not found beside libich (%s), in ICH_PLUGIN_PATH (%s) "
-                     "or on the library search path",
-                     file, folder[0] ? folder : "?", search && *search ? search : "unset");
-    }
-    return handle;
+    char reason[400];
+    if (in_folder && needs_nvidia_libraries(path) != 1)
+        return 1;
+    if (cuda_driver_ready(reason, sizeof reason))
+        return 1;
+    if (in_folder)
+        snprintf(why, size, "cuda: no usable GPU: %s (the plugin and the CUDA libraries it "
+                 "needs were not loaded)", reason);
+    else
+        snprintf(why, size, "no usable GPU: %s", reason);
+    return 0;
 }
 
 static ich_status load_cuda(void)
 {
     const char *file = "libich-cuda.so";
     ich_status status;
-    void *handle = open_plugin(file, g_cuda.path, sizeof g_cuda.path, g_cuda.error,
-                               sizeof g_cuda.error, &status);
+    void *handle = ich_plugin_open(file, cuda_gate, g_cuda.path, sizeof g_cuda.path,
+                                   g_cuda.error, sizeof g_cuda.error, &status);
     if (!handle)
         return status;
     ich_backend_plugin_fn entry = (ich_backend_plugin_fn)dlsym(handle, ICH_BACKEND_PLUGIN_ENTRY);

@@ -33,6 +33,12 @@ ich_progress_fn ich_cancel_progress(void);
  * `level` reaches its minimum level. */
 void ich_log(ich_log_level level, const char *fmt, ...) ICH_PRINTF(2, 3);
 
+/* Non-zero: ich_log() drops the calling thread's messages until called
+ * with 0. The ranks of a sharded job other than rank 0 mute the steps
+ * every rank repeats (the folder walk, opening the label table), so that
+ * each skipped entry is reported once, as by a single process. */
+void ich_log_mute_thread(int muted);
+
 #ifdef __cplusplus
 }
 #endif

@@ -737,6 +737,63 @@ ich_status ich_dataset_get(ich_dataset *ds, int64_t index, int augment, int64_t 
     return st;
 }
 
+/* ---- A range of samples, outside the epochs ------------------------------ */
+
+typedef struct range_job {
+    ich_dataset *ds;
+    const int64_t *rows;
+    float *images;
+    ich_status *status;
+} range_job;
+
+static ich_status load_range_one(void *context, int64_t i, int worker)
+{
+    (void)worker;
+    range_job *job = context;
+    const ich_dataset *ds = job->ds;
+    job->status[i] = ich_dataset_load_sample(ds, job->rows[i], 0, 0,
+                                             job->images + (size_t)i * ds->sample_floats);
+    if (job->status[i] != ICH_OK)
+        log_failure_once(ds, job->rows[i]);
+    return job->status[i];
+}
+
+ich_status ich_dataset_load_range(ich_dataset *ds, int64_t first, int32_t count, int32_t threads,
+                                  float *images, float *labels, int64_t *rows, int32_t *loaded)
+{
+    *loaded = 0;
+    if (first < 0 || count < 0 || first + count > ds->drawn)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "dataset: samples %lld..%lld of %lld",
+                        (long long)first, (long long)(first + count), (long long)ds->drawn);
+    ich_status *status = calloc((size_t)(count ? count : 1), sizeof *status);
+    if (!status)
+        return ich_fail(ICH_ERR_NO_MEMORY, "dataset: out of memory");
+    for (int32_t i = 0; i < count; i++)
+        rows[i] = sample_row(ds, first + i);
+    range_job job = {ds, rows, images, status};
+    ich_status st = ich_parallel_for(count, threads > 0 ? threads : 1, load_range_one, &job,
+                                     NULL, NULL, "dataset: loading", NULL);
+    int32_t k = 0;
+    for (int32_t i = 0; st == ICH_OK && i < count; i++) {
+        if (status[i] != ICH_OK)
+            continue;
+        if (k != i)
+            memmove(images + (size_t)k * ds->sample_floats, images + (size_t)i * ds->sample_floats,
+                    ds->sample_floats * sizeof *images);
+        memcpy(labels + (size_t)k * ds->label_count, ich_labels_values(ds->labels, rows[i]),
+               (size_t)ds->label_count * sizeof *labels);
+        rows[k++] = rows[i];
+    }
+    free(status);
+    *loaded = k;
+    return st;
+}
+
+int64_t ich_dataset_left_at_open(const ich_dataset *ds)
+{
+    return ds->left_at_open;
+}
+
 /* ---- Epochs and batches ------------------------------------------------ */
 
 /* Called with the lock held (or without workers). */

@@ -83,4 +83,21 @@ ich_status ich_dataset_load_sample(const ich_dataset *ds, int64_t index, int aug
 ich_status ich_dataset_probe(const ich_dataset *ds, int64_t index, int32_t *channels,
                              int32_t *rows, int32_t *columns);
 
+/* Load the samples [first, first + count) (table order; unaugmented, epoch
+ * 0) on `threads` threads (0: the caller's), as a batch of
+ * ich_dataset_next_batch() would hold them: a sample that cannot be
+ * loaded is logged once, counted by ich_dataset_left_out() and left out,
+ * the others moved up. *loaded says how many remain; rows[] (count
+ * entries) their rows of ich_dataset_labels(). For a job that takes its
+ * own part of the samples, outside the epochs (a sharded evaluation).
+ * Errors: ICH_ERR_INVALID_ARGUMENT (a range outside the samples), those of
+ * the threads, ICH_ERR_NO_MEMORY. */
+ich_status ich_dataset_load_range(ich_dataset *ds, int64_t first, int32_t count, int32_t threads,
+                                  float *images, float *labels, int64_t *rows, int32_t *loaded);
+
+/* The rows ich_dataset_left_out() counts from the open (no image, a
+ * refused ID): the same on every rank; the rest are this process's
+ * failed loads. */
+int64_t ich_dataset_left_at_open(const ich_dataset *ds);
+
 #endif

@@ -17,6 +17,8 @@
 #include "core/options.h"
 #include "core/parallel.h"
 #include "data/dicom_files.h"
+#include "dist/comm.h"
+#include "dist/shard.h"
 #include "ich/dicom.h"
 #include "ich/labels.h"
 #include "ich/model.h"
@@ -329,9 +331,62 @@ static ich_status check_recipe(const ich_model *model, const ich_window *window,
     return st;
 }
 
-ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t count,
-                             const ich_predict_options *options, ich_prediction_fn fn,
-                             void *user, ich_predict_summary *summary)
+/* A checksum of the list of files, for the ranks to compare. */
+static uint64_t list_hash(const ich_found_files *files)
+{
+    uint64_t hash = ICH_SHARD_HASH_START;
+    for (size_t i = 0; i < files->count; i++)
+        hash = ich_shard_hash(hash, files->items[i].path, strlen(files->items[i].path) + 1);
+    return hash;
+}
+
+/* Sharded (ich_predict_folder() under several ranks): every rank collects
+ * the same files (ranks other than 0 quietly, so that each skipped entry
+ * is reported once) and predicts its block of whole batches; `done` then
+ * counts every rank's. Otherwise all the files, here. */
+static ich_status predict_collected(predictor *p, const char *const *paths, int64_t count,
+                                    walk_report *report, int sharded)
+{
+    ich_found_files files = {0};
+    int32_t rank = sharded ? ich_comm_rank() : 0, ranks = sharded ? ich_comm_size() : 1;
+    ich_log_mute_thread(rank != 0);
+    ich_status st = collect(paths, count, &files, report, &p->done->skipped);
+    ich_log_mute_thread(0);
+    p->done->files = (int64_t)files.count;
+    if (ranks > 1) {
+        st = ich_shard_agree(st, "predict: finding the DICOM files");
+        if (st == ICH_OK)
+            st = ich_shard_same(list_hash(&files), "DICOM files");
+    }
+    int64_t first, end;
+    ich_shard_block((int64_t)files.count, p->opts->batch_size, rank, ranks, &first, &end);
+    /* a view of this rank's block */
+    ich_found_files share = {files.items + first, (size_t)(end - first), 0};
+    p->files = &share;
+    double start = ich_shard_now();
+    if (st == ICH_OK)
+        st = run_batches(p);
+    if (ranks > 1) {
+        int64_t counts[2] = {p->done->predicted, p->done->failed};
+        st = ich_shard_agree_work(st, ich_shard_now() - start, "predict");
+        if (st == ICH_OK)
+            st = ich_comm_allreduce_int64(counts, 2, "predict: the counts");
+        p->done->predicted = counts[0];
+        p->done->failed = counts[1];
+    }
+    if (st == ICH_OK && rank == 0)
+        ich_log(ICH_LOG_INFO, "predict: %lld predicted, %lld failed, of %lld files",
+                (long long)p->done->predicted, (long long)p->done->failed,
+                (long long)p->done->files);
+    ich_found_files_free(&files);
+    return st;
+}
+
+/* ich_predict_files(), and with `sharded` this rank's share of the work of
+ * ich_predict_folder() under several ranks (fn then sees that share). */
+static ich_status predict_paths(ich_model *model, const char *const *paths, int64_t count,
+                                const ich_predict_options *options, ich_prediction_fn fn,
+                                void *user, ich_predict_summary *summary, int sharded)
 {
     static const char function[] = "ich_predict_files";
     static const char summary_what[] = "ich_predict_files: summary";
@@ -356,24 +411,24 @@ ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t
     int32_t shape[3];
     if (st == ICH_OK)
         st = check_recipe(model, window, shape);
-    ich_found_files files = {0};
     walk_report report = {fn, user, 0};
-    if (st == ICH_OK)
-        st = collect(paths, count, &files, &report, &done.skipped);
-    done.files = (int64_t)files.count;
     if (st == ICH_OK) {
-        predictor p = {model, window, &opts, fn, user, &done, &files,
+        predictor p = {model, window, &opts, fn, user, &done, NULL,
                        (size_t)shape[0] * (size_t)shape[1] * (size_t)shape[2],
                        ich_model_outputs(model), 0, NULL, NULL, NULL, NULL};
-        st = run_batches(&p);
-        ich_log(ICH_LOG_INFO, "predict: %lld predicted, %lld failed, of %lld files",
-                (long long)done.predicted, (long long)done.failed, (long long)done.files);
+        st = predict_collected(&p, paths, count, &report, sharded);
     }
-    ich_found_files_free(&files);
     ich_window_free(owned);
     if (summary)
         ich_options_write(summary, &done, sizeof done, SUMMARY_V1_SIZE, summary_what);
     return st;
+}
+
+ich_status ich_predict_files(ich_model *model, const char *const *paths, int64_t count,
+                             const ich_predict_options *options, ich_prediction_fn fn,
+                             void *user, ich_predict_summary *summary)
+{
+    return predict_paths(model, paths, count, options, fn, user, summary, 0);
 }
 
 /* ---- The predictions file --------------------------------------------------- */
@@ -405,6 +460,39 @@ static int add_row(void *user, const char *path, const char *id, const float *pr
     return rows->buf.failed; /* out of memory: stop (reported below) */
 }
 
+/* The header line of the predictions file. */
+static void header_line(ich_buf *buf, const ich_labels *names, int rsna)
+{
+    if (rsna) {
+        ich_buf_append(buf, "ID,Label\n", 9);
+        return;
+    }
+    ich_buf_append(buf, "ID", 2);
+    for (int32_t c = 0; c < ich_labels_columns(names); c++)
+        ich_buf_printf(buf, ",%s", ich_labels_column_name(names, c));
+    ich_buf_append(buf, "\n", 1);
+}
+
+/* Every rank's rows (rank 0 of 1: its own) to rank 0, in rank order, which
+ * is file order; rank 0 writes them under the header, atomically. */
+static ich_status write_rows(const csv_rows *rows, const char *out_path)
+{
+    ich_comm_gathered all;
+    ich_status st = ich_comm_gather(rows->buf.data, rows->buf.length, 0, &all,
+                                    "predict: the predictions");
+    if (st != ICH_OK || ich_comm_rank() != 0)
+        return st;
+    ich_buf file = {0};
+    header_line(&file, rows->names, rows->rsna);
+    ich_buf_append(&file, all.data, all.offsets[all.ranks]);
+    ich_comm_gathered_free(&all);
+    st = file.failed ? ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the predictions",
+                                out_path)
+                     : ich_write_file_atomic(out_path, file.data, file.length, 0);
+    ich_buf_free(&file);
+    return st;
+}
+
 ich_status ich_predict_folder(ich_model *model, const char *input, const char *out_path,
                               const ich_predict_options *options, ich_predict_summary *summary)
 {
@@ -417,25 +505,21 @@ ich_status ich_predict_folder(ich_model *model, const char *input, const char *o
     ich_status st = read_options(options, &opts, function);
     if (st == ICH_OK)
         st = check_summary(summary, summary_what);
+    if (st == ICH_OK) /* under mpirun, a communicator that cannot start is refused */
+        st = ich_comm_start();
     ich_labels *names = NULL;
     if (st == ICH_OK)
         st = ich_labels_of_model(model, &names);
     if (st != ICH_OK)
         return st;
     csv_rows rows = {{0}, names, opts.format == ICH_PREDICT_RSNA};
-    if (rows.rsna) {
-        ich_buf_append(&rows.buf, "ID,Label\n", 9);
-    } else {
-        ich_buf_append(&rows.buf, "ID", 2);
-        for (int32_t c = 0; c < ich_labels_columns(names); c++)
-            ich_buf_printf(&rows.buf, ",%s", ich_labels_column_name(names, c));
-        ich_buf_append(&rows.buf, "\n", 1);
-    }
-    st = ich_predict_files(model, &input, 1, &opts, add_row, &rows, summary);
+    st = predict_paths(model, &input, 1, &opts, add_row, &rows, summary, 1);
     if (rows.buf.failed)
         st = ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the predictions", out_path);
+    /* out of memory on one rank only: every rank ends */
+    st = ich_shard_agree(st, "predict: the predictions");
     if (st == ICH_OK)
-        st = ich_write_file_atomic(out_path, rows.buf.data, rows.buf.length, 0);
+        st = ich_shard_agree(write_rows(&rows, out_path), "predict: writing the predictions");
     ich_buf_free(&rows.buf);
     ich_labels_free(names);
     return st;

@@ -13,6 +13,8 @@
 #include "core/options.h"
 #include "core/parallel.h"
 #include "data/dicom_files.h"
+#include "dist/comm.h"
+#include "dist/shard.h"
 #include "ich/pipeline.h"
 #include "ich/window.h"
 
@@ -48,6 +50,7 @@ static char *png_path(const char *out_dir, const char *relative)
 
 typedef struct job {
     const ich_found_files *files;
+    int64_t first; /* this rank's block starts here */
     const char *out_dir;
     const ich_window *window;
     int overwrite;
@@ -60,7 +63,7 @@ static ich_status convert_one(void *context, int64_t index, int worker)
 {
     (void)worker;
     job *j = context;
-    const ich_found_file *f = &j->files->items[index];
+    const ich_found_file *f = &j->files->items[j->first + index];
     char *png = png_path(j->out_dir, f->relative);
     ich_status st;
     if (!png) {
@@ -106,6 +109,54 @@ static ich_status write_recipe(const ich_window *window, const char *out_dir)
     return st;
 }
 
+/* A checksum of the list of files, for the ranks to compare. */
+static uint64_t list_hash(const ich_found_files *files)
+{
+    uint64_t hash = ICH_SHARD_HASH_START;
+    for (size_t i = 0; i < files->count; i++)
+        hash = ich_shard_hash(hash, files->items[i].path, strlen(files->items[i].path) + 1);
+    return hash;
+}
+
+/* Every rank walks the folder (ranks other than 0 quietly: each skipped
+ * entry is reported once) and checks it found the same files as rank 0. */
+static ich_status find_files(const char *input_dir, ich_found_files *files,
+                             ich_preprocess_summary *done)
+{
+    ich_log_mute_thread(ich_comm_rank() != 0);
+    ich_status st = ich_find_dicom_files(input_dir, files, NULL, NULL, &done->skipped);
+    ich_log_mute_thread(0);
+    done->files = (int64_t)files->count;
+    st = ich_shard_agree(st, "preprocess: finding the DICOM files");
+    if (st == ICH_OK)
+        st = ich_shard_same(list_hash(files), "DICOM files");
+    return st;
+}
+
+/* Convert this rank's block of the files (all of them in a single
+ * process); the counts in `done` are then every rank's together. */
+static ich_status convert_share(const ich_found_files *files, const char *output_dir,
+                                const ich_window *window, const ich_preprocess_options *opts,
+                                ich_preprocess_summary *done)
+{
+    int64_t first, end;
+    ich_shard_block(done->files, 1, ich_comm_rank(), ich_comm_size(), &first, &end);
+    job j = {files, first, output_dir, window, opts->overwrite != 0, 0, 0, 0};
+    done->threads = ich_thread_count(opts->threads, end - first);
+    double start = ich_shard_now();
+    ich_status st = ich_parallel_for(end - first, opts->threads, convert_one, &j, opts->progress,
+                                     opts->progress_user, "preprocess", NULL);
+    int64_t counts[3] = {atomic_load(&j.converted), atomic_load(&j.existing),
+                         atomic_load(&j.failed)};
+    st = ich_shard_agree_work(st, ich_shard_now() - start, "preprocess: converting");
+    if (st == ICH_OK)
+        st = ich_comm_allreduce_int64(counts, 3, "preprocess: the counts");
+    done->converted = counts[0];
+    done->existing = counts[1];
+    done->failed = counts[2];
+    return st;
+}
+
 ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
                                  const ich_window *window, const ich_preprocess_options *options,
                                  ich_preprocess_summary *summary)
@@ -120,6 +171,8 @@ ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
     ich_preprocess_options_init(&opts);
     ich_status st = ich_options_merge(&opts, sizeof opts, options, OPTIONS_V1_SIZE,
                                       "ich_preprocess_folder");
+    if (st == ICH_OK) /* under mpirun, a communicator that cannot start is refused */
+        st = ich_comm_start();
     if (st != ICH_OK)
         return st;
     /* The summary is checked now, so that the counts reach it (as far as
@@ -141,27 +194,22 @@ ich_status ich_preprocess_folder(const char *input_dir, const char *output_dir,
         return st;
 
     ich_found_files files = {0};
-    st = ich_find_dicom_files(input_dir, &files, NULL, NULL, &done.skipped);
-    done.files = (int64_t)files.count;
+    st = find_files(input_dir, &files, &done);
     /* Only a folder that could be walked gets outputs: a wrong input path
-     * leaves nothing behind. */
-    if (st == ICH_OK)
-        st = ich_make_dirs(output_dir);
-    if (st == ICH_OK)
-        st = write_recipe(window, output_dir);
+     * leaves nothing behind. recipe.txt is rank 0's. */
     if (st == ICH_OK) {
-        job j = {&files, output_dir, window, opts.overwrite != 0, 0, 0, 0};
-        done.threads = ich_thread_count(opts.threads, done.files);
-        st = ich_parallel_for(done.files, opts.threads, convert_one, &j, opts.progress,
-                              opts.progress_user, "preprocess", NULL);
-        done.converted = atomic_load(&j.converted);
-        done.existing = atomic_load(&j.existing);
-        done.failed = atomic_load(&j.failed);
+        st = ich_make_dirs(output_dir);
+        if (st == ICH_OK && ich_comm_rank() == 0)
+            st = write_recipe(window, output_dir);
+        st = ich_shard_agree(st, "preprocess: the output folder");
+    }
+    if (st == ICH_OK)
+        st = convert_share(&files, output_dir, window, &opts, &done);
+    if (st == ICH_OK && ich_comm_rank() == 0)
         ich_log(ICH_LOG_INFO, "preprocess: %lld converted, %lld already there, %lld failed, "
                 "of %lld DICOM files under %s",
                 (long long)done.converted, (long long)done.existing, (long long)done.failed,
                 (long long)done.files, input_dir);
-    }
     ich_found_files_free(&files);
     if (summary)
         ich_options_write(summary, &done, sizeof done, SUMMARY_V1_SIZE, "ich_preprocess_folder");

@@ -18,6 +18,9 @@
 #include "core/error.h"
 #include "core/fileutil.h"
 #include "core/options.h"
+#include "data/dataset_internal.h"
+#include "dist/comm.h"
+#include "dist/shard.h"
 #include "report/report.h"
 #include "report/svg.h"
 #include "ich/dataset.h"
@@ -57,9 +60,14 @@ typedef struct eval_run {
     ich_metrics *loss_metrics; /* cascade models: the ungated probabilities, for the losses */
     int32_t classes;
     const char *names[ICH_METRICS_MAX_CLASSES];
+    /* This rank's images, then (on rank 0, gather_results()) every rank's: */
     int64_t count;     /* images predicted */
     float *probs;      /* count x classes */
+    float *truth;      /* count x classes: the labels */
+    float *ungated;    /* count x classes, cascade models: for the losses */
     int64_t *rows;     /* each prediction's row of the label table */
+    int64_t evaluated; /* images predicted by every rank */
+    int64_t left_out;  /* rows left out, by every rank */
 } eval_run;
 
 static void run_free(eval_run *run)
@@ -69,6 +77,8 @@ static void run_free(eval_run *run)
     ich_dataset_free(run->dataset);
     ich_model_free(run->model);
     free(run->probs);
+    free(run->truth);
+    free(run->ungated);
     free(run->rows);
 }
 
@@ -120,7 +130,7 @@ static ich_status open_inputs(eval_run *run, const char *labels_csv, const char 
     dopt.neighbors = ich_window_get_neighbors(window);
     dopt.batch_size = run->opt.batch_size;
     dopt.shuffle = 0;
-    dopt.workers = run->opt.workers;
+    dopt.workers = 0; /* predict_share() loads its batches with opt.workers threads */
     st = ich_dataset_open(matched, image_dir, &dopt, &run->dataset);
     ich_window_free(window);
     ich_labels_free(matched);
@@ -140,53 +150,97 @@ static ich_status open_inputs(eval_run *run, const char *labels_csv, const char 
     return st;
 }
 
-/* Predict every image, batch by batch, into run->probs and the metrics. */
-static ich_status predict_all(eval_run *run)
+/* Predict this rank's samples (a block of whole batches of the table's:
+ * dist/shard.h; all of them in a single process), batch by batch, into
+ * run->probs, run->truth, run->ungated and run->rows. */
+static ich_status predict_share(eval_run *run)
 {
     int32_t channels, rows, cols, labels;
     ich_status st = ich_dataset_sample_shape(run->dataset, &channels, &rows, &cols, &labels);
     if (st)
         return st;
-    int64_t total = ich_dataset_length(run->dataset);
+    int64_t first, end;
     size_t batch = (size_t)run->opt.batch_size, image = (size_t)channels * rows * cols;
+    ich_shard_block(ich_dataset_length(run->dataset), run->opt.batch_size, ich_comm_rank(),
+                    ich_comm_size(), &first, &end);
+    size_t share = (size_t)(end - first), values = (share ? share : 1) * (size_t)labels;
     float *images = malloc(batch * image * sizeof *images);
-    float *truth = malloc(batch * (size_t)labels * sizeof *truth);
-    int64_t *batch_rows = malloc(batch * sizeof *batch_rows);
-    float *ungated = run->loss_metrics ? malloc(batch * (size_t)labels * sizeof *ungated) : NULL;
-    run->probs = malloc((size_t)total * (size_t)labels * sizeof *run->probs);
-    run->rows = malloc((size_t)total * sizeof *run->rows);
-    if (!images || !truth || !batch_rows || !run->probs || !run->rows ||
-        (run->loss_metrics && !ungated))
+    run->probs = malloc(values * sizeof *run->probs);
+    run->truth = malloc(values * sizeof *run->truth);
+    run->ungated = run->loss_metrics ? malloc(values * sizeof *run->ungated) : NULL;
+    run->rows = malloc((share ? share : 1) * sizeof *run->rows);
+    if (!images || !run->probs || !run->truth || !run->rows || (run->loss_metrics && !run->ungated))
         st = ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
-    if (!st)
-        st = ich_dataset_start_epoch(run->dataset, 0);
-    while (!st) {
-        int32_t n = 0;
-        st = ich_dataset_next_batch(run->dataset, images, batch * image, truth,
-                                    batch * (size_t)labels, &n, batch_rows);
-        if (st || n == 0 || run->count + n > total)
-            break;
-        float *out = run->probs + run->count * labels;
-        st = ich_model_predict_ungated(run->model, images, n, run->opt.threshold, out,
-                                       (size_t)n * labels, ungated);
-        if (!st)
-            st = ich_metrics_update(run->metrics, out, truth, n, labels);
-        if (!st && run->loss_metrics)
-            st = ich_metrics_update(run->loss_metrics, ungated, truth, n, labels);
+    for (int64_t b = first; !st && b < end; b += (int64_t)batch) {
+        int32_t n = (int32_t)(end - b < (int64_t)batch ? end - b : (int64_t)batch), loaded = 0;
+        size_t at = (size_t)run->count * labels;
+        st = ich_dataset_load_range(run->dataset, b, n, run->opt.workers, images,
+                                    run->truth + at, run->rows + run->count, &loaded);
+        if (!st && loaded > 0)
+            st = ich_model_predict_ungated(run->model, images, loaded, run->opt.threshold,
+                                           run->probs + at, (size_t)loaded * labels,
+                                           run->ungated ? run->ungated + at : NULL);
         if (st)
             break;
-        memcpy(run->rows + run->count, batch_rows, (size_t)n * sizeof *batch_rows);
-        run->count += n;
-        if (run->opt.progress &&
-            run->opt.progress(run->opt.progress_user, run->count, total, "evaluating"))
+        run->count += loaded;
+        if (run->opt.progress && run->opt.progress(run->opt.progress_user, b + n - first,
+                                                   end - first, "evaluating"))
             st = ich_fail(ICH_ERR_CANCELLED, "ich_evaluate_report: cancelled");
     }
     free(images);
-    free(truth);
-    free(batch_rows);
-    free(ungated);
-    if (!st && run->count == 0)
+    return st;
+}
+
+/* Every rank's `count` x `width` bytes at *array to rank 0, in rank order:
+ * rank 0's *array then holds them all. */
+static ich_status gather_array(void **array, int64_t count, size_t width, const char *what)
+{
+    ich_comm_gathered all;
+    ich_status st = ich_comm_gather(*array, (size_t)count * width, 0, &all, what);
+    if (st != ICH_OK || ich_comm_rank() != 0)
+        return st;
+    free(*array);
+    *array = all.data; /* taken from the result */
+    free(all.offsets);
+    return ICH_OK;
+}
+
+/* The counts to every rank (every rank then fails alike when no image
+ * could be read), the predictions to rank 0, in table order: the rows and
+ * values a single process has. */
+static ich_status gather_results(eval_run *run)
+{
+    const ich_dataset *ds = run->dataset;
+    int64_t counts[2] = {run->count, ich_dataset_left_out(ds) - ich_dataset_left_at_open(ds)};
+    ich_status st = ich_comm_allreduce_int64(counts, 2, "evaluate: the counts");
+    run->evaluated = counts[0];
+    run->left_out = ich_dataset_left_at_open(ds) + counts[1];
+    if (!st && counts[0] == 0)
         st = ich_fail(ICH_ERR_NOT_FOUND, "ich_evaluate_report: no image could be read");
+    size_t row = (size_t)run->classes * sizeof(float);
+    if (!st)
+        st = gather_array((void **)&run->probs, run->count, row, "evaluate: the probabilities");
+    if (!st)
+        st = gather_array((void **)&run->truth, run->count, row, "evaluate: the labels");
+    if (!st && run->loss_metrics)
+        st = gather_array((void **)&run->ungated, run->count, row, "evaluate: the losses");
+    if (!st)
+        st = gather_array((void **)&run->rows, run->count, sizeof *run->rows,
+                          "evaluate: the rows");
+    if (!st && ich_comm_rank() == 0)
+        run->count = run->evaluated;
+    return st;
+}
+
+/* Rank 0: the metrics of every prediction (ich_metrics_update() takes the
+ * rows one by one: the same sums however they were batched). */
+static ich_status score(eval_run *run)
+{
+    ich_status st = ich_metrics_update(run->metrics, run->probs, run->truth, run->count,
+                                       run->classes);
+    if (!st && run->loss_metrics)
+        st = ich_metrics_update(run->loss_metrics, run->ungated, run->truth, run->count,
+                                run->classes);
     return st;
 }
 
@@ -414,7 +468,7 @@ static ich_status write_metrics_json(const eval_run *run, const eval_results *re
     ich_json_key(&j, "samples");
     ich_json_integer(&j, s->samples);
     ich_json_key(&j, "rows_left_out");
-    ich_json_integer(&j, ich_dataset_left_out(run->dataset));
+    ich_json_integer(&j, run->left_out);
     ich_json_key(&j, "classes");
     ich_json_array_begin(&j);
     for (int32_t c = 0; c < run->classes; c++)
@@ -679,7 +733,7 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
                           "negatives, a zero denominator) are shown as \"undefined\".",
                    run->checkpoint, (long long)run->count, image_dir, labels_csv,
                    run->classes);
-    int64_t left_out = ich_dataset_left_out(run->dataset);
+    int64_t left_out = run->left_out;
     if (left_out > 0)
         ich_buf_printf(&text, " %lld rows of the label table were left out (no image, or an "
                               "image that could not be read): these numbers do not cover them.",
@@ -718,6 +772,24 @@ static ich_status write_page(const eval_run *run, const eval_results *res,
     return st;
 }
 
+/* Score the predictions and write the report folder (rank 0). */
+static ich_status write_report(eval_run *run, eval_results *res, const char *labels_csv,
+                               const char *image_dir, const char *out_dir)
+{
+    ich_status st = score(run);
+    if (!st)
+        st = fetch_results(run, res);
+    if (!st && (st = ich_make_dirs(out_dir)) == ICH_OK)
+        st = write_predictions(run, out_dir);
+    if (!st)
+        st = write_metrics_csv(run, res, out_dir);
+    if (!st)
+        st = write_metrics_json(run, res, out_dir);
+    if (!st)
+        st = write_page(run, res, labels_csv, image_dir, out_dir);
+    return st;
+}
+
 /* The first version of ich_evaluate_summary (see <ich/report.h>). */
 #define SUMMARY_V1_SIZE ICH_OPTIONS_V1_SIZE(ich_evaluate_summary, left_out)
 
@@ -725,11 +797,11 @@ static void fill_summary(const eval_run *run, ich_evaluate_summary *summary)
 {
     if (!summary)
         return;
-    int64_t left_out = ich_dataset_left_out(run->dataset);
+    int64_t left_out = run->left_out;
     ich_evaluate_summary s = {.size = sizeof s};
-    s.evaluated = run->count;
+    s.evaluated = run->evaluated;
     s.left_out = left_out;
-    s.rows = run->count + left_out;
+    s.rows = run->evaluated + left_out;
     /* Only the caller's summary->size bytes are written; checked at the start. */
     (void)ich_options_write(summary, &s, sizeof s, SUMMARY_V1_SIZE, "ich_evaluate_report");
 }
@@ -757,22 +829,31 @@ ich_status ich_evaluate_report(const char *checkpoint, const char *labels_csv,
     if (run.opt.summary && !ich_options_size(run.opt.summary, sizeof *run.opt.summary,
                                              SUMMARY_V1_SIZE, "ich_evaluate_report: summary"))
         return ICH_ERR_INVALID_ARGUMENT;
+    if ((st = ich_comm_start())) /* under mpirun, a communicator that cannot start is refused */
+        return st;
     eval_results *res = calloc(1, sizeof *res);
     if (!res)
         return ich_fail(ICH_ERR_NO_MEMORY, "ich_evaluate_report: out of memory");
+    /* Every rank opens the inputs (ranks other than 0 quietly: each row
+     * left out is reported once) and predicts its share; rank 0 alone
+     * scores and writes (dist/shard.h). */
+    ich_log_mute_thread(ich_comm_rank() != 0);
     st = open_inputs(&run, labels_csv, image_dir);
+    ich_log_mute_thread(0);
+    st = ich_shard_agree(st, "evaluate: opening the inputs");
+    if (!st) {
+        double start = ich_shard_now();
+        st = predict_share(&run); /* then the time it took */
+        st = ich_shard_agree_work(st, ich_shard_now() - start, "evaluate: predicting");
+    }
     if (!st)
-        st = predict_all(&run);
-    if (!st)
-        st = fetch_results(&run, res);
-    if (!st && (st = ich_make_dirs(out_dir)) == ICH_OK)
-        st = write_predictions(&run, out_dir);
-    if (!st)
-        st = write_metrics_csv(&run, res, out_dir);
-    if (!st)
-        st = write_metrics_json(&run, res, out_dir);
-    if (!st)
-        st = write_page(&run, res, labels_csv, image_dir, out_dir);
+        st = gather_results(&run);
+    if (!st) {
+        ich_status written = ich_comm_rank() == 0
+                                 ? write_report(&run, res, labels_csv, image_dir, out_dir)
+                                 : ICH_OK;
+        st = ich_shard_agree(written, "evaluate: writing the report");
+    }
     if (!st)
         fill_summary(&run, run.opt.summary);
     free(res);

@@ -54,6 +54,7 @@ from . import labels as _labels_mod, split as _split_mod, phantom as _phantom_mo
     optim as _optim_mod, train as _train_mod, metrics as _metrics_mod, \
     predict as _predict_mod, report as _report_mod, backend as _backend_mod, \
     files as _files_mod, preprocess as _preprocess_mod
+from . import dist  # noqa: F401  (ich.dist.rank(), size(), describe(): a namespace of its own)
 from .labels import *  # noqa: F401,F403  (each module lists its names in __all__)
 from .split import *  # noqa: F401,F403
 from .phantom import *  # noqa: F401,F403

@@ -56,6 +56,7 @@ from .report import *
 from .backend import *
 from .files import *
 from .pretrained import *
+from . import dist as dist
 from .log import (
     DEBUG as LOG_DEBUG,
     ERROR as LOG_ERROR,

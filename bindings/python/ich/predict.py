@@ -194,6 +194,14 @@ def predict_folder(model, input, out_path, batch_size=16, threshold=0.5, window=
     skipped)``. Raises ``NotFoundError`` for a missing input or a model
     without a recipe (and none given), ``IchIOError`` for an input that is
     neither a file nor a folder or an output that cannot be written.
+
+    Under ``mpirun -np N python3 script.py`` every rank calls it with the
+    same arguments: each predicts its block of whole batches of the sorted
+    files, rank 0 alone writes `out_path` with every rank's rows in file
+    order (the single process's file), and every rank gets the summary of
+    all (:mod:`ich.dist`; ``progress`` sees this rank's block). A rank that
+    fails alone ends every rank with its message. :func:`predict_files` is
+    not shared: each process predicts every path it is given.
     """
     if format not in _FORMATS:
         raise _invalid("format must be \"csv\" or \"rsna\", not %r" % (format,))

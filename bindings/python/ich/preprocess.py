@@ -72,6 +72,13 @@ def preprocess_folder(input_dir, output_dir, window, threads=0, overwrite=False,
     failed, skipped, threads)``. Raises ``IchIOError`` when `input_dir` is
     not a readable folder or `output_dir` cannot be written, and
     ``UnsupportedError`` for a recipe that does not make 1 or 3 channels.
+
+    Under ``mpirun -np N python3 script.py`` every rank calls it with the
+    same arguments: each converts its block of the sorted files, rank 0
+    alone writes ``recipe.txt``, and every rank gets the summary of all
+    (:mod:`ich.dist`; ``progress`` sees this rank's block, ``threads`` in
+    the summary is this rank's). A rank that fails alone ends every rank
+    with its message.
     """
     from . import _errors
     from .window import Window

@@ -77,8 +77,8 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     """Evaluate the checkpoint on the images of `image_dir` labelled by
     `labels_csv` and write the report folder `out_dir` (created).
 
-    batch_size: images per prediction batch. workers: image-loading threads
-    (0: the calling thread). threshold: the cascade preset's "any"
+    batch_size: images per prediction batch. workers: threads loading each
+    batch's images (0: the calling thread). threshold: the cascade preset's "any"
     threshold. bootstrap, seed: the AUC confidence interval's resamples
     (0: none) and seed. progress: None or ``progress(done, total)``; a true
     return value cancels (:class:`ich.CancelledError`); Ctrl-C stops the
@@ -88,7 +88,13 @@ def evaluate_report(checkpoint, labels_csv, image_dir, out_dir, batch_size=16, w
     and how many rows it covers and left out. Raises IchError (IchIOError or
     FormatError for a bad checkpoint or CSV, NotFoundError for a checkpoint
     without a recipe and no `window`, ShapeError when the label columns
-    differ from the model's outputs)."""
+    differ from the model's outputs).
+
+    Under ``mpirun -np N python3 script.py`` every rank calls it with the
+    same arguments: each predicts its block of whole batches of the table,
+    rank 0 alone computes the metrics and writes the report (the single
+    process's files); every rank gets the counts of all (:mod:`ich.dist`).
+    A rank that fails alone ends every rank with its message."""
     from .window import Window
     if isinstance(window, str):
         with Window.from_string(window) as parsed:
