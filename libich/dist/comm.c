@@ -425,6 +425,11 @@ ich_status ich_dist_describe(char *text, size_t size)
     return ich_comm_describe(text, size);
 }
 
+ich_status ich_dist_barrier(void)
+{
+    return ich_comm_barrier("ich_dist_barrier");
+}
+
 void ich_dist_mark_failed(void)
 {
     pthread_mutex_lock(&g.lock);
