@@ -102,14 +102,18 @@ def mpirun():
     return [path, "-np", "2", "--oversubscribe", "--bind-to", "none"]
 
 
-def test_two_ranks_under_mpirun():
-    program = "import json, ich\n" + textwrap.dedent(PROBE)
+def test_two_ranks_under_mpirun(tmp_path):
+    # each rank's answer in a file of its own (the ranks' stdout lines may mix)
+    program = ("import json, ich\n" + textwrap.dedent(PROBE).replace(
+        "print(json.dumps(out))",
+        "open(%r + '/rank%%d.json' %% ich.dist.rank(), 'w').write(json.dumps(out))"
+        % str(tmp_path)))
     env = clean_env(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     done = subprocess.run(mpirun() + [sys.executable, "-c", program], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    outs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert sorted(o["rank"][1] for o in outs) == [0, 1], done.stdout
+    outs = [json.loads((tmp_path / ("rank%d.json" % r)).read_text()) for r in (0, 1)]
+    assert [o["rank"][1] for o in outs] == [0, 1], outs
     for out in outs:
         assert out["size"] == ["ok", 2]
         assert out["describe"][1].startswith("mpi: rank %d of 2, " % out["rank"][1])
