@@ -102,6 +102,17 @@ def mpirun():
     return [path, "-np", "2", "--oversubscribe", "--bind-to", "none"]
 
 
+def test_forced_mpi_runs_one_rank_without_a_launcher():
+    """ICH_DIST=mpi starts MPI in a process no launcher started (Open MPI's
+    singleton): rank 0 of 1, the plugin loaded."""
+    if not os.path.exists(PLUGIN):
+        pytest.skip("libich built without libich-mpi.so (Debian: libopenmpi-dev)")
+    out = probe(ICH_DIST="mpi", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    assert out["describe"][0] == "ok", out
+    assert out["describe"][1].startswith("mpi: rank 0 of 1, ") and PLUGIN in out["describe"][1]
+    assert out["size"] == ["ok", 1] and out["mpi_mapped"]
+
+
 def test_two_ranks_under_mpirun(tmp_path):
     # each rank's answer in a file of its own (the ranks' stdout lines may mix)
     program = ("import json, ich\n" + textwrap.dedent(PROBE).replace(
