@@ -129,6 +129,19 @@ def test_two_ranks_train_the_weights_of_one_process(phantom, tmp_path, optimizer
         ["1/3", "2/3", "3/3"]
 
 
+def test_four_ranks_with_an_empty_share(phantom, tmp_path):
+    """4 ranks: batches of 7 split 2 + 2 + 2 + 1, the last batch of 3 as
+    1 + 1 + 1 + 0 (rank 3 has nothing and still joins the step)."""
+    sgd = ["--optimizer", "sgd", "--lr", "0.05", "--epochs", 2]
+    single = run(train_args(phantom, tmp_path / "single", *sgd))
+    assert single.returncode == 0, single.stderr
+    dist = run(mpirun(4) + train_args(phantom, tmp_path / "dist", *sgd))
+    assert dist.returncode == 0, dist.stdout + dist.stderr
+    assert_same_weights(tmp_path / "dist" / "last.safetensors",
+                        tmp_path / "single" / "last.safetensors")
+    assert_same_history(tmp_path / "dist" / "history.csv", tmp_path / "single" / "history.csv")
+
+
 def test_resume_with_another_number_of_ranks(phantom, tmp_path):
     """1 epoch on 2 ranks, then epochs 2-3 in one process, then epoch 4 on
     2 ranks again: the weights of an uninterrupted single-process run."""
