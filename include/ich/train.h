@@ -334,7 +334,10 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  state, or one of a staged run resumed joint or the reverse), and those
  *  of the model, optimizer and dataset calls; staged: ICH_ERR_INVALID_ARGUMENT
  *  also for staged = 1 on a model without stages, and for training data
- *  without any "any"-positive image for stage two. */
+ *  without any "any"-positive image for stage two; distributed runs
+ *  ("Distributed training" above): those of ich_dist_describe() when the
+ *  communicator cannot start, ICH_ERR_INTERNAL when the ranks' weights
+ *  differ, ICH_ERR_IO when MPI fails. */
 ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *train,
                              ich_dataset *val, const ich_train_options *options,
                              ich_history **history);
