@@ -14,6 +14,7 @@ scripts/deps.sh)."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -207,3 +208,34 @@ def test_killing_one_rank_ends_the_run(phantom, tmp_path):
     assert (tensors(out / "last.safetensors"))  # whole: every tensor within the file
     with open(out / "history.csv") as f:
         assert f.readline().startswith("epoch,")
+
+
+def test_a_hanging_rank_ends_the_run_after_the_timeout(phantom, tmp_path):
+    """Rank 1 stopped (SIGSTOP) mid-run: rank 0 waits ICH_DIST_TIMEOUT (3 s)
+    in the step's allreduce, then ends every rank with a message naming
+    itself and the step."""
+    out = tmp_path / "run"
+    command = mpirun(2) + train_args(phantom, out, "--epochs", 100000, "--quiet")
+    job = subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True,
+                           env=dict(env(), ICH_DIST_TIMEOUT="3"))
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "last.safetensors").exists() and time.monotonic() < deadline:
+            assert job.poll() is None, job.stdout.read()
+            time.sleep(0.2)
+        ranks = rank_pids(job.pid)
+        assert sorted(ranks) == [0, 1], ranks
+        os.kill(ranks[1], signal.SIGSTOP)
+        output, _ = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    # the step's allreduce, mostly; the validation sums or the checksums
+    # when rank 1 stopped at the end of an epoch
+    assert re.search(r"libich: rank 0 of 2 waited more than 3 s in (allreduce|allgather) "
+                     r"\((gradients of epoch \d+, batch \d+|validation sums|the weights' "
+                     r"checksums)\)", output), output
+    assert tensors(out / "last.safetensors")
