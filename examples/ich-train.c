@@ -18,6 +18,11 @@
  *
  *   ich-train splits/train.csv images/ --val splits/val.csv --model ichnet \
  *             --epochs 20 --balanced --out runs/ichnet
+ *
+ * Under an MPI launcher (mpirun -np N ich-train ..., srun) the N ranks
+ * train data-parallel (include/ich/dist.h, include/ich/train.h): each a
+ * share of every batch of --batch-size, the same weights on every rank;
+ * rank 0 alone prints and writes --out.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -103,6 +108,10 @@ static void usage(FILE *out)
             "                      head); STAGE=FILE loads into one cascade stage (any=,\n"
             "                      subtype=); repeatable\n"
             "  --quiet             no progress bar or summary lines\n"
+            "Under mpirun -np N (or srun) the N ranks train data-parallel: each a share\n"
+            "of every batch (--batch-size is the global batch), rank 0 alone prints and\n"
+            "writes --out; --threads then counts per rank (default: the cores the\n"
+            "launcher bound the rank to).\n"
             "  --help              this text\n");
 }
 
@@ -569,11 +578,35 @@ static void print_summary(const options *o, const run *r)
            o->out, o->out);
 }
 
+/* Under an MPI launcher: this rank's place (the other ranks print nothing);
+ * -1 when launched as several ranks but the communicator cannot start. */
+static int join_ranks(options *o)
+{
+    int32_t rank = ich_dist_rank();
+    if (rank < 0)
+        return fail("distributed run");
+    if (rank > 0)
+        o->quiet = 1;
+    return 0;
+}
+
+static int train_main(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    int rc = train_main(argc, argv);
+    if (rc != 0)
+        ich_dist_mark_failed(); /* end the other ranks rather than leave them waiting */
+    return rc;
+}
+
+static int train_main(int argc, char **argv)
 {
     options o;
     if (parse_options(argc, argv, &o))
         return 2;
+    if (join_ranks(&o))
+        return 1;
     if (o.threads)
         ich_set_threads(o.threads);
     /* read by the CUDA backend when it starts (include/ich/backend.h) */

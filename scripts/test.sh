@@ -161,6 +161,14 @@ except ich.IchError as e:
     sys.exit(0 if sys.argv[1] + "/libich-cuda.so could not start" in str(e) else 1)
 ' "$stage/prefix/lib"
 fi
+echo "== the installed libich finds the installed MPI plugin (ICH_DIST=mpi: one rank, no launcher)"
+ICH_DIST=mpi OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  ICH_LIBRARY="$stage/prefix/lib/libich.so.0" PYTHONPATH=bindings/python $py -c '
+import sys, ich
+text = ich.dist.describe()
+print("  dist:", text)
+sys.exit(0 if text.startswith("mpi: rank 0 of 1, ") and text.endswith(sys.argv[1] + "/libich-mpi.so") else 1)
+' "$stage/prefix/lib"
 echo "== packaging: a moved install prefix, pip install in a fresh venv, the README's examples, type stubs (mypy, stubtest)"
 scripts/test_packaging.sh build
 echo "== all tests passed"

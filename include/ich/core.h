@@ -148,8 +148,10 @@ ICH_API void ich_free(void *pointer);
 
 /* ---- Threads ----------------------------------------------------------- */
 
-/** Threads the compute kernels use (0: one per CPU, the default): the CPU
- *  backend's layers (oneDNN, OpenBLAS) and the optimizers' element loops.
+/** Threads the compute kernels use (0: one per CPU the process may run
+ *  on, its affinity mask: the default; under mpirun the cores a rank is
+ *  bound to): the CPU backend's layers (oneDNN, OpenBLAS) and the
+ *  optimizers' element loops.
  *  Applies to every model in the process. Steps with a `threads` option of
  *  their own (phantom, select, augment, dataset workers) are not changed. */
 ICH_API void ich_set_threads(int32_t threads);

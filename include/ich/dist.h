@@ -77,6 +77,24 @@ ICH_API int32_t ich_dist_size(void);
  *  libich's plugin), ICH_ERR_SHAPE (`text` too small). */
 ICH_API ich_status ich_dist_describe(char *text, size_t size);
 
+/** Wait until every rank has called it (MPI_Barrier, under the
+ *  ICH_DIST_TIMEOUT watchdog): e.g. rank 0 prepares files the others then
+ *  read. Every rank must call it. Starts the communicator if needed;
+ *  returns at once in a single process. Errors: those of
+ *  ich_dist_describe() when the communicator cannot start, ICH_ERR_IO
+ *  when MPI fails. */
+ICH_API ich_status ich_dist_barrier(void);
+
+/** This rank failed and is about to end (exit with an error): at its exit,
+ *  every rank of the run is ended (MPI_Abort, with Open MPI's message)
+ *  instead of this one waiting in MPI_Finalize for ranks that may wait for
+ *  it in a collective operation. ich_train() calls it itself when it fails;
+ *  programs call it before exiting with an error after the communicator
+ *  started (ich-train does; Python's ich.dist does on an uncaught
+ *  exception). Nothing in a single process or before the communicator
+ *  started (MPI is not started by this call). */
+ICH_API void ich_dist_mark_failed(void);
+
 #ifdef __cplusplus
 }
 #endif

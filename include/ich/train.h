@@ -89,6 +89,58 @@
  * options.staged = 0 trains a cascade as before: both branches in every
  * step, the subtype terms masked by the "any" label (cascade_mask).
  *
+ * Distributed training (<ich/dist.h>): in a process an MPI launcher
+ * started as one of N ranks (mpirun -np N, srun), ich_train() trains
+ * data-parallel. Every rank calls it with the same arguments: the same
+ * model (spec and seed), optimizer, datasets over the same images and
+ * labels (same batch size, seed and augmentation), and options.
+ *   - Each epoch's order is the one a single process uses (shuffled by
+ *     (seed, epoch)); the training dataset's batch_size is the global
+ *     batch, and each batch of n samples is split over the ranks: rank r
+ *     takes the samples [ceil(r n / N), ceil((r + 1) n / N)).
+ *   - After each rank's backward pass, one allreduce sums the ranks'
+ *     gradients, each scaled by its share (n_r / n), so that every rank
+ *     steps with the gradient of the mean loss over the whole global batch,
+ *     as one process does (a short last batch, an uneven split or images
+ *     that failed to load count exactly); clipping and the optimizer step
+ *     then run alike on every rank. The allreduce runs once, after the
+ *     backward pass, not in buckets overlapped with it.
+ *   - The weights start as rank 0's (a fresh run; a resumed one from the
+ *     checkpoint every rank read, compared), and every epoch ends with a
+ *     checksum of each rank's weights and buffers compared with rank 0's:
+ *     a difference fails the run (ICH_ERR_INTERNAL, naming the ranks).
+ *   - Validation: each rank evaluates its share of every batch; the loss
+ *     and accuracy sums are summed over the ranks, so the history, the
+ *     schedule and early stopping see the union, identically on every
+ *     rank.
+ *   - Rank 0 alone writes checkpoint_dir (checkpoints, written atomically
+ *     as always, and history.csv) and calls the progress callback (the
+ *     validation pass reports once, at its end, with the union's
+ *     figures). Every rank returns the same history.
+ *   - Resuming: every rank reads the resume file (put it where every
+ *     machine sees it); the number of ranks may differ from the run that
+ *     wrote it.
+ *   - Batch norm: each rank normalises with its own share's batch
+ *     statistics (PyTorch DistributedDataParallel's default, not
+ *     SyncBatchNorm), and after each step every rank takes rank 0's
+ *     running statistics (DDP's broadcast_buffers). With batch norm the
+ *     weights are therefore DDP's, not those of one process with the same
+ *     global batch; without it they are one process's up to rounding.
+ *   - Randomness: augmentation is drawn per image from (seed, epoch, row),
+ *     the same on any number of ranks; dropout and stochastic depth draw
+ *     their masks by a sample's place in the rank's share, so their masks
+ *     differ from those one process draws for the same images (equally
+ *     random, not the same).
+ *   - Failures: a rank whose ich_train() fails returns the error and, at
+ *     its exit, ends every rank (ich_dist_mark_failed()); stopping it from
+ *     the progress callback (rank 0) does the same. A rank that dies is
+ *     noticed by the launcher, which ends the others; one that hangs ends
+ *     them after ICH_DIST_TIMEOUT seconds (default 300). The finished
+ *     checkpoints stay whole.
+ * A process launched as several ranks whose communicator cannot start
+ * fails ich_train() with the reason (<ich/dist.h>). ich_evaluate() is not
+ * distributed: each rank evaluates the whole dataset.
+ *
  * Threads: ich_train() runs on the calling thread (the kernels use
  * ich_set_threads() threads, the datasets their workers); the model,
  * optimizer and datasets must not be used elsewhere meanwhile. A history is
@@ -282,7 +334,10 @@ ICH_API void ich_train_options_init(ich_train_options *options);
  *  state, or one of a staged run resumed joint or the reverse), and those
  *  of the model, optimizer and dataset calls; staged: ICH_ERR_INVALID_ARGUMENT
  *  also for staged = 1 on a model without stages, and for training data
- *  without any "any"-positive image for stage two. */
+ *  without any "any"-positive image for stage two; distributed runs
+ *  ("Distributed training" above): those of ich_dist_describe() when the
+ *  communicator cannot start, ICH_ERR_INTERNAL when the ranks' weights
+ *  differ, ICH_ERR_IO when MPI fails. */
 ICH_API ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *train,
                              ich_dataset *val, const ich_train_options *options,
                              ich_history **history);

@@ -1,5 +1,6 @@
 /* A small work queue: an atomic counter hands out item indexes in order. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -10,6 +11,12 @@
 
 int ich_cpu_count(void)
 {
+    /* The CPUs this process may run on: an MPI launcher binds each rank to
+     * its cores (as taskset and container limits do), and a thread per
+     * CPU of the machine in every rank would crowd them. */
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

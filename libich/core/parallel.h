@@ -6,7 +6,8 @@
 
 #include "ich/core.h"
 
-/* Number of online CPUs (at least 1). */
+/* Number of CPUs this process may run on (its affinity mask: an MPI
+ * launcher's binding, taskset; else the online CPUs; at least 1). */
 int ich_cpu_count(void);
 
 /* threads <= 0 means ich_cpu_count(); never more threads than items. */

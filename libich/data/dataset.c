@@ -479,13 +479,26 @@ static void load_batch(const ich_dataset *ds, int64_t *rows, int32_t count, int6
     *loaded = k;
 }
 
-/* Samples of batch `b` of the current epoch: their indices into rows[]. */
+void ich_dataset_shard_range(int32_t n, int32_t rank, int32_t count, int32_t *first,
+                             int32_t *end)
+{
+    /* ceil: the first ranks take the remainder, so rank 0 (whose running
+     * statistics the others adopt) is empty only when every rank is */
+    *first = (int32_t)(((int64_t)rank * n + count - 1) / count);
+    *end = (int32_t)(((int64_t)(rank + 1) * n + count - 1) / count);
+}
+
+/* Samples of batch `b` of the current epoch (this rank's share of it):
+ * their indices into rows[]. */
 static int32_t batch_rows(const ich_dataset *ds, int64_t b, int64_t *rows)
 {
     int64_t first = b * ds->batch_size;
     int64_t count = ds->drawn - first < ds->batch_size ? ds->drawn - first : ds->batch_size;
-    memcpy(rows, ds->order + first, (size_t)count * sizeof *rows);
-    return (int32_t)count;
+    int32_t lo = 0, hi = (int32_t)count;
+    if (ds->shard_count > 1)
+        ich_dataset_shard_range((int32_t)count, ds->shard_rank, ds->shard_count, &lo, &hi);
+    memcpy(rows, ds->order + first + lo, (size_t)(hi - lo) * sizeof *rows);
+    return hi - lo;
 }
 
 static int can_assign(const ich_dataset *ds)
@@ -830,6 +843,20 @@ ich_status ich_dataset_start_epoch(ich_dataset *ds, int64_t epoch)
     return ICH_OK;
 }
 
+/* Abandon the current epoch (the lock held): batches being loaded are
+ * dropped by their workers (generation), ready ones here; the next batch
+ * asked for starts epoch 0 unless an epoch is started first. */
+static void abandon_epoch(ich_dataset *ds)
+{
+    ds->generation++;
+    atomic_store(&ds->live_generation, ds->generation);
+    ds->started = 0;
+    ds->consumed = ds->assigned = 0;
+    for (int32_t i = 0; i < ds->slot_count; i++)
+        if (ds->slots[i].state == SLOT_READY)
+            ds->slots[i].state = SLOT_FREE;
+}
+
 ich_status ich_dataset_set_positive_only(ich_dataset *ds, const char *column)
 {
     if (!ds)
@@ -862,17 +889,7 @@ ich_status ich_dataset_set_positive_only(ich_dataset *ds, const char *column)
                 rows[count++] = r;
     }
     pthread_mutex_lock(&ds->lock);
-    /* Abandon the current epoch, as ich_dataset_start_epoch() does: batches
-     * being loaded are dropped by their workers (generation), ready ones
-     * here; the next batch asked for starts epoch 0 unless an epoch is
-     * started first. */
-    ds->generation++;
-    atomic_store(&ds->live_generation, ds->generation);
-    ds->started = 0;
-    ds->consumed = ds->assigned = 0;
-    for (int32_t i = 0; i < ds->slot_count; i++)
-        if (ds->slots[i].state == SLOT_READY)
-            ds->slots[i].state = SLOT_FREE;
+    abandon_epoch(ds);
     free(ds->drawn_rows);
     free(ds->positive_column);
     ds->drawn_rows = rows;
@@ -883,9 +900,29 @@ ich_status ich_dataset_set_positive_only(ich_dataset *ds, const char *column)
     return ICH_OK;
 }
 
+ich_status ich_dataset_set_shard(ich_dataset *ds, int32_t rank, int32_t count)
+{
+    if (!ds || count < 1 || rank < 0 || rank >= count)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT, "dataset shard: rank %d of %d%s", rank, count,
+                        ds ? "" : " of a NULL dataset");
+    pthread_mutex_lock(&ds->lock);
+    abandon_epoch(ds);
+    ds->shard_rank = rank;
+    ds->shard_count = count;
+    pthread_mutex_unlock(&ds->lock);
+    return ICH_OK;
+}
+
 const char *ich_dataset_positive_only(const ich_dataset *ds)
 {
     return ds ? ds->positive_column : NULL;
+}
+
+/* Whether one more batch is wanted: the next non-empty one, or with a
+ * shard the next one whatever its count (`taken`: one was taken). */
+static int wants_batch(const ich_dataset *ds, int32_t count, int taken)
+{
+    return ds->consumed < ds->batches && (ds->shard_count > 1 ? !taken : count == 0);
 }
 
 /* Without workers: load the next non-empty batch on this thread. */
@@ -893,7 +930,7 @@ static void next_batch_here(ich_dataset *ds, float *images, float *labels, int32
                             int64_t *rows)
 {
     *count = 0;
-    while (*count == 0 && ds->consumed < ds->batches) {
+    for (int taken = 0; wants_batch(ds, *count, taken); taken = 1) {
         int32_t n = batch_rows(ds, ds->consumed, rows);
         load_batch(ds, rows, n, ds->epoch, ds->generation, images, labels, count);
         ds->consumed++;
@@ -906,7 +943,7 @@ static void next_batch_pooled(ich_dataset *ds, float *images, float *labels, int
 {
     *count = 0;
     pthread_mutex_lock(&ds->lock);
-    while (*count == 0 && ds->consumed < ds->batches) {
+    for (int taken = 0; wants_batch(ds, *count, taken); taken = 1) {
         const int64_t b = ds->consumed;
         dataset_slot *slot = &ds->slots[b % ds->slot_count];
         while (!(slot->state == SLOT_READY && slot->batch == b &&

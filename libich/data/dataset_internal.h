@@ -69,7 +69,28 @@ struct ich_dataset {
     int64_t *order;
     dataset_slot *slots;
     int32_t slot_count;
+    /* ich_dataset_set_shard(): this rank's part of every batch (0 of 1:
+     * the whole batch). */
+    int32_t shard_rank, shard_count;
 };
+
+/* Shard the batches for data-parallel training over `count` ranks: every
+ * epoch's batches stay those of the whole dataset (the same order, the same
+ * global batches), and this rank's copy of batch b holds only its share,
+ * the samples [ceil(rank * n / count), ceil((rank + 1) * n / count)) of
+ * the batch's n, so the ranks together see every sample once. A share that
+ * is empty (n < count) or whose samples all failed to load is returned as
+ * a batch of count 0 instead of being skipped: each rank takes exactly
+ * ich_dataset_batches() batches per epoch, in step with the others, and
+ * must count them (a count of 0 no longer means the epoch is over). rank 0
+ * of count 1 undoes it. Abandons the current epoch, as
+ * ich_dataset_set_positive_only() does. Errors: ICH_ERR_INVALID_ARGUMENT. */
+ich_status ich_dataset_set_shard(ich_dataset *ds, int32_t rank, int32_t count);
+
+/* The share [*first, *end) of a batch of n samples for rank `rank` of
+ * `count` (the rule above). */
+void ich_dataset_shard_range(int32_t n, int32_t rank, int32_t count, int32_t *first,
+                             int32_t *end);
 
 /* Load sample `index` into `image` (sample_floats floats): each slice of
  * its stack through the recipe (DICOM) or the PNG path, then the

@@ -434,3 +434,17 @@ ich_status ich_dist_describe(char *text, size_t size)
 {
     return ich_comm_describe(text, size);
 }
+
+ich_status ich_dist_barrier(void)
+{
+    return ich_comm_barrier("ich_dist_barrier");
+}
+
+void ich_dist_mark_failed(void)
+{
+    pthread_mutex_lock(&g.lock);
+    const ich_dist_ops *ops = g.started ? g.ops : NULL;
+    pthread_mutex_unlock(&g.lock);
+    if (ops)
+        ops->mark_failed();
+}

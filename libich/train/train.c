@@ -13,9 +13,12 @@
 #include "core/decision.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "data/dataset_internal.h"
+#include "dist/comm.h"
 #include "nn/label_match.h"
 #include "nn/safetensors.h"
 #include "nn/model_internal.h"
+#include "train/dist_train.h"
 #include "train/train_internal.h"
 
 static double seconds_now(void)
@@ -58,6 +61,7 @@ typedef struct loss_setup {
     float *part_logits, *part_labels, *part_grad; /* a stage's columns */
     int32_t capacity;        /* samples the buffers hold */
     size_t sample_floats;
+    ich_train_dist *dist;    /* ich_train() over several ranks; NULL: one process */
 } loss_setup;
 
 /* A dataset's label columns in the model's output order: row[c] of a batch
@@ -78,14 +82,6 @@ static void apply_map(const label_map *m, float *labels, int32_t n, int32_t outp
         memcpy(y, row, (size_t)outputs * sizeof *y);
     }
 }
-
-/* Running sums of a pass. */
-typedef struct pass_sums {
-    double loss;     /* sum of batch mean loss x samples */
-    int64_t samples;
-    int64_t correct; /* elements predicted right */
-    int64_t elements;
-} pass_sums;
 
 static double sums_loss(const pass_sums *s)
 {
@@ -306,19 +302,36 @@ static ich_status report(const pass_report *r, int phase, int64_t batch, int64_t
     return ICH_OK;
 }
 
-/* One optimisation step on the batch in s->images / s->labels. */
+static void sums_add(pass_sums *to, const pass_sums *from)
+{
+    to->loss += from->loss;
+    to->samples += from->samples;
+    to->correct += from->correct;
+    to->elements += from->elements;
+}
+
+/* One optimisation step on the batch in s->images / s->labels (over
+ * several ranks: this rank's share of the global batch, n may be 0; the
+ * step's gradients are the global batch's: train/dist_train.h). */
 static ich_status train_step(loss_setup *s, ich_optimizer *optimizer, int32_t n, double clip,
-                             pass_sums *sums)
+                             const char *what, pass_sums *sums)
 {
     size_t outs = (size_t)n * s->outputs;
+    pass_sums step = {0};
+    int64_t global = n;
     ich_status st = ich_model_zero_grad(s->model);
-    if (!st)
+    if (!st && n > 0)
         st = ich_model_forward(s->model, s->images, n, s->logits, outs);
-    if (!st)
-        st = batch_loss(s, n, s->grad, sums);
-    if (!st)
+    if (!st && n > 0)
+        st = batch_loss(s, n, s->grad, &step);
+    if (!st && n > 0)
         st = ich_model_backward(s->model, s->grad, outs);
-    if (!st && clip > 0)
+    if (!st && s->dist)
+        st = ich_train_dist_reduce_step(s->dist, s->model, n, &step, &global, what);
+    sums_add(sums, &step);
+    if (st || global == 0)
+        return st; /* every sample of the global batch failed to load: no step */
+    if (clip > 0)
         st = ich_clip_grad_norm(s->model, clip, NULL);
     if (!st)
         st = ich_optimizer_step(optimizer);
@@ -339,24 +352,34 @@ static ich_status run_pass(loss_setup *s, ich_dataset *ds, const label_map *lm, 
     int64_t batches = ich_dataset_batches(ds), batch = 0;
     size_t image_count = (size_t)ich_dataset_batch_size(ds) * s->sample_floats;
     size_t label_count = (size_t)ich_dataset_batch_size(ds) * s->outputs;
-    while (!st) {
+    /* Over several ranks the datasets are sharded: each rank takes every
+     * batch, an empty share too, so that the ranks stay in step. */
+    const int sharded = s->dist != NULL;
+    char what[96];
+    while (!st && (!sharded || batch < batches)) {
         int32_t n = 0;
         st = ich_dataset_next_batch(ds, s->images, image_count, s->labels, label_count, &n, NULL);
-        if (st || n == 0)
+        if (st || (n == 0 && !sharded))
             break;
         apply_map(lm, s->labels, n, s->outputs);
         batch++;
         if (training) {
-            st = train_step(s, optimizer, n, clip, sums);
-        } else {
+            snprintf(what, sizeof what, "gradients of epoch %lld, batch %lld",
+                     (long long)epoch + 1, (long long)batch);
+            st = train_step(s, optimizer, n, clip, what, sums);
+        } else if (n > 0) {
             st = ich_model_forward(s->model, s->images, n, s->logits, (size_t)n * s->outputs);
             if (!st)
                 st = batch_loss(s, n, NULL, sums);
         }
-        if (!st)
+        if (!st && (training || !sharded))
             st = report(r, training ? ICH_TRAIN_PHASE_TRAIN : ICH_TRAIN_PHASE_VALIDATE, batch,
                         batches, sums, NULL);
     }
+    if (!st && sharded && !training)
+        st = ich_train_dist_reduce_sums(s->dist, sums, "validation sums");
+    if (!st && sharded && !training)
+        st = report(r, ICH_TRAIN_PHASE_VALIDATE, batch, batches, sums, NULL);
     if (!st && sums->samples == 0)
         st = ich_fail(ICH_ERR_INVALID_ARGUMENT, "ich_train: epoch %lld gave no samples "
                       "(every image failed to load?)", (long long)epoch);
@@ -532,6 +555,8 @@ typedef struct trainer {
     int finished;                /* the last stage is over */
     int entering;                /* the next epoch begins a stage */
     int32_t next_stage, next_start; /* the next epoch's, for "ich.stage" */
+    ich_train_dist dist;         /* the ranks of a distributed run (1: one process) */
+    int sharded;                 /* the datasets are sharded over the ranks */
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -549,6 +574,7 @@ static void trainer_free(trainer *t)
     free(t->best_path);
     free(t->last_path);
     free(t->csv_path);
+    ich_train_dist_free(&t->dist);
 }
 
 static ich_status check_options(const ich_train_options *o)
@@ -618,8 +644,8 @@ static ich_status init_schedule(trainer *t)
 static ich_status init_paths(trainer *t)
 {
     const char *dir = t->o.checkpoint_dir;
-    if (!dir)
-        return ICH_OK;
+    if (!dir || t->dist.rank != 0)
+        return ICH_OK; /* rank 0 alone writes checkpoints and the history */
     ich_status st = ich_make_dirs(dir);
     if (st)
         return st;
@@ -968,6 +994,9 @@ static ich_status restore_best_from_file(trainer *t)
     }
     free(candidates[0]);
     free(candidates[1]);
+    /* rank 0's file (the other ranks may not see its folder) */
+    if (!st)
+        st = ich_train_dist_sync_model(&t->dist, t->model);
     return st;
 }
 
@@ -1091,7 +1120,11 @@ static ich_status run_epoch(trainer *t, int32_t epoch, int *stop)
         row.val_accuracy = sums_accuracy(&val);
     }
     row.seconds = seconds_now() - start;
-    st = t->staged ? finish_stage_epoch(t, &row, stop) : finish_epoch(t, &row, stop);
+    char when[64];
+    snprintf(when, sizeof when, "the end of epoch %d", epoch + 1);
+    st = ich_train_dist_check_model(&t->dist, t->model, when);
+    if (!st)
+        st = t->staged ? finish_stage_epoch(t, &row, stop) : finish_epoch(t, &row, stop);
     if (!st)
         st = report(&r, ICH_TRAIN_PHASE_EPOCH, 0, 0, &train, &row);
     return st;
@@ -1154,6 +1187,34 @@ static ich_status resume_labels(trainer *t)
     return st;
 }
 
+/* A distributed run (include/ich/train.h, "Distributed training"): the
+ * datasets sharded over the ranks, progress from rank 0 only. */
+static ich_status dist_setup(trainer *t)
+{
+    ich_status st = ich_train_dist_begin(&t->dist);
+    if (st || t->dist.ranks <= 1)
+        return st;
+    t->sharded = 1;
+    t->loss.dist = &t->dist;
+    if (t->dist.rank != 0)
+        t->o.progress = NULL;
+    st = ich_dataset_set_shard(t->train, t->dist.rank, t->dist.ranks);
+    if (!st && t->val)
+        st = ich_dataset_set_shard(t->val, t->dist.rank, t->dist.ranks);
+    ich_log(ICH_LOG_INFO, "ich_train: rank %d of %d, a share of each batch of %d",
+            t->dist.rank, t->dist.ranks, ich_dataset_batch_size(t->train));
+    return st;
+}
+
+/* Every rank starts from the same weights: a fresh run from rank 0's (as
+ * DDP does); a resumed one from the checkpoint each rank read, checked. */
+static ich_status dist_start_weights(trainer *t)
+{
+    if (t->o.resume)
+        return ich_train_dist_check_model(&t->dist, t->model, "the start (after resuming)");
+    return ich_train_dist_sync_model(&t->dist, t->model);
+}
+
 static ich_status train_setup(trainer *t)
 {
     ich_status st = check_options(&t->o);
@@ -1171,6 +1232,8 @@ static ich_status train_setup(trainer *t)
         st = setup_init(&t->loss, t->model, t->train, &t->train_map,
                         batch_capacity(t->train, t->val),
                         t->pos_weight, t->o.cascade_mask);
+    if (!st)
+        st = dist_setup(t);
     if (!st)
         st = ich_history_new(&t->history);
     if (!st)
@@ -1207,6 +1270,8 @@ static ich_status train_setup(trainer *t)
             stage_best_from_history(t);
         st = enter_stage(t, fresh);
     }
+    if (!st)
+        st = dist_start_weights(t);
     return st;
 }
 
@@ -1268,6 +1333,13 @@ ich_status ich_train(ich_model *model, ich_optimizer *optimizer, ich_dataset *tr
             st = undo;
     }
     ich_model_set_training(model, 0);
+    if (t.sharded) {
+        ich_dataset_set_shard(train, 0, 1);
+        if (val)
+            ich_dataset_set_shard(val, 0, 1);
+    }
+    if (st && t.dist.ranks > 1)
+        ich_comm_mark_failed(); /* the others may wait for this rank: end them at exit */
     if (!st && history) {
         *history = t.history;
         t.history = NULL;

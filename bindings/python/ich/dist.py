@@ -19,18 +19,26 @@ plugin, another MPI than the launcher's) raises here and in :func:`ich.train`
 rather than running alone. ``ICH_DIST=off`` makes every process a single
 one; ``ICH_DIST_TIMEOUT`` (seconds, default 300) bounds how long a rank
 waits for the others before every rank ends with a message.
+
+An exception that ends a rank's script ends every rank (importing ``ich``
+wraps ``sys.excepthook`` to call :func:`mark_failed`): the others may be
+waiting for it in a collective operation. A script that replaces
+``sys.excepthook`` should call :func:`mark_failed` itself.
 """
 
 import ctypes
+import sys
 
 from ._errors import check
 from ._lib import c_status, lib, _declare
 
-__all__ = ["rank", "size", "describe"]
+__all__ = ["rank", "size", "describe", "barrier", "mark_failed"]
 
 _declare("ich_dist_rank", ctypes.c_int32)
 _declare("ich_dist_size", ctypes.c_int32)
 _declare("ich_dist_describe", c_status, ctypes.c_char_p, ctypes.c_size_t)
+_declare("ich_dist_barrier", c_status)
+_declare("ich_dist_mark_failed", None)
 
 
 def describe():
@@ -59,3 +67,32 @@ def size():
     """The number of ranks (1 for a single process). Raises as
     :func:`describe` when the communicator cannot start."""
     return _checked(lib.ich_dist_size())
+
+
+def barrier():
+    """Wait until every rank has called it (e.g. rank 0 writes files the
+    others then read). Every rank must call it; at once in a single
+    process. Raises as :func:`describe` when the communicator cannot
+    start."""
+    check(lib.ich_dist_barrier())
+
+
+def mark_failed():
+    """This rank failed and is about to end: at its exit every rank of the
+    run ends (MPI_Abort) instead of this one waiting for them in
+    MPI_Finalize. Nothing in a single process or before the communicator
+    started. :func:`ich.train` does it itself when it fails."""
+    lib.ich_dist_mark_failed()
+
+
+def _install_excepthook():
+    previous = sys.excepthook
+
+    def end_every_rank(kind, value, traceback):
+        mark_failed()
+        previous(kind, value, traceback)
+
+    sys.excepthook = end_every_rank
+
+
+_install_excepthook()
