@@ -25,6 +25,7 @@
  * With ICH_BACKEND=cuda and the plugin of tests/cuda_emu (NCCL emulated
  * through MPI) or the real plugin on a GPU; ICH_BACKEND=cpu sums on the
  * host. Exit 0 when every check held; otherwise a line per failed check.
+ * TEST_EXPECT_LOG=PHRASE: fail unless libich's log said PHRASE.
  * Driven by tests/dist/CMakeLists.txt and scripts/gpu_check.sh. */
 #include <math.h>
 #include <stdio.h>
@@ -285,13 +286,18 @@ static void direct(void)
                backend->describe(), (long long)n);
 }
 
-/* libich's log on stdout (ctest matches the set-up's warnings). Not
- * ich_comm_rank(): the communicator logs while it starts, holding its
- * lock. */
+/* TEST_EXPECT_LOG: a phrase libich's log must say on every rank (the
+ * set-up's warnings), and whether it did. */
+static const char *g_expect_log;
+static int g_seen_log;
+
+/* libich's log on stdout. Not ich_comm_rank() here: the communicator logs
+ * while it starts, holding its lock. */
 static void print_log(ich_log_level level, const char *message, void *user)
 {
     (void)level;
     (void)user;
+    g_seen_log |= g_expect_log && strstr(message, g_expect_log);
     printf("libich: %s\n", message);
     fflush(stdout);
 }
@@ -300,6 +306,7 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "gradients";
     ich_set_log_callback(print_log, NULL, ICH_LOG_INFO);
+    g_expect_log = getenv("TEST_EXPECT_LOG");
     if (!strcmp(mode, "single")) {
         single();
     } else if (!strcmp(mode, "gradients")) {
@@ -317,5 +324,7 @@ int main(int argc, char **argv)
                         "no-nccl-on-1|mismatch|direct]\n");
         return 2;
     }
+    if (g_expect_log)
+        CHECK(g_seen_log, "libich's log never said \"%s\"", g_expect_log);
     return failures ? 1 : 0;
 }
