@@ -90,8 +90,8 @@ static ich_status set_up(const ich_backend *backend, int *available)
                 "collectives: gradients are summed through the host", backend->name, rank,
                 ranks);
     else
-        ich_log(ICH_LOG_INFO, "%s: gradients are summed on the device (%d ranks)",
-                backend->name, ranks);
+        ich_log(ICH_LOG_INFO, "%s: gradients are summed on the device, by %d rank%s",
+                backend->name, ranks, ranks == 1 ? "" : "s");
     return ICH_OK;
 }
 
