@@ -9,7 +9,13 @@
 # 2. tests/gpu: every layer kind, training steps of the presets and
 #    checkpoints on the GPU against the CPU backend (1e-4, FP32), then the
 #    mixed-precision tests (ICH_CUDA_MATH=bf16);
-# 3. bench/run_cuda.sh: training and inference images/s beside PyTorch on
+# 3. NCCL: the plugin's collectives (tests/dist/test_collective from the
+#    kit): one rank (libnccl.so.2 loaded, a communicator of one, a sum of a
+#    device buffer on the plugin's stream); with 2 GPUs and mpiexec, 2
+#    ranks: the device sum and a model's gradients summed with NCCL
+#    against the sums computed on each rank (NCCL needs a GPU per rank:
+#    with one GPU the 2-rank part is skipped, saying so);
+# 4. bench/run_cuda.sh: training and inference images/s beside PyTorch on
 #    the same GPU, with PyTorch's default math (TF32 convolutions) against
 #    libich in FP32 and in TF32, then both in FP32, then both in bfloat16
 #    mixed precision, then both timing cuDNN's algorithms (cudnn.benchmark).
@@ -42,7 +48,7 @@ tar -xJf "$kit/deps.tar.xz" -C "$deps"
 extra=$("$python" - <<'EOF' 2>/dev/null
 import importlib, os
 dirs = []
-for name in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cu13", "nvidia.cuda_runtime"):
+for name in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cu13", "nvidia.cuda_runtime", "nvidia.nccl"):
     try:
         module = importlib.import_module(name)
     except ImportError:
@@ -79,6 +85,31 @@ step "tests/gpu: every layer, training steps and checkpoints against the CPU bac
 "$python" -m pytest -q -rs -p no:cacheprovider tests/gpu || failed=1
 step "tests/gpu with bfloat16 mixed precision"
 ICH_CUDA_MATH=bf16 "$python" -m pytest -q -p no:cacheprovider tests/gpu || failed=1
+
+step "NCCL: the plugin's collectives on the GPU"
+collective=$kit/tests/test_collective
+if [[ ! -x $collective ]]; then
+  echo "(the kit has no tests/test_collective: scripts/gpu_kit.sh after a full build)"; failed=1
+else
+  # One rank: no launcher, a communicator of one.
+  ICH_BACKEND=cuda ICH_PLUGIN_PATH=$kit/libich "$collective" direct || failed=1
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  launcher=$(command -v mpiexec || command -v mpirun || true)
+  if ((gpus < 2)); then
+    echo "(2 ranks skipped: $gpus GPU here, NCCL needs one per rank)"
+  elif [[ -z $launcher || ! -f $kit/libich/libich-mpi.so ]]; then
+    echo "(2 ranks skipped: no mpiexec here or no libich-mpi.so in the kit)"
+  else
+    for args in "direct" "gradients expect-device"; do
+      # shellcheck disable=SC2086
+      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ICH_BACKEND=cuda \
+        ICH_PLUGIN_PATH=$kit/libich ICH_DIST_TIMEOUT=120 \
+        "$launcher" -np 2 -x LD_LIBRARY_PATH -x ICH_BACKEND -x ICH_PLUGIN_PATH \
+        -x ICH_DIST_TIMEOUT -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM \
+        "$collective" $args || failed=1
+    done
+  fi
+fi
 
 step "benchmark beside PyTorch on the same GPU"
 only=()

@@ -6,8 +6,9 @@
 #   scripts/gpu_kit.sh [--emulated] [BUILD_DIR [KIT_DIR]]
 #
 # KIT_DIR (default gpu-kit, ignored by git) receives libich/libich.so.0
-# (and the libich.so link), libich/libich-cuda.so, examples/ich-train, and
-# deps.tar.xz: the
+# (and the libich.so link), libich/libich-cuda.so, examples/ich-train,
+# tests/test_collective with libich/libich-mpi.so (the NCCL check; when
+# built), and deps.tar.xz: the
 # shared libraries libich needs beyond glibc and libstdc++ (GDCM, oneDNN,
 # OpenBLAS, libdeflate, ...; about 16 MB). Copy the repository with the kit
 # to the GPU machine and run there:
@@ -36,6 +37,13 @@ cp "$build/libich/libich.so.0" "$plugin" "$kit/libich/"
 # for tests/gpu's run of the program (ICH_BUILD_DIR=KIT_DIR)
 cp "$build/examples/ich-train" "$kit/examples/"
 ln -s libich.so.0 "$kit/libich/libich.so"
+# for gpu_check.sh's NCCL step: the collectives' white-box test (libich's
+# objects linked in, the same libraries as libich.so.0) and the MPI plugin
+if [[ -f $build/tests/dist/test_collective ]]; then
+  mkdir -p "$kit/tests"
+  cp "$build/tests/dist/test_collective" "$kit/tests/"
+  [[ -f $build/libich/libich-mpi.so ]] && cp "$build/libich/libich-mpi.so" "$kit/libich/"
+fi
 # Everything libich.so.0 loads except the C library family and libstdc++
 # / libgcc (the GPU machine's own are newer, and mixing them breaks).
 ldd "$build/libich/libich.so.0" | awk '$3 ~ /^\// {print $3}' |

@@ -45,7 +45,7 @@ static void serial(int64_t count, void (*fn)(void *, int64_t, int64_t), void *co
 /* A host table as a libich built from some header would fill it. */
 static ich_plugin_host host_of(uint32_t version, uint32_t size)
 {
-    ich_plugin_host host = {version, size, record_fail, quiet_log, serial};
+    ich_plugin_host host = {version, size, record_fail, quiet_log, serial, NULL};
     g_message[0] = '\0';
     g_fails = 0;
     return host;

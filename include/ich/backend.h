@@ -25,7 +25,11 @@
  * the plugin nor cuBLAS/cuDNN is loaded (about 150 MiB of memory saved),
  * and the plugin is then not looked for on the system's library path.
  * The CUDA backend also reads, when it starts, ICH_CUDA_DEVICE (device
- * number, default 0), ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default
+ * number; default 0, and in a distributed run (ich/dist.h) the process's
+ * local rank on its machine modulo the devices: one GPU per rank, as NCCL
+ * needs), ICH_NCCL (0: a distributed run sums gradients through the host
+ * instead of with NCCL, which is loaded at run time, libnccl.so.2, and
+ * used when every rank can), ICH_CUDA_WORKSPACE_MB (cuDNN workspace limit, default
  * 1024) and ICH_CUDA_MATH, the arithmetic of convolutions and matrix
  * products (ich_backend_describe names it):
  *   fp32  full single precision, as the CPU (the default)

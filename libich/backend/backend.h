@@ -42,4 +42,27 @@ const ich_backend *ich_backend_current(void);
  * *path receives the file that was loaded (or the last one tried). */
 ich_status ich_backend_plugin_load(const char *name, const ich_backend **out, const char **path);
 
+/* ---- collectives on backend memory (backend/collective.c) --------------- */
+
+/* Whether `backend` sums buffers in its own memory over the ranks of the
+ * distributed run (dist/comm.h) with its own collectives (NCCL on CUDA:
+ * ich_backend.collective_*), setting them up on the first call for this
+ * backend: rank 0 makes the communicator's id, ich_comm_broadcast gives it
+ * to every rank, every rank joins, and the ranks agree (an allreduce), so
+ * that either all of them use the backend's sums or none does. A
+ * collective: every rank calls it at the same point. *available is 0 when
+ * the backend has no collectives or a rank could not start them (logged
+ * with the reason, ICH_LOG_WARNING): sum on the host (ich_comm_*) then.
+ * Errors: those of dist/comm.h's collectives. */
+ich_status ich_backend_collectives(const ich_backend *backend, int *available);
+
+/* Sum `count` floats at `data`, in `backend`'s memory, over the ranks, in
+ * place, with the backend's collectives (after ich_backend_collectives
+ * said they are available), waiting at most ich_comm_timeout() seconds.
+ * `what` names the step in messages. A failure in a run of several ranks
+ * ends every rank with its message (ich_comm_abort_all): the others may be
+ * waiting in the same sum on their device. */
+ich_status ich_backend_allreduce(const ich_backend *backend, float *data, int64_t count,
+                                 const char *what);
+
 #endif

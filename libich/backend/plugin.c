@@ -28,6 +28,7 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/plugins.h"
+#include "dist/comm.h"
 
 static const ich_plugin_host g_host = {
     .interface_version = ICH_BACKEND_INTERFACE_VERSION,
@@ -35,6 +36,7 @@ static const ich_plugin_host g_host = {
     .fail = ich_fail,
     .log = ich_log,
     .parallel = ich_parallel_range,
+    .allreduce_float = ich_comm_allreduce_float,
 };
 
 /* The one plugin libich knows: "cuda". Its load is tried once. */

@@ -271,8 +271,41 @@ typedef struct ich_backend {
     /* One line on what runs: "cpu: 2 threads, oneDNN 2.6.3", "cuda: NVIDIA
      * H100 (sm_90, 80 GiB), cuDNN 9.x". Never NULL. */
     const char *(*describe)(void);
+
+    /* ---- appended in interface 5: collectives on backend memory --------- */
+    /* Optional, all four or none (NULL, or a table too small to have them:
+     * libich sums through host memory with dist/comm.h instead). The ranks
+     * of a distributed run (dist/comm.h) summing float buffers in backend
+     * memory with the backend's own library (NCCL on CUDA), set up once per
+     * process by libich (backend/collective.c): every rank calls
+     * collective_load, rank 0 collective_id, and only when every rank
+     * succeeded (joining is a collective that would wait for a rank that
+     * never comes) does libich broadcast the id and every rank call
+     * collective_init. ICH_ERR_UNSUPPORTED (with the reason) when the
+     * library is missing or cannot start; libich then sums on the host on
+     * every rank. */
+    /* Load the library (no communication): ICH_OK when this rank can join
+     * a communicator. */
+    ich_status (*collective_load)(void);
+    /* A new communicator's id: at most ICH_COLLECTIVE_ID_MAX bytes into
+     * `id`, their count into *bytes. */
+    ich_status (*collective_id)(void *id, size_t *bytes);
+    /* Join the communicator of `ranks` ranks as `rank` (0 .. ranks - 1),
+     * every rank at once, each with rank 0's id. Called again, it leaves
+     * the previous communicator first. */
+    ich_status (*collective_init)(int32_t rank, int32_t ranks, const void *id, size_t bytes);
+    /* data[i] = the sum of data[i] over the ranks, for i < count, in place,
+     * after the work queued before it; returns when the sums are there.
+     * Every rank calls it with the same count, in the same order. Gives up
+     * after `timeout` seconds (0: no limit) with an error naming `what`;
+     * after any error the communicator is unusable (libich then ends every
+     * rank: the others may be waiting in the same sum). */
+    ich_status (*allreduce_sum)(float *data, int64_t count, double timeout, const char *what);
     /* Append new members here (see the rules at the top). */
 } ich_backend;
+
+/* The most bytes of a communicator id (NCCL's ncclUniqueId has 128). */
+#define ICH_COLLECTIVE_ID_MAX 128
 
 /* How a backend reports an error: ich_fail in libich, the host's fail
  * function in a plugin (both set the thread's message and return status). */
@@ -291,6 +324,13 @@ typedef struct ich_plugin_host {
      * CPU backend's threads (ich_set_threads), for host-side loops. */
     void (*parallel)(int64_t count, void (*fn)(void *context, int64_t begin, int64_t end),
                      void *context);
+    /* Appended in interface 5 (a plugin reads it only when ICH_PLUGIN_HAS
+     * says the host has it): sum `count` floats in HOST memory over the
+     * ranks of the distributed run, in place (dist/comm.h's
+     * ich_comm_allreduce_float; `what` names the operation for the
+     * watchdog's message). For a plugin whose collective library has no
+     * transport of its own: the CPU emulation of NCCL (tests/cuda_emu). */
+    ich_status (*allreduce_float)(float *data, size_t count, const char *what);
     /* Append new members here (see the rules at the top). */
 } ich_plugin_host;
 
@@ -413,11 +453,16 @@ static inline int ich_plugin_check_host(const ich_plugin_host *host, const char 
     X(ich_backend, threads, 112, 8)                                                               \
     X(ich_backend, gemm, 120, 8)                                                                  \
     X(ich_backend, describe, 128, 8)                                                              \
+    X(ich_backend, collective_load, 136, 8)                                                       \
+    X(ich_backend, collective_id, 144, 8)                                                         \
+    X(ich_backend, collective_init, 152, 8)                                                       \
+    X(ich_backend, allreduce_sum, 160, 8)                                                         \
     X(ich_plugin_host, interface_version, 0, 4)                                                   \
     X(ich_plugin_host, size, 4, 4)                                                                \
     X(ich_plugin_host, fail, 8, 8)                                                                \
     X(ich_plugin_host, log, 16, 8)                                                                \
-    X(ich_plugin_host, parallel, 24, 8)
+    X(ich_plugin_host, parallel, 24, 8)                                                           \
+    X(ich_plugin_host, allreduce_float, 32, 8)
 
 #define ICH_PLUGIN_SIZES(X)                                                                       \
     X(ich_shape, 16)                                                                              \
@@ -425,8 +470,8 @@ static inline int ich_plugin_check_host(const ich_plugin_host *host, const char 
     X(ich_layer_args, 64)                                                                         \
     X(ich_layer, 224)                                                                             \
     X(ich_layer_ops, 72)                                                                          \
-    X(ich_backend, 136)                                                                           \
-    X(ich_plugin_host, 32)                                                                        \
+    X(ich_backend, 168)                                                                           \
+    X(ich_plugin_host, 40)                                                                        \
     X(ich_dtype, 4)                                                                               \
     X(ich_status, 4)                                                                              \
     X(ich_log_level, 4)

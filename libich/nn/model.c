@@ -1170,6 +1170,7 @@ ICH_API void ich_model_free(ich_model *m)
     free(m->values);
     free(m->spec);
     free(m->staging);
+    ich_model_gradient_sum_free(m);
     free(m);
 }
 

@@ -97,6 +97,8 @@ struct ich_model {
      * (nn/model.c, "activation buffers"); NULL until first used. */
     struct model_arena *arena;
     int arena_off; /* no arena: another backend, a sanitizer build, or no address space */
+    /* ich_model_allreduce_gradients' buffers (nn/gradients.c); NULL until used */
+    struct model_gradient_sum *gradient_sum;
 };
 
 /* The spec of a preset with its options, "NAME [input CxHxW] [outputs N]"
@@ -126,6 +128,26 @@ ich_status ich_model_predict_ungated(ich_model *model, const float *images, int3
 
 /* Update "ich.seed"/"ich.steps" from the dropout layers. */
 ich_status ich_model_update_state_metadata(ich_model *model);
+
+/* Sum the gradients of the model's trainable, unfrozen parameters over
+ * the ranks of a distributed run (dist/comm.h) and multiply them by
+ * `scale` (1 / ich_comm_size(): data-parallel training's average), in
+ * place in every ich_param.grad, every rank ending with the same values.
+ * Call it after the backward pass, before the optimizer step. A
+ * collective: every rank calls it at the same point, with a model of the
+ * same spec (the first call checks that the ranks' gradient counts agree).
+ * When the model's backend has collectives of its own (NCCL on CUDA:
+ * ich_backend_collectives), the gradients are summed in one buffer in its
+ * memory; otherwise in host memory with ich_comm_allreduce_float. One
+ * process: only the scaling. `what` names the step in the watchdog's and
+ * errors' messages ("gradients, epoch 3 step 20").
+ * Errors: ICH_ERR_INVALID_ARGUMENT (NULL model or what, a scale that is
+ * not finite), ICH_ERR_SHAPE (ranks with different gradient counts),
+ * ICH_ERR_NO_MEMORY, and those of dist/comm.h's collectives; a failed sum
+ * on the device ends every rank (ich_backend_allreduce). */
+ich_status ich_model_allreduce_gradients(ich_model *model, float scale, const char *what);
+/* Free its buffers (ich_model_free). */
+void ich_model_gradient_sum_free(ich_model *model);
 
 /* Host memory that the model's backend copies from fastest (its host_alloc:
  * pinned on CUDA; else malloc), for input buffers filled every step; NULL

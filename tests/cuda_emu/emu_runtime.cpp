@@ -42,6 +42,7 @@ std::map<uintptr_t, size_t> g_pinned; // cudaMallocHost blocks: start, bytes
 std::vector<std::function<void()>> g_queue;
 size_t g_device_used;
 int g_open;                           // depth of ich_emu_device_enter
+bool g_stalled;                       // ich_emu_stall: the stream hangs
 cudaError_t g_last_error = cudaSuccess;
 
 size_t page_size()
@@ -200,6 +201,24 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
     return cudaSuccess;
 }
 
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+    (void)stream;
+    {
+        std::lock_guard<std::recursive_mutex> hold(g_lock);
+        if (g_stalled)
+            return cudaErrorNotReady;
+    }
+    drain();
+    return cudaSuccess;
+}
+
+void ich_emu_stall(int on)
+{
+    std::lock_guard<std::recursive_mutex> hold(g_lock);
+    g_stalled = on != 0;
+}
+
 cudaError_t cudaMalloc(void **pointer, size_t bytes)
 {
     std::lock_guard<std::recursive_mutex> hold(g_lock);
@@ -341,6 +360,7 @@ const char *cudaGetErrorName(cudaError_t error)
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     }
     return "cudaErrorUnknown";
 }
@@ -356,6 +376,7 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNotReady: return "device not ready";
     }
     return "unknown error";
 }

@@ -359,15 +359,38 @@ static const ich_backend g_table = {
     .threads = cuda_threads,
     .gemm = cuda_gemm,
     .describe = cuda_describe,
+    .collective_load = ich_cuda_collective_load,
+    .collective_id = ich_cuda_collective_id,
+    .collective_init = ich_cuda_collective_init,
+    .allreduce_sum = ich_cuda_allreduce_sum,
 };
 
 /* ---- start-up ---------------------------------------------------------------- */
 
+/* This process's rank among those a launcher started on this machine
+ * (Open MPI, MPICH/Intel MPI, SLURM's srun, torchrun), or 0. */
+static long local_rank(void)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                        "SLURM_LOCALID", "LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *text = getenv(names[i]);
+        char *end = NULL;
+        long rank = text && *text ? strtol(text, &end, 10) : -1;
+        if (rank >= 0 && end && !*end)
+            return rank;
+    }
+    return 0;
+}
+
+/* ICH_CUDA_DEVICE, else one device per local rank of a distributed run
+ * (NCCL needs a device per rank; a single process gets device 0); -1 for
+ * a bad ICH_CUDA_DEVICE. */
 static int device_from_environment(int count)
 {
     const char *text = getenv("ICH_CUDA_DEVICE");
     if (!text || !*text)
-        return 0;
+        return (int)(local_rank() % count);
     char *end = NULL;
     long device = strtol(text, &end, 10);
     if (*end || device < 0 || device >= count)

@@ -165,6 +165,15 @@ void ich_cuda_relu_mask_free(ich_cuda_relu_mask *mask);
  * the kinds that need no more. */
 ich_status ich_cuda_shape(ich_layer *layer, const ich_shape *in, ich_shape *out);
 
+/* ---- collectives across ranks (collective.c: NCCL) ---------------------- */
+
+/* The backend table's collective_load, collective_id, collective_init,
+ * allreduce_sum (backend/plugin_api.h). */
+ich_status ich_cuda_collective_load(void);
+ich_status ich_cuda_collective_id(void *id, size_t *bytes);
+ich_status ich_cuda_collective_init(int32_t rank, int32_t ranks, const void *id, size_t bytes);
+ich_status ich_cuda_allreduce_sum(float *data, int64_t count, double timeout, const char *what);
+
 /* ---- the layer kinds ---------------------------------------------------- */
 
 extern const ich_layer_ops ich_cuda_conv_ops;

@@ -22,6 +22,7 @@ typedef enum cudaError {
     cudaErrorInvalidMemcpyDirection = 21,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
+    cudaErrorNotReady = 600,
 } cudaError_t;
 
 typedef struct ich_emu_stream *cudaStream_t;
@@ -46,6 +47,9 @@ cudaError_t cudaSetDevice(int device);
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+/* cudaSuccess when the stream's work is done: here it runs it first (the
+ * emulated device keeps up), unless ich_emu_stall holds it. */
+cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaMalloc(void **pointer, size_t bytes);
 cudaError_t cudaFree(void *pointer);
 cudaError_t cudaMallocHost(void **pointer, size_t bytes);
@@ -66,6 +70,11 @@ void ich_emu_device_enter(void);
 void ich_emu_device_leave(void);
 /* 1 when [pointer, pointer + bytes) lies inside one live cudaMalloc block. */
 int ich_emu_is_device(const void *pointer, size_t bytes);
+/* Make the stream hang (1: cudaStreamQuery says cudaErrorNotReady, as
+ * for a device kernel that waits for a dead peer) and go on again (0):
+ * for the emulated NCCL (emu_nccl.cpp), whose aborted communicator ends
+ * the hang. */
+void ich_emu_stall(int on);
 /* Report a misuse of the emulated API on stderr (the test's log) and make
  * it the runtime's sticky last error, so the caller's next check fails. */
 void ich_emu_misuse(cudaError_t error, const char *fmt, ...)
