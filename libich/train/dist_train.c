@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "dist/comm.h"
+#include "nn/model_internal.h"
 #include "train/dist_train.h"
 
 /* The step's doubles: counts and sums first, then the int64 buffers. */
@@ -24,7 +25,6 @@ ich_status ich_train_dist_begin(ich_train_dist *d)
 
 void ich_train_dist_free(ich_train_dist *d)
 {
-    free(d->flat);
     free(d->extra);
     memset(d, 0, sizeof *d);
 }
@@ -49,17 +49,9 @@ ich_status ich_train_dist_sync_model(ich_train_dist *d, ich_model *model)
     return st;
 }
 
-/* Room for `count` floats and `extra` doubles. */
-static ich_status reserve(ich_train_dist *d, size_t count, size_t extra)
+/* Room for `extra` doubles. */
+static ich_status reserve(ich_train_dist *d, size_t extra)
 {
-    if (count > d->flat_capacity) {
-        float *p = realloc(d->flat, count * sizeof *p);
-        if (!p)
-            return ich_fail(ICH_ERR_NO_MEMORY, "ich_train: out of memory for %zu gradients",
-                            count);
-        d->flat = p;
-        d->flat_capacity = count;
-    }
     if (extra > d->extra_capacity) {
         double *p = realloc(d->extra, extra * sizeof *p);
         if (!p)
@@ -70,73 +62,67 @@ static ich_status reserve(ich_train_dist *d, size_t count, size_t extra)
     return ICH_OK;
 }
 
-/* What a tensor contributes to the step: the gradient of a learning
- * parameter, rank 0's value of a buffer, nothing for a frozen parameter
- * (its gradient is 0 on every rank). */
-static int in_bucket(const ich_tensor_view *v)
+/* The size of the step's double buffer: the counts, then every buffer
+ * (batch-norm statistics, float or int64). */
+static ich_status step_size(const ich_model *model, size_t *extra)
 {
-    return v->trainable ? !v->frozen : v->type != ICH_TENSOR_I64;
-}
-
-/* The sizes of the step's two buffers. */
-static ich_status step_sizes(const ich_model *model, size_t *floats, size_t *extra)
-{
-    *floats = 0;
     *extra = EXTRA_FIXED;
     for (int32_t i = 0; i < ich_model_tensor_count(model); i++) {
         ich_tensor_view v = {.size = sizeof v};
         ich_status st = ich_model_tensor(model, i, &v);
         if (st)
             return st;
-        if (in_bucket(&v))
-            *floats += (size_t)v.count;
-        else if (!v.trainable)
+        if (!v.trainable)
             *extra += (size_t)v.count;
     }
     return ICH_OK;
 }
 
-/* pack (1) or unpack (0) the model's side of the two buffers: packed, the
- * gradients times `factor`, unpacked divided by it. */
-static ich_status move_tensors(ich_train_dist *d, ich_model *model, float factor, int pack)
+/* pack (1) or unpack (0) the model's buffers in the double buffer: packed,
+ * rank 0's values and zeros elsewhere, so the sum is rank 0's exactly
+ * (a float or an int64 below 2^53 is exact as a double). */
+static ich_status move_buffers(ich_train_dist *d, ich_model *model, int pack)
 {
-    size_t f = 0, e = EXTRA_FIXED;
+    size_t e = EXTRA_FIXED;
     const int root = d->rank == 0;
     for (int32_t i = 0; i < ich_model_tensor_count(model); i++) {
         ich_tensor_view v = {.size = sizeof v};
         ich_status st = ich_model_tensor(model, i, &v);
         if (st)
             return st;
+        if (v.trainable)
+            continue;
         const size_t n = (size_t)v.count;
-        if (v.trainable && !v.frozen) {
-            for (size_t k = 0; k < n; k++) {
-                if (pack)
-                    d->flat[f + k] = v.grad[k] * factor;
-                else
-                    v.grad[k] = d->flat[f + k] / factor;
-            }
-            f += n;
-        } else if (!v.trainable && v.type != ICH_TENSOR_I64) {
-            float *x = v.data;
-            if (pack && root)
-                memcpy(d->flat + f, x, n * sizeof *x);
+        const int wide = v.type == ICH_TENSOR_I64;
+        for (size_t k = 0; k < n; k++) {
+            double *x = d->extra + e + k;
+            if (pack && !root)
+                *x = 0.0;
             else if (pack)
-                memset(d->flat + f, 0, n * sizeof *x); /* x + 0 = x: rank 0's exactly */
+                *x = wide ? (double)((int64_t *)v.data)[k] : (double)((float *)v.data)[k];
+            else if (wide)
+                ((int64_t *)v.data)[k] = (int64_t)*x;
             else
-                memcpy(x, d->flat + f, n * sizeof *x);
-            f += n;
-        } else if (!v.trainable) {
-            int64_t *x = v.data;
-            for (size_t k = 0; k < n; k++) {
-                if (pack)
-                    d->extra[e + k] = root ? (double)x[k] : 0.0;
-                else
-                    x[k] = (int64_t)d->extra[e + k];
-            }
-            e += n;
+                ((float *)v.data)[k] = (float)*x;
         }
-        if (!pack && !v.trainable)
+        e += n;
+        if (!pack)
             ich_model_tensor_changed(model, i);
+    }
+    return ICH_OK;
+}
+
+/* Each learning parameter's gradient times `factor`. */
+static ich_status scale_gradients(ich_model *model, float factor)
+{
+    for (int32_t i = 0; i < ich_model_tensor_count(model); i++) {
+        ich_tensor_view v = {.size = sizeof v};
+        ich_status st = ich_model_tensor(model, i, &v);
+        if (st)
+            return st;
+        if (v.trainable && !v.frozen)
+            for (int64_t k = 0; k < v.count; k++)
+                v.grad[k] *= factor;
     }
     return ICH_OK;
 }
@@ -147,10 +133,10 @@ ich_status ich_train_dist_reduce_step(ich_train_dist *d, ich_model *model, int32
     *global = n;
     if (d->ranks <= 1)
         return ICH_OK;
-    size_t floats = 0, extra = 0;
-    ich_status st = step_sizes(model, &floats, &extra);
+    size_t extra = 0;
+    ich_status st = step_size(model, &extra);
     if (!st)
-        st = reserve(d, floats, extra);
+        st = reserve(d, extra);
     if (st)
         return st;
     d->extra[EXTRA_N] = n;
@@ -158,13 +144,11 @@ ich_status ich_train_dist_reduce_step(ich_train_dist *d, ich_model *model, int32
     d->extra[EXTRA_SAMPLES] = (double)step->samples;
     d->extra[EXTRA_CORRECT] = (double)step->correct;
     d->extra[EXTRA_ELEMENTS] = (double)step->elements;
-    /* Each rank's gradient of the mean over its n samples, times n: the
-     * sum over them; the ranks' sums added, divided by the global N: the
-     * mean over the global batch. The int64 buffers ride with the counts
-     * (exact as doubles below 2^53). */
-    st = move_tensors(d, model, (float)n, 1);
+    st = move_buffers(d, model, 1);
     if (!st)
         st = ich_comm_allreduce_double(d->extra, extra, what);
+    if (!st)
+        st = move_buffers(d, model, 0);
     if (st)
         return st;
     *global = (int64_t)d->extra[EXTRA_N];
@@ -174,9 +158,13 @@ ich_status ich_train_dist_reduce_step(ich_train_dist *d, ich_model *model, int32
     step->elements = (int64_t)d->extra[EXTRA_ELEMENTS];
     if (*global == 0)
         return ICH_OK;
-    st = ich_comm_allreduce_float(d->flat, floats, what);
+    /* Each rank's gradient of the mean over its n samples, times n: the
+     * sum over them; the ranks' sums added (on the GPU with NCCL when the
+     * backend has it: nn/gradients.c), divided by the global N: the mean
+     * over the global batch. */
+    st = scale_gradients(model, (float)n);
     if (!st)
-        st = move_tensors(d, model, (float)*global, 0);
+        st = ich_model_allreduce_gradients(model, 1.0f / (float)*global, what);
     return st;
 }
 

@@ -13,8 +13,10 @@
  * (the model's buffers) become rank 0's on every rank, as PyTorch's DDP
  * broadcasts rank 0's buffers (broadcast_buffers): the batch statistics a
  * rank normalises with are its own share's. One allreduce of the step's
- * counts and sums (doubles), then one of the gradients and float buffers:
- * a single bucket after the backward pass (no overlap with it). */
+ * counts, sums and buffers (doubles), then one of the gradients
+ * (ich_model_allreduce_gradients: NCCL on a CUDA backend that has it, MPI
+ * on the host otherwise): a single bucket after the backward pass (no
+ * overlap with it). */
 #ifndef ICH_INTERNAL_DIST_TRAIN_H
 #define ICH_INTERNAL_DIST_TRAIN_H
 
@@ -33,9 +35,7 @@ typedef struct pass_sums {
 
 typedef struct ich_train_dist {
     int32_t rank, ranks; /* 0 of 1: a single process (every call below is trivial) */
-    float *flat;         /* the gradient bucket */
-    size_t flat_capacity;
-    double *extra;       /* counts, sums, int64 buffers */
+    double *extra;       /* counts, sums, buffers */
     size_t extra_capacity;
 } ich_train_dist;
 

@@ -54,8 +54,10 @@ def mpirun(ranks):
     return [MPIRUN, "-np", str(ranks), "--oversubscribe", "--bind-to", "none"]
 
 
-def run(command, timeout=300):
-    return subprocess.run([str(a) for a in command], capture_output=True, text=True, env=env(),
+def run(command, timeout=300, extra_env=None):
+    e = env()
+    e.update(extra_env or {})
+    return subprocess.run([str(a) for a in command], capture_output=True, text=True, env=e,
                           timeout=timeout)
 
 
@@ -128,6 +130,34 @@ def test_two_ranks_train_the_weights_of_one_process(phantom, tmp_path, optimizer
     # rank 0 alone prints: one summary line per epoch
     assert [l.split()[1] for l in dist.stdout.splitlines() if l.startswith("epoch ")] == \
         ["1/3", "2/3", "3/3"]
+
+
+EMULATED_CUDA = BUILD / "tests" / "cuda_emu" / "libich-cuda.so"
+
+
+@pytest.mark.skipif(not EMULATED_CUDA.exists(), reason="the CUDA emulation is not built")
+@pytest.mark.parametrize("nccl", [True, False])
+def test_two_emulated_gpu_ranks_train_the_weights_of_one(phantom, tmp_path, nccl):
+    """On the CUDA backend the step's gradients go through the plugin's
+    collective (emulated NCCL: tests/cuda_emu/emu_nccl.cpp), or through the
+    host with a warning when the ranks have no NCCL (ICH_EMU_NO_NCCL=1);
+    either way the weights equal one emulated GPU's."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for f in (BUILD / "libich" / "libich.so.0", BUILD / "libich" / "libich-mpi.so",
+              EMULATED_CUDA):
+        shutil.copy(f, lib)
+    gpu = ["--backend", "cuda", "--optimizer", "adam", "--lr", "0.003", "--epochs", 2]
+    extra_env = {"LD_LIBRARY_PATH": str(lib), "ICH_EMU_NO_NCCL": "0" if nccl else "1"}
+    single = run(train_args(phantom, tmp_path / "single", *gpu), extra_env=extra_env)
+    assert single.returncode == 0, single.stderr
+    dist = run(mpirun(2) + ["-x", "LD_LIBRARY_PATH", "-x", "ICH_EMU_NO_NCCL"] +
+               train_args(phantom, tmp_path / "dist", *gpu), extra_env=extra_env)
+    assert dist.returncode == 0, dist.stdout + dist.stderr
+    through_host = "gradients are summed through the host" in dist.stderr
+    assert through_host != nccl, dist.stderr
+    assert_same_weights(tmp_path / "dist" / "last.safetensors",
+                        tmp_path / "single" / "last.safetensors")
 
 
 def test_four_ranks_with_an_empty_share(phantom, tmp_path):
