@@ -1,6 +1,7 @@
 /* DICOM slices: stored values cleaned up to their BitsStored, HU, writing. */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -94,7 +95,12 @@ static ich_status convert_pixels(ich_dicom *dicom, ich_gdcm_image *image, const 
         }
     }
     /* The shim bounds slope and intercept, so this holds for every file it
-     * accepts; an image of infinities must never pass as a slice. */
+     * accepts; an image of infinities must never pass as a slice. For 16-bit
+     * values (|v| <= 65535) a finite bound of |v * slope + intercept| proves
+     * it without a second pass over the slice (a few % of ich-preprocess). */
+    const double bound = fabs((double)slope) * 65536.0 + fabs((double)intercept);
+    if (as_decoded && isfinite(slope) && isfinite(intercept) && bound < FLT_MAX / 2)
+        return ICH_OK;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(dicom->hu[i]))
             return ich_fail(ICH_ERR_FORMAT,
