@@ -21,7 +21,9 @@
  *        multiply-adds of each convolution and linear layer).
  *
  * ICH_PROFILE=1 prints libich's per-layer profile (time per call of each
- * layer's forward and backward, GFLOP/s, share; libich/nn/model.c) and the
+ * layer's forward and backward, the backward's input and weight gradients,
+ * reorders, GFLOP/s, share, and % of ICH_PROFILE_PEAK GFLOP/s when set:
+ * run_cnn.sh sets it to the peak it measured; libich/nn/model.c) and the
  * oneDNN implementation each primitive got.
  *
  * ich_set_threads(N) (default 2) sets the threads. Peak memory is

@@ -26,6 +26,9 @@
 #                      (default 1, other models 3; --quick: 1); the table
 #                      gives the medians
 #   PYTHON             the Python with torch (default /usr/bin/python3)
+#   ICH_PROFILE=1      libich's per-layer profile after each libich run (forward,
+#                      backward data and weights, reorders, % of the peak
+#                      measured here, or of ICH_PROFILE_PEAK when set)
 #
 # Each measurement runs in its own process, so that each peak memory figure
 # is its own. With repetitions the sides take turns (libich first in odd
@@ -160,8 +163,10 @@ declare -A rates bests mems bases cpus rate best mem base cpu
 run_one() { # side mode steps
     local side=$1 mode=$2 steps=$3 out line
     if [[ $side == libich ]]; then
-        out=$("$tmp/bench_cnn" "$mode" --preset "$model" --threads "$threads" --batch "$batch" \
-            --warmup "$warmup" --steps "$steps") || die "bench_cnn $mode failed"
+        # with ICH_PROFILE=1, libich's per-layer table gives % of this peak
+        out=$(ICH_PROFILE_PEAK=${ICH_PROFILE_PEAK:-$peak} "$tmp/bench_cnn" "$mode" --preset "$model" \
+            --threads "$threads" --batch "$batch" --warmup "$warmup" --steps "$steps") ||
+            die "bench_cnn $mode failed"
     else
         out=$("$python" "$here/cnn_reference.py" "$mode" --model "$model" --threads "$threads" \
             --batch "$batch" --warmup "$warmup" --steps "$steps") || die "cnn_reference.py $mode failed"

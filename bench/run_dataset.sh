@@ -67,10 +67,13 @@ echo
 
 # ---- Runs --------------------------------------------------------------
 # Each contender runs twice: with glibc's default malloc settings, and with
-# large blocks kept on the heap (what examples/ich-preprocess.c sets with
-# mallopt: each slice needs a few megabytes of buffers, which glibc otherwise
-# maps and unmaps, or trims, for every image). The settings go through
-# glibc's environment variables, so both sides get exactly the same.
+# large blocks kept on the heap (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_,
+# what ich-preprocess used to set with mallopt: each slice needs a few
+# megabytes of buffers, which glibc otherwise maps and unmaps, or trims,
+# for every image). libich keeps its DICOM buffers per thread since issue
+# 16, so the two columns should agree; a gap means a regression. The
+# settings go through glibc's environment variables, so both sides get
+# exactly the same.
 tuned=(MALLOC_MMAP_THRESHOLD_=$((64 << 20)) MALLOC_TRIM_THRESHOLD_=$((128 << 20)))
 rate_of() { sed -n 's/.*= \([0-9.]*\) images\/s.*/\1/p'; }
 declare -A rate

@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,11 +138,6 @@ int main(int argc, char **argv)
 {
     options opts;
     const char *in_dir, *out_dir;
-    /* Each slice needs a few megabytes of buffers. By default glibc maps
-     * and unmaps blocks that large for every image, and the page faults
-     * cost a quarter of the run; keep them on the heap instead. */
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     if (parse_options(argc, argv, &opts, &in_dir, &out_dir) != 0)
         return 2;
     opts.quiet |= other_rank(); /* under mpirun: rank 0 alone prints progress and summary */

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "ich/ich.h"
 #include "test_util.h"
 
@@ -829,6 +830,54 @@ static void test_pools(void **state)
         }
 }
 
+/* Issue 16: primitives are compiled only when used. Inference (two
+ * evaluation forwards) builds no backward primitive, and pooling, batch
+ * norm, layer norm and the activations build exactly one forward primitive
+ * (not the training one beside the inference one); the first backward
+ * then builds the backward ones. Counted by the backend
+ * (ich_cpu_primitives_built). */
+static void test_inference_builds_no_backward(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *kind;
+        int one_forward; /* exactly one forward primitive for inference */
+    } cases[] = {{"maxpool", 1}, {"avgpool", 1}, {"batchnorm", 1}, {"layernorm", 1},
+                 {"silu", 1},    {"gelu", 1},    {"sigmoid", 1},   {"conv", 0},
+                 {"pointwise_linear", 0}};
+    ich_shape in = shp(2, 6, 6, 8);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ich_layer_args a = {.eps = 1e-5f, .momentum = 0.1f, .kernel = {2, 2},
+                            .out = 4, .bias = 1};
+        int64_t fwd0, bwd0, fwd1, bwd1, fwd2, bwd2;
+        ich_cpu_primitives_built(&fwd0, &bwd0);
+        ich_layer *layer = make_layer(cases[i].kind, a, &in);
+        randomise_params(layer);
+        float *x = frand_distinct(ich_shape_count(in));
+        for (int pass = 0; pass < 2; pass++)
+            free(run_forward(layer, &x, 0));
+        ich_cpu_primitives_built(&fwd1, &bwd1);
+        if (bwd1 != bwd0 || (cases[i].one_forward && fwd1 - fwd0 != 1) || fwd1 == fwd0)
+            fail_msg("%s: inference built %lld forward and %lld backward primitives",
+                     cases[i].kind, (long long)(fwd1 - fwd0), (long long)(bwd1 - bwd0));
+        float *y = run_forward(layer, &x, 1);
+        float *g = frand(ich_shape_count(layer->out), -1, 1);
+        float *dx = fzeros(ich_shape_count(in));
+        const float *ins[1] = {x};
+        float *grads[1] = {dx};
+        if (layer->ops->backward(layer, ins, y, g, grads) != ICH_OK)
+            fail_msg("backward %s: %s", cases[i].kind, ich_last_error());
+        ich_cpu_primitives_built(&fwd2, &bwd2);
+        if (bwd2 == bwd1)
+            fail_msg("%s: backward built no backward primitive", cases[i].kind);
+        free(y);
+        free(g);
+        free(dx);
+        free(x);
+        free_layer(layer);
+    }
+}
+
 static void test_gap(void **state)
 {
     (void)state;
@@ -1328,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_relu),
         cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_inference_builds_no_backward),
         cmocka_unit_test(test_gap),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_batchnorm_running_stats),

@@ -195,7 +195,11 @@ ICH_API ich_status ich_dicom_read_memory_with_limits(const void *data, size_t si
                                                      ich_dicom **out);
 
 /** Free a handle from ich_dicom_read() or ich_dicom_read_memory(). NULL is
- *  a no-op. */
+ *  a no-op. The calling thread keeps the handle's large buffers (and a
+ *  read's other buffers of 64 KiB or more), at most 16 MiB in all, for its
+ *  next read, so that reading slice after slice does not map and fault in
+ *  fresh memory each time (glibc gives large blocks back to the kernel);
+ *  they are freed when the thread exits. */
 ICH_API void ich_dicom_free(ich_dicom *dicom);
 
 /** Copy the slice's metadata into *info (see ich_dicom_info for `size`).

@@ -257,9 +257,13 @@ ICH_API ich_status ich_model_create_preset(const char *name, ich_model **out);
  *  every layer's forward and backward calls are timed (the first of each
  *  left out) and the model logs, when freed, a table at ICH_LOG_INFO: per
  *  layer and pass the milliseconds per call, GFLOP/s of convolutions and
- *  linear layers, and the share of the time in the layers (bench/README.md).
- *  The CPU backend logs oneDNN's implementation of each primitive at
- *  ICH_LOG_DEBUG. */
+ *  linear layers, and the share of the time in the layers (bench/README.md);
+ *  on the CPU backend also a backward's input-gradient ("- data") and
+ *  weight-gradient ("- weights") parts and the reorders (count and time per
+ *  call). With ICH_PROFILE_PEAK=G (GFLOP/s, e.g. the FMA peak that
+ *  bench/peak_flops.c measures for the ISA in use) the rates are also given
+ *  as a percentage of G. The CPU backend logs oneDNN's implementation of
+ *  each primitive at ICH_LOG_DEBUG. */
 ICH_API void ich_model_free(ich_model *model);
 
 /** The model's spec (valid while the model lives). */

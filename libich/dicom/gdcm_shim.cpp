@@ -21,6 +21,7 @@
 #include <gdcmTrace.h>
 
 extern "C" {
+#include "core/blocks.h"
 #include "core/error.h"
 #include "dicom/codec_messages.h"
 #include "dicom/codestream.h"
@@ -615,7 +616,7 @@ ich_status read_image(const char *path, const void *data, size_t size,
     if (length < expected)
         return ich_fail(ICH_ERR_FORMAT, "%s: pixel data has %zu bytes, %zu expected", path, length,
                         expected);
-    image->buffer = std::malloc(length);
+    image->buffer = ich_block_alloc(length); /* kept for the next slice: core/blocks.h */
     if (!image->buffer)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes for pixel data", path,
                         length);
@@ -731,7 +732,7 @@ extern "C" ich_status ich_gdcm_decode(const char *name, const void *data, size_t
     }
     ich_codec_messages_leave();
     if (st != ICH_OK) {
-        std::free(image->buffer);
+        ich_block_free(image->buffer);
         image->buffer = nullptr;
         image->buffer_size = 0;
     }

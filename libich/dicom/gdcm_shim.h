@@ -20,7 +20,7 @@ typedef struct ich_gdcm_image {
      * where BitsStored says 14). */
     int32_t decoded_bits_allocated, decoded_bits_stored, decoded_pixel_representation;
     int32_t frames;
-    void *buffer; /* malloc'd, buffer_size bytes; the caller frees it */
+    void *buffer; /* ich_block_alloc'd, buffer_size bytes; the caller frees it (ich_block_free) */
     size_t buffer_size;
 } ich_gdcm_image;
 

@@ -44,6 +44,7 @@
 #include "core/error.h"
 #include "core/fileutil.h"
 #include "core/options.h"
+#include "core/profile.h"
 #include "core/rng.h"
 
 /* ---- activation buffers ------------------------------------------------- */
@@ -294,12 +295,17 @@ static void release_values(ich_model *m)
 
 /* ICH_PROFILE=1 times every layer's forward and backward (its first call
  * left out) and logs a table at ICH_LOG_INFO when the model is freed: per
- * layer and direction the seconds per call, GFLOP/s of the convolutions
- * and linear layers (backward: input and weight gradients together, twice
- * the forward's FLOPs), the share of the step. oneDNN's implementation of
- * each primitive is logged at ICH_LOG_DEBUG when it is created. On the
- * CUDA plugin the times are those of the calls (kernels run
- * asynchronously). */
+ * layer and direction the milliseconds per call, GFLOP/s of the
+ * convolutions and linear layers, the share of the step, and the reorders
+ * (count and time per call). Backward rows are followed by their input
+ * gradient ("- data") and weight gradient ("- weights") parts where the
+ * backend runs them as separate primitives (the CPU backend times each
+ * primitive: core/profile.h). With ICH_PROFILE_PEAK=G (the FMA peak in
+ * GFLOP/s for the ISA in use, e.g. from bench/peak_flops.c) each rate is
+ * also given as a percentage of it. oneDNN's implementation of each
+ * primitive is logged at ICH_LOG_DEBUG when it is created. On the CUDA
+ * plugin the times are those of the calls (kernels run asynchronously)
+ * and there are no parts. */
 static int profile_on(void)
 {
     static int on = -1;
@@ -310,17 +316,33 @@ static int profile_on(void)
     return on;
 }
 
-static double profile_now(void)
+/* ICH_PROFILE_PEAK in GFLOP/s, 0 when unset or not a positive number. */
+static double profile_peak(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    const char *v = getenv("ICH_PROFILE_PEAK");
+    char *end = NULL;
+    double peak = v ? strtod(v, &end) : 0.0;
+    return v && end != v && *end == '\0' && peak > 0 ? peak : 0.0;
 }
 
-static void profile_add(model_node *node, int backward, double seconds)
+/* Start timing a call of `node` in direction d (0 forward, 1 backward):
+ * its parts go to the node's sink, except on the first call. */
+static double profile_begin(model_node *node, int d)
 {
-    if (node->profile_calls[backward]++ > 0)
-        node->profile_seconds[backward] += seconds;
+    if (!profile_on())
+        return 0.0;
+    if (node->profile_calls[d] > 0)
+        ich_profile_set_sink(&node->profile_parts[d]);
+    return ich_profile_clock();
+}
+
+static void profile_end(model_node *node, int d, double t0)
+{
+    if (!profile_on())
+        return;
+    ich_profile_set_sink(NULL);
+    if (node->profile_calls[d]++ > 0)
+        node->profile_seconds[d] += ich_profile_clock() - t0;
 }
 
 /* Forward FLOPs of one pass of a convolution or linear layer (0: others). */
@@ -339,6 +361,62 @@ static double node_flops(const model_node *node)
     return 0.0;
 }
 
+/* "GFLOP/s" and "% of peak" cells of a row (or "-"). */
+static void profile_rates(double flops, double seconds, double peak, char *rate, char *pct,
+                          size_t size)
+{
+    snprintf(rate, size, "-");
+    snprintf(pct, size, "-");
+    if (flops <= 0 || seconds <= 0)
+        return;
+    snprintf(rate, size, "%.1f", flops / seconds * 1e-9);
+    if (peak > 0)
+        snprintf(pct, size, "%.0f%%", 100.0 * flops / seconds * 1e-9 / peak);
+}
+
+static void profile_row(const char *name, const char *kind, const char *pass, double seconds,
+                        double flops, double total, double peak, const char *reorders)
+{
+    char rate[32], pct[32];
+    profile_rates(flops, seconds, peak, rate, pct, sizeof rate);
+    ich_log(ICH_LOG_INFO, "%-28s %-16s %-10s %10.2f %9s %6s %6.1f%% %s", name, kind, pass,
+            seconds * 1e3, rate, pct, 100.0 * seconds / total, reorders);
+}
+
+/* One layer's rows for direction d; returns its FLOPs per call. */
+static double profile_node(const model_node *node, int d, double total, double peak)
+{
+    const double calls = (double)(node->profile_calls[d] - 1);
+    const ich_profile_sink *p = &node->profile_parts[d];
+    const char *name = node->layer.name, *kind = node->layer.ops ? node->layer.ops->kind : "?";
+    const double flops = node_flops(node);
+    char reorders[96] = "", *at = reorders;
+    static const char *const names[] = {"weight", "activation"};
+    for (int r = 0; r < 2; r++) {
+        const int part = r ? ICH_PROFILE_ACTIVATION_REORDER : ICH_PROFILE_WEIGHT_REORDER;
+        if (p->calls[part] > 0)
+            at += snprintf(at, sizeof reorders - (size_t)(at - reorders), "%s%g %s %.2f ms",
+                           at == reorders ? "" : ", ", p->calls[part] / calls, names[r],
+                           p->seconds[part] / calls * 1e3);
+    }
+    /* backward: input and weight gradients, each the forward's FLOPs; the
+     * first layer computes no input gradient, a frozen one no weight
+     * gradient (without parts, as on the CUDA plugin: both counted) */
+    const int has_data = p->calls[ICH_PROFILE_BACKWARD_DATA] > 0;
+    const int has_weights = p->calls[ICH_PROFILE_BACKWARD_WEIGHTS] > 0;
+    const int parts = has_data + has_weights;
+    const double pass_flops = d == 0 ? flops : (parts ? parts : 2) * flops;
+    profile_row(name, kind, d ? "backward" : "forward", node->profile_seconds[d] / calls,
+                pass_flops, total, peak, reorders);
+    if (has_data)
+        profile_row(name, kind, "- data", p->seconds[ICH_PROFILE_BACKWARD_DATA] / calls, flops,
+                    total, peak, "");
+    if (has_weights)
+        profile_row(name, kind, "- weights", p->seconds[ICH_PROFILE_BACKWARD_WEIGHTS] / calls,
+                    flops, total, peak, "");
+    return pass_flops;
+}
+
 static void profile_report(const ich_model *m)
 {
     double total = 0;
@@ -348,31 +426,24 @@ static void profile_report(const ich_model *m)
                 total += m->nodes[i].profile_seconds[d] / (m->nodes[i].profile_calls[d] - 1);
     if (total <= 0)
         return;
-    ich_log(ICH_LOG_INFO, "profile (ICH_PROFILE): per call, the first left out; backward = "
-                          "input + weight gradients");
-    ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10s %9s %6s", "layer", "kind", "pass", "ms",
-            "GFLOP/s", "share");
+    const double peak = profile_peak();
+    ich_log(ICH_LOG_INFO, "profile (ICH_PROFILE): per call, the first left out; %%peak: of "
+                          "ICH_PROFILE_PEAK=%s GFLOP/s; reorders: count and time per call",
+            peak > 0 ? getenv("ICH_PROFILE_PEAK") : "(unset)");
+    ich_log(ICH_LOG_INFO, "%-28s %-16s %-10s %10s %9s %6s %7s %s", "layer", "kind", "pass", "ms",
+            "GFLOP/s", "%peak", "share", "reorders");
     double flops_total = 0;
     for (int i = 0; i < m->nnodes; i++) {
         const model_node *node = &m->nodes[i];
-        if (node->removed)
-            continue;
-        for (int d = 0; d < 2; d++) {
-            if (node->profile_calls[d] < 2)
-                continue;
-            double seconds = node->profile_seconds[d] / (node->profile_calls[d] - 1);
-            double flops = node_flops(node) * (d ? 2.0 : 1.0);
-            flops_total += flops;
-            char rate[32] = "-";
-            if (flops > 0 && seconds > 0)
-                snprintf(rate, sizeof rate, "%.1f", flops / seconds * 1e-9);
-            ich_log(ICH_LOG_INFO, "%-28s %-16s %-8s %10.2f %9s %5.1f%%", node->layer.name,
-                    node->layer.ops ? node->layer.ops->kind : "?", d ? "backward" : "forward",
-                    seconds * 1e3, rate, 100.0 * seconds / total);
-        }
+        for (int d = 0; d < 2; d++)
+            if (!node->removed && node->profile_calls[d] >= 2)
+                flops_total += profile_node(node, d, total, peak);
     }
-    ich_log(ICH_LOG_INFO, "profile total: %.2f ms in the layers, %.1f GFLOP/s", total * 1e3,
-            flops_total / total * 1e-9);
+    char rate[32], pct[32];
+    profile_rates(flops_total, total, peak, rate, pct, sizeof rate);
+    ich_log(ICH_LOG_INFO, "profile total: %.2f ms in the layers, %.3f GFLOP, %s GFLOP/s, %s of "
+            "the FMA peak%s", total * 1e3, flops_total * 1e-9, rate, pct,
+            peak > 0 ? "" : " (set ICH_PROFILE_PEAK=GFLOP/s)");
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -1376,10 +1447,9 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
                           node->layer.name);
             break;
         }
-        double t0 = profile_on() ? profile_now() : 0;
+        double t0 = profile_begin(node, 0);
         st = node->layer.ops->forward(&node->layer, in, out->data, training);
-        if (profile_on())
-            profile_add(node, 0, profile_now() - t0);
+        profile_end(node, 0, t0);
         buffer_free(m, zeros);
         zeros = NULL;
         for (int j = 0; j < node->nin; j++) {
@@ -1480,13 +1550,12 @@ static ich_status backward_node(ich_model *m, int i)
                 in[j] = m->values[node->in[j]].data;
             st = grad_target(m, node, j, &grad_in[j], &scratch[j]);
         }
-        double t0 = profile_on() ? profile_now() : 0;
+        double t0 = profile_begin(node, 1);
         if (!st)
             st = node->layer.ops->backward(&node->layer, in,
                                            node_needs_output(node) ? out->data : NULL, out->grad,
                                            grad_in);
-        if (!st && profile_on())
-            profile_add(node, 1, profile_now() - t0);
+        profile_end(node, 1, t0);
         for (int j = 0; j < node->nin; j++) {
             if (!scratch[j])
                 continue;

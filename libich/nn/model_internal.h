@@ -17,6 +17,7 @@
 #include "backend/backend.h"
 #include "ich/model.h"
 #include "backend/layer.h"
+#include "core/profile.h"
 #include "nn/spec.h"
 
 typedef struct model_node {
@@ -34,6 +35,7 @@ typedef struct model_node {
      * call of each left out (primitive compilation, first touch) */
     double profile_seconds[2];
     int64_t profile_calls[2];
+    ich_profile_sink profile_parts[2]; /* the backend's primitives by part */
 } model_node;
 
 typedef struct model_value {

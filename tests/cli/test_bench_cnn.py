@@ -83,6 +83,56 @@ def test_torchvision_presets_run(bench_cnn, preset):
     assert math.isfinite(float(r["loss_last"]))
 
 
+def profile_rows(stdout):
+    """ICH_PROFILE's table: {(layer, pass): (ms, GFLOP/s or None, %peak or None, reorders)}."""
+    rows = {}
+    for line in stdout.splitlines():
+        f = line.split(None, 7)
+        if len(f) < 7 or f[2] not in ("forward", "backward", "-"):
+            continue
+        if f[2] == "-":  # "- data", "- weights"
+            f = line.split(None, 8)
+            f[2:4] = [f[2] + " " + f[3]]
+        rate = None if f[4] == "-" else float(f[4])
+        pct = None if f[5] == "-" else float(f[5].rstrip("%"))
+        rows[(f[0], f[2])] = (float(f[3]), rate, pct, f[7] if len(f) > 7 else "")
+    return rows
+
+
+def test_profile_splits_backward_and_counts_reorders(bench_cnn):
+    """ICH_PROFILE=1: a convolution's backward row is followed by its input
+    gradient (none for the first layer) and weight gradient parts, which lie
+    inside it; the rates are the layer's FLOPs over the time and the %peak
+    is of ICH_PROFILE_PEAK."""
+    env = dict(os.environ, ICH_PROFILE="1", ICH_PROFILE_PEAK="100")
+    result = subprocess.run([str(bench_cnn), "train", "--preset", "ichnet", "--batch", "2",
+                             "--warmup", "1", "--steps", "2", "--threads", "2"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = profile_rows(result.stdout)
+    assert ("conv1", "- weights") in rows and ("conv1", "- data") not in rows, rows
+    for layer in ("res1.conv1", "res2.conv2", "res3.shortcut.conv1"):
+        fwd, bwd = rows[(layer, "forward")], rows[(layer, "backward")]
+        data, weights = rows[(layer, "- data")], rows[(layer, "- weights")]
+        assert data[0] + weights[0] <= bwd[0] + 0.02  # the parts lie inside the call
+        # ms x GFLOP/s = MFLOP, up to the rounding of the printed figures
+        # (0.005 ms, 0.05 GFLOP/s)
+        def mflop(row):
+            return row[0] * row[1], 0.005 * row[1] + 0.05 * row[0]
+
+        flops, err = mflop(fwd)
+        for part, times in ((data, 1), (weights, 1), (bwd, 2)):
+            got, got_err = mflop(part)
+            assert abs(got - times * flops) <= got_err + times * err, (layer, part, fwd)
+        for row in (fwd, bwd, data, weights):
+            assert row[2] == pytest.approx(row[1], rel=0.02, abs=1)  # % of 100 GFLOP/s
+    # Adam changes the weights every step: oneDNN's blocked weight layouts
+    # need a weight reorder in each training forward and backward.
+    assert any("weight" in row[3] for key, row in rows.items() if key[1] == "forward"), rows
+    assert ("bn1", "- data") not in rows  # batch norm's backward is one primitive
+    assert "profile total:" in result.stdout and "of the FMA peak" in result.stdout
+
+
 def test_flop_count_is_the_tutorial_network(bench_cnn):
     result = run(bench_cnn, "flops")
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,8 @@
  * training workspace backward uses instead of the output).
  *
  * Primitives for the four cases (training / evaluation, forward /
- * backward) are built when first used. */
+ * backward) are built when first used: inference builds the evaluation
+ * forward only (issue 16). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +139,6 @@ static ich_status bn_create(ich_layer *layer, const ich_shape *in, ich_shape *ou
     if (status == ICH_OK)
         status = ich_cpu_param_init(&layer->params[BN_COUNT], "num_batches_tracked", ICH_DTYPE_I64,
                                     0, NULL, 0);
-    if (status == ICH_OK)
-        status = bn_build(layer, 1, 0);
     if (status != ICH_OK) {
         bn_destroy(layer);
         return status;
@@ -153,7 +152,7 @@ static ich_status bn_resize(ich_layer *layer, const ich_shape *in, ich_shape *ou
     if (status != ICH_OK)
         return status;
     bn_primitives_free(layer->state);
-    return bn_build(layer, 1, 0);
+    return ICH_OK;
 }
 
 /* PyTorch's running statistics update from the batch's mean and biased

@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profile.h"
 #include "core/threads.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -205,8 +206,20 @@ size_t ich_cpu_scratchpad_size(const_dnnl_primitive_desc_t pd)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
+/* Primitives built so far: [0] forward, [1] backward (any gradient). */
+static _Atomic int64_t g_built[2];
+
+void ich_cpu_primitives_built(int64_t *forward, int64_t *backward)
+{
+    *forward = g_built[0];
+    *backward = g_built[1];
+}
+
 void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primitive_desc_t pd)
 {
+    ich_profile_part part = ich_profile_part_of(what);
+    g_built[part == ICH_PROFILE_BACKWARD || part == ICH_PROFILE_BACKWARD_DATA ||
+            part == ICH_PROFILE_BACKWARD_WEIGHTS]++;
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
         ich_log(ICH_LOG_DEBUG, "%s: %s uses oneDNN %s", layer->name, what, impl);
@@ -239,8 +252,12 @@ ich_status ich_cpu_execute(const ich_layer *layer, dnnl_primitive_t prim,
         if (st == dnnl_success)
             n++;
     }
+    /* ICH_PROFILE=1: the model set a sink for this layer call (profile.h) */
+    const double t0 = ich_profile_sink_now() ? ich_profile_clock() : 0.0;
     if (st == dnnl_success)
         st = dnnl_primitive_execute(prim, ich_cpu_stream(), n, args);
+    if (st == dnnl_success && ich_profile_sink_now())
+        ich_profile_record(what, ich_profile_clock() - t0);
     for (int i = 0; i < n; i++)
         dnnl_memory_destroy(args[i].memory);
     return st == dnnl_success ? ICH_OK : ich_cpu_dnnl_fail(layer, what, st);

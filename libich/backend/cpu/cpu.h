@@ -74,8 +74,16 @@ ich_status ich_cpu_execute_serial(const ich_layer *layer, dnnl_primitive_t prim,
 /* The size of the scratchpad `pd` asks for (0 when none). */
 size_t ich_cpu_scratchpad_size(const_dnnl_primitive_desc_t pd);
 
-/* Log (at debug level) the oneDNN implementation behind `pd`. */
+/* Log (at debug level) the oneDNN implementation behind `pd`, which the
+ * layer has just made into a primitive labelled `what` ("forward",
+ * "backward data", ...: core/profile.h's labels), and count it. Every layer
+ * calls it once per primitive it builds (reorders aside). */
 void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primitive_desc_t pd);
+
+/* Primitives built in this process so far (ich_cpu_log_impl): forward ones
+ * and backward ones (any gradient). Tests check that inference builds no
+ * backward primitive. */
+void ich_cpu_primitives_built(int64_t *forward, int64_t *backward);
 
 
 /* Return from the calling function (which has an `ich_layer *layer`) with

@@ -31,6 +31,9 @@
 
 enum { CHUNK_ROWS = 256 };
 
+/* layernorm's oneDNN flags: PyTorch's weight and bias */
+#define LN_FLAGS (dnnl_use_scale | dnnl_use_shift)
+
 /* The first unit index whose start (unit * size) lies in [begin, end) and
  * the end of them: ich_parallel_range cuts [0, units * size) anywhere; each
  * unit goes wholly to the call whose range holds its first value. */
@@ -189,8 +192,10 @@ static void ln_forward_range(void *context, int64_t begin, int64_t end)
     }
 }
 
-/* Build the oneDNN primitives for the layer's row count; leaves s->rows
- * at -1 (the loops run) when oneDNN has no implementation. */
+/* Build the oneDNN forward primitive for the layer's row count; leaves
+ * s->rows at -1 (the loops run) when oneDNN has no implementation. The
+ * backward one is built by the first backward (ln_build_backward): an
+ * inference-only model compiles none (issue 16). */
 static ich_status ln_build(ich_layer *layer, int64_t rows)
 {
     norm_state *s = layer->state;
@@ -204,18 +209,12 @@ static ich_status ln_build(ich_layer *layer, int64_t rows)
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->data_md, 2, dims, dnnl_f32, dnnl_ab), "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->stat_md, 1, stat_dims, dnnl_f32, dnnl_a), "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->param_md, 1, param_dims, dnnl_f32, dnnl_a), "md");
-    const unsigned flags = dnnl_use_scale | dnnl_use_shift;
-    const float eps = (float)layer->args.eps;
     dnnl_layer_normalization_desc_t desc;
     dnnl_status_t st = dnnl_layer_normalization_forward_desc_init(
-        &desc, dnnl_forward_training, &s->data_md, &s->stat_md, eps, flags);
+        &desc, dnnl_forward_training, &s->data_md, &s->stat_md, (float)layer->args.eps,
+        LN_FLAGS);
     if (st == dnnl_success)
         st = dnnl_primitive_desc_create(&s->fwd_pd, &desc, NULL, ich_cpu_engine(), NULL);
-    if (st == dnnl_success)
-        st = dnnl_layer_normalization_backward_desc_init(&desc, dnnl_backward, &s->data_md,
-                                                         &s->data_md, &s->stat_md, eps, flags);
-    if (st == dnnl_success)
-        st = dnnl_primitive_desc_create(&s->bwd_pd, &desc, NULL, ich_cpu_engine(), s->fwd_pd);
     if (st == dnnl_unimplemented) {
         ln_primitives_free(s);
         s->rows = -1;
@@ -223,17 +222,36 @@ static ich_status ln_build(ich_layer *layer, int64_t rows)
     }
     CHECK_DNNL(st, "layer normalization");
     CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "layer normalization forward");
-    CHECK_DNNL(dnnl_primitive_create(&s->bwd, s->bwd_pd), "layer normalization backward");
     ich_cpu_log_impl(layer, "forward", s->fwd_pd);
+    ich_status status = ich_cpu_grow(layer, (void **)&s->stats, &s->stats_size,
+                                     2 * (size_t)rows * sizeof(float));
+    if (status == ICH_OK)
+        s->rows = rows;
+    return status;
+}
+
+/* The backward primitive beside a built forward one; without a oneDNN
+ * implementation the layer falls back to the loops (s->rows -1), whose
+ * backward needs nothing from a oneDNN forward. */
+static ich_status ln_build_backward(ich_layer *layer)
+{
+    norm_state *s = layer->state;
+    dnnl_layer_normalization_desc_t desc;
+    dnnl_status_t st = dnnl_layer_normalization_backward_desc_init(
+        &desc, dnnl_backward, &s->data_md, &s->data_md, &s->stat_md, (float)layer->args.eps,
+        LN_FLAGS);
+    if (st == dnnl_success)
+        st = dnnl_primitive_desc_create(&s->bwd_pd, &desc, NULL, ich_cpu_engine(), s->fwd_pd);
+    if (st == dnnl_unimplemented) {
+        ln_primitives_free(s);
+        s->rows = -1;
+        return ICH_OK;
+    }
+    CHECK_DNNL(st, "layer normalization backward");
+    CHECK_DNNL(dnnl_primitive_create(&s->bwd, s->bwd_pd), "layer normalization backward");
     ich_cpu_log_impl(layer, "backward", s->bwd_pd);
-    ich_status status;
-    if ((status = ich_cpu_grow(layer, (void **)&s->stats, &s->stats_size,
-                               2 * (size_t)rows * sizeof(float))) != ICH_OK ||
-        (status = ich_cpu_grow(layer, (void **)&s->dparams, &s->dparams_size,
-                               2 * (size_t)C * sizeof(float))) != ICH_OK)
-        return status;
-    s->rows = rows;
-    return ICH_OK;
+    return ich_cpu_grow(layer, (void **)&s->dparams, &s->dparams_size,
+                        2 * (size_t)layer->in[0].c * sizeof(float));
 }
 
 static ich_status layernorm_forward(ich_layer *layer, const float *const *in, float *out,
@@ -309,6 +327,10 @@ static ich_status layernorm_backward(ich_layer *layer, const float *const *in, c
         if (s->rows != rows)
             return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: backward without a forward pass",
                             layer->name);
+        if (!s->bwd && (st = ln_build_backward(layer)) != ICH_OK)
+            return st;
+    }
+    if (s->rows > 0) {
         float *dx = grad_in ? grad_in[0] : NULL;
         if (!dx && (st = ich_cpu_grow(layer, (void **)&s->dx, &s->dx_size,
                                       (size_t)rows * C * sizeof(float))) != ICH_OK)

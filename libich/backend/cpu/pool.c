@@ -56,7 +56,9 @@ static void pool_geometry(const ich_layer *layer, dnnl_dims_t strides, dnnl_dims
     }
 }
 
-/* The forward primitive for training (with workspace) or inference. */
+/* The forward primitive for training (with workspace) or inference, built
+ * by the first forward of that kind (issue 16: an inference-only model
+ * compiles no training or backward primitive, and allocates no workspace). */
 static ich_status pool_build_forward(ich_layer *layer, int training)
 {
     pool_state *s = layer->state;
@@ -135,10 +137,7 @@ static ich_status pool_create(ich_layer *layer, const ich_shape *in, ich_shape *
     if (!s)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
     s->alg = alg;
-    status = pool_build_forward(layer, 1);
-    if (status != ICH_OK)
-        pool_destroy(layer);
-    return status;
+    return ICH_OK; /* primitives are built by the first call that needs them */
 }
 
 static ich_status maxpool_create(ich_layer *layer, const ich_shape *in, ich_shape *out)
@@ -157,7 +156,7 @@ static ich_status pool_resize(ich_layer *layer, const ich_shape *in, ich_shape *
     if (status != ICH_OK)
         return status;
     pool_primitives_free(layer->state);
-    return pool_build_forward(layer, 1);
+    return ICH_OK;
 }
 
 static ich_status pool_forward(ich_layer *layer, const float *const *in, float *out, int training)
@@ -166,7 +165,8 @@ static ich_status pool_forward(ich_layer *layer, const float *const *in, float *
     ich_status status;
     /* max pooling's inference primitive skips the workspace */
     int use_train = training || s->alg != dnnl_pooling_max;
-    if (!use_train && !s->infer && (status = pool_build_forward(layer, 0)) != ICH_OK)
+    if (!(use_train ? s->train : s->infer) &&
+        (status = pool_build_forward(layer, use_train)) != ICH_OK)
         return status;
     dnnl_primitive_desc_t pd = use_train ? s->train_pd : s->infer_pd;
     const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
@@ -192,6 +192,9 @@ static ich_status pool_backward(ich_layer *layer, const float *const *in, const 
     if (s->alg == dnnl_pooling_max && !s->workspace_valid)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: backward without a training forward pass",
                         layer->name);
+    /* the backward primitive is made with the training forward's as hint */
+    if (!s->train && (status = pool_build_forward(layer, 1)) != ICH_OK)
+        return status;
     if (!s->bwd && (status = pool_build_backward(layer)) != ICH_OK)
         return status;
     const dnnl_memory_desc_t *ws =
