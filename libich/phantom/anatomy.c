@@ -328,7 +328,7 @@ static void deep_structures(const anatomy *A, const slice_geo *g, double xs, dou
         double dx = (ax - 10) / 8, dy = (y - 7) / 11;
         double medial = 15.5 + 0.5 * fabs(y + 2), lateral = 27 - 0.025 * (y + 2) * (y + 2);
         if (dx * dx + dy * dy < 1 || (y > -17 && y < 9 && ax > medial && ax < lateral)) {
-            set(p, T_GREY, A->grey_hu - 2 + p->hu - A->white_hu);
+            set(p, T_GREY, A->grey_hu - 2 + 1.5 * ich_phantom_texture(g->texture, xs, y));
             return;
         }
     }

@@ -87,7 +87,7 @@ static int orbit_level(const anatomy *A, const slice_geo *g, double x, double y,
         double rg = 11.5 * sqrt(clamp01(1 - (g->t - 0.07) * (g->t - 0.07) * 250));
         double gx = ax - cx, gy = y - cy + 5;
         if (gx * gx + gy * gy < rg * rg)
-            return done(p, T_SCALP, 12 + 4 * ich_phantom_texture(g->grain, x, y));
+            return done(p, T_SCALP, 14 + 3 * ich_phantom_texture(g->grain, x, y));
         /* Lens-shaped orbital wall of bone around the fat. */
         if (o2 > 0.8)
             return done(p, T_BONE, 600 + 250 * ich_phantom_texture(g->grain, x, y));
@@ -193,7 +193,7 @@ static int posterior_fossa(const anatomy *A, const slice_geo *g, double x, doubl
     fol = fabs(fol - floor(fol) - 0.5) * 2; /* triangle 0..1 */
     double hu = A->grey_hu - 2 + 1.2 * ich_phantom_texture(g->texture, x, y);
     if (ax > 5 && fol > 0.86 + 0.1 * ich_phantom_texture(g->texture, x, y) && inside > 2)
-        return done(p, T_SULCUS, A->csf_hu + 0.55 * (A->grey_hu - A->csf_hu));
+        return done(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
     return done(p, T_GREY, hu - (ax < 7 ? 1 : 0)); /* the vermis a little darker */
 }
 
