@@ -224,10 +224,17 @@ void ich_phantom_make_tables(const anatomy *A, slice_geo *g)
     g->scale = scale;
     g->falx_bow = 1.0 / (0.64 * b * b);
     make_outline(A, g, a, b, oblique);
-    /* Sulci drift slowly with height. */
+    /* Sulci drift slowly with height; convexity sulci open up towards the
+     * vertex, but never reach its middle (no spokes). */
     g->sulci = A->sulci;
-    for (int k = 0; k < A->sulci; k++)
+    double open = t > 0.5 ? 1.0 + 2.2 * (t - 0.5) : 1.0;
+    double deepest = 0.28 * A->half_width * scale;
+    for (int k = 0; k < A->sulci; k++) {
         g->sulcus_angle[k] = ich_phantom_wrap(A->sulcus_angle[k] + A->sulcus_drift[k] * (t - 0.5));
+        double depth = A->sulcus_depth[k] * (0.8 + 0.4 * open);
+        g->sulcus_depth[k] = depth < deepest ? depth : deepest;
+        g->sulcus_width[k] = A->sulcus_width[k] * open;
+    }
     make_nearest(g);
 }
 
@@ -414,16 +421,12 @@ static void brain_at(const anatomy *A, const slice_geo *g, double x, double y, d
      * they look less dark than CSF (partial volume along z). */
     double bent = theta + 0.09 * field;
     int k = g->ang[ich_phantom_angle_index(bent)].nearest;
-    /* Convexity sulci open up towards the vertex (and with age). */
-    double open = g->t > 0.5 ? 1.0 + 2.2 * (g->t - 0.5) : 1.0;
-    double depth_k = A->sulcus_depth[k] * (0.8 + 0.4 * open);
-    double deepest = 0.28 * A->half_width * g->scale; /* no spokes at the vertex */
-    depth_k = depth_k < deepest ? depth_k : deepest;
+    double depth_k = g->sulcus_depth[k];
     double w5 = inside * 0.2; /* inside >= 0: truncation is floor */
     double wiggle = fabs(w5 - (double)(int32_t)w5 - 0.5) * 4 - 1; /* triangle wave */
     double dist = fabs(ich_phantom_wrap(bent - g->sulcus_angle[k]) * r +
                        A->sulcus_wiggle[k] * wiggle);
-    double half = A->sulcus_width[k] * open * (1.0 - 0.5 * inside / depth_k);
+    double half = g->sulcus_width[k] * (1.0 - 0.5 * inside / depth_k);
     if (inside < depth_k && dist < half) {
         set(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
         return;

@@ -91,11 +91,15 @@ static void pad_outside_circle(const ich_phantom_options *o, int16_t *stored, in
     for (int32_t row = 0; row < o->rows; row++) {
         double dy = row + 0.5 - cr, span2 = rad * rad - dy * dy;
         double span = span2 > 0 ? sqrt(span2) : 0;
-        for (int32_t col = 0; col < o->columns; col++) {
-            double dx = col + 0.5 - cc;
-            if (dx < -span || dx > span)
-                stored[(size_t)row * o->columns + col] = pad;
-        }
+        /* Columns [lo, hi) are inside the circle. */
+        int32_t lo = (int32_t)ceil(cc - span - 0.5), hi = (int32_t)floor(cc + span - 0.5) + 1;
+        lo = lo < 0 ? 0 : lo > o->columns ? o->columns : lo;
+        hi = hi < lo ? lo : hi > o->columns ? o->columns : hi;
+        int16_t *line = stored + (size_t)row * o->columns;
+        for (int32_t col = 0; col < lo; col++)
+            line[col] = pad;
+        for (int32_t col = hi; col < o->columns; col++)
+            line[col] = pad;
     }
 }
 
@@ -194,8 +198,16 @@ ich_status ich_phantom_draw(const ich_phantom_options *o, int32_t patient, int32
                 tissue[i] = (uint8_t)cls;
             if (!stored)
                 continue;
-            if (p.inside >= 0)
-                hu += ich_phantom_artifacts(&A, g, x, y, p.inside);
+            if (p.inside >= 0) {
+                double art = 0;
+                if (p.inside < 30) { /* cupping: the periphery denser */
+                    double c = 1 - p.inside / 30;
+                    art = A.cup_hu * c * c;
+                }
+                if (g->t < 0.3)
+                    art = ich_phantom_artifacts(g, x, y, p.inside, art);
+                hu += art;
+            }
             stored[i] = to_stored(sd > 0 ? hu + sd * next_noise(&noise, &spare) : hu, b);
         }
     }

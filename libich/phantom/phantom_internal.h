@@ -116,6 +116,7 @@ typedef struct slice_geo {
     double falx_bow;             /* 1 / (0.8 * the head's half length)^2 */
     angle_row ang[PH_NANG];      /* per direction, together: one cache line per look-up */
     double sulcus_angle[PH_MAX_SULCI];
+    double sulcus_depth[PH_MAX_SULCI], sulcus_width[PH_MAX_SULCI]; /* at this level, mm */
     int sulci;
     int bleeds;
     bleed_slice bleed[PH_MAX_BLEEDS];
@@ -266,10 +267,10 @@ int ich_phantom_bleed_covers(const bleed_slice *s, const pixel *p, double x, dou
 
 /* The rescale intercept of a series. */
 double ich_phantom_intercept(const ich_phantom_options *o, int32_t patient, int32_t study);
-/* Beam hardening (cupping; at the skull base streaks, dark bands): HU
- * added at head coords (x, y), `inside` mm below the inner table (>= 0). */
-double ich_phantom_artifacts(const anatomy *A, const slice_geo *g, double x, double y,
-                             double inside);
+/* Beam hardening at the skull base (streaks, dark bands): `hu` plus the HU
+ * they add at head coords (x, y), `inside` mm below the inner table (>= 0).
+ * Cupping, which every level has, is computed in draw.c's pixel loop. */
+double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside, double hu);
 /* The streak lines of a slice (beam hardening from the petrous bones). */
 void ich_phantom_make_streaks(uint64_t seed, int32_t patient, int32_t study, slice_geo *g);
 /* The headrest behind the occiput: `out` mm beyond the scalp at head y

@@ -46,15 +46,9 @@ void ich_phantom_make_streaks(uint64_t seed, int32_t patient, int32_t study, sli
     }
 }
 
-double ich_phantom_artifacts(const anatomy *A, const slice_geo *g, double x, double y,
-                             double inside)
+double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside, double hu)
 {
-    double hu = 0;
-    if (inside < 30) { /* cupping: the periphery denser than the centre */
-        double c = 1 - inside / 30;
-        hu += A->cup_hu * c * c;
-    }
-    if (g->t >= 0.3)
+    if (g->t >= 0.3 || inside < 0)
         return hu;
     /* Beam hardening under the dense skull base: a darker band. */
     if (inside < 3)
@@ -102,8 +96,10 @@ double ich_phantom_white_sd(double target, int kernel)
 #endif
 
 /* One row through [1 w 1] (a sum of w + 2 times the mean), the ends
- * repeated. */
-static void kernel_row(const int16_t *in, int32_t *out, int32_t columns, int32_t w)
+ * repeated. Inlined into kernel_pass's two constant-w copies: w * x is
+ * then a shift or an add, not a multiplication. */
+static inline __attribute__((always_inline)) void kernel_row(const int16_t *in, int32_t *out,
+                                                            int32_t columns, int32_t w)
 {
     if (columns == 1) {
         out[0] = (w + 2) * in[0];
@@ -116,7 +112,7 @@ static void kernel_row(const int16_t *in, int32_t *out, int32_t columns, int32_t
 }
 
 /* One pass of [1 w 1]^2 / 2^shift, (w + 2)^2 = 2^shift. */
-static void kernel_pass(int16_t *image, int32_t *ring, int32_t rows, int32_t columns, int32_t w,
+static inline __attribute__((always_inline)) void kernel_pass(int16_t *image, int32_t *ring, int32_t rows, int32_t columns, int32_t w,
                         int shift)
 {
     /* Separable and in integers (exact, the same everywhere): each row
@@ -139,16 +135,27 @@ static void kernel_pass(int16_t *image, int32_t *ring, int32_t rows, int32_t col
     }
 }
 
+/* The two kernels' passes with their weights as constants. */
+static void pass_121(int16_t *image, int32_t *ring, int32_t rows, int32_t columns)
+{
+    kernel_pass(image, ring, rows, columns, 2, 4);
+}
+
+static void pass_161(int16_t *image, int32_t *ring, int32_t rows, int32_t columns)
+{
+    kernel_pass(image, ring, rows, columns, 6, 6);
+}
+
 void ich_phantom_kernel(int16_t *image, int32_t *ring, int32_t rows, int32_t columns,
                         int kernel)
 {
     if (kernel == PH_KERNEL_SHARP) {
-        kernel_pass(image, ring, rows, columns, 6, 6);
+        pass_161(image, ring, rows, columns);
         return;
     }
-    kernel_pass(image, ring, rows, columns, 2, 4);
+    pass_121(image, ring, rows, columns);
     if (kernel == PH_KERNEL_SOFT)
-        kernel_pass(image, ring, rows, columns, 2, 4);
+        pass_121(image, ring, rows, columns);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

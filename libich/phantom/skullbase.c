@@ -126,6 +126,8 @@ static int petrous(const anatomy *A, const slice_geo *g, double x, double y, pix
     double x0, y0, x1, y1, along;
     ridge(A, g, &x0, &y0, &x1, &y1);
     double d = segment_distance(ax, y, x0, y0, x1, y1, &along);
+    if (d >= 17.8) /* wider than the widest wedge: (0.6 + 13) * 1.3 */
+        return 0;
     double grain = ich_phantom_texture(g->grain, x, y);
     double level = clamp01((0.2 - t) / 0.1); /* fuller lower down */
     double w = (0.6 + 9.0 * along * level + 4.0 * level) * (0.8 + 0.5 * grain);
@@ -186,14 +188,17 @@ static int posterior_fossa(const anatomy *A, const slice_geo *g, double x, doubl
         return done(p, T_CISTERN, A->csf_hu);
     /* Cerebellum: grey-ish, with curved folia (fine dark lines) around the
      * fourth ventricle and the vermis in the middle. */
-    double fx = ax - 6, fy = y - vy;
-    double rf = sqrt(fx * fx + fy * fy) + 5.0 * ich_phantom_texture(g->grain, x, y) +
-                3.0 * ich_phantom_texture(g->texture, y, x);
-    double fol = rf * (1.0 / 3.4);
-    fol = fabs(fol - floor(fol) - 0.5) * 2; /* triangle 0..1 */
-    double hu = A->grey_hu - 2 + 1.2 * ich_phantom_texture(g->texture, x, y);
-    if (ax > 5 && fol > 0.86 + 0.1 * ich_phantom_texture(g->texture, x, y) && inside > 2)
-        return done(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
+    double tex = ich_phantom_texture(g->texture, x, y);
+    double hu = A->grey_hu - 2 + 1.2 * tex;
+    if (ax > 5 && inside > 2) {
+        double fx = ax - 6, fy = y - vy;
+        double rf = sqrt(fx * fx + fy * fy) + 5.0 * ich_phantom_texture(g->grain, x, y) +
+                    3.0 * ich_phantom_texture(g->texture, y, x);
+        double fol = rf * (1.0 / 3.4);
+        fol = fabs(fol - floor(fol) - 0.5) * 2; /* triangle 0..1 */
+        if (fol > 0.86 + 0.1 * tex)
+            return done(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
+    }
     return done(p, T_GREY, hu - (ax < 7 ? 1 : 0)); /* the vermis a little darker */
 }
 
@@ -250,9 +255,12 @@ int ich_phantom_skull_base(const anatomy *A, const slice_geo *g, double x, doubl
     double sy = (y + 0.22 * b) / (0.12 * b);
     if (t < 0.16 && ax * ax / 150 + sy * sy < 1)
         return ax < 0.8 ? done(p, T_BONE, 700) : air_cell(g, x, y, 15.0, 0.9, p);
-    double clx = ax / (8.0 - 60 * (t > 0.14 ? t - 0.14 : 0)), cly = (y + 0.05 * b) / (0.07 * b);
-    if (t < 0.2 && clx * clx + cly * cly < 1 + 0.3 * ich_phantom_texture(g->grain, x, y))
-        return done(p, T_BONE, 950 + 250 * ich_phantom_texture(g->grain, x, y));
+    if (t < 0.2 && ax < 9.2) { /* clx^2 < 1.3 at most: |x| < 1.15 * 8 */
+        double clx = ax / (8.0 - 60 * (t > 0.14 ? t - 0.14 : 0));
+        double cly = (y + 0.05 * b) / (0.07 * b);
+        if (clx * clx + cly * cly < 1 + 0.3 * ich_phantom_texture(g->grain, x, y))
+            return done(p, T_BONE, 950 + 250 * ich_phantom_texture(g->grain, x, y));
+    }
     /* Greater sphenoid wings: the curved front wall of each middle fossa
      * (the box test first: most pixels are far from them). */
     double reach = t < 0.14 ? 1.1 : 0.35; /* higher up only the clinoid processes */
