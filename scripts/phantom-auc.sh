@@ -70,7 +70,7 @@ if [ "${REUSE_DEFAULT:-0}" = 1 ] && [ -f "$out/default/model/best.safetensors" ]
 else
   run "$out/default" "${PATIENTS:-200}" 1000 "${EPOCHS:-10}" 4
 fi
-echo "== stronger: twice the patients, every positive, more epochs"
+echo "== stronger: ${STRONG_PATIENTS:-400} patients, every positive, up to ${STRONG_EPOCHS:-15} epochs"
 run "$out/stronger" "${STRONG_PATIENTS:-400}" 2000 "${STRONG_EPOCHS:-15}" 5 \
   "$out/default/split/test.csv"
 test_csv=$out/default/split/test.csv
