@@ -10,7 +10,9 @@
 #             (and on its own test split).
 # Usage: scripts/phantom-auc.sh [OUT_DIR] (default phantom-auc-output)
 #   THREADS (default 1), EPOCHS and STRONG_EPOCHS, PATIENTS and STRONG_PATIENTS
-#   change the sizes. Needs the build (scripts/build.sh).
+#   change the sizes; REUSE_DEFAULT=1 keeps a default run already in OUT_DIR
+#   (its model and test split) and makes only the stronger one. Needs the
+#   build (scripts/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-phantom-auc-output}
@@ -63,8 +65,12 @@ print('%-36s any %.3f (95%% CI %.3f-%.3f); ' % (sys.argv[2], c['any']['auc'], *c
 }
 
 echo "== default: the demo's settings"
-run "$out/default" "${PATIENTS:-200}" 1000 "${EPOCHS:-10}" 4
-echo "== stronger: twice the patients, every positive, more epochs"
+if [ "${REUSE_DEFAULT:-0}" = 1 ] && [ -f "$out/default/model/best.safetensors" ]; then
+  echo "(kept from an earlier run in $out/default)"
+else
+  run "$out/default" "${PATIENTS:-200}" 1000 "${EPOCHS:-10}" 4
+fi
+echo "== stronger: ${STRONG_PATIENTS:-400} patients, every positive, up to ${STRONG_EPOCHS:-15} epochs"
 run "$out/stronger" "${STRONG_PATIENTS:-400}" 2000 "${STRONG_EPOCHS:-15}" 5 \
   "$out/default/split/test.csv"
 test_csv=$out/default/split/test.csv

@@ -418,15 +418,15 @@ static const double TISSUE_RANGE[ICH_PHANTOM_TISSUE_COUNT][2] = {
     [ICH_PHANTOM_SUBDURAL] = {36, 87},
 };
 
-/* Is pixel i inside a 3x3 block of one tissue (the kernel cannot have
- * mixed another tissue into it)? */
+/* Is pixel i inside a 5x5 block of one tissue (the softest kernel, two
+ * passes of [1 2 1], cannot have mixed another tissue into it)? */
 static int interior(const uint8_t *t, int n, int i)
 {
     int r = i / n, c = i % n;
-    if (r == 0 || c == 0 || r == n - 1 || c == n - 1)
+    if (r < 2 || c < 2 || r >= n - 2 || c >= n - 2)
         return 0;
-    for (int dr = -1; dr <= 1; dr++)
-        for (int dc = -1; dc <= 1; dc++)
+    for (int dr = -2; dr <= 2; dr++)
+        for (int dc = -2; dc <= 2; dc++)
             if (t[(r + dr) * n + c + dc] != t[i])
                 return 0;
     return 1;
@@ -451,7 +451,12 @@ static void check_tissues(const float *hu, const uint8_t *t, int n, int base, ti
         if (base)
             continue;
         const double *range = TISSUE_RANGE[t[i]];
-        if (hu[i] < range[0] - 1 || hu[i] > range[1] + 1)
+        /* Cupping (beam hardening) adds up to 4 HU inside the skull. */
+        double cup = t[i] >= ICH_PHANTOM_CSF && t[i] != ICH_PHANTOM_HEADREST &&
+                             t[i] != ICH_PHANTOM_SINUS_AIR ? 4 : 0;
+        if (t[i] == ICH_PHANTOM_AIR && (hu[i] == -3024 || hu[i] == -2000))
+            continue; /* padding outside the reconstruction circle */
+        if (hu[i] < range[0] - 1 || hu[i] > range[1] + 1 + cup)
             fail_msg("tissue %d at pixel %d: %g HU outside %g..%g", t[i], i, hu[i], range[0],
                      range[1]);
         s->count[t[i]]++;
@@ -473,13 +478,17 @@ static void test_tissue_hu(void **state)
     uint8_t *t = malloc(n);
     tissue_stats s;
     memset(&s, 0, sizeof s);
+    int pads[3] = {0};
     for (int p = 0; p < o.patients; p++) {
         for (int k = 1; k < o.slices; k += 2) {
             assert_int_equal(ich_phantom_slice(&o, p, 0, k, hu, n, NULL, NULL, 0), ICH_OK);
             assert_int_equal(ich_phantom_tissues(&o, p, 0, k, t, n), ICH_OK);
             check_tissues(hu, t, 256, (k + 0.5) / o.slices < 0.3, &s);
-            /* Air in the corners. */
-            assert_true(hu[0] == -1000 && hu[255] == -1000);
+            /* Air in the corners, or the padding value outside the
+             * reconstruction circle some scanners write. */
+            assert_true(hu[0] == -1000 || hu[0] == -3024 || hu[0] == -2000);
+            assert_true(hu[255] == hu[0] && hu[n - 1] == hu[0]);
+            pads[hu[0] == -1000 ? 0 : hu[0] == -3024 ? 1 : 2]++;
             assert_true(t[0] == ICH_PHANTOM_AIR && t[n - 1] == ICH_PHANTOM_AIR);
         }
     }
@@ -489,6 +498,7 @@ static void test_tissue_hu(void **state)
                         ICH_PHANTOM_SINUS_AIR, ICH_PHANTOM_HEADREST};
     for (size_t k = 0; k < sizeof seen / sizeof *seen; k++)
         assert_true(s.seen[seen[k]] > 20);
+    assert_true(pads[0] > 0 && pads[1] + pads[2] > 0); /* both occur */
     /* Grey matter is denser than white matter, both than CSF; blood is
      * denser than brain. */
     double grey = s.sum[ICH_PHANTOM_GREY] / s.count[ICH_PHANTOM_GREY];
@@ -594,8 +604,8 @@ static void test_noise_is_ct_like(void **state)
         highest = sd > highest ? sd : highest;
     }
     assert_true(highest > 1.2 * lowest); /* the level varies by study */
-    /* noise 0: exact values, no noise. */
-    assert_true(b[0] == -1000);
+    /* noise 0: exact values, no noise (air or padding in the corner). */
+    assert_true(b[0] == -1000 || b[0] == -3024 || b[0] == -2000);
     free(a);
     free(b);
     free(t);
@@ -832,6 +842,174 @@ static void test_any_prevalence_near_rsna(void **state)
     free(hu);
 }
 
+/* Lesions from a few millimetres (the hard cases) to several centimetres:
+ * the largest cross-section of each intraparenchymal bleed, as the
+ * diameter of a disc of its area, over 40 patients with the default sizes. */
+static void test_lesion_sizes_reach_a_few_millimetres(void **state)
+{
+    (void)state;
+    ich_phantom_options o;
+    ich_phantom_options_init(&o);
+    o.patients = 40;
+    o.rows = o.columns = N;
+    o.prevalence = 1;
+    o.multiple = 0;
+    o.type_weights[PARENCHYMAL] = 1;
+    o.threads = 1;
+    uint8_t *t = malloc(N * N);
+    double smallest = 1e9, largest = 0;
+    int small = 0;
+    for (int p = 0; p < o.patients; p++) {
+        long most = 0;
+        for (int k = 0; k < o.slices; k++) {
+            assert_int_equal(ich_phantom_tissues(&o, p, 0, k, t, N * N), ICH_OK);
+            long count = 0;
+            for (int i = 0; i < N * N; i++)
+                count += t[i] == ICH_PHANTOM_INTRAPARENCHYMAL;
+            most = count > most ? count : most;
+        }
+        if (most == 0)
+            continue;
+        double diameter = 2 * sqrt(most * PIXEL_MM * PIXEL_MM / 3.14159265358979);
+        smallest = diameter < smallest ? diameter : smallest;
+        largest = diameter > largest ? diameter : largest;
+        small += diameter <= 6;
+    }
+    print_message("intraparenchymal diameters %.1f..%.1f mm, %d of %d <= 6 mm\n", smallest,
+                  largest, small, (int)o.patients);
+    assert_true(smallest <= 5.0);  /* a few millimetres */
+    assert_true(largest >= 30.0);  /* and large ones */
+    assert_true(small >= 4);       /* the small ones are not rare */
+    free(t);
+}
+
+/* The lowest slices are the skull base: bone, air in the sinuses and
+ * mastoids, orbital fat and brain (temporal lobes, brainstem, cerebellum),
+ * each in a plausible share of the head; higher up, mostly brain. */
+static void test_skull_base_levels(void **state)
+{
+    (void)state;
+    ich_phantom_options o = small_options();
+    o.patients = 8;
+    o.studies_per_patient = 1;
+    o.slices = 24;
+    o.rows = o.columns = N;
+    o.prevalence = 0;
+    uint8_t *t = malloc(N * N);
+    for (int p = 0; p < o.patients; p++) {
+        for (int k = 2; k <= 12; k += 10) {
+            assert_int_equal(ich_phantom_tissues(&o, p, 0, k, t, N * N), ICH_OK);
+            long head = 0, bone = 0, sinus = 0, brain = 0, fat = 0, cistern = 0;
+            for (int i = 0; i < N * N; i++) {
+                if (t[i] == ICH_PHANTOM_AIR || t[i] == ICH_PHANTOM_HEADREST)
+                    continue;
+                head++;
+                bone += t[i] == ICH_PHANTOM_BONE;
+                sinus += t[i] == ICH_PHANTOM_SINUS_AIR;
+                fat += t[i] == ICH_PHANTOM_FAT;
+                brain += t[i] == ICH_PHANTOM_GREY || t[i] == ICH_PHANTOM_WHITE;
+                cistern += t[i] == ICH_PHANTOM_CSF;
+            }
+            double fb = (double)bone / head, fs = (double)sinus / head;
+            double fbr = (double)brain / head, ff = (double)fat / head;
+            if (k == 2) {
+                if (!(fb > 0.15 && fb < 0.6 && fs > 0.005 && fs < 0.15 && fbr > 0.2 &&
+                      fbr < 0.8 && ff > 0.02 && cistern > 0))
+                    fail_msg("patient %d skull base: bone %.3f, sinus %.3f, brain %.3f, fat "
+                             "%.3f", p, fb, fs, fbr, ff);
+            } else {
+                if (!(fb < 0.25 && fs == 0 && fbr > 0.5))
+                    fail_msg("patient %d slice %d: bone %.3f, sinus %.3f, brain %.3f", p, k, fb,
+                             fs, fbr);
+            }
+        }
+    }
+    free(t);
+}
+
+/* No label leak: a bleed changes the pixels where it is and what its mass
+ * effect moves, nothing else (not the noise, the head's size or position,
+ * the kernel or the padding). Every pixel farther than the kernel's reach
+ * from a change of tissue is the same with and without the bleeds. */
+static void test_bleeds_change_nothing_else(void **state)
+{
+    (void)state;
+    ich_phantom_options with = small_options(), without;
+    with.patients = 6;
+    with.studies_per_patient = 1;
+    with.slices = 24;
+    with.rows = with.columns = N;
+    with.prevalence = 1;
+    without = with;
+    without.prevalence = 0;
+    float *a = malloc(N * N * sizeof *a), *b = malloc(N * N * sizeof *b);
+    uint8_t *ta = malloc(N * N), *tb = malloc(N * N);
+    long changed_tissue = 0, compared = 0;
+    for (int p = 0; p < with.patients; p++) {
+        for (int k = 6; k < 20; k += 3) {
+            assert_int_equal(ich_phantom_slice(&with, p, 0, k, a, N * N, NULL, NULL, 0), ICH_OK);
+            assert_int_equal(ich_phantom_slice(&without, p, 0, k, b, N * N, NULL, NULL, 0),
+                             ICH_OK);
+            assert_int_equal(ich_phantom_tissues(&with, p, 0, k, ta, N * N), ICH_OK);
+            assert_int_equal(ich_phantom_tissues(&without, p, 0, k, tb, N * N), ICH_OK);
+            for (int i = 0; i < N * N; i++) {
+                int r = i / N, c = i % N, near = 0;
+                for (int dr = -2; dr <= 2 && !near; dr++)
+                    for (int dc = -2; dc <= 2 && !near; dc++) {
+                        int rr = r + dr, cc = c + dc;
+                        if (rr >= 0 && cc >= 0 && rr < N && cc < N)
+                            near = ta[rr * N + cc] != tb[rr * N + cc];
+                    }
+                changed_tissue += ta[i] != tb[i];
+                if (near)
+                    continue;
+                compared++;
+                if (a[i] != b[i])
+                    fail_msg("patient %d slice %d pixel %d: %g HU with bleeds, %g without", p,
+                             k, i, a[i], b[i]);
+            }
+        }
+    }
+    assert_true(changed_tissue > 100 && compared > changed_tissue);
+    free(a);
+    free(b);
+    free(ta);
+    free(tb);
+}
+
+/* Scanners differ: the kernel (noise grain: lag-1 autocorrelation of the
+ * noise) varies between studies, from sharp to soft. */
+static void test_kernels_vary_by_study(void **state)
+{
+    (void)state;
+    ich_phantom_options o = small_options(), clean;
+    o.patients = 1;
+    o.studies_per_patient = 24;
+    o.slices = 24;
+    o.rows = o.columns = N;
+    o.prevalence = 0;
+    clean = o;
+    clean.noise = 0;
+    float *a = malloc(N * N * sizeof *a), *b = malloc(N * N * sizeof *b);
+    uint8_t *t = malloc(N * N);
+    double lowest = 1, highest = 0;
+    for (int s = 0; s < o.studies_per_patient; s++) {
+        assert_int_equal(ich_phantom_slice(&o, 0, s, 14, a, N * N, NULL, NULL, 0), ICH_OK);
+        assert_int_equal(ich_phantom_slice(&clean, 0, s, 14, b, N * N, NULL, NULL, 0), ICH_OK);
+        assert_int_equal(ich_phantom_tissues(&o, 0, s, 14, t, N * N), ICH_OK);
+        double sd, lag1;
+        noise_stats(a, b, t, N, &sd, &lag1);
+        lowest = lag1 < lowest ? lag1 : lowest;
+        highest = lag1 > highest ? lag1 : highest;
+    }
+    print_message("noise lag-1 autocorrelation %.2f..%.2f over studies\n", lowest, highest);
+    assert_true(lowest < 0.45);  /* a sharp kernel: [1 6 1] gives 0.32 */
+    assert_true(highest > 0.75); /* a soft one: [1 4 6 4 1] gives 0.80 */
+    free(a);
+    free(b);
+    free(t);
+}
+
 /* ---- Progress and cancel --------------------------------------------------- */
 
 typedef struct progress_log {
@@ -908,6 +1086,10 @@ int main(void)
         cmocka_unit_test(test_intraventricular_is_in_the_ventricles),
         cmocka_unit_test(test_intraparenchymal_is_inside_the_brain),
         cmocka_unit_test(test_subarachnoid_is_thin),
+        cmocka_unit_test(test_lesion_sizes_reach_a_few_millimetres),
+        cmocka_unit_test(test_skull_base_levels),
+        cmocka_unit_test(test_bleeds_change_nothing_else),
+        cmocka_unit_test(test_kernels_vary_by_study),
         cmocka_unit_test_setup_teardown(test_progress_and_cancel, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_unwritable_folder, tu_setup_tmpdir,

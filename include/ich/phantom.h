@@ -13,17 +13,33 @@
  *  - anatomy varying by patient: head size, shape, position and tilt;
  *    scalp with its fat layer; a skull of varying thickness with dense
  *    inner and outer tables, diploe and sutures; at the lowest slices the
- *    skull base (orbits with globe and fat, ethmoid, sphenoid and frontal
- *    sinuses, mastoid air cells, petrous bone, clivus, sphenoid wings);
- *    grey and white matter at their own HU with a smooth texture, gyri and
- *    sulci; CSF in sulci, fissures, cisterns and ventricles shaped by the
- *    level; falx and tentorium; pineal, choroid plexus and falx
- *    calcifications (bright, not blood); age (atrophy: wider sulci,
- *    cisterns and ventricles);
- *  - the scanner: noise of 3-8 HU (options.noise times a factor 0.6-1.3
- *    per study) with a CT-like correlated texture, the same reconstruction
- *    kernel blurring edges (partial volume), beam-hardening streaks and
- *    dark bands at the skull base, a headrest behind the head;
+ *    skull base as its three fossae (orbits with globe, optic nerve,
+ *    muscles and fat; ethmoid, sphenoid and frontal sinuses; curved
+ *    greater sphenoid wings; petrous wedges with mastoid air cells and the
+ *    inner ear; clivus; temporal lobes in the middle fossae; pons or
+ *    medulla, prepontine cistern, fourth ventricle and the cerebellum with
+ *    its folia in the posterior fossa); above it the midbrain (peduncles,
+ *    tectum) in the ambient cistern with the suprasellar and quadrigeminal
+ *    cisterns and the temporal horns; thalami, lentiform nuclei and caudate
+ *    heads around the internal capsule, the third ventricle and the frontal
+ *    horns; the centrum semiovale and convexity sulci that open towards the
+ *    vertex; grey and white matter at their own HU with a smooth texture;
+ *    CSF in sulci, fissures, cisterns and ventricles shaped by the level;
+ *    falx and tentorium; pineal, choroid plexus and falx calcifications
+ *    (bright, not blood); age (atrophy: wider sulci, cisterns and
+ *    ventricles);
+ *  - the scanner, varying by study as real scanners and protocols do (all
+ *    of it drawn from the study's own stream, never from the bleeds', so
+ *    that nothing but the blood tells a bleeding slice): noise of 3-7 HU
+ *    (options.noise times a factor 0.5-1.15) through the study's
+ *    reconstruction kernel (soft, standard or sharp: blotchy to fine noise
+ *    grain, blurred to crisp edges, partial volume); the head's position
+ *    (+-12 mm) and rotation (+-14 degrees); where the series starts and
+ *    how far it reaches (+-3.6 mm, 95-102% of the head's height);
+ *    cupping (the brain's periphery up to 4 HU denser); beam-hardening
+ *    streaks and dark bands at the skull base; a headrest behind the head;
+ *    outside the reconstruction circle (the largest circle in the matrix)
+ *    air or, in half of the studies, a padding value of -3024 or -2000 HU;
  *  - bleeds as they appear: acute blood 55-84 HU (one in eight 42-52 HU:
  *    older blood or anaemia; subdural 3 HU less), with a few HU of texture; epidural as a
  *    biconvex lens against the inner table, bounded by the coronal and
@@ -31,18 +47,22 @@
  *    subarachnoid as thin blood in sulci and the basal cisterns;
  *    intraparenchymal as a round or lobulated clot, often with a dark rim
  *    of oedema; intraventricular blood layering in the dependent horns.
- *    Sizes run from a few millimetres to large bleeds with mass effect
- *    (midline shift, a squeezed ventricle). A bleed is a 3D lesion: it
+ *    Sizes run from 3-5 mm (the hard cases; with the default size_min
+ *    they are common) to several centimetres with mass effect (midline
+ *    shift, a squeezed ventricle). A bleed is a 3D lesion: it
  *    spans neighbouring slices and changes size along z; several types
  *    sometimes occur at once. With the defaults about 14% of slices are
  *    positive for "any", as in the RSNA data.
  *
- * Tissue HU as drawn (before the scanner's noise, kernel and, below a
- * height of 0.3, beam hardening; ich_phantom_tissues() gives each pixel's
- * tissue): air -1000; fat -110..-75; soft tissue (scalp, muscle, globe)
- * 10..45; bone 250..1950 (sutures about 300, diploe 500..1100, tables up
- * to 1800, petrous 1000..1500); CSF 3..10 (thin sulci up to 20: the 5 mm
- * slice averages them with cortex); grey matter 28..43 (cortex blending
+ * Tissue HU as drawn (before the scanner's noise, kernel and beam
+ * hardening: cupping adds up to 4 HU inside the skull, and below a height
+ * of 0.3 streaks and bands; ich_phantom_tissues() gives each pixel's
+ * tissue): air -1000 (padding -3024 or -2000 HU outside the
+ * reconstruction circle, still called air); fat -110..-75; soft tissue
+ * (scalp, muscle, globe, inner ear) 10..45; bone 250..1950 (sutures about
+ * 300, diploe 500..1100, tables up to 1800, septa of air cells 400..1000,
+ * petrous 900..1700); CSF 3..10 (thin sulci and cerebellar folia up to
+ * 20: the 5 mm slice averages them with cortex); grey matter 28..43 (cortex blending
  * into white matter, deep nuclei); white matter 22..37; dura (falx,
  * tentorium) 43..51; calcification 100..400; oedema 10..30; headrest -820
  * (foam) and 90 (shell); air in sinuses and mastoids -980..-940; blood

@@ -59,6 +59,29 @@ static void make_sulci(ich_rng *rng, anatomy *A)
     }
 }
 
+/* What differs between scanners and protocols and must not teach a model
+ * anything about bleeds: all of it comes from the study's stream, never
+ * from the bleeds'. */
+static void make_scanner(ich_rng *pos, anatomy *A)
+{
+    /* Reconstruction kernel: soft (two [1 2 1] passes: blotchy noise,
+     * blurred edges), standard ([1 2 1]) or sharp ([1 6 1]: fine grain,
+     * crisp edges). */
+    double u = ich_rng_uniform(pos);
+    A->kernel = u < 0.45 ? PH_KERNEL_SOFT : u < 0.8 ? PH_KERNEL_STANDARD : PH_KERNEL_SHARP;
+    /* Outside the reconstruction circle some scanners store a padding
+     * value instead of air: -3024 HU (stored -2000 at intercept -1024) or
+     * -2000 HU. */
+    u = ich_rng_uniform(pos);
+    A->padding_hu = u < 0.5 ? 0 : u < 0.8 ? -3024 : -2000;
+    /* Where the series starts and how far it reaches (the planning of
+     * the scan), in units of the head's height. */
+    A->t_offset = ich_rng_range(pos, -0.03, 0.03);
+    A->t_span = ich_rng_range(pos, 0.95, 1.02);
+    /* Beam hardening's cupping: the brain's periphery a few HU denser. */
+    A->cup_hu = ich_rng_range(pos, 0, 4);
+}
+
 void ich_phantom_make_anatomy(const ich_phantom_options *o, int32_t patient, int32_t study,
                               anatomy *A)
 {
@@ -94,11 +117,12 @@ void ich_phantom_make_anatomy(const ich_phantom_options *o, int32_t patient, int
     /* Each study places the head a little differently in the scanner and
      * has its own noise level (dose, patient size). */
     ich_rng pos = ich_phantom_stream(o->seed, TAG_STUDY, patient, (uint64_t)study);
-    A->angle = ich_rng_range(&pos, -0.15, 0.15);
-    A->shift_x = ich_rng_range(&pos, -8, 8);
-    A->shift_y = ich_rng_range(&pos, -8, 6);
-    A->noise_factor = ich_rng_range(&pos, 0.6, 1.3);
+    A->angle = ich_rng_range(&pos, -0.25, 0.25);
+    A->shift_x = ich_rng_range(&pos, -12, 12);
+    A->shift_y = ich_rng_range(&pos, -12, 9);
+    A->noise_factor = ich_rng_range(&pos, 0.5, 1.15);
     A->headrest_gap = ich_rng_range(&pos, 0.5, 6);
+    make_scanner(&pos, A);
 }
 
 /* Size of the head's cross-section at height t, relative to its widest. */
@@ -106,8 +130,8 @@ double ich_phantom_head_scale(double t)
 {
     if (t < 0.35)
         return 1.0 - 1.6 * (0.35 - t) * (0.35 - t);
-    double u = (t - 0.35) / 0.72;
-    return sqrt(1.0 - u * u);
+    double u = (t - 0.35) / 0.72, v = 1.0 - u * u;
+    return sqrt(v > 0.01 ? v : 0.01);
 }
 
 double ich_phantom_ventricle_size(const anatomy *A, double t)
@@ -153,8 +177,10 @@ static void make_outline(const anatomy *A, slice_geo *g, double a, double b, dou
         double k = 1.0 + A->skull_amp[0] * sin_at(c, s, cph[1], sph[1]) +
                    A->skull_amp[1] * sin_at(c2, s2, cph[2], sph[2]) +
                    A->skull_amp[2] * sin_at(c3, s3, cph[3], sph[3]);
-        if (t < 0.2) /* the skull base's ridges */
-            k += (0.2 - t) * 3.0 * fabs(sin_at(c4, s4, cph[6], sph[6]));
+        if (t < 0.2) { /* the skull base's fossae: thicker between them */
+            double w = sin_at(c4, s4, cph[6], sph[6]);
+            k += (0.2 - t) * 3.0 * w * w;
+        }
         g->ang[i].edge = (float)e;
         g->ang[i].skull = (float)(A->skull_mm * k * oblique);
         g->ang[i].cortex = (float)(A->cortex_mm * (1.0 + 0.25 * sin_at(c5, s5, cph[4], sph[4]) +
@@ -198,10 +224,17 @@ void ich_phantom_make_tables(const anatomy *A, slice_geo *g)
     g->scale = scale;
     g->falx_bow = 1.0 / (0.64 * b * b);
     make_outline(A, g, a, b, oblique);
-    /* Sulci drift slowly with height. */
+    /* Sulci drift slowly with height; convexity sulci open up towards the
+     * vertex, but never reach its middle (no spokes). */
     g->sulci = A->sulci;
-    for (int k = 0; k < A->sulci; k++)
+    double open = t > 0.5 ? 1.0 + 2.2 * (t - 0.5) : 1.0;
+    double deepest = 0.28 * A->half_width * scale;
+    for (int k = 0; k < A->sulci; k++) {
         g->sulcus_angle[k] = ich_phantom_wrap(A->sulcus_angle[k] + A->sulcus_drift[k] * (t - 0.5));
+        double depth = A->sulcus_depth[k] * (0.8 + 0.4 * open);
+        g->sulcus_depth[k] = depth < deepest ? depth : deepest;
+        g->sulcus_width[k] = A->sulcus_width[k] * open;
+    }
     make_nearest(g);
 }
 
@@ -277,25 +310,6 @@ static int lateral_ventricles(const anatomy *A, const slice_geo *g, double xs, d
     return 0;
 }
 
-/* Midbrain with the ambient cistern around it, the suprasellar cistern
- * in front, the quadrigeminal cistern behind. */
-static int midbrain(const anatomy *A, double t, double x, double y, pixel *p)
-{
-    double r = sqrt(x * x + (y - 6) * (y - 6)), rm = 11.0;
-    if (r < rm) {
-        set(p, T_GREY, 0.5 * (A->grey_hu + A->white_hu));
-        return 1;
-    }
-    double wide = 2.0 + 2.0 * A->age; /* cisterns widen with atrophy */
-    double sy = y + 11, qy = y - 6 - rm - 3.5;
-    if (r < rm + wide || (t > 0.2 && x * x + sy * sy < 25 + 10 * A->age) ||
-        (t > 0.27 && x * x + qy * qy < 14)) {
-        set(p, T_CISTERN, A->csf_hu);
-        return 1;
-    }
-    return 0;
-}
-
 /* The deep structures, for a pixel of white matter at head coords (x, y);
  * xs is x after the midline shift. */
 static void deep_structures(const anatomy *A, const slice_geo *g, double xs, double y,
@@ -314,16 +328,18 @@ static void deep_structures(const anatomy *A, const slice_geo *g, double xs, dou
         set(p, T_VENTRICLE, A->csf_hu);
         return;
     }
-    /* Thalami and lentiform nuclei: deep grey matter. */
-    if (t > 0.34 && t < 0.56) {
-        double dx = (ax - 11) / 7.5, dy = (y - 3) / 10;
-        double lx = (ax - 22) / 5, ly = (y + 6) / 12;
-        if (dx * dx + dy * dy < 1 || lx * lx + ly * ly < 1) {
-            set(p, T_GREY, A->grey_hu - 3);
+    /* Thalami beside the third ventricle, and the lentiform nuclei: lenses
+     * whose medial edge is the ">" of the internal capsule (white matter,
+     * its genu pointing to the midline), the external capsule outside. */
+    if (t > 0.34 && t < 0.54) {
+        double dx = (ax - 10) / 8, dy = (y - 7) / 11;
+        double medial = 15.5 + 0.5 * fabs(y + 2), lateral = 27 - 0.025 * (y + 2) * (y + 2);
+        if (dx * dx + dy * dy < 1 || (y > -17 && y < 9 && ax > medial && ax < lateral)) {
+            set(p, T_GREY, A->grey_hu - 2 + 1.5 * ich_phantom_texture(g->texture, xs, y));
             return;
         }
     }
-    if (t > 0.15 && t < 0.38 && midbrain(A, t, xs, y, p))
+    if (t >= 0.2 && t < 0.36 && ich_phantom_midbrain(A, g, xs, y, p))
         return;
     /* Tentorium: a faint dense V opening backwards from the incisura. */
     if (t > 0.17 && t < 0.36 && y > 20) {
@@ -405,12 +421,12 @@ static void brain_at(const anatomy *A, const slice_geo *g, double x, double y, d
      * they look less dark than CSF (partial volume along z). */
     double bent = theta + 0.09 * field;
     int k = g->ang[ich_phantom_angle_index(bent)].nearest;
-    double depth_k = A->sulcus_depth[k];
+    double depth_k = g->sulcus_depth[k];
     double w5 = inside * 0.2; /* inside >= 0: truncation is floor */
     double wiggle = fabs(w5 - (double)(int32_t)w5 - 0.5) * 4 - 1; /* triangle wave */
     double dist = fabs(ich_phantom_wrap(bent - g->sulcus_angle[k]) * r +
                        A->sulcus_wiggle[k] * wiggle);
-    double half = A->sulcus_width[k] * (1.0 - 0.5 * inside / depth_k);
+    double half = g->sulcus_width[k] * (1.0 - 0.5 * inside / depth_k);
     if (inside < depth_k && dist < half) {
         set(p, T_SULCUS, A->csf_hu + 0.3 * (A->grey_hu - A->csf_hu));
         return;
@@ -450,9 +466,9 @@ void ich_phantom_anatomy_at(const anatomy *A, const slice_geo *g, double x, doub
         return;
     }
     double inside = depth - skull;
+    p->inside = inside;
     if (g->t < 0.24 && ich_phantom_skull_base(A, g, x, y, inside, p))
         return;
-    p->inside = inside;
     if (inside < A->surface_csf_mm) {
         set(p, T_SURFACE_CSF, A->csf_hu);
         return;

@@ -65,7 +65,7 @@ static void make_epidural(const anatomy *A, ich_rng *rng, double size, bleed *b,
                           double *half_mm)
 {
     b->t0 = ich_rng_range(rng, 0.38, 0.75);
-    *half_mm = 6 + 16 * size;
+    *half_mm = 10 + 18 * size;
     b->side = ich_rng_uniform(rng) < 0.5 ? 1 : -1;
     /* Temporoparietal mostly, between the coronal and lambdoid sutures,
      * which bound it: the dura is fixed there. */
@@ -83,7 +83,7 @@ static void make_epidural(const anatomy *A, ich_rng *rng, double size, bleed *b,
 static void make_subdural(ich_rng *rng, double size, bleed *b, double *half_mm)
 {
     b->t0 = ich_rng_range(rng, 0.40, 0.78);
-    *half_mm = 12 + 22 * size;
+    *half_mm = 18 + 24 * size;
     b->phi = lateral_angle(rng, 0.6);
     b->alpha = 0.5 + 0.8 * size; /* long: it crosses the sutures */
     b->thick = 1.5 + 11 * size;
@@ -95,11 +95,11 @@ static void make_subarachnoid(ich_rng *rng, double size, bleed *b, double *half_
     b->basal = ich_rng_uniform(rng) < 0.4;
     if (b->basal) {
         b->t0 = ich_rng_range(rng, 0.26, 0.38);
-        *half_mm = 6 + 12 * size;
+        *half_mm = 10 + 14 * size;
         b->reach = 12 + 45 * size;
     } else {
         b->t0 = ich_rng_range(rng, 0.42, 0.82);
-        *half_mm = 6 + 14 * size;
+        *half_mm = 10 + 16 * size;
         b->phi = ich_rng_range(rng, -PI, PI);
         b->alpha = 0.12 + 0.65 * size;
     }
@@ -109,9 +109,9 @@ static void make_parenchymal(const anatomy *A, ich_rng *rng, double size, bleed 
                              double *half_mm)
 {
     b->t0 = ich_rng_range(rng, 0.36, 0.70);
-    *half_mm = 3 + 14 * size;
+    *half_mm = 3 + 22 * size;
     double scale = ich_phantom_head_scale(b->t0);
-    b->radius = (1.5 + 18 * size) * scale;
+    b->radius = (1.0 + 19 * size) * scale;
     for (int k = 0; k < 2; k++) {
         double phase = ich_rng_range(rng, 0, 2 * PI);
         b->lobe[k] = ich_rng_range(rng, 0.0, 0.25) / (k + 1);
@@ -134,10 +134,11 @@ static void make_bleed(const ich_phantom_options *o, const anatomy *A, ich_rng *
                        bleed *b)
 {
     /* Small bleeds are commoner than large ones; the size maps to mm
-     * through a power so that the smallest are a few millimetres. */
+     * through a steep power so that the smallest (size_min 0.4: 0.1) are
+     * 3-5 mm across, the hard cases, and the largest (1.0) several cm. */
     double u = ich_rng_uniform(rng);
     double size = o->size_min + (o->size_max - o->size_min) * u * sqrt(u);
-    size = size * sqrt(size);
+    size = size * size * sqrt(size);
     memset(b, 0, sizeof *b);
     b->type = type;
     /* Acute blood; one in eight is older or in an anaemic patient and
@@ -160,7 +161,7 @@ static void make_bleed(const ich_phantom_options *o, const anatomy *A, ich_rng *
         break;
     case B_VENTRICULAR: {
         b->t0 = ich_rng_range(rng, 0.50, 0.62);
-        half_mm = 6 + 14 * size;
+        half_mm = 10 + 16 * size;
         /* A fluid level: blood layers in the dependent (posterior) horns,
          * the same plane on every slice. */
         double v = ich_phantom_ventricle_size(A, b->t0);

@@ -83,11 +83,31 @@ static inline double next_noise(ich_rng *rng, noise_spare *spare)
     return a;
 }
 
+/* Outside the reconstruction circle (the largest circle in the matrix),
+ * the padding value, after the kernel as a scanner writes it. */
+static void pad_outside_circle(const ich_phantom_options *o, int16_t *stored, int16_t pad)
+{
+    double cr = 0.5 * o->rows, cc = 0.5 * o->columns, rad = cr < cc ? cr : cc;
+    for (int32_t row = 0; row < o->rows; row++) {
+        double dy = row + 0.5 - cr, span2 = rad * rad - dy * dy;
+        double span = span2 > 0 ? sqrt(span2) : 0;
+        /* Columns [lo, hi) are inside the circle. */
+        int32_t lo = (int32_t)ceil(cc - span - 0.5), hi = (int32_t)floor(cc + span - 0.5) + 1;
+        lo = lo < 0 ? 0 : lo > o->columns ? o->columns : lo;
+        hi = hi < lo ? lo : hi > o->columns ? o->columns : hi;
+        int16_t *line = stored + (size_t)row * o->columns;
+        for (int32_t col = 0; col < lo; col++)
+            line[col] = pad;
+        for (int32_t col = hi; col < o->columns; col++)
+            line[col] = pad;
+    }
+}
+
 /* The slice's geometry: the tables, textures, bleeds and streaks. */
 static void prepare_slice(const ich_phantom_options *o, const anatomy *A, const bleed *bleeds,
                           int nb, int32_t patient, int32_t study, int32_t slice, slice_geo *g)
 {
-    g->t = (slice + 0.5) / o->slices;
+    g->t = A->t_offset + A->t_span * (slice + 0.5) / o->slices;
     g->cosr = cos(A->angle);
     g->sinr = sin(A->angle);
     g->ventricle = ich_phantom_ventricle_size(A, g->t);
@@ -135,7 +155,7 @@ ich_status ich_phantom_draw(const ich_phantom_options *o, int32_t patient, int32
     double cx = 0.5 * o->columns * mm + A.shift_x, cy = 0.5 * o->rows * mm + A.shift_y;
     ich_rng noise = ich_phantom_stream(o->seed, TAG_NOISE, patient,
                                        (uint64_t)study << 24 | (uint32_t)slice);
-    double sd = o->noise > 0 ? ich_phantom_white_sd(o->noise * A.noise_factor) : 0;
+    double sd = o->noise > 0 ? ich_phantom_white_sd(o->noise * A.noise_factor, A.kernel) : 0;
     double b = ich_phantom_intercept(o, patient, study);
     memset(blood_pixels, 0, 5 * sizeof *blood_pixels);
     noise_spare spare = {0, 0};
@@ -178,14 +198,25 @@ ich_status ich_phantom_draw(const ich_phantom_options *o, int32_t patient, int32
                 tissue[i] = (uint8_t)cls;
             if (!stored)
                 continue;
-            if (g->t < 0.3)
-                hu += ich_phantom_artifacts(g, x, y, p.inside);
+            if (p.inside >= 0) {
+                double art = 0;
+                if (p.inside < 30) { /* cupping: the periphery denser */
+                    double c = 1 - p.inside / 30;
+                    art = A.cup_hu * c * c;
+                }
+                if (g->t < 0.3)
+                    art = ich_phantom_artifacts(g, x, y, p.inside, art);
+                hu += art;
+            }
             stored[i] = to_stored(sd > 0 ? hu + sd * next_noise(&noise, &spare) : hu, b);
         }
     }
     /* The reconstruction kernel: partial volume and correlated noise. */
-    if (stored)
-        ich_phantom_kernel(stored, g->ring, o->rows, o->columns);
+    if (stored) {
+        ich_phantom_kernel(stored, g->ring, o->rows, o->columns, A.kernel);
+        if (A.padding_hu != 0)
+            pad_outside_circle(o, stored, to_stored(A.padding_hu, b));
+    }
     if (intercept)
         *intercept = b;
     free(g);

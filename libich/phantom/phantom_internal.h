@@ -44,6 +44,8 @@ enum tissue {
     T_VENTRICLE, T_DURA, T_CALC, T_GREY, T_WHITE
 };
 
+enum { PH_KERNEL_STANDARD, PH_KERNEL_SOFT, PH_KERNEL_SHARP };
+
 enum { B_EPIDURAL, B_PARENCHYMAL, B_VENTRICULAR, B_SUBARACHNOID, B_SUBDURAL };
 
 /* What varies from one patient to the next (the patient's stream). */
@@ -63,6 +65,10 @@ typedef struct anatomy {
     double pineal_calc, plexus_calc, falx_calc; /* calcification HU (0: none) */
     double noise_factor;    /* the study's noise level relative to options.noise */
     double headrest_gap;    /* mm between the occiput and the headrest */
+    int kernel;             /* PH_KERNEL_*: the study's reconstruction kernel */
+    double padding_hu;      /* HU outside the reconstruction circle (0: air there) */
+    double t_offset, t_span;/* the series' first level and its reach, in heights */
+    double cup_hu;          /* cupping: HU added at the brain's periphery */
     int sulci;
     double sulcus_angle[PH_MAX_SULCI], sulcus_drift[PH_MAX_SULCI], sulcus_depth[PH_MAX_SULCI];
     double sulcus_width[PH_MAX_SULCI], sulcus_wiggle[PH_MAX_SULCI];
@@ -110,6 +116,7 @@ typedef struct slice_geo {
     double falx_bow;             /* 1 / (0.8 * the head's half length)^2 */
     angle_row ang[PH_NANG];      /* per direction, together: one cache line per look-up */
     double sulcus_angle[PH_MAX_SULCI];
+    double sulcus_depth[PH_MAX_SULCI], sulcus_width[PH_MAX_SULCI]; /* at this level, mm */
     int sulci;
     int bleeds;
     bleed_slice bleed[PH_MAX_BLEEDS];
@@ -243,6 +250,9 @@ void ich_phantom_anatomy_at(const anatomy *A, const slice_geo *g, double x, doub
  * inner table. */
 int ich_phantom_skull_base(const anatomy *A, const slice_geo *g, double x, double y,
                            double inside, pixel *p);
+/* Midbrain, its cisterns and the temporal horns (0.2 <= t < 0.36): 1 when
+ * (x, y) is one of them (p filled), else 0. */
+int ich_phantom_midbrain(const anatomy *A, const slice_geo *g, double x, double y, pixel *p);
 
 /* ---- bleeds.c ---- */
 
@@ -257,17 +267,21 @@ int ich_phantom_bleed_covers(const bleed_slice *s, const pixel *p, double x, dou
 
 /* The rescale intercept of a series. */
 double ich_phantom_intercept(const ich_phantom_options *o, int32_t patient, int32_t study);
-/* Beam hardening at the skull base, headrest: HU added at head coords (x, y). */
-double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside);
+/* Beam hardening at the skull base (streaks, dark bands): `hu` plus the HU
+ * they add at head coords (x, y), `inside` mm below the inner table (>= 0).
+ * Cupping, which every level has, is computed in draw.c's pixel loop. */
+double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside, double hu);
 /* The streak lines of a slice (beam hardening from the petrous bones). */
 void ich_phantom_make_streaks(uint64_t seed, int32_t patient, int32_t study, slice_geo *g);
 /* The headrest behind the occiput: `out` mm beyond the scalp at head y
  * coordinate y; sets p when the headrest is there. */
 void ich_phantom_headrest(const anatomy *A, const slice_geo *g, double out, double y, pixel *p);
-/* The reconstruction kernel: a [1 2 1]^2 / 16 blur of stored values in
- * place (partial volume, correlated noise); `ring` holds 3 * columns values. */
-void ich_phantom_kernel(int16_t *image, int32_t *ring, int32_t rows, int32_t columns);
+/* The reconstruction kernel `kernel` (PH_KERNEL_*) applied to stored
+ * values in place (partial volume, correlated noise); `ring` holds
+ * 3 * columns values. */
+void ich_phantom_kernel(int16_t *image, int32_t *ring, int32_t rows, int32_t columns,
+                        int kernel);
 /* The white-noise sd that gives sd `target` after ich_phantom_kernel(). */
-double ich_phantom_white_sd(double target);
+double ich_phantom_white_sd(double target, int kernel);
 
 #endif

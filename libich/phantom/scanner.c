@@ -46,11 +46,10 @@ void ich_phantom_make_streaks(uint64_t seed, int32_t patient, int32_t study, sli
     }
 }
 
-double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside)
+double ich_phantom_artifacts(const slice_geo *g, double x, double y, double inside, double hu)
 {
     if (g->t >= 0.3 || inside < 0)
-        return 0;
-    double hu = 0;
+        return hu;
     /* Beam hardening under the dense skull base: a darker band. */
     if (inside < 3)
         hu -= 6 * (1 - inside / 3) * (0.3 - g->t) / 0.3;
@@ -80,10 +79,14 @@ void ich_phantom_headrest(const anatomy *A, const slice_geo *g, double out, doub
 }
 
 
-double ich_phantom_white_sd(double target)
+double ich_phantom_white_sd(double target, int kernel)
 {
-    /* [1 2 1]/4 keeps sqrt(6/16) of white noise's sd per axis: 0.375 in 2D. */
-    return target / 0.375;
+    /* The share of white noise's sd a kernel keeps, per axis the root of
+     * the sum of its squared weights: [1 2 1]/4 6/16, twice 70/256, [1 6
+     * 1]/8 38/64; in 2D the product of two axes. */
+    double keep = kernel == PH_KERNEL_SOFT ? 70.0 / 256 : kernel == PH_KERNEL_SHARP ? 38.0 / 64
+                                                                                     : 6.0 / 16;
+    return target / keep;
 }
 
 /* The kernel is integer arithmetic (exact): let the compiler vectorize it. */
@@ -92,38 +95,67 @@ double ich_phantom_white_sd(double target)
 #pragma GCC optimize("tree-vectorize")
 #endif
 
-/* One row through [1 2 1] (a sum of 4 times the mean), the ends repeated. */
-static void kernel_row(const int16_t *in, int32_t *out, int32_t columns)
+/* One row through [1 w 1] (a sum of w + 2 times the mean), the ends
+ * repeated. Inlined into kernel_pass's two constant-w copies: w * x is
+ * then a shift or an add, not a multiplication. */
+static inline __attribute__((always_inline)) void kernel_row(const int16_t *in, int32_t *out,
+                                                            int32_t columns, int32_t w)
 {
     if (columns == 1) {
-        out[0] = 4 * in[0];
+        out[0] = (w + 2) * in[0];
         return;
     }
-    out[0] = 3 * in[0] + in[1];
+    out[0] = (w + 1) * in[0] + in[1];
     for (int32_t c = 1; c + 1 < columns; c++)
-        out[c] = in[c - 1] + 2 * in[c] + in[c + 1];
-    out[columns - 1] = in[columns - 2] + 3 * in[columns - 1];
+        out[c] = in[c - 1] + w * in[c] + in[c + 1];
+    out[columns - 1] = in[columns - 2] + (w + 1) * in[columns - 1];
 }
 
-void ich_phantom_kernel(int16_t *image, int32_t *ring, int32_t rows, int32_t columns)
+/* One pass of [1 w 1]^2 / 2^shift, (w + 2)^2 = 2^shift. */
+static inline __attribute__((always_inline)) void kernel_pass(int16_t *image, int32_t *ring, int32_t rows, int32_t columns, int32_t w,
+                        int shift)
 {
     /* Separable and in integers (exact, the same everywhere): each row
      * through the kernel into a ring of three rows, then each output row
-     * from three of them, rounded (sum + 8) / 16. Row r is written only
-     * after row r + 1 was read, so the image is filtered in place. */
+     * from three of them, rounded. Row r is written only after row r + 1
+     * was read, so the image is filtered in place. */
     int32_t *h[3] = {ring, ring + columns, ring + 2 * (size_t)columns};
-    kernel_row(image, h[0], columns);
+    int32_t half = 1 << (shift - 1);
+    kernel_row(image, h[0], columns, w);
     for (int32_t r = 0; r < rows; r++) {
         const int32_t *mid = h[r % 3], *up = r > 0 ? h[(r + 2) % 3] : mid;
         const int32_t *down = mid;
         if (r + 1 < rows) {
-            kernel_row(image + (size_t)(r + 1) * columns, h[(r + 1) % 3], columns);
+            kernel_row(image + (size_t)(r + 1) * columns, h[(r + 1) % 3], columns, w);
             down = h[(r + 1) % 3];
         }
         int16_t *out = image + (size_t)r * columns;
         for (int32_t c = 0; c < columns; c++)
-            out[c] = (int16_t)((up[c] + 2 * mid[c] + down[c] + 8) >> 4);
+            out[c] = (int16_t)((up[c] + w * mid[c] + down[c] + half) >> shift);
     }
+}
+
+/* The two kernels' passes with their weights as constants. */
+static void pass_121(int16_t *image, int32_t *ring, int32_t rows, int32_t columns)
+{
+    kernel_pass(image, ring, rows, columns, 2, 4);
+}
+
+static void pass_161(int16_t *image, int32_t *ring, int32_t rows, int32_t columns)
+{
+    kernel_pass(image, ring, rows, columns, 6, 6);
+}
+
+void ich_phantom_kernel(int16_t *image, int32_t *ring, int32_t rows, int32_t columns,
+                        int kernel)
+{
+    if (kernel == PH_KERNEL_SHARP) {
+        pass_161(image, ring, rows, columns);
+        return;
+    }
+    pass_121(image, ring, rows, columns);
+    if (kernel == PH_KERNEL_SOFT)
+        pass_121(image, ring, rows, columns);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

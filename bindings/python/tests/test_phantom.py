@@ -81,7 +81,7 @@ def test_options_change_the_slices():
     assert lab0.sum() == 0
     assert clean[0, 0] == -1000
     noisy, _, _ = ich.phantom_slice(0, 0, 4, prevalence=0, **{**base, "noise": 10.0})
-    # options.noise times the study's factor (0.6-1.3), through the kernel.
+    # options.noise times the study's factor (0.5-1.15), through its kernel.
     assert 5 < np.std(noisy[:10, :10]) < 14
     # Prevalence 1 with one type: the tissue map shows where the blood is
     # (the kernel blurs its edges and a large bleed pushes the brain, so the
