@@ -40,6 +40,21 @@
  * first pass of each batch size and keep the fastest (PyTorch's
  * cudnn.benchmark = True: a slower first step); otherwise cuDNN's
  * heuristics choose (PyTorch's default).
+ * The CPU backend reads ICH_CPU_LAYOUT when a convolution is created or
+ * its batch size changes: the activation layout of each convolution pass
+ * (forward, input gradient, weight gradient), any case:
+ *   auto     the default: by a rule measured on oneDNN 2.6's kernels, the
+ *            backward passes of convolutions with kernels of 4x4 or more
+ *            (and 8 or more input channels, ungrouped) on the blocked
+ *            layout on CPUs without AVX-512 (where oneDNN's NHWC backward
+ *            kernels are up to 3x slower), everything else on NHWC
+ *   nhwc     every pass on the model's NHWC activations
+ *   blocked  every pass on oneDNN's blocked layout (nChw8c or nChw16c),
+ *            with reorders in and out (tests use it to check those kernels)
+ * Results agree within float32 rounding whatever the layout; a blocked
+ * pass runs over the batch in chunks whose copies take at most 128 MiB
+ * per layer. Another value makes creating a model with a convolution fail
+ * with ICH_ERR_INVALID_ARGUMENT, saying so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H
