@@ -55,6 +55,18 @@
  * pass runs over the batch in chunks whose copies take at most 128 MiB
  * per layer. Another value makes creating a model with a convolution fail
  * with ICH_ERR_INVALID_ARGUMENT, saying so.
+ * ICH_CPU_MATH, read at the same moments, is the CPU convolutions'
+ * arithmetic, as ICH_CUDA_MATH is the GPU's:
+ *   fp32  full single precision (the default)
+ *   bf16  mixed precision on CPUs with AVX512-BF16 or AMX: convolutions on
+ *         bfloat16 copies of their inputs and weights with FP32 sums and
+ *         FP32 results (about 1e-2 relative, as PyTorch's autocast); the
+ *         weights, their gradients, the optimizer and every other layer
+ *         stay FP32. On a CPU without those instructions (or under
+ *         ONEDNN_MAX_CPU_ISA below them) a warning is logged once and the
+ *         convolutions stay FP32.
+ * Another value makes creating a model with a convolution fail with
+ * ICH_ERR_INVALID_ARGUMENT.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -26,7 +26,14 @@
  * than nChw8c), while its NHWC forward is as fast. ICH_CPU_LAYOUT=nhwc|
  * blocked|auto chooses (auto, the default: choose_blocked()). A training
  * forward on the blocked layout leaves its input's copy for the backward
- * weights, which runs before the backward data (that overwrites it). */
+ * weights, which runs before the backward data (that overwrites it).
+ *
+ * Mixed precision (ICH_CPU_MATH=bf16, as the GPU's ICH_CUDA_MATH=bf16):
+ * every pass reads bfloat16 copies of its activation inputs and weights
+ * (the same reorders, converting) and writes FP32 results (dst, diff_src,
+ * the weight and bias gradients) with FP32 sums; the parameters, their
+ * gradients and the optimizer stay FP32. Only where oneDNN has bfloat16
+ * kernels (AVX512-BF16 or AMX): elsewhere a warning and FP32. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +75,7 @@ typedef struct act_copy {
 
 typedef struct conv_state {
     int layout; /* LAYOUT_*, from ICH_CPU_LAYOUT */
+    int bf16;   /* ICH_CPU_MATH=bf16 on a CPU with bfloat16 instructions */
     pass_layout pass[PASS_COUNT];
     act_copy copy[2];
     dnnl_memory_desc_t src_md, dst_md, w_user_md, b_md;
@@ -197,6 +205,36 @@ static ich_status layout_mode(ich_layer *layer, int *mode)
                     "%s: ICH_CPU_LAYOUT=%s is not one of nhwc, blocked, auto", layer->name, text);
 }
 
+/* ICH_CPU_MATH: fp32 (unset: fp32) or bf16, any case. bf16 on a CPU (or
+ * under ONEDNN_MAX_CPU_ISA) without bfloat16 instructions is FP32 with a
+ * warning (once per process): oneDNN would emulate it, slower than FP32. */
+static ich_status math_mode(ich_layer *layer, int *bf16)
+{
+    static int warned;
+    const char *text = getenv("ICH_CPU_MATH");
+    *bf16 = 0;
+    if (!text || !*text || strcasecmp(text, "fp32") == 0)
+        return ICH_OK;
+    if (strcasecmp(text, "bf16") != 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "%s: ICH_CPU_MATH=%s is not one of fp32, bf16", layer->name, text);
+    const dnnl_cpu_isa_t need = dnnl_cpu_isa_avx512_core_bf16;
+    *bf16 = (dnnl_get_effective_cpu_isa() & need) == need;
+    if (!*bf16 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        ich_log(ICH_LOG_WARNING,
+                "ICH_CPU_MATH=bf16: this CPU (or ONEDNN_MAX_CPU_ISA) has no AVX512-BF16 or AMX "
+                "instructions; convolutions stay FP32");
+    return ICH_OK;
+}
+
+/* The settings read from the environment when the primitives are built. */
+static ich_status read_settings(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    ich_status status = layout_mode(layer, &s->layout);
+    return status == ICH_OK ? math_mode(layer, &s->bf16) : status;
+}
+
 /* Whether `pass` runs on the blocked layout. auto, by rule: the backward
  * passes of an ungrouped convolution with a kernel of 4x4 or more and at
  * least 8 input channels (one AVX2 block), on a CPU (or under
@@ -249,7 +287,8 @@ static ich_status pass_mds(ich_layer *layer, int pass, dnnl_memory_desc_t *src,
 {
     conv_state *s = layer->state;
     pass_layout *lay = &s->pass[pass];
-    int blocked = choose_blocked(layer, pass);
+    /* bfloat16 copies are reorders anyway: the kernel chooses their layout */
+    int blocked = choose_blocked(layer, pass) || s->bf16;
     lay->images = blocked ? blocked_chunk(layer) : layer->in[0].n;
     const dnnl_memory_desc_t *full[2] = {&s->src_md, &s->dst_md};
     dnnl_memory_desc_t *any[2] = {src, dst};
@@ -260,9 +299,11 @@ static ich_status pass_mds(ich_layer *layer, int pass, dnnl_memory_desc_t *src,
         CHECK_DNNL(dnnl_memory_desc_init_by_tag(&lay->nhwc[i], 4, dims, dnnl_f32, dnnl_nhwc),
                    "md");
         *any[i] = lay->nhwc[i];
+        /* bf16: the pass's inputs (src, diff_dst), not its results */
+        int input = pass == PASS_BWD_W || (pass == PASS_FWD) == (i == 0);
+        dnnl_data_type_t type = s->bf16 && input ? dnnl_bf16 : dnnl_f32;
         if (blocked)
-            CHECK_DNNL(dnnl_memory_desc_init_by_tag(any[i], 4, dims, dnnl_f32,
-                                                    dnnl_format_tag_any),
+            CHECK_DNNL(dnnl_memory_desc_init_by_tag(any[i], 4, dims, type, dnnl_format_tag_any),
                        "md");
     }
     return ICH_OK;
@@ -425,8 +466,8 @@ static ich_status build_forward(ich_layer *layer)
                "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->b_md, 1, b_dims, dnnl_f32, dnnl_x), "md");
     dnnl_memory_desc_t w_any;
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
-                                            dnnl_format_tag_any),
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
+                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
@@ -510,10 +551,13 @@ static dnnl_status_t backward_weights_pd(const ich_layer *layer,
 static ich_status build_backward(ich_layer *layer)
 {
     conv_state *s = layer->state;
-    dnnl_memory_desc_t w_any;
+    dnnl_memory_desc_t w_any, dw_any; /* the weights (bf16 copies too), their FP32 gradient */
     dnnl_dims_t w_dims;
     int w_ndims = weight_dims(layer, w_dims);
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
+                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
+               "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dw_any, w_ndims, w_dims, dnnl_f32,
                                             dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
@@ -534,7 +578,7 @@ static ich_status build_backward(ich_layer *layer)
         st = dnnl_primitive_desc_create(&s->bwd_data_pd, &desc, attr, ich_cpu_engine(), s->fwd_pd);
     if (st == dnnl_success)
         st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &desc, dnnl_convolution_direct, &w_src, &w_any, layer->args.bias ? &s->b_md : NULL,
+            &desc, dnnl_convolution_direct, &w_src, &dw_any, layer->args.bias ? &s->b_md : NULL,
             &w_dst, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
         st = backward_weights_pd(layer, &desc, attr, s->fwd_pd, &s->bwd_w_pd);
@@ -614,7 +658,7 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
     layer->state = calloc(1, sizeof(conv_state));
     if (!layer->state)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
-    if ((status = layout_mode(layer, &((conv_state *)layer->state)->layout)) != ICH_OK) {
+    if ((status = read_settings(layer)) != ICH_OK) {
         conv_destroy(layer);
         return status;
     }
@@ -642,7 +686,7 @@ static ich_status conv_resize(ich_layer *layer, const ich_shape *in, ich_shape *
         return status;
     primitives_free(s);
     s->mask_valid = 0;
-    if ((status = layout_mode(layer, &s->layout)) != ICH_OK)
+    if ((status = read_settings(layer)) != ICH_OK)
         return status;
     return build_forward(layer);
 }
