@@ -61,8 +61,9 @@
  *   bf16  mixed precision on CPUs with AVX512-BF16 or AMX: convolutions on
  *         bfloat16 copies of their inputs and weights with FP32 sums and
  *         FP32 results (about 1e-2 relative, as PyTorch's autocast); the
- *         weights, their gradients, the optimizer and every other layer
- *         stay FP32. On a CPU without those instructions (or under
+ *         weights, their gradients, the optimizer, every other layer and
+ *         convolutions with fewer than 8 input channels (whose channels
+ *         the bf16 kernels would pad to 16) stay FP32. On a CPU without those instructions (or under
  *         ONEDNN_MAX_CPU_ISA below them) a warning is logged once and the
  *         convolutions stay FP32.
  * Another value makes creating a model with a convolution fail with

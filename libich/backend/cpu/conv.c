@@ -207,7 +207,10 @@ static ich_status layout_mode(ich_layer *layer, int *mode)
 
 /* ICH_CPU_MATH: fp32 (unset: fp32) or bf16, any case. bf16 on a CPU (or
  * under ONEDNN_MAX_CPU_ISA) without bfloat16 instructions is FP32 with a
- * warning (once per process): oneDNN would emulate it, slower than FP32. */
+ * warning (once per process): oneDNN would emulate it, slower than FP32.
+ * A convolution with fewer than 8 input channels (an image network's
+ * first) stays FP32 on NHWC: the bf16 kernels' blocked layout pads its
+ * channels to 16, which costs more than bf16 saves. */
 static ich_status math_mode(ich_layer *layer, int *bf16)
 {
     static int warned;
@@ -219,8 +222,9 @@ static ich_status math_mode(ich_layer *layer, int *bf16)
         return ich_fail(ICH_ERR_INVALID_ARGUMENT,
                         "%s: ICH_CPU_MATH=%s is not one of fp32, bf16", layer->name, text);
     const dnnl_cpu_isa_t need = dnnl_cpu_isa_avx512_core_bf16;
-    *bf16 = (dnnl_get_effective_cpu_isa() & need) == need;
-    if (!*bf16 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+    int has_bf16 = (dnnl_get_effective_cpu_isa() & need) == need;
+    *bf16 = has_bf16 && layer->in[0].c >= 8;
+    if (!has_bf16 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
         ich_log(ICH_LOG_WARNING,
                 "ICH_CPU_MATH=bf16: this CPU (or ONEDNN_MAX_CPU_ISA) has no AVX512-BF16 or AMX "
                 "instructions; convolutions stay FP32");
