@@ -46,8 +46,8 @@
  *   auto     the default: by a rule measured on oneDNN 2.6's kernels, the
  *            backward passes of convolutions with kernels of 4x4 or more
  *            (and 8 or more input channels, ungrouped) on the blocked
- *            layout on CPUs without AVX-512 (where oneDNN's NHWC backward
- *            kernels are up to 3x slower), everything else on NHWC
+ *            layout on AVX2 CPUs without AVX-512 (where oneDNN's NHWC
+ *            backward kernels are up to 3x slower), everything else on NHWC
  *   nhwc     every pass on the model's NHWC activations
  *   blocked  every pass on oneDNN's blocked layout (nChw8c or nChw16c),
  *            with reorders in and out (tests use it to check those kernels)
