@@ -7,8 +7,8 @@
  *                         [--preset NAME]
  *
  * --preset: any libich preset (default tutorial); run_cnn.sh uses tutorial,
- *        efficientnet_v2_s and convnext_tiny (the input shape is the
- *        preset's: 3 x 256 x 256 for the last two).
+ *        ichnet, efficientnet_v2_s and convnext_tiny (the input shape is the
+ *        preset's: 3 x 256 x 256 for the last three).
  *   bench_cnn flops
  *
  * train: the step API on one fixed random batch (6 random 0/1 targets per

@@ -7,7 +7,8 @@ written the usual PyTorch way.
                      [--warmup 1] [--steps 2]
     cnn_reference.py flops [--model tutorial]
 
---model: tutorial (1 x 512 x 512 input, libich's "tutorial" preset) or
+--model: tutorial (1 x 512 x 512 input, libich's "tutorial" preset),
+       ichnet (3 x 256 x 256, libich's "ichnet" preset, torch_twins.IchNet) or
        efficientnet_v2_s, convnext_tiny (torchvision 0.14's models with
        num_classes=6, 3 x 256 x 256 input: libich's presets of those names).
 train: the usual loop (zero_grad, forward, BCEWithLogitsLoss, backward,
@@ -39,20 +40,22 @@ import time
 import torch
 import torch.nn as nn
 
-from torch_twins import Tutorial
+from torch_twins import IchNet, Tutorial
 
 
 # The tutorial's network (libich's "tutorial" preset, same state_dict
 # names): four conv + ReLU + 2x2 max pool stages, then two linear layers.
 ConvNet = Tutorial
 
-MODELS = ("tutorial", "efficientnet_v2_s", "convnext_tiny")
+MODELS = ("tutorial", "ichnet", "efficientnet_v2_s", "convnext_tiny")
 
 
 def make_model(name):
     """The network and its input shape (C, H, W)."""
     if name == "tutorial":
         return ConvNet(), (1, 512, 512)
+    if name == "ichnet":
+        return IchNet(), (3, 256, 256)
     import torchvision
     return getattr(torchvision.models, name)(num_classes=6), (3, 256, 256)
 

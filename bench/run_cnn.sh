@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: the tutorial's ConvNet (1x512x512 input, 4 conv + ReLU + max
-# pool stages, 2 linear layers, 6 outputs), or torchvision's
+# pool stages, 2 linear layers, 6 outputs), or libich's ichnet or torchvision's
 # efficientnet_v2_s or convnext_tiny (3x256x256, 6 outputs), trained
 # (forward, BCE-with-logits, backward, Adam step) and run for inference at
 # batch 16, with libich (bench/bench_cnn.c) and with PyTorch
@@ -9,7 +9,7 @@
 #
 #   bench/run_cnn.sh [--model M] [--threads N] [--quick] [--only libich|pytorch] [BUILD_DIR]
 #
-# --model M    tutorial (default), efficientnet_v2_s or convnext_tiny
+# --model M    tutorial (default), ichnet, efficientnet_v2_s or convnext_tiny
 # --threads N  threads for both sides and the peak (default 2)
 # --quick      a smoke test: batch 2, 1 timed step, 1 repetition
 # --only SIDE  run one side only (no ratios, no goal check)
@@ -62,8 +62,9 @@ done
 [[ -z $only || $only == libich || $only == pytorch ]] || die "--only takes libich or pytorch, got '$only'"
 case $model in
 tutorial) default_train_steps=2 default_repeat=1 input="1x512x512" ;;
+ichnet) default_train_steps=10 default_repeat=3 input="3x256x256" ;;
 efficientnet_v2_s | convnext_tiny) default_train_steps=3 default_repeat=3 input="3x256x256" ;;
-*) die "--model takes tutorial, efficientnet_v2_s or convnext_tiny, got '$model'" ;;
+*) die "--model takes tutorial, ichnet, efficientnet_v2_s or convnext_tiny, got '$model'" ;;
 esac
 if ((quick)); then
     batch=${BENCH_BATCH:-2} train_steps=${BENCH_TRAIN_STEPS:-1} infer_steps=${BENCH_INFER_STEPS:-1}

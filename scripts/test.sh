@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test: the cmocka suite and the Python tests (with the layer sweep
 # against PyTorch) on a normal build, the numerical ones again on oneDNN's
-# AVX2 and SSE4.1 kernels, the small layer sweep under valgrind, the same
-# again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the DICOM
+# AVX2 and SSE4.1 kernels and on the blocked convolution layout, the small
+# layer sweep under valgrind, the same again on an AddressSanitizer + UndefinedBehaviorSanitizer build, the DICOM
 # fuzz corpus replayed and 5,000 seeded mutations, the exported-symbol check, the
 # ABI check against the committed baseline (scripts/abi.sh), and an
 # out-of-tree program built against the
@@ -64,6 +64,21 @@ for isa in AVX2 SSE41; do
     $py -m pytest -q -p no:cacheprovider tests/gpu
 done
 rm -rf "$emulated"
+
+# The CPU backend runs some convolution passes on oneDNN's blocked layout
+# (nChw8c/nChw16c, reorders in and out) and others on NHWC, by a rule that
+# depends on the CPU (libich/backend/cpu/conv.c). ICH_CPU_LAYOUT=blocked
+# puts every pass on the blocked kernels, so both layouts are checked
+# against PyTorch on this machine's kernels and on AVX2's whatever the rule
+# chooses; tests/sweep checks from oneDNN's verbose output that it did.
+for isa in native AVX2; do
+  limit=$([ "$isa" = AVX2 ] && echo ONEDNN_MAX_CPU_ISA=AVX2 || true)
+  echo "== numerical tests on the blocked layout (ICH_CPU_LAYOUT=blocked, kernels: $isa)"
+  (cd build && env $limit ICH_CPU_LAYOUT=blocked ctest --output-on-failure \
+     -R '^ich_test_(layers|model|optim|checkpoint|train)$')
+  env $limit ICH_CPU_LAYOUT=blocked ICH_LIBRARY="$root/build/libich/libich.so.0" \
+    ICH_BUILD_DIR="$root/build" $py -m pytest -q -p no:cacheprovider tests/sweep tests/presets
+done
 
 echo "== the small-shape layer sweep under valgrind (it sees writes from oneDNN's JIT code that ASan cannot)"
 # valgrind hides AVX-512 from the program, so oneDNN runs its AVX2 kernels

@@ -44,6 +44,34 @@
  * first pass of each batch size and keep the fastest (PyTorch's
  * cudnn.benchmark = True: a slower first step); otherwise cuDNN's
  * heuristics choose (PyTorch's default).
+ * The CPU backend reads ICH_CPU_LAYOUT when a convolution is created or
+ * its batch size changes: the activation layout of each convolution pass
+ * (forward, input gradient, weight gradient), any case:
+ *   auto     the default: by a rule measured on oneDNN 2.6's kernels, the
+ *            backward passes of convolutions with kernels of 4x4 or more
+ *            (and 8 or more input channels, ungrouped) on the blocked
+ *            layout on AVX2 CPUs without AVX-512 (where oneDNN's NHWC
+ *            backward kernels are up to 3x slower), everything else on NHWC
+ *   nhwc     every pass on the model's NHWC activations
+ *   blocked  every pass on oneDNN's blocked layout (nChw8c or nChw16c),
+ *            with reorders in and out (tests use it to check those kernels)
+ * Results agree within float32 rounding whatever the layout; a blocked
+ * pass runs over the batch in chunks whose copies take at most 128 MiB
+ * per layer. Another value makes creating a model with a convolution fail
+ * with ICH_ERR_INVALID_ARGUMENT, saying so.
+ * ICH_CPU_MATH, read at the same moments, is the CPU convolutions'
+ * arithmetic, as ICH_CUDA_MATH is the GPU's:
+ *   fp32  full single precision (the default)
+ *   bf16  mixed precision on CPUs with AVX512-BF16 or AMX: convolutions on
+ *         bfloat16 copies of their inputs and weights with FP32 sums and
+ *         FP32 results (about 1e-2 relative, as PyTorch's autocast); the
+ *         weights, their gradients, the optimizer, every other layer and
+ *         convolutions with fewer than 8 input channels (whose channels
+ *         the bf16 kernels would pad to 16) stay FP32. On a CPU without those instructions (or under
+ *         ONEDNN_MAX_CPU_ISA below them) a warning is logged once and the
+ *         convolutions stay FP32.
+ * Another value makes creating a model with a convolution fail with
+ * ICH_ERR_INVALID_ARGUMENT.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

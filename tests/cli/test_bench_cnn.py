@@ -69,7 +69,7 @@ def test_one_step_at_batch_1(bench_cnn, mode):
         assert abs(value - math.log(2)) < 0.25
 
 
-@pytest.mark.parametrize("preset", ["efficientnet_v2_s", "convnext_tiny"])
+@pytest.mark.parametrize("preset", ["ichnet", "efficientnet_v2_s", "convnext_tiny"])
 def test_torchvision_presets_run(bench_cnn, preset):
     """run_cnn.sh --model runs bench_cnn --preset on these: one inference
     step at batch 1, and the fields the script reads are there."""

@@ -78,3 +78,52 @@ def test_isa_limit_changes_the_kernels():
     assert any(want in i for i in impls), "ONEDNN_MAX_CPU_ISA=%s gave %s" % (isa, sorted(impls))
     assert not any(banned in i for i in impls), "ONEDNN_MAX_CPU_ISA=%s gave %s" % (
         isa, sorted(impls))
+
+
+def conv_formats(layout):
+    """The activation formats (src/dst and their gradients) of every
+    convolution pass in a small training step, from oneDNN's verbose
+    output, with ICH_CPU_LAYOUT=layout: {prop_kind: set of formats}."""
+    import subprocess
+    code = ("import sys; sys.path.insert(0, %r); import layer_sweep as L; "
+            "L.run_libich(0, ('t', [L.Conv(16, 3, 1, 1), L.Conv(24, 3, 1, 1)], (16, 8, 8), 2, 1))"
+            % os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, ONEDNN_VERBOSE="1", ICH_CPU_LAYOUT=layout)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    formats = {}
+    for line in out.splitlines():
+        f = line.split(",")
+        if line.startswith("onednn_verbose,exec,cpu,convolution,"):
+            # "src_f32::blocked:aBcd8b:f0": the format is the fourth field
+            acts = [m.split(":")[3] for m in f[6].split() if m.split("_")[0] in ("src", "dst")]
+            formats.setdefault(f[5], set()).update(acts)
+    return formats
+
+
+def test_layout_setting_chooses_the_layouts():
+    """ICH_CPU_LAYOUT=nhwc keeps every convolution pass on NHWC (acdb);
+    =blocked lets each pass (forward, backward data, backward weights) run
+    on the layout its kernel prefers, reordered from and to NHWC: oneDNN's
+    blocked nChw8c / nChw16c (aBcd8b, aBcd16b), or plain NCHW (abcd) for
+    the gemm backward below AVX2 (ONEDNN_MAX_CPU_ISA=SSE41). So the sweep
+    run with ICH_CPU_LAYOUT=blocked (scripts/test.sh) tests those kernels
+    and the reorders around them."""
+    nhwc = conv_formats("nhwc")
+    assert set(nhwc) == {"forward_training", "backward_data", "backward_weights"}, nhwc
+    assert all(fmts == {"acdb"} for fmts in nhwc.values()), nhwc
+    blocked = conv_formats("blocked")
+    assert set(blocked) == set(nhwc), blocked
+    for prop, fmts in blocked.items():
+        assert "acdb" not in fmts, (prop, blocked)
+    assert any(f.startswith("aBcd") for f in blocked["forward_training"]), blocked
+
+
+def test_bad_layout_setting_is_an_error():
+    import subprocess
+    code = ("import sys; sys.path.insert(0, %r); import layer_sweep as L; "
+            "L.ich.Model('input 3x8x8, conv 4 3, flatten, linear 2')" % os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, ICH_CPU_LAYOUT="diagonal"))
+    assert run.returncode != 0
+    assert "ICH_CPU_LAYOUT=diagonal is not one of nhwc, blocked, auto" in run.stderr, run.stderr

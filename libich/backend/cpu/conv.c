@@ -14,7 +14,26 @@
  * [OUT, IN/G, KH, KW] is that tensor in goihw order byte for byte (output
  * channel o is filter o % (OUT/G) of group o / (OUT/G)), so the parameter
  * is used and reordered as goihw; depthwise (G = IN) is the same call,
- * for which oneDNN picks its depthwise kernels. */
+ * for which oneDNN picks its depthwise kernels.
+ *
+ * Layouts per pass (issue 16): each pass (forward, backward data, backward
+ * weights) runs either on the model's NHWC activations or on the blocked
+ * layout oneDNN's kernel prefers (format_tag any: nChw8c on AVX2, nChw16c
+ * on AVX-512), with its activations reordered into the layer's two blocked
+ * copies (one shaped like the input, one like the output) and its result
+ * reordered back. oneDNN 2.6's NHWC backward kernels are slow on AVX2
+ * (conv2 of the tutorial: backward weights 3x, backward data 1.7x slower
+ * than nChw8c), while its NHWC forward is as fast. ICH_CPU_LAYOUT=nhwc|
+ * blocked|auto chooses (auto, the default: choose_blocked()). A training
+ * forward on the blocked layout leaves its input's copy for the backward
+ * weights, which runs before the backward data (that overwrites it).
+ *
+ * Mixed precision (ICH_CPU_MATH=bf16, as the GPU's ICH_CUDA_MATH=bf16):
+ * every pass reads bfloat16 copies of its activation inputs and weights
+ * (the same reorders, converting) and writes FP32 results (dst, diff_src,
+ * the weight and bias gradients) with FP32 sums; the parameters, their
+ * gradients and the optimizer stay FP32. Only where oneDNN has bfloat16
+ * kernels (AVX512-BF16 or AMX): elsewhere a warning and FP32. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +50,34 @@ typedef struct weight_cache {
     uint64_t version;
 } weight_cache;
 
+enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_W, PASS_COUNT };
+enum { LAYOUT_AUTO, LAYOUT_NHWC, LAYOUT_BLOCKED };
+
+/* A pass's activations in its kernel's layout: [0] the input-shaped one
+ * (src, or diff_src for backward data), [1] the output-shaped one (dst or
+ * diff_dst), each with the reorder between NHWC and that layout (NHWC ->
+ * kernel, except kernel -> NHWC for the pass's result); NULL when the
+ * kernel works on NHWC. */
+typedef struct pass_layout {
+    int32_t images; /* per kernel call: the batch, or a chunk of it on the blocked layout */
+    dnnl_memory_desc_t nhwc[2]; /* NHWC mds of one call's images */
+    dnnl_memory_desc_t md[2];
+    dnnl_primitive_t reorder[2];
+} pass_layout;
+
+/* The layer's blocked copy of one activation and what it holds now. */
+typedef struct act_copy {
+    void *data;
+    size_t size;
+    const dnnl_memory_desc_t *holds; /* the layout of what it holds; NULL: nothing reusable */
+    const void *from;                /* the NHWC buffer it was reordered from */
+} act_copy;
+
 typedef struct conv_state {
+    int layout; /* LAYOUT_*, from ICH_CPU_LAYOUT */
+    int bf16;   /* ICH_CPU_MATH=bf16 on a CPU with bfloat16 instructions */
+    pass_layout pass[PASS_COUNT];
+    act_copy copy[2];
     dnnl_memory_desc_t src_md, dst_md, w_user_md, b_md;
     dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
     dnnl_primitive_t fwd, bwd_data, bwd_w;
@@ -70,6 +116,13 @@ static void primitives_free(conv_state *s)
             dnnl_primitive_desc_destroy(*pds[i]);
             *pds[i] = NULL;
         }
+    for (int p = 0; p < PASS_COUNT; p++)
+        for (int i = 0; i < 2; i++)
+            if (s->pass[p].reorder[i])
+                dnnl_primitive_destroy(s->pass[p].reorder[i]);
+    memset(s->pass, 0, sizeof s->pass);
+    for (int i = 0; i < 2; i++)
+        s->copy[i].holds = NULL;
     weight_cache_reset(&s->w_fwd);
     weight_cache_reset(&s->w_bwd);
     ich_cpu_free(s->dw);
@@ -135,6 +188,230 @@ static ich_status make_attr(ich_layer *layer, int relu, dnnl_primitive_attr_t *a
     return ICH_OK;
 }
 
+/* ICH_CPU_LAYOUT: nhwc, blocked or auto (unset: auto), any case. */
+static ich_status layout_mode(ich_layer *layer, int *mode)
+{
+    static const char *const names[] = {"auto", "nhwc", "blocked"};
+    const char *text = getenv("ICH_CPU_LAYOUT");
+    *mode = LAYOUT_AUTO;
+    if (!text || !*text)
+        return ICH_OK;
+    for (int m = 0; m < 3; m++)
+        if (strcasecmp(text, names[m]) == 0) {
+            *mode = m;
+            return ICH_OK;
+        }
+    return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                    "%s: ICH_CPU_LAYOUT=%s is not one of nhwc, blocked, auto", layer->name, text);
+}
+
+/* ICH_CPU_MATH: fp32 (unset: fp32) or bf16, any case. bf16 on a CPU (or
+ * under ONEDNN_MAX_CPU_ISA) without bfloat16 instructions is FP32 with a
+ * warning (once per process): oneDNN would emulate it, slower than FP32.
+ * A convolution with fewer than 8 input channels (an image network's
+ * first) stays FP32 on NHWC: the bf16 kernels' blocked layout pads its
+ * channels to 16, which costs more than bf16 saves. */
+static ich_status math_mode(ich_layer *layer, int *bf16)
+{
+    static int warned;
+    const char *text = getenv("ICH_CPU_MATH");
+    *bf16 = 0;
+    if (!text || !*text || strcasecmp(text, "fp32") == 0)
+        return ICH_OK;
+    if (strcasecmp(text, "bf16") != 0)
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "%s: ICH_CPU_MATH=%s is not one of fp32, bf16", layer->name, text);
+    const dnnl_cpu_isa_t need = dnnl_cpu_isa_avx512_core_bf16;
+    int has_bf16 = (dnnl_get_effective_cpu_isa() & need) == need;
+    *bf16 = has_bf16 && layer->in[0].c >= 8;
+    if (!has_bf16 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        ich_log(ICH_LOG_WARNING,
+                "ICH_CPU_MATH=bf16: this CPU (or ONEDNN_MAX_CPU_ISA) has no AVX512-BF16 or AMX "
+                "instructions; convolutions stay FP32");
+    return ICH_OK;
+}
+
+/* The settings read from the environment when the primitives are built. */
+static ich_status read_settings(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    ich_status status = layout_mode(layer, &s->layout);
+    return status == ICH_OK ? math_mode(layer, &s->bf16) : status;
+}
+
+/* Whether `pass` runs on the blocked layout. auto, by rule: the backward
+ * passes of an ungrouped convolution with a kernel of 4x4 or more and at
+ * least 8 input channels (one AVX2 block), on an AVX2 CPU without AVX-512
+ * (or under ONEDNN_MAX_CPU_ISA=AVX2). Measured (bench/README.md): on
+ * AVX2 the tutorial's 5x5 and 4x4 convolutions' blocked backward weights
+ * is 1.3-2.9x and backward data 1.1-1.5x faster than NHWC, reorders
+ * included, while their forward is as fast or faster on NHWC; with 1
+ * input channel (conv1) the blocked layout pads the input to 8 and is 2x
+ * slower; ichnet's 3x3 convolutions do too little work per value for the
+ * reorders to pay (its step slower). With AVX-512, oneDNN's NHWC kernels
+ * are as fast as the blocked ones before the reorders. */
+static int choose_blocked(const ich_layer *layer, int pass)
+{
+    const conv_state *s = layer->state;
+    if (s->layout != LAYOUT_AUTO)
+        return s->layout == LAYOUT_BLOCKED;
+    const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2, avx512 = dnnl_cpu_isa_avx512_core;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    /* AVX2 without AVX-512, where it was measured (below AVX2 oneDNN's
+     * backward is gemm on plain layouts: nothing blocked to gain) */
+    int avx2_only = (isa & avx2) == avx2 && (isa & avx512) != avx512;
+    const ich_layer_args *a = &layer->args;
+    return pass != PASS_FWD && avx2_only && a->groups <= 1 && layer->in[0].c >= 8 &&
+           a->kernel[0] * a->kernel[1] >= 16;
+}
+
+/* The blocked copies of one call stay within this budget (at least one
+ * image): a pass on the blocked layout runs over the batch in chunks, so
+ * that the layer's copies add a bounded amount of memory (the tutorial's
+ * conv2 at batch 16 would need 700 MiB for whole-batch copies) at no
+ * measurable cost in speed. */
+#define BLOCKED_COPY_BUDGET ((int64_t)128 << 20)
+
+/* Images per call of a blocked pass: the largest divisor of the batch
+ * whose copies (channels rounded up to oneDNN's widest block, 16) fit the
+ * budget. */
+static int32_t blocked_chunk(const ich_layer *layer)
+{
+    const ich_shape *in = &layer->in[0], *out = &layer->out;
+    int64_t image = 4 * ((int64_t)(in->c + 15) / 16 * 16 * in->h * in->w +
+                         (int64_t)(out->c + 15) / 16 * 16 * out->h * out->w);
+    int32_t chunk = in->n;
+    while (chunk > 1 && (in->n % chunk || chunk * image > BLOCKED_COPY_BUDGET))
+        chunk--;
+    return chunk;
+}
+
+/* The activation mds a pass's descriptor gets: NHWC for the whole batch,
+ * or "any" (the kernel chooses) for a chunk when the pass runs blocked;
+ * records the pass's images per call and their NHWC mds. */
+static ich_status pass_mds(ich_layer *layer, int pass, dnnl_memory_desc_t *src,
+                           dnnl_memory_desc_t *dst)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[pass];
+    /* bfloat16 copies are reorders anyway: the kernel chooses their layout */
+    int blocked = choose_blocked(layer, pass) || s->bf16;
+    lay->images = blocked ? blocked_chunk(layer) : layer->in[0].n;
+    const dnnl_memory_desc_t *full[2] = {&s->src_md, &s->dst_md};
+    dnnl_memory_desc_t *any[2] = {src, dst};
+    for (int i = 0; i < 2; i++) {
+        dnnl_dims_t dims;
+        memcpy(dims, full[i]->dims, sizeof dims);
+        dims[0] = lay->images;
+        CHECK_DNNL(dnnl_memory_desc_init_by_tag(&lay->nhwc[i], 4, dims, dnnl_f32, dnnl_nhwc),
+                   "md");
+        *any[i] = lay->nhwc[i];
+        /* bf16: the pass's inputs (src, diff_dst), not its results */
+        int input = pass == PASS_BWD_W || (pass == PASS_FWD) == (i == 0);
+        dnnl_data_type_t type = s->bf16 && input ? dnnl_bf16 : dnnl_f32;
+        if (blocked)
+            CHECK_DNNL(dnnl_memory_desc_init_by_tag(any[i], 4, dims, type, dnnl_format_tag_any),
+                       "md");
+    }
+    return ICH_OK;
+}
+
+/* Floats per image of the layer's input (i = 0) or output (i = 1). */
+static int64_t image_size(const ich_layer *layer, int i)
+{
+    const ich_shape *shape = i ? &layer->out : &layer->in[0];
+    return (int64_t)shape->h * shape->w * shape->c;
+}
+
+/* The reorders between the NHWC activations and the layouts `pd` chose,
+ * and room for them in the layer's blocked copies. */
+static ich_status pass_layout_init(ich_layer *layer, int pass, const_dnnl_primitive_desc_t pd)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[pass];
+    const dnnl_query_t query[PASS_COUNT][2] = {
+        [PASS_FWD] = {dnnl_query_src_md, dnnl_query_dst_md},
+        [PASS_BWD_DATA] = {dnnl_query_diff_src_md, dnnl_query_diff_dst_md},
+        [PASS_BWD_W] = {dnnl_query_src_md, dnnl_query_diff_dst_md},
+    };
+    const dnnl_memory_desc_t *nhwc[2] = {&lay->nhwc[0], &lay->nhwc[1]};
+    for (int i = 0; i < 2; i++) {
+        lay->md[i] = *dnnl_primitive_desc_query_md(pd, query[pass][i], 0);
+        if (dnnl_memory_desc_equal(&lay->md[i], nhwc[i]))
+            continue;
+        /* the pass's result goes back to NHWC, its inputs come from it */
+        int result = (pass == PASS_FWD && i == 1) || (pass == PASS_BWD_DATA && i == 0);
+        const dnnl_memory_desc_t *from = result ? &lay->md[i] : nhwc[i];
+        const dnnl_memory_desc_t *to = result ? nhwc[i] : &lay->md[i];
+        dnnl_primitive_desc_t rpd;
+        dnnl_engine_t engine = ich_cpu_engine();
+        CHECK_DNNL(dnnl_reorder_primitive_desc_create(&rpd, from, engine, to, engine, NULL),
+                   "activation reorder");
+        dnnl_status_t st = dnnl_primitive_create(&lay->reorder[i], rpd);
+        dnnl_primitive_desc_destroy(rpd);
+        CHECK_DNNL(st, "activation reorder");
+        act_copy *c = &s->copy[i];
+        void *before = c->data;
+        ich_status status =
+            ich_cpu_grow(layer, &c->data, &c->size, dnnl_memory_desc_get_size(&lay->md[i]));
+        if (status != ICH_OK)
+            return status;
+        if (c->data != before)
+            c->holds = NULL; /* a new buffer (the backward's, larger) holds nothing yet */
+    }
+    return ICH_OK;
+}
+
+/* A pass's input activation `i` in its kernel's layout: `nhwc` itself, or
+ * the layer's copy, reordered unless it already holds `nhwc` so. */
+static ich_status to_kernel(ich_layer *layer, int pass, int i, const void *nhwc,
+                            const void **data)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[pass];
+    act_copy *c = &s->copy[i];
+    if (!lay->reorder[i]) {
+        *data = nhwc;
+        return ICH_OK;
+    }
+    *data = c->data;
+    if (c->holds && c->from == nhwc && dnnl_memory_desc_equal(c->holds, &lay->md[i]))
+        return ICH_OK;
+    const dnnl_memory_desc_t *nhwc_md = &lay->nhwc[i];
+    ich_dnnl_arg args[] = {{DNNL_ARG_FROM, nhwc_md, nhwc}, {DNNL_ARG_TO, &lay->md[i], c->data}};
+    c->holds = NULL;
+    ich_status status =
+        ich_cpu_execute(layer, lay->reorder[i], NULL, args, 2, NULL, "activation reorder");
+    if (status == ICH_OK) {
+        c->holds = &lay->md[i];
+        c->from = nhwc;
+    }
+    return status;
+}
+
+/* Where a pass writes its result `i`: `nhwc` itself, or the layer's copy
+ * (which then holds nothing reusable) for from_kernel() to reorder. */
+static void *result_place(ich_layer *layer, int pass, int i, void *nhwc)
+{
+    conv_state *s = layer->state;
+    if (!s->pass[pass].reorder[i])
+        return nhwc;
+    s->copy[i].holds = NULL;
+    return s->copy[i].data;
+}
+
+static ich_status from_kernel(ich_layer *layer, int pass, int i, void *nhwc)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[pass];
+    if (!lay->reorder[i])
+        return ICH_OK;
+    const dnnl_memory_desc_t *nhwc_md = &lay->nhwc[i];
+    ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &lay->md[i], s->copy[i].data},
+                           {DNNL_ARG_TO, nhwc_md, nhwc}};
+    return ich_cpu_execute(layer, lay->reorder[i], NULL, args, 2, NULL, "activation reorder");
+}
+
 /* Weight cache for a primitive whose weights md is `md`. */
 static ich_status weight_cache_init(ich_layer *layer, conv_state *s, weight_cache *cache,
                                     const dnnl_memory_desc_t *md)
@@ -196,18 +473,22 @@ static ich_status build_forward(ich_layer *layer)
                "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->b_md, 1, b_dims, dnnl_f32, dnnl_x), "md");
     dnnl_memory_desc_t w_any;
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
-                                            dnnl_format_tag_any),
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
+                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
+    dnnl_memory_desc_t src, dst;
+    ich_status status = pass_mds(layer, PASS_FWD, &src, &dst);
+    if (status != ICH_OK)
+        return status;
     dnnl_convolution_desc_t desc;
     CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-                   &desc, dnnl_forward_training, dnnl_convolution_direct, &s->src_md, &w_any,
-                   layer->args.bias ? &s->b_md : NULL, &s->dst_md, strides, dilates, pad_l, pad_r),
+                   &desc, dnnl_forward_training, dnnl_convolution_direct, &src, &w_any,
+                   layer->args.bias ? &s->b_md : NULL, &dst, strides, dilates, pad_l, pad_r),
                "convolution forward desc");
     dnnl_primitive_attr_t attr;
-    ich_status status = make_attr(layer, layer->args.fuse_relu, &attr);
+    status = make_attr(layer, layer->args.fuse_relu, &attr);
     if (status != ICH_OK)
         return status;
     dnnl_status_t st = dnnl_primitive_desc_create(&s->fwd_pd, &desc, attr, ich_cpu_engine(), NULL);
@@ -215,8 +496,8 @@ static ich_status build_forward(ich_layer *layer)
     CHECK_DNNL(st, "convolution forward");
     CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "convolution forward");
     ich_cpu_log_impl(layer, "forward", s->fwd_pd);
-    status = scratch_reserve(layer, s, s->fwd_pd);
-    if (status != ICH_OK)
+    if ((status = scratch_reserve(layer, s, s->fwd_pd)) != ICH_OK ||
+        (status = pass_layout_init(layer, PASS_FWD, s->fwd_pd)) != ICH_OK)
         return status;
     return weight_cache_init(layer, s, &s->w_fwd,
                              dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_weights_md, 0));
@@ -277,29 +558,35 @@ static dnnl_status_t backward_weights_pd(const ich_layer *layer,
 static ich_status build_backward(ich_layer *layer)
 {
     conv_state *s = layer->state;
-    dnnl_memory_desc_t w_any;
+    dnnl_memory_desc_t w_any, dw_any; /* the weights (bf16 copies too), their FP32 gradient */
     dnnl_dims_t w_dims;
     int w_ndims = weight_dims(layer, w_dims);
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims, dnnl_f32,
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
+                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
+               "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dw_any, w_ndims, w_dims, dnnl_f32,
                                             dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
+    dnnl_memory_desc_t d_src, d_dst, w_src, w_dst;
+    ich_status status;
+    if ((status = pass_mds(layer, PASS_BWD_DATA, &d_src, &d_dst)) != ICH_OK ||
+        (status = pass_mds(layer, PASS_BWD_W, &w_src, &w_dst)) != ICH_OK)
+        return status;
     dnnl_primitive_attr_t attr;
-    ich_status status = make_attr(layer, 0, &attr);
-    if (status != ICH_OK)
+    if ((status = make_attr(layer, 0, &attr)) != ICH_OK)
         return status;
 
     dnnl_convolution_desc_t desc;
     dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
-        &desc, dnnl_convolution_direct, &s->src_md, &w_any, &s->dst_md, strides, dilates, pad_l,
-        pad_r);
+        &desc, dnnl_convolution_direct, &d_src, &w_any, &d_dst, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
         st = dnnl_primitive_desc_create(&s->bwd_data_pd, &desc, attr, ich_cpu_engine(), s->fwd_pd);
     if (st == dnnl_success)
         st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &desc, dnnl_convolution_direct, &s->src_md, &w_any, layer->args.bias ? &s->b_md : NULL,
-            &s->dst_md, strides, dilates, pad_l, pad_r);
+            &desc, dnnl_convolution_direct, &w_src, &dw_any, layer->args.bias ? &s->b_md : NULL,
+            &w_dst, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
         st = backward_weights_pd(layer, &desc, attr, s->fwd_pd, &s->bwd_w_pd);
     dnnl_primitive_attr_destroy(attr);
@@ -309,7 +596,9 @@ static ich_status build_backward(ich_layer *layer)
     ich_cpu_log_impl(layer, "backward data", s->bwd_data_pd);
     ich_cpu_log_impl(layer, "backward weights", s->bwd_w_pd);
     if ((status = scratch_reserve(layer, s, s->bwd_data_pd)) != ICH_OK ||
-        (status = scratch_reserve(layer, s, s->bwd_w_pd)) != ICH_OK)
+        (status = scratch_reserve(layer, s, s->bwd_w_pd)) != ICH_OK ||
+        (status = pass_layout_init(layer, PASS_BWD_DATA, s->bwd_data_pd)) != ICH_OK ||
+        (status = pass_layout_init(layer, PASS_BWD_W, s->bwd_w_pd)) != ICH_OK)
         return status;
     status =
         weight_cache_init(layer, s, &s->w_bwd,
@@ -357,6 +646,8 @@ static void conv_destroy(ich_layer *layer)
     if (s) {
         primitives_free(s);
         ich_cpu_free(s->scratch);
+        ich_cpu_free(s->copy[0].data);
+        ich_cpu_free(s->copy[1].data);
         ich_relu_mask_free(&s->mask);
         free(s);
         layer->state = NULL;
@@ -374,6 +665,10 @@ static ich_status conv_create(ich_layer *layer, const ich_shape *in, ich_shape *
     layer->state = calloc(1, sizeof(conv_state));
     if (!layer->state)
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory", layer->name);
+    if ((status = read_settings(layer)) != ICH_OK) {
+        conv_destroy(layer);
+        return status;
+    }
     /* PyTorch's [OUT, IN/G, KH, KW] (ich_cpu_shape checked G divides both) */
     int64_t w_dims[4] = {out->c, in->c / layer->args.groups, layer->args.kernel[0],
                          layer->args.kernel[1]};
@@ -398,31 +693,144 @@ static ich_status conv_resize(ich_layer *layer, const ich_shape *in, ich_shape *
         return status;
     primitives_free(s);
     s->mask_valid = 0;
+    if ((status = read_settings(layer)) != ICH_OK)
+        return status;
     return build_forward(layer);
+}
+
+/* One forward call: `images` of the pass's images from x into y (NHWC). */
+static ich_status forward_images(ich_layer *layer, const void *weights, const float *x, float *y)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[PASS_FWD];
+    const void *src;
+    ich_status status = to_kernel(layer, PASS_FWD, 0, x, &src);
+    if (status != ICH_OK)
+        return status;
+    ich_dnnl_arg args[] = {
+        {DNNL_ARG_SRC, &lay->md[0], src},
+        {DNNL_ARG_WEIGHTS, &s->w_fwd.md, weights},
+        {DNNL_ARG_DST, &lay->md[1], result_place(layer, PASS_FWD, 1, y)},
+        {DNNL_ARG_BIAS, &s->b_md, layer->args.bias ? layer->params[1].data : NULL},
+    };
+    if ((status = ich_cpu_execute(layer, s->fwd, s->fwd_pd, args, layer->args.bias ? 4 : 3,
+                                  s->scratch, "conv forward")) != ICH_OK)
+        return status;
+    return from_kernel(layer, PASS_FWD, 1, y);
 }
 
 static ich_status conv_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
     conv_state *s = layer->state;
     void *weights;
+    s->copy[0].holds = NULL; /* in[0] has new values, whatever its address */
     ich_status status = weight_cache_get(layer, &s->w_fwd, &weights);
+    int32_t step = s->pass[PASS_FWD].images;
+    for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
+        status = forward_images(layer, weights, in[0] + n * image_size(layer, 0),
+                                out + n * image_size(layer, 1));
     if (status != ICH_OK)
         return status;
-    ich_dnnl_arg args[] = {
-        {DNNL_ARG_SRC, &s->src_md, in[0]},
-        {DNNL_ARG_WEIGHTS, &s->w_fwd.md, weights},
-        {DNNL_ARG_DST, &s->dst_md, out},
-        {DNNL_ARG_BIAS, &s->b_md, layer->args.bias ? layer->params[1].data : NULL},
-    };
-    status = ich_cpu_execute(layer, s->fwd, s->fwd_pd, args, layer->args.bias ? 4 : 3, s->scratch,
-                             "conv forward");
-    if (status != ICH_OK)
-        return status;
+    /* the input's blocked copy (of the last call) serves the backward
+     * weights of a training step */
+    if (!training)
+        s->copy[0].holds = NULL;
     s->mask_valid = 0;
     if (training && layer->args.fuse_relu) {
         status = ich_relu_mask_record(&s->mask, out, ich_shape_count(layer->out));
         s->mask_valid = status == ICH_OK;
     }
+    return status;
+}
+
+/* One input-gradient call: diff_dst dy and the weights in, diff_src dx out. */
+static ich_status backward_data_images(ich_layer *layer, const void *weights, const float *dy,
+                                       float *dx)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[PASS_BWD_DATA];
+    const void *diff_dst;
+    ich_status status = to_kernel(layer, PASS_BWD_DATA, 1, dy, &diff_dst);
+    if (status != ICH_OK)
+        return status;
+    ich_dnnl_arg args[] = {
+        {DNNL_ARG_DIFF_DST, &lay->md[1], diff_dst},
+        {DNNL_ARG_WEIGHTS, &s->w_bwd.md, weights},
+        {DNNL_ARG_DIFF_SRC, &lay->md[0], result_place(layer, PASS_BWD_DATA, 0, dx)},
+    };
+    if ((status = ich_cpu_execute(layer, s->bwd_data, s->bwd_data_pd, args, 3, s->scratch,
+                                  "conv backward data")) != ICH_OK)
+        return status;
+    return from_kernel(layer, PASS_BWD_DATA, 0, dx);
+}
+
+static ich_status backward_data(ich_layer *layer, const float *grad_out, float *grad_in)
+{
+    conv_state *s = layer->state;
+    void *weights;
+    ich_status status = weight_cache_get(layer, &s->w_bwd, &weights);
+    int32_t step = s->pass[PASS_BWD_DATA].images;
+    for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
+        status = backward_data_images(layer, weights, grad_out + n * image_size(layer, 1),
+                                      grad_in + n * image_size(layer, 0));
+    return status;
+}
+
+/* One weight-gradient call: the weight and bias gradients of the call's
+ * images (input x, diff_dst dy) added into the parameters' gradients. */
+static ich_status backward_weights_images(ich_layer *layer, const float *x, const float *dy)
+{
+    conv_state *s = layer->state;
+    pass_layout *lay = &s->pass[PASS_BWD_W];
+    ich_param *w = &layer->params[0];
+    ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
+    const void *src, *diff_dst;
+    ich_status status;
+    if ((status = to_kernel(layer, PASS_BWD_W, 0, x, &src)) != ICH_OK ||
+        (status = to_kernel(layer, PASS_BWD_W, 1, dy, &diff_dst)) != ICH_OK)
+        return status;
+    const dnnl_memory_desc_t *dw_md =
+        dnnl_primitive_desc_query_md(s->bwd_w_pd, dnnl_query_diff_weights_md, 0);
+    ich_dnnl_arg args[] = {
+        {DNNL_ARG_SRC, &lay->md[0], src},
+        {DNNL_ARG_DIFF_DST, &lay->md[1], diff_dst},
+        {DNNL_ARG_DIFF_WEIGHTS, dw_md, s->dw},
+        {DNNL_ARG_DIFF_BIAS, &s->b_md, s->db},
+    };
+    if ((status = ich_cpu_execute(layer, s->bwd_w, s->bwd_w_pd, args, b ? 4 : 3, s->scratch,
+                                  "conv backward weights")) != ICH_OK)
+        return status;
+    if (!w->frozen) {
+        if (s->dw_direct) {
+            int64_t count = ich_param_count(w);
+            const float *dw = s->dw;
+            for (int64_t i = 0; i < count; i++)
+                w->grad[i] += dw[i];
+        } else {
+            ich_dnnl_arg add[] = {{DNNL_ARG_FROM, dw_md, s->dw},
+                                  {DNNL_ARG_TO, &s->w_user_md, w->grad}};
+            status = ich_cpu_execute_serial(layer, s->dw_add, add, 2, "weight gradient reorder");
+            if (status != ICH_OK)
+                return status;
+        }
+    }
+    if (b && !b->frozen)
+        for (int32_t o = 0; o < layer->out.c; o++)
+            b->grad[o] += s->db[o];
+    return ICH_OK;
+}
+
+static ich_status backward_weights(ich_layer *layer, const float *in, const float *grad_out)
+{
+    conv_state *s = layer->state;
+    ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
+    if (layer->params[0].frozen && (!b || b->frozen))
+        return ICH_OK;
+    ich_status status = ICH_OK;
+    int32_t step = s->pass[PASS_BWD_W].images;
+    for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
+        status = backward_weights_images(layer, in + n * image_size(layer, 0),
+                                         grad_out + n * image_size(layer, 1));
     return status;
 }
 
@@ -440,52 +848,14 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         /* The model does not read grad_out after backward (layer.h). */
         ich_relu_mask_apply(&s->mask, (float *)grad_out, ich_shape_count(layer->out));
     }
-    if (grad_in && grad_in[0]) {
-        void *weights;
-        if ((status = weight_cache_get(layer, &s->w_bwd, &weights)) != ICH_OK)
-            return status;
-        ich_dnnl_arg args[] = {
-            {DNNL_ARG_DIFF_DST, &s->dst_md, grad_out},
-            {DNNL_ARG_WEIGHTS, &s->w_bwd.md, weights},
-            {DNNL_ARG_DIFF_SRC, &s->src_md, grad_in[0]},
-        };
-        if ((status = ich_cpu_execute(layer, s->bwd_data, s->bwd_data_pd, args, 3, s->scratch,
-                                      "conv backward data")) != ICH_OK)
-            return status;
-    }
-    ich_param *w = &layer->params[0];
-    ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
-    int want_w = !w->frozen, want_b = b && !b->frozen;
-    if (!want_w && !want_b)
-        return ICH_OK;
-    const dnnl_memory_desc_t *dw_md =
-        dnnl_primitive_desc_query_md(s->bwd_w_pd, dnnl_query_diff_weights_md, 0);
-    ich_dnnl_arg args[] = {
-        {DNNL_ARG_SRC, &s->src_md, in[0]},
-        {DNNL_ARG_DIFF_DST, &s->dst_md, grad_out},
-        {DNNL_ARG_DIFF_WEIGHTS, dw_md, s->dw},
-        {DNNL_ARG_DIFF_BIAS, &s->b_md, s->db},
-    };
-    if ((status = ich_cpu_execute(layer, s->bwd_w, s->bwd_w_pd, args, b ? 4 : 3, s->scratch,
-                                  "conv backward weights")) != ICH_OK)
+    /* grad_out's values are new (the mask, or a new step) even where the
+     * buffer is the same; the weights' pass first, while the input's copy
+     * from the forward is still there (the data pass writes over it) */
+    s->copy[1].holds = NULL;
+    if ((status = backward_weights(layer, in[0], grad_out)) != ICH_OK)
         return status;
-    if (want_w) {
-        if (s->dw_direct) {
-            int64_t count = ich_param_count(w);
-            const float *dw = s->dw;
-            for (int64_t i = 0; i < count; i++)
-                w->grad[i] += dw[i];
-        } else {
-            ich_dnnl_arg add[] = {{DNNL_ARG_FROM, dw_md, s->dw},
-                                  {DNNL_ARG_TO, &s->w_user_md, w->grad}};
-            status = ich_cpu_execute_serial(layer, s->dw_add, add, 2, "weight gradient reorder");
-            if (status != ICH_OK)
-                return status;
-        }
-    }
-    if (want_b)
-        for (int32_t o = 0; o < layer->out.c; o++)
-            b->grad[o] += s->db[o];
+    if (grad_in && grad_in[0])
+        return backward_data(layer, grad_out, grad_in[0]);
     return ICH_OK;
 }
 
