@@ -37,18 +37,7 @@
 #include "dist/comm.h"
 #include "nn/model_internal.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", ich_comm_rank(), __FILE__, \
-                    __LINE__, #cond);                                                        \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fprintf(stderr, "\n");                                                           \
-            failures++;                                                                      \
-        }                                                                                    \
-    } while (0)
+#include "rank_check.h"
 
 #define SPEC_OF(hidden)                                                                    \
     "input 2x8x8, conv 4 3 pad 1, bn, relu, maxpool 2, flatten, linear " hidden               \

@@ -18,18 +18,7 @@
 #include "core/error.h"
 #include "dist/comm.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", ich_comm_rank(), __FILE__, \
-                    __LINE__, #cond);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
+#include "rank_check.h"
 
 /* Whether a mapping of the process names `needle`. */
 static int mapped(const char *needle)
