@@ -337,3 +337,27 @@ def test_device_path_matches_the_cpu(tmp_path):
     """ % str(tmp_path / "dev.safetensors")
     loaded = run(code, library)
     assert loaded["backend"] == "cpu" and loaded["p"] == cpu["probabilities"]
+
+
+def test_one_compute_thread_starts_no_openmp_worker():
+    """ich.set_threads(1) before a model is made: its oneDNN primitives are
+    made for one thread, so forward and backward start no OpenMP worker
+    thread (a primitive keeps the thread count of the thread that made it;
+    made with the machine's default it would run on every CPU)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: OpenMP would start no worker anyway")
+    code = """
+    import os
+    import numpy as np
+    ich.set_threads(1)
+    model = ich.Model("input 3x64x64, conv 16 3 pad 1, relu, maxpool 2, conv 16 5 pad 2, "
+                      "flatten, linear 2")
+    model.train()
+    before = sorted(os.listdir("/proc/self/task"))
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    y = model.forward(x)
+    model.backward(np.ones_like(y))
+    print(json.dumps({"before": len(before), "after": len(os.listdir("/proc/self/task"))}))
+    """
+    out = run(code, ICH_BACKEND="cpu")
+    assert out["after"] == out["before"], out

@@ -64,6 +64,12 @@ static void dnnl_start(void)
 
 dnnl_engine_t ich_cpu_engine(void)
 {
+    /* Every primitive is made with the engine: give the calling thread the
+     * process's thread count first. A oneDNN primitive keeps the OpenMP
+     * thread count of the thread that made it (it runs its parallel
+     * regions with num_threads of that count), so one made before the
+     * first execute would run on every CPU whatever ich_set_threads said. */
+    ich_compute_threads_apply();
     pthread_once(&g_dnnl_once, dnnl_start);
     if (!g_engine || !g_stream) {
         ich_fail(ICH_ERR_INTERNAL, "oneDNN: cannot create the CPU engine");
