@@ -292,19 +292,11 @@ static void fill_row(void *ctx, int32_t row, float *dst)
         map_linear(src, (size_t)j->cols, j->lo, j->width, dst);
 }
 
-/* trunc(v * 255) as numpy's astype(uint8) for v in [0, 1]; values outside
- * (and NaN) saturate instead of being undefined behaviour. Without
- * branches: on CT noise a branch per pixel mispredicted often enough to be
- * the biggest single cost of ich-preprocess (issue 16). */
-static inline uint8_t to_u8(float v)
-{
-    float c = v > 0.0f ? v : 0.0f; /* NaN too */
-    c = c < 1.0f ? c : 1.0f;
-    return (uint8_t)(int32_t)(c * 255.0f);
-}
-
-/* to_u8 of n values, in two loops the compiler vectorises (in one, GCC
- * keeps the branches). */
+/* trunc(v * 255) as numpy's astype(uint8) for v in [0, 1] of n values;
+ * values outside (and NaN) saturate instead of being undefined behaviour.
+ * Without branches, in two loops the compiler vectorises (in one, GCC
+ * keeps the branches): on CT noise a branch per pixel mispredicted often
+ * enough to be the biggest single cost of ich-preprocess (issue 16). */
 ICH_VECTORIZE
 static void to_u8_row(const float *v, int32_t n, uint8_t *out)
 {
