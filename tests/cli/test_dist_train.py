@@ -211,14 +211,13 @@ def rank_pids(parent):
     return ranks
 
 
-def test_killing_one_rank_ends_the_run(phantom, tmp_path):
-    """Rank 1 killed after the first checkpoint: every rank ends within the
-    test's bound (not the 300 s watchdog: the launcher sees the death), with
-    a message, and the last checkpoint stays whole."""
-    out = tmp_path / "run"
+def signal_rank_one_after_first_checkpoint(phantom, out, sig, extra_env=None):
+    """Start a 2-rank training run, wait for its first checkpoint, send
+    `sig` to rank 1 and return (returncode, output) of the whole run."""
     command = mpirun(2) + train_args(phantom, out, "--epochs", 100000, "--quiet")
     job = subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, env=env())
+                           stderr=subprocess.STDOUT, text=True,
+                           env=dict(env(), **(extra_env or {})))
     try:
         deadline = time.monotonic() + 120
         while not (out / "last.safetensors").exists() and time.monotonic() < deadline:
@@ -227,13 +226,22 @@ def test_killing_one_rank_ends_the_run(phantom, tmp_path):
         assert (out / "last.safetensors").exists(), "no checkpoint within 120 s"
         ranks = rank_pids(job.pid)
         assert sorted(ranks) == [0, 1], ranks
-        os.kill(ranks[1], signal.SIGKILL)
+        os.kill(ranks[1], sig)
         output, _ = job.communicate(timeout=60)
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
-    assert job.returncode != 0
+    return job.returncode, output
+
+
+def test_killing_one_rank_ends_the_run(phantom, tmp_path):
+    """Rank 1 killed after the first checkpoint: every rank ends within the
+    test's bound (not the 300 s watchdog: the launcher sees the death), with
+    a message, and the last checkpoint stays whole."""
+    out = tmp_path / "run"
+    returncode, output = signal_rank_one_after_first_checkpoint(phantom, out, signal.SIGKILL)
+    assert returncode != 0
     assert "rank 1" in output and ("signal 9" in output or "Killed" in output), output
     assert (tensors(out / "last.safetensors"))  # whole: every tensor within the file
     with open(out / "history.csv") as f:
@@ -245,24 +253,9 @@ def test_a_hanging_rank_ends_the_run_after_the_timeout(phantom, tmp_path):
     in the step's allreduce, then ends every rank with a message naming
     itself and the step."""
     out = tmp_path / "run"
-    command = mpirun(2) + train_args(phantom, out, "--epochs", 100000, "--quiet")
-    job = subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
-                           env=dict(env(), ICH_DIST_TIMEOUT="3"))
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "last.safetensors").exists() and time.monotonic() < deadline:
-            assert job.poll() is None, job.stdout.read()
-            time.sleep(0.2)
-        ranks = rank_pids(job.pid)
-        assert sorted(ranks) == [0, 1], ranks
-        os.kill(ranks[1], signal.SIGSTOP)
-        output, _ = job.communicate(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    assert job.returncode != 0
+    returncode, output = signal_rank_one_after_first_checkpoint(
+        phantom, out, signal.SIGSTOP, {"ICH_DIST_TIMEOUT": "3"})
+    assert returncode != 0
     # the step's allreduce, mostly; the validation sums or the checksums
     # when rank 1 stopped at the end of an epoch
     assert re.search(r"libich: rank 0 of 2 waited more than 3 s in (allreduce|allgather) "
