@@ -250,11 +250,16 @@ done
 printf '%-40s %14s\n' "FMA peak, $threads threads, GFLOP/s" "$peak"
 
 # ---- Goal --------------------------------------------------------------
-if [[ $model == tutorial ]]; then
-    goal_train=3 goal_infer=4 goal_mem=0.5
-else
-    goal_train=1.5 goal_infer=1.5 goal_mem=1
-fi
+# The tutorial's 3x/4x are the first CNN issue's goals; issue 16 asks, on
+# every ISA, >= 1.5x for ichnet, >= 60% (training) and >= 80% (inference)
+# of the FMA peak for the tutorial, and at most half PyTorch's peak memory
+# for both networks, in training and in inference.
+goal_peak_train= goal_peak_infer=
+case $model in
+tutorial) goal_train=3 goal_infer=4 goal_mem=0.5 goal_peak_train=60 goal_peak_infer=80 ;;
+ichnet) goal_train=1.5 goal_infer=1.5 goal_mem=0.5 ;;
+*) goal_train=1.5 goal_infer=1.5 goal_mem=1 ;;
+esac
 if ((run_libich && run_torch)); then
     check() { # label value op bound [note]
         local verdict
@@ -269,7 +274,17 @@ if ((run_libich && run_torch)); then
     check "inference images/s" "${rate[libich,infer]} / ${rate[pytorch,infer]}" ">=" $goal_infer "$(fastest infer)"
     check "training peak memory (above base)" \
         "(${mem[libich,train]} - ${base[libich,train]}) / (${mem[pytorch,train]} - ${base[pytorch,train]})" "<=" $goal_mem
-    [[ $model == tutorial ]] ||
-        check "inference peak memory (above base)" \
-            "(${mem[libich,infer]} - ${base[libich,infer]}) / (${mem[pytorch,infer]} - ${base[pytorch,infer]})" "<=" $goal_mem
+    check "inference peak memory (above base)" \
+        "(${mem[libich,infer]} - ${base[libich,infer]}) / (${mem[pytorch,infer]} - ${base[pytorch,infer]})" "<=" $goal_mem
+fi
+if ((run_libich)) && [[ -n $goal_peak_train && -n $flops ]]; then
+    peak_check() { # label mode k goal%
+        local g
+        g=$(calc "printf \"%.0f\", 100 * ${rate[libich,$2]} * $3 * $flops / 1e9 / $peak")
+        printf '  %-36s %6s%%  (goal >= %s%%)  %s\n' "$1" "$g" "$4" \
+            "$( ((g >= $4)) && echo met || echo 'NOT met')"
+    }
+    echo "goal (libich against the FMA peak measured here):"
+    peak_check "training, % of the FMA peak" train 3 $goal_peak_train
+    peak_check "inference, % of the FMA peak" infer 1 $goal_peak_infer
 fi
