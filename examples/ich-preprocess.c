@@ -29,6 +29,21 @@
 
 #include "common.h"
 
+/* libich's matrix products run on OpenBLAS, whose load-time initialiser
+ * starts a pool of (CPUs - 1) threads that spin (sched_yield) for about
+ * 0.1 s waiting for work: CPU time taken from the workers on every run,
+ * and preprocessing does no matrix product. The initialiser reads its
+ * thread count from the environment, so it is set here unless the user
+ * chose one: in the program's .preinit_array, which runs before any
+ * shared library's initialiser. */
+static void one_blas_thread(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv, (void)envp;
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+}
+__attribute__((section(".preinit_array"), used)) static void (*const preinit_blas)(
+    int, char **, char **) = one_blas_thread;
+
 typedef struct options {
     recipe_options recipe;
     int threads;
