@@ -18,6 +18,7 @@
  *   ich-preprocess scans/ images/ --windows blood,brain,bone --size 256
  *   ich-preprocess scans/ images/ --recipe tutorial     # the tutorial's steps
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -28,6 +29,22 @@
 #include <ich/ich.h>
 
 #include "common.h"
+
+/* libich's matrix products run on OpenBLAS, whose load-time initialiser
+ * starts a pool of (CPUs - 1) threads that spin (sched_yield) for about
+ * 0.1 s waiting for work: CPU time taken from the workers on every run
+ * (a tenth of ich-preprocess's on 300 slices), and preprocessing does no
+ * matrix product. OpenBLAS's fork handler, blas_thread_shutdown_, stops
+ * them (its next threaded product starts them again), so it is called
+ * when the loaded BLAS has it. (Setting OPENBLAS_NUM_THREADS from the
+ * program is too late: the initialiser has run before main.) */
+static void stop_blas_threads(void)
+{
+    int (*shutdown)(void);
+    *(void **)&shutdown = dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (shutdown)
+        shutdown();
+}
 
 typedef struct options {
     recipe_options recipe;
@@ -138,6 +155,7 @@ int main(int argc, char **argv)
 {
     options opts;
     const char *in_dir, *out_dir;
+    stop_blas_threads();
     if (parse_options(argc, argv, &opts, &in_dir, &out_dir) != 0)
         return 2;
     opts.quiet |= other_rank(); /* under mpirun: rank 0 alone prints progress and summary */

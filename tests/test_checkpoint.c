@@ -14,8 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -690,20 +692,45 @@ static void test_predict_refuses_non_finite(void **state)
 }
 
 
+/* The mode of `path` (permission bits), -1 when it cannot be stat'ed. */
+static int file_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
 /* Temporary files of atomic writes: a stale one (left by a killed writer,
  * so unlocked) is removed by the next save of the same file; a live
- * writer's (locked) one is left alone; names up to NAME_MAX work. */
+ * writer's (locked) one is left alone; names up to NAME_MAX work. Every
+ * output gets mode 0644 whatever the umask and the temporary's mode, and
+ * a stale temporary longer than the new content is cut to it. */
 static void test_temporaries(void **state)
 {
     const char *dir = *state;
     char path[4096], tmp[4200], names[2048];
+    mode_t umask_was = umask(077);
     ich_model *model = make_model(3);
     tu_join(path, sizeof path, dir, "m.safetensors");
     snprintf(tmp, sizeof tmp, "%s.tmp-ich", path);
-    assert_int_equal(tu_write_file(tmp, "half a checkpoint", 17), 0); /* a killed write */
+    assert_int_equal(ich_model_save(model, path), ICH_OK); /* a fresh temporary */
+    assert_int_equal(file_mode(path), 0644);
+    struct stat fresh;
+    assert_int_equal(stat(path, &fresh), 0);
+    assert_int_equal(unlink(path), 0);
+    size_t junk_size = (size_t)fresh.st_size + 4096; /* a killed write, longer than the new one */
+    char *junk = malloc(junk_size);
+    assert_non_null(junk);
+    memset(junk, 'x', junk_size);
+    assert_int_equal(tu_write_file(tmp, junk, junk_size), 0);
+    free(junk);
+    assert_int_equal(chmod(tmp, 0600), 0);
     assert_int_equal(ich_model_save(model, path), ICH_OK);
     assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
     assert_string_equal(names, "m.safetensors");
+    assert_int_equal(file_mode(path), 0644);
+    struct stat reused;
+    assert_int_equal(stat(path, &reused), 0);
+    assert_int_equal(reused.st_size, fresh.st_size);
     /* a live writer holds the temporary: the save goes around it */
     int fd = open(tmp, O_RDWR | O_CREAT, 0644);
     assert_true(fd >= 0);
@@ -711,6 +738,7 @@ static void test_temporaries(void **state)
     assert_int_equal(write(fd, "live", 4), 4);
     assert_int_equal(ich_model_save(model, path), ICH_OK);
     assert_int_equal(tu_dir_count(dir, names, sizeof names), 2);
+    assert_int_equal(file_mode(path), 0644); /* from mkstemp's 0600 */
     size_t size = 0;
     uint8_t *bytes = tu_read_file(tmp, &size);
     assert_int_equal(size, 4); /* untouched */
@@ -748,6 +776,7 @@ static void test_temporaries(void **state)
     assert_int_equal(tu_dir_count(dir, names, sizeof names), 1);
     assert_string_equal(names, "m.safetensors");
     ich_model_free(model);
+    umask(umask_was);
 }
 
 /* A failed save leaves the existing file as it was, and no temporary file. */

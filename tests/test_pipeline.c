@@ -203,6 +203,57 @@ static void test_preprocess_errors_and_cancel(void **state)
     ich_window_free(w);
 }
 
+/* Output sub-folders, each made once per worker (issue 16): files in
+ * a/, b/ and a/deep/ of the input go to the same sub-folders of the
+ * output; where one cannot be made (a plain file named b is in the way),
+ * each of its files is reported and counted, and the others convert. */
+static void test_preprocess_subfolders(void **state)
+{
+    const char *dir = *state;
+    char good[GOOD][4096], in[4096], out[4096], path[4096];
+    make_scans(dir, good);
+    size_t size = 0;
+    uint8_t *dcm = tu_read_file(good[0], &size);
+    assert_non_null(dcm);
+    tu_join(in, sizeof in, dir, "in");
+    static const char *const files[] = {"a/1.dcm", "a/2.dcm", "a/deep/3.dcm", "b/4.dcm",
+                                        "b/5.dcm", "c/6.dcm"};
+    static const char *const dirs[] = {"", "/a", "/a/deep", "/b", "/c"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(path, sizeof path, "%s%s", in, dirs[i]);
+        assert_int_equal(mkdir(path, 0755), 0);
+    }
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        assert_int_equal(tu_write_file(tu_join(path, sizeof path, in, files[i]), dcm, size), 0);
+    free(dcm);
+    ich_window *w = brain_window(16);
+    for (int threads = 1; threads <= 2; threads++) {
+        char name[32];
+        snprintf(name, sizeof name, "out%d", threads);
+        tu_join(out, sizeof out, dir, name);
+        assert_int_equal(mkdir(out, 0755), 0);
+        assert_int_equal(tu_write_file(tu_join(path, sizeof path, out, "b"), "in the way", 10), 0);
+        ich_preprocess_options o;
+        ich_preprocess_options_init(&o);
+        o.threads = threads;
+        ich_preprocess_summary s;
+        memset(&s, 0, sizeof s);
+        s.size = sizeof s;
+        tu_log_capture(ICH_LOG_WARNING);
+        assert_int_equal(ich_preprocess_folder(in, out, w, &o, &s), ICH_OK);
+        ich_set_log_callback(NULL, NULL, ICH_LOG_WARNING);
+        assert_int_equal(s.files, 6);
+        assert_int_equal(s.converted, 4);
+        assert_int_equal(s.failed, 2);
+        assert_non_null(strstr(tu_log_text, "b/4.dcm"));
+        assert_non_null(strstr(tu_log_text, "b/5.dcm"));
+        static const char *const made[] = {"a/1.png", "a/2.png", "a/deep/3.png", "c/6.png"};
+        for (size_t i = 0; i < sizeof made / sizeof *made; i++)
+            assert_true(tu_exists(tu_join(path, sizeof path, out, made[i])));
+    }
+    ich_window_free(w);
+}
+
 /* ---- Predicting ------------------------------------------------------------ */
 
 static ich_model *small_model(void)
@@ -452,6 +503,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_preprocess_converts_good_and_counts_bad,
                                         tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_preprocess_errors_and_cancel, tu_setup_tmpdir,
+                                        tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_preprocess_subfolders, tu_setup_tmpdir,
                                         tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_predict_files_equals_the_per_file_path,
                                         tu_setup_tmpdir, tu_teardown_tmpdir),

@@ -90,8 +90,11 @@ static char *temp_key(const char *path)
     return key;
 }
 
-/* Open the fixed temporary, locked and empty; -1 when it is busy or
- * cannot be used. */
+/* Open the fixed temporary, locked, empty and of mode 0644; -1 when it
+ * is busy or cannot be used. A fresh file (the usual case) is neither
+ * truncated nor chmod'ed: on ext4, truncating even an empty file to 0
+ * marks it for a flush of its data at close (auto_da_alloc), which cost
+ * ich-preprocess a writeback per PNG. */
 static int open_fixed_temp(const char *tmp)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -111,7 +114,8 @@ static int open_fixed_temp(const char *tmp)
          * held it may have renamed it into place meanwhile.) */
         if (lstat(tmp, &named) == 0 && named.st_dev == opened.st_dev
             && named.st_ino == opened.st_ino) {
-            if (ftruncate(fd, 0) == 0)
+            if ((opened.st_size == 0 || ftruncate(fd, 0) == 0)
+                && ((opened.st_mode & 07777) == 0644 || fchmod(fd, 0644) == 0))
                 return fd;
             close(fd);
             return -1;
@@ -122,8 +126,8 @@ static int open_fixed_temp(const char *tmp)
 }
 
 /* Create the temporary of a write to `path`: its name in *tmp (free()),
- * its descriptor returned (locked when it is the fixed name); -1 with
- * errno set on failure. */
+ * its descriptor returned (locked when it is the fixed name), mode 0644
+ * whatever the umask; -1 with errno set on failure. */
 static int create_temp(const char *path, char **tmp)
 {
     *tmp = temp_key(path);
@@ -137,7 +141,15 @@ static int create_temp(const char *path, char **tmp)
     if (fd >= 0)
         return fd;
     snprintf(*tmp + len, TEMP_UNIQUE_MAX + 32, ".tmp-%d-XXXXXX", (int)getpid());
-    return mkstemp(*tmp);
+    fd = mkstemp(*tmp); /* mode 0600 */
+    if (fd >= 0 && fchmod(fd, 0644) != 0) {
+        int saved = errno;
+        unlink(*tmp);
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }
 
 ich_status ich_write_file_atomic(const char *path, const void *data, size_t size, int durable)
@@ -152,9 +164,7 @@ ich_status ich_write_file_atomic(const char *path, const void *data, size_t size
         return st;
     }
     const char *step = NULL;
-    if (fchmod(fd, 0644) != 0)
-        step = "cannot set permissions";
-    else if (write_all(fd, data, size) != 0)
+    if (write_all(fd, data, size) != 0)
         step = "cannot write";
     else if (durable && fsync(fd) != 0)
         step = "cannot sync";

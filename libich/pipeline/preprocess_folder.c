@@ -54,14 +54,32 @@ typedef struct job {
     const char *out_dir;
     const ich_window *window;
     int overwrite;
+    char **made_dir; /* per worker: the folder it last made (NULL: none yet) */
     atomic_llong converted, existing, failed;
 } job;
+
+/* Make the folder that will hold `png`, unless this worker just made it:
+ * consecutive files share their folder, and a mkdir per file and level
+ * was a measurable share of the system calls (issue 16). A folder that
+ * could not be made is not remembered, so each of its files reports it. */
+static ich_status make_png_dir(job *j, int worker, const char *png)
+{
+    size_t n = (size_t)(strrchr(png, '/') - png); /* png_path() put one there */
+    char *last = j->made_dir[worker];
+    if (last && strlen(last) == n && memcmp(last, png, n) == 0)
+        return ICH_OK;
+    ich_status st = ich_make_parent_dirs(png);
+    if (st == ICH_OK) {
+        free(last);
+        j->made_dir[worker] = strndup(png, n); /* NULL: made again next time */
+    }
+    return st;
+}
 
 /* Convert one file. Returns ICH_OK for a file converted or kept, the error
  * for one that failed (logged by name here, counted by the caller). */
 static ich_status convert_one(void *context, int64_t index, int worker)
 {
-    (void)worker;
     job *j = context;
     const ich_found_file *f = &j->files->items[j->first + index];
     char *png = png_path(j->out_dir, f->relative);
@@ -73,7 +91,7 @@ static ich_status convert_one(void *context, int64_t index, int worker)
         free(png);
         return ICH_OK;
     } else {
-        st = ich_make_parent_dirs(png);
+        st = make_png_dir(j, worker, png);
         if (st == ICH_OK)
             st = ich_window_dicom_to_png(j->window, f->path, png);
     }
@@ -141,11 +159,17 @@ static ich_status convert_share(const ich_found_files *files, const char *output
 {
     int64_t first, end;
     ich_shard_block(done->files, 1, ich_comm_rank(), ich_comm_size(), &first, &end);
-    job j = {files, first, output_dir, window, opts->overwrite != 0, 0, 0, 0};
     done->threads = ich_thread_count(opts->threads, end - first);
+    char **made_dir = calloc((size_t)done->threads, sizeof *made_dir);
+    job j = {files, first, output_dir, window, opts->overwrite != 0, made_dir, 0, 0, 0};
     double start = ich_shard_now();
-    ich_status st = ich_parallel_for(end - first, opts->threads, convert_one, &j, opts->progress,
-                                     opts->progress_user, "preprocess", NULL);
+    ich_status st = made_dir ? ich_parallel_for(end - first, done->threads, convert_one, &j,
+                                                opts->progress, opts->progress_user, "preprocess",
+                                                NULL)
+                             : ich_fail(ICH_ERR_NO_MEMORY, "preprocess: out of memory");
+    for (int32_t t = 0; made_dir && t < done->threads; t++)
+        free(made_dir[t]);
+    free(made_dir);
     int64_t counts[3] = {atomic_load(&j.converted), atomic_load(&j.existing),
                          atomic_load(&j.failed)};
     st = ich_shard_agree_work(st, ich_shard_now() - start, "preprocess: converting");

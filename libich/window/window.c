@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/blocks.h"
 #include "core/error.h"
 #include "window/window_internal.h"
 #include "core/vectorize.h"
@@ -316,7 +317,9 @@ static void take_row(void *ctx, int32_t row, const float *v)
 {
     const channel_job *j = ctx;
     const int32_t n = j->out_cols;
-    if (j->u8) {
+    if (j->u8 && j->channels == 1) {
+        to_u8_row(v, n, j->u8 + (size_t)row * n);
+    } else if (j->u8) {
         uint8_t *dst = j->u8 + (size_t)row * n * j->channels + j->channel;
         uint8_t q[256];
         for (int32_t at = 0; at < n; at += 256) { /* vectorised, then interleaved */
@@ -352,6 +355,10 @@ static void minmax_range(channel_job *j, size_t n)
 static void take_row_u8(const channel_job *j, int32_t row, const uint8_t *q)
 {
     const int32_t n = j->out_cols;
+    if (j->u8 && j->channels == 1) {
+        memcpy(j->u8 + (size_t)row * n, q, (size_t)n);
+        return;
+    }
     if (j->u8) {
         uint8_t *dst = j->u8 + (size_t)row * n * j->channels + j->channel;
         for (int32_t i = 0; i < n; i++)
@@ -388,16 +395,58 @@ static ich_status run_quantized(const channel_job *j, int32_t rows, int32_t cols
     return st;
 }
 
+static ich_status run_channels_to(const ich_window *w, const float *hu, int32_t rows,
+                                  int32_t cols, const int32_t shape[3], uint8_t *u8,
+                                  int as_planes, float *f32);
+
+/* RGB from three planes of n bytes each. */
+ICH_VECTORIZE
+static void interleave3(const uint8_t *r, const uint8_t *g, const uint8_t *b, size_t n,
+                        uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[3 * i] = r[i];
+        out[3 * i + 1] = g[i];
+        out[3 * i + 2] = b[i];
+    }
+}
+
 /* Map, resize and store every channel; u8 (interleaved) or f32 (planes,
- * normalised) output, whichever is not NULL. */
+ * normalised) output, whichever is not NULL. Three u8 channels are made
+ * as planes, then interleaved in one pass: storing every third byte row
+ * by row cost twice as much (issue 16). */
 static ich_status run_channels(const ich_window *w, const float *hu, int32_t rows, int32_t cols,
                                const int32_t shape[3], uint8_t *u8, float *f32)
+{
+    const int32_t channels = shape[0], out_rows = shape[1], out_cols = shape[2];
+    const size_t plane = (size_t)out_rows * out_cols;
+    uint8_t *planes = NULL;
+    if (u8 && channels == 3 && !(planes = ich_block_alloc(3 * plane)))
+        return ich_fail(ICH_ERR_NO_MEMORY, "windowing: out of memory");
+    ich_status st = run_channels_to(w, hu, rows, cols, shape, planes ? planes : u8, planes != NULL,
+                                    f32);
+    if (planes && st == ICH_OK)
+        interleave3(planes, planes + plane, planes + 2 * plane, plane, u8);
+    ich_block_free(planes);
+    return st;
+}
+
+/* run_channels(), u8 output interleaved or (as_planes) one plane per
+ * channel. */
+static ich_status run_channels_to(const ich_window *w, const float *hu, int32_t rows,
+                                  int32_t cols, const int32_t shape[3], uint8_t *u8,
+                                  int as_planes, float *f32)
 {
     const int32_t channels = shape[0], out_rows = shape[1], out_cols = shape[2];
     float *row = NULL;
     for (int32_t c = 0; c < channels; c++) {
         channel_job j = {hu, cols, w->mode == ICH_WINDOW_MINMAX, w->count > 0, 0, 1, 0, 0, 1,
                          u8, NULL, c, channels, out_cols, 0, 1};
+        if (u8 && as_planes) {
+            j.u8 = u8 + (size_t)c * out_rows * out_cols;
+            j.channel = 0;
+            j.channels = 1;
+        }
         if (w->count) {
             j.width = w->width[c];
             j.lo = w->center[c] - j.width / 2;

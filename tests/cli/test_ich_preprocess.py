@@ -5,6 +5,7 @@ The PNGs are decoded with Pillow and compared with an independent numpy
 computation from pydicom's reading of the same DICOM files.
 """
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -212,3 +213,34 @@ def test_one_link_to_itself_converts_each_slice_once(slices, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "6 converted" in result.stdout and "of 6 DICOM files" in result.stdout
     assert len(list(out.rglob("*.png"))) == 6
+
+
+def thread_events(log):
+    """(line number, tid created) of each clone and (line number, tid) of each
+    thread exit in an `strace -f` log."""
+    created, exited = [], []
+    for n, line in enumerate(log.splitlines()):
+        made = re.search(r"clone3?\(.*= (\d+)$", line) or re.search(
+            r"<\.\.\. clone3? resumed>.*= (\d+)$", line)
+        if made:
+            created.append((n, int(made.group(1))))
+        gone = re.match(r"(\d+)\s+\+\+\+ exited", line)
+        if gone:
+            exited.append((n, int(gone.group(1))))
+    return created, exited
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_blas_pool_is_stopped_before_the_work(slices, tmp_path):
+    """OpenBLAS's idle threads (started when libich loads, spinning for about
+    0.1 s) are gone before the worker thread starts (issue 16)."""
+    folder, _ = slices
+    log = tmp_path / "strace.log"
+    run("strace", "-f", "-o", log, "-e", "trace=clone,clone3", PREPROCESS, folder,
+        tmp_path / "png", "--threads", 1, "--quiet")
+    created, exited = thread_events(log.read_text())
+    if len(created) < 2:
+        pytest.skip("no BLAS thread pool here (one CPU, or a BLAS without one)")
+    worker_line = created[-1][0]  # --threads 1: the last thread made is the worker
+    pool = {tid for _, tid in created[:-1]}
+    assert pool <= {tid for n, tid in exited if n < worker_line}
