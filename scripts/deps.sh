@@ -10,6 +10,8 @@ packages=(build-essential cmake pkg-config zlib1g-dev libdeflate-dev libgdcm-dev
           # of libdnnl-dev, which --no-install-recommends leaves out).
           ocl-icd-opencl-dev opencl-headers
           valgrind
+          # the tests that watch system calls (ich-preprocess stops OpenBLAS's idle threads)
+          strace
           # distributed training: the MPI plugin (libich-mpi.so) and mpirun for its tests
           libopenmpi-dev openmpi-bin
           # the ABI baseline check (scripts/abi.sh: abidw, abidiff)
