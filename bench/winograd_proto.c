@@ -158,6 +158,7 @@ static void output_tile(const float *mm, int t, int tiles, const shape *s, const
 }
 
 static int g_block = 64; /* tiles per block */
+static int g_dnnl_gemm; /* WINO_GEMM=dnnl: oneDNN's sgemm instead of OpenBLAS */
 
 static void winograd_forward(const float *x, const float *u, const float *bias, const shape *s,
                              float *y)
@@ -184,9 +185,13 @@ static void winograd_forward(const float *x, const float *u, const float *bias, 
                 input_tile(x, s, n, ty, tx, d, tmp, v, t, g_block);
             }
             for (int e = 0; e < TILE_ELEMS; e++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, count, K, C, 1.0f,
-                            v + (size_t)e * g_block * C, C, u + (size_t)e * C * K, K, 0.0f,
-                            mm + (size_t)e * g_block * K, K);
+                if (g_dnnl_gemm) /* oneDNN's GEMM: one thread inside a parallel region */
+                    dnnl_sgemm('N', 'N', count, K, C, 1.0f, v + (size_t)e * g_block * C, C,
+                               u + (size_t)e * C * K, K, 0.0f, mm + (size_t)e * g_block * K, K);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, count, K, C, 1.0f,
+                                v + (size_t)e * g_block * C, C, u + (size_t)e * C * K, K, 0.0f,
+                                mm + (size_t)e * g_block * K, K);
             for (int t = 0; t < count; t++) {
                 int64_t id = first + t;
                 int tx = (int)(id % tiles_x), ty = (int)(id / tiles_x % tiles_y);
@@ -333,6 +338,7 @@ int main(int argc, char **argv)
     s.oh = s.h + 2 * s.pad - R + 1;
     s.ow = s.w + 2 * s.pad - R + 1;
     openblas_set_num_threads(1);
+    g_dnnl_gemm = getenv("WINO_GEMM") && !strcmp(getenv("WINO_GEMM"), "dnnl");
     size_t xn = (size_t)s.n * s.h * s.w * s.c, yn = (size_t)s.n * s.oh * s.ow * s.k;
     size_t wn = (size_t)s.k * s.c * R * R;
     float *x = malloc(xn * 4), *w = malloc(wn * 4), *bias = malloc(s.k * 4);
