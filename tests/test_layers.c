@@ -433,7 +433,7 @@ static void test_conv_backward(void **state)
     }
 }
 
-/* Winograd F(2x2,5x5) (backend/cpu/winograd.c), the inference forward of
+/* Winograd F(4x4,5x5) (backend/cpu/winograd.c), the inference forward of
  * 5x5 stride-1 convolutions: against the naive reference and the direct
  * (training) forward of the same layer, on odd sizes (tiles cut at the
  * edge), padding (equal and not), batch 1, one and several blocks of tiles,
@@ -452,14 +452,25 @@ static void set_winograd_env(const char *value)
         unsetenv("ICH_CPU_WINOGRAD");
 }
 
-static double worst_diff(const float *a, const float *b, int64_t count)
+/* max |got - want| / max |want|: PyTorch parity's measure (test_model.py's
+ * assert_close). Winograd's rounding error grows with the magnitude of a
+ * tile's terms, not of each output, so an output near zero among large
+ * ones carries the error of its neighbours (1e-4 of 1 + |want| failed at
+ * outputs up to 28 with weights in +-0.5, as the direct kernels' 1e-5 did
+ * not; relative to the largest output both are below 1e-5). */
+static double scaled_error(const float *got_nhwc, const double *want_nchw, ich_shape s)
 {
-    double worst = 0;
-    for (int64_t i = 0; i < count; i++) {
-        double e = fabs((double)a[i] - b[i]) / (1.0 + fabs(b[i]));
-        worst = e > worst ? e : worst;
-    }
-    return worst;
+    double worst = 0, largest = 1e-12;
+    for (int n = 0; n < s.n; n++)
+        for (int c = 0; c < s.c; c++)
+            for (int h = 0; h < s.h; h++)
+                for (int w = 0; w < s.w; w++) {
+                    double want = want_nchw[nchw(s, n, c, h, w)];
+                    double err = fabs(got_nhwc[nhwc(s, n, c, h, w)] - want);
+                    worst = err > worst ? err : worst;
+                    largest = fabs(want) > largest ? fabs(want) : largest;
+                }
+    return worst / largest;
 }
 
 static void check_winograd_case(const wino_case *wc, int relu, const char *what)
@@ -483,10 +494,15 @@ static void check_winograd_case(const wino_case *wc, int relu, const char *what)
         float *direct = run_forward(layer, &x, 1);
         assert_int_equal(ich_cpu_conv_winograd_runs(layer), runs + 1);
         double *ref = ref_conv(x, wc->c.in, layer, layer->out);
-        expect_close_nchw(y, ref, layer->out, 1e-4, what);
-        double diff = worst_diff(y, direct, count);
-        if (diff > 1e-4)
-            fail_msg("%s: Winograd against direct: %g > 1e-4", what, diff);
+        double to_ref = scaled_error(y, ref, layer->out);
+        double worst = 0, largest = 1e-12; /* against direct, both NHWC */
+        for (int64_t i = 0; i < count; i++) {
+            worst = fmax(worst, fabs((double)y[i] - direct[i]));
+            largest = fmax(largest, fabs(direct[i]));
+        }
+        if (to_ref > 1e-4 || worst / largest > 1e-4)
+            fail_msg("%s: Winograd against the reference %g, against direct %g (> 1e-4)", what,
+                     to_ref, worst / largest);
         free(y);
         free(direct);
         free(ref);
@@ -502,7 +518,7 @@ static void test_conv_winograd(void **state)
         {{{1, 13, 11, 16}, 20, 5, 5, 1, 1, 0, 0, 1, 1, 1}, 0}, /* batch 1, out 9x7 */
         {{{3, 10, 9, 17}, 16, 5, 5, 1, 1, 2, 2, 1, 1, 0}, 0},  /* "same", no bias */
         {{{2, 6, 5, 16}, 18, 5, 5, 1, 1, 2, 1, 1, 1, 1}, 0},   /* pads 2 and 1: 6x3 */
-        {{{2, 40, 38, 24}, 32, 5, 5, 1, 1, 1, 0, 1, 1, 1}, 0}, /* 6 blocks, the last cut */
+        {{{2, 30, 29, 64}, 64, 5, 5, 1, 1, 1, 0, 1, 1, 1}, 0}, /* 2 blocks of 64, the last cut */
         {{{1, 10, 10, 1}, 17, 5, 5, 1, 1, 0, 0, 1, 1, 1}, 1},  /* 1 channel: forced */
     };
     const char *saved = getenv("ICH_CPU_WINOGRAD");

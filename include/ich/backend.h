@@ -76,12 +76,12 @@
  * the CPU convolutions' inference forwards (ich_model_predict(), and
  * ich_model_forward() in evaluation mode: ich_model_set_training()); the
  * forwards of training mode and every backward pass are always direct:
- *   auto  the default: Winograd F(2x2,5x5) for ungrouped, stride-1,
+ *   auto  the default: Winograd F(4x4,5x5) for ungrouped, stride-1,
  *         undilated 5x5 convolutions with at least 16 input and 16 output
  *         channels and at most 16384 (input x output) channel pairs, in
  *         FP32 (not under ICH_CPU_MATH=bf16); oneDNN's direct kernels for
- *         every other convolution. Winograd does 2.8x fewer
- *         multiplications (1.5-1.9x less time than oneDNN 2.6's direct
+ *         every other convolution. Winograd does 6.25x fewer
+ *         multiplications (2-3x less time than oneDNN 2.6's direct
  *         kernels on the tutorial's 5x5 layers, bench/README.md) and
  *         agrees with the direct result within about 1e-5 relative
  *   1     Winograd for every 5x5, stride-1, undilated, ungrouped

@@ -557,7 +557,7 @@ def test_grouped_conv_is_pytorchs(tmp_path):
 @pytest.mark.parametrize("setting", ["auto", "0"])
 def test_winograd_inference_matches_pytorch(setting, monkeypatch):
     """Evaluation-mode forwards of 5x5 stride-1 convolutions with 16 or more
-    channels run Winograd F(2x2,5x5) by default (ICH_CPU_WINOGRAD=auto) and
+    channels run Winograd F(4x4,5x5) by default (ICH_CPU_WINOGRAD=auto) and
     oneDNN's direct kernels with 0; both give PyTorch's values (float64)
     within 1e-4, on odd sizes (tiles cut at the edge), paddings 2 and 1x0,
     batches 1 and 3. The debug log names the layers that run Winograd."""

@@ -1,20 +1,21 @@
-/* Winograd F(2x2,5x5) convolution forward (see winograd.h).
+/* Winograd F(4x4,5x5) convolution forward (see winograd.h).
  *
- * Y = AT [(G g GT) . (BT d B)] A per 6x6 input tile d and 5x5 filter g,
- * with the points 0, +-1, +-2 and infinity (those of the common F(4x4,3x3):
- * small integer transforms, the most accurate choice for 6x6 tiles). The
- * tiles are cut into blocks; per block: the input transform writes
- * V[e][tile][IN] for the 36 tile elements e, OpenBLAS multiplies each V[e]
- * by U[e] = the transformed weights [IN][OUT], and the output transform
- * turns M[e][tile][OUT] into the 2x2 outputs (+ bias, ReLU). NHWC keeps the
+ * Y = AT [(G g GT) . (BT d B)] A per 8x8 input tile d and 5x5 filter g,
+ * with the points 0, +-1, +-2, +-1/2 and infinity (those of the common
+ * F(6x6,3x3), also 8x8 tiles: the most accurate small set). The tiles are
+ * cut into blocks; per block: the input transform writes V[e][tile][IN]
+ * for the 64 tile elements e, OpenBLAS multiplies each V[e] by U[e] = the
+ * transformed weights [IN][OUT], and the output transform turns
+ * M[e][tile][OUT] into the 4x4 outputs (+ bias, ReLU). NHWC keeps the
  * channel loops contiguous, so the transforms vectorise over channels.
  * Each compute thread takes a contiguous run of blocks with its own
  * buffers and calls the one-thread GEMM (a block is small enough that
  * OpenBLAS does not thread it: winograd.h).
  *
- * Measured against oneDNN 2.6's direct forward (bench/winograd_proto.c,
- * bench/README.md): 1.5-1.9x less CPU time on the tutorial's conv2 and
- * conv3; about a third of the time goes to the transforms. */
+ * F(2x2,5x5) (6x6 tiles, 2.8x fewer multiplications; bench/winograd_proto.c)
+ * came first: 1.6x less CPU time than oneDNN 2.6's direct kernels over
+ * the tutorial's inference; F(4x4,5x5) 2.5x, with errors as small (about
+ * 5e-6 relative on the tutorial's layers; bench/README.md). */
 #include "backend/cpu/winograd.h"
 
 #include <string.h>
@@ -26,20 +27,22 @@
 #include "core/threads.h"
 #include "core/vectorize.h"
 
-enum { ALPHA = 6, TILE_OUT = 2, KSIZE = 5, ELEMS = ALPHA * ALPHA };
+enum { ALPHA = 8, TILE_OUT = 4, KSIZE = 5, ELEMS = ALPHA * ALPHA };
 
-/* AT = [1 1  1 1  1 0]   BT = [4  0 -5  0 1 0]   (bt_1d and at_1d spell
- *      [0 1 -1 2 -2 1]         [0 -4 -4  1 1 0]    them out)
- *                              [0  4 -4 -1 1 0]
- *                              [0 -2 -1  2 1 0]
- *                              [0  2 -1 -2 1 0]
- *                              [0  4  0 -5 0 1] */
+/* Points 0, +-1, +-2, +-1/2 and infinity (those of the common F(6x6,3x3)).
+ * AT = [1 1  1 1  1   1    1   0]   BT (bt_1d spells it out, and at_1d AT)
+ *      [0 1 -1 2 -2 1/2 -1/2   0]
+ *      [0 1  1 4  4 1/4  1/4   0]
+ *      [0 1 -1 8 -8 1/8 -1/8   1]
+ * G (8x5), the filter transform, holds the interpolation's denominators. */
 static const double G[ALPHA][KSIZE] = {
-    {1.0 / 4, 0, 0, 0, 0},
-    {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
-    {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
-    {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
-    {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+    {-1, 0, 0, 0, 0},
+    {-2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9},
+    {-2.0 / 9, 2.0 / 9, -2.0 / 9, 2.0 / 9, -2.0 / 9},
+    {1.0 / 90, 1.0 / 45, 2.0 / 45, 4.0 / 45, 8.0 / 45},
+    {1.0 / 90, -1.0 / 45, 2.0 / 45, -4.0 / 45, 8.0 / 45},
+    {32.0 / 45, 16.0 / 45, 8.0 / 45, 4.0 / 45, 2.0 / 45},
+    {32.0 / 45, -16.0 / 45, 8.0 / 45, -4.0 / 45, 2.0 / 45},
     {0, 0, 0, 0, 1}};
 
 /* OpenBLAS 0.3 threads a product only above M*N*K = 65536 * 4. */
@@ -117,38 +120,52 @@ static tile_at tile_place(const job *j, int64_t id)
 }
 
 /* The 1-D transforms on channel vectors: out[i * out_step + c] = (BT x)_i
- * for the six vectors x_p = in[p * in_step + c] (BT's zeros and its
- * shared terms spelled out: 2-3x fewer operations than the 6x6 product). */
+ * for the eight vectors x_p = in[p * in_step + c], BT's rows in pairs
+ * that share their terms:
+ *   [-1  0  21/4    0 -21/4    0  1 0]
+ *   [ 0  1     1 -17/4 -17/4   1  1 0]   [0 -1    1  17/4 -17/4   -1 1 0]
+ *   [ 0 1/2  1/4  -5/2  -5/4   2  1 0]   [0 -1/2 1/4  5/2  -5/4   -2 1 0]
+ *   [ 0  2     4  -5/2    -5 1/2  1 0]   [0 -2    4   5/2    -5 -1/2 1 0]
+ *   [ 0 -1     0  21/4     0 -21/4 0 1] */
 ICH_VECTORIZE
 static void bt_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
 {
     const float *d0 = in, *d1 = in + in_step, *d2 = d1 + in_step, *d3 = d2 + in_step;
-    const float *d4 = d3 + in_step, *d5 = d4 + in_step;
+    const float *d4 = d3 + in_step, *d5 = d4 + in_step, *d6 = d5 + in_step, *d7 = d6 + in_step;
     float *o0 = out, *o1 = out + out_step, *o2 = o1 + out_step, *o3 = o2 + out_step;
-    float *o4 = o3 + out_step, *o5 = o4 + out_step;
+    float *o4 = o3 + out_step, *o5 = o4 + out_step, *o6 = o5 + out_step, *o7 = o6 + out_step;
     for (int64_t c = 0; c < n; c++) {
-        float a = d4[c] - 4 * d2[c], b = d3[c] - 4 * d1[c]; /* rows 1, 2 */
-        float e = d4[c] - d2[c], f = 2 * (d3[c] - d1[c]);   /* rows 3, 4 */
-        o0[c] = 4 * d0[c] - 5 * d2[c] + d4[c];
-        o1[c] = a + b;
-        o2[c] = a - b;
-        o3[c] = e + f;
-        o4[c] = e - f;
-        o5[c] = 4 * d1[c] - 5 * d3[c] + d5[c];
+        float a1 = d2[c] + d6[c] - 4.25f * d4[c], b1 = d1[c] + d5[c] - 4.25f * d3[c];
+        float a3 = 0.25f * d2[c] - 1.25f * d4[c] + d6[c];
+        float b3 = 0.5f * d1[c] - 2.5f * d3[c] + 2 * d5[c];
+        float a5 = 4 * d2[c] - 5 * d4[c] + d6[c], b5 = 2 * d1[c] - 2.5f * d3[c] + 0.5f * d5[c];
+        o0[c] = d6[c] - d0[c] + 5.25f * (d2[c] - d4[c]);
+        o1[c] = a1 + b1;
+        o2[c] = a1 - b1;
+        o3[c] = a3 + b3;
+        o4[c] = a3 - b3;
+        o5[c] = a5 + b5;
+        o6[c] = a5 - b5;
+        o7[c] = d7[c] - d1[c] + 5.25f * (d3[c] - d5[c]);
     }
 }
 
-/* y0 = (AT m)_0 and y1 = (AT m)_1 for the six vectors m_i = in[i * in_step]. */
+/* out[a * out_step + c] = (AT m)_a, a < 4, for the eight vectors
+ * m_i = in[i * in_step + c]. */
 ICH_VECTORIZE
-static void at_1d(const float *in, int64_t in_step, float *y0, float *y1, int64_t n)
+static void at_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
 {
     const float *m0 = in, *m1 = in + in_step, *m2 = m1 + in_step, *m3 = m2 + in_step;
-    const float *m4 = m3 + in_step, *m5 = m4 + in_step;
+    const float *m4 = m3 + in_step, *m5 = m4 + in_step, *m6 = m5 + in_step, *m7 = m6 + in_step;
+    float *y0 = out, *y1 = out + out_step, *y2 = y1 + out_step, *y3 = y2 + out_step;
     for (int64_t c = 0; c < n; c++) {
-        float a = m1[c] + m2[c], b = m3[c] + m4[c];
-        float e = m1[c] - m2[c], f = m3[c] - m4[c];
-        y0[c] = m0[c] + a + b;
-        y1[c] = e + 2 * f + m5[c];
+        float s12 = m1[c] + m2[c], d12 = m1[c] - m2[c];
+        float s34 = m3[c] + m4[c], d34 = m3[c] - m4[c];
+        float s56 = m5[c] + m6[c], d56 = m5[c] - m6[c];
+        y0[c] = m0[c] + s12 + s34 + s56;
+        y1[c] = d12 + 2 * d34 + 0.5f * d56;
+        y2[c] = s12 + 4 * s34 + 0.25f * s56;
+        y3[c] = d12 + 8 * d34 + 0.125f * d56 + m7[c];
     }
 }
 
@@ -184,7 +201,7 @@ static void input_tile(const job *j, tile_at at, float *d, float *tmp, float *v,
               C);
 }
 
-/* Tile t of the block's products M[e][t][OUT] -> its 2x2 outputs AT M A,
+/* Tile t of the block's products M[e][t][OUT] -> its 4x4 outputs AT M A,
  * + bias, ReLU; the outputs past the image's edge (odd sizes) dropped. */
 ICH_VECTORIZE
 static void output_tile(const job *j, tile_at at, const float *m, float *tmp, int t)
@@ -192,11 +209,11 @@ static void output_tile(const job *j, tile_at at, const float *m, float *tmp, in
     const ich_shape *s = &j->layer->out;
     const int64_t K = s->c;
     const int64_t e_step = j->block * K; /* from M[e] to M[e + 1] */
-    float *y = tmp + 2 * ALPHA * K;      /* [2][2][K] */
-    for (int k = 0; k < ALPHA; k++)      /* tmp = AT M, column by column */
-        at_1d(m + k * e_step + t * K, ALPHA * e_step, tmp + k * K, tmp + (ALPHA + k) * K, K);
+    float *y = tmp + TILE_OUT * ALPHA * K; /* [4][4][K] */
+    for (int k = 0; k < ALPHA; k++)        /* tmp = AT M, column by column */
+        at_1d(m + k * e_step + t * K, ALPHA * e_step, tmp + k * K, ALPHA * K, K);
     for (int a = 0; a < TILE_OUT; a++) /* y = tmp A, row by row */
-        at_1d(tmp + a * ALPHA * K, K, y + 2 * a * K, y + (2 * a + 1) * K, K);
+        at_1d(tmp + a * ALPHA * K, K, y + a * TILE_OUT * K, K, K);
     int relu = j->layer->args.fuse_relu;
     for (int a = 0; a < TILE_OUT; a++)
         for (int b = 0; b < TILE_OUT; b++) {
@@ -204,7 +221,7 @@ static void output_tile(const job *j, tile_at at, const float *m, float *tmp, in
             if (oy >= s->h || ox >= s->w)
                 continue;
             float *o = j->y + ((at.n * s->h + oy) * s->w + ox) * K;
-            const float *r = y + (2 * a + b) * K;
+            const float *r = y + (a * TILE_OUT + b) * K;
             for (int64_t c = 0; c < K; c++) {
                 float v = r[c] + (j->bias ? j->bias[c] : 0.0f);
                 o[c] = relu && v < 0 ? 0.0f : v;
