@@ -178,9 +178,12 @@ static void input_tile(const job *j, tile_at at, float *d, float *tmp, float *v,
     const int64_t C = s->c;
     int64_t y0 = at.ty * TILE_OUT - j->layer->args.padding[0];
     int64_t x0 = at.tx * TILE_OUT - j->layer->args.padding[1];
-    const float *src = j->x + ((at.n * s->h + y0) * s->w + x0) * C;
-    int64_t row = s->w * C; /* from one input row of the tile to the next */
-    if (y0 < 0 || y0 + ALPHA > s->h || x0 < 0 || x0 + ALPHA > s->w) {
+    const float *src = d;
+    int64_t row = ALPHA * C; /* from one input row of the tile to the next */
+    if (y0 >= 0 && y0 + ALPHA <= s->h && x0 >= 0 && x0 + ALPHA <= s->w) {
+        src = j->x + ((at.n * s->h + y0) * s->w + x0) * C;
+        row = s->w * C;
+    } else {
         for (int i = 0; i < ALPHA; i++)
             for (int k = 0; k < ALPHA; k++) {
                 int64_t y = y0 + i, x = x0 + k;
@@ -191,8 +194,6 @@ static void input_tile(const job *j, tile_at at, float *d, float *tmp, float *v,
                     memcpy(dst, j->x + ((at.n * s->h + y) * s->w + x) * C,
                            (size_t)C * sizeof *dst);
             }
-        src = d;
-        row = ALPHA * C;
     }
     for (int k = 0; k < ALPHA; k++) /* tmp = BT d, column by column */
         bt_1d(src + k * C, row, tmp + k * C, ALPHA * C, C);
