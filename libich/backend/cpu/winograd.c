@@ -127,7 +127,7 @@ static tile_at tile_place(const job *j, int64_t id)
  *   [ 0 1/2  1/4  -5/2  -5/4   2  1 0]   [0 -1/2 1/4  5/2  -5/4   -2 1 0]
  *   [ 0  2     4  -5/2    -5 1/2  1 0]   [0 -2    4   5/2    -5 -1/2 1 0]
  *   [ 0 -1     0  21/4     0 -21/4 0 1] */
-ICH_VECTORIZE
+ICH_VECTORIZE_512
 static void bt_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
 {
     const float *d0 = in, *d1 = in + in_step, *d2 = d1 + in_step, *d3 = d2 + in_step;
@@ -152,7 +152,7 @@ static void bt_1d(const float *in, int64_t in_step, float *out, int64_t out_step
 
 /* out[a * out_step + c] = (AT m)_a, a < 4, for the eight vectors
  * m_i = in[i * in_step + c]. */
-ICH_VECTORIZE
+ICH_VECTORIZE_512
 static void at_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
 {
     const float *m0 = in, *m1 = in + in_step, *m2 = m1 + in_step, *m3 = m2 + in_step;
@@ -204,7 +204,7 @@ static void input_tile(const job *j, tile_at at, float *d, float *tmp, float *v,
 
 /* Tile t of the block's products M[e][t][OUT] -> its 4x4 outputs AT M A,
  * + bias, ReLU; the outputs past the image's edge (odd sizes) dropped. */
-ICH_VECTORIZE
+ICH_VECTORIZE_512
 static void output_tile(const job *j, tile_at at, const float *m, float *tmp, int t)
 {
     const ich_shape *s = &j->layer->out;
