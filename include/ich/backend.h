@@ -72,6 +72,23 @@
  *         convolutions stay FP32.
  * Another value makes creating a model with a convolution fail with
  * ICH_ERR_INVALID_ARGUMENT.
+ * ICH_CPU_WINOGRAD, read at the same moments, chooses the algorithm of
+ * the CPU convolutions' inference forwards (ich_model_predict(), and
+ * ich_model_forward() in evaluation mode: ich_model_set_training()); the
+ * forwards of training mode and every backward pass are always direct:
+ *   auto  the default: Winograd F(4x4,5x5) for ungrouped, stride-1,
+ *         undilated 5x5 convolutions with at least 16 input and 16 output
+ *         channels and at most 16384 (input x output) channel pairs, in
+ *         FP32 (not under ICH_CPU_MATH=bf16); oneDNN's direct kernels for
+ *         every other convolution. Winograd does 6.25x fewer
+ *         multiplications (2-3x less time than oneDNN 2.6's direct
+ *         kernels on the tutorial's 5x5 layers, bench/README.md) and
+ *         agrees with the direct result within about 1e-5 relative
+ *   1     Winograd for every 5x5, stride-1, undilated, ungrouped
+ *         convolution, whatever its channels
+ *   0     never Winograd
+ * Another value makes creating a model with a convolution fail with
+ * ICH_ERR_INVALID_ARGUMENT, saying so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -103,8 +103,17 @@ void ich_compute_threads_apply(void)
 void ich_parallel_range(int64_t count, ich_range_fn fn, void *context)
 {
     /* Waking threads costs microseconds: only for big ranges. */
+    if (count < (1 << 16)) {
+        fn(context, 0, count);
+        return;
+    }
+    ich_parallel_split(count, fn, context);
+}
+
+void ich_parallel_split(int64_t count, ich_range_fn fn, void *context)
+{
     int threads = ich_compute_threads();
-    if (threads <= 1 || count < (1 << 16)) {
+    if (threads <= 1 || count <= 1) {
         fn(context, 0, count);
         return;
     }

@@ -41,6 +41,12 @@ void ich_compute_threads_apply(void);
 typedef void (*ich_range_fn)(void *context, int64_t begin, int64_t end);
 void ich_parallel_range(int64_t count, ich_range_fn fn, void *context);
 
+/* ich_parallel_range without its size threshold: one chunk per compute
+ * thread whatever count is (on the calling thread alone with one thread),
+ * for a few items that are each a lot of work (the CPU convolutions'
+ * Winograd tiles: count = the threads, each chunk with its own buffers). */
+void ich_parallel_split(int64_t count, ich_range_fn fn, void *context);
+
 #ifdef __cplusplus
 }
 #endif

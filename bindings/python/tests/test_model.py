@@ -550,3 +550,36 @@ def test_grouped_conv_is_pytorchs(tmp_path):
                 assert largest > 0.8 * bound, (name, largest, bound)
             assert np.abs(ref.detach().numpy()).max() <= bound * (1 + 1e-6)
 
+
+
+# ---- Winograd inference (ICH_CPU_WINOGRAD, <ich/backend.h>) -----------------
+
+@pytest.mark.parametrize("setting", ["auto", "0"])
+def test_winograd_inference_matches_pytorch(setting, monkeypatch):
+    """Evaluation-mode forwards of 5x5 stride-1 convolutions with 16 or more
+    channels run Winograd F(4x4,5x5) by default (ICH_CPU_WINOGRAD=auto) and
+    oneDNN's direct kernels with 0; both give PyTorch's values (float64)
+    within 1e-4, on odd sizes (tiles cut at the edge), paddings 2 and 1x0,
+    batches 1 and 3. The debug log names the layers that run Winograd."""
+    monkeypatch.setenv("ICH_CPU_WINOGRAD", setting)
+    messages = []
+    ich.set_log_callback(lambda level, text: messages.append(text), ich.LOG_DEBUG)
+    try:
+        model = ich.Model("input 16x13x11, conv 24 5 pad 2, relu, conv 20 5 pad 1x0, flatten")
+        if model.backend != "cpu":
+            pytest.skip("the CPU backend's setting")
+        twin = nn.Sequential(nn.Conv2d(16, 24, 5, padding=2), nn.ReLU(),
+                             nn.Conv2d(24, 20, 5, padding=(1, 0)), nn.Flatten())
+        state = model.state_dict()
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in
+                              zip(twin.state_dict(), state.values())})
+        model.eval()
+        for n in (1, 3):
+            x = images(n, model.input_shape, seed=n)
+            with torch.no_grad():
+                want = twin.double()(torch.from_numpy(x).double()).numpy()
+            assert_close(model.forward(x), want, what="ICH_CPU_WINOGRAD=%s batch %d" % (setting, n))
+    finally:
+        ich.set_log_callback(None)
+    ran = {m.split(":")[0] for m in messages if "uses Winograd" in m}
+    assert ran == (set() if setting == "0" else {"conv1", "conv2"}), messages
