@@ -361,3 +361,47 @@ def test_one_compute_thread_starts_no_openmp_worker():
     """
     out = run(code, ICH_BACKEND="cpu")
     assert out["after"] == out["before"], out
+
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads /proc/cpuinfo")
+def test_winograd_transforms_follow_the_onednn_isa_limit():
+    """The Winograd transforms run the copy compiled for oneDNN's effective
+    ISA, so that ONEDNN_MAX_CPU_ISA (the test command's "older CPU" runs)
+    tests and times their AVX2 and baseline code too; every copy gives the
+    same logits within the float32 rounding of the transforms."""
+    code = """
+        import numpy as np
+        messages = []
+        ich.set_log_callback(lambda level, text: messages.append(text), ich.LOG_DEBUG)
+        model = ich.Model("input 16x13x11, conv 24 5 pad 2, relu, conv 20 5 pad 1x0, flatten")
+        if model.backend != "cpu":
+            print(json.dumps(None)); sys.exit(0)
+        model.eval()
+        x = np.random.default_rng(3).standard_normal((2,) + tuple(model.input_shape)).astype(np.float32)
+        out = model.forward(x)
+        used = sorted({m.split("(")[-1] for m in messages if "uses Winograd" in m})
+        print(json.dumps({"used": used, "out": out.ravel().tolist()}))
+    """
+    flags = cpu_flags()
+    best = ("avx512" if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
+            else "avx2" if {"avx2", "fma"} <= flags else "baseline")
+    expect = {"": best, "AVX2": "avx2" if best != "baseline" else "baseline",
+              "SSE41": "baseline"}
+    outs = {}
+    for limit, name in expect.items():
+        result = run(code, ONEDNN_MAX_CPU_ISA=limit, ICH_CPU_WINOGRAD="1")
+        if result is None:
+            pytest.skip("the CPU backend's transforms")
+        assert result["used"] == [name + " transforms)"], (limit, result["used"])
+        outs[limit] = np.array(result["out"])
+    scale = np.abs(outs[""]).max()
+    for limit, out in outs.items():
+        assert np.abs(out - outs[""]).max() <= 1e-5 * scale, limit

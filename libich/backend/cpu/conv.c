@@ -545,7 +545,8 @@ static ich_status build_forward(ich_layer *layer)
     CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "convolution forward");
     ich_cpu_log_impl(layer, "forward", s->fwd_pd);
     if (use_winograd(layer))
-        ich_log(ICH_LOG_DEBUG, "%s: inference forward uses Winograd F(4x4,5x5)", layer->name);
+        ich_log(ICH_LOG_DEBUG, "%s: inference forward uses Winograd F(4x4,5x5) (%s transforms)",
+                layer->name, ich_cpu_winograd_isa());
     if ((status = scratch_reserve(layer, s, s->fwd_pd)) != ICH_OK ||
         (status = pass_layout_init(layer, PASS_FWD, s->fwd_pd)) != ICH_OK)
         return status;

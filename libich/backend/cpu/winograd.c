@@ -25,7 +25,6 @@
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
 #include "core/threads.h"
-#include "core/vectorize.h"
 
 enum { ALPHA = 8, TILE_OUT = 4, KSIZE = 5, ELEMS = ALPHA * ALPHA };
 
@@ -98,9 +97,69 @@ static void weights_transform(const float *w, int64_t in, int64_t out, float *u)
         }
 }
 
+/* The transforms' loops, one copy per instruction set (see
+ * winograd_kernels.inc), and the copy for oneDNN's effective ISA. */
+typedef struct wino_kernels {
+    const char *isa; /* for the debug log: which copy runs */
+    void (*bt_1d)(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n);
+    void (*at_1d)(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n);
+    void (*store)(const float *r, const float *bias, float *o, int64_t n, int relu);
+} wino_kernels;
+
+/* The rows a transform reads and the rows it writes never overlap (they
+ * are other buffers, or rows at least n apart): GCC gives up on loops
+ * with eight output rows at run-time strides rather than check them all. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define WINO_IVDEP _Pragma("GCC ivdep")
+#else
+#define WINO_IVDEP
+#endif
+#define WINO_NAME(f) f##_base
+#define WINO_ISA_NAME "baseline"
+#include "backend/cpu/winograd_kernels.inc"
+#undef WINO_NAME
+#undef WINO_ISA_NAME
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define WINO_ISA_COPIES 1
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define WINO_NAME(f) f##_avx2
+#define WINO_ISA_NAME "avx2"
+#include "backend/cpu/winograd_kernels.inc"
+#undef WINO_NAME
+#undef WINO_ISA_NAME
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define WINO_NAME(f) f##_avx512
+#define WINO_ISA_NAME "avx512"
+#include "backend/cpu/winograd_kernels.inc"
+#undef WINO_NAME
+#undef WINO_ISA_NAME
+#pragma GCC pop_options
+#endif
+
+static const wino_kernels *kernels_for_isa(void)
+{
+#ifdef WINO_ISA_COPIES
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core)
+        return &kernels_avx512;
+    if ((isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2)
+        return &kernels_avx2;
+#endif
+    return &kernels_base;
+}
+
+const char *ich_cpu_winograd_isa(void)
+{
+    return kernels_for_isa()->isa;
+}
+
 /* One forward's constants and buffers, shared by the threads. */
 typedef struct job {
     const ich_layer *layer;
+    const wino_kernels *k; /* the transforms for the running ISA */
     const float *x, *u, *bias;
     float *y, *work;
     int64_t tiles, blocks; /* tiles of the whole batch, blocks of `block` tiles */
@@ -117,56 +176,6 @@ static tile_at tile_place(const job *j, int64_t id)
 {
     tile_at t = {id / (j->tiles_x * j->tiles_y), id / j->tiles_x % j->tiles_y, id % j->tiles_x};
     return t;
-}
-
-/* The 1-D transforms on channel vectors: out[i * out_step + c] = (BT x)_i
- * for the eight vectors x_p = in[p * in_step + c], BT's rows in pairs
- * that share their terms:
- *   [-1  0  21/4    0 -21/4    0  1 0]
- *   [ 0  1     1 -17/4 -17/4   1  1 0]   [0 -1    1  17/4 -17/4   -1 1 0]
- *   [ 0 1/2  1/4  -5/2  -5/4   2  1 0]   [0 -1/2 1/4  5/2  -5/4   -2 1 0]
- *   [ 0  2     4  -5/2    -5 1/2  1 0]   [0 -2    4   5/2    -5 -1/2 1 0]
- *   [ 0 -1     0  21/4     0 -21/4 0 1] */
-ICH_VECTORIZE_512
-static void bt_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
-{
-    const float *d0 = in, *d1 = in + in_step, *d2 = d1 + in_step, *d3 = d2 + in_step;
-    const float *d4 = d3 + in_step, *d5 = d4 + in_step, *d6 = d5 + in_step, *d7 = d6 + in_step;
-    float *o0 = out, *o1 = out + out_step, *o2 = o1 + out_step, *o3 = o2 + out_step;
-    float *o4 = o3 + out_step, *o5 = o4 + out_step, *o6 = o5 + out_step, *o7 = o6 + out_step;
-    for (int64_t c = 0; c < n; c++) {
-        float a1 = d2[c] + d6[c] - 4.25f * d4[c], b1 = d1[c] + d5[c] - 4.25f * d3[c];
-        float a3 = 0.25f * d2[c] - 1.25f * d4[c] + d6[c];
-        float b3 = 0.5f * d1[c] - 2.5f * d3[c] + 2 * d5[c];
-        float a5 = 4 * d2[c] - 5 * d4[c] + d6[c], b5 = 2 * d1[c] - 2.5f * d3[c] + 0.5f * d5[c];
-        o0[c] = d6[c] - d0[c] + 5.25f * (d2[c] - d4[c]);
-        o1[c] = a1 + b1;
-        o2[c] = a1 - b1;
-        o3[c] = a3 + b3;
-        o4[c] = a3 - b3;
-        o5[c] = a5 + b5;
-        o6[c] = a5 - b5;
-        o7[c] = d7[c] - d1[c] + 5.25f * (d3[c] - d5[c]);
-    }
-}
-
-/* out[a * out_step + c] = (AT m)_a, a < 4, for the eight vectors
- * m_i = in[i * in_step + c]. */
-ICH_VECTORIZE_512
-static void at_1d(const float *in, int64_t in_step, float *out, int64_t out_step, int64_t n)
-{
-    const float *m0 = in, *m1 = in + in_step, *m2 = m1 + in_step, *m3 = m2 + in_step;
-    const float *m4 = m3 + in_step, *m5 = m4 + in_step, *m6 = m5 + in_step, *m7 = m6 + in_step;
-    float *y0 = out, *y1 = out + out_step, *y2 = y1 + out_step, *y3 = y2 + out_step;
-    for (int64_t c = 0; c < n; c++) {
-        float s12 = m1[c] + m2[c], d12 = m1[c] - m2[c];
-        float s34 = m3[c] + m4[c], d34 = m3[c] - m4[c];
-        float s56 = m5[c] + m6[c], d56 = m5[c] - m6[c];
-        y0[c] = m0[c] + s12 + s34 + s56;
-        y1[c] = d12 + 2 * d34 + 0.5f * d56;
-        y2[c] = s12 + 4 * s34 + 0.25f * s56;
-        y3[c] = d12 + 8 * d34 + 0.125f * d56 + m7[c];
-    }
 }
 
 /* The tile's transform BT d B into V[e][t][IN] (V's rows `block` apart).
@@ -196,15 +205,14 @@ static void input_tile(const job *j, tile_at at, float *d, float *tmp, float *v,
             }
     }
     for (int k = 0; k < ALPHA; k++) /* tmp = BT d, column by column */
-        bt_1d(src + k * C, row, tmp + k * C, ALPHA * C, C);
+        j->k->bt_1d(src + k * C, row, tmp + k * C, ALPHA * C, C);
     for (int i = 0; i < ALPHA; i++) /* V = tmp B, row by row */
-        bt_1d(tmp + i * ALPHA * C, C, v + ((int64_t)i * ALPHA * j->block + t) * C, j->block * C,
+        j->k->bt_1d(tmp + i * ALPHA * C, C, v + ((int64_t)i * ALPHA * j->block + t) * C, j->block * C,
               C);
 }
 
 /* Tile t of the block's products M[e][t][OUT] -> its 4x4 outputs AT M A,
  * + bias, ReLU; the outputs past the image's edge (odd sizes) dropped. */
-ICH_VECTORIZE_512
 static void output_tile(const job *j, tile_at at, const float *m, float *tmp, int t)
 {
     const ich_shape *s = &j->layer->out;
@@ -212,21 +220,17 @@ static void output_tile(const job *j, tile_at at, const float *m, float *tmp, in
     const int64_t e_step = j->block * K; /* from M[e] to M[e + 1] */
     float *y = tmp + TILE_OUT * ALPHA * K; /* [4][4][K] */
     for (int k = 0; k < ALPHA; k++)        /* tmp = AT M, column by column */
-        at_1d(m + k * e_step + t * K, ALPHA * e_step, tmp + k * K, ALPHA * K, K);
+        j->k->at_1d(m + k * e_step + t * K, ALPHA * e_step, tmp + k * K, ALPHA * K, K);
     for (int a = 0; a < TILE_OUT; a++) /* y = tmp A, row by row */
-        at_1d(tmp + a * ALPHA * K, K, y + a * TILE_OUT * K, K, K);
+        j->k->at_1d(tmp + a * ALPHA * K, K, y + a * TILE_OUT * K, K, K);
     int relu = j->layer->args.fuse_relu;
     for (int a = 0; a < TILE_OUT; a++)
         for (int b = 0; b < TILE_OUT; b++) {
             int64_t oy = at.ty * TILE_OUT + a, ox = at.tx * TILE_OUT + b;
             if (oy >= s->h || ox >= s->w)
                 continue;
-            float *o = j->y + ((at.n * s->h + oy) * s->w + ox) * K;
-            const float *r = y + (a * TILE_OUT + b) * K;
-            for (int64_t c = 0; c < K; c++) {
-                float v = r[c] + (j->bias ? j->bias[c] : 0.0f);
-                o[c] = relu && v < 0 ? 0.0f : v;
-            }
+            j->k->store(y + (a * TILE_OUT + b) * K, j->bias,
+                        j->y + ((at.n * s->h + oy) * s->w + ox) * K, K, relu);
         }
 }
 
@@ -293,7 +297,7 @@ ich_status ich_cpu_winograd_forward(ich_layer *layer, ich_cpu_winograd *w, const
     if (status != ICH_OK)
         return status;
     const ich_shape *out = &layer->out;
-    job j = {.layer = layer, .x = x, .u = w->u, .y = y, .block = block_tiles(layer)};
+    job j = {.layer = layer, .k = kernels_for_isa(), .x = x, .u = w->u, .y = y, .block = block_tiles(layer)};
     j.bias = layer->args.bias ? layer->params[1].data : NULL;
     j.tiles_y = (out->h + TILE_OUT - 1) / TILE_OUT;
     j.tiles_x = (out->w + TILE_OUT - 1) / TILE_OUT;

@@ -18,7 +18,7 @@
 #include "backend/layer.h"
 
 typedef struct ich_cpu_winograd {
-    float *u; /* the transformed weights, [36][IN][OUT] */
+    float *u; /* the transformed weights, [64][IN][OUT] */
     size_t u_size;
     int u_valid;
     uint64_t u_version; /* params[0].version u was made from */
@@ -46,6 +46,10 @@ ich_status ich_cpu_winograd_forward(ich_layer *layer, ich_cpu_winograd *w, const
                                     float *y);
 
 void ich_cpu_winograd_free(ich_cpu_winograd *w);
+
+/* Which copy of the transforms runs: "avx512", "avx2" or "baseline",
+ * chosen by oneDNN's effective ISA (ONEDNN_MAX_CPU_ISA limits it). */
+const char *ich_cpu_winograd_isa(void);
 
 /* The Winograd forwards a CPU convolution layer has run (conv.c; tests
  * check that the path they mean to test ran). */
