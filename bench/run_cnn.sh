@@ -98,6 +98,13 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ich-bench-cnn.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
+# An "AVX2 CPU" by ONEDNN_MAX_CPU_ISA: OpenBLAS (libich's linear layers and
+# Winograd products, and PyTorch's BLAS) picks its kernels by the CPU, so
+# limit it too unless the caller chose.
+case ${ONEDNN_MAX_CPU_ISA:-} in
+[Aa][Vv][Xx]2*) export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell} ;;
+esac
+
 # ---- Programs ----------------------------------------------------------
 "$cc" -O2 -std=c11 -D_GNU_SOURCE -pthread "$here/peak_flops.c" -o "$tmp/peak_flops" ||
     die "cannot compile peak_flops.c"
@@ -114,6 +121,7 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the
 ((run_libich)) && echo "libich:  $build/libich/libich.so"
 ((run_torch)) && echo "python:  $python ($("$python" -c 'import sys, torch; print("%d.%d" % sys.version_info[:2], "torch", torch.__version__)'))"
 echo "work:    $model ($input input, 6 outputs), batch $batch, $threads threads; $warmup untimed warm-up step(s), then $train_steps timed training and $infer_steps timed inference step(s) per process; $repeat repetition(s), medians"
+[[ -z ${ONEDNN_MAX_CPU_ISA:-} ]] || echo "kernels: ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 ((quick)) && echo "         (--quick: a smoke test, the figures mean little)"
 echo
 

@@ -52,8 +52,11 @@ ICH_CUDA_MATH=bf16 ICH_LIBRARY="$emulated/libich.so.0" $py -m pytest -q -p no:ca
 # kernel once hid there, issue 11). Run the numerical tests again on those
 # kernels; tests/sweep checks from oneDNN's verbose output that the limit
 # really changed them.
+# OPENBLAS_CORETYPE does the same for OpenBLAS (the linear layers, the
+# Winograd convolutions' products), which picks its kernels by the CPU.
 for isa in AVX2 SSE41; do
   echo "== numerical tests on the kernels of an older CPU (ONEDNN_MAX_CPU_ISA=$isa)"
+  export OPENBLAS_CORETYPE=$([ "$isa" = AVX2 ] && echo Haswell || echo Nehalem)
   (cd build && ONEDNN_MAX_CPU_ISA=$isa ctest --output-on-failure \
      -R '^ich_test_(layers|model|optim|checkpoint|train)$')
   # the torchvision presets (minutes) on AVX2 only: SSE4.1 runs the same layers in the sweep
@@ -63,6 +66,7 @@ for isa in AVX2 SSE41; do
   ONEDNN_MAX_CPU_ISA=$isa ICH_LIBRARY="$emulated/libich.so.0" \
     $py -m pytest -q -p no:cacheprovider tests/gpu
 done
+unset OPENBLAS_CORETYPE
 rm -rf "$emulated"
 
 # The CPU backend runs some convolution passes on oneDNN's blocked layout
@@ -72,7 +76,7 @@ rm -rf "$emulated"
 # against PyTorch on this machine's kernels and on AVX2's whatever the rule
 # chooses; tests/sweep checks from oneDNN's verbose output that it did.
 for isa in native AVX2; do
-  limit=$([ "$isa" = AVX2 ] && echo ONEDNN_MAX_CPU_ISA=AVX2 || true)
+  limit=$([ "$isa" = AVX2 ] && echo ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell || true)
   echo "== numerical tests on the blocked layout (ICH_CPU_LAYOUT=blocked, kernels: $isa)"
   (cd build && env $limit ICH_CPU_LAYOUT=blocked ctest --output-on-failure \
      -R '^ich_test_(layers|model|optim|checkpoint|train)$')
