@@ -370,6 +370,9 @@ static const conv_case conv_cases[] = {
                                                         tutorial's conv1) */
     {{2, 8, 7, 3}, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},    /* stride 2 leaves the right
                                                         padding unused */
+    {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},  /* one input channel, 4x4:
+                                                        backward weights on NCHW
+                                                        (gemm) under auto */
 };
 
 static ich_layer_args conv_args(const conv_case *c)
