@@ -435,6 +435,43 @@ static void test_conv_backward(void **state)
     }
 }
 
+/* A pass on copies (blocked or NCHW) runs over the batch in chunks whose
+ * copies fit a budget; with a budget of one byte every image is its own
+ * call, so the weight gradient sums over calls and, where both backward
+ * passes take the same chunks, the data pass reuses the diff_dst copy the
+ * weights pass made for the same images. Every gradient against finite
+ * differences, on the blocked layout and under auto (the 1-channel case:
+ * NCHW backward weights; the 8-channel 5x5 one: blocked backward on AVX2). */
+static void test_conv_chunked_backward(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        {{3, 12, 11, 8}, 6, 5, 5, 1, 1, 1, 0, 1, 1, 1},
+        {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},
+    };
+    static const char *const layouts[] = {"blocked", "auto"};
+    const char *was = getenv("ICH_CPU_LAYOUT"); /* the test command sets it for other runs */
+    char *saved = was ? strdup(was) : NULL;
+    ich_cpu_conv_set_copy_budget(1);
+    for (size_t l = 0; l < 2; l++) {
+        setenv("ICH_CPU_LAYOUT", layouts[l], 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ich_layer *layer = make_layer("conv", conv_args(&cases[i]), &cases[i].in);
+            randomise_params(layer);
+            float *x = frand(ich_shape_count(cases[i].in), -1, 1);
+            grad_check(layer, &x, 1e-2, 40);
+            free(x);
+            free_layer(layer);
+        }
+    }
+    if (saved)
+        setenv("ICH_CPU_LAYOUT", saved, 1);
+    else
+        unsetenv("ICH_CPU_LAYOUT");
+    free(saved);
+    ich_cpu_conv_set_copy_budget(0);
+}
+
 /* Grouped and depthwise convolution (args.groups; 0 is read as 1):
  * PyTorch's weight shape [OUT, IN/G, KH, KW], forward against the naive
  * grouped reference with and without a fused ReLU, every gradient against
@@ -1373,6 +1410,7 @@ int main(void)
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_conv_groups),
+        cmocka_unit_test(test_conv_chunked_backward),
         cmocka_unit_test(test_conv_grad_accumulates),
         cmocka_unit_test(test_conv_fused_relu),
         cmocka_unit_test(test_conv_weight_cache),
