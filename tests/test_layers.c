@@ -372,7 +372,7 @@ static const conv_case conv_cases[] = {
                                                         padding unused */
     {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},  /* one input channel, 4x4:
                                                         backward weights on NCHW
-                                                        (gemm) under auto */
+                                                        (gemm) under auto on AVX2 */
 };
 
 static ich_layer_args conv_args(const conv_case *c)
@@ -440,8 +440,8 @@ static void test_conv_backward(void **state)
  * call, so the weight gradient sums over calls and, where both backward
  * passes take the same chunks, the data pass reuses the diff_dst copy the
  * weights pass made for the same images. Every gradient against finite
- * differences, on the blocked layout and under auto (the 1-channel case:
- * NCHW backward weights; the 8-channel 5x5 one: blocked backward on AVX2). */
+ * differences, on the blocked layout and under auto (on AVX2 the 1-channel
+ * case's backward weights runs on NCHW, the 8-channel one's backward blocked). */
 static void test_conv_chunked_backward(void **state)
 {
     (void)state;

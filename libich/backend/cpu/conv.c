@@ -23,8 +23,8 @@
  * copies (one shaped like the input, one like the output) and its result
  * reordered back. oneDNN 2.6's NHWC backward kernels are slow on AVX2
  * (conv2 of the tutorial: backward weights 3x, backward data 1.7x slower
- * than nChw8c), while its NHWC forward is as fast. A one-channel input's
- * backward weights runs on plain NCHW (oneDNN's gemm). ICH_CPU_LAYOUT=nhwc|
+ * than nChw8c), while its NHWC forward is as fast. On AVX2 a one-channel
+ * input's backward weights runs on plain NCHW (gemm). ICH_CPU_LAYOUT=nhwc|
  * blocked|auto chooses (auto, the default: choose_layout()). A training
  * forward on the blocked layout leaves its input's copy for the backward
  * weights, which runs before the backward data (that overwrites it).
@@ -244,12 +244,12 @@ static ich_status read_settings(ich_layer *layer)
  * blocked layout oneDNN's kernel prefers (format_tag any), or plain NCHW. */
 enum { KERNEL_NHWC, KERNEL_BLOCKED, KERNEL_NCHW };
 
-/* The layout of `pass` under ICH_CPU_LAYOUT=auto, by rule, on an AVX2 CPU
- * (below AVX2 oneDNN's backward is gemm on plain layouts: nothing to gain).
+/* The layout of `pass` under ICH_CPU_LAYOUT=auto, by rule: NHWC but for
+ * the backward passes of an ungrouped convolution with a kernel of 4x4 or
+ * more on an AVX2 CPU without AVX-512 (or under ONEDNN_MAX_CPU_ISA=AVX2).
+ * Below AVX2 oneDNN's backward is gemm on plain layouts: nothing to gain.
  *
- * Blocked: the backward passes of an ungrouped convolution with a kernel
- * of 4x4 or more and at least 8 input channels (one AVX2 block), on an
- * AVX2 CPU without AVX-512 (or under ONEDNN_MAX_CPU_ISA=AVX2). Measured
+ * Blocked: those with at least 8 input channels (one AVX2 block). Measured
  * (bench/README.md): on AVX2 the tutorial's 5x5 and 4x4 convolutions'
  * blocked backward weights is 1.3-2.9x and backward data 1.1-1.5x faster
  * than NHWC, reorders included, while their forward is as fast or faster
@@ -257,13 +257,12 @@ enum { KERNEL_NHWC, KERNEL_BLOCKED, KERNEL_NCHW };
  * reorders to pay (its step slower). With AVX-512, oneDNN's NHWC kernels
  * are as fast as the blocked ones before the reorders.
  *
- * NCHW: the backward weights of an ungrouped convolution with one input
- * channel and a kernel of 4x4 or more (the tutorial's conv1), on AVX2 and
- * AVX-512. oneDNN runs it as gemm (im2col of a single channel), 2-3x
- * faster than its NHWC jit kernel, which spreads one channel over a vector
- * (bench/README.md), and the blocked layout pads the channel to 8 or 16
- * (2x slower). The input needs no real reorder (one channel: NHWC is NCHW);
- * diff_dst's costs less than the kernel saves. */
+ * NCHW: the backward weights of those with one input channel (the
+ * tutorial's conv1). oneDNN runs it as gemm (im2col of a single channel):
+ * on AVX2 with diff_dst's reorder 1.4x faster than its NHWC jit kernel,
+ * and the blocked layout pads the channel to 8 (2x slower). On AVX-512
+ * the NHWC jit kernel is faster than gemm and the reorder (bench/README.md).
+ * The input needs no real reorder (one channel: NHWC is NCHW). */
 static int choose_layout(const ich_layer *layer, int pass)
 {
     const conv_state *s = layer->state;
@@ -273,12 +272,12 @@ static int choose_layout(const ich_layer *layer, int pass)
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     const ich_layer_args *a = &layer->args;
     int large = a->groups <= 1 && a->kernel[0] * a->kernel[1] >= 16;
-    if (pass == PASS_FWD || (isa & avx2) != avx2 || !large)
+    int avx2_only = (isa & avx2) == avx2 && (isa & avx512) != avx512;
+    if (pass == PASS_FWD || !avx2_only || !large)
         return KERNEL_NHWC;
     if (layer->in[0].c == 1)
         return pass == PASS_BWD_W ? KERNEL_NCHW : KERNEL_NHWC;
-    int avx2_only = (isa & avx512) != avx512;
-    return avx2_only && layer->in[0].c >= 8 ? KERNEL_BLOCKED : KERNEL_NHWC;
+    return layer->in[0].c >= 8 ? KERNEL_BLOCKED : KERNEL_NHWC;
 }
 
 /* The blocked copies of one call stay within this budget (at least one
