@@ -370,9 +370,8 @@ static const conv_case conv_cases[] = {
                                                         tutorial's conv1) */
     {{2, 8, 7, 3}, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},    /* stride 2 leaves the right
                                                         padding unused */
-    {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},  /* one input channel, 4x4:
-                                                        backward weights on NCHW
-                                                        (gemm) under auto on AVX2 */
+    {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},  /* one input channel, 4x4,
+                                                        stride (2, 1), padding */
 };
 
 static ich_layer_args conv_args(const conv_case *c)
@@ -440,8 +439,8 @@ static void test_conv_backward(void **state)
  * call, so the weight gradient sums over calls and, where both backward
  * passes take the same chunks, the data pass reuses the diff_dst copy the
  * weights pass made for the same images. Every gradient against finite
- * differences, on the blocked layout and under auto (on AVX2 the 1-channel
- * case's backward weights runs on NCHW, the 8-channel one's backward blocked). */
+ * differences, on the blocked layout and under auto (on AVX2 the 8-channel
+ * case's backward runs blocked). */
 static void test_conv_chunked_backward(void **state)
 {
     (void)state;

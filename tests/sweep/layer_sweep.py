@@ -434,8 +434,7 @@ def torch_net(layers, cin, shape):
 
 def conv_cases(small):
     """(id, layers, input shape) for the convolution sweep."""
-    # one input channel and a 4x4 or larger kernel (the tutorial's conv1):
-    # backward weights on plain NCHW on AVX2 (libich/backend/cpu/conv.c)
+    # one input channel and a 4x4 or larger kernel (the tutorial's conv1)
     for k, stride, pad in ((5, 1, 0), (4, 2, 1)):
         conv = Conv(7, k, stride, pad)
         tag = "k%d_s%d_p%d_c1to7_12" % (k, stride, pad)

@@ -80,14 +80,14 @@ def test_isa_limit_changes_the_kernels():
         isa, sorted(impls))
 
 
-def conv_formats(layout, layers="[L.Conv(16, 3, 1, 1), L.Conv(24, 3, 1, 1)]", shape=(16, 8, 8)):
+def conv_formats(layout):
     """The activation formats (src/dst and their gradients) of every
     convolution pass in a small training step, from oneDNN's verbose
     output, with ICH_CPU_LAYOUT=layout: {prop_kind: set of formats}."""
     import subprocess
     code = ("import sys; sys.path.insert(0, %r); import layer_sweep as L; "
-            "L.run_libich(0, ('t', %s, %r, 2, 1))"
-            % (os.path.dirname(os.path.abspath(__file__)), layers, shape))
+            "L.run_libich(0, ('t', [L.Conv(16, 3, 1, 1), L.Conv(24, 3, 1, 1)], (16, 8, 8), 2, 1))"
+            % os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, ONEDNN_VERBOSE="1", ICH_CPU_LAYOUT=layout)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
@@ -117,21 +117,6 @@ def test_layout_setting_chooses_the_layouts():
     for prop, fmts in blocked.items():
         assert "acdb" not in fmts, (prop, blocked)
     assert any(f.startswith("aBcd") for f in blocked["forward_training"]), blocked
-
-
-def test_one_channel_backward_weights_is_nchw():
-    """Under auto, on AVX2 without AVX-512 (ONEDNN_MAX_CPU_ISA=AVX2 here),
-    a one-channel convolution with a 5x5 kernel (the tutorial's conv1)
-    computes its weight gradient on plain NCHW (abcd), where oneDNN runs
-    gemm; its other passes and the 1x1 convolution in front stay NHWC
-    (acdb). Unlimited (this machine: AVX-512) or below AVX2, all NHWC."""
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    fmts = conv_formats("auto", "[L.Conv(7, 5)]", (1, 12, 12))
-    assert fmts["forward_training"] == {"acdb"}, fmts
-    if isa == "AVX2":
-        assert "abcd" in fmts["backward_weights"], fmts
-    elif isa.startswith("SSE") or isa.startswith("AVX512"):
-        assert fmts["backward_weights"] == {"acdb"}, fmts
 
 
 def test_bad_layout_setting_is_an_error():

@@ -23,9 +23,8 @@
  * copies (one shaped like the input, one like the output) and its result
  * reordered back. oneDNN 2.6's NHWC backward kernels are slow on AVX2
  * (conv2 of the tutorial: backward weights 3x, backward data 1.7x slower
- * than nChw8c), while its NHWC forward is as fast. On AVX2 a one-channel
- * input's backward weights runs on plain NCHW (gemm). ICH_CPU_LAYOUT=nhwc|
- * blocked|auto chooses (auto, the default: choose_layout()). A training
+ * than nChw8c), while its NHWC forward is as fast. ICH_CPU_LAYOUT=nhwc|
+ * blocked|auto chooses (auto, the default: choose_blocked()). A training
  * forward on the blocked layout leaves its input's copy for the backward
  * weights, which runs before the backward data (that overwrites it).
  *
@@ -240,44 +239,30 @@ static ich_status read_settings(ich_layer *layer)
     return status == ICH_OK ? math_mode(layer, &s->bf16) : status;
 }
 
-/* The activation layout a pass's kernel works on: the model's NHWC, the
- * blocked layout oneDNN's kernel prefers (format_tag any), or plain NCHW. */
-enum { KERNEL_NHWC, KERNEL_BLOCKED, KERNEL_NCHW };
-
-/* The layout of `pass` under ICH_CPU_LAYOUT=auto, by rule: NHWC but for
- * the backward passes of an ungrouped convolution with a kernel of 4x4 or
- * more on an AVX2 CPU without AVX-512 (or under ONEDNN_MAX_CPU_ISA=AVX2).
- * Below AVX2 oneDNN's backward is gemm on plain layouts: nothing to gain.
- *
- * Blocked: those with at least 8 input channels (one AVX2 block). Measured
- * (bench/README.md): on AVX2 the tutorial's 5x5 and 4x4 convolutions'
- * blocked backward weights is 1.3-2.9x and backward data 1.1-1.5x faster
- * than NHWC, reorders included, while their forward is as fast or faster
- * on NHWC; ichnet's 3x3 convolutions do too little work per value for the
+/* Whether `pass` runs on the blocked layout. auto, by rule: the backward
+ * passes of an ungrouped convolution with a kernel of 4x4 or more and at
+ * least 8 input channels (one AVX2 block), on an AVX2 CPU without AVX-512
+ * (or under ONEDNN_MAX_CPU_ISA=AVX2). Measured (bench/README.md): on
+ * AVX2 the tutorial's 5x5 and 4x4 convolutions' blocked backward weights
+ * is 1.3-2.9x and backward data 1.1-1.5x faster than NHWC, reorders
+ * included, while their forward is as fast or faster on NHWC; with 1
+ * input channel (conv1) the blocked layout pads the input to 8 and is 2x
+ * slower; ichnet's 3x3 convolutions do too little work per value for the
  * reorders to pay (its step slower). With AVX-512, oneDNN's NHWC kernels
- * are as fast as the blocked ones before the reorders.
- *
- * NCHW: the backward weights of those with one input channel (the
- * tutorial's conv1). oneDNN runs it as gemm (im2col of a single channel):
- * on AVX2 with diff_dst's reorder 1.4x faster than its NHWC jit kernel,
- * and the blocked layout pads the channel to 8 (2x slower). On AVX-512
- * the NHWC jit kernel is faster than gemm and the reorder (bench/README.md).
- * The input needs no real reorder (one channel: NHWC is NCHW). */
-static int choose_layout(const ich_layer *layer, int pass)
+ * are as fast as the blocked ones before the reorders. */
+static int choose_blocked(const ich_layer *layer, int pass)
 {
     const conv_state *s = layer->state;
     if (s->layout != LAYOUT_AUTO)
-        return s->layout == LAYOUT_BLOCKED ? KERNEL_BLOCKED : KERNEL_NHWC;
+        return s->layout == LAYOUT_BLOCKED;
     const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2, avx512 = dnnl_cpu_isa_avx512_core;
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    const ich_layer_args *a = &layer->args;
-    int large = a->groups <= 1 && a->kernel[0] * a->kernel[1] >= 16;
+    /* AVX2 without AVX-512, where it was measured (below AVX2 oneDNN's
+     * backward is gemm on plain layouts: nothing blocked to gain) */
     int avx2_only = (isa & avx2) == avx2 && (isa & avx512) != avx512;
-    if (pass == PASS_FWD || !avx2_only || !large)
-        return KERNEL_NHWC;
-    if (layer->in[0].c == 1)
-        return pass == PASS_BWD_W ? KERNEL_NCHW : KERNEL_NHWC;
-    return layer->in[0].c >= 8 ? KERNEL_BLOCKED : KERNEL_NHWC;
+    const ich_layer_args *a = &layer->args;
+    return pass != PASS_FWD && avx2_only && a->groups <= 1 && layer->in[0].c >= 8 &&
+           a->kernel[0] * a->kernel[1] >= 16;
 }
 
 /* The blocked copies of one call stay within this budget (at least one
@@ -295,9 +280,9 @@ void ich_cpu_conv_set_copy_budget(int64_t bytes)
     __atomic_store_n(&copy_budget_override, bytes, __ATOMIC_RELAXED);
 }
 
-/* Images per call of a pass on copies (blocked or NCHW): the largest
- * divisor of the batch whose copies (channels rounded up to oneDNN's
- * widest block, 16) fit the budget. */
+/* Images per call of a blocked pass: the largest divisor of the batch
+ * whose copies (channels rounded up to oneDNN's widest block, 16) fit the
+ * budget. */
 static int32_t blocked_chunk(const ich_layer *layer)
 {
     const ich_shape *in = &layer->in[0], *out = &layer->out;
@@ -313,17 +298,16 @@ static int32_t blocked_chunk(const ich_layer *layer)
 }
 
 /* The activation mds a pass's descriptor gets: NHWC for the whole batch,
- * or for a chunk "any" (the kernel chooses) when the pass runs blocked and
- * NCHW when it runs plain; records the pass's images per call and their
- * NHWC mds. */
+ * or "any" (the kernel chooses) for a chunk when the pass runs blocked;
+ * records the pass's images per call and their NHWC mds. */
 static ich_status pass_mds(ich_layer *layer, int pass, dnnl_memory_desc_t *src,
                            dnnl_memory_desc_t *dst)
 {
     conv_state *s = layer->state;
     pass_layout *lay = &s->pass[pass];
     /* bfloat16 copies are reorders anyway: the kernel chooses their layout */
-    int kind = s->bf16 ? KERNEL_BLOCKED : choose_layout(layer, pass);
-    lay->images = kind != KERNEL_NHWC ? blocked_chunk(layer) : layer->in[0].n;
+    int blocked = choose_blocked(layer, pass) || s->bf16;
+    lay->images = blocked ? blocked_chunk(layer) : layer->in[0].n;
     const dnnl_memory_desc_t *full[2] = {&s->src_md, &s->dst_md};
     dnnl_memory_desc_t *any[2] = {src, dst};
     for (int i = 0; i < 2; i++) {
@@ -336,10 +320,8 @@ static ich_status pass_mds(ich_layer *layer, int pass, dnnl_memory_desc_t *src,
         /* bf16: the pass's inputs (src, diff_dst), not its results */
         int input = pass == PASS_BWD_W || (pass == PASS_FWD) == (i == 0);
         dnnl_data_type_t type = s->bf16 && input ? dnnl_bf16 : dnnl_f32;
-        if (kind != KERNEL_NHWC)
-            CHECK_DNNL(dnnl_memory_desc_init_by_tag(
-                           any[i], 4, dims, type,
-                           kind == KERNEL_NCHW ? dnnl_nchw : dnnl_format_tag_any),
+        if (blocked)
+            CHECK_DNNL(dnnl_memory_desc_init_by_tag(any[i], 4, dims, type, dnnl_format_tag_any),
                        "md");
     }
     return ICH_OK;
