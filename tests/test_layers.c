@@ -46,7 +46,7 @@ static float *frand_away(int64_t count, double gap)
     float *v = frand(count, -1.0, 1.0);
     for (int64_t i = 0; i < count; i++)
         if (fabsf(v[i]) < gap)
-            v[i] = v[i] < 0 ? (float)-gap - v[i] : (float)gap + v[i];
+            v[i] = v[i] < 0 ? v[i] - (float)gap : v[i] + (float)gap;
     return v;
 }
 
@@ -371,6 +371,8 @@ static const conv_case conv_cases[] = {
                                                         tutorial's conv1) */
     {{2, 8, 7, 3}, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},    /* stride 2 leaves the right
                                                         padding unused */
+    {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},  /* one input channel, 4x4,
+                                                        stride (2, 1), padding */
 };
 
 static ich_layer_args conv_args(const conv_case *c)
@@ -558,6 +560,43 @@ static void test_conv_winograd(void **state)
     assert_non_null(strstr(ich_last_error(), "ICH_CPU_WINOGRAD=sometimes"));
     set_winograd_env(keep);
     free(keep);
+}
+
+/* A pass on copies (blocked or NCHW) runs over the batch in chunks whose
+ * copies fit a budget; with a budget of one byte every image is its own
+ * call, so the weight gradient sums over calls and, where both backward
+ * passes take the same chunks, the data pass reuses the diff_dst copy the
+ * weights pass made for the same images. Every gradient against finite
+ * differences, on the blocked layout and under auto (on AVX2 the 8-channel
+ * case's backward runs blocked). */
+static void test_conv_chunked_backward(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        {{3, 12, 11, 8}, 6, 5, 5, 1, 1, 1, 0, 1, 1, 1},
+        {{3, 13, 12, 1}, 9, 4, 4, 2, 1, 1, 2, 1, 1, 1},
+    };
+    static const char *const layouts[] = {"blocked", "auto"};
+    const char *was = getenv("ICH_CPU_LAYOUT"); /* the test command sets it for other runs */
+    char *saved = was ? strdup(was) : NULL;
+    ich_cpu_conv_set_copy_budget(1);
+    for (size_t l = 0; l < 2; l++) {
+        setenv("ICH_CPU_LAYOUT", layouts[l], 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ich_layer *layer = make_layer("conv", conv_args(&cases[i]), &cases[i].in);
+            randomise_params(layer);
+            float *x = frand(ich_shape_count(cases[i].in), -1, 1);
+            grad_check(layer, &x, 1e-2, 40);
+            free(x);
+            free_layer(layer);
+        }
+    }
+    if (saved)
+        setenv("ICH_CPU_LAYOUT", saved, 1);
+    else
+        unsetenv("ICH_CPU_LAYOUT");
+    free(saved);
+    ich_cpu_conv_set_copy_budget(0);
 }
 
 /* Grouped and depthwise convolution (args.groups; 0 is read as 1):
@@ -1499,6 +1538,7 @@ int main(void)
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_conv_chunked_backward),
         cmocka_unit_test(test_conv_grad_accumulates),
         cmocka_unit_test(test_conv_fused_relu),
         cmocka_unit_test(test_conv_weight_cache),

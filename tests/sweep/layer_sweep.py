@@ -434,6 +434,12 @@ def torch_net(layers, cin, shape):
 
 def conv_cases(small):
     """(id, layers, input shape) for the convolution sweep."""
+    # one input channel and a 4x4 or larger kernel (the tutorial's conv1)
+    for k, stride, pad in ((5, 1, 0), (4, 2, 1)):
+        conv = Conv(7, k, stride, pad)
+        tag = "k%d_s%d_p%d_c1to7_12" % (k, stride, pad)
+        yield "conv_" + tag, [conv], (1, 12, 12)
+        yield "conv_relu_" + tag, [conv, Relu()], (1, 12, 12)
     kernels = (1, 3) if small else (1, 3, 5)
     channels = ((3, 6), (4, 8), (12, 5)) if small else \
         ((3, 6), (4, 8), (5, 17), (8, 16), (12, 5), (16, 16), (20, 24))

@@ -320,6 +320,14 @@ static int choose_blocked(const ich_layer *layer, int pass)
  * measurable cost in speed. */
 #define BLOCKED_COPY_BUDGET ((int64_t)128 << 20)
 
+/* Tests set a smaller budget to run the chunked passes on small shapes. */
+static int64_t copy_budget_override;
+
+void ich_cpu_conv_set_copy_budget(int64_t bytes)
+{
+    __atomic_store_n(&copy_budget_override, bytes, __ATOMIC_RELAXED);
+}
+
 /* Images per call of a blocked pass: the largest divisor of the batch
  * whose copies (channels rounded up to oneDNN's widest block, 16) fit the
  * budget. */
@@ -328,8 +336,11 @@ static int32_t blocked_chunk(const ich_layer *layer)
     const ich_shape *in = &layer->in[0], *out = &layer->out;
     int64_t image = 4 * ((int64_t)(in->c + 15) / 16 * 16 * in->h * in->w +
                          (int64_t)(out->c + 15) / 16 * 16 * out->h * out->w);
+    int64_t budget = __atomic_load_n(&copy_budget_override, __ATOMIC_RELAXED);
+    if (budget <= 0)
+        budget = BLOCKED_COPY_BUDGET;
     int32_t chunk = in->n;
-    while (chunk > 1 && (in->n % chunk || chunk * image > BLOCKED_COPY_BUDGET))
+    while (chunk > 1 && (in->n % chunk || chunk * image > budget))
         chunk--;
     return chunk;
 }
@@ -820,18 +831,6 @@ static ich_status backward_data_images(ich_layer *layer, const void *weights, co
     return from_kernel(layer, PASS_BWD_DATA, 0, dx);
 }
 
-static ich_status backward_data(ich_layer *layer, const float *grad_out, float *grad_in)
-{
-    conv_state *s = layer->state;
-    void *weights;
-    ich_status status = weight_cache_get(layer, &s->w_bwd, &weights);
-    int32_t step = s->pass[PASS_BWD_DATA].images;
-    for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
-        status = backward_data_images(layer, weights, grad_out + n * image_size(layer, 1),
-                                      grad_in + n * image_size(layer, 0));
-    return status;
-}
-
 /* One weight-gradient call: the weight and bias gradients of the call's
  * images (input x, diff_dst dy) added into the parameters' gradients. */
 static ich_status backward_weights_images(ich_layer *layer, const float *x, const float *dy)
@@ -876,17 +875,38 @@ static ich_status backward_weights_images(ich_layer *layer, const float *x, cons
     return ICH_OK;
 }
 
-static ich_status backward_weights(ich_layer *layer, const float *in, const float *grad_out)
+/* Whether the weight gradient is wanted (some parameter not frozen). */
+static int wants_weights(const ich_layer *layer)
+{
+    const ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
+    return !layer->params[0].frozen || (b && !b->frozen);
+}
+
+/* Both gradients over the batch, call by call: chunk by chunk, the weights'
+ * pass then the data's on the same images when both take the same chunks
+ * (the data pass then finds diff_dst's copy the weights' pass made: one
+ * reorder of diff_dst per chunk instead of two), else all the weights'
+ * calls and then all the data's. The weights' pass runs first on a chunk
+ * because it reads the input's copy, which the data pass writes over. */
+static ich_status backward_passes(ich_layer *layer, const float *in, const float *grad_out,
+                                  float *grad_in)
 {
     conv_state *s = layer->state;
-    ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
-    if (layer->params[0].frozen && (!b || b->frozen))
-        return ICH_OK;
-    ich_status status = ICH_OK;
-    int32_t step = s->pass[PASS_BWD_W].images;
-    for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
-        status = backward_weights_images(layer, in + n * image_size(layer, 0),
-                                         grad_out + n * image_size(layer, 1));
+    int32_t batch = layer->in[0].n;
+    int32_t w_step = s->pass[PASS_BWD_W].images, d_step = s->pass[PASS_BWD_DATA].images;
+    int weights = wants_weights(layer), data = grad_in != NULL;
+    int together = weights && data && w_step == d_step;
+    void *w_data = NULL;
+    ich_status status = data ? weight_cache_get(layer, &s->w_bwd, &w_data) : ICH_OK;
+    for (int32_t n = 0; weights && n < batch && status == ICH_OK; n += w_step) {
+        const float *dy = grad_out + n * image_size(layer, 1);
+        status = backward_weights_images(layer, in + n * image_size(layer, 0), dy);
+        if (together && status == ICH_OK)
+            status = backward_data_images(layer, w_data, dy, grad_in + n * image_size(layer, 0));
+    }
+    for (int32_t n = 0; data && !together && n < batch && status == ICH_OK; n += d_step)
+        status = backward_data_images(layer, w_data, grad_out + n * image_size(layer, 1),
+                                      grad_in + n * image_size(layer, 0));
     return status;
 }
 
@@ -905,14 +925,9 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
         ich_relu_mask_apply(&s->mask, (float *)grad_out, ich_shape_count(layer->out));
     }
     /* grad_out's values are new (the mask, or a new step) even where the
-     * buffer is the same; the weights' pass first, while the input's copy
-     * from the forward is still there (the data pass writes over it) */
+     * buffer is the same */
     s->copy[1].holds = NULL;
-    if ((status = backward_weights(layer, in[0], grad_out)) != ICH_OK)
-        return status;
-    if (grad_in && grad_in[0])
-        return backward_data(layer, grad_out, grad_in[0]);
-    return ICH_OK;
+    return backward_passes(layer, in[0], grad_out, grad_in ? grad_in[0] : NULL);
 }
 
 const ich_layer_ops ich_cpu_conv_ops = {

@@ -85,6 +85,11 @@ void ich_cpu_log_impl(const ich_layer *layer, const char *what, const_dnnl_primi
  * backward primitive. */
 void ich_cpu_primitives_built(int64_t *forward, int64_t *backward);
 
+/* Tests: the bytes a convolution pass's activation copies (blocked or NCHW
+ * layout) may take per call, read when its primitives are built; 0: the
+ * default (128 MiB). A smaller budget splits the batch into more calls. */
+void ich_cpu_conv_set_copy_budget(int64_t bytes);
+
 
 /* Return from the calling function (which has an `ich_layer *layer`) with
  * ich_cpu_dnnl_fail() when a oneDNN call fails. */
