@@ -112,6 +112,30 @@ static void test_slices_give_the_whole_batch(void **state)
     unsetenv("ICH_INFER_MEMORY");
 }
 
+/* Unset, the CPU's default: passes of at most 8 MiB or 4 images,
+ * whichever is more. SPEC's 2 MiB per image: 7 images (14 MiB) run as
+ * passes of 4 (images 0-3 and 3-6); a small network's batch stays whole. */
+static void test_default_slices(void **state)
+{
+    (void)state;
+    float whole[N * OUTPUTS], sliced[N * OUTPUTS];
+    int32_t whole_batch, sliced_batch;
+    size_t whole_high, sliced_high;
+    eval_forward("0", whole, &whole_batch, &whole_high);
+    eval_forward("", sliced, &sliced_batch, &sliced_high); /* empty: unset */
+    assert_int_equal(sliced_batch, 4);
+    assert_true(sliced_high * 3 / 2 < whole_high);
+    assert_memory_equal(sliced, whole, sizeof whole);
+
+    ich_model *m = NULL;
+    assert_int_equal(ich_model_create("input 3x32x32, conv 8 3, relu, gap, linear 2", &m), ICH_OK);
+    float *x = random_floats(16 * 3 * 32 * 32, 12), logits[32];
+    assert_int_equal(ich_model_forward(m, x, 16, logits, 32), ICH_OK);
+    assert_int_equal(m->batch, 16);
+    free(x);
+    ich_model_free(m);
+}
+
 /* Equal slices keep one batch size: the second sliced forward builds no
  * primitive (an odd-sized last slice would rebuild every layer's twice per
  * call). */
@@ -197,6 +221,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slices_give_the_whole_batch),
+        cmocka_unit_test(test_default_slices),
         cmocka_unit_test(test_second_call_builds_no_primitive),
         cmocka_unit_test(test_training_is_not_sliced),
         cmocka_unit_test(test_bad_budget_is_refused),

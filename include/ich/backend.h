@@ -75,15 +75,19 @@
  * ICH_INFER_MEMORY, read by every evaluation-mode forward (ich_model_forward()
  * with training off, ich_model_predict() and what calls them), on every
  * backend: the MiB of activations such a pass may hold at once, a whole
- * number, 0 for no limit (default 256). When the batch's activations (the
- * most a layer holds at once, from the network's shapes) would exceed it,
- * the batch runs in equal slices that fit, at least one image each, with
- * the same results: the tutorial's 512 x 512 network holds 62 MiB per
- * image, so a batch of 16 runs as 4 x 4 images; small inputs (ichnet:
- * under 2 MiB per image) are never sliced by the default. The layers'
- * own scratch memory shrinks with the slice; the weights do not. Training
- * is never sliced. Another value makes the pass fail with
- * ICH_ERR_INVALID_ARGUMENT, saying so.
+ * number, 0 for no limit. When the batch's activations (the most the
+ * layers hold at once, from the network's shapes) would exceed it, the
+ * batch runs in equal slices that fit, at least one image each, with the
+ * same results (every image is computed alone in evaluation); when the
+ * batch is not a multiple of the slice, the last slice overlaps the one
+ * before (a few images computed twice). Unset, the CPU backend runs passes
+ * of at most 8 MiB or 4 images, whichever is more (as fast as whole batches
+ * on the presets: the tutorial's 512 x 512 network holds 62 MiB per image,
+ * so a batch of 16 peaks at 306 MiB instead of 1056), and other backends
+ * run whole batches (a GPU wants large ones). The layers' scratch memory
+ * shrinks with the slice; the weights do not. Training is never sliced.
+ * Another value makes the pass fail with ICH_ERR_INVALID_ARGUMENT, saying
+ * so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -1488,28 +1488,37 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
 
 /* ---- evaluation in slices of the batch ----------------------------------- */
 
-/* Activation bytes an evaluation forward holds at once unless
- * ICH_INFER_MEMORY (MiB) says otherwise: the tutorial's net holds 62 MiB
- * per image (conv1's output beside maxpool1's), so 16 images need about
- * 1 GiB at once; in slices of 4 it takes a quarter of that, as fast.
- * Small images (ichnet: under 2 MiB per image) never reach it. */
-#define INFER_MEMORY_DEFAULT_MIB 256
+/* The CPU's default when ICH_INFER_MEMORY is unset: passes of at most
+ * 8 MiB of activations or 4 images, whichever is more. Measured on 2 cores
+ * (bench/README.md), passes of 4 images run as fast as the whole batch of
+ * 16 (ichnet, the tutorial's net, ConvNeXt-T) while the peak falls with
+ * the slice: the tutorial's net holds 62 MiB per 512 x 512 image (conv1's
+ * output beside maxpool1's), ichnet 2 MiB per 256 x 256 one. Below 8 MiB a
+ * batch is too small to matter and stays whole. A GPU wants large
+ * batches: other backends slice only when ICH_INFER_MEMORY asks. */
+#define INFER_DEFAULT_MIB 8
+#define INFER_DEFAULT_IMAGES 4
 
-/* The budget in bytes, 0: no limit (the whole batch in one pass). */
-static ich_status infer_budget(int64_t *bytes)
+/* The budget in bytes (0: none, the whole batch in one pass) and the
+ * fewest images a pass may take. */
+static ich_status infer_budget(const ich_model *m, int64_t *bytes, int32_t *least)
 {
     const char *text = getenv("ICH_INFER_MEMORY");
-    long long mib = INFER_MEMORY_DEFAULT_MIB;
-    if (text && *text) {
-        char *end = NULL;
-        errno = 0;
-        mib = strtoll(text, &end, 10);
-        if (errno || end == text || *end || mib < 0 || mib > (INT64_MAX >> 20))
-            return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                            "ICH_INFER_MEMORY=\"%s\": expected a whole number of MiB, 0 for no "
-                            "limit (the whole batch in one pass)",
-                            text);
+    *least = 1;
+    if (!text || !*text) {
+        int cpu = m->backend->host_memory;
+        *bytes = cpu ? (int64_t)INFER_DEFAULT_MIB << 20 : 0;
+        *least = cpu ? INFER_DEFAULT_IMAGES : 1;
+        return ICH_OK;
     }
+    char *end = NULL;
+    errno = 0;
+    long long mib = strtoll(text, &end, 10);
+    if (errno || end == text || *end || mib < 0 || mib > (INT64_MAX >> 20))
+        return ich_fail(ICH_ERR_INVALID_ARGUMENT,
+                        "ICH_INFER_MEMORY=\"%s\": expected a whole number of MiB, 0 for no "
+                        "limit (the whole batch in one pass)",
+                        text);
     *bytes = (int64_t)mib << 20;
     return ICH_OK;
 }
@@ -1546,20 +1555,22 @@ static int64_t eval_bytes_per_image(const ich_model *m)
 }
 
 /* Images per pass of an evaluation forward of n images: n when their
- * activations fit the budget, else the fewest equal slices that fit (at
- * least one image each). Equal, so that the layers keep one batch size
- * (a new one rebuilds their primitives): the last slice ends at the
- * batch's end and overlaps the one before when n is not a multiple. */
+ * activations fit the budget, else the fewest equal slices that fit (but
+ * for the budget's fewest images a pass may take). Equal, so that the
+ * layers keep one batch size (a new one rebuilds their primitives): the
+ * last slice ends at the batch's end and overlaps the one before when n
+ * is not a multiple. */
 static ich_status infer_slice(const ich_model *m, int32_t n, int32_t *slice)
 {
     int64_t budget = 0;
-    ich_status st = infer_budget(&budget);
+    int32_t least = 1;
+    ich_status st = infer_budget(m, &budget, &least);
     if (st)
         return st;
     int64_t per_image = eval_bytes_per_image(m);
     *slice = n;
     if (budget > 0 && per_image > 0 && mul_sat(per_image, n) > budget) {
-        int64_t most = budget / per_image > 1 ? budget / per_image : 1;
+        int64_t most = budget / per_image > least ? budget / per_image : least;
         int64_t passes = (n + most - 1) / most;
         *slice = (int32_t)((n + passes - 1) / passes);
     }
