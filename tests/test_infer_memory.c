@@ -112,28 +112,41 @@ static void test_slices_give_the_whole_batch(void **state)
     unsetenv("ICH_INFER_MEMORY");
 }
 
-/* Unset, the CPU's default: passes of at most 8 MiB or 4 images,
- * whichever is more. SPEC's 2 MiB per image: 7 images (14 MiB) run as
- * passes of 4 (images 0-3 and 3-6); a small network's batch stays whole. */
+/* Unset, the CPU's default budget is 512 MiB: SPEC's 2 MiB per image
+ * (asked without running: a pass of 257 images would take 514 MiB) run
+ * whole up to 256 images, then in equal passes; a small network's batch
+ * stays whole. An explicit budget is the same rule. */
 static void test_default_slices(void **state)
 {
     (void)state;
-    float whole[N * OUTPUTS], sliced[N * OUTPUTS];
-    int32_t whole_batch, sliced_batch;
-    size_t whole_high, sliced_high;
-    eval_forward("0", whole, &whole_batch, &whole_high);
-    eval_forward("", sliced, &sliced_batch, &sliced_high); /* empty: unset */
-    assert_int_equal(sliced_batch, 4);
-    assert_true(sliced_high * 3 / 2 < whole_high);
-    assert_memory_equal(sliced, whole, sizeof whole);
+    ich_model *m = make(2);
+    int32_t slice = 0;
+    set_budget(""); /* empty: unset */
+    assert_int_equal(ich_model_infer_slice(m, 256, &slice), ICH_OK);
+    assert_int_equal(slice, 256);
+    assert_int_equal(ich_model_infer_slice(m, 257, &slice), ICH_OK);
+    assert_int_equal(slice, 129);
+    assert_int_equal(ich_model_infer_slice(m, 1000, &slice), ICH_OK);
+    assert_int_equal(slice, 250);
+    set_budget("5");
+    assert_int_equal(ich_model_infer_slice(m, 7, &slice), ICH_OK);
+    assert_int_equal(slice, 2);
+    set_budget("1"); /* below one image: one at a time */
+    assert_int_equal(ich_model_infer_slice(m, 7, &slice), ICH_OK);
+    assert_int_equal(slice, 1);
+    set_budget("0");
+    assert_int_equal(ich_model_infer_slice(m, 1000, &slice), ICH_OK);
+    assert_int_equal(slice, 1000);
+    ich_model_free(m);
 
-    ich_model *m = NULL;
+    set_budget("");
     assert_int_equal(ich_model_create("input 3x32x32, conv 8 3, relu, gap, linear 2", &m), ICH_OK);
     float *x = random_floats(16 * 3 * 32 * 32, 12), logits[32];
     assert_int_equal(ich_model_forward(m, x, 16, logits, 32), ICH_OK);
     assert_int_equal(m->batch, 16);
     free(x);
     ich_model_free(m);
+    unsetenv("ICH_INFER_MEMORY");
 }
 
 /* Equal slices keep one batch size: the second sliced forward builds no

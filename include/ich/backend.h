@@ -80,14 +80,14 @@
  * batch runs in equal slices that fit, at least one image each, with the
  * same results (every image is computed alone in evaluation); when the
  * batch is not a multiple of the slice, the last slice overlaps the one
- * before (a few images computed twice). Unset, the CPU backend runs passes
- * of at most 8 MiB or 4 images, whichever is more (as fast as whole batches
- * on the presets: the tutorial's 512 x 512 network holds 62 MiB per image,
- * so a batch of 16 peaks at 306 MiB instead of 1056), and other backends
- * run whole batches (a GPU wants large ones). The layers' scratch memory
- * shrinks with the slice; the weights do not. Training is never sliced.
- * Another value makes the pass fail with ICH_ERR_INVALID_ARGUMENT, saying
- * so.
+ * before (a few images computed twice). Unset: 512 on the CPU backend
+ * (the tutorial's 512 x 512 network holds 62 MiB per image, so a batch of
+ * 16 runs as 2 x 8 images and peaks at 556 MiB instead of 1056; small
+ * images, ichnet's 2 MiB, keep whole batches, which are faster on a busy
+ * machine), no limit on other backends (a GPU wants large batches). The
+ * layers' scratch memory shrinks with the slice; the weights do not.
+ * Training is never sliced. Another value makes the pass fail with
+ * ICH_ERR_INVALID_ARGUMENT, saying so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -1488,27 +1488,22 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
 
 /* ---- evaluation in slices of the batch ----------------------------------- */
 
-/* The CPU's default when ICH_INFER_MEMORY is unset: passes of at most
- * 8 MiB of activations or 4 images, whichever is more. Measured on 2 cores
- * (bench/README.md), passes of 4 images run as fast as the whole batch of
- * 16 (ichnet, the tutorial's net, ConvNeXt-T) while the peak falls with
- * the slice: the tutorial's net holds 62 MiB per 512 x 512 image (conv1's
- * output beside maxpool1's), ichnet 2 MiB per 256 x 256 one. Below 8 MiB a
- * batch is too small to matter and stays whole. A GPU wants large
- * batches: other backends slice only when ICH_INFER_MEMORY asks. */
-#define INFER_DEFAULT_MIB 8
-#define INFER_DEFAULT_IMAGES 4
+/* The CPU's budget when ICH_INFER_MEMORY is unset. Passes of a few images
+ * of a small network cost speed on a busy machine (each layer's threads
+ * meet once per pass: ichnet, 2 MiB per 256 x 256 image, ran 30% slower in
+ * passes of 4 on 2 shared cores, and as fast on 1 thread), so the default
+ * slices only large activations, in few passes: the tutorial's net holds
+ * 62 MiB per 512 x 512 image (conv1's output beside maxpool1's), so a
+ * batch of 16 runs as 2 x 8 images. A GPU wants large batches: other
+ * backends slice only when ICH_INFER_MEMORY asks. */
+#define INFER_DEFAULT_MIB 512
 
-/* The budget in bytes (0: none, the whole batch in one pass) and the
- * fewest images a pass may take. */
-static ich_status infer_budget(const ich_model *m, int64_t *bytes, int32_t *least)
+/* The budget in bytes; 0: none, the whole batch in one pass. */
+static ich_status infer_budget(const ich_model *m, int64_t *bytes)
 {
     const char *text = getenv("ICH_INFER_MEMORY");
-    *least = 1;
     if (!text || !*text) {
-        int cpu = m->backend->host_memory;
-        *bytes = cpu ? (int64_t)INFER_DEFAULT_MIB << 20 : 0;
-        *least = cpu ? INFER_DEFAULT_IMAGES : 1;
+        *bytes = m->backend->host_memory ? (int64_t)INFER_DEFAULT_MIB << 20 : 0;
         return ICH_OK;
     }
     char *end = NULL;
@@ -1554,23 +1549,16 @@ static int64_t eval_bytes_per_image(const ich_model *m)
     return peak;
 }
 
-/* Images per pass of an evaluation forward of n images: n when their
- * activations fit the budget, else the fewest equal slices that fit (but
- * for the budget's fewest images a pass may take). Equal, so that the
- * layers keep one batch size (a new one rebuilds their primitives): the
- * last slice ends at the batch's end and overlaps the one before when n
- * is not a multiple. */
-static ich_status infer_slice(const ich_model *m, int32_t n, int32_t *slice)
+ich_status ich_model_infer_slice(const ich_model *m, int32_t n, int32_t *slice)
 {
     int64_t budget = 0;
-    int32_t least = 1;
-    ich_status st = infer_budget(m, &budget, &least);
+    ich_status st = infer_budget(m, &budget);
     if (st)
         return st;
     int64_t per_image = eval_bytes_per_image(m);
     *slice = n;
     if (budget > 0 && per_image > 0 && mul_sat(per_image, n) > budget) {
-        int64_t most = budget / per_image > least ? budget / per_image : least;
+        int64_t most = budget / per_image > 1 ? budget / per_image : 1;
         int64_t passes = (n + most - 1) / most;
         *slice = (int32_t)((n + passes - 1) / passes);
     }
@@ -1600,7 +1588,7 @@ static ich_status run_forward(ich_model *m, const float *images, int32_t n, floa
                               int training)
 {
     int32_t slice = n;
-    ich_status st = training ? ICH_OK : infer_slice(m, n, &slice);
+    ich_status st = training ? ICH_OK : ich_model_infer_slice(m, n, &slice);
     if (!st)
         st = slice < n ? forward_slices(m, images, n, slice, logits)
                        : forward_pass(m, images, n, logits, training);
