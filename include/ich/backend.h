@@ -78,7 +78,9 @@
  * number, 0 for no limit. When the batch's activations (the most the
  * layers hold at once, from the network's shapes) would exceed it, the
  * batch runs in equal slices that fit, at least one image each, with the
- * same results (every image is computed alone in evaluation); when the
+ * same results (every image is computed alone in evaluation: bit for bit
+ * on the CPU; within rounding where cuDNN picks another algorithm for
+ * another batch size); when the
  * batch is not a multiple of the slice, the last slice overlaps the one
  * before (a few images computed twice). Unset: 512 on the CPU backend
  * (the tutorial's 512 x 512 network holds 62 MiB per image, so a batch of
