@@ -89,6 +89,24 @@
  *   0     never Winograd
  * Another value makes creating a model with a convolution fail with
  * ICH_ERR_INVALID_ARGUMENT, saying so.
+ * ICH_INFER_MEMORY, read by every evaluation-mode forward (ich_model_forward()
+ * with training off, ich_model_predict() and what calls them), on every
+ * backend: the MiB of activations such a pass may hold at once, a whole
+ * number, 0 for no limit. When the batch's activations (the most the
+ * layers hold at once, from the network's shapes) would exceed it, the
+ * batch runs in equal slices that fit, at least one image each, with the
+ * same results (every image is computed alone in evaluation: bit for bit
+ * on the CPU; within rounding where cuDNN picks another algorithm for
+ * another batch size); when the
+ * batch is not a multiple of the slice, the last slice overlaps the one
+ * before (a few images computed twice). Unset: 512 on the CPU backend
+ * (the tutorial's 512 x 512 network holds 62 MiB per image, so a batch of
+ * 16 runs as 2 x 8 images and peaks at 556 MiB instead of 1056; small
+ * images, ichnet's 2 MiB, keep whole batches, which are faster on a busy
+ * machine), no limit on other backends (a GPU wants large batches). The
+ * layers' scratch memory shrinks with the slice; the weights do not.
+ * Training is never sliced. Another value makes the pass fail with
+ * ICH_ERR_INVALID_ARGUMENT, saying so.
  */
 #ifndef ICH_BACKEND_H
 #define ICH_BACKEND_H

@@ -295,7 +295,13 @@ ICH_API ich_status ich_model_set_training(ich_model *model, int training);
 /** Forward pass of `n` images (n x C x H x W floats, NCHW, the model's
  *  input shape) into `logits` (n x outputs floats; logits_count must be
  *  that). In training mode the activations backward needs are kept.
- *  Errors: ICH_ERR_INVALID_ARGUMENT, ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY,
+ *  In evaluation mode the batch may run in equal slices, with the same
+ *  logits (every image is computed alone in evaluation), to bound the
+ *  activation memory: ICH_INFER_MEMORY, <ich/backend.h> (on the CPU by
+ *  default passes of at most 512 MiB of activations).
+ *  Training is never sliced.
+ *  Errors: ICH_ERR_INVALID_ARGUMENT (also a bad ICH_INFER_MEMORY),
+ *  ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY,
  *  ICH_ERR_CANCELLED (the thread's cancel check, ich_set_cancel_check(),
  *  asked to stop between two layers: `logits` are not meaningful). */
 ICH_API ich_status ich_model_forward(ich_model *model, const float *images, int32_t n,

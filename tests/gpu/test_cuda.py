@@ -450,6 +450,27 @@ def test_batch_size_changes_between_calls():
             assert_close(alone, gpu.forward(x)[1:2], "n=%d: sample 1 alone" % n)
 
 
+def test_evaluation_in_slices_of_the_batch(monkeypatch):
+    """ICH_INFER_MEMORY slices an evaluation forward on the GPU as on the
+    CPU (libich/nn/model.c): the conv's and batch norm's outputs take 1 MiB
+    per image each, so 5 MiB runs 7 images as passes of 2, the last one
+    overlapping. cuDNN may choose another algorithm for another batch size:
+    close, not bit for bit."""
+    spec = ("input 1x128x128, conv 16 3 pad 1, batchnorm, relu, maxpool 2, gap, dropout 0.5, "
+            "linear 6")
+    cpu, gpu = pair(spec, seed=13)
+    x = images(7, cpu.input_shape, seed=60)
+    monkeypatch.setenv("ICH_INFER_MEMORY", "0")
+    want = cpu.eval().forward(x)
+    whole = gpu.eval().forward(x)
+    monkeypatch.setenv("ICH_INFER_MEMORY", "5")
+    for i in range(2):  # the second call reuses the slices' batch size
+        sliced = gpu.forward(x)
+        assert_close(sliced, want, "call %d: sliced evaluation against the CPU" % i)
+        assert_close(sliced, whole, "call %d: sliced evaluation against the whole batch" % i)
+    train_pass(cpu, gpu, x, logit_grads(7, 6, seed=61), "training after sliced evaluation")
+
+
 def test_gradients_accumulate_and_freeze():
     cpu, gpu = pair(SPEC, seed=12)
     x = images(3, cpu.input_shape)

@@ -445,7 +445,9 @@ class Model(OwnedHandle):
         return x
 
     def forward(self, x):
-        """Logits, shape (N, outputs), of float32 NCHW images."""
+        """Logits, shape (N, outputs), of float32 NCHW images. In evaluation
+        mode the batch may run in slices with the same results, to bound
+        the activation memory (ICH_INFER_MEMORY, <ich/backend.h>)."""
         x = self._images(x)
         out = np.empty((x.shape[0], self.outputs), np.float32)
         with Interruptible() as guard:  # Ctrl-C between layers: KeyboardInterrupt
