@@ -200,12 +200,13 @@ static ich_status make_attr(ich_layer *layer, int relu, dnnl_primitive_attr_t *a
     return ICH_OK;
 }
 
-/* ICH_CPU_LAYOUT: nhwc, blocked or auto (unset: auto), any case. */
-static ich_status layout_mode(ich_layer *layer, int *mode)
+/* The environment variable `name` as the index of one of three `names`
+ * (any case); unset or empty: 0. Another value fails, listing `choices`. */
+static ich_status env_choice(ich_layer *layer, const char *name, const char *const names[3],
+                             const char *choices, int *mode)
 {
-    static const char *const names[] = {"auto", "nhwc", "blocked"};
-    const char *text = getenv("ICH_CPU_LAYOUT");
-    *mode = LAYOUT_AUTO;
+    const char *text = getenv(name);
+    *mode = 0;
     if (!text || !*text)
         return ICH_OK;
     for (int m = 0; m < 3; m++)
@@ -213,8 +214,15 @@ static ich_status layout_mode(ich_layer *layer, int *mode)
             *mode = m;
             return ICH_OK;
         }
-    return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                    "%s: ICH_CPU_LAYOUT=%s is not one of nhwc, blocked, auto", layer->name, text);
+    return ich_fail(ICH_ERR_INVALID_ARGUMENT, "%s: %s=%s is not one of %s", layer->name, name,
+                    text, choices);
+}
+
+/* ICH_CPU_LAYOUT: nhwc, blocked or auto (unset: auto), any case. */
+static ich_status layout_mode(ich_layer *layer, int *mode)
+{
+    static const char *const names[] = {"auto", "nhwc", "blocked"};
+    return env_choice(layer, "ICH_CPU_LAYOUT", names, "nhwc, blocked, auto", mode);
 }
 
 /* ICH_CPU_MATH: fp32 (unset: fp32) or bf16, any case. bf16 on a CPU (or
@@ -247,17 +255,7 @@ static ich_status math_mode(ich_layer *layer, int *bf16)
 static ich_status winograd_mode(ich_layer *layer, int *mode)
 {
     static const char *const names[] = {"auto", "0", "1"};
-    const char *text = getenv("ICH_CPU_WINOGRAD");
-    *mode = WINOGRAD_AUTO;
-    if (!text || !*text)
-        return ICH_OK;
-    for (int m = 0; m < 3; m++)
-        if (strcasecmp(text, names[m]) == 0) {
-            *mode = m;
-            return ICH_OK;
-        }
-    return ich_fail(ICH_ERR_INVALID_ARGUMENT,
-                    "%s: ICH_CPU_WINOGRAD=%s is not one of 0, 1, auto", layer->name, text);
+    return env_choice(layer, "ICH_CPU_WINOGRAD", names, "0, 1, auto", mode);
 }
 
 /* The settings read from the environment when the primitives are built. */
