@@ -39,9 +39,12 @@
  * stride-1, ungrouped convolution with enough channels runs Winograd
  * F(4x4,5x5) (winograd.c: 6.25x fewer multiplications, 2-3x less time
  * than oneDNN 2.6's direct kernels on the tutorial's conv2 and conv3, which
- * offer Winograd only for 3x3); training forwards stay direct, so that the
- * backward passes see the forward they differentiate. ICH_CPU_WINOGRAD=
- * 0|1|auto chooses (auto, the default: ich_cpu_winograd_pays()). */
+ * offer Winograd only for 3x3); training forwards stay direct: with
+ * Winograd there, its rounding (about 1e-5 of the largest output) flipped
+ * the ReLU of outputs near zero, and the tutorial's gradients left
+ * PyTorch's 1e-4 parity on the AVX2 kernels (6.2e-4, bench/README.md).
+ * ICH_CPU_WINOGRAD=0|1|auto chooses (auto, the default:
+ * ich_cpu_winograd_pays()). */
 #include <stdlib.h>
 #include <string.h>
 
