@@ -599,6 +599,118 @@ static void test_conv_chunked_backward(void **state)
     ich_cpu_conv_set_copy_budget(0);
 }
 
+/* The input gradient of an ungrouped convolution for the output gradient
+ * dy (NHWC), in double, NCHW: ref_conv's transpose, term by term. */
+static double *ref_conv_input_grad(const float *dy, const ich_layer *layer)
+{
+    const ich_layer_args *a = &layer->args;
+    ich_shape is = layer->in[0], os = layer->out;
+    const float *w = layer->params[0].data;
+    double *dx = calloc((size_t)ich_shape_count(is), sizeof *dx);
+    assert_non_null(dx);
+    for (int n = 0; n < os.n; n++)
+        for (int oh = 0; oh < os.h; oh++)
+            for (int ow = 0; ow < os.w; ow++)
+                for (int o = 0; o < os.c; o++) {
+                    double g = dy[(((int64_t)n * os.h + oh) * os.w + ow) * os.c + o];
+                    for (int c = 0; c < is.c; c++)
+                        for (int kh = 0; kh < a->kernel[0]; kh++)
+                            for (int kw = 0; kw < a->kernel[1]; kw++) {
+                                int ih = oh * a->stride[0] - a->padding[0] + kh * a->dilation[0];
+                                int iw = ow * a->stride[1] - a->padding[1] + kw * a->dilation[1];
+                                if (ih < 0 || ih >= is.h || iw < 0 || iw >= is.w)
+                                    continue;
+                                int64_t k = (((int64_t)o * is.c + c) * a->kernel[0] + kh) *
+                                                a->kernel[1] + kw;
+                                dx[nchw(is, n, c, ih, iw)] += g * w[k];
+                            }
+                }
+    return dx;
+}
+
+/* One backward of `layer` after a training forward of x, output gradient
+ * dy: the input gradient against the naive reference (1e-4). */
+static void check_input_grad(ich_layer *layer, float *x, const float *dy, const char *what)
+{
+    float *y = run_forward(layer, &x, 1);
+    float *grad_out = fcopy(dy, ich_shape_count(layer->out));
+    float *dx = fzeros(ich_shape_count(layer->in[0]));
+    const float *ins[1] = {x};
+    float *grad_in[1] = {dx};
+    if (layer->ops->backward(layer, ins, NULL, grad_out, grad_in) != ICH_OK)
+        fail_msg("%s: backward: %s", what, ich_last_error());
+    double *ref = ref_conv_input_grad(dy, layer);
+    expect_close_nchw(dx, ref, layer->in[0], 1e-4, what);
+    free(ref);
+    free(dx);
+    free(grad_out);
+    free(y);
+}
+
+/* The backward data as a forward convolution with the flipped weights
+ * (conv.c, data_as_forward(): stride 1, on AVX2 without AVX-512), with
+ * oneDNN's padding and through the copy that carries the left padding
+ * (forced here; the tutorial's 5x5 layers take it on jit:avx2), on whole
+ * batches and one image a call: the input gradient against the naive
+ * transpose, again after a weight change (the flipped copy remade), and
+ * every gradient against finite differences. On other CPUs (and the
+ * test command's SSE4.1 pass) oneDNN's backward-data kernels run the
+ * same checks. */
+static void test_conv_backward_data_as_forward(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        {{3, 12, 11, 8}, 6, 5, 5, 1, 1, 0, 0, 1, 1, 1}, /* the tutorial's 5x5, no padding */
+        {{2, 9, 10, 16}, 8, 5, 5, 1, 1, 2, 1, 1, 1, 0}, /* uneven padding, no bias */
+        {{2, 7, 9, 12}, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* ichnet's 3x3 */
+        {{3, 13, 12, 9}, 9, 4, 3, 1, 1, 0, 2, 1, 1, 1}, /* 4x3, padding on one axis */
+    };
+    const char *was = getenv("ICH_CPU_LAYOUT"); /* the test command sets it for other runs */
+    char *saved = was ? strdup(was) : NULL;
+    setenv("ICH_CPU_LAYOUT", "auto", 1);
+    const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2, avx512 = dnnl_cpu_isa_avx512_core;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    int avx2_only = (isa & avx2) == avx2 && (isa & avx512) != avx512;
+    for (int copy = 0; copy < 2; copy++)
+        for (int chunked = 0; chunked < 2; chunked++)
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                const conv_case *c = &cases[i];
+                ich_cpu_conv_force_data_copy(copy);
+                ich_cpu_conv_set_copy_budget(chunked ? 1 : 0);
+                ich_layer *layer = make_layer("conv", conv_args(c), &c->in);
+                randomise_params(layer);
+                float *x = frand(ich_shape_count(c->in), -1, 1);
+                float *dy = frand(ich_shape_count(layer->out), -1, 1);
+                char what[96];
+                snprintf(what, sizeof what, "case %zu copy %d chunked %d", i, copy, chunked);
+                check_input_grad(layer, x, dy, what);
+                int mode = ich_cpu_conv_data_mode(layer);
+                if (!avx2_only)
+                    assert_int_equal(mode, 0);
+                else if (copy && c->k1 - 1 - c->p1 > 0)
+                    assert_int_equal(mode, 2);
+                else
+                    assert_int_not_equal(mode, 0);
+                float *w = layer->params[0].data;
+                for (int64_t j = 0; j < param_count(&layer->params[0]); j++)
+                    w[j] *= -2.0f;
+                layer->params[0].version++;
+                strncat(what, " after a weight change", sizeof what - strlen(what) - 1);
+                check_input_grad(layer, x, dy, what);
+                grad_check(layer, &x, 1e-2, 30);
+                free(dy);
+                free(x);
+                free_layer(layer);
+            }
+    ich_cpu_conv_force_data_copy(0);
+    ich_cpu_conv_set_copy_budget(0);
+    if (saved)
+        setenv("ICH_CPU_LAYOUT", saved, 1);
+    else
+        unsetenv("ICH_CPU_LAYOUT");
+    free(saved);
+}
+
 /* Grouped and depthwise convolution (args.groups; 0 is read as 1):
  * PyTorch's weight shape [OUT, IN/G, KH, KW], forward against the naive
  * grouped reference with and without a fused ReLU, every gradient against
@@ -1539,6 +1651,7 @@ int main(void)
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_chunked_backward),
+        cmocka_unit_test(test_conv_backward_data_as_forward),
         cmocka_unit_test(test_conv_grad_accumulates),
         cmocka_unit_test(test_conv_fused_relu),
         cmocka_unit_test(test_conv_weight_cache),

@@ -54,6 +54,7 @@
 
 /* A weight copy in a primitive's preferred layout. */
 typedef struct weight_cache {
+    dnnl_memory_desc_t from; /* the source's layout: OIHW (GOIHW), or the flipped IOHW below */
     dnnl_memory_desc_t md;
     int reorder_needed; /* 0: md is OIHW, use the parameter directly */
     void *data;
@@ -97,6 +98,23 @@ typedef struct conv_state {
     dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
     dnnl_primitive_t fwd, bwd_data, bwd_w;
     weight_cache w_fwd, w_bwd;
+    /* backward data as a forward convolution (data_as_forward()): its
+     * primitive, the weights flipped and transposed (OIHW of the forward
+     * from OUT to IN channels), of parameter version flip_version */
+    int data_fwd;
+    dnnl_primitive_desc_t dfwd_pd;
+    dnnl_primitive_t dfwd;
+    dnnl_memory_desc_t flip_md, dy_md, dx_md;
+    /* with pad_cols > 0, dy goes through a copy (in copy[1]) with that many
+     * zero columns on the left: dy_md is the copy's, dy_in_md the view of
+     * its other columns that a reorder fills from the NHWC gradient */
+    int32_t pad_cols;
+    dnnl_memory_desc_t dy_nhwc_md, dy_in_md;
+    dnnl_primitive_t pad_reorder;
+    float *flip;
+    int flip_valid;
+    uint64_t flip_version;
+    weight_cache w_dfwd;
     /* backward weights: the kernel's diff weights and the reorder that adds
      * them into the OIHW gradient */
     void *dw;
@@ -119,13 +137,14 @@ static void weight_cache_reset(weight_cache *cache)
 
 static void primitives_free(conv_state *s)
 {
-    dnnl_primitive_t *prims[] = {&s->fwd, &s->bwd_data, &s->bwd_w, &s->dw_add};
+    dnnl_primitive_t *prims[] = {&s->fwd,  &s->bwd_data, &s->bwd_w,
+                                 &s->dw_add, &s->dfwd,   &s->pad_reorder};
     for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
         if (*prims[i]) {
             dnnl_primitive_destroy(*prims[i]);
             *prims[i] = NULL;
         }
-    dnnl_primitive_desc_t *pds[] = {&s->fwd_pd, &s->bwd_data_pd, &s->bwd_w_pd};
+    dnnl_primitive_desc_t *pds[] = {&s->fwd_pd, &s->bwd_data_pd, &s->bwd_w_pd, &s->dfwd_pd};
     for (size_t i = 0; i < sizeof pds / sizeof pds[0]; i++)
         if (*pds[i]) {
             dnnl_primitive_desc_destroy(*pds[i]);
@@ -140,6 +159,11 @@ static void primitives_free(conv_state *s)
         s->copy[i].holds = NULL;
     weight_cache_reset(&s->w_fwd);
     weight_cache_reset(&s->w_bwd);
+    weight_cache_reset(&s->w_dfwd);
+    ich_cpu_free(s->flip);
+    s->flip = NULL;
+    s->flip_valid = 0;
+    s->data_fwd = 0;
     ich_cpu_free(s->dw);
     s->dw = NULL;
     ich_cpu_free(s->db);
@@ -472,12 +496,14 @@ static ich_status from_kernel(ich_layer *layer, int pass, int i, void *nhwc)
     return ich_cpu_execute(layer, lay->reorder[i], NULL, args, 2, NULL, "activation reorder");
 }
 
-/* Weight cache for a primitive whose weights md is `md`. */
-static ich_status weight_cache_init(ich_layer *layer, conv_state *s, weight_cache *cache,
-                                    const dnnl_memory_desc_t *md)
+/* Weight cache for a primitive whose weights md is `md`, filled from
+ * weights laid out as `from`. */
+static ich_status weight_cache_init(ich_layer *layer, weight_cache *cache,
+                                    const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *md)
 {
+    cache->from = *from;
     cache->md = *md;
-    cache->reorder_needed = !dnnl_memory_desc_equal(md, &s->w_user_md);
+    cache->reorder_needed = !dnnl_memory_desc_equal(md, from);
     if (!cache->reorder_needed)
         return ICH_OK;
     cache->data = ich_cpu_alloc(dnnl_memory_desc_get_size(md));
@@ -485,7 +511,7 @@ static ich_status weight_cache_init(ich_layer *layer, conv_state *s, weight_cach
         return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the weights", layer->name);
     dnnl_primitive_desc_t pd;
     dnnl_engine_t engine = ich_cpu_engine();
-    CHECK_DNNL(dnnl_reorder_primitive_desc_create(&pd, &s->w_user_md, engine, md, engine, NULL),
+    CHECK_DNNL(dnnl_reorder_primitive_desc_create(&pd, from, engine, md, engine, NULL),
                "weights reorder");
     dnnl_status_t st = dnnl_primitive_create(&cache->reorder, pd);
     dnnl_primitive_desc_destroy(pd);
@@ -493,17 +519,18 @@ static ich_status weight_cache_init(ich_layer *layer, conv_state *s, weight_cach
     return ICH_OK;
 }
 
-/* The weights in the cache's layout, reordered again only when changed. */
-static ich_status weight_cache_get(ich_layer *layer, weight_cache *cache, void **weights)
+/* The weights `from` (laid out as the cache's source, of the parameter's
+ * version) in the cache's layout, reordered again only when changed. */
+static ich_status weight_cache_get(ich_layer *layer, weight_cache *cache, void *from,
+                                   void **weights)
 {
     ich_param *w = &layer->params[0];
     if (!cache->reorder_needed) {
-        *weights = w->data;
+        *weights = from;
         return ICH_OK;
     }
     if (!cache->valid || cache->version != w->version) {
-        conv_state *s = layer->state;
-        ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &s->w_user_md, w->data},
+        ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &cache->from, from},
                                {DNNL_ARG_TO, &cache->md, cache->data}};
         ich_status status = ich_cpu_execute_serial(layer, cache->reorder, args, 2,
                                                    "weights reorder");
@@ -562,7 +589,7 @@ static ich_status build_forward(ich_layer *layer)
     if ((status = scratch_reserve(layer, s, s->fwd_pd)) != ICH_OK ||
         (status = pass_layout_init(layer, PASS_FWD, s->fwd_pd)) != ICH_OK)
         return status;
-    return weight_cache_init(layer, s, &s->w_fwd,
+    return weight_cache_init(layer, &s->w_fwd, &s->w_user_md,
                              dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_weights_md, 0));
 }
 
@@ -618,6 +645,193 @@ static dnnl_status_t backward_weights_pd(const ich_layer *layer,
     return *out ? dnnl_success : dnnl_unimplemented;
 }
 
+/* Whether the backward data runs as a forward convolution: stride 1, no
+ * dilation, no groups, padding within the kernel (the flipped padding
+ * K-1-p must not be negative), FP32, at least AVX2 (measured there), and
+ * ICH_CPU_LAYOUT auto (nhwc and blocked ask for oneDNN's backward-data
+ * kernels on that layout). The gradient of the input of y = x * W is
+ * dx = dy * W', W' the weights with their channel axes swapped and their
+ * taps reversed, padded by K-1-p: oneDNN's NHWC forward kernels run it
+ * near the FMA peak, where its backward-data kernels do not (the
+ * tutorial's conv2 on AVX2: forward 90% of the peak, backward data 64% on
+ * the blocked layout, reorders not counted; bench/README.md). */
+static int data_as_forward(const ich_layer *layer)
+{
+    const conv_state *s = layer->state;
+    const ich_layer_args *a = &layer->args;
+    const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2, avx512 = dnnl_cpu_isa_avx512_core;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (s->layout != LAYOUT_AUTO || s->bf16 || a->groups > 1 || (isa & avx2) != avx2 ||
+        (isa & avx512) == avx512)
+        return 0;
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+    geometry(layer, strides, dilates, pad_l, pad_r);
+    for (int i = 0; i < 2; i++)
+        if (strides[i] != 1 || dilates[i] != 0 || pad_l[i] < 0 || pad_r[i] < 0 ||
+            pad_l[i] > a->kernel[i] - 1 || pad_r[i] > a->kernel[i] - 1)
+            return 0;
+    return 1;
+}
+
+/* Whether `pd` runs one of oneDNN's direct kernels, not im2col and gemm
+ * (slower than its backward-data kernels). */
+static int direct_kernel(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+           impl && !strstr(impl, "gemm") && !strstr(impl, "ref");
+}
+
+/* The forward of the backward data over `images` images of the output's
+ * gradient with `cols` zero columns added on the left (oneDNN pads the
+ * rest): its pd in s->dfwd_pd when oneDNN runs it on a direct kernel, else
+ * none. oneDNN 2.6's jit:avx2 forward takes a left padding of at most 3
+ * (the tutorial's 5x5 convolutions want 4), so pad_cols moves it into a
+ * copy. */
+static ich_status data_forward_pd(ich_layer *layer, const_dnnl_primitive_attr_t attr,
+                                  int32_t images, int32_t cols)
+{
+    conv_state *s = layer->state;
+    const ich_shape *in = &layer->in[0], *out = &layer->out;
+    const ich_layer_args *a = &layer->args;
+    dnnl_dims_t dy_dims = {images, out->c, out->h, out->w + cols};
+    dnnl_dims_t dx_dims = {images, in->c, in->h, in->w};
+    dnnl_dims_t f_dims = {in->c, out->c, a->kernel[0], a->kernel[1]};
+    dnnl_memory_desc_t f_any;
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->dy_md, 4, dy_dims, dnnl_f32, dnnl_nhwc), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->dx_md, 4, dx_dims, dnnl_f32, dnnl_nhwc), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&f_any, 4, f_dims, dnnl_f32, dnnl_format_tag_any),
+               "md");
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+    geometry(layer, strides, dilates, pad_l, pad_r);
+    for (int i = 0; i < 2; i++) {
+        pad_l[i] = a->kernel[i] - 1 - pad_l[i] - (i == 1 ? cols : 0);
+        pad_r[i] = a->kernel[i] - 1 - pad_r[i];
+    }
+    dnnl_convolution_desc_t desc;
+    CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
+                   &desc, dnnl_forward_inference, dnnl_convolution_direct, &s->dy_md, &f_any,
+                   NULL, &s->dx_md, strides, dilates, pad_l, pad_r),
+               "backward data as forward desc");
+    CHECK_DNNL(dnnl_primitive_desc_create(&s->dfwd_pd, &desc, attr, ich_cpu_engine(), NULL),
+               "backward data as forward");
+    if (!direct_kernel(s->dfwd_pd)) {
+        dnnl_primitive_desc_destroy(s->dfwd_pd);
+        s->dfwd_pd = NULL;
+    }
+    return ICH_OK;
+}
+
+/* The padded copy's view of the gradient's own columns, the reorder that
+ * fills it, and room for the copy in copy[1]. */
+static ich_status build_pad_copy(ich_layer *layer, int32_t images)
+{
+    conv_state *s = layer->state;
+    const ich_shape *out = &layer->out;
+    int64_t c = out->c, row = (int64_t)(out->w + s->pad_cols) * c;
+    dnnl_dims_t dims = {images, out->c, out->h, out->w};
+    dnnl_dims_t strides = {row * out->h, 1, row, c};
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->dy_nhwc_md, 4, dims, dnnl_f32, dnnl_nhwc), "md");
+    CHECK_DNNL(dnnl_memory_desc_init_by_strides(&s->dy_in_md, 4, dims, dnnl_f32, strides), "md");
+    dnnl_primitive_desc_t rpd;
+    dnnl_engine_t engine = ich_cpu_engine();
+    CHECK_DNNL(dnnl_reorder_primitive_desc_create(&rpd, &s->dy_nhwc_md, engine, &s->dy_in_md,
+                                                  engine, NULL),
+               "activation reorder");
+    dnnl_status_t st = dnnl_primitive_create(&s->pad_reorder, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    CHECK_DNNL(st, "activation reorder");
+    act_copy *copy = &s->copy[1];
+    void *before = copy->data;
+    ich_status status =
+        ich_cpu_grow(layer, &copy->data, &copy->size, dnnl_memory_desc_get_size(&s->dy_md));
+    if (copy->data != before)
+        copy->holds = NULL;
+    return status;
+}
+
+static int force_data_copy;
+
+void ich_cpu_conv_force_data_copy(int on)
+{
+    __atomic_store_n(&force_data_copy, on, __ATOMIC_RELAXED);
+}
+
+int ich_cpu_conv_data_mode(const ich_layer *layer)
+{
+    const conv_state *s = layer->state;
+    return !s->data_fwd ? 0 : s->pad_cols ? 2 : 1;
+}
+
+/* The backward data as a forward convolution from the output's gradient
+ * (OUT channels) to the input's (IN channels), on NHWC: over the batch
+ * with oneDNN padding, or else in chunks through a copy with the left
+ * padding added. Sets s->data_fwd when one runs on a direct kernel. */
+static ich_status build_data_as_forward(ich_layer *layer, const_dnnl_primitive_attr_t attr)
+{
+    conv_state *s = layer->state;
+    const ich_layer_args *a = &layer->args;
+    int32_t images = layer->in[0].n;
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+    geometry(layer, strides, dilates, pad_l, pad_r);
+    int32_t cols = (int32_t)(a->kernel[1] - 1 - pad_l[1]);
+    s->pad_cols = 0;
+    ich_status status = ICH_OK;
+    int copy = cols > 0 && __atomic_load_n(&force_data_copy, __ATOMIC_RELAXED);
+    if (!copy)
+        status = data_forward_pd(layer, attr, images, 0);
+    if (status == ICH_OK && !s->dfwd_pd && cols > 0) {
+        images = blocked_chunk(layer);
+        s->pad_cols = cols;
+        status = data_forward_pd(layer, attr, images, cols);
+    }
+    if (status != ICH_OK || !s->dfwd_pd)
+        return status;
+    CHECK_DNNL(dnnl_primitive_create(&s->dfwd, s->dfwd_pd), "backward data as forward");
+    ich_cpu_log_impl(layer, "backward data (as a forward)", s->dfwd_pd);
+    dnnl_dims_t f_dims = {layer->in[0].c, layer->out.c, a->kernel[0], a->kernel[1]};
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&s->flip_md, 4, f_dims, dnnl_f32, dnnl_oihw), "md");
+    s->flip = ich_cpu_alloc((size_t)ich_param_count(&layer->params[0]) * sizeof(float));
+    if (!s->flip)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the weights", layer->name);
+    s->flip_valid = 0;
+    s->data_fwd = 1;
+    s->pass[PASS_BWD_DATA].images = images;
+    if ((status = scratch_reserve(layer, s, s->dfwd_pd)) != ICH_OK ||
+        (s->pad_cols && (status = build_pad_copy(layer, images)) != ICH_OK))
+        return status;
+    return weight_cache_init(layer, &s->w_dfwd, &s->flip_md,
+                             dnnl_primitive_desc_query_md(s->dfwd_pd, dnnl_query_weights_md, 0));
+}
+
+/* oneDNN's backward data, on the layout pass_mds() chose. */
+static ich_status build_backward_data(ich_layer *layer, const dnnl_memory_desc_t *w_any,
+                                      const_dnnl_primitive_attr_t attr)
+{
+    conv_state *s = layer->state;
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+    geometry(layer, strides, dilates, pad_l, pad_r);
+    dnnl_memory_desc_t d_src, d_dst;
+    ich_status status = pass_mds(layer, PASS_BWD_DATA, &d_src, &d_dst);
+    if (status != ICH_OK)
+        return status;
+    dnnl_convolution_desc_t desc;
+    CHECK_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct,
+                                                                &d_src, w_any, &d_dst, strides,
+                                                                dilates, pad_l, pad_r),
+               "convolution backward data desc");
+    CHECK_DNNL(
+        dnnl_primitive_desc_create(&s->bwd_data_pd, &desc, attr, ich_cpu_engine(), s->fwd_pd),
+        "convolution backward data");
+    CHECK_DNNL(dnnl_primitive_create(&s->bwd_data, s->bwd_data_pd), "convolution backward data");
+    ich_cpu_log_impl(layer, "backward data", s->bwd_data_pd);
+    if ((status = scratch_reserve(layer, s, s->bwd_data_pd)) != ICH_OK ||
+        (status = pass_layout_init(layer, PASS_BWD_DATA, s->bwd_data_pd)) != ICH_OK)
+        return status;
+    return weight_cache_init(layer, &s->w_bwd, &s->w_user_md,
+                             dnnl_primitive_desc_query_md(s->bwd_data_pd, dnnl_query_weights_md, 0));
+}
+
 static ich_status build_backward(ich_layer *layer)
 {
     conv_state *s = layer->state;
@@ -632,41 +846,33 @@ static ich_status build_backward(ich_layer *layer)
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
-    dnnl_memory_desc_t d_src, d_dst, w_src, w_dst;
+    dnnl_memory_desc_t w_src, w_dst;
     ich_status status;
-    if ((status = pass_mds(layer, PASS_BWD_DATA, &d_src, &d_dst)) != ICH_OK ||
-        (status = pass_mds(layer, PASS_BWD_W, &w_src, &w_dst)) != ICH_OK)
+    if ((status = pass_mds(layer, PASS_BWD_W, &w_src, &w_dst)) != ICH_OK)
         return status;
     dnnl_primitive_attr_t attr;
     if ((status = make_attr(layer, 0, &attr)) != ICH_OK)
         return status;
-
+    if (data_as_forward(layer))
+        status = build_data_as_forward(layer, attr);
+    if (status == ICH_OK && !s->data_fwd)
+        status = build_backward_data(layer, &w_any, attr);
+    if (status != ICH_OK) {
+        dnnl_primitive_attr_destroy(attr);
+        return status;
+    }
     dnnl_convolution_desc_t desc;
-    dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
-        &desc, dnnl_convolution_direct, &d_src, &w_any, &d_dst, strides, dilates, pad_l, pad_r);
-    if (st == dnnl_success)
-        st = dnnl_primitive_desc_create(&s->bwd_data_pd, &desc, attr, ich_cpu_engine(), s->fwd_pd);
-    if (st == dnnl_success)
-        st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &desc, dnnl_convolution_direct, &w_src, &dw_any, layer->args.bias ? &s->b_md : NULL,
-            &w_dst, strides, dilates, pad_l, pad_r);
+    dnnl_status_t st = dnnl_dilated_convolution_backward_weights_desc_init(
+        &desc, dnnl_convolution_direct, &w_src, &dw_any, layer->args.bias ? &s->b_md : NULL,
+        &w_dst, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
         st = backward_weights_pd(layer, &desc, attr, s->fwd_pd, &s->bwd_w_pd);
     dnnl_primitive_attr_destroy(attr);
-    CHECK_DNNL(st, "convolution backward desc");
-    CHECK_DNNL(dnnl_primitive_create(&s->bwd_data, s->bwd_data_pd), "convolution backward data");
+    CHECK_DNNL(st, "convolution backward weights desc");
     CHECK_DNNL(dnnl_primitive_create(&s->bwd_w, s->bwd_w_pd), "convolution backward weights");
-    ich_cpu_log_impl(layer, "backward data", s->bwd_data_pd);
     ich_cpu_log_impl(layer, "backward weights", s->bwd_w_pd);
-    if ((status = scratch_reserve(layer, s, s->bwd_data_pd)) != ICH_OK ||
-        (status = scratch_reserve(layer, s, s->bwd_w_pd)) != ICH_OK ||
-        (status = pass_layout_init(layer, PASS_BWD_DATA, s->bwd_data_pd)) != ICH_OK ||
+    if ((status = scratch_reserve(layer, s, s->bwd_w_pd)) != ICH_OK ||
         (status = pass_layout_init(layer, PASS_BWD_W, s->bwd_w_pd)) != ICH_OK)
-        return status;
-    status =
-        weight_cache_init(layer, s, &s->w_bwd,
-                          dnnl_primitive_desc_query_md(s->bwd_data_pd, dnnl_query_weights_md, 0));
-    if (status != ICH_OK)
         return status;
 
     /* diff weights: the kernel's layout, added into the OIHW gradient */
@@ -792,7 +998,7 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
         s->mask_valid = 0;
         return ich_cpu_winograd_forward(layer, &s->wino, in[0], out);
     }
-    ich_status status = weight_cache_get(layer, &s->w_fwd, &weights);
+    ich_status status = weight_cache_get(layer, &s->w_fwd, layer->params[0].data, &weights);
     int32_t step = s->pass[PASS_FWD].images;
     for (int32_t n = 0; n < layer->in[0].n && status == ICH_OK; n += step)
         status = forward_images(layer, weights, in[0] + n * image_size(layer, 0),
@@ -811,15 +1017,77 @@ static ich_status conv_forward(ich_layer *layer, const float *const *in, float *
     return status;
 }
 
+/* The weights of the backward data as a forward (data_as_forward()):
+ * F[i][o][KH-1-y][KW-1-x] = W[o][i][y][x], remade when the weights change. */
+static void *flipped_weights(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    const ich_param *w = &layer->params[0];
+    if (s->flip_valid && s->flip_version == w->version)
+        return s->flip;
+    const float *src = w->data;
+    int32_t outs = layer->out.c, ins = layer->in[0].c;
+    int32_t kh = layer->args.kernel[0], kw = layer->args.kernel[1];
+    for (int32_t o = 0; o < outs; o++)
+        for (int32_t i = 0; i < ins; i++)
+            for (int32_t y = 0; y < kh; y++)
+                for (int32_t x = 0; x < kw; x++)
+                    s->flip[(((int64_t)i * outs + o) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)] =
+                        src[(((int64_t)o * ins + i) * kh + y) * kw + x];
+    s->flip_valid = 1;
+    s->flip_version = w->version;
+    return s->flip;
+}
+
+/* The backward data's weights, in its kernel's layout. */
+static ich_status backward_data_weights(ich_layer *layer, void **weights)
+{
+    conv_state *s = layer->state;
+    if (s->data_fwd)
+        return weight_cache_get(layer, &s->w_dfwd, flipped_weights(layer), weights);
+    return weight_cache_get(layer, &s->w_bwd, layer->params[0].data, weights);
+}
+
+/* The call's output gradient dy into copy[1] after pad_cols zero columns
+ * per row (written each time: the weights' pass uses the buffer too). */
+static ich_status pad_gradient(ich_layer *layer, const float *dy)
+{
+    conv_state *s = layer->state;
+    const ich_shape *out = &layer->out;
+    int64_t rows = (int64_t)s->pass[PASS_BWD_DATA].images * out->h;
+    int64_t zeros = (int64_t)s->pad_cols * out->c, row = zeros + (int64_t)out->w * out->c;
+    float *copy = s->copy[1].data;
+    s->copy[1].holds = NULL;
+    for (int64_t r = 0; r < rows; r++)
+        memset(copy + r * row, 0, (size_t)zeros * sizeof(float));
+    ich_dnnl_arg args[] = {{DNNL_ARG_FROM, &s->dy_nhwc_md, dy},
+                           {DNNL_ARG_TO, &s->dy_in_md, copy + zeros}};
+    return ich_cpu_execute(layer, s->pad_reorder, NULL, args, 2, NULL, "activation reorder");
+}
+
 /* One input-gradient call: diff_dst dy and the weights in, diff_src dx out. */
 static ich_status backward_data_images(ich_layer *layer, const void *weights, const float *dy,
                                        float *dx)
 {
     conv_state *s = layer->state;
     pass_layout *lay = &s->pass[PASS_BWD_DATA];
+    ich_status status;
+    if (s->data_fwd) {
+        const void *src = dy;
+        if (s->pad_cols && (status = pad_gradient(layer, dy)) != ICH_OK)
+            return status;
+        if (s->pad_cols)
+            src = s->copy[1].data;
+        ich_dnnl_arg args[] = {
+            {DNNL_ARG_SRC, &s->dy_md, src},
+            {DNNL_ARG_WEIGHTS, &s->w_dfwd.md, weights},
+            {DNNL_ARG_DST, &s->dx_md, dx},
+        };
+        return ich_cpu_execute(layer, s->dfwd, s->dfwd_pd, args, 3, s->scratch,
+                               "conv backward data (as a forward)");
+    }
     const void *diff_dst;
-    ich_status status = to_kernel(layer, PASS_BWD_DATA, 1, dy, &diff_dst);
-    if (status != ICH_OK)
+    if ((status = to_kernel(layer, PASS_BWD_DATA, 1, dy, &diff_dst)) != ICH_OK)
         return status;
     ich_dnnl_arg args[] = {
         {DNNL_ARG_DIFF_DST, &lay->md[1], diff_dst},
@@ -898,7 +1166,7 @@ static ich_status backward_passes(ich_layer *layer, const float *in, const float
     int weights = wants_weights(layer), data = grad_in != NULL;
     int together = weights && data && w_step == d_step;
     void *w_data = NULL;
-    ich_status status = data ? weight_cache_get(layer, &s->w_bwd, &w_data) : ICH_OK;
+    ich_status status = data ? backward_data_weights(layer, &w_data) : ICH_OK;
     for (int32_t n = 0; weights && n < batch && status == ICH_OK; n += w_step) {
         const float *dy = grad_out + n * image_size(layer, 1);
         status = backward_weights_images(layer, in + n * image_size(layer, 0), dy);
@@ -916,7 +1184,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
 {
     conv_state *s = layer->state;
     ich_status status;
-    if (!s->bwd_data && (status = build_backward(layer)) != ICH_OK)
+    if (!s->bwd_w && (status = build_backward(layer)) != ICH_OK)
         return status;
     if (layer->args.fuse_relu) {
         if (!s->mask_valid)

@@ -90,6 +90,14 @@ void ich_cpu_primitives_built(int64_t *forward, int64_t *backward);
  * default (128 MiB). A smaller budget splits the batch into more calls. */
 void ich_cpu_conv_set_copy_budget(int64_t bytes);
 
+/* Tests: how a convolution's backward data runs once its backward
+ * primitives are built: 0 oneDNN's backward-data kernel, 1 a forward
+ * convolution with the flipped weights, oneDNN padding (conv.c,
+ * data_as_forward()), 2 the same over a copy of the output gradient with
+ * the left padding in it. ich_cpu_conv_force_data_copy(1) makes layers
+ * built after it take 2 wherever they would take 1 (0 restores). */
+int ich_cpu_conv_data_mode(const ich_layer *layer);
+void ich_cpu_conv_force_data_copy(int on);
 
 /* Return from the calling function (which has an `ich_layer *layer`) with
  * ich_cpu_dnnl_fail() when a oneDNN call fails. */
