@@ -112,22 +112,28 @@ static void test_slices_give_the_whole_batch(void **state)
     unsetenv("ICH_INFER_MEMORY");
 }
 
-/* Unset, the CPU's default budget is 512 MiB: SPEC's 2 MiB per image
- * (asked without running: a pass of 257 images would take 514 MiB) run
- * whole up to 256 images, then in equal passes; a small network's batch
- * stays whole. An explicit budget is the same rule. */
+/* Unset, the CPU's default is 8 MiB in passes of at least 4 images:
+ * SPEC's 2 MiB per image (asked without running) run whole up to 4
+ * images, then in equal passes of 4 or fewer (5 as 3 + 3, overlapping);
+ * a small network's batch stays whole. An explicit budget is the plain
+ * rule, down to one image a pass. */
 static void test_default_slices(void **state)
 {
     (void)state;
     ich_model *m = make(2);
     int32_t slice = 0;
     set_budget(""); /* empty: unset */
-    assert_int_equal(ich_model_infer_slice(m, 256, &slice), ICH_OK);
-    assert_int_equal(slice, 256);
-    assert_int_equal(ich_model_infer_slice(m, 257, &slice), ICH_OK);
-    assert_int_equal(slice, 129);
+    assert_int_equal(ich_model_infer_slice(m, 4, &slice), ICH_OK);
+    assert_int_equal(slice, 4);
+    assert_int_equal(ich_model_infer_slice(m, 5, &slice), ICH_OK);
+    assert_int_equal(slice, 3);
+    assert_int_equal(ich_model_infer_slice(m, 16, &slice), ICH_OK);
+    assert_int_equal(slice, 4);
     assert_int_equal(ich_model_infer_slice(m, 1000, &slice), ICH_OK);
-    assert_int_equal(slice, 250);
+    assert_int_equal(slice, 4);
+    set_budget("3"); /* explicit: below 4 images a pass */
+    assert_int_equal(ich_model_infer_slice(m, 16, &slice), ICH_OK);
+    assert_int_equal(slice, 1);
     set_budget("5");
     assert_int_equal(ich_model_infer_slice(m, 7, &slice), ICH_OK);
     assert_int_equal(slice, 2);

@@ -99,11 +99,13 @@
  * on the CPU; within rounding where cuDNN picks another algorithm for
  * another batch size); when the
  * batch is not a multiple of the slice, the last slice overlaps the one
- * before (a few images computed twice). Unset: 512 on the CPU backend
- * (the tutorial's 512 x 512 network holds 62 MiB per image, so a batch of
- * 16 runs as 2 x 8 images and peaks at 556 MiB instead of 1056; small
- * images, ichnet's 2 MiB, keep whole batches, which are faster on a busy
- * machine), no limit on other backends (a GPU wants large batches). The
+ * before (a few images computed twice). Unset, on the CPU backend: 8 MiB,
+ * but at least 4 images a pass (ichnet's 256 x 256 network holds 2 MiB per
+ * image, so a batch of 16 runs as 4 x 4 images and peaks at 34 MiB above
+ * the process's start instead of 66; the tutorial's 512 x 512 one, 62 MiB
+ * per image, 4 x 4 at 318 MiB instead of 1056; fewer images a pass cost
+ * speed, and on a busy machine more passes do), no limit on other
+ * backends (a GPU wants large batches). The
  * layers' scratch memory shrinks with the slice; the weights do not.
  * Training is never sliced. Another value makes the pass fail with
  * ICH_ERR_INVALID_ARGUMENT, saying so.

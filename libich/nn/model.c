@@ -1488,22 +1488,30 @@ static ich_status forward_pass(ich_model *m, const float *images, int32_t n, flo
 
 /* ---- evaluation in slices of the batch ----------------------------------- */
 
-/* The CPU's budget when ICH_INFER_MEMORY is unset. Passes of a few images
- * of a small network cost speed on a busy machine (each layer's threads
- * meet once per pass: ichnet, 2 MiB per 256 x 256 image, ran 30% slower in
- * passes of 4 on 2 shared cores, and as fast on 1 thread), so the default
- * slices only large activations, in few passes: the tutorial's net holds
- * 62 MiB per 512 x 512 image (conv1's output beside maxpool1's), so a
- * batch of 16 runs as 2 x 8 images. A GPU wants large batches: other
- * backends slice only when ICH_INFER_MEMORY asks. */
-#define INFER_DEFAULT_MIB 512
+/* The CPU's rule when ICH_INFER_MEMORY is unset: passes that hold at most
+ * INFER_DEFAULT_MIB of activations, of at least INFER_DEFAULT_IMAGES
+ * images each. ichnet holds 2 MiB per 256 x 256 image, so a batch of 16
+ * runs as 4 x 4 images and peaks at 34 MiB above the process's start
+ * instead of 66 (PyTorch: 70-99). The tutorial's net holds 62 MiB per
+ * 512 x 512 image (conv1's output beside maxpool1's): 4 x 4 images, 318
+ * MiB instead of 1056. Passes of 4 cost no measurable speed on a quiet
+ * machine; a pass of one tutorial image cost 15-20% (fewer rows for each
+ * thread), and on an oversubscribed machine each pass's per-layer meeting
+ * of the threads can wait for a descheduled thread (ichnet in passes of 4,
+ * at load 6-7 on 2 cores: 25-30% slower), hence the floor. A GPU wants
+ * large batches: other backends slice only when ICH_INFER_MEMORY asks. */
+#define INFER_DEFAULT_MIB 8
+#define INFER_DEFAULT_IMAGES 4
 
-/* The budget in bytes; 0: none, the whole batch in one pass. */
-static ich_status infer_budget(const ich_model *m, int64_t *bytes)
+/* The budget in bytes (0: none, the whole batch in one pass) and the
+ * fewest images a pass may hold. */
+static ich_status infer_budget(const ich_model *m, int64_t *bytes, int64_t *least)
 {
     const char *text = getenv("ICH_INFER_MEMORY");
+    *least = 1;
     if (!text || !*text) {
         *bytes = m->backend->host_memory ? (int64_t)INFER_DEFAULT_MIB << 20 : 0;
+        *least = INFER_DEFAULT_IMAGES;
         return ICH_OK;
     }
     char *end = NULL;
@@ -1551,14 +1559,14 @@ static int64_t eval_bytes_per_image(const ich_model *m)
 
 ich_status ich_model_infer_slice(const ich_model *m, int32_t n, int32_t *slice)
 {
-    int64_t budget = 0;
-    ich_status st = infer_budget(m, &budget);
+    int64_t budget = 0, least = 1;
+    ich_status st = infer_budget(m, &budget, &least);
     if (st)
         return st;
     int64_t per_image = eval_bytes_per_image(m);
     *slice = n;
     if (budget > 0 && per_image > 0 && mul_sat(per_image, n) > budget) {
-        int64_t most = budget / per_image > 1 ? budget / per_image : 1;
+        int64_t most = budget / per_image > least ? budget / per_image : least;
         int64_t passes = (n + most - 1) / most;
         *slice = (int32_t)((n + passes - 1) / passes);
     }

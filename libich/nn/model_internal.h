@@ -131,7 +131,8 @@ ich_status ich_model_predict_ungated(ich_model *model, const float *images, int3
 /* Images per pass of an evaluation forward of n images (nn/model.c): n
  * when their activations (the most the layers hold at once, from the
  * value shapes) fit ICH_INFER_MEMORY's budget (<ich/backend.h>), else the
- * fewest equal slices that fit, at least one image each. Equal, so that
+ * fewest equal slices that fit, at least one image each (unset, at least
+ * 4 on the CPU). Equal, so that
  * the layers keep one batch size (a new one rebuilds their primitives):
  * the last slice ends at the batch's end and overlaps the one before when
  * n is not a multiple. Errors: ICH_ERR_INVALID_ARGUMENT for a bad
