@@ -645,24 +645,24 @@ static dnnl_status_t backward_weights_pd(const ich_layer *layer,
     return *out ? dnnl_success : dnnl_unimplemented;
 }
 
-/* Whether the backward data runs as a forward convolution: stride 1, no
- * dilation, no groups, padding within the kernel (the flipped padding
- * K-1-p must not be negative), FP32, at least AVX2 (measured there), and
- * ICH_CPU_LAYOUT auto (nhwc and blocked ask for oneDNN's backward-data
- * kernels on that layout). The gradient of the input of y = x * W is
- * dx = dy * W', W' the weights with their channel axes swapped and their
- * taps reversed, padded by K-1-p: oneDNN's NHWC forward kernels run it
- * near the FMA peak, where its backward-data kernels do not (the
- * tutorial's conv2 on AVX2: forward 90% of the peak, backward data 64% on
- * the blocked layout, reorders not counted; bench/README.md). */
+/* Whether the backward data runs as a forward convolution: where
+ * choose_blocked() would run it blocked (AVX2 without AVX-512, kernels of
+ * 4x4 or more, at least 8 input channels) under ICH_CPU_LAYOUT auto (nhwc
+ * and blocked ask for oneDNN's backward-data kernels on that layout), in
+ * FP32, with stride 1, no dilation and padding within the kernel (the
+ * flipped padding K-1-p must not be negative). The gradient of the input
+ * of y = x * W is dx = dy * W', W' the weights with their channel axes
+ * swapped and their taps reversed, padded by K-1-p: oneDNN's NHWC forward
+ * kernels run it near the FMA peak, where its backward-data kernels do not
+ * (the tutorial's conv2 on AVX2: forward 87-90% of the peak, backward data
+ * 64% on the blocked layout, 69-76% so; bench/README.md). ichnet's 3x3
+ * layers stay on oneDNN's NHWC backward data, faster there (72-100% of the
+ * peak against 56-80% as a forward). */
 static int data_as_forward(const ich_layer *layer)
 {
     const conv_state *s = layer->state;
     const ich_layer_args *a = &layer->args;
-    const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2, avx512 = dnnl_cpu_isa_avx512_core;
-    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    if (s->layout != LAYOUT_AUTO || s->bf16 || a->groups > 1 || (isa & avx2) != avx2 ||
-        (isa & avx512) == avx512)
+    if (s->layout != LAYOUT_AUTO || s->bf16 || !choose_blocked(layer, PASS_BWD_DATA))
         return 0;
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
