@@ -712,6 +712,106 @@ static void test_conv_backward_data_as_forward(void **state)
     free(saved);
 }
 
+/* The weight and bias gradients of an ungrouped convolution for input x
+ * and output gradient dy (both NHWC), in double: OIHW, then the bias. */
+static double *ref_conv_weight_grad(const float *x, const float *dy, const ich_layer *layer)
+{
+    const ich_layer_args *a = &layer->args;
+    ich_shape is = layer->in[0], os = layer->out;
+    int64_t taps = (int64_t)is.c * a->kernel[0] * a->kernel[1];
+    double *g = calloc((size_t)(os.c * taps + os.c), sizeof *g);
+    assert_non_null(g);
+    for (int n = 0; n < os.n; n++)
+        for (int oh = 0; oh < os.h; oh++)
+            for (int ow = 0; ow < os.w; ow++)
+                for (int o = 0; o < os.c; o++) {
+                    double d = dy[nhwc(os, n, o, oh, ow)];
+                    g[os.c * taps + o] += d;
+                    for (int c = 0; c < is.c; c++)
+                        for (int kh = 0; kh < a->kernel[0]; kh++)
+                            for (int kw = 0; kw < a->kernel[1]; kw++) {
+                                int ih = oh * a->stride[0] - a->padding[0] + kh * a->dilation[0];
+                                int iw = ow * a->stride[1] - a->padding[1] + kw * a->dilation[1];
+                                if (ih < 0 || ih >= is.h || iw < 0 || iw >= is.w)
+                                    continue;
+                                int64_t t = ((int64_t)c * a->kernel[0] + kh) * a->kernel[1] + kw;
+                                g[o * taps + t] += d * x[nhwc(is, n, c, ih, iw)];
+                            }
+                }
+    return g;
+}
+
+/* The weight gradient by im2col and OpenBLAS (backend/cpu/im2col.c): by
+ * default for one input channel (the tutorial's conv1), forced here on
+ * three; strides, padding, dilation, with and without a bias, with and
+ * without the input gradient, on 1 and 3 threads: the weight and bias
+ * gradients against a double reference (1e-4 of the largest), added to
+ * what the gradients held, and every gradient against finite differences.
+ * Forced off (ICH_CPU_LAYOUT=nhwc), oneDNN's kernels give the same. */
+static void test_conv_im2col_weights(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        {{3, 12, 11, 1}, 7, 5, 5, 1, 1, 0, 0, 1, 1, 1}, /* the tutorial's conv1 */
+        {{2, 13, 12, 1}, 9, 4, 3, 2, 1, 1, 2, 1, 1, 0}, /* stride, padding, no bias */
+        {{2, 11, 10, 1}, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1}, /* dilation 2 */
+        {{2, 9, 8, 3}, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* ichnet's stem, forced */
+    };
+    const char *was = getenv("ICH_CPU_LAYOUT");
+    char *saved = was ? strdup(was) : NULL;
+    for (int threads = 1; threads <= 3; threads += 2)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            for (int layout = 0; layout < 2; layout++) {
+                const conv_case *c = &cases[i];
+                ich_set_threads(threads);
+                setenv("ICH_CPU_LAYOUT", layout ? "nhwc" : "auto", 1);
+                ich_cpu_conv_force_im2col(c->in.c > 1);
+                ich_layer *layer = make_layer("conv", conv_args(c), &c->in);
+                randomise_params(layer);
+                float *x = frand(ich_shape_count(c->in), -1, 1);
+                float *dy = frand(ich_shape_count(layer->out), -1, 1);
+                float *y = run_forward(layer, &x, 1);
+                ich_param *w = &layer->params[0], *b = c->bias ? &layer->params[1] : NULL;
+                int64_t taps = param_count(w) / c->out;
+                for (int64_t j = 0; j < param_count(w); j++)
+                    w->grad[j] = 0.5f;
+                for (int o = 0; b && o < c->out; o++)
+                    b->grad[o] = -0.25f;
+                float *grad_out = fcopy(dy, ich_shape_count(layer->out));
+                float *dx = fzeros(ich_shape_count(c->in));
+                const float *ins[1] = {x};
+                float *grad_in[1] = {dx};
+                if (layer->ops->backward(layer, ins, NULL, grad_out, i % 2 ? NULL : grad_in))
+                    fail_msg("backward: %s", ich_last_error());
+                assert_int_equal(ich_cpu_conv_im2col_runs(layer), layout ? 0 : 1);
+                double *ref = ref_conv_weight_grad(x, dy, layer), largest = 0, worst = 0;
+                for (int64_t j = 0; j < c->out * (taps + 1); j++)
+                    largest = fmax(largest, fabs(ref[j]));
+                for (int64_t j = 0; j < param_count(w); j++)
+                    worst = fmax(worst, fabs(w->grad[j] - 0.5 - ref[j]));
+                for (int o = 0; b && o < c->out; o++)
+                    worst = fmax(worst, fabs(b->grad[o] + 0.25 - ref[c->out * taps + o]));
+                if (worst > 1e-4 * largest)
+                    fail_msg("case %zu layout %d threads %d: weight gradient off by %g of %g", i,
+                             layout, threads, worst, largest);
+                grad_check(layer, &x, 1e-2, 30);
+                free(ref);
+                free(dx);
+                free(grad_out);
+                free(y);
+                free(dy);
+                free(x);
+                free_layer(layer);
+            }
+    ich_cpu_conv_force_im2col(0);
+    ich_set_threads(0);
+    if (saved)
+        setenv("ICH_CPU_LAYOUT", saved, 1);
+    else
+        unsetenv("ICH_CPU_LAYOUT");
+    free(saved);
+}
+
 /* Grouped and depthwise convolution (args.groups; 0 is read as 1):
  * PyTorch's weight shape [OUT, IN/G, KH, KW], forward against the naive
  * grouped reference with and without a fused ReLU, every gradient against
@@ -1653,6 +1753,7 @@ int main(void)
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_chunked_backward),
         cmocka_unit_test(test_conv_backward_data_as_forward),
+        cmocka_unit_test(test_conv_im2col_weights),
         cmocka_unit_test(test_conv_grad_accumulates),
         cmocka_unit_test(test_conv_fused_relu),
         cmocka_unit_test(test_conv_weight_cache),

@@ -49,8 +49,10 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/im2col.h"
 #include "backend/cpu/winograd.h"
 #include "core/error.h"
+#include "core/profile.h"
 
 /* A weight copy in a primitive's preferred layout. */
 typedef struct weight_cache {
@@ -98,6 +100,9 @@ typedef struct conv_state {
     dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
     dnnl_primitive_t fwd, bwd_data, bwd_w;
     weight_cache w_fwd, w_bwd;
+    int backward_built;
+    int use_im2col; /* the weight gradient by im2col.c (use_im2col()) */
+    ich_cpu_im2col im2col;
     /* backward data as a forward convolution (data_as_forward()): its
      * primitive, the weights flipped and transposed (OIHW of the forward
      * from OUT to IN channels), of parameter version flip_version */
@@ -160,6 +165,8 @@ static void primitives_free(conv_state *s)
     weight_cache_reset(&s->w_fwd);
     weight_cache_reset(&s->w_bwd);
     weight_cache_reset(&s->w_dfwd);
+    s->backward_built = 0;
+    s->use_im2col = 0;
     ich_cpu_free(s->flip);
     s->flip = NULL;
     s->flip_valid = 0;
@@ -832,81 +839,143 @@ static ich_status build_backward_data(ich_layer *layer, const dnnl_memory_desc_t
                              dnnl_primitive_desc_query_md(s->bwd_data_pd, dnnl_query_weights_md, 0));
 }
 
-static ich_status build_backward(ich_layer *layer)
+/* The reorder that adds the kernel's weight gradient (layout dw_md) into
+ * the OIHW gradient: a sum post-op, no temporary. */
+static ich_status build_dw_add(ich_layer *layer, const dnnl_memory_desc_t *dw_md)
 {
     conv_state *s = layer->state;
-    dnnl_memory_desc_t w_any, dw_any; /* the weights (bf16 copies too), their FP32 gradient */
+    dnnl_primitive_attr_t sum_attr;
+    dnnl_post_ops_t ops;
+    CHECK_DNNL(dnnl_primitive_attr_create(&sum_attr), "attr_create");
+    dnnl_status_t st = dnnl_post_ops_create(&ops);
+    if (st == dnnl_success) {
+        st = dnnl_post_ops_append_sum(ops, 1.0f);
+        if (st == dnnl_success)
+            st = dnnl_primitive_attr_set_post_ops(sum_attr, ops);
+        dnnl_post_ops_destroy(ops);
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&pd, dw_md, ich_cpu_engine(), &s->w_user_md,
+                                                ich_cpu_engine(), sum_attr);
+    dnnl_primitive_attr_destroy(sum_attr);
+    if (st == dnnl_success)
+        st = dnnl_primitive_create(&s->dw_add, pd);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    CHECK_DNNL(st, "weight gradient reorder");
+    return ICH_OK;
+}
+
+/* Room for the weight gradient of one call (`bytes`, in the kernel's
+ * layout) and the bias gradient. */
+static ich_status alloc_gradients(ich_layer *layer, size_t bytes)
+{
+    conv_state *s = layer->state;
+    s->dw = ich_cpu_alloc(bytes);
+    s->db = ich_cpu_alloc((size_t)layer->out.c * sizeof(float));
+    if (!s->dw || !s->db)
+        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the weight gradient",
+                        layer->name);
+    return ICH_OK;
+}
+
+/* oneDNN's backward weights, on the layout pass_mds() chose. */
+static ich_status build_backward_weights(ich_layer *layer, const_dnnl_primitive_attr_t attr)
+{
+    conv_state *s = layer->state;
+    dnnl_memory_desc_t dw_any, w_src, w_dst;
     dnnl_dims_t w_dims;
     int w_ndims = weight_dims(layer, w_dims);
-    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
-                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
-               "md");
     CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dw_any, w_ndims, w_dims, dnnl_f32,
                                             dnnl_format_tag_any),
                "md");
     dnnl_dims_t strides, dilates, pad_l, pad_r;
     geometry(layer, strides, dilates, pad_l, pad_r);
-    dnnl_memory_desc_t w_src, w_dst;
-    ich_status status;
-    if ((status = pass_mds(layer, PASS_BWD_W, &w_src, &w_dst)) != ICH_OK)
+    ich_status status = pass_mds(layer, PASS_BWD_W, &w_src, &w_dst);
+    if (status != ICH_OK)
         return status;
-    dnnl_primitive_attr_t attr;
-    if ((status = make_attr(layer, 0, &attr)) != ICH_OK)
-        return status;
-    if (data_as_forward(layer))
-        status = build_data_as_forward(layer, attr);
-    if (status == ICH_OK && !s->data_fwd)
-        status = build_backward_data(layer, &w_any, attr);
-    if (status != ICH_OK) {
-        dnnl_primitive_attr_destroy(attr);
-        return status;
-    }
     dnnl_convolution_desc_t desc;
     dnnl_status_t st = dnnl_dilated_convolution_backward_weights_desc_init(
         &desc, dnnl_convolution_direct, &w_src, &dw_any, layer->args.bias ? &s->b_md : NULL,
         &w_dst, strides, dilates, pad_l, pad_r);
     if (st == dnnl_success)
         st = backward_weights_pd(layer, &desc, attr, s->fwd_pd, &s->bwd_w_pd);
-    dnnl_primitive_attr_destroy(attr);
     CHECK_DNNL(st, "convolution backward weights desc");
     CHECK_DNNL(dnnl_primitive_create(&s->bwd_w, s->bwd_w_pd), "convolution backward weights");
     ich_cpu_log_impl(layer, "backward weights", s->bwd_w_pd);
     if ((status = scratch_reserve(layer, s, s->bwd_w_pd)) != ICH_OK ||
         (status = pass_layout_init(layer, PASS_BWD_W, s->bwd_w_pd)) != ICH_OK)
         return status;
-
     /* diff weights: the kernel's layout, added into the OIHW gradient */
     const dnnl_memory_desc_t *dw_md =
         dnnl_primitive_desc_query_md(s->bwd_w_pd, dnnl_query_diff_weights_md, 0);
-    s->dw = ich_cpu_alloc(dnnl_memory_desc_get_size(dw_md));
-    s->db = ich_cpu_alloc((size_t)layer->out.c * sizeof(float));
-    if (!s->dw || !s->db)
-        return ich_fail(ICH_ERR_NO_MEMORY, "%s: out of memory for the weight gradient",
-                        layer->name);
+    if ((status = alloc_gradients(layer, dnnl_memory_desc_get_size(dw_md))) != ICH_OK)
+        return status;
     s->dw_direct = dnnl_memory_desc_equal(dw_md, &s->w_user_md);
-    if (!s->dw_direct) {
-        dnnl_primitive_attr_t sum_attr;
-        dnnl_post_ops_t ops;
-        CHECK_DNNL(dnnl_primitive_attr_create(&sum_attr), "attr_create");
-        st = dnnl_post_ops_create(&ops);
-        if (st == dnnl_success) {
-            st = dnnl_post_ops_append_sum(ops, 1.0f);
-            if (st == dnnl_success)
-                st = dnnl_primitive_attr_set_post_ops(sum_attr, ops);
-            dnnl_post_ops_destroy(ops);
-        }
-        dnnl_primitive_desc_t pd = NULL;
-        if (st == dnnl_success)
-            st = dnnl_reorder_primitive_desc_create(&pd, dw_md, ich_cpu_engine(), &s->w_user_md,
-                                                    ich_cpu_engine(), sum_attr);
-        dnnl_primitive_attr_destroy(sum_attr);
-        if (st == dnnl_success)
-            st = dnnl_primitive_create(&s->dw_add, pd);
-        if (pd)
-            dnnl_primitive_desc_destroy(pd);
-        CHECK_DNNL(st, "weight gradient reorder");
-    }
-    return ICH_OK;
+    return s->dw_direct ? ICH_OK : build_dw_add(layer, dw_md);
+}
+
+static int force_im2col;
+
+void ich_cpu_conv_force_im2col(int on)
+{
+    __atomic_store_n(&force_im2col, on, __ATOMIC_RELAXED);
+}
+
+int ich_cpu_conv_im2col_runs(const ich_layer *layer)
+{
+    const conv_state *s = layer->state;
+    return (int)s->im2col.runs;
+}
+
+/* Whether the weight gradient goes through im2col.c: where it pays (one
+ * input channel), in FP32 under ICH_CPU_LAYOUT auto (nhwc and blocked ask
+ * for oneDNN's kernels); the tests force it wherever it fits. */
+static int use_im2col(const ich_layer *layer)
+{
+    const conv_state *s = layer->state;
+    if (s->layout != LAYOUT_AUTO || s->bf16)
+        return 0;
+    if (__atomic_load_n(&force_im2col, __ATOMIC_RELAXED))
+        return ich_cpu_im2col_fits(layer);
+    return ich_cpu_im2col_pays(layer);
+}
+
+/* The weight gradient by im2col.c: the whole batch in one call, OIHW. */
+static ich_status build_im2col_weights(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    s->use_im2col = 1;
+    s->dw_direct = 1;
+    s->pass[PASS_BWD_W].images = layer->in[0].n;
+    ich_log(ICH_LOG_DEBUG, "%s: backward weights uses im2col and OpenBLAS", layer->name);
+    return alloc_gradients(layer, (size_t)ich_param_count(&layer->params[0]) * sizeof(float));
+}
+
+static ich_status build_backward(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    dnnl_memory_desc_t w_any; /* the weights (bf16 copies too) */
+    dnnl_dims_t w_dims;
+    int w_ndims = weight_dims(layer, w_dims);
+    CHECK_DNNL(dnnl_memory_desc_init_by_tag(&w_any, w_ndims, w_dims,
+                                            s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any),
+               "md");
+    dnnl_primitive_attr_t attr;
+    ich_status status = make_attr(layer, 0, &attr);
+    if (status != ICH_OK)
+        return status;
+    if (data_as_forward(layer))
+        status = build_data_as_forward(layer, attr);
+    if (status == ICH_OK && !s->data_fwd)
+        status = build_backward_data(layer, &w_any, attr);
+    if (status == ICH_OK)
+        status = use_im2col(layer) ? build_im2col_weights(layer)
+                                   : build_backward_weights(layer, attr);
+    dnnl_primitive_attr_destroy(attr);
+    s->backward_built = status == ICH_OK;
+    return status;
 }
 
 static void conv_destroy(ich_layer *layer)
@@ -919,6 +988,7 @@ static void conv_destroy(ich_layer *layer)
         ich_cpu_free(s->copy[1].data);
         ich_relu_mask_free(&s->mask);
         ich_cpu_winograd_free(&s->wino);
+        ich_cpu_im2col_free(&s->im2col);
         free(s);
         layer->state = NULL;
     }
@@ -1100,16 +1170,52 @@ static ich_status backward_data_images(ich_layer *layer, const void *weights, co
     return from_kernel(layer, PASS_BWD_DATA, 0, dx);
 }
 
+/* The call's weight and bias gradients (s->dw in the kernel's layout,
+ * s->db) added into the parameters' gradients. */
+static ich_status add_gradients(ich_layer *layer)
+{
+    conv_state *s = layer->state;
+    ich_param *w = &layer->params[0];
+    ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
+    if (!w->frozen) {
+        if (s->dw_direct) {
+            int64_t count = ich_param_count(w);
+            const float *dw = s->dw;
+            for (int64_t i = 0; i < count; i++)
+                w->grad[i] += dw[i];
+        } else {
+            const dnnl_memory_desc_t *dw_md =
+                dnnl_primitive_desc_query_md(s->bwd_w_pd, dnnl_query_diff_weights_md, 0);
+            ich_dnnl_arg add[] = {{DNNL_ARG_FROM, dw_md, s->dw},
+                                  {DNNL_ARG_TO, &s->w_user_md, w->grad}};
+            ich_status status =
+                ich_cpu_execute_serial(layer, s->dw_add, add, 2, "weight gradient reorder");
+            if (status != ICH_OK)
+                return status;
+        }
+    }
+    if (b && !b->frozen)
+        for (int32_t o = 0; o < layer->out.c; o++)
+            b->grad[o] += s->db[o];
+    return ICH_OK;
+}
+
 /* One weight-gradient call: the weight and bias gradients of the call's
  * images (input x, diff_dst dy) added into the parameters' gradients. */
 static ich_status backward_weights_images(ich_layer *layer, const float *x, const float *dy)
 {
     conv_state *s = layer->state;
     pass_layout *lay = &s->pass[PASS_BWD_W];
-    ich_param *w = &layer->params[0];
     ich_param *b = layer->args.bias ? &layer->params[1] : NULL;
     const void *src, *diff_dst;
     ich_status status;
+    if (s->use_im2col) {
+        double start = ich_profile_sink_now() ? ich_profile_clock() : 0;
+        status = ich_cpu_im2col_weights(layer, &s->im2col, x, dy, s->dw, b ? s->db : NULL);
+        if (ich_profile_sink_now())
+            ich_profile_record("conv backward weights (im2col)", ich_profile_clock() - start);
+        return status == ICH_OK ? add_gradients(layer) : status;
+    }
     if ((status = to_kernel(layer, PASS_BWD_W, 0, x, &src)) != ICH_OK ||
         (status = to_kernel(layer, PASS_BWD_W, 1, dy, &diff_dst)) != ICH_OK)
         return status;
@@ -1124,24 +1230,7 @@ static ich_status backward_weights_images(ich_layer *layer, const float *x, cons
     if ((status = ich_cpu_execute(layer, s->bwd_w, s->bwd_w_pd, args, b ? 4 : 3, s->scratch,
                                   "conv backward weights")) != ICH_OK)
         return status;
-    if (!w->frozen) {
-        if (s->dw_direct) {
-            int64_t count = ich_param_count(w);
-            const float *dw = s->dw;
-            for (int64_t i = 0; i < count; i++)
-                w->grad[i] += dw[i];
-        } else {
-            ich_dnnl_arg add[] = {{DNNL_ARG_FROM, dw_md, s->dw},
-                                  {DNNL_ARG_TO, &s->w_user_md, w->grad}};
-            status = ich_cpu_execute_serial(layer, s->dw_add, add, 2, "weight gradient reorder");
-            if (status != ICH_OK)
-                return status;
-        }
-    }
-    if (b && !b->frozen)
-        for (int32_t o = 0; o < layer->out.c; o++)
-            b->grad[o] += s->db[o];
-    return ICH_OK;
+    return add_gradients(layer);
 }
 
 /* Whether the weight gradient is wanted (some parameter not frozen). */
@@ -1184,7 +1273,7 @@ static ich_status conv_backward(ich_layer *layer, const float *const *in, const 
 {
     conv_state *s = layer->state;
     ich_status status;
-    if (!s->bwd_w && (status = build_backward(layer)) != ICH_OK)
+    if (!s->backward_built && (status = build_backward(layer)) != ICH_OK)
         return status;
     if (layer->args.fuse_relu) {
         if (!s->mask_valid)

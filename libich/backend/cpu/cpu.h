@@ -99,6 +99,13 @@ void ich_cpu_conv_set_copy_budget(int64_t bytes);
 int ich_cpu_conv_data_mode(const ich_layer *layer);
 void ich_cpu_conv_force_data_copy(int on);
 
+/* Tests: ich_cpu_conv_force_im2col(1) makes layers whose backward is built
+ * after it take their weight gradient from im2col.c wherever it fits, not
+ * only with one input channel (0 restores); ich_cpu_conv_im2col_runs
+ * counts a layer's calls to it. */
+void ich_cpu_conv_force_im2col(int on);
+int ich_cpu_conv_im2col_runs(const ich_layer *layer);
+
 /* Return from the calling function (which has an `ich_layer *layer`) with
  * ich_cpu_dnnl_fail() when a oneDNN call fails. */
 #define CHECK_DNNL(call, what)                                                                   \
