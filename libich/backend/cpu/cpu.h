@@ -87,7 +87,7 @@ void ich_cpu_primitives_built(int64_t *forward, int64_t *backward);
 
 /* Tests: the bytes a convolution pass's activation copies (blocked or NCHW
  * layout) may take per call, read when its primitives are built; 0: the
- * default (128 MiB). A smaller budget splits the batch into more calls. */
+ * default (64 MiB). A smaller budget splits the batch into more calls. */
 void ich_cpu_conv_set_copy_budget(int64_t bytes);
 
 /* Tests: how a convolution's backward data runs once its backward
