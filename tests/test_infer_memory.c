@@ -82,12 +82,32 @@ static void eval_forward(const char *budget, float *logits, int32_t *batch, size
     ich_model_free(m);
 }
 
+/* Sliced logits against the whole batch's: bit for bit where oneDNN runs
+ * its direct kernels (AVX2 and newer), within 1e-6 of the largest below. */
+static void expect_same_logits(const float *sliced, const float *whole)
+{
+    const dnnl_cpu_isa_t avx2 = dnnl_cpu_isa_avx2;
+    if ((dnnl_get_effective_cpu_isa() & avx2) == avx2) {
+        assert_memory_equal(sliced, whole, N * OUTPUTS * sizeof(float));
+        return;
+    }
+    double largest = 0, worst = 0;
+    for (int k = 0; k < N * OUTPUTS; k++) {
+        largest = fmax(largest, fabs(whole[k]));
+        worst = fmax(worst, fabs((double)sliced[k] - whole[k]));
+    }
+    if (worst > 1e-6 * largest)
+        fail_msg("sliced logits off by %g of %g", worst, largest);
+}
+
 /* 5 MiB: passes of 2 images, the last one (images 5 and 6) overlapping
  * the one before. The logits are those of the whole batch; the high-water
- * mark is that of 2 images instead of 7. Bit for bit: every image's
- * arithmetic is the same whatever the batch (each convolution's output
- * sums over channels and kernel positions only, the linear layer's over
- * features). */
+ * mark is that of 2 images instead of 7. Bit for bit on oneDNN's direct
+ * kernels (AVX2 and newer): every image's arithmetic is the same whatever
+ * the batch (each convolution's output sums over channels and kernel
+ * positions only, the linear layer's over features). Below AVX2
+ * (ONEDNN_MAX_CPU_ISA=SSE41) oneDNN's gemm-based kernels cut their sums
+ * by the batch's size: the same within float rounding. */
 static void test_slices_give_the_whole_batch(void **state)
 {
     (void)state;
@@ -104,7 +124,7 @@ static void test_slices_give_the_whole_batch(void **state)
     assert_true(sliced_high <= (size_t)5 << 20);
     for (int k = 0; k < N * OUTPUTS; k++)
         assert_true(isfinite(whole[k]));
-    assert_memory_equal(sliced, whole, sizeof whole);
+    expect_same_logits(sliced, whole);
     /* a budget above the whole batch's needs changes nothing */
     eval_forward("1000", sliced, &sliced_batch, &sliced_high);
     assert_int_equal(sliced_batch, N);

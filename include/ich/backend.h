@@ -96,8 +96,9 @@
  * layers hold at once, from the network's shapes) would exceed it, the
  * batch runs in equal slices that fit, at least one image each, with the
  * same results (every image is computed alone in evaluation: bit for bit
- * on the CPU; within rounding where cuDNN picks another algorithm for
- * another batch size); when the
+ * on the CPU's direct kernels, AVX2 and newer; within rounding where
+ * oneDNN falls back to its gemm-based kernels, on older CPUs, and where
+ * cuDNN picks another algorithm for another batch size); when the
  * batch is not a multiple of the slice, the last slice overlaps the one
  * before (a few images computed twice). Unset, on the CPU backend: 8 MiB,
  * but at least 4 images a pass (ichnet's 256 x 256 network holds 2 MiB per

@@ -298,7 +298,8 @@ ICH_API ich_status ich_model_set_training(ich_model *model, int training);
  *  In evaluation mode the batch may run in equal slices, with the same
  *  logits (every image is computed alone in evaluation), to bound the
  *  activation memory: ICH_INFER_MEMORY, <ich/backend.h> (on the CPU by
- *  default passes of at most 512 MiB of activations).
+ *  default passes of at most 8 MiB of activations, but of 4 images at
+ *  least).
  *  Training is never sliced.
  *  Errors: ICH_ERR_INVALID_ARGUMENT (also a bad ICH_INFER_MEMORY),
  *  ICH_ERR_SHAPE, ICH_ERR_NO_MEMORY,
