@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "core/threads.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -194,22 +195,49 @@ const ich_layer_ops ich_cpu_flatten_ops = {
 
 /* ---- residual add -------------------------------------------------------- */
 
+/* The add's element loops on the compute threads (ich_parallel_range):
+ * one thread's copy or sum runs at about half the memory's bandwidth
+ * (ichnet's res1, 4 MiB a gradient: 2.0 ms for its backward's two copies
+ * on one thread). */
+typedef struct add_job {
+    const float *a, *b; /* b NULL: copy a */
+    float *out[2];      /* a second copy's destination, or NULL */
+} add_job;
+
+static void add_range(void *context, int64_t begin, int64_t end)
+{
+    const add_job *j = context;
+    for (int d = 0; d < 2; d++) {
+        float *out = j->out[d];
+        if (!out)
+            continue;
+        if (!j->b)
+            memcpy(out + begin, j->a + begin, (size_t)(end - begin) * sizeof(float));
+        else
+            for (int64_t i = begin; i < end; i++)
+                out[i] = j->a[i] + j->b[i];
+    }
+}
+
 static ich_status add_forward(ich_layer *layer, const float *const *in, float *out, int training)
 {
-    int64_t count = ich_shape_count(layer->out);
-    const float *a = in[0], *b = in[1];
-    for (int64_t i = 0; i < count; i++)
-        out[i] = a[i] + b[i];
+    (void)training;
+    add_job j = {.a = in[0], .b = in[1], .out = {out, NULL}};
+    ich_parallel_range(ich_shape_count(layer->out), add_range, &j);
     return ICH_OK;
 }
 
 static ich_status add_backward(ich_layer *layer, const float *const *in, const float *out,
                                const float *grad_out, float *const *grad_in)
 {
-    size_t bytes = (size_t)ich_shape_count(layer->out) * sizeof(float);
+    (void)in;
+    (void)out;
+    add_job j = {.a = grad_out};
     for (int i = 0; i < 2 && grad_in; i++)
         if (grad_in[i] && grad_in[i] != grad_out)
-            memcpy(grad_in[i], grad_out, bytes);
+            j.out[i] = grad_in[i];
+    if (j.out[0] || j.out[1])
+        ich_parallel_range(ich_shape_count(layer->out), add_range, &j);
     return ICH_OK;
 }
 
