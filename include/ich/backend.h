@@ -51,12 +51,17 @@
  *            backward passes of convolutions with kernels of 4x4 or more
  *            (and 8 or more input channels, ungrouped) on the blocked
  *            layout on AVX2 CPUs without AVX-512 (where oneDNN's NHWC
- *            backward kernels are up to 3x slower), everything else on NHWC
- *   nhwc     every pass on the model's NHWC activations
+ *            backward kernels are up to 3x slower), except that the input
+ *            gradient of such a convolution with stride 1 runs as a
+ *            forward convolution with the flipped weights on NHWC (faster
+ *            still); the weight gradient of convolutions with one input
+ *            channel by im2col and OpenBLAS (3-4x faster than oneDNN's
+ *            kernels there); everything else on NHWC
+ *   nhwc     every pass on the model's NHWC activations, oneDNN's kernels
  *   blocked  every pass on oneDNN's blocked layout (nChw8c or nChw16c),
  *            with reorders in and out (tests use it to check those kernels)
  * Results agree within float32 rounding whatever the layout; a blocked
- * pass runs over the batch in chunks whose copies take at most 128 MiB
+ * pass runs over the batch in chunks whose copies take at most 64 MiB
  * per layer. Another value makes creating a model with a convolution fail
  * with ICH_ERR_INVALID_ARGUMENT, saying so.
  * ICH_CPU_MATH, read at the same moments, is the CPU convolutions'
