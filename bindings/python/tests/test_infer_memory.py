@@ -97,8 +97,10 @@ print(hwm() - base)
 
 def peak_kib(budget):
     """VmHWM growth of a fresh process over an evaluation forward of 48
-    images (whole: 96 MiB of activations at once)."""
+    images (whole: 96 MiB of activations at once); budget None: unset."""
     env = dict(os.environ, ICH_INFER_MEMORY=budget)
+    if budget is None:
+        del env["ICH_INFER_MEMORY"]
     # Under AddressSanitizer (the test command's sanitizer pass) freed
     # memory waits in a quarantine instead of being reused: without it the
     # sliced passes' reuse shows as it does in a normal build.
@@ -116,3 +118,21 @@ def test_slices_lower_the_peak_memory():
     print("peak growth: whole batch %d KiB, slices of 4 %d KiB" % (whole, sliced))
     assert whole > 80 * 1024
     assert sliced + 60 * 1024 < whole
+
+
+def test_default_slices_small_images_too():
+    """Unset, the CPU runs passes of at most 8 MiB of activations, of 4
+    images at least: SPEC's 2 MiB per image as 12 passes of 4, the peak of
+    the explicit 8 MiB budget, far below the whole batch's."""
+    whole, default = peak_kib("0"), peak_kib(None)
+    print("peak growth: whole batch %d KiB, default %d KiB" % (whole, default))
+    assert default + 60 * 1024 < whole
+
+
+def test_default_slices_give_the_whole_batch(monkeypatch):
+    x = images(16, seed=4)
+    model = make_model().eval()
+    monkeypatch.setenv("ICH_INFER_MEMORY", "0")
+    whole = model.forward(x)
+    monkeypatch.delenv("ICH_INFER_MEMORY")
+    np.testing.assert_allclose(model.forward(x), whole, rtol=0, atol=1e-6 * np.abs(whole).max())
