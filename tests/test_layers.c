@@ -649,9 +649,9 @@ static void check_input_grad(ich_layer *layer, float *x, const float *dy, const 
 
 /* The backward data as a forward convolution with the flipped weights
  * (conv.c, data_as_forward(): stride 1, kernels of 4x4 or more, on AVX2
- * without AVX-512), with
- * oneDNN's padding and through the copy that carries the left padding
- * (forced here; the tutorial's 5x5 layers take it on jit:avx2), on whole
+ * without AVX-512), with oneDNN's padding and through the copy that
+ * carries the left padding (forced here; the tutorial's 5x5 layers take
+ * it on jit:avx2), on whole
  * batches and one image a call: the input gradient against the naive
  * transpose, again after a weight change (the flipped copy remade), and
  * every gradient against finite differences. On other CPUs (and the
