@@ -663,8 +663,8 @@ static dnnl_status_t backward_weights_pd(const ich_layer *layer,
  * of y = x * W is dx = dy * W', W' the weights with their channel axes
  * swapped and their taps reversed, padded by K-1-p: oneDNN's NHWC forward
  * kernels run it near the FMA peak, where its backward-data kernels do not
- * (the tutorial's conv2 on AVX2: forward 87-90% of the peak, backward data
- * 64% on the blocked layout, 69-76% so; bench/README.md). ichnet's 3x3
+ * (the tutorial's conv2 on AVX2: forward 87-91% of the peak, backward data
+ * 64% on the blocked layout, 69-75% as a forward; bench/README.md). ichnet's 3x3
  * layers stay on oneDNN's NHWC backward data, faster there (72-100% of the
  * peak against 56-80% as a forward). */
 static int data_as_forward(const ich_layer *layer)
@@ -694,7 +694,7 @@ static int direct_kernel(const_dnnl_primitive_desc_t pd)
 /* The forward of the backward data over `images` images of the output's
  * gradient with `cols` zero columns added on the left (oneDNN pads the
  * rest): its pd in s->dfwd_pd when oneDNN runs it on a direct kernel, else
- * none. oneDNN 2.6's jit:avx2 forward takes a left padding of at most 3
+ * none (also when oneDNN offers none at all). oneDNN 2.6's jit:avx2 forward takes a left padding of at most 3
  * (the tutorial's 5x5 convolutions want 4), so pad_cols moves it into a
  * copy. */
 static ich_status data_forward_pd(ich_layer *layer, const_dnnl_primitive_attr_t attr,
@@ -717,13 +717,19 @@ static ich_status data_forward_pd(ich_layer *layer, const_dnnl_primitive_attr_t 
         pad_l[i] = a->kernel[i] - 1 - pad_l[i] - (i == 1 ? cols : 0);
         pad_r[i] = a->kernel[i] - 1 - pad_r[i];
     }
+    /* an optional path: where oneDNN offers no such forward, its own
+     * backward-data kernel runs instead of the layer failing */
     dnnl_convolution_desc_t desc;
-    CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-                   &desc, dnnl_forward_inference, dnnl_convolution_direct, &s->dy_md, &f_any,
-                   NULL, &s->dx_md, strides, dilates, pad_l, pad_r),
-               "backward data as forward desc");
-    CHECK_DNNL(dnnl_primitive_desc_create(&s->dfwd_pd, &desc, attr, ich_cpu_engine(), NULL),
-               "backward data as forward");
+    s->dfwd_pd = NULL;
+    if (dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &s->dy_md, &f_any,
+                                                   NULL, &s->dx_md, strides, dilates, pad_l,
+                                                   pad_r) != dnnl_success ||
+        dnnl_primitive_desc_create(&s->dfwd_pd, &desc, attr, ich_cpu_engine(), NULL) !=
+            dnnl_success) {
+        s->dfwd_pd = NULL;
+        return ICH_OK;
+    }
     if (!direct_kernel(s->dfwd_pd)) {
         dnnl_primitive_desc_destroy(s->dfwd_pd);
         s->dfwd_pd = NULL;

@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
-#include "core/threads.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 
 static void nothing_destroy(ich_layer *layer)
 {
@@ -201,7 +201,7 @@ const ich_layer_ops ich_cpu_flatten_ops = {
  * on one thread). */
 typedef struct add_job {
     const float *a, *b; /* b NULL: copy a */
-    float *out[2];      /* a second copy's destination, or NULL */
+    float *out[2];      /* the destinations of a + b or of a's copies; NULL: none */
 } add_job;
 
 static void add_range(void *context, int64_t begin, int64_t end)
